@@ -1,0 +1,4 @@
+//! Measuring the face engine honestly: verification error rates over
+//! labelled photos.
+
+pub mod verify;

@@ -1,0 +1,1 @@
+//! Presentation attack detection: multi-frame geometry, depth, and a pluggable PAD model.

@@ -1,0 +1,99 @@
+//! The `facepay` command. A thin layer: each subcommand parses its
+//! arguments, calls the crates that do the work, and prints.
+
+mod bench;
+mod eval;
+mod face;
+mod models;
+mod serve;
+mod stats;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use facepay_face::{Backend, EngineConfig, FaceEngine};
+use facepay_models::ModelStore;
+
+#[derive(Parser)]
+#[command(name = "facepay", version, about = "Open, self-hostable face payments")]
+struct Cli {
+    /// Where the verified model files are cached.
+    #[arg(long, global = true, env = "FACEPAY_MODELS_DIR")]
+    models_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch and verify the face models and the ONNX Runtime library.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Run the face engine on image files.
+    #[command(subcommand)]
+    Face(face::FaceCommand),
+    /// Measure accuracy.
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
+    /// Measure speed.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Run the server with its pages.
+    Serve {
+        #[arg(long, env = "FACEPAY_ADDRESS", default_value = "127.0.0.1:8080")]
+        address: std::net::SocketAddr,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+}
+
+/// Options shared by every command that runs the engine.
+#[derive(clap::Args, Clone)]
+pub struct EngineArgs {
+    /// Inference runtime: `ort` (ONNX Runtime, the default) or `tract`.
+    #[arg(long, env = "FACEPAY_BACKEND", default_value = "ort")]
+    backend: Backend,
+    /// Threads inside one inference (ONNX Runtime only).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+impl EngineArgs {
+    pub fn load(&self, store: &ModelStore) -> anyhow::Result<FaceEngine> {
+        self.load_with(store, self.backend)
+    }
+
+    pub fn load_with(&self, store: &ModelStore, backend: Backend) -> anyhow::Result<FaceEngine> {
+        let config = EngineConfig {
+            backend,
+            threads_intra: self.threads,
+            ..EngineConfig::default()
+        };
+        Ok(FaceEngine::load(store, config)?)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,ort=warn,tract_onnx=error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let store = cli
+        .models_dir
+        .map(ModelStore::new)
+        .unwrap_or_else(ModelStore::open_default);
+    match cli.command {
+        Command::Models(command) => models::run(command, &store),
+        Command::Face(command) => face::run(command, &store),
+        Command::Eval(command) => eval::run(command, &store),
+        Command::Bench(command) => bench::run(command, &store),
+        Command::Serve { address, engine } => {
+            let engine = engine.load(&store)?;
+            tokio::runtime::Runtime::new()?.block_on(serve::serve(engine, address))
+        }
+    }
+}
