@@ -54,6 +54,11 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png) {
         return Err(DecodeError::NotAnImage);
     }
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(DecodeError::Truncated(
+            "the JPEG has no end-of-image marker".into(),
+        ));
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(DECODER_ALLOC_BYTES_MAX);
@@ -70,6 +75,17 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     let mut image = DynamicImage::from_decoder(decoder).map_err(classify)?;
     image.apply_orientation(orientation);
     Ok(image.into_rgb8())
+}
+
+/// The JPEG decoder fills a cut-off image with grey rather than fail, and a
+/// half-grey face must not pay, so we require the end-of-image marker. Some
+/// writers pad after it with zero bytes or line breaks.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let end = bytes
+        .iter()
+        .rposition(|&b| !matches!(b, 0x00 | b'\r' | b'\n'))
+        .map_or(0, |i| i + 1);
+    bytes[..end].ends_with(&[0xFF, 0xD9])
 }
 
 fn classify(error: ImageError) -> DecodeError {
@@ -171,6 +187,21 @@ mod tests {
         let full = png(64, 48);
         let err = decode(&full[..full.len() - 20]).unwrap_err();
         assert!(matches!(err, DecodeError::Truncated(_)), "{err:?}");
+    }
+
+    #[test]
+    fn jpeg_cut_anywhere_is_truncated() {
+        let full = jpeg(64, 48);
+        for cut in [full.len() - 1, full.len() - 2, full.len() * 3 / 4, 700] {
+            let err = decode(&full[..cut]).unwrap_err();
+            assert!(
+                matches!(err, DecodeError::Truncated(_)),
+                "cut at {cut}: {err:?}"
+            );
+        }
+        let mut padded = full.clone();
+        padded.extend_from_slice(b"\0\0\r\n");
+        assert!(decode(&padded).is_ok());
     }
 
     #[test]
