@@ -52,13 +52,6 @@ fn model(file: &str, backend: Backend) -> Box<dyn Model> {
     load_model(&store.require(file).unwrap(), &options).unwrap()
 }
 
-fn largest(faces: &[Detection]) -> Detection {
-    *faces
-        .iter()
-        .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
-        .expect("a face")
-}
-
 fn max_landmark_distance_px(a: &Detection, b: &Detection) -> f32 {
     a.landmarks
         .iter()

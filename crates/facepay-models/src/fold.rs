@@ -13,12 +13,16 @@ use std::collections::{HashMap, HashSet};
 use prost::Message;
 use tract_onnx::pb::{self, tensor_proto::DataType};
 
+use crate::wire;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FoldError {
     #[error("the model is not a valid ONNX protobuf: {0}")]
     Decode(#[from] prost::DecodeError),
     #[error("the model has no graph")]
     NoGraph,
+    #[error("the model is not valid protobuf: {0}")]
+    Wire(#[from] crate::wire::WireError),
     #[error("initializer `{name}` has data type {data_type}, which folding does not support")]
     UnsupportedType { name: String, data_type: i32 },
     #[error(
@@ -35,81 +39,162 @@ pub enum FoldError {
     BadNode { node: String, reason: String },
 }
 
-/// Returns the model with every all-constant `DequantizeLinear` replaced by a
-/// float32 initializer, and unused initializers removed.
-pub fn fold_dequantize_linear(model_bytes: &[u8]) -> Result<Vec<u8>, FoldError> {
-    let mut model = pb::ModelProto::decode(model_bytes)?;
-    let graph = model.graph.as_mut().ok_or(FoldError::NoGraph)?;
+// Field numbers of onnx.proto that the folding touches.
+const MODEL_IR_VERSION: u32 = 1;
+const MODEL_GRAPH: u32 = 7;
+const GRAPH_NODE: u32 = 1;
+const GRAPH_INITIALIZER: u32 = 5;
+const GRAPH_INPUT: u32 = 11;
+const GRAPH_OUTPUT: u32 = 12;
+const GRAPH_VALUE_INFO: u32 = 13;
+/// Initializers need not be listed among graph inputs from this IR version.
+const IR_VERSION_MIN: u64 = 4;
 
-    let initializer_index: HashMap<String, usize> = graph
+/// Returns the model with every all-constant `DequantizeLinear` replaced by a
+/// float32 initializer, and unused initializers removed. Every field it does
+/// not change is copied byte for byte.
+pub fn fold_dequantize_linear(model_bytes: &[u8]) -> Result<Vec<u8>, FoldError> {
+    let model = pb::ModelProto::decode(model_bytes)?;
+    let graph = model.graph.as_ref().ok_or(FoldError::NoGraph)?;
+
+    let initializer_index: HashMap<&str, usize> = graph
         .initializer
         .iter()
         .enumerate()
-        .map(|(i, t)| (t.name.clone(), i))
+        .map(|(i, t)| (t.name.as_str(), i))
         .collect();
 
-    let mut folded = Vec::new();
-    let mut kept_nodes = Vec::with_capacity(graph.node.len());
-    for node in std::mem::take(&mut graph.node) {
+    let mut folded_nodes = HashSet::new();
+    let mut new_initializers = Vec::new();
+    for (index, node) in graph.node.iter().enumerate() {
         let all_constant = node.op_type == "DequantizeLinear"
             && node.domain.is_empty()
             && node
                 .input
                 .iter()
-                .all(|i| i.is_empty() || initializer_index.contains_key(i));
+                .all(|i| i.is_empty() || initializer_index.contains_key(i.as_str()));
         if !all_constant {
-            kept_nodes.push(node);
             continue;
         }
         let lookup = |slot: usize| -> Option<&pb::TensorProto> {
             node.input
                 .get(slot)
                 .filter(|n| !n.is_empty())
-                .map(|n| &graph.initializer[initializer_index[n]])
+                .map(|n| &graph.initializer[initializer_index[n.as_str()]])
         };
-        let x = lookup(0).ok_or_else(|| bad(&node, "missing input x"))?;
-        let scale = lookup(1).ok_or_else(|| bad(&node, "missing input x_scale"))?;
+        let x = lookup(0).ok_or_else(|| bad(node, "missing input x"))?;
+        let scale = lookup(1).ok_or_else(|| bad(node, "missing input x_scale"))?;
         let zero_point = lookup(2);
-        let axis = attribute_int(&node, "axis").unwrap_or(1);
-        let block_size = attribute_int(&node, "block_size").unwrap_or(0);
-        let output = node
-            .output
-            .first()
-            .ok_or_else(|| bad(&node, "no output"))?
-            .clone();
-        let y = dequantize(&node, x, scale, zero_point, axis, block_size)?;
-        folded.push(pb::TensorProto {
-            name: output,
+        let axis = attribute_int(node, "axis").unwrap_or(1);
+        let block_size = attribute_int(node, "block_size").unwrap_or(0);
+        let output = node.output.first().ok_or_else(|| bad(node, "no output"))?;
+        let y = dequantize(node, x, scale, zero_point, axis, block_size)?;
+        new_initializers.push(pb::TensorProto {
+            name: output.clone(),
             dims: x.dims.clone(),
             data_type: DataType::Float as i32,
             raw_data: y.iter().flat_map(|v| v.to_le_bytes()).collect(),
             ..Default::default()
         });
+        folded_nodes.insert(index);
     }
-    graph.node = kept_nodes;
-    graph.initializer.extend(folded);
 
     let used: HashSet<&str> = graph
         .node
         .iter()
-        .flat_map(|n| n.input.iter().map(String::as_str))
+        .enumerate()
+        .filter(|(i, _)| !folded_nodes.contains(i))
+        .flat_map(|(_, n)| n.input.iter().map(String::as_str))
         .chain(graph.output.iter().map(|o| o.name.as_str()))
         .collect();
-    let unused: HashSet<String> = graph
+    let kept_initializers: HashSet<&str> = graph
         .initializer
         .iter()
-        .filter(|t| !used.contains(t.name.as_str()))
-        .map(|t| t.name.clone())
+        .map(|t| t.name.as_str())
+        .chain(new_initializers.iter().map(|t| t.name.as_str()))
+        .filter(|name| used.contains(name))
         .collect();
-    graph.initializer.retain(|t| !unused.contains(&t.name));
+    let dropped_initializers: HashSet<usize> = graph
+        .initializer
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !used.contains(t.name.as_str()))
+        .map(|(i, _)| i)
+        .collect();
     // The quantizer left graph inputs named after the original float weights
     // that nothing reads any more; a runtime would demand a value for them.
-    graph
+    // Initializers listed as inputs (older exporters do that) may be
+    // overridden at run time, so ONNX Runtime will not fold them into the
+    // convolutions; since IR version 4 they need not be listed.
+    let dropped_inputs: HashSet<usize> = graph
         .input
-        .retain(|i| used.contains(i.name.as_str()) && !unused.contains(&i.name));
-    graph.value_info.retain(|v| !unused.contains(&v.name));
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| {
+            !used.contains(i.name.as_str()) || kept_initializers.contains(i.name.as_str())
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let dropped_names: HashSet<&str> = dropped_initializers
+        .iter()
+        .map(|&i| graph.initializer[i].name.as_str())
+        .collect();
+    let dropped_value_infos: HashSet<usize> = graph
+        .value_info
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| dropped_names.contains(v.name.as_str()))
+        .map(|(i, _)| i)
+        .collect();
 
-    Ok(model.encode_to_vec())
+    rewrite_graph(model_bytes, |graph_fields| {
+        let mut out = Vec::with_capacity(model_bytes.len() * 4);
+        let mut counters: HashMap<u32, usize> = HashMap::new();
+        for field in graph_fields {
+            let index = counters.entry(field.number).or_default();
+            let dropped = match field.number {
+                GRAPH_NODE => folded_nodes.contains(index),
+                GRAPH_INITIALIZER => dropped_initializers.contains(index),
+                GRAPH_INPUT => dropped_inputs.contains(index),
+                GRAPH_VALUE_INFO => dropped_value_infos.contains(index),
+                _ => false,
+            };
+            *index += 1;
+            if !dropped {
+                out.extend_from_slice(field.raw);
+            }
+        }
+        for tensor in &new_initializers {
+            wire::write_length_delimited(GRAPH_INITIALIZER, &tensor.encode_to_vec(), &mut out);
+        }
+        Ok(out)
+    })
+}
+
+/// Replaces the graph of a model with what `edit` makes of its fields, and
+/// raises the IR version to at least [`IR_VERSION_MIN`].
+fn rewrite_graph(
+    model_bytes: &[u8],
+    edit: impl FnOnce(&[wire::Field<'_>]) -> Result<Vec<u8>, FoldError>,
+) -> Result<Vec<u8>, FoldError> {
+    let model_fields = wire::fields(model_bytes)?;
+    let graph_field = model_fields
+        .iter()
+        .find(|f| f.number == MODEL_GRAPH && f.wire_type == wire::WIRE_LENGTH_DELIMITED)
+        .ok_or(FoldError::NoGraph)?;
+    let new_graph = edit(&wire::fields(graph_field.payload)?)?;
+    let mut out = Vec::with_capacity(new_graph.len() + model_bytes.len() / 8);
+    for field in &model_fields {
+        match field.number {
+            MODEL_GRAPH => wire::write_length_delimited(MODEL_GRAPH, &new_graph, &mut out),
+            MODEL_IR_VERSION if field.wire_type == wire::WIRE_VARINT => {
+                let version = wire::varint_value(field.payload)?;
+                wire::write_varint_field(MODEL_IR_VERSION, version.max(IR_VERSION_MIN), &mut out);
+            }
+            _ => out.extend_from_slice(field.raw),
+        }
+    }
+    Ok(out)
 }
 
 /// Marks the first dimension of the graph's inputs and outputs as a free
@@ -118,28 +203,88 @@ pub fn fold_dequantize_linear(model_bytes: &[u8]) -> Result<Vec<u8>, FoldError> 
 /// reshapes act on weights only). Intermediate shape hints are dropped, as
 /// they still say 1.
 pub fn make_batch_dynamic(model_bytes: &[u8]) -> Result<Vec<u8>, FoldError> {
-    let mut model = pb::ModelProto::decode(model_bytes)?;
-    let graph = model.graph.as_mut().ok_or(FoldError::NoGraph)?;
-    let initializers: HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
-    for value in graph
-        .input
-        .iter_mut()
-        .filter(|i| !initializers.contains(&i.name))
-        .chain(graph.output.iter_mut())
-    {
-        let Some(pb::type_proto::Value::TensorType(tensor)) =
-            value.r#type.as_mut().and_then(|t| t.value.as_mut())
-        else {
-            continue;
-        };
-        if let Some(first) = tensor.shape.as_mut().and_then(|s| s.dim.first_mut()) {
-            first.value = Some(pb::tensor_shape_proto::dimension::Value::DimParam(
-                "batch".into(),
-            ));
+    let model = pb::ModelProto::decode(model_bytes)?;
+    let graph = model.graph.as_ref().ok_or(FoldError::NoGraph)?;
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    rewrite_graph(model_bytes, |graph_fields| {
+        let mut out = Vec::with_capacity(model_bytes.len());
+        for field in graph_fields {
+            match field.number {
+                GRAPH_INPUT | GRAPH_OUTPUT => {
+                    let mut value = pb::ValueInfoProto::decode(field.payload)?;
+                    if !initializers.contains(value.name.as_str()) {
+                        free_first_dimension(&mut value);
+                    }
+                    wire::write_length_delimited(field.number, &value.encode_to_vec(), &mut out);
+                }
+                GRAPH_VALUE_INFO => {}
+                _ => out.extend_from_slice(field.raw),
+            }
         }
+        Ok(out)
+    })
+}
+
+/// Rewrites every `PRelu(x, slope)` as `r + slope * (x - r)` with
+/// `r = Relu(x)`, which is exact. ONNX Runtime's CPU PRelu is slow: on SFace
+/// its 27 PRelu nodes cost more than all the convolutions together, and the
+/// four plain element-wise nodes take a fraction of that.
+pub fn expand_prelu(model_bytes: &[u8]) -> Result<Vec<u8>, FoldError> {
+    rewrite_graph(model_bytes, |graph_fields| {
+        let mut out = Vec::with_capacity(model_bytes.len());
+        for field in graph_fields {
+            if field.number != GRAPH_NODE {
+                out.extend_from_slice(field.raw);
+                continue;
+            }
+            let node = pb::NodeProto::decode(field.payload)?;
+            if node.op_type != "PRelu" || !node.domain.is_empty() {
+                out.extend_from_slice(field.raw);
+                continue;
+            }
+            let (Some(x), Some(slope), Some(y)) =
+                (node.input.first(), node.input.get(1), node.output.first())
+            else {
+                return Err(bad(&node, "PRelu needs two inputs and an output"));
+            };
+            let positive = format!("{y}/prelu_positive");
+            let negative = format!("{y}/prelu_negative");
+            let scaled = format!("{y}/prelu_scaled");
+            let make = |op: &str, suffix: &str, inputs: [&str; 2], output: &str| pb::NodeProto {
+                op_type: op.into(),
+                name: format!("{}/{suffix}", node.name),
+                input: inputs
+                    .iter()
+                    .filter(|i| !i.is_empty())
+                    .map(|i| (*i).to_owned())
+                    .collect(),
+                output: vec![output.to_owned()],
+                ..Default::default()
+            };
+            for replacement in [
+                make("Relu", "relu", [x, ""], &positive),
+                make("Sub", "negative", [x, &positive], &negative),
+                make("Mul", "scale", [&negative, slope], &scaled),
+                make("Add", "sum", [&positive, &scaled], y),
+            ] {
+                wire::write_length_delimited(GRAPH_NODE, &replacement.encode_to_vec(), &mut out);
+            }
+        }
+        Ok(out)
+    })
+}
+
+fn free_first_dimension(value: &mut pb::ValueInfoProto) {
+    let Some(pb::type_proto::Value::TensorType(tensor)) =
+        value.r#type.as_mut().and_then(|t| t.value.as_mut())
+    else {
+        return;
+    };
+    if let Some(first) = tensor.shape.as_mut().and_then(|s| s.dim.first_mut()) {
+        first.value = Some(pb::tensor_shape_proto::dimension::Value::DimParam(
+            "batch".into(),
+        ));
     }
-    graph.value_info.clear();
-    Ok(model.encode_to_vec())
 }
 
 fn bad(node: &pb::NodeProto, reason: &str) -> FoldError {
@@ -437,6 +582,135 @@ mod tests {
         let z = tensor("z", &[3], DataType::Int8, vec![0, 0, 0]);
         let err = fold_dequantize_linear(&dq_model(x, s, z, 0, 2)).unwrap_err();
         assert!(matches!(err, FoldError::BadNode { .. }), "{err}");
+    }
+
+    #[test]
+    fn untouched_nodes_keep_explicit_zero_attributes() {
+        let x = tensor("x", &[2], DataType::Int8, vec![1, 2]);
+        let s = tensor("s", &[], DataType::Float, f32_bytes(&[1.0]));
+        let z = tensor("z", &[], DataType::Int8, vec![0]);
+        let model = dq_model(x, s, z, 0, 0);
+        // Give the Identity node an attribute `ceil_mode` with an explicit
+        // zero, which prost would drop on re-encoding.
+        let mut attribute = Vec::new();
+        wire::write_length_delimited(1, b"ceil_mode", &mut attribute);
+        wire::write_varint_field(3, 0, &mut attribute);
+        wire::write_varint_field(20, 2, &mut attribute);
+        let mut node_attribute = Vec::new();
+        wire::write_length_delimited(5, &attribute, &mut node_attribute);
+        let model_fields = wire::fields(&model).unwrap();
+        let graph = wire::fields(
+            model_fields
+                .iter()
+                .find(|f| f.number == MODEL_GRAPH)
+                .unwrap()
+                .payload,
+        )
+        .unwrap();
+        let mut new_graph = Vec::new();
+        let mut nodes_seen = 0;
+        for field in &graph {
+            if field.number == GRAPH_NODE {
+                nodes_seen += 1;
+                if nodes_seen == 2 {
+                    let mut node = field.payload.to_vec();
+                    node.extend_from_slice(&node_attribute);
+                    wire::write_length_delimited(GRAPH_NODE, &node, &mut new_graph);
+                    continue;
+                }
+            }
+            new_graph.extend_from_slice(field.raw);
+        }
+        let mut with_zero = Vec::new();
+        wire::write_length_delimited(MODEL_GRAPH, &new_graph, &mut with_zero);
+
+        let folded = fold_dequantize_linear(&with_zero).unwrap();
+        assert!(
+            folded
+                .windows(attribute.len())
+                .any(|w| w == attribute.as_slice()),
+            "the attribute's bytes, explicit zero included, are copied through"
+        );
+        let (_, w, _) = folded_weight(&folded);
+        assert_eq!(w, vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn batch_dimension_is_freed() {
+        let input = pb::ValueInfoProto {
+            name: "data".into(),
+            r#type: Some(pb::TypeProto {
+                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                    elem_type: DataType::Float as i32,
+                    shape: Some(pb::TensorShapeProto {
+                        dim: vec![
+                            pb::tensor_shape_proto::Dimension {
+                                value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(1)),
+                                ..Default::default()
+                            },
+                            pb::tensor_shape_proto::Dimension {
+                                value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(3)),
+                                ..Default::default()
+                            },
+                        ],
+                    }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let model = pb::ModelProto {
+            ir_version: 3,
+            graph: Some(pb::GraphProto {
+                input: vec![input],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let freed = pb::ModelProto::decode(make_batch_dynamic(&model).unwrap().as_slice()).unwrap();
+        assert_eq!(freed.ir_version, 4);
+        let Some(pb::type_proto::Value::TensorType(tensor)) =
+            freed.graph.unwrap().input[0].r#type.clone().unwrap().value
+        else {
+            panic!("not a tensor type")
+        };
+        let dims = tensor.shape.unwrap().dim;
+        assert_eq!(
+            dims[0].value,
+            Some(pb::tensor_shape_proto::dimension::Value::DimParam(
+                "batch".into()
+            ))
+        );
+        assert_eq!(
+            dims[1].value,
+            Some(pb::tensor_shape_proto::dimension::Value::DimValue(3))
+        );
+    }
+
+    #[test]
+    fn prelu_becomes_relu_sub_mul_add() {
+        let model = pb::ModelProto {
+            graph: Some(pb::GraphProto {
+                node: vec![pb::NodeProto {
+                    op_type: "PRelu".into(),
+                    name: "p".into(),
+                    input: vec!["x".into(), "slope".into()],
+                    output: vec!["y".into()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let expanded = pb::ModelProto::decode(expand_prelu(&model).unwrap().as_slice()).unwrap();
+        let nodes = expanded.graph.unwrap().node;
+        let ops: Vec<&str> = nodes.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["Relu", "Sub", "Mul", "Add"]);
+        assert_eq!(nodes[0].input, ["x"]);
+        assert_eq!(nodes[2].input[1], "slope");
+        assert_eq!(nodes[3].output, ["y"]);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 pub mod catalogue;
 pub mod fetch;
 pub mod fold;
+pub mod wire;
 
-pub use catalogue::{Artifact, CATALOGUE, Package};
+pub use catalogue::{Artifact, CATALOGUE, Package, Pass};
 pub use fetch::{FetchError, FetchReport, ModelStore};
-pub use fold::{FoldError, fold_dequantize_linear, make_batch_dynamic};
+pub use fold::{FoldError, expand_prelu, fold_dequantize_linear, make_batch_dynamic};

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Subcommand;
-use facepay_face::{Backend, FaceEngine, decode};
+use facepay_face::{Backend, FaceEngine, Point, decode};
 use facepay_models::ModelStore;
 use image::{RgbImage, imageops};
 use serde::Serialize;
@@ -73,20 +73,34 @@ pub fn run(command: BenchCommand, store: &ModelStore) -> anyhow::Result<()> {
     }
 }
 
-/// Scales to cover the target size and crops the centre, as a camera frame.
-pub fn cover(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+/// Scales the photo to cover the target size and crops it around the point
+/// `focus` (in photo pixels), as a camera frame centred on the shopper.
+pub fn cover(image: &RgbImage, width: u32, height: u32, focus: Point) -> RgbImage {
     let scale = (width as f32 / image.width() as f32).max(height as f32 / image.height() as f32);
     let scaled_w = ((image.width() as f32 * scale).ceil() as u32).max(width);
     let scaled_h = ((image.height() as f32 * scale).ceil() as u32).max(height);
     let scaled = imageops::resize(image, scaled_w, scaled_h, imageops::FilterType::Triangle);
-    imageops::crop_imm(
-        &scaled,
-        (scaled_w - width) / 2,
-        (scaled_h - height) / 2,
-        width,
-        height,
-    )
-    .to_image()
+    let left = (focus.x * scale - width as f32 / 2.0).clamp(0.0, (scaled_w - width) as f32) as u32;
+    let top = (focus.y * scale - height as f32 / 2.0).clamp(0.0, (scaled_h - height) as f32) as u32;
+    imageops::crop_imm(&scaled, left, top, width, height).to_image()
+}
+
+/// Where the largest face of a photo is, or its centre when it has none.
+fn face_centre(engine: &FaceEngine, image: &RgbImage) -> anyhow::Result<Point> {
+    let faces = engine.detect(image)?;
+    Ok(faces
+        .iter()
+        .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
+        .map(|f| {
+            Point::new(
+                f.bbox.x + f.bbox.width / 2.0,
+                f.bbox.y + f.bbox.height / 2.0,
+            )
+        })
+        .unwrap_or(Point::new(
+            image.width() as f32 / 2.0,
+            image.height() as f32 / 2.0,
+        )))
 }
 
 fn jpeg(image: &RgbImage) -> anyhow::Result<Vec<u8>> {
@@ -117,15 +131,27 @@ fn bench_face(
     threads: usize,
     json: bool,
 ) -> anyhow::Result<()> {
+    let locator = EngineArgs {
+        backend: Backend::Tract,
+        threads,
+    }
+    .load(store)?;
+    let mut photos = Vec::new();
+    for photo in BENCH_PHOTOS {
+        let path = faces_dir.join(photo);
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("{}: run scripts/faces.sh", path.display()))?;
+        let image = decode(&bytes)?;
+        let centre = face_centre(&locator, &image)?;
+        photos.push((image, centre));
+    }
+    drop(locator);
     let mut frames = Vec::new();
     for (width, height) in FRAME_SIZES {
-        let mut encoded = Vec::new();
-        for photo in BENCH_PHOTOS {
-            let path = faces_dir.join(photo);
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("{}: run scripts/faces.sh", path.display()))?;
-            encoded.push(jpeg(&cover(&decode(&bytes)?, width, height))?);
-        }
+        let encoded = photos
+            .iter()
+            .map(|(image, centre)| jpeg(&cover(image, width, height, *centre)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         frames.push((format!("{width}x{height}"), encoded));
     }
     let mut rows = Vec::new();

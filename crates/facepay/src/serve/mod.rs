@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -35,6 +36,13 @@ pub fn router(engine: FaceEngine) -> Router {
         .route("/", get(|| async { Html(INDEX_HTML) }))
         .route("/health", get(|| async { "ok" }))
         .route("/api/v1/face/analyze", post(analyze))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such page or endpoint",
+            )
+        })
         .layer(DefaultBodyLimit::max(IMAGE_BYTES_MAX))
         .with_state(state)
 }
@@ -104,8 +112,23 @@ impl From<EngineError> for ApiError {
 async fn analyze(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "image_too_large",
+                format!("the photo is over the limit of {IMAGE_BYTES_MAX} bytes"),
+            )
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                rejection.body_text(),
+            )
+        }
+    })?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -138,3 +161,6 @@ async fn analyze(
     })??;
     Ok(axum::Json(analysis).into_response())
 }
+
+#[cfg(test)]
+mod tests;
