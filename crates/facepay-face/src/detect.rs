@@ -75,23 +75,34 @@ pub fn letterbox(image: &RgbImage) -> Letterbox {
         }
         return Letterbox { tensor, scale };
     }
+    // Source columns and weights are the same for every row: work them out
+    // once.
+    let columns: Vec<(usize, usize, f32)> = (0..out_width)
+        .map(|x| {
+            let sx = ((x as f32 + 0.5) / scale - 0.5).clamp(0.0, max_x);
+            let x0 = sx.floor() as usize;
+            (
+                x0 * 3,
+                (x0 + 1).min(width as usize - 1) * 3,
+                sx - x0 as f32,
+            )
+        })
+        .collect();
     for y in 0..out_height {
         let sy = ((y as f32 + 0.5) / scale - 0.5).clamp(0.0, max_y);
         let y0 = sy.floor() as usize;
         let y1 = (y0 + 1).min(height as usize - 1);
         let fy = sy - y0 as f32;
-        for x in 0..out_width {
-            let sx = ((x as f32 + 0.5) / scale - 0.5).clamp(0.0, max_x);
-            let x0 = sx.floor() as usize;
-            let x1 = (x0 + 1).min(width as usize - 1);
-            let fx = sx - x0 as f32;
-            let o = y * INPUT_SIZE_PX + x;
+        let top = &raw[y0 * stride..(y0 + 1) * stride];
+        let bottom = &raw[y1 * stride..(y1 + 1) * stride];
+        let row = y * INPUT_SIZE_PX;
+        for (x, &(left, right, fx)) in columns.iter().enumerate() {
             for c in 0..3 {
-                let p = |xx: usize, yy: usize| f32::from(raw[yy * stride + xx * 3 + c]);
-                let top = p(x0, y0) * (1.0 - fx) + p(x1, y0) * fx;
-                let bottom = p(x0, y1) * (1.0 - fx) + p(x1, y1) * fx;
+                let upper = f32::from(top[left + c]) * (1.0 - fx) + f32::from(top[right + c]) * fx;
+                let lower =
+                    f32::from(bottom[left + c]) * (1.0 - fx) + f32::from(bottom[right + c]) * fx;
                 // Channel 0 of the model is blue.
-                tensor[(2 - c) * plane + o] = top * (1.0 - fy) + bottom * fy;
+                tensor[(2 - c) * plane + row + x] = upper * (1.0 - fy) + lower * fy;
             }
         }
     }
