@@ -4,7 +4,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Subcommand;
-use facepay_face::{Backend, FaceEngine, Point, decode};
+use facepay_face::liveness::{LivenessChecker, LivenessFrame};
+use facepay_face::{Backend, Detection, FaceEngine, Point, decode};
 use facepay_models::ModelStore;
 use image::{RgbImage, imageops};
 use serde::Serialize;
@@ -16,7 +17,8 @@ use crate::stats::median_p99;
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Median and p99 per stage for both runtimes, on real photos at 640x480
-    /// and 1280x720.
+    /// and 1280x720. "total" is decode to embed of one frame; liveness is
+    /// timed apart, on a burst of 5 frames after detection.
     Face {
         /// Folder of the shared face photos (face_recognition/, insightface/).
         #[arg(
@@ -158,8 +160,9 @@ fn bench_face(
     for backend in [Backend::Ort, Backend::Tract] {
         let args = EngineArgs { backend, threads };
         let engine = args.load(store)?;
+        let checker = crate::liveness::checker(store, &args, false)?;
         for (label, encoded) in &frames {
-            rows.extend(bench_frames(&engine, label, encoded, repeat)?);
+            rows.extend(bench_frames(&engine, &checker, label, encoded, repeat)?);
         }
     }
     if json {
@@ -181,18 +184,56 @@ fn bench_face(
     Ok(())
 }
 
+/// Frames in the burst the liveness stage is timed on.
+const BURST_FRAMES: u32 = 5;
+
+/// A burst made from one frame moved a few pixels at a time, with the face
+/// detected in each: what the liveness check receives after detection.
+fn burst(engine: &FaceEngine, image: &RgbImage) -> anyhow::Result<Vec<(RgbImage, Detection)>> {
+    let mut frames = Vec::new();
+    for shift in 0..BURST_FRAMES {
+        let mut moved = RgbImage::new(image.width(), image.height());
+        imageops::overlay(&mut moved, image, i64::from(shift * 2), i64::from(shift));
+        let face = engine
+            .detect(&moved)?
+            .into_iter()
+            .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()));
+        if let Some(face) = face {
+            frames.push((moved, face));
+        }
+    }
+    Ok(frames)
+}
+
 fn bench_frames(
     engine: &FaceEngine,
+    checker: &LivenessChecker,
     label: &str,
     encoded: &[Vec<u8>],
     repeat: usize,
 ) -> anyhow::Result<Vec<StageRow>> {
-    let stages = ["decode", "detect", "align", "embed", "total"];
+    let stages = ["decode", "detect", "align", "embed", "liveness", "total"];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); stages.len()];
     // One untimed round so that lazy initialisation is not measured.
+    let mut bursts = Vec::with_capacity(encoded.len());
     for bytes in encoded {
         let image = decode(bytes)?;
         engine.detect(&image)?;
+        bursts.push(burst(engine, &image)?);
+    }
+    for _ in 0..repeat {
+        for burst in &bursts {
+            if burst.is_empty() {
+                continue;
+            }
+            let frames: Vec<LivenessFrame<'_>> = burst
+                .iter()
+                .map(|(image, face)| LivenessFrame { image, face: *face })
+                .collect();
+            let start = Instant::now();
+            checker.check(&frames, None)?;
+            samples[4].push(ms_since(start));
+        }
     }
     for _ in 0..repeat {
         for bytes in encoded {
@@ -215,7 +256,7 @@ fn bench_frames(
             let start = Instant::now();
             engine.embed(std::slice::from_ref(&aligned))?;
             samples[3].push(ms_since(start));
-            samples[4].push(ms_since(total));
+            samples[5].push(ms_since(total));
         }
     }
     Ok(stages
