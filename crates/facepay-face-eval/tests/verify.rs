@@ -2,28 +2,13 @@
 //! Obama (3) and Biden (1). With SFace at OpenCV's threshold of 0.363 the
 //! set must have no false match and no false non-match.
 
-use std::path::PathBuf;
-
 use facepay_face::{EngineConfig, FaceEngine, QualityPolicy};
 use facepay_face_eval::verify;
 use facepay_models::ModelStore;
 
-fn faces_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("FACEPAY_FACES_DIR") {
-        return dir.into();
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let shared = root.join("../shared/data/faces");
-    if shared.is_dir() {
-        shared
-    } else {
-        root.join(".facepay/faces")
-    }
-}
-
 #[test]
 fn sface_makes_no_error_at_its_threshold() {
-    let faces = faces_dir();
+    let faces = facepay_models::faces_dir();
     let mut photos = verify::list_photos(&[faces.join("johns")]).expect("run scripts/faces.sh");
     for (person, file) in [
         ("Barack_Obama", "obama.jpg"),

@@ -1,8 +1,6 @@
 //! The engine on real models and real photos. Needs `facepay models fetch`
 //! (scripts/test.sh runs it) and the face photos (scripts/faces.sh).
 
-use std::path::PathBuf;
-
 use facepay_face::detect::{self, Detection, DetectorConfig};
 use facepay_face::runtime::{Model, RuntimeOptions, load_model};
 use facepay_face::{
@@ -15,21 +13,8 @@ fn store() -> ModelStore {
     ModelStore::open_default()
 }
 
-fn faces_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("FACEPAY_FACES_DIR") {
-        return dir.into();
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let shared = root.join("../shared/data/faces");
-    if shared.is_dir() {
-        shared
-    } else {
-        root.join(".facepay/faces")
-    }
-}
-
 fn photo(relative: &str) -> Vec<u8> {
-    let path = faces_dir().join(relative);
+    let path = facepay_models::faces_dir().join(relative);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run scripts/faces.sh", path.display()))
 }
 
