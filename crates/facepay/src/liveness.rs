@@ -62,12 +62,13 @@ pub fn evaluate_dir(
     engine_args: &EngineArgs,
     dir: &Path,
     with_pad: bool,
+    with_depth: bool,
     json: bool,
 ) -> anyhow::Result<()> {
     let engine = engine_args.load(store)?;
     let checker = checker(store, engine_args, with_pad)?;
     let evaluation = evaluate(dir, |images, depth| {
-        detect_and_check(&engine, &checker, images, depth)
+        detect_and_check(&engine, &checker, images, depth.filter(|_| with_depth))
     })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&evaluation)?);

