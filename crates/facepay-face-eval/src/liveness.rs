@@ -335,10 +335,7 @@ pub fn detect_and_check(
     let mut first_has_face = false;
     for (index, image) in images.iter().enumerate().take(FRAMES_MAX) {
         let faces = engine.detect(image).map_err(|e| e.to_string())?;
-        if let Some(face) = faces
-            .into_iter()
-            .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
-        {
+        if let Some(face) = facepay_face::detect::largest(&faces) {
             first_has_face |= index == 0;
             frames.push(LivenessFrame { image, face });
         }
@@ -655,9 +652,7 @@ mod tests {
                 .iter()
                 .filter_map(|image| {
                     let faces = engine.detect(image).ok()?;
-                    let face = faces
-                        .into_iter()
-                        .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))?;
+                    let face = facepay_face::detect::largest(&faces)?;
                     Some(LivenessFrame { image, face })
                 })
                 .collect();

@@ -918,9 +918,7 @@ pub fn generate_sequences(
             }
         };
         let face = match detect(&photo) {
-            Ok(faces) => faces
-                .into_iter()
-                .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area())),
+            Ok(faces) => facepay_face::detect::largest(&faces),
             Err(why) => {
                 summary.skipped.push((source, why));
                 continue;

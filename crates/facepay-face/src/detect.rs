@@ -200,6 +200,14 @@ pub fn decode_outputs(
     Ok(faces)
 }
 
+/// The largest face: the one that enrols or pays when a frame has several.
+pub fn largest(faces: &[Detection]) -> Option<Detection> {
+    faces
+        .iter()
+        .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
+        .copied()
+}
+
 /// Greedy non-maximum suppression: keep the strongest box, drop every box
 /// that overlaps it by more than `iou_threshold`, repeat.
 pub fn non_maximum_suppression(

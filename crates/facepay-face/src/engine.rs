@@ -185,10 +185,7 @@ impl FaceEngine {
         let faces = self.detect(image)?;
         timings.detect_us = elapsed_us(start);
 
-        let largest = faces
-            .iter()
-            .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
-            .copied();
+        let largest = detect::largest(&faces);
         let Some(face) = largest else {
             return Ok(FaceAnalysis {
                 width: image.width(),

@@ -90,9 +90,7 @@ pub fn cover(image: &RgbImage, width: u32, height: u32, focus: Point) -> RgbImag
 /// Where the largest face of a photo is, or its centre when it has none.
 fn face_centre(engine: &FaceEngine, image: &RgbImage) -> anyhow::Result<Point> {
     let faces = engine.detect(image)?;
-    Ok(faces
-        .iter()
-        .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
+    Ok(facepay_face::detect::largest(&faces)
         .map(|f| {
             Point::new(
                 f.bbox.x + f.bbox.width / 2.0,
@@ -194,10 +192,7 @@ fn burst(engine: &FaceEngine, image: &RgbImage) -> anyhow::Result<Vec<(RgbImage,
     for shift in 0..BURST_FRAMES {
         let mut moved = RgbImage::new(image.width(), image.height());
         imageops::overlay(&mut moved, image, i64::from(shift * 2), i64::from(shift));
-        let face = engine
-            .detect(&moved)?
-            .into_iter()
-            .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()));
+        let face = facepay_face::detect::largest(&engine.detect(&moved)?);
         if let Some(face) = face {
             frames.push((moved, face));
         }
@@ -244,14 +239,11 @@ fn bench_frames(
             let start = Instant::now();
             let faces = engine.detect(&image)?;
             samples[1].push(ms_since(start));
-            let Some(face) = faces
-                .iter()
-                .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
-            else {
+            let Some(face) = facepay_face::detect::largest(&faces) else {
                 continue;
             };
             let start = Instant::now();
-            let aligned = engine.align(&image, face)?;
+            let aligned = engine.align(&image, &face)?;
             samples[2].push(ms_since(start));
             let start = Instant::now();
             engine.embed(std::slice::from_ref(&aligned))?;

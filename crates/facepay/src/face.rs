@@ -244,11 +244,9 @@ pub fn largest_template(
     let bytes = std::fs::read(file).with_context(|| file.display().to_string())?;
     let image = decode(&bytes).with_context(|| file.display().to_string())?;
     let faces = engine.detect(&image)?;
-    let face = faces
-        .iter()
-        .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
+    let face = facepay_face::detect::largest(&faces)
         .with_context(|| format!("{}: no face found", file.display()))?;
-    let aligned = engine.align(&image, face)?;
+    let aligned = engine.align(&image, &face)?;
     engine
         .embed(std::slice::from_ref(&aligned))?
         .pop()
