@@ -195,7 +195,7 @@ impl<'de> Deserialize<'de> for Currency {
 /// Half-up share of `amount_minor` at `basis_points` (1/100 of a percent),
 /// in integers: the fee on 4,500 won at 250 bp is 113 won (112.5 rounded up).
 pub fn basis_points_of(amount_minor: i64, basis_points: u32) -> i64 {
-    assert!(amount_minor >= 0 && amount_minor <= AMOUNT_MINOR_MAX);
+    assert!((0..=AMOUNT_MINOR_MAX).contains(&amount_minor));
     assert!(basis_points <= 10_000);
     let product = i128::from(amount_minor) * i128::from(basis_points);
     let share = (product + 5_000) / 10_000;
