@@ -1,0 +1,307 @@
+//! Card number and expiry checks that need no issuer.
+//!
+//! These catch typing and scanning mistakes before a request leaves the
+//! process; they say nothing about whether the account exists or has funds.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// ISO/IEC 7812 primary account numbers are 12 to 19 digits long.
+pub const PAN_DIGITS_MIN: usize = 12;
+pub const PAN_DIGITS_MAX: usize = 19;
+
+const SECONDS_PER_DAY: u64 = 86_400;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardBrand {
+    Visa,
+    Mastercard,
+    Amex,
+    Unknown,
+}
+
+impl CardBrand {
+    /// The same stable name serde writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardBrand::Visa => "visa",
+            CardBrand::Mastercard => "mastercard",
+            CardBrand::Amex => "amex",
+            CardBrand::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+pub enum CardError {
+    #[error("the card number must contain digits only")]
+    NotDigits,
+    #[error("the card number must be {PAN_DIGITS_MIN} to {PAN_DIGITS_MAX} digits long")]
+    Length,
+    #[error("the card number fails its check digit")]
+    Luhn,
+    #[error("the expiry month must be 1 to 12")]
+    ExpiryMonth,
+    #[error("the card has expired")]
+    Expired,
+}
+
+impl CardError {
+    /// A stable machine code for APIs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CardError::NotDigits => "card_number_not_digits",
+            CardError::Length => "card_number_length",
+            CardError::Luhn => "card_number_luhn",
+            CardError::ExpiryMonth => "card_expiry_invalid",
+            CardError::Expired => "card_expired",
+        }
+    }
+}
+
+/// True when `pan` is 12 to 19 ASCII digits and its last digit is the Luhn
+/// check digit of the others.
+pub fn luhn_valid(pan: &str) -> bool {
+    pan_digits_valid(pan) && luhn_sum_valid(pan)
+}
+
+fn pan_digits_valid(pan: &str) -> bool {
+    (PAN_DIGITS_MIN..=PAN_DIGITS_MAX).contains(&pan.len())
+        && pan.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Assumes ASCII digits; callers check that first.
+fn luhn_sum_valid(pan: &str) -> bool {
+    let sum: u32 = pan
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(position, byte)| {
+            let digit = u32::from(byte - b'0');
+            // Every second digit from the right is doubled, and a two-digit
+            // product counts as the sum of its digits (18 -> 9 = 18 - 9).
+            if position % 2 == 1 {
+                let doubled = digit * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                digit
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// The brand by issuer identification number prefix. Anything not
+/// recognised, including non-digits, is `Unknown` rather than an error: the
+/// brand only labels a payment, it does not gate it.
+pub fn brand(pan: &str) -> CardBrand {
+    let prefix = |length: usize| {
+        pan.get(..length)
+            .and_then(|digits| digits.parse::<u16>().ok())
+    };
+    if pan.starts_with('4') {
+        return CardBrand::Visa;
+    }
+    if matches!(prefix(2), Some(34 | 37)) {
+        return CardBrand::Amex;
+    }
+    if matches!(prefix(2), Some(51..=55)) || matches!(prefix(4), Some(2221..=2720)) {
+        return CardBrand::Mastercard;
+    }
+    CardBrand::Unknown
+}
+
+/// The last four characters, or the whole string when it is shorter. This is
+/// the only part of a card number that may be shown or logged.
+pub fn last4(pan: &str) -> &str {
+    match pan.char_indices().rev().nth(3) {
+        Some((start, _)) => &pan[start..],
+        None => pan,
+    }
+}
+
+/// Checks the number, its check digit and the expiry against today's
+/// (`today_year`, `today_month`). A card is valid through the last day of its
+/// expiry month, so it is expired only when its month is before today's.
+pub fn validate(
+    pan: &str,
+    expiry_month: u8,
+    expiry_year: u16,
+    today_year: u16,
+    today_month: u8,
+) -> Result<CardBrand, CardError> {
+    if !pan.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(CardError::NotDigits);
+    }
+    if !pan_digits_valid(pan) {
+        return Err(CardError::Length);
+    }
+    if !luhn_sum_valid(pan) {
+        return Err(CardError::Luhn);
+    }
+    if !(1..=12).contains(&expiry_month) {
+        return Err(CardError::ExpiryMonth);
+    }
+    if (expiry_year, expiry_month) < (today_year, today_month) {
+        return Err(CardError::Expired);
+    }
+    Ok(brand(pan))
+}
+
+/// Today's (year, month) in UTC. A clock set before 1970 reads as January
+/// 1970, which makes every real card look unexpired rather than panicking.
+pub fn today_utc() -> (u16, u8) {
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let (year, month, _day) = civil_from_days(seconds / SECONDS_PER_DAY);
+    (u16::try_from(year).unwrap_or(u16::MAX), month)
+}
+
+/// Howard Hinnant's `civil_from_days`, restricted to days on or after
+/// 1970-01-01 so the arithmetic stays unsigned. Eras are 400-year cycles of
+/// 146 097 days; the year is counted from March so the leap day comes last.
+fn civil_from_days(days_since_epoch: u64) -> (u64, u8, u8) {
+    let days = days_since_epoch + 719_468;
+    let era = days / 146_097;
+    let day_of_era = days % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    // month_from_march < 12 and day_of_year < 366 bound these below 32.
+    (year, month as u8, day as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn_accepts_known_good_numbers() {
+        for pan in [
+            "4242424242424242",
+            "5555555555554444",
+            "378282246310005",
+            "2223003122003222",
+            "4000000000000002",
+            "4000000000009995",
+            "4000000000000069",
+            "4000000000000119",
+        ] {
+            assert!(luhn_valid(pan), "{pan} should pass");
+        }
+    }
+
+    #[test]
+    fn luhn_rejects_bad_numbers() {
+        assert!(!luhn_valid("4242424242424241"), "wrong check digit");
+        assert!(!luhn_valid("4242 4242 4242 4242"), "spaces");
+        assert!(!luhn_valid("42424242424a4242"), "letter");
+        assert!(!luhn_valid("00000000000"), "11 digits, sum 0");
+        assert!(!luhn_valid("00000000000000000000"), "20 digits, sum 0");
+        assert!(!luhn_valid(""), "empty");
+        assert!(
+            luhn_valid("000000000000"),
+            "12 zeros is the shortest valid form"
+        );
+    }
+
+    #[test]
+    fn brand_by_prefix() {
+        assert_eq!(brand("4242424242424242"), CardBrand::Visa);
+        assert_eq!(brand("5555555555554444"), CardBrand::Mastercard);
+        assert_eq!(brand("5105105105105100"), CardBrand::Mastercard);
+        assert_eq!(brand("2221000000000009"), CardBrand::Mastercard);
+        assert_eq!(brand("2720990000000000"), CardBrand::Mastercard);
+        assert_eq!(brand("2220990000000000"), CardBrand::Unknown);
+        assert_eq!(brand("2721000000000000"), CardBrand::Unknown);
+        assert_eq!(brand("5655555555554444"), CardBrand::Unknown);
+        assert_eq!(brand("378282246310005"), CardBrand::Amex);
+        assert_eq!(brand("341111111111111"), CardBrand::Amex);
+        assert_eq!(brand("6011111111111117"), CardBrand::Unknown);
+        assert_eq!(brand(""), CardBrand::Unknown);
+        assert_eq!(brand("3"), CardBrand::Unknown);
+    }
+
+    #[test]
+    fn brand_names_match_serde() {
+        for brand in [
+            CardBrand::Visa,
+            CardBrand::Mastercard,
+            CardBrand::Amex,
+            CardBrand::Unknown,
+        ] {
+            let serialised = serde_json::to_value(brand).ok();
+            assert_eq!(serialised, Some(serde_json::Value::from(brand.as_str())));
+        }
+    }
+
+    #[test]
+    fn last4_shows_only_the_end() {
+        assert_eq!(last4("4242424242421234"), "1234");
+        assert_eq!(last4("123"), "123");
+        assert_eq!(last4("12é45"), "2é45", "counts characters, not bytes");
+    }
+
+    #[test]
+    fn validate_orders_its_checks() {
+        let visa = "4242424242424242";
+        assert_eq!(validate(visa, 12, 2030, 2026, 5), Ok(CardBrand::Visa));
+        assert_eq!(
+            validate("4242-4242", 12, 2030, 2026, 5),
+            Err(CardError::NotDigits)
+        );
+        assert_eq!(
+            validate("42424242", 12, 2030, 2026, 5),
+            Err(CardError::Length)
+        );
+        assert_eq!(
+            validate("4242424242424241", 12, 2030, 2026, 5),
+            Err(CardError::Luhn)
+        );
+        assert_eq!(
+            validate(visa, 0, 2030, 2026, 5),
+            Err(CardError::ExpiryMonth)
+        );
+        assert_eq!(
+            validate(visa, 13, 2030, 2026, 5),
+            Err(CardError::ExpiryMonth)
+        );
+    }
+
+    #[test]
+    fn expiry_is_valid_through_its_month() {
+        let visa = "4242424242424242";
+        assert_eq!(validate(visa, 5, 2026, 2026, 5), Ok(CardBrand::Visa));
+        assert_eq!(validate(visa, 4, 2026, 2026, 5), Err(CardError::Expired));
+        assert_eq!(validate(visa, 12, 2025, 2026, 5), Err(CardError::Expired));
+        assert_eq!(validate(visa, 1, 2027, 2026, 5), Ok(CardBrand::Visa));
+        assert_eq!(CardError::Expired.code(), "card_expired");
+    }
+
+    #[test]
+    fn civil_from_days_matches_known_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(59), (1970, 3, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
+        assert_eq!(civil_from_days(19_722), (2023, 12, 31));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(47_482), (2100, 1, 1));
+    }
+
+    #[test]
+    fn today_is_plausible() {
+        let (year, month) = today_utc();
+        assert!((2025..2200).contains(&year), "year {year}");
+        assert!((1..=12).contains(&month), "month {month}");
+    }
+}

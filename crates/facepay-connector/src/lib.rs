@@ -1,0 +1,224 @@
+//! The card-issuer side of a payment.
+//!
+//! A [`Connector`] authorises an amount on a card, then captures, voids or
+//! refunds it, against one issuer or acquirer. The rest of facepay codes
+//! against the trait only, so a real acquirer can replace the simulator
+//! without touching the payment flow. [`card`] holds the checks that need no
+//! issuer: digits, length, Luhn check digit, brand and expiry.
+//!
+//! # The simulator
+//!
+//! [`SimulatedIssuer`] is an in-process stand-in for an issuer, for
+//! development, demos and tests. It moves no money and talks to no network.
+//! It keeps its holds in memory, enforces the same rules a real issuer would
+//! (no capture beyond the hold, no refund beyond the capture, idempotent
+//! references) and answers these test cards ([`TEST_CARDS`]):
+//!
+//! | Card number        | Outcome                                                    |
+//! |--------------------|------------------------------------------------------------|
+//! | `4242424242424242` | approves (Visa)                                            |
+//! | `5555555555554444` | approves (Mastercard)                                      |
+//! | `378282246310005`  | approves (Amex)                                            |
+//! | `4000000000009995` | declines `insufficient_funds`                              |
+//! | `4000000000000069` | declines `expired_card`, whatever the expiry says          |
+//! | `4000000000000002` | declines `do_not_honour`                                   |
+//! | `4000000000000119` | never answers: times out after `timeout_ms`                |
+//!
+//! Any other Luhn-valid number approves; a number that fails the card checks
+//! declines `invalid_card`; an expiry before the current UTC month declines
+//! `expired_card`.
+
+pub mod card;
+pub mod simulator;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+pub use simulator::{SimulatedIssuer, SimulatorConfig, TEST_CARDS};
+
+/// What every [`Connector`] call returns: a boxed future, so the trait stays
+/// usable as `dyn Connector`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Card data handed to the connector for one call.
+#[derive(Clone)]
+pub struct CardDetails {
+    pub pan: String,
+    pub expiry_month: u8,
+    pub expiry_year: u16,
+}
+
+/// Requests get logged; the full card number must never reach a log, so
+/// Debug shows the last four digits only.
+impl fmt::Debug for CardDetails {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CardDetails")
+            .field("pan", &format_args!("****{}", card::last4(&self.pan)))
+            .field("expiry_month", &self.expiry_month)
+            .field("expiry_year", &self.expiry_year)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthoriseRequest {
+    /// Our payment id; the issuer deduplicates on it (a retried authorise
+    /// with the same reference returns the first answer, never a second hold).
+    pub reference: String,
+    pub card: CardDetails,
+    pub amount_minor: i64,
+    /// ISO 4217 alphabetic code, e.g. "KRW".
+    pub currency: String,
+}
+
+/// An approved hold on the card.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Authorisation {
+    /// The issuer's id for the hold; every later call names it.
+    pub issuer_ref: String,
+    /// The code the issuer gives for the approval, printed on receipts.
+    pub approval_code: String,
+}
+
+/// Why an issuer said no to an authorisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decline {
+    InsufficientFunds,
+    ExpiredCard,
+    DoNotHonour,
+    InvalidCard,
+}
+
+impl Decline {
+    /// A stable machine code for APIs, the same name serde writes.
+    pub fn code(self) -> &'static str {
+        match self {
+            Decline::InsufficientFunds => "insufficient_funds",
+            Decline::ExpiredCard => "expired_card",
+            Decline::DoNotHonour => "do_not_honour",
+            Decline::InvalidCard => "invalid_card",
+        }
+    }
+
+    /// A sentence that can be shown to the shopper.
+    pub fn message(self) -> &'static str {
+        match self {
+            Decline::InsufficientFunds => "the card has insufficient funds",
+            Decline::ExpiredCard => "the card has expired",
+            Decline::DoNotHonour => "the card issuer declined the payment",
+            Decline::InvalidCard => "the card number is not valid",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("declined: {}", .0.message())]
+    Declined(Decline),
+    /// The outcome is unknown: the issuer may or may not have acted, so the
+    /// caller retries with the same reference rather than a new one.
+    #[error("the issuer did not answer in time")]
+    Timeout,
+    /// The request broke the issuer's rules, such as capturing more than was
+    /// authorised; retrying it unchanged will not help.
+    #[error("the issuer refused the request: {0}")]
+    Rejected(String),
+}
+
+impl ConnectorError {
+    /// A stable machine code for APIs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConnectorError::Declined(decline) => decline.code(),
+            ConnectorError::Timeout => "issuer_timeout",
+            ConnectorError::Rejected(_) => "issuer_rejected",
+        }
+    }
+}
+
+/// One card issuer or acquirer.
+pub trait Connector: Send + Sync {
+    /// Stable name recorded with each payment ("simulated_issuer" for the simulator).
+    fn name(&self) -> &'static str;
+
+    /// Places a hold of `amount_minor` on the card.
+    fn authorise(
+        &self,
+        request: AuthoriseRequest,
+    ) -> BoxFuture<'_, Result<Authorisation, ConnectorError>>;
+
+    /// Full or partial capture; `reference` is an idempotency reference for this capture.
+    fn capture(
+        &self,
+        issuer_ref: &str,
+        amount_minor: i64,
+        reference: &str,
+    ) -> BoxFuture<'_, Result<(), ConnectorError>>;
+
+    /// Releases the remaining hold.
+    fn void(&self, issuer_ref: &str) -> BoxFuture<'_, Result<(), ConnectorError>>;
+
+    /// Partial or full refund of a captured amount; `reference` deduplicates retries of the same refund.
+    fn refund(
+        &self,
+        issuer_ref: &str,
+        amount_minor: i64,
+        reference: &str,
+    ) -> BoxFuture<'_, Result<(), ConnectorError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_debug_hides_the_number() {
+        let card = CardDetails {
+            pan: "4242424242421234".into(),
+            expiry_month: 7,
+            expiry_year: 2031,
+        };
+        let request = AuthoriseRequest {
+            reference: "pay_1".into(),
+            card: card.clone(),
+            amount_minor: 1_000,
+            currency: "KRW".into(),
+        };
+        for printed in [
+            format!("{card:?}"),
+            format!("{request:?}"),
+            format!("{request:#?}"),
+        ] {
+            assert!(!printed.contains(&card.pan), "{printed}");
+            assert!(!printed.contains("424242"), "{printed}");
+            assert!(printed.contains("****1234"), "{printed}");
+            assert!(printed.contains("2031"), "{printed}");
+        }
+    }
+
+    #[test]
+    fn error_codes_are_stable() {
+        let declines = [
+            (Decline::InsufficientFunds, "insufficient_funds"),
+            (Decline::ExpiredCard, "expired_card"),
+            (Decline::DoNotHonour, "do_not_honour"),
+            (Decline::InvalidCard, "invalid_card"),
+        ];
+        for (decline, code) in declines {
+            assert_eq!(decline.code(), code);
+            assert_eq!(ConnectorError::Declined(decline).code(), code);
+            assert_eq!(serde_json::to_value(decline).ok(), Some(code.into()));
+        }
+        assert_eq!(ConnectorError::Timeout.code(), "issuer_timeout");
+        assert_eq!(
+            ConnectorError::Rejected("no".into()).code(),
+            "issuer_rejected"
+        );
+        assert_eq!(
+            ConnectorError::Declined(Decline::InsufficientFunds).to_string(),
+            "declined: the card has insufficient funds"
+        );
+    }
+}

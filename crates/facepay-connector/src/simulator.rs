@@ -1,0 +1,839 @@
+//! An in-process issuer for development, demos and tests. It moves no money
+//! and talks to no network; it keeps holds in memory and applies the rules a
+//! real issuer would, so the payment flow meets the same refusals it will
+//! meet in production.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::card::{self, CardError};
+use crate::{
+    Authorisation, AuthoriseRequest, BoxFuture, CardDetails, Connector, ConnectorError, Decline,
+};
+
+const CARD_INSUFFICIENT_FUNDS: &str = "4000000000009995";
+const CARD_EXPIRED: &str = "4000000000000069";
+const CARD_DO_NOT_HONOUR: &str = "4000000000000002";
+const CARD_NO_ANSWER: &str = "4000000000000119";
+
+/// The card numbers with a documented outcome, as (number, outcome).
+pub const TEST_CARDS: &[(&str, &str)] = &[
+    ("4242424242424242", "approves (Visa)"),
+    ("5555555555554444", "approves (Mastercard)"),
+    ("378282246310005", "approves (Amex)"),
+    (CARD_INSUFFICIENT_FUNDS, "declines insufficient_funds"),
+    (
+        CARD_EXPIRED,
+        "declines expired_card, whatever the expiry says",
+    ),
+    (CARD_DO_NOT_HONOUR, "declines do_not_honour"),
+    (CARD_NO_ANSWER, "never answers: times out after timeout_ms"),
+];
+
+/// Every capture and refund reference of a hold is remembered so retries are
+/// recognised; this bounds how many one hold can collect.
+const OPERATIONS_PER_AUTHORISATION_MAX: usize = 1_000;
+
+/// ISO 4217 alphabetic codes are three letters.
+const CURRENCY_CODE_LENGTH: usize = 3;
+
+#[derive(Debug, Clone)]
+pub struct SimulatorConfig {
+    /// Added before every answer, to exercise the caller's waiting paths.
+    pub latency_ms: u64,
+    /// How long a call may take, latency included, before it answers
+    /// `Timeout`. A latency at or above it makes every call time out.
+    pub timeout_ms: u64,
+    /// Holds kept in memory at most; further approvals are refused.
+    pub authorisations_max: usize,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            latency_ms: 0,
+            timeout_ms: 2_000,
+            authorisations_max: 1_000_000,
+        }
+    }
+}
+
+/// A simulated card issuer behind the [`Connector`] trait. See the crate
+/// documentation for its test cards.
+pub struct SimulatedIssuer {
+    config: SimulatorConfig,
+    holds: Mutex<Holds>,
+}
+
+#[derive(Default)]
+struct Holds {
+    by_issuer_ref: HashMap<String, Hold>,
+    /// Our payment reference to the hold it produced, so a retried
+    /// authorise finds its first answer instead of placing a second hold.
+    issuer_ref_by_reference: HashMap<String, String>,
+    /// Source of unique issuer references and approval codes; the simulator
+    /// needs them distinct, not unpredictable.
+    approvals_count: u64,
+}
+
+/// One approved authorisation. Invariant:
+/// 0 ≤ refunded_minor ≤ captured_minor ≤ amount_minor.
+struct Hold {
+    amount_minor: i64,
+    currency: String,
+    approval_code: String,
+    captured_minor: i64,
+    refunded_minor: i64,
+    voided: bool,
+    /// Reference to amount, so a retry is a no-op and a reference reused for
+    /// a different amount is refused rather than taken for a retry.
+    captures: HashMap<String, i64>,
+    refunds: HashMap<String, i64>,
+}
+
+/// What the simulated issuer does with an authorisation.
+enum Answer {
+    Approve,
+    Decline(Decline),
+    Silence,
+}
+
+/// The outcome of the synchronous part of an authorisation.
+enum Authorised {
+    Answered(Result<Authorisation, ConnectorError>),
+    Silence,
+}
+
+impl SimulatedIssuer {
+    pub fn new(config: SimulatorConfig) -> Self {
+        SimulatedIssuer {
+            config,
+            holds: Mutex::new(Holds::default()),
+        }
+    }
+
+    /// Every operation leaves the holds consistent before it can fail, so the
+    /// state behind a poisoned lock is still sound.
+    fn holds(&self) -> MutexGuard<'_, Holds> {
+        self.holds
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Applies the latency and the deadline shared by every call. The
+    /// deadline covers the latency, as a caller's timer would.
+    async fn answer<T>(
+        &self,
+        call: impl Future<Output = Result<T, ConnectorError>>,
+    ) -> Result<T, ConnectorError> {
+        let latency_ms = self.config.latency_ms;
+        let answered = async {
+            if latency_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(latency_ms)).await;
+            }
+            call.await
+        };
+        tokio::time::timeout(Duration::from_millis(self.config.timeout_ms), answered)
+            .await
+            .unwrap_or(Err(ConnectorError::Timeout))
+    }
+
+    /// The decision and the new hold happen under one lock, so two
+    /// concurrent calls with the same reference cannot both place a hold.
+    fn authorise_now(&self, request: &AuthoriseRequest, today: (u16, u8)) -> Authorised {
+        let mut holds = self.holds();
+        if let Some(first) = holds.replay(&request.reference) {
+            return Authorised::Answered(Ok(first));
+        }
+        if let Err(refusal) = check_request(request) {
+            return Authorised::Answered(Err(refusal));
+        }
+        match answer_for(&request.card, today) {
+            Answer::Silence => Authorised::Silence,
+            Answer::Decline(decline) => {
+                Authorised::Answered(Err(ConnectorError::Declined(decline)))
+            }
+            Answer::Approve => {
+                Authorised::Answered(holds.place(request, self.config.authorisations_max))
+            }
+        }
+    }
+}
+
+impl Connector for SimulatedIssuer {
+    fn name(&self) -> &'static str {
+        "simulated_issuer"
+    }
+
+    fn authorise(
+        &self,
+        request: AuthoriseRequest,
+    ) -> BoxFuture<'_, Result<Authorisation, ConnectorError>> {
+        Box::pin(self.answer(async move {
+            match self.authorise_now(&request, card::today_utc()) {
+                Authorised::Answered(result) => result,
+                // The deadline in `answer` turns this into `Timeout`.
+                Authorised::Silence => std::future::pending().await,
+            }
+        }))
+    }
+
+    fn capture(
+        &self,
+        issuer_ref: &str,
+        amount_minor: i64,
+        reference: &str,
+    ) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        let issuer_ref = issuer_ref.to_owned();
+        let reference = reference.to_owned();
+        Box::pin(self.answer(async move {
+            self.holds()
+                .get_mut(&issuer_ref)?
+                .capture(amount_minor, &reference)
+        }))
+    }
+
+    fn void(&self, issuer_ref: &str) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        let issuer_ref = issuer_ref.to_owned();
+        Box::pin(self.answer(async move { self.holds().get_mut(&issuer_ref)?.void() }))
+    }
+
+    fn refund(
+        &self,
+        issuer_ref: &str,
+        amount_minor: i64,
+        reference: &str,
+    ) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        let issuer_ref = issuer_ref.to_owned();
+        let reference = reference.to_owned();
+        Box::pin(self.answer(async move {
+            self.holds()
+                .get_mut(&issuer_ref)?
+                .refund(amount_minor, &reference)
+        }))
+    }
+}
+
+fn rejected(reason: String) -> ConnectorError {
+    ConnectorError::Rejected(reason)
+}
+
+/// Refusals a real issuer gives before it looks at the card.
+fn check_request(request: &AuthoriseRequest) -> Result<(), ConnectorError> {
+    if request.reference.is_empty() {
+        return Err(rejected("the reference is empty".into()));
+    }
+    if request.amount_minor <= 0 {
+        return Err(rejected(format!(
+            "the amount must be positive, not {}",
+            request.amount_minor
+        )));
+    }
+    let currency = &request.currency;
+    if currency.len() != CURRENCY_CODE_LENGTH || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(rejected(format!(
+            "{currency:?} is not an ISO 4217 alphabetic code"
+        )));
+    }
+    Ok(())
+}
+
+/// The scripted test cards first, so their outcome does not depend on the
+/// expiry they are sent with; then the checks any issuer makes.
+fn answer_for(card_details: &CardDetails, (today_year, today_month): (u16, u8)) -> Answer {
+    match card_details.pan.as_str() {
+        CARD_INSUFFICIENT_FUNDS => return Answer::Decline(Decline::InsufficientFunds),
+        CARD_EXPIRED => return Answer::Decline(Decline::ExpiredCard),
+        CARD_DO_NOT_HONOUR => return Answer::Decline(Decline::DoNotHonour),
+        CARD_NO_ANSWER => return Answer::Silence,
+        _ => {}
+    }
+    let checked = card::validate(
+        &card_details.pan,
+        card_details.expiry_month,
+        card_details.expiry_year,
+        today_year,
+        today_month,
+    );
+    match checked {
+        Ok(_brand) => Answer::Approve,
+        Err(CardError::Expired) => Answer::Decline(Decline::ExpiredCard),
+        Err(
+            CardError::NotDigits | CardError::Length | CardError::Luhn | CardError::ExpiryMonth,
+        ) => Answer::Decline(Decline::InvalidCard),
+    }
+}
+
+impl Holds {
+    fn replay(&self, reference: &str) -> Option<Authorisation> {
+        let issuer_ref = self.issuer_ref_by_reference.get(reference)?;
+        let hold = self.by_issuer_ref.get(issuer_ref)?;
+        Some(Authorisation {
+            issuer_ref: issuer_ref.clone(),
+            approval_code: hold.approval_code.clone(),
+        })
+    }
+
+    fn get_mut(&mut self, issuer_ref: &str) -> Result<&mut Hold, ConnectorError> {
+        self.by_issuer_ref
+            .get_mut(issuer_ref)
+            .ok_or_else(|| rejected(format!("there is no authorisation {issuer_ref:?}")))
+    }
+
+    fn place(
+        &mut self,
+        request: &AuthoriseRequest,
+        authorisations_max: usize,
+    ) -> Result<Authorisation, ConnectorError> {
+        if self.by_issuer_ref.len() >= authorisations_max {
+            return Err(rejected(format!(
+                "the simulator already keeps its maximum of {authorisations_max} authorisations"
+            )));
+        }
+        self.approvals_count += 1;
+        let mut hasher = DefaultHasher::new();
+        request.reference.hash(&mut hasher);
+        let reference_hash = hasher.finish();
+        // The reference hash makes references from different runs distinct
+        // in logs; the counter alone makes them unique within one run.
+        let issuer_ref = format!("sim-{}-{reference_hash:016x}", self.approvals_count);
+        let approval_code = format!(
+            "{:06}",
+            (reference_hash ^ self.approvals_count.wrapping_mul(0x9E37_79B9_7F4A_7C15)) % 1_000_000
+        );
+        let hold = Hold {
+            amount_minor: request.amount_minor,
+            currency: request.currency.clone(),
+            approval_code: approval_code.clone(),
+            captured_minor: 0,
+            refunded_minor: 0,
+            voided: false,
+            captures: HashMap::new(),
+            refunds: HashMap::new(),
+        };
+        self.by_issuer_ref.insert(issuer_ref.clone(), hold);
+        self.issuer_ref_by_reference
+            .insert(request.reference.clone(), issuer_ref.clone());
+        Ok(Authorisation {
+            issuer_ref,
+            approval_code,
+        })
+    }
+}
+
+impl Hold {
+    fn capture(&mut self, amount_minor: i64, reference: &str) -> Result<(), ConnectorError> {
+        if let Some(&first_minor) = self.captures.get(reference) {
+            return self.replayed("capture", reference, first_minor, amount_minor);
+        }
+        self.check_new_operation(amount_minor)?;
+        if self.voided {
+            return Err(rejected("the authorisation was voided".into()));
+        }
+        let held_minor = self.amount_minor - self.captured_minor;
+        if amount_minor > held_minor {
+            return Err(rejected(format!(
+                "capturing {amount_minor} {currency} exceeds the {held_minor} {currency} still held",
+                currency = self.currency
+            )));
+        }
+        self.captured_minor += amount_minor;
+        self.captures.insert(reference.to_owned(), amount_minor);
+        debug_assert!(self.captured_minor <= self.amount_minor);
+        Ok(())
+    }
+
+    /// Releases what is still held. After a partial capture that is the
+    /// remainder; the captured part stays captured and refundable.
+    fn void(&mut self) -> Result<(), ConnectorError> {
+        if self.voided {
+            return Ok(());
+        }
+        if self.captured_minor == self.amount_minor {
+            return Err(rejected(
+                "the authorisation is fully captured; nothing is left to void".into(),
+            ));
+        }
+        self.voided = true;
+        Ok(())
+    }
+
+    fn refund(&mut self, amount_minor: i64, reference: &str) -> Result<(), ConnectorError> {
+        if let Some(&first_minor) = self.refunds.get(reference) {
+            return self.replayed("refund", reference, first_minor, amount_minor);
+        }
+        self.check_new_operation(amount_minor)?;
+        let refundable_minor = self.captured_minor - self.refunded_minor;
+        if amount_minor > refundable_minor {
+            return Err(rejected(format!(
+                "refunding {amount_minor} {currency} exceeds the {refundable_minor} {currency} captured and not yet refunded",
+                currency = self.currency
+            )));
+        }
+        self.refunded_minor += amount_minor;
+        self.refunds.insert(reference.to_owned(), amount_minor);
+        debug_assert!(self.refunded_minor <= self.captured_minor);
+        Ok(())
+    }
+
+    /// A retry succeeds without acting again; the same reference with another
+    /// amount is a caller bug, not a retry.
+    fn replayed(
+        &self,
+        operation: &str,
+        reference: &str,
+        first_minor: i64,
+        amount_minor: i64,
+    ) -> Result<(), ConnectorError> {
+        if first_minor == amount_minor {
+            return Ok(());
+        }
+        Err(rejected(format!(
+            "{operation} reference {reference:?} was already used for {first_minor} {currency}, not {amount_minor}",
+            currency = self.currency
+        )))
+    }
+
+    fn check_new_operation(&self, amount_minor: i64) -> Result<(), ConnectorError> {
+        if amount_minor <= 0 {
+            return Err(rejected(format!(
+                "the amount must be positive, not {amount_minor}"
+            )));
+        }
+        if self.captures.len() + self.refunds.len() >= OPERATIONS_PER_AUTHORISATION_MAX {
+            return Err(rejected(format!(
+                "the authorisation already has {OPERATIONS_PER_AUTHORISATION_MAX} captures and refunds"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::*;
+
+    /// Far enough ahead that the tests do not expire with the calendar.
+    const EXPIRY_YEAR_FUTURE: u16 = 2099;
+
+    fn issuer() -> SimulatedIssuer {
+        SimulatedIssuer::new(SimulatorConfig::default())
+    }
+
+    fn request(reference: &str, pan: &str, amount_minor: i64) -> AuthoriseRequest {
+        AuthoriseRequest {
+            reference: reference.into(),
+            card: CardDetails {
+                pan: pan.into(),
+                expiry_month: 12,
+                expiry_year: EXPIRY_YEAR_FUTURE,
+            },
+            amount_minor,
+            currency: "KRW".into(),
+        }
+    }
+
+    fn decline_of(result: Result<Authorisation, ConnectorError>) -> Option<Decline> {
+        match result {
+            Err(ConnectorError::Declined(decline)) => Some(decline),
+            _ => None,
+        }
+    }
+
+    fn is_rejected<T>(result: &Result<T, ConnectorError>) -> bool {
+        matches!(result, Err(ConnectorError::Rejected(_)))
+    }
+
+    async fn approved(issuer: &SimulatedIssuer, reference: &str, amount_minor: i64) -> String {
+        match issuer
+            .authorise(request(reference, "4242424242424242", amount_minor))
+            .await
+        {
+            Ok(authorisation) => authorisation.issuer_ref,
+            Err(error) => panic!("expected an approval, got {error}"),
+        }
+    }
+
+    #[test]
+    fn test_cards_are_valid_numbers() {
+        assert_eq!(TEST_CARDS.len(), 7);
+        for (pan, _outcome) in TEST_CARDS {
+            assert!(card::luhn_valid(pan), "{pan}");
+        }
+    }
+
+    #[tokio::test]
+    async fn approving_test_cards_approve() {
+        let issuer = issuer();
+        for (index, pan) in ["4242424242424242", "5555555555554444", "378282246310005"]
+            .into_iter()
+            .enumerate()
+        {
+            let reference = format!("pay_{index}");
+            let authorisation = issuer.authorise(request(&reference, pan, 5_000)).await;
+            let Ok(authorisation) = authorisation else {
+                panic!("{pan} should approve: {authorisation:?}");
+            };
+            assert!(authorisation.issuer_ref.starts_with("sim-"));
+            assert_eq!(authorisation.approval_code.len(), 6);
+            assert!(
+                authorisation
+                    .approval_code
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn declining_test_cards_decline() {
+        let issuer = issuer();
+        let cases = [
+            (CARD_INSUFFICIENT_FUNDS, Decline::InsufficientFunds),
+            (CARD_EXPIRED, Decline::ExpiredCard),
+            (CARD_DO_NOT_HONOUR, Decline::DoNotHonour),
+        ];
+        for (pan, expected) in cases {
+            let result = issuer.authorise(request("pay", pan, 5_000)).await;
+            assert_eq!(decline_of(result), Some(expected), "{pan}");
+        }
+    }
+
+    #[tokio::test]
+    async fn any_other_valid_number_approves() {
+        let result = issuer()
+            .authorise(request("pay", "6011111111111117", 5_000))
+            .await;
+        assert!(result.is_ok(), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn invalid_numbers_decline_invalid_card() {
+        let issuer = issuer();
+        for pan in ["4242424242424241", "4242-4242-4242-4242", "4242", ""] {
+            let result = issuer.authorise(request("pay", pan, 5_000)).await;
+            assert_eq!(decline_of(result), Some(Decline::InvalidCard), "{pan:?}");
+        }
+        let mut bad_month = request("pay", "4242424242424242", 5_000);
+        bad_month.card.expiry_month = 13;
+        let result = issuer.authorise(bad_month).await;
+        assert_eq!(decline_of(result), Some(Decline::InvalidCard));
+    }
+
+    #[tokio::test]
+    async fn past_expiry_declines_expired_card() {
+        let mut expired = request("pay", "4242424242424242", 5_000);
+        expired.card.expiry_month = 1;
+        expired.card.expiry_year = 2020;
+        let result = issuer().authorise(expired).await;
+        assert_eq!(decline_of(result), Some(Decline::ExpiredCard));
+    }
+
+    #[tokio::test]
+    async fn malformed_requests_are_rejected() {
+        let issuer = issuer();
+        let mut no_currency = request("pay", "4242424242424242", 5_000);
+        no_currency.currency = "krw".into();
+        assert!(is_rejected(&issuer.authorise(no_currency).await));
+        assert!(is_rejected(
+            &issuer
+                .authorise(request("pay", "4242424242424242", 0))
+                .await
+        ));
+        assert!(is_rejected(
+            &issuer.authorise(request("", "4242424242424242", 5)).await
+        ));
+    }
+
+    #[tokio::test]
+    async fn authorise_is_deduplicated_by_reference() {
+        let issuer = SimulatedIssuer::new(SimulatorConfig {
+            authorisations_max: 2,
+            ..SimulatorConfig::default()
+        });
+        let first = issuer
+            .authorise(request("pay_1", "4242424242424242", 5_000))
+            .await;
+        let retry = issuer
+            .authorise(request("pay_1", "4242424242424242", 5_000))
+            .await;
+        let other = issuer
+            .authorise(request("pay_2", "4242424242424242", 5_000))
+            .await;
+        let (Ok(first), Ok(retry), Ok(other)) = (first, retry, other) else {
+            panic!("all three should approve");
+        };
+        assert_eq!(first, retry);
+        assert_ne!(first.issuer_ref, other.issuer_ref);
+        // The retry placed no hold: only the two distinct references count.
+        let third = issuer
+            .authorise(request("pay_3", "4242424242424242", 5_000))
+            .await;
+        assert!(is_rejected(&third), "{third:?}");
+    }
+
+    #[tokio::test]
+    async fn concurrent_retries_place_one_hold() {
+        let issuer = SimulatedIssuer::new(SimulatorConfig {
+            latency_ms: 5,
+            ..SimulatorConfig::default()
+        });
+        let (first, second) = tokio::join!(
+            issuer.authorise(request("pay", "4242424242424242", 5_000)),
+            issuer.authorise(request("pay", "4242424242424242", 5_000)),
+        );
+        let (Ok(first), Ok(second)) = (first, second) else {
+            panic!("both should approve");
+        };
+        assert_eq!(first, second);
+    }
+
+    #[tokio::test]
+    async fn partial_capture_then_refunds_stay_within_the_capture() {
+        let issuer = issuer();
+        let issuer_ref = approved(&issuer, "pay", 10_000).await;
+
+        assert!(
+            issuer
+                .capture(&issuer_ref, 4_000, "capture_1")
+                .await
+                .is_ok()
+        );
+        // 6_000 is still held, so 7_000 is too much.
+        assert!(is_rejected(
+            &issuer.capture(&issuer_ref, 7_000, "capture_2").await
+        ));
+
+        assert!(is_rejected(
+            &issuer.refund(&issuer_ref, 4_001, "refund_1").await
+        ));
+        assert!(issuer.refund(&issuer_ref, 1_500, "refund_1").await.is_ok());
+        // A retry of refund_1 is not a second refund: 2_500 is still refundable.
+        assert!(issuer.refund(&issuer_ref, 1_500, "refund_1").await.is_ok());
+        assert!(is_rejected(
+            &issuer.refund(&issuer_ref, 2_501, "refund_2").await
+        ));
+        assert!(issuer.refund(&issuer_ref, 2_500, "refund_2").await.is_ok());
+        assert!(is_rejected(
+            &issuer.refund(&issuer_ref, 1, "refund_3").await
+        ));
+    }
+
+    #[tokio::test]
+    async fn refund_more_than_captured_is_rejected() {
+        let issuer = issuer();
+        let issuer_ref = approved(&issuer, "pay", 10_000).await;
+        let before_capture = issuer.refund(&issuer_ref, 1, "refund_0").await;
+        assert!(is_rejected(&before_capture));
+        assert!(
+            issuer
+                .capture(&issuer_ref, 3_000, "capture_1")
+                .await
+                .is_ok()
+        );
+        let result = issuer.refund(&issuer_ref, 3_001, "refund_1").await;
+        assert!(is_rejected(&result));
+        assert_eq!(
+            result.err().map(|error| error.code()),
+            Some("issuer_rejected")
+        );
+        assert!(issuer.refund(&issuer_ref, 3_000, "refund_1").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn capture_more_than_authorised_is_rejected() {
+        let issuer = issuer();
+        let issuer_ref = approved(&issuer, "pay", 10_000).await;
+        assert!(is_rejected(
+            &issuer.capture(&issuer_ref, 10_001, "capture_1").await
+        ));
+        assert!(is_rejected(
+            &issuer.capture(&issuer_ref, 0, "capture_1").await
+        ));
+        assert!(is_rejected(
+            &issuer.capture(&issuer_ref, -5, "capture_1").await
+        ));
+        assert!(
+            issuer
+                .capture(&issuer_ref, 10_000, "capture_1")
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn capture_retries_are_idempotent() {
+        let issuer = issuer();
+        let issuer_ref = approved(&issuer, "pay", 10_000).await;
+        assert!(
+            issuer
+                .capture(&issuer_ref, 6_000, "capture_1")
+                .await
+                .is_ok()
+        );
+        assert!(
+            issuer
+                .capture(&issuer_ref, 6_000, "capture_1")
+                .await
+                .is_ok()
+        );
+        // A reused reference with another amount is refused, not replayed.
+        assert!(is_rejected(
+            &issuer.capture(&issuer_ref, 1_000, "capture_1").await
+        ));
+        // The retry captured nothing: exactly 4_000 remains.
+        assert!(is_rejected(
+            &issuer.capture(&issuer_ref, 4_001, "capture_2").await
+        ));
+        assert!(
+            issuer
+                .capture(&issuer_ref, 4_000, "capture_2")
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn void_releases_the_remainder() {
+        let issuer = issuer();
+        let issuer_ref = approved(&issuer, "pay", 10_000).await;
+        assert!(
+            issuer
+                .capture(&issuer_ref, 4_000, "capture_1")
+                .await
+                .is_ok()
+        );
+        assert!(issuer.void(&issuer_ref).await.is_ok());
+        assert!(issuer.void(&issuer_ref).await.is_ok(), "void is idempotent");
+        assert!(is_rejected(
+            &issuer.capture(&issuer_ref, 1_000, "capture_2").await
+        ));
+        // A retry of a capture made before the void still answers success.
+        assert!(
+            issuer
+                .capture(&issuer_ref, 4_000, "capture_1")
+                .await
+                .is_ok()
+        );
+        // The captured part stays refundable.
+        assert!(issuer.refund(&issuer_ref, 4_000, "refund_1").await.is_ok());
+
+        let captured_ref = approved(&issuer, "pay_full", 10_000).await;
+        assert!(
+            issuer
+                .capture(&captured_ref, 10_000, "capture_1")
+                .await
+                .is_ok()
+        );
+        assert!(is_rejected(&issuer.void(&captured_ref).await));
+    }
+
+    #[tokio::test]
+    async fn unknown_issuer_ref_is_rejected() {
+        let issuer = issuer();
+        assert!(is_rejected(
+            &issuer.capture("sim-0-none", 1, "capture").await
+        ));
+        assert!(is_rejected(&issuer.void("sim-0-none").await));
+        assert!(is_rejected(&issuer.refund("sim-0-none", 1, "refund").await));
+    }
+
+    #[tokio::test]
+    async fn silent_card_times_out_after_timeout_ms() {
+        let issuer = SimulatedIssuer::new(SimulatorConfig {
+            timeout_ms: 20,
+            ..SimulatorConfig::default()
+        });
+        let started = Instant::now();
+        let result = issuer
+            .authorise(request("pay", CARD_NO_ANSWER, 5_000))
+            .await;
+        let elapsed = started.elapsed();
+        assert!(matches!(result, Err(ConnectorError::Timeout)), "{result:?}");
+        assert!(elapsed >= Duration::from_millis(20), "{elapsed:?}");
+        // Generous, because the test machine may be busy; the point is that
+        // the default two-second timeout was not used.
+        assert!(elapsed < Duration::from_millis(1_500), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn latency_is_applied_to_every_call() {
+        let issuer = SimulatedIssuer::new(SimulatorConfig {
+            latency_ms: 30,
+            ..SimulatorConfig::default()
+        });
+        let started = Instant::now();
+        let issuer_ref = approved(&issuer, "pay", 10_000).await;
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        let started = Instant::now();
+        assert!(issuer.capture(&issuer_ref, 10, "capture_1").await.is_ok());
+        assert!(started.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[tokio::test]
+    async fn latency_beyond_the_deadline_times_out_without_acting() {
+        let issuer = SimulatedIssuer::new(SimulatorConfig {
+            latency_ms: 50,
+            timeout_ms: 10,
+            authorisations_max: 1,
+        });
+        for reference in ["pay_1", "pay_2"] {
+            let result = issuer
+                .authorise(request(reference, "4242424242424242", 5_000))
+                .await;
+            // Had the first call placed a hold, the second would hit the
+            // bound of one and answer Rejected instead.
+            assert!(matches!(result, Err(ConnectorError::Timeout)), "{result:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn authorisations_are_bounded() {
+        let issuer = SimulatedIssuer::new(SimulatorConfig {
+            authorisations_max: 2,
+            ..SimulatorConfig::default()
+        });
+        let first = approved(&issuer, "pay_1", 100).await;
+        approved(&issuer, "pay_2", 100).await;
+        let over = issuer
+            .authorise(request("pay_3", "4242424242424242", 100))
+            .await;
+        assert!(is_rejected(&over), "{over:?}");
+        // Declines keep no state, so they still answer as declines.
+        let declined = issuer
+            .authorise(request("pay_4", CARD_DO_NOT_HONOUR, 100))
+            .await;
+        assert_eq!(decline_of(declined), Some(Decline::DoNotHonour));
+        // Existing holds keep working at the bound.
+        assert!(issuer.capture(&first, 100, "capture_1").await.is_ok());
+        let replay = issuer
+            .authorise(request("pay_1", "4242424242424242", 100))
+            .await;
+        assert_eq!(
+            replay.map(|authorisation| authorisation.issuer_ref).ok(),
+            Some(first)
+        );
+    }
+
+    #[tokio::test]
+    async fn works_as_a_trait_object() {
+        let connector: Arc<dyn Connector> = Arc::new(issuer());
+        assert_eq!(connector.name(), "simulated_issuer");
+        let task = tokio::spawn({
+            let connector = Arc::clone(&connector);
+            async move {
+                connector
+                    .authorise(request("pay", "5555555555554444", 1_000))
+                    .await
+            }
+        });
+        let result = task.await;
+        assert!(matches!(result, Ok(Ok(_))), "{result:?}");
+    }
+}
