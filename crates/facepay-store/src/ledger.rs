@@ -1,0 +1,415 @@
+//! The double-entry ledger. Every money movement is one transfer: a set of
+//! entries (debits positive, credits negative) on single-currency accounts
+//! that sums to zero, written in the caller's database transaction together
+//! with the payment change it records. Balances are never stored; they are
+//! sums of entries, so there is nothing to drift.
+//!
+//! The accounts of a card payment, per currency:
+//! - `issuer_holds`: money the issuer has put on hold for us (authorised, not
+//!   yet captured); mirrored by the merchant's `pending` account.
+//! - `issuer_receivable`: captured money the issuer owes us; mirrored by the
+//!   merchant's `payable` account, less the platform's fee.
+//! - `platform:fees`: our fee on each capture.
+//!
+//! Transfer ids are derived from the payment (or refund) and the step, so a
+//! step posted twice is refused by the primary key: money cannot move twice.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::{Connection, Result, StoreError};
+
+#[derive(Debug, Clone, Copy)]
+pub enum Account<'a> {
+    IssuerHolds,
+    IssuerReceivable,
+    MerchantPending(&'a str),
+    MerchantPayable(&'a str),
+    PlatformFees,
+}
+
+impl Account<'_> {
+    fn id(self, currency: &str) -> String {
+        match self {
+            Account::IssuerHolds => format!("issuer_holds:{currency}"),
+            Account::IssuerReceivable => format!("issuer_receivable:{currency}"),
+            Account::MerchantPending(m) => format!("merchant:{m}:pending:{currency}"),
+            Account::MerchantPayable(m) => format!("merchant:{m}:payable:{currency}"),
+            Account::PlatformFees => format!("platform:fees:{currency}"),
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Account::IssuerHolds => "issuer_holds",
+            Account::IssuerReceivable => "issuer_receivable",
+            Account::MerchantPending(_) => "merchant_pending",
+            Account::MerchantPayable(_) => "merchant_payable",
+            Account::PlatformFees => "platform_fees",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferKind {
+    Authorise,
+    Capture,
+    /// The rest of a hold released: a void, an expiry or the remainder of a
+    /// partial capture.
+    Release,
+    Refund,
+}
+
+impl TransferKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            TransferKind::Authorise => "authorise",
+            TransferKind::Capture => "capture",
+            TransferKind::Release => "release",
+            TransferKind::Refund => "refund",
+        }
+    }
+}
+
+/// The money side of one payment, as the ledger needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct PaymentRef<'a> {
+    pub payment_id: &'a str,
+    pub merchant_id: &'a str,
+    pub currency: &'a str,
+}
+
+/// Moves `amount_minor` onto hold.
+pub async fn authorise(
+    conn: &mut Connection,
+    p: PaymentRef<'_>,
+    amount_minor: i64,
+    now_ms: i64,
+) -> Result<()> {
+    let legs = [
+        (Account::IssuerHolds, amount_minor),
+        (Account::MerchantPending(p.merchant_id), -amount_minor),
+    ];
+    let id = format!("{}:authorise", p.payment_id);
+    post(conn, &id, p, TransferKind::Authorise, &legs, now_ms).await
+}
+
+/// Turns `amount_minor` of the hold into money owed, less the fee.
+pub async fn capture(
+    conn: &mut Connection,
+    p: PaymentRef<'_>,
+    amount_minor: i64,
+    fee_minor: i64,
+    now_ms: i64,
+) -> Result<()> {
+    assert!(fee_minor >= 0 && fee_minor <= amount_minor);
+    let mut legs = vec![
+        (Account::IssuerHolds, -amount_minor),
+        (Account::MerchantPending(p.merchant_id), amount_minor),
+        (Account::IssuerReceivable, amount_minor),
+        (Account::MerchantPayable(p.merchant_id), -amount_minor),
+    ];
+    if fee_minor > 0 {
+        legs.push((Account::MerchantPayable(p.merchant_id), fee_minor));
+        legs.push((Account::PlatformFees, -fee_minor));
+    }
+    let id = format!("{}:capture", p.payment_id);
+    post(conn, &id, p, TransferKind::Capture, &legs, now_ms).await
+}
+
+/// Releases what is left of the hold.
+pub async fn release(
+    conn: &mut Connection,
+    p: PaymentRef<'_>,
+    amount_minor: i64,
+    now_ms: i64,
+) -> Result<()> {
+    let legs = [
+        (Account::IssuerHolds, -amount_minor),
+        (Account::MerchantPending(p.merchant_id), amount_minor),
+    ];
+    let id = format!("{}:release", p.payment_id);
+    post(conn, &id, p, TransferKind::Release, &legs, now_ms).await
+}
+
+/// Gives `amount_minor` back to the payer: the merchant owes that much less.
+/// The fee is not returned, as with most acquirers.
+pub async fn refund(
+    conn: &mut Connection,
+    p: PaymentRef<'_>,
+    refund_id: &str,
+    amount_minor: i64,
+    now_ms: i64,
+) -> Result<()> {
+    let legs = [
+        (Account::MerchantPayable(p.merchant_id), amount_minor),
+        (Account::IssuerReceivable, -amount_minor),
+    ];
+    post(conn, refund_id, p, TransferKind::Refund, &legs, now_ms).await
+}
+
+async fn post(
+    conn: &mut Connection,
+    transfer_id: &str,
+    p: PaymentRef<'_>,
+    kind: TransferKind,
+    legs: &[(Account<'_>, i64)],
+    now_ms: i64,
+) -> Result<()> {
+    assert!(legs.len() >= 2, "a transfer has at least two legs");
+    assert!(legs.iter().all(|(_, amount)| *amount != 0), "zero leg");
+    let sum: i128 = legs.iter().map(|(_, amount)| i128::from(*amount)).sum();
+    assert_eq!(sum, 0, "transfer {transfer_id} does not balance");
+
+    sqlx::query(
+        "INSERT INTO ledger_transfers (id, payment_id, kind, currency, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(transfer_id)
+    .bind(p.payment_id)
+    .bind(kind.as_str())
+    .bind(p.currency)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| StoreError::from(e).duplicate_as("ledger transfer"))?;
+    for (account, amount) in legs {
+        let account_id = account.id(p.currency);
+        sqlx::query(
+            "INSERT INTO ledger_accounts (id, kind, currency, created_at_ms) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&account_id)
+        .bind(account.kind())
+        .bind(p.currency)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO ledger_entries (transfer_id, account_id, amount_minor) VALUES ($1, $2, $3)",
+        )
+        .bind(transfer_id)
+        .bind(&account_id)
+        .bind(*amount)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Balance {
+    pub account_id: String,
+    pub currency: String,
+    pub balance_minor: i64,
+}
+
+/// Every account's balance, derived from its entries.
+pub async fn balances(conn: &mut Connection) -> Result<Vec<Balance>> {
+    let rows = sqlx::query(
+        "SELECT a.id, a.currency, CAST(COALESCE(SUM(e.amount_minor), 0) AS BIGINT) AS balance \
+         FROM ledger_accounts a LEFT JOIN ledger_entries e ON e.account_id = a.id \
+         GROUP BY a.id, a.currency ORDER BY a.id",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Balance {
+                account_id: r.try_get("id")?,
+                currency: r.try_get("currency")?,
+                balance_minor: r.try_get("balance")?,
+            })
+        })
+        .collect()
+}
+
+/// What `facepay ledger verify` found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Verification {
+    pub transfers: i64,
+    pub entries: i64,
+    pub payments: i64,
+    /// At most [`PROBLEMS_MAX`] descriptions; `problem_count` has them all.
+    pub problems: Vec<String>,
+    pub problem_count: i64,
+}
+
+pub const PROBLEMS_MAX: usize = 100;
+/// Payments checked per query, so memory stays flat on a large store.
+const VERIFY_PAGE: i64 = 1000;
+
+impl Verification {
+    fn problem(&mut self, text: String) {
+        self.problem_count += 1;
+        if self.problems.len() < PROBLEMS_MAX {
+            self.problems.push(text);
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.problem_count == 0
+    }
+}
+
+/// Proves the ledger's invariants over the whole store:
+/// 1. every transfer has two or more legs and sums to zero, in the
+///    currency of each of its accounts;
+/// 2. for every payment, the legs of its transfers match its recorded
+///    amounts and state: the hold still open equals what is authorised and
+///    neither captured nor released, what is receivable equals captured less
+///    refunded, what the merchant is owed equals that less the fee;
+/// 3. refunds never exceed the capture and add up to the refunded amount;
+/// 4. the payment's events form one chain ending in its current state.
+pub async fn verify(conn: &mut Connection) -> Result<Verification> {
+    let mut v = Verification::default();
+    let counts = sqlx::query(
+        "SELECT (SELECT CAST(COUNT(*) AS BIGINT) FROM ledger_transfers) AS transfers, \
+         (SELECT CAST(COUNT(*) AS BIGINT) FROM ledger_entries) AS entries",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    v.transfers = counts.try_get("transfers")?;
+    v.entries = counts.try_get("entries")?;
+
+    let unbalanced = sqlx::query(
+        "SELECT t.id, CAST(COALESCE(SUM(e.amount_minor), 0) AS BIGINT) AS total, \
+         CAST(COUNT(e.id) AS BIGINT) AS legs, \
+         CAST(SUM(CASE WHEN a.currency <> t.currency THEN 1 ELSE 0 END) AS BIGINT) AS foreign_legs \
+         FROM ledger_transfers t LEFT JOIN ledger_entries e ON e.transfer_id = t.id \
+         LEFT JOIN ledger_accounts a ON a.id = e.account_id GROUP BY t.id \
+         HAVING COALESCE(SUM(e.amount_minor), 0) <> 0 OR COUNT(e.id) < 2 \
+         OR SUM(CASE WHEN a.currency <> t.currency THEN 1 ELSE 0 END) > 0",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in unbalanced {
+        let id: String = row.try_get("id")?;
+        let total: i64 = row.try_get("total")?;
+        let legs: i64 = row.try_get("legs")?;
+        let foreign: i64 = row.try_get::<Option<i64>, _>("foreign_legs")?.unwrap_or(0);
+        v.problem(format!(
+            "transfer {id}: sum {total}, {legs} legs, {foreign} legs in another currency"
+        ));
+    }
+
+    let mut after = String::new();
+    loop {
+        let rows = sqlx::query(
+            "SELECT p.id, p.state, p.amount_minor, p.authorised_minor, p.captured_minor, \
+             p.refunded_minor, p.fee_minor, \
+             CAST(COALESCE(SUM(CASE WHEN a.kind = 'issuer_holds' THEN e.amount_minor ELSE 0 END), 0) AS BIGINT) AS holds, \
+             CAST(COALESCE(SUM(CASE WHEN a.kind = 'merchant_pending' THEN e.amount_minor ELSE 0 END), 0) AS BIGINT) AS pending, \
+             CAST(COALESCE(SUM(CASE WHEN a.kind = 'issuer_receivable' THEN e.amount_minor ELSE 0 END), 0) AS BIGINT) AS receivable, \
+             CAST(COALESCE(SUM(CASE WHEN a.kind = 'merchant_payable' THEN e.amount_minor ELSE 0 END), 0) AS BIGINT) AS payable, \
+             CAST(COALESCE(SUM(CASE WHEN a.kind = 'platform_fees' THEN e.amount_minor ELSE 0 END), 0) AS BIGINT) AS fees \
+             FROM payments p LEFT JOIN ledger_transfers t ON t.payment_id = p.id \
+             LEFT JOIN ledger_entries e ON e.transfer_id = t.id \
+             LEFT JOIN ledger_accounts a ON a.id = e.account_id \
+             WHERE p.id > $1 GROUP BY p.id, p.state, p.amount_minor, p.authorised_minor, \
+             p.captured_minor, p.refunded_minor, p.fee_minor ORDER BY p.id LIMIT $2",
+        )
+        .bind(&after)
+        .bind(VERIFY_PAGE)
+        .fetch_all(&mut *conn)
+        .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get("id")?;
+        for row in &rows {
+            v.payments += 1;
+            check_payment(conn, row, &mut v).await?;
+        }
+    }
+    Ok(v)
+}
+
+async fn check_payment(
+    conn: &mut Connection,
+    row: &sqlx::any::AnyRow,
+    v: &mut Verification,
+) -> Result<()> {
+    let id: String = row.try_get("id")?;
+    let state: String = row.try_get("state")?;
+    let amount: i64 = row.try_get("amount_minor")?;
+    let authorised: i64 = row.try_get("authorised_minor")?;
+    let captured: i64 = row.try_get("captured_minor")?;
+    let refunded: i64 = row.try_get("refunded_minor")?;
+    let fee: i64 = row.try_get("fee_minor")?;
+    let holds: i64 = row.try_get("holds")?;
+    let pending: i64 = row.try_get("pending")?;
+    let receivable: i64 = row.try_get("receivable")?;
+    let payable: i64 = row.try_get("payable")?;
+    let fees: i64 = row.try_get("fees")?;
+
+    let open_hold = if state == "authorised" {
+        authorised - captured
+    } else {
+        0
+    };
+    let mut expect = |what: &str, got: i64, want: i64| {
+        if got != want {
+            v.problem(format!(
+                "payment {id} ({state}): {what} is {got}, expected {want}"
+            ));
+        }
+    };
+    expect("hold on the issuer", holds, open_hold);
+    expect("merchant's pending", pending, -open_hold);
+    expect("issuer receivable", receivable, captured - refunded);
+    expect("merchant's payable", payable, -(captured - fee - refunded));
+    expect("platform fee", fees, -fee);
+
+    let amounts_ok = 0 <= refunded
+        && refunded <= captured
+        && captured <= authorised
+        && authorised <= amount
+        && 0 <= fee
+        && fee <= captured;
+    let state_ok = match state.as_str() {
+        "created" | "requires_step_up" | "declined" | "failed" => authorised == 0,
+        "authorised" => authorised > 0 && captured == 0,
+        "voided" => authorised > 0 && captured == 0,
+        "captured" => captured > 0 && refunded == 0,
+        "partially_refunded" => 0 < refunded && refunded < captured,
+        "refunded" => captured > 0 && refunded == captured,
+        _ => false,
+    };
+    if !amounts_ok || !state_ok {
+        v.problem(format!(
+            "payment {id} ({state}): amounts out of order: amount {amount}, authorised \
+             {authorised}, captured {captured}, refunded {refunded}, fee {fee}"
+        ));
+    }
+
+    let refunds: i64 = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS total FROM refunds \
+         WHERE payment_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get("total")?;
+    if refunds != refunded {
+        v.problem(format!(
+            "payment {id}: refunds add up to {refunds}, the payment says {refunded}"
+        ));
+    }
+
+    let events = crate::payments::events(conn, &id).await?;
+    let mut previous: Option<&str> = None;
+    for event in &events {
+        if event.from_state.as_deref() != previous {
+            v.problem(format!(
+                "payment {id}: event to {} starts from {:?}, the state before was {previous:?}",
+                event.to_state, event.from_state
+            ));
+        }
+        previous = Some(&event.to_state);
+    }
+    if previous != Some(state.as_str()) {
+        v.problem(format!(
+            "payment {id}: last event ends in {previous:?}, the payment is {state}"
+        ));
+    }
+    Ok(())
+}

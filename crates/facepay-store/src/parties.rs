@@ -1,0 +1,383 @@
+//! Users, their templates and payment methods; merchants, stores, terminals
+//! and API keys. Secrets are stored only as hashes (PINs, tokens, API keys)
+//! or ciphertexts (templates, card numbers) made by the caller.
+
+use serde::Serialize;
+use sqlx::{FromRow, Row};
+
+use crate::{Connection, Result, StoreError};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct User {
+    pub id: String,
+    pub phone: Option<String>,
+    pub phone_last4: Option<String>,
+    pub pin_hash: Option<String>,
+    pub status: String,
+    pub created_at_ms: i64,
+}
+
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub phone: &'a str,
+    pub phone_last4: &'a str,
+    pub pin_hash: &'a str,
+    pub token_hash: &'a str,
+    pub created_at_ms: i64,
+}
+
+pub async fn insert_user(conn: &mut Connection, user: &NewUser<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO users (id, phone, phone_last4, pin_hash, token_hash, status, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, 'active', $6)",
+    )
+    .bind(user.id)
+    .bind(user.phone)
+    .bind(user.phone_last4)
+    .bind(user.pin_hash)
+    .bind(user.token_hash)
+    .bind(user.created_at_ms)
+    .execute(conn)
+    .await
+    .map_err(|e| StoreError::from(e).duplicate_as("user with this phone number"))?;
+    Ok(())
+}
+
+const USER_COLUMNS: &str = "id, phone, phone_last4, pin_hash, status, created_at_ms";
+
+pub async fn user(conn: &mut Connection, id: &str) -> Result<Option<User>> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
+}
+
+pub async fn user_by_token_hash(conn: &mut Connection, token_hash: &str) -> Result<Option<User>> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE token_hash = $1");
+    Ok(sqlx::query_as(&sql)
+        .bind(token_hash)
+        .fetch_optional(conn)
+        .await?)
+}
+
+pub async fn set_user_status(conn: &mut Connection, id: &str, status: &str) -> Result<()> {
+    let done = sqlx::query("UPDATE users SET status = $2 WHERE id = $1 AND status <> 'deleted'")
+        .bind(id)
+        .bind(status)
+        .execute(conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("user"));
+    }
+    Ok(())
+}
+
+/// Erases what identifies a user: the template row and the card ciphertexts
+/// go, the phone, PIN hash and token are cleared. Payments stay, because
+/// merchants and the ledger need them, but point at an anonymous user.
+pub async fn delete_user(conn: &mut Connection, id: &str, now_ms: i64) -> Result<()> {
+    sqlx::query("DELETE FROM templates WHERE user_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "UPDATE payment_methods SET status = 'deleted', key_id = NULL, nonce = NULL, \
+         ciphertext = NULL WHERE user_id = $1",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    let done = sqlx::query(
+        "UPDATE users SET status = 'deleted', phone = NULL, phone_last4 = NULL, pin_hash = NULL, \
+         token_hash = NULL, deleted_at_ms = $2 WHERE id = $1 AND status <> 'deleted'",
+    )
+    .bind(id)
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("user"));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct StoredTemplate {
+    pub user_id: String,
+    pub model: String,
+    pub key_id: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+pub async fn insert_template(
+    conn: &mut Connection,
+    template: &StoredTemplate,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO templates (user_id, model, key_id, nonce, ciphertext, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&template.user_id)
+    .bind(&template.model)
+    .bind(&template.key_id)
+    .bind(&template.nonce)
+    .bind(&template.ciphertext)
+    .bind(now_ms)
+    .execute(conn)
+    .await
+    .map_err(|e| StoreError::from(e).duplicate_as("template"))?;
+    Ok(())
+}
+
+/// Templates of active users, for building the in-memory gallery.
+pub async fn active_templates(conn: &mut Connection) -> Result<Vec<StoredTemplate>> {
+    Ok(sqlx::query_as(
+        "SELECT t.user_id, t.model, t.key_id, t.nonce, t.ciphertext FROM templates t \
+         JOIN users u ON u.id = t.user_id WHERE u.status = 'active' ORDER BY t.user_id",
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct PaymentMethod {
+    pub id: String,
+    #[serde(skip)]
+    pub user_id: String,
+    pub brand: String,
+    pub last4: String,
+    pub expiry_month: i64,
+    pub expiry_year: i64,
+    #[serde(skip)]
+    pub key_id: Option<String>,
+    #[serde(skip)]
+    pub nonce: Option<Vec<u8>>,
+    #[serde(skip)]
+    pub ciphertext: Option<Vec<u8>>,
+    pub status: String,
+}
+
+pub async fn insert_payment_method(
+    conn: &mut Connection,
+    method: &PaymentMethod,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO payment_methods (id, user_id, brand, last4, expiry_month, expiry_year, \
+         key_id, nonce, ciphertext, status, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&method.id)
+    .bind(&method.user_id)
+    .bind(&method.brand)
+    .bind(&method.last4)
+    .bind(method.expiry_month)
+    .bind(method.expiry_year)
+    .bind(&method.key_id)
+    .bind(&method.nonce)
+    .bind(&method.ciphertext)
+    .bind(&method.status)
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+const METHOD_COLUMNS: &str =
+    "id, user_id, brand, last4, expiry_month, expiry_year, key_id, nonce, ciphertext, status";
+
+pub async fn payment_methods(conn: &mut Connection, user_id: &str) -> Result<Vec<PaymentMethod>> {
+    let sql = format!(
+        "SELECT {METHOD_COLUMNS} FROM payment_methods WHERE user_id = $1 AND status = 'active' \
+         ORDER BY created_at_ms, id"
+    );
+    Ok(sqlx::query_as(&sql).bind(user_id).fetch_all(conn).await?)
+}
+
+pub async fn payment_method(conn: &mut Connection, id: &str) -> Result<Option<PaymentMethod>> {
+    let sql = format!("SELECT {METHOD_COLUMNS} FROM payment_methods WHERE id = $1");
+    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct Merchant {
+    pub id: String,
+    pub name: String,
+    pub fee_bps: i64,
+    pub status: String,
+}
+
+pub async fn insert_merchant(conn: &mut Connection, m: &Merchant, now_ms: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO merchants (id, name, fee_bps, status, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&m.id)
+    .bind(&m.name)
+    .bind(m.fee_bps)
+    .bind(&m.status)
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct StoreRow {
+    pub id: String,
+    pub merchant_id: String,
+    pub name: String,
+    pub country: String,
+    pub city: String,
+    pub currency: String,
+    pub latitude_e6: i64,
+    pub longitude_e6: i64,
+}
+
+pub async fn insert_store(conn: &mut Connection, s: &StoreRow, now_ms: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO stores (id, merchant_id, name, country, city, currency, latitude_e6, \
+         longitude_e6, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&s.id)
+    .bind(&s.merchant_id)
+    .bind(&s.name)
+    .bind(&s.country)
+    .bind(&s.city)
+    .bind(&s.currency)
+    .bind(s.latitude_e6)
+    .bind(s.longitude_e6)
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn stores_of(conn: &mut Connection, merchant_id: &str) -> Result<Vec<StoreRow>> {
+    Ok(sqlx::query_as(
+        "SELECT id, merchant_id, name, country, city, currency, latitude_e6, longitude_e6 \
+         FROM stores WHERE merchant_id = $1 ORDER BY id",
+    )
+    .bind(merchant_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+pub async fn insert_terminal(
+    conn: &mut Connection,
+    id: &str,
+    store_id: &str,
+    public_key: &[u8],
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO terminals (id, store_id, public_key, status, created_at_ms) \
+         VALUES ($1, $2, $3, 'active', $4)",
+    )
+    .bind(id)
+    .bind(store_id)
+    .bind(public_key)
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_terminal_status(conn: &mut Connection, id: &str, status: &str) -> Result<()> {
+    let done = sqlx::query("UPDATE terminals SET status = $2 WHERE id = $1")
+        .bind(id)
+        .bind(status)
+        .execute(conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("terminal"));
+    }
+    Ok(())
+}
+
+/// A terminal with the store and merchant it belongs to: what a signed
+/// terminal request needs to know about its caller.
+#[derive(Debug, Clone)]
+pub struct TerminalContext {
+    pub terminal_id: String,
+    pub public_key: Vec<u8>,
+    pub terminal_status: String,
+    pub store: StoreRow,
+    pub merchant: Merchant,
+}
+
+pub async fn terminal_context(conn: &mut Connection, id: &str) -> Result<Option<TerminalContext>> {
+    let row = sqlx::query(
+        "SELECT t.id, t.public_key, t.status, s.id AS store_id, s.name AS store_name, s.country, \
+         s.city, s.currency, s.latitude_e6, s.longitude_e6, m.id AS merchant_id, \
+         m.name AS merchant_name, m.fee_bps, m.status AS merchant_status \
+         FROM terminals t JOIN stores s ON s.id = t.store_id JOIN merchants m ON m.id = s.merchant_id \
+         WHERE t.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let merchant_id: String = row.try_get("merchant_id")?;
+    Ok(Some(TerminalContext {
+        terminal_id: row.try_get("id")?,
+        public_key: row.try_get("public_key")?,
+        terminal_status: row.try_get("status")?,
+        store: StoreRow {
+            id: row.try_get("store_id")?,
+            merchant_id: merchant_id.clone(),
+            name: row.try_get("store_name")?,
+            country: row.try_get("country")?,
+            city: row.try_get("city")?,
+            currency: row.try_get("currency")?,
+            latitude_e6: row.try_get("latitude_e6")?,
+            longitude_e6: row.try_get("longitude_e6")?,
+        },
+        merchant: Merchant {
+            id: merchant_id,
+            name: row.try_get("merchant_name")?,
+            fee_bps: row.try_get("fee_bps")?,
+            status: row.try_get("merchant_status")?,
+        },
+    }))
+}
+
+pub async fn insert_api_key(
+    conn: &mut Connection,
+    id: &str,
+    merchant_id: &str,
+    key_hash: &str,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, merchant_id, key_hash, created_at_ms) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(merchant_id)
+    .bind(key_hash)
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn merchant_by_api_key_hash(
+    conn: &mut Connection,
+    key_hash: &str,
+) -> Result<Option<Merchant>> {
+    Ok(sqlx::query_as(
+        "SELECT m.id, m.name, m.fee_bps, m.status FROM api_keys k \
+         JOIN merchants m ON m.id = k.merchant_id WHERE k.key_hash = $1",
+    )
+    .bind(key_hash)
+    .fetch_optional(conn)
+    .await?)
+}
+
+pub async fn merchant(conn: &mut Connection, id: &str) -> Result<Option<Merchant>> {
+    Ok(
+        sqlx::query_as("SELECT id, name, fee_bps, status FROM merchants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}

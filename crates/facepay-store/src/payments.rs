@@ -1,0 +1,431 @@
+//! Payments, their state transitions, refunds and the merchant's views.
+//!
+//! A payment's row changes only through [`transition`], which checks that the
+//! row is still in the state the caller read (so two racing requests cannot
+//! both move it) and records the transition with its reason and time.
+
+use serde::Serialize;
+use sqlx::{FromRow, Row};
+
+use crate::{Connection, Result, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentState {
+    Created,
+    RequiresStepUp,
+    Authorised,
+    Captured,
+    PartiallyRefunded,
+    Refunded,
+    Voided,
+    Declined,
+    Failed,
+}
+
+impl PaymentState {
+    pub const ALL: [PaymentState; 9] = [
+        PaymentState::Created,
+        PaymentState::RequiresStepUp,
+        PaymentState::Authorised,
+        PaymentState::Captured,
+        PaymentState::PartiallyRefunded,
+        PaymentState::Refunded,
+        PaymentState::Voided,
+        PaymentState::Declined,
+        PaymentState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentState::Created => "created",
+            PaymentState::RequiresStepUp => "requires_step_up",
+            PaymentState::Authorised => "authorised",
+            PaymentState::Captured => "captured",
+            PaymentState::PartiallyRefunded => "partially_refunded",
+            PaymentState::Refunded => "refunded",
+            PaymentState::Voided => "voided",
+            PaymentState::Declined => "declined",
+            PaymentState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+
+    /// The state machine: which moves are allowed at all.
+    pub fn can_move_to(self, to: PaymentState) -> bool {
+        use PaymentState::*;
+        matches!(
+            (self, to),
+            (Created, RequiresStepUp | Authorised | Declined | Failed)
+                | (RequiresStepUp, Authorised | Declined | Failed)
+                | (Authorised, Captured | Voided)
+                | (Captured | PartiallyRefunded, PartiallyRefunded | Refunded)
+        )
+    }
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct Payment {
+    pub id: String,
+    pub terminal_id: String,
+    pub store_id: String,
+    pub merchant_id: String,
+    #[serde(skip)]
+    pub idempotency_key: String,
+    #[serde(skip)]
+    pub user_id: Option<String>,
+    #[serde(skip)]
+    pub payment_method_id: Option<String>,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub capture_mode: String,
+    pub authorised_minor: i64,
+    pub captured_minor: i64,
+    pub refunded_minor: i64,
+    pub fee_minor: i64,
+    pub state: String,
+    pub reason: String,
+    pub connector: Option<String>,
+    #[serde(skip)]
+    pub issuer_ref: Option<String>,
+    pub match_score: Option<f64>,
+    #[serde(skip)]
+    pub candidates: Option<String>,
+    #[serde(skip)]
+    pub step_up_attempts: i64,
+    pub liveness: Option<String>,
+    pub expires_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+impl Payment {
+    pub fn state(&self) -> Result<PaymentState> {
+        PaymentState::parse(&self.state)
+            .ok_or_else(|| StoreError::Corrupt(format!("payment state {:?}", self.state)))
+    }
+}
+
+const PAYMENT_COLUMNS: &str = "id, terminal_id, store_id, merchant_id, idempotency_key, user_id, \
+     payment_method_id, amount_minor, currency, capture_mode, authorised_minor, captured_minor, \
+     refunded_minor, fee_minor, state, reason, connector, issuer_ref, match_score, candidates, \
+     step_up_attempts, liveness, expires_at_ms, created_at_ms, updated_at_ms";
+
+/// Inserts a new payment and its first event. A second payment with the same
+/// terminal and idempotency key is `Duplicate`: the key names one payment.
+pub async fn insert(conn: &mut Connection, p: &Payment) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+         $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+    );
+    sqlx::query(&sql)
+        .bind(&p.id)
+        .bind(&p.terminal_id)
+        .bind(&p.store_id)
+        .bind(&p.merchant_id)
+        .bind(&p.idempotency_key)
+        .bind(&p.user_id)
+        .bind(&p.payment_method_id)
+        .bind(p.amount_minor)
+        .bind(&p.currency)
+        .bind(&p.capture_mode)
+        .bind(p.authorised_minor)
+        .bind(p.captured_minor)
+        .bind(p.refunded_minor)
+        .bind(p.fee_minor)
+        .bind(&p.state)
+        .bind(&p.reason)
+        .bind(&p.connector)
+        .bind(&p.issuer_ref)
+        .bind(p.match_score)
+        .bind(&p.candidates)
+        .bind(p.step_up_attempts)
+        .bind(&p.liveness)
+        .bind(p.expires_at_ms)
+        .bind(p.created_at_ms)
+        .bind(p.updated_at_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| StoreError::from(e).duplicate_as("payment for this idempotency key"))?;
+    record_event(conn, &p.id, None, &p.state, &p.reason, p.created_at_ms).await
+}
+
+/// Writes the payment's new fields if it is still in `from`, and records the
+/// transition. `Duplicate` means another request moved it first.
+pub async fn transition(conn: &mut Connection, from: PaymentState, p: &Payment) -> Result<()> {
+    let to = p.state()?;
+    assert!(
+        from == to || from.can_move_to(to),
+        "illegal payment transition {from:?} -> {to:?}"
+    );
+    let done = sqlx::query(
+        "UPDATE payments SET user_id = $3, payment_method_id = $4, authorised_minor = $5, \
+         captured_minor = $6, refunded_minor = $7, fee_minor = $8, state = $9, reason = $10, \
+         connector = $11, issuer_ref = $12, match_score = $13, candidates = $14, \
+         step_up_attempts = $15, liveness = $16, expires_at_ms = $17, updated_at_ms = $18 \
+         WHERE id = $1 AND state = $2",
+    )
+    .bind(&p.id)
+    .bind(from.as_str())
+    .bind(&p.user_id)
+    .bind(&p.payment_method_id)
+    .bind(p.authorised_minor)
+    .bind(p.captured_minor)
+    .bind(p.refunded_minor)
+    .bind(p.fee_minor)
+    .bind(&p.state)
+    .bind(&p.reason)
+    .bind(&p.connector)
+    .bind(&p.issuer_ref)
+    .bind(p.match_score)
+    .bind(&p.candidates)
+    .bind(p.step_up_attempts)
+    .bind(&p.liveness)
+    .bind(p.expires_at_ms)
+    .bind(p.updated_at_ms)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Duplicate("concurrent change to this payment"));
+    }
+    record_event(
+        conn,
+        &p.id,
+        Some(from.as_str()),
+        &p.state,
+        &p.reason,
+        p.updated_at_ms,
+    )
+    .await
+}
+
+async fn record_event(
+    conn: &mut Connection,
+    payment_id: &str,
+    from: Option<&str>,
+    to: &str,
+    reason: &str,
+    at_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO payment_events (payment_id, from_state, to_state, reason, at_ms) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(payment_id)
+    .bind(from)
+    .bind(to)
+    .bind(reason)
+    .bind(at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut Connection, id: &str) -> Result<Option<Payment>> {
+    let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1");
+    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
+}
+
+pub async fn by_idempotency_key(
+    conn: &mut Connection,
+    terminal_id: &str,
+    key: &str,
+) -> Result<Option<Payment>> {
+    let sql = format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE terminal_id = $1 AND idempotency_key = $2"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(terminal_id)
+        .bind(key)
+        .fetch_optional(conn)
+        .await?)
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct Event {
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub reason: String,
+    pub at_ms: i64,
+}
+
+pub async fn events(conn: &mut Connection, payment_id: &str) -> Result<Vec<Event>> {
+    Ok(sqlx::query_as(
+        "SELECT from_state, to_state, reason, at_ms FROM payment_events \
+         WHERE payment_id = $1 ORDER BY id",
+    )
+    .bind(payment_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+pub async fn insert_refund(
+    conn: &mut Connection,
+    id: &str,
+    payment_id: &str,
+    amount_minor: i64,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO refunds (id, payment_id, amount_minor, created_at_ms) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(payment_id)
+    .bind(amount_minor)
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Payments of one user, newest first (the app's "my payments").
+pub async fn of_user(conn: &mut Connection, user_id: &str, limit: i64) -> Result<Vec<Payment>> {
+    let sql = format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE user_id = $1 \
+         ORDER BY created_at_ms DESC, id DESC LIMIT $2"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub store_id: Option<String>,
+    pub state: Option<PaymentState>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// Resume after this (created_at_ms, id), exclusive.
+    pub after: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+/// A merchant's payments, newest first, with keyset pagination so pages stay
+/// stable while new payments arrive.
+pub async fn list(
+    conn: &mut Connection,
+    merchant_id: &str,
+    f: &ListFilter,
+) -> Result<Vec<Payment>> {
+    assert!(f.limit > 0);
+    let (after_ms, after_id) = f
+        .after
+        .clone()
+        .unwrap_or((i64::MAX, String::from("\u{10FFFF}")));
+    let sql = format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 \
+         AND ($2 = '' OR store_id = $2) AND ($3 = '' OR state = $3) \
+         AND created_at_ms >= $4 AND created_at_ms < $5 \
+         AND (created_at_ms < $6 OR (created_at_ms = $6 AND id < $7)) \
+         ORDER BY created_at_ms DESC, id DESC LIMIT $8"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(merchant_id)
+        .bind(f.store_id.clone().unwrap_or_default())
+        .bind(f.state.map(PaymentState::as_str).unwrap_or_default())
+        .bind(f.from_ms.unwrap_or(0))
+        .bind(f.to_ms.unwrap_or(i64::MAX))
+        .bind(after_ms)
+        .bind(after_id)
+        .bind(f.limit)
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Authorisations whose hold has run out, oldest first.
+pub async fn expired_authorisations(
+    conn: &mut Connection,
+    now_ms: i64,
+    limit: i64,
+) -> Result<Vec<Payment>> {
+    let sql = format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE state = 'authorised' \
+         AND expires_at_ms IS NOT NULL AND expires_at_ms <= $1 ORDER BY expires_at_ms LIMIT $2"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?)
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DailyReportRow {
+    pub store_id: String,
+    pub currency: String,
+    /// Payments captured that day.
+    pub count: i64,
+    pub gross_minor: i64,
+    pub refunds_minor: i64,
+    pub fees_minor: i64,
+    pub net_minor: i64,
+}
+
+/// Per store, for the UTC day starting at `day_start_ms`: payments captured
+/// that day (gross, fees) and refunds made that day, from the ledger's own
+/// transfers so the report and the ledger cannot disagree.
+pub async fn daily_report(
+    conn: &mut Connection,
+    merchant_id: &str,
+    day_start_ms: i64,
+) -> Result<Vec<DailyReportRow>> {
+    let day_end_ms = day_start_ms + 86_400_000;
+    let rows = sqlx::query(
+        "SELECT p.store_id, p.currency, \
+         CAST(COALESCE(SUM(CASE WHEN t.kind = 'capture' AND e.account_id LIKE 'merchant:%:payable:%' \
+              AND e.amount_minor < 0 THEN -e.amount_minor ELSE 0 END), 0) AS BIGINT) AS gross, \
+         CAST(COALESCE(SUM(CASE WHEN t.kind = 'refund' AND e.account_id LIKE 'merchant:%:payable:%' \
+              THEN e.amount_minor ELSE 0 END), 0) AS BIGINT) AS refunds, \
+         CAST(COALESCE(SUM(CASE WHEN t.kind = 'capture' AND e.account_id LIKE 'merchant:%:payable:%' \
+              AND e.amount_minor > 0 THEN e.amount_minor ELSE 0 END), 0) AS BIGINT) AS fees \
+         FROM ledger_transfers t JOIN ledger_entries e ON e.transfer_id = t.id \
+         JOIN payments p ON p.id = t.payment_id \
+         WHERE p.merchant_id = $1 AND t.created_at_ms >= $2 AND t.created_at_ms < $3 \
+         AND t.kind IN ('capture', 'refund') \
+         GROUP BY p.store_id, p.currency ORDER BY p.store_id, p.currency",
+    )
+    .bind(merchant_id)
+    .bind(day_start_ms)
+    .bind(day_end_ms)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut report = Vec::with_capacity(rows.len());
+    for row in rows {
+        let gross_minor: i64 = row.try_get("gross")?;
+        let refunds_minor: i64 = row.try_get("refunds")?;
+        let fees_minor: i64 = row.try_get("fees")?;
+        report.push(DailyReportRow {
+            store_id: row.try_get("store_id")?,
+            currency: row.try_get("currency")?,
+            count: 0,
+            gross_minor,
+            refunds_minor,
+            fees_minor,
+            net_minor: gross_minor - refunds_minor - fees_minor,
+        });
+    }
+    // Captures counted per transfer, not per entry: the join above repeats a
+    // transfer once per leg, so count them separately.
+    for r in &mut report {
+        r.count = sqlx::query(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM ledger_transfers t \
+             JOIN payments p ON p.id = t.payment_id WHERE p.merchant_id = $1 AND p.store_id = $2 \
+             AND t.currency = $3 AND t.kind = 'capture' AND t.created_at_ms >= $4 \
+             AND t.created_at_ms < $5",
+        )
+        .bind(merchant_id)
+        .bind(&r.store_id)
+        .bind(&r.currency)
+        .bind(day_start_ms)
+        .bind(day_end_ms)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("n")?;
+    }
+    Ok(report)
+}

@@ -1,0 +1,264 @@
+//! The store's own guarantees, on SQLite and (when configured) PostgreSQL.
+
+use crate::idempotency::{self, Claim};
+use crate::ledger::{self, PaymentRef};
+use crate::parties::{self, Merchant, StoreRow};
+use crate::payments::{self, Payment, PaymentState};
+use crate::{Store, StoreError, testing};
+
+async fn seed(store: &Store) -> Payment {
+    let mut tx = store.begin().await.unwrap();
+    let merchant = Merchant {
+        id: "m1".into(),
+        name: "Cafe".into(),
+        fee_bps: 250,
+        status: "active".into(),
+    };
+    parties::insert_merchant(&mut tx, &merchant, 1)
+        .await
+        .unwrap();
+    let shop = StoreRow {
+        id: "s1".into(),
+        merchant_id: "m1".into(),
+        name: "Gangnam".into(),
+        country: "KR".into(),
+        city: "Seoul".into(),
+        currency: "KRW".into(),
+        latitude_e6: 37_497_942,
+        longitude_e6: 127_027_621,
+    };
+    parties::insert_store(&mut tx, &shop, 1).await.unwrap();
+    parties::insert_terminal(&mut tx, "t1", "s1", &[7; 32], 1)
+        .await
+        .unwrap();
+    let payment = Payment {
+        id: "pay_1".into(),
+        terminal_id: "t1".into(),
+        store_id: "s1".into(),
+        merchant_id: "m1".into(),
+        idempotency_key: "k1".into(),
+        user_id: None,
+        payment_method_id: None,
+        amount_minor: 4500,
+        currency: "KRW".into(),
+        capture_mode: "manual".into(),
+        authorised_minor: 0,
+        captured_minor: 0,
+        refunded_minor: 0,
+        fee_minor: 0,
+        state: "created".into(),
+        reason: "received".into(),
+        connector: None,
+        issuer_ref: None,
+        match_score: None,
+        candidates: None,
+        step_up_attempts: 0,
+        liveness: None,
+        expires_at_ms: None,
+        created_at_ms: 10,
+        updated_at_ms: 10,
+    };
+    payments::insert(&mut tx, &payment).await.unwrap();
+    tx.commit().await.unwrap();
+    payment
+}
+
+#[tokio::test]
+async fn a_payment_moves_money_once_and_verify_proves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let mut p = seed(&store).await;
+        let r = PaymentRef {
+            payment_id: "pay_1",
+            merchant_id: "m1",
+            currency: "KRW",
+        };
+
+        let mut tx = store.begin().await.unwrap();
+        ledger::authorise(&mut tx, r, 4500, 20).await.unwrap();
+        p.state = "authorised".into();
+        p.authorised_minor = 4500;
+        payments::transition(&mut tx, PaymentState::Created, &p)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        // A step posted twice is refused by the ledger itself.
+        let mut tx = store.begin().await.unwrap();
+        let again = ledger::authorise(&mut tx, r, 4500, 21).await;
+        assert!(matches!(again, Err(StoreError::Duplicate(_))), "{backend}");
+        tx.rollback().await.unwrap();
+
+        // Partial capture: 4000 captured, 500 released, fee 100.
+        let mut tx = store.begin().await.unwrap();
+        ledger::capture(&mut tx, r, 4000, 100, 30).await.unwrap();
+        ledger::release(&mut tx, r, 500, 30).await.unwrap();
+        p.state = "captured".into();
+        p.captured_minor = 4000;
+        p.fee_minor = 100;
+        payments::transition(&mut tx, PaymentState::Authorised, &p)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = store.begin().await.unwrap();
+        ledger::refund(&mut tx, r, "ref_1", 1000, 40).await.unwrap();
+        payments::insert_refund(&mut tx, "ref_1", "pay_1", 1000, 40)
+            .await
+            .unwrap();
+        p.state = "partially_refunded".into();
+        p.refunded_minor = 1000;
+        payments::transition(&mut tx, PaymentState::Captured, &p)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut conn = store.pool().acquire().await.unwrap();
+        let v = ledger::verify(&mut conn).await.unwrap();
+        assert!(v.ok(), "{backend}: {:?}", v.problems);
+        assert_eq!((v.payments, v.transfers), (1, 4), "{backend}");
+
+        let balances = ledger::balances(&mut conn).await.unwrap();
+        let balance = |id: &str| {
+            balances
+                .iter()
+                .find(|b| b.account_id == id)
+                .map(|b| b.balance_minor)
+        };
+        assert_eq!(balance("issuer_holds:KRW"), Some(0), "{backend}");
+        assert_eq!(balance("issuer_receivable:KRW"), Some(3000), "{backend}");
+        assert_eq!(balance("merchant:m1:payable:KRW"), Some(-2900), "{backend}");
+        assert_eq!(balance("platform:fees:KRW"), Some(-100), "{backend}");
+
+        let report = payments::daily_report(&mut conn, "m1", 0).await.unwrap();
+        assert_eq!(report.len(), 1, "{backend}");
+        let day = &report[0];
+        assert_eq!(
+            (
+                day.count,
+                day.gross_minor,
+                day.refunds_minor,
+                day.fees_minor,
+                day.net_minor
+            ),
+            (1, 4000, 1000, 100, 2900),
+            "{backend}"
+        );
+
+        let events = payments::events(&mut conn, "pay_1").await.unwrap();
+        let states: Vec<_> = events.iter().map(|e| e.to_state.as_str()).collect();
+        assert_eq!(
+            states,
+            ["created", "authorised", "captured", "partially_refunded"],
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn verify_finds_a_payment_whose_ledger_disagrees() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let mut p = seed(&store).await;
+        let mut tx = store.begin().await.unwrap();
+        // Authorised on the payment but never posted to the ledger.
+        p.state = "authorised".into();
+        p.authorised_minor = 4500;
+        payments::transition(&mut tx, PaymentState::Created, &p)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut conn = store.pool().acquire().await.unwrap();
+        let v = ledger::verify(&mut conn).await.unwrap();
+        assert!(!v.ok());
+        assert!(
+            v.problems.iter().any(|p| p.contains("hold on the issuer")),
+            "{:?}",
+            v.problems
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stale_transition_loses_the_race() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let mut p = seed(&store).await;
+        let mut conn = store.pool().acquire().await.unwrap();
+        p.state = "declined".into();
+        payments::transition(&mut conn, PaymentState::Created, &p)
+            .await
+            .unwrap();
+        p.state = "failed".into();
+        let second = payments::transition(&mut conn, PaymentState::Created, &p).await;
+        assert!(matches!(second, Err(StoreError::Duplicate(_))));
+        let again = payments::insert(&mut conn, &p).await;
+        assert!(matches!(again, Err(StoreError::Duplicate(_))));
+    }
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_refuse_and_expire_their_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let mut c = store.pool().acquire().await.unwrap();
+        assert_eq!(
+            idempotency::claim(&mut c, "terminal:t1", "k", "h1", 0, 1_000)
+                .await
+                .unwrap(),
+            Claim::Claimed
+        );
+        assert_eq!(
+            idempotency::claim(&mut c, "terminal:t1", "k", "h1", 10, 1_000)
+                .await
+                .unwrap(),
+            Claim::InProgress
+        );
+        assert_eq!(
+            idempotency::claim(&mut c, "terminal:t1", "k", "h2", 10, 1_000)
+                .await
+                .unwrap(),
+            Claim::Mismatch
+        );
+        // The first claimant died: after its lease, a retry takes over.
+        assert_eq!(
+            idempotency::claim(&mut c, "terminal:t1", "k", "h1", 2_000, 1_000)
+                .await
+                .unwrap(),
+            Claim::Claimed
+        );
+        idempotency::complete(&mut c, "terminal:t1", "k", 201, "{\"ok\":1}")
+            .await
+            .unwrap();
+        assert_eq!(
+            idempotency::claim(&mut c, "terminal:t1", "k", "h1", 2_001, 1_000)
+                .await
+                .unwrap(),
+            Claim::Replay {
+                status_code: 201,
+                response: "{\"ok\":1}".into()
+            }
+        );
+        assert_eq!(
+            idempotency::claim(&mut c, "terminal:t1", "k", "h2", 2_001, 1_000)
+                .await
+                .unwrap(),
+            Claim::Mismatch
+        );
+        // Keys are scoped per caller.
+        let other = idempotency::claim(&mut c, "terminal:t2", "k", "h2", 0, 1_000).await;
+        assert_eq!(other.unwrap(), Claim::Claimed);
+        idempotency::release(&mut c, "terminal:t2", "k")
+            .await
+            .unwrap();
+        let reused = idempotency::claim(&mut c, "terminal:t2", "k", "h3", 0, 1_000).await;
+        assert_eq!(reused.unwrap(), Claim::Claimed);
+
+        assert!(idempotency::use_nonce(&mut c, "t1", "n1", 5).await.unwrap());
+        assert!(!idempotency::use_nonce(&mut c, "t1", "n1", 6).await.unwrap());
+        assert!(idempotency::use_nonce(&mut c, "t2", "n1", 6).await.unwrap());
+        let purged = idempotency::purge(&mut c, 10_000, 10_000).await.unwrap();
+        assert_eq!(purged, 3, "one finished key, two nonces");
+    }
+}
