@@ -2,7 +2,8 @@
 # Sets up and runs every test: the README's second command, and what CI runs.
 #
 # Fetches the models and face photos with the project's own steps (a second
-# run finds them cached), then checks formatting, lints, and runs the tests.
+# run finds them cached), starts a PostgreSQL server for the tests
+# (scripts/postgres.sh), then checks formatting, lints, and runs the tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,6 +13,17 @@ fi
 
 export FACEPAY_FACES_DIR="$(bash scripts/faces.sh)"
 cargo run --quiet -p facepay -- models fetch
+
+# A real PostgreSQL server on loopback for the whole suite (stopped on exit);
+# FACEPAY_TEST_POSTGRES=0 leaves it out, and the Postgres tests then skip.
+unset FACEPAY_TEST_POSTGRES_URL
+if [[ "${FACEPAY_TEST_POSTGRES:-1}" != 0 ]]; then
+    trap 'bash scripts/postgres.sh stop || true' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    FACEPAY_TEST_POSTGRES_URL="$(bash scripts/postgres.sh start)"
+    export FACEPAY_TEST_POSTGRES_URL
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

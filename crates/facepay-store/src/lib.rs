@@ -48,6 +48,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The database is overloaded or unreachable for now; a retry may work.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
+        )
+    }
+
     /// Maps a unique-constraint violation to `Duplicate(what)`.
     fn duplicate_as(self, what: &'static str) -> Self {
         match &self {

@@ -153,9 +153,11 @@ pub async fn insert(conn: &mut Connection, p: &Payment) -> Result<()> {
     record_event(conn, &p.id, None, &p.state, &p.reason, p.created_at_ms).await
 }
 
-/// Writes the payment's new fields if it is still in `from`, and records the
-/// transition. `Duplicate` means another request moved it first.
-pub async fn transition(conn: &mut Connection, from: PaymentState, p: &Payment) -> Result<()> {
+/// Writes the payment's new fields if the row is still as `before` (same
+/// state and amounts), and records the transition. `Duplicate` means another
+/// request changed it first.
+pub async fn transition(conn: &mut Connection, before: &Payment, p: &Payment) -> Result<()> {
+    let from = before.state()?;
     let to = p.state()?;
     assert!(
         from == to || from.can_move_to(to),
@@ -166,7 +168,8 @@ pub async fn transition(conn: &mut Connection, from: PaymentState, p: &Payment) 
          captured_minor = $6, refunded_minor = $7, fee_minor = $8, state = $9, reason = $10, \
          connector = $11, issuer_ref = $12, match_score = $13, candidates = $14, \
          step_up_attempts = $15, liveness = $16, expires_at_ms = $17, updated_at_ms = $18 \
-         WHERE id = $1 AND state = $2",
+         WHERE id = $1 AND state = $2 AND captured_minor = $19 AND refunded_minor = $20 \
+         AND step_up_attempts = $21",
     )
     .bind(&p.id)
     .bind(from.as_str())
@@ -186,6 +189,9 @@ pub async fn transition(conn: &mut Connection, from: PaymentState, p: &Payment) 
     .bind(&p.liveness)
     .bind(p.expires_at_ms)
     .bind(p.updated_at_ms)
+    .bind(before.captured_minor)
+    .bind(before.refunded_minor)
+    .bind(before.step_up_attempts)
     .execute(&mut *conn)
     .await?;
     if done.rows_affected() != 1 {

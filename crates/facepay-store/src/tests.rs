@@ -3,7 +3,7 @@
 use crate::idempotency::{self, Claim};
 use crate::ledger::{self, PaymentRef};
 use crate::parties::{self, Merchant, StoreRow};
-use crate::payments::{self, Payment, PaymentState};
+use crate::payments::{self, Payment};
 use crate::{Store, StoreError, testing};
 
 async fn seed(store: &Store) -> Payment {
@@ -77,9 +77,10 @@ async fn a_payment_moves_money_once_and_verify_proves_it() {
 
         let mut tx = store.begin().await.unwrap();
         ledger::authorise(&mut tx, r, 4500, 20).await.unwrap();
+        let before = p.clone();
         p.state = "authorised".into();
         p.authorised_minor = 4500;
-        payments::transition(&mut tx, PaymentState::Created, &p)
+        payments::transition(&mut tx, &before, &p)
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -94,10 +95,11 @@ async fn a_payment_moves_money_once_and_verify_proves_it() {
         let mut tx = store.begin().await.unwrap();
         ledger::capture(&mut tx, r, 4000, 100, 30).await.unwrap();
         ledger::release(&mut tx, r, 500, 30).await.unwrap();
+        let before = p.clone();
         p.state = "captured".into();
         p.captured_minor = 4000;
         p.fee_minor = 100;
-        payments::transition(&mut tx, PaymentState::Authorised, &p)
+        payments::transition(&mut tx, &before, &p)
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -107,9 +109,10 @@ async fn a_payment_moves_money_once_and_verify_proves_it() {
         payments::insert_refund(&mut tx, "ref_1", "pay_1", 1000, 40)
             .await
             .unwrap();
+        let before = p.clone();
         p.state = "partially_refunded".into();
         p.refunded_minor = 1000;
-        payments::transition(&mut tx, PaymentState::Captured, &p)
+        payments::transition(&mut tx, &before, &p)
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -163,9 +166,10 @@ async fn verify_finds_a_payment_whose_ledger_disagrees() {
         let mut p = seed(&store).await;
         let mut tx = store.begin().await.unwrap();
         // Authorised on the payment but never posted to the ledger.
+        let before = p.clone();
         p.state = "authorised".into();
         p.authorised_minor = 4500;
-        payments::transition(&mut tx, PaymentState::Created, &p)
+        payments::transition(&mut tx, &before, &p)
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -186,12 +190,13 @@ async fn a_stale_transition_loses_the_race() {
     for store in testing::stores(dir.path()).await.unwrap() {
         let mut p = seed(&store).await;
         let mut conn = store.pool().acquire().await.unwrap();
+        let before = p.clone();
         p.state = "declined".into();
-        payments::transition(&mut conn, PaymentState::Created, &p)
+        payments::transition(&mut conn, &before, &p)
             .await
             .unwrap();
         p.state = "failed".into();
-        let second = payments::transition(&mut conn, PaymentState::Created, &p).await;
+        let second = payments::transition(&mut conn, &before, &p).await;
         assert!(matches!(second, Err(StoreError::Duplicate(_))));
         let again = payments::insert(&mut conn, &p).await;
         assert!(matches!(again, Err(StoreError::Duplicate(_))));
