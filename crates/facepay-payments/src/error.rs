@@ -1,0 +1,93 @@
+//! The one error type the payments core answers with: an HTTP status, a
+//! stable machine code and a message for people.
+
+use facepay_store::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Failure {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(400, code, message)
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(422, code, message)
+    }
+
+    pub fn unauthorised(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(401, code, message)
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(403, code, message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(404, "not_found", format!("no such {what}"))
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(409, code, message)
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            500,
+            "internal",
+            "something went wrong on our side; nothing was charged twice, retry with the same idempotency key",
+        )
+    }
+
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(503, code, message)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => Failure::not_found(what),
+            StoreError::Duplicate(what) => Failure::conflict(
+                "conflict",
+                format!("{what} already exists or changed meanwhile; retry"),
+            ),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                if other.is_busy() {
+                    return Failure::unavailable(
+                        "busy",
+                        "the server is busy; retry with the same idempotency key",
+                    );
+                }
+                Failure::internal()
+            }
+        }
+    }
+}
+
+impl From<crate::keys::KeyError> for Failure {
+    fn from(e: crate::keys::KeyError) -> Self {
+        tracing::error!(error = %e, "key failure");
+        Failure::internal()
+    }
+}
+
+impl From<facepay_money::MoneyError> for Failure {
+    fn from(e: facepay_money::MoneyError) -> Self {
+        Failure::unprocessable(e.code(), e.to_string())
+    }
+}

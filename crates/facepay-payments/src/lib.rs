@@ -1,0 +1,440 @@
+//! The payments core: enrol a face and a card, identify the payer at a
+//! terminal, authorise and capture with the card connector, refund, report.
+//!
+//! Every write is idempotent. A request claims its `Idempotency-Key` first,
+//! does its work, and commits its effect (payment rows, ledger transfers)
+//! and its answer in one database transaction; a retry gets that answer.
+//! Requests refused before any effect give the key back.
+//!
+//! This crate knows nothing of HTTP beyond status numbers: bodies come in as
+//! bytes and answers go out as JSON text, so the stored answer of an
+//! idempotent request is byte-for-byte what the first caller saw.
+
+pub mod api;
+pub mod error;
+pub mod face;
+pub mod gallery;
+pub mod keys;
+mod merchant;
+mod pay;
+pub mod signing;
+mod users;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use facepay_connector::Connector;
+use facepay_face::FaceEngine;
+use facepay_face::liveness::LivenessChecker;
+use facepay_store::parties::TerminalContext;
+use facepay_store::{Store, idempotency, now_ms};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, Semaphore};
+
+pub use error::Failure;
+pub use face::LivenessMode;
+pub use gallery::{DecisionPolicy, Gallery};
+pub use keys::DataKey;
+
+/// Longest idempotency key accepted.
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+/// Completed idempotency keys are kept at least this long.
+pub const IDEMPOTENCY_RETENTION_MS: i64 = 48 * 3_600_000;
+/// Per-payment locks: operations on one payment run one at a time in this
+/// process, so two refunds cannot both reach the issuer.
+const PAYMENT_LOCKS: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub decision: DecisionPolicy,
+    pub liveness: LivenessMode,
+    /// How long a manual-capture authorisation holds before it is voided.
+    pub authorisation_hold_ms: i64,
+    /// How long a claimed idempotency key stays locked to its request; after
+    /// that a retry may take over (the first request's process died).
+    pub idempotency_lease_ms: i64,
+    pub step_up_attempts_max: i64,
+    /// Face analyses running at once; more wait their turn.
+    pub inference_concurrency: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            decision: DecisionPolicy::default(),
+            liveness: LivenessMode::Strict,
+            authorisation_hold_ms: 7 * 24 * 3_600_000,
+            idempotency_lease_ms: 30_000,
+            step_up_attempts_max: 3,
+            inference_concurrency: 2,
+        }
+    }
+}
+
+/// An answer: HTTP status and JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(status: u16, value: &impl Serialize) -> Result<Self, Failure> {
+        let body = serde_json::to_string(value).map_err(|e| {
+            tracing::error!(error = %e, "response serialisation");
+            Failure::internal()
+        })?;
+        Ok(Self { status, body })
+    }
+}
+
+pub struct Payments {
+    store: Store,
+    engine: Arc<FaceEngine>,
+    liveness: Arc<LivenessChecker>,
+    connector: Arc<dyn Connector>,
+    gallery: Gallery,
+    key: DataKey,
+    config: Config,
+    inference: Semaphore,
+    payment_locks: Vec<Mutex<()>>,
+}
+
+/// The key a request claimed, to be completed in the request's transaction.
+pub(crate) struct Claimed {
+    scope: String,
+    key: String,
+}
+
+impl Claimed {
+    pub(crate) async fn complete(
+        &self,
+        conn: &mut facepay_store::Connection,
+        reply: &Reply,
+    ) -> Result<(), Failure> {
+        idempotency::complete(conn, &self.scope, &self.key, reply.status, &reply.body).await?;
+        Ok(())
+    }
+}
+
+impl Payments {
+    /// Builds the service and loads the gallery from the store.
+    pub async fn start(
+        store: Store,
+        engine: Arc<FaceEngine>,
+        liveness: Arc<LivenessChecker>,
+        connector: Arc<dyn Connector>,
+        key: DataKey,
+        config: Config,
+    ) -> Result<Self, Failure> {
+        assert!(config.inference_concurrency > 0);
+        let service = Self {
+            store,
+            engine,
+            liveness,
+            connector,
+            gallery: Gallery::default(),
+            key,
+            inference: Semaphore::new(config.inference_concurrency),
+            config,
+            payment_locks: (0..PAYMENT_LOCKS).map(|_| Mutex::new(())).collect(),
+        };
+        service.load_gallery().await?;
+        Ok(service)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn gallery_len(&self) -> usize {
+        self.gallery.len()
+    }
+
+    async fn load_gallery(&self) -> Result<(), Failure> {
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(facepay_store::StoreError::from)?;
+        let model = self.engine.model_id().to_string();
+        for stored in facepay_store::parties::active_templates(&mut conn).await? {
+            if stored.model != model {
+                tracing::warn!(user = %stored.user_id, model = %stored.model, "template of another model skipped; re-enrol");
+                continue;
+            }
+            let plain = self.key.open(
+                &stored.nonce,
+                &stored.ciphertext,
+                &template_aad(&stored.user_id, &stored.model),
+            )?;
+            self.gallery
+                .insert(stored.user_id, vector_from_bytes(&plain)?);
+        }
+        tracing::info!(templates = self.gallery.len(), "gallery loaded");
+        Ok(())
+    }
+
+    /// Runs `work` under the idempotency key `key` of `scope`. A replay
+    /// returns the stored answer without running anything.
+    pub(crate) async fn idempotent<F, Fut>(
+        &self,
+        scope: String,
+        key: &str,
+        body: &[u8],
+        work: F,
+    ) -> Result<Reply, Failure>
+    where
+        F: FnOnce(Claimed) -> Fut,
+        Fut: Future<Output = Result<Reply, Failure>>,
+    {
+        check_idempotency_key(key)?;
+        let hash = hex::encode(Sha256::digest(body));
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(facepay_store::StoreError::from)?;
+        let claim = idempotency::claim(
+            &mut conn,
+            &scope,
+            key,
+            &hash,
+            now_ms(),
+            self.config.idempotency_lease_ms,
+        )
+        .await?;
+        drop(conn);
+        match claim {
+            idempotency::Claim::Claimed => {}
+            idempotency::Claim::Replay {
+                status_code,
+                response,
+            } => {
+                return Ok(Reply {
+                    status: status_code,
+                    body: response,
+                });
+            }
+            idempotency::Claim::Mismatch => {
+                return Err(Failure::conflict(
+                    "idempotency_key_reused",
+                    "this idempotency key was used with a different request; use a new key for a new request",
+                ));
+            }
+            idempotency::Claim::InProgress => {
+                return Err(Failure::conflict(
+                    "idempotency_in_progress",
+                    "the first request with this idempotency key is still running; retry shortly",
+                ));
+            }
+        }
+        let result = work(Claimed {
+            scope: scope.clone(),
+            key: key.to_owned(),
+        })
+        .await;
+        if result.is_err() {
+            // Nothing was committed: give the key back so a corrected
+            // request may use it.
+            if let Ok(mut conn) = self.store.pool().acquire().await
+                && let Err(e) = idempotency::release(&mut conn, &scope, key).await
+            {
+                tracing::warn!(error = %e, "idempotency key not released; it frees itself when its lease ends");
+            }
+        }
+        result
+    }
+
+    fn payment_lock(&self, payment_id: &str) -> &Mutex<()> {
+        let digest = Sha256::digest(payment_id.as_bytes());
+        &self.payment_locks[usize::from(digest[0]) % PAYMENT_LOCKS]
+    }
+
+    /// Runs blocking face work with a bounded number of analyses at once.
+    async fn on_inference_thread<T, F>(&self, work: F) -> Result<T, Failure>
+    where
+        T: Send + 'static,
+        F: FnOnce(&FaceEngine, &LivenessChecker) -> Result<T, Failure> + Send + 'static,
+    {
+        let _permit =
+            self.inference.acquire().await.map_err(|_| {
+                Failure::unavailable("shutting_down", "the server is shutting down")
+            })?;
+        let engine = Arc::clone(&self.engine);
+        let liveness = Arc::clone(&self.liveness);
+        tokio::task::spawn_blocking(move || work(&engine, &liveness))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "face analysis thread");
+                Failure::internal()
+            })?
+    }
+
+    /// Authenticates a signed terminal request and returns its terminal.
+    pub async fn authenticate_terminal(
+        &self,
+        headers: &signing::SignedHeaders,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<TerminalContext, Failure> {
+        let sig_failure =
+            |e: signing::SignatureError| Failure::unauthorised(e.code(), e.to_string());
+        signing::check_nonce(&headers.nonce).map_err(sig_failure)?;
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(facepay_store::StoreError::from)?;
+        let Some(ctx) =
+            facepay_store::parties::terminal_context(&mut conn, &headers.terminal_id).await?
+        else {
+            return Err(Failure::unauthorised(
+                "unknown_terminal",
+                "this terminal is not registered",
+            ));
+        };
+        let now = now_ms();
+        signing::verify(&ctx.public_key, headers, method, path, body, now).map_err(sig_failure)?;
+        if !idempotency::use_nonce(&mut conn, &ctx.terminal_id, &headers.nonce, now).await? {
+            return Err(Failure::unauthorised(
+                "nonce_reused",
+                "this request was already received (its nonce was used); sign every request anew",
+            ));
+        }
+        if ctx.terminal_status != "active" {
+            return Err(Failure::forbidden(
+                "terminal_suspended",
+                "this terminal is suspended",
+            ));
+        }
+        if ctx.merchant.status != "active" {
+            return Err(Failure::forbidden(
+                "merchant_suspended",
+                "this merchant is suspended",
+            ));
+        }
+        Ok(ctx)
+    }
+
+    /// Voids authorisations whose hold ran out. Returns how many.
+    pub async fn expire_authorisations(&self, batch: i64) -> Result<usize, Failure> {
+        merchant::expire(self, batch).await
+    }
+
+    /// Forgets idempotency keys and nonces past their retention.
+    pub async fn purge(&self) -> Result<u64, Failure> {
+        let now = now_ms();
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(facepay_store::StoreError::from)?;
+        Ok(idempotency::purge(
+            &mut conn,
+            now - IDEMPOTENCY_RETENTION_MS,
+            now - 2 * signing::WINDOW_MS,
+        )
+        .await?)
+    }
+}
+
+fn check_idempotency_key(key: &str) -> Result<(), Failure> {
+    if key.is_empty() {
+        return Err(Failure::bad_request(
+            "idempotency_key_missing",
+            "every write needs an Idempotency-Key header (a fresh random string per new request)",
+        ));
+    }
+    if key.len() > IDEMPOTENCY_KEY_LEN_MAX || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Failure::bad_request(
+            "idempotency_key_invalid",
+            format!(
+                "the Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} printable ASCII characters"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
+    serde_json::from_slice(body).map_err(|e| {
+        let code = if e.is_data() {
+            "json_invalid_field"
+        } else {
+            "json_malformed"
+        };
+        Failure::bad_request(
+            code,
+            format!("the request body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+pub(crate) fn decode_frames(frames: &[String]) -> Result<Vec<Vec<u8>>, Failure> {
+    if frames.is_empty() || frames.len() > face::FRAMES_MAX {
+        return Err(Failure::unprocessable(
+            "frames_count",
+            format!("send 1 to {} frames", face::FRAMES_MAX),
+        ));
+    }
+    frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if f.len() > facepay_face::decode::IMAGE_BYTES_MAX / 3 * 4 + 4 {
+                return Err(Failure::new(
+                    413,
+                    "image_too_large",
+                    format!(
+                        "frame {i} is over {} bytes",
+                        facepay_face::decode::IMAGE_BYTES_MAX
+                    ),
+                ));
+            }
+            BASE64.decode(f).map_err(|_| {
+                Failure::bad_request("frame_not_base64", format!("frame {i} is not valid base64"))
+            })
+        })
+        .collect()
+}
+
+/// An id derived from its scope and idempotency key: a retry after a crash
+/// computes the same id, so the issuer (which deduplicates on it) and the
+/// database (whose key it is) see one payment, never two.
+pub(crate) fn derived_id(prefix: &str, scope: &str, key: &str) -> String {
+    let digest = Sha256::digest(format!("{scope}\n{key}").as_bytes());
+    format!("{prefix}_{}", &hex::encode(digest)[..32])
+}
+
+pub(crate) fn template_aad(user_id: &str, model: &str) -> String {
+    format!("template:{user_id}:{model}")
+}
+
+pub(crate) fn card_aad(method_id: &str) -> String {
+    format!("card:{method_id}")
+}
+
+pub(crate) fn vector_to_bytes(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+pub(crate) fn vector_from_bytes(bytes: &[u8]) -> Result<Vec<f32>, Failure> {
+    if !bytes.len().is_multiple_of(4) {
+        tracing::error!("template of {} bytes", bytes.len());
+        return Err(Failure::internal());
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}

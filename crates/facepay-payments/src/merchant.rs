@@ -1,0 +1,415 @@
+//! The merchant side: list and look up payments, capture, void, refund, the
+//! daily report, and the sweep that voids expired authorisations.
+
+use facepay_money::Currency;
+use facepay_store::ledger::{self, PaymentRef};
+use facepay_store::now_ms;
+use facepay_store::parties::{self, Merchant};
+use facepay_store::payments::{self, ListFilter, Payment, PaymentState};
+
+use crate::api::{AmountRequest, PaymentPage, PaymentView};
+use crate::pay::{commit, fee};
+use crate::{Claimed, Failure, Payments, Reply, derived_id, keys, parse_json};
+
+pub const PAGE_LIMIT_MAX: i64 = 100;
+const PAGE_LIMIT_DEFAULT: i64 = 20;
+
+/// Query of `GET /v1/merchant/payments`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub store_id: Option<String>,
+    pub state: Option<String>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub cursor: Option<String>,
+    pub limit: Option<i64>,
+}
+
+fn merchant_scope(m: &Merchant) -> String {
+    format!("merchant:{}", m.id)
+}
+
+impl Payments {
+    pub async fn authenticate_merchant(&self, api_key: &str) -> Result<Merchant, Failure> {
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(facepay_store::StoreError::from)?;
+        let merchant = parties::merchant_by_api_key_hash(&mut conn, &keys::secret_hash(api_key))
+            .await?
+            .ok_or_else(|| Failure::unauthorised("api_key_invalid", "this API key is not valid"))?;
+        if merchant.status != "active" {
+            return Err(Failure::forbidden(
+                "merchant_suspended",
+                "this merchant is suspended",
+            ));
+        }
+        Ok(merchant)
+    }
+
+    pub async fn list_payments(&self, m: &Merchant, q: &ListQuery) -> Result<Reply, Failure> {
+        let limit = q.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
+        if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
+            return Err(Failure::unprocessable(
+                "limit_invalid",
+                format!("limit must be 1 to {PAGE_LIMIT_MAX}"),
+            ));
+        }
+        let state = match &q.state {
+            Some(s) => Some(PaymentState::parse(s).ok_or_else(|| {
+                Failure::unprocessable("state_invalid", format!("no payment state {s:?}"))
+            })?),
+            None => None,
+        };
+        let after = match &q.cursor {
+            Some(c) => Some(
+                c.split_once('.')
+                    .and_then(|(ms, id)| Some((ms.parse().ok()?, id.to_owned())))
+                    .ok_or_else(|| {
+                        Failure::unprocessable(
+                            "cursor_invalid",
+                            "use the next_cursor of the previous page",
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let filter = ListFilter {
+            store_id: q.store_id.clone(),
+            state,
+            from_ms: q.from_ms,
+            to_ms: q.to_ms,
+            after,
+            limit,
+        };
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(facepay_store::StoreError::from)?;
+        let rows = payments::list(&mut conn, &m.id, &filter).await?;
+        let next_cursor = (rows.len() as i64 == limit)
+            .then(|| rows.last().map(|p| format!("{}.{}", p.created_at_ms, p.id)))
+            .flatten();
+        Reply::json(
+            200,
+            &PaymentPage {
+                payments: rows.iter().map(PaymentView::of).collect(),
+                next_cursor,
+            },
+        )
+    }
+
+    pub async fn get_payment(&self, m: &Merchant, id: &str) -> Result<Reply, Failure> {
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(facepay_store::StoreError::from)?;
+        let payment = payments::get(&mut conn, id)
+            .await?
+            .filter(|p| p.merchant_id == m.id)
+            .ok_or_else(|| Failure::not_found("payment"))?;
+        let events = payments::events(&mut conn, id).await?;
+        Reply::json(
+            200,
+            &serde_json::json!({ "payment": PaymentView::of(&payment), "events": events }),
+        )
+    }
+
+    async fn merchant_payment(&self, m: &Merchant, id: &str) -> Result<Payment, Failure> {
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(facepay_store::StoreError::from)?;
+        payments::get(&mut conn, id)
+            .await?
+            .filter(|p| p.merchant_id == m.id)
+            .ok_or_else(|| Failure::not_found("payment"))
+    }
+
+    fn amount_or(&self, p: &Payment, request: &AmountRequest, rest: i64) -> Result<i64, Failure> {
+        match &request.amount {
+            None => Ok(rest),
+            Some(text) => Ok(Currency::from_code(&p.currency)?.parse_amount(text)?),
+        }
+    }
+
+    /// `POST /v1/merchant/payments/{id}/capture`: all or part of a manual
+    /// authorisation; the rest of the hold is released.
+    pub async fn capture(
+        &self,
+        m: &Merchant,
+        id: &str,
+        key: &str,
+        body: &[u8],
+    ) -> Result<Reply, Failure> {
+        let request: AmountRequest = if body.is_empty() {
+            AmountRequest::default()
+        } else {
+            parse_json(body)?
+        };
+        self.idempotent(merchant_scope(m), key, body, |claimed| async move {
+            let _lock = self.payment_lock(id).lock().await;
+            let before = self.merchant_payment(m, id).await?;
+            if before.state()? != PaymentState::Authorised {
+                return Err(Failure::conflict(
+                    "payment_not_authorised",
+                    format!("this payment is {}", before.state),
+                ));
+            }
+            let amount = self.amount_or(&before, &request, before.authorised_minor)?;
+            if amount > before.authorised_minor {
+                return Err(Failure::unprocessable(
+                    "capture_exceeds_authorised",
+                    "cannot capture more than was authorised",
+                ));
+            }
+            let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
+            self.connector
+                .capture(&issuer_ref, amount, &format!("{}:capture", before.id))
+                .await
+                .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
+            let now = now_ms();
+            let mut after = before.clone();
+            after.captured_minor = amount;
+            after.fee_minor = fee(m.fee_bps, amount);
+            after.state = PaymentState::Captured.as_str().to_owned();
+            after.reason = if amount < before.authorised_minor {
+                "partially_captured"
+            } else {
+                "captured"
+            }
+            .into();
+            after.expires_at_ms = None;
+            after.updated_at_ms = now;
+            let money = money_of(&before);
+            let mut tx = self.store.begin().await?;
+            ledger::capture(&mut tx, money, amount, after.fee_minor, now).await?;
+            if amount < before.authorised_minor {
+                ledger::release(&mut tx, money, before.authorised_minor - amount, now).await?;
+            }
+            payments::transition(&mut tx, &before, &after).await?;
+            finish(tx, &claimed, &after).await
+        })
+        .await
+    }
+
+    /// `POST /v1/merchant/payments/{id}/void`: releases a manual authorisation.
+    pub async fn void(
+        &self,
+        m: &Merchant,
+        id: &str,
+        key: &str,
+        body: &[u8],
+    ) -> Result<Reply, Failure> {
+        self.idempotent(merchant_scope(m), key, body, |claimed| async move {
+            let _lock = self.payment_lock(id).lock().await;
+            let before = self.merchant_payment(m, id).await?;
+            if before.state()? != PaymentState::Authorised {
+                return Err(Failure::conflict(
+                    "payment_not_authorised",
+                    format!("this payment is {}", before.state),
+                ));
+            }
+            self.void_authorised(before, "voided", Some(&claimed)).await
+        })
+        .await
+    }
+
+    async fn void_authorised(
+        &self,
+        before: Payment,
+        reason: &str,
+        claimed: Option<&Claimed>,
+    ) -> Result<Reply, Failure> {
+        let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
+        self.connector
+            .void(&issuer_ref)
+            .await
+            .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
+        let now = now_ms();
+        let mut after = before.clone();
+        after.state = PaymentState::Voided.as_str().to_owned();
+        after.reason = reason.to_owned();
+        after.expires_at_ms = None;
+        after.updated_at_ms = now;
+        let mut tx = self.store.begin().await?;
+        ledger::release(&mut tx, money_of(&before), before.authorised_minor, now).await?;
+        payments::transition(&mut tx, &before, &after).await?;
+        match claimed {
+            Some(claimed) => finish(tx, claimed, &after).await,
+            None => {
+                commit(tx).await?;
+                Reply::json(200, &PaymentView::of(&after))
+            }
+        }
+    }
+
+    /// `POST /v1/merchant/payments/{id}/refunds`: part or all of what is left.
+    pub async fn refund(
+        &self,
+        m: &Merchant,
+        id: &str,
+        key: &str,
+        body: &[u8],
+    ) -> Result<Reply, Failure> {
+        let request: AmountRequest = if body.is_empty() {
+            AmountRequest::default()
+        } else {
+            parse_json(body)?
+        };
+        let scope = merchant_scope(m);
+        let refund_id = derived_id("ref", &scope, key);
+        self.idempotent(scope, key, body, |claimed| async move {
+            let _lock = self.payment_lock(id).lock().await;
+            let before = self.merchant_payment(m, id).await?;
+            let state = before.state()?;
+            if !matches!(
+                state,
+                PaymentState::Captured | PaymentState::PartiallyRefunded
+            ) {
+                return Err(Failure::conflict(
+                    "payment_not_refundable",
+                    format!("this payment is {}", before.state),
+                ));
+            }
+            let left = before.captured_minor - before.refunded_minor;
+            let amount = self.amount_or(&before, &request, left)?;
+            if amount > left {
+                return Err(Failure::unprocessable(
+                    "refund_exceeds_captured",
+                    format!(
+                        "at most {} can still be refunded",
+                        Currency::from_code(&before.currency)?.format(left)
+                    ),
+                ));
+            }
+            let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
+            self.connector
+                .refund(&issuer_ref, amount, &refund_id)
+                .await
+                .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
+            let now = now_ms();
+            let mut after = before.clone();
+            after.refunded_minor += amount;
+            after.state = if after.refunded_minor == after.captured_minor {
+                PaymentState::Refunded
+            } else {
+                PaymentState::PartiallyRefunded
+            }
+            .as_str()
+            .to_owned();
+            after.reason = format!("refund:{refund_id}");
+            after.updated_at_ms = now;
+            let mut tx = self.store.begin().await?;
+            payments::insert_refund(&mut tx, &refund_id, &before.id, amount, now).await?;
+            ledger::refund(&mut tx, money_of(&before), &refund_id, amount, now).await?;
+            payments::transition(&mut tx, &before, &after).await?;
+            finish(tx, &claimed, &after).await
+        })
+        .await
+    }
+
+    /// `GET /v1/merchant/reports/daily?date=YYYY-MM-DD` (UTC day).
+    pub async fn daily_report(&self, m: &Merchant, date: &str) -> Result<Reply, Failure> {
+        let day_start_ms = parse_date(date)
+            .ok_or_else(|| Failure::unprocessable("date_invalid", "the date must be YYYY-MM-DD"))?;
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(facepay_store::StoreError::from)?;
+        let stores = parties::stores_of(&mut conn, &m.id).await?;
+        let rows = payments::daily_report(&mut conn, &m.id, day_start_ms).await?;
+        Reply::json(
+            200,
+            &serde_json::json!({ "merchant_id": m.id, "date": date, "stores": stores, "rows": rows }),
+        )
+    }
+}
+
+pub(crate) async fn expire(service: &Payments, batch: i64) -> Result<usize, Failure> {
+    let mut conn = service
+        .store
+        .pool()
+        .acquire()
+        .await
+        .map_err(facepay_store::StoreError::from)?;
+    let due = payments::expired_authorisations(&mut conn, now_ms(), batch).await?;
+    drop(conn);
+    let mut voided = 0;
+    for payment in due {
+        let _lock = service.payment_lock(&payment.id).lock().await;
+        match service
+            .void_authorised(payment, "authorisation_expired", None)
+            .await
+        {
+            Ok(_) => voided += 1,
+            Err(e) => {
+                tracing::warn!(error = %e, "expired authorisation not voided; retried on the next sweep")
+            }
+        }
+    }
+    Ok(voided)
+}
+
+fn money_of(p: &Payment) -> PaymentRef<'_> {
+    PaymentRef {
+        payment_id: &p.id,
+        merchant_id: &p.merchant_id,
+        currency: &p.currency,
+    }
+}
+
+async fn finish(
+    mut tx: facepay_store::Transaction,
+    claimed: &Claimed,
+    after: &Payment,
+) -> Result<Reply, Failure> {
+    let reply = Reply::json(200, &PaymentView::of(after))?;
+    claimed.complete(&mut tx, &reply).await?;
+    commit(tx).await?;
+    Ok(reply)
+}
+
+/// Milliseconds at the start of a UTC date, by the days-from-civil algorithm
+/// (Howard Hinnant's), which needs no calendar crate.
+pub fn parse_date(date: &str) -> Option<i64> {
+    let mut parts = date.splitn(3, '-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let (y, m, d): (i64, i64, i64) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) * 86_400_000)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates_are_utc_midnights() {
+        assert_eq!(super::parse_date("1970-01-01"), Some(0));
+        assert_eq!(super::parse_date("2026-11-22"), Some(1_795_305_600_000));
+        assert_eq!(super::parse_date("2000-03-01"), Some(951_868_800_000));
+        assert_eq!(super::parse_date("2026-13-01"), None);
+        assert_eq!(super::parse_date("26-1-1"), None);
+    }
+}

@@ -1,0 +1,212 @@
+//! The app side: enrol a face and a card, see my data, delete it.
+
+use facepay_connector::card;
+use facepay_face::QualityPolicy;
+use facepay_store::parties::{self, NewUser, PaymentMethod, StoredTemplate};
+use facepay_store::{ids, now_ms, payments};
+use zeroize::Zeroizing;
+
+use crate::api::{EnrolRequest, EnrolResponse, PaymentView, UserView};
+use crate::face::analyse_burst;
+use crate::{
+    Failure, Payments, Reply, card_aad, decode_frames, keys, parse_json, template_aad,
+    vector_to_bytes,
+};
+
+/// Payments listed on the user's own page.
+const USER_PAYMENTS_MAX: i64 = 50;
+
+fn normalise_phone(phone: &str) -> Result<String, Failure> {
+    let digits = phone.strip_prefix('+').unwrap_or(phone);
+    if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Failure::unprocessable(
+            "phone_invalid",
+            "the phone number must be 8 to 15 digits, with an optional leading '+'",
+        ));
+    }
+    Ok(format!("+{digits}"))
+}
+
+fn check_pin(pin: &str) -> Result<(), Failure> {
+    if !(4..=12).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Failure::unprocessable(
+            "pin_invalid",
+            "the PIN must be 4 to 12 digits",
+        ));
+    }
+    Ok(())
+}
+
+impl Payments {
+    /// `POST /v1/users`: a phone, a PIN, a selfie burst and a card.
+    pub async fn enrol(&self, key: &str, body: &[u8]) -> Result<Reply, Failure> {
+        let request: EnrolRequest = parse_json(body)?;
+        let phone = normalise_phone(&request.phone)?;
+        check_pin(&request.pin)?;
+        let pan = Zeroizing::new(request.card.number.replace([' ', '-'], ""));
+        let (year, month) = card::today_utc();
+        let brand = card::validate(
+            &pan,
+            request.card.expiry_month,
+            request.card.expiry_year,
+            year,
+            month,
+        )
+        .map_err(|e| Failure::unprocessable(e.code(), e.to_string()))?;
+        let frames = decode_frames(&request.frames)?;
+        let scope = format!("app:{phone}");
+        self.idempotent(scope, key, body, |claimed| async move {
+            let mode = self.config.liveness;
+            let outcome = self
+                .on_inference_thread(move |engine, checker| {
+                    analyse_burst(engine, checker, mode, &QualityPolicy::enrolment(), &frames)
+                })
+                .await?;
+            // One face, one account: a face already enrolled is refused.
+            if let Some(best) = self
+                .gallery
+                .search(
+                    &outcome.template.vector,
+                    self.config.decision.match_threshold,
+                )
+                .first()
+            {
+                tracing::info!(
+                    score = best.score,
+                    "enrolment refused: face already enrolled"
+                );
+                return Err(Failure::conflict(
+                    "face_already_enrolled",
+                    "this face is already enrolled; one face can hold one account",
+                ));
+            }
+            let pin = request.pin.clone();
+            let pin_hash = tokio::task::spawn_blocking(move || keys::hash_pin(&pin))
+                .await
+                .map_err(|_| Failure::internal())??;
+            let user_id = ids::new("usr");
+            let (token, token_hash) = keys::new_secret("fpu");
+            let model = outcome.template.model.to_string();
+            let sealed_template = self.key.seal(
+                &vector_to_bytes(&outcome.template.vector),
+                &template_aad(&user_id, &model),
+            )?;
+            let method_id = ids::new("pm");
+            let sealed_card = self.key.seal(pan.as_bytes(), &card_aad(&method_id))?;
+            let method = PaymentMethod {
+                id: method_id,
+                user_id: user_id.clone(),
+                brand: brand.as_str().to_owned(),
+                last4: card::last4(&pan).to_owned(),
+                expiry_month: i64::from(request.card.expiry_month),
+                expiry_year: i64::from(request.card.expiry_year),
+                key_id: Some(sealed_card.key_id),
+                nonce: Some(sealed_card.nonce),
+                ciphertext: Some(sealed_card.ciphertext),
+                status: "active".into(),
+            };
+            let now = now_ms();
+            let reply = Reply::json(
+                201,
+                &EnrolResponse {
+                    user_id: user_id.clone(),
+                    token,
+                    payment_method: method.clone(),
+                    liveness: format!("{:?}", outcome.liveness).to_lowercase(),
+                },
+            )?;
+            let mut tx = self.store.begin().await?;
+            parties::insert_user(
+                &mut tx,
+                &NewUser {
+                    id: &user_id,
+                    phone: &phone,
+                    phone_last4: &phone[phone.len() - 4..],
+                    pin_hash: &pin_hash,
+                    token_hash: &token_hash,
+                    created_at_ms: now,
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                facepay_store::StoreError::Duplicate(_) => Failure::conflict(
+                    "phone_already_enrolled",
+                    "this phone number already has an account",
+                ),
+                other => other.into(),
+            })?;
+            parties::insert_template(
+                &mut tx,
+                &StoredTemplate {
+                    user_id: user_id.clone(),
+                    model,
+                    key_id: sealed_template.key_id,
+                    nonce: sealed_template.nonce,
+                    ciphertext: sealed_template.ciphertext,
+                },
+                now,
+            )
+            .await?;
+            parties::insert_payment_method(&mut tx, &method, now).await?;
+            claimed.complete(&mut tx, &reply).await?;
+            tx.commit().await.map_err(facepay_store::StoreError::from)?;
+            self.gallery.insert(user_id, outcome.template.vector);
+            Ok(reply)
+        })
+        .await
+    }
+
+    async fn user_by_token(&self, token: &str) -> Result<parties::User, Failure> {
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(facepay_store::StoreError::from)?;
+        parties::user_by_token_hash(&mut conn, &keys::secret_hash(token))
+            .await?
+            .ok_or_else(|| {
+                Failure::unauthorised("token_invalid", "sign in again: this token is not valid")
+            })
+    }
+
+    /// `GET /v1/users/me`: everything we hold about the user.
+    pub async fn me(&self, token: &str) -> Result<Reply, Failure> {
+        let user = self.user_by_token(token).await?;
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(facepay_store::StoreError::from)?;
+        let methods = parties::payment_methods(&mut conn, &user.id).await?;
+        let payments = payments::of_user(&mut conn, &user.id, USER_PAYMENTS_MAX).await?;
+        Reply::json(
+            200,
+            &UserView {
+                has_face: self.gallery.contains(&user.id),
+                user_id: user.id,
+                phone: user.phone,
+                status: user.status,
+                created_at_ms: user.created_at_ms,
+                payment_methods: methods,
+                payments: payments.iter().map(PaymentView::of).collect(),
+            },
+        )
+    }
+
+    /// `DELETE /v1/users/me`: the template and card data are erased and the
+    /// face stops paying at once; past payments stay for the merchants'
+    /// books, detached from any identity.
+    pub async fn delete_me(&self, token: &str) -> Result<Reply, Failure> {
+        let user = self.user_by_token(token).await?;
+        let mut tx = self.store.begin().await?;
+        parties::delete_user(&mut tx, &user.id, now_ms()).await?;
+        tx.commit().await.map_err(facepay_store::StoreError::from)?;
+        self.gallery.remove(&user.id);
+        Reply::json(
+            200,
+            &serde_json::json!({ "user_id": user.id, "deleted": true }),
+        )
+    }
+}
