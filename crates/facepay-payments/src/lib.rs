@@ -15,7 +15,7 @@ pub mod error;
 pub mod face;
 pub mod gallery;
 pub mod keys;
-mod merchant;
+pub mod merchant;
 mod pay;
 pub mod signing;
 mod users;

@@ -282,6 +282,18 @@ pub async fn insert_terminal(
     Ok(())
 }
 
+pub async fn set_terminal_key(conn: &mut Connection, id: &str, public_key: &[u8]) -> Result<()> {
+    let done = sqlx::query("UPDATE terminals SET public_key = $2 WHERE id = $1")
+        .bind(id)
+        .bind(public_key)
+        .execute(conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("terminal"));
+    }
+    Ok(())
+}
+
 pub async fn set_terminal_status(conn: &mut Connection, id: &str, status: &str) -> Result<()> {
     let done = sqlx::query("UPDATE terminals SET status = $2 WHERE id = $1")
         .bind(id)

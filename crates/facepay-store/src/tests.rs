@@ -80,9 +80,7 @@ async fn a_payment_moves_money_once_and_verify_proves_it() {
         let before = p.clone();
         p.state = "authorised".into();
         p.authorised_minor = 4500;
-        payments::transition(&mut tx, &before, &p)
-            .await
-            .unwrap();
+        payments::transition(&mut tx, &before, &p).await.unwrap();
         tx.commit().await.unwrap();
 
         // A step posted twice is refused by the ledger itself.
@@ -99,9 +97,7 @@ async fn a_payment_moves_money_once_and_verify_proves_it() {
         p.state = "captured".into();
         p.captured_minor = 4000;
         p.fee_minor = 100;
-        payments::transition(&mut tx, &before, &p)
-            .await
-            .unwrap();
+        payments::transition(&mut tx, &before, &p).await.unwrap();
         tx.commit().await.unwrap();
 
         let mut tx = store.begin().await.unwrap();
@@ -112,9 +108,7 @@ async fn a_payment_moves_money_once_and_verify_proves_it() {
         let before = p.clone();
         p.state = "partially_refunded".into();
         p.refunded_minor = 1000;
-        payments::transition(&mut tx, &before, &p)
-            .await
-            .unwrap();
+        payments::transition(&mut tx, &before, &p).await.unwrap();
         tx.commit().await.unwrap();
 
         let mut conn = store.pool().acquire().await.unwrap();
@@ -169,9 +163,7 @@ async fn verify_finds_a_payment_whose_ledger_disagrees() {
         let before = p.clone();
         p.state = "authorised".into();
         p.authorised_minor = 4500;
-        payments::transition(&mut tx, &before, &p)
-            .await
-            .unwrap();
+        payments::transition(&mut tx, &before, &p).await.unwrap();
         tx.commit().await.unwrap();
         let mut conn = store.pool().acquire().await.unwrap();
         let v = ledger::verify(&mut conn).await.unwrap();
@@ -192,9 +184,7 @@ async fn a_stale_transition_loses_the_race() {
         let mut conn = store.pool().acquire().await.unwrap();
         let before = p.clone();
         p.state = "declined".into();
-        payments::transition(&mut conn, &before, &p)
-            .await
-            .unwrap();
+        payments::transition(&mut conn, &before, &p).await.unwrap();
         p.state = "failed".into();
         let second = payments::transition(&mut conn, &before, &p).await;
         assert!(matches!(second, Err(StoreError::Duplicate(_))));

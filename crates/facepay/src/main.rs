@@ -1,13 +1,17 @@
 //! The `facepay` command. A thin layer: each subcommand parses its
 //! arguments, calls the crates that do the work, and prints.
 
+mod app;
 mod bench;
+mod demo;
 mod eval;
 mod face;
+mod ledger;
 mod liveness;
 mod models;
 mod serve;
 mod stats;
+mod terminal;
 
 use std::path::PathBuf;
 
@@ -43,9 +47,26 @@ enum Command {
     Serve {
         #[arg(long, env = "FACEPAY_ADDRESS", default_value = "127.0.0.1:8080")]
         address: std::net::SocketAddr,
+        /// Create the demo merchant, store and terminal first if missing.
+        #[arg(long)]
+        demo: bool,
         #[command(flatten)]
-        engine: EngineArgs,
+        app: app::AppArgs,
     },
+    /// Create a demo merchant, store and terminal, enrol the sample faces and
+    /// run a few payments.
+    Demo {
+        #[command(flatten)]
+        demo: demo::DemoArgs,
+        #[command(flatten)]
+        app: app::AppArgs,
+    },
+    /// A command-line terminal that signs its requests like a kiosk.
+    #[command(subcommand)]
+    Terminal(terminal::TerminalCommand),
+    /// Check and show the ledger.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
 }
 
 /// Options shared by every command that runs the engine.
@@ -92,9 +113,18 @@ fn main() -> anyhow::Result<()> {
         Command::Face(command) => face::run(command, &store),
         Command::Eval(command) => eval::run(command, &store),
         Command::Bench(command) => bench::run(command, &store),
-        Command::Serve { address, engine } => {
-            let engine = engine.load(&store)?;
-            tokio::runtime::Runtime::new()?.block_on(serve::serve(engine, address))
-        }
+        Command::Serve { address, demo, app } => tokio::runtime::Runtime::new()?.block_on(async {
+            let built = app.build(&store).await?;
+            if demo {
+                demo::ensure_parties(&built, &app.data_dir).await?;
+            }
+            serve::serve(built, address).await
+        }),
+        Command::Demo { demo, app } => tokio::runtime::Runtime::new()?.block_on(async {
+            let built = app.build(&store).await?;
+            demo::run(&built, &app.data_dir, &demo).await
+        }),
+        Command::Terminal(command) => terminal::run(command),
+        Command::Ledger(command) => ledger::run(command),
     }
 }

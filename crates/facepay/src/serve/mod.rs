@@ -4,8 +4,12 @@
 //! about requests. Inference is CPU-bound, so it runs on blocking threads,
 //! at most `INFERENCE_CONCURRENCY_MAX` at a time; further requests wait.
 
+mod api;
+mod observe;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,26 +20,55 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use facepay_face::decode::IMAGE_BYTES_MAX;
 use facepay_face::{EngineError, FaceEngine, QualityPolicy};
+use facepay_payments::Payments;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use crate::app::App;
+
 const INFERENCE_CONCURRENCY_MAX: usize = 2;
+/// Largest JSON body: a burst of a few camera frames in base64.
+pub const JSON_BODY_BYTES_MAX: usize = 24 * 1024 * 1024;
+/// How often expired authorisations are voided and old keys purged.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Expired authorisations voided per sweep.
+const SWEEP_BATCH: i64 = 500;
 const INDEX_HTML: &str = include_str!("index.html");
 
 pub struct AppState {
-    engine: FaceEngine,
+    engine: Arc<FaceEngine>,
     inference_slots: Semaphore,
+    payments: Arc<Payments>,
 }
 
-pub fn router(engine: FaceEngine) -> Router {
+pub fn router(app: &App) -> Router {
     let state = Arc::new(AppState {
-        engine,
+        engine: Arc::clone(&app.engine),
         inference_slots: Semaphore::new(INFERENCE_CONCURRENCY_MAX),
+        payments: Arc::clone(&app.payments),
     });
+    let face = Router::new()
+        .route("/api/v1/face/analyze", post(analyze))
+        .layer(DefaultBodyLimit::max(IMAGE_BYTES_MAX));
+    let payments = Router::new()
+        .route("/v1/users", post(api::enrol))
+        .route("/v1/users/me", get(api::me).delete(api::delete_me))
+        .route("/v1/terminal/payments", post(api::pay))
+        .route("/v1/terminal/payments/{id}/step-up", post(api::step_up))
+        .route("/v1/merchant/payments", get(api::list_payments))
+        .route("/v1/merchant/payments/{id}", get(api::get_payment))
+        .route("/v1/merchant/payments/{id}/capture", post(api::capture))
+        .route("/v1/merchant/payments/{id}/void", post(api::void))
+        .route("/v1/merchant/payments/{id}/refunds", post(api::refund))
+        .route("/v1/merchant/reports/daily", get(api::daily_report))
+        .layer(DefaultBodyLimit::max(JSON_BODY_BYTES_MAX));
     Router::new()
         .route("/", get(|| async { Html(INDEX_HTML) }))
         .route("/health", get(|| async { "ok" }))
-        .route("/api/v1/face/analyze", post(analyze))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(observe::metrics))
+        .merge(face)
+        .merge(payments)
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -43,18 +76,45 @@ pub fn router(engine: FaceEngine) -> Router {
                 "no such page or endpoint",
             )
         })
-        .layer(DefaultBodyLimit::max(IMAGE_BYTES_MAX))
+        .layer(axum::middleware::from_fn(observe::track))
         .with_state(state)
 }
 
-pub async fn serve(engine: FaceEngine, address: SocketAddr) -> anyhow::Result<()> {
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    match state.payments.store().pool().acquire().await {
+        Ok(_) => (StatusCode::OK, "ok").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response(),
+    }
+}
+
+pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
+    observe::install();
     let listener = tokio::net::TcpListener::bind(address).await?;
-    tracing::info!("facepay listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, router(engine))
+    tracing::info!(
+        gallery = app.payments.gallery_len(),
+        store = app.payments.store().backend().name(),
+        "facepay listening on http://{}",
+        listener.local_addr()?
+    );
+    let sweeper = Arc::clone(&app.payments);
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+        loop {
+            interval.tick().await;
+            if let Err(e) = sweeper.expire_authorisations(SWEEP_BATCH).await {
+                tracing::warn!(error = %e, "sweep of expired authorisations failed");
+            }
+            if let Err(e) = sweeper.purge().await {
+                tracing::warn!(error = %e, "purge of old idempotency keys failed");
+            }
+        }
+    });
+    axum::serve(listener, router(&app))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    app.payments.store().close().await;
     Ok(())
 }
 
@@ -162,5 +222,7 @@ async fn analyze(
     Ok(axum::Json(analysis).into_response())
 }
 
+#[cfg(test)]
+mod flow_tests;
 #[cfg(test)]
 mod tests;

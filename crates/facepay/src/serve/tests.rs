@@ -8,10 +8,23 @@ use facepay_models::ModelStore;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-fn app() -> axum::Router {
+async fn app() -> axum::Router {
     let engine = FaceEngine::load(&ModelStore::open_default(), EngineConfig::default())
         .unwrap_or_else(|e| panic!("{e}; run `facepay models fetch`"));
-    super::router(engine)
+    let dir = tempfile::tempdir().unwrap();
+    let store = facepay_store::Store::open(&facepay_store::Store::sqlite_url(dir.path()).unwrap())
+        .await
+        .unwrap();
+    let app = crate::app::App::assemble(
+        store,
+        std::sync::Arc::new(engine),
+        dir.path(),
+        facepay_payments::Config::default(),
+        facepay_connector::SimulatorConfig::default(),
+    )
+    .await
+    .unwrap();
+    super::router(&app)
 }
 
 fn photo() -> Vec<u8> {
@@ -41,7 +54,7 @@ async fn post(
 
 #[tokio::test]
 async fn a_photo_is_analysed() {
-    let (status, body) = post(app(), "image/jpeg", photo()).await;
+    let (status, body) = post(app().await, "image/jpeg", photo()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["faces"].as_array().unwrap().len(), 1);
     assert_eq!(body["rejections"].as_array().unwrap().len(), 0);
@@ -84,7 +97,7 @@ async fn bad_input_is_a_client_error_with_a_code() {
         ),
     ];
     for (content_type, body, status, code) in cases {
-        let (got_status, got) = post(app(), content_type, body).await;
+        let (got_status, got) = post(app().await, content_type, body).await;
         assert_eq!(got_status, status, "{content_type} {got}");
         assert_eq!(got["error"]["code"], code, "{got}");
         assert!(
@@ -97,7 +110,7 @@ async fn bad_input_is_a_client_error_with_a_code() {
 
 #[tokio::test]
 async fn an_oversized_upload_is_refused() {
-    let (status, body) = post(app(), "image/jpeg", vec![0xFF; 9 * 1024 * 1024]).await;
+    let (status, body) = post(app().await, "image/jpeg", vec![0xFF; 9 * 1024 * 1024]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["error"]["code"], "image_too_large");
 }

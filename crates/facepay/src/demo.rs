@@ -1,0 +1,292 @@
+//! `facepay demo`: a merchant, a store and a terminal, users enrolled from
+//! the sample photos, and a few payments, all through the real service.
+//! Run it again and it reuses what exists.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use facepay_payments::{keys, signing};
+use facepay_store::parties::{self, Merchant, StoreRow};
+use facepay_store::{ledger, now_ms};
+
+use crate::app::App;
+use crate::terminal::TerminalFile;
+
+pub const MERCHANT_ID: &str = "mer_demo_cafe";
+pub const STORE_ID: &str = "sto_demo_gangnam";
+pub const TERMINAL_ID: &str = "trm_demo_till1";
+/// The demo's cards: the third payer's card has no funds, to show a decline.
+const CARDS: [&str; 3] = ["4242424242424242", "5555555555554444", "4000000000009995"];
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Folders of photos, one folder per person (as `scripts/faces.sh` lays out).
+    #[arg(long, default_value = ".facepay/verify")]
+    pub photos: PathBuf,
+    /// People to enrol.
+    #[arg(long, default_value_t = 7)]
+    pub people: usize,
+}
+
+/// The merchant's API key, kept beside the terminal key for the demo.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct MerchantFile {
+    pub merchant_id: String,
+    pub api_key: String,
+}
+
+pub fn terminal_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("demo-terminal.json")
+}
+
+pub fn merchant_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("demo-merchant.json")
+}
+
+/// Creates the demo merchant, store, terminal and API key unless they exist.
+pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
+    let store = app.payments.store();
+    let mut conn = store.pool().acquire().await?;
+    let registered = parties::terminal_context(&mut conn, TERMINAL_ID)
+        .await?
+        .is_some();
+    if registered && terminal_file(data_dir).exists() && merchant_file(data_dir).exists() {
+        return Ok(());
+    }
+    drop(conn);
+    let now = now_ms();
+    let key = signing::new_terminal_key();
+    let (api_key, api_key_hash) = keys::new_secret("fpk");
+    let mut tx = store.begin().await?;
+    if parties::merchant(&mut tx, MERCHANT_ID).await?.is_none() {
+        parties::insert_merchant(
+            &mut tx,
+            &Merchant {
+                id: MERCHANT_ID.into(),
+                name: "Demo Coffee".into(),
+                fee_bps: 250,
+                status: "active".into(),
+            },
+            now,
+        )
+        .await?;
+        parties::insert_store(
+            &mut tx,
+            &StoreRow {
+                id: STORE_ID.into(),
+                merchant_id: MERCHANT_ID.into(),
+                name: "Demo Coffee Gangnam".into(),
+                country: "KR".into(),
+                city: "Seoul".into(),
+                currency: "KRW".into(),
+                latitude_e6: 37_497_942,
+                longitude_e6: 127_027_621,
+            },
+            now,
+        )
+        .await?;
+    }
+    let public_key = key.verifying_key().to_bytes();
+    if registered {
+        // The key file was lost: the terminal gets a new key.
+        parties::set_terminal_key(&mut tx, TERMINAL_ID, &public_key).await?;
+    } else {
+        parties::insert_terminal(&mut tx, TERMINAL_ID, STORE_ID, &public_key, now).await?;
+    }
+    parties::insert_api_key(
+        &mut tx,
+        &facepay_store::ids::new("key"),
+        MERCHANT_ID,
+        &api_key_hash,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    write_private(
+        &terminal_file(data_dir),
+        &serde_json::to_string_pretty(&TerminalFile {
+            terminal_id: TERMINAL_ID.into(),
+            secret_key_hex: hex::encode(key.to_bytes()),
+        })?,
+    )?;
+    write_private(
+        &merchant_file(data_dir),
+        &serde_json::to_string_pretty(&MerchantFile {
+            merchant_id: MERCHANT_ID.into(),
+            api_key,
+        })?,
+    )?;
+    Ok(())
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn people(photos: &Path, limit: usize) -> anyhow::Result<Vec<(String, Vec<PathBuf>)>> {
+    let mut people = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(photos)
+        .map_err(|e| anyhow::anyhow!("{}: {e}; run scripts/faces.sh", photos.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for dir in dirs.into_iter().take(limit) {
+        let mut files: Vec<_> = std::fs::read_dir(&dir)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("jpg" | "jpeg" | "png")
+                )
+            })
+            .collect();
+        files.sort();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        people.push((name, files));
+    }
+    Ok(people)
+}
+
+pub async fn run(app: &App, data_dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
+    ensure_parties(app, data_dir).await?;
+    println!("merchant {MERCHANT_ID}, store {STORE_ID} (Seoul, KRW), terminal {TERMINAL_ID}");
+    println!("terminal key: {}", terminal_file(data_dir).display());
+    let people = people(&args.photos, args.people)?;
+
+    println!("\nenrolment (one photo each):");
+    for (index, (name, photos)) in people.iter().enumerate() {
+        let phone = format!("+8210{:08}", 5550_0000 + index);
+        let mut outcome = String::from("no usable photo");
+        for photo in photos {
+            let body = serde_json::to_vec(&serde_json::json!({
+                "phone": phone,
+                "pin": "123456",
+                "frames": [BASE64.encode(std::fs::read(photo)?)],
+                "card": { "number": CARDS[index % CARDS.len()], "expiry_month": 12, "expiry_year": 2030 },
+            }))?;
+            let key = format!("demo-enrol-{name}-{}", photo.display());
+            match app.payments.enrol(&key, &body).await {
+                Ok(reply) => {
+                    let json: serde_json::Value = serde_json::from_str(&reply.body)?;
+                    outcome = format!(
+                        "enrolled as {} with {}",
+                        json["user_id"].as_str().unwrap_or(""),
+                        file_name(photo)
+                    );
+                    break;
+                }
+                Err(f)
+                    if f.code == "face_already_enrolled" || f.code == "phone_already_enrolled" =>
+                {
+                    outcome = format!("already enrolled ({})", f.code);
+                    break;
+                }
+                Err(f) => outcome = format!("{} refused: {}", file_name(photo), f.code),
+            }
+        }
+        println!("  {name:<16} {phone}  {outcome}");
+    }
+
+    println!("\npayments of 4,500 KRW (another photo of each person):");
+    let mut conn = app.payments.store().pool().acquire().await?;
+    let ctx = parties::terminal_context(&mut conn, TERMINAL_ID)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("demo terminal missing"))?;
+    drop(conn);
+    let mut first_captured = None;
+    for (name, photos) in &people {
+        let Some(photo) = photos.last().filter(|_| photos.len() > 1) else {
+            continue;
+        };
+        let body = serde_json::to_vec(&serde_json::json!({
+            "amount": "4500", "currency": "KRW", "frames": [BASE64.encode(std::fs::read(photo)?)],
+        }))?;
+        let key = crate::terminal::new_idempotency_key();
+        let line = match app.payments.pay(&ctx, &key, &body).await {
+            Ok(reply) => {
+                let json: serde_json::Value = serde_json::from_str(&reply.body)?;
+                let p = if json["payment"].is_object() {
+                    &json["payment"]
+                } else {
+                    &json
+                };
+                if p["state"] == "captured" && first_captured.is_none() {
+                    first_captured = p["id"].as_str().map(str::to_owned);
+                }
+                format!(
+                    "{} ({}), match {:.3}{}",
+                    p["state"].as_str().unwrap_or(""),
+                    p["reason"].as_str().unwrap_or(""),
+                    p["match_score"].as_f64().unwrap_or(0.0),
+                    p["receipt"]["payer"]
+                        .as_str()
+                        .map(|s| format!(", payer {s}"))
+                        .unwrap_or_default()
+                )
+            }
+            Err(f) => format!("refused: {} ({})", f.code, f.message),
+        };
+        println!("  {name:<16} {:<28} {line}", file_name(photo));
+    }
+
+    if let Some(id) = first_captured {
+        let merchant = parties::Merchant {
+            id: MERCHANT_ID.into(),
+            name: String::new(),
+            fee_bps: 250,
+            status: "active".into(),
+        };
+        let reply = app
+            .payments
+            .refund(
+                &merchant,
+                &id,
+                &crate::terminal::new_idempotency_key(),
+                br#"{"amount":"1500"}"#,
+            )
+            .await
+            .map_err(|f| anyhow::anyhow!("{f}"))?;
+        let json: serde_json::Value = serde_json::from_str(&reply.body)?;
+        println!(
+            "\nrefund of 1,500 KRW on {id}: {}",
+            json["state"].as_str().unwrap_or("")
+        );
+    }
+
+    let mut conn = app.payments.store().pool().acquire().await?;
+    let v = ledger::verify(&mut conn).await?;
+    println!(
+        "\nledger: {} payments, {} transfers, {} entries, {}",
+        v.payments,
+        v.transfers,
+        v.entries,
+        if v.ok() {
+            "verified".to_owned()
+        } else {
+            format!("{} PROBLEMS", v.problem_count)
+        }
+    );
+    Ok(())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,72 @@
+//! `facepay ledger verify` and `facepay ledger balances`.
+
+use facepay_store::{Store, ledger};
+
+#[derive(clap::Subcommand)]
+pub enum LedgerCommand {
+    /// Prove the ledger's invariants over the whole store; exit 1 if any fails.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Every account's balance, derived from its entries.
+    Balances {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+pub struct StoreArgs {
+    #[arg(long, env = "FACEPAY_DATA_DIR", default_value = ".facepay/data")]
+    pub data_dir: std::path::PathBuf,
+    #[arg(long, env = "FACEPAY_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    pub async fn open(&self) -> anyhow::Result<Store> {
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => Store::sqlite_url(&self.data_dir)?,
+        };
+        Ok(Store::open(&url).await?)
+    }
+}
+
+pub fn run(command: LedgerCommand) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        match command {
+            LedgerCommand::Verify { store } => {
+                let store = store.open().await?;
+                let mut conn = store.pool().acquire().await?;
+                let v = ledger::verify(&mut conn).await?;
+                println!(
+                    "store {}: {} payments, {} transfers, {} entries",
+                    store.backend().name(),
+                    v.payments,
+                    v.transfers,
+                    v.entries
+                );
+                for problem in &v.problems {
+                    println!("problem: {problem}");
+                }
+                if v.ok() {
+                    println!("ledger verified: every transfer balances and every payment agrees with its entries");
+                    Ok(())
+                } else {
+                    anyhow::bail!("{} problems found", v.problem_count)
+                }
+            }
+            LedgerCommand::Balances { store } => {
+                let store = store.open().await?;
+                let mut conn = store.pool().acquire().await?;
+                println!("{:<56} {:>20} currency", "account", "balance_minor");
+                for b in ledger::balances(&mut conn).await? {
+                    println!("{:<56} {:>20} {}", b.account_id, b.balance_minor, b.currency);
+                }
+                Ok(())
+            }
+        }
+    })
+}

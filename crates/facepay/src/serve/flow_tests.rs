@@ -1,0 +1,614 @@
+//! The whole payments flow over HTTP, on SQLite and (when CI gives one)
+//! PostgreSQL: enrol, pay, replay, step up, capture, refund, report, delete,
+//! and every kind of bad input, each with its 4xx and nothing half-written.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::Request;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use facepay_connector::SimulatorConfig;
+use facepay_face::{EngineConfig, FaceEngine};
+use facepay_models::ModelStore;
+use facepay_payments::signing::{
+    self, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TERMINAL, HEADER_TIMESTAMP,
+};
+use facepay_payments::{Config, DecisionPolicy, LivenessMode};
+use facepay_store::{Store, ledger, now_ms, parties};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::app::App;
+use crate::demo::{self, MerchantFile};
+use crate::terminal::TerminalFile;
+
+fn photos() -> PathBuf {
+    facepay_models::faces_dir()
+}
+
+fn frame(relative: &str) -> String {
+    let bytes = std::fs::read(photos().join(relative)).expect("run scripts/faces.sh");
+    BASE64.encode(bytes)
+}
+
+struct Harness {
+    router: axum::Router,
+    terminal_id: String,
+    key: ed25519_dalek::SigningKey,
+    api_key: String,
+}
+
+impl Harness {
+    async fn new(
+        store: Store,
+        engine: Arc<FaceEngine>,
+        dir: &Path,
+        decision: DecisionPolicy,
+    ) -> Self {
+        let config = Config {
+            liveness: LivenessMode::Lenient,
+            decision,
+            ..Config::default()
+        };
+        let app = App::assemble(store, engine, dir, config, SimulatorConfig::default())
+            .await
+            .unwrap();
+        demo::ensure_parties(&app, dir).await.unwrap();
+        let (terminal_id, key) = TerminalFile::load(&demo::terminal_file(dir)).unwrap();
+        let merchant: MerchantFile =
+            serde_json::from_str(&std::fs::read_to_string(demo::merchant_file(dir)).unwrap())
+                .unwrap();
+        Self {
+            router: super::router(&app),
+            terminal_id,
+            key,
+            api_key: merchant.api_key,
+        }
+    }
+
+    async fn send(&self, request: Request<Body>) -> (u16, Value, String) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        )
+    }
+
+    fn signed(&self, path: &str, key: &str, body: &[u8]) -> Request<Body> {
+        let h = signing::sign(&self.key, &self.terminal_id, "POST", path, now_ms(), body);
+        self.signed_with(path, key, body, &h)
+    }
+
+    fn signed_with(
+        &self,
+        path: &str,
+        key: &str,
+        body: &[u8],
+        h: &signing::SignedHeaders,
+    ) -> Request<Body> {
+        Request::post(path)
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .header(HEADER_TERMINAL, &h.terminal_id)
+            .header(HEADER_TIMESTAMP, h.timestamp_ms.to_string())
+            .header(HEADER_NONCE, &h.nonce)
+            .header(HEADER_SIGNATURE, &h.signature)
+            .body(Body::from(body.to_vec()))
+            .unwrap()
+    }
+
+    async fn pay(&self, key: &str, body: &Value) -> (u16, Value, String) {
+        let body = serde_json::to_vec(body).unwrap();
+        self.send(self.signed("/v1/terminal/payments", key, &body))
+            .await
+    }
+
+    async fn merchant(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", self.api_key))
+            .header("idempotency-key", key)
+            .header("content-type", "application/json");
+        let body = body
+            .map(|b| Body::from(b.to_string()))
+            .unwrap_or_else(Body::empty);
+        let (status, json, _) = self.send(request.body(body).unwrap()).await;
+        (status, json)
+    }
+
+    async fn enrol(&self, key: &str, body: &Value) -> (u16, Value, String) {
+        let request = Request::post("/v1/users")
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        self.send(request).await
+    }
+}
+
+fn enrolment(phone: &str, photo: &str, card: &str) -> Value {
+    json!({
+        "phone": phone, "pin": "123456", "frames": [frame(photo)],
+        "card": { "number": card, "expiry_month": 12, "expiry_year": 2031 },
+    })
+}
+
+fn payment(photo: &str, amount: &str) -> Value {
+    json!({ "amount": amount, "currency": "KRW", "frames": [frame(photo)] })
+}
+
+async fn payment_count(store: &Store) -> i64 {
+    let mut conn = store.pool().acquire().await.unwrap();
+    ledger::verify(&mut conn).await.unwrap().payments
+}
+
+async fn verify(store: &Store) {
+    let mut conn = store.pool().acquire().await.unwrap();
+    let v = ledger::verify(&mut conn).await.unwrap();
+    assert!(v.ok(), "{:?}", v.problems);
+}
+
+#[tokio::test]
+async fn enrol_pay_step_up_refund_report_and_delete() {
+    let engine = Arc::new(
+        FaceEngine::load(&ModelStore::open_default(), EngineConfig::default())
+            .unwrap_or_else(|e| panic!("{e}; run `facepay models fetch`")),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let data = dir.path().join(backend);
+        let h = Harness::new(
+            store.clone(),
+            Arc::clone(&engine),
+            &data,
+            DecisionPolicy::default(),
+        )
+        .await;
+
+        // Enrol: a replay answers the same; a face cannot hold two accounts.
+        let obama = enrolment(
+            "+821012345678",
+            "face_recognition/obama.jpg",
+            "4242424242424242",
+        );
+        let (status, first, first_text) = h.enrol("e1", &obama).await;
+        assert_eq!(status, 201, "{backend}: {first}");
+        let token = first["token"].as_str().unwrap().to_owned();
+        let (status, _, replay_text) = h.enrol("e1", &obama).await;
+        assert_eq!((status, replay_text), (201, first_text), "{backend}");
+        let biden = enrolment(
+            "+821098765432",
+            "face_recognition/biden.jpg",
+            "5555555555554444",
+        );
+        let mut changed = obama.clone();
+        changed["pin"] = json!("654321");
+        let (status, body, _) = h.enrol("e1", &changed).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("idempotency_key_reused"))
+        );
+        let again = enrolment(
+            "+821011112222",
+            "face_recognition/obama2.jpg",
+            "4242424242424242",
+        );
+        let (status, body, _) = h.enrol("e2", &again).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("face_already_enrolled")),
+            "{backend}"
+        );
+        let (status, body, _) = h.enrol("e3", &biden).await;
+        assert_eq!(status, 201, "{backend}: {body}");
+        for (bad, code) in [
+            (
+                enrolment("12", "face_recognition/biden.jpg", "4242424242424242"),
+                "phone_invalid",
+            ),
+            (
+                enrolment(
+                    "+821055556666",
+                    "face_recognition/biden.jpg",
+                    "4242424242424241",
+                ),
+                "card_number_luhn",
+            ),
+        ] {
+            let (status, body, _) = h.enrol("e4", &bad).await;
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (422, Some(code)),
+                "{backend}"
+            );
+        }
+
+        // Pay: approved with a receipt; the same key replays the same answer.
+        let (status, paid, paid_text) = h
+            .pay("p1", &payment("face_recognition/obama3.jpg", "4500"))
+            .await;
+        assert_eq!(status, 201, "{backend}: {paid}");
+        assert_eq!(paid["state"], "captured");
+        assert_eq!(paid["receipt"]["payer"], "***-****-5678");
+        assert_eq!(paid["fee_minor"], 113);
+        let (status, _, replay) = h
+            .pay("p1", &payment("face_recognition/obama3.jpg", "4500"))
+            .await;
+        assert_eq!((status, replay), (201, paid_text), "{backend}");
+        let (status, body, _) = h
+            .pay("p1", &payment("face_recognition/obama3.jpg", "4600"))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("idempotency_key_reused"))
+        );
+        let paid_id = paid["id"].as_str().unwrap().to_owned();
+        let payments_so_far = payment_count(&store).await;
+        assert_eq!(payments_so_far, 1, "{backend}");
+
+        // Bad input: each refused with its code, none leaves a payment.
+        let good = serde_json::to_vec(&payment("face_recognition/obama3.jpg", "4500")).unwrap();
+        let replayed = signing::sign(
+            &h.key,
+            &h.terminal_id,
+            "POST",
+            "/v1/terminal/payments",
+            now_ms(),
+            &good,
+        );
+        let (status, _, _) = h
+            .send(h.signed_with("/v1/terminal/payments", "p2", &good, &replayed))
+            .await;
+        assert_eq!(status, 201, "{backend}");
+        let (status, body, _) = h
+            .send(h.signed_with("/v1/terminal/payments", "p3", &good, &replayed))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("nonce_reused"))
+        );
+        let mut forged = signing::sign(
+            &h.key,
+            &h.terminal_id,
+            "POST",
+            "/v1/terminal/payments",
+            now_ms(),
+            b"{}",
+        );
+        forged.nonce = "0123456789abcdef0123".into();
+        let (status, body, _) = h
+            .send(h.signed_with("/v1/terminal/payments", "p4", &good, &forged))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("signature_invalid"))
+        );
+        let old = signing::sign(
+            &h.key,
+            &h.terminal_id,
+            "POST",
+            "/v1/terminal/payments",
+            now_ms() - 600_000,
+            &good,
+        );
+        let (status, body, _) = h
+            .send(h.signed_with("/v1/terminal/payments", "p5", &good, &old))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("request_expired"))
+        );
+        let mut stranger = signing::sign(
+            &h.key,
+            "trm_nobody",
+            "POST",
+            "/v1/terminal/payments",
+            now_ms(),
+            &good,
+        );
+        stranger.terminal_id = "trm_nobody".into();
+        let (status, body, _) = h
+            .send(h.signed_with("/v1/terminal/payments", "p6", &good, &stranger))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("unknown_terminal"))
+        );
+        let unsigned = Request::post("/v1/terminal/payments")
+            .header("content-type", "application/json")
+            .header("idempotency-key", "p7")
+            .body(Body::from(good.clone()))
+            .unwrap();
+        let (status, body, _) = h.send(unsigned).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("signature_missing"))
+        );
+
+        let truncated = {
+            let bytes = std::fs::read(photos().join("face_recognition/obama3.jpg")).unwrap();
+            BASE64.encode(&bytes[..bytes.len() / 2])
+        };
+        let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+            (b"{\"amount\": \"4500\",".to_vec(), 400, "json_malformed"),
+            (json!({"amount": "4500", "currency": "KRW", "frames": [], "tip": 1}).to_string().into_bytes(), 400, "json_invalid_field"),
+            (json!({"amount": 4500, "currency": "KRW", "frames": ["x"]}).to_string().into_bytes(), 400, "json_invalid_field"),
+            (serde_json::to_vec(&payment("face_recognition/obama3.jpg", "-5")).unwrap(), 422, "amount_malformed"),
+            (serde_json::to_vec(&payment("face_recognition/obama3.jpg", "0")).unwrap(), 422, "amount_not_positive"),
+            (serde_json::to_vec(&payment("face_recognition/obama3.jpg", "45.5")).unwrap(), 422, "amount_too_many_decimals"),
+            (json!({"amount": "4500", "currency": "XYZ", "frames": ["x"]}).to_string().into_bytes(), 422, "unknown_currency"),
+            (json!({"amount": "45.00", "currency": "USD", "frames": ["x"]}).to_string().into_bytes(), 422, "currency_mismatch"),
+            (json!({"amount": "4500", "currency": "KRW", "frames": []}).to_string().into_bytes(), 422, "frames_count"),
+            (json!({"amount": "4500", "currency": "KRW", "frames": ["%%%"]}).to_string().into_bytes(), 400, "frame_not_base64"),
+            (json!({"amount": "4500", "currency": "KRW", "frames": [truncated]}).to_string().into_bytes(), 422, "image_truncated"),
+            (json!({"amount": "4500", "currency": "KRW", "frames": [frame("johns/John_Simm/000288_00470387.jpg")]}).to_string().into_bytes(), 422, "face_not_recognised"),
+        ];
+        for (i, (body, want_status, want_code)) in cases.into_iter().enumerate() {
+            let (status, answer, _) = h
+                .send(h.signed("/v1/terminal/payments", &format!("bad{i}"), &body))
+                .await;
+            assert_eq!(
+                (status, answer["error"]["code"].as_str()),
+                (want_status, Some(want_code)),
+                "{backend} case {i}: {answer}"
+            );
+        }
+        let wrong_type = Request::post("/v1/terminal/payments")
+            .header("content-type", "text/plain")
+            .header("idempotency-key", "p8")
+            .body(Body::from(good.clone()))
+            .unwrap();
+        assert_eq!(h.send(wrong_type).await.0, 415);
+        let huge = vec![b'a'; super::JSON_BODY_BYTES_MAX + 1];
+        let (status, body, _) = h.send(h.signed("/v1/terminal/payments", "p9", &huge)).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (413, Some("body_too_large"))
+        );
+        let (status, body, _) = h.send(h.signed("/v1/terminal/payments", "", &good)).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("idempotency_key_missing"))
+        );
+        assert_eq!(
+            payment_count(&store).await,
+            payments_so_far + 1,
+            "{backend}: only p2 paid"
+        );
+        verify(&store).await;
+
+        // Refunds: partial, more than is left, the rest, then nothing left.
+        let refunds = format!("/v1/merchant/payments/{paid_id}/refunds");
+        let (status, body) = h
+            .merchant("POST", &refunds, "r1", Some(json!({"amount": "1000"})))
+            .await;
+        assert_eq!(
+            (status, body["state"].as_str()),
+            (200, Some("partially_refunded")),
+            "{backend}: {body}"
+        );
+        let (status, body) = h
+            .merchant("POST", &refunds, "r2", Some(json!({"amount": "4000"})))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (422, Some("refund_exceeds_captured"))
+        );
+        let (status, body) = h.merchant("POST", &refunds, "r3", None).await;
+        assert_eq!(
+            (status, body["refunded_minor"].as_i64()),
+            (200, Some(4500)),
+            "{backend}: {body}"
+        );
+        let (status, body) = h.merchant("POST", &refunds, "r4", None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("payment_not_refundable"))
+        );
+        let (status, body) = h
+            .merchant("POST", &refunds, "r1", Some(json!({"amount": "1000"})))
+            .await;
+        assert_eq!(
+            (status, body["refunded_minor"].as_i64()),
+            (200, Some(1000)),
+            "a replay answers as the first time"
+        );
+
+        // Manual capture: authorise 9000, capture 6000, the rest released.
+        let mut manual = payment("face_recognition/biden.jpg", "9000");
+        manual["capture"] = json!("manual");
+        let (status, held, _) = h.pay("m1", &manual).await;
+        assert_eq!(
+            (status, held["state"].as_str()),
+            (201, Some("authorised")),
+            "{backend}: {held}"
+        );
+        let capture = format!(
+            "/v1/merchant/payments/{}/capture",
+            held["id"].as_str().unwrap()
+        );
+        let (status, body) = h
+            .merchant("POST", &capture, "c1", Some(json!({"amount": "9500"})))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (422, Some("capture_exceeds_authorised"))
+        );
+        let (status, body) = h
+            .merchant("POST", &capture, "c2", Some(json!({"amount": "6000"})))
+            .await;
+        assert_eq!(
+            (status, body["captured_minor"].as_i64()),
+            (200, Some(6000)),
+            "{backend}: {body}"
+        );
+        let (status, body) = h.merchant("POST", &capture, "c3", None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("payment_not_authorised"))
+        );
+
+        // Step-up: a policy that finds no match strong enough asks the payer.
+        let strict = DecisionPolicy {
+            strong_threshold: 0.99,
+            ..DecisionPolicy::default()
+        };
+        let s = Harness::new(store.clone(), Arc::clone(&engine), &data, strict).await;
+        let (status, pending, _) = s
+            .pay("s1", &payment("face_recognition/obama2.jpg", "3000"))
+            .await;
+        assert_eq!(
+            (status, pending["state"].as_str()),
+            (202, Some("requires_step_up")),
+            "{backend}: {pending}"
+        );
+        let step_up = format!(
+            "/v1/terminal/payments/{}/step-up",
+            pending["id"].as_str().unwrap()
+        );
+        let wrong = serde_json::to_vec(&json!({"phone_last4": "0000"})).unwrap();
+        let (status, body, _) = s.send(s.signed(&step_up, "s2", &wrong)).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (422, Some("step_up_mismatch")),
+            "{backend}: {body}"
+        );
+        let right = serde_json::to_vec(&json!({"phone_last4": "5678"})).unwrap();
+        let (status, body, _) = s.send(s.signed(&step_up, "s3", &right)).await;
+        assert_eq!(
+            (status, body["state"].as_str()),
+            (201, Some("captured")),
+            "{backend}: {body}"
+        );
+        let (status, body, _) = s.send(s.signed(&step_up, "s4", &right)).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("payment_not_awaiting_step_up"))
+        );
+
+        // Listing with a cursor, the report, and a suspended terminal.
+        let (status, page) = h
+            .merchant("GET", "/v1/merchant/payments?limit=2", "", None)
+            .await;
+        assert_eq!(status, 200, "{backend}: {page}");
+        assert_eq!(page["payments"].as_array().unwrap().len(), 2);
+        let cursor = page["next_cursor"].as_str().unwrap();
+        let (_, next) = h
+            .merchant(
+                "GET",
+                &format!("/v1/merchant/payments?limit=2&cursor={cursor}"),
+                "",
+                None,
+            )
+            .await;
+        let ids: Vec<_> = page["payments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(next["payments"].as_array().unwrap())
+            .map(|p| p["id"].clone())
+            .collect();
+        assert_eq!(ids.len(), 4, "{backend}: {next}");
+        let (status, report) = h
+            .merchant(
+                "GET",
+                &format!("/v1/merchant/reports/daily?date={}", today()),
+                "",
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{backend}: {report}");
+        let row = &report["rows"][0];
+        assert_eq!(row["count"], 4, "{backend}: {report}");
+        assert_eq!(row["gross_minor"], 4500 + 4500 + 6000 + 3000);
+        assert_eq!(row["refunds_minor"], 4500);
+        assert_eq!(
+            row["net_minor"].as_i64().unwrap(),
+            18000 - 4500 - row["fees_minor"].as_i64().unwrap()
+        );
+
+        let set_status = |status: &'static str| {
+            let store = store.clone();
+            let id = h.terminal_id.clone();
+            async move {
+                let mut conn = store.pool().acquire().await.unwrap();
+                parties::set_terminal_status(&mut conn, &id, status)
+                    .await
+                    .unwrap();
+            }
+        };
+        set_status("suspended").await;
+        let (status, body, _) = h
+            .pay("x1", &payment("face_recognition/obama3.jpg", "4500"))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("terminal_suspended"))
+        );
+        set_status("active").await;
+
+        // The user sees their data, deletes it, and their face stops paying.
+        let me = |method: &str| {
+            Request::builder()
+                .method(method)
+                .uri("/v1/users/me")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (status, mine, _) = h.send(me("GET")).await;
+        assert_eq!(
+            (status, mine["has_face"].as_bool()),
+            (200, Some(true)),
+            "{backend}: {mine}"
+        );
+        assert_eq!(mine["payment_methods"][0]["last4"], "4242");
+        assert!(mine["payments"].as_array().unwrap().len() >= 3);
+        let (status, _, _) = h.send(me("DELETE")).await;
+        assert_eq!(status, 200);
+        let (status, body, _) = h.send(me("GET")).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("token_invalid"))
+        );
+        let (status, body, _) = h
+            .pay("x2", &payment("face_recognition/obama3.jpg", "4500"))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (422, Some("face_not_recognised")),
+            "{backend}"
+        );
+        verify(&store).await;
+    }
+}
+
+fn today() -> String {
+    let days = now_ms() / 86_400_000;
+    // Civil-from-days (Howard Hinnant), as the server's parse_date inverts.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
