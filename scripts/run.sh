@@ -1,8 +1,24 @@
 #!/usr/bin/env bash
-# Sets up and runs the main job: the README's first command.
+# Sets up and runs the main job: the README's first command. Builds, fetches
+# the models, creates the demo merchant, terminal and users on the embedded
+# SQLite store (first run only), and serves http://127.0.0.1:8080.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export FACEPAY_FACES_DIR="$(bash scripts/faces.sh)"
 cargo build --release -p facepay
 target/release/facepay models fetch
+# The sample faces are still photos, which carry no evidence of liveness
+# either way: lenient mode lets them pay; a burst judged a spoof never does.
+export FACEPAY_LIVENESS="${FACEPAY_LIVENESS:-lenient}"
+if [[ ! -f .facepay/data/demo-terminal.json ]]; then
+    target/release/facepay demo
+fi
+cat >&2 <<'HINT'
+
+Pay by face from another shell, as the demo terminal:
+  target/release/facepay terminal pay --image .facepay/verify/Barack_Obama/obama2.jpg --amount 4500 --currency KRW
+Check the books:
+  target/release/facepay ledger verify
+
+HINT
 exec target/release/facepay serve "$@"

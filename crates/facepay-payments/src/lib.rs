@@ -75,11 +75,14 @@ impl Default for Config {
     }
 }
 
-/// An answer: HTTP status and JSON body.
+/// An answer: HTTP status and JSON body, plus the time each stage took when
+/// this request did the work (a replay did none). The timings stay out of
+/// the body so that a replay answers byte for byte as the first time did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
     pub body: String,
+    pub timings: Option<api::PayTimings>,
 }
 
 impl Reply {
@@ -88,7 +91,11 @@ impl Reply {
             tracing::error!(error = %e, "response serialisation");
             Failure::internal()
         })?;
-        Ok(Self { status, body })
+        Ok(Self {
+            status,
+            body,
+            timings: None,
+        })
     }
 }
 
@@ -220,6 +227,7 @@ impl Payments {
                 return Ok(Reply {
                     status: status_code,
                     body: response,
+                    timings: None,
                 });
             }
             idempotency::Claim::Mismatch => {

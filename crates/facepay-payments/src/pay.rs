@@ -140,13 +140,15 @@ impl Payments {
                         methods: STEP_UP_METHODS.iter().map(|m| m.to_string()).collect(),
                         attempts_left: self.config.step_up_attempts_max,
                     });
-                    view.timings = Some(timings);
-                    let reply = Reply::json(202, &view)?;
+                    let mut reply = Reply::json(202, &view)?;
+                    let start = Instant::now();
                     let mut tx = self.store.begin().await?;
                     payments::insert(&mut tx, &before).await?;
                     payments::transition(&mut tx, &before, &payment).await?;
                     claimed.complete(&mut tx, &reply).await?;
                     tx.commit().await.map_err(facepay_store::StoreError::from)?;
+                    timings.ledger_us = start.elapsed().as_micros() as u64;
+                    reply.timings = Some(timings);
                     Ok(reply)
                 }
             }
@@ -386,7 +388,7 @@ impl Payments {
                 created
             }
         };
-        let reply = match authorised {
+        let mut reply = match authorised {
             Ok(auth) => {
                 payment.issuer_ref = Some(auth.issuer_ref.clone());
                 payment.authorised_minor = payment.amount_minor;
@@ -425,10 +427,7 @@ impl Payments {
                     None => {}
                 }
                 let phone_last4 = user.phone_last4.as_deref();
-                let mut view =
-                    PaymentView::of(&payment).with_receipt(ctx, Some(method), phone_last4);
-                timings.ledger_us = start.elapsed().as_micros() as u64;
-                view.timings = Some(timings);
+                let view = PaymentView::of(&payment).with_receipt(ctx, Some(method), phone_last4);
                 Reply::json(201, &view)?
             }
             Err(e) => {
@@ -442,8 +441,7 @@ impl Payments {
                 payment.updated_at_ms = now;
                 payments::transition(&mut tx, &before, &payment).await?;
                 let message = e.to_string();
-                let mut view = PaymentView::of(&payment);
-                view.timings = Some(timings);
+                let view = PaymentView::of(&payment);
                 Reply::json(
                     status,
                     &PaymentFailure {
@@ -458,6 +456,9 @@ impl Payments {
         };
         claimed.complete(&mut tx, &reply).await?;
         commit(tx).await?;
+        timings.ledger_us = start.elapsed().as_micros() as u64;
+        record_stages(&timings);
+        reply.timings = Some(timings);
         Ok(reply)
     }
 
@@ -475,6 +476,21 @@ impl Payments {
             expiry_month: u8::try_from(method.expiry_month).unwrap_or(0),
             expiry_year: u16::try_from(method.expiry_year).unwrap_or(0),
         })
+    }
+}
+
+/// Stage latencies of one payment for Prometheus, in seconds.
+fn record_stages(t: &PayTimings) {
+    let stages = [
+        ("decode", t.decode_us),
+        ("face", t.face_us),
+        ("liveness", t.liveness_us),
+        ("identify", t.identify_us),
+        ("connector", t.connector_us),
+        ("ledger", t.ledger_us),
+    ];
+    for (stage, us) in stages {
+        metrics::histogram!("facepay_pay_stage_seconds", "stage" => stage).record(us as f64 / 1e6);
     }
 }
 

@@ -197,6 +197,17 @@ async fn post(
     Ok(())
 }
 
+/// How many transfers a payment has posted.
+pub async fn transfer_count(conn: &mut Connection, payment_id: &str) -> Result<i64> {
+    Ok(sqlx::query(
+        "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM ledger_transfers WHERE payment_id = $1",
+    )
+    .bind(payment_id)
+    .fetch_one(conn)
+    .await?
+    .try_get("n")?)
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Balance {
     pub account_id: String,

@@ -195,6 +195,11 @@ pub mod testing {
 
     /// A store on a new, empty schema of the PostgreSQL server at `url`.
     pub async fn fresh_postgres(url: &str) -> Result<Store> {
+        Store::open(&fresh_postgres_url(url).await?).await
+    }
+
+    /// The URL of a new, empty schema of the PostgreSQL server at `url`.
+    pub async fn fresh_postgres_url(url: &str) -> Result<String> {
         sqlx::any::install_default_drivers();
         let schema = format!("t{}_{}", std::process::id(), super::ids::random_hex(6));
         let admin = AnyPool::connect(url).await?;
@@ -203,7 +208,7 @@ pub mod testing {
             .await?;
         admin.close().await;
         let separator = if url.contains('?') { '&' } else { '?' };
-        Store::open(&format!("{url}{separator}options=-csearch_path%3D{schema}")).await
+        Ok(format!("{url}{separator}options=-csearch_path%3D{schema}"))
     }
 }
 

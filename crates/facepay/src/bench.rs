@@ -46,6 +46,9 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Payments per second and latency median/p99 of the signed pay
+    /// endpoint end to end, with the server's time per stage.
+    Pay(crate::bench_pay::PayArgs),
 }
 
 /// Photos the face benchmark is run on: single portraits and a group.
@@ -72,6 +75,7 @@ pub fn run(command: BenchCommand, store: &ModelStore) -> anyhow::Result<()> {
             repeat,
             json,
         } => bench_peer(store, &files, &engine, repeat.clamp(1, REPEAT_MAX), json),
+        BenchCommand::Pay(args) => crate::bench_pay::run(args, store),
     }
 }
 

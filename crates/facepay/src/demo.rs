@@ -163,17 +163,35 @@ fn people(photos: &Path, limit: usize) -> anyhow::Result<Vec<(String, Vec<PathBu
     Ok(people)
 }
 
-pub async fn run(app: &App, data_dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
+/// Enrols the first usable photo of each person (up to `limit` people) and
+/// returns the photos left to pay with. Already enrolled people are skipped.
+pub async fn enrol_people(
+    app: &App,
+    data_dir: &Path,
+    photos: &Path,
+    limit: usize,
+) -> anyhow::Result<Vec<PathBuf>> {
     ensure_parties(app, data_dir).await?;
-    println!("merchant {MERCHANT_ID}, store {STORE_ID} (Seoul, KRW), terminal {TERMINAL_ID}");
-    println!("terminal key: {}", terminal_file(data_dir).display());
-    let people = people(&args.photos, args.people)?;
+    let mut pay_with = Vec::new();
+    for (_, outcome, rest) in enrol(app, &people(photos, limit)?).await? {
+        if !outcome.starts_with("no usable") {
+            pay_with.extend(rest);
+        }
+    }
+    Ok(pay_with)
+}
 
-    println!("\nenrolment (one photo each):");
+/// Per person: name, what happened, and the photos not used to enrol.
+async fn enrol(
+    app: &App,
+    people: &[(String, Vec<PathBuf>)],
+) -> anyhow::Result<Vec<(String, String, Vec<PathBuf>)>> {
+    let mut outcomes = Vec::with_capacity(people.len());
     for (index, (name, photos)) in people.iter().enumerate() {
         let phone = format!("+8210{:08}", 5550_0000 + index);
         let mut outcome = String::from("no usable photo");
-        for photo in photos {
+        let mut rest = photos.clone();
+        for (used, photo) in photos.iter().enumerate() {
             let body = serde_json::to_vec(&serde_json::json!({
                 "phone": phone,
                 "pin": "123456",
@@ -185,22 +203,37 @@ pub async fn run(app: &App, data_dir: &Path, args: &DemoArgs) -> anyhow::Result<
                 Ok(reply) => {
                     let json: serde_json::Value = serde_json::from_str(&reply.body)?;
                     outcome = format!(
-                        "enrolled as {} with {}",
+                        "{phone}  enrolled as {} with {}",
                         json["user_id"].as_str().unwrap_or(""),
                         file_name(photo)
                     );
+                    rest.remove(used);
                     break;
                 }
                 Err(f)
                     if f.code == "face_already_enrolled" || f.code == "phone_already_enrolled" =>
                 {
-                    outcome = format!("already enrolled ({})", f.code);
+                    outcome = format!("{phone}  already enrolled ({})", f.code);
+                    rest.remove(used);
                     break;
                 }
                 Err(f) => outcome = format!("{} refused: {}", file_name(photo), f.code),
             }
         }
-        println!("  {name:<16} {phone}  {outcome}");
+        outcomes.push((name.clone(), outcome, rest));
+    }
+    Ok(outcomes)
+}
+
+pub async fn run(app: &App, data_dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
+    ensure_parties(app, data_dir).await?;
+    println!("merchant {MERCHANT_ID}, store {STORE_ID} (Seoul, KRW), terminal {TERMINAL_ID}");
+    println!("terminal key: {}", terminal_file(data_dir).display());
+    let people = people(&args.photos, args.people)?;
+
+    println!("\nenrolment (one photo each):");
+    for (name, outcome, _) in enrol(app, &people).await? {
+        println!("  {name:<16} {outcome}");
     }
 
     println!("\npayments of 4,500 KRW (another photo of each person):");

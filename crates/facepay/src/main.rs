@@ -3,6 +3,7 @@
 
 mod app;
 mod bench;
+mod bench_pay;
 mod demo;
 mod eval;
 mod face;

@@ -94,6 +94,19 @@ impl Client {
         idempotency_key: &str,
         body: &[u8],
     ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let answer = self.post_timed(path, idempotency_key, body)?;
+        if !answer.server_timing.is_empty() {
+            println!("server stages: {}", answer.server_timing);
+        }
+        Ok((answer.status, answer.json))
+    }
+
+    pub fn post_timed(
+        &self,
+        path: &str,
+        idempotency_key: &str,
+        body: &[u8],
+    ) -> anyhow::Result<Answer> {
         let mut last_error = None;
         for attempt in 0..ATTEMPTS_MAX {
             if attempt > 0 {
@@ -114,6 +127,12 @@ impl Client {
             match result {
                 Ok(mut response) => {
                     let status = response.status().as_u16();
+                    let server_timing = response
+                        .headers()
+                        .get("server-timing")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
                     let text = response.body_mut().read_to_string()?;
                     let json =
                         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
@@ -124,13 +143,24 @@ impl Client {
                         last_error = Some(anyhow::anyhow!("server answered {status}: {json}"));
                         continue;
                     }
-                    return Ok((status, json));
+                    return Ok(Answer {
+                        status,
+                        json,
+                        server_timing,
+                    });
                 }
                 Err(e) => last_error = Some(e.into()),
             }
         }
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
     }
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub json: serde_json::Value,
+    /// The server's `Server-Timing` header: its time per stage.
+    pub server_timing: String,
 }
 
 pub fn new_idempotency_key() -> String {
@@ -208,8 +238,5 @@ fn print_answer(status: u16, answer: &serde_json::Value) {
             answer["error"]["code"].as_str().unwrap_or("?"),
             answer["error"]["message"].as_str().unwrap_or("")
         ),
-    }
-    if let Some(t) = payment.get("timings").filter(|t| t.is_object()) {
-        println!("server stages (us): {t}");
     }
 }

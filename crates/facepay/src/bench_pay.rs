@@ -1,0 +1,190 @@
+//! `facepay bench pay`: payments per second and latency of the pay endpoint
+//! end to end. The real server listens on loopback, terminals sign their
+//! requests and send real photos over HTTP, the store commits for real; the
+//! stage times come from the server's own `Server-Timing` header.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use facepay_connector::SimulatorConfig;
+use facepay_models::ModelStore;
+use facepay_payments::{Config, LivenessMode};
+
+use crate::app::App;
+use crate::stats::median_p99;
+use crate::terminal::{Client, TerminalFile, new_idempotency_key};
+use crate::{EngineArgs, demo};
+
+const PAYMENTS_MAX: usize = 100_000;
+const CONCURRENCY_MAX: usize = 64;
+const STAGES: [&str; 6] = [
+    "decode",
+    "face",
+    "liveness",
+    "identify",
+    "connector",
+    "ledger",
+];
+
+#[derive(clap::Args)]
+pub struct PayArgs {
+    #[arg(long, default_value_t = 200)]
+    pub payments: usize,
+    /// Terminals paying at once.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// `postgres://...` to measure PostgreSQL; a fresh SQLite file otherwise.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Folders of photos, one per person: the first photo enrols, the rest pay.
+    #[arg(long, default_value = ".facepay/verify")]
+    pub photos: PathBuf,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Default)]
+struct Samples {
+    latency_ms: Vec<f64>,
+    stages_ms: [Vec<f64>; STAGES.len()],
+    approved: usize,
+    declined: usize,
+    refused: usize,
+}
+
+pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
+    let payments = args.payments.clamp(1, PAYMENTS_MAX);
+    let concurrency = args.concurrency.clamp(1, CONCURRENCY_MAX);
+    let data_dir = std::env::temp_dir().join(format!("facepay-bench-{}", new_idempotency_key()));
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(async {
+        let url = match &args.database_url {
+            Some(url) => url.clone(),
+            None => facepay_store::Store::sqlite_url(&data_dir)?,
+        };
+        let store = facepay_store::Store::open(&url).await?;
+        let backend = store.backend().name();
+        let engine = Arc::new(args.engine.load(models)?);
+        // Still photos carry no motion: lenient liveness lets them pay (a
+        // burst judged a spoof still would not); the check itself still runs.
+        let config = Config {
+            liveness: LivenessMode::Lenient,
+            ..Config::default()
+        };
+        let app =
+            App::assemble(store, engine, &data_dir, config, SimulatorConfig::default()).await?;
+        let bursts = demo::enrol_people(&app, &data_dir, &args.photos, usize::MAX).await?;
+        anyhow::ensure!(
+            !bursts.is_empty(),
+            "no photo to pay with in {}",
+            args.photos.display()
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let router = crate::serve::router(&app);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let bodies: Vec<Vec<u8>> = bursts
+            .iter()
+            .map(|photo| {
+                let frame = BASE64.encode(std::fs::read(photo)?);
+                Ok(serde_json::to_vec(
+                    &serde_json::json!({"amount": "4500", "currency": "KRW", "frames": [frame]}),
+                )?)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let (terminal_id, key) = TerminalFile::load(&demo::terminal_file(&data_dir))?;
+        let server = format!("http://{address}");
+        let samples = Arc::new(Mutex::new(Samples::default()));
+        let bodies = Arc::new(bodies);
+        let started = Instant::now();
+        let workers = (0..concurrency).map(|worker| {
+            let (samples, bodies, server) =
+                (Arc::clone(&samples), Arc::clone(&bodies), server.clone());
+            let client = Client::new(&server, terminal_id.clone(), key.clone());
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                for i in (worker..payments).step_by(concurrency) {
+                    let body = &bodies[i % bodies.len()];
+                    let start = Instant::now();
+                    let answer =
+                        client.post_timed("/v1/terminal/payments", &new_idempotency_key(), body)?;
+                    let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+                    let mut s = samples.lock().unwrap_or_else(|e| e.into_inner());
+                    match answer.status {
+                        201 => s.approved += 1,
+                        402 => s.declined += 1,
+                        _ => {
+                            s.refused += 1;
+                            continue;
+                        }
+                    }
+                    s.latency_ms.push(latency_ms);
+                    for (stage, ms) in parse_server_timing(&answer.server_timing) {
+                        if let Some(index) = STAGES.iter().position(|s| *s == stage) {
+                            s.stages_ms[index].push(ms);
+                        }
+                    }
+                }
+                Ok(())
+            })
+        });
+        let workers: Vec<_> = workers.collect();
+        for worker in workers {
+            worker.await??;
+        }
+        let elapsed = started.elapsed();
+        let mut s = std::mem::take(&mut *samples.lock().unwrap_or_else(|e| e.into_inner()));
+        print_table(backend, concurrency, elapsed, &mut s);
+        app.payments.store().close().await;
+        anyhow::Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&data_dir);
+    result
+}
+
+/// `decode;dur=4.891, face;dur=46.2` into (stage, milliseconds).
+pub fn parse_server_timing(header: &str) -> Vec<(String, f64)> {
+    header
+        .split(',')
+        .filter_map(|part| {
+            let (name, rest) = part.trim().split_once(";dur=")?;
+            Some((name.to_owned(), rest.parse().ok()?))
+        })
+        .collect()
+}
+
+fn print_table(backend: &str, concurrency: usize, elapsed: Duration, s: &mut Samples) {
+    let answered = s.approved + s.declined;
+    println!(
+        "store {backend}, {concurrency} terminals at once: {answered} payments in {:.1} s = {:.1} payments/s ({} approved, {} declined by the issuer, {} refused)",
+        elapsed.as_secs_f64(),
+        answered as f64 / elapsed.as_secs_f64(),
+        s.approved,
+        s.declined,
+        s.refused
+    );
+    println!("{:<22} {:>10} {:>10}", "stage", "median ms", "p99 ms");
+    let (median, p99) = median_p99(&mut s.latency_ms);
+    println!("{:<22} {median:>10.2} {p99:>10.2}", "end to end (client)");
+    for (stage, samples) in STAGES.iter().zip(s.stages_ms.iter_mut()) {
+        let (median, p99) = median_p99(samples);
+        println!(
+            "{:<22} {median:>10.2} {p99:>10.2}",
+            format!("server: {stage}")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn server_timing_parses() {
+        let parsed = super::parse_server_timing("decode;dur=4.891, face;dur=46.2,bad, x;dur=y");
+        assert_eq!(
+            parsed,
+            vec![("decode".into(), 4.891), ("face".into(), 46.2)]
+        );
+    }
+}
