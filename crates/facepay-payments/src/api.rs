@@ -1,14 +1,18 @@
 //! The JSON the payments API reads and writes. Requests refuse unknown
 //! fields, so a misspelt field is an error rather than silently ignored.
+//!
+//! Every type derives `ToSchema`, so the server's OpenAPI document is made
+//! from these definitions and cannot describe fields that are not here.
 
 use facepay_money::Currency;
 use facepay_store::parties::{PaymentMethod, TerminalContext};
 use facepay_store::payments::Payment;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::face::FaceTimings;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrolRequest {
     /// International format, digits with an optional leading '+'.
@@ -20,7 +24,8 @@ pub struct EnrolRequest {
     pub card: CardInput,
 }
 
-#[derive(Deserialize)]
+/// The card to pay with; sealed at rest, never echoed back.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CardInput {
     pub number: String,
@@ -34,16 +39,18 @@ impl std::fmt::Debug for CardInput {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EnrolResponse {
     pub user_id: String,
     /// The bearer token for the user's own endpoints; shown once.
     pub token: String,
+    #[schema(value_type = PaymentMethodSchema)]
     pub payment_method: PaymentMethod,
+    /// The liveness decision on the selfie burst, such as `live`.
     pub liveness: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CaptureMode {
     /// Authorise and capture at once: the usual till payment.
@@ -63,11 +70,12 @@ impl CaptureMode {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayRequest {
     /// Decimal string in major units: "4500" won, "12.34" dollars.
     pub amount: String,
+    /// ISO 4217 code; must be the store's currency.
     pub currency: String,
     /// Base64 JPEG or PNG frames of the burst, in capture order.
     pub frames: Vec<String>,
@@ -75,14 +83,17 @@ pub struct PayRequest {
     pub capture: CaptureMode,
 }
 
-#[derive(Deserialize)]
+/// Exactly one of the two factors.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepUpRequest {
+    /// The last 4 digits of the payer's phone number.
     pub phone_last4: Option<String>,
+    /// The payer's PIN, 4 to 12 digits.
     pub pin: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmountRequest {
     /// Decimal string in major units; absent means all that is left.
@@ -90,7 +101,7 @@ pub struct AmountRequest {
 }
 
 /// Microseconds per stage, measured by the server on this request.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct PayTimings {
     pub decode_us: u64,
     pub face_us: u64,
@@ -111,31 +122,43 @@ impl PayTimings {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What the terminal prints or shows the payer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Receipt {
     pub merchant: String,
     pub store: String,
     pub city: String,
     pub amount: String,
     pub currency: String,
+    /// Brand and masked number, such as `visa ****4242`.
     pub card: Option<String>,
+    /// The masked phone number of the payer.
     pub payer: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// How the payer can confirm a weak or ambiguous match.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StepUp {
+    /// The accepted fields of the step-up request: `phone_last4`, `pin`.
     pub methods: Vec<String>,
     pub attempts_left: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PaymentView {
     pub id: String,
+    /// One of `created`, `requires_step_up`, `authorised`, `captured`,
+    /// `partially_refunded`, `refunded`, `voided`, `declined`, `failed`.
     pub state: String,
+    /// Why the payment reached its state, such as `candidates_close` or an
+    /// issuer's decline code.
     pub reason: String,
+    /// Decimal string in major units.
     pub amount: String,
+    /// The same amount in minor units (cents; won have none).
     pub amount_minor: i64,
     pub currency: String,
+    /// `automatic` or `manual`.
     pub capture_mode: String,
     pub authorised_minor: i64,
     pub captured_minor: i64,
@@ -143,16 +166,16 @@ pub struct PaymentView {
     pub fee_minor: i64,
     pub store_id: String,
     pub terminal_id: String,
+    /// Cosine similarity of the best gallery match.
     pub match_score: Option<f64>,
     pub liveness: Option<String>,
+    /// Unix time in milliseconds.
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step_up: Option<StepUp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt: Option<Receipt>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timings: Option<PayTimings>,
 }
 
 impl PaymentView {
@@ -180,7 +203,6 @@ impl PaymentView {
             updated_at_ms: p.updated_at_ms,
             step_up: None,
             receipt: None,
-            timings: None,
         }
     }
 
@@ -203,32 +225,126 @@ impl PaymentView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody<'a> {
+    /// Stable and machine-readable, such as `card_declined`.
     pub code: &'a str,
+    /// For people; may change between versions.
     pub message: &'a str,
 }
 
 /// A declined or failed payment: the error and the payment it left.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentFailure<'a> {
     pub error: ErrorBody<'a>,
     pub payment: PaymentView,
 }
 
-#[derive(Debug, Serialize)]
+/// Newest first.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentPage {
     pub payments: Vec<PaymentView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
     pub user_id: String,
     pub phone: Option<String>,
     pub status: String,
     pub created_at_ms: i64,
     pub has_face: bool,
+    #[schema(value_type = Vec<PaymentMethodSchema>)]
     pub payment_methods: Vec<PaymentMethod>,
+    /// The most recent payments.
     pub payments: Vec<PaymentView>,
+}
+
+// The store crate knows nothing of the API, so its rows carry no schemas.
+// These describe how they serialise; the server's OpenAPI test serialises
+// real rows and compares their fields with these, so they cannot drift.
+
+/// A card on file, without its sealed number.
+#[derive(ToSchema)]
+#[schema(as = PaymentMethod)]
+pub struct PaymentMethodSchema {
+    pub id: String,
+    /// `visa`, `mastercard`, `amex` or `unknown`.
+    pub brand: String,
+    pub last4: String,
+    pub expiry_month: i64,
+    pub expiry_year: i64,
+    /// `active` or `deleted`.
+    pub status: String,
+}
+
+/// One move of a payment's state machine.
+#[derive(ToSchema)]
+#[schema(as = PaymentEvent)]
+pub struct PaymentEventSchema {
+    /// Null for the payment's first event.
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub reason: String,
+    /// Unix time in milliseconds.
+    pub at_ms: i64,
+}
+
+#[derive(ToSchema)]
+#[schema(as = Store)]
+pub struct StoreSchema {
+    pub id: String,
+    pub merchant_id: String,
+    pub name: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+    pub city: String,
+    pub currency: String,
+    /// Degrees times 10^6.
+    pub latitude_e6: i64,
+    /// Degrees times 10^6.
+    pub longitude_e6: i64,
+}
+
+/// One store and currency on one UTC day, from the ledger.
+#[derive(ToSchema)]
+#[schema(as = DailyReportRow)]
+pub struct DailyReportRowSchema {
+    pub store_id: String,
+    pub currency: String,
+    /// Payments captured that day.
+    pub count: i64,
+    pub gross_minor: i64,
+    /// Refunds made that day, whichever day their payment was.
+    pub refunds_minor: i64,
+    pub fees_minor: i64,
+    /// Gross less refunds and fees.
+    pub net_minor: i64,
+}
+
+/// The answer of `GET /v1/merchant/payments/{id}`.
+#[derive(ToSchema)]
+pub struct PaymentDetail {
+    pub payment: PaymentView,
+    /// Oldest first.
+    pub events: Vec<PaymentEventSchema>,
+}
+
+/// The answer of `GET /v1/merchant/reports/daily`.
+#[derive(ToSchema)]
+pub struct DailyReport {
+    pub merchant_id: String,
+    /// The UTC day, `YYYY-MM-DD`.
+    pub date: String,
+    pub stores: Vec<StoreSchema>,
+    pub rows: Vec<DailyReportRowSchema>,
+}
+
+/// The answer of `DELETE /v1/users/me`.
+#[derive(ToSchema)]
+pub struct UserDeleted {
+    pub user_id: String,
+    /// Always `true`.
+    pub deleted: bool,
 }

@@ -15,14 +15,22 @@ pub const PAGE_LIMIT_MAX: i64 = 100;
 const PAGE_LIMIT_DEFAULT: i64 = 20;
 
 /// Query of `GET /v1/merchant/payments`.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this store's payments.
     pub store_id: Option<String>,
+    /// Only payments in this state, such as `captured`.
     pub state: Option<String>,
+    /// Created at or after this Unix time in milliseconds.
     pub from_ms: Option<i64>,
+    /// Created before this Unix time in milliseconds.
     pub to_ms: Option<i64>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Payments per page, 1 to 100; 20 if absent.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 

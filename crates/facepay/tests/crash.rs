@@ -84,13 +84,9 @@ fn start_server(data: &Path, database_url: Option<&str>, port: u16) -> Child {
 fn wait_ready(agent: &ureq::Agent, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if let Ok(r) = agent
-            .get(&format!("http://127.0.0.1:{port}/healthz"))
-            .call()
-        {
-            if r.status() == 200 {
-                return;
-            }
+        let url = format!("http://127.0.0.1:{port}/healthz");
+        if agent.get(&url).call().is_ok_and(|r| r.status() == 200) {
+            return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }

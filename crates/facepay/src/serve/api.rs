@@ -1,5 +1,8 @@
 //! The payments API over HTTP: extract headers and body, call the payments
 //! service, turn its answer or failure into a response. No decisions here.
+//!
+//! Each handler carries its `utoipa::path` description, next to the code it
+//! describes; `openapi.rs` gathers them into the served document.
 
 use std::sync::Arc;
 
@@ -8,6 +11,10 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use facepay_payments::api::{
+    AmountRequest, DailyReport, EnrolRequest, EnrolResponse, ErrorBody, PayRequest, PaymentDetail,
+    PaymentFailure, PaymentPage, PaymentView, StepUpRequest, UserDeleted, UserView,
+};
 use facepay_payments::merchant::ListQuery;
 use facepay_payments::signing::{
     HEADER_NONCE, HEADER_SIGNATURE, HEADER_TERMINAL, HEADER_TIMESTAMP, SignedHeaders,
@@ -16,6 +23,7 @@ use facepay_payments::{Failure, Reply};
 use facepay_store::parties::Merchant;
 
 use super::AppState;
+use super::openapi::ErrorResponse;
 
 type Shared = State<Arc<AppState>>;
 type Body = Result<Bytes, BytesRejection>;
@@ -25,19 +33,47 @@ pub fn respond(result: Result<Reply, Failure>) -> Response {
         Ok(reply) => {
             let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
             let mut response = (status, reply.body).into_response();
-            response.headers_mut().insert(
+            let headers = response.headers_mut();
+            headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
+            if let Some(t) = reply.timings
+                && let Ok(value) = HeaderValue::from_str(&server_timing(&t))
+            {
+                headers.insert("server-timing", value);
+            }
             response
         }
         Err(failure) => failure_response(&failure),
     }
 }
 
+/// The W3C `Server-Timing` header: each stage's duration in milliseconds.
+fn server_timing(t: &facepay_payments::api::PayTimings) -> String {
+    let stages = [
+        ("decode", t.decode_us),
+        ("face", t.face_us),
+        ("liveness", t.liveness_us),
+        ("identify", t.identify_us),
+        ("connector", t.connector_us),
+        ("ledger", t.ledger_us),
+    ];
+    let parts: Vec<String> = stages
+        .iter()
+        .map(|(name, us)| format!("{name};dur={:.3}", *us as f64 / 1e3))
+        .collect();
+    parts.join(", ")
+}
+
 pub fn failure_response(f: &Failure) -> Response {
     let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = serde_json::json!({ "error": { "code": f.code, "message": f.message } });
+    let body = ErrorResponse {
+        error: ErrorBody {
+            code: f.code,
+            message: &f.message,
+        },
+    };
     (status, axum::Json(body)).into_response()
 }
 
@@ -123,6 +159,25 @@ fn signed_headers(headers: &HeaderMap) -> Result<SignedHeaders, Failure> {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    tag = "users",
+    summary = "Enrol a face and a card",
+    description = "Checks the selfie burst (quality and liveness) and the card, then stores the face template and the sealed card. The answer's token is shown once.",
+    params(
+        ("Idempotency-Key" = String, Header, description = "A fresh random string per new request, resent unchanged on a retry; see Idempotency in the overview."),
+    ),
+    request_body = EnrolRequest,
+    responses(
+        (status = 201, description = "Enrolled.", body = EnrolResponse),
+        (status = 400, description = "Missing or invalid Idempotency-Key, unreadable body or malformed JSON.", body = ErrorResponse),
+        (status = 409, description = "Idempotency conflict, or the phone number is already enrolled.", body = ErrorResponse),
+        (status = 413, description = "The body is over the limit.", body = ErrorResponse),
+        (status = 415, description = "The body is not `application/json`.", body = ErrorResponse),
+        (status = 422, description = "A frame, the face, liveness, the phone, the PIN or the card was refused; `code` says which.", body = ErrorResponse),
+    ),
+)]
 pub async fn enrol(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
     respond(
         async {
@@ -133,14 +188,65 @@ pub async fn enrol(State(s): Shared, headers: HeaderMap, body: Body) -> Response
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/users/me",
+    tag = "users",
+    summary = "The caller's account",
+    description = "The user's cards on file and most recent payments.",
+    responses(
+        (status = 200, description = "The account.", body = UserView),
+        (status = 401, description = "`authorization_missing` or `token_invalid`.", body = ErrorResponse),
+    ),
+    security(("user_token" = [])),
+)]
 pub async fn me(State(s): Shared, headers: HeaderMap) -> Response {
     respond(async { s.payments.me(bearer(&headers)?).await }.await)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/users/me",
+    tag = "users",
+    summary = "Delete the caller's account",
+    description = "Erases the face template and the card data; the face stops paying at once. Past payments stay in the merchants' books, detached from any identity.",
+    responses(
+        (status = 200, description = "Deleted.", body = UserDeleted),
+        (status = 401, description = "`authorization_missing` or `token_invalid`.", body = ErrorResponse),
+    ),
+    security(("user_token" = [])),
+)]
 pub async fn delete_me(State(s): Shared, headers: HeaderMap) -> Response {
     respond(async { s.payments.delete_me(bearer(&headers)?).await }.await)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/terminal/payments",
+    tag = "terminal",
+    summary = "Pay by face",
+    description = "Identifies the payer from the burst and authorises (and, for automatic capture, captures) the amount on their card. A weak or ambiguous match answers 202 with state `requires_step_up`: confirm with the step-up endpoint.",
+    params(
+        ("Idempotency-Key" = String, Header, description = "A fresh random string per new request, resent unchanged on a retry; see Idempotency in the overview."),
+    ),
+    request_body = PayRequest,
+    responses(
+        (status = 201, description = "Approved: state `captured`, or `authorised` for manual capture, with a receipt.", body = PaymentView),
+        (status = 200, description = "The payment that an earlier request with this key committed but could not answer.", body = PaymentView),
+        (status = 202, description = "State `requires_step_up`: the payer must confirm; `step_up` says how.", body = PaymentView),
+        (status = 402, description = "Declined by the issuer.", body = PaymentFailure),
+        (status = 502, description = "Failed: the issuer refused the request.", body = PaymentFailure),
+        (status = 504, description = "Failed: the issuer did not answer in time.", body = PaymentFailure),
+        (status = 400, description = "Missing or invalid Idempotency-Key, unreadable body or malformed JSON.", body = ErrorResponse),
+        (status = 401, description = "`unknown_terminal`, or the signature is missing, expired, replayed (`nonce_reused`) or does not verify.", body = ErrorResponse),
+        (status = 403, description = "`terminal_suspended` or `merchant_suspended`.", body = ErrorResponse),
+        (status = 409, description = "`idempotency_key_reused` (same key, other body) or `idempotency_in_progress`.", body = ErrorResponse),
+        (status = 413, description = "The body is over the limit.", body = ErrorResponse),
+        (status = 415, description = "The body is not `application/json`.", body = ErrorResponse),
+        (status = 422, description = "Bad amount or currency, unusable frames, not live, or `face_not_recognised`.", body = ErrorResponse),
+    ),
+    security(("terminal_id" = [], "terminal_timestamp" = [], "terminal_nonce" = [], "terminal_signature" = [])),
+)]
 pub async fn pay(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
     respond(
         async {
@@ -157,6 +263,33 @@ pub async fn pay(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/terminal/payments/{id}/step-up",
+    tag = "terminal",
+    summary = "Confirm a payer",
+    description = "Confirms the payer of a `requires_step_up` payment with the last 4 digits of their phone or their PIN, then settles it like a payment.",
+    params(
+        ("id" = String, Path, description = "The payment id."),
+        ("Idempotency-Key" = String, Header, description = "A fresh random string per new request, resent unchanged on a retry; see Idempotency in the overview."),
+    ),
+    request_body = StepUpRequest,
+    responses(
+        (status = 201, description = "Confirmed and approved.", body = PaymentView),
+        (status = 402, description = "Declined by the issuer, or `step_up_failed`: no attempts left.", body = PaymentFailure),
+        (status = 422, description = "`step_up_mismatch`: the factor did not confirm the payer; `payment.step_up` has the attempts left. Also `step_up_invalid` (Error body) when the request has not exactly one valid factor.", body = PaymentFailure),
+        (status = 502, description = "Failed: the issuer refused the request.", body = PaymentFailure),
+        (status = 504, description = "Failed: the issuer did not answer in time.", body = PaymentFailure),
+        (status = 400, description = "Missing or invalid Idempotency-Key, unreadable body or malformed JSON.", body = ErrorResponse),
+        (status = 401, description = "`unknown_terminal`, or the signature is missing, expired, replayed (`nonce_reused`) or does not verify.", body = ErrorResponse),
+        (status = 403, description = "`terminal_suspended` or `merchant_suspended`.", body = ErrorResponse),
+        (status = 404, description = "No such payment for this caller.", body = ErrorResponse),
+        (status = 409, description = "`payment_not_awaiting_step_up`, or an idempotency conflict.", body = ErrorResponse),
+        (status = 413, description = "The body is over the limit.", body = ErrorResponse),
+        (status = 415, description = "The body is not `application/json`.", body = ErrorResponse),
+    ),
+    security(("terminal_id" = [], "terminal_timestamp" = [], "terminal_nonce" = [], "terminal_signature" = [])),
+)]
 pub async fn step_up(
     State(s): Shared,
     Path(id): Path<String>,
@@ -184,6 +317,24 @@ async fn merchant(s: &AppState, headers: &HeaderMap) -> Result<Merchant, Failure
     s.payments.authenticate_merchant(bearer(headers)?).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/merchant/payments",
+    tag = "merchant",
+    summary = "List payments",
+    description = "The merchant's payments, newest first, a page at a time.",
+    params(
+        ListQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of payments.", body = PaymentPage),
+        (status = 400, description = "`query_invalid`: an unknown or malformed query parameter.", body = ErrorResponse),
+        (status = 401, description = "`authorization_missing` or `api_key_invalid`.", body = ErrorResponse),
+        (status = 403, description = "`merchant_suspended`.", body = ErrorResponse),
+        (status = 422, description = "`limit_invalid`, `state_invalid` or `cursor_invalid`.", body = ErrorResponse),
+    ),
+    security(("merchant_key" = [])),
+)]
 pub async fn list_payments(
     State(s): Shared,
     headers: HeaderMap,
@@ -200,6 +351,23 @@ pub async fn list_payments(
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/merchant/payments/{id}",
+    tag = "merchant",
+    summary = "One payment and its history",
+    description = "The payment and every state change it went through.",
+    params(
+        ("id" = String, Path, description = "The payment id."),
+    ),
+    responses(
+        (status = 200, description = "The payment.", body = PaymentDetail),
+        (status = 401, description = "`authorization_missing` or `api_key_invalid`.", body = ErrorResponse),
+        (status = 403, description = "`merchant_suspended`.", body = ErrorResponse),
+        (status = 404, description = "No such payment for this caller.", body = ErrorResponse),
+    ),
+    security(("merchant_key" = [])),
+)]
 pub async fn get_payment(State(s): Shared, Path(id): Path<String>, headers: HeaderMap) -> Response {
     respond(
         async {
@@ -210,6 +378,31 @@ pub async fn get_payment(State(s): Shared, Path(id): Path<String>, headers: Head
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/merchant/payments/{id}/capture",
+    tag = "merchant",
+    summary = "Capture an authorisation",
+    description = "Captures all or part of a manual-capture authorisation before its hold expires. The body may be empty: then everything authorised is captured.",
+    params(
+        ("id" = String, Path, description = "The payment id."),
+        ("Idempotency-Key" = String, Header, description = "A fresh random string per new request, resent unchanged on a retry; see Idempotency in the overview."),
+    ),
+    request_body(content = Option<AmountRequest>, description = "Optional; without `amount`, all that is authorised.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Captured.", body = PaymentView),
+        (status = 400, description = "Missing or invalid Idempotency-Key, unreadable body or malformed JSON.", body = ErrorResponse),
+        (status = 401, description = "`authorization_missing` or `api_key_invalid`.", body = ErrorResponse),
+        (status = 403, description = "`merchant_suspended`.", body = ErrorResponse),
+        (status = 404, description = "No such payment for this caller.", body = ErrorResponse),
+        (status = 409, description = "The payment is not `authorised`, or an idempotency conflict.", body = ErrorResponse),
+        (status = 413, description = "The body is over the limit.", body = ErrorResponse),
+        (status = 415, description = "The body is not `application/json`.", body = ErrorResponse),
+        (status = 422, description = "Bad amount, or more than authorised.", body = ErrorResponse),
+        (status = 502, description = "The issuer refused the capture.", body = ErrorResponse),
+    ),
+    security(("merchant_key" = [])),
+)]
 pub async fn capture(
     State(s): Shared,
     Path(id): Path<String>,
@@ -228,6 +421,29 @@ pub async fn capture(
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/merchant/payments/{id}/void",
+    tag = "merchant",
+    summary = "Void an authorisation",
+    description = "Releases a manual-capture authorisation that will not be captured. The body may be empty.",
+    params(
+        ("id" = String, Path, description = "The payment id."),
+        ("Idempotency-Key" = String, Header, description = "A fresh random string per new request, resent unchanged on a retry; see Idempotency in the overview."),
+    ),
+    responses(
+        (status = 200, description = "Voided.", body = PaymentView),
+        (status = 400, description = "Missing or invalid Idempotency-Key, unreadable body or malformed JSON.", body = ErrorResponse),
+        (status = 401, description = "`authorization_missing` or `api_key_invalid`.", body = ErrorResponse),
+        (status = 403, description = "`merchant_suspended`.", body = ErrorResponse),
+        (status = 404, description = "No such payment for this caller.", body = ErrorResponse),
+        (status = 409, description = "The payment is not `authorised`, or an idempotency conflict.", body = ErrorResponse),
+        (status = 413, description = "The body is over the limit.", body = ErrorResponse),
+        (status = 415, description = "The body is not `application/json`.", body = ErrorResponse),
+        (status = 502, description = "The issuer refused the void.", body = ErrorResponse),
+    ),
+    security(("merchant_key" = [])),
+)]
 pub async fn void(
     State(s): Shared,
     Path(id): Path<String>,
@@ -246,6 +462,31 @@ pub async fn void(
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/merchant/payments/{id}/refunds",
+    tag = "merchant",
+    summary = "Refund a payment",
+    description = "Refunds all or part of what was captured; several partial refunds may follow one another. The body may be empty: then all that is left is refunded.",
+    params(
+        ("id" = String, Path, description = "The payment id."),
+        ("Idempotency-Key" = String, Header, description = "A fresh random string per new request, resent unchanged on a retry; see Idempotency in the overview."),
+    ),
+    request_body(content = Option<AmountRequest>, description = "Optional; without `amount`, all that is left.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Refunded: state `refunded` or `partially_refunded`.", body = PaymentView),
+        (status = 400, description = "Missing or invalid Idempotency-Key, unreadable body or malformed JSON.", body = ErrorResponse),
+        (status = 401, description = "`authorization_missing` or `api_key_invalid`.", body = ErrorResponse),
+        (status = 403, description = "`merchant_suspended`.", body = ErrorResponse),
+        (status = 404, description = "No such payment for this caller.", body = ErrorResponse),
+        (status = 409, description = "`payment_not_refundable`, or an idempotency conflict.", body = ErrorResponse),
+        (status = 413, description = "The body is over the limit.", body = ErrorResponse),
+        (status = 415, description = "The body is not `application/json`.", body = ErrorResponse),
+        (status = 422, description = "Bad amount, or `refund_exceeds_captured`.", body = ErrorResponse),
+        (status = 502, description = "The issuer refused the refund.", body = ErrorResponse),
+    ),
+    security(("merchant_key" = [])),
+)]
 pub async fn refund(
     State(s): Shared,
     Path(id): Path<String>,
@@ -264,11 +505,32 @@ pub async fn refund(
     )
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
+    /// The UTC day, `YYYY-MM-DD`.
+    #[param(example = "2025-01-31")]
     date: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/merchant/reports/daily",
+    tag = "merchant",
+    summary = "Daily report",
+    description = "Per store and currency, for one UTC day: payments captured (gross, fees) and refunds made, from the ledger.",
+    params(
+        ReportQuery,
+    ),
+    responses(
+        (status = 200, description = "The report.", body = DailyReport),
+        (status = 400, description = "`query_invalid`: `date` is missing.", body = ErrorResponse),
+        (status = 401, description = "`authorization_missing` or `api_key_invalid`.", body = ErrorResponse),
+        (status = 403, description = "`merchant_suspended`.", body = ErrorResponse),
+        (status = 422, description = "`date_invalid`.", body = ErrorResponse),
+    ),
+    security(("merchant_key" = [])),
+)]
 pub async fn daily_report(
     State(s): Shared,
     headers: HeaderMap,

@@ -6,6 +6,7 @@
 
 mod api;
 mod observe;
+mod openapi;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,6 +68,8 @@ pub fn router(app: &App) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/healthz", get(healthz))
         .route("/metrics", get(observe::metrics))
+        .route("/openapi.json", get(openapi::json))
+        .route("/docs", get(openapi::docs))
         .merge(face)
         .merge(payments)
         .fallback(|| async {
