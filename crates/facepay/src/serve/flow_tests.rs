@@ -35,6 +35,7 @@ fn frame(relative: &str) -> String {
 }
 
 struct Harness {
+    app: App,
     router: axum::Router,
     terminal_id: String,
     key: ed25519_dalek::SigningKey,
@@ -42,17 +43,7 @@ struct Harness {
 }
 
 impl Harness {
-    async fn new(
-        store: Store,
-        engine: Arc<FaceEngine>,
-        dir: &Path,
-        decision: DecisionPolicy,
-    ) -> Self {
-        let config = Config {
-            liveness: LivenessMode::Lenient,
-            decision,
-            ..Config::default()
-        };
+    async fn new(store: Store, engine: Arc<FaceEngine>, dir: &Path, config: Config) -> Self {
         let app = App::assemble(store, engine, dir, config, SimulatorConfig::default())
             .await
             .unwrap();
@@ -63,6 +54,7 @@ impl Harness {
                 .unwrap();
         Self {
             router: super::router(&app),
+            app,
             terminal_id,
             key,
             api_key: merchant.api_key,
@@ -140,6 +132,14 @@ impl Harness {
     }
 }
 
+fn lenient(decision: DecisionPolicy) -> Config {
+    Config {
+        liveness: LivenessMode::Lenient,
+        decision,
+        ..Config::default()
+    }
+}
+
 fn enrolment(phone: &str, photo: &str, card: &str) -> Value {
     json!({
         "phone": phone, "pin": "123456", "frames": [frame(photo)],
@@ -176,7 +176,7 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             store.clone(),
             Arc::clone(&engine),
             &data,
-            DecisionPolicy::default(),
+            lenient(DecisionPolicy::default()),
         )
         .await;
 
@@ -216,6 +216,7 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
         );
         let (status, body, _) = h.enrol("e3", &biden).await;
         assert_eq!(status, 201, "{backend}: {body}");
+        let biden_id = body["user_id"].as_str().unwrap().to_owned();
         for (bad, code) in [
             (
                 enrolment("12", "face_recognition/biden.jpg", "4242424242424242"),
@@ -429,6 +430,49 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             "a replay answers as the first time"
         );
 
+        // An authorisation not captured in time is voided by the sweep.
+        let quick = Config {
+            authorisation_hold_ms: 0,
+            ..lenient(DecisionPolicy::default())
+        };
+        let q = Harness::new(store.clone(), Arc::clone(&engine), &data, quick).await;
+        let mut expiring = payment("face_recognition/biden.jpg", "7000");
+        expiring["capture"] = json!("manual");
+        let (status, held, _) = q.pay("q1", &expiring).await;
+        assert_eq!(
+            (status, held["state"].as_str()),
+            (201, Some("authorised")),
+            "{backend}"
+        );
+        assert_eq!(q.app.payments.expire_authorisations(10).await.unwrap(), 1);
+        let path = format!("/v1/merchant/payments/{}", held["id"].as_str().unwrap());
+        let (status, detail) = q.merchant("GET", &path, "", None).await;
+        assert_eq!(status, 200, "{backend}: {detail}");
+        assert_eq!(detail["payment"]["state"], "voided");
+        assert_eq!(detail["payment"]["reason"], "authorisation_expired");
+        assert_eq!(detail["events"].as_array().unwrap().len(), 3);
+        verify(&store).await;
+
+        // A suspended payer cannot pay.
+        let set_user = |status: &'static str| {
+            let (store, id) = (store.clone(), biden_id.clone());
+            async move {
+                let mut conn = store.pool().acquire().await.unwrap();
+                parties::set_user_status(&mut conn, &id, status)
+                    .await
+                    .unwrap();
+            }
+        };
+        set_user("suspended").await;
+        let (status, body, _) = h
+            .pay("u1", &payment("face_recognition/biden.jpg", "1000"))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("user_suspended"))
+        );
+        set_user("active").await;
+
         // Manual capture: authorise 9000, capture 6000, the rest released.
         let mut manual = payment("face_recognition/biden.jpg", "9000");
         manual["capture"] = json!("manual");
@@ -468,7 +512,7 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             strong_threshold: 0.99,
             ..DecisionPolicy::default()
         };
-        let s = Harness::new(store.clone(), Arc::clone(&engine), &data, strict).await;
+        let s = Harness::new(store.clone(), Arc::clone(&engine), &data, lenient(strict)).await;
         let (status, pending, _) = s
             .pay("s1", &payment("face_recognition/obama2.jpg", "3000"))
             .await;
