@@ -112,6 +112,18 @@ pub struct PayTimings {
 }
 
 impl PayTimings {
+    /// Each stage with its name, in pipeline order.
+    pub fn stages(&self) -> [(&'static str, u64); 6] {
+        [
+            ("decode", self.decode_us),
+            ("face", self.face_us),
+            ("liveness", self.liveness_us),
+            ("identify", self.identify_us),
+            ("connector", self.connector_us),
+            ("ledger", self.ledger_us),
+        ]
+    }
+
     pub fn with_face(face: FaceTimings) -> Self {
         Self {
             decode_us: face.decode_us,

@@ -158,17 +158,17 @@ impl Payments {
         &self.store
     }
 
+    /// A connection from the pool, for reads and single-statement writes.
+    pub(crate) async fn conn(&self) -> Result<facepay_store::PooledConnection, Failure> {
+        Ok(self.store.acquire().await?)
+    }
+
     pub fn gallery_len(&self) -> usize {
         self.gallery.len()
     }
 
     async fn load_gallery(&self) -> Result<(), Failure> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(facepay_store::StoreError::from)?;
+        let mut conn = self.conn().await?;
         let model = self.engine.model_id().to_string();
         for stored in facepay_store::parties::active_templates(&mut conn).await? {
             if stored.model != model {
@@ -202,12 +202,7 @@ impl Payments {
     {
         check_idempotency_key(key)?;
         let hash = hex::encode(Sha256::digest(body));
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(facepay_store::StoreError::from)?;
+        let mut conn = self.conn().await?;
         let claim = idempotency::claim(
             &mut conn,
             &scope,
@@ -296,12 +291,7 @@ impl Payments {
         let sig_failure =
             |e: signing::SignatureError| Failure::unauthorised(e.code(), e.to_string());
         signing::check_nonce(&headers.nonce).map_err(sig_failure)?;
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(facepay_store::StoreError::from)?;
+        let mut conn = self.conn().await?;
         let Some(ctx) =
             facepay_store::parties::terminal_context(&mut conn, &headers.terminal_id).await?
         else {
@@ -341,12 +331,7 @@ impl Payments {
     /// Forgets idempotency keys and nonces past their retention.
     pub async fn purge(&self) -> Result<u64, Failure> {
         let now = now_ms();
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(facepay_store::StoreError::from)?;
+        let mut conn = self.conn().await?;
         Ok(idempotency::purge(
             &mut conn,
             now - IDEMPOTENCY_RETENTION_MS,

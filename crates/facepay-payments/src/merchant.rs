@@ -40,12 +40,7 @@ fn merchant_scope(m: &Merchant) -> String {
 
 impl Payments {
     pub async fn authenticate_merchant(&self, api_key: &str) -> Result<Merchant, Failure> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(facepay_store::StoreError::from)?;
+        let mut conn = self.conn().await?;
         let merchant = parties::merchant_by_api_key_hash(&mut conn, &keys::secret_hash(api_key))
             .await?
             .ok_or_else(|| Failure::unauthorised("api_key_invalid", "this API key is not valid"))?;
@@ -93,12 +88,7 @@ impl Payments {
             after,
             limit,
         };
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(facepay_store::StoreError::from)?;
+        let mut conn = self.conn().await?;
         let rows = payments::list(&mut conn, &m.id, &filter).await?;
         let next_cursor = (rows.len() as i64 == limit)
             .then(|| rows.last().map(|p| format!("{}.{}", p.created_at_ms, p.id)))
@@ -113,12 +103,7 @@ impl Payments {
     }
 
     pub async fn get_payment(&self, m: &Merchant, id: &str) -> Result<Reply, Failure> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(facepay_store::StoreError::from)?;
+        let mut conn = self.conn().await?;
         let payment = payments::get(&mut conn, id)
             .await?
             .filter(|p| p.merchant_id == m.id)
@@ -131,12 +116,7 @@ impl Payments {
     }
 
     async fn merchant_payment(&self, m: &Merchant, id: &str) -> Result<Payment, Failure> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(facepay_store::StoreError::from)?;
+        let mut conn = self.conn().await?;
         payments::get(&mut conn, id)
             .await?
             .filter(|p| p.merchant_id == m.id)
@@ -330,12 +310,7 @@ impl Payments {
     pub async fn daily_report(&self, m: &Merchant, date: &str) -> Result<Reply, Failure> {
         let day_start_ms = parse_date(date)
             .ok_or_else(|| Failure::unprocessable("date_invalid", "the date must be YYYY-MM-DD"))?;
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(facepay_store::StoreError::from)?;
+        let mut conn = self.conn().await?;
         let stores = parties::stores_of(&mut conn, &m.id).await?;
         let rows = payments::daily_report(&mut conn, &m.id, day_start_ms).await?;
         Reply::json(
@@ -346,12 +321,7 @@ impl Payments {
 }
 
 pub(crate) async fn expire(service: &Payments, batch: i64) -> Result<usize, Failure> {
-    let mut conn = service
-        .store
-        .pool()
-        .acquire()
-        .await
-        .map_err(facepay_store::StoreError::from)?;
+    let mut conn = service.conn().await?;
     let due = payments::expired_authorisations(&mut conn, now_ms(), batch).await?;
     drop(conn);
     let mut voided = 0;

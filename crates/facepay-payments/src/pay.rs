@@ -50,12 +50,7 @@ impl Payments {
         let payment_id = derived_id("pay", &scope, key);
         self.idempotent(scope, key, body, |claimed| async move {
             let _lock = self.payment_lock(&payment_id).lock().await;
-            let mut conn = self
-                .store
-                .pool()
-                .acquire()
-                .await
-                .map_err(facepay_store::StoreError::from)?;
+            let mut conn = self.conn().await?;
             if let Some(existing) = payments::get(&mut conn, &payment_id).await? {
                 // A request with this key died after committing: answer with
                 // what it committed.
@@ -158,12 +153,7 @@ impl Payments {
 
     /// The identified user and the card they pay with.
     async fn payer(&self, user_id: &str) -> Result<(User, PaymentMethod), Failure> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(facepay_store::StoreError::from)?;
+        let mut conn = self.conn().await?;
         let user = parties::user(&mut conn, user_id).await?.ok_or_else(|| {
             Failure::unprocessable("face_not_recognised", "no enrolled face matches")
         })?;
@@ -221,12 +211,7 @@ impl Payments {
         let payment_id = payment_id.to_owned();
         self.idempotent(terminal_scope(ctx), key, body, |claimed| async move {
             let _lock = self.payment_lock(&payment_id).lock().await;
-            let mut conn = self
-                .store
-                .pool()
-                .acquire()
-                .await
-                .map_err(facepay_store::StoreError::from)?;
+            let mut conn = self.conn().await?;
             let payment = payments::get(&mut conn, &payment_id)
                 .await?
                 .filter(|p| p.terminal_id == ctx.terminal_id)
@@ -481,15 +466,7 @@ impl Payments {
 
 /// Stage latencies of one payment for Prometheus, in seconds.
 fn record_stages(t: &PayTimings) {
-    let stages = [
-        ("decode", t.decode_us),
-        ("face", t.face_us),
-        ("liveness", t.liveness_us),
-        ("identify", t.identify_us),
-        ("connector", t.connector_us),
-        ("ledger", t.ledger_us),
-    ];
-    for (stage, us) in stages {
+    for (stage, us) in t.stages() {
         metrics::histogram!("facepay_pay_stage_seconds", "stage" => stage).record(us as f64 / 1e6);
     }
 }

@@ -157,12 +157,7 @@ impl Payments {
     }
 
     async fn user_by_token(&self, token: &str) -> Result<parties::User, Failure> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(facepay_store::StoreError::from)?;
+        let mut conn = self.conn().await?;
         parties::user_by_token_hash(&mut conn, &keys::secret_hash(token))
             .await?
             .ok_or_else(|| {
@@ -173,12 +168,7 @@ impl Payments {
     /// `GET /v1/users/me`: everything we hold about the user.
     pub async fn me(&self, token: &str) -> Result<Reply, Failure> {
         let user = self.user_by_token(token).await?;
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(facepay_store::StoreError::from)?;
+        let mut conn = self.conn().await?;
         let methods = parties::payment_methods(&mut conn, &user.id).await?;
         let payments = payments::of_user(&mut conn, &user.id, USER_PAYMENTS_MAX).await?;
         Reply::json(

@@ -25,6 +25,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use sqlx::AnyConnection as Connection;
 pub type Transaction = sqlx::Transaction<'static, sqlx::Any>;
+pub type PooledConnection = sqlx::pool::PoolConnection<sqlx::Any>;
 
 /// Connections to PostgreSQL; SQLite gets exactly one (see [`Store::open`]).
 const POSTGRES_CONNECTIONS_MAX: u32 = 16;
@@ -157,6 +158,10 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    pub async fn acquire(&self) -> Result<PooledConnection> {
+        Ok(self.pool.acquire().await?)
     }
 
     pub async fn begin(&self) -> Result<Transaction> {

@@ -51,15 +51,8 @@ pub fn respond(result: Result<Reply, Failure>) -> Response {
 
 /// The W3C `Server-Timing` header: each stage's duration in milliseconds.
 fn server_timing(t: &facepay_payments::api::PayTimings) -> String {
-    let stages = [
-        ("decode", t.decode_us),
-        ("face", t.face_us),
-        ("liveness", t.liveness_us),
-        ("identify", t.identify_us),
-        ("connector", t.connector_us),
-        ("ledger", t.ledger_us),
-    ];
-    let parts: Vec<String> = stages
+    let parts: Vec<String> = t
+        .stages()
         .iter()
         .map(|(name, us)| format!("{name};dur={:.3}", *us as f64 / 1e3))
         .collect();
