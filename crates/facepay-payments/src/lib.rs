@@ -109,6 +109,7 @@ pub struct Payments {
     config: Config,
     inference: Semaphore,
     payment_locks: Vec<Mutex<()>>,
+    enrol_lock: Mutex<()>,
 }
 
 /// The key a request claimed, to be completed in the request's transaction.
@@ -149,6 +150,7 @@ impl Payments {
             inference: Semaphore::new(config.inference_concurrency),
             config,
             payment_locks: (0..PAYMENT_LOCKS).map(|_| Mutex::new(())).collect(),
+            enrol_lock: Mutex::new(()),
         };
         service.load_gallery().await?;
         Ok(service)

@@ -63,6 +63,9 @@ impl Payments {
                 })
                 .await?;
             // One face, one account: a face already enrolled is refused.
+            // Enrolments take turns from here to the gallery insert, so two
+            // racing enrolments of one face cannot both pass the search.
+            let _turn = self.enrol_lock.lock().await;
             if let Some(best) = self
                 .gallery
                 .search(

@@ -217,6 +217,21 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
         let (status, body, _) = h.enrol("e3", &biden).await;
         assert_eq!(status, 201, "{backend}: {body}");
         let biden_id = body["user_id"].as_str().unwrap().to_owned();
+        // Two enrolments of one face at once: exactly one account.
+        let a = enrolment(
+            "+821077770001",
+            "johns/John_Salley/000179_02159509.jpg",
+            "4242424242424242",
+        );
+        let b = enrolment(
+            "+821077770002",
+            "johns/John_Salley/000200_02159354.jpg",
+            "4242424242424242",
+        );
+        let (ra, rb) = tokio::join!(h.enrol("race-a", &a), h.enrol("race-b", &b));
+        let mut statuses = [ra.0, rb.0];
+        statuses.sort();
+        assert_eq!(statuses, [201, 409], "{backend}: {} / {}", ra.1, rb.1);
         for (bad, code) in [
             (
                 enrolment("12", "face_recognition/biden.jpg", "4242424242424242"),
