@@ -12,7 +12,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 export FACEPAY_FACES_DIR="$(bash scripts/faces.sh)"
-cargo run --quiet -p facepay -- models fetch
+cargo fmt --all -- --check
+# Build the tests first: they build the facepay binary with the features the
+# whole workspace unifies to, so fetching the models with it costs no second
+# build of the heavy dependencies.
+cargo nextest run --workspace --no-run
+target/debug/facepay models fetch
 
 # A real PostgreSQL server on loopback for the whole suite (stopped on exit);
 # FACEPAY_TEST_POSTGRES=0 leaves it out, and the Postgres tests then skip.
@@ -25,6 +30,5 @@ if [[ "${FACEPAY_TEST_POSTGRES:-1}" != 0 ]]; then
     export FACEPAY_TEST_POSTGRES_URL
 fi
 
-cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo nextest run --workspace --no-fail-fast

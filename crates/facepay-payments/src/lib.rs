@@ -38,7 +38,7 @@ use tokio::sync::{Mutex, Semaphore};
 pub use error::Failure;
 pub use face::LivenessMode;
 pub use gallery::{DecisionPolicy, Gallery};
-pub use keys::DataKey;
+pub use keys::{Envelope, FileKeyProvider, KeyProvider};
 
 /// Longest idempotency key accepted.
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
@@ -105,7 +105,7 @@ pub struct Payments {
     liveness: Arc<LivenessChecker>,
     connector: Arc<dyn Connector>,
     gallery: Gallery,
-    key: DataKey,
+    envelope: Envelope,
     config: Config,
     inference: Semaphore,
     payment_locks: Vec<Mutex<()>>,
@@ -136,7 +136,7 @@ impl Payments {
         engine: Arc<FaceEngine>,
         liveness: Arc<LivenessChecker>,
         connector: Arc<dyn Connector>,
-        key: DataKey,
+        keys: Arc<dyn KeyProvider>,
         config: Config,
     ) -> Result<Self, Failure> {
         assert!(config.inference_concurrency > 0);
@@ -146,7 +146,7 @@ impl Payments {
             liveness,
             connector,
             gallery: Gallery::default(),
-            key,
+            envelope: Envelope::new(keys),
             inference: Semaphore::new(config.inference_concurrency),
             config,
             payment_locks: (0..PAYMENT_LOCKS).map(|_| Mutex::new(())).collect(),
@@ -169,6 +169,29 @@ impl Payments {
         self.gallery.len()
     }
 
+    /// The data key a record's `key_id` names (`None` for legacy records).
+    pub(crate) async fn data_key(
+        &self,
+        conn: &mut facepay_store::Connection,
+        key_id: &str,
+    ) -> Result<Option<facepay_store::keys::DataKeyRow>, Failure> {
+        if !key_id.starts_with("dek_") {
+            return Ok(None);
+        }
+        Ok(Some(
+            facepay_store::keys::get(conn, key_id)
+                .await?
+                .ok_or_else(|| {
+                    tracing::error!(key_id, "data key missing");
+                    Failure::internal()
+                })?,
+        ))
+    }
+
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
     async fn load_gallery(&self) -> Result<(), Failure> {
         let mut conn = self.conn().await?;
         let model = self.engine.model_id().to_string();
@@ -177,7 +200,10 @@ impl Payments {
                 tracing::warn!(user = %stored.user_id, model = %stored.model, "template of another model skipped; re-enrol");
                 continue;
             }
-            let plain = self.key.open(
+            let data_key = self.data_key(&mut conn, &stored.key_id).await?;
+            let plain = self.envelope.open(
+                &stored.key_id,
+                data_key.as_ref(),
                 &stored.nonce,
                 &stored.ciphertext,
                 &template_aad(&stored.user_id, &stored.model),
@@ -340,6 +366,34 @@ impl Payments {
             now - 2 * signing::WINDOW_MS,
         )
         .await?)
+    }
+}
+
+/// Re-wraps every data key not yet under the current KEK, a batch at a
+/// time, while servers keep running; safe to interrupt and run again.
+/// Returns how many it re-wrapped.
+pub async fn rewrap_data_keys(
+    store: &Store,
+    envelope: &Envelope,
+    batch: i64,
+    mut progress: impl FnMut(usize),
+) -> Result<usize, Failure> {
+    assert!(batch > 0);
+    let mut done = 0;
+    loop {
+        let current = envelope.provider().current()?;
+        let mut conn = store.acquire().await?;
+        let rows = facepay_store::keys::not_under(&mut conn, current.id(), batch).await?;
+        if rows.is_empty() {
+            return Ok(done);
+        }
+        for row in rows {
+            let after = envelope.rewrap(&row)?;
+            if facepay_store::keys::rewrap(&mut conn, &row, &after).await? {
+                done += 1;
+            }
+        }
+        progress(done);
     }
 }
 

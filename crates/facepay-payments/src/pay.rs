@@ -328,7 +328,7 @@ impl Payments {
         claimed: &Claimed,
         mut timings: PayTimings,
     ) -> Result<Reply, Failure> {
-        let card = self.open_card(method)?;
+        let card = self.open_card(method).await?;
         payment.user_id = Some(user.id.clone());
         payment.payment_method_id = Some(method.id.clone());
         payment.connector = Some(self.connector.name().to_owned());
@@ -447,14 +447,22 @@ impl Payments {
         Ok(reply)
     }
 
-    pub(crate) fn open_card(&self, method: &PaymentMethod) -> Result<CardDetails, Failure> {
+    pub(crate) async fn open_card(&self, method: &PaymentMethod) -> Result<CardDetails, Failure> {
         let (Some(nonce), Some(ciphertext)) = (&method.nonce, &method.ciphertext) else {
             return Err(Failure::unprocessable(
                 "no_payment_method",
                 "the payer's card was deleted",
             ));
         };
-        let pan = self.key.open(nonce, ciphertext, &card_aad(&method.id))?;
+        let key_id = method.key_id.as_deref().unwrap_or_default();
+        let data_key = self.data_key(&mut *self.conn().await?, key_id).await?;
+        let pan = self.envelope.open(
+            key_id,
+            data_key.as_ref(),
+            nonce,
+            ciphertext,
+            &card_aad(&method.id),
+        )?;
         let pan = String::from_utf8(pan.to_vec()).map_err(|_| Failure::internal())?;
         Ok(CardDetails {
             pan,

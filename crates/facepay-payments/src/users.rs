@@ -90,12 +90,12 @@ impl Payments {
             let user_id = ids::new("usr");
             let (token, token_hash) = keys::new_secret("fpu");
             let model = outcome.template.model.to_string();
-            let sealed_template = self.key.seal(
+            let sealed_template = self.envelope.seal(
                 &vector_to_bytes(&outcome.template.vector),
                 &template_aad(&user_id, &model),
             )?;
             let method_id = ids::new("pm");
-            let sealed_card = self.key.seal(pan.as_bytes(), &card_aad(&method_id))?;
+            let sealed_card = self.envelope.seal(pan.as_bytes(), &card_aad(&method_id))?;
             let method = PaymentMethod {
                 id: method_id,
                 user_id: user_id.clone(),
@@ -138,6 +138,8 @@ impl Payments {
                 ),
                 other => other.into(),
             })?;
+            facepay_store::keys::insert(&mut tx, &sealed_template.data_key, now).await?;
+            facepay_store::keys::insert(&mut tx, &sealed_card.data_key, now).await?;
             parties::insert_template(
                 &mut tx,
                 &StoredTemplate {

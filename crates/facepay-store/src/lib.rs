@@ -10,6 +10,7 @@
 //! commits.
 
 pub mod idempotency;
+pub mod keys;
 pub mod ledger;
 pub mod parties;
 pub mod payments;

@@ -70,10 +70,19 @@ pub async fn set_user_status(conn: &mut Connection, id: &str, status: &str) -> R
     Ok(())
 }
 
-/// Erases what identifies a user: the template row and the card ciphertexts
-/// go, the phone, PIN hash and token are cleared. Payments stay, because
+/// Erases what identifies a user: the data keys of their template and cards
+/// are destroyed first (so a copy of the ciphertext, in a backup say, can no
+/// longer be opened), then the template row and the card ciphertexts go, and
+/// the phone, PIN hash and token are cleared. Payments stay, because
 /// merchants and the ledger need them, but point at an anonymous user.
 pub async fn delete_user(conn: &mut Connection, id: &str, now_ms: i64) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM data_keys WHERE id IN (SELECT key_id FROM templates WHERE user_id = $1 \
+         UNION SELECT key_id FROM payment_methods WHERE user_id = $1 AND key_id IS NOT NULL)",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query("DELETE FROM templates WHERE user_id = $1")
         .bind(id)
         .execute(&mut *conn)

@@ -11,7 +11,7 @@ use facepay_connector::{SimulatedIssuer, SimulatorConfig};
 use facepay_face::FaceEngine;
 use facepay_face::liveness::{LivenessChecker, LivenessConfig};
 use facepay_models::ModelStore;
-use facepay_payments::{Config, DataKey, LivenessMode, Payments};
+use facepay_payments::{Config, FileKeyProvider, LivenessMode, Payments};
 use facepay_store::Store;
 
 use crate::EngineArgs;
@@ -96,11 +96,17 @@ impl App {
     ) -> anyhow::Result<App> {
         let liveness = Arc::new(LivenessChecker::new(LivenessConfig::default(), None));
         let connector = Arc::new(SimulatedIssuer::new(issuer));
-        let key = DataKey::load_or_create(&data_dir.join("keys/data.key"))?;
-        let payments =
-            Payments::start(store, Arc::clone(&engine), liveness, connector, key, config)
-                .await
-                .map_err(|f| anyhow::anyhow!("starting the payments service: {f}"))?;
+        let keys = Arc::new(FileKeyProvider::open(&data_dir.join("keys"))?);
+        let payments = Payments::start(
+            store,
+            Arc::clone(&engine),
+            liveness,
+            connector,
+            keys,
+            config,
+        )
+        .await
+        .map_err(|f| anyhow::anyhow!("starting the payments service: {f}"))?;
         Ok(App {
             payments: Arc::new(payments),
             engine,

@@ -7,6 +7,7 @@ mod bench_pay;
 mod demo;
 mod eval;
 mod face;
+mod keys;
 mod ledger;
 mod liveness;
 mod models;
@@ -68,6 +69,9 @@ enum Command {
     /// Check and show the ledger.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Rotate the key-encryption key; show which key wraps what.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// Options shared by every command that runs the engine.
@@ -127,5 +131,6 @@ fn main() -> anyhow::Result<()> {
         }),
         Command::Terminal(command) => terminal::run(command),
         Command::Ledger(command) => ledger::run(command),
+        Command::Keys(command) => keys::run(command),
     }
 }

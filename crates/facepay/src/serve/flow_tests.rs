@@ -15,7 +15,7 @@ use facepay_models::ModelStore;
 use facepay_payments::signing::{
     self, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TERMINAL, HEADER_TIMESTAMP,
 };
-use facepay_payments::{Config, DecisionPolicy, LivenessMode};
+use facepay_payments::{Config, DecisionPolicy, FileKeyProvider, LivenessMode, rewrap_data_keys};
 use facepay_store::{Store, ledger, now_ms, parties};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -189,6 +189,7 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
         let (status, first, first_text) = h.enrol("e1", &obama).await;
         assert_eq!(status, 201, "{backend}: {first}");
         let token = first["token"].as_str().unwrap().to_owned();
+        let obama_id = first["user_id"].as_str().unwrap().to_owned();
         let (status, _, replay_text) = h.enrol("e1", &obama).await;
         assert_eq!((status, replay_text), (201, first_text), "{backend}");
         let biden = enrolment(
@@ -274,8 +275,41 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             (409, Some("idempotency_key_reused"))
         );
         let paid_id = paid["id"].as_str().unwrap().to_owned();
+
+        // Key rotation while serving: a new KEK (made as by another process),
+        // every data key re-wrapped, and the cards still open to pay.
+        let rotated = FileKeyProvider::open(&data.join("keys"))
+            .unwrap()
+            .rotate()
+            .unwrap();
+        let envelope = h.app.payments.envelope().clone();
+        let rewrapped = rewrap_data_keys(&store, &envelope, 2, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(rewrapped, 6, "{backend}: three templates and three cards");
+        let by_kek = {
+            let mut conn = store.acquire().await.unwrap();
+            facepay_store::keys::count_by_kek(&mut conn).await.unwrap()
+        };
+        assert_eq!(by_kek, vec![(rotated.clone(), 6)], "{backend}");
+        let (status, body, _) = h
+            .pay("k1", &payment("face_recognition/obama3.jpg", "100"))
+            .await;
+        assert_eq!(status, 201, "{backend}: {body}");
+        let (status, body) = h
+            .merchant(
+                "POST",
+                &format!(
+                    "/v1/merchant/payments/{}/refunds",
+                    body["id"].as_str().unwrap()
+                ),
+                "k2",
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{backend}: {body}");
         let payments_so_far = payment_count(&store).await;
-        assert_eq!(payments_so_far, 1, "{backend}");
+        assert_eq!(payments_so_far, 2, "{backend}");
 
         // Bad input: each refused with its code, none leaves a payment.
         let good = serde_json::to_vec(&payment("face_recognition/obama3.jpg", "4500")).unwrap();
@@ -593,12 +627,12 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             .await;
         assert_eq!(status, 200, "{backend}: {report}");
         let row = &report["rows"][0];
-        assert_eq!(row["count"], 4, "{backend}: {report}");
-        assert_eq!(row["gross_minor"], 4500 + 4500 + 6000 + 3000);
-        assert_eq!(row["refunds_minor"], 4500);
+        assert_eq!(row["count"], 5, "{backend}: {report}");
+        assert_eq!(row["gross_minor"], 4500 + 100 + 4500 + 6000 + 3000);
+        assert_eq!(row["refunds_minor"], 4500 + 100);
         assert_eq!(
             row["net_minor"].as_i64().unwrap(),
-            18000 - 4500 - row["fees_minor"].as_i64().unwrap()
+            18100 - 4600 - row["fees_minor"].as_i64().unwrap()
         );
 
         let set_status = |status: &'static str| {
@@ -638,8 +672,46 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
         );
         assert_eq!(mine["payment_methods"][0]["last4"], "4242");
         assert!(mine["payments"].as_array().unwrap().len() >= 3);
+        let template = {
+            let mut conn = store.acquire().await.unwrap();
+            parties::active_templates(&mut conn)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|t| t.user_id == obama_id)
+                .unwrap()
+        };
         let (status, _, _) = h.send(me("DELETE")).await;
         assert_eq!(status, 200);
+        // Crypto-shredding: the data key is gone, and no key the system still
+        // holds opens a copy of the old ciphertext.
+        let mut conn = store.acquire().await.unwrap();
+        assert!(
+            facepay_store::keys::get(&mut conn, &template.key_id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        drop(conn);
+        let aad = format!("template:{obama_id}:{}", template.model);
+        assert!(
+            envelope
+                .open(
+                    &template.key_id,
+                    None,
+                    &template.nonce,
+                    &template.ciphertext,
+                    &aad
+                )
+                .is_err()
+        );
+        for kek in envelope.provider().all().unwrap() {
+            assert!(
+                kek.open(&template.nonce, &template.ciphertext, &aad)
+                    .is_err(),
+                "{backend}"
+            );
+        }
         let (status, body, _) = h.send(me("GET")).await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),

@@ -1,0 +1,81 @@
+//! Wrapped data keys. Each sealed record (a template, a card) has its own
+//! data key, stored here wrapped by a key-encryption key (KEK) that lives
+//! outside the database. Rotation re-wraps these rows only; the records
+//! themselves never change.
+
+use sqlx::FromRow;
+
+use crate::{Connection, Result, StoreError};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct DataKeyRow {
+    pub id: String,
+    pub kek_id: String,
+    pub nonce: Vec<u8>,
+    pub wrapped: Vec<u8>,
+}
+
+pub async fn insert(conn: &mut Connection, key: &DataKeyRow, now_ms: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO data_keys (id, kek_id, nonce, wrapped, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&key.id)
+    .bind(&key.kek_id)
+    .bind(&key.nonce)
+    .bind(&key.wrapped)
+    .bind(now_ms)
+    .execute(conn)
+    .await
+    .map_err(|e| StoreError::from(e).duplicate_as("data key"))?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut Connection, id: &str) -> Result<Option<DataKeyRow>> {
+    Ok(
+        sqlx::query_as("SELECT id, kek_id, nonce, wrapped FROM data_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// Data keys still wrapped by another KEK than `kek_id`, a batch at a time.
+pub async fn not_under(conn: &mut Connection, kek_id: &str, limit: i64) -> Result<Vec<DataKeyRow>> {
+    Ok(sqlx::query_as(
+        "SELECT id, kek_id, nonce, wrapped FROM data_keys WHERE kek_id <> $1 ORDER BY id LIMIT $2",
+    )
+    .bind(kek_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Replaces a data key's wrapping if it is still wrapped as `before` says;
+/// `false` if it changed meanwhile (another rotation got there first).
+pub async fn rewrap(
+    conn: &mut Connection,
+    before: &DataKeyRow,
+    after: &DataKeyRow,
+) -> Result<bool> {
+    assert_eq!(before.id, after.id);
+    let done = sqlx::query(
+        "UPDATE data_keys SET kek_id = $3, nonce = $4, wrapped = $5 WHERE id = $1 AND kek_id = $2",
+    )
+    .bind(&before.id)
+    .bind(&before.kek_id)
+    .bind(&after.kek_id)
+    .bind(&after.nonce)
+    .bind(&after.wrapped)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// How many data keys each KEK wraps.
+pub async fn count_by_kek(conn: &mut Connection) -> Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT kek_id, CAST(COUNT(*) AS BIGINT) FROM data_keys GROUP BY kek_id ORDER BY kek_id",
+    )
+    .fetch_all(conn)
+    .await?)
+}
