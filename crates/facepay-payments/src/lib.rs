@@ -211,6 +211,12 @@ impl Payments {
             self.gallery
                 .insert(stored.user_id, vector_from_bytes(&plain)?);
         }
+        drop(conn);
+        let mut tx = self.store.begin().await?;
+        let count = self.gallery.len().to_string();
+        facepay_store::audit::append(&mut tx, now_ms(), "server", "templates_decrypted", &count)
+            .await?;
+        tx.commit().await.map_err(facepay_store::StoreError::from)?;
         tracing::info!(templates = self.gallery.len(), "gallery loaded");
         Ok(())
     }
@@ -382,17 +388,32 @@ pub async fn rewrap_data_keys(
     let mut done = 0;
     loop {
         let current = envelope.provider().current()?;
-        let mut conn = store.acquire().await?;
-        let rows = facepay_store::keys::not_under(&mut conn, current.id(), batch).await?;
+        let rows = {
+            let mut conn = store.acquire().await?;
+            facepay_store::keys::not_under(&mut conn, current.id(), batch).await?
+        };
         if rows.is_empty() {
             return Ok(done);
         }
+        let mut tx = store.begin().await?;
+        let mut rewrapped = 0;
         for row in rows {
             let after = envelope.rewrap(&row)?;
-            if facepay_store::keys::rewrap(&mut conn, &row, &after).await? {
-                done += 1;
+            if facepay_store::keys::rewrap(&mut tx, &row, &after).await? {
+                rewrapped += 1;
             }
         }
+        let subject = format!("{rewrapped} data keys to {}", current.id());
+        facepay_store::audit::append(
+            &mut tx,
+            now_ms(),
+            "operator",
+            "data_keys_rewrapped",
+            &subject,
+        )
+        .await?;
+        tx.commit().await.map_err(facepay_store::StoreError::from)?;
+        done += rewrapped;
         progress(done);
     }
 }

@@ -7,9 +7,9 @@ use facepay_connector::{AuthoriseRequest, CardDetails, ConnectorError};
 use facepay_face::QualityPolicy;
 use facepay_money::{Currency, basis_points_of};
 use facepay_store::ledger::{self, PaymentRef};
-use facepay_store::now_ms;
 use facepay_store::parties::{self, PaymentMethod, TerminalContext, User};
 use facepay_store::payments::{self, Payment, PaymentState};
+use facepay_store::{audit, now_ms};
 use zeroize::Zeroizing;
 
 use crate::api::{
@@ -363,6 +363,8 @@ impl Payments {
             currency: &payment.currency,
         };
         let mut tx = self.store.begin().await?;
+        let actor = format!("terminal:{}", ctx.terminal_id);
+        audit::append(&mut tx, now, &actor, "card_used", &method.id).await?;
         let mut before = match stored {
             Some(p) => p.clone(),
             None => {

@@ -3,7 +3,7 @@
 use facepay_connector::card;
 use facepay_face::QualityPolicy;
 use facepay_store::parties::{self, NewUser, PaymentMethod, StoredTemplate};
-use facepay_store::{ids, now_ms, payments};
+use facepay_store::{audit, ids, now_ms, payments};
 use zeroize::Zeroizing;
 
 use crate::api::{EnrolRequest, EnrolResponse, PaymentView, UserView};
@@ -153,6 +153,8 @@ impl Payments {
             )
             .await?;
             parties::insert_payment_method(&mut tx, &method, now).await?;
+            audit::append(&mut tx, now, "app", "template_sealed", &user_id).await?;
+            audit::append(&mut tx, now, "app", "card_sealed", &method.id).await?;
             claimed.complete(&mut tx, &reply).await?;
             tx.commit().await.map_err(facepay_store::StoreError::from)?;
             self.gallery.insert(user_id, outcome.template.vector);
@@ -196,7 +198,10 @@ impl Payments {
     pub async fn delete_me(&self, token: &str) -> Result<Reply, Failure> {
         let user = self.user_by_token(token).await?;
         let mut tx = self.store.begin().await?;
-        parties::delete_user(&mut tx, &user.id, now_ms()).await?;
+        let now = now_ms();
+        parties::delete_user(&mut tx, &user.id, now).await?;
+        let actor = format!("user:{}", user.id);
+        audit::append(&mut tx, now, &actor, "user_deleted", &user.id).await?;
         tx.commit().await.map_err(facepay_store::StoreError::from)?;
         self.gallery.remove(&user.id);
         Reply::json(

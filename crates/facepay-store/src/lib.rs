@@ -9,6 +9,7 @@
 //! (`&mut AnyConnection`) from the caller, who decides where it begins and
 //! commits.
 
+pub mod audit;
 pub mod idempotency;
 pub mod keys;
 pub mod ledger;

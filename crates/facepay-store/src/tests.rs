@@ -257,3 +257,49 @@ async fn idempotency_keys_replay_refuse_and_expire_their_lease() {
         assert_eq!(purged, 3, "one finished key, two nonces");
     }
 }
+
+#[tokio::test]
+async fn the_audit_chain_reveals_edits_and_removals() {
+    use crate::audit;
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let mut tx = store.begin().await.unwrap();
+        for i in 1..=5 {
+            let seq = audit::append(&mut tx, i, "app", "template_created", &format!("usr_{i}"))
+                .await
+                .unwrap();
+            assert_eq!(seq, i);
+        }
+        tx.commit().await.unwrap();
+        let mut c = store.acquire().await.unwrap();
+        let v = audit::verify(&mut c).await.unwrap();
+        assert_eq!((v.entries, v.broken), (5, None), "{backend}");
+
+        let set_subject = |subject: &'static str| {
+            sqlx::query("UPDATE audit_log SET subject = $1 WHERE seq = 3").bind(subject)
+        };
+        set_subject("usr_someone_else")
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        let broken = audit::verify(&mut c).await.unwrap().broken.unwrap();
+        assert_eq!(broken.0, 3, "{backend}: {broken:?}");
+        assert!(broken.1.contains("edited"));
+        set_subject("usr_3").execute(&mut *c).await.unwrap();
+        assert!(audit::verify(&mut c).await.unwrap().broken.is_none());
+
+        sqlx::query("DELETE FROM audit_log WHERE seq = 5")
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        let broken = audit::verify(&mut c).await.unwrap().broken.unwrap();
+        assert!(broken.1.contains("removed"), "{backend}: {broken:?}");
+        sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        let broken = audit::verify(&mut c).await.unwrap().broken.unwrap();
+        assert_eq!(broken.0, 2, "{backend}: {broken:?}");
+    }
+}

@@ -94,6 +94,8 @@ pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
     } else {
         parties::insert_terminal(&mut tx, TERMINAL_ID, STORE_ID, &public_key, now).await?;
     }
+    facepay_store::audit::append(&mut tx, now, "operator", "terminal_key_set", TERMINAL_ID).await?;
+    facepay_store::audit::append(&mut tx, now, "operator", "api_key_created", MERCHANT_ID).await?;
     parties::insert_api_key(
         &mut tx,
         &facepay_store::ids::new("key"),

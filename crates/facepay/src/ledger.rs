@@ -16,6 +16,32 @@ pub enum LedgerCommand {
     },
 }
 
+#[derive(clap::Subcommand)]
+pub enum AuditCommand {
+    /// Walk the audit log's hash chain; exit 1 if an entry was edited,
+    /// removed or reordered.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::Verify { store } = command;
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let store = store.open().await?;
+        let mut conn = store.acquire().await?;
+        let v = facepay_store::audit::verify(&mut conn).await?;
+        match v.broken {
+            None => {
+                println!("audit log verified: {} entries, chain intact", v.entries);
+                Ok(())
+            }
+            Some((seq, why)) => anyhow::bail!("audit log broken at entry {seq}: {why}"),
+        }
+    })
+}
+
 #[derive(clap::Args, Clone)]
 pub struct StoreArgs {
     #[arg(long, env = "FACEPAY_DATA_DIR", default_value = ".facepay/data")]

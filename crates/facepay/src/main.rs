@@ -69,6 +69,9 @@ enum Command {
     /// Check and show the ledger.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(ledger::AuditCommand),
     /// Rotate the key-encryption key; show which key wraps what.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -132,5 +135,6 @@ fn main() -> anyhow::Result<()> {
         Command::Terminal(command) => terminal::run(command),
         Command::Ledger(command) => ledger::run(command),
         Command::Keys(command) => keys::run(command),
+        Command::Audit(command) => ledger::audit(command),
     }
 }

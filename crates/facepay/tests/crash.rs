@@ -280,6 +280,16 @@ fn crash_run(database_url: Option<&str>) {
         String::from_utf8_lossy(&verify.stderr)
     );
 
+    let mut audit = Command::new(binary());
+    audit.args(["audit", "verify"]);
+    with_store(&mut audit, &data, database_url);
+    let audit = audit.output().unwrap();
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert_eq!(acknowledged.len(), CLIENTS * PAYMENTS_PER_CLIENT);
     tokio::runtime::Runtime::new().unwrap().block_on(async {

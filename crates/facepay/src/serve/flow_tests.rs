@@ -160,6 +160,8 @@ async fn verify(store: &Store) {
     let mut conn = store.pool().acquire().await.unwrap();
     let v = ledger::verify(&mut conn).await.unwrap();
     assert!(v.ok(), "{:?}", v.problems);
+    let audit = facepay_store::audit::verify(&mut conn).await.unwrap();
+    assert!(audit.entries > 0 && audit.broken.is_none(), "{audit:?}");
 }
 
 #[tokio::test]
