@@ -107,18 +107,21 @@ pub struct PayTimings {
     pub face_us: u64,
     pub liveness_us: u64,
     pub identify_us: u64,
+    /// Fetching the card's data key, unwrapping it and opening the card.
+    pub vault_us: u64,
     pub connector_us: u64,
     pub ledger_us: u64,
 }
 
 impl PayTimings {
     /// Each stage with its name, in pipeline order.
-    pub fn stages(&self) -> [(&'static str, u64); 6] {
+    pub fn stages(&self) -> [(&'static str, u64); 7] {
         [
             ("decode", self.decode_us),
             ("face", self.face_us),
             ("liveness", self.liveness_us),
             ("identify", self.identify_us),
+            ("vault", self.vault_us),
             ("connector", self.connector_us),
             ("ledger", self.ledger_us),
         ]

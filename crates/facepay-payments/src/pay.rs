@@ -328,7 +328,9 @@ impl Payments {
         claimed: &Claimed,
         mut timings: PayTimings,
     ) -> Result<Reply, Failure> {
+        let start = Instant::now();
         let card = self.open_card(method).await?;
+        timings.vault_us = start.elapsed().as_micros() as u64;
         payment.user_id = Some(user.id.clone());
         payment.payment_method_id = Some(method.id.clone());
         payment.connector = Some(self.connector.name().to_owned());

@@ -20,11 +20,12 @@ use crate::{EngineArgs, demo};
 
 const PAYMENTS_MAX: usize = 100_000;
 const CONCURRENCY_MAX: usize = 64;
-const STAGES: [&str; 6] = [
+const STAGES: [&str; 7] = [
     "decode",
     "face",
     "liveness",
     "identify",
+    "vault",
     "connector",
     "ledger",
 ];
