@@ -100,6 +100,17 @@ pub struct AmountRequest {
     pub amount: Option<String>,
 }
 
+/// The stages of a payment, as `Server-Timing` and the metrics name them.
+pub const PAY_STAGES: [&str; 7] = [
+    "decode",
+    "face",
+    "liveness",
+    "identify",
+    "vault",
+    "connector",
+    "ledger",
+];
+
 /// Microseconds per stage, measured by the server on this request.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct PayTimings {
@@ -114,17 +125,18 @@ pub struct PayTimings {
 }
 
 impl PayTimings {
-    /// Each stage with its name, in pipeline order.
-    pub fn stages(&self) -> [(&'static str, u64); 7] {
-        [
-            ("decode", self.decode_us),
-            ("face", self.face_us),
-            ("liveness", self.liveness_us),
-            ("identify", self.identify_us),
-            ("vault", self.vault_us),
-            ("connector", self.connector_us),
-            ("ledger", self.ledger_us),
-        ]
+    /// Each stage with its name ([`PAY_STAGES`]), in pipeline order.
+    pub fn stages(&self) -> [(&'static str, u64); PAY_STAGES.len()] {
+        let us = [
+            self.decode_us,
+            self.face_us,
+            self.liveness_us,
+            self.identify_us,
+            self.vault_us,
+            self.connector_us,
+            self.ledger_us,
+        ];
+        std::array::from_fn(|i| (PAY_STAGES[i], us[i]))
     }
 
     pub fn with_face(face: FaceTimings) -> Self {
