@@ -49,6 +49,13 @@ pub struct CardDetails {
     pub expiry_year: u16,
 }
 
+/// The number is wiped from memory when the last copy goes.
+impl Drop for CardDetails {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.pan);
+    }
+}
+
 /// Requests get logged; the full card number must never reach a log, so
 /// Debug shows the last four digits only.
 impl fmt::Debug for CardDetails {
@@ -73,7 +80,7 @@ pub struct AuthoriseRequest {
 }
 
 /// An approved hold on the card.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Authorisation {
     /// The issuer's id for the hold; every later call names it.
     pub issuer_ref: String,

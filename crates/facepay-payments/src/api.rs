@@ -292,7 +292,8 @@ pub struct UserView {
 // These describe how they serialise; the server's OpenAPI test serialises
 // real rows and compares their fields with these, so they cannot drift.
 
-/// A card on file, without its sealed number.
+/// A card on file: its public details only; the number is split between
+/// the card vault and the core, and never shown.
 #[derive(ToSchema)]
 #[schema(as = PaymentMethod)]
 pub struct PaymentMethodSchema {
@@ -302,6 +303,10 @@ pub struct PaymentMethodSchema {
     pub last4: String,
     pub expiry_month: i64,
     pub expiry_year: i64,
+    /// A keyed hash of the number from the card vault: the same card has
+    /// the same fingerprint; the number cannot be found from it. Null once
+    /// deleted.
+    pub fingerprint: Option<String>,
     /// `active` or `deleted`.
     pub status: String,
 }

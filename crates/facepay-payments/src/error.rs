@@ -91,3 +91,27 @@ impl From<facepay_money::MoneyError> for Failure {
         Failure::unprocessable(e.code(), e.to_string())
     }
 }
+
+impl From<facepay_vault::VaultError> for Failure {
+    fn from(e: facepay_vault::VaultError) -> Self {
+        use facepay_vault::VaultError;
+        match e {
+            VaultError::Locked => Failure::unavailable(
+                "vault_locked",
+                "the card vault is locked until both custodians give their key parts; retry later",
+            ),
+            VaultError::Unavailable(_) => {
+                tracing::error!(error = %e, "card vault unreachable");
+                Failure::unavailable(
+                    "vault_unavailable",
+                    "the card vault cannot be reached; retry with the same idempotency key",
+                )
+            }
+            VaultError::BadCard => Failure::unprocessable("card_invalid", e.to_string()),
+            other => {
+                tracing::error!(error = %other, "card vault failure");
+                Failure::internal()
+            }
+        }
+    }
+}

@@ -11,6 +11,7 @@
 //! idempotent request is byte-for-byte what the first caller saw.
 
 pub mod api;
+mod cards;
 pub mod error;
 pub mod face;
 pub mod gallery;
@@ -18,6 +19,7 @@ pub mod keys;
 pub mod merchant;
 mod pay;
 pub mod signing;
+mod templates;
 mod users;
 
 use std::future::Future;
@@ -30,6 +32,8 @@ use facepay_face::FaceEngine;
 use facepay_face::liveness::LivenessChecker;
 use facepay_store::parties::TerminalContext;
 use facepay_store::{Store, idempotency, now_ms};
+use facepay_template_transform::TransformKeys;
+use facepay_vault::Vault;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -39,6 +43,7 @@ pub use error::Failure;
 pub use face::LivenessMode;
 pub use gallery::{DecisionPolicy, Gallery};
 pub use keys::{Envelope, FileKeyProvider, KeyProvider};
+pub use templates::reissue_templates;
 
 /// Longest idempotency key accepted.
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
@@ -103,9 +108,16 @@ pub struct Payments {
     store: Store,
     engine: Arc<FaceEngine>,
     liveness: Arc<LivenessChecker>,
+    /// Holds the other share of every card and is the only way to the
+    /// issuer for an authorisation.
+    vault: Arc<dyn Vault>,
+    /// The issuer for calls that need no card; the vault's.
     connector: Arc<dyn Connector>,
     gallery: Gallery,
     envelope: Envelope,
+    transforms: Arc<TransformKeys>,
+    /// The transform of the gallery's space: current when this started.
+    transform_id: String,
     config: Config,
     inference: Semaphore,
     payment_locks: Vec<Mutex<()>>,
@@ -135,16 +147,20 @@ impl Payments {
         store: Store,
         engine: Arc<FaceEngine>,
         liveness: Arc<LivenessChecker>,
-        connector: Arc<dyn Connector>,
+        vault: Arc<dyn Vault>,
         keys: Arc<dyn KeyProvider>,
+        transforms: Arc<TransformKeys>,
         config: Config,
     ) -> Result<Self, Failure> {
         assert!(config.inference_concurrency > 0);
         let service = Self {
+            transform_id: transforms.current_id()?,
+            transforms,
             store,
             engine,
             liveness,
-            connector,
+            connector: vault.connector(),
+            vault,
             gallery: Gallery::default(),
             envelope: Envelope::new(keys),
             inference: Semaphore::new(config.inference_concurrency),
@@ -153,6 +169,7 @@ impl Payments {
             enrol_lock: Mutex::new(()),
         };
         service.load_gallery().await?;
+        service.move_cards_to_vault().await?;
         Ok(service)
     }
 
@@ -208,8 +225,8 @@ impl Payments {
                 &stored.ciphertext,
                 &template_aad(&stored.user_id, &stored.model),
             )?;
-            self.gallery
-                .insert(stored.user_id, vector_from_bytes(&plain)?);
+            let vector = self.stored_in_gallery_space(&stored, vector_from_bytes(&plain)?)?;
+            self.gallery.insert(stored.user_id, vector);
         }
         drop(conn);
         let mut tx = self.store.begin().await?;
@@ -490,8 +507,14 @@ pub(crate) fn template_aad(user_id: &str, model: &str) -> String {
     format!("template:{user_id}:{model}")
 }
 
+/// A card sealed whole, before the vault.
 pub(crate) fn card_aad(method_id: &str) -> String {
     format!("card:{method_id}")
+}
+
+/// The core's share of a card, bound to its row and to the vault's token.
+pub(crate) fn card_share_aad(method_id: &str, token: &str) -> String {
+    format!("card-share:{method_id}:{token}")
 }
 
 pub(crate) fn vector_to_bytes(vector: &[f32]) -> Vec<u8> {

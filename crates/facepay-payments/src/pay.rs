@@ -3,13 +3,14 @@
 
 use std::time::Instant;
 
-use facepay_connector::{AuthoriseRequest, CardDetails, ConnectorError};
+use facepay_connector::ConnectorError;
 use facepay_face::QualityPolicy;
 use facepay_money::{Currency, basis_points_of};
 use facepay_store::ledger::{self, PaymentRef};
 use facepay_store::parties::{self, PaymentMethod, TerminalContext, User};
 use facepay_store::payments::{self, Payment, PaymentState};
 use facepay_store::{audit, now_ms};
+use facepay_vault::VaultAuthorise;
 use zeroize::Zeroizing;
 
 use crate::api::{
@@ -18,9 +19,7 @@ use crate::api::{
 };
 use crate::face::analyse_burst;
 use crate::gallery::Decision;
-use crate::{
-    Claimed, Failure, Payments, Reply, card_aad, decode_frames, derived_id, keys, parse_json,
-};
+use crate::{Claimed, Failure, Payments, Reply, decode_frames, derived_id, keys, parse_json};
 
 const STEP_UP_METHODS: [&str; 2] = ["phone_last4", "pin"];
 
@@ -71,10 +70,10 @@ impl Payments {
                 .await?;
             let mut timings = PayTimings::with_face(outcome.timings);
             let start = Instant::now();
-            let candidates = self.gallery.search(
-                &outcome.template.vector,
-                self.config.decision.match_threshold,
-            );
+            let probe = self.protect(&outcome.template.vector)?;
+            let candidates = self
+                .gallery
+                .search(&probe, self.config.decision.match_threshold);
             let decision = self.config.decision.decide(candidates);
             timings.identify_us = start.elapsed().as_micros() as u64;
 
@@ -329,21 +328,27 @@ impl Payments {
         mut timings: PayTimings,
     ) -> Result<Reply, Failure> {
         let start = Instant::now();
-        let card = self.open_card(method).await?;
-        timings.vault_us = start.elapsed().as_micros() as u64;
+        let (token, core_share) = self.card_share(method).await?;
         payment.user_id = Some(user.id.clone());
         payment.payment_method_id = Some(method.id.clone());
         payment.connector = Some(self.connector.name().to_owned());
-        let start = Instant::now();
         let authorised = self
-            .connector
-            .authorise(AuthoriseRequest {
+            .vault
+            .authorise(VaultAuthorise {
+                token,
+                core_share,
+                expiry_month: u8::try_from(method.expiry_month).unwrap_or(0),
+                expiry_year: u16::try_from(method.expiry_year).unwrap_or(0),
                 reference: payment.id.clone(),
-                card,
                 amount_minor: payment.amount_minor,
                 currency: payment.currency.clone(),
             })
-            .await;
+            .await?;
+        let vault_and_issuer_us = start.elapsed().as_micros() as u64;
+        timings.vault_us = vault_and_issuer_us.saturating_sub(authorised.connector_us);
+        let authorised_connector_us = authorised.connector_us;
+        let authorised = authorised.outcome;
+        let start = Instant::now();
         let mut captured = None;
         if let Ok(auth) = &authorised
             && payment.capture_mode == CaptureMode::Automatic.as_str()
@@ -355,7 +360,7 @@ impl Payments {
                     .await,
             );
         }
-        timings.connector_us = start.elapsed().as_micros() as u64;
+        timings.connector_us = authorised_connector_us + start.elapsed().as_micros() as u64;
 
         let start = Instant::now();
         let now = now_ms();
@@ -449,30 +454,6 @@ impl Payments {
         record_stages(&timings);
         reply.timings = Some(timings);
         Ok(reply)
-    }
-
-    pub(crate) async fn open_card(&self, method: &PaymentMethod) -> Result<CardDetails, Failure> {
-        let (Some(nonce), Some(ciphertext)) = (&method.nonce, &method.ciphertext) else {
-            return Err(Failure::unprocessable(
-                "no_payment_method",
-                "the payer's card was deleted",
-            ));
-        };
-        let key_id = method.key_id.as_deref().unwrap_or_default();
-        let data_key = self.data_key(&mut *self.conn().await?, key_id).await?;
-        let pan = self.envelope.open(
-            key_id,
-            data_key.as_ref(),
-            nonce,
-            ciphertext,
-            &card_aad(&method.id),
-        )?;
-        let pan = String::from_utf8(pan.to_vec()).map_err(|_| Failure::internal())?;
-        Ok(CardDetails {
-            pan,
-            expiry_month: u8::try_from(method.expiry_month).unwrap_or(0),
-            expiry_year: u16::try_from(method.expiry_year).unwrap_or(0),
-        })
     }
 }
 

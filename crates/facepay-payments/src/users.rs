@@ -2,15 +2,15 @@
 
 use facepay_connector::card;
 use facepay_face::QualityPolicy;
-use facepay_store::parties::{self, NewUser, PaymentMethod, StoredTemplate};
+use facepay_store::parties::{self, NewUser, StoredTemplate};
 use facepay_store::{audit, ids, now_ms, payments};
 use zeroize::Zeroizing;
 
 use crate::api::{EnrolRequest, EnrolResponse, PaymentView, UserView};
+use crate::cards::CardToVault;
 use crate::face::analyse_burst;
 use crate::{
-    Failure, Payments, Reply, card_aad, decode_frames, keys, parse_json, template_aad,
-    vector_to_bytes,
+    Failure, Payments, Reply, decode_frames, keys, parse_json, template_aad, vector_to_bytes,
 };
 
 /// Payments listed on the user's own page.
@@ -66,12 +66,10 @@ impl Payments {
             // Enrolments take turns from here to the gallery insert, so two
             // racing enrolments of one face cannot both pass the search.
             let _turn = self.enrol_lock.lock().await;
+            let protected = self.protect(&outcome.template.vector)?;
             if let Some(best) = self
                 .gallery
-                .search(
-                    &outcome.template.vector,
-                    self.config.decision.match_threshold,
-                )
+                .search(&protected, self.config.decision.match_threshold)
                 .first()
             {
                 tracing::info!(
@@ -91,23 +89,20 @@ impl Payments {
             let (token, token_hash) = keys::new_secret("fpu");
             let model = outcome.template.model.to_string();
             let sealed_template = self.envelope.seal(
-                &vector_to_bytes(&outcome.template.vector),
+                &vector_to_bytes(&protected),
                 &template_aad(&user_id, &model),
             )?;
-            let method_id = ids::new("pm");
-            let sealed_card = self.envelope.seal(pan.as_bytes(), &card_aad(&method_id))?;
-            let method = PaymentMethod {
-                id: method_id,
-                user_id: user_id.clone(),
-                brand: brand.as_str().to_owned(),
-                last4: card::last4(&pan).to_owned(),
-                expiry_month: i64::from(request.card.expiry_month),
-                expiry_year: i64::from(request.card.expiry_year),
-                key_id: Some(sealed_card.key_id),
-                nonce: Some(sealed_card.nonce),
-                ciphertext: Some(sealed_card.ciphertext),
-                status: "active".into(),
-            };
+            let (method, card_key) = self
+                .vault_card(CardToVault {
+                    method_id: ids::new("pm"),
+                    user_id: user_id.clone(),
+                    pan: &pan,
+                    brand: brand.as_str().to_owned(),
+                    expiry_month: i64::from(request.card.expiry_month),
+                    expiry_year: i64::from(request.card.expiry_year),
+                })
+                .await?;
+            let vault_token = method.vault_token.clone().unwrap_or_default();
             let now = now_ms();
             let reply = Reply::json(
                 201,
@@ -118,46 +113,55 @@ impl Payments {
                     liveness: format!("{:?}", outcome.liveness).to_lowercase(),
                 },
             )?;
-            let mut tx = self.store.begin().await?;
-            parties::insert_user(
-                &mut tx,
-                &NewUser {
-                    id: &user_id,
-                    phone: &phone,
-                    phone_last4: &phone[phone.len() - 4..],
-                    pin_hash: &pin_hash,
-                    token_hash: &token_hash,
-                    created_at_ms: now,
-                },
-            )
-            .await
-            .map_err(|e| match e {
-                facepay_store::StoreError::Duplicate(_) => Failure::conflict(
-                    "phone_already_enrolled",
-                    "this phone number already has an account",
-                ),
-                other => other.into(),
-            })?;
-            facepay_store::keys::insert(&mut tx, &sealed_template.data_key, now).await?;
-            facepay_store::keys::insert(&mut tx, &sealed_card.data_key, now).await?;
-            parties::insert_template(
-                &mut tx,
-                &StoredTemplate {
-                    user_id: user_id.clone(),
-                    model,
-                    key_id: sealed_template.key_id,
-                    nonce: sealed_template.nonce,
-                    ciphertext: sealed_template.ciphertext,
-                },
-                now,
-            )
-            .await?;
-            parties::insert_payment_method(&mut tx, &method, now).await?;
-            audit::append(&mut tx, now, "app", "template_sealed", &user_id).await?;
-            audit::append(&mut tx, now, "app", "card_sealed", &method.id).await?;
-            claimed.complete(&mut tx, &reply).await?;
-            tx.commit().await.map_err(facepay_store::StoreError::from)?;
-            self.gallery.insert(user_id, outcome.template.vector);
+            let stored = async {
+                let mut tx = self.store.begin().await?;
+                parties::insert_user(
+                    &mut tx,
+                    &NewUser {
+                        id: &user_id,
+                        phone: &phone,
+                        phone_last4: &phone[phone.len() - 4..],
+                        pin_hash: &pin_hash,
+                        token_hash: &token_hash,
+                        created_at_ms: now,
+                    },
+                )
+                .await
+                .map_err(|e| match e {
+                    facepay_store::StoreError::Duplicate(_) => Failure::conflict(
+                        "phone_already_enrolled",
+                        "this phone number already has an account",
+                    ),
+                    other => other.into(),
+                })?;
+                facepay_store::keys::insert(&mut tx, &sealed_template.data_key, now).await?;
+                facepay_store::keys::insert(&mut tx, &card_key, now).await?;
+                parties::insert_template(
+                    &mut tx,
+                    &StoredTemplate {
+                        user_id: user_id.clone(),
+                        model,
+                        key_id: sealed_template.key_id,
+                        nonce: sealed_template.nonce,
+                        ciphertext: sealed_template.ciphertext,
+                        transform_id: Some(self.transform_id().to_owned()),
+                    },
+                    now,
+                )
+                .await?;
+                parties::insert_payment_method(&mut tx, &method, now).await?;
+                audit::append(&mut tx, now, "app", "template_sealed", &user_id).await?;
+                audit::append(&mut tx, now, "app", "card_sealed", &method.id).await?;
+                claimed.complete(&mut tx, &reply).await?;
+                tx.commit().await.map_err(facepay_store::StoreError::from)?;
+                Ok::<_, Failure>(())
+            }
+            .await;
+            if let Err(failure) = stored {
+                self.forget_card(vault_token).await;
+                return Err(failure);
+            }
+            self.gallery.insert(user_id, protected);
             Ok(reply)
         })
         .await
@@ -197,6 +201,7 @@ impl Payments {
     /// books, detached from any identity.
     pub async fn delete_me(&self, token: &str) -> Result<Reply, Failure> {
         let user = self.user_by_token(token).await?;
+        let methods = parties::payment_methods(&mut *self.conn().await?, &user.id).await?;
         let mut tx = self.store.begin().await?;
         let now = now_ms();
         parties::delete_user(&mut tx, &user.id, now).await?;
@@ -204,6 +209,11 @@ impl Payments {
         audit::append(&mut tx, now, &actor, "user_deleted", &user.id).await?;
         tx.commit().await.map_err(facepay_store::StoreError::from)?;
         self.gallery.remove(&user.id);
+        // The core's shares are gone with their data keys, so the vault's
+        // are worthless already; deleting them is tidiness, not safety.
+        for token in methods.into_iter().filter_map(|m| m.vault_token) {
+            self.forget_card(token).await;
+        }
         Reply::json(
             200,
             &serde_json::json!({ "user_id": user.id, "deleted": true }),

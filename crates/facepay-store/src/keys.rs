@@ -79,3 +79,12 @@ pub async fn count_by_kek(conn: &mut Connection) -> Result<Vec<(String, i64)>> {
     .fetch_all(conn)
     .await?)
 }
+
+/// Destroys a data key: whatever it sealed can no longer be opened.
+pub async fn delete(conn: &mut Connection, id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM data_keys WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

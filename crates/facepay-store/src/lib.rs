@@ -17,6 +17,7 @@ pub mod parties;
 pub mod payments;
 #[cfg(test)]
 mod tests;
+pub mod vault;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -87,6 +88,14 @@ impl Backend {
     }
 }
 
+/// Which database a store holds. The card vault has a database of its own,
+/// so that the core's database never holds more than one share of a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    Core,
+    Vault,
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
@@ -101,6 +110,15 @@ impl Store {
     /// transaction ever meets `SQLITE_BUSY` half-way, and a commit in WAL
     /// mode costs well under a millisecond next to a face inference.
     pub async fn open(url: &str) -> Result<Self> {
+        Self::open_schema(url, Schema::Core).await
+    }
+
+    /// Opens the card vault's database (see [`Schema::Vault`]).
+    pub async fn open_vault(url: &str) -> Result<Self> {
+        Self::open_schema(url, Schema::Vault).await
+    }
+
+    async fn open_schema(url: &str, schema: Schema) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -138,20 +156,33 @@ impl Store {
                     .await?
             }
         };
-        match backend {
-            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
-            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
+        match (backend, schema) {
+            (Backend::Sqlite, Schema::Core) => {
+                sqlx::migrate!("migrations/sqlite").run(&pool).await?
+            }
+            (Backend::Postgres, Schema::Core) => {
+                sqlx::migrate!("migrations/postgres").run(&pool).await?
+            }
+            (Backend::Sqlite, Schema::Vault) => {
+                sqlx::migrate!("migrations/vault-sqlite").run(&pool).await?
+            }
+            (Backend::Postgres, Schema::Vault) => {
+                sqlx::migrate!("migrations/vault-postgres")
+                    .run(&pool)
+                    .await?
+            }
         }
         Ok(Self { pool, backend })
     }
 
     /// The URL of the embedded store in `data_dir`, creating the directory.
     pub fn sqlite_url(data_dir: &Path) -> std::io::Result<String> {
-        std::fs::create_dir_all(data_dir)?;
-        Ok(format!(
-            "sqlite://{}?mode=rwc",
-            data_dir.join("facepay.db").display()
-        ))
+        sqlite_file_url(data_dir, "facepay.db")
+    }
+
+    /// The URL of the embedded vault store in `vault_dir`.
+    pub fn vault_sqlite_url(vault_dir: &Path) -> std::io::Result<String> {
+        sqlite_file_url(vault_dir, "vault.db")
     }
 
     pub fn backend(&self) -> Backend {
@@ -173,6 +204,11 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+fn sqlite_file_url(dir: &Path, file: &str) -> std::io::Result<String> {
+    std::fs::create_dir_all(dir)?;
+    Ok(format!("sqlite://{}?mode=rwc", dir.join(file).display()))
 }
 
 /// Milliseconds since the Unix epoch.
@@ -198,6 +234,68 @@ pub mod testing {
             Err(_) => eprintln!("FACEPAY_TEST_POSTGRES_URL not set: PostgreSQL skipped"),
         }
         Ok(stores)
+    }
+
+    /// A vault store: SQLite in `dir` always, plus PostgreSQL on a new
+    /// schema when `FACEPAY_TEST_POSTGRES_URL` is set, in the same order as
+    /// [`stores`].
+    pub async fn vault_stores(dir: &Path) -> Result<Vec<Store>> {
+        let mut stores =
+            vec![Store::open_vault(&Store::vault_sqlite_url(dir).map_err(sqlx::Error::Io)?).await?];
+        if let Ok(url) = std::env::var("FACEPAY_TEST_POSTGRES_URL") {
+            stores.push(Store::open_vault(&fresh_postgres_url(&url).await?).await?);
+        }
+        Ok(stores)
+    }
+
+    /// A vault store beside `core`: SQLite in `dir` for a SQLite core, a
+    /// PostgreSQL schema of its own for a PostgreSQL core. The same `dir`
+    /// gives the same vault, as it would to a restarted server.
+    pub async fn vault_beside(core: &Store, dir: &Path) -> Result<Store> {
+        match core.backend() {
+            Backend::Sqlite => {
+                Store::open_vault(&Store::vault_sqlite_url(dir).map_err(sqlx::Error::Io)?).await
+            }
+            Backend::Postgres => {
+                let remembered = dir.join("postgres-url");
+                let url = match std::fs::read_to_string(&remembered) {
+                    Ok(url) => url,
+                    Err(_) => {
+                        let server = std::env::var("FACEPAY_TEST_POSTGRES_URL").map_err(|_| {
+                            StoreError::UnsupportedUrl("FACEPAY_TEST_POSTGRES_URL".into())
+                        })?;
+                        let url = fresh_postgres_url(&server).await?;
+                        std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+                        std::fs::write(&remembered, &url).map_err(sqlx::Error::Io)?;
+                        url
+                    }
+                };
+                Store::open_vault(&url).await
+            }
+        }
+    }
+
+    /// Every row of every table of a PostgreSQL store as text (binary
+    /// columns as `\\x` hex), the way a stolen dump would show it.
+    pub async fn postgres_dump(store: &Store) -> Result<String> {
+        let tables: Vec<(String,)> = sqlx::query_as(
+            "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+        )
+        .fetch_all(store.pool())
+        .await?;
+        let mut dump = String::new();
+        for (table,) in tables {
+            let sql = format!("SELECT CAST(t AS TEXT) FROM \"{table}\" t");
+            let rows: Vec<(String,)> = sqlx::query_as(&sql).fetch_all(store.pool()).await?;
+            for (row,) in rows {
+                dump.push_str(&table);
+                dump.push(' ');
+                dump.push_str(&row);
+                dump.push('\n');
+            }
+        }
+        Ok(dump)
     }
 
     /// A store on a new, empty schema of the PostgreSQL server at `url`.

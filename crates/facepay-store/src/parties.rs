@@ -89,7 +89,7 @@ pub async fn delete_user(conn: &mut Connection, id: &str, now_ms: i64) -> Result
         .await?;
     sqlx::query(
         "UPDATE payment_methods SET status = 'deleted', key_id = NULL, nonce = NULL, \
-         ciphertext = NULL WHERE user_id = $1",
+         ciphertext = NULL, vault_token = NULL, fingerprint = NULL WHERE user_id = $1",
     )
     .bind(id)
     .execute(&mut *conn)
@@ -115,6 +115,8 @@ pub struct StoredTemplate {
     pub key_id: String,
     pub nonce: Vec<u8>,
     pub ciphertext: Vec<u8>,
+    /// The keyed transform the template was stored under (`None`: none).
+    pub transform_id: Option<String>,
 }
 
 pub async fn insert_template(
@@ -123,14 +125,15 @@ pub async fn insert_template(
     now_ms: i64,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO templates (user_id, model, key_id, nonce, ciphertext, created_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO templates (user_id, model, key_id, nonce, ciphertext, transform_id, \
+         created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&template.user_id)
     .bind(&template.model)
     .bind(&template.key_id)
     .bind(&template.nonce)
     .bind(&template.ciphertext)
+    .bind(&template.transform_id)
     .bind(now_ms)
     .execute(conn)
     .await
@@ -141,8 +144,60 @@ pub async fn insert_template(
 /// Templates of active users, for building the in-memory gallery.
 pub async fn active_templates(conn: &mut Connection) -> Result<Vec<StoredTemplate>> {
     Ok(sqlx::query_as(
-        "SELECT t.user_id, t.model, t.key_id, t.nonce, t.ciphertext FROM templates t \
+        "SELECT t.user_id, t.model, t.key_id, t.nonce, t.ciphertext, t.transform_id \
+         FROM templates t \
          JOIN users u ON u.id = t.user_id WHERE u.status = 'active' ORDER BY t.user_id",
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Templates stored under another transform than `transform_id` (or none),
+/// a batch at a time, whatever their user's status.
+pub async fn templates_not_under(
+    conn: &mut Connection,
+    transform_id: &str,
+    limit: i64,
+) -> Result<Vec<StoredTemplate>> {
+    Ok(sqlx::query_as(
+        "SELECT user_id, model, key_id, nonce, ciphertext, transform_id FROM templates \
+         WHERE transform_id IS NULL OR transform_id <> $1 ORDER BY user_id LIMIT $2",
+    )
+    .bind(transform_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Replaces a template's sealed vector if the row still holds the data key
+/// the caller read (`old_key_id`); false when it changed meanwhile.
+pub async fn replace_template(
+    conn: &mut Connection,
+    template: &StoredTemplate,
+    old_key_id: &str,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE templates SET key_id = $1, nonce = $2, ciphertext = $3, transform_id = $4 \
+         WHERE user_id = $5 AND key_id = $6",
+    )
+    .bind(&template.key_id)
+    .bind(&template.nonce)
+    .bind(&template.ciphertext)
+    .bind(&template.transform_id)
+    .bind(&template.user_id)
+    .bind(old_key_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// How many templates each transform holds (`None`: stored untransformed).
+pub async fn template_count_by_transform(
+    conn: &mut Connection,
+) -> Result<Vec<(Option<String>, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT transform_id, CAST(COUNT(*) AS BIGINT) FROM templates GROUP BY transform_id \
+         ORDER BY transform_id",
     )
     .fetch_all(conn)
     .await?)
@@ -163,6 +218,12 @@ pub struct PaymentMethod {
     pub nonce: Option<Vec<u8>>,
     #[serde(skip)]
     pub ciphertext: Option<Vec<u8>>,
+    /// The card vault's token for this card's other share.
+    #[serde(skip)]
+    pub vault_token: Option<String>,
+    /// A keyed hash of the card number from the vault: the same card gives
+    /// the same fingerprint, and the number cannot be found from it.
+    pub fingerprint: Option<String>,
     pub status: String,
 }
 
@@ -173,8 +234,8 @@ pub async fn insert_payment_method(
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO payment_methods (id, user_id, brand, last4, expiry_month, expiry_year, \
-         key_id, nonce, ciphertext, status, created_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         key_id, nonce, ciphertext, vault_token, fingerprint, status, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&method.id)
     .bind(&method.user_id)
@@ -185,6 +246,8 @@ pub async fn insert_payment_method(
     .bind(&method.key_id)
     .bind(&method.nonce)
     .bind(&method.ciphertext)
+    .bind(&method.vault_token)
+    .bind(&method.fingerprint)
     .bind(&method.status)
     .bind(now_ms)
     .execute(conn)
@@ -192,8 +255,8 @@ pub async fn insert_payment_method(
     Ok(())
 }
 
-const METHOD_COLUMNS: &str =
-    "id, user_id, brand, last4, expiry_month, expiry_year, key_id, nonce, ciphertext, status";
+const METHOD_COLUMNS: &str = "id, user_id, brand, last4, expiry_month, expiry_year, key_id, \
+     nonce, ciphertext, vault_token, fingerprint, status";
 
 pub async fn payment_methods(conn: &mut Connection, user_id: &str) -> Result<Vec<PaymentMethod>> {
     let sql = format!(
@@ -206,6 +269,50 @@ pub async fn payment_methods(conn: &mut Connection, user_id: &str) -> Result<Vec
 pub async fn payment_method(conn: &mut Connection, id: &str) -> Result<Option<PaymentMethod>> {
     let sql = format!("SELECT {METHOD_COLUMNS} FROM payment_methods WHERE id = $1");
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
+}
+
+pub async fn payment_method_by_vault_token(
+    conn: &mut Connection,
+    token: &str,
+) -> Result<Option<PaymentMethod>> {
+    let sql = format!("SELECT {METHOD_COLUMNS} FROM payment_methods WHERE vault_token = $1");
+    Ok(sqlx::query_as(&sql)
+        .bind(token)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// Active cards from before the vault: the whole number sealed in the core,
+/// no vault token. A batch at a time.
+pub async fn cards_without_vault(conn: &mut Connection, limit: i64) -> Result<Vec<PaymentMethod>> {
+    let sql = format!(
+        "SELECT {METHOD_COLUMNS} FROM payment_methods WHERE vault_token IS NULL \
+         AND ciphertext IS NOT NULL AND status = 'active' ORDER BY id LIMIT $1"
+    );
+    Ok(sqlx::query_as(&sql).bind(limit).fetch_all(conn).await?)
+}
+
+/// Replaces a card's sealed number by its vault token and the core's
+/// sealed share, if the row still holds what the caller read (`old_key_id`).
+pub async fn set_card_share(
+    conn: &mut Connection,
+    method: &PaymentMethod,
+    old_key_id: &str,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE payment_methods SET key_id = $1, nonce = $2, ciphertext = $3, vault_token = $4, \
+         fingerprint = $5 WHERE id = $6 AND key_id = $7 AND vault_token IS NULL",
+    )
+    .bind(&method.key_id)
+    .bind(&method.nonce)
+    .bind(&method.ciphertext)
+    .bind(&method.vault_token)
+    .bind(&method.fingerprint)
+    .bind(&method.id)
+    .bind(old_key_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 #[derive(Debug, Clone, FromRow, Serialize)]

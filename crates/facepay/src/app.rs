@@ -1,7 +1,8 @@
 //! Everything a running facepay needs, built once from the command line:
-//! the store, the face engine, the liveness checker, the card connector
-//! (the issuer simulator; a real acquirer would implement the same trait)
-//! and the payments service on top.
+//! the store, the face engine, the liveness checker, the card vault (in
+//! this process, or another one's address) with its connector (the issuer
+//! simulator; a real acquirer would implement the same trait), and the
+//! payments service on top.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +14,9 @@ use facepay_face::liveness::{LivenessChecker, LivenessConfig};
 use facepay_models::ModelStore;
 use facepay_payments::{Config, FileKeyProvider, LivenessMode, Payments};
 use facepay_store::Store;
+use facepay_template_transform::TransformKeys;
+use facepay_vault::channel::ChannelKey;
+use facepay_vault::{KeyPart, LocalVault, RemoteVault, Vault};
 
 use crate::EngineArgs;
 
@@ -37,7 +41,142 @@ pub struct AppArgs {
     #[arg(long, default_value_t = 30_000)]
     pub idempotency_lease_ms: i64,
     #[command(flatten)]
+    pub vault: VaultArgs,
+    #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// Where the card vault is and how it opens.
+#[derive(clap::Args, Clone)]
+pub struct VaultArgs {
+    /// A card vault in another process (`facepay vault serve`); the vault
+    /// runs in this process when absent.
+    #[arg(long, env = "FACEPAY_VAULT_URL")]
+    pub vault_url: Option<String>,
+    /// The secret shared with the vault process (64 hex digits).
+    #[arg(long, env = "FACEPAY_VAULT_CHANNEL_SECRET_FILE")]
+    pub vault_channel_secret: Option<PathBuf>,
+    /// The in-process vault's directory: its own SQLite store and, in the
+    /// embedded default, its custodians' key parts. `<data-dir>/vault` when
+    /// absent.
+    #[arg(long, env = "FACEPAY_VAULT_DIR")]
+    pub vault_dir: Option<PathBuf>,
+    /// `postgres://...` for the in-process vault's own database (never the
+    /// core's).
+    #[arg(long, env = "FACEPAY_VAULT_DATABASE_URL")]
+    pub vault_database_url: Option<String>,
+    /// The two custodians' key part files; with neither given (nor the
+    /// FACEPAY_VAULT_KEY_PART_1/_2 variables), the embedded default keeps
+    /// both in the vault directory, which is for development only.
+    #[arg(long = "vault-key-part", num_args = 1)]
+    pub vault_key_parts: Vec<PathBuf>,
+}
+
+const PART_ENV: [&str; 2] = ["FACEPAY_VAULT_KEY_PART_1", "FACEPAY_VAULT_KEY_PART_2"];
+
+impl VaultArgs {
+    pub fn dir(&self, data_dir: &Path) -> PathBuf {
+        self.vault_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("vault"))
+    }
+
+    pub fn channel_secret(&self, data_dir: &Path) -> PathBuf {
+        self.vault_channel_secret
+            .clone()
+            .unwrap_or_else(|| self.dir(data_dir).join("channel.secret"))
+    }
+
+    pub async fn open_store(&self, data_dir: &Path) -> anyhow::Result<Store> {
+        let url = match &self.vault_database_url {
+            Some(url) => url.clone(),
+            None => Store::vault_sqlite_url(&self.dir(data_dir))?,
+        };
+        Store::open_vault(&url)
+            .await
+            .context("opening the card vault's store")
+    }
+
+    /// The custodians' parts: from files, from the environment, or (the
+    /// embedded default, when `embedded` allows it) both from the vault
+    /// directory, made on first use. Fewer than two: the vault waits for
+    /// the others.
+    pub fn key_parts(&self, data_dir: &Path, embedded: bool) -> anyhow::Result<Vec<KeyPart>> {
+        if !self.vault_key_parts.is_empty() {
+            anyhow::ensure!(
+                self.vault_key_parts.len() <= 2,
+                "give at most two --vault-key-part files"
+            );
+            return self
+                .vault_key_parts
+                .iter()
+                .map(|p| KeyPart::read_file(p).map_err(Into::into))
+                .collect();
+        }
+        let from_env: Vec<KeyPart> = PART_ENV
+            .iter()
+            .filter_map(|name| std::env::var(name).ok())
+            .map(|hex| KeyPart::from_hex(&hex))
+            .collect::<Result<_, _>>()?;
+        if !from_env.is_empty() || !embedded {
+            return Ok(from_env);
+        }
+        embedded_parts(&self.dir(data_dir))
+    }
+
+    /// The vault this process pays through.
+    pub async fn open(
+        &self,
+        data_dir: &Path,
+        issuer: SimulatorConfig,
+    ) -> anyhow::Result<Arc<dyn Vault>> {
+        if let Some(url) = &self.vault_url {
+            let key = ChannelKey::read_file(&self.channel_secret(data_dir))?;
+            return Ok(Arc::new(RemoteVault::new(url, key)));
+        }
+        let store = self.open_store(data_dir).await?;
+        let vault = Arc::new(LocalVault::new(
+            store,
+            Arc::new(SimulatedIssuer::new(issuer)),
+        ));
+        unlock(&vault, self.key_parts(data_dir, true)?).await?;
+        Ok(vault)
+    }
+}
+
+/// Where the deployment's template transform secrets live.
+pub fn transforms_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("transforms")
+}
+
+/// The embedded default's two parts, both in `vault_dir`: dual control in
+/// form only, so that development needs no custodians. Production passes
+/// each part from its own custodian (`--vault-key-part` or the environment).
+pub fn embedded_parts(vault_dir: &Path) -> anyhow::Result<Vec<KeyPart>> {
+    let paths = [1, 2].map(|n| vault_dir.join(format!("custodian-{n}.part")));
+    if paths.iter().all(|p| !p.exists()) {
+        for path in &paths {
+            KeyPart::create_file(path)?;
+        }
+    }
+    paths
+        .iter()
+        .map(|p| KeyPart::read_file(p).map_err(Into::into))
+        .collect()
+}
+
+/// Unlocks with two parts; with fewer the vault stays locked and says so.
+pub async fn unlock(vault: &LocalVault, parts: Vec<KeyPart>) -> anyhow::Result<()> {
+    match <[KeyPart; 2]>::try_from(parts) {
+        Ok([a, b]) => Ok(vault.unlock(&a, &b).await?),
+        Err(parts) => {
+            for part in parts {
+                vault.give_part(part).await?;
+            }
+            tracing::warn!("the card vault is locked: it waits for the custodians' key parts");
+            Ok(())
+        }
+    }
 }
 
 fn parse_liveness(text: &str) -> Result<LivenessMode, String> {
@@ -80,29 +219,31 @@ impl AppArgs {
             latency_ms: self.issuer_latency_ms,
             ..SimulatorConfig::default()
         };
-        App::assemble(store, engine, &self.data_dir, config, issuer).await
+        let vault = self.vault.open(&self.data_dir, issuer).await?;
+        App::assemble(store, vault, engine, &self.data_dir, config).await
     }
 }
 
 impl App {
-    /// The service on `store` with the issuer simulator as its connector and
-    /// the data key of `data_dir`.
+    /// The service on `store`, paying through `vault`, with the keys of
+    /// `data_dir`.
     pub async fn assemble(
         store: Store,
+        vault: Arc<dyn Vault>,
         engine: Arc<FaceEngine>,
         data_dir: &Path,
         config: Config,
-        issuer: SimulatorConfig,
     ) -> anyhow::Result<App> {
         let liveness = Arc::new(LivenessChecker::new(LivenessConfig::default(), None));
-        let connector = Arc::new(SimulatedIssuer::new(issuer));
         let keys = Arc::new(FileKeyProvider::open(&data_dir.join("keys"))?);
+        let transforms = Arc::new(TransformKeys::open(&transforms_dir(data_dir))?);
         let payments = Payments::start(
             store,
             Arc::clone(&engine),
             liveness,
-            connector,
+            vault,
             keys,
+            transforms,
             config,
         )
         .await
@@ -112,4 +253,23 @@ impl App {
             engine,
         })
     }
+}
+
+/// The service on `store` with the embedded vault beside it (SQLite or a
+/// PostgreSQL schema of its own), for tests and benchmarks.
+#[cfg(test)]
+pub async fn embedded_app(
+    store: Store,
+    engine: Arc<FaceEngine>,
+    dir: &Path,
+    config: Config,
+) -> anyhow::Result<App> {
+    let vault_dir = dir.join("vault");
+    let vault_store = facepay_store::testing::vault_beside(&store, &vault_dir).await?;
+    let vault = Arc::new(LocalVault::new(
+        vault_store,
+        Arc::new(SimulatedIssuer::new(SimulatorConfig::default())),
+    ));
+    unlock(&vault, embedded_parts(&vault_dir)?).await?;
+    App::assemble(store, vault, engine, dir, config).await
 }

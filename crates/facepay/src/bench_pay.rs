@@ -36,6 +36,8 @@ pub struct PayArgs {
     #[arg(long, default_value = ".facepay/verify")]
     pub photos: PathBuf,
     #[command(flatten)]
+    pub vault: crate::app::VaultArgs,
+    #[command(flatten)]
     pub engine: EngineArgs,
 }
 
@@ -67,8 +69,11 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
             liveness: LivenessMode::Lenient,
             ..Config::default()
         };
-        let app =
-            App::assemble(store, engine, &data_dir, config, SimulatorConfig::default()).await?;
+        let vault = args
+            .vault
+            .open(&data_dir, SimulatorConfig::default())
+            .await?;
+        let app = App::assemble(store, vault, engine, &data_dir, config).await?;
         let bursts = demo::enrol_people(&app, &data_dir, &args.photos, usize::MAX).await?;
         anyhow::ensure!(
             !bursts.is_empty(),

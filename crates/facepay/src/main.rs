@@ -14,6 +14,7 @@ mod models;
 mod serve;
 mod stats;
 mod terminal;
+mod vault;
 
 use std::path::PathBuf;
 
@@ -75,6 +76,9 @@ enum Command {
     /// Rotate the key-encryption key; show which key wraps what.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// The card vault as its own process, and its custodians' key parts.
+    #[command(subcommand)]
+    Vault(vault::VaultCommand),
 }
 
 /// Options shared by every command that runs the engine.
@@ -136,5 +140,6 @@ fn main() -> anyhow::Result<()> {
         Command::Ledger(command) => ledger::run(command),
         Command::Keys(command) => keys::run(command),
         Command::Audit(command) => ledger::audit(command),
+        Command::Vault(command) => vault::run(command),
     }
 }

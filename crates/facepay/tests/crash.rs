@@ -4,8 +4,7 @@
 //! acknowledged payment is in the store exactly as acknowledged, and no
 //! idempotency key was charged twice.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,42 +17,13 @@ use facepay_payments::signing::{
 };
 use facepay_store::{Store, now_ms, payments};
 
+mod common;
+use common::{binary, free_port, lay_out_photos, wait_ready};
+
 const CLIENTS: usize = 4;
 const PAYMENTS_PER_CLIENT: usize = 12;
 /// A payment not acknowledged within this long fails the test.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(300);
-
-fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_facepay")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Photo folders for `facepay demo`: the three people of the dlib examples
-/// with the most photos, enrolled from their first, paying with the rest.
-fn lay_out_photos(dir: &Path) -> Vec<PathBuf> {
-    let faces = facepay_models::faces_dir();
-    let mut pay_with = Vec::new();
-    for person in ["John_Savage", "John_Schneider", "John_Simm"] {
-        let source = faces.join("johns").join(person);
-        let mut files: Vec<_> = std::fs::read_dir(&source)
-            .unwrap_or_else(|e| panic!("{}: {e}; run scripts/faces.sh", source.display()))
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        let target = dir.join(person);
-        std::fs::create_dir_all(&target).unwrap();
-        std::fs::copy(&files[0], target.join(files[0].file_name().unwrap())).unwrap();
-        pay_with.extend(files.into_iter().skip(1));
-    }
-    pay_with
-}
 
 fn with_store(command: &mut Command, data: &Path, database_url: Option<&str>) {
     command.arg("--data-dir").arg(data);
@@ -79,18 +49,6 @@ fn start_server(data: &Path, database_url: Option<&str>, port: u16) -> Child {
         .stdout(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-fn wait_ready(agent: &ureq::Agent, port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let url = format!("http://127.0.0.1:{port}/healthz");
-        if agent.get(&url).call().is_ok_and(|r| r.status() == 200) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("server did not start");
 }
 
 #[derive(Debug, Clone)]

@@ -9,7 +9,6 @@ use axum::body::Body;
 use axum::http::Request;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use facepay_connector::SimulatorConfig;
 use facepay_face::{EngineConfig, FaceEngine};
 use facepay_models::ModelStore;
 use facepay_payments::signing::{
@@ -44,7 +43,7 @@ struct Harness {
 
 impl Harness {
     async fn new(store: Store, engine: Arc<FaceEngine>, dir: &Path, config: Config) -> Self {
-        let app = App::assemble(store, engine, dir, config, SimulatorConfig::default())
+        let app = crate::app::embedded_app(store, engine, dir, config)
             .await
             .unwrap();
         demo::ensure_parties(&app, dir).await.unwrap();

@@ -475,6 +475,8 @@ mod tests {
             key_id: Some("k".into()),
             nonce: Some(vec![1]),
             ciphertext: Some(vec![2]),
+            vault_token: Some("tok".into()),
+            fingerprint: Some("fp_1".into()),
             status: "active".into(),
         };
         let event = facepay_store::payments::Event {
@@ -541,12 +543,11 @@ mod tests {
             facepay_store::Store::open(&facepay_store::Store::sqlite_url(dir.path()).unwrap())
                 .await
                 .unwrap();
-        let app = crate::app::App::assemble(
+        let app = crate::app::embedded_app(
             store,
             std::sync::Arc::new(engine),
             dir.path(),
             facepay_payments::Config::default(),
-            facepay_connector::SimulatorConfig::default(),
         )
         .await
         .unwrap();

@@ -15,12 +15,11 @@ async fn app() -> axum::Router {
     let store = facepay_store::Store::open(&facepay_store::Store::sqlite_url(dir.path()).unwrap())
         .await
         .unwrap();
-    let app = crate::app::App::assemble(
+    let app = crate::app::embedded_app(
         store,
         std::sync::Arc::new(engine),
         dir.path(),
         facepay_payments::Config::default(),
-        facepay_connector::SimulatorConfig::default(),
     )
     .await
     .unwrap();

@@ -1,0 +1,155 @@
+//! The card vault.
+//!
+//! A card number never rests whole anywhere. At enrolment the vault splits
+//! it into two shares ([`split`]): it seals one in its own database under a
+//! data key wrapped by its master key, and hands the other back to the core,
+//! which seals it under its own keys in its own database. Neither database,
+//! nor either side's keys, recovers a digit. At payment the core opens its
+//! share and passes it in with the token; the vault joins the shares in
+//! memory, checks that they make a card number, calls the issuer, and
+//! wipes the number.
+//!
+//! The rest of facepay sees a token, the last four digits, the brand, the
+//! expiry and a keyed fingerprint. The vault's master key is under dual
+//! control ([`custody`]): the vault starts locked and opens with two key
+//! parts. It runs in-process ([`LocalVault`]) or as its own process behind
+//! an authenticated, encrypted channel ([`channel`], [`RemoteVault`]).
+
+pub mod channel;
+pub mod custody;
+mod local;
+mod remote;
+pub mod serve;
+mod split;
+pub mod wire;
+
+use std::sync::Arc;
+
+use facepay_connector::{Authorisation, BoxFuture, Connector, ConnectorError};
+use zeroize::Zeroizing;
+
+pub use custody::KeyPart;
+pub use local::{LocalVault, Unlock, open_stored_share};
+pub use remote::RemoteVault;
+
+/// The longest card number (ISO/IEC 7812) the vault takes.
+pub const PAN_DIGITS_MAX: usize = 19;
+pub const PAN_DIGITS_MIN: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("the card vault is locked: it waits for both custodians' key parts")]
+    Locked,
+    #[error("the key parts do not open this vault: {0}")]
+    KeyParts(String),
+    #[error("the card vault has no card for this token")]
+    UnknownToken,
+    #[error("the card's shares do not join into its number")]
+    ShareMismatch,
+    #[error("the card number is not {PAN_DIGITS_MIN} to {PAN_DIGITS_MAX} digits")]
+    BadCard,
+    #[error("the card vault's store failed: {0}")]
+    Store(#[from] facepay_store::StoreError),
+    #[error("sealing or opening a share failed")]
+    Crypto,
+    #[error("the card vault cannot be reached: {0}")]
+    Unavailable(String),
+    #[error("the card vault refused the request: {0}")]
+    Channel(String),
+}
+
+impl VaultError {
+    /// A stable machine code, the same on both sides of the channel.
+    pub fn code(&self) -> &'static str {
+        match self {
+            VaultError::Locked => "vault_locked",
+            VaultError::KeyParts(_) => "vault_key_parts",
+            VaultError::UnknownToken => "vault_token_unknown",
+            VaultError::ShareMismatch => "vault_share_mismatch",
+            VaultError::BadCard => "vault_bad_card",
+            VaultError::Store(_) => "vault_store",
+            VaultError::Crypto => "vault_crypto",
+            VaultError::Unavailable(_) => "vault_unavailable",
+            VaultError::Channel(_) => "vault_channel",
+        }
+    }
+
+    /// Rebuilds an error from its code and message across the channel.
+    pub fn from_code(code: &str, message: String) -> Self {
+        match code {
+            "vault_locked" => VaultError::Locked,
+            "vault_key_parts" => VaultError::KeyParts(message),
+            "vault_token_unknown" => VaultError::UnknownToken,
+            "vault_share_mismatch" => VaultError::ShareMismatch,
+            "vault_bad_card" => VaultError::BadCard,
+            "vault_unavailable" => VaultError::Unavailable(message),
+            _ => VaultError::Channel(format!("{code}: {message}")),
+        }
+    }
+}
+
+/// A card to put in the vault.
+pub struct NewCard {
+    pub pan: Zeroizing<String>,
+}
+
+/// What the vault gives back for a new card.
+pub struct Tokenized {
+    pub token: String,
+    /// A keyed hash of the number, kept by the core only: the vault stores
+    /// none, so its store and keys together give nothing to test guesses of
+    /// the number against.
+    pub fingerprint: String,
+    /// The core's share: as long as the number, and alone worthless.
+    pub core_share: Zeroizing<Vec<u8>>,
+}
+
+/// An authorisation on a vaulted card.
+pub struct VaultAuthorise {
+    pub token: String,
+    pub core_share: Zeroizing<Vec<u8>>,
+    pub expiry_month: u8,
+    pub expiry_year: u16,
+    pub reference: String,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// The issuer's answer, and how long the issuer took, so the caller can
+/// tell the vault's own cost from the issuer's.
+pub struct Authorised {
+    pub outcome: Result<Authorisation, ConnectorError>,
+    pub connector_us: u64,
+}
+
+/// The card vault, in-process or remote.
+pub trait Vault: Send + Sync {
+    fn tokenize(&self, card: NewCard) -> BoxFuture<'_, Result<Tokenized, VaultError>>;
+
+    fn authorise(&self, request: VaultAuthorise) -> BoxFuture<'_, Result<Authorised, VaultError>>;
+
+    /// Destroys the vault's share: the card cannot be joined again.
+    fn forget(&self, token: String) -> BoxFuture<'_, Result<(), VaultError>>;
+
+    /// The issuer, for the calls that need no card number (capture, void,
+    /// refund). Only the vault talks to the issuer, so a remote vault
+    /// relays these too.
+    fn connector(&self) -> Arc<dyn Connector>;
+
+    fn name(&self) -> &'static str;
+}
+
+pub(crate) fn random_bytes_into(buf: &mut [u8]) {
+    // A machine whose RNG fails cannot make keys or pads safely.
+    getrandom::fill(buf).unwrap_or_else(|e| panic!("operating system RNG failed: {e}"));
+}
+
+fn check_pan(pan: &str) -> Result<(), VaultError> {
+    let digits_ok = pan.bytes().all(|b| b.is_ascii_digit());
+    if !digits_ok || !(PAN_DIGITS_MIN..=PAN_DIGITS_MAX).contains(&pan.len()) {
+        return Err(VaultError::BadCard);
+    }
+    Ok(())
+}
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+use std::sync::Arc;
+
+use facepay_connector::{ConnectorError, Decline, SimulatedIssuer, SimulatorConfig};
+use facepay_store::testing;
+use zeroize::Zeroizing;
+
+use crate::{KeyPart, LocalVault, NewCard, Unlock, Vault, VaultAuthorise, VaultError};
+
+fn card(pan: &str) -> NewCard {
+    NewCard {
+        pan: Zeroizing::new(pan.to_owned()),
+    }
+}
+
+fn authorise(token: &str, core_share: &[u8], amount_minor: i64) -> VaultAuthorise {
+    VaultAuthorise {
+        token: token.to_owned(),
+        core_share: Zeroizing::new(core_share.to_vec()),
+        expiry_month: 12,
+        expiry_year: 2099,
+        reference: facepay_store::ids::new("pay"),
+        amount_minor,
+        currency: "KRW".into(),
+    }
+}
+
+#[tokio::test]
+async fn cards_pay_only_with_both_shares_and_an_unlocked_vault() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::vault_stores(dir.path()).await.unwrap() {
+        let issuer = Arc::new(SimulatedIssuer::new(SimulatorConfig::default()));
+        let vault = LocalVault::new(store.clone(), issuer.clone());
+        let (a, b) = (KeyPart::generate(), KeyPart::generate());
+
+        assert!(matches!(
+            vault.tokenize(card("4242424242424242")).await,
+            Err(VaultError::Locked)
+        ));
+        assert_eq!(
+            vault
+                .give_part(KeyPart::from_hex(&a.to_hex()).unwrap())
+                .await
+                .unwrap(),
+            Unlock::AwaitingSecondPart
+        );
+        assert!(!vault.is_unlocked(), "one custodian cannot open the vault");
+        assert_eq!(
+            vault
+                .give_part(KeyPart::from_hex(&b.to_hex()).unwrap())
+                .await
+                .unwrap(),
+            Unlock::Unlocked
+        );
+
+        let visa = vault.tokenize(card("4242424242424242")).await.unwrap();
+        let again = vault.tokenize(card("4242424242424242")).await.unwrap();
+        assert_eq!(
+            visa.fingerprint, again.fingerprint,
+            "same card, same fingerprint"
+        );
+        assert_ne!(visa.token, again.token);
+        assert_ne!(visa.core_share, again.core_share, "a fresh pad each time");
+        assert_eq!(visa.core_share.len(), 16);
+        assert!(!String::from_utf8_lossy(&visa.core_share).contains("424242"));
+        let other = vault.tokenize(card("5555555555554444")).await.unwrap();
+        assert_ne!(other.fingerprint, visa.fingerprint);
+
+        let approved = vault
+            .authorise(authorise(&visa.token, &visa.core_share, 4_500))
+            .await
+            .unwrap();
+        assert!(approved.outcome.is_ok());
+        // Another card's share, or a share with one bit flipped, does not join.
+        for wrong in [again.core_share.to_vec(), {
+            let mut flipped = visa.core_share.to_vec();
+            flipped[3] ^= 1;
+            flipped
+        }] {
+            assert!(matches!(
+                vault.authorise(authorise(&visa.token, &wrong, 4_500)).await,
+                Err(VaultError::ShareMismatch)
+            ));
+        }
+        assert!(matches!(
+            vault
+                .authorise(authorise(&visa.token, &visa.core_share[1..], 4_500))
+                .await,
+            Err(VaultError::ShareMismatch)
+        ));
+        let poor = vault.tokenize(card("4000000000009995")).await.unwrap();
+        let declined = vault
+            .authorise(authorise(&poor.token, &poor.core_share, 4_500))
+            .await
+            .unwrap();
+        assert!(matches!(
+            declined.outcome,
+            Err(ConnectorError::Declined(Decline::InsufficientFunds))
+        ));
+        assert!(matches!(
+            vault.tokenize(card("42424242x")).await,
+            Err(VaultError::BadCard)
+        ));
+
+        vault.forget(visa.token.clone()).await.unwrap();
+        assert!(matches!(
+            vault
+                .authorise(authorise(&visa.token, &visa.core_share, 4_500))
+                .await,
+            Err(VaultError::UnknownToken)
+        ));
+
+        // A restarted vault is locked, and opens with these parts only.
+        let restarted = LocalVault::new(store.clone(), issuer);
+        assert!(matches!(
+            restarted
+                .authorise(authorise(&again.token, &again.core_share, 1))
+                .await,
+            Err(VaultError::Locked)
+        ));
+        assert!(matches!(
+            restarted.unlock(&a, &KeyPart::generate()).await,
+            Err(VaultError::KeyParts(_))
+        ));
+        restarted.unlock(&b, &a).await.unwrap();
+        assert!(
+            restarted
+                .authorise(authorise(&again.token, &again.core_share, 1))
+                .await
+                .unwrap()
+                .outcome
+                .is_ok()
+        );
+        restarted.lock();
+        assert!(!restarted.is_unlocked());
+    }
+}
