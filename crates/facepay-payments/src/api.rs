@@ -380,3 +380,11 @@ pub struct UserDeleted {
     /// Always `true`.
     pub deleted: bool,
 }
+
+/// The answer of `DELETE /v1/users/me/face`.
+#[derive(Serialize, ToSchema)]
+pub struct FaceDeleted {
+    pub user_id: String,
+    /// Always `true`.
+    pub face_deleted: bool,
+}

@@ -6,7 +6,7 @@ use facepay_store::parties::{self, NewUser, StoredTemplate};
 use facepay_store::{audit, ids, now_ms, payments};
 use zeroize::Zeroizing;
 
-use crate::api::{EnrolRequest, EnrolResponse, PaymentView, UserView};
+use crate::api::{EnrolRequest, EnrolResponse, FaceDeleted, PaymentView, UserView};
 use crate::cards::CardToVault;
 use crate::face::analyse_burst;
 use crate::{
@@ -192,6 +192,32 @@ impl Payments {
                 created_at_ms: user.created_at_ms,
                 payment_methods: methods,
                 payments: payments.iter().map(PaymentView::of).collect(),
+            },
+        )
+    }
+
+    /// `DELETE /v1/users/me/face`: the template's data key and the template
+    /// are erased and the face stops paying at once; the account, its cards
+    /// and its payments stay.
+    pub async fn delete_my_face(&self, token: &str) -> Result<Reply, Failure> {
+        let user = self.user_by_token(token).await?;
+        let mut tx = self.store.begin().await?;
+        if !parties::delete_template(&mut tx, &user.id).await? {
+            return Err(Failure::new(
+                404,
+                "face_not_enrolled",
+                "this account has no face enrolled",
+            ));
+        }
+        let actor = format!("user:{}", user.id);
+        audit::append(&mut tx, now_ms(), &actor, "face_deleted", &user.id).await?;
+        tx.commit().await.map_err(facepay_store::StoreError::from)?;
+        self.gallery.remove(&user.id);
+        Reply::json(
+            200,
+            &FaceDeleted {
+                user_id: user.id,
+                face_deleted: true,
             },
         )
     }

@@ -108,6 +108,22 @@ pub async fn delete_user(conn: &mut Connection, id: &str, now_ms: i64) -> Result
     Ok(())
 }
 
+/// Erases a user's face only: its data key first, then the template. The
+/// account and its cards stay. False when there was no face.
+pub async fn delete_template(conn: &mut Connection, user_id: &str) -> Result<bool> {
+    sqlx::query(
+        "DELETE FROM data_keys WHERE id IN (SELECT key_id FROM templates WHERE user_id = $1)",
+    )
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
+    let done = sqlx::query("DELETE FROM templates WHERE user_id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub struct StoredTemplate {
     pub user_id: String,

@@ -12,8 +12,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use facepay_payments::api::{
-    AmountRequest, DailyReport, EnrolRequest, EnrolResponse, ErrorBody, PayRequest, PaymentDetail,
-    PaymentFailure, PaymentPage, PaymentView, StepUpRequest, UserDeleted, UserView,
+    AmountRequest, DailyReport, EnrolRequest, EnrolResponse, ErrorBody, FaceDeleted, PayRequest,
+    PaymentDetail, PaymentFailure, PaymentPage, PaymentView, StepUpRequest, UserDeleted, UserView,
 };
 use facepay_payments::merchant::ListQuery;
 use facepay_payments::signing::{
@@ -211,6 +211,23 @@ pub async fn me(State(s): Shared, headers: HeaderMap) -> Response {
 )]
 pub async fn delete_me(State(s): Shared, headers: HeaderMap) -> Response {
     respond(async { s.payments.delete_me(bearer(&headers)?).await }.await)
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/users/me/face",
+    tag = "users",
+    summary = "Delete the caller's face only",
+    description = "Erases the face template (its data key first, so no copy of it opens again); the face stops paying at once. The account, its cards and its payments stay.",
+    responses(
+        (status = 200, description = "The face is deleted.", body = FaceDeleted),
+        (status = 401, description = "`authorization_missing` or `token_invalid`.", body = ErrorResponse),
+        (status = 404, description = "`face_not_enrolled`.", body = ErrorResponse),
+    ),
+    security(("user_token" = [])),
+)]
+pub async fn delete_my_face(State(s): Shared, headers: HeaderMap) -> Response {
+    respond(async { s.payments.delete_my_face(bearer(&headers)?).await }.await)
 }
 
 #[utoipa::path(

@@ -14,8 +14,11 @@ use facepay_models::ModelStore;
 use facepay_payments::signing::{
     self, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TERMINAL, HEADER_TIMESTAMP,
 };
-use facepay_payments::{Config, DecisionPolicy, FileKeyProvider, LivenessMode, rewrap_data_keys};
+use facepay_payments::{
+    Config, DecisionPolicy, FileKeyProvider, LivenessMode, reissue_templates, rewrap_data_keys,
+};
 use facepay_store::{Store, ledger, now_ms, parties};
+use facepay_template_transform::TransformKeys;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -293,6 +296,7 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             facepay_store::keys::count_by_kek(&mut conn).await.unwrap()
         };
         assert_eq!(by_kek, vec![(rotated.clone(), 6)], "{backend}");
+
         let (status, body, _) = h
             .pay("k1", &payment("face_recognition/obama3.jpg", "100"))
             .await;
@@ -657,6 +661,100 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
         set_status("active").await;
 
         // The user sees their data, deletes it, and their face stops paying.
+        // Template re-issue while serving: a new transform secret, every
+        // template moved to it under a new data key; this server (gallery in
+        // the old space) and a restarted one (gallery in the new) both pay.
+        let transforms = TransformKeys::open(&crate::app::transforms_dir(&data)).unwrap();
+        let old_transform = transforms.current_id().unwrap();
+        let new_transform = transforms.reissue().unwrap();
+        let reissued = reissue_templates(&store, &envelope, &transforms, 2, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(reissued, 3, "{backend}");
+        assert_eq!(
+            reissue_templates(&store, &envelope, &transforms, 2, |_| {})
+                .await
+                .unwrap(),
+            0,
+            "{backend}: resumable, nothing left"
+        );
+        let by_transform = {
+            let mut conn = store.acquire().await.unwrap();
+            parties::template_count_by_transform(&mut conn)
+                .await
+                .unwrap()
+        };
+        assert_eq!(
+            by_transform,
+            vec![(Some(new_transform.clone()), 3)],
+            "{backend}"
+        );
+        let (status, body, _) = h
+            .pay("t1", &payment("face_recognition/obama3.jpg", "100"))
+            .await;
+        assert_eq!(
+            (status, &body["match_score"].is_number()),
+            (201, &true),
+            "{backend}: {body}"
+        );
+        // A card stored whole by an earlier release (no vault token) moves
+        // into the vault at start-up, and its old data key is destroyed.
+        let legacy_id = "pm_legacy_mastercard";
+        let legacy = envelope
+            .seal(b"5555555555554444", &format!("card:{legacy_id}"))
+            .unwrap();
+        {
+            let mut conn = store.acquire().await.unwrap();
+            facepay_store::keys::insert(&mut conn, &legacy.data_key, 0)
+                .await
+                .unwrap();
+            let method = parties::PaymentMethod {
+                id: legacy_id.into(),
+                user_id: obama_id.clone(),
+                brand: "mastercard".into(),
+                last4: "4444".into(),
+                expiry_month: 12,
+                expiry_year: 2099,
+                key_id: Some(legacy.key_id.clone()),
+                nonce: Some(legacy.nonce.clone()),
+                ciphertext: Some(legacy.ciphertext.clone()),
+                vault_token: None,
+                fingerprint: None,
+                status: "active".into(),
+            };
+            // Oldest first, so it is the card the next payment uses.
+            parties::insert_payment_method(&mut conn, &method, 0)
+                .await
+                .unwrap();
+        }
+        let restarted = Harness::new(
+            store.clone(),
+            Arc::clone(&engine),
+            &data,
+            lenient(DecisionPolicy::default()),
+        )
+        .await;
+        let (status, body, _) = restarted
+            .pay("t2", &payment("face_recognition/obama3.jpg", "100"))
+            .await;
+        assert_eq!(status, 201, "{backend}: {body}");
+        assert_eq!(body["receipt"]["card"], "mastercard ****4444", "{backend}");
+        let mut conn = store.acquire().await.unwrap();
+        let moved = parties::payment_method(&mut conn, legacy_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(moved.vault_token.is_some() && moved.fingerprint.is_some());
+        assert!(
+            facepay_store::keys::get(&mut conn, &legacy.key_id)
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}: the whole number's data key is destroyed"
+        );
+        drop(conn);
+        assert_ne!(old_transform, new_transform);
+
         let me = |method: &str| {
             Request::builder()
                 .method(method)
@@ -671,7 +769,15 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             (200, Some(true)),
             "{backend}: {mine}"
         );
-        assert_eq!(mine["payment_methods"][0]["last4"], "4242");
+        let last4s: Vec<&str> = mine["payment_methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["last4"].as_str())
+            .collect();
+        assert_eq!(last4s, ["4444", "4242"], "{backend}");
+        let fingerprint = mine["payment_methods"][1]["fingerprint"].as_str().unwrap();
+        assert!(fingerprint.starts_with("fp_"), "{backend}");
         assert!(mine["payments"].as_array().unwrap().len() >= 3);
         let template = {
             let mut conn = store.acquire().await.unwrap();
@@ -682,6 +788,41 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
                 .find(|t| t.user_id == obama_id)
                 .unwrap()
         };
+        // Deleting the face only: it stops paying at once, the account stays.
+        let face = || {
+            Request::builder()
+                .method("DELETE")
+                .uri("/v1/users/me/face")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (status, body, _) = h.send(face()).await;
+        assert_eq!(
+            (status, &body["face_deleted"]),
+            (200, &json!(true)),
+            "{backend}: {body}"
+        );
+        let (status, body, _) = h
+            .pay("f1", &payment("face_recognition/obama3.jpg", "4500"))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (422, Some("face_not_recognised")),
+            "{backend}"
+        );
+        let (status, mine, _) = h.send(me("GET")).await;
+        assert_eq!(
+            (status, &mine["has_face"]),
+            (200, &json!(false)),
+            "{backend}"
+        );
+        let (status, body, _) = h.send(face()).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("face_not_enrolled")),
+            "{backend}"
+        );
         let (status, _, _) = h.send(me("DELETE")).await;
         assert_eq!(status, 200);
         // Crypto-shredding: the data key is gone, and no key the system still

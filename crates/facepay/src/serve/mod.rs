@@ -18,7 +18,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use facepay_face::decode::IMAGE_BYTES_MAX;
 use facepay_face::{EngineError, FaceEngine, QualityPolicy};
 use facepay_payments::Payments;
@@ -54,6 +54,7 @@ pub fn router(app: &App) -> Router {
     let payments = Router::new()
         .route("/v1/users", post(api::enrol))
         .route("/v1/users/me", get(api::me).delete(api::delete_me))
+        .route("/v1/users/me/face", delete(api::delete_my_face))
         .route("/v1/terminal/payments", post(api::pay))
         .route("/v1/terminal/payments/{id}/step-up", post(api::step_up))
         .route("/v1/merchant/payments", get(api::list_payments))
