@@ -168,6 +168,11 @@ async fn verify(store: &Store) {
 
 #[tokio::test]
 async fn enrol_pay_step_up_refund_report_and_delete() {
+    // Server-side errors go to the test's output, so a failing answer says why.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("warn")
+        .try_init();
     let engine = Arc::new(
         FaceEngine::load(&ModelStore::open_default(), EngineConfig::default())
             .unwrap_or_else(|e| panic!("{e}; run `facepay models fetch`")),
