@@ -4,4 +4,5 @@
 
 pub mod liveness;
 pub mod sequences;
+pub mod synthetic;
 pub mod verify;

@@ -81,6 +81,10 @@ pub struct PayRequest {
     pub frames: Vec<String>,
     #[serde(default)]
     pub capture: CaptureMode,
+    /// The last four digits of the payer's phone, when the till asks for
+    /// them first: only users with those digits are searched.
+    #[serde(default)]
+    pub phone_last4: Option<String>,
 }
 
 /// Exactly one of the two factors.

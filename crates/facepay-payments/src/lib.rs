@@ -14,7 +14,7 @@ pub mod api;
 mod cards;
 pub mod error;
 pub mod face;
-pub mod gallery;
+mod identify;
 pub mod keys;
 pub mod merchant;
 mod pay;
@@ -30,6 +30,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use facepay_connector::Connector;
 use facepay_face::FaceEngine;
 use facepay_face::liveness::LivenessChecker;
+use facepay_gallery::{Gallery, GalleryConfig};
 use facepay_store::parties::TerminalContext;
 use facepay_store::{Store, idempotency, now_ms};
 use facepay_template_transform::TransformKeys;
@@ -41,7 +42,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 pub use error::Failure;
 pub use face::LivenessMode;
-pub use gallery::{DecisionPolicy, Gallery};
+pub use facepay_gallery::{DecisionPolicy, IndexKind};
 pub use keys::{Envelope, FileKeyProvider, KeyProvider};
 pub use templates::reissue_templates;
 
@@ -49,6 +50,8 @@ pub use templates::reissue_templates;
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
 /// Completed idempotency keys are kept at least this long.
 pub const IDEMPOTENCY_RETENTION_MS: i64 = 48 * 3_600_000;
+/// Start-up logs its progress every this many templates.
+const GALLERY_PROGRESS_EVERY: usize = 100_000;
 /// Per-payment locks: operations on one payment run one at a time in this
 /// process, so two refunds cannot both reach the issuer.
 const PAYMENT_LOCKS: usize = 64;
@@ -65,6 +68,10 @@ pub struct Config {
     pub step_up_attempts_max: i64,
     /// Face analyses running at once; more wait their turn.
     pub inference_concurrency: usize,
+    /// How a search over the whole gallery runs.
+    pub gallery_kind: IndexKind,
+    /// Threads one gallery scan is spread over.
+    pub gallery_threads: usize,
 }
 
 impl Default for Config {
@@ -76,6 +83,8 @@ impl Default for Config {
             idempotency_lease_ms: 30_000,
             step_up_attempts_max: 3,
             inference_concurrency: 2,
+            gallery_kind: IndexKind::Exact,
+            gallery_threads: 1,
         }
     }
 }
@@ -114,6 +123,8 @@ pub struct Payments {
     /// The issuer for calls that need no card; the vault's.
     connector: Arc<dyn Connector>,
     gallery: Gallery,
+    /// Probes of payments awaiting a step-up.
+    probes: identify::Probes,
     envelope: Envelope,
     transforms: Arc<TransformKeys>,
     /// The transform of the gallery's space: current when this started.
@@ -153,6 +164,11 @@ impl Payments {
         config: Config,
     ) -> Result<Self, Failure> {
         assert!(config.inference_concurrency > 0);
+        let gallery = Gallery::new(GalleryConfig {
+            kind: config.gallery_kind,
+            threads: config.gallery_threads,
+            ..GalleryConfig::new(facepay_face::embed::EMBEDDING_DIMENSIONS)
+        })?;
         let service = Self {
             transform_id: transforms.current_id()?,
             transforms,
@@ -161,7 +177,8 @@ impl Payments {
             liveness,
             connector: vault.connector(),
             vault,
-            gallery: Gallery::default(),
+            gallery,
+            probes: identify::Probes::default(),
             envelope: Envelope::new(keys),
             inference: Semaphore::new(config.inference_concurrency),
             config,
@@ -212,7 +229,19 @@ impl Payments {
     async fn load_gallery(&self) -> Result<(), Failure> {
         let mut conn = self.conn().await?;
         let model = self.engine.model_id().to_string();
-        for stored in facepay_store::parties::active_templates(&mut conn).await? {
+        let active = facepay_store::parties::active_templates(&mut conn).await?;
+        let total = active.len();
+        for (
+            n,
+            facepay_store::parties::ActiveTemplate {
+                template: stored,
+                phone_last4,
+            },
+        ) in active.into_iter().enumerate()
+        {
+            if n > 0 && n % GALLERY_PROGRESS_EVERY == 0 {
+                tracing::info!(loaded = n, total, "loading the gallery");
+            }
             if stored.model != model {
                 tracing::warn!(user = %stored.user_id, model = %stored.model, "template of another model skipped; re-enrol");
                 continue;
@@ -226,7 +255,18 @@ impl Payments {
                 &template_aad(&stored.user_id, &stored.model),
             )?;
             let vector = self.stored_in_gallery_space(&stored, vector_from_bytes(&plain)?)?;
-            self.gallery.insert(stored.user_id, vector);
+            let partitions: Vec<String> = phone_last4
+                .as_deref()
+                .map(identify::phone_partition)
+                .into_iter()
+                .collect();
+            self.gallery.insert(&stored.user_id, &vector, &partitions)?;
+        }
+        for (user_id, merchant_id) in facepay_store::parties::regulars(&mut conn).await? {
+            // A user past the partition limit is still found by a full search.
+            let _ = self
+                .gallery
+                .join_partition(&user_id, &identify::merchant_partition(&merchant_id));
         }
         drop(conn);
         let mut tx = self.store.begin().await?;

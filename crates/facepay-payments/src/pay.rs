@@ -18,8 +18,8 @@ use crate::api::{
     StepUpRequest,
 };
 use crate::face::analyse_burst;
-use crate::gallery::Decision;
 use crate::{Claimed, Failure, Payments, Reply, decode_frames, derived_id, keys, parse_json};
+use facepay_gallery::Decision;
 
 const STEP_UP_METHODS: [&str; 2] = ["phone_last4", "pin"];
 
@@ -44,6 +44,15 @@ impl Payments {
             ));
         }
         let amount_minor = currency.parse_amount(&request.amount)?;
+        if let Some(digits) = &request.phone_last4
+            && !(digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(Failure::unprocessable(
+                "phone_last4_invalid",
+                "phone_last4 must be the last 4 digits of the payer's phone",
+            ));
+        }
+        let phone_last4 = request.phone_last4.clone();
         let frames = decode_frames(&request.frames)?;
         let scope = terminal_scope(ctx);
         let payment_id = derived_id("pay", &scope, key);
@@ -71,10 +80,7 @@ impl Payments {
             let mut timings = PayTimings::with_face(outcome.timings);
             let start = Instant::now();
             let probe = self.protect(&outcome.template.vector)?;
-            let candidates = self
-                .gallery
-                .search(&probe, self.config.decision.match_threshold);
-            let decision = self.config.decision.decide(candidates);
+            let decision = self.identify(&probe, phone_last4.as_deref(), &ctx.merchant.id)?;
             timings.identify_us = start.elapsed().as_micros() as u64;
 
             let now = now_ms();
@@ -141,6 +147,7 @@ impl Payments {
                     payments::transition(&mut tx, &before, &payment).await?;
                     claimed.complete(&mut tx, &reply).await?;
                     tx.commit().await.map_err(facepay_store::StoreError::from)?;
+                    self.probes.keep(&payment.id, probe);
                     timings.ledger_us = start.elapsed().as_micros() as u64;
                     reply.timings = Some(timings);
                     Ok(reply)
@@ -228,6 +235,15 @@ impl Payments {
                 .transpose()
                 .map_err(|_| Failure::internal())?
                 .unwrap_or_default();
+            // Phone digits search that phone's partition with the payment's
+            // probe while it is kept; otherwise the first search's candidates.
+            let candidates = match &factor {
+                Factor::PhoneLast4(digits) => match self.phone_candidates(&payment.id, digits)? {
+                    Some(found) => found.into_iter().map(|c| c.user_id).collect(),
+                    None => candidates,
+                },
+                Factor::Pin(_) => candidates,
+            };
             let mut users = Vec::with_capacity(candidates.len());
             for id in &candidates {
                 if let Some(user) = parties::user(&mut conn, id).await? {
@@ -254,6 +270,7 @@ impl Payments {
                 .map_err(|_| Failure::internal())?,
             };
             if let [user] = matching.as_slice() {
+                self.probes.forget(&payment.id);
                 let (user, method) = self.payer(&user.id).await?;
                 return self
                     .settle(
@@ -450,6 +467,11 @@ impl Payments {
         };
         claimed.complete(&mut tx, &reply).await?;
         commit(tx).await?;
+        if reply.status == 201 {
+            // A regular here from now on: searched first at this merchant.
+            let regulars = crate::identify::merchant_partition(&ctx.merchant.id);
+            let _ = self.gallery.join_partition(&user.id, &regulars);
+        }
         timings.ledger_us = start.elapsed().as_micros() as u64;
         record_stages(&timings);
         reply.timings = Some(timings);

@@ -69,7 +69,12 @@ impl Payments {
             let protected = self.protect(&outcome.template.vector)?;
             if let Some(best) = self
                 .gallery
-                .search(&protected, self.config.decision.match_threshold)
+                .search(
+                    &protected,
+                    facepay_gallery::Scope::All,
+                    self.config.decision.match_threshold,
+                    1,
+                )?
                 .first()
             {
                 tracing::info!(
@@ -161,7 +166,8 @@ impl Payments {
                 self.forget_card(vault_token).await;
                 return Err(failure);
             }
-            self.gallery.insert(user_id, protected);
+            let phone_key = crate::identify::phone_partition(&phone[phone.len() - 4..]);
+            self.gallery.insert(&user_id, &protected, &[phone_key])?;
             Ok(reply)
         })
         .await
@@ -212,7 +218,7 @@ impl Payments {
         let actor = format!("user:{}", user.id);
         audit::append(&mut tx, now_ms(), &actor, "face_deleted", &user.id).await?;
         tx.commit().await.map_err(facepay_store::StoreError::from)?;
-        self.gallery.remove(&user.id);
+        self.gallery.remove(&user.id)?;
         Reply::json(
             200,
             &FaceDeleted {
@@ -234,7 +240,7 @@ impl Payments {
         let actor = format!("user:{}", user.id);
         audit::append(&mut tx, now, &actor, "user_deleted", &user.id).await?;
         tx.commit().await.map_err(facepay_store::StoreError::from)?;
-        self.gallery.remove(&user.id);
+        self.gallery.remove(&user.id)?;
         // The core's shares are gone with their data keys, so the vault's
         // are worthless already; deleting them is tidiness, not safety.
         for token in methods.into_iter().filter_map(|m| m.vault_token) {

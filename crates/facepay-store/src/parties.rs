@@ -157,12 +157,32 @@ pub async fn insert_template(
     Ok(())
 }
 
+/// A template of an active user, with the phone digits that partition
+/// the gallery.
+#[derive(Debug, Clone, FromRow)]
+pub struct ActiveTemplate {
+    #[sqlx(flatten)]
+    pub template: StoredTemplate,
+    pub phone_last4: Option<String>,
+}
+
 /// Templates of active users, for building the in-memory gallery.
-pub async fn active_templates(conn: &mut Connection) -> Result<Vec<StoredTemplate>> {
+pub async fn active_templates(conn: &mut Connection) -> Result<Vec<ActiveTemplate>> {
     Ok(sqlx::query_as(
-        "SELECT t.user_id, t.model, t.key_id, t.nonce, t.ciphertext, t.transform_id \
-         FROM templates t \
+        "SELECT t.user_id, t.model, t.key_id, t.nonce, t.ciphertext, t.transform_id, \
+         u.phone_last4 FROM templates t \
          JOIN users u ON u.id = t.user_id WHERE u.status = 'active' ORDER BY t.user_id",
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Who paid where: (user, merchant) for every captured payment of an
+/// identified user, once each.
+pub async fn regulars(conn: &mut Connection) -> Result<Vec<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT DISTINCT user_id, merchant_id FROM payments \
+         WHERE user_id IS NOT NULL AND captured_minor > 0 ORDER BY user_id, merchant_id",
     )
     .fetch_all(conn)
     .await?)

@@ -744,6 +744,27 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             .await;
         assert_eq!(status, 201, "{backend}: {body}");
         assert_eq!(body["receipt"]["card"], "mastercard ****4444", "{backend}");
+
+        // Phone digits from the till narrow the search to that partition.
+        let with_digits = |digits: &str| {
+            let mut body = payment("face_recognition/obama3.jpg", "100");
+            body["phone_last4"] = json!(digits);
+            body
+        };
+        let (status, body, _) = restarted.pay("t3", &with_digits("5678")).await;
+        assert_eq!(status, 201, "{backend}: {body}");
+        let (status, body, _) = restarted.pay("t4", &with_digits("0000")).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (422, Some("face_not_recognised")),
+            "{backend}: the payer is not among the phones ending 0000"
+        );
+        let (status, body, _) = restarted.pay("t5", &with_digits("56a8")).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (422, Some("phone_last4_invalid")),
+            "{backend}"
+        );
         let mut conn = store.acquire().await.unwrap();
         let moved = parties::payment_method(&mut conn, legacy_id)
             .await
@@ -790,8 +811,9 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
                 .await
                 .unwrap()
                 .into_iter()
-                .find(|t| t.user_id == obama_id)
+                .find(|t| t.template.user_id == obama_id)
                 .unwrap()
+                .template
         };
         // Deleting the face only: it stops paying at once, the account stays.
         let face = || {

@@ -1,0 +1,199 @@
+//! The inner loops: int8 dot products and Hamming distances over a block of
+//! rows, and their codes.
+//!
+//! The loops are plain Rust that the compiler vectorises. The baseline
+//! x86-64 target has SSE2 only and no `popcnt`, so on x86-64 the same loops
+//! are compiled a second time with AVX2 and POPCNT enabled and chosen at
+//! run time when the CPU has them (`facepay bench gallery` prints which).
+
+/// Int8 code of a vector: `round(v / max|v| * 127)`, and the scale that
+/// turns a code's dot product back into the vector's.
+pub(crate) fn quantise(v: &[f32], out: &mut [i8]) -> f32 {
+    debug_assert_eq!(v.len(), out.len());
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 || !max.is_finite() {
+        out.fill(0);
+        return 0.0;
+    }
+    let k = 127.0 / max;
+    for (o, x) in out.iter_mut().zip(v) {
+        *o = (x * k).round().clamp(-127.0, 127.0) as i8;
+    }
+    max / 127.0
+}
+
+/// `bits` × `dim` Gaussian directions, the same in every process: a fixed
+/// seed through SplitMix64 and Box-Muller. Hand-written because it is a few
+/// lines and must never change with a dependency's version (stored codes
+/// would stop matching probes).
+pub(crate) fn projection(bits: usize, dim: usize) -> Vec<f32> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    (0..bits * dim)
+        .map(|_| {
+            let u1 = ((next() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+            let u2 = (next() >> 11) as f64 / (1u64 << 53) as f64;
+            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        })
+        .collect()
+}
+
+/// The binary code of a vector: bit `i` is the sign of its projection on
+/// direction `i`. The fraction of bits two codes differ in estimates the
+/// angle between the vectors over π.
+pub(crate) fn sign_bits(projection: &[f32], v: &[f32], out: &mut [u64]) {
+    let dim = v.len();
+    debug_assert_eq!(projection.len(), out.len() * 64 * dim);
+    for (w, word) in out.iter_mut().enumerate() {
+        *word = 0;
+        for b in 0..64 {
+            let row = &projection[(w * 64 + b) * dim..(w * 64 + b + 1) * dim];
+            if dot_f32(row, v) > 0.0 {
+                *word |= 1 << b;
+            }
+        }
+    }
+}
+
+pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[inline(always)]
+fn dots_i8_portable(codes: &[i8], dim: usize, probe: &[i8], out: &mut [i32]) {
+    for (row, o) in codes.chunks_exact(dim).zip(out.iter_mut()) {
+        *o = row
+            .iter()
+            .zip(probe)
+            .map(|(x, y)| i32::from(*x) * i32::from(*y))
+            .sum();
+    }
+}
+
+#[inline(always)]
+fn hammings_portable(bits: &[u64], words: usize, probe: &[u64], out: &mut [u32]) {
+    for (row, o) in bits.chunks_exact(words).zip(out.iter_mut()) {
+        *o = row
+            .iter()
+            .zip(probe)
+            .map(|(x, y)| (x ^ y).count_ones())
+            .sum();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt")]
+fn dots_i8_avx2(codes: &[i8], dim: usize, probe: &[i8], out: &mut [i32]) {
+    dots_i8_portable(codes, dim, probe, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt")]
+fn hammings_avx2(bits: &[u64], words: usize, probe: &[u64], out: &mut [u32]) {
+    hammings_portable(bits, words, probe, out)
+}
+
+/// The kernels this CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Kernels {
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("popcnt")
+        {
+            return Kernels::Avx2;
+        }
+        Kernels::Portable
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::Portable => "portable",
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2 => "avx2+popcnt",
+        }
+    }
+
+    /// `out[r]` = dot of row `r` of `codes` (rows of `dim`) with `probe`.
+    pub(crate) fn dots_i8(self, codes: &[i8], dim: usize, probe: &[i8], out: &mut [i32]) {
+        assert_eq!(probe.len(), dim);
+        assert!(codes.len() >= out.len() * dim);
+        match self {
+            Kernels::Portable => dots_i8_portable(codes, dim, probe, out),
+            // SAFETY: chosen only when the CPU reports AVX2 and POPCNT.
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2 => unsafe { dots_i8_avx2(codes, dim, probe, out) },
+        }
+    }
+
+    /// `out[r]` = Hamming distance of row `r` of `bits` to `probe`.
+    pub(crate) fn hammings(self, bits: &[u64], words: usize, probe: &[u64], out: &mut [u32]) {
+        assert_eq!(probe.len(), words);
+        assert!(bits.len() >= out.len() * words);
+        match self {
+            Kernels::Portable => hammings_portable(bits, words, probe, out),
+            // SAFETY: chosen only when the CPU reports AVX2 and POPCNT.
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2 => unsafe { hammings_avx2(bits, words, probe, out) },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_agree_with_each_other_and_with_floats() {
+        let dim = 128;
+        let rows: Vec<Vec<f32>> = (0..50)
+            .map(|r| {
+                let v: Vec<f32> = (0..dim)
+                    .map(|i| ((r * 31 + i * 7) % 17) as f32 - 8.0)
+                    .collect();
+                let n = dot_f32(&v, &v).sqrt();
+                v.iter().map(|x| x / n).collect()
+            })
+            .collect();
+        let mut codes = vec![0i8; rows.len() * dim];
+        let mut scales = Vec::new();
+        let mut bits = vec![0u64; rows.len() * 2];
+        let directions = projection(128, dim);
+        for (r, v) in rows.iter().enumerate() {
+            scales.push(quantise(v, &mut codes[r * dim..(r + 1) * dim]));
+            sign_bits(&directions, v, &mut bits[r * 2..(r + 1) * 2]);
+        }
+        let probe = &rows[3];
+        let mut probe_code = vec![0i8; dim];
+        let probe_scale = quantise(probe, &mut probe_code);
+        let mut probe_bits = [0u64; 2];
+        sign_bits(&directions, probe, &mut probe_bits);
+        let mut portable = vec![0i32; rows.len()];
+        let mut detected = vec![0i32; rows.len()];
+        Kernels::Portable.dots_i8(&codes, dim, &probe_code, &mut portable);
+        Kernels::detect().dots_i8(&codes, dim, &probe_code, &mut detected);
+        assert_eq!(portable, detected);
+        for (r, v) in rows.iter().enumerate() {
+            let approx = portable[r] as f32 * scales[r] * probe_scale;
+            assert!((approx - dot_f32(v, probe)).abs() < 0.02, "{approx}");
+        }
+        let mut h1 = vec![0u32; rows.len()];
+        let mut h2 = vec![0u32; rows.len()];
+        Kernels::Portable.hammings(&bits, 2, &probe_bits, &mut h1);
+        Kernels::detect().hammings(&bits, 2, &probe_bits, &mut h2);
+        assert_eq!(h1, h2);
+        assert_eq!(h1[3], 0);
+    }
+}

@@ -1,0 +1,698 @@
+//! The gallery: every enrolled template, searched 1:N at each payment.
+//!
+//! One structure, several ways to search it ([`IndexKind`]):
+//! - **exact**: every row's int8 code is scored against the probe's (the
+//!   kernels in [`kernels`]), the best [`GalleryConfig::rerank`] are scored
+//!   again in float, and those scores are what the caller sees. The int8
+//!   pass only chooses which rows get the float pass.
+//! - **prefiltered**: for large galleries, each row also has a short binary
+//!   code, the signs of random projections (SimHash: the fraction of bits
+//!   two codes differ in estimates the angle between the vectors); codes
+//!   are compared by Hamming distance first (32 bytes a row for 256 bits,
+//!   a quarter of the int8 codes) and the closest candidates go through the
+//!   exact pass. Its recall is measured against the exact scan (`facepay
+//!   bench gallery`).
+//! - **hnsw**: a graph index (`usearch`), for comparison: its nearest
+//!   candidates are re-scored in float; it needs no scan, but its recall
+//!   on face-like data is what `facepay bench gallery` measures.
+//!
+//! A search can be narrowed to a **partition**, a key known at the till
+//! such as the last four digits of the payer's phone (`phone:1234`) or the
+//! users who paid at this merchant before (`merchant:<id>`): then only the
+//! partition's rows are scored, in float.
+//!
+//! Rows live in fixed-size chunks, so an enrolment never moves the gallery
+//! and a deletion frees its slot for the next: both take the write lock for
+//! a few microseconds, between two searches. Searches share the read lock
+//! and spread a scan over the gallery's own thread pool.
+
+mod decision;
+pub mod kernels;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::RwLock;
+
+use rayon::prelude::*;
+
+pub use decision::{Decision, DecisionPolicy};
+pub use kernels::Kernels;
+
+/// Most candidates a search returns, and so the most a step-up chooses among.
+pub const CANDIDATES_MAX: usize = 5;
+/// The longest template accepted.
+pub const DIM_MAX: usize = 4096;
+/// Rows a gallery holds at most (ids are `u32` slots).
+pub const ROWS_MAX: usize = 200_000_000;
+/// Partitions one row belongs to at most.
+pub const PARTITIONS_PER_ROW_MAX: usize = 64;
+/// The longest binary code.
+pub const BITS_MAX: usize = 4096;
+/// Rows per chunk: large enough that a scan is one long loop per chunk,
+/// small enough that adding a chunk under the write lock is quick.
+const CHUNK_ROWS: usize = 16_384;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GalleryError {
+    #[error("the template has {got} values; this gallery holds {want}")]
+    Dimension { got: usize, want: usize },
+    #[error("the template holds a value that is not a finite number")]
+    NotFinite,
+    #[error("the gallery is full ({ROWS_MAX} rows)")]
+    Full,
+    #[error("a row belongs to at most {PARTITIONS_PER_ROW_MAX} partitions")]
+    TooManyPartitions,
+    #[error("the gallery's configuration is not usable: {0}")]
+    Config(String),
+    #[error("the graph index failed: {0}")]
+    Graph(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub user_id: String,
+    pub score: f32,
+}
+
+/// How a search over the whole gallery finds its candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKind {
+    /// Score every row (int8), re-score the best in float.
+    Exact,
+    /// Rank every row by the Hamming distance of `bits` sign bits of
+    /// random projections (SimHash), then score the closest `candidates`
+    /// rows exactly.
+    Prefiltered { bits: usize, candidates: usize },
+    /// A navigable small-world graph (HNSW, the `usearch` crate) over the
+    /// float rows; its `candidates` nearest are re-scored exactly.
+    Hnsw {
+        connectivity: usize,
+        expansion_add: usize,
+        expansion_search: usize,
+        candidates: usize,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct GalleryConfig {
+    pub dim: usize,
+    pub kind: IndexKind,
+    /// Rows re-scored in float after the int8 pass.
+    pub rerank: usize,
+    /// Keep each row's floats for re-scoring. Without them (to fit ten
+    /// million rows in memory) scores are the int8 estimate.
+    pub keep_floats: bool,
+    /// Threads a scan is spread over.
+    pub threads: usize,
+}
+
+impl GalleryConfig {
+    pub fn new(dim: usize) -> Self {
+        Self {
+            dim,
+            kind: IndexKind::Exact,
+            rerank: 64,
+            keep_floats: true,
+            threads: 1,
+        }
+    }
+}
+
+/// Which rows a search looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    All,
+    Partition(&'a str),
+}
+
+struct Chunk {
+    codes: Vec<i8>,
+    scales: Vec<f32>,
+    floats: Vec<f32>,
+    bits: Vec<u64>,
+    alive: Vec<bool>,
+}
+
+struct Rows {
+    chunks: Vec<Chunk>,
+    /// The user of each slot; empty for a free slot.
+    ids: Vec<String>,
+    partitions_of: Vec<Vec<String>>,
+    slot_of: HashMap<String, u32>,
+    free: Vec<u32>,
+    partitions: HashMap<String, Vec<u32>>,
+}
+
+pub struct Gallery {
+    config: GalleryConfig,
+    /// Words of a row's binary code (0 without a prefilter).
+    words: usize,
+    /// `bits` × `dim` Gaussian directions of the binary code.
+    projection: Vec<f32>,
+    kernels: Kernels,
+    pool: Option<rayon::ThreadPool>,
+    /// The graph of [`IndexKind::Hnsw`], keyed by slot; changed only under
+    /// the rows' write lock, so it always agrees with them.
+    graph: Option<usearch::Index>,
+    rows: RwLock<Rows>,
+}
+
+/// A probe in every form the passes need.
+struct Probe {
+    floats: Vec<f32>,
+    code: Vec<i8>,
+    scale: f32,
+    bits: Vec<u64>,
+}
+
+impl Gallery {
+    pub fn new(config: GalleryConfig) -> Result<Self, GalleryError> {
+        if config.dim == 0 || config.dim > DIM_MAX {
+            return Err(GalleryError::Config(format!("dim must be 1 to {DIM_MAX}")));
+        }
+        if config.rerank == 0 || config.threads == 0 {
+            return Err(GalleryError::Config(
+                "rerank and threads must be positive".into(),
+            ));
+        }
+        let mut bits = 0;
+        if let IndexKind::Prefiltered {
+            bits: code_bits,
+            candidates,
+        } = config.kind
+        {
+            if candidates < config.rerank {
+                return Err(GalleryError::Config(
+                    "a prefilter must keep at least `rerank` candidates".into(),
+                ));
+            }
+            if code_bits == 0 || code_bits > BITS_MAX || !code_bits.is_multiple_of(64) {
+                return Err(GalleryError::Config(format!(
+                    "prefilter bits must be a multiple of 64 up to {BITS_MAX}"
+                )));
+            }
+            bits = code_bits;
+        }
+        let graph = match config.kind {
+            IndexKind::Hnsw {
+                connectivity,
+                expansion_add,
+                expansion_search,
+                candidates,
+            } => {
+                if candidates == 0 || candidates > 4096 {
+                    return Err(GalleryError::Config(
+                        "hnsw candidates must be 1 to 4096".into(),
+                    ));
+                }
+                let options = usearch::IndexOptions {
+                    dimensions: config.dim,
+                    metric: usearch::MetricKind::IP,
+                    quantization: usearch::ScalarKind::F32,
+                    connectivity,
+                    expansion_add,
+                    expansion_search,
+                    multi: false,
+                };
+                let graph = usearch::Index::new(&options)
+                    .map_err(|e| GalleryError::Graph(e.to_string()))?;
+                graph
+                    .reserve_capacity_and_threads(CHUNK_ROWS, config.threads.max(1))
+                    .map_err(|e| GalleryError::Graph(e.to_string()))?;
+                Some(graph)
+            }
+            _ => None,
+        };
+        let pool = if config.threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(config.threads)
+                    .thread_name(|i| format!("gallery-{i}"))
+                    .build()
+                    .map_err(|e| GalleryError::Config(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            words: bits / 64,
+            projection: kernels::projection(bits, config.dim),
+            graph,
+            kernels: Kernels::detect(),
+            pool,
+            rows: RwLock::new(Rows {
+                chunks: Vec::new(),
+                ids: Vec::new(),
+                partitions_of: Vec::new(),
+                slot_of: HashMap::new(),
+                free: Vec::new(),
+                partitions: HashMap::new(),
+            }),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &GalleryConfig {
+        &self.config
+    }
+
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().slot_of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, user_id: &str) -> bool {
+        self.read().slot_of.contains_key(user_id)
+    }
+
+    /// Bytes held by the rows' codes, floats and bookkeeping.
+    pub fn memory_bytes(&self) -> usize {
+        let rows = self.read();
+        let chunk: usize = rows
+            .chunks
+            .iter()
+            .map(|c| {
+                c.codes.capacity()
+                    + 4 * (c.scales.capacity() + c.floats.capacity())
+                    + 8 * c.bits.capacity()
+                    + c.alive.capacity()
+            })
+            .sum();
+        let ids: usize = rows.ids.iter().map(|s| s.capacity() + 24).sum();
+        let graph = self.graph.as_ref().map_or(0, |g| g.memory_usage());
+        chunk + 2 * ids + 4 * rows.free.capacity() + graph
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Rows> {
+        self.rows.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check(&self, vector: &[f32]) -> Result<(), GalleryError> {
+        if vector.len() != self.config.dim {
+            return Err(GalleryError::Dimension {
+                got: vector.len(),
+                want: self.config.dim,
+            });
+        }
+        if !vector.iter().all(|x| x.is_finite()) {
+            return Err(GalleryError::NotFinite);
+        }
+        Ok(())
+    }
+
+    /// Adds or replaces a user's template, in the given partitions.
+    /// Templates are expected L2-normalised, so a dot product is a cosine.
+    pub fn insert(
+        &self,
+        user_id: &str,
+        vector: &[f32],
+        partitions: &[String],
+    ) -> Result<(), GalleryError> {
+        self.check(vector)?;
+        if partitions.len() > PARTITIONS_PER_ROW_MAX {
+            return Err(GalleryError::TooManyPartitions);
+        }
+        let dim = self.config.dim;
+        let words = self.words;
+        // Codes are made before the lock is taken.
+        let mut code = vec![0i8; dim];
+        let scale = kernels::quantise(vector, &mut code);
+        let mut bits = vec![0u64; words];
+        kernels::sign_bits(&self.projection, vector, &mut bits);
+
+        let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = rows.slot_of.get(user_id).copied() {
+            self.unlink(old)?;
+            rows.release(old);
+        }
+        let slot = match rows.free.pop() {
+            Some(slot) => slot,
+            None => {
+                let slot = rows.ids.len();
+                if slot >= ROWS_MAX {
+                    return Err(GalleryError::Full);
+                }
+                if slot.is_multiple_of(CHUNK_ROWS) {
+                    let floats = if self.config.keep_floats {
+                        CHUNK_ROWS * dim
+                    } else {
+                        0
+                    };
+                    rows.chunks.push(Chunk {
+                        codes: vec![0; CHUNK_ROWS * dim],
+                        scales: vec![0.0; CHUNK_ROWS],
+                        floats: vec![0.0; floats],
+                        bits: vec![0; CHUNK_ROWS * words],
+                        alive: vec![false; CHUNK_ROWS],
+                    });
+                }
+                rows.ids.push(String::new());
+                rows.partitions_of.push(Vec::new());
+                slot as u32
+            }
+        };
+        let (c, r) = (slot as usize / CHUNK_ROWS, slot as usize % CHUNK_ROWS);
+        let chunk = &mut rows.chunks[c];
+        chunk.codes[r * dim..(r + 1) * dim].copy_from_slice(&code);
+        chunk.scales[r] = scale;
+        if self.config.keep_floats {
+            chunk.floats[r * dim..(r + 1) * dim].copy_from_slice(vector);
+        }
+        chunk.bits[r * words..(r + 1) * words].copy_from_slice(&bits);
+        chunk.alive[r] = true;
+        rows.ids[slot as usize] = user_id.to_owned();
+        rows.slot_of.insert(user_id.to_owned(), slot);
+        for key in partitions {
+            rows.partitions.entry(key.clone()).or_default().push(slot);
+        }
+        rows.partitions_of[slot as usize] = partitions.to_vec();
+        if let Some(graph) = &self.graph {
+            if graph.size() + 1 > graph.capacity() {
+                graph
+                    .reserve_capacity_and_threads(2 * graph.capacity(), self.config.threads)
+                    .map_err(|e| GalleryError::Graph(e.to_string()))?;
+            }
+            graph
+                .add(u64::from(slot), vector)
+                .map_err(|e| GalleryError::Graph(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Takes a slot out of the graph, if there is one.
+    fn unlink(&self, slot: u32) -> Result<(), GalleryError> {
+        if let Some(graph) = &self.graph {
+            graph
+                .remove(u64::from(slot))
+                .map_err(|e| GalleryError::Graph(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Adds an enrolled user to one more partition (say, a merchant's
+    /// regulars after a payment there). False if the user is not enrolled
+    /// or already in it.
+    pub fn join_partition(&self, user_id: &str, key: &str) -> Result<bool, GalleryError> {
+        let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
+        let Some(slot) = rows.slot_of.get(user_id).copied() else {
+            return Ok(false);
+        };
+        let of = &rows.partitions_of[slot as usize];
+        if of.iter().any(|k| k == key) {
+            return Ok(false);
+        }
+        if of.len() >= PARTITIONS_PER_ROW_MAX {
+            return Err(GalleryError::TooManyPartitions);
+        }
+        rows.partitions_of[slot as usize].push(key.to_owned());
+        rows.partitions
+            .entry(key.to_owned())
+            .or_default()
+            .push(slot);
+        Ok(true)
+    }
+
+    /// Removes a user at once. False if they were not in the gallery.
+    pub fn remove(&self, user_id: &str) -> Result<bool, GalleryError> {
+        let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
+        match rows.slot_of.get(user_id).copied() {
+            Some(slot) => {
+                self.unlink(slot)?;
+                rows.release(slot);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The best candidates at or above `floor`, best first, at most
+    /// `limit` (and [`CANDIDATES_MAX`]).
+    pub fn search(
+        &self,
+        probe: &[f32],
+        scope: Scope<'_>,
+        floor: f32,
+        limit: usize,
+    ) -> Result<Vec<Candidate>, GalleryError> {
+        self.check(probe)?;
+        let limit = limit.min(CANDIDATES_MAX);
+        let mut code = vec![0i8; self.config.dim];
+        let scale = kernels::quantise(probe, &mut code);
+        let mut bits = vec![0u64; self.words];
+        kernels::sign_bits(&self.projection, probe, &mut bits);
+        let probe = Probe {
+            floats: probe.to_vec(),
+            code,
+            scale,
+            bits,
+        };
+        let rows = self.read();
+        let scored = match scope {
+            Scope::Partition(key) => {
+                let slots = rows.partitions.get(key).map(Vec::as_slice).unwrap_or(&[]);
+                self.rescore(&rows, &probe, slots.iter().copied())
+            }
+            Scope::All => {
+                let shortlist = match self.config.kind {
+                    IndexKind::Exact => self.scan_i8(&rows, &probe),
+                    IndexKind::Prefiltered { candidates, .. } => {
+                        let near = self.scan_bits(&rows, &probe, candidates);
+                        self.best_i8(&rows, &probe, &near)
+                    }
+                    IndexKind::Hnsw { candidates, .. } => self.graph_near(&probe, candidates)?,
+                };
+                self.rescore(&rows, &probe, shortlist.into_iter())
+            }
+        };
+        let mut found: Vec<Candidate> = scored
+            .into_iter()
+            .filter(|(_, score)| *score >= floor)
+            .map(|(slot, score)| Candidate {
+                user_id: rows.ids[slot as usize].clone(),
+                score,
+            })
+            .collect();
+        found.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.user_id.cmp(&b.user_id)));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    /// Runs `work` on each chunk, on the pool when there is one.
+    fn per_chunk<T, F>(&self, rows: &Rows, work: F) -> Vec<T>
+    where
+        T: Send,
+        F: Fn(usize, &Chunk) -> T + Sync + Send,
+    {
+        match &self.pool {
+            Some(pool) => pool.install(|| {
+                rows.chunks
+                    .par_iter()
+                    .enumerate()
+                    .map(|(c, chunk)| work(c, chunk))
+                    .collect()
+            }),
+            None => rows
+                .chunks
+                .iter()
+                .enumerate()
+                .map(|(c, chunk)| work(c, chunk))
+                .collect(),
+        }
+    }
+
+    /// The `rerank` slots with the best int8 scores, over the whole gallery.
+    fn scan_i8(&self, rows: &Rows, probe: &Probe) -> Vec<u32> {
+        let keep = self.config.rerank;
+        let dim = self.config.dim;
+        let per_chunk = self.per_chunk(rows, |c, chunk| {
+            let mut dots = vec![0i32; CHUNK_ROWS];
+            self.kernels
+                .dots_i8(&chunk.codes, dim, &probe.code, &mut dots);
+            let mut best = TopK::new(keep);
+            for (r, dot) in dots.iter().enumerate() {
+                if chunk.alive[r] {
+                    best.push(*dot as f32 * chunk.scales[r], (c * CHUNK_ROWS + r) as u32);
+                }
+            }
+            best
+        });
+        merge(per_chunk, keep)
+    }
+
+    /// The `keep` slots closest by Hamming distance.
+    fn scan_bits(&self, rows: &Rows, probe: &Probe, keep: usize) -> Vec<u32> {
+        let words = self.words;
+        let per_chunk = self.per_chunk(rows, |c, chunk| {
+            let mut distances = vec![0u32; CHUNK_ROWS];
+            self.kernels
+                .hammings(&chunk.bits, words, &probe.bits, &mut distances);
+            // Smallest distances are best: rank by the negated distance.
+            let mut best = TopK::new(keep);
+            for (r, d) in distances.iter().enumerate() {
+                if chunk.alive[r] {
+                    best.push(-(*d as f32), (c * CHUNK_ROWS + r) as u32);
+                }
+            }
+            best
+        });
+        merge(per_chunk, keep)
+    }
+
+    /// The graph's `candidates` nearest slots.
+    fn graph_near(&self, probe: &Probe, candidates: usize) -> Result<Vec<u32>, GalleryError> {
+        let Some(graph) = &self.graph else {
+            return Ok(Vec::new());
+        };
+        let found = graph
+            .search(&probe.floats, candidates)
+            .map_err(|e| GalleryError::Graph(e.to_string()))?;
+        Ok(found
+            .keys
+            .into_iter()
+            .filter_map(|k| u32::try_from(k).ok())
+            .collect())
+    }
+
+    /// The `rerank` best of `slots` by int8 score.
+    fn best_i8(&self, rows: &Rows, probe: &Probe, slots: &[u32]) -> Vec<u32> {
+        let dim = self.config.dim;
+        let mut best = TopK::new(self.config.rerank);
+        let mut dot = [0i32; 1];
+        for &slot in slots {
+            let (c, r) = (slot as usize / CHUNK_ROWS, slot as usize % CHUNK_ROWS);
+            let chunk = &rows.chunks[c];
+            self.kernels.dots_i8(
+                &chunk.codes[r * dim..(r + 1) * dim],
+                dim,
+                &probe.code,
+                &mut dot,
+            );
+            best.push(dot[0] as f32 * chunk.scales[r], slot);
+        }
+        best.into_slots()
+    }
+
+    /// Final scores of `slots`: float when the floats are kept, else the
+    /// int8 estimate.
+    fn rescore(
+        &self,
+        rows: &Rows,
+        probe: &Probe,
+        slots: impl Iterator<Item = u32>,
+    ) -> Vec<(u32, f32)> {
+        let dim = self.config.dim;
+        let mut dot = [0i32; 1];
+        slots
+            .filter_map(|slot| {
+                let (c, r) = (slot as usize / CHUNK_ROWS, slot as usize % CHUNK_ROWS);
+                let chunk = &rows.chunks[c];
+                if !chunk.alive[r] {
+                    return None;
+                }
+                let score = if self.config.keep_floats {
+                    kernels::dot_f32(&chunk.floats[r * dim..(r + 1) * dim], &probe.floats)
+                } else {
+                    self.kernels.dots_i8(
+                        &chunk.codes[r * dim..(r + 1) * dim],
+                        dim,
+                        &probe.code,
+                        &mut dot,
+                    );
+                    dot[0] as f32 * chunk.scales[r] * probe.scale
+                };
+                Some((slot, score))
+            })
+            .collect()
+    }
+}
+
+impl Rows {
+    /// Frees a slot: no search sees it from now on, and the next insert
+    /// may reuse it.
+    fn release(&mut self, slot: u32) {
+        let (c, r) = (slot as usize / CHUNK_ROWS, slot as usize % CHUNK_ROWS);
+        self.chunks[c].alive[r] = false;
+        let id = std::mem::take(&mut self.ids[slot as usize]);
+        self.slot_of.remove(&id);
+        for key in std::mem::take(&mut self.partitions_of[slot as usize]) {
+            if let Some(members) = self.partitions.get_mut(&key) {
+                members.retain(|s| *s != slot);
+                if members.is_empty() {
+                    self.partitions.remove(&key);
+                }
+            }
+        }
+        self.free.push(slot);
+    }
+}
+
+/// The `k` best (score, slot) pairs seen, kept in a min-heap of the best.
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Reverse<(Score, u32)>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Score(f32);
+
+impl Eq for Score {}
+
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        assert!(k > 0);
+        Self {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    fn push(&mut self, score: f32, slot: u32) {
+        if self.heap.len() < self.k {
+            self.heap.push(Reverse((Score(score), slot)));
+        } else if let Some(Reverse((worst, _))) = self.heap.peek()
+            && score > worst.0
+        {
+            self.heap.pop();
+            self.heap.push(Reverse((Score(score), slot)));
+        }
+    }
+
+    fn into_slots(self) -> Vec<u32> {
+        self.heap
+            .into_iter()
+            .map(|Reverse((_, slot))| slot)
+            .collect()
+    }
+}
+
+fn merge(parts: Vec<TopK>, k: usize) -> Vec<u32> {
+    let mut all = TopK::new(k);
+    for part in parts {
+        for Reverse((score, slot)) in part.heap {
+            all.push(score.0, slot);
+        }
+    }
+    all.into_slots()
+}
+
+#[cfg(test)]
+mod tests;

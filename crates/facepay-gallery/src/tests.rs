@@ -1,0 +1,313 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+
+use super::*;
+
+fn gaussian(rng: &mut ChaCha20Rng) -> f32 {
+    let u1 = (rng.next_u32() as f64 + 1.0) / (u32::MAX as f64 + 2.0);
+    let u2 = rng.next_u32() as f64 / u32::MAX as f64;
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+}
+
+fn normalised(v: Vec<f32>) -> Vec<f32> {
+    let n = kernels::dot_f32(&v, &v).sqrt();
+    v.into_iter().map(|x| x / n).collect()
+}
+
+fn random_unit(rng: &mut ChaCha20Rng, dim: usize) -> Vec<f32> {
+    normalised((0..dim).map(|_| gaussian(rng)).collect())
+}
+
+/// A sample of `centre` at a cosine of about `1 / sqrt(1 + sigma^2)`.
+fn near(rng: &mut ChaCha20Rng, centre: &[f32], sigma: f32) -> Vec<f32> {
+    let scale = sigma / (centre.len() as f32).sqrt();
+    normalised(centre.iter().map(|c| c + scale * gaussian(rng)).collect())
+}
+
+fn reference(rows: &[(String, Vec<f32>)], probe: &[f32], k: usize) -> Vec<Candidate> {
+    let mut all: Vec<Candidate> = rows
+        .iter()
+        .map(|(id, v)| Candidate {
+            user_id: id.clone(),
+            score: kernels::dot_f32(v, probe),
+        })
+        .collect();
+    all.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.user_id.cmp(&b.user_id)));
+    all.truncate(k);
+    all
+}
+
+fn filled(config: GalleryConfig, rows: &[(String, Vec<f32>)]) -> Gallery {
+    let gallery = Gallery::new(config).unwrap();
+    for (id, v) in rows {
+        gallery.insert(id, v, &[]).unwrap();
+    }
+    gallery
+}
+
+#[test]
+fn exact_scan_equals_a_plain_float_scan() {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let dim = 128;
+    // More than two chunks, so the merge across chunks and threads counts.
+    let rows: Vec<(String, Vec<f32>)> = (0..40_000)
+        .map(|i| (format!("u{i}"), random_unit(&mut rng, dim)))
+        .collect();
+    for threads in [1, 2] {
+        let gallery = filled(
+            GalleryConfig {
+                threads,
+                ..GalleryConfig::new(dim)
+            },
+            &rows,
+        );
+        for q in 0..30 {
+            let probe = near(&mut rng, &rows[q * 997].1, 0.8);
+            let found = gallery.search(&probe, Scope::All, -1.0, 5).unwrap();
+            let want = reference(&rows, &probe, 5);
+            assert_eq!(found.len(), 5);
+            for (f, w) in found.iter().zip(&want) {
+                assert_eq!(f.user_id, w.user_id, "threads {threads}, query {q}");
+                assert!((f.score - w.score).abs() < 1e-6);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_prefilter_finds_the_payer_on_a_fixed_seed() {
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    let dim = 128;
+    let rows: Vec<(String, Vec<f32>)> = (0..50_000)
+        .map(|i| (format!("u{i}"), random_unit(&mut rng, dim)))
+        .collect();
+    let exact = filled(GalleryConfig::new(dim), &rows);
+    let prefiltered = filled(
+        GalleryConfig {
+            kind: IndexKind::Prefiltered {
+                bits: 256,
+                candidates: 512,
+            },
+            threads: 2,
+            ..GalleryConfig::new(dim)
+        },
+        &rows,
+    );
+    let queries = 200;
+    let mut agree = 0;
+    for q in 0..queries {
+        // A weak genuine probe: cosine about 0.64 to its template, below
+        // the lowest genuine pair of the sample photos (0.545 to 0.99).
+        let probe = near(&mut rng, &rows[q * 211].1, 1.2);
+        let want = exact.search(&probe, Scope::All, -1.0, 1).unwrap();
+        let got = prefiltered.search(&probe, Scope::All, -1.0, 1).unwrap();
+        if want.first().map(|c| &c.user_id) == got.first().map(|c| &c.user_id) {
+            agree += 1;
+        }
+    }
+    let recall = agree as f64 / queries as f64;
+    assert!(recall >= 0.99, "recall@1 {recall}");
+}
+
+#[test]
+fn the_graph_index_finds_the_payer_on_a_fixed_seed_and_forgets_removals() {
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let dim = 128;
+    let rows: Vec<(String, Vec<f32>)> = (0..20_000)
+        .map(|i| (format!("u{i}"), random_unit(&mut rng, dim)))
+        .collect();
+    let graph = filled(
+        GalleryConfig {
+            kind: IndexKind::Hnsw {
+                connectivity: 16,
+                expansion_add: 128,
+                expansion_search: 256,
+                candidates: 64,
+            },
+            ..GalleryConfig::new(dim)
+        },
+        &rows,
+    );
+    let queries = 100;
+    let mut found = 0;
+    for q in 0..queries {
+        let probe = near(&mut rng, &rows[q * 173].1, 0.75);
+        let got = graph.search(&probe, Scope::All, -1.0, 1).unwrap();
+        if got.first().map(|c| c.user_id.as_str()) == Some(rows[q * 173].0.as_str()) {
+            found += 1;
+        }
+    }
+    // The floor this seed passes; the benchmark measures recall properly.
+    assert!(found >= 95, "recall@1 {found}/{queries}");
+    assert!(graph.remove("u0").unwrap());
+    let got = graph.search(&rows[0].1, Scope::All, -1.0, 1).unwrap();
+    assert_ne!(got[0].user_id, "u0");
+    assert!(graph.memory_bytes() > rows.len() * dim * 4);
+}
+
+#[test]
+fn partitions_narrow_the_search_and_follow_removals() {
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let dim = 16;
+    let gallery = Gallery::new(GalleryConfig::new(dim)).unwrap();
+    let a = random_unit(&mut rng, dim);
+    let b = near(&mut rng, &a, 0.05);
+    gallery.insert("a", &a, &["phone:1111".into()]).unwrap();
+    gallery.insert("b", &b, &["phone:2222".into()]).unwrap();
+    let all = gallery.search(&a, Scope::All, 0.0, 5).unwrap();
+    assert_eq!(all.len(), 2);
+    let only = gallery
+        .search(&b, Scope::Partition("phone:1111"), 0.0, 5)
+        .unwrap();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].user_id, "a");
+    assert!(
+        gallery
+            .search(&a, Scope::Partition("phone:9999"), -1.0, 5)
+            .unwrap()
+            .is_empty()
+    );
+
+    assert!(gallery.join_partition("b", "merchant:m1").unwrap());
+    assert!(!gallery.join_partition("b", "merchant:m1").unwrap());
+    assert!(!gallery.join_partition("nobody", "merchant:m1").unwrap());
+    assert_eq!(
+        gallery
+            .search(&a, Scope::Partition("merchant:m1"), 0.0, 5)
+            .unwrap()[0]
+            .user_id,
+        "b"
+    );
+    assert!(gallery.remove("b").unwrap());
+    assert!(!gallery.remove("b").unwrap());
+    assert!(
+        gallery
+            .search(&a, Scope::Partition("merchant:m1"), -1.0, 5)
+            .unwrap()
+            .is_empty()
+    );
+    // The freed slot is reused and carries none of its old partitions.
+    gallery.insert("c", &b, &[]).unwrap();
+    assert!(
+        gallery
+            .search(&a, Scope::Partition("phone:2222"), -1.0, 5)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(gallery.len(), 2);
+    // Re-enrolling replaces the template and the partitions.
+    gallery.insert("a", &b, &["phone:3333".into()]).unwrap();
+    assert_eq!(gallery.len(), 2);
+    assert!(
+        gallery
+            .search(&a, Scope::Partition("phone:1111"), -1.0, 5)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn bad_templates_and_configurations_are_refused() {
+    let gallery = Gallery::new(GalleryConfig::new(4)).unwrap();
+    assert_eq!(
+        gallery.insert("x", &[1.0, 0.0], &[]),
+        Err(GalleryError::Dimension { got: 2, want: 4 })
+    );
+    assert_eq!(
+        gallery.insert("x", &[f32::NAN, 0.0, 0.0, 0.0], &[]),
+        Err(GalleryError::NotFinite)
+    );
+    assert!(gallery.search(&[1.0], Scope::All, 0.0, 1).is_err());
+    let too_many: Vec<String> = (0..=PARTITIONS_PER_ROW_MAX)
+        .map(|i| i.to_string())
+        .collect();
+    assert_eq!(
+        gallery.insert("x", &[1.0, 0.0, 0.0, 0.0], &too_many),
+        Err(GalleryError::TooManyPartitions)
+    );
+    assert!(Gallery::new(GalleryConfig::new(0)).is_err());
+    assert!(
+        Gallery::new(GalleryConfig {
+            kind: IndexKind::Prefiltered {
+                bits: 256,
+                candidates: 1,
+            },
+            ..GalleryConfig::new(4)
+        })
+        .is_err()
+    );
+}
+
+#[test]
+fn without_floats_scores_are_close_estimates() {
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    let dim = 128;
+    let rows: Vec<(String, Vec<f32>)> = (0..2_000)
+        .map(|i| (format!("u{i}"), random_unit(&mut rng, dim)))
+        .collect();
+    let gallery = filled(
+        GalleryConfig {
+            keep_floats: false,
+            ..GalleryConfig::new(dim)
+        },
+        &rows,
+    );
+    let probe = near(&mut rng, &rows[7].1, 0.6);
+    let found = gallery.search(&probe, Scope::All, -1.0, 1).unwrap();
+    let want = reference(&rows, &probe, 1);
+    assert_eq!(found[0].user_id, want[0].user_id);
+    assert!((found[0].score - want[0].score).abs() < 0.01);
+}
+
+#[test]
+fn enrolments_and_deletions_land_at_once_under_concurrent_searches() {
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let dim = 128;
+    let gallery = Arc::new(
+        Gallery::new(GalleryConfig {
+            threads: 2,
+            ..GalleryConfig::new(dim)
+        })
+        .unwrap(),
+    );
+    let crowd: Vec<Vec<f32>> = (0..20_000).map(|_| random_unit(&mut rng, dim)).collect();
+    for (i, v) in crowd.iter().enumerate() {
+        gallery.insert(&format!("crowd{i}"), v, &[]).unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let searchers: Vec<_> = (0..3)
+        .map(|s| {
+            let (gallery, stop, probe) =
+                (Arc::clone(&gallery), Arc::clone(&stop), crowd[s].clone());
+            std::thread::spawn(move || {
+                let mut searches = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let found = gallery.search(&probe, Scope::All, 0.9, 1).unwrap();
+                    assert_eq!(found[0].user_id, format!("crowd{s}"));
+                    searches += 1;
+                }
+                searches
+            })
+        })
+        .collect();
+    for round in 0..200 {
+        let v = random_unit(&mut rng, dim);
+        let id = format!("new{round}");
+        gallery.insert(&id, &v, &[]).unwrap();
+        assert_eq!(
+            gallery.search(&v, Scope::All, 0.99, 1).unwrap()[0].user_id,
+            id
+        );
+        assert!(gallery.remove(&id).unwrap());
+        let after = gallery.search(&v, Scope::All, 0.99, 1).unwrap();
+        assert!(after.is_empty(), "{id} still found after its removal");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for searcher in searchers {
+        assert!(searcher.join().unwrap() > 0);
+    }
+    assert_eq!(gallery.len(), crowd.len());
+}
