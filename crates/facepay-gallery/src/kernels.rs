@@ -61,8 +61,23 @@ pub(crate) fn sign_bits(projection: &[f32], v: &[f32], out: &mut [u64]) {
     }
 }
 
+/// Eight partial sums, so the compiler may keep them in one vector
+/// register (a single running sum must be added in order).
 pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut lanes = [0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 #[inline(always)]

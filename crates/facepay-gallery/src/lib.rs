@@ -252,6 +252,27 @@ impl Gallery {
         })
     }
 
+    /// Spreads later scans over `threads` threads (a benchmark compares
+    /// thread counts on one gallery without building it again).
+    pub fn set_threads(&mut self, threads: usize) -> Result<(), GalleryError> {
+        if threads == 0 {
+            return Err(GalleryError::Config("threads must be positive".into()));
+        }
+        self.pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("gallery-{i}"))
+                    .build()
+                    .map_err(|e| GalleryError::Config(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        self.config.threads = threads;
+        Ok(())
+    }
+
     pub fn config(&self) -> &GalleryConfig {
         &self.config
     }
@@ -315,74 +336,105 @@ impl Gallery {
         vector: &[f32],
         partitions: &[String],
     ) -> Result<(), GalleryError> {
-        self.check(vector)?;
-        if partitions.len() > PARTITIONS_PER_ROW_MAX {
-            return Err(GalleryError::TooManyPartitions);
-        }
+        self.insert_many(&[(user_id, vector, partitions)])
+    }
+
+    /// Adds or replaces many templates under one write lock; the graph, if
+    /// any, takes them on all cores (start-up and benchmarks load this way).
+    pub fn insert_many(&self, batch: &[(&str, &[f32], &[String])]) -> Result<(), GalleryError> {
         let dim = self.config.dim;
         let words = self.words;
         // Codes are made before the lock is taken.
-        let mut code = vec![0i8; dim];
-        let scale = kernels::quantise(vector, &mut code);
-        let mut bits = vec![0u64; words];
-        kernels::sign_bits(&self.projection, vector, &mut bits);
+        let mut codes = vec![0i8; batch.len() * dim];
+        let mut scales = Vec::with_capacity(batch.len());
+        let mut bits = vec![0u64; batch.len() * words];
+        for (i, (_, vector, partitions)) in batch.iter().enumerate() {
+            self.check(vector)?;
+            if partitions.len() > PARTITIONS_PER_ROW_MAX {
+                return Err(GalleryError::TooManyPartitions);
+            }
+            scales.push(kernels::quantise(
+                vector,
+                &mut codes[i * dim..(i + 1) * dim],
+            ));
+            kernels::sign_bits(
+                &self.projection,
+                vector,
+                &mut bits[i * words..(i + 1) * words],
+            );
+        }
 
         let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = rows.slot_of.get(user_id).copied() {
-            self.unlink(old)?;
-            rows.release(old);
-        }
-        let slot = match rows.free.pop() {
-            Some(slot) => slot,
-            None => {
-                let slot = rows.ids.len();
-                if slot >= ROWS_MAX {
-                    return Err(GalleryError::Full);
-                }
-                if slot.is_multiple_of(CHUNK_ROWS) {
-                    let floats = if self.config.keep_floats {
-                        CHUNK_ROWS * dim
-                    } else {
-                        0
-                    };
-                    rows.chunks.push(Chunk {
-                        codes: vec![0; CHUNK_ROWS * dim],
-                        scales: vec![0.0; CHUNK_ROWS],
-                        floats: vec![0.0; floats],
-                        bits: vec![0; CHUNK_ROWS * words],
-                        alive: vec![false; CHUNK_ROWS],
-                    });
-                }
-                rows.ids.push(String::new());
-                rows.partitions_of.push(Vec::new());
-                slot as u32
+        let mut placed = Vec::with_capacity(batch.len());
+        for (i, (user_id, vector, partitions)) in batch.iter().enumerate() {
+            if let Some(old) = rows.slot_of.get(*user_id).copied() {
+                self.unlink(old)?;
+                rows.release(old);
             }
-        };
-        let (c, r) = (slot as usize / CHUNK_ROWS, slot as usize % CHUNK_ROWS);
-        let chunk = &mut rows.chunks[c];
-        chunk.codes[r * dim..(r + 1) * dim].copy_from_slice(&code);
-        chunk.scales[r] = scale;
-        if self.config.keep_floats {
-            chunk.floats[r * dim..(r + 1) * dim].copy_from_slice(vector);
+            let slot = match rows.free.pop() {
+                Some(slot) => slot,
+                None => {
+                    let slot = rows.ids.len();
+                    if slot >= ROWS_MAX {
+                        return Err(GalleryError::Full);
+                    }
+                    if slot.is_multiple_of(CHUNK_ROWS) {
+                        let floats = if self.config.keep_floats {
+                            CHUNK_ROWS * dim
+                        } else {
+                            0
+                        };
+                        rows.chunks.push(Chunk {
+                            codes: vec![0; CHUNK_ROWS * dim],
+                            scales: vec![0.0; CHUNK_ROWS],
+                            floats: vec![0.0; floats],
+                            bits: vec![0; CHUNK_ROWS * words],
+                            alive: vec![false; CHUNK_ROWS],
+                        });
+                    }
+                    rows.ids.push(String::new());
+                    rows.partitions_of.push(Vec::new());
+                    slot as u32
+                }
+            };
+            let (c, r) = (slot as usize / CHUNK_ROWS, slot as usize % CHUNK_ROWS);
+            let chunk = &mut rows.chunks[c];
+            chunk.codes[r * dim..(r + 1) * dim].copy_from_slice(&codes[i * dim..(i + 1) * dim]);
+            chunk.scales[r] = scales[i];
+            if self.config.keep_floats {
+                chunk.floats[r * dim..(r + 1) * dim].copy_from_slice(vector);
+            }
+            chunk.bits[r * words..(r + 1) * words]
+                .copy_from_slice(&bits[i * words..(i + 1) * words]);
+            chunk.alive[r] = true;
+            rows.ids[slot as usize] = (*user_id).to_owned();
+            rows.slot_of.insert((*user_id).to_owned(), slot);
+            for key in partitions.iter() {
+                rows.partitions.entry(key.clone()).or_default().push(slot);
+            }
+            rows.partitions_of[slot as usize] = partitions.to_vec();
+            placed.push((slot, *vector));
         }
-        chunk.bits[r * words..(r + 1) * words].copy_from_slice(&bits);
-        chunk.alive[r] = true;
-        rows.ids[slot as usize] = user_id.to_owned();
-        rows.slot_of.insert(user_id.to_owned(), slot);
-        for key in partitions {
-            rows.partitions.entry(key.clone()).or_default().push(slot);
-        }
-        rows.partitions_of[slot as usize] = partitions.to_vec();
         if let Some(graph) = &self.graph {
-            if graph.size() + 1 > graph.capacity() {
+            let needed = graph.size() + placed.len();
+            if needed > graph.capacity() {
+                let threads = rayon::current_num_threads().max(self.config.threads);
                 graph
-                    .reserve_capacity_and_threads(2 * graph.capacity(), self.config.threads)
+                    .reserve_capacity_and_threads(needed.max(2 * graph.capacity()), threads)
                     .map_err(|e| GalleryError::Graph(e.to_string()))?;
             }
-            graph
-                .add(u64::from(slot), vector)
-                .map_err(|e| GalleryError::Graph(e.to_string()))?;
+            let add = |(slot, vector): &(u32, &[f32])| {
+                graph
+                    .add(u64::from(*slot), vector)
+                    .map_err(|e| GalleryError::Graph(e.to_string()))
+            };
+            if placed.len() > 1 {
+                placed.par_iter().try_for_each(add)?;
+            } else {
+                placed.iter().try_for_each(add)?;
+            }
         }
+        drop(rows);
         Ok(())
     }
 
@@ -526,23 +578,28 @@ impl Gallery {
         merge(per_chunk, keep)
     }
 
-    /// The `keep` slots closest by Hamming distance.
+    /// The `keep` slots closest by Hamming distance. Distances are small
+    /// integers, so each chunk keeps its `keep` closest by a histogram of
+    /// distances (one pass, no heap), and the chunks' picks are cut the
+    /// same way.
     fn scan_bits(&self, rows: &Rows, probe: &Probe, keep: usize) -> Vec<u32> {
         let words = self.words;
         let per_chunk = self.per_chunk(rows, |c, chunk| {
             let mut distances = vec![0u32; CHUNK_ROWS];
             self.kernels
                 .hammings(&chunk.bits, words, &probe.bits, &mut distances);
-            // Smallest distances are best: rank by the negated distance.
-            let mut best = TopK::new(keep);
-            for (r, d) in distances.iter().enumerate() {
-                if chunk.alive[r] {
-                    best.push(-(*d as f32), (c * CHUNK_ROWS + r) as u32);
-                }
-            }
-            best
+            let live = distances
+                .iter()
+                .enumerate()
+                .filter(|(r, _)| chunk.alive[*r])
+                .map(|(r, d)| (*d, (c * CHUNK_ROWS + r) as u32));
+            closest(live, keep, words * 64)
         });
-        merge(per_chunk, keep)
+        let all = per_chunk.into_iter().flatten();
+        closest(all, keep, words * 64)
+            .into_iter()
+            .map(|(_, slot)| slot)
+            .collect()
     }
 
     /// The graph's `candidates` nearest slots.
@@ -682,6 +739,41 @@ impl TopK {
             .map(|Reverse((_, slot))| slot)
             .collect()
     }
+}
+
+/// The `keep` pairs of smallest distance (at most `bits`), ties cut in
+/// the order given: a counting selection over the distance histogram.
+fn closest(
+    pairs: impl Iterator<Item = (u32, u32)> + Clone,
+    keep: usize,
+    bits: usize,
+) -> Vec<(u32, u32)> {
+    let mut histogram = vec![0usize; bits + 1];
+    for (d, _) in pairs.clone() {
+        histogram[(d as usize).min(bits)] += 1;
+    }
+    let mut cutoff = bits;
+    let mut below = 0;
+    for (d, count) in histogram.iter().enumerate() {
+        if below + count >= keep {
+            cutoff = d;
+            break;
+        }
+        below += count;
+    }
+    // All strictly closer than the cutoff, then as many at it as fit.
+    let mut at_cutoff = keep.saturating_sub(below);
+    let mut out = Vec::with_capacity(keep);
+    for (d, slot) in pairs {
+        let d_usize = (d as usize).min(bits);
+        if d_usize < cutoff {
+            out.push((d, slot));
+        } else if d_usize == cutoff && at_cutoff > 0 {
+            at_cutoff -= 1;
+            out.push((d, slot));
+        }
+    }
+    out
 }
 
 fn merge(parts: Vec<TopK>, k: usize) -> Vec<u32> {

@@ -49,6 +49,10 @@ pub enum BenchCommand {
     /// Payments per second and latency median/p99 of the signed pay
     /// endpoint end to end, with the server's time per stage.
     Pay(crate::bench_pay::PayArgs),
+    /// 1:N identification on synthetic galleries per index kind and thread
+    /// count: build time, memory, queries/s, latency, recall@1 against the
+    /// exact scan; `--faiss` runs FAISS on the same vectors.
+    Gallery(crate::bench_gallery::GalleryArgs),
 }
 
 /// Photos the face benchmark is run on: single portraits and a group.
@@ -76,6 +80,7 @@ pub fn run(command: BenchCommand, store: &ModelStore) -> anyhow::Result<()> {
             json,
         } => bench_peer(store, &files, &engine, repeat.clamp(1, REPEAT_MAX), json),
         BenchCommand::Pay(args) => crate::bench_pay::run(args, store),
+        BenchCommand::Gallery(args) => crate::bench_gallery::run(args),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod app;
 mod bench;
+mod bench_gallery;
 mod bench_pay;
 mod demo;
 mod eval;
