@@ -223,17 +223,7 @@ impl Gallery {
             }
             _ => None,
         };
-        let pool = if config.threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(config.threads)
-                    .thread_name(|i| format!("gallery-{i}"))
-                    .build()
-                    .map_err(|e| GalleryError::Config(e.to_string()))?,
-            )
-        } else {
-            None
-        };
+        let pool = thread_pool(config.threads)?;
         Ok(Self {
             words: bits / 64,
             projection: kernels::projection(bits, config.dim),
@@ -258,17 +248,7 @@ impl Gallery {
         if threads == 0 {
             return Err(GalleryError::Config("threads must be positive".into()));
         }
-        self.pool = if threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(|i| format!("gallery-{i}"))
-                    .build()
-                    .map_err(|e| GalleryError::Config(e.to_string()))?,
-            )
-        } else {
-            None
-        };
+        self.pool = thread_pool(threads)?;
         self.config.threads = threads;
         Ok(())
     }
@@ -452,6 +432,18 @@ impl Gallery {
     /// regulars after a payment there). False if the user is not enrolled
     /// or already in it.
     pub fn join_partition(&self, user_id: &str, key: &str) -> Result<bool, GalleryError> {
+        // Every approved payment asks; a regular is already in, and the
+        // answer then needs no write lock that would stall searches.
+        {
+            let rows = self.read();
+            match rows.slot_of.get(user_id) {
+                None => return Ok(false),
+                Some(slot) if rows.partitions_of[*slot as usize].iter().any(|k| k == key) => {
+                    return Ok(false);
+                }
+                Some(_) => {}
+            }
+        }
         let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
         let Some(slot) = rows.slot_of.get(user_id).copied() else {
             return Ok(false);
@@ -688,6 +680,19 @@ impl Rows {
         }
         self.free.push(slot);
     }
+}
+
+/// A scan's own pool; one thread scans on the caller's.
+fn thread_pool(threads: usize) -> Result<Option<rayon::ThreadPool>, GalleryError> {
+    if threads <= 1 {
+        return Ok(None);
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("gallery-{i}"))
+        .build()
+        .map(Some)
+        .map_err(|e| GalleryError::Config(e.to_string()))
 }
 
 /// The `k` best (score, slot) pairs seen, kept in a min-heap of the best.

@@ -66,13 +66,6 @@ pub async fn shares_after(conn: &mut Connection, after: &str, limit: i64) -> Res
     .await?)
 }
 
-pub async fn share_count(conn: &mut Connection) -> Result<i64> {
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM vault_shares")
-        .fetch_one(conn)
-        .await?;
-    Ok(count)
-}
-
 /// The master key's check value, if the vault was ever unlocked.
 pub async fn key_check(conn: &mut Connection) -> Result<Option<String>> {
     let row: Option<(String,)> = sqlx::query_as("SELECT key_check FROM vault_meta WHERE id = 1")

@@ -135,8 +135,6 @@ pub trait Vault: Send + Sync {
     /// refund). Only the vault talks to the issuer, so a remote vault
     /// relays these too.
     fn connector(&self) -> Arc<dyn Connector>;
-
-    fn name(&self) -> &'static str;
 }
 
 pub(crate) fn random_bytes_into(buf: &mut [u8]) {

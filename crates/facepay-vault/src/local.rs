@@ -44,10 +44,6 @@ impl LocalVault {
         }
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     pub fn is_unlocked(&self) -> bool {
         self.key.read().unwrap_or_else(|e| e.into_inner()).is_some()
     }
@@ -200,10 +196,6 @@ impl Vault for LocalVault {
 
     fn connector(&self) -> Arc<dyn Connector> {
         Arc::clone(&self.connector)
-    }
-
-    fn name(&self) -> &'static str {
-        "local"
     }
 }
 

@@ -165,10 +165,6 @@ impl Vault for RemoteVault {
             channel: Arc::clone(&self.channel),
         })
     }
-
-    fn name(&self) -> &'static str {
-        "remote"
-    }
 }
 
 /// The issuer behind a remote vault, for calls that need no card.

@@ -181,6 +181,7 @@ fn bench_size(
         let start = Instant::now();
         let mut gallery = build(&vectors, dim, kind, keep_floats)?;
         let build_s = start.elapsed().as_secs_f64();
+        eprintln!("kernels: {}", gallery.kernels().name());
         for &threads in &args.threads {
             gallery.set_threads(threads)?;
             let mut latencies_ms = Vec::with_capacity(genuine.len());
