@@ -9,8 +9,9 @@
 # The server binaries come from Debian's `postgresql` package (installed with
 # apt-get when /usr/lib/postgresql/*/bin has none). The cluster lives in
 # .facepay/postgres/data: made once with initdb, reused after. It listens on
-# 127.0.0.1 only, port $FACEPAY_PG_PORT (default 54329), with trust auth and
-# fsync on. The package's own cluster (port 5432) is neither used nor touched.
+# 127.0.0.1 only, port $FACEPAY_PG_PORT (default 54329, or the next free one
+# when another server, such as a second checkout's, holds it), with trust
+# auth and fsync on. The package's own cluster (port 5432) is neither used nor touched.
 #
 # PostgreSQL refuses to run as root, so as root the cluster belongs to the
 # system user facepay-pg (made when absent) and runs under runuser.
@@ -128,6 +129,11 @@ current_port() {
     echo "${p:-$port}"
 }
 
+# Whether nothing listens on 127.0.0.1:$1.
+port_free() {
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
 running() {
     local bindir
     bindir="$(find_bindir)"
@@ -190,6 +196,12 @@ EOF
         if (( ${#pgroot} + 20 > 107 )); then
             sockets=""
         fi
+        local tries_port=0
+        while ! port_free "$port"; do
+            (( ++tries_port < 20 )) || die "ports $((port - 19)) to $port are all taken"
+            say "port $port is taken; trying $((port + 1))"
+            port=$((port + 1))
+        done
         say "starting on 127.0.0.1:$port"
         if ! as_owner "$bindir/pg_ctl" -w -t 60 -D "$pgroot/data" -l "$pgroot/log" \
             -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$sockets'" \

@@ -28,6 +28,7 @@
 
 mod decision;
 pub mod kernels;
+mod rows_io;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -66,6 +67,8 @@ pub enum GalleryError {
     Config(String),
     #[error("the graph index failed: {0}")]
     Graph(String),
+    #[error("gallery rows could not be written or read: {0}")]
+    Rows(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +136,16 @@ struct Chunk {
     alive: Vec<bool>,
 }
 
+/// Rows ready to be placed: codes made, floats if kept.
+struct Placed<'a> {
+    keys: &'a [(&'a str, &'a [String])],
+    codes: &'a [i8],
+    scales: &'a [f32],
+    floats: Option<&'a [f32]>,
+    bits: &'a [u64],
+}
+
+#[derive(Default)]
 struct Rows {
     chunks: Vec<Chunk>,
     /// The user of each slot; empty for a free slot.
@@ -230,14 +243,7 @@ impl Gallery {
             graph,
             kernels: Kernels::detect(),
             pool,
-            rows: RwLock::new(Rows {
-                chunks: Vec::new(),
-                ids: Vec::new(),
-                partitions_of: Vec::new(),
-                slot_of: HashMap::new(),
-                free: Vec::new(),
-                partitions: HashMap::new(),
-            }),
+            rows: RwLock::new(Rows::default()),
             config,
         })
     }
@@ -271,6 +277,14 @@ impl Gallery {
 
     pub fn contains(&self, user_id: &str) -> bool {
         self.read().slot_of.contains_key(user_id)
+    }
+
+    /// Whether an enrolled user is in partition `key` already.
+    pub fn in_partition(&self, user_id: &str, key: &str) -> bool {
+        let rows = self.read();
+        rows.slot_of
+            .get(user_id)
+            .is_some_and(|slot| rows.partitions_of[*slot as usize].iter().any(|k| k == key))
     }
 
     /// Bytes held by the rows' codes, floats and bookkeeping.
@@ -328,11 +342,10 @@ impl Gallery {
         let mut codes = vec![0i8; batch.len() * dim];
         let mut scales = Vec::with_capacity(batch.len());
         let mut bits = vec![0u64; batch.len() * words];
-        for (i, (_, vector, partitions)) in batch.iter().enumerate() {
+        let mut floats = Vec::with_capacity(batch.len() * dim);
+        let mut keys = Vec::with_capacity(batch.len());
+        for (i, (user_id, vector, partitions)) in batch.iter().enumerate() {
             self.check(vector)?;
-            if partitions.len() > PARTITIONS_PER_ROW_MAX {
-                return Err(GalleryError::TooManyPartitions);
-            }
             scales.push(kernels::quantise(
                 vector,
                 &mut codes[i * dim..(i + 1) * dim],
@@ -342,11 +355,43 @@ impl Gallery {
                 vector,
                 &mut bits[i * words..(i + 1) * words],
             );
+            floats.extend_from_slice(vector);
+            keys.push((*user_id, *partitions));
         }
+        self.place(&Placed {
+            keys: &keys,
+            codes: &codes,
+            scales: &scales,
+            floats: Some(&floats),
+            bits: &bits,
+        })
+    }
 
+    /// Puts rows whose codes are made into slots, under the write lock.
+    fn place(&self, batch: &Placed<'_>) -> Result<(), GalleryError> {
+        let dim = self.config.dim;
+        let words = self.words;
+        let n = batch.keys.len();
+        assert_eq!(batch.codes.len(), n * dim);
+        assert_eq!(batch.scales.len(), n);
+        assert_eq!(batch.bits.len(), n * words);
+        if let Some(floats) = batch.floats {
+            assert_eq!(floats.len(), n * dim);
+        } else if self.config.keep_floats || self.graph.is_some() {
+            return Err(GalleryError::Rows(
+                "rows without floats for a gallery that keeps them".into(),
+            ));
+        }
+        if batch
+            .keys
+            .iter()
+            .any(|(_, p)| p.len() > PARTITIONS_PER_ROW_MAX)
+        {
+            return Err(GalleryError::TooManyPartitions);
+        }
         let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
-        let mut placed = Vec::with_capacity(batch.len());
-        for (i, (user_id, vector, partitions)) in batch.iter().enumerate() {
+        let mut placed = Vec::with_capacity(n);
+        for (i, (user_id, partitions)) in batch.keys.iter().enumerate() {
             if let Some(old) = rows.slot_of.get(*user_id).copied() {
                 self.unlink(old)?;
                 rows.release(old);
@@ -379,13 +424,15 @@ impl Gallery {
             };
             let (c, r) = (slot as usize / CHUNK_ROWS, slot as usize % CHUNK_ROWS);
             let chunk = &mut rows.chunks[c];
-            chunk.codes[r * dim..(r + 1) * dim].copy_from_slice(&codes[i * dim..(i + 1) * dim]);
-            chunk.scales[r] = scales[i];
-            if self.config.keep_floats {
+            chunk.codes[r * dim..(r + 1) * dim]
+                .copy_from_slice(&batch.codes[i * dim..(i + 1) * dim]);
+            chunk.scales[r] = batch.scales[i];
+            let vector = batch.floats.map(|f| &f[i * dim..(i + 1) * dim]);
+            if let (true, Some(vector)) = (self.config.keep_floats, vector) {
                 chunk.floats[r * dim..(r + 1) * dim].copy_from_slice(vector);
             }
             chunk.bits[r * words..(r + 1) * words]
-                .copy_from_slice(&bits[i * words..(i + 1) * words]);
+                .copy_from_slice(&batch.bits[i * words..(i + 1) * words]);
             chunk.alive[r] = true;
             rows.ids[slot as usize] = (*user_id).to_owned();
             rows.slot_of.insert((*user_id).to_owned(), slot);
@@ -393,7 +440,9 @@ impl Gallery {
                 rows.partitions.entry(key.clone()).or_default().push(slot);
             }
             rows.partitions_of[slot as usize] = partitions.to_vec();
-            placed.push((slot, *vector));
+            if let Some(vector) = vector {
+                placed.push((slot, vector));
+            }
         }
         if let Some(graph) = &self.graph {
             let needed = graph.size() + placed.len();
@@ -434,15 +483,8 @@ impl Gallery {
     pub fn join_partition(&self, user_id: &str, key: &str) -> Result<bool, GalleryError> {
         // Every approved payment asks; a regular is already in, and the
         // answer then needs no write lock that would stall searches.
-        {
-            let rows = self.read();
-            match rows.slot_of.get(user_id) {
-                None => return Ok(false),
-                Some(slot) if rows.partitions_of[*slot as usize].iter().any(|k| k == key) => {
-                    return Ok(false);
-                }
-                Some(_) => {}
-            }
+        if !self.contains(user_id) || self.in_partition(user_id, key) {
+            return Ok(false);
         }
         let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
         let Some(slot) = rows.slot_of.get(user_id).copied() else {
@@ -461,6 +503,17 @@ impl Gallery {
             .or_default()
             .push(slot);
         Ok(true)
+    }
+
+    /// Empties the gallery (one half-filled from a stream that failed is
+    /// emptied this way before it is filled from the store).
+    pub fn clear(&self) -> Result<(), GalleryError> {
+        let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
+        for slot in rows.slot_of.values() {
+            self.unlink(*slot)?;
+        }
+        *rows = Rows::default();
+        Ok(())
     }
 
     /// Removes a user at once. False if they were not in the gallery.

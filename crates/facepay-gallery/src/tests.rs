@@ -171,7 +171,9 @@ fn partitions_narrow_the_search_and_follow_removals() {
             .is_empty()
     );
 
+    assert!(!gallery.in_partition("b", "merchant:m1"));
     assert!(gallery.join_partition("b", "merchant:m1").unwrap());
+    assert!(gallery.in_partition("b", "merchant:m1"));
     assert!(!gallery.join_partition("b", "merchant:m1").unwrap());
     assert!(!gallery.join_partition("nobody", "merchant:m1").unwrap());
     assert_eq!(
@@ -310,4 +312,65 @@ fn enrolments_and_deletions_land_at_once_under_concurrent_searches() {
         assert!(searcher.join().unwrap() > 0);
     }
     assert_eq!(gallery.len(), crowd.len());
+}
+
+#[test]
+fn rows_written_and_read_back_search_alike() {
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let dim = 64;
+    let rows: Vec<(String, Vec<f32>)> = (0..20_000)
+        .map(|i| (format!("u{i}"), random_unit(&mut rng, dim)))
+        .collect();
+    let probes: Vec<Vec<f32>> = rows
+        .iter()
+        .step_by(997)
+        .map(|(_, v)| near(&mut rng, v, 0.5))
+        .collect();
+    let prefiltered = IndexKind::Prefiltered {
+        bits: 128,
+        candidates: 256,
+    };
+    for (kind, keep_floats) in [(IndexKind::Exact, true), (prefiltered, false)] {
+        let config = GalleryConfig {
+            kind,
+            keep_floats,
+            ..GalleryConfig::new(dim)
+        };
+        let original = filled(config.clone(), &rows);
+        original.join_partition("u3", "merchant:m1").unwrap();
+        original.remove("u5").unwrap();
+        let mut stream = Vec::new();
+        assert_eq!(original.write_rows(&mut stream).unwrap(), 19_999);
+
+        let restored = Gallery::new(config.clone()).unwrap();
+        assert_eq!(restored.read_rows(&mut stream.as_slice()).unwrap(), 19_999);
+        assert_eq!(restored.len(), original.len());
+        assert!(!restored.contains("u5"));
+        assert!(restored.in_partition("u3", "merchant:m1"));
+        for probe in &probes {
+            assert_eq!(
+                restored.search(probe, Scope::All, -1.0, 5).unwrap(),
+                original.search(probe, Scope::All, -1.0, 5).unwrap()
+            );
+        }
+
+        // Cut anywhere, or of another shape: refused, never half-trusted.
+        for cut in [0, 7, 20, stream.len() / 2, stream.len() - 1] {
+            let empty = Gallery::new(config.clone()).unwrap();
+            assert!(matches!(
+                empty.read_rows(&mut &stream[..cut]),
+                Err(GalleryError::Rows(_))
+            ));
+        }
+        let other = Gallery::new(GalleryConfig::new(dim * 2)).unwrap();
+        assert!(other.read_rows(&mut stream.as_slice()).is_err());
+        restored.clear().unwrap();
+        assert!(restored.is_empty());
+        assert!(
+            restored
+                .search(&probes[0], Scope::All, -1.0, 5)
+                .unwrap()
+                .is_empty()
+        );
+    }
 }

@@ -14,6 +14,7 @@ pub mod api;
 mod cards;
 pub mod error;
 pub mod face;
+mod follow;
 mod identify;
 pub mod keys;
 pub mod merchant;
@@ -123,6 +124,8 @@ pub struct Payments {
     /// The issuer for calls that need no card; the vault's.
     connector: Arc<dyn Connector>,
     gallery: Gallery,
+    /// The last change-log entry applied to the gallery.
+    changes_seen: Mutex<i64>,
     /// Probes of payments awaiting a step-up.
     probes: identify::Probes,
     envelope: Envelope,
@@ -178,6 +181,7 @@ impl Payments {
             connector: vault.connector(),
             vault,
             gallery,
+            changes_seen: Mutex::new(0),
             probes: identify::Probes::default(),
             envelope: Envelope::new(keys),
             inference: Semaphore::new(config.inference_concurrency),
@@ -228,39 +232,20 @@ impl Payments {
 
     async fn load_gallery(&self) -> Result<(), Failure> {
         let mut conn = self.conn().await?;
-        let model = self.engine.model_id().to_string();
+        // Read before the templates: a change made while they load is
+        // applied again by `catch_up`, which is harmless.
+        *self.changes_seen.lock().await = facepay_store::changes::last_seq(&mut conn).await?;
         let active = facepay_store::parties::active_templates(&mut conn).await?;
         let total = active.len();
-        for (
-            n,
-            facepay_store::parties::ActiveTemplate {
-                template: stored,
-                phone_last4,
-            },
-        ) in active.into_iter().enumerate()
-        {
+        for (n, active) in active.iter().enumerate() {
             if n > 0 && n % GALLERY_PROGRESS_EVERY == 0 {
                 tracing::info!(loaded = n, total, "loading the gallery");
             }
-            if stored.model != model {
-                tracing::warn!(user = %stored.user_id, model = %stored.model, "template of another model skipped; re-enrol");
-                continue;
+            let data_key = self.data_key(&mut conn, &active.template.key_id).await?;
+            if let Some((vector, partitions)) = self.gallery_entry(active, data_key.as_ref())? {
+                self.gallery
+                    .insert(&active.template.user_id, &vector, &partitions)?;
             }
-            let data_key = self.data_key(&mut conn, &stored.key_id).await?;
-            let plain = self.envelope.open(
-                &stored.key_id,
-                data_key.as_ref(),
-                &stored.nonce,
-                &stored.ciphertext,
-                &template_aad(&stored.user_id, &stored.model),
-            )?;
-            let vector = self.stored_in_gallery_space(&stored, vector_from_bytes(&plain)?)?;
-            let partitions: Vec<String> = phone_last4
-                .as_deref()
-                .map(identify::phone_partition)
-                .into_iter()
-                .collect();
-            self.gallery.insert(&stored.user_id, &vector, &partitions)?;
         }
         for (user_id, merchant_id) in facepay_store::parties::regulars(&mut conn).await? {
             // A user past the partition limit is still found by a full search.

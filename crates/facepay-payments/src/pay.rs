@@ -6,6 +6,7 @@ use std::time::Instant;
 use facepay_connector::ConnectorError;
 use facepay_face::QualityPolicy;
 use facepay_money::{Currency, basis_points_of};
+use facepay_store::changes::Kind;
 use facepay_store::ledger::{self, PaymentRef};
 use facepay_store::parties::{self, PaymentMethod, TerminalContext, User};
 use facepay_store::payments::{self, Payment, PaymentState};
@@ -465,11 +466,17 @@ impl Payments {
                 )?
             }
         };
+        // A regular here from now on: searched first at this merchant, on
+        // every server.
+        let regulars = crate::identify::merchant_partition(&ctx.merchant.id);
+        let new_regular = reply.status == 201 && !self.gallery.in_partition(&user.id, &regulars);
+        if new_regular {
+            self.record_change(&mut tx, &user.id, Kind::Regular, Some(&ctx.merchant.id))
+                .await?;
+        }
         claimed.complete(&mut tx, &reply).await?;
         commit(tx).await?;
-        if reply.status == 201 {
-            // A regular here from now on: searched first at this merchant.
-            let regulars = crate::identify::merchant_partition(&ctx.merchant.id);
+        if new_regular {
             let _ = self.gallery.join_partition(&user.id, &regulars);
         }
         timings.ledger_us = start.elapsed().as_micros() as u64;

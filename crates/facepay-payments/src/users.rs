@@ -2,6 +2,7 @@
 
 use facepay_connector::card;
 use facepay_face::QualityPolicy;
+use facepay_store::changes::Kind;
 use facepay_store::parties::{self, NewUser, StoredTemplate};
 use facepay_store::{audit, ids, now_ms, payments};
 use zeroize::Zeroizing;
@@ -156,6 +157,8 @@ impl Payments {
                 .await?;
                 parties::insert_payment_method(&mut tx, &method, now).await?;
                 audit::append(&mut tx, now, "app", "template_sealed", &user_id).await?;
+                self.record_change(&mut tx, &user_id, Kind::Template, None)
+                    .await?;
                 audit::append(&mut tx, now, "app", "card_sealed", &method.id).await?;
                 claimed.complete(&mut tx, &reply).await?;
                 tx.commit().await.map_err(facepay_store::StoreError::from)?;
@@ -217,6 +220,8 @@ impl Payments {
         }
         let actor = format!("user:{}", user.id);
         audit::append(&mut tx, now_ms(), &actor, "face_deleted", &user.id).await?;
+        self.record_change(&mut tx, &user.id, Kind::Template, None)
+            .await?;
         tx.commit().await.map_err(facepay_store::StoreError::from)?;
         self.gallery.remove(&user.id)?;
         Reply::json(
@@ -239,6 +244,8 @@ impl Payments {
         parties::delete_user(&mut tx, &user.id, now).await?;
         let actor = format!("user:{}", user.id);
         audit::append(&mut tx, now, &actor, "user_deleted", &user.id).await?;
+        self.record_change(&mut tx, &user.id, Kind::Template, None)
+            .await?;
         tx.commit().await.map_err(facepay_store::StoreError::from)?;
         self.gallery.remove(&user.id)?;
         // The core's shares are gone with their data keys, so the vault's

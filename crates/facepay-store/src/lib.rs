@@ -10,6 +10,7 @@
 //! commits.
 
 pub mod audit;
+pub mod changes;
 pub mod idempotency;
 pub mod keys;
 pub mod ledger;
@@ -100,6 +101,8 @@ pub enum Schema {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Kept for connections outside the pool (a LISTEN).
+    url: String,
 }
 
 impl Store {
@@ -172,7 +175,11 @@ impl Store {
                     .await?
             }
         }
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            url: url.to_owned(),
+        })
     }
 
     /// The URL of the embedded store in `data_dir`, creating the directory.
@@ -187,6 +194,10 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     pub fn pool(&self) -> &AnyPool {

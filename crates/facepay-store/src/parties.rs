@@ -177,6 +177,21 @@ pub async fn active_templates(conn: &mut Connection) -> Result<Vec<ActiveTemplat
     .await?)
 }
 
+/// One user's template, if they are active and have one.
+pub async fn active_template(
+    conn: &mut Connection,
+    user_id: &str,
+) -> Result<Option<ActiveTemplate>> {
+    Ok(sqlx::query_as(
+        "SELECT t.user_id, t.model, t.key_id, t.nonce, t.ciphertext, t.transform_id, \
+         u.phone_last4 FROM templates t \
+         JOIN users u ON u.id = t.user_id WHERE u.status = 'active' AND t.user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
 /// Who paid where: (user, merchant) for every captured payment of an
 /// identified user, once each.
 pub async fn regulars(conn: &mut Connection) -> Result<Vec<(String, String)>> {

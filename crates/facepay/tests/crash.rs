@@ -12,13 +12,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use facepay_payments::signing::{
-    self, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TERMINAL, HEADER_TIMESTAMP,
-};
 use facepay_store::{Store, now_ms, payments};
 
 mod common;
-use common::{binary, free_port, lay_out_photos, wait_ready};
+use common::{binary, demo_terminal, free_port, lay_out_photos, post_signed, wait_ready};
 
 const CLIENTS: usize = 4;
 const PAYMENTS_PER_CLIENT: usize = 12;
@@ -72,17 +69,7 @@ fn pay_until_answered(
             started.elapsed() < GIVE_UP_AFTER,
             "payment {key} never acknowledged"
         );
-        let path = "/v1/terminal/payments";
-        let h = signing::sign(&terminal.1, &terminal.0, "POST", path, now_ms(), body);
-        let sent = agent
-            .post(&format!("http://127.0.0.1:{port}{path}"))
-            .header("content-type", "application/json")
-            .header("idempotency-key", key)
-            .header(HEADER_TERMINAL, &h.terminal_id)
-            .header(HEADER_TIMESTAMP, &h.timestamp_ms.to_string())
-            .header(HEADER_NONCE, &h.nonce)
-            .header(HEADER_SIGNATURE, &h.signature)
-            .send(body);
+        let sent = post_signed(agent, port, terminal, "/v1/terminal/payments", key, body);
         let Ok(mut response) = sent else {
             unanswered.fetch_add(1, Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(100));
@@ -151,17 +138,7 @@ fn crash_run(database_url: Option<&str>) {
         String::from_utf8_lossy(&demo.stderr)
     );
 
-    let terminal_file: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(data.join("demo-terminal.json")).unwrap())
-            .unwrap();
-    let secret: [u8; 32] = hex::decode(terminal_file["secret_key_hex"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let terminal = Arc::new((
-        terminal_file["terminal_id"].as_str().unwrap().to_owned(),
-        ed25519_dalek::SigningKey::from_bytes(&secret),
-    ));
+    let terminal = Arc::new(demo_terminal(&data));
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
         pay_with
             .iter()

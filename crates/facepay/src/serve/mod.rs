@@ -100,6 +100,8 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
         "facepay listening on http://{}",
         listener.local_addr()?
     );
+    // Enrolments and deletions made through other servers on this store.
+    tokio::spawn(Arc::clone(&app.payments).follow());
     let sweeper = Arc::clone(&app.payments);
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(SWEEP_INTERVAL);

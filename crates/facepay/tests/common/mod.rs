@@ -47,3 +47,52 @@ pub fn wait_ready(agent: &ureq::Agent, port: u16) {
     }
     panic!("server did not start");
 }
+
+/// The demo terminal's id and signing key, as `facepay demo` left them.
+#[allow(dead_code)] // Not every test binary pays.
+pub fn demo_terminal(data: &Path) -> (String, ed25519_dalek::SigningKey) {
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("demo-terminal.json")).unwrap())
+            .unwrap();
+    let secret: [u8; 32] = hex::decode(file["secret_key_hex"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    (
+        file["terminal_id"].as_str().unwrap().to_owned(),
+        ed25519_dalek::SigningKey::from_bytes(&secret),
+    )
+}
+
+/// `body` posted to `path` with an idempotency key, signed as the terminal
+/// signs its requests.
+#[allow(dead_code)] // Not every test binary pays.
+pub fn post_signed(
+    agent: &ureq::Agent,
+    port: u16,
+    terminal: &(String, ed25519_dalek::SigningKey),
+    path: &str,
+    key: &str,
+    body: &[u8],
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    use facepay_payments::signing::{
+        self, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TERMINAL, HEADER_TIMESTAMP,
+    };
+    let h = signing::sign(
+        &terminal.1,
+        &terminal.0,
+        "POST",
+        path,
+        facepay_store::now_ms(),
+        body,
+    );
+    agent
+        .post(&format!("http://127.0.0.1:{port}{path}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .header(HEADER_TERMINAL, &h.terminal_id)
+        .header(HEADER_TIMESTAMP, &h.timestamp_ms.to_string())
+        .header(HEADER_NONCE, &h.nonce)
+        .header(HEADER_SIGNATURE, &h.signature)
+        .send(body)
+}

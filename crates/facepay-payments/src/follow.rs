@@ -1,0 +1,165 @@
+//! Keeping this server's gallery in step with the other servers on the same
+//! database. Every enrolment, face deletion and first payment at a merchant
+//! is recorded in the change log in the transaction that makes it; each
+//! server applies every change in order (its own too), woken by
+//! PostgreSQL's NOTIFY, or by a poll when notifications are lost.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use facepay_store::changes::{self, Change, Kind, Wakeup};
+use facepay_store::keys::DataKeyRow;
+use facepay_store::parties::{self, ActiveTemplate};
+use facepay_store::{Connection, now_ms};
+
+use crate::identify::{merchant_partition, phone_partition};
+use crate::{Failure, Payments, template_aad, vector_from_bytes};
+
+/// A template in the gallery's space and its partitions.
+pub(crate) type GalleryEntry = (Vec<f32>, Vec<String>);
+
+/// Changes read per query.
+const CHANGES_BATCH: i64 = 1_000;
+/// The longest a change waits when its notification is lost.
+pub const FOLLOW_POLL: Duration = Duration::from_millis(500);
+/// Changes are kept this long; a server away longer reloads at start-up
+/// anyway.
+const CHANGES_KEPT_MS: i64 = 24 * 3_600_000;
+const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
+
+impl Payments {
+    /// Records, in the caller's transaction, a change the other servers
+    /// must apply to their galleries.
+    pub(crate) async fn record_change(
+        &self,
+        conn: &mut Connection,
+        user_id: &str,
+        kind: Kind,
+        merchant_id: Option<&str>,
+    ) -> Result<(), Failure> {
+        changes::append(conn, user_id, kind, merchant_id, now_ms()).await?;
+        Ok(())
+    }
+
+    /// Applies the changes made since the last call, in order; returns how
+    /// many. This server's own are among them: the request that made one
+    /// may not have reached the gallery yet, and applying a change twice is
+    /// harmless, so once `changes_seen` passes a change the gallery holds
+    /// it (what a snapshot relies on). A store failure stops at the change
+    /// it could not apply, to be retried by the next call.
+    pub async fn catch_up(&self) -> Result<usize, Failure> {
+        let mut seen = self.changes_seen.lock().await;
+        let mut applied = 0;
+        loop {
+            let mut conn = self.conn().await?;
+            let batch = changes::after(&mut conn, *seen, CHANGES_BATCH).await?;
+            let full = batch.len() as i64 == CHANGES_BATCH;
+            for change in batch {
+                assert!(change.seq > *seen);
+                self.apply(&mut conn, &change).await?;
+                applied += 1;
+                *seen = change.seq;
+            }
+            if !full {
+                return Ok(applied);
+            }
+        }
+    }
+
+    async fn apply(&self, conn: &mut Connection, change: &Change) -> Result<(), Failure> {
+        let user_id = change.user_id.as_str();
+        match (change.kind(), change.merchant_id.as_deref()) {
+            (Some(Kind::Template), _) => match parties::active_template(conn, user_id).await? {
+                None => {
+                    self.gallery.remove(user_id)?;
+                }
+                // A user's vector in this gallery's space never changes
+                // (re-issued templates open to the same vector).
+                Some(_) if self.gallery.contains(user_id) => {}
+                Some(active) => {
+                    let data_key = self.data_key(conn, &active.template.key_id).await?;
+                    // One template that does not open must not hold up the
+                    // changes after it (deletions among them): it is logged
+                    // and that user cannot pay through this server.
+                    match self.gallery_entry(&active, data_key.as_ref()) {
+                        Ok(Some((vector, partitions))) => {
+                            self.gallery.insert(user_id, &vector, &partitions)?;
+                        }
+                        Ok(None) => {}
+                        Err(_) => {
+                            tracing::error!(
+                                user = user_id,
+                                "template does not open; not in this gallery"
+                            );
+                        }
+                    }
+                }
+            },
+            (Some(Kind::Regular), Some(merchant_id)) => {
+                // A user past the partition limit is still found by a full
+                // search.
+                let _ = self
+                    .gallery
+                    .join_partition(user_id, &merchant_partition(merchant_id));
+            }
+            (kind, _) => {
+                tracing::warn!(seq = change.seq, ?kind, "change not understood; skipped");
+            }
+        }
+        Ok(())
+    }
+
+    /// A stored template opened into the gallery's space, with its phone
+    /// partition; `None` (logged) for a template of another model.
+    pub(crate) fn gallery_entry(
+        &self,
+        active: &ActiveTemplate,
+        data_key: Option<&DataKeyRow>,
+    ) -> Result<Option<GalleryEntry>, Failure> {
+        let stored = &active.template;
+        if stored.model != self.engine.model_id().to_string() {
+            tracing::warn!(user = %stored.user_id, model = %stored.model, "template of another model skipped; re-enrol");
+            return Ok(None);
+        }
+        let plain = self.envelope.open(
+            &stored.key_id,
+            data_key,
+            &stored.nonce,
+            &stored.ciphertext,
+            &template_aad(&stored.user_id, &stored.model),
+        )?;
+        let vector = self.stored_in_gallery_space(stored, vector_from_bytes(&plain)?)?;
+        let partitions = active
+            .phone_last4
+            .as_deref()
+            .map(phone_partition)
+            .into_iter()
+            .collect();
+        Ok(Some((vector, partitions)))
+    }
+
+    /// Follows the change log for as long as the process runs.
+    pub async fn follow(self: Arc<Self>) {
+        let mut wakeup = Wakeup::new(&self.store, FOLLOW_POLL).await;
+        let mut pruned_at = Instant::now();
+        loop {
+            wakeup.wait().await;
+            match self.catch_up().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(changes = n, "gallery caught up"),
+                Err(e) => tracing::warn!(error = %e, "gallery changes not applied yet"),
+            }
+            metrics::gauge!("facepay_gallery_templates").set(self.gallery.len() as f64);
+            if pruned_at.elapsed() >= PRUNE_EVERY {
+                pruned_at = Instant::now();
+                let pruned = async {
+                    let mut conn = self.conn().await?;
+                    Ok::<_, Failure>(changes::prune(&mut conn, now_ms() - CHANGES_KEPT_MS).await?)
+                };
+                if let Err(e) = pruned.await {
+                    tracing::warn!(error = %e, "change log not pruned");
+                }
+            }
+        }
+    }
+}
