@@ -26,6 +26,9 @@ pub const FOLLOW_POLL: Duration = Duration::from_millis(500);
 /// anyway.
 const CHANGES_KEPT_MS: i64 = 24 * 3_600_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
+/// How often the gallery snapshot, if configured, is written again when
+/// the gallery changed; a deletion makes the last one unusable meanwhile.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(600);
 
 impl Payments {
     /// Records, in the caller's transaction, a change the other servers
@@ -138,11 +141,28 @@ impl Payments {
         Ok(Some((vector, partitions)))
     }
 
-    /// Follows the change log for as long as the process runs.
+    /// Follows the change log for as long as the process runs, and keeps
+    /// the gallery snapshot (if configured) recent: written at once, then
+    /// again every [`SNAPSHOT_EVERY`] if the gallery changed.
     pub async fn follow(self: Arc<Self>) {
         let mut wakeup = Wakeup::new(&self.store, FOLLOW_POLL).await;
         let mut pruned_at = Instant::now();
+        let mut snapshot: Option<(Instant, i64)> = None;
         loop {
+            let due = snapshot.is_none_or(|(at, _)| at.elapsed() >= SNAPSHOT_EVERY);
+            let seen = *self.changes_seen.lock().await;
+            if self.config.gallery_snapshot.is_some()
+                && due
+                && snapshot.is_none_or(|(_, seq)| seq != seen)
+            {
+                match self.write_snapshot().await {
+                    Ok(written) => snapshot = written.map(|(_, seq)| (Instant::now(), seq)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "gallery snapshot not written");
+                        snapshot = Some((Instant::now(), i64::MIN));
+                    }
+                }
+            }
             wakeup.wait().await;
             match self.catch_up().await {
                 Ok(0) => {}

@@ -22,7 +22,7 @@ use facepay_store::keys::DataKeyRow;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-const KEY_BYTES: usize = 32;
+pub const KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 12;
 /// The key file of the first releases, one key sealing every record; still
 /// read so that records sealed under it open, and re-sealed by rotation.
@@ -353,6 +353,35 @@ impl Envelope {
                 .by_id(key_id)?
                 .open(nonce, ciphertext, associated),
         }
+    }
+
+    /// A fresh data key for a record sealed by other means than [`seal`]
+    /// (a snapshot file, in segments): its wrapped row, whose id starts
+    /// with `prefix`, and the key itself.
+    ///
+    /// [`seal`]: Envelope::seal
+    pub fn new_data_key(
+        &self,
+        prefix: &str,
+    ) -> Result<(DataKeyRow, Zeroizing<[u8; KEY_BYTES]>), KeyError> {
+        let dek = Zeroizing::new(random_bytes::<KEY_BYTES>());
+        let id = format!("{prefix}{}", hex::encode(random_bytes::<16>()));
+        let kek = self.provider.current()?;
+        let (nonce, wrapped) = seal_with(&kek.cipher, dek.as_slice(), &dek_aad(&id))?;
+        let row = DataKeyRow {
+            id,
+            kek_id: kek.id.clone(),
+            nonce,
+            wrapped,
+        };
+        Ok((row, dek))
+    }
+
+    /// The key a row made by [`Envelope::new_data_key`] wraps.
+    pub fn data_key(&self, row: &DataKeyRow) -> Result<Zeroizing<[u8; KEY_BYTES]>, KeyError> {
+        let bytes = self.unwrap(row)?;
+        let key: [u8; KEY_BYTES] = bytes.as_slice().try_into().map_err(|_| KeyError::Open)?;
+        Ok(Zeroizing::new(key))
     }
 
     fn unwrap(&self, row: &DataKeyRow) -> Result<Zeroizing<Vec<u8>>, KeyError> {

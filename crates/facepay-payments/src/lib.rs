@@ -20,11 +20,13 @@ pub mod keys;
 pub mod merchant;
 mod pay;
 pub mod signing;
+mod snapshot;
 mod templates;
 mod users;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -73,6 +75,8 @@ pub struct Config {
     pub gallery_kind: IndexKind,
     /// Threads one gallery scan is spread over.
     pub gallery_threads: usize,
+    /// Where the gallery snapshot lives, if restarts should use one.
+    pub gallery_snapshot: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -86,6 +90,7 @@ impl Default for Config {
             inference_concurrency: 2,
             gallery_kind: IndexKind::Exact,
             gallery_threads: 1,
+            gallery_snapshot: None,
         }
     }
 }
@@ -126,6 +131,8 @@ pub struct Payments {
     gallery: Gallery,
     /// The last change-log entry applied to the gallery.
     changes_seen: Mutex<i64>,
+    /// Whether start-up read the gallery from its snapshot file.
+    gallery_restored: AtomicBool,
     /// Probes of payments awaiting a step-up.
     probes: identify::Probes,
     envelope: Envelope,
@@ -182,6 +189,7 @@ impl Payments {
             vault,
             gallery,
             changes_seen: Mutex::new(0),
+            gallery_restored: AtomicBool::new(false),
             probes: identify::Probes::default(),
             envelope: Envelope::new(keys),
             inference: Semaphore::new(config.inference_concurrency),
@@ -205,6 +213,12 @@ impl Payments {
 
     pub fn gallery_len(&self) -> usize {
         self.gallery.len()
+    }
+
+    /// Whether start-up read the gallery from its snapshot file rather
+    /// than from the store.
+    pub fn gallery_restored(&self) -> bool {
+        self.gallery_restored.load(Ordering::Relaxed)
     }
 
     /// The data key a record's `key_id` names (`None` for legacy records).
@@ -231,6 +245,22 @@ impl Payments {
     }
 
     async fn load_gallery(&self) -> Result<(), Failure> {
+        if let Some(rows) = self.restore_snapshot().await? {
+            let changes = self.catch_up().await?;
+            let mut tx = self.store.begin().await?;
+            let count = self.gallery.len().to_string();
+            facepay_store::audit::append(&mut tx, now_ms(), "server", "gallery_restored", &count)
+                .await?;
+            tx.commit().await.map_err(facepay_store::StoreError::from)?;
+            self.gallery_restored.store(true, Ordering::Relaxed);
+            tracing::info!(
+                rows,
+                changes,
+                templates = self.gallery.len(),
+                "gallery restored from its snapshot"
+            );
+            return Ok(());
+        }
         let mut conn = self.conn().await?;
         // Read before the templates: a change made while they load is
         // applied again by `catch_up`, which is harmless.

@@ -220,8 +220,7 @@ impl Payments {
         }
         let actor = format!("user:{}", user.id);
         audit::append(&mut tx, now_ms(), &actor, "face_deleted", &user.id).await?;
-        self.record_change(&mut tx, &user.id, Kind::Template, None)
-            .await?;
+        self.record_deletion(&mut tx, &user.id).await?;
         tx.commit().await.map_err(facepay_store::StoreError::from)?;
         self.gallery.remove(&user.id)?;
         Reply::json(
@@ -244,8 +243,7 @@ impl Payments {
         parties::delete_user(&mut tx, &user.id, now).await?;
         let actor = format!("user:{}", user.id);
         audit::append(&mut tx, now, &actor, "user_deleted", &user.id).await?;
-        self.record_change(&mut tx, &user.id, Kind::Template, None)
-            .await?;
+        self.record_deletion(&mut tx, &user.id).await?;
         tx.commit().await.map_err(facepay_store::StoreError::from)?;
         self.gallery.remove(&user.id)?;
         // The core's shares are gone with their data keys, so the vault's

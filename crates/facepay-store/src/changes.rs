@@ -64,14 +64,7 @@ pub async fn append(
     now_ms: i64,
 ) -> Result<()> {
     assert!(kind == Kind::Regular || merchant_id.is_none());
-    let postgres = conn.backend_name() == "PostgreSQL";
-    if postgres {
-        // In FROM so the row has a type the Any driver decodes (not void).
-        sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
-            .bind(APPEND_LOCK)
-            .execute(&mut *conn)
-            .await?;
-    }
+    lock(conn).await?;
     sqlx::query(
         "INSERT INTO gallery_changes (user_id, kind, merchant_id, created_at_ms) \
          VALUES ($1, $2, $3, $4)",
@@ -82,9 +75,24 @@ pub async fn append(
     .bind(now_ms)
     .execute(&mut *conn)
     .await?;
-    if postgres {
+    if conn.backend_name() == "PostgreSQL" {
         sqlx::query("SELECT 1 FROM pg_notify($1, '')")
             .bind(CHANNEL)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Takes the change log's writer lock until the caller's transaction ends
+/// (on PostgreSQL; SQLite has one writer anyway). Besides appending, a
+/// snapshot's key is stored under it, so a deletion either destroys that
+/// key or is applied before the snapshot is written.
+pub async fn lock(conn: &mut Connection) -> Result<()> {
+    if conn.backend_name() == "PostgreSQL" {
+        // In FROM so the row has a type the Any driver decodes (not void).
+        sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+            .bind(APPEND_LOCK)
             .execute(conn)
             .await?;
     }

@@ -30,6 +30,23 @@ pub async fn insert(conn: &mut Connection, key: &DataKeyRow, now_ms: i64) -> Res
     Ok(())
 }
 
+/// Destroys the data keys whose id starts with `prefix`, but `keep`.
+pub async fn destroy_prefixed(
+    conn: &mut Connection,
+    prefix: &str,
+    keep: Option<&str>,
+) -> Result<u64> {
+    assert!(!prefix.is_empty() && !prefix.contains(['%', '_']));
+    Ok(
+        sqlx::query("DELETE FROM data_keys WHERE id LIKE $1 AND id <> $2")
+            .bind(format!("{prefix}%"))
+            .bind(keep.unwrap_or(""))
+            .execute(conn)
+            .await?
+            .rows_affected(),
+    )
+}
+
 pub async fn get(conn: &mut Connection, id: &str) -> Result<Option<DataKeyRow>> {
     Ok(
         sqlx::query_as("SELECT id, kek_id, nonce, wrapped FROM data_keys WHERE id = $1")

@@ -40,6 +40,11 @@ pub struct AppArgs {
     /// How long a claimed idempotency key stays locked to its request.
     #[arg(long, default_value_t = 30_000)]
     pub idempotency_lease_ms: i64,
+    /// A file for the gallery snapshot (sealed under a data key of its own,
+    /// destroyed by any face deletion): a restart reads it instead of
+    /// opening every template in the store. None when absent.
+    #[arg(long, env = "FACEPAY_GALLERY_SNAPSHOT")]
+    pub gallery_snapshot: Option<PathBuf>,
     #[command(flatten)]
     pub vault: VaultArgs,
     #[command(flatten)]
@@ -213,6 +218,7 @@ impl AppArgs {
         let config = Config {
             liveness: self.liveness,
             idempotency_lease_ms: self.idempotency_lease_ms,
+            gallery_snapshot: self.gallery_snapshot.clone(),
             ..Config::default()
         };
         let issuer = SimulatorConfig {

@@ -898,6 +898,118 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
     }
 }
 
+#[tokio::test]
+async fn a_snapshot_restores_the_gallery_and_never_outlives_a_deletion() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("warn")
+        .try_init();
+    let engine = Arc::new(
+        FaceEngine::load(&ModelStore::open_default(), EngineConfig::default())
+            .unwrap_or_else(|e| panic!("{e}; run `facepay models fetch`")),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let data = dir.path().join(backend);
+        let file = data.join("gallery.snapshot");
+        let config = Config {
+            gallery_snapshot: Some(file.clone()),
+            ..lenient(DecisionPolicy::default())
+        };
+        let start = || Harness::new(store.clone(), Arc::clone(&engine), &data, config.clone());
+        let h = start().await;
+        assert!(!h.app.payments.gallery_restored(), "{backend}: no file yet");
+        let (status, obama, _) = h
+            .enrol(
+                "s1",
+                &enrolment(
+                    "+821012345678",
+                    "face_recognition/obama.jpg",
+                    "4242424242424242",
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{backend}: {obama}");
+        let (status, body, _) = h
+            .enrol(
+                "s2",
+                &enrolment(
+                    "+821098765432",
+                    "face_recognition/biden.jpg",
+                    "5555555555554444",
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{backend}: {body}");
+        let (rows, _) = h.app.payments.write_snapshot().await.unwrap().unwrap();
+        assert_eq!(rows, 2, "{backend}");
+        let sealed = std::fs::read(&file).unwrap();
+        assert!(
+            !sealed.windows(8).any(|w| w == b"FPGROWS1"),
+            "{backend}: the rows are sealed"
+        );
+
+        // A restart reads the file, then replays what changed after it.
+        let r = start().await;
+        assert!(r.app.payments.gallery_restored(), "{backend}");
+        assert_eq!(r.app.payments.gallery_len(), 2, "{backend}");
+        let (status, body, _) = r
+            .pay("s3", &payment("face_recognition/obama3.jpg", "100"))
+            .await;
+        assert_eq!(status, 201, "{backend}: {body}");
+        let (status, body, _) = r
+            .enrol(
+                "s4",
+                &enrolment(
+                    "+821077770001",
+                    "johns/John_Salley/000179_02159509.jpg",
+                    "4242424242424242",
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{backend}: {body}");
+        let r = start().await;
+        assert!(r.app.payments.gallery_restored(), "{backend}");
+        assert_eq!(r.app.payments.gallery_len(), 3, "{backend}: replayed");
+
+        // Deleting a face destroys the snapshot's key with it: the file no
+        // longer opens, and the next start loads from the store.
+        let request = Request::builder()
+            .method("DELETE")
+            .uri("/v1/users/me/face")
+            .header(
+                "authorization",
+                format!("Bearer {}", obama["token"].as_str().unwrap()),
+            )
+            .body(Body::empty())
+            .unwrap();
+        let (status, body, _) = r.send(request).await;
+        assert_eq!(status, 200, "{backend}: {body}");
+        let r = start().await;
+        assert!(!r.app.payments.gallery_restored(), "{backend}");
+        assert_eq!(r.app.payments.gallery_len(), 2, "{backend}");
+
+        // A file changed by one byte is not trusted either.
+        r.app.payments.write_snapshot().await.unwrap().unwrap();
+        let mut bytes = std::fs::read(&file).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        std::fs::write(&file, &bytes).unwrap();
+        let r = start().await;
+        assert!(!r.app.payments.gallery_restored(), "{backend}");
+        assert_eq!(r.app.payments.gallery_len(), 2, "{backend}");
+        let (status, body, _) = r
+            .pay("s5", &payment("face_recognition/obama3.jpg", "100"))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (422, Some("face_not_recognised")),
+            "{backend}: {body}"
+        );
+    }
+}
+
 fn today() -> String {
     let days = now_ms() / 86_400_000;
     // Civil-from-days (Howard Hinnant), as the server's parse_date inverts.

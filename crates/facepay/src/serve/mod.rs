@@ -96,6 +96,7 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(
         gallery = app.payments.gallery_len(),
+        restored = app.payments.gallery_restored(),
         store = app.payments.store().backend().name(),
         "facepay listening on http://{}",
         listener.local_addr()?
@@ -120,6 +121,10 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    // The next start reads this instead of opening every template.
+    if let Err(e) = app.payments.write_snapshot().await {
+        tracing::warn!(error = %e, "gallery snapshot not written at shutdown");
+    }
     app.payments.store().close().await;
     Ok(())
 }

@@ -1,0 +1,367 @@
+//! The gallery snapshot: every row of the in-memory gallery in one sealed
+//! file, so that a restart reads one file instead of opening each template
+//! in the store, then replays the change log from where the file was
+//! written.
+//!
+//! The file is a header (magic, then a JSON header: its data key's id, the
+//! change-log position, when it was written, model and transform) and the
+//! gallery's row stream sealed in segments by STREAM (AES-256-GCM with a
+//! 32-bit counter, RustCrypto `aead::stream`), the header bound to every
+//! segment, the last segment marked so that a cut file does not open.
+//!
+//! Its data key is a row of `data_keys` like any other (rotation re-wraps
+//! it), and every deletion of a face destroys it in the deletion's own
+//! transaction: a snapshot never outlives a deletion, and the next restart
+//! loads from the store instead (see [`Payments::record_deletion`]).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::KeyInit;
+use aes_gcm::aead::stream::{DecryptorBE32, EncryptorBE32};
+use facepay_store::changes::{self, Kind};
+use facepay_store::{Connection, now_ms};
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{KEY_BYTES, random_bytes};
+use crate::{Failure, Payments};
+
+const MAGIC: &[u8; 8] = b"FPSNAP01";
+/// Data keys of snapshots have ids starting with this.
+pub(crate) const KEY_PREFIX: &str = "snapshot-";
+/// Plaintext bytes per sealed segment.
+const SEGMENT_BYTES: usize = 1 << 20;
+const TAG_BYTES: usize = 16;
+/// The longest header accepted.
+const HEADER_BYTES_MAX: usize = 4_096;
+/// STREAM's nonce prefix for a 12-byte nonce and a 5-byte counter.
+const NONCE_PREFIX_BYTES: usize = 7;
+/// A snapshot older than this is not used: the changes after it may be
+/// pruned from the log (which keeps a day) by now.
+const SNAPSHOT_AGE_MAX_MS: i64 = 20 * 3_600_000;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    key_id: String,
+    /// Every change up to this one is in the rows.
+    seq: i64,
+    written_at_ms: i64,
+    model: String,
+    transform_id: String,
+    nonce_prefix: String,
+}
+
+fn io_failure(path: &Path) -> impl Fn(std::io::Error) -> Failure + '_ {
+    move |e| {
+        tracing::error!(path = %path.display(), error = %e, "gallery snapshot file");
+        Failure::internal()
+    }
+}
+
+fn stream_error() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "a snapshot segment does not open",
+    )
+}
+
+/// Seals what is written to it, a segment at a time.
+struct SealedWriter<W: Write> {
+    inner: W,
+    encryptor: Option<EncryptorBE32<Aes256Gcm>>,
+    header: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> SealedWriter<W> {
+    fn seal_segment(&mut self, last: bool) -> std::io::Result<()> {
+        let take = self.buf.len().min(SEGMENT_BYTES);
+        let mut segment: Vec<u8> = self.buf.drain(..take).collect();
+        segment.reserve(TAG_BYTES);
+        let sealed = if last {
+            self.encryptor
+                .take()
+                .map(|e| e.encrypt_last_in_place(&self.header, &mut segment))
+        } else {
+            self.encryptor
+                .as_mut()
+                .map(|e| e.encrypt_next_in_place(&self.header, &mut segment))
+        };
+        match sealed {
+            Some(Ok(())) => {}
+            _ => return Err(stream_error()),
+        }
+        self.inner.write_all(&[u8::from(last)])?;
+        self.inner
+            .write_all(&(segment.len() as u32).to_le_bytes())?;
+        self.inner.write_all(&segment)
+    }
+
+    fn finish(mut self) -> std::io::Result<W> {
+        while self.buf.len() > SEGMENT_BYTES {
+            self.seal_segment(false)?;
+        }
+        self.seal_segment(true)?;
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for SealedWriter<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        // One segment is always held back: only `finish` knows the last.
+        while self.buf.len() > SEGMENT_BYTES {
+            self.seal_segment(false)?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Opens what [`SealedWriter`] sealed; a segment that does not open, or an
+/// end before the last segment, is an error.
+struct SealedReader<R: Read> {
+    inner: R,
+    decryptor: Option<DecryptorBE32<Aes256Gcm>>,
+    header: Vec<u8>,
+    plain: Vec<u8>,
+    at: usize,
+}
+
+impl<R: Read> SealedReader<R> {
+    fn next_segment(&mut self) -> std::io::Result<()> {
+        let mut flag_and_len = [0u8; 5];
+        self.inner.read_exact(&mut flag_and_len)?;
+        let last = flag_and_len[0] == 1;
+        let len = u32::from_le_bytes([
+            flag_and_len[1],
+            flag_and_len[2],
+            flag_and_len[3],
+            flag_and_len[4],
+        ]) as usize;
+        if len > SEGMENT_BYTES + TAG_BYTES || flag_and_len[0] > 1 {
+            return Err(stream_error());
+        }
+        self.plain.resize(len, 0);
+        self.inner.read_exact(&mut self.plain)?;
+        self.at = 0;
+        let opened = if last {
+            self.decryptor
+                .take()
+                .map(|d| d.decrypt_last_in_place(&self.header, &mut self.plain))
+        } else {
+            self.decryptor
+                .as_mut()
+                .map(|d| d.decrypt_next_in_place(&self.header, &mut self.plain))
+        };
+        match opened {
+            Some(Ok(())) => Ok(()),
+            _ => Err(stream_error()),
+        }
+    }
+}
+
+impl<R: Read> Read for SealedReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.plain.len() {
+            if self.decryptor.is_none() {
+                return Ok(0);
+            }
+            self.next_segment()?;
+        }
+        let n = out.len().min(self.plain.len() - self.at);
+        out[..n].copy_from_slice(&self.plain[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+fn stream_cipher(key: &[u8; KEY_BYTES]) -> Aes256Gcm {
+    Aes256Gcm::new(key.into())
+}
+
+impl Payments {
+    /// In the caller's transaction: records that a user's face is gone and
+    /// destroys every snapshot's key, after taking the change log's lock
+    /// (see [`changes::lock`]).
+    pub(crate) async fn record_deletion(
+        &self,
+        conn: &mut Connection,
+        user_id: &str,
+    ) -> Result<(), Failure> {
+        self.record_change(conn, user_id, Kind::Template, None)
+            .await?;
+        facepay_store::keys::destroy_prefixed(conn, KEY_PREFIX, None).await?;
+        Ok(())
+    }
+
+    fn snapshot_path(&self) -> Option<&Path> {
+        self.config.gallery_snapshot.as_deref()
+    }
+
+    /// Writes the gallery to the snapshot file, if one is configured
+    /// (replacing the last one, whose key is then destroyed); returns how
+    /// many rows, and the change-log position they hold. Its thread is busy while the file is written: seconds
+    /// for millions of rows.
+    pub async fn write_snapshot(&self) -> Result<Option<(u64, i64)>, Failure> {
+        let Some(path) = self.snapshot_path().map(Path::to_path_buf) else {
+            return Ok(None);
+        };
+        let (row, key) = self.envelope.new_data_key(KEY_PREFIX)?;
+        let mut tx = self.store.begin().await?;
+        changes::lock(&mut tx).await?;
+        facepay_store::keys::insert(&mut tx, &row, now_ms()).await?;
+        tx.commit().await.map_err(facepay_store::StoreError::from)?;
+        // Every deletion committed before the key is applied now; any
+        // later one destroys the key.
+        self.catch_up().await?;
+        let seq = *self.changes_seen.lock().await;
+        let header = Header {
+            key_id: row.id.clone(),
+            seq,
+            written_at_ms: now_ms(),
+            model: self.engine.model_id().to_string(),
+            transform_id: self.transform_id.clone(),
+            nonce_prefix: hex::encode(random_bytes::<NONCE_PREFIX_BYTES>()),
+        };
+        let rows = self.write_snapshot_file(&path, &header, &key)?;
+        let mut conn = self.conn().await?;
+        facepay_store::keys::destroy_prefixed(&mut conn, KEY_PREFIX, Some(&row.id)).await?;
+        tracing::info!(rows, seq, path = %path.display(), "gallery snapshot written");
+        Ok(Some((rows, seq)))
+    }
+
+    fn write_snapshot_file(
+        &self,
+        path: &Path,
+        header: &Header,
+        key: &[u8; KEY_BYTES],
+    ) -> Result<u64, Failure> {
+        let header_bytes = serde_json::to_vec(header).map_err(|_| Failure::internal())?;
+        assert!(header_bytes.len() <= HEADER_BYTES_MAX);
+        let staged = PathBuf::from(format!("{}.new", path.display()));
+        let failed = io_failure(&staged);
+        let mut file = BufWriter::new(File::create(&staged).map_err(&failed)?);
+        file.write_all(MAGIC).map_err(&failed)?;
+        file.write_all(&(header_bytes.len() as u32).to_le_bytes())
+            .map_err(&failed)?;
+        file.write_all(&header_bytes).map_err(&failed)?;
+        let prefix = hex::decode(&header.nonce_prefix).map_err(|_| Failure::internal())?;
+        let mut sealed = SealedWriter {
+            inner: file,
+            encryptor: Some(EncryptorBE32::from_aead(
+                stream_cipher(key),
+                prefix.as_slice().into(),
+            )),
+            header: header_bytes,
+            buf: Vec::with_capacity(2 * SEGMENT_BYTES),
+        };
+        let rows = self.gallery.write_rows(&mut sealed)?;
+        let file = sealed.finish().map_err(&failed)?;
+        let file = file.into_inner().map_err(|e| failed(e.into_error()))?;
+        file.sync_all().map_err(&failed)?;
+        std::fs::rename(&staged, path).map_err(io_failure(path))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_failure(dir))?;
+        }
+        Ok(rows)
+    }
+
+    /// Fills the (empty) gallery from the snapshot file if there is a
+    /// usable one; returns how many rows, or `None` when the gallery must
+    /// be loaded from the store. The changes made since are the caller's to
+    /// replay.
+    pub(crate) async fn restore_snapshot(&self) -> Result<Option<u64>, Failure> {
+        let Some(path) = self.snapshot_path() else {
+            return Ok(None);
+        };
+        let mut file = match File::open(path) {
+            Ok(file) => BufReader::new(file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_failure(path)(e)),
+        };
+        let Some(header_bytes) = read_header(&mut file) else {
+            tracing::warn!(path = %path.display(), "not a gallery snapshot; loading from the store");
+            return Ok(None);
+        };
+        let Ok(header) = serde_json::from_slice::<Header>(&header_bytes) else {
+            tracing::warn!("gallery snapshot header unreadable; loading from the store");
+            return Ok(None);
+        };
+        let age_ms = now_ms() - header.written_at_ms;
+        if header.model != self.engine.model_id().to_string()
+            || header.transform_id != self.transform_id
+            || !(0..SNAPSHOT_AGE_MAX_MS).contains(&age_ms)
+        {
+            tracing::info!(
+                age_ms,
+                "gallery snapshot of another model or transform, or too old; loading from the store"
+            );
+            return Ok(None);
+        }
+        let row = {
+            let mut conn = self.conn().await?;
+            facepay_store::keys::get(&mut conn, &header.key_id).await?
+        };
+        let Some(row) = row else {
+            tracing::info!(
+                "gallery snapshot key destroyed (a face was deleted since); loading from the store"
+            );
+            return Ok(None);
+        };
+        let key = self.envelope.data_key(&row)?;
+        let Ok(prefix) = hex::decode(&header.nonce_prefix) else {
+            return Ok(None);
+        };
+        if prefix.len() != NONCE_PREFIX_BYTES {
+            return Ok(None);
+        }
+        let mut sealed = SealedReader {
+            inner: file,
+            decryptor: Some(DecryptorBE32::from_aead(
+                stream_cipher(&key),
+                prefix.as_slice().into(),
+            )),
+            header: header_bytes,
+            plain: Vec::with_capacity(SEGMENT_BYTES + TAG_BYTES),
+            at: 0,
+        };
+        match self.gallery.read_rows(&mut sealed) {
+            Ok(rows) => {
+                *self.changes_seen.lock().await = header.seq;
+                Ok(Some(rows))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "gallery snapshot unreadable; loading from the store");
+                self.gallery.clear()?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The header bytes after the magic, if the file starts like a snapshot.
+fn read_header(file: &mut impl Read) -> Option<Vec<u8>> {
+    let mut magic = [0u8; 8];
+    file.read_exact(&mut magic).ok()?;
+    if &magic != MAGIC {
+        return None;
+    }
+    let mut len = [0u8; 4];
+    file.read_exact(&mut len).ok()?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > HEADER_BYTES_MAX {
+        return None;
+    }
+    let mut header = vec![0u8; len];
+    file.read_exact(&mut header).ok()?;
+    Some(header)
+}
