@@ -4,14 +4,15 @@
 //! toxic as the templates: the caller encrypts it before it touches disk.
 //!
 //! Layout (little-endian): magic, dim `u32`, binary-code words `u32`,
-//! floats kept `u8`; then per row `1u8`, id (`u16` length, bytes),
+//! floats kept `u8`, rows expected `u64` (a hint to size the maps); then
+//! per row `1u8`, id (`u16` length, bytes),
 //! partitions (`u8` count, each `u16` length and bytes), scale `f32`, codes
 //! (`dim` bytes), floats (`dim` × `f32`, when kept), code words (`u64`);
 //! then `0u8` and the row count `u64`.
 
 use std::io::{Read, Write};
 
-use crate::{CHUNK_ROWS, Gallery, GalleryError, PARTITIONS_PER_ROW_MAX, Placed};
+use crate::{CHUNK_ROWS, Gallery, GalleryError, PARTITIONS_PER_ROW_MAX, Placed, ROWS_MAX};
 
 const MAGIC: &[u8; 8] = b"FPGROWS1";
 /// Rows placed per write lock when reading back.
@@ -73,6 +74,8 @@ impl Gallery {
         out.write_all(&(dim as u32).to_le_bytes()).map_err(io)?;
         out.write_all(&(words as u32).to_le_bytes()).map_err(io)?;
         out.write_all(&[u8::from(keep_floats)]).map_err(io)?;
+        out.write_all(&(self.len() as u64).to_le_bytes())
+            .map_err(io)?;
         let mut count = 0u64;
         let mut buf = Vec::new();
         for c in 0.. {
@@ -126,6 +129,9 @@ impl Gallery {
         if stream_dim != dim || stream_words != words {
             return Err(bad("rows of a gallery of another shape"));
         }
+        let expected = u64::from_le_bytes(input.bytes()?);
+        // Growing the maps row by row rehashes them again and again.
+        self.reserve(usize::try_from(expected).unwrap_or(ROWS_MAX).min(ROWS_MAX));
         let mut count = 0u64;
         let mut keys: Vec<(String, Vec<String>)> = Vec::with_capacity(READ_BATCH_ROWS);
         let mut codes = Vec::with_capacity(READ_BATCH_ROWS * dim);

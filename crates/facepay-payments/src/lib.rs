@@ -20,7 +20,7 @@ pub mod keys;
 pub mod merchant;
 mod pay;
 pub mod signing;
-mod snapshot;
+pub mod snapshot;
 mod templates;
 mod users;
 

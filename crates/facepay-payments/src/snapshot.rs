@@ -25,6 +25,9 @@ use facepay_store::changes::{self, Kind};
 use facepay_store::{Connection, now_ms};
 use serde::{Deserialize, Serialize};
 
+use facepay_gallery::{Gallery, GalleryError};
+use zeroize::Zeroizing;
+
 use crate::keys::{KEY_BYTES, random_bytes};
 use crate::{Failure, Payments};
 
@@ -230,49 +233,11 @@ impl Payments {
             transform_id: self.transform_id.clone(),
             nonce_prefix: hex::encode(random_bytes::<NONCE_PREFIX_BYTES>()),
         };
-        let rows = self.write_snapshot_file(&path, &header, &key)?;
+        let rows = write_file(&self.gallery, &path, &header, &key)?;
         let mut conn = self.conn().await?;
         facepay_store::keys::destroy_prefixed(&mut conn, KEY_PREFIX, Some(&row.id)).await?;
         tracing::info!(rows, seq, path = %path.display(), "gallery snapshot written");
         Ok(Some((rows, seq)))
-    }
-
-    fn write_snapshot_file(
-        &self,
-        path: &Path,
-        header: &Header,
-        key: &[u8; KEY_BYTES],
-    ) -> Result<u64, Failure> {
-        let header_bytes = serde_json::to_vec(header).map_err(|_| Failure::internal())?;
-        assert!(header_bytes.len() <= HEADER_BYTES_MAX);
-        let staged = PathBuf::from(format!("{}.new", path.display()));
-        let failed = io_failure(&staged);
-        let mut file = BufWriter::new(File::create(&staged).map_err(&failed)?);
-        file.write_all(MAGIC).map_err(&failed)?;
-        file.write_all(&(header_bytes.len() as u32).to_le_bytes())
-            .map_err(&failed)?;
-        file.write_all(&header_bytes).map_err(&failed)?;
-        let prefix = hex::decode(&header.nonce_prefix).map_err(|_| Failure::internal())?;
-        let mut sealed = SealedWriter {
-            inner: file,
-            encryptor: Some(EncryptorBE32::from_aead(
-                stream_cipher(key),
-                prefix.as_slice().into(),
-            )),
-            header: header_bytes,
-            buf: Vec::with_capacity(2 * SEGMENT_BYTES),
-        };
-        let rows = self.gallery.write_rows(&mut sealed)?;
-        let file = sealed.finish().map_err(&failed)?;
-        let file = file.into_inner().map_err(|e| failed(e.into_error()))?;
-        file.sync_all().map_err(&failed)?;
-        std::fs::rename(&staged, path).map_err(io_failure(path))?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_failure(dir))?;
-        }
-        Ok(rows)
     }
 
     /// Fills the (empty) gallery from the snapshot file if there is a
@@ -324,17 +289,7 @@ impl Payments {
         if prefix.len() != NONCE_PREFIX_BYTES {
             return Ok(None);
         }
-        let mut sealed = SealedReader {
-            inner: file,
-            decryptor: Some(DecryptorBE32::from_aead(
-                stream_cipher(&key),
-                prefix.as_slice().into(),
-            )),
-            header: header_bytes,
-            plain: Vec::with_capacity(SEGMENT_BYTES + TAG_BYTES),
-            at: 0,
-        };
-        match self.gallery.read_rows(&mut sealed) {
+        match read_rows(&self.gallery, file, header_bytes, &prefix, &key) {
             Ok(rows) => {
                 *self.changes_seen.lock().await = header.seq;
                 Ok(Some(rows))
@@ -346,6 +301,96 @@ impl Payments {
             }
         }
     }
+}
+
+fn write_file(
+    gallery: &Gallery,
+    path: &Path,
+    header: &Header,
+    key: &[u8; KEY_BYTES],
+) -> Result<u64, Failure> {
+    let header_bytes = serde_json::to_vec(header).map_err(|_| Failure::internal())?;
+    assert!(header_bytes.len() <= HEADER_BYTES_MAX);
+    let staged = PathBuf::from(format!("{}.new", path.display()));
+    let failed = io_failure(&staged);
+    let mut file = BufWriter::new(File::create(&staged).map_err(&failed)?);
+    file.write_all(MAGIC).map_err(&failed)?;
+    file.write_all(&(header_bytes.len() as u32).to_le_bytes())
+        .map_err(&failed)?;
+    file.write_all(&header_bytes).map_err(&failed)?;
+    let prefix = hex::decode(&header.nonce_prefix).map_err(|_| Failure::internal())?;
+    let mut sealed = SealedWriter {
+        inner: file,
+        encryptor: Some(EncryptorBE32::from_aead(
+            stream_cipher(key),
+            prefix.as_slice().into(),
+        )),
+        header: header_bytes,
+        buf: Vec::with_capacity(2 * SEGMENT_BYTES),
+    };
+    let rows = gallery.write_rows(&mut sealed)?;
+    let file = sealed.finish().map_err(&failed)?;
+    let file = file.into_inner().map_err(|e| failed(e.into_error()))?;
+    file.sync_all().map_err(&failed)?;
+    std::fs::rename(&staged, path).map_err(io_failure(path))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_failure(dir))?;
+    }
+    Ok(rows)
+}
+
+fn read_rows(
+    gallery: &Gallery,
+    file: impl Read,
+    header_bytes: Vec<u8>,
+    prefix: &[u8],
+    key: &[u8; KEY_BYTES],
+) -> Result<u64, GalleryError> {
+    assert_eq!(prefix.len(), NONCE_PREFIX_BYTES);
+    let mut sealed = SealedReader {
+        inner: file,
+        decryptor: Some(DecryptorBE32::from_aead(stream_cipher(key), prefix.into())),
+        header: header_bytes,
+        plain: Vec::with_capacity(SEGMENT_BYTES + TAG_BYTES),
+        at: 0,
+    };
+    gallery.read_rows(&mut sealed)
+}
+
+/// Writes `gallery` to `path` as a snapshot, under a fresh key it returns,
+/// without the store: what `facepay bench gallery --snapshot` times.
+pub fn write_for_bench(
+    gallery: &Gallery,
+    path: &Path,
+) -> Result<(u64, Zeroizing<[u8; KEY_BYTES]>), Failure> {
+    let key = Zeroizing::new(random_bytes::<KEY_BYTES>());
+    let header = Header {
+        key_id: format!("{KEY_PREFIX}bench"),
+        seq: 0,
+        written_at_ms: now_ms(),
+        model: "bench".into(),
+        transform_id: "bench".into(),
+        nonce_prefix: hex::encode(random_bytes::<NONCE_PREFIX_BYTES>()),
+    };
+    Ok((write_file(gallery, path, &header, &key)?, key))
+}
+
+/// Reads what [`write_for_bench`] wrote into `gallery`, as a restart does.
+pub fn read_for_bench(
+    gallery: &Gallery,
+    path: &Path,
+    key: &[u8; KEY_BYTES],
+) -> Result<u64, Failure> {
+    let mut file = BufReader::new(File::open(path).map_err(io_failure(path))?);
+    let header_bytes = read_header(&mut file).ok_or_else(Failure::internal)?;
+    let header: Header = serde_json::from_slice(&header_bytes).map_err(|_| Failure::internal())?;
+    let prefix = hex::decode(&header.nonce_prefix).map_err(|_| Failure::internal())?;
+    if prefix.len() != NONCE_PREFIX_BYTES {
+        return Err(Failure::internal());
+    }
+    Ok(read_rows(gallery, file, header_bytes, &prefix, key)?)
 }
 
 /// The header bytes after the magic, if the file starts like a snapshot.

@@ -303,3 +303,85 @@ async fn the_audit_chain_reveals_edits_and_removals() {
         assert_eq!(broken.0, 2, "{backend}: {broken:?}");
     }
 }
+
+#[tokio::test]
+async fn the_change_log_is_in_commit_order_and_wakes_its_followers() {
+    use std::time::Duration;
+
+    use crate::changes::{self, Kind, Wakeup};
+
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend();
+        let mut conn = store.acquire().await.unwrap();
+        assert_eq!(changes::last_seq(&mut conn).await.unwrap(), 0);
+        drop(conn);
+
+        // A writer that has appended holds the log until it commits: a
+        // second writer waits, and its change comes after.
+        let mut first = store.begin().await.unwrap();
+        changes::append(&mut first, "usr_a", Kind::Template, None, 1)
+            .await
+            .unwrap();
+        let second = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let mut tx = store.begin().await.unwrap();
+                changes::append(&mut tx, "usr_b", Kind::Regular, Some("m1"), 2)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !second.is_finished(),
+            "{backend:?}: the second writer went first"
+        );
+        first.commit().await.unwrap();
+        second.await.unwrap();
+
+        let mut conn = store.acquire().await.unwrap();
+        let log = changes::after(&mut conn, 0, 10).await.unwrap();
+        assert_eq!(log.len(), 2);
+        assert_eq!(
+            (log[0].user_id.as_str(), log[0].kind()),
+            ("usr_a", Some(Kind::Template))
+        );
+        assert_eq!(
+            (
+                log[1].user_id.as_str(),
+                log[1].kind(),
+                log[1].merchant_id.as_deref()
+            ),
+            ("usr_b", Some(Kind::Regular), Some("m1"))
+        );
+        assert!(log[0].seq < log[1].seq);
+        assert_eq!(changes::last_seq(&mut conn).await.unwrap(), log[1].seq);
+        assert!(
+            changes::after(&mut conn, log[1].seq, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        drop(conn);
+
+        // PostgreSQL wakes a follower at the commit, long before its poll.
+        if backend == crate::Backend::Postgres {
+            let mut wakeup = Wakeup::new(&store, Duration::from_secs(30)).await;
+            let mut tx = store.begin().await.unwrap();
+            changes::append(&mut tx, "usr_c", Kind::Template, None, 3)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            tokio::time::timeout(Duration::from_secs(10), wakeup.wait())
+                .await
+                .expect("no notification within 10 s");
+        }
+
+        let mut conn = store.acquire().await.unwrap();
+        assert!(changes::prune(&mut conn, 2).await.unwrap() >= 1);
+        let left = changes::after(&mut conn, 0, 10).await.unwrap();
+        assert!(left.iter().all(|c| c.user_id != "usr_a"), "{backend:?}");
+    }
+}

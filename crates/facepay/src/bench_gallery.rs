@@ -66,6 +66,10 @@ pub struct GalleryArgs {
     /// Also build FAISS's IndexHNSWFlat (minutes at a million rows).
     #[arg(long)]
     pub faiss_hnsw: bool,
+    /// Also time a sealed gallery snapshot of the exact gallery, written to
+    /// and read back from this directory (as a restart reads it).
+    #[arg(long)]
+    pub snapshot: Option<PathBuf>,
     /// The peer venv's Python.
     #[arg(long, default_value = ".facepay/venv-peer/bin/python")]
     pub python: PathBuf,
@@ -98,11 +102,66 @@ pub fn run(args: GalleryArgs) -> anyhow::Result<()> {
     );
     let policy = DecisionPolicy::default();
     let mut rows = Vec::new();
+    let mut snapshots = Vec::new();
     for &size in &args.sizes {
-        rows.extend(bench_size(&args, size, &policy)?);
+        let (measured, snapshot) = bench_size(&args, size, &policy)?;
+        rows.extend(measured);
+        snapshots.extend(snapshot);
     }
     print_table(&rows, &policy);
+    if !snapshots.is_empty() {
+        println!();
+        println!("| N | snapshot file | write s | restart (read into an empty gallery) s |");
+        println!("|---:|---:|---:|---:|");
+        for s in &snapshots {
+            println!(
+                "| {} | {:.2} GB | {:.2} | {:.2} |",
+                s.size,
+                s.file_bytes as f64 / 1e9,
+                s.write_s,
+                s.read_s
+            );
+        }
+    }
     Ok(())
+}
+
+/// A sealed gallery snapshot written and read back.
+struct SnapshotRow {
+    size: usize,
+    file_bytes: u64,
+    write_s: f64,
+    read_s: f64,
+}
+
+/// Times the snapshot of `gallery` in `dir`: written, then read back into
+/// the emptied gallery (as a restart does; the queries then run on it),
+/// and the file removed.
+fn bench_snapshot(gallery: &Gallery, dir: &Path, size: usize) -> anyhow::Result<SnapshotRow> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("bench-{size}.snapshot"));
+    let start = Instant::now();
+    let (written, key) = facepay_payments::snapshot::write_for_bench(gallery, &path)
+        .map_err(|f| anyhow::anyhow!("writing the snapshot: {f}"))?;
+    let write_s = start.elapsed().as_secs_f64();
+    let file_bytes = std::fs::metadata(&path)?.len();
+    gallery.clear()?;
+    let start = Instant::now();
+    let read = facepay_payments::snapshot::read_for_bench(gallery, &path, &key)
+        .map_err(|f| anyhow::anyhow!("reading the snapshot: {f}"))?;
+    let read_s = start.elapsed().as_secs_f64();
+    std::fs::remove_file(&path)?;
+    anyhow::ensure!(
+        written == size as u64 && read == written && gallery.len() == size,
+        "the snapshot lost rows"
+    );
+    eprintln!("N = {size}: snapshot written in {write_s:.2} s, read in {read_s:.2} s");
+    Ok(SnapshotRow {
+        size,
+        file_bytes,
+        write_s,
+        read_s,
+    })
 }
 
 fn kind_of(args: &GalleryArgs, name: &str) -> anyhow::Result<IndexKind> {
@@ -126,7 +185,7 @@ fn bench_size(
     args: &GalleryArgs,
     size: usize,
     policy: &DecisionPolicy,
-) -> anyhow::Result<Vec<Row>> {
+) -> anyhow::Result<(Vec<Row>, Option<SnapshotRow>)> {
     let spec = SyntheticSpec {
         seed: args.seed,
         ..SyntheticSpec::default()
@@ -167,6 +226,7 @@ fn bench_size(
     let keep_floats = size < args.int8_only_from;
 
     let mut rows = Vec::new();
+    let mut snapshot = None;
     let mut truth: Option<Vec<Option<usize>>> = None;
     let mut names: Vec<&str> = vec!["exact"];
     names.extend(
@@ -182,6 +242,9 @@ fn bench_size(
         let mut gallery = build(&vectors, dim, kind, keep_floats)?;
         let build_s = start.elapsed().as_secs_f64();
         eprintln!("kernels: {}", gallery.kernels().name());
+        if let (Some(dir), IndexKind::Exact) = (&args.snapshot, kind) {
+            snapshot = Some(bench_snapshot(&gallery, dir, size)?);
+        }
         for &threads in &args.threads {
             gallery.set_threads(threads)?;
             let mut latencies_ms = Vec::with_capacity(genuine.len());
@@ -241,7 +304,7 @@ fn bench_size(
         let truth = truth.unwrap_or_default();
         rows.extend(faiss(args, size, dim, &vectors, &genuine, &truth)?);
     }
-    Ok(rows)
+    Ok((rows, snapshot))
 }
 
 fn index_name(kind: IndexKind, keep_floats: bool) -> String {
