@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use facepay_store::{Store, now_ms, payments};
 
 mod common;
-use common::{binary, demo_terminal, free_port, lay_out_photos, post_signed, wait_ready};
+use common::{binary, demo_terminal, free_port, lay_out_photos, post_signed, run_demo, wait_ready};
 
 const CLIENTS: usize = 4;
 const PAYMENTS_PER_CLIENT: usize = 12;
@@ -123,20 +123,7 @@ fn crash_run(database_url: Option<&str>) {
     let data = dir.path().join("data");
     let photos = dir.path().join("photos");
     let pay_with = lay_out_photos(&photos);
-    let mut demo = Command::new(binary());
-    demo.args(["demo", "--liveness", "lenient"]);
-    with_store(&mut demo, &data, database_url);
-    let demo = demo
-        .arg("--photos")
-        .arg(&photos)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        demo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
+    run_demo(&data, &photos, database_url);
 
     let terminal = Arc::new(demo_terminal(&data));
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(

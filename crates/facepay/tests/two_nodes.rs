@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 mod common;
-use common::{binary, demo_terminal, free_port, lay_out_photos, post_signed, wait_ready};
+use common::{binary, demo_terminal, free_port, lay_out_photos, post_signed, run_demo, wait_ready};
 
 /// What the issue asks: a change made through one server is seen by the
 /// others within a second.
@@ -120,26 +120,7 @@ fn two_servers_on_one_database_keep_their_galleries_in_step() {
     let data = dir.path().join("data");
     let photos = dir.path().join("photos");
     lay_out_photos(&photos);
-    let demo = Command::new(binary())
-        .args([
-            "demo",
-            "--liveness",
-            "lenient",
-            "--database-url",
-            &database_url,
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--photos")
-        .arg(&photos)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        demo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
+    run_demo(&data, &photos, Some(&database_url));
     let terminal = demo_terminal(&data);
 
     // Both servers share the database and the key files, as replicas of

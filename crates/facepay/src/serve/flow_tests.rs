@@ -142,6 +142,19 @@ fn lenient(decision: DecisionPolicy) -> Config {
     }
 }
 
+/// The engine, with server-side warnings and errors in the test's output
+/// so that a failing answer says why.
+fn engine_with_logs() -> Arc<FaceEngine> {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("warn")
+        .try_init();
+    Arc::new(
+        FaceEngine::load(&ModelStore::open_default(), EngineConfig::default())
+            .unwrap_or_else(|e| panic!("{e}; run `facepay models fetch`")),
+    )
+}
+
 fn enrolment(phone: &str, photo: &str, card: &str) -> Value {
     json!({
         "phone": phone, "pin": "123456", "frames": [frame(photo)],
@@ -168,15 +181,7 @@ async fn verify(store: &Store) {
 
 #[tokio::test]
 async fn enrol_pay_step_up_refund_report_and_delete() {
-    // Server-side errors go to the test's output, so a failing answer says why.
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter("warn")
-        .try_init();
-    let engine = Arc::new(
-        FaceEngine::load(&ModelStore::open_default(), EngineConfig::default())
-            .unwrap_or_else(|e| panic!("{e}; run `facepay models fetch`")),
-    );
+    let engine = engine_with_logs();
     let dir = tempfile::tempdir().unwrap();
     for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
         let backend = store.backend().name();
@@ -900,14 +905,7 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
 
 #[tokio::test]
 async fn a_snapshot_restores_the_gallery_and_never_outlives_a_deletion() {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter("warn")
-        .try_init();
-    let engine = Arc::new(
-        FaceEngine::load(&ModelStore::open_default(), EngineConfig::default())
-            .unwrap_or_else(|e| panic!("{e}; run `facepay models fetch`")),
-    );
+    let engine = engine_with_logs();
     let dir = tempfile::tempdir().unwrap();
     for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
         let backend = store.backend().name();

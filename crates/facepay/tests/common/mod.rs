@@ -36,6 +36,27 @@ pub fn lay_out_photos(dir: &Path) -> Vec<PathBuf> {
     pay_with
 }
 
+/// Runs `facepay demo` on `data` (SQLite there, or `database_url`),
+/// enrolling the photos laid out in `photos`.
+#[allow(dead_code)] // Not every test binary runs the demo.
+pub fn run_demo(data: &Path, photos: &Path, database_url: Option<&str>) {
+    let mut demo = std::process::Command::new(binary());
+    demo.args(["demo", "--liveness", "lenient", "--data-dir"])
+        .arg(data)
+        .arg("--photos")
+        .arg(photos)
+        .env("RUST_LOG", "warn");
+    if let Some(url) = database_url {
+        demo.arg("--database-url").arg(url);
+    }
+    let done = demo.output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+}
+
 pub fn wait_ready(agent: &ureq::Agent, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
