@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use facepay_store::changes::{self, Change, Kind, Wakeup};
-use facepay_store::keys::DataKeyRow;
 use facepay_store::parties::{self, ActiveTemplate};
 use facepay_store::{Connection, now_ms};
 
@@ -79,24 +78,21 @@ impl Payments {
                 // A user's vector in this gallery's space never changes
                 // (re-issued templates open to the same vector).
                 Some(_) if self.gallery.contains(user_id) => {}
-                Some(active) => {
-                    let data_key = self.data_key(conn, &active.template.key_id).await?;
-                    // One template that does not open must not hold up the
-                    // changes after it (deletions among them): it is logged
-                    // and that user cannot pay through this server.
-                    match self.gallery_entry(&active, data_key.as_ref()) {
-                        Ok(Some((vector, partitions))) => {
-                            self.gallery.insert(user_id, &vector, &partitions)?;
-                        }
-                        Ok(None) => {}
-                        Err(_) => {
-                            tracing::error!(
-                                user = user_id,
-                                "template does not open; not in this gallery"
-                            );
-                        }
+                // One template that does not open must not hold up the
+                // changes after it (deletions among them): it is logged and
+                // that user cannot pay through this server.
+                Some(active) => match self.gallery_entry(&active) {
+                    Ok(Some((vector, partitions))) => {
+                        self.gallery.insert(user_id, &vector, &partitions)?;
                     }
-                }
+                    Ok(None) => {}
+                    Err(_) => {
+                        tracing::error!(
+                            user = user_id,
+                            "template does not open; not in this gallery"
+                        );
+                    }
+                },
             },
             (Some(Kind::Regular), Some(merchant_id)) => {
                 // A user past the partition limit is still found by a full
@@ -117,16 +113,20 @@ impl Payments {
     pub(crate) fn gallery_entry(
         &self,
         active: &ActiveTemplate,
-        data_key: Option<&DataKeyRow>,
     ) -> Result<Option<GalleryEntry>, Failure> {
         let stored = &active.template;
+        let data_key = active.data_key();
+        if stored.key_id.starts_with("dek_") && data_key.is_none() {
+            tracing::error!(key_id = %stored.key_id, "data key missing");
+            return Err(Failure::internal());
+        }
         if stored.model != self.engine.model_id().to_string() {
             tracing::warn!(user = %stored.user_id, model = %stored.model, "template of another model skipped; re-enrol");
             return Ok(None);
         }
         let plain = self.envelope.open(
             &stored.key_id,
-            data_key,
+            data_key.as_ref(),
             &stored.nonce,
             &stored.ciphertext,
             &template_aad(&stored.user_id, &stored.model),

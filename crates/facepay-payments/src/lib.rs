@@ -54,7 +54,10 @@ pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
 /// Completed idempotency keys are kept at least this long.
 pub const IDEMPOTENCY_RETENTION_MS: i64 = 48 * 3_600_000;
 /// Start-up logs its progress every this many templates.
-const GALLERY_PROGRESS_EVERY: usize = 100_000;
+const GALLERY_PROGRESS_EVERY: i64 = 100_000;
+/// Templates read from the store per query at start-up: the gallery is
+/// built a batch at a time, never holding every ciphertext at once.
+const GALLERY_LOAD_BATCH: i64 = 10_000;
 /// Per-payment locks: operations on one payment run one at a time in this
 /// process, so two refunds cannot both reach the issuer.
 const PAYMENT_LOCKS: usize = 64;
@@ -265,16 +268,35 @@ impl Payments {
         // Read before the templates: a change made while they load is
         // applied again by `catch_up`, which is harmless.
         *self.changes_seen.lock().await = facepay_store::changes::last_seq(&mut conn).await?;
-        let active = facepay_store::parties::active_templates(&mut conn).await?;
-        let total = active.len();
-        for (n, active) in active.iter().enumerate() {
-            if n > 0 && n % GALLERY_PROGRESS_EVERY == 0 {
-                tracing::info!(loaded = n, total, "loading the gallery");
+        let total = facepay_store::parties::active_template_count(&mut conn).await?;
+        let (mut after, mut loaded, mut reported) = (String::new(), 0i64, 0i64);
+        loop {
+            let batch =
+                facepay_store::parties::active_templates(&mut conn, &after, GALLERY_LOAD_BATCH)
+                    .await?;
+            let Some(last) = batch.last() else {
+                break;
+            };
+            after = last.template.user_id.clone();
+            let mut entries = Vec::with_capacity(batch.len());
+            for active in &batch {
+                if let Some((vector, partitions)) = self.gallery_entry(active)? {
+                    entries.push((active.template.user_id.as_str(), vector, partitions));
+                }
             }
-            let data_key = self.data_key(&mut conn, &active.template.key_id).await?;
-            if let Some((vector, partitions)) = self.gallery_entry(active, data_key.as_ref())? {
-                self.gallery
-                    .insert(&active.template.user_id, &vector, &partitions)?;
+            let rows: Vec<(&str, &[f32], &[String])> = entries
+                .iter()
+                .map(|(id, vector, partitions)| (*id, vector.as_slice(), partitions.as_slice()))
+                .collect();
+            self.gallery.insert_many(&rows)?;
+            loaded += batch.len() as i64;
+            if loaded - reported >= GALLERY_PROGRESS_EVERY {
+                reported = loaded;
+                let percent = loaded * 100 / total.max(1);
+                tracing::info!(loaded, total, percent, "loading the gallery");
+            }
+            if (batch.len() as i64) < GALLERY_LOAD_BATCH {
+                break;
             }
         }
         for (user_id, merchant_id) in facepay_store::parties::regulars(&mut conn).await? {

@@ -158,21 +158,46 @@ pub async fn insert_template(
 }
 
 /// A template of an active user, with the phone digits that partition
-/// the gallery.
+/// the gallery and its wrapped data key (none for a legacy template).
 #[derive(Debug, Clone, FromRow)]
 pub struct ActiveTemplate {
     #[sqlx(flatten)]
     pub template: StoredTemplate,
     pub phone_last4: Option<String>,
+    data_key_kek_id: Option<String>,
+    data_key_nonce: Option<Vec<u8>>,
+    data_key_wrapped: Option<Vec<u8>>,
 }
 
-/// Templates of active users, for building the in-memory gallery.
-pub async fn active_templates(conn: &mut Connection) -> Result<Vec<ActiveTemplate>> {
-    Ok(sqlx::query_as(
-        "SELECT t.user_id, t.model, t.key_id, t.nonce, t.ciphertext, t.transform_id, \
-         u.phone_last4 FROM templates t \
-         JOIN users u ON u.id = t.user_id WHERE u.status = 'active' ORDER BY t.user_id",
-    )
+impl ActiveTemplate {
+    pub fn data_key(&self) -> Option<crate::keys::DataKeyRow> {
+        Some(crate::keys::DataKeyRow {
+            id: self.template.key_id.clone(),
+            kek_id: self.data_key_kek_id.clone()?,
+            nonce: self.data_key_nonce.clone()?,
+            wrapped: self.data_key_wrapped.clone()?,
+        })
+    }
+}
+
+const ACTIVE_TEMPLATES: &str = "SELECT t.user_id, t.model, t.key_id, t.nonce, t.ciphertext, \
+     t.transform_id, u.phone_last4, d.kek_id AS data_key_kek_id, d.nonce AS data_key_nonce, \
+     d.wrapped AS data_key_wrapped FROM templates t JOIN users u ON u.id = t.user_id \
+     LEFT JOIN data_keys d ON d.id = t.key_id WHERE u.status = 'active'";
+
+/// Templates of active users after `after_user_id`, in user order, at most
+/// `limit`: the in-memory gallery is built a batch at a time.
+pub async fn active_templates(
+    conn: &mut Connection,
+    after_user_id: &str,
+    limit: i64,
+) -> Result<Vec<ActiveTemplate>> {
+    assert!(limit > 0);
+    Ok(sqlx::query_as(&format!(
+        "{ACTIVE_TEMPLATES} AND t.user_id > $1 ORDER BY t.user_id LIMIT $2"
+    ))
+    .bind(after_user_id)
+    .bind(limit)
     .fetch_all(conn)
     .await?)
 }
@@ -182,14 +207,23 @@ pub async fn active_template(
     conn: &mut Connection,
     user_id: &str,
 ) -> Result<Option<ActiveTemplate>> {
-    Ok(sqlx::query_as(
-        "SELECT t.user_id, t.model, t.key_id, t.nonce, t.ciphertext, t.transform_id, \
-         u.phone_last4 FROM templates t \
-         JOIN users u ON u.id = t.user_id WHERE u.status = 'active' AND t.user_id = $1",
+    Ok(
+        sqlx::query_as(&format!("{ACTIVE_TEMPLATES} AND t.user_id = $1"))
+            .bind(user_id)
+            .fetch_optional(conn)
+            .await?,
     )
-    .bind(user_id)
-    .fetch_optional(conn)
-    .await?)
+}
+
+/// How many templates of active users there are.
+pub async fn active_template_count(conn: &mut Connection) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM templates t JOIN users u ON u.id = t.user_id \
+         WHERE u.status = 'active'",
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(n)
 }
 
 /// Who paid where: (user, merchant) for every captured payment of an

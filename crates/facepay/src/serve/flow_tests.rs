@@ -812,11 +812,9 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
         assert!(mine["payments"].as_array().unwrap().len() >= 3);
         let template = {
             let mut conn = store.acquire().await.unwrap();
-            parties::active_templates(&mut conn)
+            parties::active_template(&mut conn, &obama_id)
                 .await
                 .unwrap()
-                .into_iter()
-                .find(|t| t.template.user_id == obama_id)
                 .unwrap()
                 .template
         };
