@@ -68,6 +68,15 @@ impl Payments {
         }
     }
 
+    /// After a request committed a change: the log applied up to it. A
+    /// failure is logged, not returned (the change is committed, and the
+    /// follower applies it at its next wake-up).
+    pub(crate) async fn apply_own_changes(&self) {
+        if let Err(e) = self.catch_up().await {
+            tracing::warn!(error = %e, "gallery changes not applied yet");
+        }
+    }
+
     async fn apply(&self, conn: &mut Connection, change: &Change) -> Result<(), Failure> {
         let user_id = change.user_id.as_str();
         match (change.kind(), change.merchant_id.as_deref()) {
@@ -141,28 +150,15 @@ impl Payments {
         Ok(Some((vector, partitions)))
     }
 
-    /// Follows the change log for as long as the process runs, and keeps
-    /// the gallery snapshot (if configured) recent: written at once, then
-    /// again every [`SNAPSHOT_EVERY`] if the gallery changed.
+    /// Follows the change log for as long as the process runs; keeps the
+    /// gallery snapshot recent on a task of its own, if one is configured.
     pub async fn follow(self: Arc<Self>) {
+        if self.config.gallery_snapshot.is_some() {
+            tokio::spawn(Arc::clone(&self).keep_snapshot());
+        }
         let mut wakeup = Wakeup::new(&self.store, FOLLOW_POLL).await;
         let mut pruned_at = Instant::now();
-        let mut snapshot: Option<(Instant, i64)> = None;
         loop {
-            let due = snapshot.is_none_or(|(at, _)| at.elapsed() >= SNAPSHOT_EVERY);
-            let seen = *self.changes_seen.lock().await;
-            if self.config.gallery_snapshot.is_some()
-                && due
-                && snapshot.is_none_or(|(_, seq)| seq != seen)
-            {
-                match self.write_snapshot().await {
-                    Ok(written) => snapshot = written.map(|(_, seq)| (Instant::now(), seq)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "gallery snapshot not written");
-                        snapshot = Some((Instant::now(), i64::MIN));
-                    }
-                }
-            }
             wakeup.wait().await;
             match self.catch_up().await {
                 Ok(0) => {}
@@ -180,6 +176,22 @@ impl Payments {
                     tracing::warn!(error = %e, "change log not pruned");
                 }
             }
+        }
+    }
+
+    /// Writes the snapshot at once, then again every [`SNAPSHOT_EVERY`] if
+    /// the gallery changed meanwhile.
+    async fn keep_snapshot(self: Arc<Self>) {
+        let mut written: Option<i64> = None;
+        loop {
+            let seen = *self.changes_seen.lock().await;
+            if written != Some(seen) {
+                match self.write_snapshot().await {
+                    Ok(done) => written = done.map(|(_, seq)| seq),
+                    Err(e) => tracing::warn!(error = %e, "gallery snapshot not written"),
+                }
+            }
+            tokio::time::sleep(SNAPSHOT_EVERY).await;
         }
     }
 }

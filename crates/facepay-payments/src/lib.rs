@@ -136,6 +136,8 @@ pub struct Payments {
     changes_seen: Mutex<i64>,
     /// Whether start-up read the gallery from its snapshot file.
     gallery_restored: AtomicBool,
+    /// The key of this server's last snapshot; held while one is written.
+    snapshot_key: Mutex<Option<String>>,
     /// Probes of payments awaiting a step-up.
     probes: identify::Probes,
     envelope: Envelope,
@@ -193,6 +195,7 @@ impl Payments {
             gallery,
             changes_seen: Mutex::new(0),
             gallery_restored: AtomicBool::new(false),
+            snapshot_key: Mutex::new(None),
             probes: identify::Probes::default(),
             envelope: Envelope::new(keys),
             inference: Semaphore::new(config.inference_concurrency),

@@ -10,18 +10,20 @@
 //! segment, the last segment marked so that a cut file does not open.
 //!
 //! Its data key is a row of `data_keys` like any other (rotation re-wraps
-//! it), and every deletion of a face destroys it in the deletion's own
-//! transaction: a snapshot never outlives a deletion, and the next restart
+//! it), listed in `snapshot_keys`, and every deletion of a face destroys
+//! all of them in the deletion's own transaction: a snapshot never outlives a deletion, and the next restart
 //! loads from the store instead (see [`Payments::record_deletion`]).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::KeyInit;
 use aes_gcm::aead::stream::{DecryptorBE32, EncryptorBE32};
 use facepay_store::changes::{self, Kind};
+use facepay_store::keys::SnapshotKeys;
 use facepay_store::{Connection, now_ms};
 use serde::{Deserialize, Serialize};
 
@@ -200,7 +202,7 @@ impl Payments {
     ) -> Result<(), Failure> {
         self.record_change(conn, user_id, Kind::Template, None)
             .await?;
-        facepay_store::keys::destroy_prefixed(conn, KEY_PREFIX, None).await?;
+        facepay_store::keys::destroy_snapshot_keys(conn, SnapshotKeys::All).await?;
         Ok(())
     }
 
@@ -209,17 +211,19 @@ impl Payments {
     }
 
     /// Writes the gallery to the snapshot file, if one is configured
-    /// (replacing the last one, whose key is then destroyed); returns how
-    /// many rows, and the change-log position they hold. Its thread is busy while the file is written: seconds
-    /// for millions of rows.
-    pub async fn write_snapshot(&self) -> Result<Option<(u64, i64)>, Failure> {
+    /// (replacing this server's last one, whose key is then destroyed);
+    /// returns how many rows, and the change-log position they hold. The
+    /// file is written on a blocking thread: seconds for millions of rows.
+    pub async fn write_snapshot(self: &Arc<Self>) -> Result<Option<(u64, i64)>, Failure> {
         let Some(path) = self.snapshot_path().map(Path::to_path_buf) else {
             return Ok(None);
         };
+        // One writer at a time (the periodic one and the one at shutdown).
+        let mut own_key = self.snapshot_key.lock().await;
         let (row, key) = self.envelope.new_data_key(KEY_PREFIX)?;
         let mut tx = self.store.begin().await?;
         changes::lock(&mut tx).await?;
-        facepay_store::keys::insert(&mut tx, &row, now_ms()).await?;
+        facepay_store::keys::insert_snapshot_key(&mut tx, &row, now_ms()).await?;
         tx.commit().await.map_err(facepay_store::StoreError::from)?;
         // Every deletion committed before the key is applied now; any
         // later one destroys the key.
@@ -233,9 +237,32 @@ impl Payments {
             transform_id: self.transform_id.clone(),
             nonce_prefix: hex::encode(random_bytes::<NONCE_PREFIX_BYTES>()),
         };
-        let rows = write_file(&self.gallery, &path, &header, &key)?;
+        let this = Arc::clone(self);
+        let target = path.clone();
+        let written =
+            tokio::task::spawn_blocking(move || write_file(&this.gallery, &target, &header, &key))
+                .await
+                .map_err(|_| Failure::internal())?;
         let mut conn = self.conn().await?;
-        facepay_store::keys::destroy_prefixed(&mut conn, KEY_PREFIX, Some(&row.id)).await?;
+        let rows = match written {
+            Ok(rows) => rows,
+            Err(failure) => {
+                facepay_store::keys::destroy_snapshot_keys(&mut conn, SnapshotKeys::One(&row.id))
+                    .await?;
+                return Err(failure);
+            }
+        };
+        // This server's previous file is replaced; keys too old to be used
+        // (of servers gone) are of no use either. Other servers' keep.
+        if let Some(previous) = own_key.replace(row.id.clone()) {
+            facepay_store::keys::destroy_snapshot_keys(&mut conn, SnapshotKeys::One(&previous))
+                .await?;
+        }
+        facepay_store::keys::destroy_snapshot_keys(
+            &mut conn,
+            SnapshotKeys::CreatedBefore(now_ms() - SNAPSHOT_AGE_MAX_MS),
+        )
+        .await?;
         tracing::info!(rows, seq, path = %path.display(), "gallery snapshot written");
         Ok(Some((rows, seq)))
     }
@@ -251,7 +278,10 @@ impl Payments {
         let mut file = match File::open(path) {
             Ok(file) => BufReader::new(file),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_failure(path)(e)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "gallery snapshot unreadable; loading from the store");
+                return Ok(None);
+            }
         };
         let Some(header_bytes) = read_header(&mut file) else {
             tracing::warn!(path = %path.display(), "not a gallery snapshot; loading from the store");
@@ -272,17 +302,33 @@ impl Payments {
             );
             return Ok(None);
         }
-        let row = {
+        let (row, last_seq) = {
             let mut conn = self.conn().await?;
-            facepay_store::keys::get(&mut conn, &header.key_id).await?
+            (
+                facepay_store::keys::get(&mut conn, &header.key_id).await?,
+                changes::last_seq(&mut conn).await?,
+            )
         };
+        if header.seq > last_seq {
+            // The log is behind the file (a database restored from a
+            // backup): changes after it could be missed.
+            tracing::warn!(
+                seq = header.seq,
+                last_seq,
+                "gallery snapshot ahead of the change log; loading from the store"
+            );
+            return Ok(None);
+        }
         let Some(row) = row else {
             tracing::info!(
                 "gallery snapshot key destroyed (a face was deleted since); loading from the store"
             );
             return Ok(None);
         };
-        let key = self.envelope.data_key(&row)?;
+        let Ok(key) = self.envelope.data_key(&row) else {
+            tracing::warn!("gallery snapshot key does not unwrap; loading from the store");
+            return Ok(None);
+        };
         let Ok(prefix) = hex::decode(&header.nonce_prefix) else {
             return Ok(None);
         };
@@ -292,6 +338,7 @@ impl Payments {
         match read_rows(&self.gallery, file, header_bytes, &prefix, &key) {
             Ok(rows) => {
                 *self.changes_seen.lock().await = header.seq;
+                *self.snapshot_key.lock().await = Some(header.key_id);
                 Ok(Some(rows))
             }
             Err(e) => {

@@ -169,8 +169,9 @@ impl Payments {
                 self.forget_card(vault_token).await;
                 return Err(failure);
             }
-            let phone_key = crate::identify::phone_partition(&phone[phone.len() - 4..]);
-            self.gallery.insert(&user_id, &protected, &[phone_key])?;
+            // Through the change log, in order with every other change, so
+            // a deletion already committed (a replay) is not undone.
+            self.apply_own_changes().await;
             Ok(reply)
         })
         .await
@@ -223,6 +224,9 @@ impl Payments {
         self.record_deletion(&mut tx, &user.id).await?;
         tx.commit().await.map_err(facepay_store::StoreError::from)?;
         self.gallery.remove(&user.id)?;
+        // A follower that read the template before this commit may have
+        // put it back meanwhile; applying the log up to here takes it out.
+        self.apply_own_changes().await;
         Reply::json(
             200,
             &FaceDeleted {
@@ -246,6 +250,7 @@ impl Payments {
         self.record_deletion(&mut tx, &user.id).await?;
         tx.commit().await.map_err(facepay_store::StoreError::from)?;
         self.gallery.remove(&user.id)?;
+        self.apply_own_changes().await;
         // The core's shares are gone with their data keys, so the vault's
         // are worthless already; deleting them is tidiness, not safety.
         for token in methods.into_iter().filter_map(|m| m.vault_token) {

@@ -175,9 +175,13 @@ impl Lists {
 }
 
 impl Rule {
-    /// Why the rule fires on `value`, or `None`.
+    /// Why the rule fires on `value`, or `None`. A value that is not a
+    /// number fires: a broken signal must not pass a payment quietly.
     fn fires(&self, value: f64) -> Option<String> {
         let name = &self.name;
+        if value.is_nan() {
+            return Some(format!("{name}: not a number"));
+        }
         if let Some(bound) = self.above
             && value > bound
         {

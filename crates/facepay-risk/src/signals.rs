@@ -132,9 +132,10 @@ pub struct Seen {
 }
 
 /// The speed needed to go from `from` to `to` along the Earth's surface
-/// (haversine), in km/h; `None` when `to` is not later. Two payments in one
-/// place are 0 km/h whatever the time between them.
-pub fn travel_speed_kmh(from: Seen, to: Seen) -> Option<f64> {
+/// (haversine), in km/h. Two payments in one place are 0 km/h whatever the
+/// time between them; two places at once (or out of order) are infinitely
+/// fast, so a rule on speed fires rather than staying quiet.
+pub fn travel_speed_kmh(from: Seen, to: Seen) -> f64 {
     const EARTH_RADIUS_KM: f64 = 6_371.0;
     let radians = |e6: i64| (e6 as f64 / 1e6).to_radians();
     let (lat1, lat2) = (radians(from.latitude_e6), radians(to.latitude_e6));
@@ -143,8 +144,12 @@ pub fn travel_speed_kmh(from: Seen, to: Seen) -> Option<f64> {
     let a = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
     let km = 2.0 * EARTH_RADIUS_KM * a.sqrt().clamp(0.0, 1.0).asin();
     if km < 1e-6 {
-        return Some(0.0);
+        return 0.0;
     }
     let hours = (to.at_ms - from.at_ms) as f64 / 3_600_000.0;
-    (hours > 0.0).then(|| km / hours)
+    if hours > 0.0 {
+        km / hours
+    } else {
+        f64::INFINITY
+    }
 }

@@ -70,6 +70,10 @@ fn each_default_rule_fires_on_its_signal_and_says_why() {
         assert!(a.fired[0].reason.starts_with(rule), "{:?}", a.fired[0]);
         assert_eq!(a.score, a.fired[0].weight);
     }
+    // A signal that is not a number fires the rule that reads it.
+    let mut s = usual();
+    s.match_score = f64::NAN;
+    assert_eq!(fired(&engine.assess(&s)), vec!["weak_match"]);
     // Unknown history fires nothing: a first payment has no z-score.
     let mut s = usual();
     s.amount_z_score = None;
@@ -237,16 +241,19 @@ fn travel_speed_is_distance_over_time() {
         at_ms: 3_600_000,
     };
     // About 325 km in an hour.
-    let kmh = travel_speed_kmh(seoul, busan).unwrap();
+    let kmh = travel_speed_kmh(seoul, busan);
     assert!((315.0..335.0).contains(&kmh), "{kmh}");
     let ten_minutes = Seen {
         at_ms: 600_000,
         ..busan
     };
-    assert!(travel_speed_kmh(seoul, ten_minutes).unwrap() > 1_800.0);
+    assert!(travel_speed_kmh(seoul, ten_minutes) > 1_800.0);
+    assert_eq!(travel_speed_kmh(seoul, Seen { at_ms: 5, ..seoul }), 0.0);
     assert_eq!(
-        travel_speed_kmh(seoul, Seen { at_ms: 5, ..seoul }),
-        Some(0.0)
+        travel_speed_kmh(busan, seoul),
+        f64::INFINITY,
+        "out of order"
     );
-    assert_eq!(travel_speed_kmh(busan, seoul), None, "not later");
+    let at_once = Seen { at_ms: 0, ..busan };
+    assert_eq!(travel_speed_kmh(seoul, at_once), f64::INFINITY);
 }

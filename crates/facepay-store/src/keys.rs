@@ -30,21 +30,62 @@ pub async fn insert(conn: &mut Connection, key: &DataKeyRow, now_ms: i64) -> Res
     Ok(())
 }
 
-/// Destroys the data keys whose id starts with `prefix`, but `keep`.
-pub async fn destroy_prefixed(
+/// Stores the data key of a gallery snapshot file.
+pub async fn insert_snapshot_key(
     conn: &mut Connection,
-    prefix: &str,
-    keep: Option<&str>,
-) -> Result<u64> {
-    assert!(!prefix.is_empty() && !prefix.contains(['%', '_']));
-    Ok(
-        sqlx::query("DELETE FROM data_keys WHERE id LIKE $1 AND id <> $2")
-            .bind(format!("{prefix}%"))
-            .bind(keep.unwrap_or(""))
-            .execute(conn)
-            .await?
-            .rows_affected(),
-    )
+    key: &DataKeyRow,
+    now_ms: i64,
+) -> Result<()> {
+    insert(&mut *conn, key, now_ms).await?;
+    sqlx::query("INSERT INTO snapshot_keys (key_id, created_at_ms) VALUES ($1, $2)")
+        .bind(&key.id)
+        .bind(now_ms)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Which snapshot keys to destroy.
+#[derive(Debug, Clone, Copy)]
+pub enum SnapshotKeys<'a> {
+    All,
+    One(&'a str),
+    CreatedBefore(i64),
+}
+
+/// Destroys snapshot keys: the files they sealed can no longer be opened.
+/// There are few (one per server), so they go one by one.
+pub async fn destroy_snapshot_keys(conn: &mut Connection, which: SnapshotKeys<'_>) -> Result<u64> {
+    let ids: Vec<String> = match which {
+        SnapshotKeys::All => {
+            sqlx::query_scalar("SELECT key_id FROM snapshot_keys")
+                .fetch_all(&mut *conn)
+                .await?
+        }
+        SnapshotKeys::One(id) => {
+            sqlx::query_scalar("SELECT key_id FROM snapshot_keys WHERE key_id = $1")
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?
+        }
+        SnapshotKeys::CreatedBefore(ms) => {
+            sqlx::query_scalar("SELECT key_id FROM snapshot_keys WHERE created_at_ms < $1")
+                .bind(ms)
+                .fetch_all(&mut *conn)
+                .await?
+        }
+    };
+    for id in &ids {
+        sqlx::query("DELETE FROM data_keys WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM snapshot_keys WHERE key_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(ids.len() as u64)
 }
 
 pub async fn get(conn: &mut Connection, id: &str) -> Result<Option<DataKeyRow>> {
