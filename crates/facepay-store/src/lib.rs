@@ -16,6 +16,7 @@ pub mod keys;
 pub mod ledger;
 pub mod parties;
 pub mod payments;
+pub mod risk;
 #[cfg(test)]
 mod tests;
 pub mod vault;

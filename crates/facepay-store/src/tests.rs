@@ -385,3 +385,113 @@ async fn the_change_log_is_in_commit_order_and_wakes_its_followers() {
         assert!(left.iter().all(|c| c.user_id != "usr_a"), "{backend:?}");
     }
 }
+
+#[tokio::test]
+async fn the_risk_history_counts_windows_and_knows_the_last_place() {
+    use crate::risk::{self, Ask, Place};
+
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let template = seed(&store).await;
+        let mut tx = store.begin().await.unwrap();
+        parties::insert_user(
+            &mut tx,
+            &parties::NewUser {
+                id: "u1",
+                phone: "+821012345678",
+                phone_last4: "5678",
+                pin_hash: "x",
+                token_hash: "t",
+                created_at_ms: 1,
+            },
+        )
+        .await
+        .unwrap();
+        let method = parties::PaymentMethod {
+            id: "pm1".into(),
+            user_id: "u1".into(),
+            brand: "visa".into(),
+            last4: "4242".into(),
+            expiry_month: 12,
+            expiry_year: 2031,
+            key_id: None,
+            nonce: None,
+            ciphertext: None,
+            vault_token: None,
+            fingerprint: Some("fp1".into()),
+            status: "active".into(),
+        };
+        parties::insert_payment_method(&mut tx, &method, 1)
+            .await
+            .unwrap();
+        // Captured at 1,000, 2,000 and 3,000 ms; a decline at 3,500.
+        for (i, (at_ms, amount_minor, state)) in [
+            (1_000, 4_000, "captured"),
+            (2_000, 5_000, "captured"),
+            (3_000, 6_000, "captured"),
+            (3_500, 90_000, "declined"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let captured = if state == "captured" { amount_minor } else { 0 };
+            let payment = Payment {
+                id: format!("pay_u{i}"),
+                idempotency_key: format!("ku{i}"),
+                user_id: Some("u1".into()),
+                payment_method_id: Some("pm1".into()),
+                amount_minor,
+                authorised_minor: captured,
+                captured_minor: captured,
+                state: state.into(),
+                created_at_ms: at_ms,
+                updated_at_ms: at_ms,
+                ..template.clone()
+            };
+            payments::insert(&mut tx, &payment).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+
+        let mut conn = store.acquire().await.unwrap();
+        let ask = Ask {
+            user_id: "u1",
+            card_fingerprint: Some("fp1"),
+            terminal_id: "t1",
+            merchant_id: "m1",
+            user_since_ms: 2_000,
+            card_since_ms: 0,
+            terminal_since_ms: 3_000,
+            merchant_since_ms: 0,
+        };
+        let h = risk::history(&mut conn, &ask).await.unwrap();
+        assert_eq!(h.amounts_minor, vec![6_000, 5_000, 4_000]);
+        assert_eq!(h.user_payments, 3, "2,000 ms on");
+        assert_eq!(h.card_payments, 4);
+        assert_eq!(h.terminal_payments, 2, "3,000 ms on");
+        assert_eq!(h.terminal_failures, 1);
+        assert_eq!(h.merchant_payments, 5, "the seed's payment too");
+        assert_eq!(
+            h.last_place,
+            Some(Place {
+                latitude_e6: 37_497_942,
+                longitude_e6: 127_027_621,
+                at_ms: 3_000
+            })
+        );
+        assert!(h.paid_at_merchant && h.paid_at_terminal);
+
+        let stranger = Ask {
+            user_id: "nobody",
+            card_fingerprint: None,
+            merchant_id: "m2",
+            ..ask
+        };
+        let h = risk::history(&mut conn, &stranger).await.unwrap();
+        assert!(h.amounts_minor.is_empty() && h.last_place.is_none());
+        assert_eq!(
+            (h.user_payments, h.card_payments, h.merchant_payments),
+            (0, 0, 0)
+        );
+        assert!(!h.paid_at_merchant && !h.paid_at_terminal);
+    }
+}

@@ -1,0 +1,145 @@
+//! What the risk engine reads from the payments history for one payment:
+//! the payer's usual amounts, counts over recent windows, where they last
+//! paid, and whether they have paid here before. Every query is an index
+//! range scan (migration 0007), so the whole costs a few round trips.
+
+use crate::{Connection, Result};
+
+/// Past amounts read at most.
+pub const AMOUNTS_MAX: i64 = 100;
+
+/// Who and where a payment is, and the windows to count over.
+#[derive(Debug, Clone)]
+pub struct Ask<'a> {
+    pub user_id: &'a str,
+    pub card_fingerprint: Option<&'a str>,
+    pub terminal_id: &'a str,
+    pub merchant_id: &'a str,
+    pub user_since_ms: i64,
+    pub card_since_ms: i64,
+    pub terminal_since_ms: i64,
+    pub merchant_since_ms: i64,
+}
+
+/// A store's position and the time of a payment there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub latitude_e6: i64,
+    pub longitude_e6: i64,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    /// The payer's captured amounts, newest first.
+    pub amounts_minor: Vec<i64>,
+    pub user_payments: i64,
+    pub card_payments: i64,
+    pub terminal_payments: i64,
+    pub merchant_payments: i64,
+    /// Declined or failed payments at the terminal in its window.
+    pub terminal_failures: i64,
+    pub last_place: Option<Place>,
+    /// Among the payer's last 1,000 captured payments.
+    pub paid_at_merchant: bool,
+    pub paid_at_terminal: bool,
+}
+
+async fn count(conn: &mut Connection, sql: &str, key: &str, since_ms: i64) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as(sql)
+        .bind(key)
+        .bind(since_ms)
+        .fetch_one(conn)
+        .await?;
+    Ok(n)
+}
+
+pub async fn history(conn: &mut Connection, ask: &Ask<'_>) -> Result<History> {
+    let amounts_minor: Vec<i64> = sqlx::query_scalar(
+        "SELECT amount_minor FROM payments WHERE user_id = $1 AND captured_minor > 0 \
+         ORDER BY created_at_ms DESC LIMIT $2",
+    )
+    .bind(ask.user_id)
+    .bind(AMOUNTS_MAX)
+    .fetch_all(&mut *conn)
+    .await?;
+    let user_payments = count(
+        conn,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE user_id = $1 AND created_at_ms >= $2",
+        ask.user_id,
+        ask.user_since_ms,
+    )
+    .await?;
+    let card_payments = match ask.card_fingerprint {
+        Some(fingerprint) => {
+            count(
+                conn,
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM payments p \
+                 JOIN payment_methods m ON m.id = p.payment_method_id \
+                 WHERE m.fingerprint = $1 AND p.created_at_ms >= $2",
+                fingerprint,
+                ask.card_since_ms,
+            )
+            .await?
+        }
+        None => 0,
+    };
+    let terminal_payments = count(
+        conn,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE terminal_id = $1 \
+         AND created_at_ms >= $2",
+        ask.terminal_id,
+        ask.terminal_since_ms,
+    )
+    .await?;
+    let terminal_failures = count(
+        conn,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE terminal_id = $1 \
+         AND created_at_ms >= $2 AND state IN ('declined', 'failed')",
+        ask.terminal_id,
+        ask.terminal_since_ms,
+    )
+    .await?;
+    let merchant_payments = count(
+        conn,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE merchant_id = $1 \
+         AND created_at_ms >= $2",
+        ask.merchant_id,
+        ask.merchant_since_ms,
+    )
+    .await?;
+    let last_place: Option<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT s.latitude_e6, s.longitude_e6, p.created_at_ms FROM payments p \
+         JOIN stores s ON s.id = p.store_id WHERE p.user_id = $1 AND p.captured_minor > 0 \
+         ORDER BY p.created_at_ms DESC LIMIT 1",
+    )
+    .bind(ask.user_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let paid_here: (i64, i64) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN merchant_id = $2 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN terminal_id = $3 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         FROM (SELECT merchant_id, terminal_id FROM payments WHERE user_id = $1 \
+         AND captured_minor > 0 ORDER BY created_at_ms DESC LIMIT 1000) AS recent",
+    )
+    .bind(ask.user_id)
+    .bind(ask.merchant_id)
+    .bind(ask.terminal_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(History {
+        amounts_minor,
+        user_payments,
+        card_payments,
+        terminal_payments,
+        merchant_payments,
+        terminal_failures,
+        last_place: last_place.map(|(latitude_e6, longitude_e6, at_ms)| Place {
+            latitude_e6,
+            longitude_e6,
+            at_ms,
+        }),
+        paid_at_merchant: paid_here.0 > 0,
+        paid_at_terminal: paid_here.1 > 0,
+    })
+}
