@@ -105,11 +105,12 @@ pub struct AmountRequest {
 }
 
 /// The stages of a payment, as `Server-Timing` and the metrics name them.
-pub const PAY_STAGES: [&str; 7] = [
+pub const PAY_STAGES: [&str; 8] = [
     "decode",
     "face",
     "liveness",
     "identify",
+    "risk",
     "vault",
     "connector",
     "ledger",
@@ -122,6 +123,8 @@ pub struct PayTimings {
     pub face_us: u64,
     pub liveness_us: u64,
     pub identify_us: u64,
+    /// Reading the payer's history and running the risk rules.
+    pub risk_us: u64,
     /// Fetching the card's data key, unwrapping it and opening the card.
     pub vault_us: u64,
     pub connector_us: u64,
@@ -136,6 +139,7 @@ impl PayTimings {
             self.face_us,
             self.liveness_us,
             self.identify_us,
+            self.risk_us,
             self.vault_us,
             self.connector_us,
             self.ledger_us,

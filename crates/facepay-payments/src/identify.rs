@@ -76,6 +76,13 @@ impl Probes {
     }
 }
 
+/// The decision for a probe, and the best candidate's lead over the
+/// second among those searched (1 when it was alone).
+pub(crate) struct Identified {
+    pub decision: Decision,
+    pub lead: f32,
+}
+
 impl Payments {
     /// The decision for a payment's probe. With the payer's phone digits
     /// from the till, only that phone's partition is searched. Otherwise the
@@ -87,29 +94,37 @@ impl Payments {
         probe: &[f32],
         phone_last4: Option<&str>,
         merchant_id: &str,
-    ) -> Result<Decision, Failure> {
+    ) -> Result<Identified, Failure> {
         let policy = &self.config.decision;
         let floor = policy.match_threshold;
+        let decided = |found: Vec<Candidate>| Identified {
+            lead: match found.as_slice() {
+                [best, second, ..] => best.score - second.score,
+                _ => 1.0,
+            },
+            decision: policy.decide(found),
+        };
         if let Some(digits) = phone_last4 {
             let key = phone_partition(digits);
             let found =
                 self.gallery
                     .search(probe, Scope::Partition(&key), floor, CANDIDATES_MAX)?;
-            return Ok(policy.decide(found));
+            return Ok(decided(found));
         }
         let regulars = merchant_partition(merchant_id);
         let found =
             self.gallery
                 .search(probe, Scope::Partition(&regulars), floor, CANDIDATES_MAX)?;
-        if let Decision::Match(best) = policy.decide(found)
+        let among_regulars = decided(found);
+        if let Decision::Match(best) = &among_regulars.decision
             && best.score >= policy.strong_threshold + policy.margin_min
         {
-            return Ok(Decision::Match(best));
+            return Ok(among_regulars);
         }
         let found = self
             .gallery
             .search(probe, Scope::All, floor, CANDIDATES_MAX)?;
-        Ok(policy.decide(found))
+        Ok(decided(found))
     }
 
     /// The candidates of a step-up by phone digits: the phone's partition

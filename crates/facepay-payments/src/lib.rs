@@ -19,6 +19,7 @@ mod identify;
 pub mod keys;
 pub mod merchant;
 mod pay;
+mod risk;
 pub mod signing;
 pub mod snapshot;
 mod templates;
@@ -80,6 +81,8 @@ pub struct Config {
     pub gallery_threads: usize,
     /// Where the gallery snapshot lives, if restarts should use one.
     pub gallery_snapshot: Option<std::path::PathBuf>,
+    /// The risk rules (TOML); facepay-risk's defaults when absent.
+    pub risk_rules: Option<String>,
 }
 
 impl Default for Config {
@@ -94,6 +97,7 @@ impl Default for Config {
             gallery_kind: IndexKind::Exact,
             gallery_threads: 1,
             gallery_snapshot: None,
+            risk_rules: None,
         }
     }
 }
@@ -132,6 +136,7 @@ pub struct Payments {
     /// The issuer for calls that need no card; the vault's.
     connector: Arc<dyn Connector>,
     gallery: Gallery,
+    risk: facepay_risk::RiskEngine,
     /// The last change-log entry applied to the gallery.
     changes_seen: Mutex<i64>,
     /// Whether start-up read the gallery from its snapshot file.
@@ -184,7 +189,16 @@ impl Payments {
             threads: config.gallery_threads,
             ..GalleryConfig::new(facepay_face::embed::EMBEDDING_DIMENSIONS)
         })?;
+        let rules = config
+            .risk_rules
+            .as_deref()
+            .unwrap_or(facepay_risk::DEFAULT_RULES);
+        let risk = facepay_risk::RiskEngine::from_toml(rules).map_err(|e| {
+            tracing::error!(error = %e, "risk rules");
+            Failure::internal()
+        })?;
         let service = Self {
+            risk,
             transform_id: transforms.current_id()?,
             transforms,
             store,

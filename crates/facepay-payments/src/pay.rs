@@ -19,6 +19,7 @@ use crate::api::{
     StepUpRequest,
 };
 use crate::face::analyse_burst;
+use crate::risk::Matched;
 use crate::{Claimed, Failure, Payments, Reply, decode_frames, derived_id, keys, parse_json};
 use facepay_gallery::Decision;
 
@@ -81,7 +82,7 @@ impl Payments {
             let mut timings = PayTimings::with_face(outcome.timings);
             let start = Instant::now();
             let probe = self.protect(&outcome.template.vector)?;
-            let decision = self.identify(&probe, phone_last4.as_deref(), &ctx.merchant.id)?;
+            let identified = self.identify(&probe, phone_last4.as_deref(), &ctx.merchant.id)?;
             timings.identify_us = start.elapsed().as_micros() as u64;
 
             let now = now_ms();
@@ -112,7 +113,7 @@ impl Payments {
                 created_at_ms: now,
                 updated_at_ms: now,
             };
-            match decision {
+            match identified.decision {
                 Decision::NoMatch => Err(Failure::unprocessable(
                     "face_not_recognised",
                     "no enrolled face matches; enrol in the app or pay another way",
@@ -120,6 +121,28 @@ impl Payments {
                 Decision::Match(best) => {
                     payment.match_score = Some(f64::from(best.score));
                     let (user, method) = self.payer(&best.user_id).await?;
+                    let start = Instant::now();
+                    let matched = Matched {
+                        user: &user,
+                        method: &method,
+                        score: best.score,
+                        lead: identified.lead,
+                        liveness: outcome.liveness,
+                        amount_minor,
+                    };
+                    // Shadow mode: assessed and logged, not acted on yet; a
+                    // failure to assess does not stop the payment.
+                    match self.assess_risk(ctx, &matched).await {
+                        Ok(a) => tracing::info!(
+                            payment = %payment.id,
+                            decision = ?a.decision,
+                            score = a.score,
+                            fired = ?a.fired.iter().map(|f| f.reason.as_str()).collect::<Vec<_>>(),
+                            "risk assessed (shadow mode)"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "risk not assessed"),
+                    }
+                    timings.risk_us = start.elapsed().as_micros() as u64;
                     self.settle(ctx, None, payment, &user, &method, &claimed, timings)
                         .await
                 }

@@ -20,7 +20,7 @@ use crate::{EngineArgs, demo};
 
 const PAYMENTS_MAX: usize = 100_000;
 const CONCURRENCY_MAX: usize = 64;
-const STAGES: [&str; 7] = facepay_payments::api::PAY_STAGES;
+const STAGES: [&str; facepay_payments::api::PAY_STAGES.len()] = facepay_payments::api::PAY_STAGES;
 
 #[derive(clap::Args)]
 pub struct PayArgs {
