@@ -40,6 +40,11 @@ fn solar_hour(at_ms: i64, longitude_e6: i64) -> u8 {
 }
 
 impl Payments {
+    /// Replaces the risk rules; on an error the old ones stay in force.
+    pub fn reload_risk_rules(&self, text: &str) -> Result<(), facepay_risk::RiskError> {
+        self.risk.reload(text)
+    }
+
     pub(crate) async fn assess_risk(
         &self,
         ctx: &TerminalContext,

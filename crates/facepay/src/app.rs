@@ -45,6 +45,11 @@ pub struct AppArgs {
     /// opening every template in the store. None when absent.
     #[arg(long, env = "FACEPAY_GALLERY_SNAPSHOT")]
     pub gallery_snapshot: Option<PathBuf>,
+    /// The risk rules (TOML, as `crates/facepay-risk/src/default_rules.toml`);
+    /// `serve` reloads the file when it changes. The built-in rules when
+    /// absent.
+    #[arg(long, env = "FACEPAY_RISK_RULES")]
+    pub risk_rules: Option<PathBuf>,
     #[command(flatten)]
     pub vault: VaultArgs,
     #[command(flatten)]
@@ -195,6 +200,8 @@ fn parse_liveness(text: &str) -> Result<LivenessMode, String> {
 pub struct App {
     pub payments: Arc<Payments>,
     pub engine: Arc<FaceEngine>,
+    /// The risk rules file to follow, if one was given.
+    pub risk_rules: Option<PathBuf>,
 }
 
 impl AppArgs {
@@ -213,12 +220,23 @@ impl AppArgs {
     }
 
     pub async fn build(&self, models: &ModelStore) -> anyhow::Result<App> {
+        let risk_rules = match &self.risk_rules {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the risk rules {}", path.display()))?;
+                facepay_risk::RiskEngine::from_toml(&text)
+                    .with_context(|| format!("the risk rules {}", path.display()))?;
+                Some(text)
+            }
+            None => None,
+        };
         let store = self.open_store().await?;
         let engine = Arc::new(self.engine.load(models)?);
         let config = Config {
             liveness: self.liveness,
             idempotency_lease_ms: self.idempotency_lease_ms,
             gallery_snapshot: self.gallery_snapshot.clone(),
+            risk_rules,
             ..Config::default()
         };
         let issuer = SimulatorConfig {
@@ -226,7 +244,9 @@ impl AppArgs {
             ..SimulatorConfig::default()
         };
         let vault = self.vault.open(&self.data_dir, issuer).await?;
-        App::assemble(store, vault, engine, &self.data_dir, config).await
+        let mut app = App::assemble(store, vault, engine, &self.data_dir, config).await?;
+        app.risk_rules = self.risk_rules.clone();
+        Ok(app)
     }
 }
 
@@ -257,6 +277,7 @@ impl App {
         Ok(App {
             payments: Arc::new(payments),
             engine,
+            risk_rules: None,
         })
     }
 }

@@ -30,6 +30,8 @@ use crate::app::App;
 const INFERENCE_CONCURRENCY_MAX: usize = 2;
 /// Largest JSON body: a burst of a few camera frames in base64.
 pub const JSON_BODY_BYTES_MAX: usize = 24 * 1024 * 1024;
+/// How often the risk rules file is looked at for changes.
+const RISK_RULES_POLL: Duration = Duration::from_secs(5);
 /// How often expired authorisations are voided and old keys purged.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Expired authorisations voided per sweep.
@@ -101,6 +103,9 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
         "facepay listening on http://{}",
         listener.local_addr()?
     );
+    if let Some(path) = app.risk_rules.clone() {
+        tokio::spawn(follow_risk_rules(Arc::clone(&app.payments), path));
+    }
     // Enrolments and deletions made through other servers on this store.
     tokio::spawn(Arc::clone(&app.payments).follow());
     let sweeper = Arc::clone(&app.payments);
@@ -127,6 +132,31 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
     }
     app.payments.store().close().await;
     Ok(())
+}
+
+/// Reloads the risk rules when their file changes; a file that does not
+/// parse or make sense is reported and the rules in force stay.
+async fn follow_risk_rules(payments: Arc<Payments>, path: std::path::PathBuf) {
+    let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let mut seen = modified(&path);
+    let mut interval = tokio::time::interval(RISK_RULES_POLL);
+    loop {
+        interval.tick().await;
+        let now = modified(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let reloaded = std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| payments.reload_risk_rules(&text).map_err(|e| e.to_string()));
+        match reloaded {
+            Ok(()) => tracing::info!(path = %path.display(), "risk rules reloaded"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "risk rules not reloaded; the old ones stay")
+            }
+        }
+    }
 }
 
 /// Every error the API returns: a stable machine code and a message for people.
