@@ -84,21 +84,15 @@ pub async fn history(conn: &mut Connection, ask: &Ask<'_>) -> Result<History> {
         }
         None => 0,
     };
-    let terminal_payments = count(
-        conn,
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE terminal_id = $1 \
-         AND created_at_ms >= $2",
-        ask.terminal_id,
-        ask.terminal_since_ms,
+    // One range scan gives both of the terminal's counts.
+    let (terminal_payments, terminal_failures): (i64, i64) = sqlx::query_as(
+        "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(CASE WHEN state IN \
+         ('declined', 'failed') THEN 1 ELSE 0 END), 0) AS BIGINT) FROM payments \
+         WHERE terminal_id = $1 AND created_at_ms >= $2",
     )
-    .await?;
-    let terminal_failures = count(
-        conn,
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE terminal_id = $1 \
-         AND created_at_ms >= $2 AND state IN ('declined', 'failed')",
-        ask.terminal_id,
-        ask.terminal_since_ms,
-    )
+    .bind(ask.terminal_id)
+    .bind(ask.terminal_since_ms)
+    .fetch_one(&mut *conn)
     .await?;
     let merchant_payments = count(
         conn,
