@@ -158,6 +158,13 @@ pub fn today_utc() -> (u16, u8) {
     (u16::try_from(year).unwrap_or(u16::MAX), month)
 }
 
+/// The UTC calendar date (year, month, day) of a Unix time in milliseconds.
+pub fn utc_date(unix_ms: i64) -> (u16, u8, u8) {
+    let days = u64::try_from(unix_ms.max(0) / 1_000).unwrap_or(0) / SECONDS_PER_DAY;
+    let (year, month, day) = civil_from_days(days);
+    (u16::try_from(year).unwrap_or(u16::MAX), month, day)
+}
+
 /// Howard Hinnant's `civil_from_days`, restricted to days on or after
 /// 1970-01-01 so the arithmetic stays unsigned. Eras are 400-year cycles of
 /// 146 097 days; the year is counted from March so the leap day comes last.
@@ -301,6 +308,8 @@ mod tests {
     #[test]
     fn today_is_plausible() {
         let (year, month) = today_utc();
+        assert_eq!(utc_date(0), (1970, 1, 1));
+        assert_eq!(utc_date(1_795_305_600_000), (2026, 11, 22));
         assert!((2025..2200).contains(&year), "year {year}");
         assert!((1..=12).contains(&month), "month {month}");
     }

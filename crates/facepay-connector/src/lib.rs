@@ -77,6 +77,18 @@ pub struct AuthoriseRequest {
     pub amount_minor: i64,
     /// ISO 4217 alphabetic code, e.g. "KRW".
     pub currency: String,
+    /// The chip's cryptogram when the card was tapped, as an authorisation
+    /// carries it (ISO 8583 field 55).
+    pub tap: Option<CardTap>,
+}
+
+/// A tap of the physical card: what the chip signed and its ARQC. The
+/// issuer checks the cryptogram over the authorisation's own amount and
+/// currency, so a tap for another amount does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CardTap {
+    pub data: facepay_emv::TransactionData,
+    pub arqc: [u8; 8],
 }
 
 /// An approved hold on the card.
@@ -96,6 +108,8 @@ pub enum Decline {
     ExpiredCard,
     DoNotHonour,
     InvalidCard,
+    /// A card tap whose cryptogram did not verify, or was seen before.
+    CardTapInvalid,
 }
 
 impl Decline {
@@ -106,6 +120,7 @@ impl Decline {
             Decline::ExpiredCard => "expired_card",
             Decline::DoNotHonour => "do_not_honour",
             Decline::InvalidCard => "invalid_card",
+            Decline::CardTapInvalid => "card_tap_invalid",
         }
     }
 
@@ -116,6 +131,7 @@ impl Decline {
             Decline::ExpiredCard => "the card has expired",
             Decline::DoNotHonour => "the card issuer declined the payment",
             Decline::InvalidCard => "the card number is not valid",
+            Decline::CardTapInvalid => "the card tap could not be verified; tap the card again",
         }
     }
 }
@@ -192,6 +208,7 @@ mod tests {
             card: card.clone(),
             amount_minor: 1_000,
             currency: "KRW".into(),
+            tap: None,
         };
         for printed in [
             format!("{card:?}"),
@@ -212,6 +229,7 @@ mod tests {
             (Decline::ExpiredCard, "expired_card"),
             (Decline::DoNotHonour, "do_not_honour"),
             (Decline::InvalidCard, "invalid_card"),
+            (Decline::CardTapInvalid, "card_tap_invalid"),
         ];
         for (decline, code) in declines {
             assert_eq!(decline.code(), code);

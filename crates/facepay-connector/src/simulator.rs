@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use crate::card::{self, CardError};
 use crate::{
-    Authorisation, AuthoriseRequest, BoxFuture, CardDetails, Connector, ConnectorError, Decline,
+    Authorisation, AuthoriseRequest, BoxFuture, CardDetails, CardTap, Connector, ConnectorError,
+    Decline,
 };
 
 const CARD_INSUFFICIENT_FUNDS: &str = "4000000000009995";
@@ -61,11 +62,20 @@ impl Default for SimulatorConfig {
     }
 }
 
+/// The simulated issuer's EMV master key. Public like its test cards: a
+/// test or a demo issues [`facepay_emv::SimulatedCard`]s under it, with
+/// [`SIMULATED_CARD_PSN`] as the card sequence number.
+pub const SIMULATED_EMV_MASTER_KEY: [u8; 16] = *b"facepay-sim-imk!";
+pub const SIMULATED_CARD_PSN: &str = "00";
+
 /// A simulated card issuer behind the [`Connector`] trait. See the crate
 /// documentation for its test cards.
 pub struct SimulatedIssuer {
     config: SimulatorConfig,
     holds: Mutex<Holds>,
+    /// Checks card taps and keeps each card's last counter (in memory,
+    /// like the holds: the simulator's own database).
+    emv: facepay_emv::Issuer,
 }
 
 #[derive(Default)]
@@ -112,6 +122,7 @@ impl SimulatedIssuer {
         SimulatedIssuer {
             config,
             holds: Mutex::new(Holds::default()),
+            emv: facepay_emv::Issuer::new(facepay_emv::DesKey::new(SIMULATED_EMV_MASTER_KEY)),
         }
     }
 
@@ -141,6 +152,23 @@ impl SimulatedIssuer {
             .unwrap_or(Err(ConnectorError::Timeout))
     }
 
+    /// The issuer's side of a tap: the cryptogram must cover this
+    /// authorisation's amount and currency, under the card's keys, with a
+    /// counter the card has not used before.
+    fn check_tap(&self, request: &AuthoriseRequest, tap: &CardTap) -> Result<(), ConnectorError> {
+        let currency = facepay_money::Currency::from_code(&request.currency)
+            .map_err(|e| rejected(e.to_string()))?;
+        let expected = facepay_emv::TransactionData {
+            amount_minor: u64::try_from(request.amount_minor).unwrap_or(u64::MAX),
+            currency: currency.numeric(),
+            ..tap.data.clone()
+        };
+        self.emv
+            .verify(&request.card.pan, SIMULATED_CARD_PSN, &expected, &tap.arqc)
+            .map(|_arpc| ())
+            .map_err(|_| ConnectorError::Declined(Decline::CardTapInvalid))
+    }
+
     /// The decision and the new hold happen under one lock, so two
     /// concurrent calls with the same reference cannot both place a hold.
     fn authorise_now(&self, request: &AuthoriseRequest, today: (u16, u8)) -> Authorised {
@@ -150,6 +178,11 @@ impl SimulatedIssuer {
         }
         if let Err(refusal) = check_request(request) {
             return Authorised::Answered(Err(refusal));
+        }
+        if let Some(tap) = &request.tap
+            && let Err(e) = self.check_tap(request, tap)
+        {
+            return Authorised::Answered(Err(e));
         }
         match answer_for(&request.card, today) {
             Answer::Silence => Authorised::Silence,
@@ -436,6 +469,7 @@ mod tests {
             },
             amount_minor,
             currency: "KRW".into(),
+            tap: None,
         }
     }
 
@@ -489,6 +523,93 @@ mod tests {
                     .all(|b| b.is_ascii_digit())
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_card_tap_verifies_once_for_its_own_amount() {
+        use facepay_emv::{DesKey, SimulatedCard, TransactionData};
+
+        let issuer = issuer();
+        let pan = "4242424242424242";
+        let mut card = SimulatedCard::issue(
+            &DesKey::new(SIMULATED_EMV_MASTER_KEY),
+            pan,
+            SIMULATED_CARD_PSN,
+        )
+        .unwrap();
+        let asked = |amount_minor: u64, unpredictable_number: u32| TransactionData {
+            amount_minor,
+            other_amount_minor: 0,
+            terminal_country: 410,
+            tvr: [0; 5],
+            currency: 410,
+            date: (26, 11, 22),
+            transaction_type: 0,
+            unpredictable_number,
+            aip: [0; 2],
+            atc: 0,
+        };
+        let tapped = |reference: &str, amount_minor: i64, tap: CardTap| AuthoriseRequest {
+            tap: Some(tap),
+            ..request(reference, pan, amount_minor)
+        };
+        let (data, arqc) = card.tap(&asked(5_000, 0xA1B2_C3D4)).unwrap();
+        let first = CardTap { data, arqc };
+        assert!(
+            issuer
+                .authorise(tapped("pay_1", 5_000, first.clone()))
+                .await
+                .is_ok()
+        );
+
+        let invalid = Err(ConnectorError::Declined(Decline::CardTapInvalid));
+        let code = |r: Result<Authorisation, ConnectorError>| r.map_err(|e| e.code().to_owned());
+        let invalid = code(invalid);
+        // The same cryptogram again, for a new payment: a replay.
+        let replay = issuer
+            .authorise(tapped("pay_2", 5_000, first.clone()))
+            .await;
+        assert_eq!(code(replay), invalid);
+        // A fresh tap signed for 5,000 presented for 50,000.
+        let (data, arqc) = card.tap(&asked(5_000, 7)).unwrap();
+        let other_amount = issuer
+            .authorise(tapped("pay_3", 50_000, CardTap { data, arqc }))
+            .await;
+        assert_eq!(code(other_amount), invalid);
+        // A forged cryptogram moves no counter: the next honest tap works.
+        let (data, mut arqc) = card.tap(&asked(5_000, 8)).unwrap();
+        arqc[0] ^= 1;
+        let forged = issuer
+            .authorise(tapped("pay_4", 5_000, CardTap { data, arqc }))
+            .await;
+        assert_eq!(code(forged), invalid);
+        let (data, arqc) = card.tap(&asked(5_000, 9)).unwrap();
+        let honest = CardTap { data, arqc };
+        assert!(
+            issuer
+                .authorise(tapped("pay_5", 5_000, honest.clone()))
+                .await
+                .is_ok()
+        );
+        // A counter that goes back: an older, unused tap after a newer one.
+        let mut older = SimulatedCard::issue(
+            &DesKey::new(SIMULATED_EMV_MASTER_KEY),
+            pan,
+            SIMULATED_CARD_PSN,
+        )
+        .unwrap();
+        let (data, arqc) = older.tap(&asked(5_000, 10)).unwrap();
+        let back = issuer
+            .authorise(tapped("pay_6", 5_000, CardTap { data, arqc }))
+            .await;
+        assert_eq!(code(back), invalid);
+        // A retry of an approved authorisation answers as the first time.
+        assert!(
+            issuer
+                .authorise(tapped("pay_5", 5_000, honest))
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]

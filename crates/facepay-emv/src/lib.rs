@@ -145,7 +145,7 @@ pub fn session_key(master_key: &DesKey, atc: u16) -> DesKey {
 /// The data a cryptogram covers, in the order and encoding of EMV Book 2's
 /// recommended minimum (tags 9F02, 9F03, 9F1A, 95, 5F2A, 9A, 9C, 9F37, 82,
 /// 9F36).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransactionData {
     /// 9F02, in the currency's minor units.
     pub amount_minor: u64,

@@ -49,37 +49,42 @@ impl MoneyError {
 pub struct Currency {
     code: &'static str,
     exponent: u8,
+    numeric: u16,
 }
 
 /// The currencies facepay accepts: those of the markets the hub links plus
 /// the usual reserve currencies, with the exponents ISO 4217 assigns.
 const CURRENCIES: &[Currency] = &[
-    Currency::new("KRW", 0),
-    Currency::new("JPY", 0),
-    Currency::new("VND", 0),
-    Currency::new("USD", 2),
-    Currency::new("EUR", 2),
-    Currency::new("GBP", 2),
-    Currency::new("CNY", 2),
-    Currency::new("HKD", 2),
-    Currency::new("SGD", 2),
-    Currency::new("THB", 2),
-    Currency::new("IDR", 2),
-    Currency::new("MYR", 2),
-    Currency::new("PHP", 2),
-    Currency::new("INR", 2),
-    Currency::new("AUD", 2),
-    Currency::new("BHD", 3),
-    Currency::new("KWD", 3),
+    Currency::new("KRW", 0, 410),
+    Currency::new("JPY", 0, 392),
+    Currency::new("VND", 0, 704),
+    Currency::new("USD", 2, 840),
+    Currency::new("EUR", 2, 978),
+    Currency::new("GBP", 2, 826),
+    Currency::new("CNY", 2, 156),
+    Currency::new("HKD", 2, 344),
+    Currency::new("SGD", 2, 702),
+    Currency::new("THB", 2, 764),
+    Currency::new("IDR", 2, 360),
+    Currency::new("MYR", 2, 458),
+    Currency::new("PHP", 2, 608),
+    Currency::new("INR", 2, 356),
+    Currency::new("AUD", 2, 36),
+    Currency::new("BHD", 3, 48),
+    Currency::new("KWD", 3, 414),
 ];
 
 impl Currency {
-    const fn new(code: &'static str, exponent: u8) -> Self {
-        Self { code, exponent }
+    const fn new(code: &'static str, exponent: u8, numeric: u16) -> Self {
+        Self {
+            code,
+            exponent,
+            numeric,
+        }
     }
 
-    pub const KRW: Currency = Currency::new("KRW", 0);
-    pub const USD: Currency = Currency::new("USD", 2);
+    pub const KRW: Currency = Currency::new("KRW", 0, 410);
+    pub const USD: Currency = Currency::new("USD", 2, 840);
 
     pub fn from_code(code: &str) -> Result<Self, MoneyError> {
         CURRENCIES
@@ -91,6 +96,11 @@ impl Currency {
 
     pub fn code(self) -> &'static str {
         self.code
+    }
+
+    /// The ISO 4217 numeric code, as card chips and ISO 8583 carry it.
+    pub fn numeric(self) -> u16 {
+        self.numeric
     }
 
     /// Decimal places of the minor unit: 0 for KRW, 2 for USD.
@@ -206,6 +216,16 @@ pub fn basis_points_of(amount_minor: i64, basis_points: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numeric_codes_are_iso_4217s_and_distinct() {
+        assert_eq!(Currency::KRW.numeric(), 410);
+        assert_eq!(Currency::from_code("EUR").unwrap().numeric(), 978);
+        let mut seen: Vec<u16> = CURRENCIES.iter().map(|c| c.numeric()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), CURRENCIES.len());
+    }
 
     #[test]
     fn parses_major_units_into_minor_units() {

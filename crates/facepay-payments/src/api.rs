@@ -24,6 +24,14 @@ pub struct EnrolRequest {
     pub card: CardInput,
 }
 
+/// A new face for an account that has none.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaceRequest {
+    /// Base64 JPEG or PNG frames of the selfie burst.
+    pub frames: Vec<String>,
+}
+
 /// The card to pay with; sealed at rest, never echoed back.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -87,14 +95,31 @@ pub struct PayRequest {
     pub phone_last4: Option<String>,
 }
 
-/// Exactly one of the two factors.
+/// Exactly one factor, one of those the payment's `step_up.methods` lists.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepUpRequest {
     /// The last 4 digits of the payer's phone number.
     pub phone_last4: Option<String>,
+    /// The payer's whole phone number, as enrolled (`+82...` or national).
+    pub phone: Option<String>,
     /// The payer's PIN, 4 to 12 digits.
     pub pin: Option<String>,
+    /// The payer's IC card, tapped on the terminal's reader in answer to
+    /// `step_up.card_challenge`.
+    pub card_tap: Option<CardTapRequest>,
+}
+
+/// What the card answered to the challenge.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CardTapRequest {
+    /// The card's application transaction counter (tag 9F36).
+    pub atc: u16,
+    /// The ARQC (tag 9F26), 16 hex digits.
+    pub arqc: String,
+    /// The application interchange profile (tag 82), 4 hex digits.
+    pub aip: String,
 }
 
 #[derive(Debug, Deserialize, Default, ToSchema)]
@@ -171,12 +196,33 @@ pub struct Receipt {
     pub payer: Option<String>,
 }
 
-/// How the payer can confirm a weak or ambiguous match.
+/// How the payer can confirm a weak or ambiguous match, or a payment the
+/// risk engine wants confirmed.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StepUp {
-    /// The accepted fields of the step-up request: `phone_last4`, `pin`.
+    /// The accepted fields of the step-up request, weakest first, out of
+    /// `phone_last4`, `phone`, `pin`, `card_tap`.
     pub methods: Vec<String>,
     pub attempts_left: i64,
+    /// What the card must sign for a `card_tap`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card_challenge: Option<CardChallenge>,
+}
+
+/// The transaction data a tapped card signs (EMV tags in brackets); the
+/// terminal's reader passes it to the card and the card's answer back.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct CardChallenge {
+    /// [9F37] 8 hex digits, chosen by the server for this payment.
+    pub unpredictable_number: String,
+    /// [9F02] the payment's amount in minor units.
+    pub amount_minor: i64,
+    /// [5F2A] ISO 4217 numeric.
+    pub currency_numeric: u16,
+    /// [9F1A] ISO 3166 numeric of the store's country.
+    pub country_numeric: u16,
+    /// [9A] YYMMDD.
+    pub date: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -12,6 +12,7 @@
 
 pub mod api;
 mod cards;
+pub mod claims;
 pub mod error;
 pub mod face;
 mod follow;
@@ -22,6 +23,7 @@ mod pay;
 mod risk;
 pub mod signing;
 pub mod snapshot;
+mod tap;
 mod templates;
 mod users;
 
@@ -48,6 +50,7 @@ pub use error::Failure;
 pub use face::LivenessMode;
 pub use facepay_gallery::{DecisionPolicy, IndexKind};
 pub use keys::{Envelope, FileKeyProvider, KeyProvider};
+pub use risk::Matched;
 pub use templates::reissue_templates;
 
 /// Longest idempotency key accepted.
@@ -83,6 +86,13 @@ pub struct Config {
     pub gallery_snapshot: Option<std::path::PathBuf>,
     /// The risk rules (TOML); facepay-risk's defaults when absent.
     pub risk_rules: Option<String>,
+    /// Refused attempts (no match, spoof) at one terminal in ten minutes
+    /// before it is throttled and flagged for an operator.
+    pub terminal_attempts_max: i64,
+    /// Wrong answers of one factor (PIN, phone digits) before it locks.
+    pub factor_failures_max: i64,
+    /// How long a locked factor stays locked after the last wrong answer.
+    pub factor_lock_ms: i64,
 }
 
 impl Default for Config {
@@ -98,6 +108,9 @@ impl Default for Config {
             gallery_threads: 1,
             gallery_snapshot: None,
             risk_rules: None,
+            terminal_attempts_max: 20,
+            factor_failures_max: 5,
+            factor_lock_ms: 15 * 60_000,
         }
     }
 }

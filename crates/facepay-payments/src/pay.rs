@@ -3,10 +3,13 @@
 
 use std::time::Instant;
 
-use facepay_connector::ConnectorError;
+use facepay_connector::{CardTap, ConnectorError, Decline};
 use facepay_face::QualityPolicy;
+use facepay_face::liveness::LivenessDecision;
 use facepay_money::{Currency, basis_points_of};
+use facepay_risk::{Assessment, Decision as Risk, Factor};
 use facepay_store::changes::Kind;
+use facepay_store::fraud::{self, AttemptKind, GuessedFactor};
 use facepay_store::ledger::{self, PaymentRef};
 use facepay_store::parties::{self, PaymentMethod, TerminalContext, User};
 use facepay_store::payments::{self, Payment, PaymentState};
@@ -15,15 +18,73 @@ use facepay_vault::VaultAuthorise;
 use zeroize::Zeroizing;
 
 use crate::api::{
-    CaptureMode, ErrorBody, PayRequest, PayTimings, PaymentFailure, PaymentView, StepUp,
-    StepUpRequest,
+    CaptureMode, CardChallenge, CardTapRequest, ErrorBody, PayRequest, PayTimings, PaymentFailure,
+    PaymentView, StepUp, StepUpRequest,
 };
 use crate::face::analyse_burst;
-use crate::risk::Matched;
-use crate::{Claimed, Failure, Payments, Reply, decode_frames, derived_id, keys, parse_json};
+use crate::risk::{Matched, TERMINAL_ATTEMPTS_WINDOW_MS};
+use crate::users::normalise_phone;
+use crate::{Claimed, Failure, Payments, Reply, decode_frames, derived_id, keys, parse_json, tap};
 use facepay_gallery::Decision;
 
-const STEP_UP_METHODS: [&str; 2] = ["phone_last4", "pin"];
+/// What confirms an ambiguous match: something only the payer knows.
+const AMBIGUOUS_FACTORS: [Factor; 3] = [Factor::PhoneLast4, Factor::PhoneFull, Factor::Pin];
+const ALL_FACTORS: [Factor; 4] = [
+    Factor::PhoneLast4,
+    Factor::PhoneFull,
+    Factor::Pin,
+    Factor::CardTap,
+];
+
+/// The step-up request's field for each factor.
+fn method_name(f: Factor) -> &'static str {
+    match f {
+        Factor::PhoneLast4 => "phone_last4",
+        Factor::PhoneFull => "phone",
+        Factor::Pin => "pin",
+        Factor::CardTap => "card_tap",
+    }
+}
+
+/// The factors a step-up accepts: those at least as strong as the one the
+/// risk engine asked for, or for an ambiguous match the knowledge factors.
+fn accepted(required: Option<Factor>) -> Vec<Factor> {
+    match required {
+        Some(f) => ALL_FACTORS.into_iter().filter(|g| *g >= f).collect(),
+        None => AMBIGUOUS_FACTORS.to_vec(),
+    }
+}
+
+fn step_up_view(
+    methods: &[Factor],
+    attempts_left: i64,
+    card_challenge: Option<CardChallenge>,
+) -> StepUp {
+    StepUp {
+        methods: methods.iter().map(|f| method_name(*f).to_owned()).collect(),
+        attempts_left,
+        card_challenge: card_challenge.filter(|_| methods.contains(&Factor::CardTap)),
+    }
+}
+
+fn decision_name(d: Risk) -> &'static str {
+    match d {
+        Risk::Approve => "approve",
+        Risk::StepUp(_) => "step_up",
+        Risk::Review => "review",
+        Risk::Decline => "decline",
+    }
+}
+
+/// How `settle` finishes a payment beyond the issuer's answer.
+#[derive(Default)]
+struct Settlement {
+    /// The assessment to record with the payment, when it is new.
+    record: Option<fraud::Assessment>,
+    /// Authorise only; the capture waits for an operator or the merchant.
+    hold_for_review: bool,
+    tap: Option<CardTap>,
+}
 
 fn terminal_scope(ctx: &TerminalContext) -> String {
     format!("terminal:{}", ctx.terminal_id)
@@ -71,6 +132,7 @@ impl Payments {
                 tx.commit().await.map_err(facepay_store::StoreError::from)?;
                 return Ok(reply);
             }
+            self.check_throttle(&mut conn, ctx).await?;
             drop(conn);
 
             let mode = self.config.liveness;
@@ -78,7 +140,14 @@ impl Payments {
                 .on_inference_thread(move |engine, checker| {
                     analyse_burst(engine, checker, mode, &QualityPolicy::payment(), &frames)
                 })
-                .await?;
+                .await;
+            let outcome = match outcome {
+                Err(f) if f.code == "liveness_failed" => {
+                    self.record_attempt(ctx, AttemptKind::Spoof).await;
+                    return Err(f);
+                }
+                other => other?,
+            };
             let mut timings = PayTimings::with_face(outcome.timings);
             let start = Instant::now();
             let probe = self.protect(&outcome.template.vector)?;
@@ -114,10 +183,13 @@ impl Payments {
                 updated_at_ms: now,
             };
             match identified.decision {
-                Decision::NoMatch => Err(Failure::unprocessable(
-                    "face_not_recognised",
-                    "no enrolled face matches; enrol in the app or pay another way",
-                )),
+                Decision::NoMatch => {
+                    self.record_attempt(ctx, AttemptKind::NoMatch).await;
+                    Err(Failure::unprocessable(
+                        "face_not_recognised",
+                        "no enrolled face matches; enrol in the app or pay another way",
+                    ))
+                }
                 Decision::Match(best) => {
                     payment.match_score = Some(f64::from(best.score));
                     let (user, method) = self.payer(&best.user_id).await?;
@@ -130,21 +202,14 @@ impl Payments {
                         liveness: outcome.liveness,
                         amount_minor,
                     };
-                    // Shadow mode: assessed and logged, not acted on yet; a
-                    // failure to assess does not stop the payment.
-                    match self.assess_risk(ctx, &matched).await {
-                        Ok(a) => tracing::info!(
-                            payment = %payment.id,
-                            decision = ?a.decision,
-                            score = a.score,
-                            fired = ?a.fired.iter().map(|f| f.reason.as_str()).collect::<Vec<_>>(),
-                            "risk assessed (shadow mode)"
-                        ),
-                        Err(e) => tracing::warn!(error = %e, "risk not assessed"),
-                    }
+                    // A payment the engine cannot assess does not go through.
+                    let assessment = self.assess_risk(ctx, &matched, now_ms()).await?;
                     timings.risk_us = start.elapsed().as_micros() as u64;
-                    self.settle(ctx, None, payment, &user, &method, &claimed, timings)
-                        .await
+                    let payer = (&user, &method);
+                    self.act(
+                        ctx, None, payment, payer, assessment, None, &claimed, timings,
+                    )
+                    .await
                 }
                 Decision::Ambiguous(candidates) => {
                     let before = payment.clone();
@@ -160,10 +225,11 @@ impl Payments {
                     }
                     .into();
                     let mut view = PaymentView::of(&payment);
-                    view.step_up = Some(StepUp {
-                        methods: STEP_UP_METHODS.iter().map(|m| m.to_string()).collect(),
-                        attempts_left: self.config.step_up_attempts_max,
-                    });
+                    view.step_up = Some(step_up_view(
+                        &accepted(None),
+                        self.config.step_up_attempts_max,
+                        None,
+                    ));
                     let mut reply = Reply::json(202, &view)?;
                     let start = Instant::now();
                     let mut tx = self.store.begin().await?;
@@ -212,8 +278,167 @@ impl Payments {
         Ok((user, method))
     }
 
-    /// `POST /v1/terminal/payments/{id}/step-up`: the payer's phone digits or
-    /// PIN narrow the candidates to one.
+    /// Refuses a payment at a terminal that has had too many refused
+    /// attempts lately (an attack in progress looks like this), and flags
+    /// the terminal for an operator.
+    async fn check_throttle(
+        &self,
+        conn: &mut facepay_store::Connection,
+        ctx: &TerminalContext,
+    ) -> Result<(), Failure> {
+        let now = now_ms();
+        let since = now - TERMINAL_ATTEMPTS_WINDOW_MS;
+        let attempts = fraud::attempts_since(conn, &ctx.terminal_id, since).await?;
+        if attempts < self.config.terminal_attempts_max {
+            return Ok(());
+        }
+        let reason = format!("{attempts} refused attempts in 10 minutes");
+        fraud::flag_terminal(conn, &ctx.terminal_id, &reason, now).await?;
+        tracing::warn!(terminal = %ctx.terminal_id, attempts, "terminal throttled");
+        Err(Failure::new(
+            429,
+            "terminal_throttled",
+            "too many refused attempts at this terminal; it is paused for a few minutes",
+        ))
+    }
+
+    /// Counts an attempt that leaves no payment. Losing the count must not
+    /// change the answer, so a store error is only logged.
+    async fn record_attempt(&self, ctx: &TerminalContext, kind: AttemptKind) {
+        let recorded = async {
+            let mut conn = self.conn().await?;
+            fraud::record_attempt(&mut conn, &ctx.terminal_id, kind, now_ms()).await?;
+            Ok::<(), Failure>(())
+        };
+        if let Err(e) = recorded.await {
+            tracing::warn!(error = %e, "a refused attempt was not counted");
+        }
+    }
+
+    /// Acts on the risk engine's decision for an identified payer. `given`
+    /// is the factor the payer has already confirmed, if any: a step-up to
+    /// it or to a weaker one is not asked again.
+    #[allow(clippy::too_many_arguments)]
+    async fn act(
+        &self,
+        ctx: &TerminalContext,
+        stored: Option<&Payment>,
+        mut payment: Payment,
+        (user, method): (&User, &PaymentMethod),
+        assessment: Assessment,
+        given: Option<Factor>,
+        claimed: &Claimed,
+        timings: PayTimings,
+    ) -> Result<Reply, Failure> {
+        let decision = match assessment.decision {
+            Risk::StepUp(f) if given.is_some_and(|g| g >= f) => Risk::Approve,
+            d => d,
+        };
+        let now = now_ms();
+        let fired = serde_json::to_string(
+            &assessment
+                .fired
+                .iter()
+                .map(
+                    |f| serde_json::json!({"rule": f.rule, "weight": f.weight, "reason": f.reason}),
+                )
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|_| Failure::internal())?;
+        tracing::info!(
+            payment = %payment.id,
+            decision = ?decision,
+            score = assessment.score,
+            fired = %fired,
+            "risk assessed"
+        );
+        let mut record = fraud::Assessment {
+            payment_id: payment.id.clone(),
+            decision: decision_name(decision).to_owned(),
+            factor: None,
+            score: i64::from(assessment.score),
+            fired,
+            challenge: None,
+            at_ms: now,
+        };
+        let hold_for_review = match decision {
+            Risk::Approve => false,
+            Risk::Review => true,
+            Risk::Decline | Risk::StepUp(_) => {
+                let before = stored.cloned();
+                // Kept with the payer and card so that their velocities
+                // count refused payments too (card testing is refusals).
+                payment.user_id = Some(user.id.clone());
+                payment.payment_method_id = Some(method.id.clone());
+                payment.updated_at_ms = now;
+                let mut reply = if let Risk::StepUp(factor) = decision {
+                    let challenge = tap::challenge(
+                        payment.amount_minor,
+                        &payment.currency,
+                        &ctx.store.country,
+                        now,
+                    )?;
+                    record.factor = Some(factor.as_str().to_owned());
+                    record.challenge =
+                        Some(serde_json::to_string(&challenge).map_err(|_| Failure::internal())?);
+                    payment.state = PaymentState::RequiresStepUp.as_str().to_owned();
+                    payment.reason = "risk_step_up".into();
+                    payment.step_up_attempts = 0;
+                    payment.candidates =
+                        Some(serde_json::to_string(&[&user.id]).map_err(|_| Failure::internal())?);
+                    let mut view = PaymentView::of(&payment);
+                    view.step_up = Some(step_up_view(
+                        &accepted(Some(factor)),
+                        self.config.step_up_attempts_max,
+                        Some(challenge),
+                    ));
+                    Reply::json(202, &view)?
+                } else {
+                    payment.state = PaymentState::Declined.as_str().to_owned();
+                    payment.reason = "risk_declined".into();
+                    let view = PaymentView::of(&payment);
+                    let body = PaymentFailure {
+                        error: ErrorBody {
+                            code: "risk_declined",
+                            message: "the payment was refused by fraud checks; pay another way",
+                        },
+                        payment: view,
+                    };
+                    Reply::json(402, &body)?
+                };
+                let start = Instant::now();
+                let mut tx = self.store.begin().await?;
+                let before = match before {
+                    Some(p) => p,
+                    None => {
+                        let mut created = payment.clone();
+                        created.state = PaymentState::Created.as_str().to_owned();
+                        created.reason = "received".into();
+                        payments::insert(&mut tx, &created).await?;
+                        created
+                    }
+                };
+                payments::transition(&mut tx, &before, &payment).await?;
+                fraud::insert_assessment(&mut tx, &record).await?;
+                claimed.complete(&mut tx, &reply).await?;
+                commit(tx).await?;
+                let mut timings = timings;
+                timings.ledger_us = start.elapsed().as_micros() as u64;
+                reply.timings = Some(timings);
+                return Ok(reply);
+            }
+        };
+        let with = Settlement {
+            record: Some(record),
+            hold_for_review,
+            tap: None,
+        };
+        self.settle(ctx, stored, payment, user, method, claimed, timings, with)
+            .await
+    }
+
+    /// `POST /v1/terminal/payments/{id}/step-up`: the payer confirms who
+    /// they are with one of the factors the payment asks for.
     pub async fn step_up(
         &self,
         ctx: &TerminalContext,
@@ -222,22 +447,7 @@ impl Payments {
         body: &[u8],
     ) -> Result<Reply, Failure> {
         let request: StepUpRequest = parse_json(body)?;
-        let factor = match (&request.phone_last4, &request.pin) {
-            (Some(d), None) if d.len() == 4 && d.bytes().all(|b| b.is_ascii_digit()) => {
-                Factor::PhoneLast4(d.clone())
-            }
-            (None, Some(p))
-                if (4..=12).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()) =>
-            {
-                Factor::Pin(Zeroizing::new(p.clone()))
-            }
-            _ => {
-                return Err(Failure::unprocessable(
-                    "step_up_invalid",
-                    "send either phone_last4 (4 digits) or pin (4 to 12 digits)",
-                ));
-            }
-        };
+        let given = Given::of(request)?;
         let payment_id = payment_id.to_owned();
         self.idempotent(terminal_scope(ctx), key, body, |claimed| async move {
             let _lock = self.payment_lock(&payment_id).lock().await;
@@ -252,6 +462,31 @@ impl Payments {
                     format!("this payment is {}", payment.state),
                 ));
             }
+            let assessment = fraud::assessment(&mut conn, &payment.id).await?;
+            let required = assessment
+                .as_ref()
+                .and_then(|a| a.factor.as_deref())
+                .map(|f| {
+                    ALL_FACTORS
+                        .into_iter()
+                        .find(|g| g.as_str() == f)
+                        .ok_or_else(Failure::internal)
+                })
+                .transpose()?;
+            let challenge: Option<CardChallenge> = assessment
+                .as_ref()
+                .and_then(|a| a.challenge.as_deref())
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|_| Failure::internal())?;
+            let methods = accepted(required);
+            if !methods.contains(&given.factor()) {
+                let names: Vec<&str> = methods.iter().map(|f| method_name(*f)).collect();
+                return Err(Failure::unprocessable(
+                    "step_up_method_not_accepted",
+                    format!("this payment asks for one of: {}", names.join(", ")),
+                ));
+            }
             let candidates: Vec<String> = payment
                 .candidates
                 .as_deref()
@@ -261,12 +496,12 @@ impl Payments {
                 .unwrap_or_default();
             // Phone digits search that phone's partition with the payment's
             // probe while it is kept; otherwise the first search's candidates.
-            let candidates = match &factor {
-                Factor::PhoneLast4(digits) => match self.phone_candidates(&payment.id, digits)? {
+            let candidates = match &given {
+                Given::PhoneLast4(digits) => match self.phone_candidates(&payment.id, digits)? {
                     Some(found) => found.into_iter().map(|c| c.user_id).collect(),
                     None => candidates,
                 },
-                Factor::Pin(_) => candidates,
+                _ => candidates,
             };
             let mut users = Vec::with_capacity(candidates.len());
             for id in &candidates {
@@ -274,39 +509,141 @@ impl Payments {
                     users.push(user);
                 }
             }
+            // A factor guessed wrong too often is locked for each payer it
+            // was guessed against; a locked payer cannot be confirmed by it.
+            if let Some(guessed) = given.guessed() {
+                let since = now_ms() - self.config.factor_lock_ms;
+                let mut open = Vec::with_capacity(users.len());
+                for user in users.drain(..) {
+                    let (failures, _) =
+                        fraud::factor_failures(&mut conn, &user.id, guessed, since).await?;
+                    if failures < self.config.factor_failures_max {
+                        open.push(user);
+                    }
+                }
+                if open.is_empty() && !candidates.is_empty() {
+                    let minutes = self.config.factor_lock_ms / 60_000;
+                    return Err(Failure::new(
+                        423,
+                        "factor_locked",
+                        format!(
+                            "too many wrong answers: {} is locked for {minutes} minutes; \
+                             use another factor",
+                            method_name(given.factor())
+                        ),
+                    ));
+                }
+                users = open;
+            }
             drop(conn);
-            let matching: Vec<User> = match factor {
-                Factor::PhoneLast4(digits) => users
-                    .into_iter()
+
+            let factor = given.factor();
+            let matching: Vec<User> = match given {
+                Given::CardTap(answer) => {
+                    let (Some(challenge), [user]) = (challenge.as_ref(), users.as_slice()) else {
+                        return Err(Failure::unprocessable(
+                            "step_up_method_not_accepted",
+                            "a card tap confirms a payer the risk engine asked about",
+                        ));
+                    };
+                    let tap = tap::card_tap(challenge, &answer)?;
+                    let (user, method) = self.payer(&user.id).await?;
+                    let with = Settlement {
+                        tap: Some(tap),
+                        ..Settlement::default()
+                    };
+                    let stored = Some(&payment);
+                    return self
+                        .settle(
+                            ctx,
+                            stored,
+                            payment.clone(),
+                            &user,
+                            &method,
+                            &claimed,
+                            PayTimings::default(),
+                            with,
+                        )
+                        .await;
+                }
+                Given::PhoneLast4(digits) => users
+                    .iter()
                     .filter(|u| u.phone_last4.as_deref() == Some(digits.as_str()))
+                    .cloned()
                     .collect(),
-                Factor::Pin(pin) => tokio::task::spawn_blocking(move || {
-                    users
-                        .into_iter()
-                        .filter(|u| {
-                            u.pin_hash
-                                .as_deref()
-                                .is_some_and(|h| keys::pin_matches(&pin, h))
-                        })
-                        .collect()
-                })
-                .await
-                .map_err(|_| Failure::internal())?,
+                Given::Phone(phone) => users
+                    .iter()
+                    .filter(|u| u.phone.as_deref() == Some(phone.as_str()))
+                    .cloned()
+                    .collect(),
+                Given::Pin(pin) => {
+                    let tried = users.clone();
+                    let matching = tokio::task::spawn_blocking(move || {
+                        tried
+                            .into_iter()
+                            .filter(|u| {
+                                u.pin_hash
+                                    .as_deref()
+                                    .is_some_and(|h| keys::pin_matches(&pin, h))
+                            })
+                            .collect::<Vec<User>>()
+                    })
+                    .await
+                    .map_err(|_| Failure::internal())?;
+                    if matching.is_empty() {
+                        self.record_failures(&users, GuessedFactor::Pin).await?;
+                    }
+                    matching
+                }
             };
             if let [user] = matching.as_slice() {
                 self.probes.forget(&payment.id);
                 let (user, method) = self.payer(&user.id).await?;
+                if assessment.is_some() {
+                    return self
+                        .settle(
+                            ctx,
+                            Some(&payment),
+                            payment.clone(),
+                            &user,
+                            &method,
+                            &claimed,
+                            PayTimings::default(),
+                            Settlement::default(),
+                        )
+                        .await;
+                }
+                // The payer of an ambiguous match is known now: assess them,
+                // with what they just confirmed counted.
+                let matched = Matched {
+                    user: &user,
+                    method: &method,
+                    score: payment.match_score.unwrap_or(0.0) as f32,
+                    lead: 0.0,
+                    liveness: match payment.liveness.as_deref() {
+                        Some("live") => LivenessDecision::Live,
+                        _ => LivenessDecision::Inconclusive,
+                    },
+                    amount_minor: payment.amount_minor,
+                };
+                let assessed = self.assess_risk(ctx, &matched, now_ms()).await?;
+                let payer = (&user, &method);
+                let stored = Some(&payment);
                 return self
-                    .settle(
+                    .act(
                         ctx,
-                        Some(&payment),
+                        stored,
                         payment.clone(),
-                        &user,
-                        &method,
+                        payer,
+                        assessed,
+                        Some(factor),
                         &claimed,
                         PayTimings::default(),
                     )
                     .await;
+            }
+            if matches!(factor, Factor::PhoneLast4 | Factor::PhoneFull) {
+                self.record_failures(&users, GuessedFactor::Phone).await?;
             }
             let mut after = payment.clone();
             after.step_up_attempts += 1;
@@ -330,10 +667,7 @@ impl Payments {
             };
             let mut view = PaymentView::of(&after);
             if attempts_left > 0 {
-                view.step_up = Some(StepUp {
-                    methods: STEP_UP_METHODS.iter().map(|m| m.to_string()).collect(),
-                    attempts_left,
-                });
+                view.step_up = Some(step_up_view(&methods, attempts_left, challenge));
             }
             let reply = Reply::json(
                 status,
@@ -354,6 +688,18 @@ impl Payments {
         .await
     }
 
+    /// Counts a wrong answer against every payer it was tried for, at once
+    /// and whatever happens to the request: a lockout must not be undone
+    /// by a retry.
+    async fn record_failures(&self, users: &[User], factor: GuessedFactor) -> Result<(), Failure> {
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        for user in users {
+            fraud::record_factor_failure(&mut tx, &user.id, factor, now).await?;
+        }
+        commit(tx).await
+    }
+
     /// Authorises (and for automatic capture, captures) with the issuer, then
     /// commits the payment, its ledger transfers and the answer at once.
     /// `stored` is the payment as it is in the database, if it is there.
@@ -367,6 +713,7 @@ impl Payments {
         method: &PaymentMethod,
         claimed: &Claimed,
         mut timings: PayTimings,
+        with: Settlement,
     ) -> Result<Reply, Failure> {
         let start = Instant::now();
         let (token, core_share) = self.card_share(method).await?;
@@ -383,6 +730,7 @@ impl Payments {
                 reference: payment.id.clone(),
                 amount_minor: payment.amount_minor,
                 currency: payment.currency.clone(),
+                tap: with.tap,
             })
             .await?;
         let vault_and_issuer_us = start.elapsed().as_micros() as u64;
@@ -393,6 +741,7 @@ impl Payments {
         let mut captured = None;
         if let Ok(auth) = &authorised
             && payment.capture_mode == CaptureMode::Automatic.as_str()
+            && !with.hold_for_review
         {
             let reference = format!("{}:capture", payment.id);
             captured = Some(
@@ -423,6 +772,9 @@ impl Payments {
                 created
             }
         };
+        if let Some(record) = &with.record {
+            fraud::insert_assessment(&mut tx, record).await?;
+        }
         let mut reply = match authorised {
             Ok(auth) => {
                 payment.issuer_ref = Some(auth.issuer_ref.clone());
@@ -430,8 +782,11 @@ impl Payments {
                 payment.state = PaymentState::Authorised.as_str().to_owned();
                 payment.reason = format!("approved:{}", auth.approval_code);
                 payment.updated_at_ms = now;
-                if payment.capture_mode == CaptureMode::Manual.as_str() {
+                if payment.capture_mode == CaptureMode::Manual.as_str() || with.hold_for_review {
                     payment.expires_at_ms = Some(now + self.config.authorisation_hold_ms);
+                }
+                if with.hold_for_review {
+                    payment.reason = "held_for_review".into();
                 }
                 ledger::authorise(&mut tx, money, payment.amount_minor, now).await?;
                 payments::transition(&mut tx, &before, &payment).await?;
@@ -466,6 +821,10 @@ impl Payments {
                 Reply::json(201, &view)?
             }
             Err(e) => {
+                if matches!(e, ConnectorError::Declined(Decline::CardTapInvalid)) {
+                    fraud::record_factor_failure(&mut tx, &user.id, GuessedFactor::CardTap, now)
+                        .await?;
+                }
                 let (state, status) = match &e {
                     ConnectorError::Declined(_) => (PaymentState::Declined, 402),
                     ConnectorError::Timeout => (PaymentState::Failed, 504),
@@ -516,9 +875,49 @@ fn record_stages(t: &PayTimings) {
     }
 }
 
-enum Factor {
+/// The factor a step-up request gives, checked for shape.
+enum Given {
     PhoneLast4(String),
+    Phone(String),
     Pin(Zeroizing<String>),
+    CardTap(CardTapRequest),
+}
+
+impl Given {
+    fn of(r: StepUpRequest) -> Result<Self, Failure> {
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        match (r.phone_last4, r.phone, r.pin, r.card_tap) {
+            (Some(d), None, None, None) if d.len() == 4 && digits(&d) => Ok(Given::PhoneLast4(d)),
+            (None, Some(p), None, None) => Ok(Given::Phone(normalise_phone(&p)?)),
+            (None, None, Some(p), None) if (4..=12).contains(&p.len()) && digits(&p) => {
+                Ok(Given::Pin(Zeroizing::new(p)))
+            }
+            (None, None, None, Some(tap)) => Ok(Given::CardTap(tap)),
+            _ => Err(Failure::unprocessable(
+                "step_up_invalid",
+                "send exactly one of phone_last4 (4 digits), phone, pin (4 to 12 digits) \
+                 or card_tap",
+            )),
+        }
+    }
+
+    fn factor(&self) -> Factor {
+        match self {
+            Given::PhoneLast4(_) => Factor::PhoneLast4,
+            Given::Phone(_) => Factor::PhoneFull,
+            Given::Pin(_) => Factor::Pin,
+            Given::CardTap(_) => Factor::CardTap,
+        }
+    }
+
+    /// The lockout group of a factor that can be guessed at.
+    fn guessed(&self) -> Option<GuessedFactor> {
+        match self {
+            Given::PhoneLast4(_) | Given::Phone(_) => Some(GuessedFactor::Phone),
+            Given::Pin(_) => Some(GuessedFactor::Pin),
+            Given::CardTap(_) => None,
+        }
+    }
 }
 
 pub(crate) fn fee(fee_bps: i64, amount_minor: i64) -> i64 {

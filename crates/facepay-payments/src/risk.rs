@@ -1,11 +1,10 @@
-//! The risk engine on every identified payment, in shadow mode for now:
-//! each payment is assessed from the payer's history, and the assessment
-//! (decision, score, the rules that fired) is logged and timed as a stage
-//! of the payment; it does not change the payment's outcome yet.
+//! The risk engine on every identified payment: the signals come from the
+//! payer's history in the store and from the match itself; the assessment
+//! (decision, score, the rules that fired) is what the pay flow acts on and
+//! records with the payment.
 
 use facepay_face::liveness::LivenessDecision;
 use facepay_risk::{Assessment, Seen, Signals, robust_z_score, travel_speed_kmh};
-use facepay_store::now_ms;
 use facepay_store::parties::{PaymentMethod, TerminalContext, User};
 use facepay_store::risk::{self, Ask};
 
@@ -17,9 +16,14 @@ const CARD_WINDOW_MS: i64 = 3_600_000;
 const TERMINAL_WINDOW_MS: i64 = 600_000;
 const MERCHANT_WINDOW_MS: i64 = 60_000;
 const DAY_MS: i64 = 86_400_000;
+/// Wrong PINs are counted over this window.
+const PIN_WINDOW_MS: i64 = DAY_MS;
+/// Refused attempts at a terminal are counted over this window, for the
+/// risk signal and for throttling.
+pub(crate) const TERMINAL_ATTEMPTS_WINDOW_MS: i64 = TERMINAL_WINDOW_MS;
 
 /// What the risk engine is told about the match itself.
-pub(crate) struct Matched<'a> {
+pub struct Matched<'a> {
     pub user: &'a User,
     pub method: &'a PaymentMethod,
     pub score: f32,
@@ -45,12 +49,14 @@ impl Payments {
         self.risk.reload(text)
     }
 
-    pub(crate) async fn assess_risk(
+    /// Assesses a payment as if made at `now` (a scenario replays a day
+    /// with its own clock; the pay flow passes the present).
+    pub async fn assess_risk(
         &self,
         ctx: &TerminalContext,
         m: &Matched<'_>,
+        now: i64,
     ) -> Result<Assessment, Failure> {
-        let now = now_ms();
         let history = {
             let mut conn = self.conn().await?;
             risk::history(
@@ -60,10 +66,13 @@ impl Payments {
                     card_fingerprint: m.method.fingerprint.as_deref(),
                     terminal_id: &ctx.terminal_id,
                     merchant_id: &ctx.merchant.id,
+                    country: &ctx.store.country,
+                    now_ms: now,
                     user_since_ms: now - USER_WINDOW_MS,
                     card_since_ms: now - CARD_WINDOW_MS,
                     terminal_since_ms: now - TERMINAL_WINDOW_MS,
                     merchant_since_ms: now - MERCHANT_WINDOW_MS,
+                    pin_since_ms: now - PIN_WINDOW_MS,
                 },
             )
             .await?
@@ -91,6 +100,7 @@ impl Payments {
             card_payments_1h: count(history.card_payments),
             terminal_payments_10m: count(history.terminal_payments),
             merchant_payments_1m: count(history.merchant_payments),
+            card_accounts: count(history.card_accounts),
             travel_speed_kmh: history.last_place.map(|p| {
                 let then = Seen {
                     latitude_e6: p.latitude_e6,
@@ -104,8 +114,8 @@ impl Payments {
             terminal_failures_10m: count(history.terminal_failures),
             local_hour: solar_hour(now, ctx.store.longitude_e6),
             account_age_days: count((now - m.user.created_at_ms) / DAY_MS),
-            // Not recorded yet: PIN step-ups keep no failure count.
-            pin_failures_24h: 0,
+            pin_failures_24h: count(history.pin_failures),
+            blocked: history.blocked,
         };
         Ok(self.risk.assess(&signals))
     }

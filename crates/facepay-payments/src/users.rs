@@ -7,7 +7,7 @@ use facepay_store::parties::{self, NewUser, StoredTemplate};
 use facepay_store::{audit, ids, now_ms, payments};
 use zeroize::Zeroizing;
 
-use crate::api::{EnrolRequest, EnrolResponse, FaceDeleted, PaymentView, UserView};
+use crate::api::{EnrolRequest, EnrolResponse, FaceDeleted, FaceRequest, PaymentView, UserView};
 use crate::cards::CardToVault;
 use crate::face::analyse_burst;
 use crate::{
@@ -17,7 +17,7 @@ use crate::{
 /// Payments listed on the user's own page.
 const USER_PAYMENTS_MAX: i64 = 50;
 
-fn normalise_phone(phone: &str) -> Result<String, Failure> {
+pub(crate) fn normalise_phone(phone: &str) -> Result<String, Failure> {
     let digits = phone.strip_prefix('+').unwrap_or(phone);
     if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Failure::unprocessable(
@@ -68,25 +68,7 @@ impl Payments {
             // racing enrolments of one face cannot both pass the search.
             let _turn = self.enrol_lock.lock().await;
             let protected = self.protect(&outcome.template.vector)?;
-            if let Some(best) = self
-                .gallery
-                .search(
-                    &protected,
-                    facepay_gallery::Scope::All,
-                    self.config.decision.match_threshold,
-                    1,
-                )?
-                .first()
-            {
-                tracing::info!(
-                    score = best.score,
-                    "enrolment refused: face already enrolled"
-                );
-                return Err(Failure::conflict(
-                    "face_already_enrolled",
-                    "this face is already enrolled; one face can hold one account",
-                ));
-            }
+            self.refuse_enrolled_face(&protected)?;
             let pin = request.pin.clone();
             let pin_hash = tokio::task::spawn_blocking(move || keys::hash_pin(&pin))
                 .await
@@ -177,7 +159,96 @@ impl Payments {
         .await
     }
 
-    async fn user_by_token(&self, token: &str) -> Result<parties::User, Failure> {
+    /// One face, one account: a face the gallery already holds is refused.
+    fn refuse_enrolled_face(&self, protected: &[f32]) -> Result<(), Failure> {
+        let found = self.gallery.search(
+            protected,
+            facepay_gallery::Scope::All,
+            self.config.decision.match_threshold,
+            1,
+        )?;
+        if let Some(best) = found.first() {
+            tracing::info!(
+                score = best.score,
+                "enrolment refused: face already enrolled"
+            );
+            return Err(Failure::conflict(
+                "face_already_enrolled",
+                "this face is already enrolled; one face can hold one account",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `PUT /v1/users/me/face`: enrols the face of an account that has
+    /// none (deleted by its user, or suspended by an accepted fraud claim,
+    /// whose block on the account this lifts).
+    pub async fn enrol_my_face(
+        &self,
+        token: &str,
+        key: &str,
+        body: &[u8],
+    ) -> Result<Reply, Failure> {
+        let request: FaceRequest = parse_json(body)?;
+        let frames = decode_frames(&request.frames)?;
+        let user = self.user_by_token(token).await?;
+        let scope = format!("user:{}", user.id);
+        self.idempotent(scope, key, body, |claimed| async move {
+            let mode = self.config.liveness;
+            let outcome = self
+                .on_inference_thread(move |engine, checker| {
+                    analyse_burst(engine, checker, mode, &QualityPolicy::enrolment(), &frames)
+                })
+                .await?;
+            let _turn = self.enrol_lock.lock().await;
+            let protected = self.protect(&outcome.template.vector)?;
+            self.refuse_enrolled_face(&protected)?;
+            let model = outcome.template.model.to_string();
+            let sealed = self.envelope.seal(
+                &vector_to_bytes(&protected),
+                &template_aad(&user.id, &model),
+            )?;
+            let now = now_ms();
+            let reply = Reply::json(
+                201,
+                &serde_json::json!({ "user_id": user.id, "face_enrolled": true }),
+            )?;
+            let mut tx = self.store.begin().await?;
+            facepay_store::keys::insert(&mut tx, &sealed.data_key, now).await?;
+            parties::insert_template(
+                &mut tx,
+                &StoredTemplate {
+                    user_id: user.id.clone(),
+                    model,
+                    key_id: sealed.key_id,
+                    nonce: sealed.nonce,
+                    ciphertext: sealed.ciphertext,
+                    transform_id: Some(self.transform_id().to_owned()),
+                },
+                now,
+            )
+            .await
+            .map_err(|e| match e {
+                facepay_store::StoreError::Duplicate(_) => Failure::conflict(
+                    "face_already_enrolled",
+                    "this account has a face enrolled; delete it first",
+                ),
+                other => other.into(),
+            })?;
+            facepay_store::fraud::remove_block(&mut tx, "user", &user.id).await?;
+            let actor = format!("user:{}", user.id);
+            audit::append(&mut tx, now, &actor, "template_sealed", &user.id).await?;
+            self.record_change(&mut tx, &user.id, Kind::Template, None)
+                .await?;
+            claimed.complete(&mut tx, &reply).await?;
+            tx.commit().await.map_err(facepay_store::StoreError::from)?;
+            self.apply_own_changes().await;
+            Ok(reply)
+        })
+        .await
+    }
+
+    pub(crate) async fn user_by_token(&self, token: &str) -> Result<parties::User, Failure> {
         let mut conn = self.conn().await?;
         parties::user_by_token_hash(&mut conn, &keys::secret_hash(token))
             .await?

@@ -265,25 +265,22 @@ impl RulesFile {
     }
 
     fn assess(&self, s: &Signals) -> Assessment {
-        if let Some(entry) = self.block.matching(s) {
+        let blocked = s.blocked.clone().or_else(|| self.block.matching(s));
+        let listed = match blocked {
+            Some(entry) => Some((Decision::Decline, "blocklist", format!("blocked: {entry}"))),
+            None => self
+                .allow
+                .matching(s)
+                .map(|entry| (Decision::Approve, "allowlist", format!("allowed: {entry}"))),
+        };
+        if let Some((decision, rule, reason)) = listed {
             return Assessment {
-                decision: Decision::Decline,
+                decision,
                 score: 0,
                 fired: vec![Fired {
-                    rule: "blocklist".into(),
+                    rule: rule.into(),
                     weight: 0,
-                    reason: format!("blocked: {entry}"),
-                }],
-            };
-        }
-        if let Some(entry) = self.allow.matching(s) {
-            return Assessment {
-                decision: Decision::Approve,
-                score: 0,
-                fired: vec![Fired {
-                    rule: "allowlist".into(),
-                    weight: 0,
-                    reason: format!("allowed: {entry}"),
+                    reason,
                 }],
             };
         }

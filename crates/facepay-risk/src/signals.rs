@@ -26,6 +26,9 @@ pub struct Signals {
     pub card_payments_1h: u32,
     pub terminal_payments_10m: u32,
     pub merchant_payments_1m: u32,
+    /// Active accounts holding this card: more than one is how a stolen
+    /// card number being tested under fresh accounts looks.
+    pub card_accounts: u32,
     /// Speed needed to get here from the user's last payment
     /// ([`travel_speed_kmh`]).
     pub travel_speed_kmh: Option<f64>,
@@ -38,6 +41,9 @@ pub struct Signals {
     pub local_hour: u8,
     pub account_age_days: u32,
     pub pin_failures_24h: u32,
+    /// An entry of the run-time blocklist (kept by the caller's store, fed
+    /// by accepted fraud claims) that this payment matches, in words.
+    pub blocked: Option<String>,
 }
 
 /// The numbers a rule can compare, by the name the rules file uses.
@@ -56,6 +62,7 @@ pub enum Signal {
     TerminalPayments10m,
     #[serde(rename = "merchant_payments_1m")]
     MerchantPayments1m,
+    CardAccounts,
     TravelSpeedKmh,
     FirstAtMerchant,
     FirstAtTerminal,
@@ -80,6 +87,7 @@ impl Signals {
             Signal::CardPayments1h => Some(f64::from(self.card_payments_1h)),
             Signal::TerminalPayments10m => Some(f64::from(self.terminal_payments_10m)),
             Signal::MerchantPayments1m => Some(f64::from(self.merchant_payments_1m)),
+            Signal::CardAccounts => Some(f64::from(self.card_accounts)),
             Signal::TravelSpeedKmh => self.travel_speed_kmh,
             Signal::FirstAtMerchant => flag(self.first_at_merchant),
             Signal::FirstAtTerminal => flag(self.first_at_terminal),

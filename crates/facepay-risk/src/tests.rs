@@ -16,6 +16,7 @@ fn usual() -> Signals {
         card_payments_1h: 1,
         terminal_payments_10m: 3,
         merchant_payments_1m: 1,
+        card_accounts: 1,
         travel_speed_kmh: Some(3.0),
         first_at_merchant: false,
         first_at_terminal: false,
@@ -23,6 +24,7 @@ fn usual() -> Signals {
         local_hour: 12,
         account_age_days: 200,
         pin_failures_24h: 0,
+        blocked: None,
     }
 }
 
@@ -53,6 +55,7 @@ fn each_default_rule_fires_on_its_signal_and_says_why() {
         ("unusual_amount", |s| s.amount_z_score = Some(5.0)),
         ("user_velocity", |s| s.user_payments_1h = 7),
         ("card_testing", |s| s.card_payments_1h = 11),
+        ("card_shared", |s| s.card_accounts = 2),
         ("terminal_burst", |s| s.terminal_payments_10m = 61),
         ("terminal_under_attack", |s| s.terminal_failures_10m = 9),
         ("impossible_travel", |s| s.travel_speed_kmh = Some(1_500.0)),
@@ -70,6 +73,13 @@ fn each_default_rule_fires_on_its_signal_and_says_why() {
         assert!(a.fired[0].reason.starts_with(rule), "{:?}", a.fired[0]);
         assert_eq!(a.score, a.fired[0].weight);
     }
+    // Far from the habit fires both amount rules.
+    let mut s = usual();
+    s.amount_z_score = Some(13.0);
+    assert_eq!(
+        fired(&engine.assess(&s)),
+        vec!["unusual_amount", "far_unusual_amount"]
+    );
     // A signal that is not a number fires the rule that reads it.
     let mut s = usual();
     s.match_score = f64::NAN;
@@ -157,6 +167,16 @@ fn lists_come_before_rules_and_blocks_before_allows() {
     s.user_id = "usr_both".into();
     s.card_fingerprint = "fp_stolen".into();
     assert_eq!(engine.assess(&s).decision, Decision::Decline);
+    // The run-time blocklist the caller looked up wins over an allow entry.
+    let mut s = usual();
+    s.user_id = "usr_vip".into();
+    s.blocked = Some("terminal:trm_1 (two accepted fraud claims)".into());
+    let a = engine.assess(&s);
+    assert_eq!(a.decision, Decision::Decline);
+    assert_eq!(
+        a.fired[0].reason,
+        "blocked: terminal:trm_1 (two accepted fraud claims)"
+    );
 }
 
 #[test]

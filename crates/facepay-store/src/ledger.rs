@@ -10,6 +10,9 @@
 //! - `issuer_receivable`: captured money the issuer owes us; mirrored by the
 //!   merchant's `payable` account, less the platform's fee.
 //! - `platform:fees`: our fee on each capture.
+//! - `platform:compensation`: what the platform paid fraud victims before
+//!   recovering it from the merchant (an accepted claim pays the payer back
+//!   from here at once; the recovery later charges the merchant's payable).
 //!
 //! Transfer ids are derived from the payment (or refund) and the step, so a
 //! step posted twice is refused by the primary key: money cannot move twice.
@@ -26,6 +29,7 @@ pub enum Account<'a> {
     MerchantPending(&'a str),
     MerchantPayable(&'a str),
     PlatformFees,
+    PlatformCompensation,
 }
 
 impl Account<'_> {
@@ -36,6 +40,7 @@ impl Account<'_> {
             Account::MerchantPending(m) => format!("merchant:{m}:pending:{currency}"),
             Account::MerchantPayable(m) => format!("merchant:{m}:payable:{currency}"),
             Account::PlatformFees => format!("platform:fees:{currency}"),
+            Account::PlatformCompensation => format!("platform:compensation:{currency}"),
         }
     }
 
@@ -46,6 +51,7 @@ impl Account<'_> {
             Account::MerchantPending(_) => "merchant_pending",
             Account::MerchantPayable(_) => "merchant_payable",
             Account::PlatformFees => "platform_fees",
+            Account::PlatformCompensation => "platform_compensation",
         }
     }
 }
@@ -58,6 +64,10 @@ pub enum TransferKind {
     /// partial capture.
     Release,
     Refund,
+    /// The platform pays a fraud victim back in the merchant's stead.
+    Compensation,
+    /// The merchant pays the platform back for a compensation.
+    Recovery,
 }
 
 impl TransferKind {
@@ -67,6 +77,8 @@ impl TransferKind {
             TransferKind::Capture => "capture",
             TransferKind::Release => "release",
             TransferKind::Refund => "refund",
+            TransferKind::Compensation => "compensation",
+            TransferKind::Recovery => "recovery",
         }
     }
 }
@@ -146,6 +158,45 @@ pub async fn refund(
         (Account::IssuerReceivable, -amount_minor),
     ];
     post(conn, refund_id, p, TransferKind::Refund, &legs, now_ms).await
+}
+
+/// Pays `amount_minor` back to the payer from the platform's compensation
+/// account: the merchant's payable is untouched until [`recover`].
+pub async fn compensate(
+    conn: &mut Connection,
+    p: PaymentRef<'_>,
+    transfer_id: &str,
+    amount_minor: i64,
+    now_ms: i64,
+) -> Result<()> {
+    let legs = [
+        (Account::PlatformCompensation, amount_minor),
+        (Account::IssuerReceivable, -amount_minor),
+    ];
+    post(
+        conn,
+        transfer_id,
+        p,
+        TransferKind::Compensation,
+        &legs,
+        now_ms,
+    )
+    .await
+}
+
+/// Charges the merchant for what the platform compensated.
+pub async fn recover(
+    conn: &mut Connection,
+    p: PaymentRef<'_>,
+    transfer_id: &str,
+    amount_minor: i64,
+    now_ms: i64,
+) -> Result<()> {
+    let legs = [
+        (Account::MerchantPayable(p.merchant_id), amount_minor),
+        (Account::PlatformCompensation, -amount_minor),
+    ];
+    post(conn, transfer_id, p, TransferKind::Recovery, &legs, now_ms).await
 }
 
 async fn post(
@@ -269,7 +320,9 @@ impl Verification {
 /// 2. for every payment, the legs of its transfers match its recorded
 ///    amounts and state: the hold still open equals what is authorised and
 ///    neither captured nor released, what is receivable equals captured less
-///    refunded, what the merchant is owed equals that less the fee;
+///    refunded, what the merchant is owed equals that less the fee (less
+///    compensation the platform paid and has not yet recovered), and no
+///    more is recovered than was compensated;
 /// 3. refunds never exceed the capture and add up to the refunded amount;
 /// 4. the payment's events form one chain ending in its current state.
 pub async fn verify(conn: &mut Connection) -> Result<Verification> {
@@ -313,7 +366,8 @@ pub async fn verify(conn: &mut Connection) -> Result<Verification> {
              CAST(COALESCE(SUM(CASE WHEN a.kind = 'merchant_pending' THEN e.amount_minor ELSE 0 END), 0) AS BIGINT) AS pending, \
              CAST(COALESCE(SUM(CASE WHEN a.kind = 'issuer_receivable' THEN e.amount_minor ELSE 0 END), 0) AS BIGINT) AS receivable, \
              CAST(COALESCE(SUM(CASE WHEN a.kind = 'merchant_payable' THEN e.amount_minor ELSE 0 END), 0) AS BIGINT) AS payable, \
-             CAST(COALESCE(SUM(CASE WHEN a.kind = 'platform_fees' THEN e.amount_minor ELSE 0 END), 0) AS BIGINT) AS fees \
+             CAST(COALESCE(SUM(CASE WHEN a.kind = 'platform_fees' THEN e.amount_minor ELSE 0 END), 0) AS BIGINT) AS fees, \
+             CAST(COALESCE(SUM(CASE WHEN a.kind = 'platform_compensation' THEN e.amount_minor ELSE 0 END), 0) AS BIGINT) AS compensation \
              FROM payments p LEFT JOIN ledger_transfers t ON t.payment_id = p.id \
              LEFT JOIN ledger_entries e ON e.transfer_id = t.id \
              LEFT JOIN ledger_accounts a ON a.id = e.account_id \
@@ -351,6 +405,7 @@ async fn check_payment(
     let receivable: i64 = row.try_get("receivable")?;
     let payable: i64 = row.try_get("payable")?;
     let fees: i64 = row.try_get("fees")?;
+    let compensation: i64 = row.try_get("compensation")?;
 
     let open_hold = if state == "authorised" {
         authorised - captured
@@ -367,8 +422,19 @@ async fn check_payment(
     expect("hold on the issuer", holds, open_hold);
     expect("merchant's pending", pending, -open_hold);
     expect("issuer receivable", receivable, captured - refunded);
-    expect("merchant's payable", payable, -(captured - fee - refunded));
+    // Compensation not yet recovered stands in for the merchant's refund.
+    expect(
+        "merchant's payable with compensation outstanding",
+        payable + compensation,
+        -(captured - fee - refunded),
+    );
     expect("platform fee", fees, -fee);
+    if compensation < 0 {
+        v.problem(format!(
+            "payment {id}: {} more recovered than compensated",
+            -compensation
+        ));
+    }
 
     let amounts_ok = 0 <= refunded
         && refunded <= captured

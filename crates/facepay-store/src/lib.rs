@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod changes;
+pub mod fraud;
 pub mod idempotency;
 pub mod keys;
 pub mod ledger;

@@ -3,6 +3,7 @@
 //! paid, and whether they have paid here before. Every query is an index
 //! range scan (migration 0007), so the whole costs a few round trips.
 
+use crate::fraud::GuessedFactor;
 use crate::{Connection, Result};
 
 /// Past amounts read at most.
@@ -15,10 +16,15 @@ pub struct Ask<'a> {
     pub card_fingerprint: Option<&'a str>,
     pub terminal_id: &'a str,
     pub merchant_id: &'a str,
+    /// The store's country, ISO 3166 alpha-2.
+    pub country: &'a str,
+    pub now_ms: i64,
     pub user_since_ms: i64,
     pub card_since_ms: i64,
     pub terminal_since_ms: i64,
     pub merchant_since_ms: i64,
+    /// Failed PINs are counted from here.
+    pub pin_since_ms: i64,
 }
 
 /// A store's position and the time of a payment there.
@@ -35,10 +41,18 @@ pub struct History {
     pub amounts_minor: Vec<i64>,
     pub user_payments: i64,
     pub card_payments: i64,
+    /// Active accounts holding the card.
+    pub card_accounts: i64,
     pub terminal_payments: i64,
     pub merchant_payments: i64,
-    /// Declined or failed payments at the terminal in its window.
+    /// Declined or failed payments at the terminal in its window, and
+    /// attempts there that matched no face or were spoofs.
     pub terminal_failures: i64,
+    /// The payer's wrong PINs since `pin_since_ms`.
+    pub pin_failures: i64,
+    /// The run-time blocklist's entry for this payer, card, terminal,
+    /// merchant or country, if there is one.
+    pub blocked: Option<String>,
     pub last_place: Option<Place>,
     /// Among the payer's last 1,000 captured payments.
     pub paid_at_merchant: bool,
@@ -84,6 +98,19 @@ pub async fn history(conn: &mut Connection, ask: &Ask<'_>) -> Result<History> {
         }
         None => 0,
     };
+    let card_accounts = match ask.card_fingerprint {
+        Some(fingerprint) => {
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT CAST(COUNT(DISTINCT user_id) AS BIGINT) FROM payment_methods \
+                 WHERE fingerprint = $1 AND status = 'active'",
+            )
+            .bind(fingerprint)
+            .fetch_one(&mut *conn)
+            .await?;
+            n
+        }
+        None => 0,
+    };
     // One range scan gives both of the terminal's counts.
     let (terminal_payments, terminal_failures): (i64, i64) = sqlx::query_as(
         "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(CASE WHEN state IN \
@@ -121,13 +148,33 @@ pub async fn history(conn: &mut Connection, ask: &Ask<'_>) -> Result<History> {
     .bind(ask.terminal_id)
     .fetch_one(&mut *conn)
     .await?;
+    let attempts =
+        crate::fraud::attempts_since(conn, ask.terminal_id, ask.terminal_since_ms).await?;
+    let (pin_failures, _) =
+        crate::fraud::factor_failures(conn, ask.user_id, GuessedFactor::Pin, ask.pin_since_ms)
+            .await?;
+    let blocked = crate::fraud::blocked(
+        conn,
+        [
+            ask.user_id,
+            ask.card_fingerprint.unwrap_or(""),
+            ask.terminal_id,
+            ask.merchant_id,
+            ask.country,
+        ],
+        ask.now_ms,
+    )
+    .await?;
     Ok(History {
         amounts_minor,
         user_payments,
         card_payments,
+        card_accounts,
         terminal_payments,
         merchant_payments,
-        terminal_failures,
+        terminal_failures: terminal_failures + attempts,
+        pin_failures,
+        blocked,
         last_place: last_place.map(|(latitude_e6, longitude_e6, at_ms)| Place {
             latitude_e6,
             longitude_e6,

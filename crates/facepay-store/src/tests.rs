@@ -388,6 +388,7 @@ async fn the_change_log_is_in_commit_order_and_wakes_its_followers() {
 
 #[tokio::test]
 async fn the_risk_history_counts_windows_and_knows_the_last_place() {
+    use crate::fraud::{self, AttemptKind, GuessedFactor};
     use crate::risk::{self, Ask, Place};
 
     let dir = tempfile::tempdir().unwrap();
@@ -458,15 +459,19 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
             card_fingerprint: Some("fp1"),
             terminal_id: "t1",
             merchant_id: "m1",
+            country: "KR",
+            now_ms: 10_000,
             user_since_ms: 2_000,
             card_since_ms: 0,
             terminal_since_ms: 3_000,
             merchant_since_ms: 0,
+            pin_since_ms: 5_000,
         };
         let h = risk::history(&mut conn, &ask).await.unwrap();
         assert_eq!(h.amounts_minor, vec![6_000, 5_000, 4_000]);
         assert_eq!(h.user_payments, 3, "2,000 ms on");
         assert_eq!(h.card_payments, 4);
+        assert_eq!(h.card_accounts, 1);
         assert_eq!(h.terminal_payments, 2, "3,000 ms on");
         assert_eq!(h.terminal_failures, 1);
         assert_eq!(h.merchant_payments, 5, "the seed's payment too");
@@ -479,6 +484,52 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
             })
         );
         assert!(h.paid_at_merchant && h.paid_at_terminal);
+        assert_eq!((h.pin_failures, h.blocked.as_deref()), (0, None));
+
+        // Refused attempts count as the terminal's failures; wrong PINs
+        // inside the window count; a live block entry is named, an expired
+        // one is not.
+        fraud::record_attempt(&mut conn, "t1", AttemptKind::Spoof, 3_200)
+            .await
+            .unwrap();
+        fraud::record_attempt(&mut conn, "t1", AttemptKind::NoMatch, 2_900)
+            .await
+            .unwrap();
+        for at_ms in [4_000, 6_000, 7_000] {
+            fraud::record_factor_failure(&mut conn, "u1", GuessedFactor::Pin, at_ms)
+                .await
+                .unwrap();
+        }
+        fraud::record_factor_failure(&mut conn, "u1", GuessedFactor::Phone, 8_000)
+            .await
+            .unwrap();
+        let block = |kind: &str, value: &str, expires_at_ms| fraud::Block {
+            kind: kind.into(),
+            value: value.into(),
+            reason: "test".into(),
+            created_at_ms: 1,
+            expires_at_ms,
+        };
+        fraud::add_block(&mut conn, &block("terminal", "t1", Some(9_000)))
+            .await
+            .unwrap();
+        let h = risk::history(&mut conn, &ask).await.unwrap();
+        assert_eq!(h.terminal_failures, 2, "the decline and the spoof");
+        assert_eq!(h.pin_failures, 2, "5,000 ms on, PINs only");
+        assert_eq!(h.blocked, None, "expired at 9,000");
+        fraud::add_block(&mut conn, &block("card", "fp1", None))
+            .await
+            .unwrap();
+        let h = risk::history(&mut conn, &ask).await.unwrap();
+        assert_eq!(h.blocked.as_deref(), Some("card:fp1 (test)"));
+        assert!(fraud::remove_block(&mut conn, "card", "fp1").await.unwrap());
+        assert!(!fraud::remove_block(&mut conn, "card", "fp1").await.unwrap());
+        assert_eq!(
+            fraud::factor_failures(&mut conn, "u1", GuessedFactor::Pin, 0)
+                .await
+                .unwrap(),
+            (3, Some(7_000))
+        );
 
         let stranger = Ask {
             user_id: "nobody",
@@ -493,5 +544,81 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
             (0, 0, 0)
         );
         assert!(!h.paid_at_merchant && !h.paid_at_terminal);
+    }
+}
+
+#[tokio::test]
+async fn claims_follow_their_state_machine_and_a_lost_race_is_refused() {
+    use crate::fraud::{self, Claim, ClaimState};
+
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let template = seed(&store).await;
+        let mut conn = store.acquire().await.unwrap();
+        parties::insert_user(
+            &mut conn,
+            &parties::NewUser {
+                id: "u1",
+                phone: "+821012345678",
+                phone_last4: "5678",
+                pin_hash: "x",
+                token_hash: "t",
+                created_at_ms: 1,
+            },
+        )
+        .await
+        .unwrap();
+        let opened = Claim {
+            id: "clm_1".into(),
+            payment_id: template.id.clone(),
+            user_id: "u1".into(),
+            state: ClaimState::Opened.as_str().into(),
+            reason: "not me".into(),
+            note: None,
+            compensated_minor: 0,
+            recovered_minor: 0,
+            opened_at_ms: 5,
+            updated_at_ms: 5,
+        };
+        fraud::insert_claim(&mut conn, &opened).await.unwrap();
+        let again = Claim {
+            id: "clm_2".into(),
+            ..opened.clone()
+        };
+        assert!(matches!(
+            fraud::insert_claim(&mut conn, &again).await,
+            Err(crate::StoreError::Duplicate(_))
+        ));
+        let reviewing = Claim {
+            state: ClaimState::UnderReview.as_str().into(),
+            updated_at_ms: 6,
+            ..opened.clone()
+        };
+        fraud::update_claim(&mut conn, &opened, &reviewing)
+            .await
+            .unwrap();
+        // A second writer that still saw it opened loses.
+        let rejected = Claim {
+            state: ClaimState::Rejected.as_str().into(),
+            ..opened.clone()
+        };
+        assert!(
+            fraud::update_claim(&mut conn, &opened, &rejected)
+                .await
+                .is_err()
+        );
+        let listed = fraud::claims(&mut conn, Some(ClaimState::UnderReview), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(
+            fraud::claims(&mut conn, Some(ClaimState::Opened), Some("u1"), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(!ClaimState::Accepted.can_become(ClaimState::Rejected));
+        assert!(!ClaimState::Rejected.can_become(ClaimState::Accepted));
+        assert!(!ClaimState::UnderReview.can_become(ClaimState::Opened));
     }
 }

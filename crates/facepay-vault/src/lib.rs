@@ -25,7 +25,7 @@ pub mod wire;
 
 use std::sync::Arc;
 
-use facepay_connector::{Authorisation, BoxFuture, Connector, ConnectorError};
+use facepay_connector::{Authorisation, BoxFuture, CardTap, Connector, ConnectorError};
 use zeroize::Zeroizing;
 
 pub use custody::KeyPart;
@@ -113,6 +113,8 @@ pub struct VaultAuthorise {
     pub reference: String,
     pub amount_minor: i64,
     pub currency: String,
+    /// The card's cryptogram when the payer tapped it as a step-up.
+    pub tap: Option<CardTap>,
 }
 
 /// The issuer's answer, and how long the issuer took, so the caller can

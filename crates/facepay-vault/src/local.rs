@@ -169,6 +169,7 @@ impl LocalVault {
                 card,
                 amount_minor: request.amount_minor,
                 currency: request.currency,
+                tap: request.tap,
             })
             .await;
         Ok(Authorised {

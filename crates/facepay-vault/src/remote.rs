@@ -142,6 +142,7 @@ impl Vault for RemoteVault {
                 reference: request.reference,
                 amount_minor: request.amount_minor,
                 currency: request.currency,
+                tap: request.tap,
             };
             let answer: wire::AuthoriseResponse =
                 self.channel.call(wire::OP_AUTHORISE, wire_request).await?;

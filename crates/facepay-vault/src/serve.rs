@@ -56,6 +56,7 @@ async fn dispatch(vault: &LocalVault, op: &str, plaintext: &[u8]) -> Zeroizing<V
                             reference: r.reference.clone(),
                             amount_minor: r.amount_minor,
                             currency: r.currency.clone(),
+                            tap: r.tap.clone(),
                         })
                         .await?;
                     Ok(wire::AuthoriseResponse {

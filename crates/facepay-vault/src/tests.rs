@@ -21,6 +21,7 @@ fn authorise(token: &str, core_share: &[u8], amount_minor: i64) -> VaultAuthoris
         reference: facepay_store::ids::new("pay"),
         amount_minor,
         currency: "KRW".into(),
+        tap: None,
     }
 }
 

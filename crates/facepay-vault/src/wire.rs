@@ -1,7 +1,7 @@
 //! The messages between the core and a remote vault, inside the channel.
 //! Each operation is `POST /vault/v1/{op}` with one of these as its body.
 
-use facepay_connector::{Authorisation, ConnectorError, Decline};
+use facepay_connector::{Authorisation, CardTap, ConnectorError, Decline};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
@@ -50,6 +50,8 @@ pub struct AuthoriseRequest {
     pub reference: String,
     pub amount_minor: i64,
     pub currency: String,
+    #[serde(default)]
+    pub tap: Option<CardTap>,
 }
 
 impl Drop for AuthoriseRequest {
@@ -132,6 +134,7 @@ fn connector_error(code: &str, message: String) -> ConnectorError {
         Decline::ExpiredCard,
         Decline::DoNotHonour,
         Decline::InvalidCard,
+        Decline::CardTapInvalid,
     ];
     if let Some(decline) = declines.into_iter().find(|d| d.code() == code) {
         return ConnectorError::Declined(decline);

@@ -44,6 +44,16 @@ pub fn merchant_file(data_dir: &Path) -> PathBuf {
     data_dir.join("demo-merchant.json")
 }
 
+/// The demo operator's key (fraud claims, reviews, blocklist).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct OperatorFile {
+    pub operator_key: String,
+}
+
+pub fn operator_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("demo-operator.json")
+}
+
 /// Creates the demo merchant, store, terminal and API key unless they exist.
 pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
     let store = app.payments.store();
@@ -51,13 +61,19 @@ pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
     let registered = parties::terminal_context(&mut conn, TERMINAL_ID)
         .await?
         .is_some();
-    if registered && terminal_file(data_dir).exists() && merchant_file(data_dir).exists() {
+    let files = [
+        terminal_file(data_dir),
+        merchant_file(data_dir),
+        operator_file(data_dir),
+    ];
+    if registered && files.iter().all(|f| f.exists()) {
         return Ok(());
     }
     drop(conn);
     let now = now_ms();
     let key = signing::new_terminal_key();
     let (api_key, api_key_hash) = keys::new_secret("fpk");
+    let (operator_key, operator_key_hash) = keys::new_secret("fpo");
     let mut tx = store.begin().await?;
     if parties::merchant(&mut tx, MERCHANT_ID).await?.is_none() {
         parties::insert_merchant(
@@ -104,7 +120,20 @@ pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
         now,
     )
     .await?;
+    facepay_store::audit::append(&mut tx, now, "operator", "operator_key_created", "demo").await?;
+    facepay_store::fraud::insert_operator_key(
+        &mut tx,
+        &facepay_store::ids::new("opk"),
+        "demo",
+        &operator_key_hash,
+        now,
+    )
+    .await?;
     tx.commit().await?;
+    write_private(
+        &operator_file(data_dir),
+        &serde_json::to_string_pretty(&OperatorFile { operator_key })?,
+    )?;
     write_private(
         &terminal_file(data_dir),
         &serde_json::to_string_pretty(&TerminalFile {

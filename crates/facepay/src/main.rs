@@ -12,6 +12,8 @@ mod keys;
 mod ledger;
 mod liveness;
 mod models;
+#[cfg(test)]
+mod risk_day;
 mod serve;
 mod stats;
 mod terminal;

@@ -15,7 +15,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use facepay_store::{Store, now_ms, payments};
 
 mod common;
-use common::{binary, demo_terminal, free_port, lay_out_photos, post_signed, run_demo, wait_ready};
+use common::{
+    binary, demo_terminal, free_port, lay_out_photos, post_signed, rules_that_approve, run_demo,
+    wait_ready,
+};
 
 const CLIENTS: usize = 4;
 const PAYMENTS_PER_CLIENT: usize = 12;
@@ -30,6 +33,7 @@ fn with_store(command: &mut Command, data: &Path, database_url: Option<&str>) {
 }
 
 fn start_server(data: &Path, database_url: Option<&str>, port: u16) -> Child {
+    let rules = rules_that_approve(data);
     let mut command = Command::new(binary());
     command.args([
         "serve",
@@ -38,6 +42,7 @@ fn start_server(data: &Path, database_url: Option<&str>, port: u16) -> Child {
         "--idempotency-lease-ms",
         "1000",
     ]);
+    command.arg("--risk-rules").arg(&rules);
     with_store(&mut command, data, database_url);
     command
         .arg("--address")

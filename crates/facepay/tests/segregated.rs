@@ -29,7 +29,7 @@ use facepay_store::{Store, now_ms};
 use facepay_vault::KeyPart;
 
 mod common;
-use common::{binary, free_port, lay_out_photos, wait_ready};
+use common::{binary, free_port, lay_out_photos, rules_that_approve, wait_ready};
 
 /// The demo's cards (`demo.rs`): their numbers must appear nowhere.
 const CARDS: [&str; 3] = ["4242424242424242", "5555555555554444", "4000000000009995"];
@@ -293,7 +293,17 @@ fn segregated_run(postgres: Option<&str>) {
 
     let core_port = free_port();
     let core_address = format!("127.0.0.1:{core_port}");
-    let mut serve = vec!["serve", "--liveness", "lenient", "--address", &core_address];
+    let rules = rules_that_approve(&layout.path("rules"));
+    let rules = rules.to_str().unwrap();
+    let mut serve = vec![
+        "serve",
+        "--liveness",
+        "lenient",
+        "--risk-rules",
+        rules,
+        "--address",
+        &core_address,
+    ];
     serve.extend(&core_store);
     let mut server = spawn(&serve, &layout, "core.log");
     wait_ready(&agent, core_port);

@@ -11,7 +11,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 mod common;
-use common::{binary, demo_terminal, free_port, lay_out_photos, post_signed, run_demo, wait_ready};
+use common::{
+    binary, demo_terminal, free_port, lay_out_photos, post_signed, rules_that_approve, run_demo,
+    wait_ready,
+};
 
 /// What the issue asks: a change made through one server is seen by the
 /// others within a second.
@@ -39,6 +42,8 @@ fn start_server(data: &Path, database_url: &str, port: u16) -> Server {
             ])
             .arg("--data-dir")
             .arg(data)
+            .arg("--risk-rules")
+            .arg(rules_that_approve(data))
             .arg("--address")
             .arg(format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")

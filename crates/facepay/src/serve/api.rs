@@ -26,7 +26,7 @@ use super::AppState;
 use super::openapi::ErrorResponse;
 
 type Shared = State<Arc<AppState>>;
-type Body = Result<Bytes, BytesRejection>;
+pub(super) type Body = Result<Bytes, BytesRejection>;
 
 pub fn respond(result: Result<Reply, Failure>) -> Response {
     match result {
@@ -89,7 +89,7 @@ fn body_of(body: Body) -> Result<Bytes, Failure> {
 
 /// A JSON body, checked for its content type. An empty body is allowed where
 /// `optional`, for commands whose every field has a default.
-fn json_body(headers: &HeaderMap, body: Body, optional: bool) -> Result<Bytes, Failure> {
+pub(super) fn json_body(headers: &HeaderMap, body: Body, optional: bool) -> Result<Bytes, Failure> {
     let body = body_of(body)?;
     if optional && body.is_empty() {
         return Ok(body);
@@ -113,11 +113,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn idempotency_key(headers: &HeaderMap) -> &str {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> &str {
     header(headers, "idempotency-key").unwrap_or("")
 }
 
-fn bearer(headers: &HeaderMap) -> Result<&str, Failure> {
+pub(super) fn bearer(headers: &HeaderMap) -> Result<&str, Failure> {
     header(headers, "authorization")
         .and_then(|v| v.strip_prefix("Bearer "))
         .filter(|t| !t.is_empty())
@@ -244,7 +244,7 @@ pub async fn delete_my_face(State(s): Shared, headers: HeaderMap) -> Response {
         (status = 201, description = "Approved: state `captured`, or `authorised` for manual capture, with a receipt.", body = PaymentView),
         (status = 200, description = "The payment that an earlier request with this key committed but could not answer.", body = PaymentView),
         (status = 202, description = "State `requires_step_up`: the payer must confirm; `step_up` says how.", body = PaymentView),
-        (status = 402, description = "Declined by the issuer.", body = PaymentFailure),
+        (status = 402, description = "Declined by the issuer, or `risk_declined` by the fraud checks.", body = PaymentFailure),
         (status = 502, description = "Failed: the issuer refused the request.", body = PaymentFailure),
         (status = 504, description = "Failed: the issuer did not answer in time.", body = PaymentFailure),
         (status = 400, description = "Missing or invalid Idempotency-Key, unreadable body or malformed JSON.", body = ErrorResponse),
@@ -254,6 +254,7 @@ pub async fn delete_my_face(State(s): Shared, headers: HeaderMap) -> Response {
         (status = 413, description = "The body is over the limit.", body = ErrorResponse),
         (status = 415, description = "The body is not `application/json`.", body = ErrorResponse),
         (status = 422, description = "Bad amount or currency, unusable frames, not live, or `face_not_recognised`.", body = ErrorResponse),
+        (status = 429, description = "`terminal_throttled`: too many refused attempts at this terminal lately.", body = ErrorResponse),
     ),
     security(("terminal_id" = [], "terminal_timestamp" = [], "terminal_nonce" = [], "terminal_signature" = [])),
 )]
@@ -278,7 +279,7 @@ pub async fn pay(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
     path = "/v1/terminal/payments/{id}/step-up",
     tag = "terminal",
     summary = "Confirm a payer",
-    description = "Confirms the payer of a `requires_step_up` payment with the last 4 digits of their phone or their PIN, then settles it like a payment.",
+    description = "Confirms the payer of a `requires_step_up` payment with one of the factors `step_up.methods` lists (phone digits, the whole phone number, the PIN, or a tap of the IC card answering `step_up.card_challenge`), then settles it like a payment.",
     params(
         ("id" = String, Path, description = "The payment id."),
         ("Idempotency-Key" = String, Header, description = "A fresh random string per new request, resent unchanged on a retry; see Idempotency in the overview."),
@@ -297,6 +298,7 @@ pub async fn pay(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
         (status = 409, description = "`payment_not_awaiting_step_up`, or an idempotency conflict.", body = ErrorResponse),
         (status = 413, description = "The body is over the limit.", body = ErrorResponse),
         (status = 415, description = "The body is not `application/json`.", body = ErrorResponse),
+        (status = 423, description = "`factor_locked`: too many wrong answers of this factor lately; use another.", body = ErrorResponse),
     ),
     security(("terminal_id" = [], "terminal_timestamp" = [], "terminal_nonce" = [], "terminal_signature" = [])),
 )]

@@ -7,6 +7,7 @@
 mod api;
 mod observe;
 mod openapi;
+mod operator;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,7 +57,37 @@ pub fn router(app: &App) -> Router {
     let payments = Router::new()
         .route("/v1/users", post(api::enrol))
         .route("/v1/users/me", get(api::me).delete(api::delete_me))
-        .route("/v1/users/me/face", delete(api::delete_my_face))
+        .route(
+            "/v1/users/me/face",
+            delete(api::delete_my_face).put(operator::enrol_my_face),
+        )
+        .route(
+            "/v1/users/me/claims",
+            get(operator::my_claims).post(operator::open_claim),
+        )
+        .route("/v1/operator/claims", get(operator::list_claims))
+        .route("/v1/operator/claims/{id}", post(operator::decide_claim))
+        .route(
+            "/v1/operator/claims/{id}/recover",
+            post(operator::recover_claim),
+        )
+        .route("/v1/operator/reviews", get(operator::review_queue))
+        .route(
+            "/v1/operator/reviews/{id}/{action}",
+            post(operator::settle_review),
+        )
+        .route(
+            "/v1/operator/terminals/flagged",
+            get(operator::flagged_terminals),
+        )
+        .route(
+            "/v1/operator/blocks",
+            get(operator::list_blocks).post(operator::add_block),
+        )
+        .route(
+            "/v1/operator/blocks/{kind}/{value}",
+            delete(operator::remove_block),
+        )
         .route("/v1/terminal/payments", post(api::pay))
         .route("/v1/terminal/payments/{id}/step-up", post(api::step_up))
         .route("/v1/merchant/payments", get(api::list_payments))
@@ -265,5 +296,7 @@ async fn analyze(
 
 #[cfg(test)]
 mod flow_tests;
+#[cfg(test)]
+mod fraud_tests;
 #[cfg(test)]
 mod tests;

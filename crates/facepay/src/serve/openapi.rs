@@ -21,7 +21,7 @@ use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::ApiError;
-use super::api;
+use super::{api, operator};
 
 const DOCS_HTML: &str = include_str!("docs.html");
 const MILLISECONDS_PER_HOUR: i64 = 3_600_000;
@@ -48,6 +48,18 @@ pub struct ErrorResponse<'a> {
         api::void,
         api::refund,
         api::daily_report,
+        operator::enrol_my_face,
+        operator::open_claim,
+        operator::my_claims,
+        operator::list_claims,
+        operator::decide_claim,
+        operator::recover_claim,
+        operator::review_queue,
+        operator::settle_review,
+        operator::flagged_terminals,
+        operator::list_blocks,
+        operator::add_block,
+        operator::remove_block,
         json,
         docs,
     ),
@@ -56,6 +68,7 @@ pub struct ErrorResponse<'a> {
         (name = "users", description = "The payer's own account, with a user token."),
         (name = "terminal", description = "Payments at a till, signed by the terminal."),
         (name = "merchant", description = "The merchant's back office, with an API key."),
+        (name = "operator", description = "Fraud claims, the review queue, flagged terminals and the blocklist, with an operator key."),
         (name = "service", description = "Health, metrics, the face engine and these docs."),
     )
 )]
@@ -123,6 +136,15 @@ Answers give them the same way (`amount`) and as integers in minor units (`amoun
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some("The merchant's secret API key."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "operator_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An operator's secret key (fraud and risk staff)."))
                     .build(),
             ),
         );
@@ -346,7 +368,16 @@ mod tests {
         ("/api/v1/face/analyze", &["post"]),
         ("/v1/users", &["post"]),
         ("/v1/users/me", &["get", "delete"]),
-        ("/v1/users/me/face", &["delete"]),
+        ("/v1/users/me/face", &["delete", "put"]),
+        ("/v1/users/me/claims", &["get", "post"]),
+        ("/v1/operator/claims", &["get"]),
+        ("/v1/operator/claims/{id}", &["post"]),
+        ("/v1/operator/claims/{id}/recover", &["post"]),
+        ("/v1/operator/reviews", &["get"]),
+        ("/v1/operator/reviews/{id}/{action}", &["post"]),
+        ("/v1/operator/terminals/flagged", &["get"]),
+        ("/v1/operator/blocks", &["get", "post"]),
+        ("/v1/operator/blocks/{kind}/{value}", &["delete"]),
         ("/v1/terminal/payments", &["post"]),
         ("/v1/terminal/payments/{id}/step-up", &["post"]),
         ("/v1/merchant/payments", &["get"]),

@@ -117,3 +117,18 @@ pub fn post_signed(
         .header(HEADER_SIGNATURE, &h.signature)
         .send(body)
 }
+
+/// A risk rules file under `dir` that approves every payment: these tests
+/// are about crashes, servers and stores, and a few faces paying many
+/// times a minute is what the default rules rightly step up.
+pub fn rules_that_approve(dir: &Path) -> PathBuf {
+    let path = dir.join("rules-that-approve.toml");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        &path,
+        "[decision]\nstep_up_from = 1000\nreview_from = 1000\ndecline_from = 1000\n\
+         factors = [{ from = 1000, factor = \"pin\" }]\n",
+    )
+    .unwrap();
+    path
+}

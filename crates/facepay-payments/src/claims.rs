@@ -1,0 +1,583 @@
+//! Fraud claims and the operator's side of the risk engine.
+//!
+//! A user disputes a payment ("that was not me"); an operator moves the
+//! claim from opened to under review to accepted or rejected. Accepting
+//! pays the user back at once from the platform's compensation account
+//! (or releases the hold if nothing was captured), suspends the face by
+//! crypto-shredding its template until the user enrols it again, and feeds
+//! the blocklist. The recovery from the merchant is a later, separate step.
+//!
+//! Operators also see the review queue (payments authorised with their
+//! capture held), release or cancel them, see flagged terminals and keep
+//! the run-time blocklist.
+
+use facepay_store::fraud::{self, Block, Claim, ClaimState};
+use facepay_store::ledger::{self, PaymentRef};
+use facepay_store::payments::{self, Payment, PaymentState};
+use facepay_store::{audit, now_ms, parties};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::pay::commit;
+use crate::{Failure, Payments, Reply, derived_id, keys, parse_json};
+
+/// A terminal whose payments draw this many accepted claims in
+/// [`TERMINAL_CLAIMS_WINDOW_MS`] is blocked for [`TERMINAL_BLOCK_MS`].
+const TERMINAL_CLAIMS_MAX: i64 = 2;
+const TERMINAL_CLAIMS_WINDOW_MS: i64 = 30 * 86_400_000;
+const TERMINAL_BLOCK_MS: i64 = 7 * 86_400_000;
+/// Longest claim reason or operator note kept.
+const TEXT_LEN_MAX: usize = 1_000;
+
+/// Someone holding an operator key.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    pub payment_id: String,
+    /// In the user's words.
+    pub reason: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimDecision {
+    /// `review`, `accept` or `reject`.
+    pub action: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlockRequest {
+    /// `user`, `card`, `terminal`, `merchant` or `country`.
+    pub kind: String,
+    pub value: String,
+    pub reason: String,
+    /// Unix ms; absent for a block that stays until removed.
+    #[serde(default)]
+    pub expires_at_ms: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ClaimList {
+    pub claims: Vec<ClaimView>,
+}
+
+/// A claim as its user and the operators see it.
+#[derive(Serialize, ToSchema)]
+pub struct ClaimView {
+    pub id: String,
+    pub payment_id: String,
+    /// `opened`, `under_review`, `accepted` or `rejected`.
+    pub state: String,
+    pub reason: String,
+    pub note: Option<String>,
+    /// Paid back to the user by the platform.
+    pub compensated_minor: i64,
+    /// Recovered from the merchant so far.
+    pub recovered_minor: i64,
+    pub opened_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+impl From<Claim> for ClaimView {
+    fn from(c: Claim) -> Self {
+        Self {
+            id: c.id,
+            payment_id: c.payment_id,
+            state: c.state,
+            reason: c.reason,
+            note: c.note,
+            compensated_minor: c.compensated_minor,
+            recovered_minor: c.recovered_minor,
+            opened_at_ms: c.opened_at_ms,
+            updated_at_ms: c.updated_at_ms,
+        }
+    }
+}
+
+fn text(field: &'static str, value: &str) -> Result<String, Failure> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > TEXT_LEN_MAX {
+        return Err(Failure::unprocessable(
+            "text_invalid",
+            format!("{field} must be 1 to {TEXT_LEN_MAX} bytes"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+fn money_of(p: &Payment) -> PaymentRef<'_> {
+    PaymentRef {
+        payment_id: &p.id,
+        merchant_id: &p.merchant_id,
+        currency: &p.currency,
+    }
+}
+
+impl Payments {
+    pub async fn authenticate_operator(&self, key: &str) -> Result<Operator, Failure> {
+        let mut conn = self.conn().await?;
+        let name = fraud::operator_by_key_hash(&mut conn, &keys::secret_hash(key))
+            .await?
+            .ok_or_else(|| {
+                Failure::unauthorised("operator_key_invalid", "this operator key is not valid")
+            })?;
+        Ok(Operator { name })
+    }
+
+    /// `POST /v1/users/me/claims`: "that payment was not me".
+    pub async fn open_claim(&self, token: &str, key: &str, body: &[u8]) -> Result<Reply, Failure> {
+        let request: ClaimRequest = parse_json(body)?;
+        let reason = text("reason", &request.reason)?;
+        let user = self.user_by_token(token).await?;
+        let scope = format!("user:{}", user.id);
+        let claim_id = derived_id("clm", &scope, key);
+        self.idempotent(scope, key, body, |claimed| async move {
+            let mut conn = self.conn().await?;
+            let payment = payments::get(&mut conn, &request.payment_id)
+                .await?
+                .filter(|p| p.user_id.as_deref() == Some(user.id.as_str()))
+                .ok_or_else(|| Failure::not_found("payment"))?;
+            drop(conn);
+            if !matches!(
+                payment.state()?,
+                PaymentState::Authorised | PaymentState::Captured | PaymentState::PartiallyRefunded
+            ) {
+                return Err(Failure::conflict(
+                    "payment_not_claimable",
+                    format!("this payment is {}; nothing was taken", payment.state),
+                ));
+            }
+            let now = now_ms();
+            let claim = Claim {
+                id: claim_id.clone(),
+                payment_id: payment.id.clone(),
+                user_id: user.id.clone(),
+                state: ClaimState::Opened.as_str().to_owned(),
+                reason,
+                note: None,
+                compensated_minor: 0,
+                recovered_minor: 0,
+                opened_at_ms: now,
+                updated_at_ms: now,
+            };
+            let reply = Reply::json(201, &ClaimView::from(claim.clone()))?;
+            let mut tx = self.store.begin().await?;
+            fraud::insert_claim(&mut tx, &claim)
+                .await
+                .map_err(|e| match e {
+                    facepay_store::StoreError::Duplicate(_) => {
+                        Failure::conflict("claim_exists", "this payment already has a claim")
+                    }
+                    other => other.into(),
+                })?;
+            audit::append(
+                &mut tx,
+                now,
+                &format!("user:{}", user.id),
+                "claim_opened",
+                &claim.id,
+            )
+            .await?;
+            claimed.complete(&mut tx, &reply).await?;
+            commit(tx).await?;
+            Ok(reply)
+        })
+        .await
+    }
+
+    /// `GET /v1/users/me/claims`.
+    pub async fn my_claims(&self, token: &str) -> Result<Reply, Failure> {
+        let user = self.user_by_token(token).await?;
+        let mut conn = self.conn().await?;
+        let claims = fraud::claims(&mut conn, None, Some(&user.id), fraud::CLAIMS_PAGE_MAX).await?;
+        Reply::json(
+            200,
+            &ClaimList {
+                claims: claims.into_iter().map(ClaimView::from).collect(),
+            },
+        )
+    }
+
+    /// `GET /v1/operator/claims?state=`.
+    pub async fn list_claims(&self, _op: &Operator, state: Option<&str>) -> Result<Reply, Failure> {
+        let state = state
+            .map(|s| {
+                ClaimState::parse(s).ok_or_else(|| {
+                    Failure::bad_request(
+                        "state_invalid",
+                        "state is opened, under_review, accepted or rejected",
+                    )
+                })
+            })
+            .transpose()?;
+        let mut conn = self.conn().await?;
+        let claims = fraud::claims(&mut conn, state, None, fraud::CLAIMS_PAGE_MAX).await?;
+        Reply::json(
+            200,
+            &ClaimList {
+                claims: claims.into_iter().map(ClaimView::from).collect(),
+            },
+        )
+    }
+
+    /// `POST /v1/operator/claims/{id}`: review, accept or reject.
+    pub async fn decide_claim(
+        &self,
+        op: &Operator,
+        id: &str,
+        key: &str,
+        body: &[u8],
+    ) -> Result<Reply, Failure> {
+        let request: ClaimDecision = parse_json(body)?;
+        let next = match request.action.as_str() {
+            "review" => ClaimState::UnderReview,
+            "accept" => ClaimState::Accepted,
+            "reject" => ClaimState::Rejected,
+            _ => {
+                return Err(Failure::unprocessable(
+                    "action_invalid",
+                    "action is review, accept or reject",
+                ));
+            }
+        };
+        let note = request
+            .note
+            .as_deref()
+            .map(|n| text("note", n))
+            .transpose()?;
+        let scope = format!("operator:{}", op.name);
+        self.idempotent(scope, key, body, |claimed| async move {
+            let mut conn = self.conn().await?;
+            let before = fraud::claim(&mut conn, id)
+                .await?
+                .ok_or_else(|| Failure::not_found("claim"))?;
+            drop(conn);
+            let state = ClaimState::parse(&before.state).ok_or_else(Failure::internal)?;
+            if !state.can_become(next) {
+                return Err(Failure::conflict(
+                    "claim_state",
+                    format!(
+                        "this claim is {}; it cannot become {}",
+                        before.state,
+                        next.as_str()
+                    ),
+                ));
+            }
+            let _lock = self.payment_lock(&before.payment_id).lock().await;
+            let now = now_ms();
+            let mut after = before.clone();
+            after.state = next.as_str().to_owned();
+            after.note = note.or(before.note.clone());
+            after.updated_at_ms = now;
+            let mut tx;
+            let mut suspended = false;
+            if next == ClaimState::Accepted {
+                let payment = payments::get(&mut *self.conn().await?, &before.payment_id)
+                    .await?
+                    .ok_or_else(Failure::internal)?;
+                let (moved, compensated) = self.pay_back(&payment, &before.id).await?;
+                after.compensated_minor = compensated;
+                tx = self.store.begin().await?;
+                if let Some(moved) = moved {
+                    self.record_pay_back(&mut tx, &payment, &moved, &before.id, compensated, now)
+                        .await?;
+                }
+                suspended = parties::delete_template(&mut tx, &before.user_id).await?;
+                if suspended {
+                    self.record_deletion(&mut tx, &before.user_id).await?;
+                }
+                self.feed_blocklist(&mut tx, &before, &payment, now).await?;
+            } else {
+                tx = self.store.begin().await?;
+            }
+            fraud::update_claim(&mut tx, &before, &after).await?;
+            let action = format!("claim_{}", next.as_str());
+            audit::append(
+                &mut tx,
+                now,
+                &format!("operator:{}", op.name),
+                &action,
+                &before.id,
+            )
+            .await?;
+            let reply = Reply::json(200, &ClaimView::from(after))?;
+            claimed.complete(&mut tx, &reply).await?;
+            commit(tx).await?;
+            if suspended {
+                self.gallery.remove(&before.user_id)?;
+                self.apply_own_changes().await;
+            }
+            Ok(reply)
+        })
+        .await
+    }
+
+    /// Gives the user their money back through the issuer: a hold is
+    /// released, a capture refunded in full of what is left. Returns the
+    /// payment as it becomes and what was refunded.
+    async fn pay_back(
+        &self,
+        payment: &Payment,
+        claim_id: &str,
+    ) -> Result<(Option<Payment>, i64), Failure> {
+        let issuer_ref = || payment.issuer_ref.clone().ok_or_else(Failure::internal);
+        let mut after = payment.clone();
+        after.reason = format!("claim:{claim_id}");
+        after.updated_at_ms = now_ms();
+        match payment.state()? {
+            PaymentState::Authorised => {
+                self.connector
+                    .void(&issuer_ref()?)
+                    .await
+                    .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
+                after.state = PaymentState::Voided.as_str().to_owned();
+                after.expires_at_ms = None;
+                Ok((Some(after), 0))
+            }
+            PaymentState::Captured | PaymentState::PartiallyRefunded => {
+                let left = payment.captured_minor - payment.refunded_minor;
+                self.connector
+                    .refund(&issuer_ref()?, left, &format!("{claim_id}:refund"))
+                    .await
+                    .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
+                after.refunded_minor = payment.captured_minor;
+                after.state = PaymentState::Refunded.as_str().to_owned();
+                Ok((Some(after), left))
+            }
+            // Refunded or voided meanwhile: nothing left to give back.
+            _ => Ok((None, 0)),
+        }
+    }
+
+    async fn record_pay_back(
+        &self,
+        tx: &mut facepay_store::Connection,
+        before: &Payment,
+        after: &Payment,
+        claim_id: &str,
+        compensated: i64,
+        now: i64,
+    ) -> Result<(), Failure> {
+        if compensated > 0 {
+            let refund_id = format!("{claim_id}:refund");
+            payments::insert_refund(tx, &refund_id, &before.id, compensated, now).await?;
+            let transfer_id = format!("{claim_id}:compensation");
+            ledger::compensate(tx, money_of(before), &transfer_id, compensated, now).await?;
+        } else {
+            ledger::release(tx, money_of(before), before.authorised_minor, now).await?;
+        }
+        payments::transition(tx, before, after).await?;
+        Ok(())
+    }
+
+    /// The payer's account is blocked until they enrol their face again;
+    /// a terminal with repeated accepted claims is blocked for a week.
+    async fn feed_blocklist(
+        &self,
+        tx: &mut facepay_store::Connection,
+        claim: &Claim,
+        payment: &Payment,
+        now: i64,
+    ) -> Result<(), Failure> {
+        fraud::add_block(
+            tx,
+            &Block {
+                kind: "user".into(),
+                value: claim.user_id.clone(),
+                reason: format!(
+                    "fraud claim {} accepted; lifted when the face is enrolled again",
+                    claim.id
+                ),
+                created_at_ms: now,
+                expires_at_ms: None,
+            },
+        )
+        .await?;
+        let earlier = fraud::accepted_claims_at_terminal(
+            tx,
+            &payment.terminal_id,
+            now - TERMINAL_CLAIMS_WINDOW_MS,
+        )
+        .await?;
+        if earlier + 1 >= TERMINAL_CLAIMS_MAX {
+            fraud::add_block(
+                tx,
+                &Block {
+                    kind: "terminal".into(),
+                    value: payment.terminal_id.clone(),
+                    reason: format!("{} accepted fraud claims in 30 days", earlier + 1),
+                    created_at_ms: now,
+                    expires_at_ms: Some(now + TERMINAL_BLOCK_MS),
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/operator/claims/{id}/recover`: the merchant pays back what
+    /// the platform compensated.
+    pub async fn recover_claim(
+        &self,
+        op: &Operator,
+        id: &str,
+        key: &str,
+    ) -> Result<Reply, Failure> {
+        let scope = format!("operator:{}", op.name);
+        self.idempotent(scope, key, b"", |claimed| async move {
+            let mut conn = self.conn().await?;
+            let before = fraud::claim(&mut conn, id)
+                .await?
+                .ok_or_else(|| Failure::not_found("claim"))?;
+            let outstanding = before.compensated_minor - before.recovered_minor;
+            if before.state != ClaimState::Accepted.as_str() || outstanding <= 0 {
+                return Err(Failure::conflict(
+                    "nothing_to_recover",
+                    "only an accepted claim with compensation outstanding can be recovered",
+                ));
+            }
+            let payment = payments::get(&mut conn, &before.payment_id)
+                .await?
+                .ok_or_else(Failure::internal)?;
+            drop(conn);
+            let now = now_ms();
+            let mut after = before.clone();
+            after.recovered_minor = before.compensated_minor;
+            after.updated_at_ms = now;
+            let mut tx = self.store.begin().await?;
+            let transfer_id = format!("{}:recovery", before.id);
+            ledger::recover(&mut tx, money_of(&payment), &transfer_id, outstanding, now).await?;
+            fraud::update_claim(&mut tx, &before, &after).await?;
+            audit::append(
+                &mut tx,
+                now,
+                &format!("operator:{}", op.name),
+                "claim_recovered",
+                id,
+            )
+            .await?;
+            let reply = Reply::json(200, &ClaimView::from(after))?;
+            claimed.complete(&mut tx, &reply).await?;
+            commit(tx).await?;
+            Ok(reply)
+        })
+        .await
+    }
+
+    /// `GET /v1/operator/reviews`: payments held for review, oldest first.
+    pub async fn review_queue(&self, _op: &Operator) -> Result<Reply, Failure> {
+        let mut conn = self.conn().await?;
+        let held = fraud::review_queue(&mut conn, fraud::CLAIMS_PAGE_MAX).await?;
+        Reply::json(200, &serde_json::json!({ "payments": held }))
+    }
+
+    /// `POST /v1/operator/reviews/{payment_id}/release|cancel`: capture
+    /// the held payment, or void it.
+    pub async fn settle_review(
+        &self,
+        _op: &Operator,
+        payment_id: &str,
+        release: bool,
+        key: &str,
+    ) -> Result<Reply, Failure> {
+        let mut conn = self.conn().await?;
+        let held = fraud::assessment(&mut conn, payment_id)
+            .await?
+            .filter(|a| a.decision == "review")
+            .ok_or_else(|| Failure::not_found("payment held for review"))?;
+        let payment = payments::get(&mut conn, &held.payment_id)
+            .await?
+            .ok_or_else(Failure::internal)?;
+        let merchant = parties::merchant(&mut conn, &payment.merchant_id)
+            .await?
+            .ok_or_else(Failure::internal)?;
+        drop(conn);
+        if release {
+            self.capture(&merchant, payment_id, key, b"").await
+        } else {
+            self.void(&merchant, payment_id, key, b"").await
+        }
+    }
+
+    /// `GET /v1/operator/terminals/flagged`.
+    pub async fn flagged_terminals(&self, _op: &Operator) -> Result<Reply, Failure> {
+        let mut conn = self.conn().await?;
+        let terminals = fraud::flagged_terminals(&mut conn).await?;
+        Reply::json(200, &serde_json::json!({ "terminals": terminals }))
+    }
+
+    /// `GET /v1/operator/blocks`.
+    pub async fn list_blocks(&self, _op: &Operator) -> Result<Reply, Failure> {
+        let mut conn = self.conn().await?;
+        let blocks = fraud::blocks(&mut conn, now_ms()).await?;
+        Reply::json(200, &serde_json::json!({ "blocks": blocks }))
+    }
+
+    /// `POST /v1/operator/blocks`: adds or renews an entry.
+    pub async fn add_block(&self, op: &Operator, body: &[u8]) -> Result<Reply, Failure> {
+        let request: BlockRequest = parse_json(body)?;
+        if !fraud::BLOCK_KINDS.contains(&request.kind.as_str()) {
+            return Err(Failure::unprocessable(
+                "block_kind_invalid",
+                "kind is user, card, terminal, merchant or country",
+            ));
+        }
+        let now = now_ms();
+        let block = Block {
+            kind: request.kind,
+            value: text("value", &request.value)?,
+            reason: text("reason", &request.reason)?,
+            created_at_ms: now,
+            expires_at_ms: request.expires_at_ms,
+        };
+        let mut tx = self.store.begin().await?;
+        fraud::add_block(&mut tx, &block).await?;
+        let subject = format!("{}:{}", block.kind, block.value);
+        audit::append(
+            &mut tx,
+            now,
+            &format!("operator:{}", op.name),
+            "block_added",
+            &subject,
+        )
+        .await?;
+        commit(tx).await?;
+        Reply::json(201, &block)
+    }
+
+    /// `DELETE /v1/operator/blocks/{kind}/{value}`.
+    pub async fn remove_block(
+        &self,
+        op: &Operator,
+        kind: &str,
+        value: &str,
+    ) -> Result<Reply, Failure> {
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        if !fraud::remove_block(&mut tx, kind, value).await? {
+            return Err(Failure::not_found("block"));
+        }
+        let subject = format!("{kind}:{value}");
+        audit::append(
+            &mut tx,
+            now,
+            &format!("operator:{}", op.name),
+            "block_removed",
+            &subject,
+        )
+        .await?;
+        commit(tx).await?;
+        Reply::json(
+            200,
+            &serde_json::json!({ "kind": kind, "value": value, "removed": true }),
+        )
+    }
+}

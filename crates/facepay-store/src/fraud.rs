@@ -1,0 +1,495 @@
+//! What follows from the risk engine's decisions: each payment's recorded
+//! assessment, refused attempts and flags per terminal, failed step-up
+//! factors per user (the lockouts), fraud claims, the run-time blocklist
+//! and the operators' keys (migration 0008).
+
+use serde::Serialize;
+use sqlx::FromRow;
+
+use crate::{Connection, Result, StoreError};
+
+/// Claims listed per page at most.
+pub const CLAIMS_PAGE_MAX: i64 = 200;
+/// Block entries listed at most.
+pub const BLOCKS_MAX: i64 = 10_000;
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct Assessment {
+    pub payment_id: String,
+    pub decision: String,
+    pub factor: Option<String>,
+    pub score: i64,
+    /// JSON list of `{rule, weight, reason}`.
+    pub fired: String,
+    pub challenge: Option<String>,
+    pub at_ms: i64,
+}
+
+pub async fn insert_assessment(conn: &mut Connection, a: &Assessment) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO risk_assessments (payment_id, decision, factor, score, fired, challenge, at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&a.payment_id)
+    .bind(&a.decision)
+    .bind(&a.factor)
+    .bind(a.score)
+    .bind(&a.fired)
+    .bind(&a.challenge)
+    .bind(a.at_ms)
+    .execute(conn)
+    .await
+    .map_err(|e| StoreError::from(e).duplicate_as("risk assessment"))?;
+    Ok(())
+}
+
+pub async fn assessment(conn: &mut Connection, payment_id: &str) -> Result<Option<Assessment>> {
+    Ok(sqlx::query_as(
+        "SELECT payment_id, decision, factor, score, fired, challenge, at_ms \
+         FROM risk_assessments WHERE payment_id = $1",
+    )
+    .bind(payment_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Why an attempt at a terminal left no payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptKind {
+    NoMatch,
+    Spoof,
+}
+
+impl AttemptKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptKind::NoMatch => "no_match",
+            AttemptKind::Spoof => "spoof",
+        }
+    }
+}
+
+pub async fn record_attempt(
+    conn: &mut Connection,
+    terminal_id: &str,
+    kind: AttemptKind,
+    at_ms: i64,
+) -> Result<()> {
+    sqlx::query("INSERT INTO terminal_attempts (terminal_id, kind, at_ms) VALUES ($1, $2, $3)")
+        .bind(terminal_id)
+        .bind(kind.as_str())
+        .bind(at_ms)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Refused attempts at a terminal since `since_ms`.
+pub async fn attempts_since(
+    conn: &mut Connection,
+    terminal_id: &str,
+    since_ms: i64,
+) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM terminal_attempts \
+         WHERE terminal_id = $1 AND at_ms >= $2",
+    )
+    .bind(terminal_id)
+    .bind(since_ms)
+    .fetch_one(conn)
+    .await?;
+    Ok(n)
+}
+
+/// Flags a terminal for an operator to look at; a flag already there stays
+/// as it was (its first time and reason are what matter).
+pub async fn flag_terminal(
+    conn: &mut Connection,
+    terminal_id: &str,
+    reason: &str,
+    at_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE terminals SET flagged_at_ms = $2, flag_reason = $3 \
+         WHERE id = $1 AND flagged_at_ms IS NULL",
+    )
+    .bind(terminal_id)
+    .bind(at_ms)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Clears a terminal's flag; false when it had none.
+pub async fn clear_terminal_flag(conn: &mut Connection, terminal_id: &str) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE terminals SET flagged_at_ms = NULL, flag_reason = NULL \
+         WHERE id = $1 AND flagged_at_ms IS NOT NULL",
+    )
+    .bind(terminal_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct FlaggedTerminal {
+    pub terminal_id: String,
+    pub store_id: String,
+    pub flagged_at_ms: i64,
+    pub flag_reason: String,
+}
+
+pub async fn flagged_terminals(conn: &mut Connection) -> Result<Vec<FlaggedTerminal>> {
+    Ok(sqlx::query_as(
+        "SELECT id AS terminal_id, store_id, flagged_at_ms, flag_reason FROM terminals \
+         WHERE flagged_at_ms IS NOT NULL ORDER BY flagged_at_ms LIMIT 1000",
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A step-up factor that can be guessed at, and so locked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuessedFactor {
+    Phone,
+    Pin,
+    CardTap,
+}
+
+impl GuessedFactor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuessedFactor::Phone => "phone",
+            GuessedFactor::Pin => "pin",
+            GuessedFactor::CardTap => "card_tap",
+        }
+    }
+}
+
+pub async fn record_factor_failure(
+    conn: &mut Connection,
+    user_id: &str,
+    factor: GuessedFactor,
+    at_ms: i64,
+) -> Result<()> {
+    sqlx::query("INSERT INTO factor_failures (user_id, factor, at_ms) VALUES ($1, $2, $3)")
+        .bind(user_id)
+        .bind(factor.as_str())
+        .bind(at_ms)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A user's failures of one factor since `since_ms`, and the newest one's
+/// time (for the end of a lockout).
+pub async fn factor_failures(
+    conn: &mut Connection,
+    user_id: &str,
+    factor: GuessedFactor,
+    since_ms: i64,
+) -> Result<(i64, Option<i64>)> {
+    Ok(sqlx::query_as(
+        "SELECT CAST(COUNT(*) AS BIGINT), MAX(at_ms) FROM factor_failures \
+         WHERE user_id = $1 AND factor = $2 AND at_ms >= $3",
+    )
+    .bind(user_id)
+    .bind(factor.as_str())
+    .bind(since_ms)
+    .fetch_one(conn)
+    .await?)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimState {
+    Opened,
+    UnderReview,
+    Accepted,
+    Rejected,
+}
+
+impl ClaimState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimState::Opened => "opened",
+            ClaimState::UnderReview => "under_review",
+            ClaimState::Accepted => "accepted",
+            ClaimState::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ClaimState::Opened,
+            ClaimState::UnderReview,
+            ClaimState::Accepted,
+            ClaimState::Rejected,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+
+    /// The claim state machine: opened, then under review, then accepted or
+    /// rejected, each final. An operator may decide straight from opened.
+    pub fn can_become(self, next: ClaimState) -> bool {
+        use ClaimState::*;
+        matches!(
+            (self, next),
+            (Opened, UnderReview)
+                | (Opened, Accepted)
+                | (Opened, Rejected)
+                | (UnderReview, Accepted)
+                | (UnderReview, Rejected)
+        )
+    }
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct Claim {
+    pub id: String,
+    pub payment_id: String,
+    pub user_id: String,
+    pub state: String,
+    pub reason: String,
+    pub note: Option<String>,
+    pub compensated_minor: i64,
+    pub recovered_minor: i64,
+    pub opened_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+const CLAIM_COLUMNS: &str = "id, payment_id, user_id, state, reason, note, compensated_minor, \
+     recovered_minor, opened_at_ms, updated_at_ms";
+
+pub async fn insert_claim(conn: &mut Connection, c: &Claim) -> Result<()> {
+    assert_eq!(c.state, ClaimState::Opened.as_str());
+    sqlx::query(
+        "INSERT INTO claims (id, payment_id, user_id, state, reason, note, compensated_minor, \
+         recovered_minor, opened_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&c.id)
+    .bind(&c.payment_id)
+    .bind(&c.user_id)
+    .bind(&c.state)
+    .bind(&c.reason)
+    .bind(&c.note)
+    .bind(c.compensated_minor)
+    .bind(c.recovered_minor)
+    .bind(c.opened_at_ms)
+    .bind(c.updated_at_ms)
+    .execute(conn)
+    .await
+    .map_err(|e| StoreError::from(e).duplicate_as("claim for this payment"))?;
+    Ok(())
+}
+
+pub async fn claim(conn: &mut Connection, id: &str) -> Result<Option<Claim>> {
+    let sql = format!("SELECT {CLAIM_COLUMNS} FROM claims WHERE id = $1");
+    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
+}
+
+/// Claims, oldest first, optionally in one state or of one user.
+pub async fn claims(
+    conn: &mut Connection,
+    state: Option<ClaimState>,
+    user_id: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Claim>> {
+    let sql = format!(
+        "SELECT {CLAIM_COLUMNS} FROM claims WHERE ($1 = '' OR state = $1) \
+         AND ($2 = '' OR user_id = $2) ORDER BY opened_at_ms, id LIMIT $3"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(state.map_or("", |s| s.as_str()))
+        .bind(user_id.unwrap_or(""))
+        .bind(limit.clamp(1, CLAIMS_PAGE_MAX))
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Writes `after` over `before`, if the claim is still as `before` says and
+/// the move is one the state machine allows (or a recovery on an accepted
+/// claim).
+pub async fn update_claim(conn: &mut Connection, before: &Claim, after: &Claim) -> Result<()> {
+    let from = ClaimState::parse(&before.state).ok_or(StoreError::NotFound("claim state"))?;
+    let to = ClaimState::parse(&after.state).ok_or(StoreError::NotFound("claim state"))?;
+    assert!(
+        from.can_become(to) || (from == to && to == ClaimState::Accepted),
+        "claim {} cannot go from {from:?} to {to:?}",
+        before.id
+    );
+    let done = sqlx::query(
+        "UPDATE claims SET state = $3, note = $4, compensated_minor = $5, recovered_minor = $6, \
+         updated_at_ms = $7 WHERE id = $1 AND state = $2 AND recovered_minor = $8",
+    )
+    .bind(&before.id)
+    .bind(&before.state)
+    .bind(&after.state)
+    .bind(&after.note)
+    .bind(after.compensated_minor)
+    .bind(after.recovered_minor)
+    .bind(after.updated_at_ms)
+    .bind(before.recovered_minor)
+    .execute(conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::Duplicate("concurrent change to this claim"));
+    }
+    Ok(())
+}
+
+/// Accepted claims on payments made at a terminal since `since_ms`.
+pub async fn accepted_claims_at_terminal(
+    conn: &mut Connection,
+    terminal_id: &str,
+    since_ms: i64,
+) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM claims c JOIN payments p ON p.id = c.payment_id \
+         WHERE p.terminal_id = $1 AND c.state = 'accepted' AND c.updated_at_ms >= $2",
+    )
+    .bind(terminal_id)
+    .bind(since_ms)
+    .fetch_one(conn)
+    .await?;
+    Ok(n)
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct Block {
+    pub kind: String,
+    pub value: String,
+    pub reason: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+}
+
+pub const BLOCK_KINDS: [&str; 5] = ["user", "card", "terminal", "merchant", "country"];
+
+/// Adds an entry, or renews it with the new reason and expiry.
+pub async fn add_block(conn: &mut Connection, b: &Block) -> Result<()> {
+    assert!(BLOCK_KINDS.contains(&b.kind.as_str()));
+    sqlx::query(
+        "INSERT INTO risk_blocks (kind, value, reason, created_at_ms, expires_at_ms) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, value) DO UPDATE SET \
+         reason = excluded.reason, created_at_ms = excluded.created_at_ms, \
+         expires_at_ms = excluded.expires_at_ms",
+    )
+    .bind(&b.kind)
+    .bind(&b.value)
+    .bind(&b.reason)
+    .bind(b.created_at_ms)
+    .bind(b.expires_at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes an entry; false when there was none.
+pub async fn remove_block(conn: &mut Connection, kind: &str, value: &str) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM risk_blocks WHERE kind = $1 AND value = $2")
+        .bind(kind)
+        .bind(value)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn blocks(conn: &mut Connection, now_ms: i64) -> Result<Vec<Block>> {
+    Ok(sqlx::query_as(
+        "SELECT kind, value, reason, created_at_ms, expires_at_ms FROM risk_blocks \
+         WHERE expires_at_ms IS NULL OR expires_at_ms > $1 ORDER BY created_at_ms LIMIT $2",
+    )
+    .bind(now_ms)
+    .bind(BLOCKS_MAX)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The live entries of the five kinds a payment can match, looked up in
+/// one query, as "kind:value (reason)" for the first in `BLOCK_KINDS`
+/// order.
+pub async fn blocked(
+    conn: &mut Connection,
+    values: [&str; 5],
+    now_ms: i64,
+) -> Result<Option<String>> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT kind, value, reason FROM risk_blocks WHERE \
+         ((kind = 'user' AND value = $1) OR (kind = 'card' AND value = $2) \
+         OR (kind = 'terminal' AND value = $3) OR (kind = 'merchant' AND value = $4) \
+         OR (kind = 'country' AND value = $5)) \
+         AND (expires_at_ms IS NULL OR expires_at_ms > $6)",
+    )
+    .bind(values[0])
+    .bind(values[1])
+    .bind(values[2])
+    .bind(values[3])
+    .bind(values[4])
+    .bind(now_ms)
+    .fetch_all(conn)
+    .await?;
+    Ok(BLOCK_KINDS.iter().find_map(|k| {
+        rows.iter()
+            .find(|(kind, _, _)| kind == k)
+            .map(|(kind, value, reason)| format!("{kind}:{value} ({reason})"))
+    }))
+}
+
+pub async fn insert_operator_key(
+    conn: &mut Connection,
+    id: &str,
+    name: &str,
+    key_hash: &str,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO operator_keys (id, name, key_hash, created_at_ms) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(key_hash)
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The operator's name for a key hash.
+pub async fn operator_by_key_hash(conn: &mut Connection, key_hash: &str) -> Result<Option<String>> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT name FROM operator_keys WHERE key_hash = $1")
+            .bind(key_hash)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(name,)| name))
+}
+
+/// A payment held for review: authorised, capture waiting for a decision.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct Held {
+    pub payment_id: String,
+    pub merchant_id: String,
+    pub terminal_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub score: i64,
+    pub fired: String,
+    pub at_ms: i64,
+}
+
+/// The review queue, oldest first.
+pub async fn review_queue(conn: &mut Connection, limit: i64) -> Result<Vec<Held>> {
+    Ok(sqlx::query_as(
+        "SELECT p.id AS payment_id, p.merchant_id, p.terminal_id, p.amount_minor, p.currency, \
+         a.score, a.fired, a.at_ms FROM risk_assessments a JOIN payments p ON p.id = a.payment_id \
+         WHERE a.decision = 'review' AND p.state = 'authorised' ORDER BY a.at_ms LIMIT $1",
+    )
+    .bind(limit.clamp(1, CLAIMS_PAGE_MAX))
+    .fetch_all(conn)
+    .await?)
+}

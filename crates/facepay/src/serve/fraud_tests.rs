@@ -1,0 +1,454 @@
+//! The risk engine's decisions acted on over HTTP, on SQLite and (when CI
+//! gives one) PostgreSQL: a step-up by card tap (and a replayed
+//! cryptogram), by PIN until it locks, by the whole phone number; a payment
+//! held for review and released; a decline; a fraud claim accepted with
+//! compensation, the face suspended until enrolled again, and recovery from
+//! the merchant; a terminal throttled after refused attempts.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::Request;
+use facepay_connector::simulator::{SIMULATED_CARD_PSN, SIMULATED_EMV_MASTER_KEY};
+use facepay_emv::{DesKey, SimulatedCard, TransactionData};
+use facepay_payments::{Config, DecisionPolicy};
+use serde_json::{Value, json};
+
+use super::flow_tests::{Harness, engine_with_logs, enrolment, lenient, payment, verify};
+use crate::demo::{self, OperatorFile};
+
+/// Rules where one always-firing rule's weight picks the decision:
+/// 45 asks for the phone number, 60 the PIN, 75 a card tap, 85 holds for
+/// review, 120 declines; 0 approves.
+fn rules(weight: u32) -> String {
+    format!(
+        "[decision]\nstep_up_from = 30\nreview_from = 80\ndecline_from = 100\n\
+         factors = [{{ from = 30, factor = \"phone_last4\" }}, {{ from = 45, factor = \"phone_full\" }}, \
+         {{ from = 60, factor = \"pin\" }}, {{ from = 70, factor = \"card_tap\" }}]\n\
+         [[rule]]\nname = \"test\"\nsignal = \"account_age_days\"\nbelow = 100000\nweight = {weight}\n"
+    )
+}
+
+const OBAMA_CARD: &str = "4242424242424242";
+
+fn tap(card: &mut SimulatedCard, challenge: &Value) -> Value {
+    let number =
+        u32::from_str_radix(challenge["unpredictable_number"].as_str().unwrap(), 16).unwrap();
+    let date = challenge["date"].as_str().unwrap();
+    let two = |i: usize| date[i..i + 2].parse::<u8>().unwrap();
+    let asked = TransactionData {
+        amount_minor: challenge["amount_minor"].as_u64().unwrap(),
+        other_amount_minor: 0,
+        terminal_country: challenge["country_numeric"].as_u64().unwrap() as u16,
+        tvr: [0; 5],
+        currency: challenge["currency_numeric"].as_u64().unwrap() as u16,
+        date: (two(0), two(2), two(4)),
+        transaction_type: 0,
+        unpredictable_number: number,
+        aip: [0; 2],
+        atc: 0,
+    };
+    let (data, arqc) = card.tap(&asked).unwrap();
+    json!({ "card_tap": {
+        "atc": data.atc, "arqc": hex::encode(arqc), "aip": hex::encode(data.aip),
+    }})
+}
+
+impl Harness {
+    async fn step_up(&self, id: &str, key: &str, body: &Value) -> (u16, Value) {
+        let path = format!("/v1/terminal/payments/{id}/step-up");
+        let body = serde_json::to_vec(body).unwrap();
+        let (status, json, _) = self.send(self.signed(&path, key, &body)).await;
+        (status, json)
+    }
+
+    async fn as_operator(
+        &self,
+        key: &str,
+        method: &str,
+        path: &str,
+        idempotency_key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {key}"))
+            .header("idempotency-key", idempotency_key)
+            .header("content-type", "application/json");
+        let body = body
+            .map(|b| Body::from(b.to_string()))
+            .unwrap_or_else(Body::empty);
+        let (status, json, _) = self.send(request.body(body).unwrap()).await;
+        (status, json)
+    }
+
+    async fn as_user(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.as_operator(token, method, path, key, body).await
+    }
+}
+
+#[tokio::test]
+async fn risk_decisions_factors_lockouts_claims_and_throttling() {
+    let engine = engine_with_logs();
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let data = dir.path().join(backend);
+        let config = Config {
+            terminal_attempts_max: 3,
+            ..lenient(DecisionPolicy::default())
+        };
+        let h = Harness::new(store.clone(), Arc::clone(&engine), &data, config).await;
+        let operator: OperatorFile =
+            serde_json::from_str(&std::fs::read_to_string(demo::operator_file(&data)).unwrap())
+                .unwrap();
+        let op = operator.operator_key.as_str();
+        let set_rules = |weight| h.app.payments.reload_risk_rules(&rules(weight)).unwrap();
+
+        let (status, obama, _) = h
+            .enrol(
+                "e1",
+                &enrolment("+821012345678", "face_recognition/obama.jpg", OBAMA_CARD),
+            )
+            .await;
+        assert_eq!(status, 201, "{backend}: {obama}");
+        let token = obama["token"].as_str().unwrap().to_owned();
+        let mut card = SimulatedCard::issue(
+            &DesKey::new(SIMULATED_EMV_MASTER_KEY),
+            OBAMA_CARD,
+            SIMULATED_CARD_PSN,
+        )
+        .unwrap();
+
+        // A card tap: asked for from 70, answered by the card, verified by
+        // the issuer; the same cryptogram on the next payment is refused.
+        set_rules(75);
+        let (status, asked, _) = h
+            .pay("p1", &payment("face_recognition/obama2.jpg", "4500"))
+            .await;
+        assert_eq!(status, 202, "{backend}: {asked}");
+        assert_eq!(asked["reason"], "risk_step_up");
+        assert_eq!(asked["step_up"]["methods"], json!(["card_tap"]));
+        let id = asked["id"].as_str().unwrap().to_owned();
+        let tapped = tap(&mut card, &asked["step_up"]["card_challenge"]);
+        let (status, paid) = h.step_up(&id, "s1", &tapped).await;
+        assert_eq!(
+            (status, paid["state"].as_str()),
+            (201, Some("captured")),
+            "{paid}"
+        );
+        let (status, again, _) = h
+            .pay("p2", &payment("face_recognition/obama2.jpg", "4500"))
+            .await;
+        assert_eq!(status, 202, "{again}");
+        let id = again["id"].as_str().unwrap().to_owned();
+        let (status, replayed) = h.step_up(&id, "s2", &tapped).await;
+        assert_eq!(
+            (status, replayed["error"]["code"].as_str()),
+            (402, Some("card_tap_invalid")),
+            "{replayed}"
+        );
+        // A weaker factor than the one asked for is not accepted.
+        let (status, again, _) = h
+            .pay("p3", &payment("face_recognition/obama2.jpg", "4500"))
+            .await;
+        assert_eq!(status, 202);
+        let id = again["id"].as_str().unwrap().to_owned();
+        let (status, weak) = h.step_up(&id, "s3", &json!({"pin": "123456"})).await;
+        assert_eq!(
+            (status, weak["error"]["code"].as_str()),
+            (422, Some("step_up_method_not_accepted"))
+        );
+
+        // The PIN: three wrong answers decline a payment; five lock the PIN,
+        // and then even the right one is refused until the lock ends.
+        set_rules(60);
+        let (_, first, _) = h
+            .pay("p4", &payment("face_recognition/obama2.jpg", "4500"))
+            .await;
+        assert_eq!(
+            first["step_up"]["methods"],
+            json!(["pin", "card_tap"]),
+            "{first}"
+        );
+        let id = first["id"].as_str().unwrap().to_owned();
+        for (i, expected) in [(0, 422), (1, 422), (2, 402)] {
+            let (status, _) = h
+                .step_up(&id, &format!("w{i}"), &json!({"pin": "000000"}))
+                .await;
+            assert_eq!(status, expected, "{backend}: wrong PIN {i}");
+        }
+        let (_, second, _) = h
+            .pay("p5", &payment("face_recognition/obama2.jpg", "4500"))
+            .await;
+        let id = second["id"].as_str().unwrap().to_owned();
+        for i in 3..5 {
+            let (status, _) = h
+                .step_up(&id, &format!("w{i}"), &json!({"pin": "000000"}))
+                .await;
+            assert_eq!(status, 422, "wrong PIN {i}");
+        }
+        let (status, locked) = h.step_up(&id, "right", &json!({"pin": "123456"})).await;
+        assert_eq!(
+            (status, locked["error"]["code"].as_str()),
+            (423, Some("factor_locked")),
+            "{locked}"
+        );
+        // A stronger factor still works.
+        let tapped = tap(&mut card, &second["step_up"]["card_challenge"]);
+        let (status, paid) = h.step_up(&id, "tap", &tapped).await;
+        assert_eq!(status, 201, "{paid}");
+
+        // The whole phone number, and the PIN is not asked for.
+        set_rules(45);
+        let (_, asked, _) = h
+            .pay("p6", &payment("face_recognition/obama2.jpg", "4500"))
+            .await;
+        assert_eq!(asked["step_up"]["methods"][0], "phone");
+        let id = asked["id"].as_str().unwrap().to_owned();
+        let (status, _) = h
+            .step_up(&id, "ph1", &json!({"phone": "+821012340000"}))
+            .await;
+        assert_eq!(status, 422);
+        let (status, paid) = h
+            .step_up(&id, "ph2", &json!({"phone": "821012345678"}))
+            .await;
+        assert_eq!(status, 201, "{paid}");
+
+        // Review: authorised, capture held, released by an operator.
+        set_rules(85);
+        let (status, held, _) = h
+            .pay("p7", &payment("face_recognition/obama2.jpg", "4500"))
+            .await;
+        assert_eq!(
+            (status, held["state"].as_str(), held["reason"].as_str()),
+            (201, Some("authorised"), Some("held_for_review")),
+            "{held}"
+        );
+        let held_id = held["id"].as_str().unwrap().to_owned();
+        let (status, queue) = h
+            .as_operator(op, "GET", "/v1/operator/reviews", "q1", None)
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(queue["payments"][0]["payment_id"], held_id.as_str());
+        assert!(
+            queue["payments"][0]["fired"]
+                .as_str()
+                .unwrap()
+                .contains("test")
+        );
+        let (status, released) = h
+            .as_operator(
+                op,
+                "POST",
+                &format!("/v1/operator/reviews/{held_id}/release"),
+                "r1",
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, released["state"].as_str()),
+            (200, Some("captured")),
+            "{released}"
+        );
+        let (status, _) = h
+            .as_operator("fpo_wrong", "GET", "/v1/operator/reviews", "q2", None)
+            .await;
+        assert_eq!(status, 401);
+
+        // Decline: recorded, nothing authorised.
+        set_rules(120);
+        let (status, declined, _) = h
+            .pay("p8", &payment("face_recognition/obama2.jpg", "4500"))
+            .await;
+        assert_eq!(
+            (status, declined["error"]["code"].as_str()),
+            (402, Some("risk_declined")),
+            "{declined}"
+        );
+        assert_eq!(declined["payment"]["authorised_minor"], 0);
+
+        // A claim on an approved payment: accepted, the user is paid back
+        // by the platform, the face is suspended until enrolled again.
+        set_rules(0);
+        let (status, paid, _) = h
+            .pay("p9", &payment("face_recognition/obama2.jpg", "4500"))
+            .await;
+        assert_eq!(status, 201, "{paid}");
+        let paid_id = paid["id"].as_str().unwrap().to_owned();
+        let claim_body = json!({"payment_id": paid_id, "reason": "that was not me"});
+        let (status, claim) = h
+            .as_user(
+                &token,
+                "POST",
+                "/v1/users/me/claims",
+                "c1",
+                Some(claim_body.clone()),
+            )
+            .await;
+        assert_eq!(
+            (status, claim["state"].as_str()),
+            (201, Some("opened")),
+            "{claim}"
+        );
+        let (status, twice) = h
+            .as_user(
+                &token,
+                "POST",
+                "/v1/users/me/claims",
+                "c2",
+                Some(claim_body),
+            )
+            .await;
+        assert_eq!(
+            (status, twice["error"]["code"].as_str()),
+            (409, Some("claim_exists"))
+        );
+        let declined_id = declined["payment"]["id"].as_str().unwrap();
+        let (status, nothing) = h
+            .as_user(
+                &token,
+                "POST",
+                "/v1/users/me/claims",
+                "c3",
+                Some(json!({"payment_id": declined_id, "reason": "x"})),
+            )
+            .await;
+        assert_eq!(
+            (status, nothing["error"]["code"].as_str()),
+            (409, Some("payment_not_claimable"))
+        );
+        let claim_id = claim["id"].as_str().unwrap().to_owned();
+        let claim_path = format!("/v1/operator/claims/{claim_id}");
+        let (status, reviewing) = h
+            .as_operator(
+                op,
+                "POST",
+                &claim_path,
+                "d1",
+                Some(json!({"action": "review"})),
+            )
+            .await;
+        assert_eq!(
+            (status, reviewing["state"].as_str()),
+            (200, Some("under_review"))
+        );
+        let (status, accepted) = h
+            .as_operator(
+                op,
+                "POST",
+                &claim_path,
+                "d2",
+                Some(json!({"action": "accept", "note": "photo at a far store"})),
+            )
+            .await;
+        assert_eq!(
+            (status, accepted["state"].as_str()),
+            (200, Some("accepted")),
+            "{accepted}"
+        );
+        assert_eq!(accepted["compensated_minor"], 4500);
+        let (status, late) = h
+            .as_operator(
+                op,
+                "POST",
+                &claim_path,
+                "d3",
+                Some(json!({"action": "reject"})),
+            )
+            .await;
+        assert_eq!(
+            (status, late["error"]["code"].as_str()),
+            (409, Some("claim_state"))
+        );
+        let (_, payment_after) = h
+            .merchant(
+                "GET",
+                &format!("/v1/merchant/payments/{paid_id}"),
+                "g1",
+                None,
+            )
+            .await;
+        assert_eq!(
+            payment_after["payment"]["state"], "refunded",
+            "{payment_after}"
+        );
+        verify(&store).await;
+        // Suspended: the face no longer pays, and the account is blocked.
+        let (status, gone, _) = h
+            .pay("p10", &payment("face_recognition/obama2.jpg", "4500"))
+            .await;
+        assert_eq!(
+            (status, gone["error"]["code"].as_str()),
+            (422, Some("face_not_recognised")),
+            "{gone}"
+        );
+        let (_, blocks) = h
+            .as_operator(op, "GET", "/v1/operator/blocks", "b1", None)
+            .await;
+        assert_eq!(blocks["blocks"][0]["kind"], "user");
+        // Enrolled again: the block is lifted and the face pays.
+        let frames = json!({"frames": [super::flow_tests::frame("face_recognition/obama.jpg")]});
+        let (status, again) = h
+            .as_user(&token, "PUT", "/v1/users/me/face", "f1", Some(frames))
+            .await;
+        assert_eq!(status, 201, "{again}");
+        let (status, paid, _) = h
+            .pay("p11", &payment("face_recognition/obama2.jpg", "4500"))
+            .await;
+        assert_eq!(status, 201, "{backend}: {paid}");
+        // The merchant pays the platform back.
+        let (status, recovered) = h
+            .as_operator(op, "POST", &format!("{claim_path}/recover"), "rc1", None)
+            .await;
+        assert_eq!(
+            (status, recovered["recovered_minor"].as_i64()),
+            (200, Some(4500)),
+            "{recovered}"
+        );
+        let (status, _) = h
+            .as_operator(op, "POST", &format!("{claim_path}/recover"), "rc2", None)
+            .await;
+        assert_eq!(status, 409);
+        let (_, mine) = h
+            .as_user(&token, "GET", "/v1/users/me/claims", "m1", None)
+            .await;
+        assert_eq!(mine["claims"][0]["state"], "accepted");
+        verify(&store).await;
+
+        // Refused attempts: the suspended face above and two faces nobody
+        // enrolled make three; the terminal is throttled and flagged.
+        for i in 0..2 {
+            let (status, body, _) = h
+                .pay(
+                    &format!("n{i}"),
+                    &payment("face_recognition/biden.jpg", "4500"),
+                )
+                .await;
+            assert_eq!(body["error"]["code"], "face_not_recognised", "{status}");
+        }
+        let (status, throttled, _) = h
+            .pay("n3", &payment("face_recognition/obama2.jpg", "4500"))
+            .await;
+        assert_eq!(
+            (status, throttled["error"]["code"].as_str()),
+            (429, Some("terminal_throttled"))
+        );
+        let (_, flagged) = h
+            .as_operator(op, "GET", "/v1/operator/terminals/flagged", "t1", None)
+            .await;
+        assert_eq!(
+            flagged["terminals"][0]["terminal_id"],
+            h.terminal_id.as_str()
+        );
+        verify(&store).await;
+    }
+}
