@@ -68,6 +68,18 @@ enum Kind {
     CardTesting,
 }
 
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Normal => "normal",
+            Kind::StolenPhoto => "fraud: stolen photo far away",
+            Kind::TerminalBurst => "fraud: burst at one terminal",
+            Kind::AccountDrain => "fraud: account drain",
+            Kind::CardTesting => "fraud: card testing",
+        }
+    }
+}
+
 struct Event {
     at_ms: i64,
     kind: Kind,
@@ -450,10 +462,10 @@ async fn risk_day() {
             t.declined
         )
     };
-    row("normal", &normal);
+    row(Kind::Normal.label(), &normal);
     let mut fraud_total = Tally::default();
     for (kind, t) in &tallies {
-        row(&format!("fraud: {kind:?}"), t);
+        row(kind.label(), t);
         fraud_total.approved += t.approved;
         fraud_total.stepped_up += t.stepped_up;
         fraud_total.reviewed += t.reviewed;
