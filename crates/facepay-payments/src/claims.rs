@@ -12,12 +12,13 @@
 //! the run-time blocklist.
 
 use facepay_store::fraud::{self, Block, Claim, ClaimState};
-use facepay_store::ledger::{self, PaymentRef};
+use facepay_store::ledger;
 use facepay_store::payments::{self, Payment, PaymentState};
 use facepay_store::{audit, now_ms, parties};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::merchant::money_of;
 use crate::pay::commit;
 use crate::{Failure, Payments, Reply, derived_id, keys, parse_json};
 
@@ -29,10 +30,23 @@ const TERMINAL_BLOCK_MS: i64 = 7 * 86_400_000;
 /// Longest claim reason or operator note kept.
 const TEXT_LEN_MAX: usize = 1_000;
 
-/// Someone holding an operator key.
+/// Someone holding an operator key; names are unique.
 #[derive(Debug, Clone)]
 pub struct Operator {
     pub name: String,
+}
+
+impl Operator {
+    /// Who the audit log says acted.
+    fn actor(&self) -> String {
+        format!("operator:{}", self.name)
+    }
+
+    /// An idempotency scope per operator and per thing acted on, so one key
+    /// reused on another claim or payment is not taken for a retry.
+    fn scope(&self, what: &str, id: &str) -> String {
+        format!("operator:{}:{what}:{id}", self.name)
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -111,14 +125,6 @@ fn text(field: &'static str, value: &str) -> Result<String, Failure> {
         ));
     }
     Ok(value.to_owned())
-}
-
-fn money_of(p: &Payment) -> PaymentRef<'_> {
-    PaymentRef {
-        payment_id: &p.id,
-        merchant_id: &p.merchant_id,
-        currency: &p.currency,
-    }
 }
 
 impl Payments {
@@ -253,13 +259,17 @@ impl Payments {
             .as_deref()
             .map(|n| text("note", n))
             .transpose()?;
-        let scope = format!("operator:{}", op.name);
-        self.idempotent(scope, key, body, |claimed| async move {
-            let mut conn = self.conn().await?;
-            let before = fraud::claim(&mut conn, id)
+        self.idempotent(op.scope("claim", id), key, body, |claimed| async move {
+            let payment_id = fraud::claim(&mut *self.conn().await?, id)
                 .await?
-                .ok_or_else(|| Failure::not_found("claim"))?;
-            drop(conn);
+                .ok_or_else(|| Failure::not_found("claim"))?
+                .payment_id;
+            // Read again under the payment's lock: a decision taken
+            // meanwhile must stop this one before it moves any money.
+            let _lock = self.payment_lock(&payment_id).lock().await;
+            let before = fraud::claim(&mut *self.conn().await?, id)
+                .await?
+                .ok_or_else(Failure::internal)?;
             let state = ClaimState::parse(&before.state).ok_or_else(Failure::internal)?;
             if !state.can_become(next) {
                 return Err(Failure::conflict(
@@ -271,7 +281,6 @@ impl Payments {
                     ),
                 ));
             }
-            let _lock = self.payment_lock(&before.payment_id).lock().await;
             let now = now_ms();
             let mut after = before.clone();
             after.state = next.as_str().to_owned();
@@ -300,19 +309,16 @@ impl Payments {
             }
             fraud::update_claim(&mut tx, &before, &after).await?;
             let action = format!("claim_{}", next.as_str());
-            audit::append(
-                &mut tx,
-                now,
-                &format!("operator:{}", op.name),
-                &action,
-                &before.id,
-            )
-            .await?;
+            audit::append(&mut tx, now, &op.actor(), &action, &before.id).await?;
             let reply = Reply::json(200, &ClaimView::from(after))?;
             claimed.complete(&mut tx, &reply).await?;
             commit(tx).await?;
             if suspended {
-                self.gallery.remove(&before.user_id)?;
+                // Committed: the change log takes the face out of every
+                // gallery even if this removal fails.
+                if let Err(e) = self.gallery.remove(&before.user_id) {
+                    tracing::warn!(error = %e, "a suspended face stays until the log applies");
+                }
                 self.apply_own_changes().await;
             }
             Ok(reply)
@@ -396,6 +402,7 @@ impl Payments {
                     "fraud claim {} accepted; lifted when the face is enrolled again",
                     claim.id
                 ),
+                source: "claim".into(),
                 created_at_ms: now,
                 expires_at_ms: None,
             },
@@ -414,6 +421,7 @@ impl Payments {
                     kind: "terminal".into(),
                     value: payment.terminal_id.clone(),
                     reason: format!("{} accepted fraud claims in 30 days", earlier + 1),
+                    source: "claim".into(),
                     created_at_ms: now,
                     expires_at_ms: Some(now + TERMINAL_BLOCK_MS),
                 },
@@ -431,8 +439,7 @@ impl Payments {
         id: &str,
         key: &str,
     ) -> Result<Reply, Failure> {
-        let scope = format!("operator:{}", op.name);
-        self.idempotent(scope, key, b"", |claimed| async move {
+        self.idempotent(op.scope("recover", id), key, b"", |claimed| async move {
             let mut conn = self.conn().await?;
             let before = fraud::claim(&mut conn, id)
                 .await?
@@ -456,14 +463,7 @@ impl Payments {
             let transfer_id = format!("{}:recovery", before.id);
             ledger::recover(&mut tx, money_of(&payment), &transfer_id, outstanding, now).await?;
             fraud::update_claim(&mut tx, &before, &after).await?;
-            audit::append(
-                &mut tx,
-                now,
-                &format!("operator:{}", op.name),
-                "claim_recovered",
-                id,
-            )
-            .await?;
+            audit::append(&mut tx, now, &op.actor(), "claim_recovered", id).await?;
             let reply = Reply::json(200, &ClaimView::from(after))?;
             claimed.complete(&mut tx, &reply).await?;
             commit(tx).await?;
@@ -483,7 +483,7 @@ impl Payments {
     /// the held payment, or void it.
     pub async fn settle_review(
         &self,
-        _op: &Operator,
+        op: &Operator,
         payment_id: &str,
         release: bool,
         key: &str,
@@ -500,11 +500,40 @@ impl Payments {
             .await?
             .ok_or_else(Failure::internal)?;
         drop(conn);
+        let scope = op.scope("review", payment_id);
         if release {
-            self.capture(&merchant, payment_id, key, b"").await
+            self.capture_in(scope, &merchant, payment_id, key, b"", true)
+                .await
         } else {
-            self.void(&merchant, payment_id, key, b"").await
+            self.void_in(scope, &merchant, payment_id, key, b"").await
         }
+    }
+
+    /// `POST /v1/operator/terminals/{id}/clear-flag`: looked at; a new
+    /// burst of refused attempts will flag it again.
+    pub async fn clear_terminal_flag(
+        &self,
+        op: &Operator,
+        terminal_id: &str,
+    ) -> Result<Reply, Failure> {
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        if !fraud::clear_terminal_flag(&mut tx, terminal_id).await? {
+            return Err(Failure::not_found("flagged terminal"));
+        }
+        audit::append(
+            &mut tx,
+            now,
+            &op.actor(),
+            "terminal_flag_cleared",
+            terminal_id,
+        )
+        .await?;
+        commit(tx).await?;
+        Reply::json(
+            200,
+            &serde_json::json!({ "terminal_id": terminal_id, "flagged": false }),
+        )
     }
 
     /// `GET /v1/operator/terminals/flagged`.
@@ -535,20 +564,14 @@ impl Payments {
             kind: request.kind,
             value: text("value", &request.value)?,
             reason: text("reason", &request.reason)?,
+            source: "operator".into(),
             created_at_ms: now,
             expires_at_ms: request.expires_at_ms,
         };
         let mut tx = self.store.begin().await?;
         fraud::add_block(&mut tx, &block).await?;
         let subject = format!("{}:{}", block.kind, block.value);
-        audit::append(
-            &mut tx,
-            now,
-            &format!("operator:{}", op.name),
-            "block_added",
-            &subject,
-        )
-        .await?;
+        audit::append(&mut tx, now, &op.actor(), "block_added", &subject).await?;
         commit(tx).await?;
         Reply::json(201, &block)
     }
@@ -562,18 +585,11 @@ impl Payments {
     ) -> Result<Reply, Failure> {
         let now = now_ms();
         let mut tx = self.store.begin().await?;
-        if !fraud::remove_block(&mut tx, kind, value).await? {
+        if !fraud::remove_block(&mut tx, kind, value, None).await? {
             return Err(Failure::not_found("block"));
         }
         let subject = format!("{kind}:{value}");
-        audit::append(
-            &mut tx,
-            now,
-            &format!("operator:{}", op.name),
-            "block_removed",
-            &subject,
-        )
-        .await?;
+        audit::append(&mut tx, now, &op.actor(), "block_removed", &subject).await?;
         commit(tx).await?;
         Reply::json(
             200,

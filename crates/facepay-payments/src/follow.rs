@@ -168,12 +168,17 @@ impl Payments {
             metrics::gauge!("facepay_gallery_templates").set(self.gallery.len() as f64);
             if pruned_at.elapsed() >= PRUNE_EVERY {
                 pruned_at = Instant::now();
+                // The risk windows that read refused attempts and wrong
+                // answers are a day at most, like the change log's.
                 let pruned = async {
                     let mut conn = self.conn().await?;
-                    Ok::<_, Failure>(changes::prune(&mut conn, now_ms() - CHANGES_KEPT_MS).await?)
+                    let before_ms = now_ms() - CHANGES_KEPT_MS;
+                    changes::prune(&mut conn, before_ms).await?;
+                    facepay_store::fraud::prune(&mut conn, before_ms).await?;
+                    Ok::<_, Failure>(())
                 };
                 if let Err(e) = pruned.await {
-                    tracing::warn!(error = %e, "change log not pruned");
+                    tracing::warn!(error = %e, "change log or risk counts not pruned");
                 }
             }
         }

@@ -89,7 +89,8 @@ pub struct Config {
     /// Refused attempts (no match, spoof) at one terminal in ten minutes
     /// before it is throttled and flagged for an operator.
     pub terminal_attempts_max: i64,
-    /// Wrong answers of one factor (PIN, phone digits) before it locks.
+    /// Wrong answers of one factor (PIN, phone digits) in a day before it
+    /// locks.
     pub factor_failures_max: i64,
     /// How long a locked factor stays locked after the last wrong answer.
     pub factor_lock_ms: i64,

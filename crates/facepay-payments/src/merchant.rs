@@ -139,18 +139,40 @@ impl Payments {
         key: &str,
         body: &[u8],
     ) -> Result<Reply, Failure> {
+        self.capture_in(merchant_scope(m), m, id, key, body, false)
+            .await
+    }
+
+    /// A capture under the caller's idempotency scope. A payment the risk
+    /// engine held for review is captured only when an operator releases
+    /// it (`release_review`), never by the merchant it would pay.
+    pub(crate) async fn capture_in(
+        &self,
+        scope: String,
+        m: &Merchant,
+        id: &str,
+        key: &str,
+        body: &[u8],
+        release_review: bool,
+    ) -> Result<Reply, Failure> {
         let request: AmountRequest = if body.is_empty() {
             AmountRequest::default()
         } else {
             parse_json(body)?
         };
-        self.idempotent(merchant_scope(m), key, body, |claimed| async move {
+        self.idempotent(scope, key, body, |claimed| async move {
             let _lock = self.payment_lock(id).lock().await;
             let before = self.merchant_payment(m, id).await?;
             if before.state()? != PaymentState::Authorised {
                 return Err(Failure::conflict(
                     "payment_not_authorised",
                     format!("this payment is {}", before.state),
+                ));
+            }
+            if before.reason == HELD_FOR_REVIEW && !release_review {
+                return Err(Failure::conflict(
+                    "payment_held_for_review",
+                    "the fraud checks hold this payment until an operator releases it",
                 ));
             }
             let amount = self.amount_or(&before, &request, before.authorised_minor)?;
@@ -198,7 +220,18 @@ impl Payments {
         key: &str,
         body: &[u8],
     ) -> Result<Reply, Failure> {
-        self.idempotent(merchant_scope(m), key, body, |claimed| async move {
+        self.void_in(merchant_scope(m), m, id, key, body).await
+    }
+
+    pub(crate) async fn void_in(
+        &self,
+        scope: String,
+        m: &Merchant,
+        id: &str,
+        key: &str,
+        body: &[u8],
+    ) -> Result<Reply, Failure> {
+        self.idempotent(scope, key, body, |claimed| async move {
             let _lock = self.payment_lock(id).lock().await;
             let before = self.merchant_payment(m, id).await?;
             if before.state()? != PaymentState::Authorised {
@@ -340,7 +373,10 @@ pub(crate) async fn expire(service: &Payments, batch: i64) -> Result<usize, Fail
     Ok(voided)
 }
 
-fn money_of(p: &Payment) -> PaymentRef<'_> {
+/// The reason of a payment authorised with its capture held for review.
+pub(crate) const HELD_FOR_REVIEW: &str = "held_for_review";
+
+pub(crate) fn money_of(p: &Payment) -> PaymentRef<'_> {
     PaymentRef {
         payment_id: &p.id,
         merchant_id: &p.merchant_id,

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use facepay_connector::{CardTap, ConnectorError, Decline};
+use facepay_connector::{CardTap, ConnectorError};
 use facepay_face::QualityPolicy;
 use facepay_face::liveness::LivenessDecision;
 use facepay_money::{Currency, basis_points_of};
@@ -26,6 +26,10 @@ use crate::risk::{Matched, TERMINAL_ATTEMPTS_WINDOW_MS};
 use crate::users::normalise_phone;
 use crate::{Claimed, Failure, Payments, Reply, decode_frames, derived_id, keys, parse_json, tap};
 use facepay_gallery::Decision;
+
+/// Wrong answers of a factor are counted over this window; enough of them
+/// lock it (`Config::factor_failures_max`, `Config::factor_lock_ms`).
+const FACTOR_FAILURES_WINDOW_MS: i64 = 86_400_000;
 
 /// What confirms an ambiguous match: something only the payer knows.
 const AMBIGUOUS_FACTORS: [Factor; 3] = [Factor::PhoneLast4, Factor::PhoneFull, Factor::Pin];
@@ -494,34 +498,47 @@ impl Payments {
                 .transpose()
                 .map_err(|_| Failure::internal())?
                 .unwrap_or_default();
-            // Phone digits search that phone's partition with the payment's
-            // probe while it is kept; otherwise the first search's candidates.
-            let candidates = match &given {
-                Given::PhoneLast4(digits) => match self.phone_candidates(&payment.id, digits)? {
-                    Some(found) => found.into_iter().map(|c| c.user_id).collect(),
-                    None => candidates,
-                },
-                _ => candidates,
-            };
-            let mut users = Vec::with_capacity(candidates.len());
+            let mut asked = Vec::with_capacity(candidates.len());
             for id in &candidates {
                 if let Some(user) = parties::user(&mut conn, id).await? {
-                    users.push(user);
+                    asked.push(user);
                 }
             }
+            // Phone digits search that phone's partition with the payment's
+            // probe while it is kept; otherwise the first search's candidates.
+            let mut users = match &given {
+                Given::PhoneLast4(digits) => match self.phone_candidates(&payment.id, digits)? {
+                    Some(found) => {
+                        let mut users = Vec::with_capacity(found.len());
+                        for c in found {
+                            if let Some(user) = parties::user(&mut conn, &c.user_id).await? {
+                                users.push(user);
+                            }
+                        }
+                        users
+                    }
+                    None => asked.clone(),
+                },
+                _ => asked.clone(),
+            };
             // A factor guessed wrong too often is locked for each payer it
-            // was guessed against; a locked payer cannot be confirmed by it.
+            // was guessed against, until a while after the last wrong
+            // answer; a locked payer cannot be confirmed by it.
             if let Some(guessed) = given.guessed() {
-                let since = now_ms() - self.config.factor_lock_ms;
+                let now = now_ms();
+                let since = now - FACTOR_FAILURES_WINDOW_MS;
                 let mut open = Vec::with_capacity(users.len());
+                let tried = users.len();
                 for user in users.drain(..) {
-                    let (failures, _) =
+                    let (failures, last_ms) =
                         fraud::factor_failures(&mut conn, &user.id, guessed, since).await?;
-                    if failures < self.config.factor_failures_max {
+                    let locked = failures >= self.config.factor_failures_max
+                        && last_ms.is_some_and(|t| now < t + self.config.factor_lock_ms);
+                    if !locked {
                         open.push(user);
                     }
                 }
-                if open.is_empty() && !candidates.is_empty() {
+                if open.is_empty() && tried > 0 {
                     let minutes = self.config.factor_lock_ms / 60_000;
                     return Err(Failure::new(
                         423,
@@ -547,6 +564,7 @@ impl Payments {
                         ));
                     };
                     let tap = tap::card_tap(challenge, &answer)?;
+                    self.probes.forget(&payment.id);
                     let (user, method) = self.payer(&user.id).await?;
                     let with = Settlement {
                         tap: Some(tap),
@@ -642,8 +660,11 @@ impl Payments {
                     )
                     .await;
             }
-            if matches!(factor, Factor::PhoneLast4 | Factor::PhoneFull) {
-                self.record_failures(&users, GuessedFactor::Phone).await?;
+            // Wrong digits count against the payers the face pointed at (not
+            // whoever shares the guessed digits); digits shared by several
+            // of them are not wrong.
+            if matching.is_empty() && matches!(factor, Factor::PhoneLast4 | Factor::PhoneFull) {
+                self.record_failures(&asked, GuessedFactor::Phone).await?;
             }
             let mut after = payment.clone();
             after.step_up_attempts += 1;
@@ -786,7 +807,7 @@ impl Payments {
                     payment.expires_at_ms = Some(now + self.config.authorisation_hold_ms);
                 }
                 if with.hold_for_review {
-                    payment.reason = "held_for_review".into();
+                    payment.reason = crate::merchant::HELD_FOR_REVIEW.into();
                 }
                 ledger::authorise(&mut tx, money, payment.amount_minor, now).await?;
                 payments::transition(&mut tx, &before, &payment).await?;
@@ -821,10 +842,6 @@ impl Payments {
                 Reply::json(201, &view)?
             }
             Err(e) => {
-                if matches!(e, ConnectorError::Declined(Decline::CardTapInvalid)) {
-                    fraud::record_factor_failure(&mut tx, &user.id, GuessedFactor::CardTap, now)
-                        .await?;
-                }
                 let (state, status) = match &e {
                     ConnectorError::Declined(_) => (PaymentState::Declined, 402),
                     ConnectorError::Timeout => (PaymentState::Failed, 504),

@@ -235,7 +235,7 @@ impl Payments {
                 ),
                 other => other.into(),
             })?;
-            facepay_store::fraud::remove_block(&mut tx, "user", &user.id).await?;
+            facepay_store::fraud::remove_block(&mut tx, "user", &user.id, Some("claim")).await?;
             let actor = format!("user:{}", user.id);
             audit::append(&mut tx, now, &actor, "template_sealed", &user.id).await?;
             self.record_change(&mut tx, &user.id, Kind::Template, None)

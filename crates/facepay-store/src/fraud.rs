@@ -121,6 +121,22 @@ pub async fn flag_terminal(
     Ok(())
 }
 
+/// Forgets refused attempts and factor failures older than `before_ms`:
+/// the windows that read them are a day at most.
+pub async fn prune(conn: &mut Connection, before_ms: i64) -> Result<u64> {
+    let attempts = sqlx::query("DELETE FROM terminal_attempts WHERE at_ms < $1")
+        .bind(before_ms)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    let failures = sqlx::query("DELETE FROM factor_failures WHERE at_ms < $1")
+        .bind(before_ms)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(attempts + failures)
+}
+
 /// Clears a terminal's flag; false when it had none.
 pub async fn clear_terminal_flag(conn: &mut Connection, terminal_id: &str) -> Result<bool> {
     let done = sqlx::query(
@@ -150,12 +166,12 @@ pub async fn flagged_terminals(conn: &mut Connection) -> Result<Vec<FlaggedTermi
     .await?)
 }
 
-/// A step-up factor that can be guessed at, and so locked.
+/// A step-up factor that can be guessed at, and so locked. A card tap
+/// cannot be guessed: its issuer refuses a bad cryptogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuessedFactor {
     Phone,
     Pin,
-    CardTap,
 }
 
 impl GuessedFactor {
@@ -163,7 +179,6 @@ impl GuessedFactor {
         match self {
             GuessedFactor::Phone => "phone",
             GuessedFactor::Pin => "pin",
-            GuessedFactor::CardTap => "card_tap",
         }
     }
 }
@@ -342,7 +357,7 @@ pub async fn update_claim(conn: &mut Connection, before: &Claim, after: &Claim) 
     Ok(())
 }
 
-/// Accepted claims on payments made at a terminal since `since_ms`.
+/// Accepted claims opened since `since_ms` on payments made at a terminal.
 pub async fn accepted_claims_at_terminal(
     conn: &mut Connection,
     terminal_id: &str,
@@ -350,7 +365,7 @@ pub async fn accepted_claims_at_terminal(
 ) -> Result<i64> {
     let (n,): (i64,) = sqlx::query_as(
         "SELECT CAST(COUNT(*) AS BIGINT) FROM claims c JOIN payments p ON p.id = c.payment_id \
-         WHERE p.terminal_id = $1 AND c.state = 'accepted' AND c.updated_at_ms >= $2",
+         WHERE p.terminal_id = $1 AND c.state = 'accepted' AND c.opened_at_ms >= $2",
     )
     .bind(terminal_id)
     .bind(since_ms)
@@ -364,44 +379,68 @@ pub struct Block {
     pub kind: String,
     pub value: String,
     pub reason: String,
+    /// `claim` or `operator`.
+    pub source: String,
     pub created_at_ms: i64,
     pub expires_at_ms: Option<i64>,
 }
 
 pub const BLOCK_KINDS: [&str; 5] = ["user", "card", "terminal", "merchant", "country"];
 
-/// Adds an entry, or renews it with the new reason and expiry.
+/// Adds an entry. An operator's entry replaces what was there (an operator
+/// may shorten or lift a block); a claim's never replaces an operator's
+/// and keeps the later expiry of the two.
 pub async fn add_block(conn: &mut Connection, b: &Block) -> Result<()> {
     assert!(BLOCK_KINDS.contains(&b.kind.as_str()));
-    sqlx::query(
-        "INSERT INTO risk_blocks (kind, value, reason, created_at_ms, expires_at_ms) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, value) DO UPDATE SET \
+    let sql = if b.source == "operator" {
+        "INSERT INTO risk_blocks (kind, value, reason, source, created_at_ms, expires_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, value) DO UPDATE SET \
+         reason = excluded.reason, source = excluded.source, \
+         created_at_ms = excluded.created_at_ms, expires_at_ms = excluded.expires_at_ms"
+    } else {
+        "INSERT INTO risk_blocks (kind, value, reason, source, created_at_ms, expires_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, value) DO UPDATE SET \
          reason = excluded.reason, created_at_ms = excluded.created_at_ms, \
-         expires_at_ms = excluded.expires_at_ms",
-    )
-    .bind(&b.kind)
-    .bind(&b.value)
-    .bind(&b.reason)
-    .bind(b.created_at_ms)
-    .bind(b.expires_at_ms)
-    .execute(conn)
-    .await?;
+         expires_at_ms = CASE WHEN risk_blocks.expires_at_ms IS NULL \
+         OR excluded.expires_at_ms IS NULL THEN NULL \
+         WHEN excluded.expires_at_ms > risk_blocks.expires_at_ms THEN excluded.expires_at_ms \
+         ELSE risk_blocks.expires_at_ms END \
+         WHERE risk_blocks.source = 'claim'"
+    };
+    sqlx::query(sql)
+        .bind(&b.kind)
+        .bind(&b.value)
+        .bind(&b.reason)
+        .bind(&b.source)
+        .bind(b.created_at_ms)
+        .bind(b.expires_at_ms)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
-/// Removes an entry; false when there was none.
-pub async fn remove_block(conn: &mut Connection, kind: &str, value: &str) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM risk_blocks WHERE kind = $1 AND value = $2")
-        .bind(kind)
-        .bind(value)
-        .execute(conn)
-        .await?;
+/// Removes an entry, of one source only if `source` is given; false when
+/// there was none.
+pub async fn remove_block(
+    conn: &mut Connection,
+    kind: &str,
+    value: &str,
+    source: Option<&str>,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "DELETE FROM risk_blocks WHERE kind = $1 AND value = $2 AND ($3 = '' OR source = $3)",
+    )
+    .bind(kind)
+    .bind(value)
+    .bind(source.unwrap_or(""))
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
 pub async fn blocks(conn: &mut Connection, now_ms: i64) -> Result<Vec<Block>> {
     Ok(sqlx::query_as(
-        "SELECT kind, value, reason, created_at_ms, expires_at_ms FROM risk_blocks \
+        "SELECT kind, value, reason, source, created_at_ms, expires_at_ms FROM risk_blocks \
          WHERE expires_at_ms IS NULL OR expires_at_ms > $1 ORDER BY created_at_ms LIMIT $2",
     )
     .bind(now_ms)

@@ -321,8 +321,8 @@ impl Verification {
 ///    amounts and state: the hold still open equals what is authorised and
 ///    neither captured nor released, what is receivable equals captured less
 ///    refunded, what the merchant is owed equals that less the fee (less
-///    compensation the platform paid and has not yet recovered), and no
-///    more is recovered than was compensated;
+///    compensation the platform paid and has not yet recovered), and the
+///    compensation outstanding is what the payment's claims say;
 /// 3. refunds never exceed the capture and add up to the refunded amount;
 /// 4. the payment's events form one chain ending in its current state.
 pub async fn verify(conn: &mut Connection) -> Result<Verification> {
@@ -429,10 +429,18 @@ async fn check_payment(
         -(captured - fee - refunded),
     );
     expect("platform fee", fees, -fee);
-    if compensation < 0 {
+    let outstanding: i64 = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(compensated_minor - recovered_minor), 0) AS BIGINT) AS total \
+         FROM claims WHERE payment_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get("total")?;
+    if compensation != outstanding {
         v.problem(format!(
-            "payment {id}: {} more recovered than compensated",
-            -compensation
+            "payment {id}: the compensation account holds {compensation}, its claims say \
+             {outstanding} is outstanding"
         ));
     }
 

@@ -388,7 +388,7 @@ async fn the_change_log_is_in_commit_order_and_wakes_its_followers() {
 
 #[tokio::test]
 async fn the_risk_history_counts_windows_and_knows_the_last_place() {
-    use crate::fraud::{self, AttemptKind, GuessedFactor};
+    use crate::fraud::{self, AttemptKind, Block, GuessedFactor};
     use crate::risk::{self, Ask, Place};
 
     let dir = tempfile::tempdir().unwrap();
@@ -507,6 +507,7 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
             kind: kind.into(),
             value: value.into(),
             reason: "test".into(),
+            source: "operator".into(),
             created_at_ms: 1,
             expires_at_ms,
         };
@@ -522,13 +523,62 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
             .unwrap();
         let h = risk::history(&mut conn, &ask).await.unwrap();
         assert_eq!(h.blocked.as_deref(), Some("card:fp1 (test)"));
-        assert!(fraud::remove_block(&mut conn, "card", "fp1").await.unwrap());
-        assert!(!fraud::remove_block(&mut conn, "card", "fp1").await.unwrap());
+        // A claim's entry neither replaces an operator's nor shortens one.
+        let from_claim = fraud::Block {
+            reason: "claim".into(),
+            source: "claim".into(),
+            ..block("card", "fp1", Some(9_000))
+        };
+        fraud::add_block(&mut conn, &from_claim).await.unwrap();
+        let h = risk::history(&mut conn, &ask).await.unwrap();
+        assert_eq!(h.blocked.as_deref(), Some("card:fp1 (test)"));
+        assert!(
+            !fraud::remove_block(&mut conn, "card", "fp1", Some("claim"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            fraud::remove_block(&mut conn, "card", "fp1", None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !fraud::remove_block(&mut conn, "card", "fp1", None)
+                .await
+                .unwrap()
+        );
+        // Between claims, the later expiry stays.
+        fraud::add_block(
+            &mut conn,
+            &Block {
+                expires_at_ms: Some(50_000),
+                ..from_claim.clone()
+            },
+        )
+        .await
+        .unwrap();
+        fraud::add_block(
+            &mut conn,
+            &Block {
+                expires_at_ms: Some(20_000),
+                ..from_claim.clone()
+            },
+        )
+        .await
+        .unwrap();
+        let listed = fraud::blocks(&mut conn, 0).await.unwrap();
+        let card = listed.iter().find(|b| b.kind == "card").unwrap();
+        assert_eq!(card.expires_at_ms, Some(50_000));
         assert_eq!(
             fraud::factor_failures(&mut conn, "u1", GuessedFactor::Pin, 0)
                 .await
                 .unwrap(),
             (3, Some(7_000))
+        );
+        assert_eq!(
+            fraud::prune(&mut conn, 5_000).await.unwrap(),
+            3,
+            "two attempts and a PIN"
         );
 
         let stranger = Ask {

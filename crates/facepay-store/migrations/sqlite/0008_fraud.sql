@@ -25,6 +25,7 @@ CREATE TABLE terminal_attempts (
     at_ms BIGINT NOT NULL
 );
 CREATE INDEX terminal_attempts_terminal ON terminal_attempts (terminal_id, at_ms);
+CREATE INDEX terminal_attempts_at ON terminal_attempts (at_ms);
 
 ALTER TABLE terminals ADD COLUMN flagged_at_ms BIGINT;
 ALTER TABLE terminals ADD COLUMN flag_reason TEXT;
@@ -34,10 +35,11 @@ ALTER TABLE terminals ADD COLUMN flag_reason TEXT;
 CREATE TABLE factor_failures (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id TEXT NOT NULL REFERENCES users (id),
-    factor TEXT NOT NULL CHECK (factor IN ('phone', 'pin', 'card_tap')),
+    factor TEXT NOT NULL CHECK (factor IN ('phone', 'pin')),
     at_ms BIGINT NOT NULL
 );
 CREATE INDEX factor_failures_user ON factor_failures (user_id, factor, at_ms);
+CREATE INDEX factor_failures_at ON factor_failures (at_ms);
 
 CREATE TABLE claims (
     id TEXT PRIMARY KEY,
@@ -61,6 +63,9 @@ CREATE TABLE risk_blocks (
     kind TEXT NOT NULL CHECK (kind IN ('user', 'card', 'terminal', 'merchant', 'country')),
     value TEXT NOT NULL,
     reason TEXT NOT NULL,
+    -- 'claim' entries are lifted when the user enrols a face again;
+    -- 'operator' entries only by an operator.
+    source TEXT NOT NULL CHECK (source IN ('claim', 'operator')),
     created_at_ms BIGINT NOT NULL,
     expires_at_ms BIGINT,
     PRIMARY KEY (kind, value)
@@ -68,7 +73,7 @@ CREATE TABLE risk_blocks (
 
 CREATE TABLE operator_keys (
     id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
+    name TEXT NOT NULL UNIQUE,
     key_hash TEXT NOT NULL UNIQUE,
     created_at_ms BIGINT NOT NULL
 );

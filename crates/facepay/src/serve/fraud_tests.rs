@@ -234,6 +234,13 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
             "{held}"
         );
         let held_id = held["id"].as_str().unwrap().to_owned();
+        // The merchant it would pay cannot capture it.
+        let capture_path = format!("/v1/merchant/payments/{held_id}/capture");
+        let (status, refused) = h.merchant("POST", &capture_path, "mc1", None).await;
+        assert_eq!(
+            (status, refused["error"]["code"].as_str()),
+            (409, Some("payment_held_for_review"))
+        );
         let (status, queue) = h
             .as_operator(op, "GET", "/v1/operator/reviews", "q1", None)
             .await;

@@ -81,6 +81,10 @@ pub fn router(app: &App) -> Router {
             get(operator::flagged_terminals),
         )
         .route(
+            "/v1/operator/terminals/{id}/clear-flag",
+            post(operator::clear_terminal_flag),
+        )
+        .route(
             "/v1/operator/blocks",
             get(operator::list_blocks).post(operator::add_block),
         )

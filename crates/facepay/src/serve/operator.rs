@@ -289,6 +289,34 @@ pub async fn flagged_terminals(State(s): Shared, headers: HeaderMap) -> Response
 }
 
 #[utoipa::path(
+    post,
+    path = "/v1/operator/terminals/{id}/clear-flag",
+    tag = "operator",
+    summary = "Clear a terminal's flag",
+    description = "Once an operator has looked at it; a new burst of refused attempts flags it again.",
+    params(("id" = String, Path, description = "The terminal id.")),
+    responses(
+        (status = 200, description = "Cleared."),
+        (status = 401, description = "`authorization_missing` or `operator_key_invalid`.", body = ErrorResponse),
+        (status = 404, description = "The terminal is not flagged.", body = ErrorResponse),
+    ),
+    security(("operator_key" = [])),
+)]
+pub async fn clear_terminal_flag(
+    State(s): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            let op = operator(&s, &headers).await?;
+            s.payments.clear_terminal_flag(&op, &id).await
+        }
+        .await,
+    )
+}
+
+#[utoipa::path(
     get,
     path = "/v1/operator/blocks",
     tag = "operator",
