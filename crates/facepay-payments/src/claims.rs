@@ -501,11 +501,13 @@ impl Payments {
             .ok_or_else(Failure::internal)?;
         drop(conn);
         let scope = op.scope("review", payment_id);
+        let actor = op.actor();
         if release {
-            self.capture_in(scope, &merchant, payment_id, key, b"", true)
+            self.capture_in(scope, &merchant, payment_id, key, b"", Some(&actor))
                 .await
         } else {
-            self.void_in(scope, &merchant, payment_id, key, b"").await
+            self.void_in(scope, &merchant, payment_id, key, b"", Some(&actor))
+                .await
         }
     }
 

@@ -3,9 +3,9 @@
 
 use facepay_money::Currency;
 use facepay_store::ledger::{self, PaymentRef};
-use facepay_store::now_ms;
 use facepay_store::parties::{self, Merchant};
 use facepay_store::payments::{self, ListFilter, Payment, PaymentState};
+use facepay_store::{audit, now_ms};
 
 use crate::api::{AmountRequest, PaymentPage, PaymentView};
 use crate::pay::{commit, fee};
@@ -139,13 +139,14 @@ impl Payments {
         key: &str,
         body: &[u8],
     ) -> Result<Reply, Failure> {
-        self.capture_in(merchant_scope(m), m, id, key, body, false)
+        self.capture_in(merchant_scope(m), m, id, key, body, None)
             .await
     }
 
     /// A capture under the caller's idempotency scope. A payment the risk
     /// engine held for review is captured only when an operator releases
-    /// it (`release_review`), never by the merchant it would pay.
+    /// it (`operator` names them for the audit log), never by the merchant
+    /// it would pay.
     pub(crate) async fn capture_in(
         &self,
         scope: String,
@@ -153,7 +154,7 @@ impl Payments {
         id: &str,
         key: &str,
         body: &[u8],
-        release_review: bool,
+        operator: Option<&str>,
     ) -> Result<Reply, Failure> {
         let request: AmountRequest = if body.is_empty() {
             AmountRequest::default()
@@ -169,7 +170,7 @@ impl Payments {
                     format!("this payment is {}", before.state),
                 ));
             }
-            if before.reason == HELD_FOR_REVIEW && !release_review {
+            if before.reason == HELD_FOR_REVIEW && operator.is_none() {
                 return Err(Failure::conflict(
                     "payment_held_for_review",
                     "the fraud checks hold this payment until an operator releases it",
@@ -203,6 +204,9 @@ impl Payments {
             let money = money_of(&before);
             let mut tx = self.store.begin().await?;
             ledger::capture(&mut tx, money, amount, after.fee_minor, now).await?;
+            if let Some(actor) = operator {
+                audit::append(&mut tx, now, actor, "review_released", &before.id).await?;
+            }
             if amount < before.authorised_minor {
                 ledger::release(&mut tx, money, before.authorised_minor - amount, now).await?;
             }
@@ -220,9 +224,12 @@ impl Payments {
         key: &str,
         body: &[u8],
     ) -> Result<Reply, Failure> {
-        self.void_in(merchant_scope(m), m, id, key, body).await
+        self.void_in(merchant_scope(m), m, id, key, body, None)
+            .await
     }
 
+    /// A void under the caller's idempotency scope; `operator` names the
+    /// operator cancelling a payment held for review, for the audit log.
     pub(crate) async fn void_in(
         &self,
         scope: String,
@@ -230,6 +237,7 @@ impl Payments {
         id: &str,
         key: &str,
         body: &[u8],
+        operator: Option<&str>,
     ) -> Result<Reply, Failure> {
         self.idempotent(scope, key, body, |claimed| async move {
             let _lock = self.payment_lock(id).lock().await;
@@ -240,7 +248,8 @@ impl Payments {
                     format!("this payment is {}", before.state),
                 ));
             }
-            self.void_authorised(before, "voided", Some(&claimed)).await
+            self.void_authorised(before, "voided", Some(&claimed), operator)
+                .await
         })
         .await
     }
@@ -250,6 +259,7 @@ impl Payments {
         before: Payment,
         reason: &str,
         claimed: Option<&Claimed>,
+        operator: Option<&str>,
     ) -> Result<Reply, Failure> {
         let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
         self.connector
@@ -265,6 +275,9 @@ impl Payments {
         let mut tx = self.store.begin().await?;
         ledger::release(&mut tx, money_of(&before), before.authorised_minor, now).await?;
         payments::transition(&mut tx, &before, &after).await?;
+        if let Some(actor) = operator {
+            audit::append(&mut tx, now, actor, "review_cancelled", &before.id).await?;
+        }
         match claimed {
             Some(claimed) => finish(tx, claimed, &after).await,
             None => {
@@ -361,7 +374,7 @@ pub(crate) async fn expire(service: &Payments, batch: i64) -> Result<usize, Fail
     for payment in due {
         let _lock = service.payment_lock(&payment.id).lock().await;
         match service
-            .void_authorised(payment, "authorisation_expired", None)
+            .void_authorised(payment, "authorisation_expired", None, None)
             .await
         {
             Ok(_) => voided += 1,
