@@ -369,7 +369,6 @@ impl Payments {
             Risk::Approve => false,
             Risk::Review => true,
             Risk::Decline | Risk::StepUp(_) => {
-                let before = stored.cloned();
                 // Kept with the payer and card so that their velocities
                 // count refused payments too (card testing is refusals).
                 payment.user_id = Some(user.id.clone());
@@ -412,16 +411,7 @@ impl Payments {
                 };
                 let start = Instant::now();
                 let mut tx = self.store.begin().await?;
-                let before = match before {
-                    Some(p) => p,
-                    None => {
-                        let mut created = payment.clone();
-                        created.state = PaymentState::Created.as_str().to_owned();
-                        created.reason = "received".into();
-                        payments::insert(&mut tx, &created).await?;
-                        created
-                    }
-                };
+                let before = stored_or_created(&mut tx, stored, &payment).await?;
                 payments::transition(&mut tx, &before, &payment).await?;
                 fraud::insert_assessment(&mut tx, &record).await?;
                 claimed.complete(&mut tx, &reply).await?;
@@ -783,16 +773,7 @@ impl Payments {
         let mut tx = self.store.begin().await?;
         let actor = format!("terminal:{}", ctx.terminal_id);
         audit::append(&mut tx, now, &actor, "card_used", &method.id).await?;
-        let mut before = match stored {
-            Some(p) => p.clone(),
-            None => {
-                let mut created = payment.clone();
-                created.state = PaymentState::Created.as_str().to_owned();
-                created.reason = "received".into();
-                payments::insert(&mut tx, &created).await?;
-                created
-            }
-        };
+        let mut before = stored_or_created(&mut tx, stored, &payment).await?;
         if let Some(record) = &with.record {
             fraud::insert_assessment(&mut tx, record).await?;
         }
@@ -883,6 +864,23 @@ impl Payments {
         reply.timings = Some(timings);
         Ok(reply)
     }
+}
+
+/// The payment as it is in the database: `stored`, or `payment` inserted
+/// now as just received, so that its first move is recorded like any other.
+async fn stored_or_created(
+    tx: &mut facepay_store::Connection,
+    stored: Option<&Payment>,
+    payment: &Payment,
+) -> Result<Payment, Failure> {
+    if let Some(p) = stored {
+        return Ok(p.clone());
+    }
+    let mut created = payment.clone();
+    created.state = PaymentState::Created.as_str().to_owned();
+    created.reason = "received".into();
+    payments::insert(tx, &created).await?;
+    Ok(created)
 }
 
 /// Stage latencies of one payment for Prometheus, in seconds.

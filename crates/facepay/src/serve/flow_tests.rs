@@ -116,10 +116,24 @@ impl Harness {
         key: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
+        self.with_bearer(&self.api_key, method, path, key, body)
+            .await
+    }
+
+    /// A JSON request with a bearer secret (API key, user token, operator
+    /// key) and an idempotency key.
+    pub(super) async fn with_bearer(
+        &self,
+        secret: &str,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let request = Request::builder()
             .method(method)
             .uri(path)
-            .header("authorization", format!("Bearer {}", self.api_key))
+            .header("authorization", format!("Bearer {secret}"))
             .header("idempotency-key", key)
             .header("content-type", "application/json");
         let body = body

@@ -7,8 +7,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::Request;
 use facepay_connector::simulator::{SIMULATED_CARD_PSN, SIMULATED_EMV_MASTER_KEY};
 use facepay_emv::{DesKey, SimulatedCard, TransactionData};
 use facepay_payments::{Config, DecisionPolicy};
@@ -60,38 +58,6 @@ impl Harness {
         let body = serde_json::to_vec(body).unwrap();
         let (status, json, _) = self.send(self.signed(&path, key, &body)).await;
         (status, json)
-    }
-
-    async fn as_operator(
-        &self,
-        key: &str,
-        method: &str,
-        path: &str,
-        idempotency_key: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {key}"))
-            .header("idempotency-key", idempotency_key)
-            .header("content-type", "application/json");
-        let body = body
-            .map(|b| Body::from(b.to_string()))
-            .unwrap_or_else(Body::empty);
-        let (status, json, _) = self.send(request.body(body).unwrap()).await;
-        (status, json)
-    }
-
-    async fn as_user(
-        &self,
-        token: &str,
-        method: &str,
-        path: &str,
-        key: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        self.as_operator(token, method, path, key, body).await
     }
 }
 
@@ -242,7 +208,7 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
             (409, Some("payment_held_for_review"))
         );
         let (status, queue) = h
-            .as_operator(op, "GET", "/v1/operator/reviews", "q1", None)
+            .with_bearer(op, "GET", "/v1/operator/reviews", "q1", None)
             .await;
         assert_eq!(status, 200);
         assert_eq!(queue["payments"][0]["payment_id"], held_id.as_str());
@@ -253,7 +219,7 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
                 .contains("test")
         );
         let (status, released) = h
-            .as_operator(
+            .with_bearer(
                 op,
                 "POST",
                 &format!("/v1/operator/reviews/{held_id}/release"),
@@ -267,7 +233,7 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
             "{released}"
         );
         let (status, _) = h
-            .as_operator("fpo_wrong", "GET", "/v1/operator/reviews", "q2", None)
+            .with_bearer("fpo_wrong", "GET", "/v1/operator/reviews", "q2", None)
             .await;
         assert_eq!(status, 401);
 
@@ -293,7 +259,7 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
         let paid_id = paid["id"].as_str().unwrap().to_owned();
         let claim_body = json!({"payment_id": paid_id, "reason": "that was not me"});
         let (status, claim) = h
-            .as_user(
+            .with_bearer(
                 &token,
                 "POST",
                 "/v1/users/me/claims",
@@ -307,7 +273,7 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
             "{claim}"
         );
         let (status, twice) = h
-            .as_user(
+            .with_bearer(
                 &token,
                 "POST",
                 "/v1/users/me/claims",
@@ -321,7 +287,7 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
         );
         let declined_id = declined["payment"]["id"].as_str().unwrap();
         let (status, nothing) = h
-            .as_user(
+            .with_bearer(
                 &token,
                 "POST",
                 "/v1/users/me/claims",
@@ -336,7 +302,7 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
         let claim_id = claim["id"].as_str().unwrap().to_owned();
         let claim_path = format!("/v1/operator/claims/{claim_id}");
         let (status, reviewing) = h
-            .as_operator(
+            .with_bearer(
                 op,
                 "POST",
                 &claim_path,
@@ -349,7 +315,7 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
             (200, Some("under_review"))
         );
         let (status, accepted) = h
-            .as_operator(
+            .with_bearer(
                 op,
                 "POST",
                 &claim_path,
@@ -364,7 +330,7 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
         );
         assert_eq!(accepted["compensated_minor"], 4500);
         let (status, late) = h
-            .as_operator(
+            .with_bearer(
                 op,
                 "POST",
                 &claim_path,
@@ -399,13 +365,13 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
             "{gone}"
         );
         let (_, blocks) = h
-            .as_operator(op, "GET", "/v1/operator/blocks", "b1", None)
+            .with_bearer(op, "GET", "/v1/operator/blocks", "b1", None)
             .await;
         assert_eq!(blocks["blocks"][0]["kind"], "user");
         // Enrolled again: the block is lifted and the face pays.
         let frames = json!({"frames": [super::flow_tests::frame("face_recognition/obama.jpg")]});
         let (status, again) = h
-            .as_user(&token, "PUT", "/v1/users/me/face", "f1", Some(frames))
+            .with_bearer(&token, "PUT", "/v1/users/me/face", "f1", Some(frames))
             .await;
         assert_eq!(status, 201, "{again}");
         let (status, paid, _) = h
@@ -414,7 +380,7 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
         assert_eq!(status, 201, "{backend}: {paid}");
         // The merchant pays the platform back.
         let (status, recovered) = h
-            .as_operator(op, "POST", &format!("{claim_path}/recover"), "rc1", None)
+            .with_bearer(op, "POST", &format!("{claim_path}/recover"), "rc1", None)
             .await;
         assert_eq!(
             (status, recovered["recovered_minor"].as_i64()),
@@ -422,11 +388,11 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
             "{recovered}"
         );
         let (status, _) = h
-            .as_operator(op, "POST", &format!("{claim_path}/recover"), "rc2", None)
+            .with_bearer(op, "POST", &format!("{claim_path}/recover"), "rc2", None)
             .await;
         assert_eq!(status, 409);
         let (_, mine) = h
-            .as_user(&token, "GET", "/v1/users/me/claims", "m1", None)
+            .with_bearer(&token, "GET", "/v1/users/me/claims", "m1", None)
             .await;
         assert_eq!(mine["claims"][0]["state"], "accepted");
         verify(&store).await;
@@ -450,7 +416,7 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
             (429, Some("terminal_throttled"))
         );
         let (_, flagged) = h
-            .as_operator(op, "GET", "/v1/operator/terminals/flagged", "t1", None)
+            .with_bearer(op, "GET", "/v1/operator/terminals/flagged", "t1", None)
             .await;
         assert_eq!(
             flagged["terminals"][0]["terminal_id"],
