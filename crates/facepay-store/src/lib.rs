@@ -15,6 +15,7 @@ pub mod fraud;
 pub mod idempotency;
 pub mod keys;
 pub mod ledger;
+pub mod loyalty;
 pub mod parties;
 pub mod payments;
 pub mod risk;

@@ -672,3 +672,299 @@ async fn claims_follow_their_state_machine_and_a_lost_race_is_refused() {
         assert!(!ClaimState::UnderReview.can_become(ClaimState::Opened));
     }
 }
+
+async fn seed_user(conn: &mut crate::Connection, id: &str, phone: &str) {
+    parties::insert_user(
+        conn,
+        &parties::NewUser {
+            id,
+            phone,
+            phone_last4: &phone[phone.len() - 4..],
+            pin_hash: "x",
+            token_hash: id,
+            created_at_ms: 1,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+async fn has_reward(conn: &mut crate::Connection) -> bool {
+    crate::loyalty::usable_coupons(conn, "m1", "u1", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .any(|c| c.id == "c_reward")
+}
+
+fn coupon(id: &str, kind: &str, value: i64) -> crate::loyalty::Coupon {
+    crate::loyalty::Coupon {
+        id: id.into(),
+        merchant_id: "m1".into(),
+        name: id.into(),
+        kind: kind.into(),
+        value,
+        min_spend_minor: 0,
+        valid_from_ms: 0,
+        valid_until_ms: 10_000,
+        per_user_max: 1,
+        total_max: None,
+        used_count: 0,
+        stackable: 0,
+        granted_only: 0,
+        status: "active".into(),
+        created_at_ms: 1,
+    }
+}
+
+#[test]
+fn coupon_discounts_respect_minimum_spend_and_never_exceed_the_amount() {
+    let fixed = coupon("c_fixed", "fixed", 1_000);
+    assert_eq!(fixed.discount_minor(4_500), 1_000);
+    assert_eq!(fixed.discount_minor(600), 600, "never more than the amount");
+    let tenth = coupon("c_pct", "percent", 1_000);
+    assert_eq!(tenth.discount_minor(4_505), 450, "rounded down");
+    let floor = crate::loyalty::Coupon {
+        min_spend_minor: 5_000,
+        ..fixed
+    };
+    assert_eq!(floor.discount_minor(4_999), 0);
+    assert_eq!(floor.discount_minor(5_000), 1_000);
+}
+
+#[tokio::test]
+async fn coupons_are_limited_granted_restored_and_the_last_use_goes_to_one_payment() {
+    use crate::loyalty;
+
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let template = seed(&store).await;
+        let mut conn = store.acquire().await.unwrap();
+        seed_user(&mut conn, "u1", "+821011110001").await;
+        seed_user(&mut conn, "u2", "+821011110002").await;
+        for i in 2..=4 {
+            let p = Payment {
+                id: format!("pay_{i}"),
+                idempotency_key: format!("k{i}"),
+                ..template.clone()
+            };
+            payments::insert(&mut conn, &p).await.unwrap();
+        }
+        let last = loyalty::Coupon {
+            total_max: Some(1),
+            ..coupon("c_last", "fixed", 500)
+        };
+        loyalty::insert_coupon(&mut conn, &last).await.unwrap();
+        drop(conn);
+
+        // Two payments race for the last use: exactly one has it.
+        let race = |user: &'static str, payment: &'static str| {
+            let store = store.clone();
+            let last = last.clone();
+            async move {
+                let mut tx = store.begin().await.unwrap();
+                let won = loyalty::use_coupon(&mut tx, &last, user, payment, 500, 100)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                won
+            }
+        };
+        let (a, b) = tokio::join!(race("u1", "pay_1"), race("u2", "pay_2"));
+        assert!(a ^ b, "exactly one wins: {a} {b}");
+        let mut conn = store.acquire().await.unwrap();
+        let winner = if a { "u1" } else { "u2" };
+        let loser = if a { "u2" } else { "u1" };
+        assert!(
+            loyalty::usable_coupons(&mut conn, "m1", loser, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A full refund gives the use back.
+        let paid = if a { "pay_1" } else { "pay_2" };
+        assert_eq!(loyalty::restore_coupons(&mut conn, paid).await.unwrap(), 1);
+        assert_eq!(loyalty::restore_coupons(&mut conn, paid).await.unwrap(), 0);
+        let usable = loyalty::usable_coupons(&mut conn, "m1", loser, 100)
+            .await
+            .unwrap();
+        assert_eq!(usable.len(), 1);
+
+        // Per user, validity, pause, and granted-only coupons.
+        let once = coupon("c_once", "percent", 1_000);
+        loyalty::insert_coupon(&mut conn, &once).await.unwrap();
+        assert!(
+            loyalty::use_coupon(&mut conn, &once, winner, "pay_3", 450, 100)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !loyalty::use_coupon(&mut conn, &once, winner, "pay_4", 450, 100)
+                .await
+                .unwrap(),
+            "one use per user"
+        );
+        let after = loyalty::coupon(&mut conn, "c_once").await.unwrap().unwrap();
+        assert_eq!(after.used_count, 1, "the refused use was given back");
+        assert!(
+            !loyalty::use_coupon(&mut conn, &last, loser, "pay_4", 500, 20_000)
+                .await
+                .unwrap(),
+            "expired"
+        );
+        assert!(
+            loyalty::set_coupon_status(&mut conn, "m1", "c_last", "paused")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !loyalty::use_coupon(&mut conn, &last, loser, "pay_4", 500, 100)
+                .await
+                .unwrap(),
+            "paused"
+        );
+        let reward = loyalty::Coupon {
+            granted_only: 1,
+            per_user_max: 100,
+            ..coupon("c_reward", "fixed", 3_000)
+        };
+        loyalty::insert_coupon(&mut conn, &reward).await.unwrap();
+        assert!(!has_reward(&mut conn).await, "not granted yet");
+        loyalty::grant_coupon(&mut conn, "c_reward", "u1")
+            .await
+            .unwrap();
+        assert!(has_reward(&mut conn).await);
+        assert!(
+            loyalty::use_coupon(&mut conn, &reward, "u1", "pay_4", 3_000, 100)
+                .await
+                .unwrap()
+        );
+        assert!(!has_reward(&mut conn).await, "its one grant is used");
+        assert_eq!(
+            loyalty::coupon_uses(&mut conn, "pay_4")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn points_balance_never_goes_negative_and_the_points_ledger_verifies() {
+    use crate::loyalty::{self, PointsKind, PointsMove};
+
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        seed(&store).await;
+        let mut conn = store.acquire().await.unwrap();
+        seed_user(&mut conn, "u1", "+821011110001").await;
+        let program = loyalty::Program {
+            id: "lp1".into(),
+            merchant_id: "m1".into(),
+            kind: "points".into(),
+            status: "active".into(),
+            points_bps: Some(100),
+            points_cap: Some(1_000),
+            stamps_per_reward: None,
+            reward_coupon_id: None,
+            created_at_ms: 1,
+        };
+        loyalty::insert_program(&mut conn, &program).await.unwrap();
+        let stamps = loyalty::Program {
+            id: "lp2".into(),
+            kind: "stamps".into(),
+            points_bps: None,
+            points_cap: None,
+            stamps_per_reward: Some(3),
+            reward_coupon_id: Some("c_reward".into()),
+            ..program.clone()
+        };
+        loyalty::insert_program(&mut conn, &stamps).await.unwrap();
+        assert_eq!(loyalty::programs(&mut conn, "m1").await.unwrap().len(), 2);
+        for expected in 1..=3 {
+            assert_eq!(
+                loyalty::add_stamp(&mut conn, "lp2", "u1").await.unwrap(),
+                expected
+            );
+        }
+        let mv = |transfer_id: &'static str, kind, points| PointsMove {
+            transfer_id,
+            merchant_id: "m1",
+            user_id: "u1",
+            payment_id: Some("pay_1"),
+            kind,
+            points,
+            now_ms: 5,
+        };
+        assert!(
+            loyalty::post_points(&mut conn, mv("pay_1:earn", PointsKind::Earn, 45))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !loyalty::post_points(&mut conn, mv("pay_1:redeem", PointsKind::Redeem, 46))
+                .await
+                .unwrap(),
+            "more than the balance"
+        );
+        assert!(
+            loyalty::post_points(&mut conn, mv("pay_1:redeem", PointsKind::Redeem, 40))
+                .await
+                .unwrap()
+        );
+        assert!(
+            loyalty::post_points(&mut conn, mv("pay_1:clawback", PointsKind::Clawback, 5))
+                .await
+                .unwrap()
+        );
+        assert!(
+            loyalty::post_points(&mut conn, mv("pay_1:restore", PointsKind::Restore, 20))
+                .await
+                .unwrap()
+        );
+        // A move posted twice is refused, and its transaction rolls back.
+        drop(conn);
+        let mut tx = store.begin().await.unwrap();
+        assert!(
+            loyalty::post_points(&mut tx, mv("pay_1:earn", PointsKind::Earn, 1))
+                .await
+                .is_err(),
+            "a move posted twice"
+        );
+        drop(tx);
+        let mut conn = store.acquire().await.unwrap();
+        assert_eq!(
+            loyalty::points_balance(&mut conn, "m1", "u1")
+                .await
+                .unwrap(),
+            20
+        );
+        let p = loyalty::payment_points(&mut conn, "pay_1").await.unwrap();
+        assert_eq!(
+            (p.earned, p.redeemed, p.clawed_back, p.restored),
+            (45, 40, 5, 20)
+        );
+        let report = loyalty::points_report(&mut conn, "m1").await.unwrap();
+        assert_eq!(
+            (report.issued, report.redeemed, report.outstanding),
+            (45, 40, 20)
+        );
+        let v = loyalty::verify(&mut conn).await.unwrap();
+        assert!(v.ok(), "{:?}", v.problems);
+        assert_eq!((v.transfers, v.balances), (4, 1));
+
+        // A balance edited behind the ledger's back is found.
+        sqlx::query("UPDATE points_balances SET points = 999")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let v = loyalty::verify(&mut conn).await.unwrap();
+        assert!(!v.ok());
+        assert!(
+            v.problems.iter().any(|p| p.contains("balance 999")),
+            "{:?}",
+            v.problems
+        );
+    }
+}

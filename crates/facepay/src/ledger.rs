@@ -77,11 +77,22 @@ pub fn run(command: LedgerCommand) -> anyhow::Result<()> {
                 for problem in &v.problems {
                     println!("problem: {problem}");
                 }
-                if v.ok() {
-                    println!("ledger verified: every transfer balances and every payment agrees with its entries");
+                let points = facepay_store::loyalty::verify(&mut conn).await?;
+                println!(
+                    "points: {} transfers, {} balances",
+                    points.transfers, points.balances
+                );
+                for problem in &points.problems {
+                    println!("problem: {problem}");
+                }
+                if v.ok() && points.ok() {
+                    println!(
+                        "ledger verified: every transfer balances, every payment agrees with its \
+                         entries, and every points balance with the points ledger"
+                    );
                     Ok(())
                 } else {
-                    anyhow::bail!("{} problems found", v.problem_count)
+                    anyhow::bail!("{} problems found", v.problem_count + points.problem_count)
                 }
             }
             LedgerCommand::Balances { store } => {
@@ -89,7 +100,10 @@ pub fn run(command: LedgerCommand) -> anyhow::Result<()> {
                 let mut conn = store.pool().acquire().await?;
                 println!("{:<56} {:>20} currency", "account", "balance_minor");
                 for b in ledger::balances(&mut conn).await? {
-                    println!("{:<56} {:>20} {}", b.account_id, b.balance_minor, b.currency);
+                    println!(
+                        "{:<56} {:>20} {}",
+                        b.account_id, b.balance_minor, b.currency
+                    );
                 }
                 Ok(())
             }

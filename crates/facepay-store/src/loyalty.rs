@@ -1,0 +1,674 @@
+//! Loyalty (migration 0009): merchants' points programs, stamp cards and
+//! coupons, and the points ledger.
+//!
+//! Points are a merchant's liability in a unit of their own. A points
+//! transfer moves points between the merchant's liability account
+//! (`points:<merchant>:liability`) and a user's account there
+//! (`points:<merchant>:user:<user>`); its two entries sum to zero, and it
+//! never touches the money ledger. Each user's balance is also kept in
+//! `points_balances`, updated conditionally so that it never goes below
+//! zero however payments race; [`verify`] checks the two agree.
+//!
+//! A coupon use is taken with conditional updates too: the coupon's total
+//! and the user's holding each move only while a use is left, so two
+//! payments racing for the last use cannot both have it.
+
+use serde::Serialize;
+use sqlx::FromRow;
+
+use crate::{Connection, Result, StoreError};
+
+/// Problems listed by [`verify`] at most.
+pub const PROBLEMS_MAX: usize = 100;
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct Program {
+    pub id: String,
+    pub merchant_id: String,
+    /// `points` or `stamps`.
+    pub kind: String,
+    /// `active` or `paused`.
+    pub status: String,
+    pub points_bps: Option<i64>,
+    pub points_cap: Option<i64>,
+    pub stamps_per_reward: Option<i64>,
+    pub reward_coupon_id: Option<String>,
+    pub created_at_ms: i64,
+}
+
+const PROGRAM_COLUMNS: &str = "id, merchant_id, kind, status, points_bps, points_cap, \
+     stamps_per_reward, reward_coupon_id, created_at_ms";
+
+pub async fn insert_program(conn: &mut Connection, p: &Program) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO loyalty_programs (id, merchant_id, kind, status, points_bps, points_cap, \
+         stamps_per_reward, reward_coupon_id, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&p.id)
+    .bind(&p.merchant_id)
+    .bind(&p.kind)
+    .bind(&p.status)
+    .bind(p.points_bps)
+    .bind(p.points_cap)
+    .bind(p.stamps_per_reward)
+    .bind(&p.reward_coupon_id)
+    .bind(p.created_at_ms)
+    .execute(conn)
+    .await
+    .map_err(|e| StoreError::from(e).duplicate_as("loyalty program"))?;
+    Ok(())
+}
+
+/// Pauses or resumes a merchant's program; false when it has no such one.
+pub async fn set_program_status(
+    conn: &mut Connection,
+    merchant_id: &str,
+    id: &str,
+    status: &str,
+) -> Result<bool> {
+    let done =
+        sqlx::query("UPDATE loyalty_programs SET status = $3 WHERE id = $1 AND merchant_id = $2")
+            .bind(id)
+            .bind(merchant_id)
+            .bind(status)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn programs(conn: &mut Connection, merchant_id: &str) -> Result<Vec<Program>> {
+    let sql = format!(
+        "SELECT {PROGRAM_COLUMNS} FROM loyalty_programs WHERE merchant_id = $1 \
+         ORDER BY created_at_ms, id LIMIT 100"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(merchant_id)
+        .fetch_all(conn)
+        .await?)
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct Coupon {
+    pub id: String,
+    pub merchant_id: String,
+    pub name: String,
+    /// `fixed` (value in minor units) or `percent` (value in basis points).
+    pub kind: String,
+    pub value: i64,
+    pub min_spend_minor: i64,
+    pub valid_from_ms: i64,
+    pub valid_until_ms: i64,
+    pub per_user_max: i64,
+    pub total_max: Option<i64>,
+    pub used_count: i64,
+    /// 1 when it may be used with other coupons on one payment.
+    pub stackable: i64,
+    /// 1 when only users it was granted to may use it.
+    pub granted_only: i64,
+    pub status: String,
+    pub created_at_ms: i64,
+}
+
+const COUPON_COLUMNS: &str = "id, merchant_id, name, kind, value, min_spend_minor, \
+     valid_from_ms, valid_until_ms, per_user_max, total_max, used_count, stackable, \
+     granted_only, status, created_at_ms";
+
+impl Coupon {
+    /// What the coupon takes off `amount_minor`: nothing under the minimum
+    /// spend, never more than the amount; percentages round down so the
+    /// discount never exceeds what was promised.
+    pub fn discount_minor(&self, amount_minor: i64) -> i64 {
+        if amount_minor < self.min_spend_minor || amount_minor <= 0 {
+            return 0;
+        }
+        let discount = match self.kind.as_str() {
+            "fixed" => self.value,
+            _ => {
+                let product = i128::from(amount_minor) * i128::from(self.value) / 10_000;
+                i64::try_from(product).unwrap_or(i64::MAX)
+            }
+        };
+        discount.clamp(0, amount_minor)
+    }
+}
+
+pub async fn insert_coupon(conn: &mut Connection, c: &Coupon) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO coupons (id, merchant_id, name, kind, value, min_spend_minor, \
+         valid_from_ms, valid_until_ms, per_user_max, total_max, used_count, stackable, \
+         granted_only, status, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(&c.id)
+    .bind(&c.merchant_id)
+    .bind(&c.name)
+    .bind(&c.kind)
+    .bind(c.value)
+    .bind(c.min_spend_minor)
+    .bind(c.valid_from_ms)
+    .bind(c.valid_until_ms)
+    .bind(c.per_user_max)
+    .bind(c.total_max)
+    .bind(c.used_count)
+    .bind(c.stackable)
+    .bind(c.granted_only)
+    .bind(&c.status)
+    .bind(c.created_at_ms)
+    .execute(conn)
+    .await
+    .map_err(|e| StoreError::from(e).duplicate_as("coupon"))?;
+    Ok(())
+}
+
+pub async fn coupon(conn: &mut Connection, id: &str) -> Result<Option<Coupon>> {
+    let sql = format!("SELECT {COUPON_COLUMNS} FROM coupons WHERE id = $1");
+    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
+}
+
+/// Pauses or resumes a merchant's coupon; false when it has no such one.
+pub async fn set_coupon_status(
+    conn: &mut Connection,
+    merchant_id: &str,
+    id: &str,
+    status: &str,
+) -> Result<bool> {
+    let done = sqlx::query("UPDATE coupons SET status = $3 WHERE id = $1 AND merchant_id = $2")
+        .bind(id)
+        .bind(merchant_id)
+        .bind(status)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The coupons `user_id` could use at the merchant at `now_ms`: active,
+/// within their validity, with uses left overall and for this user, and
+/// granted to them if they must be.
+pub async fn usable_coupons(
+    conn: &mut Connection,
+    merchant_id: &str,
+    user_id: &str,
+    now_ms: i64,
+) -> Result<Vec<Coupon>> {
+    let columns = COUPON_COLUMNS
+        .split(", ")
+        .map(|c| format!("c.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {columns} FROM coupons c LEFT JOIN coupon_holdings h \
+         ON h.coupon_id = c.id AND h.user_id = $2 \
+         WHERE c.merchant_id = $1 AND c.status = 'active' \
+         AND c.valid_from_ms <= $3 AND $3 < c.valid_until_ms \
+         AND (c.total_max IS NULL OR c.used_count < c.total_max) \
+         AND COALESCE(h.used, 0) < c.per_user_max \
+         AND (c.granted_only = 0 OR COALESCE(h.used, 0) < COALESCE(h.granted, 0)) \
+         ORDER BY c.id LIMIT 100"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(merchant_id)
+        .bind(user_id)
+        .bind(now_ms)
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Grants `user_id` one more use of a granted-only coupon (a stamp card's
+/// reward).
+pub async fn grant_coupon(conn: &mut Connection, coupon_id: &str, user_id: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO coupon_holdings (coupon_id, user_id, granted, used) VALUES ($1, $2, 1, 0) \
+         ON CONFLICT (coupon_id, user_id) DO UPDATE SET granted = coupon_holdings.granted + 1",
+    )
+    .bind(coupon_id)
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Takes one use of `coupon` for a payment, if one is still left overall
+/// and for the user at `now_ms`; false when not (another payment took the
+/// last one). The caller's transaction makes it part of the payment.
+pub async fn use_coupon(
+    conn: &mut Connection,
+    coupon: &Coupon,
+    user_id: &str,
+    payment_id: &str,
+    discount_minor: i64,
+    now_ms: i64,
+) -> Result<bool> {
+    assert!(discount_minor > 0);
+    let overall = sqlx::query(
+        "UPDATE coupons SET used_count = used_count + 1 WHERE id = $1 AND status = 'active' \
+         AND valid_from_ms <= $2 AND $2 < valid_until_ms \
+         AND (total_max IS NULL OR used_count < total_max)",
+    )
+    .bind(&coupon.id)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    if overall.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO coupon_holdings (coupon_id, user_id, granted, used) VALUES ($1, $2, 0, 0) \
+         ON CONFLICT (coupon_id, user_id) DO NOTHING",
+    )
+    .bind(&coupon.id)
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
+    let mine = sqlx::query(
+        "UPDATE coupon_holdings SET used = used + 1 WHERE coupon_id = $1 AND user_id = $2 \
+         AND used < $3 AND ($4 = 0 OR used < granted)",
+    )
+    .bind(&coupon.id)
+    .bind(user_id)
+    .bind(coupon.per_user_max)
+    .bind(coupon.granted_only)
+    .execute(&mut *conn)
+    .await?;
+    if mine.rows_affected() != 1 {
+        // Give the overall use back: this user had none left.
+        sqlx::query("UPDATE coupons SET used_count = used_count - 1 WHERE id = $1")
+            .bind(&coupon.id)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO coupon_uses (payment_id, coupon_id, user_id, discount_minor, restored, at_ms) \
+         VALUES ($1, $2, $3, $4, 0, $5)",
+    )
+    .bind(payment_id)
+    .bind(&coupon.id)
+    .bind(user_id)
+    .bind(discount_minor)
+    .bind(now_ms)
+    .execute(conn)
+    .await
+    .map_err(|e| StoreError::from(e).duplicate_as("coupon use for this payment"))?;
+    Ok(true)
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct CouponUse {
+    pub payment_id: String,
+    pub coupon_id: String,
+    pub user_id: String,
+    pub discount_minor: i64,
+    pub restored: i64,
+    pub at_ms: i64,
+}
+
+pub async fn coupon_uses(conn: &mut Connection, payment_id: &str) -> Result<Vec<CouponUse>> {
+    Ok(sqlx::query_as(
+        "SELECT payment_id, coupon_id, user_id, discount_minor, restored, at_ms FROM coupon_uses \
+         WHERE payment_id = $1 ORDER BY coupon_id",
+    )
+    .bind(payment_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Gives back the coupon uses of a payment refunded in full: the coupon
+/// and the user each have that use again. Returns how many were restored.
+pub async fn restore_coupons(conn: &mut Connection, payment_id: &str) -> Result<u64> {
+    let uses = coupon_uses(conn, payment_id).await?;
+    let mut restored = 0;
+    for u in uses.iter().filter(|u| u.restored == 0) {
+        let marked = sqlx::query(
+            "UPDATE coupon_uses SET restored = 1 WHERE payment_id = $1 AND coupon_id = $2 \
+             AND restored = 0",
+        )
+        .bind(payment_id)
+        .bind(&u.coupon_id)
+        .execute(&mut *conn)
+        .await?;
+        if marked.rows_affected() != 1 {
+            continue;
+        }
+        sqlx::query("UPDATE coupons SET used_count = used_count - 1 WHERE id = $1")
+            .bind(&u.coupon_id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "UPDATE coupon_holdings SET used = used - 1 WHERE coupon_id = $1 AND user_id = $2",
+        )
+        .bind(&u.coupon_id)
+        .bind(&u.user_id)
+        .execute(&mut *conn)
+        .await?;
+        restored += 1;
+    }
+    Ok(restored)
+}
+
+/// Adds a stamp to the user's card of a stamps program; returns the
+/// stamps now on it.
+pub async fn add_stamp(conn: &mut Connection, program_id: &str, user_id: &str) -> Result<i64> {
+    sqlx::query(
+        "INSERT INTO stamp_cards (program_id, user_id, stamps) VALUES ($1, $2, 0) \
+         ON CONFLICT (program_id, user_id) DO NOTHING",
+    )
+    .bind(program_id)
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
+    let (stamps,): (i64,) = sqlx::query_as(
+        "UPDATE stamp_cards SET stamps = stamps + 1 WHERE program_id = $1 AND user_id = $2 \
+         RETURNING stamps",
+    )
+    .bind(program_id)
+    .bind(user_id)
+    .fetch_one(conn)
+    .await?;
+    Ok(stamps)
+}
+
+/// Why points move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointsKind {
+    /// Credited for a payment.
+    Earn,
+    /// Spent as part of a payment.
+    Redeem,
+    /// Taken back by a refund.
+    Clawback,
+    /// Given back by a refund of a payment they paid for.
+    Restore,
+}
+
+impl PointsKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            PointsKind::Earn => "earn",
+            PointsKind::Redeem => "redeem",
+            PointsKind::Clawback => "clawback",
+            PointsKind::Restore => "restore",
+        }
+    }
+
+    /// The sign of the move for the user.
+    fn user_sign(self) -> i64 {
+        match self {
+            PointsKind::Earn | PointsKind::Restore => 1,
+            PointsKind::Redeem | PointsKind::Clawback => -1,
+        }
+    }
+}
+
+/// One move of points between a merchant and a user.
+#[derive(Debug, Clone, Copy)]
+pub struct PointsMove<'a> {
+    /// Unique per move: derived from the payment (or refund) and the kind,
+    /// so a move posted twice is refused by the primary key.
+    pub transfer_id: &'a str,
+    pub merchant_id: &'a str,
+    pub user_id: &'a str,
+    pub payment_id: Option<&'a str>,
+    pub kind: PointsKind,
+    pub points: i64,
+    pub now_ms: i64,
+}
+
+fn liability_account(merchant_id: &str) -> String {
+    format!("points:{merchant_id}:liability")
+}
+
+fn user_account(merchant_id: &str, user_id: &str) -> String {
+    format!("points:{merchant_id}:user:{user_id}")
+}
+
+/// Posts a move; false (and nothing written) when it would take the user's
+/// balance below zero. Call it in the transaction of the payment or refund
+/// it belongs to: a move posted twice is an error after the balance moved,
+/// and only the rollback undoes that.
+pub async fn post_points(conn: &mut Connection, m: PointsMove<'_>) -> Result<bool> {
+    assert!(m.points > 0, "a points move moves something");
+    let delta = m.kind.user_sign() * m.points;
+    sqlx::query(
+        "INSERT INTO points_balances (merchant_id, user_id, points) VALUES ($1, $2, 0) \
+         ON CONFLICT (merchant_id, user_id) DO NOTHING",
+    )
+    .bind(m.merchant_id)
+    .bind(m.user_id)
+    .execute(&mut *conn)
+    .await?;
+    let moved = sqlx::query(
+        "UPDATE points_balances SET points = points + $3 WHERE merchant_id = $1 \
+         AND user_id = $2 AND points + $3 >= 0",
+    )
+    .bind(m.merchant_id)
+    .bind(m.user_id)
+    .bind(delta)
+    .execute(&mut *conn)
+    .await?;
+    if moved.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO points_transfers (id, merchant_id, user_id, payment_id, kind, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(m.transfer_id)
+    .bind(m.merchant_id)
+    .bind(m.user_id)
+    .bind(m.payment_id)
+    .bind(m.kind.as_str())
+    .bind(m.now_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| StoreError::from(e).duplicate_as("points transfer"))?;
+    for (account, points) in [
+        (user_account(m.merchant_id, m.user_id), delta),
+        (liability_account(m.merchant_id), -delta),
+    ] {
+        sqlx::query(
+            "INSERT INTO points_entries (transfer_id, account_id, points) VALUES ($1, $2, $3)",
+        )
+        .bind(m.transfer_id)
+        .bind(account)
+        .bind(points)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(true)
+}
+
+pub async fn points_balance(
+    conn: &mut Connection,
+    merchant_id: &str,
+    user_id: &str,
+) -> Result<i64> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT points FROM points_balances WHERE merchant_id = $1 AND user_id = $2",
+    )
+    .bind(merchant_id)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map_or(0, |(p,)| p))
+}
+
+/// Points a payment moved, by kind, for the user: earned, redeemed,
+/// clawed back, restored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PaymentPoints {
+    pub earned: i64,
+    pub redeemed: i64,
+    pub clawed_back: i64,
+    pub restored: i64,
+}
+
+pub async fn payment_points(conn: &mut Connection, payment_id: &str) -> Result<PaymentPoints> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT t.kind, CAST(SUM(ABS(e.points)) / 2 AS BIGINT) FROM points_transfers t \
+         JOIN points_entries e ON e.transfer_id = t.id WHERE t.payment_id = $1 GROUP BY t.kind",
+    )
+    .bind(payment_id)
+    .fetch_all(conn)
+    .await?;
+    let mut p = PaymentPoints::default();
+    for (kind, points) in rows {
+        match kind.as_str() {
+            "earn" => p.earned = points,
+            "redeem" => p.redeemed = points,
+            "clawback" => p.clawed_back = points,
+            "restore" => p.restored = points,
+            other => return Err(StoreError::Corrupt(format!("points transfer kind {other}"))),
+        }
+    }
+    Ok(p)
+}
+
+/// A merchant's points: issued, redeemed and outstanding (their liability).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PointsReport {
+    pub issued: i64,
+    pub redeemed: i64,
+    pub clawed_back: i64,
+    pub restored: i64,
+    pub outstanding: i64,
+}
+
+pub async fn points_report(conn: &mut Connection, merchant_id: &str) -> Result<PointsReport> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT t.kind, CAST(SUM(ABS(e.points)) / 2 AS BIGINT) FROM points_transfers t \
+         JOIN points_entries e ON e.transfer_id = t.id WHERE t.merchant_id = $1 GROUP BY t.kind",
+    )
+    .bind(merchant_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut r = PointsReport::default();
+    for (kind, points) in rows {
+        match kind.as_str() {
+            "earn" => r.issued = points,
+            "redeem" => r.redeemed = points,
+            "clawback" => r.clawed_back = points,
+            "restore" => r.restored = points,
+            other => return Err(StoreError::Corrupt(format!("points transfer kind {other}"))),
+        }
+    }
+    let (liability,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(points), 0) AS BIGINT) FROM points_entries WHERE account_id = $1",
+    )
+    .bind(liability_account(merchant_id))
+    .fetch_one(conn)
+    .await?;
+    r.outstanding = -liability;
+    Ok(r)
+}
+
+/// What the points ledger's verification found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PointsVerification {
+    pub transfers: i64,
+    pub balances: i64,
+    pub problems: Vec<String>,
+    pub problem_count: i64,
+}
+
+impl PointsVerification {
+    fn problem(&mut self, text: String) {
+        self.problem_count += 1;
+        if self.problems.len() < PROBLEMS_MAX {
+            self.problems.push(text);
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.problem_count == 0
+    }
+}
+
+/// Proves the points ledger: every transfer has two entries that sum to
+/// zero, within one merchant's unit; every user's balance row equals the
+/// sum of their entries and is not negative; every merchant's liability
+/// equals minus the sum of their users' balances; and no payment has more
+/// points clawed back than it earned, or restored than it redeemed.
+pub async fn verify(conn: &mut Connection) -> Result<PointsVerification> {
+    let mut v = PointsVerification::default();
+    let (transfers,): (i64,) =
+        sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM points_transfers")
+            .fetch_one(&mut *conn)
+            .await?;
+    v.transfers = transfers;
+    let unbalanced: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT t.id, CAST(COALESCE(SUM(e.points), 0) AS BIGINT), CAST(COUNT(e.id) AS BIGINT) \
+         FROM points_transfers t LEFT JOIN points_entries e ON e.transfer_id = t.id \
+         GROUP BY t.id HAVING COALESCE(SUM(e.points), 0) <> 0 OR COUNT(e.id) <> 2 LIMIT 1000",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for (id, sum, legs) in unbalanced {
+        v.problem(format!("points transfer {id}: sum {sum}, {legs} entries"));
+    }
+    let foreign: Vec<(String, String)> = sqlx::query_as(
+        "SELECT t.id, e.account_id FROM points_transfers t JOIN points_entries e \
+         ON e.transfer_id = t.id WHERE e.account_id <> 'points:' || t.merchant_id || ':liability' \
+         AND e.account_id <> 'points:' || t.merchant_id || ':user:' || t.user_id LIMIT 1000",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for (id, account) in foreign {
+        v.problem(format!(
+            "points transfer {id}: entry on {account}, outside its merchant and user"
+        ));
+    }
+    let balances: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT b.merchant_id, b.user_id, b.points, CAST(COALESCE(( \
+         SELECT SUM(e.points) FROM points_entries e \
+         WHERE e.account_id = 'points:' || b.merchant_id || ':user:' || b.user_id), 0) AS BIGINT) \
+         FROM points_balances b",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    v.balances = i64::try_from(balances.len()).unwrap_or(i64::MAX);
+    for (merchant, user, kept, summed) in &balances {
+        if kept != summed || *kept < 0 {
+            v.problem(format!(
+                "points of {user} at {merchant}: balance {kept}, entries say {summed}"
+            ));
+        }
+    }
+    let liabilities: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT b.merchant_id, CAST(SUM(b.points) AS BIGINT), CAST(COALESCE(( \
+         SELECT SUM(e.points) FROM points_entries e \
+         WHERE e.account_id = 'points:' || b.merchant_id || ':liability'), 0) AS BIGINT) \
+         FROM points_balances b GROUP BY b.merchant_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for (merchant, held, liability) in liabilities {
+        if held != -liability {
+            v.problem(format!(
+                "points at {merchant}: users hold {held}, the liability is {}",
+                -liability
+            ));
+        }
+    }
+    let payments: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT t.payment_id, \
+         CAST(COALESCE(SUM(CASE WHEN t.kind = 'earn' THEN e.points ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN t.kind = 'clawback' THEN -e.points ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN t.kind = 'redeem' THEN -e.points ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN t.kind = 'restore' THEN e.points ELSE 0 END), 0) AS BIGINT) \
+         FROM points_transfers t JOIN points_entries e ON e.transfer_id = t.id \
+         AND e.account_id = 'points:' || t.merchant_id || ':user:' || t.user_id \
+         WHERE t.payment_id IS NOT NULL GROUP BY t.payment_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for (payment, earned, clawed, redeemed, restored) in payments {
+        if clawed > earned || restored > redeemed {
+            v.problem(format!(
+                "payment {payment}: {clawed} of {earned} points clawed back, {restored} of \
+                 {redeemed} restored"
+            ));
+        }
+    }
+    Ok(v)
+}
