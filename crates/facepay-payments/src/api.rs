@@ -194,6 +194,10 @@ pub struct Receipt {
     pub card: Option<String>,
     /// The masked phone number of the payer.
     pub payer: Option<String>,
+    /// Points and stamps this payment earned, when the merchant has a
+    /// loyalty program.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub loyalty: Option<crate::loyalty::Earned>,
 }
 
 /// How the payer can confirm a weak or ambiguous match, or a payment the
@@ -301,6 +305,7 @@ impl PaymentView {
             currency: self.currency.clone(),
             card: method.map(|m| format!("{} ****{}", m.brand, m.last4)),
             payer: phone_last4.map(|d| format!("***-****-{d}")),
+            loyalty: None,
         });
         self
     }

@@ -18,6 +18,7 @@ pub mod face;
 mod follow;
 mod identify;
 pub mod keys;
+pub mod loyalty;
 pub mod merchant;
 mod pay;
 mod risk;

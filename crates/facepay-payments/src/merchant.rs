@@ -207,6 +207,7 @@ impl Payments {
             if let Some(actor) = operator {
                 audit::append(&mut tx, now, actor, "review_released", &before.id).await?;
             }
+            crate::loyalty::earn(&mut tx, &after, now).await?;
             if amount < before.authorised_minor {
                 ledger::release(&mut tx, money, before.authorised_minor - amount, now).await?;
             }
@@ -347,6 +348,7 @@ impl Payments {
             payments::insert_refund(&mut tx, &refund_id, &before.id, amount, now).await?;
             ledger::refund(&mut tx, money_of(&before), &refund_id, amount, now).await?;
             payments::transition(&mut tx, &before, &after).await?;
+            crate::loyalty::claw_back(&mut tx, &after, &refund_id, now).await?;
             finish(tx, &claimed, &after).await
         })
         .await

@@ -793,6 +793,7 @@ impl Payments {
                 ledger::authorise(&mut tx, money, payment.amount_minor, now).await?;
                 payments::transition(&mut tx, &before, &payment).await?;
                 before = payment.clone();
+                let mut earned = None;
                 match captured {
                     Some(Ok(())) => {
                         payment.captured_minor = payment.amount_minor;
@@ -808,6 +809,7 @@ impl Payments {
                         )
                         .await?;
                         payments::transition(&mut tx, &before, &payment).await?;
+                        earned = crate::loyalty::earn(&mut tx, &payment, now).await?;
                     }
                     Some(Err(e)) => {
                         // The hold stands; the merchant can capture or void it.
@@ -819,7 +821,11 @@ impl Payments {
                     None => {}
                 }
                 let phone_last4 = user.phone_last4.as_deref();
-                let view = PaymentView::of(&payment).with_receipt(ctx, Some(method), phone_last4);
+                let mut view =
+                    PaymentView::of(&payment).with_receipt(ctx, Some(method), phone_last4);
+                if let Some(receipt) = view.receipt.as_mut() {
+                    receipt.loyalty = earned;
+                }
                 Reply::json(201, &view)?
             }
             Err(e) => {

@@ -166,6 +166,21 @@ pub async fn coupon(conn: &mut Connection, id: &str) -> Result<Option<Coupon>> {
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
 }
 
+/// Coupons a merchant may have at once: each payment reads the usable ones.
+pub const COUPONS_MAX: usize = 100;
+
+/// A merchant's coupons, oldest first.
+pub async fn coupons_of(conn: &mut Connection, merchant_id: &str) -> Result<Vec<Coupon>> {
+    let sql = format!(
+        "SELECT {COUPON_COLUMNS} FROM coupons WHERE merchant_id = $1 \
+         ORDER BY created_at_ms, id LIMIT {COUPONS_MAX}"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(merchant_id)
+        .fetch_all(conn)
+        .await?)
+}
+
 /// Pauses or resumes a merchant's coupon; false when it has no such one.
 pub async fn set_coupon_status(
     conn: &mut Connection,
@@ -671,4 +686,21 @@ pub async fn verify(conn: &mut Connection) -> Result<PointsVerification> {
         }
     }
     Ok(v)
+}
+
+/// Active programs of a merchant, of one kind.
+pub async fn active_programs(
+    conn: &mut Connection,
+    merchant_id: &str,
+    kind: &str,
+) -> Result<Vec<Program>> {
+    let sql = format!(
+        "SELECT {PROGRAM_COLUMNS} FROM loyalty_programs WHERE merchant_id = $1 \
+         AND status = 'active' AND kind = $2 ORDER BY id LIMIT 20"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(merchant_id)
+        .bind(kind)
+        .fetch_all(conn)
+        .await?)
 }

@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use facepay_payments::{keys, signing};
 use facepay_store::parties::{self, Merchant, StoreRow};
-use facepay_store::{ledger, now_ms};
+use facepay_store::{ledger, loyalty, now_ms};
 
 use crate::app::App;
 use crate::terminal::TerminalFile;
@@ -102,6 +102,7 @@ pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
             now,
         )
         .await?;
+        add_loyalty(&mut tx, now).await?;
     }
     let public_key = key.verifying_key().to_bytes();
     if registered {
@@ -148,6 +149,54 @@ pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
             api_key,
         })?,
     )?;
+    Ok(())
+}
+
+/// A points program (1%, at most 1,000 points a payment) and a stamp card
+/// (every fifth visit a free americano), so the first payments show points
+/// earned and stamps collected.
+async fn add_loyalty(tx: &mut facepay_store::Connection, now: i64) -> anyhow::Result<()> {
+    const TEN_YEARS_MS: i64 = 10 * 365 * 86_400_000;
+    let reward = loyalty::Coupon {
+        id: "cpn_demo_free_americano".into(),
+        merchant_id: MERCHANT_ID.into(),
+        name: "Free americano".into(),
+        kind: "fixed".into(),
+        value: 4_500,
+        min_spend_minor: 0,
+        valid_from_ms: now,
+        valid_until_ms: now + TEN_YEARS_MS,
+        per_user_max: 1_000,
+        total_max: None,
+        used_count: 0,
+        stackable: 0,
+        granted_only: 1,
+        status: "active".into(),
+        created_at_ms: now,
+    };
+    loyalty::insert_coupon(tx, &reward).await?;
+    let points = loyalty::Program {
+        id: "lp_demo_points".into(),
+        merchant_id: MERCHANT_ID.into(),
+        kind: "points".into(),
+        status: "active".into(),
+        points_bps: Some(100),
+        points_cap: Some(1_000),
+        stamps_per_reward: None,
+        reward_coupon_id: None,
+        created_at_ms: now,
+    };
+    loyalty::insert_program(tx, &points).await?;
+    let stamps = loyalty::Program {
+        id: "lp_demo_stamps".into(),
+        kind: "stamps".into(),
+        points_bps: None,
+        points_cap: None,
+        stamps_per_reward: Some(5),
+        reward_coupon_id: Some(reward.id.clone()),
+        ..points
+    };
+    loyalty::insert_program(tx, &stamps).await?;
     Ok(())
 }
 
@@ -294,13 +343,17 @@ pub async fn run(app: &App, data_dir: &Path, args: &DemoArgs) -> anyhow::Result<
                     first_captured = p["id"].as_str().map(str::to_owned);
                 }
                 format!(
-                    "{} ({}), match {:.3}{}",
+                    "{} ({}), match {:.3}{}{}",
                     p["state"].as_str().unwrap_or(""),
                     p["reason"].as_str().unwrap_or(""),
                     p["match_score"].as_f64().unwrap_or(0.0),
                     p["receipt"]["payer"]
                         .as_str()
                         .map(|s| format!(", payer {s}"))
+                        .unwrap_or_default(),
+                    p["receipt"]["loyalty"]["points_earned"]
+                        .as_i64()
+                        .map(|n| format!(", +{n} points"))
                         .unwrap_or_default()
                 )
             }

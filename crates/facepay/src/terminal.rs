@@ -217,17 +217,39 @@ fn print_answer(status: u16, answer: &serde_json::Value) {
         answer
     };
     match status {
-        201 => println!(
-            "APPROVED {} {} at {} ({}), card {}, payer {}, match {:.3}, payment {}",
-            payment["amount"].as_str().unwrap_or(""),
-            payment["currency"].as_str().unwrap_or(""),
-            payment["receipt"]["merchant"].as_str().unwrap_or(""),
-            payment["receipt"]["store"].as_str().unwrap_or(""),
-            payment["receipt"]["card"].as_str().unwrap_or(""),
-            payment["receipt"]["payer"].as_str().unwrap_or(""),
-            payment["match_score"].as_f64().unwrap_or(0.0),
-            payment["id"].as_str().unwrap_or(""),
-        ),
+        201 => {
+            println!(
+                "APPROVED {} {} at {} ({}), card {}, payer {}, match {:.3}, payment {}",
+                payment["amount"].as_str().unwrap_or(""),
+                payment["currency"].as_str().unwrap_or(""),
+                payment["receipt"]["merchant"].as_str().unwrap_or(""),
+                payment["receipt"]["store"].as_str().unwrap_or(""),
+                payment["receipt"]["card"].as_str().unwrap_or(""),
+                payment["receipt"]["payer"].as_str().unwrap_or(""),
+                payment["match_score"].as_f64().unwrap_or(0.0),
+                payment["id"].as_str().unwrap_or(""),
+            );
+            let loyalty = &payment["receipt"]["loyalty"];
+            if loyalty.is_object() {
+                println!(
+                    "POINTS +{} (balance {}), stamps {}{}",
+                    loyalty["points_earned"].as_i64().unwrap_or(0),
+                    loyalty["points_balance"].as_i64().unwrap_or(0),
+                    loyalty["stamps"].as_i64().unwrap_or(0),
+                    match loyalty["rewards"].as_array() {
+                        Some(rewards) if !rewards.is_empty() => format!(
+                            ", earned: {}",
+                            rewards
+                                .iter()
+                                .filter_map(|r| r.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        _ => String::new(),
+                    }
+                );
+            }
+        }
         202 => println!(
             "STEP-UP needed ({}): ask the payer for the last four digits of their phone; payment {}",
             payment["reason"].as_str().unwrap_or(""),

@@ -325,7 +325,7 @@ pub async fn step_up(
     )
 }
 
-async fn merchant(s: &AppState, headers: &HeaderMap) -> Result<Merchant, Failure> {
+pub(super) async fn merchant(s: &AppState, headers: &HeaderMap) -> Result<Merchant, Failure> {
     s.payments.authenticate_merchant(bearer(headers)?).await
 }
 

@@ -204,6 +204,8 @@ pub(super) async fn verify(store: &Store) {
     let mut conn = store.pool().acquire().await.unwrap();
     let v = ledger::verify(&mut conn).await.unwrap();
     assert!(v.ok(), "{:?}", v.problems);
+    let points = facepay_store::loyalty::verify(&mut conn).await.unwrap();
+    assert!(points.ok(), "{:?}", points.problems);
     let audit = facepay_store::audit::verify(&mut conn).await.unwrap();
     assert!(audit.entries > 0 && audit.broken.is_none(), "{audit:?}");
 }

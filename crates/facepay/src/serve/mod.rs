@@ -5,6 +5,7 @@
 //! at most `INFERENCE_CONCURRENCY_MAX` at a time; further requests wait.
 
 mod api;
+mod loyalty;
 mod observe;
 mod openapi;
 mod operator;
@@ -100,6 +101,16 @@ pub fn router(app: &App) -> Router {
         .route("/v1/merchant/payments/{id}/void", post(api::void))
         .route("/v1/merchant/payments/{id}/refunds", post(api::refund))
         .route("/v1/merchant/reports/daily", get(api::daily_report))
+        .route("/v1/merchant/loyalty", get(loyalty::view))
+        .route(
+            "/v1/merchant/loyalty/programs",
+            post(loyalty::create_program),
+        )
+        .route("/v1/merchant/loyalty/coupons", post(loyalty::create_coupon))
+        .route(
+            "/v1/merchant/loyalty/{what}/{id}/{action}",
+            post(loyalty::set_status),
+        )
         .layer(DefaultBodyLimit::max(JSON_BODY_BYTES_MAX));
     Router::new()
         .route("/", get(|| async { Html(INDEX_HTML) }))
@@ -302,5 +313,7 @@ async fn analyze(
 mod flow_tests;
 #[cfg(test)]
 mod fraud_tests;
+#[cfg(test)]
+mod loyalty_tests;
 #[cfg(test)]
 mod tests;

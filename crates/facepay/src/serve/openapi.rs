@@ -21,7 +21,7 @@ use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::ApiError;
-use super::{api, operator};
+use super::{api, loyalty, operator};
 
 const DOCS_HTML: &str = include_str!("docs.html");
 const MILLISECONDS_PER_HOUR: i64 = 3_600_000;
@@ -48,6 +48,10 @@ pub struct ErrorResponse<'a> {
         api::void,
         api::refund,
         api::daily_report,
+        loyalty::view,
+        loyalty::create_program,
+        loyalty::create_coupon,
+        loyalty::set_status,
         operator::enrol_my_face,
         operator::open_claim,
         operator::my_claims,
@@ -388,6 +392,10 @@ mod tests {
         ("/v1/merchant/payments/{id}/void", &["post"]),
         ("/v1/merchant/payments/{id}/refunds", &["post"]),
         ("/v1/merchant/reports/daily", &["get"]),
+        ("/v1/merchant/loyalty", &["get"]),
+        ("/v1/merchant/loyalty/programs", &["post"]),
+        ("/v1/merchant/loyalty/coupons", &["post"]),
+        ("/v1/merchant/loyalty/{what}/{id}/{action}", &["post"]),
     ];
     const METHODS: [&str; 8] = [
         "get", "put", "post", "delete", "options", "head", "patch", "trace",
