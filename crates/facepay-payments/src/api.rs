@@ -345,6 +345,15 @@ pub struct UserView {
     pub payment_methods: Vec<PaymentMethod>,
     /// The most recent payments.
     pub payments: Vec<PaymentView>,
+    /// Points held at each merchant.
+    #[schema(value_type = Vec<Object>)]
+    pub points: Vec<facepay_store::loyalty::PointsHeld>,
+    /// Stamp cards.
+    #[schema(value_type = Vec<Object>)]
+    pub stamps: Vec<facepay_store::loyalty::StampsHeld>,
+    /// Coupons granted (stamp card rewards) with uses left.
+    #[schema(value_type = Vec<Object>)]
+    pub coupons: Vec<facepay_store::loyalty::CouponHeld>,
 }
 
 // The store crate knows nothing of the API, so its rows carry no schemas.

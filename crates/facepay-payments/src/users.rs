@@ -4,7 +4,7 @@ use facepay_connector::card;
 use facepay_face::QualityPolicy;
 use facepay_store::changes::Kind;
 use facepay_store::parties::{self, NewUser, StoredTemplate};
-use facepay_store::{audit, ids, now_ms, payments};
+use facepay_store::{audit, ids, loyalty, now_ms, payments};
 use zeroize::Zeroizing;
 
 use crate::api::{EnrolRequest, EnrolResponse, FaceDeleted, FaceRequest, PaymentView, UserView};
@@ -263,6 +263,9 @@ impl Payments {
         let mut conn = self.conn().await?;
         let methods = parties::payment_methods(&mut conn, &user.id).await?;
         let payments = payments::of_user(&mut conn, &user.id, USER_PAYMENTS_MAX).await?;
+        let points = loyalty::user_points(&mut conn, &user.id).await?;
+        let stamps = loyalty::user_stamps(&mut conn, &user.id).await?;
+        let coupons = loyalty::user_coupons(&mut conn, &user.id, now_ms()).await?;
         Reply::json(
             200,
             &UserView {
@@ -273,6 +276,9 @@ impl Payments {
                 created_at_ms: user.created_at_ms,
                 payment_methods: methods,
                 payments: payments.iter().map(PaymentView::of).collect(),
+                points,
+                stamps,
+                coupons,
             },
         )
     }

@@ -704,3 +704,80 @@ pub async fn active_programs(
         .fetch_all(conn)
         .await?)
 }
+
+/// A user's points at one merchant.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct PointsHeld {
+    pub merchant_id: String,
+    pub merchant: String,
+    pub points: i64,
+}
+
+/// What a user holds at every merchant: points, stamps and granted coupons
+/// with uses left. Bounded: a user's wallet page shows at most this many
+/// of each.
+pub const WALLET_MAX: i64 = 100;
+
+pub async fn user_points(conn: &mut Connection, user_id: &str) -> Result<Vec<PointsHeld>> {
+    Ok(sqlx::query_as(
+        "SELECT b.merchant_id, m.name AS merchant, b.points FROM points_balances b \
+         JOIN merchants m ON m.id = b.merchant_id WHERE b.user_id = $1 AND b.points > 0 \
+         ORDER BY m.name LIMIT $2",
+    )
+    .bind(user_id)
+    .bind(WALLET_MAX)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A stamp card as its holder sees it.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct StampsHeld {
+    pub program_id: String,
+    pub merchant_id: String,
+    pub stamps: i64,
+    /// A reward every this many stamps.
+    pub stamps_per_reward: i64,
+}
+
+pub async fn user_stamps(conn: &mut Connection, user_id: &str) -> Result<Vec<StampsHeld>> {
+    Ok(sqlx::query_as(
+        "SELECT s.program_id, p.merchant_id, s.stamps, p.stamps_per_reward FROM stamp_cards s \
+         JOIN loyalty_programs p ON p.id = s.program_id WHERE s.user_id = $1 \
+         ORDER BY p.merchant_id LIMIT $2",
+    )
+    .bind(user_id)
+    .bind(WALLET_MAX)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A coupon granted to a user, with the uses they have left.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct CouponHeld {
+    pub coupon_id: String,
+    pub merchant_id: String,
+    pub name: String,
+    pub kind: String,
+    pub value: i64,
+    pub valid_until_ms: i64,
+    pub uses_left: i64,
+}
+
+pub async fn user_coupons(
+    conn: &mut Connection,
+    user_id: &str,
+    now_ms: i64,
+) -> Result<Vec<CouponHeld>> {
+    Ok(sqlx::query_as(
+        "SELECT c.id AS coupon_id, c.merchant_id, c.name, c.kind, c.value, c.valid_until_ms, \
+         h.granted - h.used AS uses_left FROM coupon_holdings h \
+         JOIN coupons c ON c.id = h.coupon_id WHERE h.user_id = $1 AND h.granted > h.used \
+         AND c.status = 'active' AND c.valid_until_ms > $2 ORDER BY c.valid_until_ms LIMIT $3",
+    )
+    .bind(user_id)
+    .bind(now_ms)
+    .bind(WALLET_MAX)
+    .fetch_all(conn)
+    .await?)
+}

@@ -32,6 +32,7 @@ async fn points_and_stamps_follow_captures_and_refunds() {
             )
             .await;
         assert_eq!(status, 201, "{backend}: {body}");
+        let token = body["token"].as_str().unwrap().to_owned();
 
         // Five visits: 1% of 4,500 each time, and the fifth stamp earns
         // the reward coupon.
@@ -52,6 +53,14 @@ async fn points_and_stamps_follow_captures_and_refunds() {
             assert_eq!(rewards.len(), usize::from(visit == 5), "{body}");
             paid.push(body["id"].as_str().unwrap().to_owned());
         }
+        // The payer's wallet: points, the stamp card and the reward.
+        let (status, me) = h.with_bearer(&token, "GET", "/v1/users/me", "", None).await;
+        assert_eq!(status, 200, "{me}");
+        assert_eq!(me["points"][0]["points"], 225, "{me}");
+        assert_eq!(me["points"][0]["merchant"], "Demo Coffee");
+        assert_eq!(me["stamps"][0]["stamps"], 5);
+        assert_eq!(me["coupons"][0]["name"], "Free americano");
+        assert_eq!(me["coupons"][0]["uses_left"], 1);
         // The cap: 1% of 200,000 is 2,000, capped at 1,000.
         let (_, big, _) = h
             .pay("p6", &payment("face_recognition/obama2.jpg", "200000"))
