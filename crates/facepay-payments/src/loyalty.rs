@@ -15,9 +15,11 @@ use crate::{Failure, Payments, Reply, derived_id, parse_json};
 
 /// Longest coupon name: it is printed on receipts.
 const NAME_LEN_MAX: usize = 100;
-/// Programs and coupons a merchant may have at once: each payment reads
+/// Programs a merchant may have, paused ones included: each payment reads
 /// the active ones.
 const PROGRAMS_MAX: usize = 20;
+/// A claw back racing another refund's retries this often at most.
+const CLAW_BACK_TRIES: usize = 3;
 
 /// What a capture earned, for the receipt.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -78,21 +80,32 @@ pub(crate) async fn earn(
             },
         )
         .await?;
-        assert!(moved, "earning never takes a balance below zero");
+        if !moved {
+            tracing::error!(payment = %payment.id, "points not earned: a credit was refused");
+            return Err(Failure::internal());
+        }
         earned.points_earned += points;
     }
     for program in &stamp_programs {
-        let stamps = loyalty::add_stamp(tx, &program.id, user_id).await?;
-        earned.stamps = Some(stamps);
-        let every = program.stamps_per_reward.unwrap_or(i64::MAX);
-        if let Some(reward) = program.reward_coupon_id.as_deref()
-            && stamps % every == 0
-        {
-            loyalty::grant_coupon(tx, reward, user_id).await?;
-            let name = loyalty::coupon(tx, reward)
-                .await?
-                .map_or_else(|| reward.to_owned(), |c| c.name);
-            earned.rewards.push(name);
+        let stamps = loyalty::add_stamp(tx, &program.id, user_id, &payment.id).await?;
+        let every = program.stamps_per_reward.unwrap_or(i64::MAX).max(1);
+        // The stamps on the card now: a full card starts again.
+        let on_card = match stamps % every {
+            0 => every,
+            n => n,
+        };
+        earned.stamps = Some(earned.stamps.unwrap_or(0).max(on_card));
+        let Some(reward_id) = program.reward_coupon_id.as_deref() else {
+            continue;
+        };
+        let reward = loyalty::coupon(tx, reward_id).await?;
+        let usable = reward.as_ref().is_some_and(|c| {
+            c.status == "active" && c.valid_from_ms <= now && now < c.valid_until_ms
+        });
+        if stamps % every == 0 && usable {
+            loyalty::grant_coupon(tx, reward_id, user_id).await?;
+            loyalty::mark_rewarded(tx, &payment.id, &program.id).await?;
+            earned.rewards.extend(reward.map(|c| c.name));
         }
     }
     earned.points_balance = loyalty::points_balance(tx, merchant_id, user_id).await?;
@@ -100,8 +113,9 @@ pub(crate) async fn earn(
 }
 
 /// Takes back the points a payment earned in the proportion it is now
-/// refunded, in the refund's transaction. Points already spent cannot be
-/// taken back: the payer's balance is taken down to zero at most.
+/// refunded, in the refund's transaction, and on a full refund its stamps
+/// (with the reward they completed, if unused). Points already spent
+/// cannot be taken back: the payer's balance is taken down to zero at most.
 pub(crate) async fn claw_back(
     tx: &mut facepay_store::Connection,
     after: &Payment,
@@ -114,6 +128,9 @@ pub(crate) async fn claw_back(
     if after.captured_minor <= 0 {
         return Ok(0);
     }
+    if after.refunded_minor >= after.captured_minor {
+        loyalty::take_back_stamps(tx, &after.id, user_id).await?;
+    }
     let moved = loyalty::payment_points(tx, &after.id).await?;
     if moved.earned == 0 {
         return Ok(0);
@@ -121,26 +138,34 @@ pub(crate) async fn claw_back(
     let due = i128::from(moved.earned) * i128::from(after.refunded_minor)
         / i128::from(after.captured_minor);
     let due = i64::try_from(due).unwrap_or(i64::MAX) - moved.clawed_back;
-    let balance = loyalty::points_balance(tx, &after.merchant_id, user_id).await?;
-    let points = due.min(balance);
-    if points <= 0 {
-        return Ok(0);
-    }
     let transfer_id = format!("{refund_id}:clawback");
-    let taken = loyalty::post_points(
-        tx,
-        PointsMove {
-            transfer_id: &transfer_id,
-            merchant_id: &after.merchant_id,
-            user_id,
-            payment_id: Some(&after.id),
-            kind: PointsKind::Clawback,
-            points,
-            now_ms: now,
-        },
-    )
-    .await?;
-    Ok(if taken { points } else { 0 })
+    // Another refund of this payer's may spend the balance between the
+    // read and the move: read again and take what is there.
+    for _ in 0..CLAW_BACK_TRIES {
+        let balance = loyalty::points_balance(tx, &after.merchant_id, user_id).await?;
+        let points = due.min(balance);
+        if points <= 0 {
+            return Ok(0);
+        }
+        let taken = loyalty::post_points(
+            tx,
+            PointsMove {
+                transfer_id: &transfer_id,
+                merchant_id: &after.merchant_id,
+                user_id,
+                payment_id: Some(&after.id),
+                kind: PointsKind::Clawback,
+                points,
+                now_ms: now,
+            },
+        )
+        .await?;
+        if taken {
+            return Ok(points);
+        }
+    }
+    tracing::warn!(payment = %after.id, "points not taken back: the balance kept moving");
+    Ok(0)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -254,10 +279,10 @@ impl Payments {
                 let mut conn = self.conn().await?;
                 let owned = loyalty::coupon(&mut conn, &reward)
                     .await?
-                    .is_some_and(|c| c.merchant_id == m.id);
+                    .is_some_and(|c| c.merchant_id == m.id && c.granted_only == 1);
                 if !owned {
                     return Err(invalid(
-                        "reward_coupon_id is not one of this merchant's coupons",
+                        "reward_coupon_id must be one of this merchant's granted-only coupons",
                     ));
                 }
                 Program {

@@ -217,8 +217,8 @@ pub async fn usable_coupons(
          WHERE c.merchant_id = $1 AND c.status = 'active' \
          AND c.valid_from_ms <= $3 AND $3 < c.valid_until_ms \
          AND (c.total_max IS NULL OR c.used_count < c.total_max) \
-         AND COALESCE(h.used, 0) < c.per_user_max \
-         AND (c.granted_only = 0 OR COALESCE(h.used, 0) < COALESCE(h.granted, 0)) \
+         AND ((c.granted_only = 0 AND COALESCE(h.used, 0) < c.per_user_max) \
+         OR (c.granted_only = 1 AND COALESCE(h.used, 0) < COALESCE(h.granted, 0))) \
          ORDER BY c.id LIMIT 100"
     );
     Ok(sqlx::query_as(&sql)
@@ -243,25 +243,31 @@ pub async fn grant_coupon(conn: &mut Connection, coupon_id: &str, user_id: &str)
     Ok(())
 }
 
-/// Takes one use of `coupon` for a payment, if one is still left overall
-/// and for the user at `now_ms`; false when not (another payment took the
-/// last one). The caller's transaction makes it part of the payment.
+/// Takes one use of `coupon` at `merchant_id` for a payment, if one is
+/// still left overall and for the user at `now_ms` (for a granted-only
+/// coupon, the user's grants are their only limit); false when not
+/// (another payment took the last one). The caller's transaction makes it
+/// part of the payment.
 pub async fn use_coupon(
     conn: &mut Connection,
+    merchant_id: &str,
     coupon: &Coupon,
     user_id: &str,
     payment_id: &str,
     discount_minor: i64,
     now_ms: i64,
 ) -> Result<bool> {
-    assert!(discount_minor > 0);
+    if discount_minor <= 0 {
+        return Ok(false);
+    }
     let overall = sqlx::query(
-        "UPDATE coupons SET used_count = used_count + 1 WHERE id = $1 AND status = 'active' \
-         AND valid_from_ms <= $2 AND $2 < valid_until_ms \
+        "UPDATE coupons SET used_count = used_count + 1 WHERE id = $1 AND merchant_id = $3 \
+         AND status = 'active' AND valid_from_ms <= $2 AND $2 < valid_until_ms \
          AND (total_max IS NULL OR used_count < total_max)",
     )
     .bind(&coupon.id)
     .bind(now_ms)
+    .bind(merchant_id)
     .execute(&mut *conn)
     .await?;
     if overall.rows_affected() != 1 {
@@ -277,7 +283,7 @@ pub async fn use_coupon(
     .await?;
     let mine = sqlx::query(
         "UPDATE coupon_holdings SET used = used + 1 WHERE coupon_id = $1 AND user_id = $2 \
-         AND used < $3 AND ($4 = 0 OR used < granted)",
+         AND (($4 = 0 AND used < $3) OR ($4 = 1 AND used < granted))",
     )
     .bind(&coupon.id)
     .bind(user_id)
@@ -361,9 +367,24 @@ pub async fn restore_coupons(conn: &mut Connection, payment_id: &str) -> Result<
     Ok(restored)
 }
 
-/// Adds a stamp to the user's card of a stamps program; returns the
-/// stamps now on it.
-pub async fn add_stamp(conn: &mut Connection, program_id: &str, user_id: &str) -> Result<i64> {
+/// Adds a payment's stamp to the user's card of a stamps program; returns
+/// the stamps now on it. `rewarded` says later whether this stamp
+/// completed the card ([`mark_rewarded`]).
+pub async fn add_stamp(
+    conn: &mut Connection,
+    program_id: &str,
+    user_id: &str,
+    payment_id: &str,
+) -> Result<i64> {
+    sqlx::query(
+        "INSERT INTO payment_stamps (payment_id, program_id, rewarded, taken_back) \
+         VALUES ($1, $2, 0, 0)",
+    )
+    .bind(payment_id)
+    .bind(program_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| StoreError::from(e).duplicate_as("stamp for this payment"))?;
     sqlx::query(
         "INSERT INTO stamp_cards (program_id, user_id, stamps) VALUES ($1, $2, 0) \
          ON CONFLICT (program_id, user_id) DO NOTHING",
@@ -381,6 +402,68 @@ pub async fn add_stamp(conn: &mut Connection, program_id: &str, user_id: &str) -
     .fetch_one(conn)
     .await?;
     Ok(stamps)
+}
+
+/// Records that a payment's stamp completed the card and granted its
+/// reward.
+pub async fn mark_rewarded(
+    conn: &mut Connection,
+    payment_id: &str,
+    program_id: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE payment_stamps SET rewarded = 1 WHERE payment_id = $1 AND program_id = $2")
+        .bind(payment_id)
+        .bind(program_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Takes back the stamps a fully refunded payment gave, and the reward
+/// each completed if its holder has not used it; returns the stamps taken.
+pub async fn take_back_stamps(
+    conn: &mut Connection,
+    payment_id: &str,
+    user_id: &str,
+) -> Result<i64> {
+    let given: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT s.program_id, s.rewarded, p.reward_coupon_id FROM payment_stamps s \
+         JOIN loyalty_programs p ON p.id = s.program_id \
+         WHERE s.payment_id = $1 AND s.taken_back = 0",
+    )
+    .bind(payment_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut taken = 0;
+    for (program_id, rewarded, reward) in given {
+        sqlx::query(
+            "UPDATE payment_stamps SET taken_back = 1 WHERE payment_id = $1 AND program_id = $2",
+        )
+        .bind(payment_id)
+        .bind(&program_id)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "UPDATE stamp_cards SET stamps = stamps - 1 WHERE program_id = $1 AND user_id = $2 \
+             AND stamps > 0",
+        )
+        .bind(&program_id)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+        if let (1, Some(coupon_id)) = (rewarded, reward) {
+            sqlx::query(
+                "UPDATE coupon_holdings SET granted = granted - 1 WHERE coupon_id = $1 \
+                 AND user_id = $2 AND granted > used",
+            )
+            .bind(&coupon_id)
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        taken += 1;
+    }
+    Ok(taken)
 }
 
 /// Why points move.
@@ -519,9 +602,13 @@ pub struct PaymentPoints {
 }
 
 pub async fn payment_points(conn: &mut Connection, payment_id: &str) -> Result<PaymentPoints> {
+    // The user's entry of each transfer, signed for the user: the size of
+    // each move without halving two legs.
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT t.kind, CAST(SUM(ABS(e.points)) / 2 AS BIGINT) FROM points_transfers t \
-         JOIN points_entries e ON e.transfer_id = t.id WHERE t.payment_id = $1 GROUP BY t.kind",
+        "SELECT t.kind, CAST(SUM(ABS(e.points)) AS BIGINT) FROM points_transfers t \
+         JOIN points_entries e ON e.transfer_id = t.id \
+         AND e.account_id = 'points:' || t.merchant_id || ':user:' || t.user_id \
+         WHERE t.payment_id = $1 GROUP BY t.kind",
     )
     .bind(payment_id)
     .fetch_all(conn)
@@ -551,8 +638,10 @@ pub struct PointsReport {
 
 pub async fn points_report(conn: &mut Connection, merchant_id: &str) -> Result<PointsReport> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT t.kind, CAST(SUM(ABS(e.points)) / 2 AS BIGINT) FROM points_transfers t \
-         JOIN points_entries e ON e.transfer_id = t.id WHERE t.merchant_id = $1 GROUP BY t.kind",
+        "SELECT t.kind, CAST(SUM(ABS(e.points)) AS BIGINT) FROM points_transfers t \
+         JOIN points_entries e ON e.transfer_id = t.id \
+         AND e.account_id = 'points:' || t.merchant_id || ':user:' || t.user_id \
+         WHERE t.merchant_id = $1 GROUP BY t.kind",
     )
     .bind(merchant_id)
     .fetch_all(&mut *conn)
@@ -633,27 +722,30 @@ pub async fn verify(conn: &mut Connection) -> Result<PointsVerification> {
             "points transfer {id}: entry on {account}, outside its merchant and user"
         ));
     }
-    let balances: Vec<(String, String, i64, i64)> = sqlx::query_as(
-        "SELECT b.merchant_id, b.user_id, b.points, CAST(COALESCE(( \
-         SELECT SUM(e.points) FROM points_entries e \
-         WHERE e.account_id = 'points:' || b.merchant_id || ':user:' || b.user_id), 0) AS BIGINT) \
-         FROM points_balances b",
+    let (balances,): (i64,) =
+        sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM points_balances")
+            .fetch_one(&mut *conn)
+            .await?;
+    v.balances = balances;
+    let wrong: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT merchant_id, user_id, points, summed FROM (SELECT b.merchant_id, b.user_id, \
+         b.points, CAST(COALESCE((SELECT SUM(e.points) FROM points_entries e \
+         WHERE e.account_id = 'points:' || b.merchant_id || ':user:' || b.user_id), 0) \
+         AS BIGINT) AS summed FROM points_balances b) AS checked \
+         WHERE points <> summed OR points < 0 LIMIT 1000",
     )
     .fetch_all(&mut *conn)
     .await?;
-    v.balances = i64::try_from(balances.len()).unwrap_or(i64::MAX);
-    for (merchant, user, kept, summed) in &balances {
-        if kept != summed || *kept < 0 {
-            v.problem(format!(
-                "points of {user} at {merchant}: balance {kept}, entries say {summed}"
-            ));
-        }
+    for (merchant, user, kept, summed) in &wrong {
+        v.problem(format!(
+            "points of {user} at {merchant}: balance {kept}, entries say {summed}"
+        ));
     }
     let liabilities: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT b.merchant_id, CAST(SUM(b.points) AS BIGINT), CAST(COALESCE(( \
          SELECT SUM(e.points) FROM points_entries e \
          WHERE e.account_id = 'points:' || b.merchant_id || ':liability'), 0) AS BIGINT) \
-         FROM points_balances b GROUP BY b.merchant_id",
+         FROM points_balances b GROUP BY b.merchant_id LIMIT 10000",
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -673,17 +765,19 @@ pub async fn verify(conn: &mut Connection) -> Result<PointsVerification> {
          CAST(COALESCE(SUM(CASE WHEN t.kind = 'restore' THEN e.points ELSE 0 END), 0) AS BIGINT) \
          FROM points_transfers t JOIN points_entries e ON e.transfer_id = t.id \
          AND e.account_id = 'points:' || t.merchant_id || ':user:' || t.user_id \
-         WHERE t.payment_id IS NOT NULL GROUP BY t.payment_id",
+         WHERE t.payment_id IS NOT NULL GROUP BY t.payment_id \
+         HAVING SUM(CASE WHEN t.kind = 'clawback' THEN -e.points ELSE 0 END) > \
+         SUM(CASE WHEN t.kind = 'earn' THEN e.points ELSE 0 END) \
+         OR SUM(CASE WHEN t.kind = 'restore' THEN e.points ELSE 0 END) > \
+         SUM(CASE WHEN t.kind = 'redeem' THEN -e.points ELSE 0 END) LIMIT 1000",
     )
     .fetch_all(&mut *conn)
     .await?;
     for (payment, earned, clawed, redeemed, restored) in payments {
-        if clawed > earned || restored > redeemed {
-            v.problem(format!(
-                "payment {payment}: {clawed} of {earned} points clawed back, {restored} of \
-                 {redeemed} restored"
-            ));
-        }
+        v.problem(format!(
+            "payment {payment}: {clawed} of {earned} points clawed back, {restored} of \
+             {redeemed} restored"
+        ));
     }
     Ok(v)
 }
@@ -773,7 +867,8 @@ pub async fn user_coupons(
         "SELECT c.id AS coupon_id, c.merchant_id, c.name, c.kind, c.value, c.valid_until_ms, \
          h.granted - h.used AS uses_left FROM coupon_holdings h \
          JOIN coupons c ON c.id = h.coupon_id WHERE h.user_id = $1 AND h.granted > h.used \
-         AND c.status = 'active' AND c.valid_until_ms > $2 ORDER BY c.valid_until_ms LIMIT $3",
+         AND c.granted_only = 1 AND c.status = 'active' AND c.valid_from_ms <= $2 \
+         AND c.valid_until_ms > $2 ORDER BY c.valid_until_ms LIMIT $3",
     )
     .bind(user_id)
     .bind(now_ms)

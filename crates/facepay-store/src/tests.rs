@@ -763,7 +763,7 @@ async fn coupons_are_limited_granted_restored_and_the_last_use_goes_to_one_payme
             let last = last.clone();
             async move {
                 let mut tx = store.begin().await.unwrap();
-                let won = loyalty::use_coupon(&mut tx, &last, user, payment, 500, 100)
+                let won = loyalty::use_coupon(&mut tx, "m1", &last, user, payment, 500, 100)
                     .await
                     .unwrap();
                 tx.commit().await.unwrap();
@@ -794,12 +794,12 @@ async fn coupons_are_limited_granted_restored_and_the_last_use_goes_to_one_payme
         let once = coupon("c_once", "percent", 1_000);
         loyalty::insert_coupon(&mut conn, &once).await.unwrap();
         assert!(
-            loyalty::use_coupon(&mut conn, &once, winner, "pay_3", 450, 100)
+            loyalty::use_coupon(&mut conn, "m1", &once, winner, "pay_3", 450, 100)
                 .await
                 .unwrap()
         );
         assert!(
-            !loyalty::use_coupon(&mut conn, &once, winner, "pay_4", 450, 100)
+            !loyalty::use_coupon(&mut conn, "m1", &once, winner, "pay_4", 450, 100)
                 .await
                 .unwrap(),
             "one use per user"
@@ -807,7 +807,7 @@ async fn coupons_are_limited_granted_restored_and_the_last_use_goes_to_one_payme
         let after = loyalty::coupon(&mut conn, "c_once").await.unwrap().unwrap();
         assert_eq!(after.used_count, 1, "the refused use was given back");
         assert!(
-            !loyalty::use_coupon(&mut conn, &last, loser, "pay_4", 500, 20_000)
+            !loyalty::use_coupon(&mut conn, "m1", &last, loser, "pay_4", 500, 20_000)
                 .await
                 .unwrap(),
             "expired"
@@ -818,7 +818,7 @@ async fn coupons_are_limited_granted_restored_and_the_last_use_goes_to_one_payme
                 .unwrap()
         );
         assert!(
-            !loyalty::use_coupon(&mut conn, &last, loser, "pay_4", 500, 100)
+            !loyalty::use_coupon(&mut conn, "m1", &last, loser, "pay_4", 500, 100)
                 .await
                 .unwrap(),
             "paused"
@@ -835,7 +835,7 @@ async fn coupons_are_limited_granted_restored_and_the_last_use_goes_to_one_payme
             .unwrap();
         assert!(has_reward(&mut conn).await);
         assert!(
-            loyalty::use_coupon(&mut conn, &reward, "u1", "pay_4", 3_000, 100)
+            loyalty::use_coupon(&mut conn, "m1", &reward, "u1", "pay_4", 3_000, 100)
                 .await
                 .unwrap()
         );
@@ -856,9 +856,14 @@ async fn points_balance_never_goes_negative_and_the_points_ledger_verifies() {
 
     let dir = tempfile::tempdir().unwrap();
     for store in testing::stores(dir.path()).await.unwrap() {
-        seed(&store).await;
+        let template = seed(&store).await;
         let mut conn = store.acquire().await.unwrap();
         seed_user(&mut conn, "u1", "+821011110001").await;
+        let reward = loyalty::Coupon {
+            granted_only: 1,
+            ..coupon("c_reward", "fixed", 3_000)
+        };
+        loyalty::insert_coupon(&mut conn, &reward).await.unwrap();
         let program = loyalty::Program {
             id: "lp1".into(),
             merchant_id: "m1".into(),
@@ -882,12 +887,46 @@ async fn points_balance_never_goes_negative_and_the_points_ledger_verifies() {
         };
         loyalty::insert_program(&mut conn, &stamps).await.unwrap();
         assert_eq!(loyalty::programs(&mut conn, "m1").await.unwrap().len(), 2);
-        for expected in 1..=3 {
+        for (expected, payment) in [(1, "pay_1"), (2, "pay_2"), (3, "pay_3")] {
+            if payment != "pay_1" {
+                let p = Payment {
+                    id: payment.into(),
+                    idempotency_key: payment.into(),
+                    ..template.clone()
+                };
+                payments::insert(&mut conn, &p).await.unwrap();
+            }
             assert_eq!(
-                loyalty::add_stamp(&mut conn, "lp2", "u1").await.unwrap(),
+                loyalty::add_stamp(&mut conn, "lp2", "u1", payment)
+                    .await
+                    .unwrap(),
                 expected
             );
         }
+        loyalty::mark_rewarded(&mut conn, "pay_3", "lp2")
+            .await
+            .unwrap();
+        loyalty::grant_coupon(&mut conn, "c_reward", "u1")
+            .await
+            .unwrap();
+        // A full refund of the third payment takes its stamp and its
+        // unused reward back; a second time does nothing.
+        assert_eq!(
+            loyalty::take_back_stamps(&mut conn, "pay_3", "u1")
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            loyalty::take_back_stamps(&mut conn, "pay_3", "u1")
+                .await
+                .unwrap(),
+            0
+        );
+        assert!(
+            !has_reward(&mut conn).await,
+            "the reward went with the stamp"
+        );
         let mv = |transfer_id: &'static str, kind, points| PointsMove {
             transfer_id,
             merchant_id: "m1",

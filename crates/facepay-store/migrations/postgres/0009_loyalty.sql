@@ -3,23 +3,6 @@
 -- (one per merchant): their transfers and entries are kept apart from the
 -- money ledger's and never share an account with it.
 
-CREATE TABLE loyalty_programs (
-    id TEXT PRIMARY KEY,
-    merchant_id TEXT NOT NULL REFERENCES merchants (id),
-    kind TEXT NOT NULL CHECK (kind IN ('points', 'stamps')),
-    status TEXT NOT NULL CHECK (status IN ('active', 'paused')),
-    -- points: basis points of the amount paid, at most points_cap a payment
-    points_bps BIGINT CHECK (points_bps IS NULL OR (points_bps > 0 AND points_bps <= 10000)),
-    points_cap BIGINT CHECK (points_cap IS NULL OR points_cap > 0),
-    -- stamps: every stamps_per_reward-th visit grants reward_coupon_id
-    stamps_per_reward BIGINT CHECK (stamps_per_reward IS NULL OR stamps_per_reward > 1),
-    reward_coupon_id TEXT,
-    created_at_ms BIGINT NOT NULL,
-    CHECK ((kind = 'points' AND points_bps IS NOT NULL)
-        OR (kind = 'stamps' AND stamps_per_reward IS NOT NULL AND reward_coupon_id IS NOT NULL))
-);
-CREATE INDEX loyalty_programs_merchant ON loyalty_programs (merchant_id, status);
-
 CREATE TABLE coupons (
     id TEXT PRIMARY KEY,
     merchant_id TEXT NOT NULL REFERENCES merchants (id),
@@ -45,9 +28,27 @@ CREATE TABLE coupons (
 );
 CREATE INDEX coupons_merchant ON coupons (merchant_id, status, valid_until_ms);
 
+CREATE TABLE loyalty_programs (
+    id TEXT PRIMARY KEY,
+    merchant_id TEXT NOT NULL REFERENCES merchants (id),
+    kind TEXT NOT NULL CHECK (kind IN ('points', 'stamps')),
+    status TEXT NOT NULL CHECK (status IN ('active', 'paused')),
+    -- points: basis points of the amount paid, at most points_cap a payment
+    points_bps BIGINT CHECK (points_bps IS NULL OR (points_bps > 0 AND points_bps <= 10000)),
+    points_cap BIGINT CHECK (points_cap IS NULL OR points_cap > 0),
+    -- stamps: every stamps_per_reward-th visit grants reward_coupon_id
+    stamps_per_reward BIGINT CHECK (stamps_per_reward IS NULL OR stamps_per_reward > 1),
+    reward_coupon_id TEXT REFERENCES coupons (id),
+    created_at_ms BIGINT NOT NULL,
+    CHECK ((kind = 'points' AND points_bps IS NOT NULL)
+        OR (kind = 'stamps' AND stamps_per_reward IS NOT NULL AND reward_coupon_id IS NOT NULL))
+);
+CREATE INDEX loyalty_programs_merchant ON loyalty_programs (merchant_id, status);
+
 -- A user's holding of a coupon: how many uses they were granted (for
--- granted-only coupons) and how many they have used; one row per user and
--- coupon, so taking a use is one conditional update.
+-- granted-only coupons, the user's only limit) and how many they have
+-- used; one row per user and coupon, so taking a use is one conditional
+-- update.
 CREATE TABLE coupon_holdings (
     coupon_id TEXT NOT NULL REFERENCES coupons (id),
     user_id TEXT NOT NULL REFERENCES users (id),
@@ -72,6 +73,16 @@ CREATE TABLE stamp_cards (
     user_id TEXT NOT NULL REFERENCES users (id),
     stamps BIGINT NOT NULL CHECK (stamps >= 0),
     PRIMARY KEY (program_id, user_id)
+);
+
+-- The stamp each captured payment gave, so that a full refund takes it
+-- back (and the reward it completed, if still unused).
+CREATE TABLE payment_stamps (
+    payment_id TEXT NOT NULL REFERENCES payments (id),
+    program_id TEXT NOT NULL REFERENCES loyalty_programs (id),
+    rewarded BIGINT NOT NULL CHECK (rewarded IN (0, 1)),
+    taken_back BIGINT NOT NULL DEFAULT 0 CHECK (taken_back IN (0, 1)),
+    PRIMARY KEY (payment_id, program_id)
 );
 
 -- The points ledger. A transfer moves points between a merchant's

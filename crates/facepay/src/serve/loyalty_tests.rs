@@ -81,6 +81,12 @@ async fn points_and_stamps_follow_captures_and_refunds() {
         assert_eq!(status, 200);
         let (_, view) = h.merchant("GET", "/v1/merchant/loyalty", "", None).await;
         assert_eq!(view["points"]["clawed_back"], 45, "{view}");
+        // Refunded in full, the first visit's stamp is taken back too.
+        let (_, me) = h.with_bearer(&token, "GET", "/v1/users/me", "", None).await;
+        assert_eq!(
+            me["stamps"][0]["stamps"], 5,
+            "six visits, one refunded: {me}"
+        );
         assert_eq!(view["points"]["issued"], 45 * 5 + 1_000);
         assert_eq!(view["points"]["outstanding"], 45 * 4 + 1_000);
         assert_eq!(view["programs"].as_array().unwrap().len(), 2);
