@@ -16,8 +16,27 @@ use crate::terminal::TerminalFile;
 pub const MERCHANT_ID: &str = "mer_demo_cafe";
 pub const STORE_ID: &str = "sto_demo_gangnam";
 pub const TERMINAL_ID: &str = "trm_demo_till1";
-/// The demo's cards: the third payer's card has no funds, to show a decline.
-const CARDS: [&str; 3] = ["4242424242424242", "5555555555554444", "4000000000009995"];
+/// The first demo payer's card; the third payer's has no funds, to show a
+/// decline; everyone else has a card of their own (one card behind several
+/// accounts is what the fraud checks call card testing).
+const FIRST_CARD: &str = "4242424242424242";
+const NO_FUNDS_CARD: &str = "4000000000009995";
+
+/// A card number of the demo's own for payer `index`: a Visa test range
+/// prefix, the index, and the Luhn check digit the simulated issuer wants.
+fn demo_card(index: usize) -> String {
+    match index {
+        0 => FIRST_CARD.to_owned(),
+        2 => NO_FUNDS_CARD.to_owned(),
+        _ => {
+            let stem = format!("411111111111{:03}", index % 1_000);
+            (0..10)
+                .map(|d| format!("{stem}{d}"))
+                .find(|pan| facepay_connector::card::luhn_valid(pan))
+                .unwrap_or_else(|| FIRST_CARD.to_owned())
+        }
+    }
+}
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -276,7 +295,7 @@ async fn enrol(
                 "phone": phone,
                 "pin": "123456",
                 "frames": [BASE64.encode(std::fs::read(photo)?)],
-                "card": { "number": CARDS[index % CARDS.len()], "expiry_month": 12, "expiry_year": 2030 },
+                "card": { "number": demo_card(index), "expiry_month": 12, "expiry_year": 2030 },
             }))?;
             let key = format!("demo-enrol-{name}-{}", photo.display());
             match app.payments.enrol(&key, &body).await {
@@ -406,4 +425,17 @@ fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn demo_cards_are_valid_and_each_payer_has_their_own() {
+        let cards: Vec<String> = (0..20).map(super::demo_card).collect();
+        assert!(cards.iter().all(|c| facepay_connector::card::luhn_valid(c)));
+        let mut distinct = cards.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), cards.len());
+    }
 }

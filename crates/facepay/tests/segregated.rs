@@ -32,7 +32,7 @@ mod common;
 use common::{binary, free_port, lay_out_photos, rules_that_approve, wait_ready};
 
 /// The demo's cards (`demo.rs`): their numbers must appear nowhere.
-const CARDS: [&str; 3] = ["4242424242424242", "5555555555554444", "4000000000009995"];
+const CARDS: [&str; 3] = ["4242424242424242", "4111111111110014", "4000000000009995"];
 
 struct Layout {
     root: tempfile::TempDir,
