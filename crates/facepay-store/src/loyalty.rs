@@ -602,17 +602,31 @@ pub struct PaymentPoints {
 }
 
 pub async fn payment_points(conn: &mut Connection, payment_id: &str) -> Result<PaymentPoints> {
-    // The user's entry of each transfer, signed for the user: the size of
-    // each move without halving two legs.
-    let rows: Vec<(String, i64)> = sqlx::query_as(
+    moved(conn, Over::Payment, payment_id).await
+}
+
+/// Which transfers [`moved`] adds up.
+#[derive(Clone, Copy)]
+enum Over {
+    Payment,
+    Merchant,
+}
+
+/// The points moved for users by the transfers of one payment or one
+/// merchant, by kind. Each transfer's user entry gives its size, so no
+/// two legs are halved.
+async fn moved(conn: &mut Connection, over: Over, id: &str) -> Result<PaymentPoints> {
+    let column = match over {
+        Over::Payment => "payment_id",
+        Over::Merchant => "merchant_id",
+    };
+    let sql = format!(
         "SELECT t.kind, CAST(SUM(ABS(e.points)) AS BIGINT) FROM points_transfers t \
          JOIN points_entries e ON e.transfer_id = t.id \
          AND e.account_id = 'points:' || t.merchant_id || ':user:' || t.user_id \
-         WHERE t.payment_id = $1 GROUP BY t.kind",
-    )
-    .bind(payment_id)
-    .fetch_all(conn)
-    .await?;
+         WHERE t.{column} = $1 GROUP BY t.kind"
+    );
+    let rows: Vec<(String, i64)> = sqlx::query_as(&sql).bind(id).fetch_all(conn).await?;
     let mut p = PaymentPoints::default();
     for (kind, points) in rows {
         match kind.as_str() {
@@ -637,25 +651,14 @@ pub struct PointsReport {
 }
 
 pub async fn points_report(conn: &mut Connection, merchant_id: &str) -> Result<PointsReport> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT t.kind, CAST(SUM(ABS(e.points)) AS BIGINT) FROM points_transfers t \
-         JOIN points_entries e ON e.transfer_id = t.id \
-         AND e.account_id = 'points:' || t.merchant_id || ':user:' || t.user_id \
-         WHERE t.merchant_id = $1 GROUP BY t.kind",
-    )
-    .bind(merchant_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut r = PointsReport::default();
-    for (kind, points) in rows {
-        match kind.as_str() {
-            "earn" => r.issued = points,
-            "redeem" => r.redeemed = points,
-            "clawback" => r.clawed_back = points,
-            "restore" => r.restored = points,
-            other => return Err(StoreError::Corrupt(format!("points transfer kind {other}"))),
-        }
-    }
+    let m = moved(conn, Over::Merchant, merchant_id).await?;
+    let mut r = PointsReport {
+        issued: m.earned,
+        redeemed: m.redeemed,
+        clawed_back: m.clawed_back,
+        restored: m.restored,
+        outstanding: 0,
+    };
     let (liability,): (i64,) = sqlx::query_as(
         "SELECT CAST(COALESCE(SUM(points), 0) AS BIGINT) FROM points_entries WHERE account_id = $1",
     )
