@@ -55,11 +55,12 @@ pub(crate) async fn earn(
         return Ok(None);
     };
     let merchant_id = &payment.merchant_id;
-    let points_programs = loyalty::active_programs(tx, merchant_id, "points").await?;
-    let stamp_programs = loyalty::active_programs(tx, merchant_id, "stamps").await?;
-    if points_programs.is_empty() && stamp_programs.is_empty() {
+    let programs = loyalty::active_programs(tx, merchant_id).await?;
+    if programs.is_empty() {
         return Ok(None);
     }
+    let (points_programs, stamp_programs): (Vec<&Program>, Vec<&Program>) =
+        programs.iter().partition(|p| p.kind == "points");
     let mut earned = Earned::default();
     for program in &points_programs {
         let points = points_for(program, payment.captured_minor);

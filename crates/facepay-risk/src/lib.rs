@@ -23,6 +23,12 @@ pub use signals::{
 
 /// The rules a deployment starts with.
 pub const DEFAULT_RULES: &str = include_str!("default_rules.toml");
+/// Rules that decide nothing: no rule, and thresholds no score reaches.
+/// For tests and demos about something other than fraud, where a few
+/// faces paying many times a minute is what the default rules question.
+pub const APPROVE_ALL: &str = "[decision]\nstep_up_from = 1000\nreview_from = 1000\n\
+     decline_from = 1000\nfactors = [{ from = 1000, factor = \"pin\" }]\n";
+
 /// Rules in one file at most.
 pub const RULES_MAX: usize = 256;
 /// Entries in one block or allow list at most.

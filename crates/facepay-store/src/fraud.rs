@@ -280,7 +280,12 @@ const CLAIM_COLUMNS: &str = "id, payment_id, user_id, state, reason, note, compe
      recovered_minor, opened_at_ms, updated_at_ms";
 
 pub async fn insert_claim(conn: &mut Connection, c: &Claim) -> Result<()> {
-    assert_eq!(c.state, ClaimState::Opened.as_str());
+    if c.state != ClaimState::Opened.as_str() {
+        return Err(StoreError::Refused(format!(
+            "a new claim is opened, not {}",
+            c.state
+        )));
+    }
     sqlx::query(
         "INSERT INTO claims (id, payment_id, user_id, state, reason, note, compensated_minor, \
          recovered_minor, opened_at_ms, updated_at_ms) \
@@ -332,11 +337,12 @@ pub async fn claims(
 pub async fn update_claim(conn: &mut Connection, before: &Claim, after: &Claim) -> Result<()> {
     let from = ClaimState::parse(&before.state).ok_or(StoreError::NotFound("claim state"))?;
     let to = ClaimState::parse(&after.state).ok_or(StoreError::NotFound("claim state"))?;
-    assert!(
-        from.can_become(to) || (from == to && to == ClaimState::Accepted),
-        "claim {} cannot go from {from:?} to {to:?}",
-        before.id
-    );
+    if !(from.can_become(to) || (from == to && to == ClaimState::Accepted)) {
+        return Err(StoreError::Refused(format!(
+            "claim {} cannot go from {from:?} to {to:?}",
+            before.id
+        )));
+    }
     let done = sqlx::query(
         "UPDATE claims SET state = $3, note = $4, compensated_minor = $5, recovered_minor = $6, \
          updated_at_ms = $7 WHERE id = $1 AND state = $2 AND recovered_minor = $8",
@@ -391,7 +397,9 @@ pub const BLOCK_KINDS: [&str; 5] = ["user", "card", "terminal", "merchant", "cou
 /// may shorten or lift a block); a claim's never replaces an operator's
 /// and keeps the later expiry of the two.
 pub async fn add_block(conn: &mut Connection, b: &Block) -> Result<()> {
-    assert!(BLOCK_KINDS.contains(&b.kind.as_str()));
+    if !BLOCK_KINDS.contains(&b.kind.as_str()) {
+        return Err(StoreError::Refused(format!("no block kind {}", b.kind)));
+    }
     let sql = if b.source == "operator" {
         "INSERT INTO risk_blocks (kind, value, reason, source, created_at_ms, expires_at_ms) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, value) DO UPDATE SET \

@@ -53,6 +53,9 @@ pub enum StoreError {
     Duplicate(&'static str),
     #[error("the store holds an impossible value: {0}")]
     Corrupt(String),
+    /// A write the store's rules do not allow (a caller's mistake).
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 impl StoreError {

@@ -525,7 +525,12 @@ fn user_account(merchant_id: &str, user_id: &str) -> String {
 /// it belongs to: a move posted twice is an error after the balance moved,
 /// and only the rollback undoes that.
 pub async fn post_points(conn: &mut Connection, m: PointsMove<'_>) -> Result<bool> {
-    assert!(m.points > 0, "a points move moves something");
+    if m.points <= 0 {
+        return Err(StoreError::Refused(format!(
+            "a points move of {}",
+            m.points
+        )));
+    }
     let delta = m.kind.user_sign() * m.points;
     sqlx::query(
         "INSERT INTO points_balances (merchant_id, user_id, points) VALUES ($1, $2, 0) \
@@ -785,19 +790,15 @@ pub async fn verify(conn: &mut Connection) -> Result<PointsVerification> {
     Ok(v)
 }
 
-/// Active programs of a merchant, of one kind.
-pub async fn active_programs(
-    conn: &mut Connection,
-    merchant_id: &str,
-    kind: &str,
-) -> Result<Vec<Program>> {
+/// Active programs of a merchant, both kinds, in one read: every capture
+/// asks.
+pub async fn active_programs(conn: &mut Connection, merchant_id: &str) -> Result<Vec<Program>> {
     let sql = format!(
         "SELECT {PROGRAM_COLUMNS} FROM loyalty_programs WHERE merchant_id = $1 \
-         AND status = 'active' AND kind = $2 ORDER BY id LIMIT 20"
+         AND status = 'active' ORDER BY id LIMIT 20"
     );
     Ok(sqlx::query_as(&sql)
         .bind(merchant_id)
-        .bind(kind)
         .fetch_all(conn)
         .await?)
 }

@@ -395,19 +395,7 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
     for store in testing::stores(dir.path()).await.unwrap() {
         let template = seed(&store).await;
         let mut tx = store.begin().await.unwrap();
-        parties::insert_user(
-            &mut tx,
-            &parties::NewUser {
-                id: "u1",
-                phone: "+821012345678",
-                phone_last4: "5678",
-                pin_hash: "x",
-                token_hash: "t",
-                created_at_ms: 1,
-            },
-        )
-        .await
-        .unwrap();
+        seed_user(&mut tx, "u1", "+821012345678").await;
         let method = parties::PaymentMethod {
             id: "pm1".into(),
             user_id: "u1".into(),
@@ -605,19 +593,7 @@ async fn claims_follow_their_state_machine_and_a_lost_race_is_refused() {
     for store in testing::stores(dir.path()).await.unwrap() {
         let template = seed(&store).await;
         let mut conn = store.acquire().await.unwrap();
-        parties::insert_user(
-            &mut conn,
-            &parties::NewUser {
-                id: "u1",
-                phone: "+821012345678",
-                phone_last4: "5678",
-                pin_hash: "x",
-                token_hash: "t",
-                created_at_ms: 1,
-            },
-        )
-        .await
-        .unwrap();
+        seed_user(&mut conn, "u1", "+821012345678").await;
         let opened = Claim {
             id: "clm_1".into(),
             payment_id: template.id.clone(),

@@ -157,18 +157,10 @@ pub(super) fn lenient(decision: DecisionPolicy) -> Config {
     Config {
         liveness: LivenessMode::Lenient,
         decision,
-        risk_rules: Some(flow_rules()),
+        // This flow is about payments; `fraud_tests` is about the decisions.
+        risk_rules: Some(facepay_risk::APPROVE_ALL.to_owned()),
         ..Config::default()
     }
-}
-
-/// Risk rules that approve every payment. This flow is about payments; `fraud_tests` is about the decisions (a
-/// flow paying with one face every few seconds is what the default rules
-/// rightly question).
-fn flow_rules() -> String {
-    "[decision]\nstep_up_from = 1000\nreview_from = 1000\ndecline_from = 1000\n\
-     factors = [{ from = 1000, factor = \"pin\" }]\n"
-        .to_owned()
 }
 
 /// The engine, with server-side warnings and errors in the test's output
