@@ -12,6 +12,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 export FACEPAY_FACES_DIR="$(bash scripts/faces.sh)"
+# A failing test's message, not pages of async frames, ends its output.
+export RUST_BACKTRACE=0
 cargo fmt --all -- --check
 # Build the tests first: they build the facepay binary with the features the
 # whole workspace unifies to, so fetching the models with it costs no second

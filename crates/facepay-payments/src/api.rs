@@ -194,10 +194,10 @@ pub struct Receipt {
     pub card: Option<String>,
     /// The masked phone number of the payer.
     pub payer: Option<String>,
-    /// Points and stamps this payment earned, when the merchant has a
-    /// loyalty program.
+    /// The discount from coupons and points, and the points and stamps
+    /// this payment earned, when the merchant has any of them.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub loyalty: Option<crate::loyalty::Earned>,
+    pub loyalty: Option<crate::loyalty::LoyaltyReceipt>,
 }
 
 /// How the payer can confirm a weak or ambiguous match, or a payment the
@@ -354,6 +354,10 @@ pub struct UserView {
     /// Coupons granted (stamp card rewards) with uses left.
     #[schema(value_type = Vec<Object>)]
     pub coupons: Vec<facepay_store::loyalty::CouponHeld>,
+    /// How the user chose to pay at each merchant (a coupon to use first,
+    /// points or not).
+    #[schema(value_type = Vec<Object>)]
+    pub choices: Vec<facepay_store::loyalty::Choice>,
 }
 
 // The store crate knows nothing of the API, so its rows carry no schemas.

@@ -381,7 +381,7 @@ impl Payments {
             ledger::release(tx, money_of(before), before.authorised_minor, now).await?;
         }
         payments::transition(tx, before, after).await?;
-        crate::loyalty::claw_back(tx, after, &format!("{claim_id}:refund"), now).await?;
+        crate::loyalty::give_back(tx, after, &format!("{claim_id}:refund"), now).await?;
         Ok(())
     }
 

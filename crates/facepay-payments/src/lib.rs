@@ -73,6 +73,9 @@ pub struct Config {
     pub liveness: LivenessMode,
     /// How long a manual-capture authorisation holds before it is voided.
     pub authorisation_hold_ms: i64,
+    /// A payment its request left unfinished (a step-up never answered, a
+    /// request stopped midway) this long is ended by the sweep.
+    pub abandoned_after_ms: i64,
     /// How long a claimed idempotency key stays locked to its request; after
     /// that a retry may take over (the first request's process died).
     pub idempotency_lease_ms: i64,
@@ -103,6 +106,7 @@ impl Default for Config {
             decision: DecisionPolicy::default(),
             liveness: LivenessMode::Strict,
             authorisation_hold_ms: 7 * 24 * 3_600_000,
+            abandoned_after_ms: 15 * 60_000,
             idempotency_lease_ms: 30_000,
             step_up_attempts_max: 3,
             inference_concurrency: 2,
@@ -486,6 +490,12 @@ impl Payments {
     /// Voids authorisations whose hold ran out. Returns how many.
     pub async fn expire_authorisations(&self, batch: i64) -> Result<usize, Failure> {
         merchant::expire(self, batch).await
+    }
+
+    /// Ends payments their requests abandoned, giving back the coupons and
+    /// points they held. Returns how many.
+    pub async fn close_abandoned(&self, batch: i64) -> Result<usize, Failure> {
+        merchant::close_abandoned(self, batch).await
     }
 
     /// Forgets idempotency keys and nonces past their retention.

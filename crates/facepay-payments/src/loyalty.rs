@@ -1,16 +1,20 @@
-//! Loyalty after a payment: points and stamps earned with the capture, in
-//! the capture's own transaction, and points taken back in proportion by
-//! refunds, in theirs. The merchant's programs and coupons are kept by the
-//! store (`facepay_store::loyalty`), with the merchant API here.
+//! Loyalty with a payment: the payer's coupons and points taken off the
+//! amount before the card is charged, points and stamps earned with the
+//! capture in the capture's own transaction, and all of it given back in
+//! proportion by refunds and in full when a payment ends without a
+//! capture. The merchant's programs and coupons are kept by the store
+//! (`facepay_store::loyalty`), with the merchant API here.
 
-use facepay_store::loyalty::{self, Coupon, PointsKind, PointsMove, Program};
+use std::cmp::Reverse;
+
+use facepay_store::loyalty::{self, Choice, Coupon, PointsKind, PointsMove, Program};
 use facepay_store::now_ms;
 use facepay_store::parties::Merchant;
 use facepay_store::payments::Payment;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::pay::commit;
+use crate::pay::{commit, stored_or_created};
 use crate::{Failure, Payments, Reply, derived_id, parse_json};
 
 /// Longest coupon name: it is printed on receipts.
@@ -20,10 +24,25 @@ const NAME_LEN_MAX: usize = 100;
 const PROGRAMS_MAX: usize = 20;
 /// A claw back racing another refund's retries this often at most.
 const CLAW_BACK_TRIES: usize = 3;
+/// Stackable coupons on one payment, at most.
+const STACKED_MAX: usize = 3;
+/// A reservation losing a race for a coupon or points is planned again
+/// this often at most.
+const RESERVE_TRIES: usize = 3;
 
-/// What a capture earned, for the receipt.
+/// What loyalty did for a payment, for the receipt.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
-pub struct Earned {
+pub struct LoyaltyReceipt {
+    /// What coupons and points took off the amount; the card paid the
+    /// rest (`authorised_minor`).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub discount_minor: i64,
+    /// The coupons used, by name.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub coupons: Vec<String>,
+    /// Points that paid part of the amount (one point, one minor unit).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub points_redeemed: i64,
     pub points_earned: i64,
     /// The payer's points at this merchant after this payment.
     pub points_balance: i64,
@@ -33,6 +52,163 @@ pub struct Earned {
     /// Coupons this visit earned (a full stamp card), by name.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub rewards: Vec<String>,
+}
+
+impl LoyaltyReceipt {
+    /// The receipt's part for a discount and what the capture earned, if
+    /// either is anything.
+    pub(crate) fn of(discount: &Discount, earned: Option<LoyaltyReceipt>) -> Option<Self> {
+        if discount.is_empty() {
+            return earned;
+        }
+        let mut r = earned.unwrap_or_default();
+        r.discount_minor = discount.total_minor();
+        r.coupons = discount.coupons.iter().map(|(n, _)| n.clone()).collect();
+        r.points_redeemed = discount.points;
+        Some(r)
+    }
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// What a payment's coupons and points take off its amount.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Discount {
+    /// Each coupon used, by name, with what it takes off.
+    pub coupons: Vec<(String, i64)>,
+    /// Points redeemed, worth one minor unit each.
+    pub points: i64,
+}
+
+impl Discount {
+    pub fn total_minor(&self) -> i64 {
+        self.coupons.iter().map(|(_, d)| d).sum::<i64>() + self.points
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.coupons.is_empty() && self.points == 0
+    }
+}
+
+/// The coupons to use on `amount_minor`, with what each takes off: the one
+/// the payer picked in the app when it applies (with the best stackable
+/// ones if it is stackable itself), otherwise whichever takes more off of
+/// the best coupon used alone and the best stackable ones together.
+/// Together they leave at least one minor unit for the card: an issuer
+/// authorises positive amounts only.
+fn choose<'a>(
+    amount_minor: i64,
+    usable: &'a [Coupon],
+    picked: Option<&str>,
+) -> Vec<(&'a Coupon, i64)> {
+    let room_minor = amount_minor - 1;
+    let off = |c: &Coupon| c.discount_minor(amount_minor);
+    let mut stackable: Vec<&Coupon> = usable
+        .iter()
+        .filter(|c| c.stackable == 1 && off(c) > 0)
+        .collect();
+    stackable.sort_by_key(|c| (Reverse(off(c)), c.id.as_str()));
+    let total = |set: &[&Coupon]| set.iter().map(|c| off(c)).sum::<i64>().min(room_minor);
+    let picked = picked
+        .and_then(|id| usable.iter().find(|c| c.id == id))
+        .filter(|c| off(c) > 0);
+    let set: Vec<&Coupon> = match picked {
+        Some(c) if c.stackable == 0 => vec![c],
+        Some(c) => std::iter::once(c)
+            .chain(stackable.into_iter().filter(|s| s.id != c.id))
+            .take(STACKED_MAX)
+            .collect(),
+        None => {
+            let alone = usable
+                .iter()
+                .filter(|c| c.stackable == 0 && off(c) > 0)
+                .max_by_key(|c| (off(c), Reverse(c.id.as_str())));
+            let stacked: Vec<&Coupon> = stackable.into_iter().take(STACKED_MAX).collect();
+            match alone {
+                // One coupon spent rather than several for the same saving.
+                Some(c) if total(&[c]) >= total(&stacked) => vec![c],
+                _ => stacked,
+            }
+        }
+    };
+    let mut left_minor = room_minor;
+    set.into_iter()
+        .filter_map(|c| {
+            let d = off(c).min(left_minor);
+            left_minor -= d;
+            (d > 0).then_some((c, d))
+        })
+        .collect()
+}
+
+/// The discount a payment holds already: coupons used and points redeemed
+/// for it and not given back.
+async fn reserved(
+    conn: &mut facepay_store::Connection,
+    payment_id: &str,
+) -> Result<Discount, Failure> {
+    let mut d = Discount::default();
+    for u in loyalty::coupon_uses(conn, payment_id).await? {
+        if u.restored == 0 {
+            let name = loyalty::coupon(conn, &u.coupon_id)
+                .await?
+                .map_or(u.coupon_id, |c| c.name);
+            d.coupons.push((name, u.discount_minor));
+        }
+    }
+    let moved = loyalty::payment_points(conn, payment_id).await?;
+    d.points = moved.redeemed - moved.restored;
+    Ok(d)
+}
+
+/// Gives back all a payment's coupons and redeemed points, in the
+/// transaction that ends it without a capture (declined, failed, voided).
+pub(crate) async fn undo_discount(
+    tx: &mut facepay_store::Connection,
+    payment: &Payment,
+    now: i64,
+) -> Result<(), Failure> {
+    let Some(user_id) = payment.user_id.as_deref() else {
+        return Ok(());
+    };
+    loyalty::restore_coupons(tx, &payment.id).await?;
+    let moved = loyalty::payment_points(tx, &payment.id).await?;
+    let due = moved.redeemed - moved.restored;
+    if due > 0 {
+        restore_points(tx, payment, user_id, &payment.id, due, now).await?;
+    }
+    Ok(())
+}
+
+async fn restore_points(
+    tx: &mut facepay_store::Connection,
+    payment: &Payment,
+    user_id: &str,
+    by: &str,
+    points: i64,
+    now: i64,
+) -> Result<(), Failure> {
+    let transfer_id = format!("{by}:restore");
+    let moved = loyalty::post_points(
+        tx,
+        PointsMove {
+            transfer_id: &transfer_id,
+            merchant_id: &payment.merchant_id,
+            user_id,
+            payment_id: Some(&payment.id),
+            kind: PointsKind::Restore,
+            points,
+            now_ms: now,
+        },
+    )
+    .await?;
+    if !moved {
+        tracing::error!(payment = %payment.id, "redeemed points not given back: a credit was refused");
+        return Err(Failure::internal());
+    }
+    Ok(())
 }
 
 /// Points for `amount_minor` under a program: its basis points, rounded
@@ -50,7 +226,7 @@ pub(crate) async fn earn(
     tx: &mut facepay_store::Connection,
     payment: &Payment,
     now: i64,
-) -> Result<Option<Earned>, Failure> {
+) -> Result<Option<LoyaltyReceipt>, Failure> {
     let Some(user_id) = payment.user_id.as_deref() else {
         return Ok(None);
     };
@@ -61,7 +237,7 @@ pub(crate) async fn earn(
     }
     let (points_programs, stamp_programs): (Vec<&Program>, Vec<&Program>) =
         programs.iter().partition(|p| p.kind == "points");
-    let mut earned = Earned::default();
+    let mut earned = LoyaltyReceipt::default();
     for program in &points_programs {
         let points = points_for(program, payment.captured_minor);
         if points == 0 {
@@ -113,11 +289,14 @@ pub(crate) async fn earn(
     Ok(Some(earned))
 }
 
-/// Takes back the points a payment earned in the proportion it is now
-/// refunded, in the refund's transaction, and on a full refund its stamps
-/// (with the reward they completed, if unused). Points already spent
-/// cannot be taken back: the payer's balance is taken down to zero at most.
-pub(crate) async fn claw_back(
+/// Settles loyalty with a refund, in the refund's transaction: the points
+/// the payment earned are taken back and the points it redeemed given back
+/// in the proportion it is now refunded; a full refund also gives back its
+/// coupons and takes back its stamps (with the reward they completed, if
+/// unused). Points already spent cannot be taken back: the payer's balance
+/// is taken down to zero at most. A payment that ends without a capture
+/// gives everything back. Returns the points taken back.
+pub(crate) async fn give_back(
     tx: &mut facepay_store::Connection,
     after: &Payment,
     refund_id: &str,
@@ -127,18 +306,27 @@ pub(crate) async fn claw_back(
         return Ok(0);
     };
     if after.captured_minor <= 0 {
+        undo_discount(tx, after, now).await?;
         return Ok(0);
+    }
+    let share = |points: i64| {
+        let part = i128::from(points) * i128::from(after.refunded_minor)
+            / i128::from(after.captured_minor);
+        i64::try_from(part).unwrap_or(i64::MAX)
+    };
+    let moved = loyalty::payment_points(tx, &after.id).await?;
+    let restore_due = share(moved.redeemed) - moved.restored;
+    if restore_due > 0 {
+        restore_points(tx, after, user_id, refund_id, restore_due, now).await?;
     }
     if after.refunded_minor >= after.captured_minor {
         loyalty::take_back_stamps(tx, &after.id, user_id).await?;
+        loyalty::restore_coupons(tx, &after.id).await?;
     }
-    let moved = loyalty::payment_points(tx, &after.id).await?;
-    if moved.earned == 0 {
+    let due = share(moved.earned) - moved.clawed_back;
+    if due <= 0 {
         return Ok(0);
     }
-    let due = i128::from(moved.earned) * i128::from(after.refunded_minor)
-        / i128::from(after.captured_minor);
-    let due = i64::try_from(due).unwrap_or(i64::MAX) - moved.clawed_back;
     let transfer_id = format!("{refund_id}:clawback");
     // Another refund of this payer's may spend the balance between the
     // read and the move: read again and take what is there.
@@ -229,7 +417,155 @@ fn merchant_scope(m: &Merchant) -> String {
     format!("merchant:{}", m.id)
 }
 
+/// What the app sends to choose how the user pays at a merchant.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChoiceRequest {
+    /// A coupon of this merchant's to use first when it applies; none to
+    /// let the best apply.
+    #[serde(default)]
+    pub coupon_id: Option<String>,
+    /// Let the user's points at this merchant pay what they can.
+    #[serde(default)]
+    pub redeem_points: bool,
+}
+
 impl Payments {
+    /// Takes the payer's coupons and points for a payment before its card
+    /// is charged, in a transaction of its own that also records the
+    /// payment; the card is then asked only for the rest. A payment racing
+    /// this one for the last use of a coupon finds it gone and is planned
+    /// again without it. A crash before the payment's own transaction
+    /// leaves it created, holding them, until the sweep of abandoned
+    /// payments gives them back. Returns the payment as stored now, and
+    /// the discount.
+    pub(crate) async fn reserve_discount(
+        &self,
+        stored: Option<&Payment>,
+        payment: &Payment,
+    ) -> Result<(Option<Payment>, Discount), Failure> {
+        let user_id = payment.user_id.as_deref().ok_or_else(Failure::internal)?;
+        let merchant_id = &payment.merchant_id;
+        if stored.is_some() {
+            // A retried step-up finds what its first try reserved.
+            let kept = reserved(&mut *self.conn().await?, &payment.id).await?;
+            if !kept.is_empty() {
+                return Ok((stored.cloned(), kept));
+            }
+        }
+        for _ in 0..RESERVE_TRIES {
+            let now = now_ms();
+            let (usable, choice, balance) = {
+                let mut conn = self.conn().await?;
+                let choice = loyalty::choice(&mut conn, user_id, merchant_id).await?;
+                let usable = loyalty::usable_coupons(&mut conn, merchant_id, user_id, now).await?;
+                let balance = match &choice {
+                    Some(c) if c.redeem_points == 1 => {
+                        loyalty::points_balance(&mut conn, merchant_id, user_id).await?
+                    }
+                    _ => 0,
+                };
+                (usable, choice, balance)
+            };
+            let picked = choice.as_ref().and_then(|c| c.coupon_id.as_deref());
+            let coupons = choose(payment.amount_minor, &usable, picked);
+            let coupons_minor: i64 = coupons.iter().map(|(_, d)| d).sum();
+            let points = balance.min(payment.amount_minor - 1 - coupons_minor).max(0);
+            if coupons.is_empty() && points == 0 {
+                return Ok((stored.cloned(), Discount::default()));
+            }
+            let mut tx = self.store.begin().await?;
+            let before = stored_or_created(&mut tx, stored, payment).await?;
+            let mut taken = true;
+            for (coupon, off) in &coupons {
+                taken = loyalty::use_coupon(
+                    &mut tx,
+                    merchant_id,
+                    coupon,
+                    user_id,
+                    &payment.id,
+                    *off,
+                    now,
+                )
+                .await?;
+                if !taken {
+                    break;
+                }
+            }
+            if taken && points > 0 {
+                let transfer_id = format!("{}:redeem", payment.id);
+                taken = loyalty::post_points(
+                    &mut tx,
+                    PointsMove {
+                        transfer_id: &transfer_id,
+                        merchant_id,
+                        user_id,
+                        payment_id: Some(&payment.id),
+                        kind: PointsKind::Redeem,
+                        points,
+                        now_ms: now,
+                    },
+                )
+                .await?;
+            }
+            if !taken {
+                // Rolled back: another payment took a use or the points.
+                continue;
+            }
+            commit(tx).await?;
+            let discount = Discount {
+                coupons: coupons.iter().map(|(c, d)| (c.name.clone(), *d)).collect(),
+                points,
+            };
+            assert!(discount.total_minor() < payment.amount_minor);
+            return Ok((Some(before), discount));
+        }
+        Err(Failure::new(
+            503,
+            "loyalty_busy",
+            "the payer's coupons and points kept changing; try the payment again",
+        ))
+    }
+
+    /// `PUT /v1/users/me/loyalty/{merchant_id}`: how the user pays at a
+    /// merchant from now on.
+    pub async fn choose_loyalty(
+        &self,
+        token: &str,
+        merchant_id: &str,
+        body: &[u8],
+    ) -> Result<Reply, Failure> {
+        let user = self.user_by_token(token).await?;
+        let r: ChoiceRequest = parse_json(body)?;
+        let mut conn = self.conn().await?;
+        if facepay_store::parties::merchant(&mut conn, merchant_id)
+            .await?
+            .is_none()
+        {
+            return Err(Failure::not_found("merchant"));
+        }
+        if let Some(id) = &r.coupon_id {
+            let theirs = loyalty::coupon(&mut conn, id)
+                .await?
+                .is_some_and(|c| c.merchant_id == merchant_id);
+            if !theirs {
+                return Err(Failure::unprocessable(
+                    "coupon_unknown",
+                    "coupon_id must be one of this merchant's coupons",
+                ));
+            }
+        }
+        let choice = Choice {
+            user_id: user.id,
+            merchant_id: merchant_id.to_owned(),
+            coupon_id: r.coupon_id,
+            redeem_points: i64::from(r.redeem_points),
+            updated_at_ms: now_ms(),
+        };
+        loyalty::set_choice(&mut conn, &choice).await?;
+        Reply::json(200, &choice)
+    }
+
     /// `GET /v1/merchant/loyalty`.
     pub async fn loyalty(&self, m: &Merchant) -> Result<Reply, Failure> {
         let mut conn = self.conn().await?;
@@ -403,6 +739,94 @@ impl Payments {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn coupon(id: &str, kind: &str, value: i64, stackable: bool) -> Coupon {
+        Coupon {
+            id: id.into(),
+            merchant_id: "m".into(),
+            name: id.into(),
+            kind: kind.into(),
+            value,
+            min_spend_minor: 0,
+            valid_from_ms: 0,
+            valid_until_ms: i64::MAX,
+            per_user_max: 1,
+            total_max: None,
+            used_count: 0,
+            stackable: i64::from(stackable),
+            granted_only: 0,
+            status: "active".into(),
+            created_at_ms: 0,
+        }
+    }
+
+    fn chosen(amount_minor: i64, usable: &[Coupon], picked: Option<&str>) -> Vec<(String, i64)> {
+        choose(amount_minor, usable, picked)
+            .into_iter()
+            .map(|(c, d)| (c.id.clone(), d))
+            .collect()
+    }
+
+    #[test]
+    fn the_best_of_one_lone_coupon_and_the_stackable_ones_applies() {
+        let usable = [
+            coupon("alone", "fixed", 700, false),
+            coupon("a", "fixed", 300, true),
+            coupon("b", "percent", 1_000, true),
+        ];
+        let pair = vec![("b".to_owned(), 500), ("a".to_owned(), 300)];
+        assert_eq!(chosen(5_000, &usable, None), pair, "800 beats 700");
+        assert_eq!(
+            chosen(2_000, &usable, None),
+            vec![("alone".to_owned(), 700)],
+            "700 beats 300 + 200"
+        );
+        let mut small = usable.clone();
+        small[0].min_spend_minor = 10_000;
+        assert_eq!(chosen(5_000, &small, None), pair, "under its minimum spend");
+    }
+
+    #[test]
+    fn a_picked_coupon_applies_first_and_alone_unless_stackable() {
+        let usable = [
+            coupon("alone", "fixed", 700, false),
+            coupon("a", "fixed", 300, true),
+            coupon("b", "fixed", 100, true),
+        ];
+        assert_eq!(
+            chosen(5_000, &usable, Some("b")),
+            vec![("b".to_owned(), 100), ("a".to_owned(), 300)]
+        );
+        let mut lone = usable.clone();
+        lone[0].value = 50;
+        assert_eq!(
+            chosen(5_000, &lone, Some("alone")),
+            vec![("alone".to_owned(), 50)],
+            "picked, though the stack takes more off"
+        );
+        assert_eq!(
+            chosen(5_000, &usable, Some("gone")),
+            chosen(5_000, &usable, None),
+            "a pick that is not usable leaves the best"
+        );
+    }
+
+    #[test]
+    fn coupons_leave_the_card_one_minor_unit_and_stack_three_at_most() {
+        let free = [coupon("free", "percent", 10_000, false)];
+        assert_eq!(chosen(4_500, &free, None), vec![("free".to_owned(), 4_499)]);
+        let many: Vec<Coupon> = (1..=5)
+            .map(|i| coupon(&format!("s{i}"), "fixed", 100 * i, true))
+            .collect();
+        let ids: Vec<String> = chosen(10_000, &many, None)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids, ["s5", "s4", "s3"]);
+        let capped = chosen(1_000, &many, None);
+        assert_eq!(capped.iter().map(|(_, d)| d).sum::<i64>(), 999);
+        assert!(chosen(1, &many, None).is_empty(), "nothing to take off");
+    }
 
     #[test]
     fn points_round_down_and_stop_at_the_cap() {

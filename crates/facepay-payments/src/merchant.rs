@@ -276,6 +276,7 @@ impl Payments {
         let mut tx = self.store.begin().await?;
         ledger::release(&mut tx, money_of(&before), before.authorised_minor, now).await?;
         payments::transition(&mut tx, &before, &after).await?;
+        crate::loyalty::undo_discount(&mut tx, &after, now).await?;
         if let Some(actor) = operator {
             audit::append(&mut tx, now, actor, "review_cancelled", &before.id).await?;
         }
@@ -348,7 +349,7 @@ impl Payments {
             payments::insert_refund(&mut tx, &refund_id, &before.id, amount, now).await?;
             ledger::refund(&mut tx, money_of(&before), &refund_id, amount, now).await?;
             payments::transition(&mut tx, &before, &after).await?;
-            crate::loyalty::claw_back(&mut tx, &after, &refund_id, now).await?;
+            crate::loyalty::give_back(&mut tx, &after, &refund_id, now).await?;
             finish(tx, &claimed, &after).await
         })
         .await
@@ -386,6 +387,53 @@ pub(crate) async fn expire(service: &Payments, batch: i64) -> Result<usize, Fail
         }
     }
     Ok(voided)
+}
+
+/// Ends the payments requests abandoned (`payments::abandoned`, untouched
+/// for `Config::abandoned_after_ms`) and gives
+/// back the coupons and points they held. A request that stopped after the
+/// issuer authorised leaves a hold there that lapses with the issuer's own
+/// expiry; nothing was captured. Returns how many were ended.
+pub(crate) async fn close_abandoned(service: &Payments, batch: i64) -> Result<usize, Failure> {
+    let now = now_ms();
+    let mut conn = service.conn().await?;
+    let due =
+        payments::abandoned(&mut conn, now - service.config.abandoned_after_ms, batch).await?;
+    drop(conn);
+    let mut closed = 0;
+    for stale in due {
+        let _lock = service.payment_lock(&stale.id).lock().await;
+        let closing = async {
+            let mut tx = service.store.begin().await?;
+            // Moved on since it was listed: not abandoned after all.
+            let Some(before) = payments::get(&mut tx, &stale.id)
+                .await?
+                .filter(|p| p.state == stale.state && p.updated_at_ms == stale.updated_at_ms)
+            else {
+                return Ok(false);
+            };
+            let (state, reason) = match before.state()? {
+                PaymentState::Created => (PaymentState::Failed, "interrupted"),
+                _ => (PaymentState::Declined, "step_up_abandoned"),
+            };
+            let mut after = before.clone();
+            after.state = state.as_str().to_owned();
+            after.reason = reason.to_owned();
+            after.updated_at_ms = now;
+            payments::transition(&mut tx, &before, &after).await?;
+            crate::loyalty::undo_discount(&mut tx, &after, now).await?;
+            commit(tx).await?;
+            Ok::<bool, Failure>(true)
+        };
+        match closing.await {
+            Ok(true) => closed += 1,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "abandoned payment not closed; retried on the next sweep")
+            }
+        }
+    }
+    Ok(closed)
 }
 
 /// The reason of a payment authorised with its capture held for review.

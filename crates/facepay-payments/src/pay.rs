@@ -22,6 +22,7 @@ use crate::api::{
     PaymentView, StepUp, StepUpRequest,
 };
 use crate::face::analyse_burst;
+use crate::loyalty::{Discount, LoyaltyReceipt, undo_discount};
 use crate::risk::{Matched, TERMINAL_ATTEMPTS_WINDOW_MS};
 use crate::users::normalise_phone;
 use crate::{Claimed, Failure, Payments, Reply, decode_frames, derived_id, keys, parse_json, tap};
@@ -727,10 +728,23 @@ impl Payments {
         with: Settlement,
     ) -> Result<Reply, Failure> {
         let start = Instant::now();
-        let (token, core_share) = self.card_share(method).await?;
         payment.user_id = Some(user.id.clone());
         payment.payment_method_id = Some(method.id.clone());
         payment.connector = Some(self.connector.name().to_owned());
+        // A tapped card signed the whole amount, so it is charged that.
+        let (stored, discount) = match with.tap {
+            None => self.reserve_discount(stored, &payment).await?,
+            Some(_) => (stored.cloned(), Discount::default()),
+        };
+        let stored = stored.as_ref();
+        let charge_minor = payment.amount_minor - discount.total_minor();
+        assert!(
+            charge_minor > 0,
+            "a discount leaves the card something to pay"
+        );
+        let reserve_us = start.elapsed().as_micros() as u64;
+        let start = Instant::now();
+        let (token, core_share) = self.card_share(method).await?;
         let authorised = self
             .vault
             .authorise(VaultAuthorise {
@@ -739,7 +753,7 @@ impl Payments {
                 expiry_month: u8::try_from(method.expiry_month).unwrap_or(0),
                 expiry_year: u16::try_from(method.expiry_year).unwrap_or(0),
                 reference: payment.id.clone(),
-                amount_minor: payment.amount_minor,
+                amount_minor: charge_minor,
                 currency: payment.currency.clone(),
                 tap: with.tap,
             })
@@ -757,7 +771,7 @@ impl Payments {
             let reference = format!("{}:capture", payment.id);
             captured = Some(
                 self.connector
-                    .capture(&auth.issuer_ref, payment.amount_minor, &reference)
+                    .capture(&auth.issuer_ref, charge_minor, &reference)
                     .await,
             );
         }
@@ -780,7 +794,7 @@ impl Payments {
         let mut reply = match authorised {
             Ok(auth) => {
                 payment.issuer_ref = Some(auth.issuer_ref.clone());
-                payment.authorised_minor = payment.amount_minor;
+                payment.authorised_minor = charge_minor;
                 payment.state = PaymentState::Authorised.as_str().to_owned();
                 payment.reason = format!("approved:{}", auth.approval_code);
                 payment.updated_at_ms = now;
@@ -790,14 +804,14 @@ impl Payments {
                 if with.hold_for_review {
                     payment.reason = crate::merchant::HELD_FOR_REVIEW.into();
                 }
-                ledger::authorise(&mut tx, money, payment.amount_minor, now).await?;
+                ledger::authorise(&mut tx, money, charge_minor, now).await?;
                 payments::transition(&mut tx, &before, &payment).await?;
                 before = payment.clone();
                 let mut earned = None;
                 match captured {
                     Some(Ok(())) => {
-                        payment.captured_minor = payment.amount_minor;
-                        payment.fee_minor = fee(ctx.merchant.fee_bps, payment.amount_minor);
+                        payment.captured_minor = charge_minor;
+                        payment.fee_minor = fee(ctx.merchant.fee_bps, charge_minor);
                         payment.state = PaymentState::Captured.as_str().to_owned();
                         payment.reason = "captured".into();
                         ledger::capture(
@@ -824,7 +838,7 @@ impl Payments {
                 let mut view =
                     PaymentView::of(&payment).with_receipt(ctx, Some(method), phone_last4);
                 if let Some(receipt) = view.receipt.as_mut() {
-                    receipt.loyalty = earned;
+                    receipt.loyalty = LoyaltyReceipt::of(&discount, earned);
                 }
                 Reply::json(201, &view)?
             }
@@ -838,6 +852,7 @@ impl Payments {
                 payment.reason = e.code().to_owned();
                 payment.updated_at_ms = now;
                 payments::transition(&mut tx, &before, &payment).await?;
+                undo_discount(&mut tx, &payment, now).await?;
                 let message = e.to_string();
                 let view = PaymentView::of(&payment);
                 Reply::json(
@@ -865,7 +880,7 @@ impl Payments {
         if new_regular {
             let _ = self.gallery.join_partition(&user.id, &regulars);
         }
-        timings.ledger_us = start.elapsed().as_micros() as u64;
+        timings.ledger_us = reserve_us + start.elapsed().as_micros() as u64;
         record_stages(&timings);
         reply.timings = Some(timings);
         Ok(reply)
@@ -874,7 +889,7 @@ impl Payments {
 
 /// The payment as it is in the database: `stored`, or `payment` inserted
 /// now as just received, so that its first move is recorded like any other.
-async fn stored_or_created(
+pub(crate) async fn stored_or_created(
     tx: &mut facepay_store::Connection,
     stored: Option<&Payment>,
     payment: &Payment,

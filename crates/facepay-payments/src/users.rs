@@ -266,6 +266,7 @@ impl Payments {
         let points = loyalty::user_points(&mut conn, &user.id).await?;
         let stamps = loyalty::user_stamps(&mut conn, &user.id).await?;
         let coupons = loyalty::user_coupons(&mut conn, &user.id, now_ms()).await?;
+        let choices = loyalty::user_choices(&mut conn, &user.id).await?;
         Reply::json(
             200,
             &UserView {
@@ -279,6 +280,7 @@ impl Payments {
                 points,
                 stamps,
                 coupons,
+                choices,
             },
         )
     }

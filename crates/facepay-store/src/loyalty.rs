@@ -696,11 +696,27 @@ impl PointsVerification {
     }
 }
 
+/// A payment whose discount does not add up, as `verify` finds it.
+#[derive(FromRow)]
+struct DiscountRow {
+    id: String,
+    state: String,
+    amount_minor: i64,
+    authorised_minor: i64,
+    coupons: i64,
+    unrestored: i64,
+    redeemed: i64,
+    restored: i64,
+}
+
 /// Proves the points ledger: every transfer has two entries that sum to
 /// zero, within one merchant's unit; every user's balance row equals the
 /// sum of their entries and is not negative; every merchant's liability
-/// equals minus the sum of their users' balances; and no payment has more
-/// points clawed back than it earned, or restored than it redeemed.
+/// equals minus the sum of their users' balances; no payment has more
+/// points clawed back than it earned, or restored than it redeemed; and
+/// each payment's coupons and points account for what its card was not
+/// charged, and were given back when it ended without a capture or was
+/// refunded in full.
 pub async fn verify(conn: &mut Connection) -> Result<PointsVerification> {
     let mut v = PointsVerification::default();
     let (transfers,): (i64,) =
@@ -787,6 +803,47 @@ pub async fn verify(conn: &mut Connection) -> Result<PointsVerification> {
              {redeemed} restored"
         ));
     }
+    // A payment's coupons and points took off its amount what its card
+    // was not asked for; a payment that ended without a capture, or was
+    // refunded in full, gave them all back.
+    let discounts: Vec<DiscountRow> = sqlx::query_as(
+        "SELECT id, state, amount_minor, authorised_minor, coupons, unrestored, redeemed, \
+         restored FROM (SELECT p.id, p.state, p.amount_minor, p.authorised_minor, \
+         CAST(COALESCE((SELECT SUM(u.discount_minor) FROM coupon_uses u \
+         WHERE u.payment_id = p.id), 0) AS BIGINT) AS coupons, \
+         CAST((SELECT COUNT(*) FROM coupon_uses u WHERE u.payment_id = p.id \
+         AND u.restored = 0) AS BIGINT) AS unrestored, \
+         CAST(COALESCE((SELECT SUM(-e.points) FROM points_transfers t JOIN points_entries e \
+         ON e.transfer_id = t.id AND e.account_id = 'points:' || t.merchant_id || ':user:' \
+         || t.user_id WHERE t.payment_id = p.id AND t.kind = 'redeem'), 0) AS BIGINT) \
+         AS redeemed, \
+         CAST(COALESCE((SELECT SUM(e.points) FROM points_transfers t JOIN points_entries e \
+         ON e.transfer_id = t.id AND e.account_id = 'points:' || t.merchant_id || ':user:' \
+         || t.user_id WHERE t.payment_id = p.id AND t.kind = 'restore'), 0) AS BIGINT) \
+         AS restored \
+         FROM payments p WHERE p.id IN (SELECT payment_id FROM coupon_uses) \
+         OR p.id IN (SELECT payment_id FROM points_transfers WHERE kind = 'redeem')) AS d \
+         WHERE (state IN ('authorised', 'captured', 'partially_refunded', 'refunded', \
+         'voided') AND authorised_minor + coupons + redeemed <> amount_minor) \
+         OR (state IN ('voided', 'declined', 'failed', 'refunded') \
+         AND (unrestored <> 0 OR restored <> redeemed)) LIMIT 1000",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for d in discounts {
+        v.problem(format!(
+            "payment {} ({}): {} less coupons {} and points {} is not the {} authorised, \
+             or {} coupon uses and {} points were not given back",
+            d.id,
+            d.state,
+            d.amount_minor,
+            d.coupons,
+            d.redeemed,
+            d.authorised_minor,
+            d.unrestored,
+            d.redeemed - d.restored
+        ));
+    }
     Ok(v)
 }
 
@@ -801,6 +858,67 @@ pub async fn active_programs(conn: &mut Connection, merchant_id: &str) -> Result
         .bind(merchant_id)
         .fetch_all(conn)
         .await?)
+}
+
+/// What a user chose in the app for their payments at one merchant: a
+/// coupon to use first (when it applies), and whether their points there
+/// pay part of each payment.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
+pub struct Choice {
+    pub user_id: String,
+    pub merchant_id: String,
+    pub coupon_id: Option<String>,
+    /// 1 when the user's points pay what they can of each payment.
+    pub redeem_points: i64,
+    pub updated_at_ms: i64,
+}
+
+pub async fn choice(
+    conn: &mut Connection,
+    user_id: &str,
+    merchant_id: &str,
+) -> Result<Option<Choice>> {
+    Ok(sqlx::query_as(
+        "SELECT user_id, merchant_id, coupon_id, redeem_points, updated_at_ms \
+         FROM loyalty_choices WHERE user_id = $1 AND merchant_id = $2",
+    )
+    .bind(user_id)
+    .bind(merchant_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+pub async fn set_choice(conn: &mut Connection, c: &Choice) -> Result<()> {
+    if !matches!(c.redeem_points, 0 | 1) {
+        return Err(StoreError::Refused(format!(
+            "redeem_points {}",
+            c.redeem_points
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO loyalty_choices (user_id, merchant_id, coupon_id, redeem_points, \
+         updated_at_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, merchant_id) \
+         DO UPDATE SET coupon_id = $3, redeem_points = $4, updated_at_ms = $5",
+    )
+    .bind(&c.user_id)
+    .bind(&c.merchant_id)
+    .bind(&c.coupon_id)
+    .bind(c.redeem_points)
+    .bind(c.updated_at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn user_choices(conn: &mut Connection, user_id: &str) -> Result<Vec<Choice>> {
+    Ok(sqlx::query_as(
+        "SELECT user_id, merchant_id, coupon_id, redeem_points, updated_at_ms \
+         FROM loyalty_choices WHERE user_id = $1 ORDER BY merchant_id LIMIT $2",
+    )
+    .bind(user_id)
+    .bind(WALLET_MAX)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// A user's points at one merchant.

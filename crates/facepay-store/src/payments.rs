@@ -360,6 +360,21 @@ pub async fn expired_authorisations(
         .await?)
 }
 
+/// Payments a request left unfinished before `before_ms`: created (the
+/// request stopped between reserving the payer's coupons or points and
+/// answering) or still awaiting a step-up nobody gave. Oldest first.
+pub async fn abandoned(conn: &mut Connection, before_ms: i64, limit: i64) -> Result<Vec<Payment>> {
+    let sql = format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE state IN ('created', 'requires_step_up') \
+         AND updated_at_ms <= $1 ORDER BY updated_at_ms LIMIT $2"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(before_ms)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?)
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DailyReportRow {
     pub store_id: String,

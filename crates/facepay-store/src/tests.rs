@@ -981,5 +981,35 @@ async fn points_balance_never_goes_negative_and_the_points_ledger_verifies() {
             "{:?}",
             v.problems
         );
+
+        // A payment that ended without a capture keeps none of the points
+        // it redeemed, and one authorised is charged all its discount did
+        // not pay.
+        sqlx::query("UPDATE payments SET state = 'declined' WHERE id = 'pay_1'")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let v = loyalty::verify(&mut conn).await.unwrap();
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("pay_1 (declined)") && p.contains("20 points were not")),
+            "{:?}",
+            v.problems
+        );
+        sqlx::query(
+            "UPDATE payments SET state = 'authorised', authorised_minor = 4500 WHERE id = 'pay_1'",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        let v = loyalty::verify(&mut conn).await.unwrap();
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("pay_1 (authorised): 4500 less coupons 0 and points 40")),
+            "{:?}",
+            v.problems
+        );
     }
 }

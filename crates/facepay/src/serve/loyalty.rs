@@ -1,14 +1,15 @@
-//! The merchant's loyalty programs and coupons over HTTP.
+//! Loyalty over HTTP: the merchant's programs and coupons, and how a user
+//! pays with their own coupons and points.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use facepay_payments::loyalty::{CouponRequest, LoyaltyView, ProgramRequest};
+use facepay_payments::loyalty::{ChoiceRequest, CouponRequest, LoyaltyView, ProgramRequest};
 
 use super::AppState;
-use super::api::{Body, idempotency_key, json_body, merchant, respond};
+use super::api::{Body, bearer, idempotency_key, json_body, merchant, respond};
 use super::openapi::ErrorResponse;
 
 type Shared = State<Arc<AppState>>;
@@ -120,6 +121,38 @@ pub async fn set_status(
         async {
             let m = merchant(&s, &headers).await?;
             s.payments.set_loyalty_status(&m, &what, &id, &action).await
+        }
+        .await,
+    )
+}
+
+#[utoipa::path(
+    put,
+    path = "/v1/users/me/loyalty/{merchant_id}",
+    tag = "users",
+    summary = "Choose how to pay at a merchant",
+    description = "A coupon of the merchant's to use first when it applies (otherwise the best one applies by itself), and whether the caller's points there pay what they can of each payment (one point, one minor unit). Coupons and points leave at least one minor unit for the card. A card-tap step-up charges the whole amount.",
+    params(("merchant_id" = String, Path, description = "The merchant.")),
+    request_body = ChoiceRequest,
+    responses(
+        (status = 200, description = "The choice, as stored."),
+        (status = 401, description = "`authorization_missing` or `token_invalid`.", body = ErrorResponse),
+        (status = 404, description = "No such merchant.", body = ErrorResponse),
+        (status = 422, description = "`coupon_unknown`: not one of this merchant's coupons.", body = ErrorResponse),
+    ),
+    security(("user_token" = [])),
+)]
+pub async fn choose(
+    State(s): Shared,
+    Path(merchant_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(
+        async {
+            let token = bearer(&headers)?;
+            let body = json_body(&headers, body, false)?;
+            s.payments.choose_loyalty(token, &merchant_id, &body).await
         }
         .await,
     )

@@ -20,7 +20,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use facepay_face::decode::IMAGE_BYTES_MAX;
 use facepay_face::{EngineError, FaceEngine, QualityPolicy};
 use facepay_payments::Payments;
@@ -62,6 +62,7 @@ pub fn router(app: &App) -> Router {
             "/v1/users/me/face",
             delete(api::delete_my_face).put(operator::enrol_my_face),
         )
+        .route("/v1/users/me/loyalty/{merchant_id}", put(loyalty::choose))
         .route(
             "/v1/users/me/claims",
             get(operator::my_claims).post(operator::open_claim),
@@ -161,6 +162,9 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
             interval.tick().await;
             if let Err(e) = sweeper.expire_authorisations(SWEEP_BATCH).await {
                 tracing::warn!(error = %e, "sweep of expired authorisations failed");
+            }
+            if let Err(e) = sweeper.close_abandoned(SWEEP_BATCH).await {
+                tracing::warn!(error = %e, "sweep of abandoned payments failed");
             }
             if let Err(e) = sweeper.purge().await {
                 tracing::warn!(error = %e, "purge of old idempotency keys failed");

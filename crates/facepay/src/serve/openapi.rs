@@ -52,6 +52,7 @@ pub struct ErrorResponse<'a> {
         loyalty::create_program,
         loyalty::create_coupon,
         loyalty::set_status,
+        loyalty::choose,
         operator::enrol_my_face,
         operator::open_claim,
         operator::my_claims,
@@ -396,6 +397,7 @@ mod tests {
         ("/v1/merchant/loyalty/programs", &["post"]),
         ("/v1/merchant/loyalty/coupons", &["post"]),
         ("/v1/merchant/loyalty/{what}/{id}/{action}", &["post"]),
+        ("/v1/users/me/loyalty/{merchant_id}", &["put"]),
     ];
     const METHODS: [&str; 8] = [
         "get", "put", "post", "delete", "options", "head", "patch", "trace",
