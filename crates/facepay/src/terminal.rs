@@ -230,6 +230,24 @@ fn print_answer(status: u16, answer: &serde_json::Value) {
                 payment["id"].as_str().unwrap_or(""),
             );
             let loyalty = &payment["receipt"]["loyalty"];
+            if let Some(discount) = loyalty["discount_minor"].as_i64() {
+                let coupons: Vec<&str> = loyalty["coupons"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.as_str())
+                    .collect();
+                println!(
+                    "DISCOUNT {discount} (coupons: {}; points used: {}), card charged {}",
+                    if coupons.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        coupons.join(", ")
+                    },
+                    loyalty["points_redeemed"].as_i64().unwrap_or(0),
+                    payment["authorised_minor"].as_i64().unwrap_or(0),
+                );
+            }
             if loyalty.is_object() {
                 println!(
                     "POINTS +{} (balance {}), stamps {}{}",
