@@ -15,7 +15,12 @@ if [[ ! -f .facepay/data/demo-terminal.json ]]; then
 fi
 cat >&2 <<'HINT'
 
-Pay by face from another shell, as the demo terminal:
+Open the pages the server prints below in a browser with a camera. The
+terminal page asks once for the key file .facepay/data/demo-terminal.json
+(paste its contents); the dashboard asks for the api_key in
+.facepay/data/demo-merchant.json.
+
+Or pay by face from another shell, as the demo terminal:
   target/release/facepay terminal pay --image .facepay/verify/Barack_Obama/obama2.jpg --amount 4500 --currency KRW
 Check the books:
   target/release/facepay ledger verify

@@ -34,3 +34,5 @@ fi
 
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo nextest run --workspace --no-fail-fast
+# The web pages in Debian's Chromium, with a fake camera (scripts/web-test.sh).
+bash scripts/web-test.sh

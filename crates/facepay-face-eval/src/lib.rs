@@ -6,3 +6,4 @@ pub mod liveness;
 pub mod sequences;
 pub mod synthetic;
 pub mod verify;
+pub mod video;

@@ -355,6 +355,14 @@ impl Payments {
         .await
     }
 
+    /// `GET /v1/merchant/terminals`: each terminal, its store, status and
+    /// last payment.
+    pub async fn terminals(&self, m: &Merchant) -> Result<Reply, Failure> {
+        let mut conn = self.conn().await?;
+        let terminals = parties::terminals_of(&mut conn, &m.id).await?;
+        Reply::json(200, &serde_json::json!({ "terminals": terminals }))
+    }
+
     /// `GET /v1/merchant/reports/daily?date=YYYY-MM-DD` (UTC day).
     pub async fn daily_report(&self, m: &Merchant, date: &str) -> Result<Reply, Failure> {
         let day_start_ms = parse_date(date)

@@ -594,3 +594,32 @@ pub async fn merchant(conn: &mut Connection, id: &str) -> Result<Option<Merchant
             .await?,
     )
 }
+
+/// A merchant's terminal as its dashboard shows it.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct TerminalStatus {
+    pub terminal_id: String,
+    pub store_id: String,
+    pub store: String,
+    /// `active` or `suspended`.
+    pub status: String,
+    /// Why the fraud checks flagged it, until an operator clears it.
+    pub flag_reason: Option<String>,
+    pub last_payment_at_ms: Option<i64>,
+}
+
+/// A merchant's terminals, at most `TERMINALS_MAX`.
+pub const TERMINALS_MAX: i64 = 1000;
+
+pub async fn terminals_of(conn: &mut Connection, merchant_id: &str) -> Result<Vec<TerminalStatus>> {
+    Ok(sqlx::query_as(
+        "SELECT t.id AS terminal_id, t.store_id, s.name AS store, t.status, t.flag_reason, \
+         (SELECT MAX(p.created_at_ms) FROM payments p WHERE p.terminal_id = t.id) \
+         AS last_payment_at_ms FROM terminals t JOIN stores s ON s.id = t.store_id \
+         WHERE s.merchant_id = $1 ORDER BY s.name, t.id LIMIT $2",
+    )
+    .bind(merchant_id)
+    .bind(TERMINALS_MAX)
+    .fetch_all(conn)
+    .await?)
+}

@@ -41,6 +41,16 @@ pub enum EvalCommand {
         #[command(flatten)]
         engine: EngineArgs,
     },
+    /// A live-like video (YUV4MPEG2) rendered from one photo, for a
+    /// browser's fake camera in the web pages' tests.
+    Video {
+        out: PathBuf,
+        photo: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
     /// FMR, FNMR and EER over folders of photos, one sub-folder per person.
     Verify {
         #[arg(required = true)]
@@ -81,6 +91,12 @@ pub fn run(command: EvalCommand, store: &ModelStore) -> anyhow::Result<()> {
             };
             crate::liveness::generate(store, &engine, &out, &photos, &options)?;
         }
+        EvalCommand::Video {
+            out,
+            photo,
+            seed,
+            engine,
+        } => crate::liveness::video(store, &engine, &out, &photo, seed)?,
         EvalCommand::Verify {
             dirs,
             engine,

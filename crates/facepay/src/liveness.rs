@@ -101,3 +101,65 @@ pub fn generate(
     }
     Ok(())
 }
+
+/// Frames of the burst a video is made of; played forward then back, so
+/// the loop has no jump.
+const VIDEO_BURST_FRAMES: usize = 8;
+const VIDEO_FPS: u32 = 10;
+
+/// `facepay eval video OUT.y4m PHOTO`: a live-like burst rendered from one
+/// photo, as a video a browser's fake camera plays.
+pub fn video(
+    store: &ModelStore,
+    engine_args: &EngineArgs,
+    out: &Path,
+    photo: &Path,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let options = GenerateOptions {
+        seed,
+        live_per_photo: 1,
+        attacks_per_photo: 0,
+        attack_kinds: Vec::new(),
+        frames_min: VIDEO_BURST_FRAMES,
+        frames_max: VIDEO_BURST_FRAMES,
+        depth: false,
+        ..GenerateOptions::default()
+    };
+    // The frames are rendered next to the video, read back, then removed.
+    let frames_dir = out.with_extension("frames");
+    generate(
+        store,
+        engine_args,
+        &frames_dir,
+        &[photo.to_owned()],
+        &options,
+    )?;
+    let sequence = std::fs::read_dir(&frames_dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .with_context(|| format!("{}: no face found", photo.display()))?;
+    let mut frames = Vec::with_capacity(2 * VIDEO_BURST_FRAMES);
+    for k in 0..VIDEO_BURST_FRAMES {
+        let path = sequence.join(format!("frame_{k:02}.png"));
+        frames.push(
+            image::open(&path)
+                .with_context(|| path.display().to_string())?
+                .to_rgb8(),
+        );
+    }
+    let back: Vec<_> = frames
+        .iter()
+        .rev()
+        .skip(1)
+        .take(VIDEO_BURST_FRAMES - 2)
+        .cloned()
+        .collect();
+    frames.extend(back);
+    let file = std::io::BufWriter::new(std::fs::File::create(out)?);
+    facepay_face_eval::video::write_y4m(&frames, VIDEO_FPS, file)?;
+    std::fs::remove_dir_all(&frames_dir)?;
+    println!("{} frames written to {}", frames.len(), out.display());
+    Ok(())
+}

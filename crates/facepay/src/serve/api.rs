@@ -562,3 +562,26 @@ pub async fn daily_report(
         .await,
     )
 }
+
+#[utoipa::path(
+    get,
+    path = "/v1/merchant/terminals",
+    tag = "merchant",
+    summary = "Terminals",
+    description = "Each of the merchant's terminals with its store, status (`active` or `suspended`), a fraud flag if an operator has not cleared it, and the time of its last payment.",
+    responses(
+        (status = 200, description = "`{\"terminals\": [...]}`."),
+        (status = 401, description = "`authorization_missing` or `api_key_invalid`.", body = ErrorResponse),
+        (status = 403, description = "`merchant_suspended`.", body = ErrorResponse),
+    ),
+    security(("merchant_key" = [])),
+)]
+pub async fn terminals(State(s): Shared, headers: HeaderMap) -> Response {
+    respond(
+        async {
+            let m = merchant(&s, &headers).await?;
+            s.payments.terminals(&m).await
+        }
+        .await,
+    )
+}

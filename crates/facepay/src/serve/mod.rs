@@ -9,6 +9,7 @@ mod loyalty;
 mod observe;
 mod openapi;
 mod operator;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -102,6 +103,7 @@ pub fn router(app: &App) -> Router {
         .route("/v1/merchant/payments/{id}/void", post(api::void))
         .route("/v1/merchant/payments/{id}/refunds", post(api::refund))
         .route("/v1/merchant/reports/daily", get(api::daily_report))
+        .route("/v1/merchant/terminals", get(api::terminals))
         .route("/v1/merchant/loyalty", get(loyalty::view))
         .route(
             "/v1/merchant/loyalty/programs",
@@ -115,6 +117,7 @@ pub fn router(app: &App) -> Router {
         .layer(DefaultBodyLimit::max(JSON_BODY_BYTES_MAX));
     Router::new()
         .route("/", get(|| async { Html(INDEX_HTML) }))
+        .merge(web::routes())
         .route("/health", get(|| async { "ok" }))
         .route("/healthz", get(healthz))
         .route("/metrics", get(observe::metrics))
@@ -149,6 +152,11 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
         store = app.payments.store().backend().name(),
         "facepay listening on http://{}",
         listener.local_addr()?
+    );
+    let root = format!("http://{}", listener.local_addr()?);
+    println!(
+        "facepay is serving:\n  terminal   {root}/terminal\n  app        {root}/app\n  \
+         dashboard  {root}/dashboard\n  API docs   {root}/docs"
     );
     if let Some(path) = app.risk_rules.clone() {
         tokio::spawn(follow_risk_rules(Arc::clone(&app.payments), path));

@@ -1,0 +1,176 @@
+// The shopper's app: sign up with phone, PIN, a selfie checked live by the
+// quality gate, and a card checked before it leaves the phone; then my
+// payments, points and coupons, and a button that really deletes my face.
+
+import { burst, call, el, grab, guidance, money, newKey, openCamera, quality, say } from "/web/lib.js";
+
+const $ = (id) => document.getElementById(id);
+const TOKEN = "facepay-token";
+let frames = null; // the selfie burst, once it passes the quality gate
+
+/** Luhn's check digit, as the server checks it again. */
+export function luhn(digits) {
+  let sum = 0;
+  for (let i = 0; i < digits.length; i += 1) {
+    let d = Number(digits[digits.length - 1 - i]);
+    if (i % 2 === 1) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+  }
+  return digits.length >= 12 && sum % 10 === 0;
+}
+
+/** "12/29" -> { month: 12, year: 2029 } if it is not past, else null. */
+export function expiry(text, now = new Date()) {
+  const m = /^\s*(\d{1,2})\s*\/\s*(\d{2}|\d{4})\s*$/.exec(text);
+  if (!m) return null;
+  const month = Number(m[1]);
+  const year = m[2].length === 2 ? 2000 + Number(m[2]) : Number(m[2]);
+  if (month < 1 || month > 12) return null;
+  const lastMonth = now.getFullYear() * 12 + now.getMonth() + 1;
+  return year * 12 + month >= lastMonth ? { month, year } : null;
+}
+
+async function takeSelfie() {
+  const video = $("video");
+  say($("selfie-status"), "Hold still…", "wait");
+  const first = grab(video, $("canvas"));
+  const reasons = await quality(first);
+  if (reasons.length > 0) {
+    frames = null;
+    $("camera").dataset.tone = "";
+    say($("selfie-status"), reasons.map((r) => guidance(r) ?? r).join(" "), "bad");
+    return;
+  }
+  frames = [first, ...(await burst(video, $("canvas"), 2, 150))];
+  $("camera").dataset.tone = "good";
+  say($("selfie-status"), "Looks good. You can take it again if you like.", "good");
+}
+
+const MESSAGES = {
+  phone_invalid: "Check the phone number: digits with the country code.",
+  pin_invalid: "The PIN must be 4 to 12 digits.",
+  card_number_luhn: "Check the card number: it does not add up.",
+  face_already_enrolled: "This face already has an account.",
+  liveness_failed: "We could not confirm a live person: take the selfie again, facing the camera.",
+};
+
+async function enrol(event) {
+  event.preventDefault();
+  const status = $("enrol-status");
+  const card = $("card").value.replace(/[\s-]/g, "");
+  const pin = $("pin").value;
+  const exp = expiry($("expiry").value);
+  const problems = [];
+  if (!/^\+?\d{8,15}$/.test($("phone").value.replace(/[\s-]/g, ""))) problems.push(MESSAGES.phone_invalid);
+  if (!/^\d{4,12}$/.test(pin)) problems.push(MESSAGES.pin_invalid);
+  if (!/^\d+$/.test(card) || !luhn(card)) problems.push(MESSAGES.card_number_luhn);
+  if (!exp) problems.push("Check the expiry: MM/YY, not in the past.");
+  if (!frames) problems.push("Take a selfie first.");
+  if (problems.length) {
+    say(status, problems.join(" "), "bad");
+    return;
+  }
+  $("enrol-button").disabled = true;
+  say(status, "Signing up…", "wait");
+  try {
+    const body = JSON.stringify({
+      phone: $("phone").value.replace(/[\s-]/g, ""),
+      pin,
+      frames,
+      card: { number: card, expiry_month: exp.month, expiry_year: exp.year },
+    });
+    const answer = await call("POST", "/v1/users", { headers: { "idempotency-key": newKey() }, body });
+    if (answer.status !== 201) {
+      say(status, MESSAGES[answer.code] ?? answer.message, "bad");
+      return;
+    }
+    localStorage.setItem(TOKEN, answer.body.token);
+    await showMine();
+  } catch (e) {
+    say(status, `Not signed up: ${e.message}`, "bad");
+  } finally {
+    $("enrol-button").disabled = false;
+  }
+}
+
+function auth() {
+  return { authorization: `Bearer ${localStorage.getItem(TOKEN)}` };
+}
+
+async function showMine() {
+  $("enrol").classList.add("hidden");
+  $("mine").classList.remove("hidden");
+  const answer = await call("GET", "/v1/users/me", { headers: auth() });
+  if (answer.status === 401) {
+    localStorage.removeItem(TOKEN);
+    location.reload();
+    return;
+  }
+  const me = answer.body;
+  const cards = me.payment_methods.map((m) => `${m.brand} ****${m.last4}`).join(", ");
+  $("mine-summary").textContent = `${me.phone ?? ""} · ${me.has_face ? "face enrolled" : "no face enrolled"} · ${cards}`;
+  $("delete-face").disabled = !me.has_face;
+
+  const loyalty = [];
+  for (const p of me.points) {
+    const choice = me.choices.find((c) => c.merchant_id === p.merchant_id);
+    const box = el("input", { type: "checkbox", id: `redeem-${p.merchant_id}` });
+    box.checked = choice?.redeem_points === 1;
+    box.addEventListener("change", async () => {
+      const body = JSON.stringify({ coupon_id: choice?.coupon_id ?? null, redeem_points: box.checked });
+      const saved = await call("PUT", `/v1/users/me/loyalty/${encodeURIComponent(p.merchant_id)}`, { headers: auth(), body });
+      say($("mine-status"), saved.ok ? "Saved." : saved.message, saved.ok ? "good" : "bad");
+    });
+    loyalty.push(el("div", { class: "card" },
+      el("strong", {}, `${p.merchant}: ${p.points} points`),
+      el("label", { for: box.id, class: "hint" }, box, " Pay with my points there")));
+  }
+  for (const s of me.stamps) {
+    loyalty.push(el("div", { class: "card" }, `Stamp card: ${s.stamps} of ${s.stamps_per_reward}`));
+  }
+  for (const c of me.coupons) {
+    loyalty.push(el("div", { class: "card" }, `Coupon: ${c.name} (${c.uses_left} left)`));
+  }
+  if (!loyalty.length) loyalty.push(el("p", { class: "hint" }, "No points or coupons yet."));
+  $("loyalty").replaceChildren(...loyalty);
+
+  const rows = me.payments.map((p) => el("tr", {},
+    el("td", {}, new Date(p.created_at_ms).toLocaleString()),
+    el("td", {}, p.store_id),
+    el("td", { class: "num" }, money(p.authorised_minor || p.amount_minor, p.currency)),
+    el("td", {}, el("span", { class: "badge" }, p.state.replaceAll("_", " ")))));
+  $("payments").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "4", class: "hint" }, "No payments yet."))]));
+}
+
+async function deleteFace() {
+  if (!confirm("Delete your face? It stops paying at once and cannot be recovered. Your account and payments stay.")) return;
+  const answer = await call("DELETE", "/v1/users/me/face", { headers: auth() });
+  say($("mine-status"), answer.ok ? "Your face is deleted: it can no longer pay." : answer.message, answer.ok ? "good" : "bad");
+  await showMine();
+}
+
+async function start() {
+  $("enrol-form").addEventListener("submit", enrol);
+  $("selfie").addEventListener("click", takeSelfie);
+  $("delete-face").addEventListener("click", deleteFace);
+  $("sign-out").addEventListener("click", () => {
+    localStorage.removeItem(TOKEN);
+    location.reload();
+  });
+  if (localStorage.getItem(TOKEN)) {
+    await showMine();
+    return;
+  }
+  $("enrol").classList.remove("hidden");
+  try {
+    await openCamera($("video"));
+    say($("selfie-status"), "Face the camera in good light, then take a selfie.", "");
+  } catch (e) {
+    say($("selfie-status"), `No camera: ${e.message}`, "bad");
+  }
+}
+
+start();

@@ -1,0 +1,221 @@
+// The merchant's dashboard: today's payments with live updates, refunds
+// after a confirmation, takings by day and week, terminals, a CSV export,
+// and for operators the review queue and the fraud claims.
+
+import { call, el, money, newKey, say } from "/web/lib.js";
+
+const $ = (id) => document.getElementById(id);
+const KEY = "facepay-merchant-key";
+const REFRESH_MS = 3000;
+const DAY_MS = 86_400_000;
+/** Pages of 100 payments read for the charts, at most. */
+const PAGES_MAX = 20;
+
+const auth = () => ({ authorization: `Bearer ${sessionStorage.getItem(KEY)}` });
+let today = [];
+
+function startOfDay(ms) {
+  const d = new Date(ms);
+  d.setHours(0, 0, 0, 0);
+  return d.getTime();
+}
+
+/** Payments created since `fromMs`, following the cursor. */
+async function paymentsSince(fromMs) {
+  const all = [];
+  let cursor = null;
+  for (let page = 0; page < PAGES_MAX; page += 1) {
+    const query = new URLSearchParams({ from_ms: String(fromMs), limit: "100" });
+    if (cursor) query.set("cursor", cursor);
+    const answer = await call("GET", `/v1/merchant/payments?${query}`, { headers: auth() });
+    if (!answer.ok) throw Object.assign(new Error(answer.message), { answer });
+    all.push(...answer.body.payments);
+    cursor = answer.body.next_cursor;
+    if (!cursor) break;
+  }
+  return all;
+}
+
+const net = (p) => p.captured_minor - p.refunded_minor;
+
+async function refund(p) {
+  const left = p.captured_minor - p.refunded_minor;
+  if (!confirm(`Refund ${money(left, p.currency)} to the payer? This cannot be undone.`)) return;
+  const answer = await call("POST", `/v1/merchant/payments/${p.id}/refunds`, {
+    headers: { ...auth(), "idempotency-key": newKey() },
+  });
+  say($("board-status"), answer.ok ? `Refunded ${money(left, p.currency)}.` : answer.message, answer.ok ? "good" : "bad");
+  await refresh();
+}
+
+function renderToday() {
+  const rows = today.map((p) => {
+    const refundable = ["captured", "partially_refunded"].includes(p.state);
+    return el("tr", { "data-payment": p.id },
+      el("td", {}, new Date(p.created_at_ms).toLocaleTimeString()),
+      el("td", {}, p.terminal_id),
+      el("td", { class: "num" }, money(p.amount_minor, p.currency)),
+      el("td", { class: "num" }, money(p.captured_minor || p.authorised_minor, p.currency)),
+      el("td", {}, el("span", { class: "badge" }, p.state.replaceAll("_", " "))),
+      el("td", {}, refundable
+        ? el("button", { type: "button", class: "secondary", onclick: () => refund(p), "aria-label": `Refund payment at ${new Date(p.created_at_ms).toLocaleTimeString()}` }, "Refund")
+        : ""));
+  });
+  $("payments").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "6", class: "hint" }, "No payments yet today."))]));
+  const byCurrency = {};
+  for (const p of today) byCurrency[p.currency] = (byCurrency[p.currency] ?? 0) + net(p);
+  const totals = Object.entries(byCurrency).map(([c, v]) => money(v, c)).join(" · ");
+  $("totals").textContent = `${today.length} payments · takings ${totals || money(0, "KRW")}`;
+}
+
+/** A bar's value in few characters: "₩28.5K". */
+function compact(minor, currency) {
+  const exponent = { KRW: 0, JPY: 0, VND: 0 }[currency] ?? 2;
+  return new Intl.NumberFormat(undefined, { style: "currency", currency, notation: "compact" }).format(minor / 10 ** exponent);
+}
+
+/** Bars of takings (captured less refunded) per bucket, as SVG. */
+function bars(buckets, currency) {
+  const width = 320;
+  const height = 140;
+  const max = Math.max(1, ...buckets.map((b) => b.value));
+  const w = width / buckets.length;
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height + 30}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", buckets.map((b) => `${b.label}: ${money(b.value, currency)}`).join("; "));
+  buckets.forEach((b, i) => {
+    const h = Math.round((b.value / max) * height);
+    const rect = document.createElementNS(svg.namespaceURI, "rect");
+    rect.setAttribute("x", String(i * w + 4));
+    rect.setAttribute("y", String(height - h));
+    rect.setAttribute("width", String(w - 8));
+    rect.setAttribute("height", String(h));
+    const title = document.createElementNS(svg.namespaceURI, "title");
+    title.textContent = `${b.label}: ${money(b.value, currency)}`;
+    rect.append(title);
+    const text = document.createElementNS(svg.namespaceURI, "text");
+    text.setAttribute("x", String(i * w + w / 2));
+    text.setAttribute("y", String(height + 16));
+    text.setAttribute("text-anchor", "middle");
+    text.textContent = b.label;
+    const value = document.createElementNS(svg.namespaceURI, "text");
+    value.setAttribute("x", String(i * w + w / 2));
+    value.setAttribute("y", String(Math.max(12, height - h - 4)));
+    value.setAttribute("text-anchor", "middle");
+    value.setAttribute("class", "value");
+    value.textContent = b.value ? compact(b.value, currency) : "";
+    svg.append(rect, text, value);
+  });
+  return svg;
+}
+
+async function charts() {
+  const now = Date.now();
+  const from = startOfDay(now) - 27 * DAY_MS;
+  const payments = await paymentsSince(from);
+  const currency = payments[0]?.currency ?? "KRW";
+  const mine = payments.filter((p) => p.currency === currency);
+  const days = Array.from({ length: 7 }, (_, i) => {
+    const start = startOfDay(now) - (6 - i) * DAY_MS;
+    const value = mine.filter((p) => p.created_at_ms >= start && p.created_at_ms < start + DAY_MS).reduce((s, p) => s + net(p), 0);
+    return { label: new Date(start).toLocaleDateString(undefined, { weekday: "short" }), value };
+  });
+  const weeks = Array.from({ length: 4 }, (_, i) => {
+    const start = from + i * 7 * DAY_MS;
+    const value = mine.filter((p) => p.created_at_ms >= start && p.created_at_ms < start + 7 * DAY_MS).reduce((s, p) => s + net(p), 0);
+    return { label: new Date(start).toLocaleDateString(undefined, { month: "short", day: "numeric" }), value };
+  });
+  $("daily").replaceChildren(bars(days, currency));
+  $("weekly").replaceChildren(bars(weeks, currency));
+}
+
+async function terminals() {
+  const answer = await call("GET", "/v1/merchant/terminals", { headers: auth() });
+  if (!answer.ok) return;
+  $("terminals").replaceChildren(...answer.body.terminals.map((t) => el("tr", {},
+    el("td", {}, t.terminal_id),
+    el("td", {}, t.store),
+    el("td", {}, el("span", { class: "badge" }, t.flag_reason ? `${t.status}, flagged: ${t.flag_reason}` : t.status)),
+    el("td", {}, t.last_payment_at_ms ? new Date(t.last_payment_at_ms).toLocaleString() : "never"))));
+}
+
+async function refresh() {
+  try {
+    today = await paymentsSince(startOfDay(Date.now()));
+    renderToday();
+  } catch (e) {
+    if (e.answer?.status === 401) {
+      sessionStorage.removeItem(KEY);
+      location.reload();
+      return;
+    }
+    say($("board-status"), `Not updated: ${e.message}`, "bad");
+  }
+}
+
+/** Today's payments as CSV, quoted so that any field is safe in a sheet. */
+function exportCsv() {
+  const header = ["id", "created_at", "terminal_id", "state", "currency", "amount_minor", "authorised_minor", "captured_minor", "refunded_minor", "fee_minor"];
+  const quote = (v) => `"${String(v).replaceAll('"', '""')}"`;
+  const lines = [header.join(",")].concat(today.map((p) => [
+    p.id, new Date(p.created_at_ms).toISOString(), p.terminal_id, p.state, p.currency,
+    p.amount_minor, p.authorised_minor, p.captured_minor, p.refunded_minor, p.fee_minor,
+  ].map(quote).join(",")));
+  const link = el("a", {
+    href: URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" })),
+    download: `facepay-payments-${new Date().toISOString().slice(0, 10)}.csv`,
+  });
+  link.click();
+  URL.revokeObjectURL(link.href);
+}
+
+async function operator(event) {
+  event.preventDefault();
+  const headers = { authorization: `Bearer ${$("operator-key").value}` };
+  const [reviews, claims] = await Promise.all([
+    call("GET", "/v1/operator/reviews", { headers }),
+    call("GET", "/v1/operator/claims", { headers }),
+  ]);
+  const out = $("operator");
+  if (!reviews.ok) {
+    out.replaceChildren(el("p", { class: "status", "data-tone": "bad" }, reviews.message));
+    return;
+  }
+  const list = (items, describe) => (items.length
+    ? el("ul", {}, ...items.map((i) => el("li", {}, describe(i))))
+    : el("p", { class: "hint" }, "None."));
+  out.replaceChildren(
+    el("h3", {}, "Held for review"),
+    list(reviews.body.payments ?? [], (p) => `${p.id}: ${money(p.authorised_minor, p.currency)} at ${p.terminal_id}`),
+    el("h3", {}, "Claims"),
+    list(claims.body?.claims ?? [], (c) => `${c.id}: ${c.state} (payment ${c.payment_id})`),
+  );
+}
+
+async function start() {
+  $("sign-in-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY, $("api-key").value.trim());
+    const answer = await call("GET", "/v1/merchant/terminals", { headers: auth() });
+    if (!answer.ok) {
+      sessionStorage.removeItem(KEY);
+      say($("sign-in-status"), answer.message, "bad");
+      return;
+    }
+    board();
+  });
+  $("export").addEventListener("click", exportCsv);
+  $("operator-form").addEventListener("submit", operator);
+  if (sessionStorage.getItem(KEY)) board();
+  else $("sign-in").classList.remove("hidden");
+}
+
+async function board() {
+  $("sign-in").classList.add("hidden");
+  $("board").classList.remove("hidden");
+  await Promise.all([refresh(), charts(), terminals()]);
+  setInterval(refresh, REFRESH_MS);
+}
+
+start();

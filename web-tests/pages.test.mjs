@@ -1,0 +1,204 @@
+// The three pages in a real browser: Debian's Chromium, driven by
+// Playwright, with a fake camera playing a face rendered from a real photo
+// (`facepay eval video`). The whole path runs: camera, page, signed
+// request, face engine, ledger, and the answer on screen.
+//
+// scripts/web-test.sh starts the server and sets:
+//   FACEPAY_WEB_URL       the server
+//   FACEPAY_DEMO_DIR      its data directory (the demo's key files)
+//   FACEPAY_WEB_VIDEOS    the folder of .y4m videos
+//   FACEPAY_WEB_ARTEFACTS where the screenshots go
+
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { chromium } from "playwright-core";
+
+const URL = process.env.FACEPAY_WEB_URL;
+const DEMO = process.env.FACEPAY_DEMO_DIR;
+const VIDEOS = process.env.FACEPAY_WEB_VIDEOS;
+const ARTEFACTS = process.env.FACEPAY_WEB_ARTEFACTS;
+const KIOSK = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+const ANSWER_MS = 30_000;
+
+const terminalKeyFile = readFileSync(join(DEMO, "demo-terminal.json"), "utf8");
+const merchantKey = JSON.parse(readFileSync(join(DEMO, "demo-merchant.json"), "utf8")).api_key;
+const browsers = [];
+
+/** A browser whose camera plays `video`; its own profile, so its own storage. */
+async function browserWith(video) {
+  const browser = await chromium.launch({
+    executablePath: process.env.FACEPAY_CHROMIUM ?? "/usr/bin/chromium",
+    args: [
+      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+      `--use-file-for-fake-video-capture=${join(VIDEOS, video)}`,
+    ],
+  });
+  browsers.push(browser);
+  return browser;
+}
+
+async function pageOf(browser, viewport) {
+  const context = await browser.newContext({ viewport, permissions: ["camera"] });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+  return page;
+}
+
+async function shoot(page, name) {
+  await page.screenshot({ path: join(ARTEFACTS, `${name}.png`), fullPage: true });
+}
+
+async function merchantPayments() {
+  const response = await fetch(`${URL}/v1/merchant/payments?limit=100`, {
+    headers: { authorization: `Bearer ${merchantKey}` },
+  });
+  assert.equal(response.status, 200);
+  return (await response.json()).payments;
+}
+
+async function provisionedTerminal(browser) {
+  const page = await pageOf(browser, KIOSK);
+  await page.goto(`${URL}/terminal`);
+  await page.getByLabel("Terminal key file").fill(terminalKeyFile);
+  await page.getByRole("button", { name: "Save key" }).click();
+  await page.locator("#till").waitFor();
+  await page.locator("#status", { hasText: /Ready|Move|Hold|Face|look/i }).waitFor({ timeout: ANSWER_MS });
+  return page;
+}
+
+let obama;
+let approvedId;
+
+before(async () => {
+  obama = await provisionedTerminal(await browserWith("obama.y4m"));
+});
+
+after(async () => {
+  await Promise.all(browsers.map((b) => b.close()));
+});
+
+test("the terminal keeps its key out of reach of scripts", async () => {
+  const extractable = await obama.evaluate(() => new Promise((resolve) => {
+    const open = indexedDB.open("facepay-terminal", 1);
+    open.onsuccess = () => {
+      const get = open.result.transaction("keys").objectStore("keys").get("this");
+      get.onsuccess = () => resolve(get.result.key.extractable);
+    };
+  }));
+  assert.equal(extractable, false);
+});
+
+test("a payment survives a lost network and is charged once", async () => {
+  const before = (await merchantPayments()).length;
+  let dropped = 0;
+  await obama.route("**/v1/terminal/payments", async (route) => {
+    if (dropped === 0) {
+      dropped += 1;
+      // The server takes the payment; its answer never arrives.
+      await route.fetch();
+      await route.abort("connectionreset");
+    } else {
+      await route.continue();
+    }
+  });
+  await obama.getByLabel("Amount").fill("4500");
+  await obama.getByRole("button", { name: "Pay" }).click();
+  const receipt = obama.locator("#receipt");
+  await receipt.waitFor({ timeout: ANSWER_MS });
+  const text = await receipt.innerText();
+  assert.match(text, /Approved/);
+  assert.match(text, /Points earned\s*\+45/);
+  assert.match(text, /\*\*\*-\*\*\*\*-0000/, "the payer's masked phone");
+  assert.equal(dropped, 1);
+  await obama.unroute("**/v1/terminal/payments");
+  await shoot(obama, "terminal-approved-kiosk");
+  const after = await merchantPayments();
+  assert.equal(after.length, before + 1, "one payment, though sent twice");
+  approvedId = after[0].id;
+  assert.equal(after[0].state, "captured");
+});
+
+test("a risky payment asks for the phone's last digits on a keypad", async () => {
+  await obama.getByLabel("Amount").fill("3000");
+  await obama.getByRole("button", { name: "Pay" }).click();
+  await obama.locator("#step-up").waitFor({ timeout: ANSWER_MS });
+  await shoot(obama, "terminal-step-up-kiosk");
+  await obama.setViewportSize(PHONE);
+  await shoot(obama, "terminal-step-up-phone");
+  await obama.setViewportSize(KIOSK);
+  for (const digit of "1234") await obama.locator("#keypad").getByRole("button", { name: digit, exact: true }).click();
+  await obama.locator("#keypad").getByRole("button", { name: "Confirm" }).click();
+  await obama.locator("#status", { hasText: "does not match" }).waitFor({ timeout: ANSWER_MS });
+  await obama.getByLabel("Last 4 digits of your phone").fill("0000");
+  await obama.locator("#step-up-form").getByRole("button", { name: "Confirm", exact: true }).first().click();
+  const receipt = obama.locator("#receipt");
+  await receipt.waitFor({ timeout: ANSWER_MS });
+  assert.match(await receipt.innerText(), /Approved/);
+});
+
+test("a declined card says why, and charges nothing", async () => {
+  const salley = await provisionedTerminal(await browserWith("salley.y4m"));
+  await salley.getByLabel("Amount").fill("4500");
+  await salley.getByRole("button", { name: "Pay" }).click();
+  await salley.locator("#status", { hasText: "declined by its bank" }).waitFor({ timeout: ANSWER_MS });
+  assert.ok(await salley.locator("#receipt").isHidden());
+  await shoot(salley, "terminal-declined-kiosk");
+});
+
+test("a shopper signs up in the app, sees their page, and deletes their face", async () => {
+  const phone = await pageOf(await browserWith("hanks.y4m"), PHONE);
+  await phone.goto(`${URL}/app`);
+  await phone.locator("#selfie-status", { hasText: "Face the camera" }).waitFor({ timeout: ANSWER_MS });
+  await phone.getByLabel("Phone number").fill("+821099990001");
+  await phone.getByLabel("PIN (4 to 12 digits)").fill("2468");
+  await phone.getByLabel("Card number").fill("4242 4242 4242 4241");
+  await phone.getByLabel("Expiry (MM/YY)").fill("12/30");
+  await phone.getByRole("button", { name: "Sign up" }).click();
+  await phone.locator("#enrol-status", { hasText: "Take a selfie first" }).waitFor();
+  assert.match(await phone.locator("#enrol-status").innerText(), /card number/);
+  await phone.getByRole("button", { name: "Take selfie" }).click();
+  await phone.locator("#selfie-status", { hasText: "Looks good" }).waitFor({ timeout: ANSWER_MS });
+  await phone.getByLabel("Card number").fill("4000 0566 5566 5556");
+  await shoot(phone, "app-sign-up-phone");
+  await phone.getByRole("button", { name: "Sign up" }).click();
+  await phone.locator("#mine").waitFor({ timeout: ANSWER_MS });
+  assert.match(await phone.locator("#mine-summary").innerText(), /face enrolled/);
+  await shoot(phone, "app-mine-phone");
+  phone.once("dialog", (d) => d.accept());
+  await phone.getByRole("button", { name: "Delete my face" }).click();
+  await phone.locator("#mine-status", { hasText: "Your face is deleted" }).waitFor({ timeout: ANSWER_MS });
+  await phone.locator("#mine-summary", { hasText: "no face enrolled" }).waitFor();
+  await phone.setViewportSize(KIOSK);
+  await shoot(phone, "app-mine-kiosk");
+});
+
+test("the merchant refunds from the dashboard and exports today", async () => {
+  assert.ok(approvedId, "the approved payment of the first test");
+  const page = await pageOf(browsers[0], KIOSK);
+  await page.goto(`${URL}/dashboard`);
+  await page.getByLabel("Merchant API key").fill(merchantKey);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  const row = page.locator(`tr[data-payment="${approvedId}"]`);
+  await row.waitFor({ timeout: ANSWER_MS });
+  await page.locator("#terminals tr").first().waitFor();
+  await shoot(page, "dashboard-kiosk");
+  page.once("dialog", (d) => d.accept());
+  await row.getByRole("button", { name: /Refund/ }).click();
+  await page.locator("#board-status", { hasText: "Refunded" }).waitFor({ timeout: ANSWER_MS });
+  const refunded = (await merchantPayments()).find((p) => p.id === approvedId);
+  assert.equal(refunded.state, "refunded");
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("button", { name: "Export CSV" }).click(),
+  ]);
+  const csv = readFileSync(await download.path(), "utf8");
+  assert.match(csv.split("\n")[0], /^id,created_at,terminal_id,state/);
+  assert.ok(csv.includes(approvedId));
+  await page.setViewportSize(PHONE);
+  await shoot(page, "dashboard-phone");
+});
