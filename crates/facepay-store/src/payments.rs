@@ -114,6 +114,14 @@ const PAYMENT_COLUMNS: &str = "id, terminal_id, store_id, merchant_id, idempoten
      refunded_minor, fee_minor, state, reason, connector, issuer_ref, match_score, candidates, \
      step_up_attempts, liveness, expires_at_ms, created_at_ms, updated_at_ms";
 
+/// Whether statements binding the nullable `match_score` may be cached.
+/// They may not: sqlx 0.8's `Any` driver sends a NULL `f64` typed as a
+/// 4-byte float, and PostgreSQL's cache of a statement prepared with that
+/// type then refuses the 8 bytes of a later score ("incorrect binary data
+/// format in bind parameter 19"). Prepared afresh each time, a statement
+/// takes the types of its own arguments.
+const NULLABLE_FLOAT_CACHED: bool = false;
+
 /// Inserts a new payment and its first event. A second payment with the same
 /// terminal and idempotency key is `Duplicate`: the key names one payment.
 pub async fn insert(conn: &mut Connection, p: &Payment) -> Result<()> {
@@ -122,6 +130,7 @@ pub async fn insert(conn: &mut Connection, p: &Payment) -> Result<()> {
          $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
     );
     sqlx::query(&sql)
+        .persistent(NULLABLE_FLOAT_CACHED)
         .bind(&p.id)
         .bind(&p.terminal_id)
         .bind(&p.store_id)
@@ -171,6 +180,7 @@ pub async fn transition(conn: &mut Connection, before: &Payment, p: &Payment) ->
          WHERE id = $1 AND state = $2 AND captured_minor = $19 AND refunded_minor = $20 \
          AND step_up_attempts = $21",
     )
+    .persistent(NULLABLE_FLOAT_CACHED)
     .bind(&p.id)
     .bind(from.as_str())
     .bind(&p.user_id)

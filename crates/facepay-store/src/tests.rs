@@ -1013,3 +1013,29 @@ async fn points_balance_never_goes_negative_and_the_points_ledger_verifies() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_payment_without_a_score_does_not_spoil_the_next_insert_on_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let template = seed(&store).await;
+        // One connection throughout: its statement cache is what a missing
+        // score once poisoned on PostgreSQL.
+        let mut conn = store.acquire().await.unwrap();
+        for (i, score) in [None, Some(0.83), None, Some(0.91)].into_iter().enumerate() {
+            let p = Payment {
+                id: format!("pay_score_{i}"),
+                idempotency_key: format!("score{i}"),
+                match_score: score,
+                ..template.clone()
+            };
+            payments::insert(&mut conn, &p).await.unwrap();
+            let mut after = p.clone();
+            after.match_score = Some(0.5);
+            after.state = "requires_step_up".into();
+            payments::transition(&mut conn, &p, &after).await.unwrap();
+            let stored = payments::get(&mut conn, &p.id).await.unwrap().unwrap();
+            assert_eq!(stored.match_score, Some(0.5));
+        }
+    }
+}

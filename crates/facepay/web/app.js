@@ -154,6 +154,8 @@ async function deleteFace() {
 
 async function start() {
   $("enrol-form").addEventListener("submit", enrol);
+  // An old complaint goes as soon as the person changes something.
+  $("enrol-form").addEventListener("input", () => say($("enrol-status"), ""));
   $("selfie").addEventListener("click", takeSelfie);
   $("delete-face").addEventListener("click", deleteFace);
   $("sign-out").addEventListener("click", () => {
