@@ -20,7 +20,11 @@ facepay=target/debug/facepay
 work="$(mktemp -d)"
 server=""
 cleanup() {
-    [[ -n "$server" ]] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+    if [[ -n "$server" ]]; then
+        kill "$server" 2>/dev/null || true
+        # A server stopped by a signal exits non-zero; that is the plan.
+        wait "$server" 2>/dev/null || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT

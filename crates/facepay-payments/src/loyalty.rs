@@ -10,7 +10,7 @@ use std::cmp::Reverse;
 use facepay_store::loyalty::{self, Choice, Coupon, PointsKind, PointsMove, Program};
 use facepay_store::now_ms;
 use facepay_store::parties::Merchant;
-use facepay_store::payments::Payment;
+use facepay_store::payments::{self, Payment};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -56,16 +56,32 @@ pub struct LoyaltyReceipt {
 
 impl LoyaltyReceipt {
     /// The receipt's part for a discount and what the capture earned, if
-    /// either is anything.
-    pub(crate) fn of(discount: &Discount, earned: Option<LoyaltyReceipt>) -> Option<Self> {
+    /// either is anything; with nothing earned (not captured yet), the
+    /// payer's balance as it stands.
+    pub(crate) async fn of(
+        tx: &mut facepay_store::Connection,
+        payment: &Payment,
+        discount: &Discount,
+        earned: Option<LoyaltyReceipt>,
+    ) -> Result<Option<Self>, Failure> {
         if discount.is_empty() {
-            return earned;
+            return Ok(earned);
         }
-        let mut r = earned.unwrap_or_default();
+        let mut r = match earned {
+            Some(r) => r,
+            None => {
+                let user_id = payment.user_id.as_deref().ok_or_else(Failure::internal)?;
+                LoyaltyReceipt {
+                    points_balance: loyalty::points_balance(tx, &payment.merchant_id, user_id)
+                        .await?,
+                    ..LoyaltyReceipt::default()
+                }
+            }
+        };
         r.discount_minor = discount.total_minor();
         r.coupons = discount.coupons.iter().map(|(n, _)| n.clone()).collect();
         r.points_redeemed = discount.points;
-        Some(r)
+        Ok(Some(r))
     }
 }
 
@@ -165,19 +181,22 @@ async fn reserved(
 
 /// Gives back all a payment's coupons and redeemed points, in the
 /// transaction that ends it without a capture (declined, failed, voided).
+///
+/// They go back to whoever they were taken from: an ambiguous match
+/// retried after a crash may have named another payer since.
 pub(crate) async fn undo_discount(
     tx: &mut facepay_store::Connection,
     payment: &Payment,
     now: i64,
 ) -> Result<(), Failure> {
-    let Some(user_id) = payment.user_id.as_deref() else {
-        return Ok(());
-    };
     loyalty::restore_coupons(tx, &payment.id).await?;
     let moved = loyalty::payment_points(tx, &payment.id).await?;
     let due = moved.redeemed - moved.restored;
     if due > 0 {
-        restore_points(tx, payment, user_id, &payment.id, due, now).await?;
+        let redeemer = loyalty::redeemer(tx, &payment.id)
+            .await?
+            .ok_or_else(Failure::internal)?;
+        restore_points(tx, payment, &redeemer, &payment.id, due, now).await?;
     }
     Ok(())
 }
@@ -447,10 +466,22 @@ impl Payments {
         let user_id = payment.user_id.as_deref().ok_or_else(Failure::internal)?;
         let merchant_id = &payment.merchant_id;
         if stored.is_some() {
-            // A retried step-up finds what its first try reserved.
-            let kept = reserved(&mut *self.conn().await?, &payment.id).await?;
+            // A retried step-up finds what its first try reserved, kept if
+            // it is this payer's; another payer's goes back first.
+            let mut conn = self.conn().await?;
+            let kept = reserved(&mut conn, &payment.id).await?;
             if !kept.is_empty() {
-                return Ok((stored.cloned(), kept));
+                let uses = loyalty::coupon_uses(&mut conn, &payment.id).await?;
+                let redeemer = loyalty::redeemer(&mut conn, &payment.id).await?;
+                drop(conn);
+                let theirs = uses.iter().all(|u| u.restored == 1 || u.user_id == user_id)
+                    && redeemer.as_deref().is_none_or(|r| r == user_id);
+                if theirs {
+                    return Ok((stored.cloned(), kept));
+                }
+                let mut tx = self.store.begin().await?;
+                undo_discount(&mut tx, payment, now_ms()).await?;
+                commit(tx).await?;
             }
         }
         for _ in 0..RESERVE_TRIES {
@@ -475,7 +506,14 @@ impl Payments {
                 return Ok((stored.cloned(), Discount::default()));
             }
             let mut tx = self.store.begin().await?;
-            let before = stored_or_created(&mut tx, stored, payment).await?;
+            let mut before = stored_or_created(&mut tx, stored, payment).await?;
+            if stored.is_some() {
+                // Touched, so that no sweep takes it for abandoned meanwhile.
+                let mut touched = before.clone();
+                touched.updated_at_ms = now;
+                payments::transition(&mut tx, &before, &touched).await?;
+                before = touched;
+            }
             let mut taken = true;
             for (coupon, off) in &coupons {
                 taken = loyalty::use_coupon(

@@ -400,8 +400,9 @@ pub(crate) async fn expire(service: &Payments, batch: i64) -> Result<usize, Fail
 /// Ends the payments requests abandoned (`payments::abandoned`, untouched
 /// for `Config::abandoned_after_ms`) and gives
 /// back the coupons and points they held. A request that stopped after the
-/// issuer authorised leaves a hold there that lapses with the issuer's own
-/// expiry; nothing was captured. Returns how many were ended.
+/// issuer answered leaves its hold or capture there, unknown to the books:
+/// the issuer's reconciliation finds it (a reversal of our own is not built
+/// yet). Returns how many were ended.
 pub(crate) async fn close_abandoned(service: &Payments, batch: i64) -> Result<usize, Failure> {
     let now = now_ms();
     let mut conn = service.conn().await?;
@@ -431,6 +432,7 @@ pub(crate) async fn close_abandoned(service: &Payments, batch: i64) -> Result<us
             payments::transition(&mut tx, &before, &after).await?;
             crate::loyalty::undo_discount(&mut tx, &after, now).await?;
             commit(tx).await?;
+            service.probes.forget(&after.id);
             Ok::<bool, Failure>(true)
         };
         match closing.await {

@@ -127,10 +127,18 @@ impl Payments {
         self.idempotent(scope, key, body, |claimed| async move {
             let _lock = self.payment_lock(&payment_id).lock().await;
             let mut conn = self.conn().await?;
-            if let Some(existing) = payments::get(&mut conn, &payment_id).await? {
+            if let Some(mut existing) = payments::get(&mut conn, &payment_id).await? {
                 // A request with this key died after committing: answer with
-                // what it committed.
+                // what it committed. One that died between reserving the
+                // payer's coupons or points and charging is ended first.
                 drop(conn);
+                if existing.state()? == PaymentState::Created {
+                    self.abandon(&existing.id).await;
+                    let mut conn = self.conn().await?;
+                    existing = payments::get(&mut conn, &payment_id)
+                        .await?
+                        .ok_or_else(Failure::internal)?;
+                }
                 let reply = Reply::json(200, &PaymentView::of(&existing))?;
                 let mut tx = self.store.begin().await?;
                 claimed.complete(&mut tx, &reply).await?;
@@ -414,6 +422,8 @@ impl Payments {
                 let mut tx = self.store.begin().await?;
                 let before = stored_or_created(&mut tx, stored, &payment).await?;
                 payments::transition(&mut tx, &before, &payment).await?;
+                // Anything an interrupted earlier try reserved goes back.
+                undo_discount(&mut tx, &payment, now).await?;
                 fraud::insert_assessment(&mut tx, &record).await?;
                 claimed.complete(&mut tx, &reply).await?;
                 commit(tx).await?;
@@ -693,6 +703,9 @@ impl Payments {
             )?;
             let mut tx = self.store.begin().await?;
             payments::transition(&mut tx, &payment, &after).await?;
+            if attempts_left <= 0 {
+                undo_discount(&mut tx, &after, after.updated_at_ms).await?;
+            }
             claimed.complete(&mut tx, &reply).await?;
             tx.commit().await.map_err(facepay_store::StoreError::from)?;
             Ok(reply)
@@ -712,9 +725,10 @@ impl Payments {
         commit(tx).await
     }
 
-    /// Authorises (and for automatic capture, captures) with the issuer, then
-    /// commits the payment, its ledger transfers and the answer at once.
-    /// `stored` is the payment as it is in the database, if it is there.
+    /// Takes the payer's coupons and points (`reserve_discount`), then
+    /// charges the card the rest (`charge`). A charge that fails with its
+    /// payment reserved ends the payment as failed and gives them back, so
+    /// a retry of the request finds it over, not half done.
     #[allow(clippy::too_many_arguments)]
     async fn settle(
         &self,
@@ -724,7 +738,7 @@ impl Payments {
         user: &User,
         method: &PaymentMethod,
         claimed: &Claimed,
-        mut timings: PayTimings,
+        timings: PayTimings,
         with: Settlement,
     ) -> Result<Reply, Failure> {
         let start = Instant::now();
@@ -732,17 +746,81 @@ impl Payments {
         payment.payment_method_id = Some(method.id.clone());
         payment.connector = Some(self.connector.name().to_owned());
         // A tapped card signed the whole amount, so it is charged that.
-        let (stored, discount) = match with.tap {
+        let (reserved, discount) = match with.tap {
             None => self.reserve_discount(stored, &payment).await?,
             Some(_) => (stored.cloned(), Discount::default()),
         };
-        let stored = stored.as_ref();
+        let reserve_us = start.elapsed().as_micros() as u64;
+        let id = payment.id.clone();
+        let charged = self
+            .charge(
+                ctx,
+                reserved.as_ref(),
+                payment,
+                (user, method),
+                claimed,
+                (timings, reserve_us),
+                with,
+                &discount,
+            )
+            .await;
+        if charged.is_err() && !discount.is_empty() {
+            self.abandon(&id).await;
+        }
+        charged
+    }
+
+    /// Ends a payment whose charge failed after its discount was reserved:
+    /// failed, with its coupons and points given back. A store that fails
+    /// here too leaves it to the sweep of abandoned payments.
+    async fn abandon(&self, payment_id: &str) {
+        let ended = async {
+            let now = now_ms();
+            let mut tx = self.store.begin().await?;
+            let Some(before) = payments::get(&mut tx, payment_id).await? else {
+                return Ok(());
+            };
+            if !matches!(
+                before.state()?,
+                PaymentState::Created | PaymentState::RequiresStepUp
+            ) {
+                return Ok(());
+            }
+            let mut after = before.clone();
+            after.state = PaymentState::Failed.as_str().to_owned();
+            after.reason = "interrupted".into();
+            after.updated_at_ms = now;
+            payments::transition(&mut tx, &before, &after).await?;
+            undo_discount(&mut tx, &after, now).await?;
+            commit(tx).await
+        };
+        if let Err(e) = ended.await {
+            tracing::warn!(payment = payment_id, error = %e, "a failed charge kept its discount; the sweep gives it back");
+        }
+    }
+
+    /// Authorises (and for automatic capture, captures) `payment`'s amount
+    /// less `discount` with the issuer, then commits the payment, its
+    /// ledger transfers, its loyalty and the answer at once. `stored` is
+    /// the payment as it is in the database, if it is there.
+    #[allow(clippy::too_many_arguments)]
+    async fn charge(
+        &self,
+        ctx: &TerminalContext,
+        stored: Option<&Payment>,
+        mut payment: Payment,
+        (user, method): (&User, &PaymentMethod),
+        claimed: &Claimed,
+        (mut timings, reserve_us): (PayTimings, u64),
+        with: Settlement,
+        discount: &Discount,
+    ) -> Result<Reply, Failure> {
         let charge_minor = payment.amount_minor - discount.total_minor();
         assert!(
             charge_minor > 0,
             "a discount leaves the card something to pay"
         );
-        let reserve_us = start.elapsed().as_micros() as u64;
+        let tapped = with.tap.is_some();
         let start = Instant::now();
         let (token, core_share) = self.card_share(method).await?;
         let authorised = self
@@ -788,6 +866,10 @@ impl Payments {
         let actor = format!("terminal:{}", ctx.terminal_id);
         audit::append(&mut tx, now, &actor, "card_used", &method.id).await?;
         let mut before = stored_or_created(&mut tx, stored, &payment).await?;
+        if tapped {
+            // Charged whole: whatever an earlier try reserved goes back.
+            undo_discount(&mut tx, &payment, now).await?;
+        }
         if let Some(record) = &with.record {
             fraud::insert_assessment(&mut tx, record).await?;
         }
@@ -838,7 +920,8 @@ impl Payments {
                 let mut view =
                     PaymentView::of(&payment).with_receipt(ctx, Some(method), phone_last4);
                 if let Some(receipt) = view.receipt.as_mut() {
-                    receipt.loyalty = LoyaltyReceipt::of(&discount, earned);
+                    receipt.loyalty =
+                        LoyaltyReceipt::of(&mut tx, &payment, discount, earned).await?;
                 }
                 Reply::json(201, &view)?
             }

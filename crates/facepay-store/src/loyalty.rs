@@ -581,6 +581,17 @@ pub async fn post_points(conn: &mut Connection, m: PointsMove<'_>) -> Result<boo
     Ok(true)
 }
 
+/// Who redeemed points for a payment, if anyone did.
+pub async fn redeemer(conn: &mut Connection, payment_id: &str) -> Result<Option<String>> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT user_id FROM points_transfers WHERE payment_id = $1 AND kind = 'redeem'",
+    )
+    .bind(payment_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(u,)| u))
+}
+
 pub async fn points_balance(
     conn: &mut Connection,
     merchant_id: &str,

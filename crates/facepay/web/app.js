@@ -33,7 +33,37 @@ export function expiry(text, now = new Date()) {
   return year * 12 + month >= lastMonth ? { month, year } : null;
 }
 
+/** How often the camera view asks the quality gate how the face looks. */
+const GUIDE_EVERY_MS = 1500;
+let taking = false;
+
+/** Live feedback before the selfie: the gate's reasons, in words. */
+async function guide() {
+  if ($("enrol").classList.contains("hidden")) return;
+  if (!frames && !taking && $("video").videoWidth > 0) {
+    try {
+      const reasons = await quality(grab($("video"), $("canvas")));
+      if (!frames && !taking) {
+        $("camera").dataset.tone = reasons.length ? "" : "good";
+        say($("selfie-status"), reasons.length ? reasons.map((r) => guidance(r) ?? r).join(" ") : "Face the camera in good light, then take a selfie.", "");
+      }
+    } catch {
+      // Feedback is a courtesy: a missed round changes nothing.
+    }
+  }
+  setTimeout(guide, GUIDE_EVERY_MS);
+}
+
 async function takeSelfie() {
+  taking = true;
+  try {
+    await takeOne();
+  } finally {
+    taking = false;
+  }
+}
+
+async function takeOne() {
   const video = $("video");
   say($("selfie-status"), "Hold still…", "wait");
   const first = grab(video, $("canvas"));
@@ -170,6 +200,7 @@ async function start() {
   try {
     await openCamera($("video"));
     say($("selfie-status"), "Face the camera in good light, then take a selfie.", "");
+    guide();
   } catch (e) {
     say($("selfie-status"), `No camera: ${e.message}`, "bad");
   }

@@ -7,6 +7,7 @@ import { call, el, money, newKey, say } from "/web/lib.js";
 const $ = (id) => document.getElementById(id);
 const KEY = "facepay-merchant-key";
 const REFRESH_MS = 3000;
+const CHARTS_REFRESH_MS = 60_000;
 const DAY_MS = 86_400_000;
 /** Pages of 100 payments read for the charts, at most. */
 const PAGES_MAX = 20;
@@ -45,7 +46,7 @@ async function refund(p) {
     headers: { ...auth(), "idempotency-key": newKey() },
   });
   say($("board-status"), answer.ok ? `Refunded ${money(left, p.currency)}.` : answer.message, answer.ok ? "good" : "bad");
-  await refresh();
+  await Promise.all([refresh(), charts()]);
 }
 
 function renderToday() {
@@ -53,7 +54,7 @@ function renderToday() {
     const refundable = ["captured", "partially_refunded"].includes(p.state);
     return el("tr", { "data-payment": p.id },
       el("td", {}, new Date(p.created_at_ms).toLocaleTimeString()),
-      el("td", {}, p.terminal_id),
+      el("td", { class: "wide" }, p.terminal_id),
       el("td", { class: "num" }, money(p.amount_minor, p.currency)),
       el("td", { class: "num" }, money(p.captured_minor || p.authorised_minor, p.currency)),
       el("td", {}, el("span", { class: "badge" }, p.state.replaceAll("_", " "))),
@@ -65,7 +66,8 @@ function renderToday() {
   const byCurrency = {};
   for (const p of today) byCurrency[p.currency] = (byCurrency[p.currency] ?? 0) + net(p);
   const totals = Object.entries(byCurrency).map(([c, v]) => money(v, c)).join(" · ");
-  $("totals").textContent = `${today.length} payments · takings ${totals || money(0, "KRW")}`;
+  const paid = today.filter((p) => p.captured_minor > 0).length;
+  $("totals").textContent = `${paid} paid of ${today.length} payments · takings ${totals || money(0, "KRW")}`;
 }
 
 /** A bar's value in few characters: "₩28.5K". */
@@ -113,7 +115,13 @@ function bars(buckets, currency) {
 async function charts() {
   const now = Date.now();
   const from = startOfDay(now) - 27 * DAY_MS;
-  const payments = await paymentsSince(from);
+  let payments;
+  try {
+    payments = await paymentsSince(from);
+  } catch (e) {
+    say($("board-status"), `Takings not updated: ${e.message}`, "bad");
+    return;
+  }
   const currency = payments[0]?.currency ?? "KRW";
   const mine = payments.filter((p) => p.currency === currency);
   const days = Array.from({ length: 7 }, (_, i) => {
@@ -216,6 +224,7 @@ async function board() {
   $("board").classList.remove("hidden");
   await Promise.all([refresh(), charts(), terminals()]);
   setInterval(refresh, REFRESH_MS);
+  setInterval(charts, CHARTS_REFRESH_MS);
 }
 
 start();

@@ -171,6 +171,11 @@ function answered(answer) {
     const left = payment?.step_up?.attempts_left;
     say($("status"), answer.status === 202 ? "Please confirm it is you." : `That does not match: ${left} attempts left.`, "wait");
     showStepUp(payment);
+  } else if (answer.status === 200) {
+    // The server had this payment from an earlier try that ended without
+    // an answer: it is over, and nothing more will be charged for it.
+    pending = null;
+    say($("status"), `This payment did not go through (${payment?.reason ?? payment?.state}). Press Pay to try again.`, "bad");
   } else {
     pending = null;
     say($("status"), DECLINES[answer.code] ?? answer.message, "bad");

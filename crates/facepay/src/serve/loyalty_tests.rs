@@ -473,3 +473,34 @@ async fn an_abandoned_step_up_is_declined_by_the_sweep() {
         verify(&store).await;
     }
 }
+
+#[tokio::test]
+async fn a_declined_card_gives_back_the_coupon_it_was_to_use() {
+    let engine = engine_with_logs();
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let data = dir.path().join(backend);
+        let config = lenient(DecisionPolicy::default());
+        let h = Harness::new(store.clone(), Arc::clone(&engine), &data, config).await;
+        // The simulated issuer declines this card: insufficient funds.
+        let poor = enrolment(
+            "+821012345678",
+            "face_recognition/obama.jpg",
+            "4000000000009995",
+        );
+        let (status, body, _) = h.enrol("e1", &poor).await;
+        assert_eq!(status, 201, "{backend}: {body}");
+        coupon(&h, "c1", json!({"name": "500 off", "value": 500})).await;
+        let (status, declined, _) = h
+            .pay("p1", &payment("face_recognition/obama2.jpg", "3000"))
+            .await;
+        assert_eq!(
+            (status, declined["error"]["code"].as_str()),
+            (402, Some("insufficient_funds")),
+            "{backend}: {declined}"
+        );
+        assert_eq!(coupon_uses(&h).await["500 off"], 0, "given back");
+        verify(&store).await;
+    }
+}
