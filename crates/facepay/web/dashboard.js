@@ -55,7 +55,7 @@ function renderToday() {
     return el("tr", { "data-payment": p.id },
       el("td", {}, new Date(p.created_at_ms).toLocaleTimeString()),
       el("td", { class: "wide" }, p.terminal_id),
-      el("td", { class: "num" }, money(p.amount_minor, p.currency)),
+      el("td", { class: "num wide" }, money(p.amount_minor, p.currency)),
       el("td", { class: "num" }, money(p.captured_minor || p.authorised_minor, p.currency)),
       el("td", {}, el("span", { class: "badge" }, p.state.replaceAll("_", " "))),
       el("td", {}, refundable
