@@ -1,0 +1,342 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn sample() -> MerchantQr {
+    MerchantQr {
+        initiation: Some(Initiation::Dynamic),
+        accounts: vec![Account::Template {
+            id: 26,
+            network: "id.co.example.qris".into(),
+            fields: vec![
+                (1, "936000140000000001".into()),
+                (2, "ID1020000000001".into()),
+            ],
+        }],
+        category_code: "5812".into(),
+        currency_numeric: "360".into(),
+        amount: Some("55000".into()),
+        tip: Some(Tip::Percentage("3.5".into())),
+        country: "ID".into(),
+        merchant_name: "Warung Makan Sederhana".into(),
+        city: "JAKARTA".into(),
+        postal_code: Some("10110".into()),
+        additional: Some(Additional {
+            bill_number: Some("INV-0042".into()),
+            store_label: Some("Kemang".into()),
+            terminal_label: Some("T01".into()),
+            reference_label: Some("REF123".into()),
+            ..Additional::default()
+        }),
+        language: Some(Language {
+            preference: "ko".into(),
+            merchant_name: "소박한 식당".into(),
+            city: Some("자카르타".into()),
+        }),
+        unreserved: vec![(80, "0012facepay.hub".into())],
+    }
+}
+
+/// A payload with its CRC recomputed, for tests that break one rule only.
+fn with_crc(body: &str) -> String {
+    let covered = format!("{body}6304");
+    format!("{covered}{:04X}", crc16(&covered))
+}
+
+#[test]
+fn the_crc_has_the_published_check_value() {
+    assert_eq!(crc16("123456789"), 0x29B1);
+}
+
+#[test]
+fn a_payload_round_trips_with_its_crc() {
+    let qr = sample();
+    let text = encode(&qr).unwrap();
+    assert!(text.starts_with("000201010212"));
+    assert_eq!(&text[text.len() - 8..text.len() - 4], "6304");
+    assert_eq!(parse(&text).unwrap(), qr);
+    // Lower-case CRC digits read the same.
+    let lower = format!(
+        "{}{}",
+        &text[..text.len() - 4],
+        text[text.len() - 4..].to_lowercase()
+    );
+    assert_eq!(parse(&lower).unwrap(), qr);
+}
+
+#[test]
+fn a_static_code_needs_no_amount_and_a_dynamic_one_does() {
+    let mut qr = sample();
+    qr.initiation = Some(Initiation::Static);
+    qr.amount = None;
+    qr.tip = Some(Tip::Prompt);
+    assert_eq!(parse(&encode(&qr).unwrap()).unwrap(), qr);
+    qr.initiation = Some(Initiation::Dynamic);
+    assert!(matches!(encode(&qr), Err(QrError::Missing { id: 54, .. })));
+}
+
+#[test]
+fn every_broken_rule_is_named() {
+    let good = encode(&sample()).unwrap();
+    let body = &good[..good.len() - 8];
+    let minimal = "000201".to_owned()
+        + "0208MERCH001"
+        + "52045812"
+        + "5303410"
+        + "5802KR"
+        + "5904Cafe"
+        + "6005Seoul";
+    assert!(parse(&with_crc(&minimal)).is_ok());
+    let cases: Vec<(String, &str)> = vec![
+        (String::new(), "qr_empty"),
+        ("0".repeat(PAYLOAD_CHARS_MAX + 1), "qr_too_long"),
+        (format!("{}0000", &good[..good.len() - 4]), "qr_bad_crc"),
+        (good[..good.len() - 2].to_owned(), "qr_truncated"),
+        (with_crc(&format!("{minimal}5A02xx")), "qr_bad_id"),
+        (with_crc(&format!("{minimal}59x1a")), "qr_bad_length"),
+        (with_crc(&format!("{minimal}5900")), "qr_bad_length"),
+        (
+            with_crc(&format!("{minimal}5904Cafe")),
+            "qr_duplicate_field",
+        ),
+        (
+            with_crc(&format!("5802KR{}", &minimal.replace("5802KR", ""))),
+            "qr_misordered_field",
+        ),
+        (
+            format!("{}610512345", with_crc(&minimal)),
+            "qr_misordered_field",
+        ),
+        (
+            with_crc(&minimal.replace("52045812", "")),
+            "qr_missing_field",
+        ),
+        (
+            with_crc(&minimal.replace("0208MERCH001", "")),
+            "qr_missing_field",
+        ),
+        (with_crc(&minimal.replace("000201", "")), "qr_missing_field"),
+        (minimal.clone(), "qr_missing_field"),
+        (
+            with_crc(&minimal.replace("52045812", "52045A12")),
+            "qr_bad_value",
+        ),
+        (
+            with_crc(&minimal.replace("5303410", "53034X0")),
+            "qr_bad_value",
+        ),
+        (
+            with_crc(&minimal.replace("5802KR", "5802kr")),
+            "qr_bad_value",
+        ),
+        (
+            with_crc(&minimal.replace("000201", "000202")),
+            "qr_bad_value",
+        ),
+        (with_crc(&format!("{minimal}54041.2.")), "qr_bad_value"),
+        (with_crc(&format!("{minimal}010213")), "qr_bad_value"),
+        (with_crc(&format!("{minimal}550202")), "qr_bad_value"),
+        (with_crc(&format!("{minimal}5603100")), "qr_bad_value"),
+        (with_crc(&format!("{minimal}65020A")), "qr_bad_value"),
+        (with_crc(&format!("{minimal}260801041234")), "qr_bad_value"),
+        (with_crc(&format!("{minimal}62061002XY")), "qr_bad_value"),
+        (with_crc(&format!("{minimal}6204A1B2")), "qr_bad_id"),
+        (
+            with_crc(&minimal.replace("5904Cafe", "5904Caf\u{e9}")),
+            "qr_bad_value",
+        ),
+        (
+            with_crc(&format!("{body}54041.2."))[..10].to_owned(),
+            "qr_truncated",
+        ),
+    ];
+    for (payload, code) in cases {
+        let error = parse(&payload).expect_err(&payload);
+        assert_eq!(error.code(), code, "{payload}: {error}");
+        assert!(!error.to_string().is_empty());
+    }
+}
+
+/// A field's value: printable ASCII without the characters that would make
+/// the case trivial, 1 to `max` long.
+fn text(max: usize) -> impl Strategy<Value = String> {
+    proptest::string::string_regex(&format!("[A-Za-z0-9 .-]{{1,{max}}}")).unwrap()
+}
+
+fn decimal() -> impl Strategy<Value = String> {
+    ("[1-9][0-9]{0,6}", proptest::option::of("[0-9]{1,2}")).prop_map(|(whole, fraction)| {
+        match fraction {
+            Some(f) => format!("{whole}.{f}"),
+            None => whole,
+        }
+    })
+}
+
+fn account() -> impl Strategy<Value = Account> {
+    prop_oneof![
+        (2u8..=25, text(20)).prop_map(|(id, value)| Account::Primitive { id, value }),
+        (
+            26u8..=51,
+            text(30),
+            proptest::collection::btree_map(1u8..=99, text(10), 0..3)
+        )
+            .prop_map(|(id, network, fields)| Account::Template {
+                id,
+                network,
+                fields: fields.into_iter().collect(),
+            }),
+    ]
+}
+
+fn merchant_qr() -> impl Strategy<Value = MerchantQr> {
+    (
+        proptest::collection::btree_map(2u8..=51, account(), 1..4),
+        ("[0-9]{4}", "[0-9]{3}", proptest::option::of(decimal())),
+        prop_oneof![
+            Just(None),
+            Just(Some(Tip::Prompt)),
+            decimal().prop_map(|d| Some(Tip::Fixed(d))),
+            "[1-9]\\.[0-9]".prop_map(|p| Some(Tip::Percentage(p))),
+        ],
+        (
+            "[A-Z]{2}",
+            text(25),
+            text(15),
+            proptest::option::of("[0-9]{5}"),
+        ),
+        proptest::option::of((text(20), text(10))),
+        proptest::collection::btree_map(80u8..=99, text(20), 0..2),
+    )
+        .prop_map(
+            |(accounts, (mcc, currency, amount), tip, place, refs, unreserved)| {
+                let (country, merchant_name, city, postal_code) = place;
+                MerchantQr {
+                    initiation: Some(if amount.is_some() {
+                        Initiation::Dynamic
+                    } else {
+                        Initiation::Static
+                    }),
+                    // One account per id: the map's key is the account's id.
+                    accounts: accounts
+                        .into_iter()
+                        .map(|(id, a)| match a {
+                            Account::Primitive { value, .. } if id <= 25 => {
+                                Account::Primitive { id, value }
+                            }
+                            Account::Primitive { value, .. } => Account::Template {
+                                id,
+                                network: value,
+                                fields: Vec::new(),
+                            },
+                            Account::Template {
+                                network, fields, ..
+                            } if id >= 26 => Account::Template {
+                                id,
+                                network,
+                                fields,
+                            },
+                            Account::Template { network, .. } => {
+                                Account::Primitive { id, value: network }
+                            }
+                        })
+                        .collect(),
+                    category_code: mcc,
+                    currency_numeric: currency,
+                    amount,
+                    tip,
+                    country,
+                    merchant_name,
+                    city,
+                    postal_code,
+                    additional: refs.map(|(bill, terminal)| Additional {
+                        bill_number: Some(bill),
+                        terminal_label: Some(terminal),
+                        ..Additional::default()
+                    }),
+                    language: None,
+                    unreserved: unreserved.into_iter().collect(),
+                }
+            },
+        )
+}
+
+proptest! {
+    #[test]
+    fn any_generated_payload_parses_back_to_its_fields(qr in merchant_qr()) {
+        let text = encode(&qr).unwrap();
+        prop_assert_eq!(parse(&text).unwrap(), qr);
+    }
+
+    #[test]
+    fn any_text_is_an_answer_never_a_panic(text in "\\PC{0,300}") {
+        let _ = parse(&text);
+    }
+}
+
+/// The parser's fuzz target, run for a bounded time in every test run
+/// (`FACEPAY_QR_FUZZ_SECONDS`, 3 by default): valid payloads mutated at
+/// random, half of them with their CRC made right again so the mutation
+/// reaches the field rules. No input may panic, and whatever parses must
+/// write back and parse to the same fields. Hand-written because
+/// cargo-fuzz needs a nightly toolchain; the seed is printed to replay.
+#[test]
+fn fuzz_mutations_for_a_bounded_time() {
+    let seconds: u64 = std::env::var("FACEPAY_QR_FUZZ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    println!("fuzz seed {seed}");
+    let mut state = seed;
+    let mut next = move |bound: usize| {
+        // xorshift64: fast and good enough to pick mutations.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % bound.max(1) as u64) as usize
+    };
+    let mut static_qr = sample();
+    static_qr.initiation = Some(Initiation::Static);
+    static_qr.amount = None;
+    let seeds = [encode(&sample()).unwrap(), encode(&static_qr).unwrap()];
+    let alphabet: Vec<char> = "0123456789ABCDEFabcdef .-/:한\u{0}\u{7f}".chars().collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let (mut runs, mut parsed) = (0u64, 0u64);
+    while std::time::Instant::now() < deadline {
+        let mut chars: Vec<char> = seeds[next(seeds.len())].chars().collect();
+        for _ in 0..1 + next(4) {
+            let at = next(chars.len() + 1);
+            match next(5) {
+                0 if at < chars.len() => chars[at] = alphabet[next(alphabet.len())],
+                1 if at < chars.len() => {
+                    chars.remove(at);
+                }
+                2 => chars.insert(at, alphabet[next(alphabet.len())]),
+                3 => chars.truncate(at),
+                _ => {
+                    let len = next(12).min(chars.len() - at.min(chars.len()));
+                    let copy: Vec<char> = chars[at.min(chars.len())..][..len].to_vec();
+                    let to = next(chars.len() + 1);
+                    chars.splice(to..to, copy);
+                }
+            }
+        }
+        let mut text: String = chars.into_iter().collect();
+        if next(2) == 0 && text.chars().count() >= 8 {
+            let body: String = text.chars().take(text.chars().count() - 8).collect();
+            text = with_crc(&body);
+        }
+        runs += 1;
+        if let Ok(qr) = parse(&text) {
+            parsed += 1;
+            let again = encode(&qr)
+                .unwrap_or_else(|e| panic!("seed {seed}: {text:?} parsed but does not write: {e}"));
+            assert_eq!(parse(&again).unwrap(), qr, "seed {seed}: {text:?}");
+        }
+    }
+    println!("{runs} mutated payloads, {parsed} still valid");
+    assert!(runs > 1000, "too few runs to mean anything: {runs}");
+}
