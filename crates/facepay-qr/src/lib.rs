@@ -1,6 +1,8 @@
-//! EMVCo merchant-presented QR codes (MPM), as the cross-border hub reads
-//! and writes them: a strict parser that names what is wrong with a payload
-//! and never panics on any input, and a generator that writes the CRC.
+//! EMVCo QR codes as the cross-border hub reads and writes them:
+//! merchant-presented (MPM, here) with a strict parser that names what is
+//! wrong with a payload and never panics on any input, and a generator
+//! that writes the CRC; and consumer-presented (CPM, `consumer`), a card
+//! application with its cryptogram.
 //!
 //! A payload is text TLV (`tlv`): the payload format indicator first, the
 //! CRC last (CRC-16/CCITT-FALSE over everything before its value, its own
@@ -9,10 +11,15 @@
 //! which networks can pay the merchant; ids 26-51 are templates whose
 //! sub-id 00 is the network's globally unique id.
 
+mod consumer;
 mod tlv;
 
 use thiserror::Error;
 
+pub use consumer::{
+    Application, CONSUMER_CHARS_MAX, ConsumerQr, ConsumerQrError, Cryptogram, encode_consumer,
+    parse_consumer,
+};
 pub use tlv::Field;
 
 /// Longest payload read: 99-character values cannot add up to more in
