@@ -85,6 +85,9 @@ impl Currency {
 
     pub const KRW: Currency = Currency::new("KRW", 0, 410);
     pub const USD: Currency = Currency::new("USD", 2, 840);
+    pub const IDR: Currency = Currency::new("IDR", 2, 360);
+    pub const VND: Currency = Currency::new("VND", 0, 704);
+    pub const THB: Currency = Currency::new("THB", 2, 764);
 
     pub fn from_code(code: &str) -> Result<Self, MoneyError> {
         CURRENCIES
@@ -225,6 +228,19 @@ mod tests {
         seen.sort_unstable();
         seen.dedup();
         assert_eq!(seen.len(), CURRENCIES.len());
+        for named in [
+            Currency::KRW,
+            Currency::USD,
+            Currency::IDR,
+            Currency::VND,
+            Currency::THB,
+        ] {
+            assert_eq!(
+                Currency::from_code(named.code()),
+                Ok(named),
+                "as in the table"
+            );
+        }
     }
 
     #[test]

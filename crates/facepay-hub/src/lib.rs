@@ -1,0 +1,118 @@
+//! The cross-border hub's view of a payment network. Each member country's
+//! network is a participant behind [`Network`]: the hub resolves an
+//! account or merchant, asks what a transfer would cost, reserves money on
+//! one side, then commits or reverses it, and can ask a leg's status. The
+//! two-phase shape lets a transfer across two networks commit on both or
+//! on neither.
+//!
+//! `simulator` holds honest simulators of a few networks, each with rules
+//! of its own (limits, decimals, operating hours, failure modes), named as
+//! simulators wherever they appear.
+
+pub mod simulator;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use facepay_money::Currency;
+use thiserror::Error;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NetworkError {
+    #[error("no such account or merchant in this network")]
+    UnknownAccount,
+    #[error("the amount is outside this network's limits")]
+    Limit,
+    #[error("this network does not take fractions of its currency's unit")]
+    Decimals,
+    #[error("the network is closed at this hour")]
+    Closed,
+    #[error("the payer's balance does not cover it")]
+    Funds,
+    #[error("no such transfer leg")]
+    UnknownTransfer,
+    #[error("the leg was {0} already")]
+    Settled(&'static str),
+    #[error("the network did not answer in time")]
+    Timeout,
+    #[error("the network refused: {0}")]
+    Refused(String),
+}
+
+impl NetworkError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            NetworkError::UnknownAccount => "network_unknown_account",
+            NetworkError::Limit => "network_limit",
+            NetworkError::Decimals => "network_decimals",
+            NetworkError::Closed => "network_closed",
+            NetworkError::Funds => "network_insufficient_funds",
+            NetworkError::UnknownTransfer => "network_unknown_transfer",
+            NetworkError::Settled(_) => "network_leg_settled",
+            NetworkError::Timeout => "network_timeout",
+            NetworkError::Refused(_) => "network_refused",
+        }
+    }
+}
+
+/// An account or merchant as its network knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Party {
+    pub account: String,
+    pub name: String,
+    pub currency: Currency,
+}
+
+/// Which way a leg moves money for the network's own account holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// The holder pays: reserve holds it, commit takes it.
+    Debit,
+    /// The holder is paid: reserve prepares it, commit credits it.
+    Credit,
+}
+
+/// One side of a hub transfer in one network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leg {
+    /// The hub's id for the transfer: a retry with the same id is the same
+    /// leg, never a second one.
+    pub transfer_id: String,
+    pub account: String,
+    pub direction: Direction,
+    pub amount_minor: i64,
+    pub currency: Currency,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegState {
+    Reserved,
+    Committed,
+    Reversed,
+}
+
+/// What a network charges for a leg, and whether it would take it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkQuote {
+    pub fee_minor: i64,
+}
+
+/// A member country's payment network, as the hub drives it.
+pub trait Network: Send + Sync {
+    /// Its globally unique id, as merchant QR templates name it.
+    fn id(&self) -> &str;
+    fn currency(&self) -> Currency;
+    fn resolve(&self, account: &str) -> BoxFuture<'_, Result<Party, NetworkError>>;
+    /// The network's fee for a leg, or why it would refuse it at `now_ms`.
+    fn quote(
+        &self,
+        amount_minor: i64,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<NetworkQuote, NetworkError>>;
+    fn reserve(&self, leg: Leg, now_ms: i64) -> BoxFuture<'_, Result<(), NetworkError>>;
+    fn commit(&self, transfer_id: &str) -> BoxFuture<'_, Result<(), NetworkError>>;
+    fn reverse(&self, transfer_id: &str) -> BoxFuture<'_, Result<(), NetworkError>>;
+    fn status(&self, transfer_id: &str) -> BoxFuture<'_, Result<LegState, NetworkError>>;
+}
