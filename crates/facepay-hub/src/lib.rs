@@ -5,11 +5,13 @@
 //! two-phase shape lets a transfer across two networks commit on both or
 //! on neither.
 //!
+//! `transfer` runs one transfer across two networks in two phases.
 //! `simulator` holds honest simulators of a few networks, each with rules
 //! of its own (limits, decimals, operating hours, failure modes), named as
 //! simulators wherever they appear.
 
 pub mod simulator;
+pub mod transfer;
 
 use std::future::Future;
 use std::pin::Pin;

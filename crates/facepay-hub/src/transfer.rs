@@ -1,0 +1,174 @@
+//! A transfer across two networks in two phases: hold the payer's money in
+//! their network, prepare the credit in the payee's, then commit the payee
+//! (the merchant is paid) and the payer. Anything that fails before the
+//! payee's commit reverses both sides, so no one is left paid or charged
+//! alone. Real network clients put their own time limits on each call and
+//! answer `NetworkError::Timeout`, which counts as a failure.
+
+use crate::{Direction, Leg, LegState, Network, NetworkError};
+
+/// A committed payee leaves the payer's commit owed: it is tried this
+/// often before the transfer is handed to reconciliation.
+const PAYER_COMMIT_TRIES: usize = 3;
+
+/// One side of a transfer: the account and what moves there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Side {
+    pub account: String,
+    pub amount_minor: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Both sides committed.
+    Committed,
+    /// Nothing moved: both sides reversed (or never reserved), and why.
+    Reversed(NetworkError),
+    /// The payee was paid but the payer's network did not confirm its
+    /// commit: the payer's leg stays reserved (the money held) until
+    /// reconciliation commits it. Nothing is lost; nothing is returned.
+    PayerCommitPending(NetworkError),
+}
+
+/// Runs the transfer `transfer_id` from `payer` in `payer_net` to `payee`
+/// in `payee_net`.
+pub async fn transfer(
+    transfer_id: &str,
+    (payer_net, payer): (&dyn Network, &Side),
+    (payee_net, payee): (&dyn Network, &Side),
+    now_ms: i64,
+) -> Outcome {
+    let debit = Leg {
+        transfer_id: transfer_id.to_owned(),
+        account: payer.account.clone(),
+        direction: Direction::Debit,
+        amount_minor: payer.amount_minor,
+        currency: payer_net.currency(),
+    };
+    if let Err(e) = payer_net.reserve(debit, now_ms).await {
+        undo(payer_net, transfer_id).await;
+        return Outcome::Reversed(e);
+    }
+    let credit = Leg {
+        transfer_id: transfer_id.to_owned(),
+        account: payee.account.clone(),
+        direction: Direction::Credit,
+        amount_minor: payee.amount_minor,
+        currency: payee_net.currency(),
+    };
+    let payee_paid = match payee_net.reserve(credit, now_ms).await {
+        Ok(()) => payee_net.commit(transfer_id).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = payee_paid {
+        undo(payee_net, transfer_id).await;
+        undo(payer_net, transfer_id).await;
+        return Outcome::Reversed(e);
+    }
+    let mut last = NetworkError::Timeout;
+    for _ in 0..PAYER_COMMIT_TRIES {
+        match payer_net.commit(transfer_id).await {
+            Ok(()) => return Outcome::Committed,
+            Err(e) => last = e,
+        }
+    }
+    Outcome::PayerCommitPending(last)
+}
+
+/// Reverses a leg if the network has it reserved. A leg it never got
+/// (a timeout before it arrived) has nothing to reverse.
+async fn undo(network: &dyn Network, transfer_id: &str) {
+    if network.status(transfer_id).await == Ok(LegState::Reserved) {
+        // A reversal that fails leaves the leg reserved, visible to status
+        // for reconciliation; nothing was paid out.
+        let _ = network.reverse(transfer_id).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulator::{Failure, Rules, SimulatedNetwork};
+
+    const NOON_UTC_MS: i64 = 5 * 3_600_000;
+
+    fn networks(payee_failure: Failure) -> (SimulatedNetwork, SimulatedNetwork) {
+        let korea = SimulatedNetwork::new(Rules::korea(), Failure::None);
+        korea.open_account("w1", "Kim", 100_000);
+        let indonesia = SimulatedNetwork::new(Rules::indonesia(), payee_failure);
+        indonesia.open_account("m1", "Warung", 0);
+        (korea, indonesia)
+    }
+
+    fn sides() -> (Side, Side) {
+        (
+            Side {
+                account: "w1".into(),
+                amount_minor: 4_817,
+            },
+            Side {
+                account: "m1".into(),
+                amount_minor: 5_500_000,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_transfer_commits_on_both_sides() {
+        let (korea, indonesia) = networks(Failure::None);
+        let (payer, payee) = sides();
+        let outcome = transfer("t1", (&korea, &payer), (&indonesia, &payee), NOON_UTC_MS).await;
+        assert_eq!(outcome, Outcome::Committed);
+        assert_eq!(korea.balance("w1"), Some(100_000 - 4_817));
+        assert_eq!(indonesia.balance("m1"), Some(5_500_000));
+        assert_eq!(korea.status("t1").await, Ok(LegState::Committed));
+    }
+
+    #[tokio::test]
+    async fn a_payee_network_failing_after_reserve_is_reversed_on_both_sides() {
+        let (korea, indonesia) = networks(Failure::OnCommit);
+        let (payer, payee) = sides();
+        let outcome = transfer("t1", (&korea, &payer), (&indonesia, &payee), NOON_UTC_MS).await;
+        assert!(
+            matches!(outcome, Outcome::Reversed(NetworkError::Refused(_))),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            korea.balance("w1"),
+            Some(100_000),
+            "the payer's hold given back"
+        );
+        assert_eq!(indonesia.balance("m1"), Some(0));
+        assert_eq!(korea.status("t1").await, Ok(LegState::Reversed));
+        assert_eq!(indonesia.status("t1").await, Ok(LegState::Reversed));
+    }
+
+    #[tokio::test]
+    async fn a_silent_payee_network_or_a_refused_amount_moves_nothing() {
+        let (korea, indonesia) = networks(Failure::Timeout);
+        let (payer, payee) = sides();
+        let outcome = transfer("t1", (&korea, &payer), (&indonesia, &payee), NOON_UTC_MS).await;
+        assert_eq!(outcome, Outcome::Reversed(NetworkError::Timeout));
+        assert_eq!(korea.balance("w1"), Some(100_000));
+        assert_eq!(
+            indonesia.status("t1").await,
+            Err(NetworkError::UnknownTransfer)
+        );
+
+        let (korea, indonesia) = networks(Failure::None);
+        let broke = Side {
+            account: "w1".into(),
+            amount_minor: 200_000,
+        };
+        let outcome = transfer("t2", (&korea, &broke), (&indonesia, &payee), NOON_UTC_MS).await;
+        assert_eq!(outcome, Outcome::Reversed(NetworkError::Funds));
+        let cents = Side {
+            account: "m1".into(),
+            amount_minor: 5_500_050,
+        };
+        let outcome = transfer("t3", (&korea, &payer), (&indonesia, &cents), NOON_UTC_MS).await;
+        assert_eq!(outcome, Outcome::Reversed(NetworkError::Decimals));
+        assert_eq!(korea.balance("w1"), Some(100_000));
+        assert_eq!(korea.status("t3").await, Ok(LegState::Reversed));
+    }
+}
