@@ -2,7 +2,9 @@
 //! per corridor (a pair of currencies); the hub quotes the best of them:
 //! what the payer's side pays, in its own currency, for an amount the
 //! payee's side must receive (a merchant's QR fixes that amount), with the
-//! hub's fee shown apart. A quote is honoured until it expires, once.
+//! hub's fee shown apart, and the time it is good for. Keeping quotes and
+//! honouring each once is the hub's job (it stores them with its
+//! transfers).
 //!
 //! Rates are integers: destination major units per source major unit,
 //! scaled by `RATE_SCALE`. Amounts are minor units of each currency; the
@@ -18,8 +20,6 @@ use thiserror::Error;
 pub const RATE_SCALE: i128 = 1_000_000_000;
 /// A quote holds this long once given.
 pub const QUOTE_TTL_MS: i64 = 5 * 60_000;
-/// Quotes kept at once; the oldest expired ones go first.
-pub const QUOTES_MAX: usize = 100_000;
 /// Spreads above this are refused: a provider's typo, not a price.
 pub const SPREAD_BPS_MAX: u32 = 1_000;
 /// What a card brand charges on a foreign payment, for comparison: a
@@ -35,14 +35,6 @@ pub enum FxError {
     BadRate,
     #[error("the amount must be positive and within bounds")]
     BadAmount,
-    #[error("no such quote")]
-    UnknownQuote,
-    #[error("the quote expired; ask for a new one")]
-    Expired,
-    #[error("the quote was used already")]
-    Used,
-    #[error("too many quotes are open; try again shortly")]
-    Busy,
 }
 
 impl FxError {
@@ -51,10 +43,6 @@ impl FxError {
             FxError::NoRate(_) => "fx_no_rate",
             FxError::BadRate => "fx_bad_rate",
             FxError::BadAmount => "fx_bad_amount",
-            FxError::UnknownQuote => "fx_unknown_quote",
-            FxError::Expired => "fx_quote_expired",
-            FxError::Used => "fx_quote_used",
-            FxError::Busy => "fx_busy",
         }
     }
 }
@@ -81,7 +69,6 @@ impl Posted {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quote {
-    pub id: String,
     pub provider: String,
     pub source: Currency,
     pub destination: Currency,
@@ -118,13 +105,11 @@ fn source_for(minor: i64, from: Currency, to: Currency, rate: i128) -> Option<i6
     i64::try_from(q).ok()
 }
 
-/// The hub's FX desk: posted rates and the quotes it gave.
+/// The hub's FX desk: posted rates, priced into quotes.
 pub struct Desk {
     /// The hub's own fee on the principal.
     fee_bps: u32,
     rates: HashMap<(Currency, Currency), Vec<Posted>>,
-    quotes: HashMap<String, (Quote, bool)>,
-    next_id: u64,
 }
 
 impl Desk {
@@ -133,8 +118,6 @@ impl Desk {
         Self {
             fee_bps,
             rates: HashMap::new(),
-            quotes: HashMap::new(),
-            next_id: 1,
         }
     }
 
@@ -164,7 +147,7 @@ impl Desk {
 
     /// A quote for the payee to receive `destination_minor`.
     pub fn quote(
-        &mut self,
+        &self,
         source: Currency,
         destination: Currency,
         destination_minor: i64,
@@ -184,14 +167,7 @@ impl Desk {
             .and_then(|m| source.check_minor(m).ok())
             .ok_or(FxError::BadAmount)?;
         let fee_minor = basis_points_of(principal, self.fee_bps);
-        if self.quotes.len() >= QUOTES_MAX {
-            self.quotes.retain(|_, (q, _)| now_ms < q.expires_at_ms);
-            if self.quotes.len() >= QUOTES_MAX {
-                return Err(FxError::Busy);
-            }
-        }
-        let quote = Quote {
-            id: format!("fxq_{:016x}", self.next_id),
+        Ok(Quote {
             provider: rate.provider.clone(),
             source,
             destination,
@@ -202,22 +178,7 @@ impl Desk {
             customer_rate: rate.customer_rate(),
             // Never past the rate it was priced on.
             expires_at_ms: (now_ms + QUOTE_TTL_MS).min(rate.valid_until_ms),
-        };
-        self.next_id += 1;
-        self.quotes.insert(quote.id.clone(), (quote.clone(), false));
-        Ok(quote)
-    }
-
-    /// Takes a quote up: once, and only before it expires.
-    pub fn accept(&mut self, id: &str, now_ms: i64) -> Result<Quote, FxError> {
-        let (quote, used) = self.quotes.get_mut(id).ok_or(FxError::UnknownQuote)?;
-        if now_ms >= quote.expires_at_ms {
-            return Err(FxError::Expired);
-        }
-        if std::mem::replace(used, true) {
-            return Err(FxError::Used);
-        }
-        Ok(quote.clone())
+        })
     }
 }
 

@@ -63,27 +63,6 @@ fn the_best_provider_wins_and_an_expired_rate_never_quotes() {
 }
 
 #[test]
-fn a_quote_is_honoured_once_until_it_expires() {
-    let mut desk = Desk::new(0);
-    desk.post(krw_to_idr("bank_a", 11_500_000_000, 50)).unwrap();
-    let q = desk.quote(Currency::KRW, idr(), 1_000_000, 0).unwrap();
-    assert_eq!(desk.accept(&q.id, QUOTE_TTL_MS - 1).unwrap(), q);
-    assert_eq!(
-        desk.accept(&q.id, QUOTE_TTL_MS - 1).unwrap_err(),
-        FxError::Used
-    );
-    let late = desk.quote(Currency::KRW, idr(), 1_000_000, 0).unwrap();
-    assert_eq!(
-        desk.accept(&late.id, QUOTE_TTL_MS).unwrap_err(),
-        FxError::Expired
-    );
-    assert_eq!(
-        desk.accept("fxq_nope", 0).unwrap_err(),
-        FxError::UnknownQuote
-    );
-}
-
-#[test]
 fn bad_rates_and_amounts_are_refused() {
     let mut desk = Desk::new(0);
     assert_eq!(desk.post(krw_to_idr("a", 0, 50)), Err(FxError::BadRate));

@@ -8,10 +8,19 @@
 //! `transfer` runs one transfer across two networks in two phases.
 //! `simulator` holds honest simulators of a few networks, each with rules
 //! of its own (limits, decimals, operating hours, failure modes), named as
-//! simulators wherever they appear.
+//! simulators wherever they appear. `service` is the hub itself: quotes,
+//! QR payments both ways, cardless cash, the sweep and settlement windows,
+//! kept in the store with the ledger underneath; `report` and `iso20022`
+//! render what it did.
 
+pub mod iso20022;
+pub mod report;
+pub mod service;
 pub mod simulator;
 pub mod transfer;
+
+#[cfg(test)]
+mod flow_tests;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -106,6 +115,9 @@ pub trait Network: Send + Sync {
     /// Its globally unique id, as merchant QR templates name it.
     fn id(&self) -> &str;
     fn currency(&self) -> Currency;
+    /// The smallest amount it moves, in minor units (100 for a network that
+    /// takes whole rupiah only).
+    fn unit_minor(&self) -> i64;
     fn resolve(&self, account: &str) -> BoxFuture<'_, Result<Party, NetworkError>>;
     /// The network's fee for a leg, or why it would refuse it at `now_ms`.
     fn quote(

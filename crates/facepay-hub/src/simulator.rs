@@ -261,6 +261,10 @@ impl Network for SimulatedNetwork {
         self.rules.currency
     }
 
+    fn unit_minor(&self) -> i64 {
+        self.rules.unit_minor
+    }
+
     fn resolve(&self, account: &str) -> BoxFuture<'_, Result<Party, NetworkError>> {
         let found = self.lock().accounts.get(account).map(|a| Party {
             account: account.to_owned(),

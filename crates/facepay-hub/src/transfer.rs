@@ -31,13 +31,27 @@ pub enum Outcome {
 }
 
 /// Runs the transfer `transfer_id` from `payer` in `payer_net` to `payee`
-/// in `payee_net`.
+/// in `payee_net`: [`prepare`], then [`finish`].
 pub async fn transfer(
     transfer_id: &str,
     (payer_net, payer): (&dyn Network, &Side),
     (payee_net, payee): (&dyn Network, &Side),
     now_ms: i64,
 ) -> Outcome {
+    match prepare(transfer_id, (payer_net, payer), (payee_net, payee), now_ms).await {
+        Ok(()) => finish(transfer_id, payer_net, payee_net).await,
+        Err(e) => Outcome::Reversed(e),
+    }
+}
+
+/// Phase one: holds the payer's money and prepares the payee's credit.
+/// A failure on either side reverses both before it returns.
+pub async fn prepare(
+    transfer_id: &str,
+    (payer_net, payer): (&dyn Network, &Side),
+    (payee_net, payee): (&dyn Network, &Side),
+    now_ms: i64,
+) -> Result<(), NetworkError> {
     let debit = Leg {
         transfer_id: transfer_id.to_owned(),
         account: payer.account.clone(),
@@ -47,7 +61,7 @@ pub async fn transfer(
     };
     if let Err(e) = payer_net.reserve(debit, now_ms).await {
         undo(payer_net, transfer_id).await;
-        return Outcome::Reversed(e);
+        return Err(e);
     }
     let credit = Leg {
         transfer_id: transfer_id.to_owned(),
@@ -56,13 +70,22 @@ pub async fn transfer(
         amount_minor: payee.amount_minor,
         currency: payee_net.currency(),
     };
-    let payee_paid = match payee_net.reserve(credit, now_ms).await {
-        Ok(()) => payee_net.commit(transfer_id).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = payee_paid {
-        undo(payee_net, transfer_id).await;
-        undo(payer_net, transfer_id).await;
+    if let Err(e) = payee_net.reserve(credit, now_ms).await {
+        cancel(transfer_id, payer_net, payee_net).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Phase two: pays the payee, then takes the payer's held money. A payee
+/// that cannot be paid reverses both sides.
+pub async fn finish(
+    transfer_id: &str,
+    payer_net: &dyn Network,
+    payee_net: &dyn Network,
+) -> Outcome {
+    if let Err(e) = payee_net.commit(transfer_id).await {
+        cancel(transfer_id, payer_net, payee_net).await;
         return Outcome::Reversed(e);
     }
     let mut last = NetworkError::Timeout;
@@ -73,6 +96,12 @@ pub async fn transfer(
         }
     }
     Outcome::PayerCommitPending(last)
+}
+
+/// Reverses whatever either network holds reserved for the transfer.
+pub async fn cancel(transfer_id: &str, payer_net: &dyn Network, payee_net: &dyn Network) {
+    undo(payee_net, transfer_id).await;
+    undo(payer_net, transfer_id).await;
 }
 
 /// Reverses a leg if the network has it reserved. A leg it never got

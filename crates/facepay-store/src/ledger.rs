@@ -30,6 +30,11 @@ pub enum Account<'a> {
     MerchantPayable(&'a str),
     PlatformFees,
     PlatformCompensation,
+    /// A hub participant's position: what a network or an FX provider owes
+    /// the hub (positive) or is owed (negative) until settlement.
+    HubPosition(&'a str),
+    /// The hub's own fees.
+    HubFees,
 }
 
 impl Account<'_> {
@@ -41,6 +46,8 @@ impl Account<'_> {
             Account::MerchantPayable(m) => format!("merchant:{m}:payable:{currency}"),
             Account::PlatformFees => format!("platform:fees:{currency}"),
             Account::PlatformCompensation => format!("platform:compensation:{currency}"),
+            Account::HubPosition(p) => format!("hub:position:{p}:{currency}"),
+            Account::HubFees => format!("hub:fees:{currency}"),
         }
     }
 
@@ -52,6 +59,8 @@ impl Account<'_> {
             Account::MerchantPayable(_) => "merchant_payable",
             Account::PlatformFees => "platform_fees",
             Account::PlatformCompensation => "platform_compensation",
+            Account::HubPosition(_) => "hub_position",
+            Account::HubFees => "hub_fees",
         }
     }
 }
@@ -68,6 +77,8 @@ pub enum TransferKind {
     Compensation,
     /// The merchant pays the platform back for a compensation.
     Recovery,
+    /// One currency's side of a committed hub transfer.
+    Hub,
 }
 
 impl TransferKind {
@@ -79,6 +90,7 @@ impl TransferKind {
             TransferKind::Refund => "refund",
             TransferKind::Compensation => "compensation",
             TransferKind::Recovery => "recovery",
+            TransferKind::Hub => "hub",
         }
     }
 }
@@ -199,10 +211,57 @@ pub async fn recover(
     post(conn, transfer_id, p, TransferKind::Recovery, &legs, now_ms).await
 }
 
+/// Posts one currency's side of a committed hub transfer: `legs` on hub
+/// accounts in `currency`, summing to zero.
+pub async fn post_hub(
+    conn: &mut Connection,
+    transfer_id: &str,
+    currency: &str,
+    legs: &[(Account<'_>, i64)],
+    now_ms: i64,
+) -> Result<()> {
+    assert!(
+        legs.iter()
+            .all(|(a, _)| matches!(a, Account::HubPosition(_) | Account::HubFees)),
+        "hub transfers move hub accounts only"
+    );
+    post_in(
+        conn,
+        transfer_id,
+        None,
+        currency,
+        TransferKind::Hub,
+        legs,
+        now_ms,
+    )
+    .await
+}
+
 async fn post(
     conn: &mut Connection,
     transfer_id: &str,
     p: PaymentRef<'_>,
+    kind: TransferKind,
+    legs: &[(Account<'_>, i64)],
+    now_ms: i64,
+) -> Result<()> {
+    post_in(
+        conn,
+        transfer_id,
+        Some(p.payment_id),
+        p.currency,
+        kind,
+        legs,
+        now_ms,
+    )
+    .await
+}
+
+async fn post_in(
+    conn: &mut Connection,
+    transfer_id: &str,
+    payment_id: Option<&str>,
+    currency: &str,
     kind: TransferKind,
     legs: &[(Account<'_>, i64)],
     now_ms: i64,
@@ -217,22 +276,22 @@ async fn post(
          VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(transfer_id)
-    .bind(p.payment_id)
+    .bind(payment_id)
     .bind(kind.as_str())
-    .bind(p.currency)
+    .bind(currency)
     .bind(now_ms)
     .execute(&mut *conn)
     .await
     .map_err(|e| StoreError::from(e).duplicate_as("ledger transfer"))?;
     for (account, amount) in legs {
-        let account_id = account.id(p.currency);
+        let account_id = account.id(currency);
         sqlx::query(
             "INSERT INTO ledger_accounts (id, kind, currency, created_at_ms) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&account_id)
         .bind(account.kind())
-        .bind(p.currency)
+        .bind(currency)
         .bind(now_ms)
         .execute(&mut *conn)
         .await?;
@@ -385,7 +444,47 @@ pub async fn verify(conn: &mut Connection) -> Result<Verification> {
             check_payment(conn, row, &mut v).await?;
         }
     }
+    check_hub(conn, &mut v).await?;
     Ok(v)
+}
+
+/// 5. A hub transfer whose payee was paid posted both currencies' sides;
+///    any other posted none. Each window's net positions sum to zero in
+///    every currency.
+async fn check_hub(conn: &mut Connection, v: &mut Verification) -> Result<()> {
+    let wrong = sqlx::query(
+        "SELECT h.id, h.state, CAST(COUNT(t.id) AS BIGINT) AS posted FROM hub_transfers h \
+         LEFT JOIN ledger_transfers t ON t.id = h.id || ':source' OR t.id = h.id || ':destination' \
+         GROUP BY h.id, h.state \
+         HAVING (h.state IN ('committed', 'payer_commit_pending')) <> (COUNT(t.id) = 2) \
+         OR COUNT(t.id) NOT IN (0, 2) LIMIT $1",
+    )
+    .bind(PROBLEMS_MAX as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in wrong {
+        let id: String = row.try_get("id")?;
+        let state: String = row.try_get("state")?;
+        let posted: i64 = row.try_get("posted")?;
+        v.problem(format!(
+            "hub transfer {id} ({state}): {posted} ledger sides posted"
+        ));
+    }
+    let unbalanced = sqlx::query(
+        "SELECT window_id, currency, CAST(SUM(net_minor) AS BIGINT) AS total FROM hub_positions \
+         GROUP BY window_id, currency HAVING SUM(net_minor) <> 0",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in unbalanced {
+        let window: String = row.try_get("window_id")?;
+        let currency: String = row.try_get("currency")?;
+        let total: i64 = row.try_get("total")?;
+        v.problem(format!(
+            "hub window {window}: {currency} positions sum to {total}"
+        ));
+    }
+    Ok(())
 }
 
 async fn check_payment(

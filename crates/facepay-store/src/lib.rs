@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod changes;
 pub mod fraud;
+pub mod hub;
 pub mod idempotency;
 pub mod keys;
 pub mod ledger;

@@ -1,0 +1,679 @@
+//! The hub's flows over its member networks, its FX desk and the store:
+//! a QR payment either way (quote, then pay with an idempotency key), a
+//! cardless cash withdrawal (a one-time code, a dispense, a confirmation),
+//! the sweep that finishes what an interrupted request left, and the
+//! settlement windows.
+//!
+//! Every transfer is written (`pending`) before any network is called, so a
+//! crash leaves a row for the sweep to finish: it asks the payee's network
+//! whether it paid, and commits or reverses both sides accordingly.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use facepay_fx::{Desk, FxError, Posted};
+use facepay_money::Currency;
+use facepay_qr::QrError;
+use facepay_store::hub::{self as records, CodeRefusal, Kind, Quote, Refusal, State, Transfer};
+use facepay_store::{Store, StoreError, ids};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::transfer::{self, Outcome, Side};
+use crate::{LegState, Network, NetworkError};
+
+/// Each network pays its ATM operators through this account.
+pub const ATM_ACCOUNT: &str = "atm";
+/// A cash code's digits: short enough to key in at an ATM.
+pub const CASH_CODE_DIGITS: u32 = 8;
+/// A withdrawal reserved for this long without the ATM's confirmation is
+/// reversed by the sweep: the ATM did not dispense, or cannot say so.
+pub const CASH_CONFIRM_MS: i64 = 2 * 60_000;
+/// A transfer left `pending` this long was interrupted: the sweep finishes it.
+pub const PENDING_STALE_MS: i64 = 60_000;
+/// Transfers the sweep finishes per state per run.
+const SWEEP_BATCH: i64 = 100;
+/// Transfers a window report lists at most.
+pub const REPORT_TRANSFERS_MAX: i64 = 10_000;
+/// Longest QR payload, idempotency key and account reference taken.
+pub const PAYLOAD_BYTES_MAX: usize = 512;
+pub const KEY_BYTES_MAX: usize = 128;
+
+#[derive(Debug, Error)]
+pub enum HubError {
+    #[error("no member network {0:?}")]
+    UnknownNetwork(String),
+    #[error("the QR code is not valid: {0}")]
+    Qr(#[from] QrError),
+    #[error("the QR code names no member network with a merchant id")]
+    NoMemberNetwork,
+    #[error("the QR code's currency is not its network's")]
+    CurrencyMismatch,
+    #[error("the amount: {0}")]
+    BadAmount(String),
+    #[error("{0}")]
+    Network(#[from] NetworkError),
+    #[error("{0}")]
+    Fx(#[from] FxError),
+    #[error("no such quote")]
+    UnknownQuote,
+    #[error("the quote expired; ask for a new one")]
+    QuoteExpired,
+    #[error("the quote was used already")]
+    QuoteUsed,
+    #[error("this idempotency key was used for another quote")]
+    KeyReused,
+    #[error("no such transfer")]
+    UnknownTransfer,
+    #[error("no such cash code")]
+    CodeUnknown,
+    #[error("this cash code was used already")]
+    CodeUsed,
+    #[error("this cash code expired")]
+    CodeExpired,
+    #[error("this cash code is for another network or amount")]
+    CodeMismatch,
+    #[error("the withdrawal is {0}, not waiting for a dispense")]
+    NotReserved(&'static str),
+    #[error("no settlement window is open")]
+    NoOpenWindow,
+    #[error("no such window, or it is not closed")]
+    WindowNotClosed,
+    #[error("{0} is too long")]
+    TooLong(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl HubError {
+    /// A stable machine code for the API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HubError::UnknownNetwork(_) => "hub_unknown_network",
+            HubError::Qr(e) => e.code(),
+            HubError::NoMemberNetwork => "hub_no_member_network",
+            HubError::CurrencyMismatch => "hub_currency_mismatch",
+            HubError::BadAmount(_) => "hub_bad_amount",
+            HubError::Network(e) => e.code(),
+            HubError::Fx(e) => e.code(),
+            HubError::UnknownQuote => "hub_unknown_quote",
+            HubError::QuoteExpired => "hub_quote_expired",
+            HubError::QuoteUsed => "hub_quote_used",
+            HubError::KeyReused => "idempotency_key_reused",
+            HubError::UnknownTransfer => "hub_unknown_transfer",
+            HubError::CodeUnknown => "atm_code_unknown",
+            HubError::CodeUsed => "atm_code_used",
+            HubError::CodeExpired => "atm_code_expired",
+            HubError::CodeMismatch => "atm_code_mismatch",
+            HubError::NotReserved(_) => "hub_transfer_not_reserved",
+            HubError::NoOpenWindow => "hub_no_open_window",
+            HubError::WindowNotClosed => "hub_window_not_closed",
+            HubError::TooLong(_) => "hub_input_too_long",
+            HubError::Store(_) => "store_error",
+        }
+    }
+}
+
+impl From<Refusal> for HubError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::UnknownQuote => HubError::UnknownQuote,
+            Refusal::Expired => HubError::QuoteExpired,
+            Refusal::Used => HubError::QuoteUsed,
+            Refusal::KeyReused => HubError::KeyReused,
+        }
+    }
+}
+
+/// A cash code as the user receives it: the code is shown once and the
+/// hub keeps only its hash.
+#[derive(Debug, Clone)]
+pub struct CashCode {
+    pub code: String,
+    pub quote: Quote,
+}
+
+/// What the sweep finished.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub committed: usize,
+    pub reversed: usize,
+}
+
+pub struct Hub {
+    store: Store,
+    networks: HashMap<String, Arc<dyn Network>>,
+    desk: RwLock<Desk>,
+}
+
+fn bounded(text: &str, max: usize, what: &'static str) -> Result<(), HubError> {
+    if text.len() > max {
+        return Err(HubError::TooLong(what));
+    }
+    Ok(())
+}
+
+impl Hub {
+    /// A hub charging `fee_bps` on each principal, with no members yet.
+    pub fn new(store: Store, fee_bps: u32) -> Self {
+        Self {
+            store,
+            networks: HashMap::new(),
+            desk: RwLock::new(Desk::new(fee_bps)),
+        }
+    }
+
+    pub fn add_network(&mut self, network: Arc<dyn Network>) {
+        self.networks.insert(network.id().to_owned(), network);
+    }
+
+    pub fn network(&self, id: &str) -> Result<&dyn Network, HubError> {
+        self.networks
+            .get(id)
+            .map(|n| n.as_ref())
+            .ok_or_else(|| HubError::UnknownNetwork(id.to_owned()))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// An FX provider's rate for a corridor.
+    pub fn post_rate(&self, rate: Posted) -> Result<(), HubError> {
+        // A poisoned lock only means a panic elsewhere; the book itself is
+        // changed whole or not at all.
+        let mut desk = self.desk.write().unwrap_or_else(|e| e.into_inner());
+        Ok(desk.post(rate)?)
+    }
+
+    /// A quote for paying the merchant a QR code names, from
+    /// `payer_account` in `payer_network`. A static code takes the amount
+    /// from the payer (`amount`, in the code's currency, such as "55000").
+    pub async fn quote_qr(
+        &self,
+        payer_network: &str,
+        payer_account: &str,
+        payload: &str,
+        amount: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Quote, HubError> {
+        bounded(payload, PAYLOAD_BYTES_MAX, "the QR payload")?;
+        let qr = facepay_qr::parse(payload)?;
+        let (payee_network, merchant) = qr
+            .accounts
+            .iter()
+            .find_map(|a| match a {
+                facepay_qr::Account::Template {
+                    network, fields, ..
+                } if self.networks.contains_key(network) => fields
+                    .iter()
+                    .find(|(id, _)| *id == 1)
+                    .map(|(_, merchant)| (network.clone(), merchant.clone())),
+                _ => None,
+            })
+            .ok_or(HubError::NoMemberNetwork)?;
+        let currency = self.network(&payee_network)?.currency();
+        if qr.currency_numeric != format!("{:03}", currency.numeric()) {
+            return Err(HubError::CurrencyMismatch);
+        }
+        let text = match (qr.amount.as_deref(), amount) {
+            (Some(fixed), Some(given)) if fixed != given => {
+                return Err(HubError::BadAmount(
+                    "the code fixes the amount; send none or the same".into(),
+                ));
+            }
+            (Some(fixed), _) => fixed,
+            (None, Some(given)) => given,
+            (None, None) => {
+                return Err(HubError::BadAmount(
+                    "a static code needs the amount from the payer".into(),
+                ));
+            }
+        };
+        let destination_minor = currency
+            .parse_amount(text)
+            .map_err(|e| HubError::BadAmount(e.to_string()))?;
+        let reference = qr
+            .additional
+            .as_ref()
+            .and_then(|a| a.bill_number.clone().or_else(|| a.reference_label.clone()));
+        self.quote(
+            (payer_network, payer_account),
+            (&payee_network, &merchant),
+            destination_minor,
+            reference,
+            now_ms,
+        )
+        .await
+    }
+
+    async fn quote(
+        &self,
+        (payer_network, payer_account): (&str, &str),
+        (payee_network, payee_account): (&str, &str),
+        destination_minor: i64,
+        reference: Option<String>,
+        now_ms: i64,
+    ) -> Result<Quote, HubError> {
+        bounded(payer_account, KEY_BYTES_MAX, "the payer's account")?;
+        let payer_net = self.network(payer_network)?;
+        let payee_net = self.network(payee_network)?;
+        let payee = payee_net.resolve(payee_account).await?;
+        payer_net.resolve(payer_account).await?;
+        payee_net.quote(destination_minor, now_ms).await?;
+        let mut fx = {
+            let desk = self.desk.read().unwrap_or_else(|e| e.into_inner());
+            desk.quote(
+                payer_net.currency(),
+                payee_net.currency(),
+                destination_minor,
+                now_ms,
+            )?
+        };
+        // The payer's network may take whole units only: the payer pays up
+        // to the next one, and the difference is the hub's, shown as fee.
+        let unit = payer_net.unit_minor();
+        assert!(unit > 0);
+        let rounding = (unit - fx.source_minor % unit) % unit;
+        fx.source_minor += rounding;
+        fx.fee_minor += rounding;
+        payer_net.quote(fx.source_minor, now_ms).await?;
+        let quote = Quote {
+            id: ids::new("hq"),
+            provider: fx.provider,
+            payer_network: payer_network.to_owned(),
+            payer_account: payer_account.to_owned(),
+            payee_network: payee_network.to_owned(),
+            payee_account: payee_account.to_owned(),
+            payee_name: payee.name,
+            source_currency: fx.source.code().to_owned(),
+            source_minor: fx.source_minor,
+            fee_minor: fx.fee_minor,
+            destination_currency: fx.destination.code().to_owned(),
+            destination_minor: fx.destination_minor,
+            mid_rate: fx.mid_rate.to_string(),
+            customer_rate: fx.customer_rate.to_string(),
+            reference,
+            expires_at_ms: fx.expires_at_ms,
+            created_at_ms: now_ms,
+        };
+        let mut conn = self.store.acquire().await?;
+        records::insert_quote(&mut conn, &quote).await?;
+        Ok(quote)
+    }
+
+    /// Pays a quote: once per quote, and once per (requester, key). A retry
+    /// answers the transfer as it stands.
+    pub async fn pay(
+        &self,
+        requester: &str,
+        idempotency_key: &str,
+        quote_id: &str,
+        now_ms: i64,
+    ) -> Result<Transfer, HubError> {
+        bounded(idempotency_key, KEY_BYTES_MAX, "the idempotency key")?;
+        let mut tx = self.store.begin().await?;
+        let (t, fresh) = records::begin(
+            &mut tx,
+            Kind::Qr,
+            requester,
+            idempotency_key,
+            quote_id,
+            now_ms,
+        )
+        .await??;
+        tx.commit().await.map_err(StoreError::from)?;
+        if !fresh {
+            return Ok(t);
+        }
+        let (payer_net, payer, payee_net, payee) = self.route(&t)?;
+        let outcome =
+            transfer::transfer(&t.id, (payer_net, &payer), (payee_net, &payee), now_ms).await;
+        self.record(&t, outcome, &[State::Pending], now_ms).await
+    }
+
+    fn route(&self, t: &Transfer) -> Result<(&dyn Network, Side, &dyn Network, Side), HubError> {
+        let q = &t.quote;
+        Ok((
+            self.network(&q.payer_network)?,
+            Side {
+                account: q.payer_account.clone(),
+                amount_minor: q.source_minor,
+            },
+            self.network(&q.payee_network)?,
+            Side {
+                account: q.payee_account.clone(),
+                amount_minor: q.destination_minor,
+            },
+        ))
+    }
+
+    /// Writes what the networks did, and answers the transfer as stored.
+    async fn record(
+        &self,
+        t: &Transfer,
+        outcome: Outcome,
+        from: &[State],
+        now_ms: i64,
+    ) -> Result<Transfer, HubError> {
+        let mut tx = self.store.begin().await?;
+        match &outcome {
+            Outcome::Committed | Outcome::PayerCommitPending(_) => {
+                let confirmed = outcome == Outcome::Committed;
+                if !records::commit(&mut tx, t, confirmed, now_ms).await? {
+                    tracing::warn!(transfer = %t.id, "paid transfer moved by another request");
+                }
+            }
+            Outcome::Reversed(e) => {
+                records::set_state(
+                    &mut tx,
+                    &t.id,
+                    from,
+                    State::Reversed,
+                    Some(e.code()),
+                    now_ms,
+                )
+                .await?;
+            }
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        self.transfer(&t.id).await
+    }
+
+    pub async fn transfer(&self, id: &str) -> Result<Transfer, HubError> {
+        let mut conn = self.store.acquire().await?;
+        records::transfer(&mut conn, id)
+            .await?
+            .ok_or(HubError::UnknownTransfer)
+    }
+
+    /// A one-time code for `amount_minor` of cash at any ATM of
+    /// `atm_network`, paid from `payer_account`; good until its quote
+    /// expires.
+    pub async fn issue_cash_code(
+        &self,
+        (payer_network, payer_account): (&str, &str),
+        atm_network: &str,
+        amount_minor: i64,
+        now_ms: i64,
+    ) -> Result<CashCode, HubError> {
+        let quote = self
+            .quote(
+                (payer_network, payer_account),
+                (atm_network, ATM_ACCOUNT),
+                amount_minor,
+                None,
+                now_ms,
+            )
+            .await?;
+        let mut conn = self.store.acquire().await?;
+        // A fresh code colliding with a live one is refused by the key; a
+        // few draws make that vanishingly rare.
+        for _ in 0..3 {
+            let code = cash_code()?;
+            match records::insert_atm_code(
+                &mut conn,
+                &code_hash(&code),
+                &quote.id,
+                quote.expires_at_ms,
+                now_ms,
+            )
+            .await
+            {
+                Ok(()) => return Ok(CashCode { code, quote }),
+                Err(StoreError::Duplicate(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Refused("no free cash code; try again".into()).into())
+    }
+
+    /// An ATM of `atm_network` presents a code for `amount_minor`: the code
+    /// is used up and both sides reserved. The ATM dispenses only on an
+    /// answer in state `reserved`, then confirms.
+    pub async fn withdraw_cash(
+        &self,
+        atm_network: &str,
+        code: &str,
+        amount_minor: i64,
+        now_ms: i64,
+    ) -> Result<Transfer, HubError> {
+        bounded(code, KEY_BYTES_MAX, "the cash code")?;
+        let hash = code_hash(code);
+        let mut tx = self.store.begin().await?;
+        let quote = records::use_atm_code(&mut tx, &hash, now_ms)
+            .await?
+            .map_err(|r| match r {
+                CodeRefusal::Unknown => HubError::CodeUnknown,
+                CodeRefusal::Used => HubError::CodeUsed,
+                CodeRefusal::Expired => HubError::CodeExpired,
+            })?;
+        if quote.payee_network != atm_network || quote.destination_minor != amount_minor {
+            // Dropping the transaction leaves the code unused.
+            return Err(HubError::CodeMismatch);
+        }
+        let (t, _) =
+            records::begin(&mut tx, Kind::Atm, atm_network, &hash, &quote.id, now_ms).await??;
+        tx.commit().await.map_err(StoreError::from)?;
+        let (payer_net, payer, payee_net, payee) = self.route(&t)?;
+        let prepared =
+            transfer::prepare(&t.id, (payer_net, &payer), (payee_net, &payee), now_ms).await;
+        let mut conn = self.store.acquire().await?;
+        match prepared {
+            Ok(()) => {
+                records::set_state(
+                    &mut conn,
+                    &t.id,
+                    &[State::Pending],
+                    State::Reserved,
+                    None,
+                    now_ms,
+                )
+                .await?
+            }
+            Err(e) => {
+                records::set_state(
+                    &mut conn,
+                    &t.id,
+                    &[State::Pending],
+                    State::Reversed,
+                    Some(e.code()),
+                    now_ms,
+                )
+                .await?
+            }
+        };
+        drop(conn);
+        self.transfer(&t.id).await
+    }
+
+    /// The ATM says whether it dispensed: the transfer commits on both
+    /// sides, or reverses on both.
+    pub async fn confirm_cash(
+        &self,
+        atm_network: &str,
+        transfer_id: &str,
+        dispensed: bool,
+        now_ms: i64,
+    ) -> Result<Transfer, HubError> {
+        let t = self.transfer(transfer_id).await?;
+        if t.kind != Kind::Atm || t.quote.payee_network != atm_network {
+            return Err(HubError::UnknownTransfer);
+        }
+        // Taking the transfer out of `reserved` first means the sweep and a
+        // second confirmation cannot act on it at the same time.
+        let mut conn = self.store.acquire().await?;
+        let claimed = records::set_state(
+            &mut conn,
+            &t.id,
+            &[State::Reserved],
+            State::Pending,
+            None,
+            now_ms,
+        )
+        .await?;
+        drop(conn);
+        if !claimed {
+            return Err(HubError::NotReserved(t.state.as_str()));
+        }
+        let (payer_net, _, payee_net, _) = self.route(&t)?;
+        let outcome = if dispensed {
+            transfer::finish(&t.id, payer_net, payee_net).await
+        } else {
+            transfer::cancel(&t.id, payer_net, payee_net).await;
+            Outcome::Reversed(NetworkError::Refused("not dispensed".into()))
+        };
+        self.record(&t, outcome, &[State::Pending], now_ms).await
+    }
+
+    /// Finishes what interrupted requests and silent ATMs left: a pending
+    /// transfer commits if its payee was paid and reverses otherwise; a
+    /// withdrawal never confirmed reverses; a payer's commit still owed is
+    /// tried again.
+    pub async fn sweep(&self, now_ms: i64) -> Result<Swept, HubError> {
+        let mut swept = Swept::default();
+        let mut conn = self.store.acquire().await?;
+        let pending = records::stale(
+            &mut conn,
+            State::Pending,
+            now_ms - PENDING_STALE_MS,
+            SWEEP_BATCH,
+        )
+        .await?;
+        let unconfirmed = records::stale(
+            &mut conn,
+            State::Reserved,
+            now_ms - CASH_CONFIRM_MS,
+            SWEEP_BATCH,
+        )
+        .await?;
+        let owed = records::stale(
+            &mut conn,
+            State::PayerCommitPending,
+            now_ms - PENDING_STALE_MS,
+            SWEEP_BATCH,
+        )
+        .await?;
+        drop(conn);
+        for t in pending {
+            self.recover(&t, now_ms, &mut swept).await?;
+        }
+        for t in unconfirmed {
+            let mut conn = self.store.acquire().await?;
+            let claimed = records::set_state(
+                &mut conn,
+                &t.id,
+                &[State::Reserved],
+                State::Pending,
+                None,
+                now_ms,
+            )
+            .await?;
+            drop(conn);
+            if claimed {
+                let (payer_net, _, payee_net, _) = self.route(&t)?;
+                transfer::cancel(&t.id, payer_net, payee_net).await;
+                let reason = NetworkError::Refused("dispense not confirmed in time".into());
+                self.record(&t, Outcome::Reversed(reason), &[State::Pending], now_ms)
+                    .await?;
+                swept.reversed += 1;
+            }
+        }
+        for t in owed {
+            if self
+                .network(&t.quote.payer_network)?
+                .commit(&t.id)
+                .await
+                .is_ok()
+            {
+                let mut conn = self.store.acquire().await?;
+                records::payer_confirmed(&mut conn, &t.id, now_ms).await?;
+                swept.committed += 1;
+            }
+        }
+        Ok(swept)
+    }
+
+    async fn recover(&self, t: &Transfer, now_ms: i64, swept: &mut Swept) -> Result<(), HubError> {
+        let (payer_net, _, payee_net, _) = self.route(t)?;
+        let outcome = if payee_net.status(&t.id).await == Ok(LegState::Committed) {
+            // The payee was paid before the interruption: the payer owes it.
+            transfer::finish(&t.id, payer_net, payee_net).await
+        } else {
+            transfer::cancel(&t.id, payer_net, payee_net).await;
+            Outcome::Reversed(NetworkError::Refused("interrupted".into()))
+        };
+        match outcome {
+            Outcome::Reversed(_) => swept.reversed += 1,
+            _ => swept.committed += 1,
+        }
+        self.record(t, outcome, &[State::Pending], now_ms).await?;
+        Ok(())
+    }
+
+    /// Closes the open window and records each participant's net position.
+    pub async fn close_window(&self, now_ms: i64) -> Result<records::Window, HubError> {
+        let mut tx = self.store.begin().await?;
+        let window = records::close_window(&mut tx, now_ms)
+            .await?
+            .ok_or(HubError::NoOpenWindow)?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(window)
+    }
+
+    /// Marks a closed window settled once its positions were paid.
+    pub async fn settle_window(&self, id: &str, now_ms: i64) -> Result<(), HubError> {
+        let mut conn = self.store.acquire().await?;
+        if !records::settle_window(&mut conn, id, now_ms).await? {
+            return Err(HubError::WindowNotClosed);
+        }
+        Ok(())
+    }
+
+    /// A closed or settled window's report.
+    pub async fn report(&self, window_id: &str) -> Result<crate::report::Report, HubError> {
+        let mut conn = self.store.acquire().await?;
+        let window = records::window(&mut conn, window_id)
+            .await?
+            .filter(|w| w.state != "open")
+            .ok_or(HubError::WindowNotClosed)?;
+        let positions = records::positions(&mut conn, window_id).await?;
+        let transfers =
+            records::window_transfers(&mut conn, window_id, REPORT_TRANSFERS_MAX).await?;
+        Ok(crate::report::Report::new(window, &positions, transfers))
+    }
+}
+
+/// Eight random digits, drawn without bias.
+fn cash_code() -> Result<String, HubError> {
+    let modulus = 10u32.pow(CASH_CODE_DIGITS);
+    let limit = u32::MAX - u32::MAX % modulus;
+    loop {
+        let mut bytes = [0u8; 4];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| StoreError::Refused(format!("no randomness for a cash code: {e}")))?;
+        let n = u32::from_le_bytes(bytes);
+        if n < limit {
+            return Ok(format!(
+                "{:0width$}",
+                n % modulus,
+                width = CASH_CODE_DIGITS as usize
+            ));
+        }
+    }
+}
+
+/// Codes are kept hashed so that no query or log shows one. Eight digits
+/// fall to a search, so a code's strength is its single use and its few
+/// minutes of life, not the hash.
+fn code_hash(code: &str) -> String {
+    hex::encode(Sha256::digest(code.as_bytes()))
+}
+
+/// The stored quote's currencies, for arithmetic.
+pub(crate) fn currencies(q: &Quote) -> Option<(Currency, Currency)> {
+    Some((
+        Currency::from_code(&q.source_currency).ok()?,
+        Currency::from_code(&q.destination_currency).ok()?,
+    ))
+}
