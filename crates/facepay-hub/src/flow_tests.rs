@@ -4,19 +4,16 @@
 
 use std::sync::Arc;
 
-use facepay_fx::Posted;
-use facepay_qr::{Account, Additional, Initiation, MerchantQr};
 use facepay_store::hub::State;
 use facepay_store::{Store, ledger, testing};
 
+use crate::demo::{BUDI_IDR, KIM_KRW, Members, merchant_qr};
 use crate::service::{ATM_ACCOUNT, CASH_CONFIRM_MS, Hub, HubError, PENDING_STALE_MS};
 use crate::simulator::{Failure, Rules, SimulatedNetwork};
 use crate::{Direction, Leg, LegState, Network, iso20022};
 
 /// 2027-01-15 03:00 UTC: noon in Seoul, ten in Jakarta and Bangkok.
 const NOW_MS: i64 = 1_799_982_000_000;
-const KIM_KRW: i64 = 1_000_000;
-const BUDI_IDR: i64 = 5_000_000 * 100;
 
 struct World {
     hub: Hub,
@@ -25,76 +22,29 @@ struct World {
     thailand: Arc<SimulatedNetwork>,
 }
 
-fn rate(provider: &str, source: &Rules, destination: &Rules, mid_rate: i128) -> Posted {
-    Posted {
-        provider: provider.into(),
-        source: source.currency,
-        destination: destination.currency,
-        mid_rate,
-        spread_bps: 50,
-        valid_until_ms: NOW_MS + 3_600_000,
-    }
-}
-
 fn world(store: Store, indonesia_failure: Failure) -> World {
-    let korea = Arc::new(SimulatedNetwork::new(Rules::korea(), Failure::None));
-    korea.open_account("kim", "Kim Minji", KIM_KRW);
-    korea.open_account("seoul-cafe", "Seoul Cafe", 0);
-    let indonesia = Arc::new(SimulatedNetwork::new(Rules::indonesia(), indonesia_failure));
-    indonesia.open_account("budi", "Budi Santoso", BUDI_IDR);
-    indonesia.open_account("warung-01", "Warung Makan", 0);
-    let thailand = Arc::new(SimulatedNetwork::new(Rules::thailand(), Failure::None));
-    thailand.open_account(ATM_ACCOUNT, "Bangkok ATM operator", 0);
-    let mut hub = Hub::new(store, 20);
-    hub.add_network(korea.clone());
-    hub.add_network(indonesia.clone());
-    hub.add_network(thailand.clone());
-    let (kr, id, th) = (Rules::korea(), Rules::indonesia(), Rules::thailand());
-    // 1 KRW = 11.5 IDR; 1 IDR = 0.08696 KRW; 1 KRW = 0.0255 THB.
-    hub.post_rate(rate("bank_a", &kr, &id, 11_500_000_000))
-        .unwrap();
-    hub.post_rate(rate("bank_a", &id, &kr, 86_956_522)).unwrap();
-    hub.post_rate(rate("bank_b", &kr, &th, 25_500_000)).unwrap();
+    let members = Members::simulated(indonesia_failure);
     World {
-        hub,
-        korea,
-        indonesia,
-        thailand,
+        hub: members.hub(store, NOW_MS).unwrap(),
+        korea: members.korea,
+        indonesia: members.indonesia,
+        thailand: members.thailand,
     }
 }
 
-fn qr(network: &str, merchant: &str, currency: &str, amount: Option<&str>) -> String {
-    facepay_qr::encode(&MerchantQr {
-        initiation: Some(if amount.is_some() {
-            Initiation::Dynamic
-        } else {
-            Initiation::Static
-        }),
-        accounts: vec![Account::Template {
-            id: 26,
-            network: network.into(),
-            fields: vec![(1, merchant.into())],
-        }],
-        category_code: "5812".into(),
-        currency_numeric: currency.into(),
-        amount: amount.map(str::to_owned),
-        tip: None,
-        country: "ID".into(),
-        merchant_name: "Warung Makan".into(),
-        city: "Jakarta".into(),
-        postal_code: None,
-        additional: Some(Additional {
-            bill_number: Some("B-1001".into()),
-            ..Additional::default()
-        }),
-        language: None,
-        unreserved: Vec::new(),
-    })
+fn qr(network: &str, merchant: &str, currency_numeric: u16, amount: Option<&str>) -> String {
+    merchant_qr(
+        (network, merchant),
+        ("Warung Makan", "Jakarta", "ID"),
+        currency_numeric,
+        amount,
+        "B-1001",
+    )
     .unwrap()
 }
 
 fn jakarta_qr() -> String {
-    qr("id.co.qris.sim", "warung-01", "360", Some("55000"))
+    qr("id.co.qris.sim", "warung-01", 360, Some("55000"))
 }
 
 async fn stores() -> (tempfile::TempDir, Vec<Store>) {
@@ -149,7 +99,7 @@ async fn payments_both_ways_commit_once_and_the_window_nets_to_zero() {
         assert_eq!(w.korea.balance("kim"), Some(KIM_KRW - quote.source_minor));
 
         // Inbound: Budi, visiting Seoul, pays a cafe's static QR.
-        let seoul = qr("kr.facepay.wallet.sim", "seoul-cafe", "410", None);
+        let seoul = qr("kr.facepay.wallet.sim", "seoul-cafe", 410, None);
         let missing = w
             .hub
             .quote_qr("id.co.qris.sim", "budi", &seoul, None, NOW_MS)
@@ -179,7 +129,8 @@ async fn payments_both_ways_commit_once_and_the_window_nets_to_zero() {
             quote.source_minor
         )));
         assert!(pacs008.contains("<EndToEndId>B-1001</EndToEndId>"));
-        assert!(pacs008.contains("<XchgRate>11.4425</XchgRate>"));
+        assert_eq!(quote.provider, "bank_b", "the better of two rates");
+        assert!(pacs008.contains("<XchgRate>11.44556</XchgRate>"));
         let pacs002 = iso20022::pacs002(&out);
         well_formed(&pacs002);
         assert!(pacs002.contains("<TxSts>ACCC</TxSts>"));
@@ -310,14 +261,14 @@ async fn quotes_are_honoured_once_until_they_expire_and_bad_codes_are_named() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), "fx_no_rate", "the rate itself expired");
-        let foreign = qr("zz.unknown", "m", "360", Some("1000"));
+        let foreign = qr("zz.unknown", "m", 360, Some("1000"));
         let err = w
             .hub
             .quote_qr("kr.facepay.wallet.sim", "kim", &foreign, None, NOW_MS)
             .await
             .unwrap_err();
         assert_eq!(err.code(), "hub_no_member_network");
-        let too_big = qr("id.co.qris.sim", "warung-01", "360", Some("20000000"));
+        let too_big = qr("id.co.qris.sim", "warung-01", 360, Some("20000000"));
         let err = w
             .hub
             .quote_qr("kr.facepay.wallet.sim", "kim", &too_big, None, NOW_MS)

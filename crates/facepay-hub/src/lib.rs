@@ -13,6 +13,7 @@
 //! kept in the store with the ledger underneath; `report` and `iso20022`
 //! render what it did.
 
+pub mod demo;
 pub mod iso20022;
 pub mod report;
 pub mod service;

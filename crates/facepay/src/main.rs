@@ -8,6 +8,7 @@ mod bench_pay;
 mod demo;
 mod eval;
 mod face;
+mod hub;
 mod keys;
 mod ledger;
 mod liveness;
@@ -82,6 +83,9 @@ enum Command {
     /// The card vault as its own process, and its custodians' key parts.
     #[command(subcommand)]
     Vault(vault::VaultCommand),
+    /// The cross-border hub.
+    #[command(subcommand)]
+    Hub(hub::HubCommand),
 }
 
 /// Options shared by every command that runs the engine.
@@ -144,5 +148,6 @@ fn main() -> anyhow::Result<()> {
         Command::Keys(command) => keys::run(command),
         Command::Audit(command) => ledger::audit(command),
         Command::Vault(command) => vault::run(command),
+        Command::Hub(command) => hub::run(command),
     }
 }

@@ -1,0 +1,135 @@
+//! A hub with simulated members, for the demo, the embedded server and the
+//! tests: four networks with a few accounts each, and posted rates. Every
+//! party here is simulated and named so.
+
+use std::sync::Arc;
+
+use facepay_fx::Posted;
+use facepay_qr::{Account, Additional, Initiation, MerchantQr, QrError};
+use facepay_store::Store;
+
+use crate::service::{ATM_ACCOUNT, Hub, HubError};
+use crate::simulator::{Failure, Rules, SimulatedNetwork};
+
+/// The hub's fee on each principal.
+pub const HUB_FEE_BPS: u32 = 20;
+/// What the demo's wallets hold at the start.
+pub const KIM_KRW: i64 = 1_000_000;
+pub const BUDI_IDR: i64 = 5_000_000 * 100;
+pub const LAN_VND: i64 = 20_000_000;
+/// Posted rates hold this long.
+pub const RATES_VALID_MS: i64 = 3_600_000;
+
+pub struct Members {
+    pub korea: Arc<SimulatedNetwork>,
+    pub indonesia: Arc<SimulatedNetwork>,
+    pub vietnam: Arc<SimulatedNetwork>,
+    pub thailand: Arc<SimulatedNetwork>,
+}
+
+impl Members {
+    /// Four simulated networks, Indonesia's failing as `indonesia_failure`
+    /// says: wallets (Kim in Korea, Budi in Indonesia, Lan in Vietnam),
+    /// merchants, and each network's ATM operators.
+    pub fn simulated(indonesia_failure: Failure) -> Self {
+        let korea = Arc::new(SimulatedNetwork::new(Rules::korea(), Failure::None));
+        korea.open_account("kim", "Kim Minji", KIM_KRW);
+        korea.open_account("seoul-cafe", "Seoul Cafe", 0);
+        korea.open_account(ATM_ACCOUNT, "Seoul ATM operator", 0);
+        let indonesia = Arc::new(SimulatedNetwork::new(Rules::indonesia(), indonesia_failure));
+        indonesia.open_account("budi", "Budi Santoso", BUDI_IDR);
+        indonesia.open_account("warung-01", "Warung Makan", 0);
+        indonesia.open_account(ATM_ACCOUNT, "Jakarta ATM operator", 0);
+        let vietnam = Arc::new(SimulatedNetwork::new(Rules::vietnam(), Failure::None));
+        vietnam.open_account("lan", "Nguyen Lan", LAN_VND);
+        vietnam.open_account("pho-hanoi", "Pho Hanoi", 0);
+        let thailand = Arc::new(SimulatedNetwork::new(Rules::thailand(), Failure::None));
+        thailand.open_account("siam-market", "Siam Market", 0);
+        thailand.open_account(ATM_ACCOUNT, "Bangkok ATM operator", 0);
+        Self {
+            korea,
+            indonesia,
+            vietnam,
+            thailand,
+        }
+    }
+
+    /// A hub over these members with the demo's rates posted at `now_ms`.
+    pub fn hub(&self, store: Store, now_ms: i64) -> Result<Hub, HubError> {
+        let mut hub = Hub::new(store, HUB_FEE_BPS);
+        hub.add_network(self.korea.clone());
+        hub.add_network(self.indonesia.clone());
+        hub.add_network(self.vietnam.clone());
+        hub.add_network(self.thailand.clone());
+        for rate in rates(now_ms) {
+            hub.post_rate(rate)?;
+        }
+        Ok(hub)
+    }
+}
+
+/// Two simulated FX providers' rates: destination major units per source
+/// major unit, times 10^9.
+pub fn rates(now_ms: i64) -> Vec<Posted> {
+    let (kr, id, vn, th) = (
+        Rules::korea().currency,
+        Rules::indonesia().currency,
+        Rules::vietnam().currency,
+        Rules::thailand().currency,
+    );
+    let post = |provider: &str, source, destination, mid_rate, spread_bps| Posted {
+        provider: provider.to_owned(),
+        source,
+        destination,
+        mid_rate,
+        spread_bps,
+        valid_until_ms: now_ms + RATES_VALID_MS,
+    };
+    vec![
+        // 1 KRW = 11.5 IDR, 18.2 VND, 0.0255 THB.
+        post("bank_a", kr, id, 11_500_000_000, 50),
+        post("bank_b", kr, id, 11_480_000_000, 30),
+        post("bank_a", id, kr, 86_956_522, 50),
+        post("bank_a", kr, vn, 18_200_000_000, 60),
+        post("bank_a", vn, kr, 54_945_055, 60),
+        post("bank_b", kr, th, 25_500_000, 40),
+        post("bank_b", th, kr, 39_215_686_275, 40),
+    ]
+}
+
+/// A merchant-presented QR code for `merchant` in `network`: dynamic with
+/// an `amount` (major units, such as "55000"), static without.
+pub fn merchant_qr(
+    (network, merchant): (&str, &str),
+    (name, city, country): (&str, &str, &str),
+    currency_numeric: u16,
+    amount: Option<&str>,
+    bill_number: &str,
+) -> Result<String, QrError> {
+    facepay_qr::encode(&MerchantQr {
+        initiation: Some(if amount.is_some() {
+            Initiation::Dynamic
+        } else {
+            Initiation::Static
+        }),
+        accounts: vec![Account::Template {
+            id: 26,
+            network: network.to_owned(),
+            fields: vec![(1, merchant.to_owned())],
+        }],
+        category_code: "5812".to_owned(),
+        currency_numeric: format!("{currency_numeric:03}"),
+        amount: amount.map(str::to_owned),
+        tip: None,
+        country: country.to_owned(),
+        merchant_name: name.to_owned(),
+        city: city.to_owned(),
+        postal_code: None,
+        additional: Some(Additional {
+            bill_number: Some(bill_number.to_owned()),
+            ..Additional::default()
+        }),
+        language: None,
+        unreserved: Vec::new(),
+    })
+}
