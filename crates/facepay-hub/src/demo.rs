@@ -68,6 +68,16 @@ impl Members {
     }
 }
 
+/// The simulated members' network ids.
+pub fn member_ids() -> [&'static str; 4] {
+    [
+        Rules::korea().id,
+        Rules::indonesia().id,
+        Rules::vietnam().id,
+        Rules::thailand().id,
+    ]
+}
+
 /// Two simulated FX providers' rates: destination major units per source
 /// major unit, times 10^9.
 pub fn rates(now_ms: i64) -> Vec<Posted> {

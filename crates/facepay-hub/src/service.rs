@@ -81,6 +81,8 @@ pub enum HubError {
     WindowNotClosed,
     #[error("{0} is too long")]
     TooLong(&'static str),
+    #[error("this key is not a member network's")]
+    KeyInvalid,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -109,6 +111,7 @@ impl HubError {
             HubError::NoOpenWindow => "hub_no_open_window",
             HubError::WindowNotClosed => "hub_window_not_closed",
             HubError::TooLong(_) => "hub_input_too_long",
+            HubError::KeyInvalid => "hub_key_invalid",
             HubError::Store(_) => "store_error",
         }
     }
@@ -176,6 +179,24 @@ impl Hub {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The member network whose API key this is.
+    pub async fn authenticate(&self, key: &str) -> Result<String, HubError> {
+        bounded(key, KEY_BYTES_MAX, "the key")?;
+        let hash = hex::encode(Sha256::digest(key.as_bytes()));
+        let mut conn = self.store.acquire().await?;
+        records::member_by_key_hash(&mut conn, &hash)
+            .await?
+            .filter(|network| self.networks.contains_key(network))
+            .ok_or(HubError::KeyInvalid)
+    }
+
+    pub async fn quote_by_id(&self, id: &str) -> Result<Quote, HubError> {
+        let mut conn = self.store.acquire().await?;
+        records::quote(&mut conn, id)
+            .await?
+            .ok_or(HubError::UnknownQuote)
     }
 
     /// An FX provider's rate for a corridor.

@@ -554,7 +554,7 @@ pub async fn rewrap_data_keys(
     }
 }
 
-fn check_idempotency_key(key: &str) -> Result<(), Failure> {
+pub fn check_idempotency_key(key: &str) -> Result<(), Failure> {
     if key.is_empty() {
         return Err(Failure::bad_request(
             "idempotency_key_missing",
@@ -572,7 +572,7 @@ fn check_idempotency_key(key: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
     serde_json::from_slice(body).map_err(|e| {
         let code = if e.is_data() {
             "json_invalid_field"

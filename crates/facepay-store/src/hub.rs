@@ -660,3 +660,32 @@ pub async fn window_transfers(
         .await?;
     rows.iter().map(transfer_from).collect()
 }
+
+/// A key for member network `network_id` to call the hub's API.
+pub async fn insert_member_key(
+    conn: &mut Connection,
+    network_id: &str,
+    key_hash: &str,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO hub_member_keys (key_hash, network_id, created_at_ms) VALUES ($1, $2, $3)",
+    )
+    .bind(key_hash)
+    .bind(network_id)
+    .bind(now_ms)
+    .execute(conn)
+    .await
+    .map_err(|e| StoreError::from(e).duplicate_as("hub member key"))?;
+    Ok(())
+}
+
+/// The member network a key belongs to.
+pub async fn member_by_key_hash(conn: &mut Connection, key_hash: &str) -> Result<Option<String>> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT network_id FROM hub_member_keys WHERE key_hash = $1")
+            .bind(key_hash)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(id,)| id))
+}

@@ -11,9 +11,12 @@ use anyhow::Context;
 use facepay_connector::{SimulatedIssuer, SimulatorConfig};
 use facepay_face::FaceEngine;
 use facepay_face::liveness::{LivenessChecker, LivenessConfig};
+use facepay_hub::demo::Members;
+use facepay_hub::service::Hub;
+use facepay_hub::simulator::Failure;
 use facepay_models::ModelStore;
 use facepay_payments::{Config, FileKeyProvider, LivenessMode, Payments};
-use facepay_store::Store;
+use facepay_store::{Store, now_ms};
 use facepay_template_transform::TransformKeys;
 use facepay_vault::channel::ChannelKey;
 use facepay_vault::{KeyPart, LocalVault, RemoteVault, Vault};
@@ -200,6 +203,9 @@ fn parse_liveness(text: &str) -> Result<LivenessMode, String> {
 pub struct App {
     pub payments: Arc<Payments>,
     pub engine: Arc<FaceEngine>,
+    /// The cross-border hub on the same store. Its member networks are
+    /// simulators (`facepay_hub::demo`): no real network is reached.
+    pub hub: Arc<Hub>,
     /// The risk rules file to follow, if one was given.
     pub risk_rules: Option<PathBuf>,
 }
@@ -260,6 +266,7 @@ impl App {
         data_dir: &Path,
         config: Config,
     ) -> anyhow::Result<App> {
+        let hub = Members::simulated(Failure::None).hub(store.clone(), now_ms())?;
         let liveness = Arc::new(LivenessChecker::new(LivenessConfig::default(), None));
         let keys = Arc::new(FileKeyProvider::open(&data_dir.join("keys"))?);
         let transforms = Arc::new(TransformKeys::open(&transforms_dir(data_dir))?);
@@ -277,6 +284,7 @@ impl App {
         Ok(App {
             payments: Arc::new(payments),
             engine,
+            hub: Arc::new(hub),
             risk_rules: None,
         })
     }

@@ -73,6 +73,16 @@ pub fn operator_file(data_dir: &Path) -> PathBuf {
     data_dir.join("demo-operator.json")
 }
 
+/// The simulated hub members' keys, by network id.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct HubFile {
+    pub member_keys: std::collections::BTreeMap<String, String>,
+}
+
+pub fn hub_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("demo-hub.json")
+}
+
 /// Creates the demo merchant, store, terminal and API key unless they exist.
 pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
     let store = app.payments.store();
@@ -84,6 +94,7 @@ pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
         terminal_file(data_dir),
         merchant_file(data_dir),
         operator_file(data_dir),
+        hub_file(data_dir),
     ];
     if registered && files.iter().all(|f| f.exists()) {
         return Ok(());
@@ -149,7 +160,19 @@ pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
         now,
     )
     .await?;
+    let mut member_keys = std::collections::BTreeMap::new();
+    for network in facepay_hub::demo::member_ids() {
+        let (key, key_hash) = keys::new_secret("fph");
+        facepay_store::hub::insert_member_key(&mut tx, network, &key_hash, now).await?;
+        facepay_store::audit::append(&mut tx, now, "operator", "hub_member_key_created", network)
+            .await?;
+        member_keys.insert(network.to_owned(), key);
+    }
     tx.commit().await?;
+    write_private(
+        &hub_file(data_dir),
+        &serde_json::to_string_pretty(&HubFile { member_keys })?,
+    )?;
     write_private(
         &operator_file(data_dir),
         &serde_json::to_string_pretty(&OperatorFile { operator_key })?,

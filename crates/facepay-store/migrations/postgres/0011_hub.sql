@@ -65,3 +65,10 @@ CREATE TABLE hub_positions (
     net_minor BIGINT NOT NULL,
     PRIMARY KEY (window_id, participant, currency)
 );
+
+-- Each member network's keys for the hub's API, kept hashed.
+CREATE TABLE hub_member_keys (
+    key_hash TEXT PRIMARY KEY,
+    network_id TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);

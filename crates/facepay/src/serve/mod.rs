@@ -5,6 +5,7 @@
 //! at most `INFERENCE_CONCURRENCY_MAX` at a time; further requests wait.
 
 mod api;
+mod hub;
 mod loyalty;
 mod observe;
 mod openapi;
@@ -24,6 +25,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use facepay_face::decode::IMAGE_BYTES_MAX;
 use facepay_face::{EngineError, FaceEngine, QualityPolicy};
+use facepay_hub::service::Hub;
 use facepay_payments::Payments;
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -45,6 +47,7 @@ pub struct AppState {
     engine: Arc<FaceEngine>,
     inference_slots: Semaphore,
     payments: Arc<Payments>,
+    hub: Arc<Hub>,
 }
 
 pub fn router(app: &App) -> Router {
@@ -52,6 +55,7 @@ pub fn router(app: &App) -> Router {
         engine: Arc::clone(&app.engine),
         inference_slots: Semaphore::new(INFERENCE_CONCURRENCY_MAX),
         payments: Arc::clone(&app.payments),
+        hub: Arc::clone(&app.hub),
     });
     let face = Router::new()
         .route("/api/v1/face/analyze", post(analyze))
@@ -95,6 +99,15 @@ pub fn router(app: &App) -> Router {
             "/v1/operator/blocks/{kind}/{value}",
             delete(operator::remove_block),
         )
+        .route("/v1/hub/quotes", post(hub::quote))
+        .route("/v1/hub/transfers", post(hub::pay))
+        .route("/v1/hub/transfers/{id}", get(hub::get_transfer))
+        .route("/v1/hub/cash-codes", post(hub::cash_code))
+        .route("/v1/hub/withdrawals", post(hub::withdraw))
+        .route("/v1/hub/withdrawals/{id}/confirm", post(hub::confirm))
+        .route("/v1/hub/windows/close", post(hub::close_window))
+        .route("/v1/hub/windows/{id}", get(hub::report))
+        .route("/v1/hub/windows/{id}/settle", post(hub::settle_window))
         .route("/v1/terminal/payments", post(api::pay))
         .route("/v1/terminal/payments/{id}/step-up", post(api::step_up))
         .route("/v1/merchant/payments", get(api::list_payments))
@@ -164,6 +177,7 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
     // Enrolments and deletions made through other servers on this store.
     tokio::spawn(Arc::clone(&app.payments).follow());
     let sweeper = Arc::clone(&app.payments);
+    let hub = Arc::clone(&app.hub);
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(SWEEP_INTERVAL);
         loop {
@@ -176,6 +190,16 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
             }
             if let Err(e) = sweeper.purge().await {
                 tracing::warn!(error = %e, "purge of old idempotency keys failed");
+            }
+            let now = facepay_store::now_ms();
+            if let Err(e) = hub.sweep(now).await {
+                tracing::warn!(error = %e, "sweep of the hub's transfers failed");
+            }
+            // The simulated FX providers post fresh rates as real ones would.
+            for rate in facepay_hub::demo::rates(now) {
+                if let Err(e) = hub.post_rate(rate) {
+                    tracing::warn!(error = %e, "a simulated rate was refused");
+                }
             }
         }
     });
@@ -325,6 +349,8 @@ async fn analyze(
 mod flow_tests;
 #[cfg(test)]
 mod fraud_tests;
+#[cfg(test)]
+mod hub_tests;
 #[cfg(test)]
 mod loyalty_tests;
 #[cfg(test)]

@@ -21,7 +21,7 @@ use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::ApiError;
-use super::{api, loyalty, operator};
+use super::{api, hub, loyalty, operator};
 
 const DOCS_HTML: &str = include_str!("docs.html");
 const MILLISECONDS_PER_HOUR: i64 = 3_600_000;
@@ -67,6 +67,15 @@ pub struct ErrorResponse<'a> {
         operator::list_blocks,
         operator::add_block,
         operator::remove_block,
+        hub::quote,
+        hub::pay,
+        hub::get_transfer,
+        hub::cash_code,
+        hub::withdraw,
+        hub::confirm,
+        hub::close_window,
+        hub::report,
+        hub::settle_window,
         json,
         docs,
     ),
@@ -76,6 +85,7 @@ pub struct ErrorResponse<'a> {
         (name = "terminal", description = "Payments at a till, signed by the terminal."),
         (name = "merchant", description = "The merchant's back office, with an API key."),
         (name = "operator", description = "Fraud claims, the review queue, flagged terminals and the blocklist, with an operator key."),
+        (name = "hub", description = "The cross-border hub: QR payments between member networks with FX, cash codes for foreign ATMs, settlement windows. Members call with their network's key; windows need an operator key. A transfer's Idempotency-Key with the same quote answers the same transfer; quotes and cash codes take none (an unused one expires)."),
         (name = "service", description = "Health, metrics, the face engine and these docs."),
     )
 )]
@@ -152,6 +162,15 @@ Answers give them the same way (`amount`) and as integers in minor units (`amoun
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some("An operator's secret key (fraud and risk staff)."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "hub_member_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A member network's secret key for the hub."))
                     .build(),
             ),
         );
@@ -398,6 +417,15 @@ mod tests {
         ("/v1/merchant/loyalty", &["get"]),
         ("/v1/merchant/loyalty/programs", &["post"]),
         ("/v1/merchant/loyalty/coupons", &["post"]),
+        ("/v1/hub/quotes", &["post"]),
+        ("/v1/hub/transfers", &["post"]),
+        ("/v1/hub/transfers/{id}", &["get"]),
+        ("/v1/hub/cash-codes", &["post"]),
+        ("/v1/hub/withdrawals", &["post"]),
+        ("/v1/hub/withdrawals/{id}/confirm", &["post"]),
+        ("/v1/hub/windows/close", &["post"]),
+        ("/v1/hub/windows/{id}", &["get"]),
+        ("/v1/hub/windows/{id}/settle", &["post"]),
         ("/v1/merchant/loyalty/{what}/{id}/{action}", &["post"]),
         ("/v1/users/me/loyalty/{merchant_id}", &["put"]),
     ];

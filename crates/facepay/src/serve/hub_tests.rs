@@ -1,0 +1,306 @@
+//! The hub's API over HTTP, on SQLite and (when CI gives one) PostgreSQL,
+//! with the demo's simulated member networks and their keys: a QR payment
+//! quoted and paid once, its ISO 20022 renderings, a cash withdrawal, the
+//! window closed and settled by an operator, and the refusals on the way.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::Request;
+use facepay_hub::demo::merchant_qr;
+use facepay_payments::{Config, DecisionPolicy};
+use serde_json::{Value, json};
+
+use super::flow_tests::{Harness, engine_with_logs, lenient, verify};
+use crate::demo::{self, HubFile, OperatorFile};
+
+const KOREA: &str = "kr.facepay.wallet.sim";
+const INDONESIA: &str = "id.co.qris.sim";
+const THAILAND: &str = "th.promptpay.sim";
+
+fn jakarta_qr() -> String {
+    merchant_qr(
+        (INDONESIA, "warung-01"),
+        ("Warung Makan", "Jakarta", "ID"),
+        360,
+        Some("55000"),
+        "INV-0042",
+    )
+    .unwrap()
+}
+
+/// A GET with a bearer key: status, JSON (or null) and the text.
+async fn raw(h: &Harness, secret: &str, path: &str) -> (u16, Value, String) {
+    let request = Request::get(path)
+        .header("authorization", format!("Bearer {secret}"))
+        .body(Body::empty())
+        .unwrap();
+    h.send(request).await
+}
+
+#[tokio::test]
+async fn members_pay_qr_codes_and_take_cash_and_an_operator_settles_the_window() {
+    let engine = engine_with_logs();
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let data = dir.path().join(backend);
+        let config: Config = lenient(DecisionPolicy::default());
+        let h = Harness::new(store.clone(), Arc::clone(&engine), &data, config).await;
+        let keys: BTreeMap<String, String> = serde_json::from_str::<HubFile>(
+            &std::fs::read_to_string(demo::hub_file(&data)).unwrap(),
+        )
+        .unwrap()
+        .member_keys;
+        let operator: OperatorFile =
+            serde_json::from_str(&std::fs::read_to_string(demo::operator_file(&data)).unwrap())
+                .unwrap();
+        let korea = &keys[KOREA];
+        let quote_body = json!({"payer_account": "kim", "qr": jakarta_qr()});
+
+        // Refusals first: no key, a stranger's key, a broken QR code.
+        let request = Request::post("/v1/hub/quotes")
+            .header("content-type", "application/json")
+            .body(Body::from(quote_body.to_string()))
+            .unwrap();
+        let (status, body, _) = h.send(request).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("authorization_missing"))
+        );
+        let (status, body) = h
+            .with_bearer(
+                "fph_stranger",
+                "POST",
+                "/v1/hub/quotes",
+                "",
+                Some(quote_body.clone()),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("hub_key_invalid"))
+        );
+        let mut broken = jakarta_qr();
+        broken.replace_range(broken.len() - 4.., "0000");
+        let (status, body) = h
+            .with_bearer(
+                korea,
+                "POST",
+                "/v1/hub/quotes",
+                "",
+                Some(json!({"payer_account": "kim", "qr": broken})),
+            )
+            .await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["error"]["code"], "qr_bad_crc", "{body}");
+
+        // Kim's wallet quotes and pays the warung once.
+        let (status, quote) = h
+            .with_bearer(
+                korea,
+                "POST",
+                "/v1/hub/quotes",
+                "",
+                Some(quote_body.clone()),
+            )
+            .await;
+        assert_eq!(status, 201, "{backend}: {quote}");
+        assert_eq!(quote["destination_minor"], 5_500_000);
+        assert_eq!(quote["payee_name"], "Warung Makan");
+        let pay = json!({"quote_id": quote["id"]});
+        let (status, body) = h
+            .with_bearer(korea, "POST", "/v1/hub/transfers", "", Some(pay.clone()))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("idempotency_key_missing"))
+        );
+        let (status, paid) = h
+            .with_bearer(korea, "POST", "/v1/hub/transfers", "t1", Some(pay.clone()))
+            .await;
+        assert_eq!(status, 201, "{paid}");
+        assert_eq!(paid["state"], "committed");
+        assert_eq!(paid["iso20022_status"], "ACCC");
+        let (status, again) = h
+            .with_bearer(korea, "POST", "/v1/hub/transfers", "t1", Some(pay.clone()))
+            .await;
+        assert_eq!(
+            (status, &again["id"]),
+            (201, &paid["id"]),
+            "the retry is the same transfer"
+        );
+        let (status, body) = h
+            .with_bearer(korea, "POST", "/v1/hub/transfers", "t2", Some(pay.clone()))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("hub_quote_used"))
+        );
+        let (status, body) = h
+            .with_bearer(
+                &keys[INDONESIA],
+                "POST",
+                "/v1/hub/transfers",
+                "t3",
+                Some(pay),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("hub_unknown_quote"))
+        );
+        let request = Request::post("/v1/hub/transfers")
+            .header("authorization", format!("Bearer {korea}"))
+            .header("idempotency-key", "t4")
+            .header("content-type", "application/json")
+            .body(Body::from("{\"quote_id\": "))
+            .unwrap();
+        let (status, body, _) = h.send(request).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("json_malformed"))
+        );
+
+        // Both networks see it, as JSON and as ISO 20022; others do not.
+        let id = paid["id"].as_str().unwrap();
+        let (status, _, xml) = raw(
+            &h,
+            &keys[INDONESIA],
+            &format!("/v1/hub/transfers/{id}?format=pacs.008"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(
+            xml.contains("<IntrBkSttlmAmt Ccy=\"IDR\">55000.00</IntrBkSttlmAmt>"),
+            "{xml}"
+        );
+        let (status, _, xml) = raw(
+            &h,
+            korea,
+            &format!("/v1/hub/transfers/{id}?format=pacs.002"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(xml.contains("<TxSts>ACCC</TxSts>"), "{xml}");
+        let (status, _, _) = raw(&h, &keys[THAILAND], &format!("/v1/hub/transfers/{id}")).await;
+        assert_eq!(status, 404);
+
+        // Cash in Bangkok: a code, presented once, dispensed and confirmed.
+        let (status, cash) = h
+            .with_bearer(
+                korea,
+                "POST",
+                "/v1/hub/cash-codes",
+                "",
+                Some(json!({"payer_account": "kim", "atm_network": THAILAND, "amount_minor": 100_000})),
+            )
+            .await;
+        assert_eq!(status, 201, "{cash}");
+        let withdrawal = json!({"code": cash["code"], "amount_minor": 100_000});
+        let thailand = &keys[THAILAND];
+        let (status, reserved) = h
+            .with_bearer(
+                thailand,
+                "POST",
+                "/v1/hub/withdrawals",
+                "",
+                Some(withdrawal.clone()),
+            )
+            .await;
+        assert_eq!(
+            (status, reserved["state"].as_str()),
+            (201, Some("reserved")),
+            "{reserved}"
+        );
+        let (status, body) = h
+            .with_bearer(
+                thailand,
+                "POST",
+                "/v1/hub/withdrawals",
+                "",
+                Some(withdrawal),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("atm_code_used"))
+        );
+        let confirm = format!(
+            "/v1/hub/withdrawals/{}/confirm",
+            reserved["id"].as_str().unwrap()
+        );
+        let (status, done) = h
+            .with_bearer(
+                thailand,
+                "POST",
+                &confirm,
+                "",
+                Some(json!({"dispensed": true})),
+            )
+            .await;
+        assert_eq!(
+            (status, done["state"].as_str()),
+            (200, Some("committed")),
+            "{done}"
+        );
+
+        // The operator closes the window: every currency nets to zero.
+        let (status, body) = h
+            .with_bearer(korea, "POST", "/v1/hub/windows/close", "", None)
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("operator_key_invalid"))
+        );
+        let (status, window) = h
+            .with_bearer(
+                &operator.operator_key,
+                "POST",
+                "/v1/hub/windows/close",
+                "",
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, window["transfer_count"].as_i64()),
+            (200, Some(2)),
+            "{window}"
+        );
+        let path = format!("/v1/hub/windows/{}", window["id"].as_str().unwrap());
+        let (status, report) = h
+            .with_bearer(&operator.operator_key, "GET", &path, "", None)
+            .await;
+        assert_eq!(status, 200, "{report}");
+        let mut sums: BTreeMap<String, i64> = BTreeMap::new();
+        for p in report["positions"].as_array().unwrap() {
+            *sums
+                .entry(p["currency"].as_str().unwrap().to_owned())
+                .or_default() += p["net_minor"].as_i64().unwrap();
+        }
+        assert_eq!(
+            sums.keys().cloned().collect::<Vec<_>>(),
+            ["IDR", "KRW", "THB"]
+        );
+        assert!(sums.values().all(|s| *s == 0), "{sums:?}");
+        let costs: &Value = &report["costs"][0];
+        assert!(
+            costs["hub_minor"].as_i64() < costs["card_minor"].as_i64(),
+            "{costs}"
+        );
+        let settle = format!("{path}/settle");
+        let (status, _) = h
+            .with_bearer(&operator.operator_key, "POST", &settle, "", None)
+            .await;
+        assert_eq!(status, 204);
+        let (status, body) = h
+            .with_bearer(&operator.operator_key, "POST", &settle, "", None)
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("hub_window_not_closed"))
+        );
+        verify(&store).await;
+    }
+}
