@@ -1,3 +1,5 @@
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use proptest::prelude::*;
 
 use super::*;
@@ -273,14 +275,10 @@ proptest! {
     }
 }
 
-/// The parser's fuzz target, run for a bounded time in every test run
-/// (`FACEPAY_QR_FUZZ_SECONDS`, 3 by default): valid payloads mutated at
-/// random, half of them with their CRC made right again so the mutation
-/// reaches the field rules. No input may panic, and whatever parses must
-/// write back and parse to the same fields. Hand-written because
-/// cargo-fuzz needs a nightly toolchain; the seed is printed to replay.
-#[test]
-fn fuzz_mutations_for_a_bounded_time() {
+/// How long each fuzz target runs (`FACEPAY_QR_FUZZ_SECONDS`, 3 by
+/// default), and a seeded xorshift64 to pick mutations: fast, and the
+/// printed seed replays a failure.
+fn fuzz_budget(target: &str) -> (u64, std::time::Instant, impl FnMut(usize) -> usize) {
     let seconds: u64 = std::env::var("FACEPAY_QR_FUZZ_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -289,21 +287,31 @@ fn fuzz_mutations_for_a_bounded_time() {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
         | 1;
-    println!("fuzz seed {seed}");
+    println!("{target} fuzz seed {seed}");
     let mut state = seed;
-    let mut next = move |bound: usize| {
-        // xorshift64: fast and good enough to pick mutations.
+    let next = move |bound: usize| {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         (state % bound.max(1) as u64) as usize
     };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    (seed, deadline, next)
+}
+
+/// The parser's fuzz target, run for a bounded time in every test run:
+/// valid payloads mutated at random, half of them with their CRC made
+/// right again so the mutation reaches the field rules. No input may
+/// panic, and whatever parses must write back and parse to the same
+/// fields. Hand-written because cargo-fuzz needs a nightly toolchain.
+#[test]
+fn fuzz_mutations_for_a_bounded_time() {
+    let (seed, deadline, mut next) = fuzz_budget("merchant-presented");
     let mut static_qr = sample();
     static_qr.initiation = Some(Initiation::Static);
     static_qr.amount = None;
     let seeds = [encode(&sample()).unwrap(), encode(&static_qr).unwrap()];
     let alphabet: Vec<char> = "0123456789ABCDEFabcdef .-/:한\u{0}\u{7f}".chars().collect();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     let (mut runs, mut parsed) = (0u64, 0u64);
     while std::time::Instant::now() < deadline {
         let mut chars: Vec<char> = seeds[next(seeds.len())].chars().collect();
@@ -338,5 +346,55 @@ fn fuzz_mutations_for_a_bounded_time() {
         }
     }
     println!("{runs} mutated payloads, {parsed} still valid");
+    assert!(runs > 1000, "too few runs to mean anything: {runs}");
+}
+
+/// The consumer-presented parser's fuzz target: the bytes under a valid
+/// code's Base64 mutated (lengths, tags, values cut, grown or moved), and
+/// sometimes the Base64 text itself. No input may panic; whatever parses
+/// must write back and parse to the same code.
+#[test]
+fn fuzz_consumer_codes_for_a_bounded_time() {
+    let (seed, deadline, mut next) = fuzz_budget("consumer-presented");
+    let seed_code = encode_consumer(&ConsumerQr {
+        applications: vec![Application {
+            aid: vec![0xA0, 0, 0, 0, 0x03, 0x10, 0x10],
+            label: Some("VISA DEBIT".into()),
+            pan: Some("4111111111111111".into()),
+            cryptogram: Some(Cryptogram {
+                arqc: [1, 2, 3, 4, 5, 6, 7, 8],
+                atc: 0x0042,
+                unpredictable_number: [0xDE, 0xAD, 0xBE, 0xEF],
+            }),
+        }],
+    });
+    let bytes = BASE64.decode(&seed_code).unwrap();
+    let (mut runs, mut parsed) = (0u64, 0u64);
+    while std::time::Instant::now() < deadline {
+        let mut b = bytes.clone();
+        for _ in 0..1 + next(4) {
+            let at = next(b.len() + 1);
+            match next(4) {
+                0 if at < b.len() => b[at] = next(256) as u8,
+                1 if at < b.len() => {
+                    b.remove(at);
+                }
+                2 => b.insert(at, next(256) as u8),
+                _ => b.truncate(at),
+            }
+        }
+        let mut text = BASE64.encode(&b);
+        if next(8) == 0 && !text.is_empty() {
+            let at = next(text.len());
+            text.replace_range(at..=at, "*");
+        }
+        runs += 1;
+        if let Ok(qr) = parse_consumer(&text) {
+            parsed += 1;
+            let again = encode_consumer(&qr);
+            assert_eq!(parse_consumer(&again).unwrap(), qr, "seed {seed}: {text:?}");
+        }
+    }
+    println!("{runs} mutated codes, {parsed} still valid");
     assert!(runs > 1000, "too few runs to mean anything: {runs}");
 }
