@@ -83,7 +83,7 @@ async fn payments_both_ways_commit_once_and_the_window_nets_to_zero() {
         // Outbound: Kim, in Jakarta, pays a warung's dynamic QR.
         let quote = w
             .hub
-            .quote_qr("kr.facepay.wallet.sim", "kim", &jakarta_qr(), None, NOW_MS)
+            .quote_qr("kr.wallet.sim", "kim", &jakarta_qr(), None, NOW_MS)
             .await
             .unwrap();
         assert_eq!(quote.destination_minor, 5_500_000);
@@ -99,7 +99,7 @@ async fn payments_both_ways_commit_once_and_the_window_nets_to_zero() {
         assert_eq!(w.korea.balance("kim"), Some(KIM_KRW - quote.source_minor));
 
         // Inbound: Budi, visiting Seoul, pays a cafe's static QR.
-        let seoul = qr("kr.facepay.wallet.sim", "seoul-cafe", 410, None);
+        let seoul = qr("kr.wallet.sim", "seoul-cafe", 410, None);
         let missing = w
             .hub
             .quote_qr("id.co.qris.sim", "budi", &seoul, None, NOW_MS)
@@ -146,7 +146,7 @@ async fn payments_both_ways_commit_once_and_the_window_nets_to_zero() {
         let korea = report
             .positions
             .iter()
-            .find(|p| p.participant == "kr.facepay.wallet.sim")
+            .find(|p| p.participant == "kr.wallet.sim")
             .unwrap();
         assert_eq!(korea.net_minor, quote.source_minor - 15_000);
         let fees = report
@@ -182,7 +182,7 @@ async fn a_foreign_network_failing_after_reserve_is_reversed_on_both_sides() {
         let w = world(store.clone(), Failure::OnCommit);
         let quote = w
             .hub
-            .quote_qr("kr.facepay.wallet.sim", "kim", &jakarta_qr(), None, NOW_MS)
+            .quote_qr("kr.wallet.sim", "kim", &jakarta_qr(), None, NOW_MS)
             .await
             .unwrap();
         let t = w.hub.pay("kim-app", "k1", &quote.id, NOW_MS).await.unwrap();
@@ -208,7 +208,7 @@ async fn quotes_are_honoured_once_until_they_expire_and_bad_codes_are_named() {
         let payload = jakarta_qr();
         let ask = || {
             w.hub
-                .quote_qr("kr.facepay.wallet.sim", "kim", &payload, None, NOW_MS)
+                .quote_qr("kr.wallet.sim", "kim", &payload, None, NOW_MS)
         };
         let late = ask().await.unwrap();
         let err = w
@@ -245,14 +245,14 @@ async fn quotes_are_honoured_once_until_they_expire_and_bad_codes_are_named() {
         broken.replace_range(broken.len() - 1.., "0");
         let err = w
             .hub
-            .quote_qr("kr.facepay.wallet.sim", "kim", &broken, None, NOW_MS)
+            .quote_qr("kr.wallet.sim", "kim", &broken, None, NOW_MS)
             .await
             .unwrap_err();
         assert!(err.code().starts_with("qr_"), "{}", err.code());
         let err = w
             .hub
             .quote_qr(
-                "kr.facepay.wallet.sim",
+                "kr.wallet.sim",
                 "kim",
                 &jakarta_qr(),
                 None,
@@ -264,14 +264,14 @@ async fn quotes_are_honoured_once_until_they_expire_and_bad_codes_are_named() {
         let foreign = qr("zz.unknown", "m", 360, Some("1000"));
         let err = w
             .hub
-            .quote_qr("kr.facepay.wallet.sim", "kim", &foreign, None, NOW_MS)
+            .quote_qr("kr.wallet.sim", "kim", &foreign, None, NOW_MS)
             .await
             .unwrap_err();
         assert_eq!(err.code(), "hub_no_member_network");
         let too_big = qr("id.co.qris.sim", "warung-01", 360, Some("20000000"));
         let err = w
             .hub
-            .quote_qr("kr.facepay.wallet.sim", "kim", &too_big, None, NOW_MS)
+            .quote_qr("kr.wallet.sim", "kim", &too_big, None, NOW_MS)
             .await
             .unwrap_err();
         assert_eq!(err.code(), "network_limit");
@@ -285,7 +285,7 @@ async fn cash_codes_dispense_once_and_an_unconfirmed_withdrawal_is_reversed() {
     for store in stores {
         let w = world(store.clone(), Failure::None);
         let th = "th.promptpay.sim";
-        let kim = ("kr.facepay.wallet.sim", "kim");
+        let kim = ("kr.wallet.sim", "kim");
 
         // Dispensed and confirmed: 1,000 baht.
         let cash = w
@@ -410,7 +410,7 @@ async fn the_sweep_finishes_an_interrupted_transfer_by_what_the_payee_network_di
         for key in ["paid", "unpaid"] {
             let quote = w
                 .hub
-                .quote_qr("kr.facepay.wallet.sim", "kim", &jakarta_qr(), None, NOW_MS)
+                .quote_qr("kr.wallet.sim", "kim", &jakarta_qr(), None, NOW_MS)
                 .await
                 .unwrap();
             // A request that wrote its transfer and then stopped.

@@ -41,10 +41,10 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// Korea: the facepay wallet's own network, won, open all day.
+    /// Korea: another Korean wallet network, won, open all day.
     pub fn korea() -> Self {
         Self {
-            id: "kr.facepay.wallet.sim",
+            id: "kr.wallet.sim",
             currency: Currency::KRW,
             min_minor: 100,
             max_minor: 2_000_000,

@@ -16,6 +16,7 @@ pub mod claims;
 pub mod error;
 pub mod face;
 mod follow;
+pub mod hub_member;
 mod identify;
 pub mod keys;
 pub mod loyalty;

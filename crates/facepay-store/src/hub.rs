@@ -689,3 +689,71 @@ pub async fn member_by_key_hash(conn: &mut Connection, key_hash: &str) -> Result
             .await?;
     Ok(row.map(|(id,)| id))
 }
+
+/// A leg facepay holds as a member network.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MemberLeg {
+    pub transfer_id: String,
+    /// A user's id (a debit) or a merchant's (a credit).
+    pub account: String,
+    /// `debit` or `credit`.
+    pub direction: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// `reserved`, `committed` or `reversed`.
+    pub state: String,
+    /// The issuer's authorisation, for a debit.
+    pub issuer_ref: Option<String>,
+}
+
+pub async fn member_leg(conn: &mut Connection, transfer_id: &str) -> Result<Option<MemberLeg>> {
+    Ok(sqlx::query_as(
+        "SELECT transfer_id, account, direction, amount_minor, currency, state, issuer_ref \
+         FROM hub_member_legs WHERE transfer_id = $1",
+    )
+    .bind(transfer_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Records a reserved leg; a second leg under the id is a `Duplicate`.
+pub async fn insert_member_leg(conn: &mut Connection, leg: &MemberLeg, now_ms: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO hub_member_legs (transfer_id, account, direction, amount_minor, currency, \
+         state, issuer_ref, created_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, 'reserved', $6, $7, $7)",
+    )
+    .bind(&leg.transfer_id)
+    .bind(&leg.account)
+    .bind(&leg.direction)
+    .bind(leg.amount_minor)
+    .bind(&leg.currency)
+    .bind(&leg.issuer_ref)
+    .bind(now_ms)
+    .execute(conn)
+    .await
+    .map_err(|e| StoreError::from(e).duplicate_as("hub member leg"))?;
+    Ok(())
+}
+
+/// Moves a reserved leg to `committed` or `reversed`; false when it was
+/// not reserved.
+pub async fn settle_member_leg(
+    conn: &mut Connection,
+    transfer_id: &str,
+    to: &str,
+    now_ms: i64,
+) -> Result<bool> {
+    assert!(matches!(to, "committed" | "reversed"));
+    Ok(sqlx::query(
+        "UPDATE hub_member_legs SET state = $1, updated_at_ms = $2 \
+         WHERE transfer_id = $3 AND state = 'reserved'",
+    )
+    .bind(to)
+    .bind(now_ms)
+    .bind(transfer_id)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}

@@ -35,6 +35,12 @@ pub enum Account<'a> {
     HubPosition(&'a str),
     /// The hub's own fees.
     HubFees,
+    /// facepay as a member network: card holds for payments abroad, what
+    /// it owes the hub for them once captured, and what the hub owes it
+    /// for its merchants' payments from abroad.
+    MemberPending,
+    MemberPayable,
+    MemberReceivable,
 }
 
 impl Account<'_> {
@@ -48,6 +54,9 @@ impl Account<'_> {
             Account::PlatformCompensation => format!("platform:compensation:{currency}"),
             Account::HubPosition(p) => format!("hub:position:{p}:{currency}"),
             Account::HubFees => format!("hub:fees:{currency}"),
+            Account::MemberPending => format!("member:hub_pending:{currency}"),
+            Account::MemberPayable => format!("member:hub_payable:{currency}"),
+            Account::MemberReceivable => format!("member:hub_receivable:{currency}"),
         }
     }
 
@@ -61,6 +70,9 @@ impl Account<'_> {
             Account::PlatformCompensation => "platform_compensation",
             Account::HubPosition(_) => "hub_position",
             Account::HubFees => "hub_fees",
+            Account::MemberPending => "member_pending",
+            Account::MemberPayable => "member_payable",
+            Account::MemberReceivable => "member_receivable",
         }
     }
 }
@@ -79,6 +91,8 @@ pub enum TransferKind {
     Recovery,
     /// One currency's side of a committed hub transfer.
     Hub,
+    /// A step of a leg facepay holds as a hub member.
+    HubMember,
 }
 
 impl TransferKind {
@@ -91,6 +105,7 @@ impl TransferKind {
             TransferKind::Compensation => "compensation",
             TransferKind::Recovery => "recovery",
             TransferKind::Hub => "hub",
+            TransferKind::HubMember => "hub_member",
         }
     }
 }
@@ -231,6 +246,39 @@ pub async fn post_hub(
         None,
         currency,
         TransferKind::Hub,
+        legs,
+        now_ms,
+    )
+    .await
+}
+
+/// Posts a step of a leg facepay holds as a hub member: card holds and
+/// captures against the member accounts, or a merchant's credit.
+pub async fn post_member(
+    conn: &mut Connection,
+    transfer_id: &str,
+    currency: &str,
+    legs: &[(Account<'_>, i64)],
+    now_ms: i64,
+) -> Result<()> {
+    assert!(
+        legs.iter().all(|(a, _)| matches!(
+            a,
+            Account::IssuerHolds
+                | Account::IssuerReceivable
+                | Account::MerchantPayable(_)
+                | Account::MemberPending
+                | Account::MemberPayable
+                | Account::MemberReceivable
+        )),
+        "member legs move card and member accounts only"
+    );
+    post_in(
+        conn,
+        transfer_id,
+        None,
+        currency,
+        TransferKind::HubMember,
         legs,
         now_ms,
     )

@@ -15,6 +15,8 @@ use facepay_hub::demo::Members;
 use facepay_hub::service::Hub;
 use facepay_hub::simulator::Failure;
 use facepay_models::ModelStore;
+use facepay_money::Currency;
+use facepay_payments::hub_member::{FACEPAY_MEMBER_ID, HubMember};
 use facepay_payments::{Config, FileKeyProvider, LivenessMode, Payments};
 use facepay_store::{Store, now_ms};
 use facepay_template_transform::TransformKeys;
@@ -203,8 +205,10 @@ fn parse_liveness(text: &str) -> Result<LivenessMode, String> {
 pub struct App {
     pub payments: Arc<Payments>,
     pub engine: Arc<FaceEngine>,
-    /// The cross-border hub on the same store. Its member networks are
-    /// simulators (`facepay_hub::demo`): no real network is reached.
+    /// The cross-border hub on the same store. Its members are facepay
+    /// itself (`FACEPAY_MEMBER_ID`: users pay abroad with their card, its
+    /// merchants are paid from abroad) and simulators of other countries'
+    /// networks (`facepay_hub::demo`): no real foreign network is reached.
     pub hub: Arc<Hub>,
     /// The risk rules file to follow, if one was given.
     pub risk_rules: Option<PathBuf>,
@@ -266,7 +270,6 @@ impl App {
         data_dir: &Path,
         config: Config,
     ) -> anyhow::Result<App> {
-        let hub = Members::simulated(Failure::None).hub(store.clone(), now_ms())?;
         let liveness = Arc::new(LivenessChecker::new(LivenessConfig::default(), None));
         let keys = Arc::new(FileKeyProvider::open(&data_dir.join("keys"))?);
         let transforms = Arc::new(TransformKeys::open(&transforms_dir(data_dir))?);
@@ -281,8 +284,15 @@ impl App {
         )
         .await
         .map_err(|f| anyhow::anyhow!("starting the payments service: {f}"))?;
+        let payments = Arc::new(payments);
+        let mut hub = Members::simulated(Failure::None).hub(payments.store().clone(), now_ms())?;
+        hub.add_network(Arc::new(HubMember::new(
+            Arc::clone(&payments),
+            FACEPAY_MEMBER_ID,
+            Currency::KRW,
+        )));
         Ok(App {
-            payments: Arc::new(payments),
+            payments,
             engine,
             hub: Arc::new(hub),
             risk_rules: None,

@@ -87,12 +87,12 @@ async fn story(store: Store) -> anyhow::Result<()> {
     let members = Members::simulated(Failure::None);
     let hub: Hub = members.hub(store.clone(), now)?;
     println!(
-        "Members (simulated networks): kr.facepay.wallet.sim (KRW), id.co.qris.sim (IDR), vn.napas.sim (VND), th.promptpay.sim (THB)"
+        "Members (simulated networks): kr.wallet.sim (KRW), id.co.qris.sim (IDR), vn.napas.sim (VND), th.promptpay.sim (THB)"
     );
     println!();
 
     println!(
-        "1. Kim, a facepay wallet user from Seoul, pays a warung in Jakarta by scanning its QR code."
+        "1. Kim, from Seoul, pays a warung in Jakarta from her Korean wallet by scanning its QR code."
     );
     let jakarta = merchant_qr(
         ("id.co.qris.sim", "warung-01"),
@@ -103,7 +103,7 @@ async fn story(store: Store) -> anyhow::Result<()> {
     )?;
     println!("  QR: {jakarta}");
     let q = hub
-        .quote_qr("kr.facepay.wallet.sim", "kim", &jakarta, None, now)
+        .quote_qr("kr.wallet.sim", "kim", &jakarta, None, now)
         .await?;
     show_quote(&q, now);
     let outbound = hub.pay("kim-phone", "demo-1", &q.id, now).await?;
@@ -120,7 +120,7 @@ async fn story(store: Store) -> anyhow::Result<()> {
         "2. Budi, visiting from Jakarta, pays a cafe in Seoul from his Indonesian wallet (static QR, he keys in 15,000 won)."
     );
     let seoul = merchant_qr(
-        ("kr.facepay.wallet.sim", "seoul-cafe"),
+        ("kr.wallet.sim", "seoul-cafe"),
         ("Seoul Cafe", "Seoul", "KR"),
         Currency::KRW.numeric(),
         None,
@@ -135,12 +135,7 @@ async fn story(store: Store) -> anyhow::Result<()> {
 
     println!("3. Kim withdraws 1,000 baht at a Bangkok ATM with no card.");
     let cash = hub
-        .issue_cash_code(
-            ("kr.facepay.wallet.sim", "kim"),
-            "th.promptpay.sim",
-            100_000,
-            now,
-        )
+        .issue_cash_code(("kr.wallet.sim", "kim"), "th.promptpay.sim", 100_000, now)
         .await?;
     println!("  the app shows a one-time code: {}", cash.code);
     show_quote(&cash.quote, now);

@@ -72,3 +72,17 @@ CREATE TABLE hub_member_keys (
     network_id TEXT NOT NULL,
     created_at_ms BIGINT NOT NULL
 );
+
+-- The legs facepay itself holds as a member network: a user's card
+-- authorised for a payment abroad, or a merchant's credit from abroad.
+CREATE TABLE hub_member_legs (
+    transfer_id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    direction TEXT NOT NULL CHECK (direction IN ('debit', 'credit')),
+    amount_minor BIGINT NOT NULL CHECK (amount_minor > 0),
+    currency TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('reserved', 'committed', 'reversed')),
+    issuer_ref TEXT,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL
+);

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::Request;
 use facepay_hub::demo::merchant_qr;
+use facepay_payments::hub_member::FACEPAY_MEMBER_ID;
 use facepay_payments::{Config, DecisionPolicy};
 use serde_json::{Value, json};
 
-use super::flow_tests::{Harness, engine_with_logs, lenient, verify};
+use super::flow_tests::{Harness, engine_with_logs, enrolment, lenient, verify};
 use crate::demo::{self, HubFile, OperatorFile};
 
-const KOREA: &str = "kr.facepay.wallet.sim";
+const KOREA: &str = "kr.wallet.sim";
 const INDONESIA: &str = "id.co.qris.sim";
 const THAILAND: &str = "th.promptpay.sim";
 
@@ -28,6 +29,12 @@ fn jakarta_qr() -> String {
         "INV-0042",
     )
     .unwrap()
+}
+
+/// The demo's member keys, by network id.
+fn member_keys(data: &std::path::Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(demo::hub_file(data)).unwrap();
+    serde_json::from_str::<HubFile>(&text).unwrap().member_keys
 }
 
 /// A GET with a bearer key: status, JSON (or null) and the text.
@@ -301,6 +308,152 @@ async fn members_pay_qr_codes_and_take_cash_and_an_operator_settles_the_window()
             (status, body["error"]["code"].as_str()),
             (409, Some("hub_window_not_closed"))
         );
+        verify(&store).await;
+    }
+}
+
+#[tokio::test]
+async fn a_facepay_user_pays_abroad_with_the_card_on_file_and_a_foreign_wallet_pays_a_facepay_merchant()
+ {
+    let engine = engine_with_logs();
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let data = dir.path().join(backend);
+        let h = Harness::new(
+            store.clone(),
+            Arc::clone(&engine),
+            &data,
+            lenient(DecisionPolicy::default()),
+        )
+        .await;
+        let keys = member_keys(&data);
+        let facepay = &keys[FACEPAY_MEMBER_ID];
+
+        // Outbound: the user's card on file pays the warung in Jakarta.
+        let (status, enrolled, _) = h
+            .enrol(
+                "e1",
+                &enrolment(
+                    "+821012345678",
+                    "face_recognition/obama.jpg",
+                    "4242424242424242",
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{backend}: {enrolled}");
+        let user = enrolled["user_id"].as_str().unwrap();
+        let (status, quote) = h
+            .with_bearer(
+                facepay,
+                "POST",
+                "/v1/hub/quotes",
+                "",
+                Some(json!({"payer_account": user, "qr": jakarta_qr()})),
+            )
+            .await;
+        assert_eq!(status, 201, "{quote}");
+        assert_eq!(quote["source_currency"], "KRW");
+        let out_minor = quote["source_minor"].as_i64().unwrap();
+        let (status, paid) = h
+            .with_bearer(
+                facepay,
+                "POST",
+                "/v1/hub/transfers",
+                "out-1",
+                Some(json!({"quote_id": quote["id"]})),
+            )
+            .await;
+        assert_eq!(
+            (status, paid["state"].as_str()),
+            (201, Some("committed")),
+            "{paid}"
+        );
+
+        // A card the issuer declines: reversed, nothing held.
+        let (status, broke, _) = h
+            .enrol(
+                "e2",
+                &enrolment(
+                    "+821087654321",
+                    "face_recognition/biden.jpg",
+                    "4000000000009995",
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{backend}: {broke}");
+        let (status, quote) = h
+            .with_bearer(
+                facepay,
+                "POST",
+                "/v1/hub/quotes",
+                "",
+                Some(json!({"payer_account": broke["user_id"], "qr": jakarta_qr()})),
+            )
+            .await;
+        assert_eq!(status, 201, "{quote}");
+        let (status, declined) = h
+            .with_bearer(
+                facepay,
+                "POST",
+                "/v1/hub/transfers",
+                "out-2",
+                Some(json!({"quote_id": quote["id"]})),
+            )
+            .await;
+        assert_eq!(status, 201, "{declined}");
+        assert_eq!(declined["state"], "reversed");
+        assert_eq!(declined["reason"], "network_insufficient_funds");
+
+        // Inbound: Budi's Indonesian wallet pays the demo cafe's static code.
+        let cafe = merchant_qr(
+            (FACEPAY_MEMBER_ID, demo::MERCHANT_ID),
+            ("Demo Coffee", "Seoul", "KR"),
+            410,
+            None,
+            "T-1",
+        )
+        .unwrap();
+        let (status, quote) = h
+            .with_bearer(
+                &keys[INDONESIA],
+                "POST",
+                "/v1/hub/quotes",
+                "",
+                Some(json!({"payer_account": "budi", "qr": cafe, "amount": "4500"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{quote}");
+        assert_eq!(quote["payee_name"], "Demo Coffee");
+        let (status, paid) = h
+            .with_bearer(
+                &keys[INDONESIA],
+                "POST",
+                "/v1/hub/transfers",
+                "in-1",
+                Some(json!({"quote_id": quote["id"]})),
+            )
+            .await;
+        assert_eq!(
+            (status, paid["state"].as_str()),
+            (201, Some("committed")),
+            "{paid}"
+        );
+
+        // facepay's books: the issuer owes what facepay owes the hub for
+        // the user's payment, and the hub owes what the cafe is owed.
+        let mut conn = store.acquire().await.unwrap();
+        let balances = facepay_store::ledger::balances(&mut conn).await.unwrap();
+        let balance = |id: &str| {
+            balances
+                .iter()
+                .find(|b| b.account_id == id)
+                .map(|b| b.balance_minor)
+        };
+        assert_eq!(balance("member:hub_payable:KRW"), Some(-out_minor));
+        assert_eq!(balance("member:hub_pending:KRW"), Some(0), "no hold left");
+        assert_eq!(balance("member:hub_receivable:KRW"), Some(4_500));
+        drop(conn);
         verify(&store).await;
     }
 }
