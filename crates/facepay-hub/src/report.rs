@@ -33,6 +33,7 @@ pub struct Costs {
 pub struct Report {
     pub window: Window,
     pub positions: Vec<Net>,
+    /// The window's transfers in id order, up to the listing's bound.
     pub transfers: Vec<Transfer>,
     pub costs: BTreeMap<String, Costs>,
 }
@@ -71,7 +72,9 @@ fn cost(t: &Transfer) -> Option<facepay_fx::Cost> {
 }
 
 impl Report {
-    pub fn new(window: Window, positions: &[Position], transfers: Vec<Transfer>) -> Self {
+    /// A report of `window` with its positions, before its transfers are
+    /// added.
+    pub fn new(window: Window, positions: &[Position]) -> Self {
         let positions = positions
             .iter()
             .map(|p| Net {
@@ -80,20 +83,31 @@ impl Report {
                 net_minor: p.net_minor,
             })
             .collect();
-        let mut costs: BTreeMap<String, Costs> = BTreeMap::new();
-        for t in &transfers {
-            if let Some(c) = cost(t) {
-                let sum = costs.entry(t.quote.source_currency.clone()).or_default();
-                sum.principal_at_mid_minor += c.at_mid_minor;
-                sum.hub_minor += c.hub_minor;
-                sum.card_minor += c.card_minor;
-            }
-        }
         Self {
             window,
             positions,
-            transfers,
-            costs,
+            transfers: Vec::new(),
+            costs: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a page of the window's transfers: each counts in the costs,
+    /// and the listing keeps up to `listed_max`.
+    pub fn add(&mut self, page: Vec<Transfer>, listed_max: usize) {
+        for t in page {
+            if let Some(c) = cost(&t) {
+                let sum = self
+                    .costs
+                    .entry(t.quote.source_currency.clone())
+                    .or_default();
+                sum.principal_at_mid_minor =
+                    sum.principal_at_mid_minor.saturating_add(c.at_mid_minor);
+                sum.hub_minor = sum.hub_minor.saturating_add(c.hub_minor);
+                sum.card_minor = sum.card_minor.saturating_add(c.card_minor);
+            }
+            if self.transfers.len() < listed_max {
+                self.transfers.push(t);
+            }
         }
     }
 

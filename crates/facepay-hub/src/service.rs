@@ -33,8 +33,10 @@ pub const CASH_CONFIRM_MS: i64 = 2 * 60_000;
 pub const PENDING_STALE_MS: i64 = 60_000;
 /// Transfers the sweep finishes per state per run.
 const SWEEP_BATCH: i64 = 100;
-/// Transfers a window report lists at most.
-pub const REPORT_TRANSFERS_MAX: i64 = 10_000;
+/// Transfers a window report lists at most (its costs cover them all).
+pub const REPORT_TRANSFERS_MAX: usize = 10_000;
+/// Transfers read per query for a report.
+const REPORT_PAGE: i64 = 1_000;
 /// Longest QR payload, idempotency key and account reference taken.
 pub const PAYLOAD_BYTES_MAX: usize = 512;
 pub const KEY_BYTES_MAX: usize = 128;
@@ -659,9 +661,17 @@ impl Hub {
             .filter(|w| w.state != "open")
             .ok_or(HubError::WindowNotClosed)?;
         let positions = records::positions(&mut conn, window_id).await?;
-        let transfers =
-            records::window_transfers(&mut conn, window_id, REPORT_TRANSFERS_MAX).await?;
-        Ok(crate::report::Report::new(window, &positions, transfers))
+        let mut report = crate::report::Report::new(window, &positions);
+        // Costs cover every transfer, read a page at a time; the listing
+        // stops at its bound.
+        let mut after = String::new();
+        loop {
+            let page = records::window_transfers(&mut conn, window_id, &after, REPORT_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id.clone();
+            report.add(page, REPORT_TRANSFERS_MAX);
+        }
+        Ok(report)
     }
 }
 

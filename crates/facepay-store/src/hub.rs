@@ -646,15 +646,18 @@ pub async fn positions(conn: &mut Connection, window_id: &str) -> Result<Vec<Pos
         .collect()
 }
 
-/// The transfers a window holds, oldest first, at most `limit`.
+/// The transfers a window holds with ids after `after_id`, in id order, at
+/// most `limit`: a page to read a large window through.
 pub async fn window_transfers(
     conn: &mut Connection,
     window_id: &str,
+    after_id: &str,
     limit: i64,
 ) -> Result<Vec<Transfer>> {
-    let sql = transfer_sql("h.window_id = $1 ORDER BY h.created_at_ms, h.id LIMIT $2");
+    let sql = transfer_sql("h.window_id = $1 AND h.id > $2 ORDER BY h.id LIMIT $3");
     let rows = sqlx::query(&sql)
         .bind(window_id)
+        .bind(after_id)
         .bind(limit)
         .fetch_all(conn)
         .await?;
