@@ -287,7 +287,7 @@ async fn cash_codes_dispense_once_and_an_unconfirmed_withdrawal_is_reversed() {
         let th = "th.promptpay.sim";
         let kim = ("kr.wallet.sim", "kim");
 
-        // Dispensed and confirmed: 1,000 baht.
+        // A code presented for another amount is spent, nothing charged.
         let cash = w
             .hub
             .issue_cash_code(kim, th, 100_000, NOW_MS)
@@ -300,24 +300,41 @@ async fn cash_codes_dispense_once_and_an_unconfirmed_withdrawal_is_reversed() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), "atm_code_mismatch");
-        let t = w
-            .hub
-            .withdraw_cash(th, &cash.code, 100_000, NOW_MS)
-            .await
-            .unwrap();
-        assert_eq!(
-            t.state,
-            State::Reserved,
-            "the mismatch did not use the code"
-        );
         let err = w
             .hub
             .withdraw_cash(th, &cash.code, 100_000, NOW_MS)
             .await
             .unwrap_err();
         assert_eq!(err.code(), "atm_code_used");
+        assert_eq!(w.korea.balance("kim"), Some(KIM_KRW));
+
+        // Dispensed and confirmed: 1,000 baht. The ATM's retry while it
+        // dispenses is the same withdrawal; after it, the code is spent.
+        let cash = w
+            .hub
+            .issue_cash_code(kim, th, 100_000, NOW_MS)
+            .await
+            .unwrap();
+        let t = w
+            .hub
+            .withdraw_cash(th, &cash.code, 100_000, NOW_MS)
+            .await
+            .unwrap();
+        assert_eq!(t.state, State::Reserved);
+        let retry = w
+            .hub
+            .withdraw_cash(th, &cash.code, 100_000, NOW_MS)
+            .await
+            .unwrap();
+        assert_eq!(retry.id, t.id);
         let done = w.hub.confirm_cash(th, &t.id, true, NOW_MS).await.unwrap();
         assert_eq!(done.state, State::Committed);
+        let err = w
+            .hub
+            .withdraw_cash(th, &cash.code, 100_000, NOW_MS)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "atm_code_used");
         assert_eq!(w.thailand.balance(ATM_ACCOUNT), Some(100_000));
         let spent = cash.quote.source_minor;
         assert_eq!(w.korea.balance("kim"), Some(KIM_KRW - spent));
@@ -327,6 +344,18 @@ async fn cash_codes_dispense_once_and_an_unconfirmed_withdrawal_is_reversed() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), "hub_transfer_not_reserved");
+        // A cash quote does not pay a QR transfer.
+        let other = w
+            .hub
+            .issue_cash_code(kim, th, 100_000, NOW_MS)
+            .await
+            .unwrap();
+        let err = w
+            .hub
+            .pay("kim-app", "cash-as-qr", &other.quote.id, NOW_MS)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "hub_unknown_quote");
 
         // The ATM could not dispense: both sides reversed.
         let cash = w
@@ -459,8 +488,39 @@ async fn the_sweep_finishes_an_interrupted_transfer_by_what_the_payee_network_di
             }
             taken.push((t, quote));
         }
+        // A withdrawal whose ATM said "dispensed" just before the hub
+        // stopped: it can only commit.
+        let cash = w
+            .hub
+            .issue_cash_code(("kr.wallet.sim", "kim"), "th.promptpay.sim", 50_000, NOW_MS)
+            .await
+            .unwrap();
+        let atm = w
+            .hub
+            .withdraw_cash("th.promptpay.sim", &cash.code, 50_000, NOW_MS)
+            .await
+            .unwrap();
+        let mut conn = store.acquire().await.unwrap();
+        assert!(
+            facepay_store::hub::set_state(
+                &mut conn,
+                &atm.id,
+                &[State::Reserved],
+                State::Dispensed,
+                None,
+                NOW_MS
+            )
+            .await
+            .unwrap()
+        );
+        drop(conn);
         let swept = w.hub.sweep(NOW_MS + PENDING_STALE_MS + 1).await.unwrap();
-        assert_eq!((swept.committed, swept.reversed), (1, 1));
+        assert_eq!((swept.committed, swept.reversed), (2, 1));
+        assert_eq!(
+            w.hub.transfer(&atm.id).await.unwrap().state,
+            State::Committed
+        );
+        assert_eq!(w.thailand.balance(ATM_ACCOUNT), Some(50_000));
         let (paid, paid_quote) = &taken[0];
         assert_eq!(
             w.hub.transfer(&paid.id).await.unwrap().state,
@@ -472,7 +532,7 @@ async fn the_sweep_finishes_an_interrupted_transfer_by_what_the_payee_network_di
         );
         assert_eq!(
             w.korea.balance("kim"),
-            Some(KIM_KRW - paid_quote.source_minor)
+            Some(KIM_KRW - paid_quote.source_minor - cash.quote.source_minor)
         );
         assert_eq!(w.indonesia.balance("warung-01"), Some(5_500_000));
         verify(&store).await;

@@ -106,12 +106,13 @@ pub fn pacs008(t: &Transfer) -> String {
 }
 
 /// ISO 20022 status codes for the transfer's state: settled at the
-/// creditor (ACCC), settlement in process (ACSP), pending (PDNG), or
+/// creditor (ACCC), settlement in process (ACSP: the payee was paid or the
+/// cash dispensed, the rest follows), pending (PDNG), or
 /// rejected (RJCT) with the network's reason.
 pub fn status_code(state: State) -> &'static str {
     match state {
         State::Committed => "ACCC",
-        State::PayerCommitPending => "ACSP",
+        State::PayerCommitPending | State::Dispensed => "ACSP",
         State::Pending | State::Reserved => "PDNG",
         State::Reversed => "RJCT",
     }

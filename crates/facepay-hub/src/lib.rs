@@ -119,6 +119,9 @@ pub trait Network: Send + Sync {
     /// The smallest amount it moves, in minor units (100 for a network that
     /// takes whole rupiah only).
     fn unit_minor(&self) -> i64;
+    /// A payee (a merchant, or an ATM operator) by its account: its name.
+    /// Payers are never resolved for others; their network checks them at
+    /// reserve.
     fn resolve(&self, account: &str) -> BoxFuture<'_, Result<Party, NetworkError>>;
     /// The network's fee for a leg, or why it would refuse it at `now_ms`.
     fn quote(

@@ -29,8 +29,15 @@ pub const CASH_CODE_DIGITS: u32 = 8;
 /// A withdrawal reserved for this long without the ATM's confirmation is
 /// reversed by the sweep: the ATM did not dispense, or cannot say so.
 pub const CASH_CONFIRM_MS: i64 = 2 * 60_000;
-/// A transfer left `pending` this long was interrupted: the sweep finishes it.
-pub const PENDING_STALE_MS: i64 = 60_000;
+/// A transfer left `pending` (or `dispensed`) this long was interrupted:
+/// the sweep finishes it. Well over the longest a request can hold one.
+pub const PENDING_STALE_MS: i64 = 5 * 60_000;
+const _: () = assert!(
+    PENDING_STALE_MS as u64 > 2 * transfer::CALLS_MAX * transfer::NETWORK_CALL_MS,
+    "the sweep must not take a transfer a request may still be working on"
+);
+/// Quotes and cash codes that expired unused are kept this long, then purged.
+const PURGE_AFTER_MS: i64 = 24 * 3_600_000;
 /// Transfers the sweep finishes per state per run.
 const SWEEP_BATCH: i64 = 100;
 /// Transfers a window report lists at most (its costs cover them all).
@@ -79,8 +86,10 @@ pub enum HubError {
     NotReserved(&'static str),
     #[error("no settlement window is open")]
     NoOpenWindow,
-    #[error("no such window, or it is not closed")]
+    #[error("the window is not closed")]
     WindowNotClosed,
+    #[error("no such window")]
+    UnknownWindow,
     #[error("{0} is too long")]
     TooLong(&'static str),
     #[error("this key is not a member network's")]
@@ -112,6 +121,7 @@ impl HubError {
             HubError::NotReserved(_) => "hub_transfer_not_reserved",
             HubError::NoOpenWindow => "hub_no_open_window",
             HubError::WindowNotClosed => "hub_window_not_closed",
+            HubError::UnknownWindow => "hub_unknown_window",
             HubError::TooLong(_) => "hub_input_too_long",
             HubError::KeyInvalid => "hub_key_invalid",
             HubError::Store(_) => "store_error",
@@ -177,10 +187,6 @@ impl Hub {
             .get(id)
             .map(|n| n.as_ref())
             .ok_or_else(|| HubError::UnknownNetwork(id.to_owned()))
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 
     /// The member network whose API key this is.
@@ -261,6 +267,7 @@ impl Hub {
             .as_ref()
             .and_then(|a| a.bill_number.clone().or_else(|| a.reference_label.clone()));
         self.quote(
+            Kind::Qr,
             (payer_network, payer_account),
             (&payee_network, &merchant),
             destination_minor,
@@ -270,8 +277,11 @@ impl Hub {
         .await
     }
 
+    /// A quote for `kind`. The payer's account is its own network's to
+    /// check (at reserve): the hub shows payers to no one.
     async fn quote(
         &self,
+        kind: Kind,
         (payer_network, payer_account): (&str, &str),
         (payee_network, payee_account): (&str, &str),
         destination_minor: i64,
@@ -279,10 +289,10 @@ impl Hub {
         now_ms: i64,
     ) -> Result<Quote, HubError> {
         bounded(payer_account, KEY_BYTES_MAX, "the payer's account")?;
+        bounded(payee_network, KEY_BYTES_MAX, "the network id")?;
         let payer_net = self.network(payer_network)?;
         let payee_net = self.network(payee_network)?;
         let payee = payee_net.resolve(payee_account).await?;
-        payer_net.resolve(payer_account).await?;
         payee_net.quote(destination_minor, now_ms).await?;
         let mut fx = {
             let desk = self.desk.read().unwrap_or_else(|e| e.into_inner());
@@ -303,6 +313,7 @@ impl Hub {
         payer_net.quote(fx.source_minor, now_ms).await?;
         let quote = Quote {
             id: ids::new("hq"),
+            kind,
             provider: fx.provider,
             payer_network: payer_network.to_owned(),
             payer_account: payer_account.to_owned(),
@@ -335,17 +346,13 @@ impl Hub {
         now_ms: i64,
     ) -> Result<Transfer, HubError> {
         bounded(idempotency_key, KEY_BYTES_MAX, "the idempotency key")?;
-        let mut tx = self.store.begin().await?;
-        let (t, fresh) = records::begin(
-            &mut tx,
-            Kind::Qr,
-            requester,
-            idempotency_key,
-            quote_id,
-            now_ms,
-        )
-        .await??;
-        tx.commit().await.map_err(StoreError::from)?;
+        let (t, fresh) = match self
+            .begin(Kind::Qr, requester, idempotency_key, quote_id, now_ms)
+            .await?
+        {
+            Some(begun) => begun,
+            None => return Err(HubError::QuoteUsed),
+        };
         if !fresh {
             return Ok(t);
         }
@@ -353,6 +360,41 @@ impl Hub {
         let outcome =
             transfer::transfer(&t.id, (payer_net, &payer), (payee_net, &payee), now_ms).await;
         self.record(&t, outcome, &[State::Pending], now_ms).await
+    }
+
+    /// Takes up a quote for a transfer in its own transaction. A request
+    /// that lost a race to its own retry (same requester, key and quote)
+    /// gets the retry's transfer; None when the quote went to another.
+    async fn begin(
+        &self,
+        kind: Kind,
+        requester: &str,
+        key: &str,
+        quote_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<(Transfer, bool)>, HubError> {
+        let mut tx = self.store.begin().await?;
+        let begun = match records::begin(&mut tx, kind, requester, key, quote_id, now_ms).await {
+            Ok(begun) => begun,
+            Err(StoreError::Duplicate(_)) => Err(Refusal::Used),
+            Err(e) => return Err(e.into()),
+        };
+        match begun {
+            Ok(begun) => {
+                tx.commit().await.map_err(StoreError::from)?;
+                Ok(Some(begun))
+            }
+            Err(Refusal::Used) => {
+                drop(tx);
+                let mut conn = self.store.acquire().await?;
+                match records::transfer_by_key(&mut conn, requester, key).await? {
+                    Some(t) if t.quote.id == quote_id => Ok(Some((t, false))),
+                    Some(_) => Err(HubError::KeyReused),
+                    None => Ok(None),
+                }
+            }
+            Err(refusal) => Err(refusal.into()),
+        }
     }
 
     fn route(&self, t: &Transfer) -> Result<(&dyn Network, Side, &dyn Network, Side), HubError> {
@@ -384,8 +426,16 @@ impl Hub {
             Outcome::Committed | Outcome::PayerCommitPending(_) => {
                 let confirmed = outcome == Outcome::Committed;
                 if !records::commit(&mut tx, t, confirmed, now_ms).await? {
-                    tracing::warn!(transfer = %t.id, "paid transfer moved by another request");
+                    // Claims keep two workers off one transfer, so this is
+                    // a bug: the money moved in the networks; say so loudly
+                    // and write nothing.
+                    tracing::error!(transfer = %t.id, "a paid transfer was moved by another worker");
+                    drop(tx);
+                    return self.transfer(&t.id).await;
                 }
+            }
+            Outcome::Unknown(e) => {
+                tracing::warn!(transfer = %t.id, error = %e, "the payee's network did not say whether it paid; the sweep asks again");
             }
             Outcome::Reversed(e) => {
                 records::set_state(
@@ -422,6 +472,7 @@ impl Hub {
     ) -> Result<CashCode, HubError> {
         let quote = self
             .quote(
+                Kind::Atm,
                 (payer_network, payer_account),
                 (atm_network, ATM_ACCOUNT),
                 amount_minor,
@@ -464,15 +515,25 @@ impl Hub {
         bounded(code, KEY_BYTES_MAX, "the cash code")?;
         let hash = code_hash(code);
         let mut tx = self.store.begin().await?;
-        let quote = records::use_atm_code(&mut tx, &hash, now_ms)
-            .await?
-            .map_err(|r| match r {
-                CodeRefusal::Unknown => HubError::CodeUnknown,
-                CodeRefusal::Used => HubError::CodeUsed,
-                CodeRefusal::Expired => HubError::CodeExpired,
-            })?;
+        let quote = match records::use_atm_code(&mut tx, &hash, now_ms).await? {
+            Ok(quote) => quote,
+            Err(CodeRefusal::Used) => {
+                drop(tx);
+                // The same ATM asking again while its withdrawal is open
+                // gets it back; anything else is a reused code.
+                let mut conn = self.store.acquire().await?;
+                return match records::transfer_by_key(&mut conn, atm_network, &hash).await? {
+                    Some(t) if matches!(t.state, State::Pending | State::Reserved) => Ok(t),
+                    _ => Err(HubError::CodeUsed),
+                };
+            }
+            Err(CodeRefusal::Unknown) => return Err(HubError::CodeUnknown),
+            Err(CodeRefusal::Expired) => return Err(HubError::CodeExpired),
+        };
         if quote.payee_network != atm_network || quote.destination_minor != amount_minor {
-            // Dropping the transaction leaves the code unused.
+            // The code is spent all the same: a member may not learn which
+            // codes are live by trying amounts and networks.
+            tx.commit().await.map_err(StoreError::from)?;
             return Err(HubError::CodeMismatch);
         }
         let (t, _) =
@@ -524,66 +585,72 @@ impl Hub {
             return Err(HubError::UnknownTransfer);
         }
         // Taking the transfer out of `reserved` first means the sweep and a
-        // second confirmation cannot act on it at the same time.
+        // second confirmation cannot act on it at the same time; a
+        // dispense is written down before any network hears of it, so
+        // nothing can reverse it afterwards.
+        let next = if dispensed {
+            State::Dispensed
+        } else {
+            State::Pending
+        };
         let mut conn = self.store.acquire().await?;
-        let claimed = records::set_state(
-            &mut conn,
-            &t.id,
-            &[State::Reserved],
-            State::Pending,
-            None,
-            now_ms,
-        )
-        .await?;
+        let claimed =
+            records::set_state(&mut conn, &t.id, &[State::Reserved], next, None, now_ms).await?;
         drop(conn);
         if !claimed {
             return Err(HubError::NotReserved(t.state.as_str()));
         }
         let (payer_net, _, payee_net, _) = self.route(&t)?;
         let outcome = if dispensed {
-            transfer::finish(&t.id, payer_net, payee_net).await
+            transfer::finish(&t.id, payer_net, payee_net, false).await
         } else {
             transfer::cancel(&t.id, payer_net, payee_net).await;
             Outcome::Reversed(NetworkError::Refused("not dispensed".into()))
         };
-        self.record(&t, outcome, &[State::Pending], now_ms).await
+        self.record(&t, outcome, &[next], now_ms).await
     }
 
     /// Finishes what interrupted requests and silent ATMs left: a pending
-    /// transfer commits if its payee was paid and reverses otherwise; a
-    /// withdrawal never confirmed reverses; a payer's commit still owed is
-    /// tried again.
+    /// transfer commits if its payee was paid and reverses if not (and
+    /// waits while its network cannot say); a dispensed withdrawal
+    /// commits; a withdrawal never confirmed reverses; a payer's commit
+    /// still owed is tried again. Each transfer is claimed first and a
+    /// failure on one is logged, never stopping the others.
     pub async fn sweep(&self, now_ms: i64) -> Result<Swept, HubError> {
         let mut swept = Swept::default();
-        let mut conn = self.store.acquire().await?;
-        let pending = records::stale(
-            &mut conn,
-            State::Pending,
-            now_ms - PENDING_STALE_MS,
-            SWEEP_BATCH,
-        )
-        .await?;
-        let unconfirmed = records::stale(
-            &mut conn,
-            State::Reserved,
-            now_ms - CASH_CONFIRM_MS,
-            SWEEP_BATCH,
-        )
-        .await?;
-        let owed = records::stale(
-            &mut conn,
-            State::PayerCommitPending,
-            now_ms - PENDING_STALE_MS,
-            SWEEP_BATCH,
-        )
-        .await?;
-        drop(conn);
-        for t in pending {
-            self.recover(&t, now_ms, &mut swept).await?;
-        }
-        for t in unconfirmed {
+        let stale_before = now_ms - PENDING_STALE_MS;
+        let batches = [
+            (State::Pending, stale_before),
+            (State::Dispensed, stale_before),
+            (State::Reserved, now_ms - CASH_CONFIRM_MS),
+            (State::PayerCommitPending, stale_before),
+        ];
+        for (state, before_ms) in batches {
             let mut conn = self.store.acquire().await?;
-            let claimed = records::set_state(
+            let stale = records::stale(&mut conn, state, before_ms, SWEEP_BATCH).await?;
+            drop(conn);
+            for t in stale {
+                if let Err(e) = self.finish_stale(&t, now_ms, &mut swept).await {
+                    tracing::warn!(transfer = %t.id, error = %e, "the sweep could not finish a transfer; it tries again later");
+                }
+            }
+        }
+        let mut conn = self.store.acquire().await?;
+        records::purge(&mut conn, now_ms - PURGE_AFTER_MS).await?;
+        Ok(swept)
+    }
+
+    async fn finish_stale(
+        &self,
+        t: &Transfer,
+        now_ms: i64,
+        swept: &mut Swept,
+    ) -> Result<(), HubError> {
+        let mut conn = self.store.acquire().await?;
+        // An unconfirmed withdrawal leaves `reserved` the way a
+        // confirmation would, so the ATM's late answer finds it taken.
+        let claimed = if t.state == State::Reserved {
+            records::set_state(
                 &mut conn,
                 &t.id,
                 &[State::Reserved],
@@ -591,46 +658,53 @@ impl Hub {
                 None,
                 now_ms,
             )
-            .await?;
-            drop(conn);
-            if claimed {
-                let (payer_net, _, payee_net, _) = self.route(&t)?;
-                transfer::cancel(&t.id, payer_net, payee_net).await;
-                let reason = NetworkError::Refused("dispense not confirmed in time".into());
-                self.record(&t, Outcome::Reversed(reason), &[State::Pending], now_ms)
-                    .await?;
-                swept.reversed += 1;
-            }
+            .await?
+        } else {
+            records::claim(&mut conn, &t.id, t.state, t.updated_at_ms, now_ms).await?
+        };
+        drop(conn);
+        if !claimed {
+            return Ok(());
         }
-        for t in owed {
-            if self
-                .network(&t.quote.payer_network)?
-                .commit(&t.id)
-                .await
-                .is_ok()
-            {
+        let (payer_net, _, payee_net, _) = self.route(t)?;
+        let (outcome, from) = match t.state {
+            State::PayerCommitPending => {
+                payer_net.commit(&t.id).await?;
                 let mut conn = self.store.acquire().await?;
                 records::payer_confirmed(&mut conn, &t.id, now_ms).await?;
                 swept.committed += 1;
+                return Ok(());
             }
-        }
-        Ok(swept)
-    }
-
-    async fn recover(&self, t: &Transfer, now_ms: i64, swept: &mut Swept) -> Result<(), HubError> {
-        let (payer_net, _, payee_net, _) = self.route(t)?;
-        let outcome = if payee_net.status(&t.id).await == Ok(LegState::Committed) {
-            // The payee was paid before the interruption: the payer owes it.
-            transfer::finish(&t.id, payer_net, payee_net).await
-        } else {
-            transfer::cancel(&t.id, payer_net, payee_net).await;
-            Outcome::Reversed(NetworkError::Refused("interrupted".into()))
+            State::Dispensed => (
+                transfer::finish(&t.id, payer_net, payee_net, false).await,
+                State::Dispensed,
+            ),
+            State::Reserved => {
+                transfer::cancel(&t.id, payer_net, payee_net).await;
+                let reason = NetworkError::Refused("dispense not confirmed in time".into());
+                (Outcome::Reversed(reason), State::Pending)
+            }
+            _ => match payee_net.status(&t.id).await {
+                // The payee was paid before the interruption: the payer owes it.
+                Ok(LegState::Committed) => (
+                    transfer::finish(&t.id, payer_net, payee_net, true).await,
+                    State::Pending,
+                ),
+                Ok(LegState::Reserved | LegState::Reversed)
+                | Err(NetworkError::UnknownTransfer) => {
+                    transfer::cancel(&t.id, payer_net, payee_net).await;
+                    let reason = NetworkError::Refused("interrupted".into());
+                    (Outcome::Reversed(reason), State::Pending)
+                }
+                Err(e) => (Outcome::Unknown(e), State::Pending),
+            },
         };
         match outcome {
             Outcome::Reversed(_) => swept.reversed += 1,
-            _ => swept.committed += 1,
+            Outcome::Committed | Outcome::PayerCommitPending(_) => swept.committed += 1,
+            Outcome::Unknown(_) => {}
         }
-        self.record(t, outcome, &[State::Pending], now_ms).await?;
+        self.record(t, outcome, &[from], now_ms).await?;
         Ok(())
     }
 
@@ -648,7 +722,10 @@ impl Hub {
     pub async fn settle_window(&self, id: &str, now_ms: i64) -> Result<(), HubError> {
         let mut conn = self.store.acquire().await?;
         if !records::settle_window(&mut conn, id, now_ms).await? {
-            return Err(HubError::WindowNotClosed);
+            return Err(match records::window(&mut conn, id).await? {
+                None => HubError::UnknownWindow,
+                Some(_) => HubError::WindowNotClosed,
+            });
         }
         Ok(())
     }
@@ -658,8 +735,10 @@ impl Hub {
         let mut conn = self.store.acquire().await?;
         let window = records::window(&mut conn, window_id)
             .await?
-            .filter(|w| w.state != "open")
-            .ok_or(HubError::WindowNotClosed)?;
+            .ok_or(HubError::UnknownWindow)?;
+        if window.state == "open" {
+            return Err(HubError::WindowNotClosed);
+        }
         let positions = records::positions(&mut conn, window_id).await?;
         let mut report = crate::report::Report::new(window, &positions);
         // Costs cover every transfer, read a page at a time; the listing

@@ -2,14 +2,25 @@
 //! their network, prepare the credit in the payee's, then commit the payee
 //! (the merchant is paid) and the payer. Anything that fails before the
 //! payee's commit reverses both sides, so no one is left paid or charged
-//! alone. Real network clients put their own time limits on each call and
-//! answer `NetworkError::Timeout`, which counts as a failure.
+//! alone. Every call to a network is bounded by `NETWORK_CALL_MS`, so a
+//! request's whole run is bounded too (the sweep relies on it); a commit
+//! whose answer is lost is asked about again, never taken for a failure.
+
+use std::future::Future;
+use std::time::Duration;
 
 use crate::{Direction, Leg, LegState, Network, NetworkError};
 
+/// The longest a network gets to answer one call.
+pub const NETWORK_CALL_MS: u64 = 10_000;
 /// A committed payee leaves the payer's commit owed: it is tried this
-/// often before the transfer is handed to reconciliation.
+/// often here, then by the sweep.
 const PAYER_COMMIT_TRIES: usize = 3;
+/// The most calls one transfer makes in `prepare` and `finish` together
+/// (two reserves, a payee commit and its status, the payer's tries, and
+/// the statuses and reversals of a cancel): with `NETWORK_CALL_MS`, the
+/// longest a request can hold a transfer.
+pub const CALLS_MAX: u64 = 2 + 2 + PAYER_COMMIT_TRIES as u64 + 4;
 
 /// One side of a transfer: the account and what moves there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,9 +36,19 @@ pub enum Outcome {
     /// Nothing moved: both sides reversed (or never reserved), and why.
     Reversed(NetworkError),
     /// The payee was paid but the payer's network did not confirm its
-    /// commit: the payer's leg stays reserved (the money held) until
-    /// reconciliation commits it. Nothing is lost; nothing is returned.
+    /// commit: the payer's leg stays reserved (the money held) and the
+    /// sweep commits it later. Nothing is lost; nothing is returned.
     PayerCommitPending(NetworkError),
+    /// The payee's network did not say whether it paid: nothing may be
+    /// reversed or recorded until it does. The sweep asks again.
+    Unknown(NetworkError),
+}
+
+/// A network call with its time limit: no answer in time is a `Timeout`.
+async fn call<T>(fut: impl Future<Output = Result<T, NetworkError>>) -> Result<T, NetworkError> {
+    tokio::time::timeout(Duration::from_millis(NETWORK_CALL_MS), fut)
+        .await
+        .unwrap_or(Err(NetworkError::Timeout))
 }
 
 /// Runs the transfer `transfer_id` from `payer` in `payer_net` to `payee`
@@ -39,7 +60,7 @@ pub async fn transfer(
     now_ms: i64,
 ) -> Outcome {
     match prepare(transfer_id, (payer_net, payer), (payee_net, payee), now_ms).await {
-        Ok(()) => finish(transfer_id, payer_net, payee_net).await,
+        Ok(()) => finish(transfer_id, payer_net, payee_net, true).await,
         Err(e) => Outcome::Reversed(e),
     }
 }
@@ -59,7 +80,7 @@ pub async fn prepare(
         amount_minor: payer.amount_minor,
         currency: payer_net.currency(),
     };
-    if let Err(e) = payer_net.reserve(debit, now_ms).await {
+    if let Err(e) = call(payer_net.reserve(debit, now_ms)).await {
         undo(payer_net, transfer_id).await;
         return Err(e);
     }
@@ -70,7 +91,7 @@ pub async fn prepare(
         amount_minor: payee.amount_minor,
         currency: payee_net.currency(),
     };
-    if let Err(e) = payee_net.reserve(credit, now_ms).await {
+    if let Err(e) = call(payee_net.reserve(credit, now_ms)).await {
         cancel(transfer_id, payer_net, payee_net).await;
         return Err(e);
     }
@@ -78,19 +99,30 @@ pub async fn prepare(
 }
 
 /// Phase two: pays the payee, then takes the payer's held money. A payee
-/// that cannot be paid reverses both sides.
+/// that refuses to be paid reverses both sides when `reversible` (a cash
+/// withdrawal already dispensed is not: it stays for the sweep).
 pub async fn finish(
     transfer_id: &str,
     payer_net: &dyn Network,
     payee_net: &dyn Network,
+    reversible: bool,
 ) -> Outcome {
-    if let Err(e) = payee_net.commit(transfer_id).await {
-        cancel(transfer_id, payer_net, payee_net).await;
-        return Outcome::Reversed(e);
+    if let Err(e) = call(payee_net.commit(transfer_id)).await {
+        // A lost answer may hide a payment: ask before undoing anything.
+        match call(payee_net.status(transfer_id)).await {
+            Ok(LegState::Committed) => {}
+            Ok(LegState::Reserved | LegState::Reversed) | Err(NetworkError::UnknownTransfer)
+                if reversible =>
+            {
+                cancel(transfer_id, payer_net, payee_net).await;
+                return Outcome::Reversed(e);
+            }
+            _ => return Outcome::Unknown(e),
+        }
     }
     let mut last = NetworkError::Timeout;
     for _ in 0..PAYER_COMMIT_TRIES {
-        match payer_net.commit(transfer_id).await {
+        match call(payer_net.commit(transfer_id)).await {
             Ok(()) => return Outcome::Committed,
             Err(e) => last = e,
         }
@@ -107,10 +139,10 @@ pub async fn cancel(transfer_id: &str, payer_net: &dyn Network, payee_net: &dyn 
 /// Reverses a leg if the network has it reserved. A leg it never got
 /// (a timeout before it arrived) has nothing to reverse.
 async fn undo(network: &dyn Network, transfer_id: &str) {
-    if network.status(transfer_id).await == Ok(LegState::Reserved) {
-        // A reversal that fails leaves the leg reserved, visible to status
-        // for reconciliation; nothing was paid out.
-        let _ = network.reverse(transfer_id).await;
+    if call(network.status(transfer_id)).await == Ok(LegState::Reserved) {
+        // A reversal that fails leaves the leg reserved, visible to status;
+        // nothing was paid out.
+        let _ = call(network.reverse(transfer_id)).await;
     }
 }
 

@@ -55,24 +55,16 @@ impl HubMember {
         }
     }
 
+    /// A merchant of facepay's, by id. Users are never shown to other
+    /// members: a debit checks its user at reserve.
     async fn resolve_now(&self, account: &str) -> Result<Party, NetworkError> {
+        // SQLite has one pooled connection: each is given back before the
+        // next call that needs one.
         let mut conn = self
             .payments
             .conn()
             .await
             .map_err(|_| NetworkError::Timeout)?;
-        if let Some(user) = parties::user(&mut conn, account)
-            .await
-            .map_err(store_failed)?
-            && user.status == "active"
-        {
-            let last4 = user.phone_last4.unwrap_or_default();
-            return Ok(Party {
-                account: account.to_owned(),
-                name: format!("facepay user ***-{last4}"),
-                currency: self.currency,
-            });
-        }
         match parties::merchant(&mut conn, account)
             .await
             .map_err(store_failed)?
@@ -282,17 +274,25 @@ impl HubMember {
         let written = async {
             let mut tx = self.payments.store().begin().await?;
             if !records::settle_member_leg(&mut tx, transfer_id, wanted, now).await? {
-                // Another call settled it first; its answer stands.
-                return Ok(());
+                return Ok(false);
             }
             if !entries.is_empty() {
                 let step = format!("{transfer_id}:member:{wanted}");
                 ledger::post_member(&mut tx, &step, &leg.currency, &entries, now).await?;
             }
-            tx.commit().await.map_err(StoreError::from)
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok(true)
         }
         .await;
-        written.map_err(store_failed)
+        if !written.map_err(store_failed)? {
+            // Another call settled it first: say what it did.
+            return match self.status_now(transfer_id).await? {
+                state if state == to => Ok(()),
+                LegState::Committed => Err(NetworkError::Settled("committed")),
+                _ => Err(NetworkError::Settled("reversed")),
+            };
+        }
+        Ok(())
     }
 
     async fn status_now(&self, transfer_id: &str) -> Result<LegState, NetworkError> {

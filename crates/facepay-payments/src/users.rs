@@ -248,7 +248,7 @@ impl Payments {
         .await
     }
 
-    pub(crate) async fn user_by_token(&self, token: &str) -> Result<parties::User, Failure> {
+    pub async fn user_by_token(&self, token: &str) -> Result<parties::User, Failure> {
         let mut conn = self.conn().await?;
         parties::user_by_token_hash(&mut conn, &keys::secret_hash(token))
             .await?

@@ -15,6 +15,7 @@ use crate::{Connection, Result, StoreError, ids};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quote {
     pub id: String,
+    pub kind: Kind,
     pub provider: String,
     pub payer_network: String,
     pub payer_account: String,
@@ -42,7 +43,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Kind::Qr => "qr",
             Kind::Atm => "atm",
@@ -56,6 +57,8 @@ pub enum State {
     Pending,
     /// Both legs reserved, waiting for a confirmation (a cash dispense).
     Reserved,
+    /// The ATM dispensed: the withdrawal can only commit now.
+    Dispensed,
     Committed,
     Reversed,
     /// The payee was paid; the payer's network has not confirmed its
@@ -68,6 +71,7 @@ impl State {
         match self {
             State::Pending => "pending",
             State::Reserved => "reserved",
+            State::Dispensed => "dispensed",
             State::Committed => "committed",
             State::Reversed => "reversed",
             State::PayerCommitPending => "payer_commit_pending",
@@ -77,6 +81,7 @@ impl State {
     fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "pending" => State::Pending,
+            "dispensed" => State::Dispensed,
             "reserved" => State::Reserved,
             "committed" => State::Committed,
             "reversed" => State::Reversed,
@@ -120,8 +125,8 @@ pub async fn insert_quote(conn: &mut Connection, q: &Quote) -> Result<()> {
         "INSERT INTO hub_quotes (id, provider, payer_network, payer_account, payee_network, \
          payee_account, payee_name, source_currency, source_minor, fee_minor, \
          destination_currency, destination_minor, mid_rate, customer_rate, reference, \
-         expires_at_ms, created_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+         expires_at_ms, created_at_ms, kind) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind(&q.id)
     .bind(&q.provider)
@@ -140,20 +145,30 @@ pub async fn insert_quote(conn: &mut Connection, q: &Quote) -> Result<()> {
     .bind(&q.reference)
     .bind(q.expires_at_ms)
     .bind(q.created_at_ms)
+    .bind(q.kind.as_str())
     .execute(conn)
     .await
     .map_err(|e| StoreError::from(e).duplicate_as("hub quote"))?;
     Ok(())
 }
 
-const QUOTE_COLUMNS: &str = "q.id AS q_id, q.provider, q.payer_network, q.payer_account, \
+const QUOTE_COLUMNS: &str = "q.id AS q_id, q.kind AS q_kind, q.provider, q.payer_network, q.payer_account, \
     q.payee_network, q.payee_account, q.payee_name, q.source_currency, q.source_minor, \
     q.fee_minor, q.destination_currency, q.destination_minor, q.mid_rate, q.customer_rate, \
     q.reference, q.expires_at_ms, q.created_at_ms AS q_created_at_ms";
 
+fn kind(text: &str) -> Result<Kind> {
+    match text {
+        "qr" => Ok(Kind::Qr),
+        "atm" => Ok(Kind::Atm),
+        other => Err(StoreError::Corrupt(format!("hub kind {other:?}"))),
+    }
+}
+
 fn quote_from(row: &AnyRow) -> Result<Quote> {
     Ok(Quote {
         id: row.try_get("q_id")?,
+        kind: kind(&row.try_get::<String, _>("q_kind")?)?,
         provider: row.try_get("provider")?,
         payer_network: row.try_get("payer_network")?,
         payer_account: row.try_get("payer_account")?,
@@ -174,14 +189,9 @@ fn quote_from(row: &AnyRow) -> Result<Quote> {
 }
 
 fn transfer_from(row: &AnyRow) -> Result<Transfer> {
-    let kind: String = row.try_get("kind")?;
     Ok(Transfer {
         id: row.try_get("id")?,
-        kind: match kind.as_str() {
-            "qr" => Kind::Qr,
-            "atm" => Kind::Atm,
-            other => return Err(StoreError::Corrupt(format!("hub transfer kind {other:?}"))),
-        },
+        kind: kind(&row.try_get::<String, _>("kind")?)?,
         requester: row.try_get("requester")?,
         idempotency_key: row.try_get("idempotency_key")?,
         quote: quote_from(row)?,
@@ -251,21 +261,24 @@ pub async fn begin(
     let id = ids::new("hxf");
     let taken = sqlx::query(
         "UPDATE hub_quotes SET used_by = $1 \
-         WHERE id = $2 AND used_by IS NULL AND expires_at_ms > $3",
+         WHERE id = $2 AND kind = $3 AND used_by IS NULL AND expires_at_ms > $4",
     )
     .bind(&id)
     .bind(quote_id)
+    .bind(kind.as_str())
     .bind(now_ms)
     .execute(&mut *conn)
     .await?
     .rows_affected();
     if taken != 1 {
-        let row = sqlx::query("SELECT used_by, expires_at_ms FROM hub_quotes WHERE id = $1")
+        let row = sqlx::query("SELECT used_by, kind FROM hub_quotes WHERE id = $1")
             .bind(quote_id)
             .fetch_optional(&mut *conn)
             .await?;
         return Ok(Err(match row {
             None => Refusal::UnknownQuote,
+            // A cash quote is not a QR payment's, nor the other way.
+            Some(r) if r.try_get::<String, _>("kind")? != kind.as_str() => Refusal::UnknownQuote,
             Some(r) if r.try_get::<Option<String>, _>("used_by")?.is_some() => Refusal::Used,
             Some(_) => Refusal::Expired,
         }));
@@ -287,6 +300,65 @@ pub async fn begin(
         .await?
         .map(|t| Ok((t, true)))
         .ok_or(StoreError::NotFound("hub transfer"))
+}
+
+/// The transfer a requester made under `idempotency_key`, if any.
+pub async fn transfer_by_key(
+    conn: &mut Connection,
+    requester: &str,
+    idempotency_key: &str,
+) -> Result<Option<Transfer>> {
+    sqlx::query(&transfer_sql("h.requester = $1 AND h.idempotency_key = $2"))
+        .bind(requester)
+        .bind(idempotency_key)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(transfer_from)
+        .transpose()
+}
+
+/// Takes a transfer for the sweep: only if it is still in `state` as last
+/// seen at `seen_ms`, so two sweepers never work on one; its time moves
+/// to `now_ms`, so a failure is tried again later, after the others.
+pub async fn claim(
+    conn: &mut Connection,
+    id: &str,
+    state: State,
+    seen_ms: i64,
+    now_ms: i64,
+) -> Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE hub_transfers SET updated_at_ms = $1 \
+         WHERE id = $2 AND state = $3 AND updated_at_ms = $4",
+    )
+    .bind(now_ms)
+    .bind(id)
+    .bind(state.as_str())
+    .bind(seen_ms)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Removes quotes and cash codes that expired unused before `before_ms`.
+pub async fn purge(conn: &mut Connection, before_ms: i64) -> Result<u64> {
+    let codes =
+        sqlx::query("DELETE FROM hub_atm_codes WHERE used_at_ms IS NULL AND expires_at_ms < $1")
+            .bind(before_ms)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    let quotes = sqlx::query(
+        "DELETE FROM hub_quotes WHERE used_by IS NULL AND expires_at_ms < $1 \
+         AND id NOT IN (SELECT quote_id FROM hub_atm_codes)",
+    )
+    .bind(before_ms)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(codes + quotes)
 }
 
 /// Moves a transfer from one of `from` to `to`; false when it was not in
@@ -323,7 +395,8 @@ pub async fn set_state(
 /// both currencies' sides to the ledger. The payer's network owes the
 /// source amount; the FX provider is owed the principal and owes the
 /// destination amount; the payee's network is owed that; the hub keeps its
-/// fee. False when the transfer was not `pending` or `reserved`.
+/// fee. False when the transfer was not `pending`, `reserved` or
+/// `dispensed`; the caller then drops the transaction.
 pub async fn commit(
     conn: &mut Connection,
     t: &Transfer,
@@ -338,7 +411,7 @@ pub async fn commit(
     };
     let moved = sqlx::query(
         "UPDATE hub_transfers SET state = $1, window_id = $2, reason = NULL, updated_at_ms = $3 \
-         WHERE id = $4 AND state IN ('pending', 'reserved')",
+         WHERE id = $4 AND state IN ('pending', 'reserved', 'dispensed')",
     )
     .bind(to.as_str())
     .bind(&window_id)

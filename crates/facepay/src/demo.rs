@@ -161,8 +161,7 @@ pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
     )
     .await?;
     let mut member_keys = std::collections::BTreeMap::new();
-    let facepay = facepay_payments::hub_member::FACEPAY_MEMBER_ID;
-    for network in facepay_hub::demo::member_ids().into_iter().chain([facepay]) {
+    for network in facepay_hub::demo::member_ids() {
         let (key, key_hash) = keys::new_secret("fph");
         facepay_store::hub::insert_member_key(&mut tx, network, &key_hash, now).await?;
         facepay_store::audit::append(&mut tx, now, "operator", "hub_member_key_created", network)

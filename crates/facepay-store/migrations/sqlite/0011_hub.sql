@@ -4,6 +4,8 @@
 
 CREATE TABLE hub_quotes (
     id TEXT PRIMARY KEY,
+    -- What the quote may pay: a QR payment or a cash withdrawal.
+    kind TEXT NOT NULL CHECK (kind IN ('qr', 'atm')),
     provider TEXT NOT NULL,
     payer_network TEXT NOT NULL,
     payer_account TEXT NOT NULL,
@@ -40,7 +42,7 @@ CREATE TABLE hub_transfers (
     requester TEXT NOT NULL,
     idempotency_key TEXT NOT NULL,
     quote_id TEXT NOT NULL UNIQUE REFERENCES hub_quotes (id),
-    state TEXT NOT NULL CHECK (state IN ('pending', 'reserved', 'committed', 'reversed', 'payer_commit_pending')),
+    state TEXT NOT NULL CHECK (state IN ('pending', 'reserved', 'dispensed', 'committed', 'reversed', 'payer_commit_pending')),
     reason TEXT,
     window_id TEXT REFERENCES hub_windows (id),
     created_at_ms BIGINT NOT NULL,

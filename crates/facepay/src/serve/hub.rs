@@ -13,9 +13,10 @@ use facepay_hub::NetworkError;
 use facepay_hub::iso20022;
 use facepay_hub::report::Report;
 use facepay_hub::service::HubError;
+use facepay_payments::hub_member::FACEPAY_MEMBER_ID;
 use facepay_payments::{Failure, check_idempotency_key, parse_json};
 use facepay_store::hub::{Quote, Transfer, Window};
-use facepay_store::now_ms;
+use facepay_store::{StoreError, now_ms};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -45,7 +46,10 @@ fn failure(e: HubError) -> Failure {
         HubError::Network(NetworkError::Timeout) => 504,
         HubError::Network(NetworkError::Limit | NetworkError::Decimals) => 422,
         HubError::Network(_) => 502,
+        HubError::UnknownWindow => 404,
         HubError::Store(s) if s.is_busy() => 503,
+        HubError::Store(StoreError::Refused(_)) => 503,
+        HubError::Store(StoreError::Duplicate(_)) => 409,
         HubError::Store(s) => {
             tracing::error!(error = %s, "hub store failed");
             return Failure::internal();
@@ -189,21 +193,61 @@ pub async fn quote(State(s): Shared, headers: HeaderMap, body: Body) -> Response
             let network = member(&s, &headers).await?;
             let body = json_body(&headers, body, false)?;
             let request: QuoteRequest = parse_json(&body)?;
-            let quote = s
-                .hub
-                .quote_qr(
-                    &network,
-                    &request.payer_account,
-                    &request.qr,
-                    request.amount.as_deref(),
-                    now_ms(),
-                )
-                .await
-                .map_err(failure)?;
-            Ok((StatusCode::CREATED, QuoteView::from(quote)))
+            let scanned = Scanned {
+                qr: request.qr,
+                amount: request.amount,
+            };
+            quote_for(&s, (&network, &request.payer_account), scanned).await
         }
         .await,
     )
+}
+
+async fn quote_for(
+    s: &AppState,
+    (network, payer_account): (&str, &str),
+    scanned: Scanned,
+) -> Result<(StatusCode, QuoteView), Failure> {
+    let quote = s
+        .hub
+        .quote_qr(
+            network,
+            payer_account,
+            &scanned.qr,
+            scanned.amount.as_deref(),
+            now_ms(),
+        )
+        .await
+        .map_err(failure)?;
+    Ok((StatusCode::CREATED, QuoteView::from(quote)))
+}
+
+/// Pays `quote_id` for `requester` if `owns` says the quote is theirs.
+async fn pay_for(
+    s: &AppState,
+    headers: &HeaderMap,
+    requester: &str,
+    body: Body,
+    owns: impl Fn(&Quote) -> bool,
+) -> Result<(StatusCode, TransferView), Failure> {
+    let key = idempotency_key(headers);
+    check_idempotency_key(key)?;
+    let body = json_body(headers, body, false)?;
+    let request: TransferRequest = parse_json(&body)?;
+    let quote = s
+        .hub
+        .quote_by_id(&request.quote_id)
+        .await
+        .map_err(failure)?;
+    if !owns(&quote) {
+        return Err(failure(HubError::UnknownQuote));
+    }
+    let t = s
+        .hub
+        .pay(requester, key, &quote.id, now_ms())
+        .await
+        .map_err(failure)?;
+    Ok((StatusCode::CREATED, TransferView::from(t)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -232,24 +276,73 @@ pub async fn pay(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
     answer(
         async {
             let network = member(&s, &headers).await?;
-            let key = idempotency_key(&headers);
-            check_idempotency_key(key)?;
+            pay_for(&s, &headers, &network, body, |q| q.payer_network == network).await
+        }
+        .await,
+    )
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Scanned {
+    /// The merchant's EMVCo QR payload, as scanned.
+    qr: String,
+    /// For a static code: the amount in the code's currency, major units.
+    amount: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/users/me/hub/quotes",
+    tag = "users",
+    summary = "Quote paying a foreign merchant's QR code with my card",
+    description = "The caller pays a merchant of another member network from the card on file, in the won facepay settles in. The quote fixes what the card pays (fee included) for what the merchant receives, until `expires_at_ms`.",
+    request_body = Scanned,
+    responses(
+        (status = 201, description = "The quote.", body = QuoteView),
+        (status = 401, description = "`authorization_missing` or `token_invalid`.", body = ErrorResponse),
+        (status = 404, description = "`network_unknown_account`: no such merchant.", body = ErrorResponse),
+        (status = 422, description = "A `qr_*` code, `hub_no_member_network`, `hub_bad_amount`, `network_limit`, `fx_no_rate`, ...", body = ErrorResponse),
+    ),
+    security(("user_token" = [])),
+)]
+pub async fn my_quote(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
+    answer(
+        async {
+            let user = s.payments.user_by_token(bearer(&headers)?).await?;
             let body = json_body(&headers, body, false)?;
-            let request: TransferRequest = parse_json(&body)?;
-            let quote = s
-                .hub
-                .quote_by_id(&request.quote_id)
-                .await
-                .map_err(failure)?;
-            if quote.payer_network != network {
-                return Err(failure(HubError::UnknownQuote));
-            }
-            let t = s
-                .hub
-                .pay(&network, key, &quote.id, now_ms())
-                .await
-                .map_err(failure)?;
-            Ok((StatusCode::CREATED, TransferView::from(t)))
+            let scanned: Scanned = parse_json(&body)?;
+            quote_for(&s, (FACEPAY_MEMBER_ID, &user.id), scanned).await
+        }
+        .await,
+    )
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/users/me/hub/transfers",
+    tag = "users",
+    summary = "Pay my quote",
+    description = "Authorises the caller's card for the quote, pays the merchant through its network, then captures; a decline or a failure on either side reverses both (`state: reversed`, `reason`). The same Idempotency-Key with the same quote answers the same transfer.",
+    params(("Idempotency-Key" = String, Header, description = "A fresh random string per new payment, resent unchanged on a retry.")),
+    request_body = TransferRequest,
+    responses(
+        (status = 201, description = "The transfer: `committed`, or `reversed` with its reason.", body = TransferView),
+        (status = 401, description = "`authorization_missing` or `token_invalid`.", body = ErrorResponse),
+        (status = 404, description = "`hub_unknown_quote`: no such quote of the caller's.", body = ErrorResponse),
+        (status = 409, description = "`hub_quote_used` or `idempotency_key_reused`.", body = ErrorResponse),
+        (status = 410, description = "`hub_quote_expired`.", body = ErrorResponse),
+    ),
+    security(("user_token" = [])),
+)]
+pub async fn my_pay(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
+    answer(
+        async {
+            let user = s.payments.user_by_token(bearer(&headers)?).await?;
+            let requester = format!("user:{}", user.id);
+            pay_for(&s, &headers, &requester, body, |q| {
+                q.payer_network == FACEPAY_MEMBER_ID && q.payer_account == user.id
+            })
+            .await
         }
         .await,
     )

@@ -221,19 +221,17 @@ async fn members_pay_qr_codes_and_take_cash_and_an_operator_settles_the_window()
             (201, Some("reserved")),
             "{reserved}"
         );
-        let (status, body) = h
+        // The ATM's retry is the same withdrawal.
+        let (status, retry) = h
             .with_bearer(
                 thailand,
                 "POST",
                 "/v1/hub/withdrawals",
                 "",
-                Some(withdrawal),
+                Some(withdrawal.clone()),
             )
             .await;
-        assert_eq!(
-            (status, body["error"]["code"].as_str()),
-            (409, Some("atm_code_used"))
-        );
+        assert_eq!((status, &retry["id"]), (201, &reserved["id"]), "{retry}");
         let confirm = format!(
             "/v1/hub/withdrawals/{}/confirm",
             reserved["id"].as_str().unwrap()
@@ -251,6 +249,20 @@ async fn members_pay_qr_codes_and_take_cash_and_an_operator_settles_the_window()
             (status, done["state"].as_str()),
             (200, Some("committed")),
             "{done}"
+        );
+
+        let (status, body) = h
+            .with_bearer(
+                thailand,
+                "POST",
+                "/v1/hub/withdrawals",
+                "",
+                Some(withdrawal),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("atm_code_used"))
         );
 
         // The operator closes the window: every currency nets to zero.
@@ -308,6 +320,19 @@ async fn members_pay_qr_codes_and_take_cash_and_an_operator_settles_the_window()
             (status, body["error"]["code"].as_str()),
             (409, Some("hub_window_not_closed"))
         );
+        let (status, body) = h
+            .with_bearer(
+                &operator.operator_key,
+                "GET",
+                "/v1/hub/windows/win_nope",
+                "",
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("hub_unknown_window"))
+        );
         verify(&store).await;
     }
 }
@@ -328,9 +353,13 @@ async fn a_facepay_user_pays_abroad_with_the_card_on_file_and_a_foreign_wallet_p
         )
         .await;
         let keys = member_keys(&data);
-        let facepay = &keys[FACEPAY_MEMBER_ID];
+        assert!(
+            !keys.contains_key(FACEPAY_MEMBER_ID),
+            "facepay's own payers are users, never a key"
+        );
 
-        // Outbound: the user's card on file pays the warung in Jakarta.
+        // Outbound: the user, signed in to the app, pays the warung in
+        // Jakarta with the card on file.
         let (status, enrolled, _) = h
             .enrol(
                 "e1",
@@ -342,35 +371,23 @@ async fn a_facepay_user_pays_abroad_with_the_card_on_file_and_a_foreign_wallet_p
             )
             .await;
         assert_eq!(status, 201, "{backend}: {enrolled}");
-        let user = enrolled["user_id"].as_str().unwrap();
+        let token = enrolled["token"].as_str().unwrap();
         let (status, quote) = h
             .with_bearer(
-                facepay,
+                token,
                 "POST",
-                "/v1/hub/quotes",
+                "/v1/users/me/hub/quotes",
                 "",
-                Some(json!({"payer_account": user, "qr": jakarta_qr()})),
+                Some(json!({"qr": jakarta_qr()})),
             )
             .await;
         assert_eq!(status, 201, "{quote}");
         assert_eq!(quote["source_currency"], "KRW");
+        assert_eq!(quote["payer_network"], FACEPAY_MEMBER_ID);
         let out_minor = quote["source_minor"].as_i64().unwrap();
-        let (status, paid) = h
-            .with_bearer(
-                facepay,
-                "POST",
-                "/v1/hub/transfers",
-                "out-1",
-                Some(json!({"quote_id": quote["id"]})),
-            )
-            .await;
-        assert_eq!(
-            (status, paid["state"].as_str()),
-            (201, Some("committed")),
-            "{paid}"
-        );
+        let mine = json!({"quote_id": quote["id"]});
 
-        // A card the issuer declines: reversed, nothing held.
+        // Another user cannot pay it, nor can a member network.
         let (status, broke, _) = h
             .enrol(
                 "e2",
@@ -382,21 +399,64 @@ async fn a_facepay_user_pays_abroad_with_the_card_on_file_and_a_foreign_wallet_p
             )
             .await;
         assert_eq!(status, 201, "{backend}: {broke}");
+        let other = broke["token"].as_str().unwrap();
+        let (status, body) = h
+            .with_bearer(
+                other,
+                "POST",
+                "/v1/users/me/hub/transfers",
+                "x1",
+                Some(mine.clone()),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("hub_unknown_quote"))
+        );
+        let (status, body) = h
+            .with_bearer(
+                &keys[INDONESIA],
+                "POST",
+                "/v1/hub/transfers",
+                "x2",
+                Some(mine.clone()),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("hub_unknown_quote"))
+        );
+        let (status, paid) = h
+            .with_bearer(
+                token,
+                "POST",
+                "/v1/users/me/hub/transfers",
+                "out-1",
+                Some(mine),
+            )
+            .await;
+        assert_eq!(
+            (status, paid["state"].as_str()),
+            (201, Some("committed")),
+            "{paid}"
+        );
+
+        // A card the issuer declines: reversed, nothing held.
         let (status, quote) = h
             .with_bearer(
-                facepay,
+                other,
                 "POST",
-                "/v1/hub/quotes",
+                "/v1/users/me/hub/quotes",
                 "",
-                Some(json!({"payer_account": broke["user_id"], "qr": jakarta_qr()})),
+                Some(json!({"qr": jakarta_qr()})),
             )
             .await;
         assert_eq!(status, 201, "{quote}");
         let (status, declined) = h
             .with_bearer(
-                facepay,
+                other,
                 "POST",
-                "/v1/hub/transfers",
+                "/v1/users/me/hub/transfers",
                 "out-2",
                 Some(json!({"quote_id": quote["id"]})),
             )

@@ -99,6 +99,8 @@ pub fn router(app: &App) -> Router {
             "/v1/operator/blocks/{kind}/{value}",
             delete(operator::remove_block),
         )
+        .route("/v1/users/me/hub/quotes", post(hub::my_quote))
+        .route("/v1/users/me/hub/transfers", post(hub::my_pay))
         .route("/v1/hub/quotes", post(hub::quote))
         .route("/v1/hub/transfers", post(hub::pay))
         .route("/v1/hub/transfers/{id}", get(hub::get_transfer))
