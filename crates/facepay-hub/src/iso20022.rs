@@ -29,7 +29,7 @@ fn amount(currency: &str, minor: i64) -> String {
 }
 
 /// A 10^9-scaled rate as a decimal with no trailing zeros.
-fn rate(scaled: &str) -> String {
+pub fn decimal_rate(scaled: &str) -> String {
     let Ok(value) = scaled.parse::<i128>() else {
         return "0".to_owned();
     };
@@ -93,7 +93,7 @@ pub fn pacs008(t: &Transfer) -> String {
         damt = amount(&q.destination_currency, q.destination_minor),
         scur = escape(&q.source_currency),
         samt = amount(&q.source_currency, q.source_minor),
-        rate = rate(&q.customer_rate),
+        rate = decimal_rate(&q.customer_rate),
         fee = amount(&q.source_currency, q.fee_minor),
         hub = agent("facepay.hub"),
         payer = escape(&q.payer_account),

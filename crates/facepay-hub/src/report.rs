@@ -38,6 +38,14 @@ pub struct Report {
     pub costs: BTreeMap<String, Costs>,
 }
 
+/// An amount in minor units for people: "55000.00 IDR".
+pub fn money(currency: &str, minor: i64) -> String {
+    match Currency::from_code(currency) {
+        Ok(c) => format!("{} {}", c.format(minor), c.code()),
+        Err(_) => format!("{minor} (minor units) {currency}"),
+    }
+}
+
 /// `hub:position:<who>:<cur>` is `<who>`; `hub:fees:<cur>` is the hub.
 fn participant(account: &str, currency: &str) -> String {
     let inner = account
@@ -122,10 +130,7 @@ impl Report {
 
     /// The report as a text table.
     pub fn render(&self) -> String {
-        let amount = |currency: &str, minor: i64| match Currency::from_code(currency) {
-            Ok(c) => format!("{} {}", c.format(minor), c.code()),
-            Err(_) => format!("{minor} (minor) {currency}"),
-        };
+        let amount = money;
         let mut out = String::new();
         let _ = writeln!(
             out,

@@ -505,9 +505,8 @@ async fn check_hub(conn: &mut Connection, v: &mut Verification) -> Result<()> {
          LEFT JOIN ledger_transfers t ON t.id = h.id || ':source' OR t.id = h.id || ':destination' \
          GROUP BY h.id, h.state \
          HAVING (h.state IN ('committed', 'payer_commit_pending')) <> (COUNT(t.id) = 2) \
-         OR COUNT(t.id) NOT IN (0, 2) LIMIT $1",
+         OR COUNT(t.id) NOT IN (0, 2)",
     )
-    .bind(PROBLEMS_MAX as i64)
     .fetch_all(&mut *conn)
     .await?;
     for row in wrong {

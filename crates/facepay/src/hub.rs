@@ -7,6 +7,7 @@
 use anyhow::Context;
 use facepay_hub::demo::{Members, merchant_qr};
 use facepay_hub::iso20022;
+use facepay_hub::report::money;
 use facepay_hub::service::Hub;
 use facepay_hub::simulator::Failure;
 use facepay_money::Currency;
@@ -42,13 +43,6 @@ pub fn run(command: HubCommand) -> anyhow::Result<()> {
     })
 }
 
-fn money(currency: &str, minor: i64) -> String {
-    match Currency::from_code(currency) {
-        Ok(c) => format!("{} {}", c.format(minor), c.code()),
-        Err(_) => format!("{minor} {currency} (minor units)"),
-    }
-}
-
 fn show_quote(q: &Quote, now_ms: i64) {
     println!(
         "  quote {}: pay {} (fee {} included) so that {} receives {}; rate {} from {}, good for {} min",
@@ -57,15 +51,10 @@ fn show_quote(q: &Quote, now_ms: i64) {
         money(&q.source_currency, q.fee_minor),
         q.payee_name,
         money(&q.destination_currency, q.destination_minor),
-        rate(&q.customer_rate),
+        iso20022::decimal_rate(&q.customer_rate),
         q.provider,
         (q.expires_at_ms - now_ms) / 60_000,
     );
-}
-
-fn rate(scaled: &str) -> String {
-    let value: i128 = scaled.parse().unwrap_or(0);
-    format!("{}.{:09}", value / 1_000_000_000, value % 1_000_000_000)
 }
 
 fn show_transfer(t: &Transfer) {

@@ -129,8 +129,10 @@ pub struct TransferView {
     id: String,
     /// `qr` or `atm`.
     kind: &'static str,
-    /// `pending`, `reserved` (cash waiting for the dispense), `committed`,
-    /// `reversed` or `payer_commit_pending`.
+    /// `pending` (under way, or waiting for a network's answer: the sweep
+    /// finishes it), `reserved` (cash waiting for the dispense),
+    /// `dispensed`, `committed`, `reversed` or `payer_commit_pending` (the
+    /// payee was paid; the payer's capture follows).
     state: &'static str,
     /// Why it was reversed: the failing network's error code.
     reason: Option<String>,
@@ -145,10 +147,7 @@ pub struct TransferView {
 impl From<Transfer> for TransferView {
     fn from(t: Transfer) -> Self {
         Self {
-            kind: match t.kind {
-                facepay_store::hub::Kind::Qr => "qr",
-                facepay_store::hub::Kind::Atm => "atm",
-            },
+            kind: t.kind.as_str(),
             state: t.state.as_str(),
             iso20022_status: iso20022::status_code(t.state),
             id: t.id,
@@ -264,7 +263,7 @@ pub struct TransferRequest {
     params(("Idempotency-Key" = String, Header, description = "A fresh random string per new payment, resent unchanged on a retry.")),
     request_body = TransferRequest,
     responses(
-        (status = 201, description = "The transfer: `committed`, or `reversed` with its reason.", body = TransferView),
+        (status = 201, description = "The transfer: `committed`, `reversed` with its reason, or still `pending` or `payer_commit_pending` (ask again with GET).", body = TransferView),
         (status = 401, description = "`hub_key_invalid`.", body = ErrorResponse),
         (status = 404, description = "`hub_unknown_quote`.", body = ErrorResponse),
         (status = 409, description = "`hub_quote_used` or `idempotency_key_reused`.", body = ErrorResponse),
