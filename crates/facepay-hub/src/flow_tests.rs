@@ -139,7 +139,7 @@ async fn payments_both_ways_commit_once_and_the_window_nets_to_zero() {
         // nets its outbound against its inbound.
         let window = w.hub.close_window(NOW_MS + 1).await.unwrap();
         assert_eq!(window.transfer_count, 2);
-        let report = w.hub.report(&window.id).await.unwrap();
+        let report = w.hub.report(&window.id, None).await.unwrap();
         for (currency, total) in report.totals() {
             assert_eq!(total, 0, "{currency}");
         }

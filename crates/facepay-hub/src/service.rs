@@ -730,8 +730,13 @@ impl Hub {
         Ok(())
     }
 
-    /// A closed or settled window's report.
-    pub async fn report(&self, window_id: &str) -> Result<crate::report::Report, HubError> {
+    /// A closed or settled window's report: every participant's, or with
+    /// `member`, that network's own positions and transfers.
+    pub async fn report(
+        &self,
+        window_id: &str,
+        member: Option<&str>,
+    ) -> Result<crate::report::Report, HubError> {
         let mut conn = self.store.acquire().await?;
         let window = records::window(&mut conn, window_id)
             .await?
@@ -741,6 +746,12 @@ impl Hub {
         }
         let positions = records::positions(&mut conn, window_id).await?;
         let mut report = crate::report::Report::new(window, &positions);
+        if let Some(m) = member {
+            report.positions.retain(|p| p.participant == m);
+        }
+        let concerns = |t: &Transfer| {
+            member.is_none_or(|m| t.quote.payer_network == m || t.quote.payee_network == m)
+        };
         // Costs cover every transfer, read a page at a time; the listing
         // stops at its bound.
         let mut after = String::new();
@@ -748,6 +759,7 @@ impl Hub {
             let page = records::window_transfers(&mut conn, window_id, &after, REPORT_PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.id.clone();
+            let page = page.into_iter().filter(|t| concerns(t)).collect();
             report.add(page, REPORT_TRANSFERS_MAX);
         }
         Ok(report)

@@ -149,7 +149,7 @@ async fn story(store: Store) -> anyhow::Result<()> {
 
     println!("4. The settlement window closes.");
     let window = hub.close_window(now + 1).await?;
-    let report = hub.report(&window.id).await?;
+    let report = hub.report(&window.id, None).await?;
     for line in report.render().lines() {
         println!("  {line}");
     }

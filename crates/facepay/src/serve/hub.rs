@@ -671,7 +671,7 @@ pub async fn report(State(s): Shared, headers: HeaderMap, Path(id): Path<String>
     answer(
         async {
             operator(&s, &headers).await?;
-            let report = s.hub.report(&id).await.map_err(failure)?;
+            let report = s.hub.report(&id, None).await.map_err(failure)?;
             Ok((StatusCode::OK, ReportView::from(report)))
         }
         .await,
@@ -706,4 +706,30 @@ pub async fn settle_window(
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(f) => failure_response(&f),
     }
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/hub/windows/{id}/mine",
+    tag = "hub",
+    summary = "My network's part of a closed window",
+    description = "The calling network's net positions in the window (what it pays or is paid at settlement), the transfers it took part in, and their cost next to a card's.",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The member's report.", body = ReportView),
+        (status = 401, description = "`hub_key_invalid`.", body = ErrorResponse),
+        (status = 404, description = "`hub_unknown_window`.", body = ErrorResponse),
+        (status = 409, description = "`hub_window_not_closed`.", body = ErrorResponse),
+    ),
+    security(("hub_member_key" = [])),
+)]
+pub async fn my_report(State(s): Shared, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    answer(
+        async {
+            let network = member(&s, &headers).await?;
+            let report = s.hub.report(&id, Some(&network)).await.map_err(failure)?;
+            Ok((StatusCode::OK, ReportView::from(report)))
+        }
+        .await,
+    )
 }

@@ -308,6 +308,16 @@ async fn members_pay_qr_codes_and_take_cash_and_an_operator_settles_the_window()
             costs["hub_minor"].as_i64() < costs["card_minor"].as_i64(),
             "{costs}"
         );
+        // Each member sees its own part: Thailand's network is paid the cash.
+        let (status, mine) = h
+            .with_bearer(thailand, "GET", &format!("{path}/mine"), "", None)
+            .await;
+        assert_eq!(status, 200, "{mine}");
+        let positions = mine["positions"].as_array().unwrap();
+        assert_eq!(positions.len(), 1, "{mine}");
+        assert_eq!(positions[0]["participant"], THAILAND);
+        assert_eq!(positions[0]["net_minor"], -100_000);
+        assert_eq!(mine["transfers"].as_array().unwrap().len(), 1);
         let settle = format!("{path}/settle");
         let (status, _) = h
             .with_bearer(&operator.operator_key, "POST", &settle, "", None)

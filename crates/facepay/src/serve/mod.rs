@@ -110,6 +110,7 @@ pub fn router(app: &App) -> Router {
         .route("/v1/hub/windows/close", post(hub::close_window))
         .route("/v1/hub/windows/{id}", get(hub::report))
         .route("/v1/hub/windows/{id}/settle", post(hub::settle_window))
+        .route("/v1/hub/windows/{id}/mine", get(hub::my_report))
         .route("/v1/terminal/payments", post(api::pay))
         .route("/v1/terminal/payments/{id}/step-up", post(api::step_up))
         .route("/v1/merchant/payments", get(api::list_payments))

@@ -78,6 +78,7 @@ pub struct ErrorResponse<'a> {
         hub::close_window,
         hub::report,
         hub::settle_window,
+        hub::my_report,
         json,
         docs,
     ),
@@ -430,6 +431,7 @@ mod tests {
         ("/v1/hub/windows/close", &["post"]),
         ("/v1/hub/windows/{id}", &["get"]),
         ("/v1/hub/windows/{id}/settle", &["post"]),
+        ("/v1/hub/windows/{id}/mine", &["get"]),
         ("/v1/merchant/loyalty/{what}/{id}/{action}", &["post"]),
         ("/v1/users/me/loyalty/{merchant_id}", &["put"]),
     ];
