@@ -60,11 +60,7 @@ impl HubMember {
     async fn resolve_now(&self, account: &str) -> Result<Party, NetworkError> {
         // SQLite has one pooled connection: each is given back before the
         // next call that needs one.
-        let mut conn = self
-            .payments
-            .conn()
-            .await
-            .map_err(|_| NetworkError::Timeout)?;
+        let mut conn = self.conn().await?;
         match parties::merchant(&mut conn, account)
             .await
             .map_err(store_failed)?
@@ -76,6 +72,14 @@ impl HubMember {
             }),
             _ => Err(NetworkError::UnknownAccount),
         }
+    }
+
+    /// A store connection; none free in time is the network not answering.
+    async fn conn(&self) -> Result<facepay_store::PooledConnection, NetworkError> {
+        self.payments
+            .conn()
+            .await
+            .map_err(|_| NetworkError::Timeout)
     }
 
     fn check(&self, amount_minor: i64) -> Result<(), NetworkError> {
@@ -97,11 +101,7 @@ impl HubMember {
             Direction::Debit => "debit",
             Direction::Credit => "credit",
         };
-        let mut conn = self
-            .payments
-            .conn()
-            .await
-            .map_err(|_| NetworkError::Timeout)?;
+        let mut conn = self.conn().await?;
         if let Some(known) = records::member_leg(&mut conn, &leg.transfer_id)
             .await
             .map_err(store_failed)?
@@ -128,11 +128,7 @@ impl HubMember {
         };
         if leg.direction == Direction::Credit {
             self.resolve_now(&leg.account).await?;
-            let mut conn = self
-                .payments
-                .conn()
-                .await
-                .map_err(|_| NetworkError::Timeout)?;
+            let mut conn = self.conn().await?;
             return records::insert_member_leg(&mut conn, &row, now_ms())
                 .await
                 .map_err(store_failed);
@@ -170,11 +166,7 @@ impl HubMember {
     /// Authorises the user's card on file for the leg: the issuer's
     /// reference, or why not.
     async fn authorise(&self, leg: &Leg) -> Result<String, NetworkError> {
-        let mut conn = self
-            .payments
-            .conn()
-            .await
-            .map_err(|_| NetworkError::Timeout)?;
+        let mut conn = self.conn().await?;
         let user = parties::user(&mut conn, &leg.account)
             .await
             .map_err(store_failed)?
@@ -216,11 +208,7 @@ impl HubMember {
     }
 
     async fn settle_now(&self, transfer_id: &str, to: LegState) -> Result<(), NetworkError> {
-        let mut conn = self
-            .payments
-            .conn()
-            .await
-            .map_err(|_| NetworkError::Timeout)?;
+        let mut conn = self.conn().await?;
         let leg = records::member_leg(&mut conn, transfer_id)
             .await
             .map_err(store_failed)?
@@ -296,11 +284,7 @@ impl HubMember {
     }
 
     async fn status_now(&self, transfer_id: &str) -> Result<LegState, NetworkError> {
-        let mut conn = self
-            .payments
-            .conn()
-            .await
-            .map_err(|_| NetworkError::Timeout)?;
+        let mut conn = self.conn().await?;
         let leg = records::member_leg(&mut conn, transfer_id)
             .await
             .map_err(store_failed)?

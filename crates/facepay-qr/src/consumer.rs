@@ -350,12 +350,12 @@ pub fn encode_consumer(qr: &ConsumerQr) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
 
     use super::*;
 
-    fn sample() -> ConsumerQr {
+    pub(crate) fn sample() -> ConsumerQr {
         ConsumerQr {
             applications: vec![Application {
                 aid: vec![0xA0, 0, 0, 0, 0x03, 0x10, 0x10],

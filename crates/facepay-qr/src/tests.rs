@@ -356,18 +356,7 @@ fn fuzz_mutations_for_a_bounded_time() {
 #[test]
 fn fuzz_consumer_codes_for_a_bounded_time() {
     let (seed, deadline, mut next) = fuzz_budget("consumer-presented");
-    let seed_code = encode_consumer(&ConsumerQr {
-        applications: vec![Application {
-            aid: vec![0xA0, 0, 0, 0, 0x03, 0x10, 0x10],
-            label: Some("VISA DEBIT".into()),
-            pan: Some("4111111111111111".into()),
-            cryptogram: Some(Cryptogram {
-                arqc: [1, 2, 3, 4, 5, 6, 7, 8],
-                atc: 0x0042,
-                unpredictable_number: [0xDE, 0xAD, 0xBE, 0xEF],
-            }),
-        }],
-    });
+    let seed_code = encode_consumer(&crate::consumer::tests::sample());
     let bytes = BASE64.decode(&seed_code).unwrap();
     let (mut runs, mut parsed) = (0u64, 0u64);
     while std::time::Instant::now() < deadline {
