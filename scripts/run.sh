@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export FACEPAY_FACES_DIR="$(bash scripts/faces.sh)"
-cargo build --release -p facepay
+cargo build --release -p facepay -p facepay-lab
 target/release/facepay models fetch
 # The sample faces are still photos, which carry no evidence of liveness
 # either way: lenient mode lets them pay; a burst judged a spoof never does.

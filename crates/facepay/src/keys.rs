@@ -8,7 +8,7 @@ use facepay_payments::{
 };
 use facepay_template_transform::TransformKeys;
 
-use crate::app::transforms_dir;
+use facepay_server::root::transforms_dir;
 
 use crate::ledger::StoreArgs;
 

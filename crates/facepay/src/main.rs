@@ -1,33 +1,36 @@
 //! The `facepay` command. A thin layer: each subcommand parses its
 //! arguments, calls the crates that do the work, and prints.
+//!
+//! The server's own jobs live here: serve, the vault process, the
+//! command-line terminal, keys, the ledger and audit checks, models.
+//! Benchmarks, evaluation, face tools and demos live in `facepay-lab`, a
+//! separate executable, so that the server links none of their code;
+//! `facepay bench ...` runs `facepay-lab bench ...` from beside this
+//! executable, as git and cargo run their external subcommands.
 
-mod app;
-mod bench;
-mod bench_gallery;
-mod bench_pay;
-mod demo;
-mod eval;
-mod face;
-mod hub;
 mod keys;
 mod ledger;
-mod liveness;
 mod models;
-#[cfg(test)]
-mod risk_day;
-mod serve;
-mod stats;
 mod terminal;
 mod vault;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use facepay_face::{Backend, EngineConfig, FaceEngine};
 use facepay_models::ModelStore;
+use facepay_server::root::AppArgs;
+
+/// The subcommands `facepay-lab` answers.
+const LAB_COMMANDS: [&str; 5] = ["bench", "eval", "face", "demo", "hub"];
 
 #[derive(Parser)]
-#[command(name = "facepay", version, about = "Open, self-hostable face payments")]
+#[command(
+    name = "facepay",
+    version,
+    about = "Open, self-hostable face payments",
+    after_help = "Also: bench, eval, face, demo and hub (run by facepay-lab; `facepay-lab --help`)."
+)]
 struct Cli {
     /// Where the verified model files are cached.
     #[arg(long, global = true, env = "FACEPAY_MODELS_DIR")]
@@ -41,32 +44,12 @@ enum Command {
     /// Fetch and verify the face models and the ONNX Runtime library.
     #[command(subcommand)]
     Models(models::ModelsCommand),
-    /// Run the face engine on image files.
-    #[command(subcommand)]
-    Face(face::FaceCommand),
-    /// Measure accuracy.
-    #[command(subcommand)]
-    Eval(eval::EvalCommand),
-    /// Measure speed.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
     /// Run the server with its pages.
     Serve {
         #[arg(long, env = "FACEPAY_ADDRESS", default_value = "127.0.0.1:8080")]
         address: std::net::SocketAddr,
-        /// Create the demo merchant, store and terminal first if missing.
-        #[arg(long)]
-        demo: bool,
         #[command(flatten)]
-        app: app::AppArgs,
-    },
-    /// Create a demo merchant, store and terminal, enrol the sample faces and
-    /// run a few payments.
-    Demo {
-        #[command(flatten)]
-        demo: demo::DemoArgs,
-        #[command(flatten)]
-        app: app::AppArgs,
+        app: AppArgs,
     },
     /// A command-line terminal that signs its requests like a kiosk.
     #[command(subcommand)]
@@ -83,38 +66,15 @@ enum Command {
     /// The card vault as its own process, and its custodians' key parts.
     #[command(subcommand)]
     Vault(vault::VaultCommand),
-    /// The cross-border hub.
-    #[command(subcommand)]
-    Hub(hub::HubCommand),
-}
-
-/// Options shared by every command that runs the engine.
-#[derive(clap::Args, Clone)]
-pub struct EngineArgs {
-    /// Inference runtime: `ort` (ONNX Runtime, the default) or `tract`.
-    #[arg(long, env = "FACEPAY_BACKEND", default_value = "ort")]
-    backend: Backend,
-    /// Threads inside one inference (ONNX Runtime only).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-}
-
-impl EngineArgs {
-    pub fn load(&self, store: &ModelStore) -> anyhow::Result<FaceEngine> {
-        self.load_with(store, self.backend)
-    }
-
-    pub fn load_with(&self, store: &ModelStore, backend: Backend) -> anyhow::Result<FaceEngine> {
-        let config = EngineConfig {
-            backend,
-            threads_intra: self.threads,
-            ..EngineConfig::default()
-        };
-        Ok(FaceEngine::load(store, config)?)
-    }
 }
 
 fn main() -> anyhow::Result<()> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if let Some(command) = args.get(1).and_then(|a| a.to_str())
+        && LAB_COMMANDS.contains(&command)
+    {
+        return run_lab(&args[1..]);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -129,25 +89,31 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(ModelStore::open_default);
     match cli.command {
         Command::Models(command) => models::run(command, &store),
-        Command::Face(command) => face::run(command, &store),
-        Command::Eval(command) => eval::run(command, &store),
-        Command::Bench(command) => bench::run(command, &store),
-        Command::Serve { address, demo, app } => tokio::runtime::Runtime::new()?.block_on(async {
+        Command::Serve { address, app } => tokio::runtime::Runtime::new()?.block_on(async {
             let built = app.build(&store).await?;
-            if demo {
-                demo::ensure_parties(&built, &app.data_dir).await?;
-            }
-            serve::serve(built, address).await
-        }),
-        Command::Demo { demo, app } => tokio::runtime::Runtime::new()?.block_on(async {
-            let built = app.build(&store).await?;
-            demo::run(&built, &app.data_dir, &demo).await
+            facepay_server::serve(built, address).await
         }),
         Command::Terminal(command) => terminal::run(command),
         Command::Ledger(command) => ledger::run(command),
         Command::Keys(command) => keys::run(command),
         Command::Audit(command) => ledger::audit(command),
         Command::Vault(command) => vault::run(command),
-        Command::Hub(command) => hub::run(command),
     }
+}
+
+/// Runs `facepay-lab` from beside this executable with the same arguments,
+/// and exits with its status.
+fn run_lab(args: &[OsString]) -> anyhow::Result<()> {
+    let me = std::env::current_exe()?;
+    let lab = me.with_file_name(format!("facepay-lab{}", std::env::consts::EXE_SUFFIX));
+    if !lab.exists() {
+        anyhow::bail!(
+            "`facepay {}` is run by facepay-lab, which is not built beside {}: \
+             run `cargo build --release -p facepay-lab`",
+            args[0].to_string_lossy(),
+            me.display()
+        );
+    }
+    let status = std::process::Command::new(&lab).args(args).status()?;
+    std::process::exit(status.code().unwrap_or(1));
 }

@@ -18,7 +18,7 @@ use facepay_vault::channel::{
 };
 use facepay_vault::{KeyPart, LocalVault, RemoteVault};
 
-use crate::app::{VaultArgs, unlock};
+use facepay_server::root::{VaultArgs, unlock};
 
 /// The longest nonce header accepted (12 bytes in hex).
 const NONCE_TEXT_MAX: usize = 24;

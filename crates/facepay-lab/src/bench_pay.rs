@@ -13,10 +13,11 @@ use facepay_connector::SimulatorConfig;
 use facepay_models::ModelStore;
 use facepay_payments::{Config, LivenessMode};
 
-use crate::app::App;
+use crate::demo;
 use crate::stats::median_p99;
-use crate::terminal::{Client, TerminalFile, new_idempotency_key};
-use crate::{EngineArgs, demo};
+use facepay_server::root::App;
+use facepay_server::root::EngineArgs;
+use facepay_terminal::{Client, TerminalFile, new_idempotency_key};
 
 const PAYMENTS_MAX: usize = 100_000;
 const CONCURRENCY_MAX: usize = 64;
@@ -36,7 +37,7 @@ pub struct PayArgs {
     #[arg(long, default_value = ".facepay/verify")]
     pub photos: PathBuf,
     #[command(flatten)]
-    pub vault: crate::app::VaultArgs,
+    pub vault: facepay_server::root::VaultArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -83,7 +84,7 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
-        let router = crate::serve::router(&app);
+        let router = facepay_server::router(&app);
         tokio::spawn(async move { axum::serve(listener, router).await });
         let bodies: Vec<Vec<u8>> = bursts
             .iter()
@@ -94,7 +95,8 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
                 )?)
             })
             .collect::<anyhow::Result<_>>()?;
-        let (terminal_id, key) = TerminalFile::load(&demo::terminal_file(&data_dir))?;
+        let (terminal_id, key) =
+            TerminalFile::load(&facepay_server::seed::terminal_file(&data_dir))?;
         let server = format!("http://{address}");
         let samples = Arc::new(Mutex::new(Samples::default()));
         let bodies = Arc::new(bodies);
@@ -108,7 +110,7 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
                     let body = &bodies[i % bodies.len()];
                     let start = Instant::now();
                     let answer =
-                        client.post_timed("/v1/terminal/payments", &new_idempotency_key(), body)?;
+                        client.post("/v1/terminal/payments", &new_idempotency_key(), body)?;
                     let latency_ms = start.elapsed().as_secs_f64() * 1e3;
                     let mut s = samples.lock().unwrap_or_else(|e| e.into_inner());
                     match answer.status {

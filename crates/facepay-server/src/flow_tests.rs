@@ -23,9 +23,9 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::app::App;
-use crate::demo::{self, MerchantFile};
-use crate::terminal::TerminalFile;
+use crate::root::App;
+use crate::seed::{self as demo, MerchantFile};
+use facepay_terminal::TerminalFile;
 
 fn photos() -> PathBuf {
     facepay_models::faces_dir()
@@ -51,7 +51,7 @@ impl Harness {
         dir: &Path,
         config: Config,
     ) -> Self {
-        let app = crate::app::embedded_app(store, engine, dir, config)
+        let app = crate::root::embedded_app(store, engine, dir, config)
             .await
             .unwrap();
         demo::ensure_parties(&app, dir).await.unwrap();
@@ -697,7 +697,7 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
         // Template re-issue while serving: a new transform secret, every
         // template moved to it under a new data key; this server (gallery in
         // the old space) and a restarted one (gallery in the new) both pay.
-        let transforms = TransformKeys::open(&crate::app::transforms_dir(&data)).unwrap();
+        let transforms = TransformKeys::open(&crate::root::transforms_dir(&data)).unwrap();
         let old_transform = transforms.current_id().unwrap();
         let new_transform = transforms.reissue().unwrap();
         let reissued = reissue_templates(&store, &envelope, &transforms, 2, |_| {})

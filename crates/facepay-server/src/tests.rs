@@ -15,7 +15,7 @@ async fn app() -> axum::Router {
     let store = facepay_store::Store::open(&facepay_store::Store::sqlite_url(dir.path()).unwrap())
         .await
         .unwrap();
-    let app = crate::app::embedded_app(
+    let app = crate::root::embedded_app(
         store,
         std::sync::Arc::new(engine),
         dir.path(),

@@ -13,7 +13,7 @@ use facepay_payments::{Config, DecisionPolicy};
 use serde_json::{Value, json};
 
 use super::flow_tests::{Harness, engine_with_logs, enrolment, lenient, payment, verify};
-use crate::demo::{self, OperatorFile};
+use crate::seed::{self as demo, OperatorFile};
 
 /// Rules where one always-firing rule's weight picks the decision:
 /// 45 asks for the phone number, 60 the PIN, 75 a card tap, 85 holds for

@@ -13,38 +13,30 @@ const FILES: [(&str, &str, &str); 8] = [
     (
         "facepay.css",
         "text/css",
-        include_str!("../../web/facepay.css"),
+        include_str!("../web/facepay.css"),
     ),
-    (
-        "lib.js",
-        "text/javascript",
-        include_str!("../../web/lib.js"),
-    ),
+    ("lib.js", "text/javascript", include_str!("../web/lib.js")),
     (
         "terminal.js",
         "text/javascript",
-        include_str!("../../web/terminal.js"),
+        include_str!("../web/terminal.js"),
     ),
-    (
-        "app.js",
-        "text/javascript",
-        include_str!("../../web/app.js"),
-    ),
+    ("app.js", "text/javascript", include_str!("../web/app.js")),
     (
         "dashboard.js",
         "text/javascript",
-        include_str!("../../web/dashboard.js"),
+        include_str!("../web/dashboard.js"),
     ),
     (
         "terminal.html",
         "text/html",
-        include_str!("../../web/terminal.html"),
+        include_str!("../web/terminal.html"),
     ),
-    ("app.html", "text/html", include_str!("../../web/app.html")),
+    ("app.html", "text/html", include_str!("../web/app.html")),
     (
         "dashboard.html",
         "text/html",
-        include_str!("../../web/dashboard.html"),
+        include_str!("../web/dashboard.html"),
     ),
 ];
 

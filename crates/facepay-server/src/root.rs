@@ -23,7 +23,33 @@ use facepay_template_transform::TransformKeys;
 use facepay_vault::channel::ChannelKey;
 use facepay_vault::{KeyPart, LocalVault, RemoteVault, Vault};
 
-use crate::EngineArgs;
+use facepay_face::{Backend, EngineConfig};
+
+/// Options shared by every command that runs the engine.
+#[derive(clap::Args, Clone)]
+pub struct EngineArgs {
+    /// Inference runtime: `ort` (ONNX Runtime, the default) or `tract`.
+    #[arg(long, env = "FACEPAY_BACKEND", default_value = "ort")]
+    pub backend: Backend,
+    /// Threads inside one inference (ONNX Runtime only).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+impl EngineArgs {
+    pub fn load(&self, store: &ModelStore) -> anyhow::Result<FaceEngine> {
+        self.load_with(store, self.backend)
+    }
+
+    pub fn load_with(&self, store: &ModelStore, backend: Backend) -> anyhow::Result<FaceEngine> {
+        let config = EngineConfig {
+            backend,
+            threads_intra: self.threads,
+            ..EngineConfig::default()
+        };
+        Ok(FaceEngine::load(store, config)?)
+    }
+}
 
 #[derive(clap::Args, Clone)]
 pub struct AppArgs {
@@ -302,7 +328,6 @@ impl App {
 
 /// The service on `store` with the embedded vault beside it (SQLite or a
 /// PostgreSQL schema of its own), for tests and benchmarks.
-#[cfg(test)]
 pub async fn embedded_app(
     store: Store,
     engine: Arc<FaceEngine>,

@@ -14,7 +14,7 @@ use facepay_payments::{Config, DecisionPolicy};
 use serde_json::{Value, json};
 
 use super::flow_tests::{Harness, engine_with_logs, enrolment, lenient, verify};
-use crate::demo::{self, HubFile, OperatorFile};
+use crate::seed::{self as demo, HubFile, OperatorFile};
 
 const KOREA: &str = "kr.wallet.sim";
 const INDONESIA: &str = "id.co.qris.sim";

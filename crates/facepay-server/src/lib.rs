@@ -1,4 +1,5 @@
-//! `facepay serve`: the HTTP server and its pages.
+//! The facepay server: the HTTP edge, the composition root (`root`) and the
+//! background jobs, with its pages.
 //!
 //! HTTP lives here and nowhere below: the crates this calls know nothing
 //! about requests. Inference is CPU-bound, so it runs on blocking threads,
@@ -10,6 +11,8 @@ mod loyalty;
 mod observe;
 mod openapi;
 mod operator;
+pub mod root;
+pub mod seed;
 mod web;
 
 use std::net::SocketAddr;
@@ -30,7 +33,7 @@ use facepay_payments::Payments;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::app::App;
+use crate::root::App;
 
 const INFERENCE_CONCURRENCY_MAX: usize = 2;
 /// Largest JSON body: a burst of a few camera frames in base64.

@@ -287,7 +287,7 @@ async fn coupons_and_points_pay_part_and_come_back_with_refunds_and_voids() {
 
         // The app: pay with points here, and "5% off" first. A picked
         // stackable coupon brings the other stackable one along.
-        let merchant = format!("/v1/users/me/loyalty/{}", crate::demo::MERCHANT_ID);
+        let merchant = format!("/v1/users/me/loyalty/{}", crate::seed::MERCHANT_ID);
         let (status, body) = h
             .with_bearer(
                 &token,

@@ -1,0 +1,178 @@
+//! The client side of a facepay terminal: its key file, and a client that
+//! signs each request with the terminal's Ed25519 key exactly as a kiosk
+//! does. A request that got no answer, or found the first request with its
+//! key still running, is sent again with the same idempotency key (and a
+//! fresh signature and nonce), so a terminal never pays twice.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use facepay_payments::signing::{
+    self, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TERMINAL, HEADER_TIMESTAMP,
+};
+use serde::{Deserialize, Serialize};
+
+/// One attempt waits this long for the server's answer.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A request is retried for this long at most: past the server's
+/// idempotency lease (30 s by default), after which a retry takes over the
+/// work of a first request whose server died.
+const RETRY_FOR: Duration = Duration::from_secs(45);
+/// Pause between attempts: doubles from the first, up to the last.
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(4);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TerminalError {
+    #[error("{path}: {reason}; register a terminal first (`facepay demo` writes one)")]
+    KeyFile { path: String, reason: String },
+    #[error("the server did not answer: {0}")]
+    Transport(String),
+    #[error("the server answered {status} for {seconds} s: {answer}")]
+    GaveUp {
+        status: u16,
+        seconds: u64,
+        answer: String,
+    },
+}
+
+/// A terminal's identity on disk: its id and secret key.
+#[derive(Serialize, Deserialize)]
+pub struct TerminalFile {
+    pub terminal_id: String,
+    pub secret_key_hex: String,
+}
+
+impl TerminalFile {
+    pub fn load(path: &Path) -> Result<(String, SigningKey), TerminalError> {
+        let fail = |reason: String| TerminalError::KeyFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let file: TerminalFile = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let bytes: [u8; 32] = hex::decode(&file.secret_key_hex)
+            .map_err(|e| fail(e.to_string()))?
+            .try_into()
+            .map_err(|_| fail("the terminal key is not 32 bytes".into()))?;
+        Ok((file.terminal_id, SigningKey::from_bytes(&bytes)))
+    }
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    server: String,
+    terminal_id: String,
+    key: SigningKey,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub json: serde_json::Value,
+    /// The server's `Server-Timing` header: its time per stage.
+    pub server_timing: String,
+}
+
+impl Answer {
+    /// Worth sending again with the same key: the server could not finish
+    /// (a 5xx other than the issuer's own 502/504), or the first request
+    /// with this key still holds it.
+    fn retryable(&self) -> bool {
+        let in_progress =
+            self.status == 409 && self.json["error"]["code"] == "idempotency_in_progress";
+        (self.status >= 500 && self.status != 502 && self.status != 504) || in_progress
+    }
+}
+
+impl Client {
+    pub fn new(server: &str, terminal_id: String, key: SigningKey) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(ATTEMPT_TIMEOUT))
+            .build()
+            .new_agent();
+        Self {
+            agent,
+            server: server.trim_end_matches('/').to_owned(),
+            terminal_id,
+            key,
+        }
+    }
+
+    /// Sends a signed POST, retrying with the same idempotency key until
+    /// the server answers for good or `RETRY_FOR` has passed.
+    pub fn post(
+        &self,
+        path: &str,
+        idempotency_key: &str,
+        body: &[u8],
+    ) -> Result<Answer, TerminalError> {
+        let started = Instant::now();
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            let outcome = self.attempt(path, idempotency_key, body);
+            let retry = match &outcome {
+                Ok(answer) => answer.retryable(),
+                Err(_) => true,
+            };
+            if !retry {
+                return outcome;
+            }
+            if started.elapsed() + backoff > RETRY_FOR {
+                return Err(match outcome {
+                    Ok(answer) => TerminalError::GaveUp {
+                        status: answer.status,
+                        seconds: started.elapsed().as_secs(),
+                        answer: answer.json.to_string(),
+                    },
+                    Err(e) => e,
+                });
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    fn attempt(
+        &self,
+        path: &str,
+        idempotency_key: &str,
+        body: &[u8],
+    ) -> Result<Answer, TerminalError> {
+        let now_ms = facepay_store::now_ms();
+        let signed = signing::sign(&self.key, &self.terminal_id, "POST", path, now_ms, body);
+        let mut response = self
+            .agent
+            .post(&format!("{}{path}", self.server))
+            .header("content-type", "application/json")
+            .header("idempotency-key", idempotency_key)
+            .header(HEADER_TERMINAL, &signed.terminal_id)
+            .header(HEADER_TIMESTAMP, &signed.timestamp_ms.to_string())
+            .header(HEADER_NONCE, &signed.nonce)
+            .header(HEADER_SIGNATURE, &signed.signature)
+            .send(body)
+            .map_err(|e| TerminalError::Transport(e.to_string()))?;
+        let status = response.status().as_u16();
+        let server_timing = response
+            .headers()
+            .get("server-timing")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| TerminalError::Transport(e.to_string()))?;
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        Ok(Answer {
+            status,
+            json,
+            server_timing,
+        })
+    }
+}
+
+pub fn new_idempotency_key() -> String {
+    hex::encode(facepay_payments::keys::random_bytes::<16>())
+}
