@@ -3,13 +3,13 @@
 //! These catch typing and scanning mistakes before a request leaves the
 //! process; they say nothing about whether the account exists or has funds.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use time::OffsetDateTime;
 
 /// ISO/IEC 7812 primary account numbers are 12 to 19 digits long.
 pub const PAN_DIGITS_MIN: usize = 12;
 pub const PAN_DIGITS_MAX: usize = 19;
 
-const SECONDS_PER_DAY: u64 = 86_400;
+const MILLISECONDS_PER_SECOND: i64 = 1_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -149,42 +149,29 @@ pub fn validate(
 }
 
 /// Today's (year, month) in UTC. A clock set before 1970 reads as January
-/// 1970, which makes every real card look unexpired rather than panicking.
+/// 1970, which makes every real card look unexpired.
 pub fn today_utc() -> (u16, u8) {
-    let seconds = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    let (year, month, _day) = civil_from_days(seconds / SECONDS_PER_DAY);
-    (u16::try_from(year).unwrap_or(u16::MAX), month)
+    let (year, month, _day) = calendar_date(OffsetDateTime::now_utc());
+    (year, month)
 }
 
 /// The UTC calendar date (year, month, day) of a Unix time in milliseconds.
+/// Times before 1970 read as 1970-01-01; times past what the calendar
+/// holds (the year 9999) read as its last day.
 pub fn utc_date(unix_ms: i64) -> (u16, u8, u8) {
-    let days = u64::try_from(unix_ms.max(0) / 1_000).unwrap_or(0) / SECONDS_PER_DAY;
-    let (year, month, day) = civil_from_days(days);
-    (u16::try_from(year).unwrap_or(u16::MAX), month, day)
+    let seconds = unix_ms.max(0) / MILLISECONDS_PER_SECOND;
+    let at = OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::new_utc(
+        time::Date::MAX,
+        time::Time::MIDNIGHT,
+    ));
+    calendar_date(at)
 }
 
-/// Howard Hinnant's `civil_from_days`, restricted to days on or after
-/// 1970-01-01 so the arithmetic stays unsigned. Eras are 400-year cycles of
-/// 146 097 days; the year is counted from March so the leap day comes last.
-fn civil_from_days(days_since_epoch: u64) -> (u64, u8, u8) {
-    let days = days_since_epoch + 719_468;
-    let era = days / 146_097;
-    let day_of_era = days % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    // month_from_march < 12 and day_of_year < 366 bound these below 32.
-    (year, month as u8, day as u8)
+fn calendar_date(at: OffsetDateTime) -> (u16, u8, u8) {
+    let at = at.max(OffsetDateTime::UNIX_EPOCH);
+    // Clamped to 1970..=9999 above, so the year always fits.
+    let year = u16::try_from(at.year()).unwrap_or(u16::MAX);
+    (year, u8::from(at.month()), at.day())
 }
 
 #[cfg(test)]
@@ -295,14 +282,23 @@ mod tests {
     }
 
     #[test]
-    fn civil_from_days_matches_known_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(59), (1970, 3, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
-        assert_eq!(civil_from_days(19_722), (2023, 12, 31));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(47_482), (2100, 1, 1));
+    fn utc_date_matches_known_dates() {
+        let midnight_of_day = |days: i64| days * 86_400_000;
+        assert_eq!(utc_date(midnight_of_day(0)), (1970, 1, 1));
+        assert_eq!(utc_date(midnight_of_day(59)), (1970, 3, 1));
+        assert_eq!(utc_date(midnight_of_day(11_016)), (2000, 2, 29));
+        assert_eq!(utc_date(midnight_of_day(11_017)), (2000, 3, 1));
+        assert_eq!(utc_date(midnight_of_day(19_722)), (2023, 12, 31));
+        assert_eq!(utc_date(midnight_of_day(19_723)), (2024, 1, 1));
+        assert_eq!(utc_date(midnight_of_day(47_482)), (2100, 1, 1));
+        assert_eq!(utc_date(midnight_of_day(19_723) - 1), (2023, 12, 31));
+    }
+
+    #[test]
+    fn utc_date_clamps_out_of_range_times() {
+        assert_eq!(utc_date(-1), (1970, 1, 1));
+        assert_eq!(utc_date(i64::MIN), (1970, 1, 1));
+        assert_eq!(utc_date(i64::MAX), (9999, 12, 31));
     }
 
     #[test]
