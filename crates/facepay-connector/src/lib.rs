@@ -27,8 +27,14 @@
 //! Any other Luhn-valid number approves; a number that fails the card checks
 //! declines `invalid_card`; an expiry before the current UTC month declines
 //! `expired_card`.
+//!
+//! # Real acquirers
+//!
+//! [`hyperswitch::HyperswitchConnector`] reaches a Hyperswitch deployment, the
+//! open-source payment switch, and through it the processors configured there.
 
 pub mod card;
+pub mod hyperswitch;
 pub mod simulator;
 
 use std::fmt;
@@ -47,23 +53,33 @@ pub struct CardDetails {
     pub pan: String,
     pub expiry_month: u8,
     pub expiry_year: u16,
+    /// The card security code (CVC2/CVV2) when the cardholder has just typed
+    /// it. PCI DSS forbids keeping it after an authorisation, so a card on
+    /// file never has one.
+    pub security_code: Option<String>,
 }
 
-/// The number is wiped from memory when the last copy goes.
+/// The number and the security code are wiped from memory when the last
+/// copy goes.
 impl Drop for CardDetails {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.pan);
+        if let Some(code) = &mut self.security_code {
+            zeroize::Zeroize::zeroize(code);
+        }
     }
 }
 
 /// Requests get logged; the full card number must never reach a log, so
-/// Debug shows the last four digits only.
+/// Debug shows the last four digits only, and of the security code only
+/// whether there is one.
 impl fmt::Debug for CardDetails {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CardDetails")
             .field("pan", &format_args!("****{}", card::last4(&self.pan)))
             .field("expiry_month", &self.expiry_month)
             .field("expiry_year", &self.expiry_year)
+            .field("security_code", &self.security_code.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -80,6 +96,19 @@ pub struct AuthoriseRequest {
     /// The chip's cryptogram when the card was tapped, as an authorisation
     /// carries it (ISO 8583 field 55).
     pub tap: Option<CardTap>,
+    /// Whether the issuer captures with the authorisation.
+    pub capture: CaptureMethod,
+}
+
+/// When the money moves. `Manual`, the default, places a hold that a later
+/// [`Connector::capture`] (or [`Connector::void`]) settles; `Automatic`
+/// captures the whole amount with the authorisation in one call to the
+/// issuer, so the caller must not capture it again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CaptureMethod {
+    #[default]
+    Manual,
+    Automatic,
 }
 
 /// A tap of the physical card: what the chip signed and its ARQC. The
@@ -202,6 +231,7 @@ mod tests {
             pan: "4242424242421234".into(),
             expiry_month: 7,
             expiry_year: 2031,
+            security_code: Some("987".into()),
         };
         let request = AuthoriseRequest {
             reference: "pay_1".into(),
@@ -209,6 +239,7 @@ mod tests {
             amount_minor: 1_000,
             currency: "KRW".into(),
             tap: None,
+            capture: CaptureMethod::Manual,
         };
         for printed in [
             format!("{card:?}"),
@@ -217,6 +248,7 @@ mod tests {
         ] {
             assert!(!printed.contains(&card.pan), "{printed}");
             assert!(!printed.contains("424242"), "{printed}");
+            assert!(!printed.contains("987"), "{printed}");
             assert!(printed.contains("****1234"), "{printed}");
             assert!(printed.contains("2031"), "{printed}");
         }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::card::{self, CardError};
 use crate::{
-    Authorisation, AuthoriseRequest, BoxFuture, CardDetails, CardTap, Connector, ConnectorError,
-    Decline,
+    Authorisation, AuthoriseRequest, BoxFuture, CaptureMethod, CardDetails, CardTap, Connector,
+    ConnectorError, Decline,
 };
 
 const CARD_INSUFFICIENT_FUNDS: &str = "4000000000009995";
@@ -337,11 +337,17 @@ impl Holds {
             "{:06}",
             (reference_hash ^ self.approvals_count.wrapping_mul(0x9E37_79B9_7F4A_7C15)) % 1_000_000
         );
+        // An automatic capture takes the whole amount with the approval,
+        // leaving nothing held to capture or void later.
+        let captured_minor = match request.capture {
+            CaptureMethod::Manual => 0,
+            CaptureMethod::Automatic => request.amount_minor,
+        };
         let hold = Hold {
             amount_minor: request.amount_minor,
             currency: request.currency.clone(),
             approval_code: approval_code.clone(),
-            captured_minor: 0,
+            captured_minor,
             refunded_minor: 0,
             voided: false,
             captures: HashMap::new(),
@@ -466,10 +472,12 @@ mod tests {
                 pan: pan.into(),
                 expiry_month: 12,
                 expiry_year: EXPIRY_YEAR_FUTURE,
+                security_code: None,
             },
             amount_minor,
             currency: "KRW".into(),
             tap: None,
+            capture: CaptureMethod::Manual,
         }
     }
 
@@ -765,6 +773,25 @@ mod tests {
             Some("issuer_rejected")
         );
         assert!(issuer.refund(&issuer_ref, 3_000, "refund_1").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn automatic_capture_takes_the_whole_amount_at_once() {
+        let issuer = issuer();
+        let automatic = AuthoriseRequest {
+            capture: CaptureMethod::Automatic,
+            ..request("pay_auto", "4242424242424242", 10_000)
+        };
+        let Ok(authorisation) = issuer.authorise(automatic).await else {
+            panic!("should approve");
+        };
+        let issuer_ref = authorisation.issuer_ref;
+        // Nothing is left held: no capture, no void, but all of it refunds.
+        assert!(is_rejected(
+            &issuer.capture(&issuer_ref, 1, "capture_1").await
+        ));
+        assert!(is_rejected(&issuer.void(&issuer_ref).await));
+        assert!(issuer.refund(&issuer_ref, 10_000, "refund_1").await.is_ok());
     }
 
     #[tokio::test]

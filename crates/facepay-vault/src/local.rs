@@ -159,6 +159,7 @@ impl LocalVault {
             pan: pan.as_str().to_owned(),
             expiry_month: request.expiry_month,
             expiry_year: request.expiry_year,
+            security_code: None,
         };
         drop(pan);
         let start = Instant::now();
@@ -170,6 +171,7 @@ impl LocalVault {
                 amount_minor: request.amount_minor,
                 currency: request.currency,
                 tap: request.tap,
+                capture: facepay_connector::CaptureMethod::Manual,
             })
             .await;
         Ok(Authorised {
