@@ -128,13 +128,33 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// An `http://` or `https://` address.
+    /// An `http://` or `https://` address, with no user, query or
+    /// fragment.
     pub fn http_url(&self, key: &str, text: &str) -> Result<(), ConfigError> {
-        match url::Url::parse(text) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(()),
-            Ok(_) => Err(self.invalid(key, "must be an http:// or https:// address")),
-            Err(e) => Err(self.invalid(key, format!("is not a URL: {e}"))),
+        let url =
+            url::Url::parse(text).map_err(|e| self.invalid(key, format!("is not a URL: {e}")))?;
+        let plain = url.username().is_empty() && url.password().is_none();
+        let plain = plain && url.query().is_none() && url.fragment().is_none();
+        if !matches!(url.scheme(), "http" | "https") || !url.has_host() || !plain {
+            return Err(self.invalid(
+                key,
+                "must be an http:// or https:// address, with no user, query or fragment",
+            ));
         }
+        Ok(())
+    }
+}
+
+/// Whether the URL's host is this machine.
+pub(crate) fn is_loopback_url(text: &str) -> bool {
+    match url::Url::parse(text)
+        .ok()
+        .and_then(|url| url.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 

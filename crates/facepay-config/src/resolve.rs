@@ -322,7 +322,8 @@ impl Connector {
 
 #[derive(Debug, Clone)]
 pub struct Hyperswitch {
-    /// The Hyperswitch server's `http://` or `https://` address.
+    /// The Hyperswitch server's `https://` address (`http://` only on a
+    /// loopback host).
     pub base_url: String,
     pub api_key: Secret,
     pub profile_id: Option<String>,
@@ -331,10 +332,14 @@ pub struct Hyperswitch {
     pub timeout_ms: u64,
 }
 
-/// A call to Hyperswitch that takes longer than this is a fault.
-const HYPERSWITCH_TIMEOUT_MS_MAX: u64 = 120_000;
+// The Hyperswitch bounds are facepay-connector's (`HyperswitchConfig`),
+// checked here too so that `config check` finds what start-up would.
+const HYPERSWITCH_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+const HYPERSWITCH_TIMEOUT_MS_MIN: u64 = 50;
+/// The vault's channel waits 30 s for a whole call of several requests.
+const HYPERSWITCH_TIMEOUT_MS_MAX: u64 = 6_000;
+const PROFILE_ID_LEN_MAX: usize = 64;
 const SIMULATED_LATENCY_MS_MAX: u64 = 60_000;
-const PROFILE_ID_LEN_MAX: usize = 128;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -356,7 +361,7 @@ struct HyperswitchFile {
 }
 
 fn hyperswitch_timeout_ms() -> u64 {
-    10_000
+    HYPERSWITCH_TIMEOUT_MS_DEFAULT
 }
 
 impl ConnectorFile {
@@ -402,17 +407,26 @@ impl ConnectorFile {
 
 impl HyperswitchFile {
     fn resolve(self, cx: &Checker) -> Result<Hyperswitch, ConfigError> {
-        cx.http_url("connector.hyperswitch.base_url", &self.base_url)?;
+        let key = "connector.hyperswitch.base_url";
+        cx.http_url(key, &self.base_url)?;
+        if !self.base_url.starts_with("https://") && !checks::is_loopback_url(&self.base_url) {
+            return Err(cx.invalid(key, "must be https:// (http:// only on a loopback host): the API key and card numbers travel in it"));
+        }
+        let id_chars = |id: &str| {
+            id.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+        };
         if let Some(id) = &self.profile_id
-            && (id.is_empty() || id.len() > PROFILE_ID_LEN_MAX)
+            && !(id_chars(id) && (1..=PROFILE_ID_LEN_MAX).contains(&id.len()))
         {
             return Err(cx.invalid(
                 "connector.hyperswitch.profile_id",
-                format!("1 to {PROFILE_ID_LEN_MAX} characters"),
+                format!("1 to {PROFILE_ID_LEN_MAX} letters, digits, '_' or '-'"),
             ));
         }
         let key = "connector.hyperswitch.timeout_ms";
-        cx.range(key, self.timeout_ms, 1..=HYPERSWITCH_TIMEOUT_MS_MAX)?;
+        let bounds = HYPERSWITCH_TIMEOUT_MS_MIN..=HYPERSWITCH_TIMEOUT_MS_MAX;
+        cx.range(key, self.timeout_ms, bounds)?;
         Ok(Hyperswitch {
             base_url: self.base_url,
             api_key: cx.secret("connector.hyperswitch.api_key", self.api_key)?,

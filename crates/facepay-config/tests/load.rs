@@ -650,7 +650,36 @@ fn a_connector_block_must_match_the_connector_named() {
         &error,
         "config_invalid_value",
         "connector.hyperswitch.timeout_ms",
-        &["at least 1"],
+        &["at least 50"],
+    );
+    let vars = [("A", "a"), ("B", "b")];
+    let plain = |url: &str| {
+        hyperswitch("{ env = \"A\" }", "{ env = \"B\" }").replace("https://hs.test", url)
+    };
+    let error = refused(&plain("http://hs.test"), &vars);
+    assert_error(
+        &error,
+        "config_invalid_value",
+        "connector.hyperswitch.base_url",
+        &["loopback"],
+    );
+    let error = refused(&plain("https://user@hs.test"), &vars);
+    assert_error(
+        &error,
+        "config_invalid_value",
+        "connector.hyperswitch.base_url",
+        &["no user"],
+    );
+    assert!(load(&plain("http://127.0.0.1:8080"), &vars).is_ok());
+    let error = refused(
+        &(plain("https://hs.test") + "profile_id = \"pro 1\"\n"),
+        &vars,
+    );
+    assert_error(
+        &error,
+        "config_invalid_value",
+        "connector.hyperswitch.profile_id",
+        &["letters"],
     );
     let file = "[connector]\nkind = \"hyperswitch\"\n[connector.hyperswitch]\nbase_url = \"https://hs.test\"\n";
     let error = refused(file, &[]);
