@@ -32,25 +32,11 @@ impl Members {
     /// says: wallets (Kim in Korea, Budi in Indonesia, Lan in Vietnam),
     /// merchants, and each network's ATM operators.
     pub fn simulated(indonesia_failure: Failure) -> Self {
-        let korea = Arc::new(SimulatedNetwork::new(Rules::korea(), Failure::None));
-        korea.open_account("kim", "Kim Minji", KIM_KRW);
-        korea.open_account("seoul-cafe", "Seoul Cafe", 0);
-        korea.open_account(ATM_ACCOUNT, "Seoul ATM operator", 0);
-        let indonesia = Arc::new(SimulatedNetwork::new(Rules::indonesia(), indonesia_failure));
-        indonesia.open_account("budi", "Budi Santoso", BUDI_IDR);
-        indonesia.open_account("warung-01", "Warung Makan", 0);
-        indonesia.open_account(ATM_ACCOUNT, "Jakarta ATM operator", 0);
-        let vietnam = Arc::new(SimulatedNetwork::new(Rules::vietnam(), Failure::None));
-        vietnam.open_account("lan", "Nguyen Lan", LAN_VND);
-        vietnam.open_account("pho-hanoi", "Pho Hanoi", 0);
-        let thailand = Arc::new(SimulatedNetwork::new(Rules::thailand(), Failure::None));
-        thailand.open_account("siam-market", "Siam Market", 0);
-        thailand.open_account(ATM_ACCOUNT, "Bangkok ATM operator", 0);
         Self {
-            korea,
-            indonesia,
-            vietnam,
-            thailand,
+            korea: simulated_member(Country::Korea, Failure::None),
+            indonesia: simulated_member(Country::Indonesia, indonesia_failure),
+            vietnam: simulated_member(Country::Vietnam, Failure::None),
+            thailand: simulated_member(Country::Thailand, Failure::None),
         }
     }
 
@@ -66,6 +52,59 @@ impl Members {
         }
         Ok(hub)
     }
+}
+
+/// The countries the hub has a simulated network of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Country {
+    Korea,
+    Indonesia,
+    Vietnam,
+    Thailand,
+}
+
+impl Country {
+    /// The simulated network's rules: its id, currency, limits and hours.
+    pub fn rules(self) -> Rules {
+        match self {
+            Country::Korea => Rules::korea(),
+            Country::Indonesia => Rules::indonesia(),
+            Country::Vietnam => Rules::vietnam(),
+            Country::Thailand => Rules::thailand(),
+        }
+    }
+}
+
+/// A simulated network of `country` with the demo's accounts: Kim's
+/// wallet and a cafe in Korea, Budi's wallet and a warung in Indonesia,
+/// Lan's wallet and a pho shop in Vietnam, a market in Thailand, and the
+/// ATM operators of Korea, Indonesia and Thailand.
+pub fn simulated_member(country: Country, failure: Failure) -> Arc<SimulatedNetwork> {
+    let network = Arc::new(SimulatedNetwork::new(country.rules(), failure));
+    let accounts: &[(&str, &str, i64)] = match country {
+        Country::Korea => &[
+            ("kim", "Kim Minji", KIM_KRW),
+            ("seoul-cafe", "Seoul Cafe", 0),
+            (ATM_ACCOUNT, "Seoul ATM operator", 0),
+        ],
+        Country::Indonesia => &[
+            ("budi", "Budi Santoso", BUDI_IDR),
+            ("warung-01", "Warung Makan", 0),
+            (ATM_ACCOUNT, "Jakarta ATM operator", 0),
+        ],
+        Country::Vietnam => &[
+            ("lan", "Nguyen Lan", LAN_VND),
+            ("pho-hanoi", "Pho Hanoi", 0),
+        ],
+        Country::Thailand => &[
+            ("siam-market", "Siam Market", 0),
+            (ATM_ACCOUNT, "Bangkok ATM operator", 0),
+        ],
+    };
+    for (account, name, balance_minor) in accounts {
+        network.open_account(account, name, *balance_minor);
+    }
+    network
 }
 
 /// The simulated members' network ids.
