@@ -141,8 +141,9 @@ fn bench_snapshot(gallery: &Gallery, dir: &Path, size: usize) -> anyhow::Result<
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("bench-{size}.snapshot"));
     let start = Instant::now();
-    let (written, key) = facepay_payments::snapshot::write_for_bench(gallery, &path)
-        .map_err(|f| anyhow::anyhow!("writing the snapshot: {f}"))?;
+    let (written, key) =
+        facepay_payments::snapshot::write_for_bench(gallery, &path, facepay_store::now_ms())
+            .map_err(|f| anyhow::anyhow!("writing the snapshot: {f}"))?;
     let write_s = start.elapsed().as_secs_f64();
     let file_bytes = std::fs::metadata(&path)?.len();
     gallery.clear()?;

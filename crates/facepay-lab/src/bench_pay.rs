@@ -75,7 +75,8 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
             .vault
             .open(&data_dir, SimulatorConfig::default())
             .await?;
-        let app = App::assemble(store, vault, engine, &data_dir, config).await?;
+        let clock = Arc::new(facepay_store::SystemClock);
+        let app = App::assemble(store, vault, engine, clock, &data_dir, config).await?;
         let bursts = demo::enrol_people(&app, &data_dir, &args.photos, usize::MAX).await?;
         anyhow::ensure!(
             !bursts.is_empty(),

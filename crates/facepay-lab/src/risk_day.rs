@@ -162,10 +162,16 @@ async fn risk_day() {
         FaceEngine::load(&ModelStore::open_default(), EngineConfig::default())
             .unwrap_or_else(|e| panic!("{e}; run `facepay models fetch`")),
     );
-    let app =
-        facepay_server::root::embedded_app(store.clone(), engine, dir.path(), Config::default())
-            .await
-            .unwrap();
+    let clock = Arc::new(facepay_store::SystemClock);
+    let app = facepay_server::root::embedded_app(
+        store.clone(),
+        engine,
+        clock,
+        dir.path(),
+        Config::default(),
+    )
+    .await
+    .unwrap();
     let mut rng = Rng(ChaCha8Rng::seed_from_u64(20_261_120));
     let history_start = DAY_START_MS - HISTORY_DAYS * DAY_MS;
 

@@ -2,9 +2,9 @@
 //! public details and its own share of the number, sealed under its own
 //! keys; the vault keeps the other share. See `facepay-vault`.
 
+use facepay_store::audit;
 use facepay_store::keys::DataKeyRow;
 use facepay_store::parties::{self, PaymentMethod};
-use facepay_store::{audit, now_ms};
 use facepay_vault::NewCard;
 use zeroize::Zeroizing;
 
@@ -153,7 +153,7 @@ impl Payments {
             .await?;
         let token = moved.vault_token.clone().unwrap_or_default();
         let stored = async {
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let mut tx = self.store.begin().await?;
             facepay_store::keys::insert(&mut tx, &share_key, now).await?;
             if !parties::set_card_share(&mut tx, &moved, &old_key_id).await? {

@@ -14,7 +14,7 @@
 use facepay_store::fraud::{self, Block, Claim, ClaimState};
 use facepay_store::ledger;
 use facepay_store::payments::{self, Payment, PaymentState};
-use facepay_store::{audit, now_ms, parties};
+use facepay_store::{audit, parties};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -161,7 +161,7 @@ impl Payments {
                     format!("this payment is {}; nothing was taken", payment.state),
                 ));
             }
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let claim = Claim {
                 id: claim_id.clone(),
                 payment_id: payment.id.clone(),
@@ -281,7 +281,7 @@ impl Payments {
                     ),
                 ));
             }
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let mut after = before.clone();
             after.state = next.as_str().to_owned();
             after.note = note.or(before.note.clone());
@@ -337,7 +337,7 @@ impl Payments {
         let issuer_ref = || payment.issuer_ref.clone().ok_or_else(Failure::internal);
         let mut after = payment.clone();
         after.reason = format!("claim:{claim_id}");
-        after.updated_at_ms = now_ms();
+        after.updated_at_ms = self.clock.now_ms();
         match payment.state()? {
             PaymentState::Authorised => {
                 self.connector
@@ -456,7 +456,7 @@ impl Payments {
                 .await?
                 .ok_or_else(Failure::internal)?;
             drop(conn);
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let mut after = before.clone();
             after.recovered_minor = before.compensated_minor;
             after.updated_at_ms = now;
@@ -519,7 +519,7 @@ impl Payments {
         op: &Operator,
         terminal_id: &str,
     ) -> Result<Reply, Failure> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut tx = self.store.begin().await?;
         if !fraud::clear_terminal_flag(&mut tx, terminal_id).await? {
             return Err(Failure::not_found("flagged terminal"));
@@ -549,7 +549,7 @@ impl Payments {
     /// `GET /v1/operator/blocks`.
     pub async fn list_blocks(&self, _op: &Operator) -> Result<Reply, Failure> {
         let mut conn = self.conn().await?;
-        let blocks = fraud::blocks(&mut conn, now_ms()).await?;
+        let blocks = fraud::blocks(&mut conn, self.clock.now_ms()).await?;
         Reply::json(200, &serde_json::json!({ "blocks": blocks }))
     }
 
@@ -562,7 +562,7 @@ impl Payments {
                 "kind is user, card, terminal, merchant or country",
             ));
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let block = Block {
             kind: request.kind,
             value: text("value", &request.value)?,
@@ -586,7 +586,7 @@ impl Payments {
         kind: &str,
         value: &str,
     ) -> Result<Reply, Failure> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut tx = self.store.begin().await?;
         if !fraud::remove_block(&mut tx, kind, value, None).await? {
             return Err(Failure::not_found("block"));

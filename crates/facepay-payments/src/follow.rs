@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use facepay_store::Connection;
 use facepay_store::changes::{self, Change, Kind, Wakeup};
 use facepay_store::parties::{self, ActiveTemplate};
-use facepay_store::{Connection, now_ms};
 
 use crate::identify::{merchant_partition, phone_partition};
 use crate::{Failure, Payments, template_aad, vector_from_bytes};
@@ -39,7 +39,7 @@ impl Payments {
         kind: Kind,
         merchant_id: Option<&str>,
     ) -> Result<(), Failure> {
-        changes::append(conn, user_id, kind, merchant_id, now_ms()).await?;
+        changes::append(conn, user_id, kind, merchant_id, self.clock.now_ms()).await?;
         Ok(())
     }
 
@@ -172,7 +172,7 @@ impl Payments {
                 // answers are a day at most, like the change log's.
                 let pruned = async {
                     let mut conn = self.conn().await?;
-                    let before_ms = now_ms() - CHANGES_KEPT_MS;
+                    let before_ms = self.clock.now_ms() - CHANGES_KEPT_MS;
                     changes::prune(&mut conn, before_ms).await?;
                     facepay_store::fraud::prune(&mut conn, before_ms).await?;
                     Ok::<_, Failure>(())

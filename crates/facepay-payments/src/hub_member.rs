@@ -20,7 +20,7 @@ use facepay_hub::{
 use facepay_money::Currency;
 use facepay_store::hub::{self as records, MemberLeg};
 use facepay_store::ledger::{self, Account};
-use facepay_store::{StoreError, audit, now_ms, parties};
+use facepay_store::{StoreError, audit, parties};
 use facepay_vault::VaultAuthorise;
 
 use crate::Payments;
@@ -129,12 +129,12 @@ impl HubMember {
         if leg.direction == Direction::Credit {
             self.resolve_now(&leg.account).await?;
             let mut conn = self.conn().await?;
-            return records::insert_member_leg(&mut conn, &row, now_ms())
+            return records::insert_member_leg(&mut conn, &row, self.payments.clock.now_ms())
                 .await
                 .map_err(store_failed);
         }
         row.issuer_ref = Some(self.authorise(&leg).await?);
-        let now = now_ms();
+        let now = self.payments.clock.now_ms();
         let written = async {
             let mut tx = self.payments.store().begin().await?;
             audit::append(&mut tx, now, "hub", "card_used", &leg.account).await?;
@@ -258,7 +258,7 @@ impl HubMember {
             ],
             (false, _) => Vec::new(),
         };
-        let now = now_ms();
+        let now = self.payments.clock.now_ms();
         let written = async {
             let mut tx = self.payments.store().begin().await?;
             if !records::settle_member_leg(&mut tx, transfer_id, wanted, now).await? {

@@ -5,7 +5,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use facepay_gallery::{CANDIDATES_MAX, Candidate, Decision, GalleryError, Scope};
-use facepay_store::now_ms;
 
 use crate::{Failure, Payments};
 
@@ -41,8 +40,7 @@ pub(crate) struct Probes {
 type KeptProbes = (HashMap<String, (Vec<f32>, i64)>, VecDeque<String>);
 
 impl Probes {
-    pub(crate) fn keep(&self, payment_id: &str, probe: Vec<f32>) {
-        let now = now_ms();
+    pub(crate) fn keep(&self, payment_id: &str, probe: Vec<f32>, now: i64) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (map, order) = &mut *inner;
         while order.len() >= PROBES_MAX
@@ -61,12 +59,12 @@ impl Probes {
         }
     }
 
-    pub(crate) fn get(&self, payment_id: &str) -> Option<Vec<f32>> {
+    pub(crate) fn get(&self, payment_id: &str, now: i64) -> Option<Vec<f32>> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner
             .0
             .get(payment_id)
-            .filter(|(_, at)| now_ms() - at <= PROBE_TTL_MS)
+            .filter(|(_, at)| now - at <= PROBE_TTL_MS)
             .map(|(probe, _)| probe.clone())
     }
 
@@ -134,7 +132,7 @@ impl Payments {
         payment_id: &str,
         digits: &str,
     ) -> Result<Option<Vec<Candidate>>, Failure> {
-        let Some(probe) = self.probes.get(payment_id) else {
+        let Some(probe) = self.probes.get(payment_id, self.clock.now_ms()) else {
             return Ok(None);
         };
         let key = phone_partition(digits);

@@ -40,7 +40,7 @@ use facepay_face::FaceEngine;
 use facepay_face::liveness::LivenessChecker;
 use facepay_gallery::{Gallery, GalleryConfig};
 use facepay_store::parties::TerminalContext;
-use facepay_store::{Store, idempotency, now_ms};
+use facepay_store::{Clock, Store, idempotency};
 use facepay_template_transform::TransformKeys;
 use facepay_vault::Vault;
 use serde::Serialize;
@@ -148,6 +148,8 @@ impl Reply {
 
 pub struct Payments {
     store: Store,
+    /// Where every part of the service reads the time.
+    clock: Arc<dyn Clock>,
     engine: Arc<FaceEngine>,
     liveness: Arc<LivenessChecker>,
     /// Holds the other share of every card and is the only way to the
@@ -192,17 +194,33 @@ impl Claimed {
     }
 }
 
+/// What the services are built from: the outside parts they run on.
+pub struct Parts {
+    pub store: Store,
+    pub engine: Arc<FaceEngine>,
+    pub liveness: Arc<LivenessChecker>,
+    /// Holds the other share of every card and is the only way to the
+    /// issuer.
+    pub vault: Arc<dyn Vault>,
+    /// The key-encryption keys that wrap every data key.
+    pub keys: Arc<dyn KeyProvider>,
+    pub transforms: Arc<TransformKeys>,
+    /// Where every part of the services reads the time.
+    pub clock: Arc<dyn Clock>,
+}
+
 impl Payments {
     /// Builds the service and loads the gallery from the store.
-    pub async fn start(
-        store: Store,
-        engine: Arc<FaceEngine>,
-        liveness: Arc<LivenessChecker>,
-        vault: Arc<dyn Vault>,
-        keys: Arc<dyn KeyProvider>,
-        transforms: Arc<TransformKeys>,
-        config: Config,
-    ) -> Result<Self, Failure> {
+    pub async fn start(parts: Parts, config: Config) -> Result<Self, Failure> {
+        let Parts {
+            store,
+            engine,
+            liveness,
+            vault,
+            keys,
+            transforms,
+            clock,
+        } = parts;
         assert!(config.inference_concurrency > 0);
         let gallery = Gallery::new(GalleryConfig {
             kind: config.gallery_kind,
@@ -222,6 +240,7 @@ impl Payments {
             transform_id: transforms.current_id()?,
             transforms,
             store,
+            clock,
             engine,
             liveness,
             connector: vault.connector(),
@@ -244,6 +263,11 @@ impl Payments {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The clock every part of the service reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// A connection from the pool, for reads and single-statement writes.
@@ -289,8 +313,14 @@ impl Payments {
             let changes = self.catch_up().await?;
             let mut tx = self.store.begin().await?;
             let count = self.gallery.len().to_string();
-            facepay_store::audit::append(&mut tx, now_ms(), "server", "gallery_restored", &count)
-                .await?;
+            facepay_store::audit::append(
+                &mut tx,
+                self.clock.now_ms(),
+                "server",
+                "gallery_restored",
+                &count,
+            )
+            .await?;
             tx.commit().await.map_err(facepay_store::StoreError::from)?;
             self.gallery_restored.store(true, Ordering::Relaxed);
             tracing::info!(
@@ -345,8 +375,14 @@ impl Payments {
         drop(conn);
         let mut tx = self.store.begin().await?;
         let count = self.gallery.len().to_string();
-        facepay_store::audit::append(&mut tx, now_ms(), "server", "templates_decrypted", &count)
-            .await?;
+        facepay_store::audit::append(
+            &mut tx,
+            self.clock.now_ms(),
+            "server",
+            "templates_decrypted",
+            &count,
+        )
+        .await?;
         tx.commit().await.map_err(facepay_store::StoreError::from)?;
         tracing::info!(templates = self.gallery.len(), "gallery loaded");
         Ok(())
@@ -373,7 +409,7 @@ impl Payments {
             &scope,
             key,
             &hash,
-            now_ms(),
+            self.clock.now_ms(),
             self.config.idempotency_lease_ms,
         )
         .await?;
@@ -465,7 +501,7 @@ impl Payments {
                 "this terminal is not registered",
             ));
         };
-        let now = now_ms();
+        let now = self.clock.now_ms();
         signing::verify(&ctx.public_key, headers, method, path, body, now).map_err(sig_failure)?;
         if !idempotency::use_nonce(&mut conn, &ctx.terminal_id, &headers.nonce, now).await? {
             return Err(Failure::unauthorised(
@@ -501,7 +537,7 @@ impl Payments {
 
     /// Forgets idempotency keys and nonces past their retention.
     pub async fn purge(&self) -> Result<u64, Failure> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut conn = self.conn().await?;
         Ok(idempotency::purge(
             &mut conn,
@@ -518,6 +554,7 @@ impl Payments {
 pub async fn rewrap_data_keys(
     store: &Store,
     envelope: &Envelope,
+    clock: &dyn Clock,
     batch: i64,
     mut progress: impl FnMut(usize),
 ) -> Result<usize, Failure> {
@@ -543,7 +580,7 @@ pub async fn rewrap_data_keys(
         let subject = format!("{rewrapped} data keys to {}", current.id());
         facepay_store::audit::append(
             &mut tx,
-            now_ms(),
+            clock.now_ms(),
             "operator",
             "data_keys_rewrapped",
             &subject,

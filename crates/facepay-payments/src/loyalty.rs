@@ -8,7 +8,6 @@
 use std::cmp::Reverse;
 
 use facepay_store::loyalty::{self, Choice, Coupon, PointsKind, PointsMove, Program};
-use facepay_store::now_ms;
 use facepay_store::parties::Merchant;
 use facepay_store::payments::{self, Payment};
 use serde::{Deserialize, Serialize};
@@ -480,12 +479,12 @@ impl Payments {
                     return Ok((stored.cloned(), kept));
                 }
                 let mut tx = self.store.begin().await?;
-                undo_discount(&mut tx, payment, now_ms()).await?;
+                undo_discount(&mut tx, payment, self.clock.now_ms()).await?;
                 commit(tx).await?;
             }
         }
         for _ in 0..RESERVE_TRIES {
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let (usable, choice, balance) = {
                 let mut conn = self.conn().await?;
                 let choice = loyalty::choice(&mut conn, user_id, merchant_id).await?;
@@ -598,7 +597,7 @@ impl Payments {
             merchant_id: merchant_id.to_owned(),
             coupon_id: r.coupon_id,
             redeem_points: i64::from(r.redeem_points),
-            updated_at_ms: now_ms(),
+            updated_at_ms: self.clock.now_ms(),
         };
         loyalty::set_choice(&mut conn, &choice).await?;
         Reply::json(200, &choice)
@@ -640,7 +639,7 @@ impl Payments {
                     points_cap: r.points_cap,
                     stamps_per_reward: None,
                     reward_coupon_id: None,
-                    created_at_ms: now_ms(),
+                    created_at_ms: self.clock.now_ms(),
                 }
             }
             "stamps" => {
@@ -669,7 +668,7 @@ impl Payments {
                     points_cap: None,
                     stamps_per_reward: Some(every),
                     reward_coupon_id: Some(reward),
-                    created_at_ms: now_ms(),
+                    created_at_ms: self.clock.now_ms(),
                 }
             }
             _ => return Err(invalid("kind is points or stamps")),
@@ -732,7 +731,7 @@ impl Payments {
             stackable: i64::from(r.stackable),
             granted_only: i64::from(r.granted_only),
             status: "active".into(),
-            created_at_ms: now_ms(),
+            created_at_ms: self.clock.now_ms(),
         };
         self.idempotent(scope, key, body, |claimed| async move {
             let mut tx = self.store.begin().await?;

@@ -2,10 +2,10 @@
 //! daily report, and the sweep that voids expired authorisations.
 
 use facepay_money::Currency;
+use facepay_store::audit;
 use facepay_store::ledger::{self, PaymentRef};
 use facepay_store::parties::{self, Merchant};
 use facepay_store::payments::{self, ListFilter, Payment, PaymentState};
-use facepay_store::{audit, now_ms};
 
 use crate::api::{AmountRequest, PaymentPage, PaymentView};
 use crate::pay::{commit, fee};
@@ -188,7 +188,7 @@ impl Payments {
                 .capture(&issuer_ref, amount, &format!("{}:capture", before.id))
                 .await
                 .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let mut after = before.clone();
             after.captured_minor = amount;
             after.fee_minor = fee(m.fee_bps, amount);
@@ -267,7 +267,7 @@ impl Payments {
             .void(&issuer_ref)
             .await
             .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut after = before.clone();
         after.state = PaymentState::Voided.as_str().to_owned();
         after.reason = reason.to_owned();
@@ -333,7 +333,7 @@ impl Payments {
                 .refund(&issuer_ref, amount, &refund_id)
                 .await
                 .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let mut after = before.clone();
             after.refunded_minor += amount;
             after.state = if after.refunded_minor == after.captured_minor {
@@ -379,7 +379,7 @@ impl Payments {
 
 pub(crate) async fn expire(service: &Payments, batch: i64) -> Result<usize, Failure> {
     let mut conn = service.conn().await?;
-    let due = payments::expired_authorisations(&mut conn, now_ms(), batch).await?;
+    let due = payments::expired_authorisations(&mut conn, service.clock.now_ms(), batch).await?;
     drop(conn);
     let mut voided = 0;
     for payment in due {
@@ -404,7 +404,7 @@ pub(crate) async fn expire(service: &Payments, batch: i64) -> Result<usize, Fail
 /// the issuer's reconciliation finds it (a reversal of our own is not built
 /// yet). Returns how many were ended.
 pub(crate) async fn close_abandoned(service: &Payments, batch: i64) -> Result<usize, Failure> {
-    let now = now_ms();
+    let now = service.clock.now_ms();
     let mut conn = service.conn().await?;
     let due =
         payments::abandoned(&mut conn, now - service.config.abandoned_after_ms, batch).await?;

@@ -8,12 +8,12 @@ use facepay_face::QualityPolicy;
 use facepay_face::liveness::LivenessDecision;
 use facepay_money::{Currency, basis_points_of};
 use facepay_risk::{Assessment, Decision as Risk, Factor};
+use facepay_store::audit;
 use facepay_store::changes::Kind;
 use facepay_store::fraud::{self, AttemptKind, GuessedFactor};
 use facepay_store::ledger::{self, PaymentRef};
 use facepay_store::parties::{self, PaymentMethod, TerminalContext, User};
 use facepay_store::payments::{self, Payment, PaymentState};
-use facepay_store::{audit, now_ms};
 use facepay_vault::VaultAuthorise;
 use zeroize::Zeroizing;
 
@@ -167,7 +167,7 @@ impl Payments {
             let identified = self.identify(&probe, phone_last4.as_deref(), &ctx.merchant.id)?;
             timings.identify_us = start.elapsed().as_micros() as u64;
 
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let mut payment = Payment {
                 id: payment_id.clone(),
                 terminal_id: ctx.terminal_id.clone(),
@@ -216,7 +216,7 @@ impl Payments {
                         amount_minor,
                     };
                     // A payment the engine cannot assess does not go through.
-                    let assessment = self.assess_risk(ctx, &matched, now_ms()).await?;
+                    let assessment = self.assess_risk(ctx, &matched, self.clock.now_ms()).await?;
                     timings.risk_us = start.elapsed().as_micros() as u64;
                     let payer = (&user, &method);
                     self.act(
@@ -250,7 +250,7 @@ impl Payments {
                     payments::transition(&mut tx, &before, &payment).await?;
                     claimed.complete(&mut tx, &reply).await?;
                     tx.commit().await.map_err(facepay_store::StoreError::from)?;
-                    self.probes.keep(&payment.id, probe);
+                    self.probes.keep(&payment.id, probe, self.clock.now_ms());
                     timings.ledger_us = start.elapsed().as_micros() as u64;
                     reply.timings = Some(timings);
                     Ok(reply)
@@ -299,7 +299,7 @@ impl Payments {
         conn: &mut facepay_store::Connection,
         ctx: &TerminalContext,
     ) -> Result<(), Failure> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let since = now - TERMINAL_ATTEMPTS_WINDOW_MS;
         let attempts = fraud::attempts_since(conn, &ctx.terminal_id, since).await?;
         if attempts < self.config.terminal_attempts_max {
@@ -320,7 +320,7 @@ impl Payments {
     async fn record_attempt(&self, ctx: &TerminalContext, kind: AttemptKind) {
         let recorded = async {
             let mut conn = self.conn().await?;
-            fraud::record_attempt(&mut conn, &ctx.terminal_id, kind, now_ms()).await?;
+            fraud::record_attempt(&mut conn, &ctx.terminal_id, kind, self.clock.now_ms()).await?;
             Ok::<(), Failure>(())
         };
         if let Err(e) = recorded.await {
@@ -347,7 +347,7 @@ impl Payments {
             Risk::StepUp(f) if given.is_some_and(|g| g >= f) => Risk::Approve,
             d => d,
         };
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let fired = serde_json::to_string(
             &assessment
                 .fired
@@ -526,7 +526,7 @@ impl Payments {
             // was guessed against, until a while after the last wrong
             // answer; a locked payer cannot be confirmed by it.
             if let Some(guessed) = given.guessed() {
-                let now = now_ms();
+                let now = self.clock.now_ms();
                 let since = now - FACTOR_FAILURES_WINDOW_MS;
                 let mut open = Vec::with_capacity(users.len());
                 let tried = users.len();
@@ -645,7 +645,7 @@ impl Payments {
                     },
                     amount_minor: payment.amount_minor,
                 };
-                let assessed = self.assess_risk(ctx, &matched, now_ms()).await?;
+                let assessed = self.assess_risk(ctx, &matched, self.clock.now_ms()).await?;
                 let payer = (&user, &method);
                 let stored = Some(&payment);
                 return self
@@ -669,7 +669,7 @@ impl Payments {
             }
             let mut after = payment.clone();
             after.step_up_attempts += 1;
-            after.updated_at_ms = now_ms();
+            after.updated_at_ms = self.clock.now_ms();
             let attempts_left = self.config.step_up_attempts_max - after.step_up_attempts;
             let (status, code, message) = if attempts_left <= 0 {
                 after.state = PaymentState::Declined.as_str().to_owned();
@@ -717,7 +717,7 @@ impl Payments {
     /// and whatever happens to the request: a lockout must not be undone
     /// by a retry.
     async fn record_failures(&self, users: &[User], factor: GuessedFactor) -> Result<(), Failure> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut tx = self.store.begin().await?;
         for user in users {
             fraud::record_factor_failure(&mut tx, &user.id, factor, now).await?;
@@ -775,7 +775,7 @@ impl Payments {
     /// here too leaves it to the sweep of abandoned payments.
     async fn abandon(&self, payment_id: &str) {
         let ended = async {
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let mut tx = self.store.begin().await?;
             let Some(before) = payments::get(&mut tx, payment_id).await? else {
                 return Ok(());
@@ -856,7 +856,7 @@ impl Payments {
         timings.connector_us = authorised_connector_us + start.elapsed().as_micros() as u64;
 
         let start = Instant::now();
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let money = PaymentRef {
             payment_id: &payment.id,
             merchant_id: &payment.merchant_id,

@@ -22,9 +22,9 @@ use std::sync::Arc;
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::KeyInit;
 use aes_gcm::aead::stream::{DecryptorBE32, EncryptorBE32};
+use facepay_store::Connection;
 use facepay_store::changes::{self, Kind};
 use facepay_store::keys::SnapshotKeys;
-use facepay_store::{Connection, now_ms};
 use serde::{Deserialize, Serialize};
 
 use facepay_gallery::{Gallery, GalleryError};
@@ -223,7 +223,7 @@ impl Payments {
         let (row, key) = self.envelope.new_data_key(KEY_PREFIX)?;
         let mut tx = self.store.begin().await?;
         changes::lock(&mut tx).await?;
-        facepay_store::keys::insert_snapshot_key(&mut tx, &row, now_ms()).await?;
+        facepay_store::keys::insert_snapshot_key(&mut tx, &row, self.clock.now_ms()).await?;
         tx.commit().await.map_err(facepay_store::StoreError::from)?;
         // Every deletion committed before the key is applied now; any
         // later one destroys the key.
@@ -232,7 +232,7 @@ impl Payments {
         let header = Header {
             key_id: row.id.clone(),
             seq,
-            written_at_ms: now_ms(),
+            written_at_ms: self.clock.now_ms(),
             model: self.engine.model_id().to_string(),
             transform_id: self.transform_id.clone(),
             nonce_prefix: hex::encode(random_bytes::<NONCE_PREFIX_BYTES>()),
@@ -260,7 +260,7 @@ impl Payments {
         }
         facepay_store::keys::destroy_snapshot_keys(
             &mut conn,
-            SnapshotKeys::CreatedBefore(now_ms() - SNAPSHOT_AGE_MAX_MS),
+            SnapshotKeys::CreatedBefore(self.clock.now_ms() - SNAPSHOT_AGE_MAX_MS),
         )
         .await?;
         tracing::info!(rows, seq, path = %path.display(), "gallery snapshot written");
@@ -291,7 +291,7 @@ impl Payments {
             tracing::warn!("gallery snapshot header unreadable; loading from the store");
             return Ok(None);
         };
-        let age_ms = now_ms() - header.written_at_ms;
+        let age_ms = self.clock.now_ms() - header.written_at_ms;
         if header.model != self.engine.model_id().to_string()
             || header.transform_id != self.transform_id
             || !(0..SNAPSHOT_AGE_MAX_MS).contains(&age_ms)
@@ -411,12 +411,13 @@ fn read_rows(
 pub fn write_for_bench(
     gallery: &Gallery,
     path: &Path,
+    now_ms: i64,
 ) -> Result<(u64, Zeroizing<[u8; KEY_BYTES]>), Failure> {
     let key = Zeroizing::new(random_bytes::<KEY_BYTES>());
     let header = Header {
         key_id: format!("{KEY_PREFIX}bench"),
         seq: 0,
-        written_at_ms: now_ms(),
+        written_at_ms: now_ms,
         model: "bench".into(),
         transform_id: "bench".into(),
         nonce_prefix: hex::encode(random_bytes::<NONCE_PREFIX_BYTES>()),

@@ -9,7 +9,7 @@
 //! under any other transform are moved into it as they load.
 
 use facepay_store::parties::{self, StoredTemplate};
-use facepay_store::{Store, now_ms};
+use facepay_store::{Clock, Store};
 use facepay_template_transform::{KeysError, TransformError, TransformKeys};
 
 use crate::{Envelope, Failure, Payments, template_aad, vector_from_bytes, vector_to_bytes};
@@ -82,6 +82,7 @@ pub async fn reissue_templates(
     store: &Store,
     envelope: &Envelope,
     transforms: &TransformKeys,
+    clock: &dyn Clock,
     batch: i64,
     mut progress: impl FnMut(usize),
 ) -> Result<usize, Failure> {
@@ -96,7 +97,7 @@ pub async fn reissue_templates(
         if rows.is_empty() {
             return Ok(done);
         }
-        let now = now_ms();
+        let now = clock.now_ms();
         let mut tx = store.begin().await?;
         let mut converted = 0;
         for row in rows {

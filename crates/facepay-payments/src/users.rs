@@ -4,7 +4,7 @@ use facepay_connector::card;
 use facepay_face::QualityPolicy;
 use facepay_store::changes::Kind;
 use facepay_store::parties::{self, NewUser, StoredTemplate};
-use facepay_store::{audit, ids, loyalty, now_ms, payments};
+use facepay_store::{audit, ids, loyalty, payments};
 use zeroize::Zeroizing;
 
 use crate::api::{EnrolRequest, EnrolResponse, FaceDeleted, FaceRequest, PaymentView, UserView};
@@ -45,7 +45,7 @@ impl Payments {
         let phone = normalise_phone(&request.phone)?;
         check_pin(&request.pin)?;
         let pan = Zeroizing::new(request.card.number.replace([' ', '-'], ""));
-        let (year, month) = card::today_utc();
+        let (year, month, _day) = card::utc_date(self.clock.now_ms());
         let brand = card::validate(
             &pan,
             request.card.expiry_month,
@@ -91,7 +91,7 @@ impl Payments {
                 })
                 .await?;
             let vault_token = method.vault_token.clone().unwrap_or_default();
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let reply = Reply::json(
                 201,
                 &EnrolResponse {
@@ -208,7 +208,7 @@ impl Payments {
                 &vector_to_bytes(&protected),
                 &template_aad(&user.id, &model),
             )?;
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let reply = Reply::json(
                 201,
                 &serde_json::json!({ "user_id": user.id, "face_enrolled": true }),
@@ -265,7 +265,7 @@ impl Payments {
         let payments = payments::of_user(&mut conn, &user.id, USER_PAYMENTS_MAX).await?;
         let points = loyalty::user_points(&mut conn, &user.id).await?;
         let stamps = loyalty::user_stamps(&mut conn, &user.id).await?;
-        let coupons = loyalty::user_coupons(&mut conn, &user.id, now_ms()).await?;
+        let coupons = loyalty::user_coupons(&mut conn, &user.id, self.clock.now_ms()).await?;
         let choices = loyalty::user_choices(&mut conn, &user.id).await?;
         Reply::json(
             200,
@@ -299,7 +299,14 @@ impl Payments {
             ));
         }
         let actor = format!("user:{}", user.id);
-        audit::append(&mut tx, now_ms(), &actor, "face_deleted", &user.id).await?;
+        audit::append(
+            &mut tx,
+            self.clock.now_ms(),
+            &actor,
+            "face_deleted",
+            &user.id,
+        )
+        .await?;
         self.record_deletion(&mut tx, &user.id).await?;
         tx.commit().await.map_err(facepay_store::StoreError::from)?;
         self.gallery.remove(&user.id)?;
@@ -322,7 +329,7 @@ impl Payments {
         let user = self.user_by_token(token).await?;
         let methods = parties::payment_methods(&mut *self.conn().await?, &user.id).await?;
         let mut tx = self.store.begin().await?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         parties::delete_user(&mut tx, &user.id, now).await?;
         let actor = format!("user:{}", user.id);
         audit::append(&mut tx, now, &actor, "user_deleted", &user.id).await?;

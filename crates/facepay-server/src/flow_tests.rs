@@ -17,7 +17,7 @@ use facepay_payments::signing::{
 use facepay_payments::{
     Config, DecisionPolicy, FileKeyProvider, LivenessMode, reissue_templates, rewrap_data_keys,
 };
-use facepay_store::{Store, ledger, now_ms, parties};
+use facepay_store::{Clock, Store, SystemClock, ledger, parties};
 use facepay_template_transform::TransformKeys;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -51,7 +51,18 @@ impl Harness {
         dir: &Path,
         config: Config,
     ) -> Self {
-        let app = crate::root::embedded_app(store, engine, dir, config)
+        Self::with_clock(store, engine, Arc::new(SystemClock), dir, config).await
+    }
+
+    /// The app at the time `clock` tells; its terminal signs by it too.
+    pub(super) async fn with_clock(
+        store: Store,
+        engine: Arc<FaceEngine>,
+        clock: Arc<dyn Clock>,
+        dir: &Path,
+        config: Config,
+    ) -> Self {
+        let app = crate::root::embedded_app(store, engine, clock, dir, config)
             .await
             .unwrap();
         demo::ensure_parties(&app, dir).await.unwrap();
@@ -80,8 +91,20 @@ impl Harness {
         )
     }
 
+    /// The time by the app's clock.
+    pub(super) fn now_ms(&self) -> i64 {
+        self.app.payments.clock().now_ms()
+    }
+
     pub(super) fn signed(&self, path: &str, key: &str, body: &[u8]) -> Request<Body> {
-        let h = signing::sign(&self.key, &self.terminal_id, "POST", path, now_ms(), body);
+        let h = signing::sign(
+            &self.key,
+            &self.terminal_id,
+            "POST",
+            path,
+            self.now_ms(),
+            body,
+        );
         self.signed_with(path, key, body, &h)
     }
 
@@ -320,9 +343,15 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             .rotate()
             .unwrap();
         let envelope = h.app.payments.envelope().clone();
-        let rewrapped = rewrap_data_keys(&store, &envelope, 2, |_| {})
-            .await
-            .unwrap();
+        let rewrapped = rewrap_data_keys(
+            &store,
+            &envelope,
+            h.app.payments.clock().as_ref(),
+            2,
+            |_| {},
+        )
+        .await
+        .unwrap();
         assert_eq!(rewrapped, 6, "{backend}: three templates and three cards");
         let by_kek = {
             let mut conn = store.acquire().await.unwrap();
@@ -356,7 +385,7 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             &h.terminal_id,
             "POST",
             "/v1/terminal/payments",
-            now_ms(),
+            h.now_ms(),
             &good,
         );
         let (status, _, _) = h
@@ -375,7 +404,7 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             &h.terminal_id,
             "POST",
             "/v1/terminal/payments",
-            now_ms(),
+            h.now_ms(),
             b"{}",
         );
         forged.nonce = "0123456789abcdef0123".into();
@@ -391,7 +420,7 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             &h.terminal_id,
             "POST",
             "/v1/terminal/payments",
-            now_ms() - 600_000,
+            h.now_ms() - 600_000,
             &good,
         );
         let (status, body, _) = h
@@ -406,7 +435,7 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             "trm_nobody",
             "POST",
             "/v1/terminal/payments",
-            now_ms(),
+            h.now_ms(),
             &good,
         );
         stranger.terminal_id = "trm_nobody".into();
@@ -658,7 +687,7 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
         let (status, report) = h
             .merchant(
                 "GET",
-                &format!("/v1/merchant/reports/daily?date={}", today()),
+                &format!("/v1/merchant/reports/daily?date={}", today(h.now_ms())),
                 "",
                 None,
             )
@@ -700,14 +729,28 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
         let transforms = TransformKeys::open(&crate::root::transforms_dir(&data)).unwrap();
         let old_transform = transforms.current_id().unwrap();
         let new_transform = transforms.reissue().unwrap();
-        let reissued = reissue_templates(&store, &envelope, &transforms, 2, |_| {})
-            .await
-            .unwrap();
+        let reissued = reissue_templates(
+            &store,
+            &envelope,
+            &transforms,
+            h.app.payments.clock().as_ref(),
+            2,
+            |_| {},
+        )
+        .await
+        .unwrap();
         assert_eq!(reissued, 3, "{backend}");
         assert_eq!(
-            reissue_templates(&store, &envelope, &transforms, 2, |_| {})
-                .await
-                .unwrap(),
+            reissue_templates(
+                &store,
+                &envelope,
+                &transforms,
+                h.app.payments.clock().as_ref(),
+                2,
+                |_| {}
+            )
+            .await
+            .unwrap(),
             0,
             "{backend}: resumable, nothing left"
         );
@@ -1029,8 +1072,8 @@ async fn a_snapshot_restores_the_gallery_and_never_outlives_a_deletion() {
     }
 }
 
-fn today() -> String {
-    let days = now_ms() / 86_400_000;
+fn today(now_ms: i64) -> String {
+    let days = now_ms / 86_400_000;
     // Civil-from-days (Howard Hinnant), as the server's parse_date inverts.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

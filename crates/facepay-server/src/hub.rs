@@ -15,8 +15,8 @@ use facepay_hub::report::Report;
 use facepay_hub::service::HubError;
 use facepay_payments::hub_member::FACEPAY_MEMBER_ID;
 use facepay_payments::{Failure, check_idempotency_key, parse_json};
+use facepay_store::StoreError;
 use facepay_store::hub::{Quote, Transfer, Window};
-use facepay_store::{StoreError, now_ms};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -214,7 +214,7 @@ async fn quote_for(
             payer_account,
             &scanned.qr,
             scanned.amount.as_deref(),
-            now_ms(),
+            s.now_ms(),
         )
         .await
         .map_err(failure)?;
@@ -243,7 +243,7 @@ async fn pay_for(
     }
     let t = s
         .hub
-        .pay(requester, key, &quote.id, now_ms())
+        .pay(requester, key, &quote.id, s.now_ms())
         .await
         .map_err(failure)?;
     Ok((StatusCode::CREATED, TransferView::from(t)))
@@ -449,7 +449,7 @@ pub async fn cash_code(State(s): Shared, headers: HeaderMap, body: Body) -> Resp
                     (&network, &request.payer_account),
                     &request.atm_network,
                     request.amount_minor,
-                    now_ms(),
+                    s.now_ms(),
                 )
                 .await
                 .map_err(failure)?;
@@ -496,7 +496,7 @@ pub async fn withdraw(State(s): Shared, headers: HeaderMap, body: Body) -> Respo
             let request: WithdrawalRequest = parse_json(&body)?;
             let t = s
                 .hub
-                .withdraw_cash(&network, &request.code, request.amount_minor, now_ms())
+                .withdraw_cash(&network, &request.code, request.amount_minor, s.now_ms())
                 .await
                 .map_err(failure)?;
             Ok((StatusCode::CREATED, TransferView::from(t)))
@@ -540,7 +540,7 @@ pub async fn confirm(
             let request: ConfirmRequest = parse_json(&body)?;
             let t = s
                 .hub
-                .confirm_cash(&network, &id, request.dispensed, now_ms())
+                .confirm_cash(&network, &id, request.dispensed, s.now_ms())
                 .await
                 .map_err(failure)?;
             Ok((StatusCode::OK, TransferView::from(t)))
@@ -646,7 +646,7 @@ pub async fn close_window(State(s): Shared, headers: HeaderMap) -> Response {
     answer(
         async {
             operator(&s, &headers).await?;
-            let window = s.hub.close_window(now_ms()).await.map_err(failure)?;
+            let window = s.hub.close_window(s.now_ms()).await.map_err(failure)?;
             Ok((StatusCode::OK, WindowView::from(window)))
         }
         .await,
@@ -699,7 +699,7 @@ pub async fn settle_window(
 ) -> Response {
     let settled = async {
         operator(&s, &headers).await?;
-        s.hub.settle_window(&id, now_ms()).await.map_err(failure)
+        s.hub.settle_window(&id, s.now_ms()).await.map_err(failure)
     }
     .await;
     match settled {

@@ -53,6 +53,13 @@ pub struct AppState {
     hub: Arc<Hub>,
 }
 
+impl AppState {
+    /// The time as the services' clock tells it.
+    fn now_ms(&self) -> i64 {
+        self.payments.clock().now_ms()
+    }
+}
+
 pub fn router(app: &App) -> Router {
     let state = Arc::new(AppState {
         engine: Arc::clone(&app.engine),
@@ -183,6 +190,7 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
     // Enrolments and deletions made through other servers on this store.
     tokio::spawn(Arc::clone(&app.payments).follow());
     let sweeper = Arc::clone(&app.payments);
+    let clock = Arc::clone(app.payments.clock());
     let hub = Arc::clone(&app.hub);
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(SWEEP_INTERVAL);
@@ -197,7 +205,7 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
             if let Err(e) = sweeper.purge().await {
                 tracing::warn!(error = %e, "purge of old idempotency keys failed");
             }
-            let now = facepay_store::now_ms();
+            let now = clock.now_ms();
             if let Err(e) = hub.sweep(now).await {
                 tracing::warn!(error = %e, "sweep of the hub's transfers failed");
             }

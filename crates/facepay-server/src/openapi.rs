@@ -627,6 +627,7 @@ mod tests {
         let app = crate::root::embedded_app(
             store,
             std::sync::Arc::new(engine),
+            std::sync::Arc::new(facepay_store::SystemClock),
             dir.path(),
             facepay_payments::Config::default(),
         )

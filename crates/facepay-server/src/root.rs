@@ -17,8 +17,8 @@ use facepay_hub::simulator::Failure;
 use facepay_models::ModelStore;
 use facepay_money::Currency;
 use facepay_payments::hub_member::{FACEPAY_MEMBER_ID, HubMember};
-use facepay_payments::{Config, FileKeyProvider, LivenessMode, Payments};
-use facepay_store::{Store, now_ms};
+use facepay_payments::{Config, FileKeyProvider, LivenessMode, Parts, Payments};
+use facepay_store::{Clock, Store, SystemClock};
 use facepay_template_transform::TransformKeys;
 use facepay_vault::channel::ChannelKey;
 use facepay_vault::{KeyPart, LocalVault, RemoteVault, Vault};
@@ -280,7 +280,8 @@ impl AppArgs {
             ..SimulatorConfig::default()
         };
         let vault = self.vault.open(&self.data_dir, issuer).await?;
-        let mut app = App::assemble(store, vault, engine, &self.data_dir, config).await?;
+        let clock = Arc::new(SystemClock);
+        let mut app = App::assemble(store, vault, engine, clock, &self.data_dir, config).await?;
         app.risk_rules = self.risk_rules.clone();
         Ok(app)
     }
@@ -288,30 +289,33 @@ impl AppArgs {
 
 impl App {
     /// The service on `store`, paying through `vault`, with the keys of
-    /// `data_dir`.
+    /// `data_dir`, at the time `clock` tells.
     pub async fn assemble(
         store: Store,
         vault: Arc<dyn Vault>,
         engine: Arc<FaceEngine>,
+        clock: Arc<dyn Clock>,
         data_dir: &Path,
         config: Config,
     ) -> anyhow::Result<App> {
         let liveness = Arc::new(LivenessChecker::new(LivenessConfig::default(), None));
         let keys = Arc::new(FileKeyProvider::open(&data_dir.join("keys"))?);
         let transforms = Arc::new(TransformKeys::open(&transforms_dir(data_dir))?);
-        let payments = Payments::start(
+        let parts = Parts {
             store,
-            Arc::clone(&engine),
+            engine: Arc::clone(&engine),
             liveness,
             vault,
             keys,
             transforms,
-            config,
-        )
-        .await
-        .map_err(|f| anyhow::anyhow!("starting the payments service: {f}"))?;
+            clock: Arc::clone(&clock),
+        };
+        let payments = Payments::start(parts, config)
+            .await
+            .map_err(|f| anyhow::anyhow!("starting the payments service: {f}"))?;
         let payments = Arc::new(payments);
-        let mut hub = Members::simulated(Failure::None).hub(payments.store().clone(), now_ms())?;
+        let mut hub =
+            Members::simulated(Failure::None).hub(payments.store().clone(), clock.now_ms())?;
         hub.add_network(Arc::new(HubMember::new(
             Arc::clone(&payments),
             FACEPAY_MEMBER_ID,
@@ -331,6 +335,7 @@ impl App {
 pub async fn embedded_app(
     store: Store,
     engine: Arc<FaceEngine>,
+    clock: Arc<dyn Clock>,
     dir: &Path,
     config: Config,
 ) -> anyhow::Result<App> {
@@ -341,5 +346,5 @@ pub async fn embedded_app(
         Arc::new(SimulatedIssuer::new(SimulatorConfig::default())),
     ));
     unlock(&vault, embedded_parts(&vault_dir)?).await?;
-    App::assemble(store, vault, engine, dir, config).await
+    App::assemble(store, vault, engine, clock, dir, config).await
 }

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use facepay_payments::{keys, signing};
+use facepay_store::loyalty;
 use facepay_store::parties::{self, Merchant, StoreRow};
-use facepay_store::{loyalty, now_ms};
 use facepay_terminal::TerminalFile;
 
 use crate::root::App;
@@ -68,7 +68,7 @@ pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     drop(conn);
-    let now = now_ms();
+    let now = app.payments.clock().now_ms();
     let key = signing::new_terminal_key();
     let (api_key, api_key_hash) = keys::new_secret("fpk");
     let (operator_key, operator_key_hash) = keys::new_secret("fpo");

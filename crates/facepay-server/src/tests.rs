@@ -18,6 +18,7 @@ async fn app() -> axum::Router {
     let app = crate::root::embedded_app(
         store,
         std::sync::Arc::new(engine),
+        std::sync::Arc::new(facepay_store::SystemClock),
         dir.path(),
         facepay_payments::Config::default(),
     )

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod changes;
+pub mod clock;
 pub mod fraud;
 pub mod hub;
 pub mod idempotency;
@@ -31,6 +32,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use clock::{Clock, ManualClock, SystemClock, now_ms};
 pub use sqlx::AnyConnection as Connection;
 pub type Transaction = sqlx::Transaction<'static, sqlx::Any>;
 pub type PooledConnection = sqlx::pool::PoolConnection<sqlx::Any>;
@@ -227,14 +229,6 @@ impl Store {
 fn sqlite_file_url(dir: &Path, file: &str) -> std::io::Result<String> {
     std::fs::create_dir_all(dir)?;
     Ok(format!("sqlite://{}?mode=rwc", dir.join(file).display()))
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Stores for tests of this crate and the crates above it.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use facepay_payments::{
     Envelope, FileKeyProvider, KeyProvider, reissue_templates, rewrap_data_keys,
 };
+use facepay_store::SystemClock;
 use facepay_template_transform::TransformKeys;
 
 use facepay_server::root::transforms_dir;
@@ -57,9 +58,11 @@ pub fn run(command: KeysCommand) -> anyhow::Result<()> {
                 }
                 let db = store.open().await?;
                 let envelope = Envelope::new(provider.clone());
-                let done = rewrap_data_keys(&db, &envelope, BATCH, |n| eprintln!("re-wrapped {n}"))
-                    .await
-                    .map_err(|f| anyhow::anyhow!("{f}"))?;
+                let done = rewrap_data_keys(&db, &envelope, &SystemClock, BATCH, |n| {
+                    eprintln!("re-wrapped {n}")
+                })
+                .await
+                .map_err(|f| anyhow::anyhow!("{f}"))?;
                 println!(
                     "{done} data keys re-wrapped; all are now under {}",
                     provider.current()?.id()
@@ -78,11 +81,12 @@ pub fn run(command: KeysCommand) -> anyhow::Result<()> {
                 let db = store.open().await?;
                 let provider = Arc::new(FileKeyProvider::open(&store.data_dir.join("keys"))?);
                 let envelope = Envelope::new(provider);
-                let done = reissue_templates(&db, &envelope, &transforms, BATCH, |n| {
-                    eprintln!("re-issued {n}")
-                })
-                .await
-                .map_err(|f| anyhow::anyhow!("{f}"))?;
+                let done =
+                    reissue_templates(&db, &envelope, &transforms, &SystemClock, BATCH, |n| {
+                        eprintln!("re-issued {n}")
+                    })
+                    .await
+                    .map_err(|f| anyhow::anyhow!("{f}"))?;
                 let current = transforms.current_id()?;
                 println!("{done} templates re-issued; all are now under {current}");
                 if retire {
