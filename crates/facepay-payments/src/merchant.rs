@@ -365,8 +365,7 @@ impl Payments {
 
     /// `GET /v1/merchant/reports/daily?date=YYYY-MM-DD` (UTC day).
     pub async fn daily_report(&self, m: &Merchant, date: &str) -> Result<Reply, Failure> {
-        let day_start_ms = parse_date(date)
-            .ok_or_else(|| Failure::unprocessable("date_invalid", "the date must be YYYY-MM-DD"))?;
+        let day_start_ms = parse_date(date)?;
         let mut conn = self.conn().await?;
         let stores = parties::stores_of(&mut conn, &m.id).await?;
         let rows = payments::daily_report(&mut conn, &m.id, day_start_ms).await?;
@@ -468,35 +467,55 @@ async fn finish(
     Ok(reply)
 }
 
-/// Milliseconds at the start of a UTC date, by the days-from-civil algorithm
-/// (Howard Hinnant's), which needs no calendar crate.
-pub fn parse_date(date: &str) -> Option<i64> {
-    let mut parts = date.splitn(3, '-');
-    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
-        return None;
+/// Milliseconds at the start of a UTC date written `YYYY-MM-DD`; a date
+/// the calendar does not have (`2026-02-31`) is refused, not rolled over.
+pub fn parse_date(date: &str) -> Result<i64, Failure> {
+    let format = time::macros::format_description!("[year repr:full sign:automatic]-[month]-[day]");
+    let invalid = || {
+        Failure::unprocessable(
+            "date_invalid",
+            "the date must be YYYY-MM-DD, a day the calendar has",
+        )
+    };
+    if date.len() != "YYYY-MM-DD".len() {
+        return Err(invalid());
     }
-    let (y, m, d): (i64, i64, i64) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) * 86_400_000)
+    let day = time::Date::parse(date, format).map_err(|_| invalid())?;
+    Ok(day.midnight().assume_utc().unix_timestamp() * 1_000)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::parse_date;
+
     #[test]
     fn dates_are_utc_midnights() {
-        assert_eq!(super::parse_date("1970-01-01"), Some(0));
-        assert_eq!(super::parse_date("2026-11-22"), Some(1_795_305_600_000));
-        assert_eq!(super::parse_date("2000-03-01"), Some(951_868_800_000));
-        assert_eq!(super::parse_date("2026-13-01"), None);
-        assert_eq!(super::parse_date("26-1-1"), None);
+        assert_eq!(parse_date("1970-01-01"), Ok(0));
+        assert_eq!(parse_date("2026-11-22"), Ok(1_795_305_600_000));
+        assert_eq!(parse_date("2000-03-01"), Ok(951_868_800_000));
+        assert_eq!(parse_date("2024-02-29"), Ok(1_709_164_800_000));
+    }
+
+    #[test]
+    fn impossible_or_malformed_dates_are_refused_with_a_code() {
+        for bad in [
+            "2026-02-31",
+            "2025-02-29",
+            "2026-04-31",
+            "2026-13-01",
+            "2026-00-10",
+            "26-1-1",
+            "2026-1-01",
+            "+2026-01-01",
+            "2026-01-01T00:00",
+            "",
+        ] {
+            let refused = parse_date(bad).unwrap_err();
+            assert_eq!(
+                (refused.status, refused.code),
+                (422, "date_invalid"),
+                "{bad}"
+            );
+        }
     }
 }

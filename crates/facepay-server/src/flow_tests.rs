@@ -701,6 +701,20 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             row["net_minor"].as_i64().unwrap(),
             18100 - 4600 - row["fees_minor"].as_i64().unwrap()
         );
+        // A day the calendar does not have is refused, not read as 3 March.
+        let (status, body) = h
+            .merchant(
+                "GET",
+                "/v1/merchant/reports/daily?date=2026-02-31",
+                "",
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (422, Some("date_invalid")),
+            "{backend}: {body}"
+        );
 
         let set_status = |status: &'static str| {
             let store = store.clone();
