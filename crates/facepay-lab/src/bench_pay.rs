@@ -139,7 +139,7 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
         let elapsed = started.elapsed();
         let mut s = std::mem::take(&mut *samples.lock().unwrap_or_else(|e| e.into_inner()));
         print_table(backend, concurrency, elapsed, &mut s);
-        app.payments.store().close().await;
+        app.services.store().close().await;
         anyhow::Ok(())
     });
     let _ = std::fs::remove_dir_all(&data_dir);

@@ -109,7 +109,7 @@ async fn enrol(
                 "card": { "number": demo_card(index), "expiry_month": 12, "expiry_year": 2030 },
             }))?;
             let key = format!("demo-enrol-{name}-{}", photo.display());
-            match app.payments.enrol(&key, &body).await {
+            match app.services.identity.enrol(&key, &body).await {
                 Ok(reply) => {
                     let json: serde_json::Value = serde_json::from_str(&reply.body)?;
                     outcome = format!(
@@ -147,7 +147,7 @@ pub async fn run(app: &App, data_dir: &Path, args: &DemoArgs) -> anyhow::Result<
     }
 
     println!("\npayments of 4,500 KRW (another photo of each person):");
-    let mut conn = app.payments.store().pool().acquire().await?;
+    let mut conn = app.services.store().pool().acquire().await?;
     let ctx = parties::terminal_context(&mut conn, TERMINAL_ID)
         .await?
         .ok_or_else(|| anyhow::anyhow!("demo terminal missing"))?;
@@ -161,7 +161,7 @@ pub async fn run(app: &App, data_dir: &Path, args: &DemoArgs) -> anyhow::Result<
             "amount": "4500", "currency": "KRW", "frames": [BASE64.encode(std::fs::read(photo)?)],
         }))?;
         let key = new_idempotency_key();
-        let line = match app.payments.pay(&ctx, &key, &body).await {
+        let line = match app.services.payments.pay(&ctx, &key, &body).await {
             Ok(reply) => {
                 let json: serde_json::Value = serde_json::from_str(&reply.body)?;
                 let p = if json["payment"].is_object() {
@@ -200,7 +200,8 @@ pub async fn run(app: &App, data_dir: &Path, args: &DemoArgs) -> anyhow::Result<
             status: "active".into(),
         };
         let reply = app
-            .payments
+            .services
+            .merchant
             .refund(
                 &merchant,
                 &id,
@@ -216,7 +217,7 @@ pub async fn run(app: &App, data_dir: &Path, args: &DemoArgs) -> anyhow::Result<
         );
     }
 
-    let mut conn = app.payments.store().pool().acquire().await?;
+    let mut conn = app.services.store().pool().acquire().await?;
     let v = ledger::verify(&mut conn).await?;
     println!(
         "\nledger: {} payments, {} transfers, {} entries, {}",

@@ -419,6 +419,7 @@ async fn risk_day() {
         };
         let start = std::time::Instant::now();
         let a = app
+            .services
             .payments
             .assess_risk(&ctx, &matched, ev.at_ms)
             .await

@@ -197,7 +197,35 @@ pub struct Receipt {
     /// The discount from coupons and points, and the points and stamps
     /// this payment earned, when the merchant has any of them.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub loyalty: Option<crate::loyalty::LoyaltyReceipt>,
+    pub loyalty: Option<LoyaltyReceipt>,
+}
+
+/// What loyalty did for a payment, for the receipt.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct LoyaltyReceipt {
+    /// What coupons and points took off the amount; the card paid the
+    /// rest (`authorised_minor`).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub discount_minor: i64,
+    /// The coupons used, by name.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub coupons: Vec<String>,
+    /// Points that paid part of the amount (one point, one minor unit).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub points_redeemed: i64,
+    pub points_earned: i64,
+    /// The payer's points at this merchant after this payment.
+    pub points_balance: i64,
+    /// Stamps on the payer's card, if the merchant has a stamp card.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stamps: Option<i64>,
+    /// Coupons this visit earned (a full stamp card), by name.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub rewards: Vec<String>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// How the payer can confirm a weak or ambiguous match, or a payment the

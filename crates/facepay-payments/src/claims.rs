@@ -11,6 +11,8 @@
 //! capture held), release or cancel them, see flagged terminals and keep
 //! the run-time blocklist.
 
+use std::sync::Arc;
+
 use facepay_store::fraud::{self, Block, Claim, ClaimState};
 use facepay_store::ledger;
 use facepay_store::payments::{self, Payment, PaymentState};
@@ -18,9 +20,11 @@ use facepay_store::{audit, parties};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::merchant::money_of;
-use crate::pay::commit;
-use crate::{Failure, Payments, Reply, derived_id, keys, parse_json};
+use crate::core::{Core, Reply, commit, derived_id, money_of, parse_json};
+use crate::error::Failure;
+use crate::identity::Identity;
+use crate::merchant::MerchantOps;
+use crate::{keys, loyalty};
 
 /// A terminal whose payments draw this many accepted claims in
 /// [`TERMINAL_CLAIMS_WINDOW_MS`] is blocked for [`TERMINAL_BLOCK_MS`].
@@ -127,9 +131,25 @@ fn text(field: &'static str, value: &str) -> Result<String, Failure> {
     Ok(value.to_owned())
 }
 
-impl Payments {
+pub struct Claims {
+    core: Arc<Core>,
+    /// Users' tokens, and the faces an accepted claim suspends.
+    identity: Arc<Identity>,
+    /// The capture or void that settles a payment held for review.
+    merchant: Arc<MerchantOps>,
+}
+
+impl Claims {
+    pub fn new(core: Arc<Core>, identity: Arc<Identity>, merchant: Arc<MerchantOps>) -> Self {
+        Self {
+            core,
+            identity,
+            merchant,
+        }
+    }
+
     pub async fn authenticate_operator(&self, key: &str) -> Result<Operator, Failure> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.core.conn().await?;
         let name = fraud::operator_by_key_hash(&mut conn, &keys::secret_hash(key))
             .await?
             .ok_or_else(|| {
@@ -142,67 +162,70 @@ impl Payments {
     pub async fn open_claim(&self, token: &str, key: &str, body: &[u8]) -> Result<Reply, Failure> {
         let request: ClaimRequest = parse_json(body)?;
         let reason = text("reason", &request.reason)?;
-        let user = self.user_by_token(token).await?;
+        let user = self.identity.user_by_token(token).await?;
         let scope = format!("user:{}", user.id);
         let claim_id = derived_id("clm", &scope, key);
-        self.idempotent(scope, key, body, |claimed| async move {
-            let mut conn = self.conn().await?;
-            let payment = payments::get(&mut conn, &request.payment_id)
-                .await?
-                .filter(|p| p.user_id.as_deref() == Some(user.id.as_str()))
-                .ok_or_else(|| Failure::not_found("payment"))?;
-            drop(conn);
-            if !matches!(
-                payment.state()?,
-                PaymentState::Authorised | PaymentState::Captured | PaymentState::PartiallyRefunded
-            ) {
-                return Err(Failure::conflict(
-                    "payment_not_claimable",
-                    format!("this payment is {}; nothing was taken", payment.state),
-                ));
-            }
-            let now = self.clock.now_ms();
-            let claim = Claim {
-                id: claim_id.clone(),
-                payment_id: payment.id.clone(),
-                user_id: user.id.clone(),
-                state: ClaimState::Opened.as_str().to_owned(),
-                reason,
-                note: None,
-                compensated_minor: 0,
-                recovered_minor: 0,
-                opened_at_ms: now,
-                updated_at_ms: now,
-            };
-            let reply = Reply::json(201, &ClaimView::from(claim.clone()))?;
-            let mut tx = self.store.begin().await?;
-            fraud::insert_claim(&mut tx, &claim)
-                .await
-                .map_err(|e| match e {
-                    facepay_store::StoreError::Duplicate(_) => {
-                        Failure::conflict("claim_exists", "this payment already has a claim")
-                    }
-                    other => other.into(),
-                })?;
-            audit::append(
-                &mut tx,
-                now,
-                &format!("user:{}", user.id),
-                "claim_opened",
-                &claim.id,
-            )
-            .await?;
-            claimed.complete(&mut tx, &reply).await?;
-            commit(tx).await?;
-            Ok(reply)
-        })
-        .await
+        self.core
+            .idempotent(scope, key, body, |claimed| async move {
+                let mut conn = self.core.conn().await?;
+                let payment = payments::get(&mut conn, &request.payment_id)
+                    .await?
+                    .filter(|p| p.user_id.as_deref() == Some(user.id.as_str()))
+                    .ok_or_else(|| Failure::not_found("payment"))?;
+                drop(conn);
+                if !matches!(
+                    payment.state()?,
+                    PaymentState::Authorised
+                        | PaymentState::Captured
+                        | PaymentState::PartiallyRefunded
+                ) {
+                    return Err(Failure::conflict(
+                        "payment_not_claimable",
+                        format!("this payment is {}; nothing was taken", payment.state),
+                    ));
+                }
+                let now = self.core.now_ms();
+                let claim = Claim {
+                    id: claim_id.clone(),
+                    payment_id: payment.id.clone(),
+                    user_id: user.id.clone(),
+                    state: ClaimState::Opened.as_str().to_owned(),
+                    reason,
+                    note: None,
+                    compensated_minor: 0,
+                    recovered_minor: 0,
+                    opened_at_ms: now,
+                    updated_at_ms: now,
+                };
+                let reply = Reply::json(201, &ClaimView::from(claim.clone()))?;
+                let mut tx = self.core.begin().await?;
+                fraud::insert_claim(&mut tx, &claim)
+                    .await
+                    .map_err(|e| match e {
+                        facepay_store::StoreError::Duplicate(_) => {
+                            Failure::conflict("claim_exists", "this payment already has a claim")
+                        }
+                        other => other.into(),
+                    })?;
+                audit::append(
+                    &mut tx,
+                    now,
+                    &format!("user:{}", user.id),
+                    "claim_opened",
+                    &claim.id,
+                )
+                .await?;
+                claimed.complete(&mut tx, &reply).await?;
+                commit(tx).await?;
+                Ok(reply)
+            })
+            .await
     }
 
     /// `GET /v1/users/me/claims`.
     pub async fn my_claims(&self, token: &str) -> Result<Reply, Failure> {
-        let user = self.user_by_token(token).await?;
-        let mut conn = self.conn().await?;
+        let user = self.identity.user_by_token(token).await?;
+        let mut conn = self.core.conn().await?;
         let claims = fraud::claims(&mut conn, None, Some(&user.id), fraud::CLAIMS_PAGE_MAX).await?;
         Reply::json(
             200,
@@ -224,7 +247,7 @@ impl Payments {
                 })
             })
             .transpose()?;
-        let mut conn = self.conn().await?;
+        let mut conn = self.core.conn().await?;
         let claims = fraud::claims(&mut conn, state, None, fraud::CLAIMS_PAGE_MAX).await?;
         Reply::json(
             200,
@@ -259,71 +282,93 @@ impl Payments {
             .as_deref()
             .map(|n| text("note", n))
             .transpose()?;
-        self.idempotent(op.scope("claim", id), key, body, |claimed| async move {
-            let payment_id = fraud::claim(&mut *self.conn().await?, id)
-                .await?
-                .ok_or_else(|| Failure::not_found("claim"))?
-                .payment_id;
-            // Read again under the payment's lock: a decision taken
-            // meanwhile must stop this one before it moves any money.
-            let _lock = self.payment_lock(&payment_id).lock().await;
-            let before = fraud::claim(&mut *self.conn().await?, id)
-                .await?
-                .ok_or_else(Failure::internal)?;
-            let state = ClaimState::parse(&before.state).ok_or_else(Failure::internal)?;
-            if !state.can_become(next) {
-                return Err(Failure::conflict(
-                    "claim_state",
-                    format!(
-                        "this claim is {}; it cannot become {}",
-                        before.state,
-                        next.as_str()
-                    ),
-                ));
-            }
-            let now = self.clock.now_ms();
-            let mut after = before.clone();
-            after.state = next.as_str().to_owned();
-            after.note = note.or(before.note.clone());
-            after.updated_at_ms = now;
-            let mut tx;
-            let mut suspended = false;
-            if next == ClaimState::Accepted {
-                let payment = payments::get(&mut *self.conn().await?, &before.payment_id)
+        let scope = op.scope("claim", id);
+        self.core
+            .idempotent(scope, key, body, |claimed| async move {
+                let payment_id = fraud::claim(&mut *self.core.conn().await?, id)
                     .await?
-                    .ok_or_else(Failure::internal)?;
-                let (moved, compensated) = self.pay_back(&payment, &before.id).await?;
-                after.compensated_minor = compensated;
-                tx = self.store.begin().await?;
-                if let Some(moved) = moved {
-                    self.record_pay_back(&mut tx, &payment, &moved, &before.id, compensated, now)
-                        .await?;
-                }
-                suspended = parties::delete_template(&mut tx, &before.user_id).await?;
+                    .ok_or_else(|| Failure::not_found("claim"))?
+                    .payment_id;
+                // Read again under the payment's lock: a decision taken
+                // meanwhile must stop this one before it moves any money.
+                let _lock = self.core.payment_lock(&payment_id).lock().await;
+                let before = self.claim_to_move(id, next).await?;
+                let now = self.core.now_ms();
+                let mut after = before.clone();
+                after.state = next.as_str().to_owned();
+                after.note = note.or(before.note.clone());
+                after.updated_at_ms = now;
+                let (mut tx, suspended) = if next == ClaimState::Accepted {
+                    self.accept(&before, &mut after, now).await?
+                } else {
+                    (self.core.begin().await?, false)
+                };
+                fraud::update_claim(&mut tx, &before, &after).await?;
+                let action = format!("claim_{}", next.as_str());
+                audit::append(&mut tx, now, &op.actor(), &action, &before.id).await?;
+                let reply = Reply::json(200, &ClaimView::from(after))?;
+                claimed.complete(&mut tx, &reply).await?;
+                commit(tx).await?;
                 if suspended {
-                    self.record_deletion(&mut tx, &before.user_id).await?;
+                    // Committed: the change log takes the face out of every
+                    // gallery even if this removal fails.
+                    if let Err(e) = self.identity.remove_face(&before.user_id) {
+                        tracing::warn!(error = %e, "a suspended face stays until the log applies");
+                    }
+                    self.identity.apply_own_changes().await;
                 }
-                self.feed_blocklist(&mut tx, &before, &payment, now).await?;
-            } else {
-                tx = self.store.begin().await?;
-            }
-            fraud::update_claim(&mut tx, &before, &after).await?;
-            let action = format!("claim_{}", next.as_str());
-            audit::append(&mut tx, now, &op.actor(), &action, &before.id).await?;
-            let reply = Reply::json(200, &ClaimView::from(after))?;
-            claimed.complete(&mut tx, &reply).await?;
-            commit(tx).await?;
-            if suspended {
-                // Committed: the change log takes the face out of every
-                // gallery even if this removal fails.
-                if let Err(e) = self.gallery.remove(&before.user_id) {
-                    tracing::warn!(error = %e, "a suspended face stays until the log applies");
-                }
-                self.apply_own_changes().await;
-            }
-            Ok(reply)
-        })
-        .await
+                Ok(reply)
+            })
+            .await
+    }
+
+    /// The claim `id` as stored, if its state machine lets it become `next`.
+    async fn claim_to_move(&self, id: &str, next: ClaimState) -> Result<Claim, Failure> {
+        let before = fraud::claim(&mut *self.core.conn().await?, id)
+            .await?
+            .ok_or_else(Failure::internal)?;
+        let state = ClaimState::parse(&before.state).ok_or_else(Failure::internal)?;
+        if !state.can_become(next) {
+            return Err(Failure::conflict(
+                "claim_state",
+                format!(
+                    "this claim is {}; it cannot become {}",
+                    before.state,
+                    next.as_str()
+                ),
+            ));
+        }
+        Ok(before)
+    }
+
+    /// Accepting a claim: the user is paid back through the issuer, and a
+    /// transaction is opened with the pay-back, the face suspended and the
+    /// blocklist fed in it, for the caller to finish. Returns it, and
+    /// whether a face was suspended.
+    async fn accept(
+        &self,
+        before: &Claim,
+        after: &mut Claim,
+        now: i64,
+    ) -> Result<(facepay_store::Transaction, bool), Failure> {
+        let payment = payments::get(&mut *self.core.conn().await?, &before.payment_id)
+            .await?
+            .ok_or_else(Failure::internal)?;
+        let (moved, compensated) = self.pay_back(&payment, &before.id).await?;
+        after.compensated_minor = compensated;
+        let mut tx = self.core.begin().await?;
+        if let Some(moved) = moved {
+            self.record_pay_back(&mut tx, &payment, &moved, &before.id, compensated, now)
+                .await?;
+        }
+        let suspended = parties::delete_template(&mut tx, &before.user_id).await?;
+        if suspended {
+            self.identity
+                .record_deletion(&mut tx, &before.user_id)
+                .await?;
+        }
+        self.feed_blocklist(&mut tx, before, &payment, now).await?;
+        Ok((tx, suspended))
     }
 
     /// Gives the user their money back through the issuer: a hold is
@@ -337,10 +382,11 @@ impl Payments {
         let issuer_ref = || payment.issuer_ref.clone().ok_or_else(Failure::internal);
         let mut after = payment.clone();
         after.reason = format!("claim:{claim_id}");
-        after.updated_at_ms = self.clock.now_ms();
+        after.updated_at_ms = self.core.now_ms();
         match payment.state()? {
             PaymentState::Authorised => {
-                self.connector
+                self.core
+                    .connector
                     .void(&issuer_ref()?)
                     .await
                     .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
@@ -350,7 +396,8 @@ impl Payments {
             }
             PaymentState::Captured | PaymentState::PartiallyRefunded => {
                 let left = payment.captured_minor - payment.refunded_minor;
-                self.connector
+                self.core
+                    .connector
                     .refund(&issuer_ref()?, left, &format!("{claim_id}:refund"))
                     .await
                     .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
@@ -381,7 +428,7 @@ impl Payments {
             ledger::release(tx, money_of(before), before.authorised_minor, now).await?;
         }
         payments::transition(tx, before, after).await?;
-        crate::loyalty::give_back(tx, after, &format!("{claim_id}:refund"), now).await?;
+        loyalty::give_back(tx, after, &format!("{claim_id}:refund"), now).await?;
         Ok(())
     }
 
@@ -440,42 +487,44 @@ impl Payments {
         id: &str,
         key: &str,
     ) -> Result<Reply, Failure> {
-        self.idempotent(op.scope("recover", id), key, b"", |claimed| async move {
-            let mut conn = self.conn().await?;
-            let before = fraud::claim(&mut conn, id)
-                .await?
-                .ok_or_else(|| Failure::not_found("claim"))?;
-            let outstanding = before.compensated_minor - before.recovered_minor;
-            if before.state != ClaimState::Accepted.as_str() || outstanding <= 0 {
-                return Err(Failure::conflict(
-                    "nothing_to_recover",
-                    "only an accepted claim with compensation outstanding can be recovered",
-                ));
-            }
-            let payment = payments::get(&mut conn, &before.payment_id)
-                .await?
-                .ok_or_else(Failure::internal)?;
-            drop(conn);
-            let now = self.clock.now_ms();
-            let mut after = before.clone();
-            after.recovered_minor = before.compensated_minor;
-            after.updated_at_ms = now;
-            let mut tx = self.store.begin().await?;
-            let transfer_id = format!("{}:recovery", before.id);
-            ledger::recover(&mut tx, money_of(&payment), &transfer_id, outstanding, now).await?;
-            fraud::update_claim(&mut tx, &before, &after).await?;
-            audit::append(&mut tx, now, &op.actor(), "claim_recovered", id).await?;
-            let reply = Reply::json(200, &ClaimView::from(after))?;
-            claimed.complete(&mut tx, &reply).await?;
-            commit(tx).await?;
-            Ok(reply)
-        })
-        .await
+        self.core
+            .idempotent(op.scope("recover", id), key, b"", |claimed| async move {
+                let mut conn = self.core.conn().await?;
+                let before = fraud::claim(&mut conn, id)
+                    .await?
+                    .ok_or_else(|| Failure::not_found("claim"))?;
+                let outstanding = before.compensated_minor - before.recovered_minor;
+                if before.state != ClaimState::Accepted.as_str() || outstanding <= 0 {
+                    return Err(Failure::conflict(
+                        "nothing_to_recover",
+                        "only an accepted claim with compensation outstanding can be recovered",
+                    ));
+                }
+                let payment = payments::get(&mut conn, &before.payment_id)
+                    .await?
+                    .ok_or_else(Failure::internal)?;
+                drop(conn);
+                let now = self.core.now_ms();
+                let mut after = before.clone();
+                after.recovered_minor = before.compensated_minor;
+                after.updated_at_ms = now;
+                let mut tx = self.core.begin().await?;
+                let transfer_id = format!("{}:recovery", before.id);
+                ledger::recover(&mut tx, money_of(&payment), &transfer_id, outstanding, now)
+                    .await?;
+                fraud::update_claim(&mut tx, &before, &after).await?;
+                audit::append(&mut tx, now, &op.actor(), "claim_recovered", id).await?;
+                let reply = Reply::json(200, &ClaimView::from(after))?;
+                claimed.complete(&mut tx, &reply).await?;
+                commit(tx).await?;
+                Ok(reply)
+            })
+            .await
     }
 
     /// `GET /v1/operator/reviews`: payments held for review, oldest first.
     pub async fn review_queue(&self, _op: &Operator) -> Result<Reply, Failure> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.core.conn().await?;
         let held = fraud::review_queue(&mut conn, fraud::CLAIMS_PAGE_MAX).await?;
         Reply::json(200, &serde_json::json!({ "payments": held }))
     }
@@ -489,7 +538,7 @@ impl Payments {
         release: bool,
         key: &str,
     ) -> Result<Reply, Failure> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.core.conn().await?;
         let held = fraud::assessment(&mut conn, payment_id)
             .await?
             .filter(|a| a.decision == "review")
@@ -504,10 +553,12 @@ impl Payments {
         let scope = op.scope("review", payment_id);
         let actor = op.actor();
         if release {
-            self.capture_in(scope, &merchant, payment_id, key, b"", Some(&actor))
+            self.merchant
+                .capture_in(scope, &merchant, payment_id, key, b"", Some(&actor))
                 .await
         } else {
-            self.void_in(scope, &merchant, payment_id, key, b"", Some(&actor))
+            self.merchant
+                .void_in(scope, &merchant, payment_id, key, b"", Some(&actor))
                 .await
         }
     }
@@ -519,8 +570,8 @@ impl Payments {
         op: &Operator,
         terminal_id: &str,
     ) -> Result<Reply, Failure> {
-        let now = self.clock.now_ms();
-        let mut tx = self.store.begin().await?;
+        let now = self.core.now_ms();
+        let mut tx = self.core.begin().await?;
         if !fraud::clear_terminal_flag(&mut tx, terminal_id).await? {
             return Err(Failure::not_found("flagged terminal"));
         }
@@ -541,15 +592,15 @@ impl Payments {
 
     /// `GET /v1/operator/terminals/flagged`.
     pub async fn flagged_terminals(&self, _op: &Operator) -> Result<Reply, Failure> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.core.conn().await?;
         let terminals = fraud::flagged_terminals(&mut conn).await?;
         Reply::json(200, &serde_json::json!({ "terminals": terminals }))
     }
 
     /// `GET /v1/operator/blocks`.
     pub async fn list_blocks(&self, _op: &Operator) -> Result<Reply, Failure> {
-        let mut conn = self.conn().await?;
-        let blocks = fraud::blocks(&mut conn, self.clock.now_ms()).await?;
+        let mut conn = self.core.conn().await?;
+        let blocks = fraud::blocks(&mut conn, self.core.now_ms()).await?;
         Reply::json(200, &serde_json::json!({ "blocks": blocks }))
     }
 
@@ -562,7 +613,7 @@ impl Payments {
                 "kind is user, card, terminal, merchant or country",
             ));
         }
-        let now = self.clock.now_ms();
+        let now = self.core.now_ms();
         let block = Block {
             kind: request.kind,
             value: text("value", &request.value)?,
@@ -571,7 +622,7 @@ impl Payments {
             created_at_ms: now,
             expires_at_ms: request.expires_at_ms,
         };
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.core.begin().await?;
         fraud::add_block(&mut tx, &block).await?;
         let subject = format!("{}:{}", block.kind, block.value);
         audit::append(&mut tx, now, &op.actor(), "block_added", &subject).await?;
@@ -586,8 +637,8 @@ impl Payments {
         kind: &str,
         value: &str,
     ) -> Result<Reply, Failure> {
-        let now = self.clock.now_ms();
-        let mut tx = self.store.begin().await?;
+        let now = self.core.now_ms();
+        let mut tx = self.core.begin().await?;
         if !fraud::remove_block(&mut tx, kind, value, None).await? {
             return Err(Failure::not_found("block"));
         }

@@ -23,7 +23,7 @@ use facepay_store::ledger::{self, Account};
 use facepay_store::{StoreError, audit, parties};
 use facepay_vault::VaultAuthorise;
 
-use crate::Payments;
+use crate::core::Core;
 
 /// This deployment's id among the hub's members, as merchant QR codes
 /// name it.
@@ -35,7 +35,7 @@ pub const MEMBER_MIN_MINOR: i64 = 100;
 pub const MEMBER_MAX_MINOR: i64 = 5_000_000;
 
 pub struct HubMember {
-    payments: Arc<Payments>,
+    core: Arc<Core>,
     id: String,
     currency: Currency,
 }
@@ -47,9 +47,9 @@ fn store_failed(e: StoreError) -> NetworkError {
 
 impl HubMember {
     /// facepay as the member `id`, settling in `currency`.
-    pub fn new(payments: Arc<Payments>, id: &str, currency: Currency) -> Self {
+    pub fn new(core: Arc<Core>, id: &str, currency: Currency) -> Self {
         Self {
-            payments,
+            core,
             id: id.to_owned(),
             currency,
         }
@@ -76,10 +76,7 @@ impl HubMember {
 
     /// A store connection; none free in time is the network not answering.
     async fn conn(&self) -> Result<facepay_store::PooledConnection, NetworkError> {
-        self.payments
-            .conn()
-            .await
-            .map_err(|_| NetworkError::Timeout)
+        self.core.conn().await.map_err(|_| NetworkError::Timeout)
     }
 
     fn check(&self, amount_minor: i64) -> Result<(), NetworkError> {
@@ -129,14 +126,14 @@ impl HubMember {
         if leg.direction == Direction::Credit {
             self.resolve_now(&leg.account).await?;
             let mut conn = self.conn().await?;
-            return records::insert_member_leg(&mut conn, &row, self.payments.clock.now_ms())
+            return records::insert_member_leg(&mut conn, &row, self.core.now_ms())
                 .await
                 .map_err(store_failed);
         }
         row.issuer_ref = Some(self.authorise(&leg).await?);
-        let now = self.payments.clock.now_ms();
+        let now = self.core.now_ms();
         let written = async {
-            let mut tx = self.payments.store().begin().await?;
+            let mut tx = self.core.store().begin().await?;
             audit::append(&mut tx, now, "hub", "card_used", &leg.account).await?;
             records::insert_member_leg(&mut tx, &row, now).await?;
             ledger::post_member(
@@ -156,7 +153,7 @@ impl HubMember {
         if let Err(e) = written {
             if let Some(issuer_ref) = &row.issuer_ref {
                 // Nothing records the hold: give it back now.
-                let _ = self.payments.connector.void(issuer_ref).await;
+                let _ = self.core.connector.void(issuer_ref).await;
             }
             return Err(store_failed(e));
         }
@@ -180,12 +177,12 @@ impl HubMember {
             .ok_or_else(|| NetworkError::Refused("the payer has no card on file".into()))?;
         drop(conn);
         let (token, core_share) = self
-            .payments
+            .core
             .card_share(&method)
             .await
             .map_err(|f| NetworkError::Refused(f.message))?;
         let authorised = self
-            .payments
+            .core
             .vault
             .authorise(VaultAuthorise {
                 token,
@@ -229,7 +226,7 @@ impl HubMember {
         let debit = leg.direction == "debit";
         if debit {
             let issuer_ref = leg.issuer_ref.as_deref().unwrap_or_default();
-            let connector = &self.payments.connector;
+            let connector = &self.core.connector;
             let called = if to == LegState::Committed {
                 let reference = format!("{transfer_id}:capture");
                 connector.capture(issuer_ref, amount, &reference).await
@@ -258,9 +255,9 @@ impl HubMember {
             ],
             (false, _) => Vec::new(),
         };
-        let now = self.payments.clock.now_ms();
+        let now = self.core.now_ms();
         let written = async {
-            let mut tx = self.payments.store().begin().await?;
+            let mut tx = self.core.store().begin().await?;
             if !records::settle_member_leg(&mut tx, transfer_id, wanted, now).await? {
                 return Ok(false);
             }

@@ -1,15 +1,24 @@
-//! The merchant side: list and look up payments, capture, void, refund, the
-//! daily report, and the sweep that voids expired authorisations.
+//! The merchant side: API-key authentication, list and look up payments,
+//! capture, void, refund, the daily report, the terminals, and the sweeps
+//! that void expired authorisations, close abandoned payments and purge
+//! old idempotency keys.
+
+use std::sync::Arc;
 
 use facepay_money::Currency;
-use facepay_store::audit;
-use facepay_store::ledger::{self, PaymentRef};
+use facepay_store::ledger;
 use facepay_store::parties::{self, Merchant};
 use facepay_store::payments::{self, ListFilter, Payment, PaymentState};
+use facepay_store::{audit, idempotency};
 
 use crate::api::{AmountRequest, PaymentPage, PaymentView};
-use crate::pay::{commit, fee};
-use crate::{Claimed, Failure, Payments, Reply, derived_id, keys, parse_json};
+use crate::core::{
+    Claimed, Core, HELD_FOR_REVIEW, IDEMPOTENCY_RETENTION_MS, Reply, commit, derived_id, fee,
+    money_of, parse_json,
+};
+use crate::error::Failure;
+use crate::identity::Identity;
+use crate::{keys, loyalty, signing};
 
 pub const PAGE_LIMIT_MAX: i64 = 100;
 const PAGE_LIMIT_DEFAULT: i64 = 20;
@@ -38,9 +47,19 @@ fn merchant_scope(m: &Merchant) -> String {
     format!("merchant:{}", m.id)
 }
 
-impl Payments {
+pub struct MerchantOps {
+    core: Arc<Core>,
+    /// Whose step-up probes an abandoned payment leaves behind.
+    identity: Arc<Identity>,
+}
+
+impl MerchantOps {
+    pub fn new(core: Arc<Core>, identity: Arc<Identity>) -> Self {
+        Self { core, identity }
+    }
+
     pub async fn authenticate_merchant(&self, api_key: &str) -> Result<Merchant, Failure> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.core.conn().await?;
         let merchant = parties::merchant_by_api_key_hash(&mut conn, &keys::secret_hash(api_key))
             .await?
             .ok_or_else(|| Failure::unauthorised("api_key_invalid", "this API key is not valid"))?;
@@ -88,7 +107,7 @@ impl Payments {
             after,
             limit,
         };
-        let mut conn = self.conn().await?;
+        let mut conn = self.core.conn().await?;
         let rows = payments::list(&mut conn, &m.id, &filter).await?;
         let next_cursor = (rows.len() as i64 == limit)
             .then(|| rows.last().map(|p| format!("{}.{}", p.created_at_ms, p.id)))
@@ -103,7 +122,7 @@ impl Payments {
     }
 
     pub async fn get_payment(&self, m: &Merchant, id: &str) -> Result<Reply, Failure> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.core.conn().await?;
         let payment = payments::get(&mut conn, id)
             .await?
             .filter(|p| p.merchant_id == m.id)
@@ -116,7 +135,7 @@ impl Payments {
     }
 
     async fn merchant_payment(&self, m: &Merchant, id: &str) -> Result<Payment, Failure> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.core.conn().await?;
         payments::get(&mut conn, id)
             .await?
             .filter(|p| p.merchant_id == m.id)
@@ -161,60 +180,62 @@ impl Payments {
         } else {
             parse_json(body)?
         };
-        self.idempotent(scope, key, body, |claimed| async move {
-            let _lock = self.payment_lock(id).lock().await;
-            let before = self.merchant_payment(m, id).await?;
-            if before.state()? != PaymentState::Authorised {
-                return Err(Failure::conflict(
-                    "payment_not_authorised",
-                    format!("this payment is {}", before.state),
-                ));
-            }
-            if before.reason == HELD_FOR_REVIEW && operator.is_none() {
-                return Err(Failure::conflict(
-                    "payment_held_for_review",
-                    "the fraud checks hold this payment until an operator releases it",
-                ));
-            }
-            let amount = self.amount_or(&before, &request, before.authorised_minor)?;
-            if amount > before.authorised_minor {
-                return Err(Failure::unprocessable(
-                    "capture_exceeds_authorised",
-                    "cannot capture more than was authorised",
-                ));
-            }
-            let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
-            self.connector
-                .capture(&issuer_ref, amount, &format!("{}:capture", before.id))
-                .await
-                .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
-            let now = self.clock.now_ms();
-            let mut after = before.clone();
-            after.captured_minor = amount;
-            after.fee_minor = fee(m.fee_bps, amount);
-            after.state = PaymentState::Captured.as_str().to_owned();
-            after.reason = if amount < before.authorised_minor {
-                "partially_captured"
-            } else {
-                "captured"
-            }
-            .into();
-            after.expires_at_ms = None;
-            after.updated_at_ms = now;
-            let money = money_of(&before);
-            let mut tx = self.store.begin().await?;
-            ledger::capture(&mut tx, money, amount, after.fee_minor, now).await?;
-            if let Some(actor) = operator {
-                audit::append(&mut tx, now, actor, "review_released", &before.id).await?;
-            }
-            crate::loyalty::earn(&mut tx, &after, now).await?;
-            if amount < before.authorised_minor {
-                ledger::release(&mut tx, money, before.authorised_minor - amount, now).await?;
-            }
-            payments::transition(&mut tx, &before, &after).await?;
-            finish(tx, &claimed, &after).await
-        })
-        .await
+        self.core
+            .idempotent(scope, key, body, |claimed| async move {
+                let _lock = self.core.payment_lock(id).lock().await;
+                let before = self.merchant_payment(m, id).await?;
+                if before.state()? != PaymentState::Authorised {
+                    return Err(Failure::conflict(
+                        "payment_not_authorised",
+                        format!("this payment is {}", before.state),
+                    ));
+                }
+                if before.reason == HELD_FOR_REVIEW && operator.is_none() {
+                    return Err(Failure::conflict(
+                        "payment_held_for_review",
+                        "the fraud checks hold this payment until an operator releases it",
+                    ));
+                }
+                let amount = self.amount_or(&before, &request, before.authorised_minor)?;
+                if amount > before.authorised_minor {
+                    return Err(Failure::unprocessable(
+                        "capture_exceeds_authorised",
+                        "cannot capture more than was authorised",
+                    ));
+                }
+                let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
+                self.core
+                    .connector
+                    .capture(&issuer_ref, amount, &format!("{}:capture", before.id))
+                    .await
+                    .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
+                let now = self.core.now_ms();
+                let mut after = before.clone();
+                after.captured_minor = amount;
+                after.fee_minor = fee(m.fee_bps, amount);
+                after.state = PaymentState::Captured.as_str().to_owned();
+                after.reason = if amount < before.authorised_minor {
+                    "partially_captured"
+                } else {
+                    "captured"
+                }
+                .into();
+                after.expires_at_ms = None;
+                after.updated_at_ms = now;
+                let money = money_of(&before);
+                let mut tx = self.core.begin().await?;
+                ledger::capture(&mut tx, money, amount, after.fee_minor, now).await?;
+                if let Some(actor) = operator {
+                    audit::append(&mut tx, now, actor, "review_released", &before.id).await?;
+                }
+                loyalty::earn(&mut tx, &after, now).await?;
+                if amount < before.authorised_minor {
+                    ledger::release(&mut tx, money, before.authorised_minor - amount, now).await?;
+                }
+                payments::transition(&mut tx, &before, &after).await?;
+                finish(tx, &claimed, &after).await
+            })
+            .await
     }
 
     /// `POST /v1/merchant/payments/{id}/void`: releases a manual authorisation.
@@ -240,19 +261,20 @@ impl Payments {
         body: &[u8],
         operator: Option<&str>,
     ) -> Result<Reply, Failure> {
-        self.idempotent(scope, key, body, |claimed| async move {
-            let _lock = self.payment_lock(id).lock().await;
-            let before = self.merchant_payment(m, id).await?;
-            if before.state()? != PaymentState::Authorised {
-                return Err(Failure::conflict(
-                    "payment_not_authorised",
-                    format!("this payment is {}", before.state),
-                ));
-            }
-            self.void_authorised(before, "voided", Some(&claimed), operator)
-                .await
-        })
-        .await
+        self.core
+            .idempotent(scope, key, body, |claimed| async move {
+                let _lock = self.core.payment_lock(id).lock().await;
+                let before = self.merchant_payment(m, id).await?;
+                if before.state()? != PaymentState::Authorised {
+                    return Err(Failure::conflict(
+                        "payment_not_authorised",
+                        format!("this payment is {}", before.state),
+                    ));
+                }
+                self.void_authorised(before, "voided", Some(&claimed), operator)
+                    .await
+            })
+            .await
     }
 
     async fn void_authorised(
@@ -263,20 +285,21 @@ impl Payments {
         operator: Option<&str>,
     ) -> Result<Reply, Failure> {
         let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
-        self.connector
+        self.core
+            .connector
             .void(&issuer_ref)
             .await
             .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
-        let now = self.clock.now_ms();
+        let now = self.core.now_ms();
         let mut after = before.clone();
         after.state = PaymentState::Voided.as_str().to_owned();
         after.reason = reason.to_owned();
         after.expires_at_ms = None;
         after.updated_at_ms = now;
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.core.begin().await?;
         ledger::release(&mut tx, money_of(&before), before.authorised_minor, now).await?;
         payments::transition(&mut tx, &before, &after).await?;
-        crate::loyalty::undo_discount(&mut tx, &after, now).await?;
+        loyalty::undo_discount(&mut tx, &after, now).await?;
         if let Some(actor) = operator {
             audit::append(&mut tx, now, actor, "review_cancelled", &before.id).await?;
         }
@@ -304,61 +327,63 @@ impl Payments {
         };
         let scope = merchant_scope(m);
         let refund_id = derived_id("ref", &scope, key);
-        self.idempotent(scope, key, body, |claimed| async move {
-            let _lock = self.payment_lock(id).lock().await;
-            let before = self.merchant_payment(m, id).await?;
-            let state = before.state()?;
-            if !matches!(
-                state,
-                PaymentState::Captured | PaymentState::PartiallyRefunded
-            ) {
-                return Err(Failure::conflict(
-                    "payment_not_refundable",
-                    format!("this payment is {}", before.state),
-                ));
-            }
-            let left = before.captured_minor - before.refunded_minor;
-            let amount = self.amount_or(&before, &request, left)?;
-            if amount > left {
-                return Err(Failure::unprocessable(
-                    "refund_exceeds_captured",
-                    format!(
-                        "at most {} can still be refunded",
-                        Currency::from_code(&before.currency)?.format(left)
-                    ),
-                ));
-            }
-            let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
-            self.connector
-                .refund(&issuer_ref, amount, &refund_id)
-                .await
-                .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
-            let now = self.clock.now_ms();
-            let mut after = before.clone();
-            after.refunded_minor += amount;
-            after.state = if after.refunded_minor == after.captured_minor {
-                PaymentState::Refunded
-            } else {
-                PaymentState::PartiallyRefunded
-            }
-            .as_str()
-            .to_owned();
-            after.reason = format!("refund:{refund_id}");
-            after.updated_at_ms = now;
-            let mut tx = self.store.begin().await?;
-            payments::insert_refund(&mut tx, &refund_id, &before.id, amount, now).await?;
-            ledger::refund(&mut tx, money_of(&before), &refund_id, amount, now).await?;
-            payments::transition(&mut tx, &before, &after).await?;
-            crate::loyalty::give_back(&mut tx, &after, &refund_id, now).await?;
-            finish(tx, &claimed, &after).await
-        })
-        .await
+        self.core
+            .idempotent(scope, key, body, |claimed| async move {
+                let _lock = self.core.payment_lock(id).lock().await;
+                let before = self.merchant_payment(m, id).await?;
+                let state = before.state()?;
+                if !matches!(
+                    state,
+                    PaymentState::Captured | PaymentState::PartiallyRefunded
+                ) {
+                    return Err(Failure::conflict(
+                        "payment_not_refundable",
+                        format!("this payment is {}", before.state),
+                    ));
+                }
+                let left = before.captured_minor - before.refunded_minor;
+                let amount = self.amount_or(&before, &request, left)?;
+                if amount > left {
+                    return Err(Failure::unprocessable(
+                        "refund_exceeds_captured",
+                        format!(
+                            "at most {} can still be refunded",
+                            Currency::from_code(&before.currency)?.format(left)
+                        ),
+                    ));
+                }
+                let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
+                self.core
+                    .connector
+                    .refund(&issuer_ref, amount, &refund_id)
+                    .await
+                    .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
+                let now = self.core.now_ms();
+                let mut after = before.clone();
+                after.refunded_minor += amount;
+                after.state = if after.refunded_minor == after.captured_minor {
+                    PaymentState::Refunded
+                } else {
+                    PaymentState::PartiallyRefunded
+                }
+                .as_str()
+                .to_owned();
+                after.reason = format!("refund:{refund_id}");
+                after.updated_at_ms = now;
+                let mut tx = self.core.begin().await?;
+                payments::insert_refund(&mut tx, &refund_id, &before.id, amount, now).await?;
+                ledger::refund(&mut tx, money_of(&before), &refund_id, amount, now).await?;
+                payments::transition(&mut tx, &before, &after).await?;
+                loyalty::give_back(&mut tx, &after, &refund_id, now).await?;
+                finish(tx, &claimed, &after).await
+            })
+            .await
     }
 
     /// `GET /v1/merchant/terminals`: each terminal, its store, status and
     /// last payment.
     pub async fn terminals(&self, m: &Merchant) -> Result<Reply, Failure> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.core.conn().await?;
         let terminals = parties::terminals_of(&mut conn, &m.id).await?;
         Reply::json(200, &serde_json::json!({ "terminals": terminals }))
     }
@@ -366,7 +391,7 @@ impl Payments {
     /// `GET /v1/merchant/reports/daily?date=YYYY-MM-DD` (UTC day).
     pub async fn daily_report(&self, m: &Merchant, date: &str) -> Result<Reply, Failure> {
         let day_start_ms = parse_date(date)?;
-        let mut conn = self.conn().await?;
+        let mut conn = self.core.conn().await?;
         let stores = parties::stores_of(&mut conn, &m.id).await?;
         let rows = payments::daily_report(&mut conn, &m.id, day_start_ms).await?;
         Reply::json(
@@ -374,85 +399,87 @@ impl Payments {
             &serde_json::json!({ "merchant_id": m.id, "date": date, "stores": stores, "rows": rows }),
         )
     }
-}
 
-pub(crate) async fn expire(service: &Payments, batch: i64) -> Result<usize, Failure> {
-    let mut conn = service.conn().await?;
-    let due = payments::expired_authorisations(&mut conn, service.clock.now_ms(), batch).await?;
-    drop(conn);
-    let mut voided = 0;
-    for payment in due {
-        let _lock = service.payment_lock(&payment.id).lock().await;
-        match service
-            .void_authorised(payment, "authorisation_expired", None, None)
-            .await
-        {
-            Ok(_) => voided += 1,
-            Err(e) => {
-                tracing::warn!(error = %e, "expired authorisation not voided; retried on the next sweep")
+    /// Voids authorisations whose hold ran out. Returns how many.
+    pub async fn expire_authorisations(&self, batch: i64) -> Result<usize, Failure> {
+        let mut conn = self.core.conn().await?;
+        let due = payments::expired_authorisations(&mut conn, self.core.now_ms(), batch).await?;
+        drop(conn);
+        let mut voided = 0;
+        for payment in due {
+            let _lock = self.core.payment_lock(&payment.id).lock().await;
+            match self
+                .void_authorised(payment, "authorisation_expired", None, None)
+                .await
+            {
+                Ok(_) => voided += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, "expired authorisation not voided; retried on the next sweep")
+                }
             }
         }
+        Ok(voided)
     }
-    Ok(voided)
-}
 
-/// Ends the payments requests abandoned (`payments::abandoned`, untouched
-/// for `Config::abandoned_after_ms`) and gives
-/// back the coupons and points they held. A request that stopped after the
-/// issuer answered leaves its hold or capture there, unknown to the books:
-/// the issuer's reconciliation finds it (a reversal of our own is not built
-/// yet). Returns how many were ended.
-pub(crate) async fn close_abandoned(service: &Payments, batch: i64) -> Result<usize, Failure> {
-    let now = service.clock.now_ms();
-    let mut conn = service.conn().await?;
-    let due =
-        payments::abandoned(&mut conn, now - service.config.abandoned_after_ms, batch).await?;
-    drop(conn);
-    let mut closed = 0;
-    for stale in due {
-        let _lock = service.payment_lock(&stale.id).lock().await;
-        let closing = async {
-            let mut tx = service.store.begin().await?;
-            // Moved on since it was listed: not abandoned after all.
-            let Some(before) = payments::get(&mut tx, &stale.id)
-                .await?
-                .filter(|p| p.state == stale.state && p.updated_at_ms == stale.updated_at_ms)
-            else {
-                return Ok(false);
+    /// Ends the payments requests abandoned (`payments::abandoned`,
+    /// untouched for `Config::abandoned_after_ms`) and gives back the
+    /// coupons and points they held. A request that stopped after the
+    /// issuer answered leaves its hold or capture there, unknown to the
+    /// books: the issuer's reconciliation finds it (a reversal of our own
+    /// is not built yet). Returns how many were ended.
+    pub async fn close_abandoned(&self, batch: i64) -> Result<usize, Failure> {
+        let now = self.core.now_ms();
+        let mut conn = self.core.conn().await?;
+        let due = payments::abandoned(&mut conn, now - self.core.config.abandoned_after_ms, batch)
+            .await?;
+        drop(conn);
+        let mut closed = 0;
+        for stale in due {
+            let _lock = self.core.payment_lock(&stale.id).lock().await;
+            let closing = async {
+                let mut tx = self.core.begin().await?;
+                // Moved on since it was listed: not abandoned after all.
+                let Some(before) = payments::get(&mut tx, &stale.id)
+                    .await?
+                    .filter(|p| p.state == stale.state && p.updated_at_ms == stale.updated_at_ms)
+                else {
+                    return Ok(false);
+                };
+                let (state, reason) = match before.state()? {
+                    PaymentState::Created => (PaymentState::Failed, "interrupted"),
+                    _ => (PaymentState::Declined, "step_up_abandoned"),
+                };
+                let mut after = before.clone();
+                after.state = state.as_str().to_owned();
+                after.reason = reason.to_owned();
+                after.updated_at_ms = now;
+                payments::transition(&mut tx, &before, &after).await?;
+                loyalty::undo_discount(&mut tx, &after, now).await?;
+                commit(tx).await?;
+                self.identity.forget_probe(&after.id);
+                Ok::<bool, Failure>(true)
             };
-            let (state, reason) = match before.state()? {
-                PaymentState::Created => (PaymentState::Failed, "interrupted"),
-                _ => (PaymentState::Declined, "step_up_abandoned"),
-            };
-            let mut after = before.clone();
-            after.state = state.as_str().to_owned();
-            after.reason = reason.to_owned();
-            after.updated_at_ms = now;
-            payments::transition(&mut tx, &before, &after).await?;
-            crate::loyalty::undo_discount(&mut tx, &after, now).await?;
-            commit(tx).await?;
-            service.probes.forget(&after.id);
-            Ok::<bool, Failure>(true)
-        };
-        match closing.await {
-            Ok(true) => closed += 1,
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "abandoned payment not closed; retried on the next sweep")
+            match closing.await {
+                Ok(true) => closed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "abandoned payment not closed; retried on the next sweep")
+                }
             }
         }
+        Ok(closed)
     }
-    Ok(closed)
-}
 
-/// The reason of a payment authorised with its capture held for review.
-pub(crate) const HELD_FOR_REVIEW: &str = "held_for_review";
-
-pub(crate) fn money_of(p: &Payment) -> PaymentRef<'_> {
-    PaymentRef {
-        payment_id: &p.id,
-        merchant_id: &p.merchant_id,
-        currency: &p.currency,
+    /// Forgets idempotency keys and nonces past their retention.
+    pub async fn purge(&self) -> Result<u64, Failure> {
+        let now = self.core.now_ms();
+        let mut conn = self.core.conn().await?;
+        Ok(idempotency::purge(
+            &mut conn,
+            now - IDEMPOTENCY_RETENTION_MS,
+            now - 2 * signing::WINDOW_MS,
+        )
+        .await?)
     }
 }
 

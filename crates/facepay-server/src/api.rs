@@ -175,7 +175,10 @@ pub async fn enrol(State(s): Shared, headers: HeaderMap, body: Body) -> Response
     respond(
         async {
             let body = json_body(&headers, body, false)?;
-            s.payments.enrol(idempotency_key(&headers), &body).await
+            s.services
+                .identity
+                .enrol(idempotency_key(&headers), &body)
+                .await
         }
         .await,
     )
@@ -194,7 +197,7 @@ pub async fn enrol(State(s): Shared, headers: HeaderMap, body: Body) -> Response
     security(("user_token" = [])),
 )]
 pub async fn me(State(s): Shared, headers: HeaderMap) -> Response {
-    respond(async { s.payments.me(bearer(&headers)?).await }.await)
+    respond(async { s.services.identity.me(bearer(&headers)?).await }.await)
 }
 
 #[utoipa::path(
@@ -210,7 +213,7 @@ pub async fn me(State(s): Shared, headers: HeaderMap) -> Response {
     security(("user_token" = [])),
 )]
 pub async fn delete_me(State(s): Shared, headers: HeaderMap) -> Response {
-    respond(async { s.payments.delete_me(bearer(&headers)?).await }.await)
+    respond(async { s.services.identity.delete_me(bearer(&headers)?).await }.await)
 }
 
 #[utoipa::path(
@@ -227,7 +230,7 @@ pub async fn delete_me(State(s): Shared, headers: HeaderMap) -> Response {
     security(("user_token" = [])),
 )]
 pub async fn delete_my_face(State(s): Shared, headers: HeaderMap) -> Response {
-    respond(async { s.payments.delete_my_face(bearer(&headers)?).await }.await)
+    respond(async { s.services.identity.delete_my_face(bearer(&headers)?).await }.await)
 }
 
 #[utoipa::path(
@@ -265,10 +268,14 @@ pub async fn pay(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
             let signed = signed_headers(&headers)?;
             let path = "/v1/terminal/payments";
             let ctx = s
+                .services
                 .payments
                 .authenticate_terminal(&signed, "POST", path, &body)
                 .await?;
-            s.payments.pay(&ctx, idempotency_key(&headers), &body).await
+            s.services
+                .payments
+                .pay(&ctx, idempotency_key(&headers), &body)
+                .await
         }
         .await,
     )
@@ -314,10 +321,12 @@ pub async fn step_up(
             let signed = signed_headers(&headers)?;
             let path = format!("/v1/terminal/payments/{id}/step-up");
             let ctx = s
+                .services
                 .payments
                 .authenticate_terminal(&signed, "POST", &path, &body)
                 .await?;
-            s.payments
+            s.services
+                .payments
                 .step_up(&ctx, &id, idempotency_key(&headers), &body)
                 .await
         }
@@ -326,7 +335,10 @@ pub async fn step_up(
 }
 
 pub(super) async fn merchant(s: &AppState, headers: &HeaderMap) -> Result<Merchant, Failure> {
-    s.payments.authenticate_merchant(bearer(headers)?).await
+    s.services
+        .merchant
+        .authenticate_merchant(bearer(headers)?)
+        .await
 }
 
 #[utoipa::path(
@@ -357,7 +369,7 @@ pub async fn list_payments(
             let m = merchant(&s, &headers).await?;
             let Query(query) =
                 query.map_err(|e| Failure::bad_request("query_invalid", e.body_text()))?;
-            s.payments.list_payments(&m, &query).await
+            s.services.merchant.list_payments(&m, &query).await
         }
         .await,
     )
@@ -384,7 +396,7 @@ pub async fn get_payment(State(s): Shared, Path(id): Path<String>, headers: Head
     respond(
         async {
             let m = merchant(&s, &headers).await?;
-            s.payments.get_payment(&m, &id).await
+            s.services.merchant.get_payment(&m, &id).await
         }
         .await,
     )
@@ -425,7 +437,8 @@ pub async fn capture(
         async {
             let m = merchant(&s, &headers).await?;
             let body = json_body(&headers, body, true)?;
-            s.payments
+            s.services
+                .merchant
                 .capture(&m, &id, idempotency_key(&headers), &body)
                 .await
         }
@@ -466,7 +479,8 @@ pub async fn void(
         async {
             let m = merchant(&s, &headers).await?;
             let body = json_body(&headers, body, true)?;
-            s.payments
+            s.services
+                .merchant
                 .void(&m, &id, idempotency_key(&headers), &body)
                 .await
         }
@@ -509,7 +523,8 @@ pub async fn refund(
         async {
             let m = merchant(&s, &headers).await?;
             let body = json_body(&headers, body, true)?;
-            s.payments
+            s.services
+                .merchant
                 .refund(&m, &id, idempotency_key(&headers), &body)
                 .await
         }
@@ -557,7 +572,7 @@ pub async fn daily_report(
                     format!("{}; pass ?date=YYYY-MM-DD", e.body_text()),
                 )
             })?;
-            s.payments.daily_report(&m, &q.date).await
+            s.services.merchant.daily_report(&m, &q.date).await
         }
         .await,
     )
@@ -580,7 +595,7 @@ pub async fn terminals(State(s): Shared, headers: HeaderMap) -> Response {
     respond(
         async {
             let m = merchant(&s, &headers).await?;
-            s.payments.terminals(&m).await
+            s.services.merchant.terminals(&m).await
         }
         .await,
     )

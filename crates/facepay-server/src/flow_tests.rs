@@ -93,7 +93,7 @@ impl Harness {
 
     /// The time by the app's clock.
     pub(super) fn now_ms(&self) -> i64 {
-        self.app.payments.clock().now_ms()
+        self.app.services.clock().now_ms()
     }
 
     pub(super) fn signed(&self, path: &str, key: &str, body: &[u8]) -> Request<Body> {
@@ -342,11 +342,11 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             .unwrap()
             .rotate()
             .unwrap();
-        let envelope = h.app.payments.envelope().clone();
+        let envelope = h.app.services.envelope().clone();
         let rewrapped = rewrap_data_keys(
             &store,
             &envelope,
-            h.app.payments.clock().as_ref(),
+            h.app.services.clock().as_ref(),
             2,
             |_| {},
         )
@@ -560,7 +560,15 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             (201, Some("authorised")),
             "{backend}"
         );
-        assert_eq!(q.app.payments.expire_authorisations(10).await.unwrap(), 1);
+        assert_eq!(
+            q.app
+                .services
+                .merchant
+                .expire_authorisations(10)
+                .await
+                .unwrap(),
+            1
+        );
         let path = format!("/v1/merchant/payments/{}", held["id"].as_str().unwrap());
         let (status, detail) = q.merchant("GET", &path, "", None).await;
         assert_eq!(status, 200, "{backend}: {detail}");
@@ -747,7 +755,7 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             &store,
             &envelope,
             &transforms,
-            h.app.payments.clock().as_ref(),
+            h.app.services.clock().as_ref(),
             2,
             |_| {},
         )
@@ -759,7 +767,7 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
                 &store,
                 &envelope,
                 &transforms,
-                h.app.payments.clock().as_ref(),
+                h.app.services.clock().as_ref(),
                 2,
                 |_| {}
             )
@@ -995,7 +1003,10 @@ async fn a_snapshot_restores_the_gallery_and_never_outlives_a_deletion() {
         };
         let start = || Harness::new(store.clone(), Arc::clone(&engine), &data, config.clone());
         let h = start().await;
-        assert!(!h.app.payments.gallery_restored(), "{backend}: no file yet");
+        assert!(
+            !h.app.services.identity.gallery_restored(),
+            "{backend}: no file yet"
+        );
         let (status, obama, _) = h
             .enrol(
                 "s1",
@@ -1018,7 +1029,14 @@ async fn a_snapshot_restores_the_gallery_and_never_outlives_a_deletion() {
             )
             .await;
         assert_eq!(status, 201, "{backend}: {body}");
-        let (rows, _) = h.app.payments.write_snapshot().await.unwrap().unwrap();
+        let (rows, _) = h
+            .app
+            .services
+            .identity
+            .write_snapshot()
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(rows, 2, "{backend}");
         let sealed = std::fs::read(&file).unwrap();
         assert!(
@@ -1028,8 +1046,8 @@ async fn a_snapshot_restores_the_gallery_and_never_outlives_a_deletion() {
 
         // A restart reads the file, then replays what changed after it.
         let r = start().await;
-        assert!(r.app.payments.gallery_restored(), "{backend}");
-        assert_eq!(r.app.payments.gallery_len(), 2, "{backend}");
+        assert!(r.app.services.identity.gallery_restored(), "{backend}");
+        assert_eq!(r.app.services.identity.gallery_len(), 2, "{backend}");
         let (status, body, _) = r
             .pay("s3", &payment("face_recognition/obama3.jpg", "100"))
             .await;
@@ -1046,8 +1064,12 @@ async fn a_snapshot_restores_the_gallery_and_never_outlives_a_deletion() {
             .await;
         assert_eq!(status, 201, "{backend}: {body}");
         let r = start().await;
-        assert!(r.app.payments.gallery_restored(), "{backend}");
-        assert_eq!(r.app.payments.gallery_len(), 3, "{backend}: replayed");
+        assert!(r.app.services.identity.gallery_restored(), "{backend}");
+        assert_eq!(
+            r.app.services.identity.gallery_len(),
+            3,
+            "{backend}: replayed"
+        );
 
         // Deleting a face destroys the snapshot's key with it: the file no
         // longer opens, and the next start loads from the store.
@@ -1063,18 +1085,24 @@ async fn a_snapshot_restores_the_gallery_and_never_outlives_a_deletion() {
         let (status, body, _) = r.send(request).await;
         assert_eq!(status, 200, "{backend}: {body}");
         let r = start().await;
-        assert!(!r.app.payments.gallery_restored(), "{backend}");
-        assert_eq!(r.app.payments.gallery_len(), 2, "{backend}");
+        assert!(!r.app.services.identity.gallery_restored(), "{backend}");
+        assert_eq!(r.app.services.identity.gallery_len(), 2, "{backend}");
 
         // A file changed by one byte is not trusted either.
-        r.app.payments.write_snapshot().await.unwrap().unwrap();
+        r.app
+            .services
+            .identity
+            .write_snapshot()
+            .await
+            .unwrap()
+            .unwrap();
         let mut bytes = std::fs::read(&file).unwrap();
         let middle = bytes.len() / 2;
         bytes[middle] ^= 1;
         std::fs::write(&file, &bytes).unwrap();
         let r = start().await;
-        assert!(!r.app.payments.gallery_restored(), "{backend}");
-        assert_eq!(r.app.payments.gallery_len(), 2, "{backend}");
+        assert!(!r.app.services.identity.gallery_restored(), "{backend}");
+        assert_eq!(r.app.services.identity.gallery_len(), 2, "{backend}");
         let (status, body, _) = r
             .pay("s5", &payment("face_recognition/obama3.jpg", "100"))
             .await;

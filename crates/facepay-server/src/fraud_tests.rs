@@ -77,7 +77,13 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
             serde_json::from_str(&std::fs::read_to_string(demo::operator_file(&data)).unwrap())
                 .unwrap();
         let op = operator.operator_key.as_str();
-        let set_rules = |weight| h.app.payments.reload_risk_rules(&rules(weight)).unwrap();
+        let set_rules = |weight| {
+            h.app
+                .services
+                .payments
+                .reload_risk_rules(&rules(weight))
+                .unwrap()
+        };
 
         let (status, obama, _) = h
             .enrol(

@@ -72,7 +72,8 @@ async fn member(s: &AppState, headers: &HeaderMap) -> Result<String, Failure> {
 }
 
 async fn operator(s: &AppState, headers: &HeaderMap) -> Result<(), Failure> {
-    s.payments
+    s.services
+        .claims
         .authenticate_operator(bearer(headers)?)
         .await
         .map(|_| ())
@@ -307,7 +308,7 @@ pub struct Scanned {
 pub async fn my_quote(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
     answer(
         async {
-            let user = s.payments.user_by_token(bearer(&headers)?).await?;
+            let user = s.services.identity.user_by_token(bearer(&headers)?).await?;
             let body = json_body(&headers, body, false)?;
             let scanned: Scanned = parse_json(&body)?;
             quote_for(&s, (FACEPAY_MEMBER_ID, &user.id), scanned).await
@@ -336,7 +337,7 @@ pub async fn my_quote(State(s): Shared, headers: HeaderMap, body: Body) -> Respo
 pub async fn my_pay(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
     answer(
         async {
-            let user = s.payments.user_by_token(bearer(&headers)?).await?;
+            let user = s.services.identity.user_by_token(bearer(&headers)?).await?;
             let requester = format!("user:{}", user.id);
             pay_for(&s, &headers, &requester, body, |q| {
                 q.payer_network == FACEPAY_MEMBER_ID && q.payer_account == user.id

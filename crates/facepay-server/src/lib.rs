@@ -29,7 +29,7 @@ use axum::routing::{delete, get, post, put};
 use facepay_face::decode::IMAGE_BYTES_MAX;
 use facepay_face::{EngineError, FaceEngine, QualityPolicy};
 use facepay_hub::service::Hub;
-use facepay_payments::Payments;
+use facepay_payments::{Payments, Services};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
@@ -49,14 +49,14 @@ const INDEX_HTML: &str = include_str!("index.html");
 pub struct AppState {
     engine: Arc<FaceEngine>,
     inference_slots: Semaphore,
-    payments: Arc<Payments>,
+    services: Arc<Services>,
     hub: Arc<Hub>,
 }
 
 impl AppState {
     /// The time as the services' clock tells it.
     fn now_ms(&self) -> i64 {
-        self.payments.clock().now_ms()
+        self.services.clock().now_ms()
     }
 }
 
@@ -64,7 +64,7 @@ pub fn router(app: &App) -> Router {
     let state = Arc::new(AppState {
         engine: Arc::clone(&app.engine),
         inference_slots: Semaphore::new(INFERENCE_CONCURRENCY_MAX),
-        payments: Arc::clone(&app.payments),
+        services: Arc::clone(&app.services),
         hub: Arc::clone(&app.hub),
     });
     let face = Router::new()
@@ -163,7 +163,7 @@ pub fn router(app: &App) -> Router {
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    match state.payments.store().pool().acquire().await {
+    match state.services.store().pool().acquire().await {
         Ok(_) => (StatusCode::OK, "ok").into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response(),
     }
@@ -173,9 +173,9 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
     observe::install();
     let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(
-        gallery = app.payments.gallery_len(),
-        restored = app.payments.gallery_restored(),
-        store = app.payments.store().backend().name(),
+        gallery = app.services.identity.gallery_len(),
+        restored = app.services.identity.gallery_restored(),
+        store = app.services.store().backend().name(),
         "facepay listening on http://{}",
         listener.local_addr()?
     );
@@ -185,12 +185,13 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
          dashboard  {root}/dashboard\n  API docs   {root}/docs"
     );
     if let Some(path) = app.risk_rules.clone() {
-        tokio::spawn(follow_risk_rules(Arc::clone(&app.payments), path));
+        let payments = Arc::clone(&app.services.payments);
+        tokio::spawn(follow_risk_rules(payments, path));
     }
     // Enrolments and deletions made through other servers on this store.
-    tokio::spawn(Arc::clone(&app.payments).follow());
-    let sweeper = Arc::clone(&app.payments);
-    let clock = Arc::clone(app.payments.clock());
+    tokio::spawn(Arc::clone(&app.services.identity).follow());
+    let sweeper = Arc::clone(&app.services.merchant);
+    let clock = Arc::clone(app.services.clock());
     let hub = Arc::clone(&app.hub);
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(SWEEP_INTERVAL);
@@ -223,10 +224,10 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
         })
         .await?;
     // The next start reads this instead of opening every template.
-    if let Err(e) = app.payments.write_snapshot().await {
+    if let Err(e) = app.services.identity.write_snapshot().await {
         tracing::warn!(error = %e, "gallery snapshot not written at shutdown");
     }
-    app.payments.store().close().await;
+    app.services.store().close().await;
     Ok(())
 }
 

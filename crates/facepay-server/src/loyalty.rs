@@ -31,7 +31,7 @@ pub async fn view(State(s): Shared, headers: HeaderMap) -> Response {
     respond(
         async {
             let m = merchant(&s, &headers).await?;
-            s.payments.loyalty(&m).await
+            s.services.loyalty.loyalty(&m).await
         }
         .await,
     )
@@ -58,7 +58,8 @@ pub async fn create_program(State(s): Shared, headers: HeaderMap, body: Body) ->
         async {
             let m = merchant(&s, &headers).await?;
             let body = json_body(&headers, body, false)?;
-            s.payments
+            s.services
+                .loyalty
                 .create_program(&m, idempotency_key(&headers), &body)
                 .await
         }
@@ -87,7 +88,8 @@ pub async fn create_coupon(State(s): Shared, headers: HeaderMap, body: Body) -> 
         async {
             let m = merchant(&s, &headers).await?;
             let body = json_body(&headers, body, false)?;
-            s.payments
+            s.services
+                .loyalty
                 .create_coupon(&m, idempotency_key(&headers), &body)
                 .await
         }
@@ -120,7 +122,10 @@ pub async fn set_status(
     respond(
         async {
             let m = merchant(&s, &headers).await?;
-            s.payments.set_loyalty_status(&m, &what, &id, &action).await
+            s.services
+                .loyalty
+                .set_loyalty_status(&m, &what, &id, &action)
+                .await
         }
         .await,
     )
@@ -152,7 +157,10 @@ pub async fn choose(
         async {
             let token = bearer(&headers)?;
             let body = json_body(&headers, body, false)?;
-            s.payments.choose_loyalty(token, &merchant_id, &body).await
+            s.services
+                .loyalty
+                .choose_loyalty(token, &merchant_id, &body)
+                .await
         }
         .await,
     )

@@ -462,14 +462,20 @@ async fn an_abandoned_step_up_is_declined_by_the_sweep() {
             .pay("s1", &payment("face_recognition/obama2.jpg", "3000"))
             .await;
         assert_eq!(status, 202, "{backend}: {pending}");
-        assert_eq!(h.app.payments.close_abandoned(10).await.unwrap(), 1);
+        assert_eq!(
+            h.app.services.merchant.close_abandoned(10).await.unwrap(),
+            1
+        );
         let id = pending["id"].as_str().unwrap();
         let (_, detail) = h
             .merchant("GET", &format!("/v1/merchant/payments/{id}"), "", None)
             .await;
         assert_eq!(detail["payment"]["state"], "declined", "{detail}");
         assert_eq!(detail["payment"]["reason"], "step_up_abandoned");
-        assert_eq!(h.app.payments.close_abandoned(10).await.unwrap(), 0);
+        assert_eq!(
+            h.app.services.merchant.close_abandoned(10).await.unwrap(),
+            0
+        );
         verify(&store).await;
     }
 }

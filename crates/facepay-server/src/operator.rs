@@ -21,7 +21,10 @@ use super::openapi::ErrorResponse;
 type Shared = State<Arc<AppState>>;
 
 async fn operator(s: &AppState, headers: &HeaderMap) -> Result<Operator, Failure> {
-    s.payments.authenticate_operator(bearer(headers)?).await
+    s.services
+        .claims
+        .authenticate_operator(bearer(headers)?)
+        .await
 }
 
 #[utoipa::path(
@@ -45,7 +48,8 @@ pub async fn enrol_my_face(State(s): Shared, headers: HeaderMap, body: Body) -> 
         async {
             let body = json_body(&headers, body, false)?;
             let token = bearer(&headers)?;
-            s.payments
+            s.services
+                .identity
                 .enrol_my_face(token, idempotency_key(&headers), &body)
                 .await
         }
@@ -75,7 +79,8 @@ pub async fn open_claim(State(s): Shared, headers: HeaderMap, body: Body) -> Res
         async {
             let body = json_body(&headers, body, false)?;
             let token = bearer(&headers)?;
-            s.payments
+            s.services
+                .claims
                 .open_claim(token, idempotency_key(&headers), &body)
                 .await
         }
@@ -95,7 +100,7 @@ pub async fn open_claim(State(s): Shared, headers: HeaderMap, body: Body) -> Res
     security(("user_token" = [])),
 )]
 pub async fn my_claims(State(s): Shared, headers: HeaderMap) -> Response {
-    respond(async { s.payments.my_claims(bearer(&headers)?).await }.await)
+    respond(async { s.services.claims.my_claims(bearer(&headers)?).await }.await)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -128,7 +133,10 @@ pub async fn list_claims(
             let op = operator(&s, &headers).await?;
             let Query(query) =
                 query.map_err(|e| Failure::bad_request("query_invalid", e.body_text()))?;
-            s.payments.list_claims(&op, query.state.as_deref()).await
+            s.services
+                .claims
+                .list_claims(&op, query.state.as_deref())
+                .await
         }
         .await,
     )
@@ -165,7 +173,8 @@ pub async fn decide_claim(
         async {
             let op = operator(&s, &headers).await?;
             let body = json_body(&headers, body, false)?;
-            s.payments
+            s.services
+                .claims
                 .decide_claim(&op, &id, idempotency_key(&headers), &body)
                 .await
         }
@@ -198,7 +207,8 @@ pub async fn recover_claim(
     respond(
         async {
             let op = operator(&s, &headers).await?;
-            s.payments
+            s.services
+                .claims
                 .recover_claim(&op, &id, idempotency_key(&headers))
                 .await
         }
@@ -222,7 +232,7 @@ pub async fn review_queue(State(s): Shared, headers: HeaderMap) -> Response {
     respond(
         async {
             let op = operator(&s, &headers).await?;
-            s.payments.review_queue(&op).await
+            s.services.claims.review_queue(&op).await
         }
         .await,
     )
@@ -259,7 +269,8 @@ pub async fn settle_review(
                 "cancel" => false,
                 _ => return Err(Failure::not_found("action")),
             };
-            s.payments
+            s.services
+                .claims
                 .settle_review(&op, &id, release, idempotency_key(&headers))
                 .await
         }
@@ -282,7 +293,7 @@ pub async fn flagged_terminals(State(s): Shared, headers: HeaderMap) -> Response
     respond(
         async {
             let op = operator(&s, &headers).await?;
-            s.payments.flagged_terminals(&op).await
+            s.services.claims.flagged_terminals(&op).await
         }
         .await,
     )
@@ -310,7 +321,7 @@ pub async fn clear_terminal_flag(
     respond(
         async {
             let op = operator(&s, &headers).await?;
-            s.payments.clear_terminal_flag(&op, &id).await
+            s.services.claims.clear_terminal_flag(&op, &id).await
         }
         .await,
     )
@@ -332,7 +343,7 @@ pub async fn list_blocks(State(s): Shared, headers: HeaderMap) -> Response {
     respond(
         async {
             let op = operator(&s, &headers).await?;
-            s.payments.list_blocks(&op).await
+            s.services.claims.list_blocks(&op).await
         }
         .await,
     )
@@ -356,7 +367,7 @@ pub async fn add_block(State(s): Shared, headers: HeaderMap, body: Body) -> Resp
         async {
             let op = operator(&s, &headers).await?;
             let body = json_body(&headers, body, false)?;
-            s.payments.add_block(&op, &body).await
+            s.services.claims.add_block(&op, &body).await
         }
         .await,
     )
@@ -386,7 +397,7 @@ pub async fn remove_block(
     respond(
         async {
             let op = operator(&s, &headers).await?;
-            s.payments.remove_block(&op, &kind, &value).await
+            s.services.claims.remove_block(&op, &kind, &value).await
         }
         .await,
     )

@@ -2,7 +2,7 @@
 //! the store, the face engine, the liveness checker, the card vault (in
 //! this process, or another one's address) with its connector (the issuer
 //! simulator; a real acquirer would implement the same trait), and the
-//! payments service on top.
+//! services on top.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use facepay_hub::simulator::Failure;
 use facepay_models::ModelStore;
 use facepay_money::Currency;
 use facepay_payments::hub_member::{FACEPAY_MEMBER_ID, HubMember};
-use facepay_payments::{Config, FileKeyProvider, LivenessMode, Parts, Payments};
+use facepay_payments::{Config, FileKeyProvider, LivenessMode, Parts, Services};
 use facepay_store::{Clock, Store, SystemClock};
 use facepay_template_transform::TransformKeys;
 use facepay_vault::channel::ChannelKey;
@@ -229,7 +229,7 @@ fn parse_liveness(text: &str) -> Result<LivenessMode, String> {
 }
 
 pub struct App {
-    pub payments: Arc<Payments>,
+    pub services: Arc<Services>,
     pub engine: Arc<FaceEngine>,
     /// The cross-border hub on the same store. Its members are facepay
     /// itself (`FACEPAY_MEMBER_ID`: users pay abroad with their card, its
@@ -310,19 +310,19 @@ impl App {
             transforms,
             clock: Arc::clone(&clock),
         };
-        let payments = Payments::start(parts, config)
+        let services = Services::start(parts, config)
             .await
-            .map_err(|f| anyhow::anyhow!("starting the payments service: {f}"))?;
-        let payments = Arc::new(payments);
+            .map_err(|f| anyhow::anyhow!("starting the services: {f}"))?;
+        let services = Arc::new(services);
         let mut hub =
-            Members::simulated(Failure::None).hub(payments.store().clone(), clock.now_ms())?;
+            Members::simulated(Failure::None).hub(services.store().clone(), clock.now_ms())?;
         hub.add_network(Arc::new(HubMember::new(
-            Arc::clone(&payments),
+            Arc::clone(&services.core),
             FACEPAY_MEMBER_ID,
             Currency::KRW,
         )));
         Ok(App {
-            payments,
+            services,
             engine,
             hub: Arc::new(hub),
             risk_rules: None,

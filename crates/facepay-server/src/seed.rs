@@ -53,7 +53,7 @@ pub fn hub_file(data_dir: &Path) -> PathBuf {
 
 /// Creates the demo merchant, store, terminal and API key unless they exist.
 pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
-    let store = app.payments.store();
+    let store = app.services.store();
     let mut conn = store.pool().acquire().await?;
     let registered = parties::terminal_context(&mut conn, TERMINAL_ID)
         .await?
@@ -68,7 +68,7 @@ pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     drop(conn);
-    let now = app.payments.clock().now_ms();
+    let now = app.services.clock().now_ms();
     let key = signing::new_terminal_key();
     let (api_key, api_key_hash) = keys::new_secret("fpk");
     let (operator_key, operator_key_hash) = keys::new_secret("fpo");

@@ -6,7 +6,8 @@ use std::sync::Mutex;
 
 use facepay_gallery::{CANDIDATES_MAX, Candidate, Decision, GalleryError, Scope};
 
-use crate::{Failure, Payments};
+use super::Identity;
+use crate::error::Failure;
 
 /// Probes kept for step-ups at most, and for how long: a step-up comes
 /// within seconds of its payment, from the same till.
@@ -81,7 +82,7 @@ pub(crate) struct Identified {
     pub lead: f32,
 }
 
-impl Payments {
+impl Identity {
     /// The decision for a payment's probe. With the payer's phone digits
     /// from the till, only that phone's partition is searched. Otherwise the
     /// merchant's regulars are searched first, and one of them is taken
@@ -93,7 +94,7 @@ impl Payments {
         phone_last4: Option<&str>,
         merchant_id: &str,
     ) -> Result<Identified, Failure> {
-        let policy = &self.config.decision;
+        let policy = &self.core.config.decision;
         let floor = policy.match_threshold;
         let decided = |found: Vec<Candidate>| Identified {
             lead: match found.as_slice() {
@@ -132,15 +133,40 @@ impl Payments {
         payment_id: &str,
         digits: &str,
     ) -> Result<Option<Vec<Candidate>>, Failure> {
-        let Some(probe) = self.probes.get(payment_id, self.clock.now_ms()) else {
+        let Some(probe) = self.probes.get(payment_id, self.core.now_ms()) else {
             return Ok(None);
         };
         let key = phone_partition(digits);
         Ok(Some(self.gallery.search(
             &probe,
             Scope::Partition(&key),
-            self.config.decision.match_threshold,
+            self.core.config.decision.match_threshold,
             CANDIDATES_MAX,
         )?))
+    }
+
+    /// Keeps a payment's probe for its step-up.
+    pub(crate) fn keep_probe(&self, payment_id: &str, probe: Vec<f32>) {
+        self.probes.keep(payment_id, probe, self.core.now_ms());
+    }
+
+    /// Forgets a payment's probe: its step-up is over.
+    pub(crate) fn forget_probe(&self, payment_id: &str) {
+        self.probes.forget(payment_id);
+    }
+
+    /// Whether the user is among the merchant's regulars on this server.
+    pub(crate) fn is_regular(&self, user_id: &str, merchant_id: &str) -> bool {
+        self.gallery
+            .in_partition(user_id, &merchant_partition(merchant_id))
+    }
+
+    /// Adds the user to the merchant's regulars on this server, after the
+    /// change that made them one is committed. A user past the partition
+    /// limit is still found by a full search.
+    pub(crate) fn join_regulars(&self, user_id: &str, merchant_id: &str) {
+        let _ = self
+            .gallery
+            .join_partition(user_id, &merchant_partition(merchant_id));
     }
 }

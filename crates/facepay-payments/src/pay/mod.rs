@@ -1,19 +1,25 @@
-//! The terminal side: identify the payer, step up when unsure, authorise and
-//! capture with the issuer, and commit payment, ledger and answer together.
+//! The pay path: a terminal's signed request, the payer identified, the
+//! risk engine's decision acted on (approve, step up, review, decline), a
+//! step-up checked, the card authorised and captured through the vault and
+//! the issuer, and payment, ledger, loyalty and answer committed together.
 
+mod risk;
+
+use std::sync::Arc;
 use std::time::Instant;
 
 use facepay_connector::{CardTap, ConnectorError};
 use facepay_face::QualityPolicy;
 use facepay_face::liveness::LivenessDecision;
-use facepay_money::{Currency, basis_points_of};
-use facepay_risk::{Assessment, Decision as Risk, Factor};
-use facepay_store::audit;
+use facepay_gallery::Decision;
+use facepay_money::Currency;
+use facepay_risk::{Assessment, Decision as Risk, Factor, RiskEngine};
 use facepay_store::changes::Kind;
 use facepay_store::fraud::{self, AttemptKind, GuessedFactor};
 use facepay_store::ledger::{self, PaymentRef};
 use facepay_store::parties::{self, PaymentMethod, TerminalContext, User};
 use facepay_store::payments::{self, Payment, PaymentState};
+use facepay_store::{audit, idempotency};
 use facepay_vault::VaultAuthorise;
 use zeroize::Zeroizing;
 
@@ -21,12 +27,17 @@ use crate::api::{
     CaptureMode, CardChallenge, CardTapRequest, ErrorBody, PayRequest, PayTimings, PaymentFailure,
     PaymentView, StepUp, StepUpRequest,
 };
-use crate::face::analyse_burst;
-use crate::loyalty::{Discount, LoyaltyReceipt, undo_discount};
-use crate::risk::{Matched, TERMINAL_ATTEMPTS_WINDOW_MS};
-use crate::users::normalise_phone;
-use crate::{Claimed, Failure, Payments, Reply, decode_frames, derived_id, keys, parse_json, tap};
-use facepay_gallery::Decision;
+use crate::core::{
+    Claimed, Core, HELD_FOR_REVIEW, Reply, commit, decode_frames, derived_id, fee, normalise_phone,
+    parse_json, stored_or_created,
+};
+use crate::error::Failure;
+use crate::identity::Identity;
+use crate::loyalty::{self, Discount, LoyaltyReceipt, reserve_discount, undo_discount};
+use crate::{keys, signing, tap};
+
+pub use risk::Matched;
+use risk::TERMINAL_ATTEMPTS_WINDOW_MS;
 
 /// Wrong answers of a factor are counted over this window; enough of them
 /// lock it (`Config::factor_failures_max`, `Config::factor_lock_ms`).
@@ -95,6 +106,80 @@ fn terminal_scope(ctx: &TerminalContext) -> String {
     format!("terminal:{}", ctx.terminal_id)
 }
 
+pub struct Payments {
+    core: Arc<Core>,
+    /// Face analysis, the gallery search and the probes kept for step-ups.
+    identity: Arc<Identity>,
+    risk: RiskEngine,
+}
+
+impl Payments {
+    /// The pay path with the configured risk rules (facepay-risk's defaults
+    /// when none are).
+    pub fn new(core: Arc<Core>, identity: Arc<Identity>) -> Result<Self, Failure> {
+        let rules = core
+            .config
+            .risk_rules
+            .as_deref()
+            .unwrap_or(facepay_risk::DEFAULT_RULES);
+        let risk = RiskEngine::from_toml(rules).map_err(|e| {
+            tracing::error!(error = %e, "risk rules");
+            Failure::internal()
+        })?;
+        Ok(Self {
+            core,
+            identity,
+            risk,
+        })
+    }
+
+    /// Replaces the risk rules; on an error the old ones stay in force.
+    pub fn reload_risk_rules(&self, text: &str) -> Result<(), facepay_risk::RiskError> {
+        self.risk.reload(text)
+    }
+
+    /// Authenticates a signed terminal request and returns its terminal.
+    pub async fn authenticate_terminal(
+        &self,
+        headers: &signing::SignedHeaders,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<TerminalContext, Failure> {
+        let sig_failure =
+            |e: signing::SignatureError| Failure::unauthorised(e.code(), e.to_string());
+        signing::check_nonce(&headers.nonce).map_err(sig_failure)?;
+        let mut conn = self.core.conn().await?;
+        let Some(ctx) = parties::terminal_context(&mut conn, &headers.terminal_id).await? else {
+            return Err(Failure::unauthorised(
+                "unknown_terminal",
+                "this terminal is not registered",
+            ));
+        };
+        let now = self.core.now_ms();
+        signing::verify(&ctx.public_key, headers, method, path, body, now).map_err(sig_failure)?;
+        if !idempotency::use_nonce(&mut conn, &ctx.terminal_id, &headers.nonce, now).await? {
+            return Err(Failure::unauthorised(
+                "nonce_reused",
+                "this request was already received (its nonce was used); sign every request anew",
+            ));
+        }
+        if ctx.terminal_status != "active" {
+            return Err(Failure::forbidden(
+                "terminal_suspended",
+                "this terminal is suspended",
+            ));
+        }
+        if ctx.merchant.status != "active" {
+            return Err(Failure::forbidden(
+                "merchant_suspended",
+                "this merchant is suspended",
+            ));
+        }
+        Ok(ctx)
+    }
+}
+
 impl Payments {
     /// `POST /v1/terminal/payments`, already authenticated.
     pub async fn pay(
@@ -124,145 +209,148 @@ impl Payments {
         let frames = decode_frames(&request.frames)?;
         let scope = terminal_scope(ctx);
         let payment_id = derived_id("pay", &scope, key);
-        self.idempotent(scope, key, body, |claimed| async move {
-            let _lock = self.payment_lock(&payment_id).lock().await;
-            let mut conn = self.conn().await?;
-            if let Some(mut existing) = payments::get(&mut conn, &payment_id).await? {
-                // A request with this key died after committing: answer with
-                // what it committed. One that died between reserving the
-                // payer's coupons or points and charging is ended first.
-                drop(conn);
-                if existing.state()? == PaymentState::Created {
-                    self.abandon(&existing.id).await;
-                    let mut conn = self.conn().await?;
-                    existing = payments::get(&mut conn, &payment_id)
-                        .await?
-                        .ok_or_else(Failure::internal)?;
-                }
-                let reply = Reply::json(200, &PaymentView::of(&existing))?;
-                let mut tx = self.store.begin().await?;
-                claimed.complete(&mut tx, &reply).await?;
-                tx.commit().await.map_err(facepay_store::StoreError::from)?;
-                return Ok(reply);
-            }
-            self.check_throttle(&mut conn, ctx).await?;
-            drop(conn);
-
-            let mode = self.config.liveness;
-            let outcome = self
-                .on_inference_thread(move |engine, checker| {
-                    analyse_burst(engine, checker, mode, &QualityPolicy::payment(), &frames)
-                })
-                .await;
-            let outcome = match outcome {
-                Err(f) if f.code == "liveness_failed" => {
-                    self.record_attempt(ctx, AttemptKind::Spoof).await;
-                    return Err(f);
-                }
-                other => other?,
-            };
-            let mut timings = PayTimings::with_face(outcome.timings);
-            let start = Instant::now();
-            let probe = self.protect(&outcome.template.vector)?;
-            let identified = self.identify(&probe, phone_last4.as_deref(), &ctx.merchant.id)?;
-            timings.identify_us = start.elapsed().as_micros() as u64;
-
-            let now = self.clock.now_ms();
-            let mut payment = Payment {
-                id: payment_id.clone(),
-                terminal_id: ctx.terminal_id.clone(),
-                store_id: ctx.store.id.clone(),
-                merchant_id: ctx.merchant.id.clone(),
-                idempotency_key: key.to_owned(),
-                user_id: None,
-                payment_method_id: None,
-                amount_minor,
-                currency: currency.code().to_owned(),
-                capture_mode: request.capture.as_str().to_owned(),
-                authorised_minor: 0,
-                captured_minor: 0,
-                refunded_minor: 0,
-                fee_minor: 0,
-                state: PaymentState::Created.as_str().to_owned(),
-                reason: "received".into(),
-                connector: None,
-                issuer_ref: None,
-                match_score: None,
-                candidates: None,
-                step_up_attempts: 0,
-                liveness: Some(format!("{:?}", outcome.liveness).to_lowercase()),
-                expires_at_ms: None,
-                created_at_ms: now,
-                updated_at_ms: now,
-            };
-            match identified.decision {
-                Decision::NoMatch => {
-                    self.record_attempt(ctx, AttemptKind::NoMatch).await;
-                    Err(Failure::unprocessable(
-                        "face_not_recognised",
-                        "no enrolled face matches; enrol in the app or pay another way",
-                    ))
-                }
-                Decision::Match(best) => {
-                    payment.match_score = Some(f64::from(best.score));
-                    let (user, method) = self.payer(&best.user_id).await?;
-                    let start = Instant::now();
-                    let matched = Matched {
-                        user: &user,
-                        method: &method,
-                        score: best.score,
-                        lead: identified.lead,
-                        liveness: outcome.liveness,
-                        amount_minor,
-                    };
-                    // A payment the engine cannot assess does not go through.
-                    let assessment = self.assess_risk(ctx, &matched, self.clock.now_ms()).await?;
-                    timings.risk_us = start.elapsed().as_micros() as u64;
-                    let payer = (&user, &method);
-                    self.act(
-                        ctx, None, payment, payer, assessment, None, &claimed, timings,
-                    )
-                    .await
-                }
-                Decision::Ambiguous(candidates) => {
-                    let before = payment.clone();
-                    payment.match_score = candidates.first().map(|c| f64::from(c.score));
-                    let ids: Vec<&str> = candidates.iter().map(|c| c.user_id.as_str()).collect();
-                    payment.candidates =
-                        Some(serde_json::to_string(&ids).map_err(|_| Failure::internal())?);
-                    payment.state = PaymentState::RequiresStepUp.as_str().to_owned();
-                    payment.reason = if candidates.len() > 1 {
-                        "candidates_close"
-                    } else {
-                        "match_weak"
+        self.core
+            .idempotent(scope, key, body, |claimed| async move {
+                let _lock = self.core.payment_lock(&payment_id).lock().await;
+                let mut conn = self.core.conn().await?;
+                if let Some(mut existing) = payments::get(&mut conn, &payment_id).await? {
+                    // A request with this key died after committing: answer with
+                    // what it committed. One that died between reserving the
+                    // payer's coupons or points and charging is ended first.
+                    drop(conn);
+                    if existing.state()? == PaymentState::Created {
+                        self.abandon(&existing.id).await;
+                        let mut conn = self.core.conn().await?;
+                        existing = payments::get(&mut conn, &payment_id)
+                            .await?
+                            .ok_or_else(Failure::internal)?;
                     }
-                    .into();
-                    let mut view = PaymentView::of(&payment);
-                    view.step_up = Some(step_up_view(
-                        &accepted(None),
-                        self.config.step_up_attempts_max,
-                        None,
-                    ));
-                    let mut reply = Reply::json(202, &view)?;
-                    let start = Instant::now();
-                    let mut tx = self.store.begin().await?;
-                    payments::insert(&mut tx, &before).await?;
-                    payments::transition(&mut tx, &before, &payment).await?;
+                    let reply = Reply::json(200, &PaymentView::of(&existing))?;
+                    let mut tx = self.core.begin().await?;
                     claimed.complete(&mut tx, &reply).await?;
                     tx.commit().await.map_err(facepay_store::StoreError::from)?;
-                    self.probes.keep(&payment.id, probe, self.clock.now_ms());
-                    timings.ledger_us = start.elapsed().as_micros() as u64;
-                    reply.timings = Some(timings);
-                    Ok(reply)
+                    return Ok(reply);
                 }
-            }
-        })
-        .await
+                self.check_throttle(&mut conn, ctx).await?;
+                drop(conn);
+
+                let outcome = self
+                    .identity
+                    .analyse(frames, QualityPolicy::payment())
+                    .await;
+                let outcome = match outcome {
+                    Err(f) if f.code == "liveness_failed" => {
+                        self.record_attempt(ctx, AttemptKind::Spoof).await;
+                        return Err(f);
+                    }
+                    other => other?,
+                };
+                let mut timings = PayTimings::with_face(outcome.timings);
+                let start = Instant::now();
+                let probe = self.identity.protect(&outcome.template.vector)?;
+                let identified =
+                    self.identity
+                        .identify(&probe, phone_last4.as_deref(), &ctx.merchant.id)?;
+                timings.identify_us = start.elapsed().as_micros() as u64;
+
+                let now = self.core.now_ms();
+                let mut payment = Payment {
+                    id: payment_id.clone(),
+                    terminal_id: ctx.terminal_id.clone(),
+                    store_id: ctx.store.id.clone(),
+                    merchant_id: ctx.merchant.id.clone(),
+                    idempotency_key: key.to_owned(),
+                    user_id: None,
+                    payment_method_id: None,
+                    amount_minor,
+                    currency: currency.code().to_owned(),
+                    capture_mode: request.capture.as_str().to_owned(),
+                    authorised_minor: 0,
+                    captured_minor: 0,
+                    refunded_minor: 0,
+                    fee_minor: 0,
+                    state: PaymentState::Created.as_str().to_owned(),
+                    reason: "received".into(),
+                    connector: None,
+                    issuer_ref: None,
+                    match_score: None,
+                    candidates: None,
+                    step_up_attempts: 0,
+                    liveness: Some(format!("{:?}", outcome.liveness).to_lowercase()),
+                    expires_at_ms: None,
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                };
+                match identified.decision {
+                    Decision::NoMatch => {
+                        self.record_attempt(ctx, AttemptKind::NoMatch).await;
+                        Err(Failure::unprocessable(
+                            "face_not_recognised",
+                            "no enrolled face matches; enrol in the app or pay another way",
+                        ))
+                    }
+                    Decision::Match(best) => {
+                        payment.match_score = Some(f64::from(best.score));
+                        let (user, method) = self.payer(&best.user_id).await?;
+                        let start = Instant::now();
+                        let matched = Matched {
+                            user: &user,
+                            method: &method,
+                            score: best.score,
+                            lead: identified.lead,
+                            liveness: outcome.liveness,
+                            amount_minor,
+                        };
+                        // A payment the engine cannot assess does not go through.
+                        let assessment =
+                            self.assess_risk(ctx, &matched, self.core.now_ms()).await?;
+                        timings.risk_us = start.elapsed().as_micros() as u64;
+                        let payer = (&user, &method);
+                        self.act(
+                            ctx, None, payment, payer, assessment, None, &claimed, timings,
+                        )
+                        .await
+                    }
+                    Decision::Ambiguous(candidates) => {
+                        let before = payment.clone();
+                        payment.match_score = candidates.first().map(|c| f64::from(c.score));
+                        let ids: Vec<&str> =
+                            candidates.iter().map(|c| c.user_id.as_str()).collect();
+                        payment.candidates =
+                            Some(serde_json::to_string(&ids).map_err(|_| Failure::internal())?);
+                        payment.state = PaymentState::RequiresStepUp.as_str().to_owned();
+                        payment.reason = if candidates.len() > 1 {
+                            "candidates_close"
+                        } else {
+                            "match_weak"
+                        }
+                        .into();
+                        let mut view = PaymentView::of(&payment);
+                        view.step_up = Some(step_up_view(
+                            &accepted(None),
+                            self.core.config.step_up_attempts_max,
+                            None,
+                        ));
+                        let mut reply = Reply::json(202, &view)?;
+                        let start = Instant::now();
+                        let mut tx = self.core.begin().await?;
+                        payments::insert(&mut tx, &before).await?;
+                        payments::transition(&mut tx, &before, &payment).await?;
+                        claimed.complete(&mut tx, &reply).await?;
+                        tx.commit().await.map_err(facepay_store::StoreError::from)?;
+                        self.identity.keep_probe(&payment.id, probe);
+                        timings.ledger_us = start.elapsed().as_micros() as u64;
+                        reply.timings = Some(timings);
+                        Ok(reply)
+                    }
+                }
+            })
+            .await
     }
 
     /// The identified user and the card they pay with.
     async fn payer(&self, user_id: &str) -> Result<(User, PaymentMethod), Failure> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.core.conn().await?;
         let user = parties::user(&mut conn, user_id).await?.ok_or_else(|| {
             Failure::unprocessable("face_not_recognised", "no enrolled face matches")
         })?;
@@ -299,10 +387,10 @@ impl Payments {
         conn: &mut facepay_store::Connection,
         ctx: &TerminalContext,
     ) -> Result<(), Failure> {
-        let now = self.clock.now_ms();
+        let now = self.core.now_ms();
         let since = now - TERMINAL_ATTEMPTS_WINDOW_MS;
         let attempts = fraud::attempts_since(conn, &ctx.terminal_id, since).await?;
-        if attempts < self.config.terminal_attempts_max {
+        if attempts < self.core.config.terminal_attempts_max {
             return Ok(());
         }
         let reason = format!("{attempts} refused attempts in 10 minutes");
@@ -319,8 +407,8 @@ impl Payments {
     /// change the answer, so a store error is only logged.
     async fn record_attempt(&self, ctx: &TerminalContext, kind: AttemptKind) {
         let recorded = async {
-            let mut conn = self.conn().await?;
-            fraud::record_attempt(&mut conn, &ctx.terminal_id, kind, self.clock.now_ms()).await?;
+            let mut conn = self.core.conn().await?;
+            fraud::record_attempt(&mut conn, &ctx.terminal_id, kind, self.core.now_ms()).await?;
             Ok::<(), Failure>(())
         };
         if let Err(e) = recorded.await {
@@ -347,7 +435,7 @@ impl Payments {
             Risk::StepUp(f) if given.is_some_and(|g| g >= f) => Risk::Approve,
             d => d,
         };
-        let now = self.clock.now_ms();
+        let now = self.core.now_ms();
         let fired = serde_json::to_string(
             &assessment
                 .fired
@@ -401,7 +489,7 @@ impl Payments {
                     let mut view = PaymentView::of(&payment);
                     view.step_up = Some(step_up_view(
                         &accepted(Some(factor)),
-                        self.config.step_up_attempts_max,
+                        self.core.config.step_up_attempts_max,
                         Some(challenge),
                     ));
                     Reply::json(202, &view)?
@@ -419,7 +507,7 @@ impl Payments {
                     Reply::json(402, &body)?
                 };
                 let start = Instant::now();
-                let mut tx = self.store.begin().await?;
+                let mut tx = self.core.begin().await?;
                 let before = stored_or_created(&mut tx, stored, &payment).await?;
                 payments::transition(&mut tx, &before, &payment).await?;
                 // Anything an interrupted earlier try reserved goes back.
@@ -454,271 +542,276 @@ impl Payments {
         let request: StepUpRequest = parse_json(body)?;
         let given = Given::of(request)?;
         let payment_id = payment_id.to_owned();
-        self.idempotent(terminal_scope(ctx), key, body, |claimed| async move {
-            let _lock = self.payment_lock(&payment_id).lock().await;
-            let mut conn = self.conn().await?;
-            let payment = payments::get(&mut conn, &payment_id)
-                .await?
-                .filter(|p| p.terminal_id == ctx.terminal_id)
-                .ok_or_else(|| Failure::not_found("payment"))?;
-            if payment.state()? != PaymentState::RequiresStepUp {
-                return Err(Failure::conflict(
-                    "payment_not_awaiting_step_up",
-                    format!("this payment is {}", payment.state),
-                ));
-            }
-            let assessment = fraud::assessment(&mut conn, &payment.id).await?;
-            let required = assessment
-                .as_ref()
-                .and_then(|a| a.factor.as_deref())
-                .map(|f| {
-                    ALL_FACTORS
-                        .into_iter()
-                        .find(|g| g.as_str() == f)
-                        .ok_or_else(Failure::internal)
-                })
-                .transpose()?;
-            let challenge: Option<CardChallenge> = assessment
-                .as_ref()
-                .and_then(|a| a.challenge.as_deref())
-                .map(serde_json::from_str)
-                .transpose()
-                .map_err(|_| Failure::internal())?;
-            let methods = accepted(required);
-            if !methods.contains(&given.factor()) {
-                let names: Vec<&str> = methods.iter().map(|f| method_name(*f)).collect();
-                return Err(Failure::unprocessable(
-                    "step_up_method_not_accepted",
-                    format!("this payment asks for one of: {}", names.join(", ")),
-                ));
-            }
-            let candidates: Vec<String> = payment
-                .candidates
-                .as_deref()
-                .map(serde_json::from_str)
-                .transpose()
-                .map_err(|_| Failure::internal())?
-                .unwrap_or_default();
-            let mut asked = Vec::with_capacity(candidates.len());
-            for id in &candidates {
-                if let Some(user) = parties::user(&mut conn, id).await? {
-                    asked.push(user);
-                }
-            }
-            // Phone digits search that phone's partition with the payment's
-            // probe while it is kept; otherwise the first search's candidates.
-            let mut users = match &given {
-                Given::PhoneLast4(digits) => match self.phone_candidates(&payment.id, digits)? {
-                    Some(found) => {
-                        let mut users = Vec::with_capacity(found.len());
-                        for c in found {
-                            if let Some(user) = parties::user(&mut conn, &c.user_id).await? {
-                                users.push(user);
-                            }
-                        }
-                        users
-                    }
-                    None => asked.clone(),
-                },
-                _ => asked.clone(),
-            };
-            // A factor guessed wrong too often is locked for each payer it
-            // was guessed against, until a while after the last wrong
-            // answer; a locked payer cannot be confirmed by it.
-            if let Some(guessed) = given.guessed() {
-                let now = self.clock.now_ms();
-                let since = now - FACTOR_FAILURES_WINDOW_MS;
-                let mut open = Vec::with_capacity(users.len());
-                let tried = users.len();
-                for user in users.drain(..) {
-                    let (failures, last_ms) =
-                        fraud::factor_failures(&mut conn, &user.id, guessed, since).await?;
-                    let locked = failures >= self.config.factor_failures_max
-                        && last_ms.is_some_and(|t| now < t + self.config.factor_lock_ms);
-                    if !locked {
-                        open.push(user);
-                    }
-                }
-                if open.is_empty() && tried > 0 {
-                    let minutes = self.config.factor_lock_ms / 60_000;
-                    return Err(Failure::new(
-                        423,
-                        "factor_locked",
-                        format!(
-                            "too many wrong answers: {} is locked for {minutes} minutes; \
-                             use another factor",
-                            method_name(given.factor())
-                        ),
+        self.core
+            .idempotent(terminal_scope(ctx), key, body, |claimed| async move {
+                let _lock = self.core.payment_lock(&payment_id).lock().await;
+                let mut conn = self.core.conn().await?;
+                let payment = payments::get(&mut conn, &payment_id)
+                    .await?
+                    .filter(|p| p.terminal_id == ctx.terminal_id)
+                    .ok_or_else(|| Failure::not_found("payment"))?;
+                if payment.state()? != PaymentState::RequiresStepUp {
+                    return Err(Failure::conflict(
+                        "payment_not_awaiting_step_up",
+                        format!("this payment is {}", payment.state),
                     ));
                 }
-                users = open;
-            }
-            drop(conn);
-
-            let factor = given.factor();
-            let matching: Vec<User> = match given {
-                Given::CardTap(answer) => {
-                    let (Some(challenge), [user]) = (challenge.as_ref(), users.as_slice()) else {
-                        return Err(Failure::unprocessable(
-                            "step_up_method_not_accepted",
-                            "a card tap confirms a payer the risk engine asked about",
+                let assessment = fraud::assessment(&mut conn, &payment.id).await?;
+                let required = assessment
+                    .as_ref()
+                    .and_then(|a| a.factor.as_deref())
+                    .map(|f| {
+                        ALL_FACTORS
+                            .into_iter()
+                            .find(|g| g.as_str() == f)
+                            .ok_or_else(Failure::internal)
+                    })
+                    .transpose()?;
+                let challenge: Option<CardChallenge> = assessment
+                    .as_ref()
+                    .and_then(|a| a.challenge.as_deref())
+                    .map(serde_json::from_str)
+                    .transpose()
+                    .map_err(|_| Failure::internal())?;
+                let methods = accepted(required);
+                if !methods.contains(&given.factor()) {
+                    let names: Vec<&str> = methods.iter().map(|f| method_name(*f)).collect();
+                    return Err(Failure::unprocessable(
+                        "step_up_method_not_accepted",
+                        format!("this payment asks for one of: {}", names.join(", ")),
+                    ));
+                }
+                let candidates: Vec<String> = payment
+                    .candidates
+                    .as_deref()
+                    .map(serde_json::from_str)
+                    .transpose()
+                    .map_err(|_| Failure::internal())?
+                    .unwrap_or_default();
+                let mut asked = Vec::with_capacity(candidates.len());
+                for id in &candidates {
+                    if let Some(user) = parties::user(&mut conn, id).await? {
+                        asked.push(user);
+                    }
+                }
+                // Phone digits search that phone's partition with the payment's
+                // probe while it is kept; otherwise the first search's candidates.
+                let mut users = match &given {
+                    Given::PhoneLast4(digits) => {
+                        match self.identity.phone_candidates(&payment.id, digits)? {
+                            Some(found) => {
+                                let mut users = Vec::with_capacity(found.len());
+                                for c in found {
+                                    if let Some(user) = parties::user(&mut conn, &c.user_id).await?
+                                    {
+                                        users.push(user);
+                                    }
+                                }
+                                users
+                            }
+                            None => asked.clone(),
+                        }
+                    }
+                    _ => asked.clone(),
+                };
+                // A factor guessed wrong too often is locked for each payer it
+                // was guessed against, until a while after the last wrong
+                // answer; a locked payer cannot be confirmed by it.
+                if let Some(guessed) = given.guessed() {
+                    let now = self.core.now_ms();
+                    let since = now - FACTOR_FAILURES_WINDOW_MS;
+                    let mut open = Vec::with_capacity(users.len());
+                    let tried = users.len();
+                    for user in users.drain(..) {
+                        let (failures, last_ms) =
+                            fraud::factor_failures(&mut conn, &user.id, guessed, since).await?;
+                        let locked = failures >= self.core.config.factor_failures_max
+                            && last_ms.is_some_and(|t| now < t + self.core.config.factor_lock_ms);
+                        if !locked {
+                            open.push(user);
+                        }
+                    }
+                    if open.is_empty() && tried > 0 {
+                        let minutes = self.core.config.factor_lock_ms / 60_000;
+                        return Err(Failure::new(
+                            423,
+                            "factor_locked",
+                            format!(
+                                "too many wrong answers: {} is locked for {minutes} minutes; \
+                             use another factor",
+                                method_name(given.factor())
+                            ),
                         ));
-                    };
-                    let tap = tap::card_tap(challenge, &answer)?;
-                    self.probes.forget(&payment.id);
+                    }
+                    users = open;
+                }
+                drop(conn);
+
+                let factor = given.factor();
+                let matching: Vec<User> = match given {
+                    Given::CardTap(answer) => {
+                        let (Some(challenge), [user]) = (challenge.as_ref(), users.as_slice())
+                        else {
+                            return Err(Failure::unprocessable(
+                                "step_up_method_not_accepted",
+                                "a card tap confirms a payer the risk engine asked about",
+                            ));
+                        };
+                        let tap = tap::card_tap(challenge, &answer)?;
+                        self.identity.forget_probe(&payment.id);
+                        let (user, method) = self.payer(&user.id).await?;
+                        let with = Settlement {
+                            tap: Some(tap),
+                            ..Settlement::default()
+                        };
+                        let stored = Some(&payment);
+                        return self
+                            .settle(
+                                ctx,
+                                stored,
+                                payment.clone(),
+                                &user,
+                                &method,
+                                &claimed,
+                                PayTimings::default(),
+                                with,
+                            )
+                            .await;
+                    }
+                    Given::PhoneLast4(digits) => users
+                        .iter()
+                        .filter(|u| u.phone_last4.as_deref() == Some(digits.as_str()))
+                        .cloned()
+                        .collect(),
+                    Given::Phone(phone) => users
+                        .iter()
+                        .filter(|u| u.phone.as_deref() == Some(phone.as_str()))
+                        .cloned()
+                        .collect(),
+                    Given::Pin(pin) => {
+                        let tried = users.clone();
+                        let matching = tokio::task::spawn_blocking(move || {
+                            tried
+                                .into_iter()
+                                .filter(|u| {
+                                    u.pin_hash
+                                        .as_deref()
+                                        .is_some_and(|h| keys::pin_matches(&pin, h))
+                                })
+                                .collect::<Vec<User>>()
+                        })
+                        .await
+                        .map_err(|_| Failure::internal())?;
+                        if matching.is_empty() {
+                            self.record_failures(&users, GuessedFactor::Pin).await?;
+                        }
+                        matching
+                    }
+                };
+                if let [user] = matching.as_slice() {
+                    self.identity.forget_probe(&payment.id);
                     let (user, method) = self.payer(&user.id).await?;
-                    let with = Settlement {
-                        tap: Some(tap),
-                        ..Settlement::default()
+                    if assessment.is_some() {
+                        return self
+                            .settle(
+                                ctx,
+                                Some(&payment),
+                                payment.clone(),
+                                &user,
+                                &method,
+                                &claimed,
+                                PayTimings::default(),
+                                Settlement::default(),
+                            )
+                            .await;
+                    }
+                    // The payer of an ambiguous match is known now: assess them,
+                    // with what they just confirmed counted.
+                    let matched = Matched {
+                        user: &user,
+                        method: &method,
+                        score: payment.match_score.unwrap_or(0.0) as f32,
+                        lead: 0.0,
+                        liveness: match payment.liveness.as_deref() {
+                            Some("live") => LivenessDecision::Live,
+                            _ => LivenessDecision::Inconclusive,
+                        },
+                        amount_minor: payment.amount_minor,
                     };
+                    let assessed = self.assess_risk(ctx, &matched, self.core.now_ms()).await?;
+                    let payer = (&user, &method);
                     let stored = Some(&payment);
                     return self
-                        .settle(
+                        .act(
                             ctx,
                             stored,
                             payment.clone(),
-                            &user,
-                            &method,
+                            payer,
+                            assessed,
+                            Some(factor),
                             &claimed,
                             PayTimings::default(),
-                            with,
                         )
                         .await;
                 }
-                Given::PhoneLast4(digits) => users
-                    .iter()
-                    .filter(|u| u.phone_last4.as_deref() == Some(digits.as_str()))
-                    .cloned()
-                    .collect(),
-                Given::Phone(phone) => users
-                    .iter()
-                    .filter(|u| u.phone.as_deref() == Some(phone.as_str()))
-                    .cloned()
-                    .collect(),
-                Given::Pin(pin) => {
-                    let tried = users.clone();
-                    let matching = tokio::task::spawn_blocking(move || {
-                        tried
-                            .into_iter()
-                            .filter(|u| {
-                                u.pin_hash
-                                    .as_deref()
-                                    .is_some_and(|h| keys::pin_matches(&pin, h))
-                            })
-                            .collect::<Vec<User>>()
-                    })
-                    .await
-                    .map_err(|_| Failure::internal())?;
-                    if matching.is_empty() {
-                        self.record_failures(&users, GuessedFactor::Pin).await?;
-                    }
-                    matching
+                // Wrong digits count against the payers the face pointed at (not
+                // whoever shares the guessed digits); digits shared by several
+                // of them are not wrong.
+                if matching.is_empty() && matches!(factor, Factor::PhoneLast4 | Factor::PhoneFull) {
+                    self.record_failures(&asked, GuessedFactor::Phone).await?;
                 }
-            };
-            if let [user] = matching.as_slice() {
-                self.probes.forget(&payment.id);
-                let (user, method) = self.payer(&user.id).await?;
-                if assessment.is_some() {
-                    return self
-                        .settle(
-                            ctx,
-                            Some(&payment),
-                            payment.clone(),
-                            &user,
-                            &method,
-                            &claimed,
-                            PayTimings::default(),
-                            Settlement::default(),
-                        )
-                        .await;
-                }
-                // The payer of an ambiguous match is known now: assess them,
-                // with what they just confirmed counted.
-                let matched = Matched {
-                    user: &user,
-                    method: &method,
-                    score: payment.match_score.unwrap_or(0.0) as f32,
-                    lead: 0.0,
-                    liveness: match payment.liveness.as_deref() {
-                        Some("live") => LivenessDecision::Live,
-                        _ => LivenessDecision::Inconclusive,
-                    },
-                    amount_minor: payment.amount_minor,
-                };
-                let assessed = self.assess_risk(ctx, &matched, self.clock.now_ms()).await?;
-                let payer = (&user, &method);
-                let stored = Some(&payment);
-                return self
-                    .act(
-                        ctx,
-                        stored,
-                        payment.clone(),
-                        payer,
-                        assessed,
-                        Some(factor),
-                        &claimed,
-                        PayTimings::default(),
+                let mut after = payment.clone();
+                after.step_up_attempts += 1;
+                after.updated_at_ms = self.core.now_ms();
+                let attempts_left = self.core.config.step_up_attempts_max - after.step_up_attempts;
+                let (status, code, message) = if attempts_left <= 0 {
+                    after.state = PaymentState::Declined.as_str().to_owned();
+                    after.reason = "step_up_failed".into();
+                    (
+                        402,
+                        "step_up_failed",
+                        "the payer could not be confirmed; the payment is declined".to_owned(),
                     )
-                    .await;
-            }
-            // Wrong digits count against the payers the face pointed at (not
-            // whoever shares the guessed digits); digits shared by several
-            // of them are not wrong.
-            if matching.is_empty() && matches!(factor, Factor::PhoneLast4 | Factor::PhoneFull) {
-                self.record_failures(&asked, GuessedFactor::Phone).await?;
-            }
-            let mut after = payment.clone();
-            after.step_up_attempts += 1;
-            after.updated_at_ms = self.clock.now_ms();
-            let attempts_left = self.config.step_up_attempts_max - after.step_up_attempts;
-            let (status, code, message) = if attempts_left <= 0 {
-                after.state = PaymentState::Declined.as_str().to_owned();
-                after.reason = "step_up_failed".into();
-                (
-                    402,
-                    "step_up_failed",
-                    "the payer could not be confirmed; the payment is declined".to_owned(),
-                )
-            } else {
-                after.reason = "step_up_mismatch".into();
-                (
-                    422,
-                    "step_up_mismatch",
-                    format!("that does not confirm the payer; {attempts_left} attempts left"),
-                )
-            };
-            let mut view = PaymentView::of(&after);
-            if attempts_left > 0 {
-                view.step_up = Some(step_up_view(&methods, attempts_left, challenge));
-            }
-            let reply = Reply::json(
-                status,
-                &PaymentFailure {
-                    error: ErrorBody {
-                        code,
-                        message: &message,
+                } else {
+                    after.reason = "step_up_mismatch".into();
+                    (
+                        422,
+                        "step_up_mismatch",
+                        format!("that does not confirm the payer; {attempts_left} attempts left"),
+                    )
+                };
+                let mut view = PaymentView::of(&after);
+                if attempts_left > 0 {
+                    view.step_up = Some(step_up_view(&methods, attempts_left, challenge));
+                }
+                let reply = Reply::json(
+                    status,
+                    &PaymentFailure {
+                        error: ErrorBody {
+                            code,
+                            message: &message,
+                        },
+                        payment: view,
                     },
-                    payment: view,
-                },
-            )?;
-            let mut tx = self.store.begin().await?;
-            payments::transition(&mut tx, &payment, &after).await?;
-            if attempts_left <= 0 {
-                undo_discount(&mut tx, &after, after.updated_at_ms).await?;
-            }
-            claimed.complete(&mut tx, &reply).await?;
-            tx.commit().await.map_err(facepay_store::StoreError::from)?;
-            Ok(reply)
-        })
-        .await
+                )?;
+                let mut tx = self.core.begin().await?;
+                payments::transition(&mut tx, &payment, &after).await?;
+                if attempts_left <= 0 {
+                    undo_discount(&mut tx, &after, after.updated_at_ms).await?;
+                }
+                claimed.complete(&mut tx, &reply).await?;
+                tx.commit().await.map_err(facepay_store::StoreError::from)?;
+                Ok(reply)
+            })
+            .await
     }
 
     /// Counts a wrong answer against every payer it was tried for, at once
     /// and whatever happens to the request: a lockout must not be undone
     /// by a retry.
     async fn record_failures(&self, users: &[User], factor: GuessedFactor) -> Result<(), Failure> {
-        let now = self.clock.now_ms();
-        let mut tx = self.store.begin().await?;
+        let now = self.core.now_ms();
+        let mut tx = self.core.begin().await?;
         for user in users {
             fraud::record_factor_failure(&mut tx, &user.id, factor, now).await?;
         }
@@ -744,10 +837,10 @@ impl Payments {
         let start = Instant::now();
         payment.user_id = Some(user.id.clone());
         payment.payment_method_id = Some(method.id.clone());
-        payment.connector = Some(self.connector.name().to_owned());
+        payment.connector = Some(self.core.connector.name().to_owned());
         // A tapped card signed the whole amount, so it is charged that.
         let (reserved, discount) = match with.tap {
-            None => self.reserve_discount(stored, &payment).await?,
+            None => reserve_discount(&self.core, stored, &payment).await?,
             Some(_) => (stored.cloned(), Discount::default()),
         };
         let reserve_us = start.elapsed().as_micros() as u64;
@@ -775,8 +868,8 @@ impl Payments {
     /// here too leaves it to the sweep of abandoned payments.
     async fn abandon(&self, payment_id: &str) {
         let ended = async {
-            let now = self.clock.now_ms();
-            let mut tx = self.store.begin().await?;
+            let now = self.core.now_ms();
+            let mut tx = self.core.begin().await?;
             let Some(before) = payments::get(&mut tx, payment_id).await? else {
                 return Ok(());
             };
@@ -822,8 +915,9 @@ impl Payments {
         );
         let tapped = with.tap.is_some();
         let start = Instant::now();
-        let (token, core_share) = self.card_share(method).await?;
+        let (token, core_share) = self.core.card_share(method).await?;
         let authorised = self
+            .core
             .vault
             .authorise(VaultAuthorise {
                 token,
@@ -848,7 +942,8 @@ impl Payments {
         {
             let reference = format!("{}:capture", payment.id);
             captured = Some(
-                self.connector
+                self.core
+                    .connector
                     .capture(&auth.issuer_ref, charge_minor, &reference)
                     .await,
             );
@@ -856,13 +951,13 @@ impl Payments {
         timings.connector_us = authorised_connector_us + start.elapsed().as_micros() as u64;
 
         let start = Instant::now();
-        let now = self.clock.now_ms();
+        let now = self.core.now_ms();
         let money = PaymentRef {
             payment_id: &payment.id,
             merchant_id: &payment.merchant_id,
             currency: &payment.currency,
         };
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.core.begin().await?;
         let actor = format!("terminal:{}", ctx.terminal_id);
         audit::append(&mut tx, now, &actor, "card_used", &method.id).await?;
         let mut before = stored_or_created(&mut tx, stored, &payment).await?;
@@ -881,10 +976,10 @@ impl Payments {
                 payment.reason = format!("approved:{}", auth.approval_code);
                 payment.updated_at_ms = now;
                 if payment.capture_mode == CaptureMode::Manual.as_str() || with.hold_for_review {
-                    payment.expires_at_ms = Some(now + self.config.authorisation_hold_ms);
+                    payment.expires_at_ms = Some(now + self.core.config.authorisation_hold_ms);
                 }
                 if with.hold_for_review {
-                    payment.reason = crate::merchant::HELD_FOR_REVIEW.into();
+                    payment.reason = HELD_FOR_REVIEW.into();
                 }
                 ledger::authorise(&mut tx, money, charge_minor, now).await?;
                 payments::transition(&mut tx, &before, &payment).await?;
@@ -905,12 +1000,12 @@ impl Payments {
                         )
                         .await?;
                         payments::transition(&mut tx, &before, &payment).await?;
-                        earned = crate::loyalty::earn(&mut tx, &payment, now).await?;
+                        earned = loyalty::earn(&mut tx, &payment, now).await?;
                     }
                     Some(Err(e)) => {
                         // The hold stands; the merchant can capture or void it.
                         tracing::warn!(payment = %payment.id, error = %e, "capture failed after authorisation");
-                        payment.expires_at_ms = Some(now + self.config.authorisation_hold_ms);
+                        payment.expires_at_ms = Some(now + self.core.config.authorisation_hold_ms);
                         payment.reason = format!("capture_failed:{}", e.code());
                         payments::transition(&mut tx, &before, &payment).await?;
                     }
@@ -952,39 +1047,23 @@ impl Payments {
         };
         // A regular here from now on: searched first at this merchant, on
         // every server.
-        let regulars = crate::identify::merchant_partition(&ctx.merchant.id);
-        let new_regular = reply.status == 201 && !self.gallery.in_partition(&user.id, &regulars);
+        let new_regular =
+            reply.status == 201 && !self.identity.is_regular(&user.id, &ctx.merchant.id);
         if new_regular {
-            self.record_change(&mut tx, &user.id, Kind::Regular, Some(&ctx.merchant.id))
+            self.identity
+                .record_change(&mut tx, &user.id, Kind::Regular, Some(&ctx.merchant.id))
                 .await?;
         }
         claimed.complete(&mut tx, &reply).await?;
         commit(tx).await?;
         if new_regular {
-            let _ = self.gallery.join_partition(&user.id, &regulars);
+            self.identity.join_regulars(&user.id, &ctx.merchant.id);
         }
         timings.ledger_us = reserve_us + start.elapsed().as_micros() as u64;
         record_stages(&timings);
         reply.timings = Some(timings);
         Ok(reply)
     }
-}
-
-/// The payment as it is in the database: `stored`, or `payment` inserted
-/// now as just received, so that its first move is recorded like any other.
-pub(crate) async fn stored_or_created(
-    tx: &mut facepay_store::Connection,
-    stored: Option<&Payment>,
-    payment: &Payment,
-) -> Result<Payment, Failure> {
-    if let Some(p) = stored {
-        return Ok(p.clone());
-    }
-    let mut created = payment.clone();
-    created.state = PaymentState::Created.as_str().to_owned();
-    created.reason = "received".into();
-    payments::insert(tx, &created).await?;
-    Ok(created)
 }
 
 /// Stage latencies of one payment for Prometheus, in seconds.
@@ -1037,17 +1116,4 @@ impl Given {
             Given::CardTap(_) => None,
         }
     }
-}
-
-pub(crate) fn fee(fee_bps: i64, amount_minor: i64) -> i64 {
-    basis_points_of(
-        amount_minor,
-        u32::try_from(fee_bps).unwrap_or(0).min(10_000),
-    )
-}
-
-pub(crate) async fn commit(tx: facepay_store::Transaction) -> Result<(), Failure> {
-    tx.commit()
-        .await
-        .map_err(|e| Failure::from(facepay_store::StoreError::from(e)))
 }

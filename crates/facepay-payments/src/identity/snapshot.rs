@@ -12,7 +12,7 @@
 //! Its data key is a row of `data_keys` like any other (rotation re-wraps
 //! it), listed in `snapshot_keys`, and every deletion of a face destroys
 //! all of them in the deletion's own transaction: a snapshot never outlives a deletion, and the next restart
-//! loads from the store instead (see [`Payments::record_deletion`]).
+//! loads from the store instead (see [`Identity::record_deletion`]).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -30,8 +30,9 @@ use serde::{Deserialize, Serialize};
 use facepay_gallery::{Gallery, GalleryError};
 use zeroize::Zeroizing;
 
+use super::Identity;
+use crate::error::Failure;
 use crate::keys::{KEY_BYTES, random_bytes};
-use crate::{Failure, Payments};
 
 const MAGIC: &[u8; 8] = b"FPSNAP01";
 /// Data keys of snapshots have ids starting with this.
@@ -191,7 +192,7 @@ fn stream_cipher(key: &[u8; KEY_BYTES]) -> Aes256Gcm {
     Aes256Gcm::new(key.into())
 }
 
-impl Payments {
+impl Identity {
     /// In the caller's transaction: records that a user's face is gone and
     /// destroys every snapshot's key, after taking the change log's lock
     /// (see [`changes::lock`]).
@@ -207,7 +208,7 @@ impl Payments {
     }
 
     fn snapshot_path(&self) -> Option<&Path> {
-        self.config.gallery_snapshot.as_deref()
+        self.core.config.gallery_snapshot.as_deref()
     }
 
     /// Writes the gallery to the snapshot file, if one is configured
@@ -220,10 +221,10 @@ impl Payments {
         };
         // One writer at a time (the periodic one and the one at shutdown).
         let mut own_key = self.snapshot_key.lock().await;
-        let (row, key) = self.envelope.new_data_key(KEY_PREFIX)?;
-        let mut tx = self.store.begin().await?;
+        let (row, key) = self.core.envelope.new_data_key(KEY_PREFIX)?;
+        let mut tx = self.core.store.begin().await?;
         changes::lock(&mut tx).await?;
-        facepay_store::keys::insert_snapshot_key(&mut tx, &row, self.clock.now_ms()).await?;
+        facepay_store::keys::insert_snapshot_key(&mut tx, &row, self.core.now_ms()).await?;
         tx.commit().await.map_err(facepay_store::StoreError::from)?;
         // Every deletion committed before the key is applied now; any
         // later one destroys the key.
@@ -232,7 +233,7 @@ impl Payments {
         let header = Header {
             key_id: row.id.clone(),
             seq,
-            written_at_ms: self.clock.now_ms(),
+            written_at_ms: self.core.now_ms(),
             model: self.engine.model_id().to_string(),
             transform_id: self.transform_id.clone(),
             nonce_prefix: hex::encode(random_bytes::<NONCE_PREFIX_BYTES>()),
@@ -243,7 +244,7 @@ impl Payments {
             tokio::task::spawn_blocking(move || write_file(&this.gallery, &target, &header, &key))
                 .await
                 .map_err(|_| Failure::internal())?;
-        let mut conn = self.conn().await?;
+        let mut conn = self.core.conn().await?;
         let rows = match written {
             Ok(rows) => rows,
             Err(failure) => {
@@ -260,7 +261,7 @@ impl Payments {
         }
         facepay_store::keys::destroy_snapshot_keys(
             &mut conn,
-            SnapshotKeys::CreatedBefore(self.clock.now_ms() - SNAPSHOT_AGE_MAX_MS),
+            SnapshotKeys::CreatedBefore(self.core.now_ms() - SNAPSHOT_AGE_MAX_MS),
         )
         .await?;
         tracing::info!(rows, seq, path = %path.display(), "gallery snapshot written");
@@ -291,7 +292,7 @@ impl Payments {
             tracing::warn!("gallery snapshot header unreadable; loading from the store");
             return Ok(None);
         };
-        let age_ms = self.clock.now_ms() - header.written_at_ms;
+        let age_ms = self.core.now_ms() - header.written_at_ms;
         if header.model != self.engine.model_id().to_string()
             || header.transform_id != self.transform_id
             || !(0..SNAPSHOT_AGE_MAX_MS).contains(&age_ms)
@@ -303,7 +304,7 @@ impl Payments {
             return Ok(None);
         }
         let (row, last_seq) = {
-            let mut conn = self.conn().await?;
+            let mut conn = self.core.conn().await?;
             (
                 facepay_store::keys::get(&mut conn, &header.key_id).await?,
                 changes::last_seq(&mut conn).await?,
@@ -325,7 +326,7 @@ impl Payments {
             );
             return Ok(None);
         };
-        let Ok(key) = self.envelope.data_key(&row) else {
+        let Ok(key) = self.core.envelope.data_key(&row) else {
             tracing::warn!("gallery snapshot key does not unwrap; loading from the store");
             return Ok(None);
         };

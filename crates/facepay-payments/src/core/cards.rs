@@ -8,10 +8,9 @@ use facepay_store::parties::{self, PaymentMethod};
 use facepay_vault::NewCard;
 use zeroize::Zeroizing;
 
-use crate::{Failure, Payments, card_aad, card_share_aad};
-
-/// Cards moved into the vault per batch at start-up.
-const MOVE_BATCH: i64 = 100;
+use super::Core;
+use super::sealed::{card_aad, card_share_aad};
+use crate::error::Failure;
 
 /// A card about to be stored.
 pub(crate) struct CardToVault<'a> {
@@ -23,7 +22,7 @@ pub(crate) struct CardToVault<'a> {
     pub expiry_year: i64,
 }
 
-impl Payments {
+impl Core {
     /// Puts a card in the vault and seals the core's share. Returns the row
     /// to insert and the share's data key; if the caller does not commit
     /// them, it must [`forget`](facepay_vault::Vault::forget) the token.
@@ -99,35 +98,9 @@ impl Payments {
         Ok((token.clone(), share))
     }
 
-    /// Moves the cards stored whole before the vault into it. A locked
-    /// vault leaves them for later: each moves on its next payment.
-    pub(crate) async fn move_cards_to_vault(&self) -> Result<(), Failure> {
-        let mut moved = 0usize;
-        loop {
-            let batch = parties::cards_without_vault(&mut *self.conn().await?, MOVE_BATCH).await?;
-            if batch.is_empty() {
-                break;
-            }
-            for method in &batch {
-                match self.move_card(method).await {
-                    Ok(_) => moved += 1,
-                    Err(f) if f.code == "vault_locked" => {
-                        tracing::warn!("card vault locked: cards stored whole move later");
-                        return Ok(());
-                    }
-                    Err(f) => return Err(f),
-                }
-            }
-        }
-        if moved > 0 {
-            tracing::info!(cards = moved, "cards moved into the vault");
-        }
-        Ok(())
-    }
-
     /// Splits one card stored whole into the vault and the core's share;
     /// the whole number's data key is destroyed in the same transaction.
-    async fn move_card(&self, method: &PaymentMethod) -> Result<PaymentMethod, Failure> {
+    pub(crate) async fn move_card(&self, method: &PaymentMethod) -> Result<PaymentMethod, Failure> {
         let (Some(nonce), Some(ciphertext)) = (&method.nonce, &method.ciphertext) else {
             return Err(Failure::internal());
         };
@@ -153,7 +126,7 @@ impl Payments {
             .await?;
         let token = moved.vault_token.clone().unwrap_or_default();
         let stored = async {
-            let now = self.clock.now_ms();
+            let now = self.now_ms();
             let mut tx = self.store.begin().await?;
             facepay_store::keys::insert(&mut tx, &share_key, now).await?;
             if !parties::set_card_share(&mut tx, &moved, &old_key_id).await? {

@@ -9,13 +9,11 @@ use std::time::{Duration, Instant};
 
 use facepay_store::Connection;
 use facepay_store::changes::{self, Change, Kind, Wakeup};
-use facepay_store::parties::{self, ActiveTemplate};
+use facepay_store::parties;
 
-use crate::identify::{merchant_partition, phone_partition};
-use crate::{Failure, Payments, template_aad, vector_from_bytes};
-
-/// A template in the gallery's space and its partitions.
-pub(crate) type GalleryEntry = (Vec<f32>, Vec<String>);
+use super::Identity;
+use super::identify::merchant_partition;
+use crate::error::Failure;
 
 /// Changes read per query.
 const CHANGES_BATCH: i64 = 1_000;
@@ -29,7 +27,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 /// the gallery changed; a deletion makes the last one unusable meanwhile.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(600);
 
-impl Payments {
+impl Identity {
     /// Records, in the caller's transaction, a change the other servers
     /// must apply to their galleries.
     pub(crate) async fn record_change(
@@ -39,7 +37,7 @@ impl Payments {
         kind: Kind,
         merchant_id: Option<&str>,
     ) -> Result<(), Failure> {
-        changes::append(conn, user_id, kind, merchant_id, self.clock.now_ms()).await?;
+        changes::append(conn, user_id, kind, merchant_id, self.core.now_ms()).await?;
         Ok(())
     }
 
@@ -53,7 +51,7 @@ impl Payments {
         let mut seen = self.changes_seen.lock().await;
         let mut applied = 0;
         loop {
-            let mut conn = self.conn().await?;
+            let mut conn = self.core.conn().await?;
             let batch = changes::after(&mut conn, *seen, CHANGES_BATCH).await?;
             let full = batch.len() as i64 == CHANGES_BATCH;
             for change in batch {
@@ -75,6 +73,13 @@ impl Payments {
         if let Err(e) = self.catch_up().await {
             tracing::warn!(error = %e, "gallery changes not applied yet");
         }
+    }
+
+    /// Takes a face whose deletion was just committed out of this server's
+    /// gallery at once, before the change log gets to it.
+    pub(crate) fn remove_face(&self, user_id: &str) -> Result<(), Failure> {
+        self.gallery.remove(user_id)?;
+        Ok(())
     }
 
     async fn apply(&self, conn: &mut Connection, change: &Change) -> Result<(), Failure> {
@@ -117,46 +122,13 @@ impl Payments {
         Ok(())
     }
 
-    /// A stored template opened into the gallery's space, with its phone
-    /// partition; `None` (logged) for a template of another model.
-    pub(crate) fn gallery_entry(
-        &self,
-        active: &ActiveTemplate,
-    ) -> Result<Option<GalleryEntry>, Failure> {
-        let stored = &active.template;
-        let data_key = active.data_key();
-        if stored.key_id.starts_with("dek_") && data_key.is_none() {
-            tracing::error!(key_id = %stored.key_id, "data key missing");
-            return Err(Failure::internal());
-        }
-        if stored.model != self.engine.model_id().to_string() {
-            tracing::warn!(user = %stored.user_id, model = %stored.model, "template of another model skipped; re-enrol");
-            return Ok(None);
-        }
-        let plain = self.envelope.open(
-            &stored.key_id,
-            data_key.as_ref(),
-            &stored.nonce,
-            &stored.ciphertext,
-            &template_aad(&stored.user_id, &stored.model),
-        )?;
-        let vector = self.stored_in_gallery_space(stored, vector_from_bytes(&plain)?)?;
-        let partitions = active
-            .phone_last4
-            .as_deref()
-            .map(phone_partition)
-            .into_iter()
-            .collect();
-        Ok(Some((vector, partitions)))
-    }
-
     /// Follows the change log for as long as the process runs; keeps the
     /// gallery snapshot recent on a task of its own, if one is configured.
     pub async fn follow(self: Arc<Self>) {
-        if self.config.gallery_snapshot.is_some() {
+        if self.core.config.gallery_snapshot.is_some() {
             tokio::spawn(Arc::clone(&self).keep_snapshot());
         }
-        let mut wakeup = Wakeup::new(&self.store, FOLLOW_POLL).await;
+        let mut wakeup = Wakeup::new(&self.core.store, FOLLOW_POLL).await;
         let mut pruned_at = Instant::now();
         loop {
             wakeup.wait().await;
@@ -171,8 +143,8 @@ impl Payments {
                 // The risk windows that read refused attempts and wrong
                 // answers are a day at most, like the change log's.
                 let pruned = async {
-                    let mut conn = self.conn().await?;
-                    let before_ms = self.clock.now_ms() - CHANGES_KEPT_MS;
+                    let mut conn = self.core.conn().await?;
+                    let before_ms = self.core.now_ms() - CHANGES_KEPT_MS;
                     changes::prune(&mut conn, before_ms).await?;
                     facepay_store::fraud::prune(&mut conn, before_ms).await?;
                     Ok::<_, Failure>(())

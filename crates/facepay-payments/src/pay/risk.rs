@@ -8,7 +8,8 @@ use facepay_risk::{Assessment, Seen, Signals, robust_z_score, travel_speed_kmh};
 use facepay_store::parties::{PaymentMethod, TerminalContext, User};
 use facepay_store::risk::{self, Ask};
 
-use crate::{Failure, Payments};
+use super::Payments;
+use crate::error::Failure;
 
 /// The windows velocities are counted over.
 const USER_WINDOW_MS: i64 = 3_600_000;
@@ -44,11 +45,6 @@ fn solar_hour(at_ms: i64, longitude_e6: i64) -> u8 {
 }
 
 impl Payments {
-    /// Replaces the risk rules; on an error the old ones stay in force.
-    pub fn reload_risk_rules(&self, text: &str) -> Result<(), facepay_risk::RiskError> {
-        self.risk.reload(text)
-    }
-
     /// Assesses a payment as if made at `now` (a scenario replays a day
     /// with its own clock; the pay flow passes the present).
     pub async fn assess_risk(
@@ -58,7 +54,7 @@ impl Payments {
         now: i64,
     ) -> Result<Assessment, Failure> {
         let history = {
-            let mut conn = self.conn().await?;
+            let mut conn = self.core.conn().await?;
             risk::history(
                 &mut conn,
                 &Ask {

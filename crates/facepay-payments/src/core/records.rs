@@ -1,0 +1,59 @@
+//! Helpers for the records several services write: payment ids derived
+//! from idempotency keys, a payment's first row, its ledger reference and
+//! fee, and the commit that maps a store error into a failure.
+
+use facepay_money::basis_points_of;
+use facepay_store::ledger::PaymentRef;
+use facepay_store::payments::{self, Payment, PaymentState};
+use sha2::{Digest, Sha256};
+
+use crate::error::Failure;
+
+/// The reason of a payment authorised with its capture held for review.
+pub(crate) const HELD_FOR_REVIEW: &str = "held_for_review";
+
+/// An id derived from its scope and idempotency key: a retry after a crash
+/// computes the same id, so the issuer (which deduplicates on it) and the
+/// database (whose key it is) see one payment, never two.
+pub(crate) fn derived_id(prefix: &str, scope: &str, key: &str) -> String {
+    let digest = Sha256::digest(format!("{scope}\n{key}").as_bytes());
+    format!("{prefix}_{}", &hex::encode(digest)[..32])
+}
+
+/// The payment as it is in the database: `stored`, or `payment` inserted
+/// now as just received, so that its first move is recorded like any other.
+pub(crate) async fn stored_or_created(
+    tx: &mut facepay_store::Connection,
+    stored: Option<&Payment>,
+    payment: &Payment,
+) -> Result<Payment, Failure> {
+    if let Some(p) = stored {
+        return Ok(p.clone());
+    }
+    let mut created = payment.clone();
+    created.state = PaymentState::Created.as_str().to_owned();
+    created.reason = "received".into();
+    payments::insert(tx, &created).await?;
+    Ok(created)
+}
+
+pub(crate) fn money_of(p: &Payment) -> PaymentRef<'_> {
+    PaymentRef {
+        payment_id: &p.id,
+        merchant_id: &p.merchant_id,
+        currency: &p.currency,
+    }
+}
+
+pub(crate) fn fee(fee_bps: i64, amount_minor: i64) -> i64 {
+    basis_points_of(
+        amount_minor,
+        u32::try_from(fee_bps).unwrap_or(0).min(10_000),
+    )
+}
+
+pub(crate) async fn commit(tx: facepay_store::Transaction) -> Result<(), Failure> {
+    tx.commit()
+        .await
+        .map_err(|e| Failure::from(facepay_store::StoreError::from(e)))
+}

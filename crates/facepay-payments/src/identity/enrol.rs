@@ -1,0 +1,306 @@
+//! Enrolment: a phone, a PIN, a selfie burst and a card make an account;
+//! a face alone comes back to an account that has none. Each runs in named
+//! stages: check the request, analyse the burst and seal its template,
+//! seal the account's secrets and put the card in the vault, then store
+//! everything and the answer in one transaction.
+
+use facepay_connector::card;
+use facepay_face::QualityPolicy;
+use facepay_face::liveness::LivenessDecision;
+use facepay_store::changes::Kind;
+use facepay_store::keys::DataKeyRow;
+use facepay_store::parties::{self, NewUser, PaymentMethod, StoredTemplate};
+use facepay_store::{StoreError, audit, ids};
+use tokio::sync::MutexGuard;
+use zeroize::Zeroizing;
+
+use super::Identity;
+use crate::api::{CardInput, EnrolRequest, EnrolResponse, FaceRequest};
+use crate::core::{
+    CardToVault, Claimed, Reply, commit, decode_frames, normalise_phone, parse_json, template_aad,
+    vector_to_bytes,
+};
+use crate::error::Failure;
+use crate::keys;
+
+fn check_pin(pin: &str) -> Result<(), Failure> {
+    if !(4..=12).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Failure::unprocessable(
+            "pin_invalid",
+            "the PIN must be 4 to 12 digits",
+        ));
+    }
+    Ok(())
+}
+
+/// A card that passed its checks, before the vault sees it.
+struct CheckedCard {
+    pan: Zeroizing<String>,
+    brand: String,
+    expiry_month: i64,
+    expiry_year: i64,
+}
+
+/// A face ready to store: its template in the gallery's space, sealed for
+/// its user under a data key of its own.
+struct NewFace {
+    template: StoredTemplate,
+    data_key: DataKeyRow,
+    liveness: LivenessDecision,
+}
+
+/// An account's secrets, sealed or hashed, with its card in the vault.
+struct NewAccount {
+    user_id: String,
+    phone: String,
+    pin_hash: String,
+    /// Shown once, in the answer; only its hash is stored.
+    token: String,
+    token_hash: String,
+    method: PaymentMethod,
+    card_key: DataKeyRow,
+}
+
+impl Identity {
+    /// `POST /v1/users`: a phone, a PIN, a selfie burst and a card.
+    pub async fn enrol(&self, key: &str, body: &[u8]) -> Result<Reply, Failure> {
+        let request: EnrolRequest = parse_json(body)?;
+        let phone = normalise_phone(&request.phone)?;
+        check_pin(&request.pin)?;
+        let card = self.check_card(&request.card)?;
+        let frames = decode_frames(&request.frames)?;
+        let scope = format!("app:{phone}");
+        self.core
+            .idempotent(scope, key, body, |claimed| async move {
+                let user_id = ids::new("usr");
+                let (_turn, face) = self.new_face(&user_id, frames).await?;
+                let account = self.new_account(user_id, phone, &request.pin, card).await?;
+                let reply = Reply::json(
+                    201,
+                    &EnrolResponse {
+                        user_id: account.user_id.clone(),
+                        token: account.token.clone(),
+                        payment_method: account.method.clone(),
+                        liveness: format!("{:?}", face.liveness).to_lowercase(),
+                    },
+                )?;
+                if let Err(failure) = self
+                    .store_enrolment(&account, &face, &claimed, &reply)
+                    .await
+                {
+                    let vault_token = account.method.vault_token.unwrap_or_default();
+                    self.core.forget_card(vault_token).await;
+                    return Err(failure);
+                }
+                // Through the change log, in order with every other change,
+                // so a deletion already committed (a replay) is not undone.
+                self.apply_own_changes().await;
+                Ok(reply)
+            })
+            .await
+    }
+
+    /// The card's number, brand and expiry checked against today's date.
+    fn check_card(&self, input: &CardInput) -> Result<CheckedCard, Failure> {
+        let pan = Zeroizing::new(input.number.replace([' ', '-'], ""));
+        let (year, month, _day) = card::utc_date(self.core.now_ms());
+        let brand = card::validate(&pan, input.expiry_month, input.expiry_year, year, month)
+            .map_err(|e| Failure::unprocessable(e.code(), e.to_string()))?;
+        Ok(CheckedCard {
+            pan,
+            brand: brand.as_str().to_owned(),
+            expiry_month: i64::from(input.expiry_month),
+            expiry_year: i64::from(input.expiry_year),
+        })
+    }
+
+    /// Analyses the burst and seals its template for `user_id`, refusing a
+    /// face already enrolled (one face, one account). Enrolments take turns
+    /// from here to the gallery insert, so two racing enrolments of one
+    /// face cannot both pass the search: the caller holds the turn
+    /// returned until then.
+    async fn new_face(
+        &self,
+        user_id: &str,
+        frames: Vec<Vec<u8>>,
+    ) -> Result<(MutexGuard<'_, ()>, NewFace), Failure> {
+        let outcome = self.analyse(frames, QualityPolicy::enrolment()).await?;
+        let turn = self.enrol_lock.lock().await;
+        let protected = self.protect(&outcome.template.vector)?;
+        self.refuse_enrolled_face(&protected)?;
+        let model = outcome.template.model.to_string();
+        let sealed = self
+            .core
+            .envelope
+            .seal(&vector_to_bytes(&protected), &template_aad(user_id, &model))?;
+        let face = NewFace {
+            template: StoredTemplate {
+                user_id: user_id.to_owned(),
+                model,
+                key_id: sealed.key_id,
+                nonce: sealed.nonce,
+                ciphertext: sealed.ciphertext,
+                transform_id: Some(self.transform_id.clone()),
+            },
+            data_key: sealed.data_key,
+            liveness: outcome.liveness,
+        };
+        Ok((turn, face))
+    }
+
+    /// One face, one account: a face the gallery already holds is refused.
+    fn refuse_enrolled_face(&self, protected: &[f32]) -> Result<(), Failure> {
+        let found = self.gallery.search(
+            protected,
+            facepay_gallery::Scope::All,
+            self.core.config.decision.match_threshold,
+            1,
+        )?;
+        if let Some(best) = found.first() {
+            tracing::info!(
+                score = best.score,
+                "enrolment refused: face already enrolled"
+            );
+            return Err(Failure::conflict(
+                "face_already_enrolled",
+                "this face is already enrolled; one face can hold one account",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Hashes the PIN, makes the account's token and puts the card in the
+    /// vault. If the account is not stored, the caller gives the vault's
+    /// token back.
+    async fn new_account(
+        &self,
+        user_id: String,
+        phone: String,
+        pin: &str,
+        card: CheckedCard,
+    ) -> Result<NewAccount, Failure> {
+        let pin = pin.to_owned();
+        let pin_hash = tokio::task::spawn_blocking(move || keys::hash_pin(&pin))
+            .await
+            .map_err(|_| Failure::internal())??;
+        let (token, token_hash) = keys::new_secret("fpu");
+        let (method, card_key) = self
+            .core
+            .vault_card(CardToVault {
+                method_id: ids::new("pm"),
+                user_id: user_id.clone(),
+                pan: &card.pan,
+                brand: card.brand,
+                expiry_month: card.expiry_month,
+                expiry_year: card.expiry_year,
+            })
+            .await?;
+        Ok(NewAccount {
+            user_id,
+            phone,
+            pin_hash,
+            token,
+            token_hash,
+            method,
+            card_key,
+        })
+    }
+
+    /// The account, its face, its card and the answer, in one transaction.
+    async fn store_enrolment(
+        &self,
+        account: &NewAccount,
+        face: &NewFace,
+        claimed: &Claimed,
+        reply: &Reply,
+    ) -> Result<(), Failure> {
+        let now = self.core.now_ms();
+        let user_id = account.user_id.as_str();
+        let phone = account.phone.as_str();
+        let mut tx = self.core.begin().await?;
+        let new_user = NewUser {
+            id: user_id,
+            phone,
+            phone_last4: &phone[phone.len() - 4..],
+            pin_hash: &account.pin_hash,
+            token_hash: &account.token_hash,
+            created_at_ms: now,
+        };
+        parties::insert_user(&mut tx, &new_user)
+            .await
+            .map_err(|e| match e {
+                StoreError::Duplicate(_) => Failure::conflict(
+                    "phone_already_enrolled",
+                    "this phone number already has an account",
+                ),
+                other => other.into(),
+            })?;
+        facepay_store::keys::insert(&mut tx, &face.data_key, now).await?;
+        facepay_store::keys::insert(&mut tx, &account.card_key, now).await?;
+        parties::insert_template(&mut tx, &face.template, now).await?;
+        parties::insert_payment_method(&mut tx, &account.method, now).await?;
+        audit::append(&mut tx, now, "app", "template_sealed", user_id).await?;
+        self.record_change(&mut tx, user_id, Kind::Template, None)
+            .await?;
+        audit::append(&mut tx, now, "app", "card_sealed", &account.method.id).await?;
+        claimed.complete(&mut tx, reply).await?;
+        commit(tx).await
+    }
+
+    /// `PUT /v1/users/me/face`: enrols the face of an account that has
+    /// none (deleted by its user, or suspended by an accepted fraud claim,
+    /// whose block on the account this lifts).
+    pub async fn enrol_my_face(
+        &self,
+        token: &str,
+        key: &str,
+        body: &[u8],
+    ) -> Result<Reply, Failure> {
+        let request: FaceRequest = parse_json(body)?;
+        let frames = decode_frames(&request.frames)?;
+        let user = self.user_by_token(token).await?;
+        let scope = format!("user:{}", user.id);
+        self.core
+            .idempotent(scope, key, body, |claimed| async move {
+                let (_turn, face) = self.new_face(&user.id, frames).await?;
+                let reply = Reply::json(
+                    201,
+                    &serde_json::json!({ "user_id": user.id, "face_enrolled": true }),
+                )?;
+                self.store_face(&user.id, &face, &claimed, &reply).await?;
+                self.apply_own_changes().await;
+                Ok(reply)
+            })
+            .await
+    }
+
+    /// A face for an existing account, with the answer, in one
+    /// transaction; the block an accepted claim put on the account goes.
+    async fn store_face(
+        &self,
+        user_id: &str,
+        face: &NewFace,
+        claimed: &Claimed,
+        reply: &Reply,
+    ) -> Result<(), Failure> {
+        let now = self.core.now_ms();
+        let mut tx = self.core.begin().await?;
+        facepay_store::keys::insert(&mut tx, &face.data_key, now).await?;
+        parties::insert_template(&mut tx, &face.template, now)
+            .await
+            .map_err(|e| match e {
+                StoreError::Duplicate(_) => Failure::conflict(
+                    "face_already_enrolled",
+                    "this account has a face enrolled; delete it first",
+                ),
+                other => other.into(),
+            })?;
+        facepay_store::fraud::remove_block(&mut tx, "user", user_id, Some("claim")).await?;
+        let actor = format!("user:{user_id}");
+        audit::append(&mut tx, now, &actor, "template_sealed", user_id).await?;
+        self.record_change(&mut tx, user_id, Kind::Template, None)
+            .await?;
+        claimed.complete(&mut tx, reply).await?;
+        commit(tx).await
+    }
+}

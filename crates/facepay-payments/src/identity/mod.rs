@@ -1,0 +1,137 @@
+//! Who people are: enrolment of a face and a card, the user's own account,
+//! the in-memory gallery and the search a payment runs on it, the probes
+//! kept for step-ups, face analysis on the inference slots, and the change
+//! log that keeps every server's gallery in step (with the snapshot that
+//! spares a restart from opening every template).
+
+mod account;
+mod enrol;
+mod follow;
+mod gallery;
+mod identify;
+pub mod snapshot;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use facepay_face::liveness::LivenessChecker;
+use facepay_face::{FaceEngine, QualityPolicy};
+use facepay_gallery::{Gallery, GalleryConfig};
+use facepay_store::parties::StoredTemplate;
+use facepay_template_transform::TransformKeys;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::core::Core;
+use crate::error::Failure;
+use crate::face::{BurstOutcome, analyse_burst};
+use crate::templates::convert;
+
+pub struct Identity {
+    core: Arc<Core>,
+    engine: Arc<FaceEngine>,
+    liveness: Arc<LivenessChecker>,
+    gallery: Gallery,
+    /// The last change-log entry applied to the gallery.
+    changes_seen: Mutex<i64>,
+    /// Whether start-up read the gallery from its snapshot file.
+    gallery_restored: AtomicBool,
+    /// The key of this server's last snapshot; held while one is written.
+    snapshot_key: Mutex<Option<String>>,
+    /// Probes of payments awaiting a step-up.
+    probes: identify::Probes,
+    transforms: Arc<TransformKeys>,
+    /// The transform of the gallery's space: current when this started.
+    transform_id: String,
+    inference: Semaphore,
+    enrol_lock: Mutex<()>,
+}
+
+impl Identity {
+    /// An empty gallery in the space of the current transform;
+    /// [`Services::start`](crate::Services::start) loads it.
+    pub fn new(
+        core: Arc<Core>,
+        engine: Arc<FaceEngine>,
+        liveness: Arc<LivenessChecker>,
+        transforms: Arc<TransformKeys>,
+    ) -> Result<Self, Failure> {
+        let config = &core.config;
+        assert!(config.inference_concurrency > 0);
+        let gallery = Gallery::new(GalleryConfig {
+            kind: config.gallery_kind,
+            threads: config.gallery_threads,
+            ..GalleryConfig::new(facepay_face::embed::EMBEDDING_DIMENSIONS)
+        })?;
+        Ok(Self {
+            inference: Semaphore::new(config.inference_concurrency),
+            transform_id: transforms.current_id()?,
+            transforms,
+            engine,
+            liveness,
+            gallery,
+            changes_seen: Mutex::new(0),
+            gallery_restored: AtomicBool::new(false),
+            snapshot_key: Mutex::new(None),
+            probes: identify::Probes::default(),
+            enrol_lock: Mutex::new(()),
+            core,
+        })
+    }
+
+    pub fn gallery_len(&self) -> usize {
+        self.gallery.len()
+    }
+
+    /// Whether start-up read the gallery from its snapshot file rather
+    /// than from the store.
+    pub fn gallery_restored(&self) -> bool {
+        self.gallery_restored.load(Ordering::Relaxed)
+    }
+
+    /// A burst through the face engine and the liveness checker under the
+    /// configured liveness mode, on one of the inference slots: more
+    /// analyses than slots wait their turn.
+    pub(crate) async fn analyse(
+        &self,
+        frames: Vec<Vec<u8>>,
+        policy: QualityPolicy,
+    ) -> Result<BurstOutcome, Failure> {
+        let _permit =
+            self.inference.acquire().await.map_err(|_| {
+                Failure::unavailable("shutting_down", "the server is shutting down")
+            })?;
+        let mode = self.core.config.liveness;
+        let engine = Arc::clone(&self.engine);
+        let liveness = Arc::clone(&self.liveness);
+        tokio::task::spawn_blocking(move || {
+            analyse_burst(&engine, &liveness, mode, &policy, &frames)
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "face analysis thread");
+            Failure::internal()
+        })?
+    }
+
+    /// A fresh template moved into the gallery's space.
+    pub(crate) fn protect(&self, raw: &[f32]) -> Result<Vec<f32>, Failure> {
+        Ok(self
+            .transforms
+            .by_id(&self.transform_id, raw.len())?
+            .apply(raw)?)
+    }
+
+    /// A stored template, opened, in the gallery's space.
+    fn stored_in_gallery_space(
+        &self,
+        stored: &StoredTemplate,
+        vector: Vec<f32>,
+    ) -> Result<Vec<f32>, Failure> {
+        convert(
+            &self.transforms,
+            stored.transform_id.as_deref(),
+            &self.transform_id,
+            vector,
+        )
+    }
+}

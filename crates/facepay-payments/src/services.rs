@@ -1,0 +1,101 @@
+//! The services bundle: every service built over one core, in dependency
+//! order, and the gallery loaded, as a server starts them.
+
+use std::sync::Arc;
+
+use facepay_face::FaceEngine;
+use facepay_face::liveness::LivenessChecker;
+use facepay_store::{Clock, Store};
+use facepay_template_transform::TransformKeys;
+use facepay_vault::Vault;
+
+use crate::claims::Claims;
+use crate::core::{Config, Core};
+use crate::error::Failure;
+use crate::identity::Identity;
+use crate::key_management::KeyManagement;
+use crate::keys::{Envelope, KeyProvider};
+use crate::loyalty::Loyalty;
+use crate::merchant::MerchantOps;
+use crate::pay::Payments;
+
+/// What the services are built from: the outside parts they run on.
+pub struct Parts {
+    pub store: Store,
+    pub engine: Arc<FaceEngine>,
+    pub liveness: Arc<LivenessChecker>,
+    /// Holds the other share of every card and is the only way to the
+    /// issuer.
+    pub vault: Arc<dyn Vault>,
+    /// The key-encryption keys that wrap every data key.
+    pub keys: Arc<dyn KeyProvider>,
+    pub transforms: Arc<TransformKeys>,
+    /// Where every service reads the time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Every service of one running facepay, sharing one core.
+pub struct Services {
+    pub core: Arc<Core>,
+    pub identity: Arc<Identity>,
+    pub payments: Arc<Payments>,
+    pub merchant: Arc<MerchantOps>,
+    pub loyalty: Arc<Loyalty>,
+    pub claims: Arc<Claims>,
+    pub keys: Arc<KeyManagement>,
+}
+
+impl Services {
+    /// Builds the services on `parts`, loads the gallery (from its
+    /// snapshot or the store) and moves cards stored whole into the vault.
+    pub async fn start(parts: Parts, config: Config) -> Result<Self, Failure> {
+        let Parts {
+            store,
+            engine,
+            liveness,
+            vault,
+            keys,
+            transforms,
+            clock,
+        } = parts;
+        let core = Arc::new(Core::new(store, clock, Envelope::new(keys), vault, config));
+        let identity = Arc::new(Identity::new(
+            Arc::clone(&core),
+            engine,
+            liveness,
+            transforms,
+        )?);
+        let payments = Arc::new(Payments::new(Arc::clone(&core), Arc::clone(&identity))?);
+        let merchant = Arc::new(MerchantOps::new(Arc::clone(&core), Arc::clone(&identity)));
+        let loyalty = Arc::new(Loyalty::new(Arc::clone(&core), Arc::clone(&identity)));
+        let claims = Arc::new(Claims::new(
+            Arc::clone(&core),
+            Arc::clone(&identity),
+            Arc::clone(&merchant),
+        ));
+        let keys = Arc::new(KeyManagement::new(Arc::clone(&core)));
+        identity.load_gallery().await?;
+        keys.move_cards_to_vault().await?;
+        Ok(Self {
+            core,
+            identity,
+            payments,
+            merchant,
+            loyalty,
+            claims,
+            keys,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        self.core.store()
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        self.core.clock()
+    }
+
+    pub fn envelope(&self) -> &Envelope {
+        self.core.envelope()
+    }
+}
