@@ -10,7 +10,7 @@ use crate::error::{ConfigError, Location, Origins};
 use crate::secret::{Secret, SecretSource};
 use crate::sections::{
     Face, Fx, FxSourceKind, Gallery, GalleryKind, Hub, IMAGE_BYTES_MAX, Limits, NetworkKind,
-    Retention, Risk, Server,
+    Retention, Risk, RiskPreset, Server,
 };
 
 const THREADS_MAX: u64 = 256;
@@ -363,6 +363,12 @@ pub(crate) fn risk(risk: &Risk, cx: &Checker) -> Result<(), ConfigError> {
         return Ok(());
     };
     let key = "risk.rules_file";
+    if risk.preset != RiskPreset::Default {
+        return Err(cx.invalid(
+            "risk.preset",
+            "a rules_file replaces the preset; name one or the other",
+        ));
+    }
     cx.file(key, path)?;
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
         at: cx.origins.locate(key),

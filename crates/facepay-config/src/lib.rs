@@ -39,7 +39,7 @@ pub use secret::{SECRET_BYTES_MAX, Secret, SecretSource};
 pub use sections::{
     Backend, Country, Face, FixedRate, Fx, FxSource, FxSourceKind, Gallery, GalleryKind, Hnsw, Hub,
     IMAGE_BYTES_MAX, JSON_BODY_BYTES_DEFAULT, Limits, Liveness, Network, NetworkKind, Prefilter,
-    Rate, Retention, Risk, Server, SimulatedIssuer, Store, StoreKind, Tls,
+    Rate, Retention, Risk, RiskPreset, Server, SimulatedIssuer, Store, StoreKind, Tls,
 };
 pub use summary::Summary;
 

@@ -528,12 +528,40 @@ impl Visitor<'_> for RateVisitor {
     }
 }
 
+named_enum! {
+    #[derive(Default)]
+    pub enum RiskPreset as "risk preset" {
+        /// facepay-risk's default rules.
+        #[default]
+        Default = "default",
+        /// The demo's rules: no small-hours rule, and a step-up for large
+        /// amounts that the demo shows once.
+        Demo = "demo",
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Risk {
+    /// The built-in rules used when no `rules_file` is named.
+    pub preset: RiskPreset,
     /// The risk rules (TOML, as facepay-risk's `default_rules.toml`),
-    /// reloaded when the file changes; the built-in rules when absent.
+    /// reloaded when the file changes; the preset's rules when absent.
     pub rules_file: Option<PathBuf>,
+}
+
+impl Risk {
+    /// The rules in force at start: the file's, or the preset's.
+    pub fn rules_text(&self) -> std::io::Result<String> {
+        match &self.rules_file {
+            Some(path) => std::fs::read_to_string(path),
+            None => Ok(match self.preset {
+                RiskPreset::Default => facepay_risk::DEFAULT_RULES,
+                RiskPreset::Demo => facepay_risk::DEMO_RULES,
+            }
+            .to_owned()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

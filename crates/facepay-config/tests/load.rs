@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use facepay_config::{
     Backend, Config, ConfigError, Connector, Country, Face, FxSourceKind, Gallery, GalleryKind,
-    KeyParts, KeyProvider, Limits, Liveness, Location, NetworkKind, Rate, Retention, Risk, Secret,
-    Server, Store, StoreKind, Vault, check,
+    KeyParts, KeyProvider, Limits, Liveness, Location, NetworkKind, Rate, Retention, Risk,
+    RiskPreset, Secret, Server, Store, StoreKind, Vault, check,
 };
 use facepay_money::Currency;
 
@@ -1050,4 +1050,36 @@ fn syntax_errors_and_unreadable_files_point_at_the_file() {
     let error = Config::load(Some(Path::new("/no/facepay.toml")), env(&[])).unwrap_err();
     assert_eq!(error.code(), "config_unreadable");
     assert!(error.to_string().contains("/no/facepay.toml"), "{error}");
+}
+
+#[test]
+fn a_risk_preset_gives_its_rules_and_a_rules_file_replaces_it() {
+    let demo = Config::demo(env(&[])).unwrap();
+    assert_eq!(demo.risk.preset, RiskPreset::Demo);
+    assert_eq!(demo.risk.rules_text().unwrap(), facepay_risk::DEMO_RULES);
+    let plain = load(SIMULATOR, &[]).unwrap();
+    assert_eq!(
+        plain.risk.rules_text().unwrap(),
+        facepay_risk::DEFAULT_RULES
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write(dir.path(), "rules.toml", facepay_risk::APPROVE_ALL);
+    let both = format!(
+        "{SIMULATOR}[risk]\npreset = \"demo\"\nrules_file = {:?}\n",
+        rules.display().to_string()
+    );
+    let error = refused(&both, &[]);
+    assert_error(
+        &error,
+        "config_invalid_value",
+        "risk.preset",
+        &["rules_file"],
+    );
+    let error = refused(&format!("{SIMULATOR}[risk]\npreset = \"lax\"\n"), &[]);
+    assert_error(
+        &error,
+        "config_invalid_value",
+        "risk.preset",
+        &["default", "demo"],
+    );
 }

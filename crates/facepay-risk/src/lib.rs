@@ -23,6 +23,11 @@ pub use signals::{
 
 /// The rules a deployment starts with.
 pub const DEFAULT_RULES: &str = include_str!("default_rules.toml");
+/// The demo's rules: the default ones without the small-hours rule (the
+/// demo runs at any hour, and its payers are new accounts paying somewhere
+/// for the first time), and a step-up for amounts from 100,000 won, which
+/// the demo shows once.
+pub const DEMO_RULES: &str = include_str!("demo_rules.toml");
 /// Rules that decide nothing: no rule, and thresholds no score reaches.
 /// For tests and demos about something other than fraud, where a few
 /// faces paying many times a minute is what the default rules question.

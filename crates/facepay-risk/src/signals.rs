@@ -18,6 +18,8 @@ pub struct Signals {
     pub match_score: f64,
     pub match_margin: f64,
     pub liveness_score: f64,
+    /// The amount in the store currency's minor units.
+    pub amount_minor: i64,
     /// How unusual the amount is for this user ([`robust_z_score`]).
     pub amount_z_score: Option<f64>,
     /// Payments by this user, card, terminal and merchant in the windows
@@ -53,6 +55,7 @@ pub enum Signal {
     MatchScore,
     MatchMargin,
     LivenessScore,
+    AmountMinor,
     AmountZScore,
     #[serde(rename = "user_payments_1h")]
     UserPayments1h,
@@ -82,6 +85,8 @@ impl Signals {
             Signal::MatchScore => Some(self.match_score),
             Signal::MatchMargin => Some(self.match_margin),
             Signal::LivenessScore => Some(self.liveness_score),
+            // Exact up to 2^53 minor units, far past any payment.
+            Signal::AmountMinor => Some(self.amount_minor as f64),
             Signal::AmountZScore => self.amount_z_score,
             Signal::UserPayments1h => Some(f64::from(self.user_payments_1h)),
             Signal::CardPayments1h => Some(f64::from(self.card_payments_1h)),

@@ -11,6 +11,7 @@ fn usual() -> Signals {
         match_score: 0.78,
         match_margin: 0.5,
         liveness_score: 0.95,
+        amount_minor: 4_500,
         amount_z_score: Some(0.3),
         user_payments_1h: 1,
         card_payments_1h: 1,
@@ -276,4 +277,48 @@ fn travel_speed_is_distance_over_time() {
     );
     let at_once = Seen { at_ms: 0, ..busan };
     assert_eq!(travel_speed_kmh(seoul, at_once), f64::INFINITY);
+}
+
+/// The demo's first payment: a new account, paying somewhere for the
+/// first time, at three in the morning.
+fn demo_first_payment() -> Signals {
+    Signals {
+        first_at_merchant: true,
+        first_at_terminal: true,
+        account_age_days: 0,
+        amount_z_score: None,
+        travel_speed_kmh: None,
+        local_hour: 3,
+        ..usual()
+    }
+}
+
+#[test]
+fn the_demo_rules_approve_a_first_payment_at_any_hour_and_step_up_a_large_one() {
+    let demo = RiskEngine::from_toml(DEMO_RULES).unwrap();
+    for hour in 0..24 {
+        let payment = Signals {
+            local_hour: hour,
+            ..demo_first_payment()
+        };
+        let a = demo.assess(&payment);
+        assert_eq!(
+            a.decision,
+            Decision::Approve,
+            "at {hour}:00: {:?}",
+            fired(&a)
+        );
+    }
+    let large = Signals {
+        amount_minor: 150_000,
+        ..demo_first_payment()
+    };
+    let a = demo.assess(&large);
+    assert_eq!(a.decision, Decision::StepUp(Factor::PhoneLast4));
+    assert!(fired(&a).contains(&"large_amount"));
+    // The default rules step the same first payment up in the small hours.
+    assert_eq!(
+        engine().assess(&demo_first_payment()).decision,
+        Decision::StepUp(Factor::PhoneLast4)
+    );
 }

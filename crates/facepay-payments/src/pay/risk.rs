@@ -45,14 +45,14 @@ fn solar_hour(at_ms: i64, longitude_e6: i64) -> u8 {
 }
 
 impl Payments {
-    /// Assesses a payment as if made at `now` (a scenario replays a day
-    /// with its own clock; the pay flow passes the present).
+    /// Assesses a payment made now, by the services' clock (a scenario
+    /// replays a day by setting its own).
     pub async fn assess_risk(
         &self,
         ctx: &TerminalContext,
         m: &Matched<'_>,
-        now: i64,
     ) -> Result<Assessment, Failure> {
+        let now = self.core.now_ms();
         let history = {
             let mut conn = self.core.conn().await?;
             risk::history(
@@ -91,6 +91,7 @@ impl Payments {
                 LivenessDecision::Inconclusive => 0.5,
                 LivenessDecision::Spoof => 0.0,
             },
+            amount_minor: m.amount_minor,
             amount_z_score: robust_z_score(&history.amounts_minor, m.amount_minor),
             user_payments_1h: count(history.user_payments),
             card_payments_1h: count(history.card_payments),
