@@ -21,6 +21,7 @@ use facepay_face::{EngineConfig, FaceEngine};
 use facepay_models::ModelStore;
 use facepay_payments::{Config, Matched};
 use facepay_risk::Decision;
+use facepay_store::ManualClock;
 use facepay_store::fraud::{self, AttemptKind};
 use facepay_store::parties::{self, Merchant, NewUser, PaymentMethod, StoreRow};
 use facepay_store::payments::{self, Payment};
@@ -162,11 +163,12 @@ async fn risk_day() {
         FaceEngine::load(&ModelStore::open_default(), EngineConfig::default())
             .unwrap_or_else(|e| panic!("{e}; run `facepay models fetch`")),
     );
-    let clock = Arc::new(facepay_store::SystemClock);
+    // The services read the time from this clock, set to each payment's.
+    let clock = Arc::new(ManualClock::new(DAY_START_MS));
     let app = facepay_server::root::embedded_app(
         store.clone(),
         engine,
-        clock,
+        Arc::clone(&clock) as Arc<dyn facepay_store::Clock>,
         dir.path(),
         Config::default(),
     )
@@ -417,11 +419,12 @@ async fn risk_day() {
             liveness: LivenessDecision::Live,
             amount_minor: ev.amount_minor,
         };
+        clock.set(ev.at_ms);
         let start = std::time::Instant::now();
         let a = app
             .services
             .payments
-            .assess_risk(&ctx, &matched, ev.at_ms)
+            .assess_risk(&ctx, &matched)
             .await
             .unwrap();
         risk_us.push(start.elapsed().as_micros() as u64);

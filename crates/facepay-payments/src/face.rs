@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use facepay_face::liveness::{LivenessChecker, LivenessDecision, LivenessFrame};
 use facepay_face::{EngineError, FaceEngine, QualityPolicy, QualityReason, Template, decode};
+use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Failure;
@@ -60,6 +61,9 @@ fn quality_failure(reasons: &[QualityReason]) -> Failure {
     Failure::unprocessable(code, format!("no usable face: {}", words.join("; ")))
 }
 
+/// A burst through the named stages: decode every frame, find the face in
+/// each (its quality checked, the first usable one embedded), judge
+/// liveness over them, and refuse what the mode does not let through.
 pub fn analyse_burst(
     engine: &FaceEngine,
     checker: &LivenessChecker,
@@ -74,14 +78,41 @@ pub fn analyse_burst(
         ));
     }
     let mut timings = FaceTimings::default();
-    let mut images = Vec::with_capacity(frames.len());
-    for bytes in frames {
-        let start = Instant::now();
-        images.push(decode(bytes).map_err(|e| engine_failure(e.into()))?);
-        timings.decode_us += start.elapsed().as_micros() as u64;
-    }
-
     let start = Instant::now();
+    let images = decode_frames(frames)?;
+    timings.decode_us = elapsed_us(start);
+    let start = Instant::now();
+    let (template, faces) = find_faces(engine, policy, &images)?;
+    timings.face_us = elapsed_us(start);
+    let start = Instant::now();
+    let liveness = judge_liveness(checker, mode, &faces)?;
+    timings.liveness_us = elapsed_us(start);
+    Ok(BurstOutcome {
+        template,
+        liveness,
+        timings,
+    })
+}
+
+fn elapsed_us(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+fn decode_frames(frames: &[Vec<u8>]) -> Result<Vec<RgbImage>, Failure> {
+    frames
+        .iter()
+        .map(|bytes| decode(bytes).map_err(|e| engine_failure(e.into())))
+        .collect()
+}
+
+/// The face chosen in each frame that has a usable one, and the template
+/// of the first. No usable face at all is refused with the first frame's
+/// reasons.
+fn find_faces<'a>(
+    engine: &FaceEngine,
+    policy: &QualityPolicy,
+    images: &'a [RgbImage],
+) -> Result<(Template, Vec<LivenessFrame<'a>>), Failure> {
     let mut template = None;
     let mut first_rejections = Vec::new();
     let mut faces = Vec::with_capacity(images.len());
@@ -102,16 +133,22 @@ pub fn analyse_burst(
             }
         }
     }
-    timings.face_us = start.elapsed().as_micros() as u64;
-    let Some(template) = template else {
-        return Err(quality_failure(&first_rejections));
-    };
+    match template {
+        Some(template) => Ok((template, faces)),
+        None => Err(quality_failure(&first_rejections)),
+    }
+}
 
-    let start = Instant::now();
-    let report = checker.check(&faces, None).map_err(|e| {
+/// The liveness decision over the faces, refused when it is a spoof, or
+/// inconclusive in strict mode.
+fn judge_liveness(
+    checker: &LivenessChecker,
+    mode: LivenessMode,
+    faces: &[LivenessFrame<'_>],
+) -> Result<LivenessDecision, Failure> {
+    let report = checker.check(faces, None).map_err(|e| {
         Failure::unprocessable("liveness_input", format!("the burst cannot be judged: {e}"))
     })?;
-    timings.liveness_us = start.elapsed().as_micros() as u64;
     let refused = match (report.decision, mode) {
         (LivenessDecision::Live, _) => false,
         (LivenessDecision::Spoof, _) => true,
@@ -128,9 +165,5 @@ pub fn analyse_burst(
             ),
         ));
     }
-    Ok(BurstOutcome {
-        template,
-        liveness: report.decision,
-        timings,
-    })
+    Ok(report.decision)
 }

@@ -40,6 +40,30 @@ pub struct HubMember {
     currency: Currency,
 }
 
+/// The ledger entries that settle a leg: a debit's hold taken (commit:
+/// the issuer owes facepay what facepay owes the hub) or given back; a
+/// credit's merchant paid from what the hub owes facepay, or nothing.
+fn settlement_entries(leg: &MemberLeg, to: LegState) -> Vec<(Account<'_>, i64)> {
+    let amount = leg.amount_minor;
+    match (leg.direction == "debit", to) {
+        (true, LegState::Committed) => vec![
+            (Account::IssuerHolds, -amount),
+            (Account::MemberPending, amount),
+            (Account::IssuerReceivable, amount),
+            (Account::MemberPayable, -amount),
+        ],
+        (true, _) => vec![
+            (Account::IssuerHolds, -amount),
+            (Account::MemberPending, amount),
+        ],
+        (false, LegState::Committed) => vec![
+            (Account::MemberReceivable, amount),
+            (Account::MerchantPayable(&leg.account), -amount),
+        ],
+        (false, _) => Vec::new(),
+    }
+}
+
 fn store_failed(e: StoreError) -> NetworkError {
     tracing::error!(error = %e, "facepay's hub member could not reach its store");
     NetworkError::Refused("facepay's store failed; try again".into())
@@ -131,11 +155,18 @@ impl HubMember {
                 .map_err(store_failed);
         }
         row.issuer_ref = Some(self.authorise(&leg).await?);
+        self.record_debit(&leg, &row).await
+    }
+
+    /// A debit leg's hold in the ledger and the leg's row, in one
+    /// transaction; if they cannot be written, the hold goes back to the
+    /// issuer at once, since nothing records it.
+    async fn record_debit(&self, leg: &Leg, row: &MemberLeg) -> Result<(), NetworkError> {
         let now = self.core.now_ms();
         let written = async {
             let mut tx = self.core.store().begin().await?;
             audit::append(&mut tx, now, "hub", "card_used", &leg.account).await?;
-            records::insert_member_leg(&mut tx, &row, now).await?;
+            records::insert_member_leg(&mut tx, row, now).await?;
             ledger::post_member(
                 &mut tx,
                 &format!("{}:member:authorise", leg.transfer_id),
@@ -238,23 +269,7 @@ impl HubMember {
                 other => NetworkError::Refused(other.code().to_owned()),
             })?;
         }
-        let entries: Vec<(Account<'_>, i64)> = match (debit, to) {
-            (true, LegState::Committed) => vec![
-                (Account::IssuerHolds, -amount),
-                (Account::MemberPending, amount),
-                (Account::IssuerReceivable, amount),
-                (Account::MemberPayable, -amount),
-            ],
-            (true, _) => vec![
-                (Account::IssuerHolds, -amount),
-                (Account::MemberPending, amount),
-            ],
-            (false, LegState::Committed) => vec![
-                (Account::MemberReceivable, amount),
-                (Account::MerchantPayable(&leg.account), -amount),
-            ],
-            (false, _) => Vec::new(),
-        };
+        let entries = settlement_entries(&leg, to);
         let now = self.core.now_ms();
         let written = async {
             let mut tx = self.core.store().begin().await?;

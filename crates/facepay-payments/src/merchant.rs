@@ -209,33 +209,48 @@ impl MerchantOps {
                     .capture(&issuer_ref, amount, &format!("{}:capture", before.id))
                     .await
                     .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
-                let now = self.core.now_ms();
-                let mut after = before.clone();
-                after.captured_minor = amount;
-                after.fee_minor = fee(m.fee_bps, amount);
-                after.state = PaymentState::Captured.as_str().to_owned();
-                after.reason = if amount < before.authorised_minor {
-                    "partially_captured"
-                } else {
-                    "captured"
-                }
-                .into();
-                after.expires_at_ms = None;
-                after.updated_at_ms = now;
-                let money = money_of(&before);
-                let mut tx = self.core.begin().await?;
-                ledger::capture(&mut tx, money, amount, after.fee_minor, now).await?;
-                if let Some(actor) = operator {
-                    audit::append(&mut tx, now, actor, "review_released", &before.id).await?;
-                }
-                loyalty::earn(&mut tx, &after, now).await?;
-                if amount < before.authorised_minor {
-                    ledger::release(&mut tx, money, before.authorised_minor - amount, now).await?;
-                }
-                payments::transition(&mut tx, &before, &after).await?;
-                finish(tx, &claimed, &after).await
+                let captured = (amount, fee(m.fee_bps, amount));
+                self.record_capture(&claimed, &before, captured, operator)
+                    .await
             })
             .await
+    }
+
+    /// A capture the issuer made, in one transaction: the ledger's
+    /// capture (and the release of what was not captured), the loyalty it
+    /// earns, an operator's release in the audit log, and the answer.
+    async fn record_capture(
+        &self,
+        claimed: &Claimed,
+        before: &Payment,
+        (amount, fee_minor): (i64, i64),
+        operator: Option<&str>,
+    ) -> Result<Reply, Failure> {
+        let now = self.core.now_ms();
+        let mut after = before.clone();
+        after.captured_minor = amount;
+        after.fee_minor = fee_minor;
+        after.state = PaymentState::Captured.as_str().to_owned();
+        after.reason = if amount < before.authorised_minor {
+            "partially_captured"
+        } else {
+            "captured"
+        }
+        .into();
+        after.expires_at_ms = None;
+        after.updated_at_ms = now;
+        let money = money_of(before);
+        let mut tx = self.core.begin().await?;
+        ledger::capture(&mut tx, money, amount, fee_minor, now).await?;
+        if let Some(actor) = operator {
+            audit::append(&mut tx, now, actor, "review_released", &before.id).await?;
+        }
+        loyalty::earn(&mut tx, &after, now).await?;
+        if amount < before.authorised_minor {
+            ledger::release(&mut tx, money, before.authorised_minor - amount, now).await?;
+        }
+        payments::transition(&mut tx, before, &after).await?;
+        finish(tx, claimed, &after).await
     }
 
     /// `POST /v1/merchant/payments/{id}/void`: releases a manual authorisation.

@@ -273,23 +273,8 @@ impl Identity {
     /// be loaded from the store. The changes made since are the caller's to
     /// replay.
     pub(crate) async fn restore_snapshot(&self) -> Result<Option<u64>, Failure> {
-        let Some(path) = self.snapshot_path() else {
-            return Ok(None);
-        };
-        let mut file = match File::open(path) {
-            Ok(file) => BufReader::new(file),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "gallery snapshot unreadable; loading from the store");
-                return Ok(None);
-            }
-        };
-        let Some(header_bytes) = read_header(&mut file) else {
-            tracing::warn!(path = %path.display(), "not a gallery snapshot; loading from the store");
-            return Ok(None);
-        };
-        let Ok(header) = serde_json::from_slice::<Header>(&header_bytes) else {
-            tracing::warn!("gallery snapshot header unreadable; loading from the store");
+        let Some((file, header_bytes, header)) = self.snapshot_path().and_then(open_snapshot)
+        else {
             return Ok(None);
         };
         let age_ms = self.core.now_ms() - header.written_at_ms;
@@ -349,6 +334,29 @@ impl Identity {
             }
         }
     }
+}
+
+/// The snapshot file at `path`, its header's bytes and its header; `None`
+/// (logged unless the file is simply not there) when there is no usable
+/// one.
+fn open_snapshot(path: &Path) -> Option<(BufReader<File>, Vec<u8>, Header)> {
+    let mut file = match File::open(path) {
+        Ok(file) => BufReader::new(file),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "gallery snapshot unreadable; loading from the store");
+            return None;
+        }
+    };
+    let Some(header_bytes) = read_header(&mut file) else {
+        tracing::warn!(path = %path.display(), "not a gallery snapshot; loading from the store");
+        return None;
+    };
+    let Ok(header) = serde_json::from_slice::<Header>(&header_bytes) else {
+        tracing::warn!("gallery snapshot header unreadable; loading from the store");
+        return None;
+    };
+    Some((file, header_bytes, header))
 }
 
 fn write_file(

@@ -1,0 +1,337 @@
+//! Settling an approved payment: the payer's coupons and points reserved,
+//! the card authorised (and for automatic capture, captured) for the rest
+//! through the vault and the issuer, then the payment, its ledger
+//! transfers, its loyalty and the answer committed in one transaction.
+
+use std::time::Instant;
+
+use facepay_connector::{Authorisation, CardTap, ConnectorError};
+use facepay_store::changes::Kind;
+use facepay_store::parties::{PaymentMethod, TerminalContext};
+use facepay_store::payments::{self, Payment, PaymentState};
+use facepay_store::{audit, fraud, ledger};
+use facepay_vault::VaultAuthorise;
+
+use super::{Attempt, Payer, Payments, Settlement, elapsed_us};
+use crate::api::{CaptureMode, ErrorBody, PayTimings, PaymentFailure, PaymentView};
+use crate::core::{HELD_FOR_REVIEW, Reply, commit, fee, money_of, stored_or_created};
+use crate::error::Failure;
+use crate::loyalty::{self, Discount, LoyaltyReceipt, reserve_discount, undo_discount};
+
+/// What the vault and the issuer answered for one charge, and the time
+/// they took.
+struct Issued {
+    /// What the card was asked for: the amount less the discount.
+    charge_minor: i64,
+    /// A card tap signed the whole amount.
+    tapped: bool,
+    /// Authorised only, the capture held for an operator.
+    held_for_review: bool,
+    authorised: Result<Authorisation, ConnectorError>,
+    /// The capture, when the payment captures at once.
+    captured: Option<Result<(), ConnectorError>>,
+    vault_us: u64,
+    connector_us: u64,
+}
+
+/// Stage latencies of one payment for Prometheus, in seconds.
+fn record_stages(t: &PayTimings) {
+    for (stage, us) in t.stages() {
+        metrics::histogram!("facepay_pay_stage_seconds", "stage" => stage).record(us as f64 / 1e6);
+    }
+}
+
+impl Payments {
+    /// Takes the payer's coupons and points (`reserve_discount`), then
+    /// charges the card the rest. A charge that fails with its payment
+    /// reserved ends the payment as failed and gives them back, so a retry
+    /// of the request finds it over, not half done.
+    pub(super) async fn settle(
+        &self,
+        mut attempt: Attempt<'_>,
+        mut payment: Payment,
+        payer: &Payer,
+        with: Settlement,
+    ) -> Result<Reply, Failure> {
+        let start = Instant::now();
+        payment.user_id = Some(payer.user.id.clone());
+        payment.payment_method_id = Some(payer.method.id.clone());
+        payment.connector = Some(self.core.connector.name().to_owned());
+        // A tapped card signed the whole amount, so it is charged that.
+        let (reserved, discount) = match with.tap {
+            None => reserve_discount(&self.core, attempt.stored, &payment).await?,
+            Some(_) => (attempt.stored.cloned(), Discount::default()),
+        };
+        attempt.timings.ledger_us += elapsed_us(start);
+        let attempt = Attempt {
+            stored: reserved.as_ref(),
+            ..attempt
+        };
+        let id = payment.id.clone();
+        let charged = self.charge(attempt, payment, payer, with, &discount).await;
+        if charged.is_err() && !discount.is_empty() {
+            self.abandon(&id).await;
+        }
+        charged
+    }
+
+    /// Ends a payment whose charge failed after its discount was reserved:
+    /// failed, with its coupons and points given back. A store that fails
+    /// here too leaves it to the sweep of abandoned payments.
+    pub(super) async fn abandon(&self, payment_id: &str) {
+        let ended = async {
+            let now = self.core.now_ms();
+            let mut tx = self.core.begin().await?;
+            let Some(before) = payments::get(&mut tx, payment_id).await? else {
+                return Ok(());
+            };
+            if !matches!(
+                before.state()?,
+                PaymentState::Created | PaymentState::RequiresStepUp
+            ) {
+                return Ok(());
+            }
+            let mut after = before.clone();
+            after.state = PaymentState::Failed.as_str().to_owned();
+            after.reason = "interrupted".into();
+            after.updated_at_ms = now;
+            payments::transition(&mut tx, &before, &after).await?;
+            undo_discount(&mut tx, &after, now).await?;
+            commit(tx).await
+        };
+        if let Err(e) = ended.await {
+            tracing::warn!(payment = payment_id, error = %e, "a failed charge kept its discount; the sweep gives it back");
+        }
+    }
+
+    /// Authorises (and for automatic capture, captures) `payment`'s amount
+    /// less `discount` with the issuer, then records the outcome.
+    async fn charge(
+        &self,
+        mut attempt: Attempt<'_>,
+        payment: Payment,
+        payer: &Payer,
+        with: Settlement,
+        discount: &Discount,
+    ) -> Result<Reply, Failure> {
+        let charge_minor = payment.amount_minor - discount.total_minor();
+        assert!(
+            charge_minor > 0,
+            "a discount leaves the card something to pay"
+        );
+        let issued = self
+            .authorise(
+                &payment,
+                &payer.method,
+                charge_minor,
+                with.tap,
+                with.hold_for_review,
+            )
+            .await?;
+        attempt.timings.vault_us = issued.vault_us;
+        attempt.timings.connector_us = issued.connector_us;
+        self.record_charge(attempt, payment, payer, with.record, discount, issued)
+            .await
+    }
+
+    /// The card's share opened and joined by the vault, the issuer asked
+    /// to authorise, and to capture at once unless the payment captures by
+    /// hand or is held for review.
+    async fn authorise(
+        &self,
+        payment: &Payment,
+        method: &PaymentMethod,
+        charge_minor: i64,
+        tap: Option<CardTap>,
+        held_for_review: bool,
+    ) -> Result<Issued, Failure> {
+        let tapped = tap.is_some();
+        let start = Instant::now();
+        let (token, core_share) = self.core.card_share(method).await?;
+        let authorised = self
+            .core
+            .vault
+            .authorise(VaultAuthorise {
+                token,
+                core_share,
+                expiry_month: u8::try_from(method.expiry_month).unwrap_or(0),
+                expiry_year: u16::try_from(method.expiry_year).unwrap_or(0),
+                reference: payment.id.clone(),
+                amount_minor: charge_minor,
+                currency: payment.currency.clone(),
+                tap,
+            })
+            .await?;
+        let vault_and_issuer_us = elapsed_us(start);
+        let start = Instant::now();
+        let mut captured = None;
+        if let Ok(auth) = &authorised.outcome
+            && payment.capture_mode == CaptureMode::Automatic.as_str()
+            && !held_for_review
+        {
+            let reference = format!("{}:capture", payment.id);
+            captured = Some(
+                self.core
+                    .connector
+                    .capture(&auth.issuer_ref, charge_minor, &reference)
+                    .await,
+            );
+        }
+        Ok(Issued {
+            charge_minor,
+            tapped,
+            held_for_review,
+            vault_us: vault_and_issuer_us.saturating_sub(authorised.connector_us),
+            connector_us: authorised.connector_us + elapsed_us(start),
+            authorised: authorised.outcome,
+            captured,
+        })
+    }
+
+    /// The charge's one transaction: the payment (inserted if new), its
+    /// assessment, the issuer's answer in the ledger, the loyalty it earns,
+    /// the payer made a regular here, and the answer.
+    async fn record_charge(
+        &self,
+        mut attempt: Attempt<'_>,
+        payment: Payment,
+        payer: &Payer,
+        record: Option<fraud::Assessment>,
+        discount: &Discount,
+        issued: Issued,
+    ) -> Result<Reply, Failure> {
+        let start = Instant::now();
+        let (ctx, user_id) = (attempt.ctx, payer.user.id.as_str());
+        let now = self.core.now_ms();
+        let mut tx = self.core.begin().await?;
+        let actor = format!("terminal:{}", ctx.terminal_id);
+        audit::append(&mut tx, now, &actor, "card_used", &payer.method.id).await?;
+        let before = stored_or_created(&mut tx, attempt.stored, &payment).await?;
+        if issued.tapped {
+            // Charged whole: whatever an earlier try reserved goes back.
+            undo_discount(&mut tx, &payment, now).await?;
+        }
+        if let Some(record) = &record {
+            fraud::insert_assessment(&mut tx, record).await?;
+        }
+        let mut reply = match &issued.authorised {
+            Ok(auth) => {
+                let paid = (before, payment);
+                let (payment, earned) = self
+                    .approved(&mut tx, ctx, paid, auth, &issued, now)
+                    .await?;
+                let phone_last4 = payer.user.phone_last4.as_deref();
+                let mut view =
+                    PaymentView::of(&payment).with_receipt(ctx, Some(&payer.method), phone_last4);
+                if let Some(receipt) = view.receipt.as_mut() {
+                    receipt.loyalty =
+                        LoyaltyReceipt::of(&mut tx, &payment, discount, earned).await?;
+                }
+                Reply::json(201, &view)?
+            }
+            Err(e) => refused_by_issuer(&mut tx, (before, payment), e, now).await?,
+        };
+        // A regular here from now on: searched first at this merchant, on
+        // every server.
+        let new_regular =
+            reply.status == 201 && !self.identity.is_regular(user_id, &ctx.merchant.id);
+        if new_regular {
+            self.identity
+                .record_change(&mut tx, user_id, Kind::Regular, Some(&ctx.merchant.id))
+                .await?;
+        }
+        attempt.claimed.complete(&mut tx, &reply).await?;
+        commit(tx).await?;
+        if new_regular {
+            self.identity.join_regulars(user_id, &ctx.merchant.id);
+        }
+        attempt.timings.ledger_us += elapsed_us(start);
+        record_stages(&attempt.timings);
+        reply.timings = Some(attempt.timings);
+        Ok(reply)
+    }
+
+    /// The issuer approved: the hold in the ledger, then the capture if it
+    /// was made (with the loyalty it earns), or a hold the merchant can
+    /// capture or void if the capture failed. Returns the payment as it
+    /// now is and what loyalty it earned.
+    async fn approved(
+        &self,
+        tx: &mut facepay_store::Connection,
+        ctx: &TerminalContext,
+        (mut before, mut payment): (Payment, Payment),
+        auth: &Authorisation,
+        issued: &Issued,
+        now: i64,
+    ) -> Result<(Payment, Option<LoyaltyReceipt>), Failure> {
+        let hold_ms = self.core.config.authorisation_hold_ms;
+        payment.issuer_ref = Some(auth.issuer_ref.clone());
+        payment.authorised_minor = issued.charge_minor;
+        payment.state = PaymentState::Authorised.as_str().to_owned();
+        payment.reason = format!("approved:{}", auth.approval_code);
+        payment.updated_at_ms = now;
+        if payment.capture_mode == CaptureMode::Manual.as_str() || issued.held_for_review {
+            payment.expires_at_ms = Some(now + hold_ms);
+        }
+        if issued.held_for_review {
+            payment.reason = HELD_FOR_REVIEW.into();
+        }
+        let money = money_of(&payment);
+        ledger::authorise(tx, money, issued.charge_minor, now).await?;
+        payments::transition(tx, &before, &payment).await?;
+        before = payment.clone();
+        let mut earned = None;
+        match &issued.captured {
+            Some(Ok(())) => {
+                payment.captured_minor = issued.charge_minor;
+                payment.fee_minor = fee(ctx.merchant.fee_bps, issued.charge_minor);
+                payment.state = PaymentState::Captured.as_str().to_owned();
+                payment.reason = "captured".into();
+                let (captured, fee_minor) = (payment.captured_minor, payment.fee_minor);
+                ledger::capture(tx, money_of(&payment), captured, fee_minor, now).await?;
+                payments::transition(tx, &before, &payment).await?;
+                earned = loyalty::earn(tx, &payment, now).await?;
+            }
+            Some(Err(e)) => {
+                // The hold stands; the merchant can capture or void it.
+                tracing::warn!(payment = %payment.id, error = %e, "capture failed after authorisation");
+                payment.expires_at_ms = Some(now + hold_ms);
+                payment.reason = format!("capture_failed:{}", e.code());
+                payments::transition(tx, &before, &payment).await?;
+            }
+            None => {}
+        }
+        Ok((payment, earned))
+    }
+}
+
+/// The issuer declined or failed: the payment ends so, its discount given
+/// back, and the answer says why.
+async fn refused_by_issuer(
+    tx: &mut facepay_store::Connection,
+    (before, mut payment): (Payment, Payment),
+    e: &ConnectorError,
+    now: i64,
+) -> Result<Reply, Failure> {
+    let (state, status) = match e {
+        ConnectorError::Declined(_) => (PaymentState::Declined, 402),
+        ConnectorError::Timeout => (PaymentState::Failed, 504),
+        ConnectorError::Rejected(_) => (PaymentState::Failed, 502),
+    };
+    payment.state = state.as_str().to_owned();
+    payment.reason = e.code().to_owned();
+    payment.updated_at_ms = now;
+    payments::transition(tx, &before, &payment).await?;
+    undo_discount(tx, &payment, now).await?;
+    let message = e.to_string();
+    Reply::json(
+        status,
+        &PaymentFailure {
+            error: ErrorBody {
+                code: e.code(),
+                message: &message,
+            },
+            payment: PaymentView::of(&payment),
+        },
+    )
+}

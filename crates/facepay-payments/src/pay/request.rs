@@ -1,0 +1,263 @@
+//! `POST /v1/terminal/payments`: the request checked, the burst analysed,
+//! the payer searched for, and the match acted on, or the candidates of an
+//! ambiguous one asked to confirm.
+
+use std::time::Instant;
+
+use facepay_face::QualityPolicy;
+use facepay_face::liveness::LivenessDecision;
+use facepay_gallery::{Candidate, Decision};
+use facepay_money::Currency;
+use facepay_store::fraud::AttemptKind;
+use facepay_store::parties::TerminalContext;
+use facepay_store::payments::{self, Payment, PaymentState};
+
+use super::{Attempt, Matched, Payments, accepted, elapsed_us, step_up_view, terminal_scope};
+use crate::api::{CaptureMode, PayRequest, PayTimings, PaymentView};
+use crate::core::{Claimed, Reply, commit, decode_frames, derived_id, parse_json};
+use crate::error::Failure;
+use crate::face::BurstOutcome;
+
+/// A payment request that passed its checks, before any work is done.
+struct PayInput {
+    amount_minor: i64,
+    currency: Currency,
+    capture: CaptureMode,
+    phone_last4: Option<String>,
+    frames: Vec<Vec<u8>>,
+}
+
+impl PayInput {
+    /// The request's amount in the store's currency, the till's phone
+    /// digits if it sent any, and the frames decoded.
+    fn parse(ctx: &TerminalContext, body: &[u8]) -> Result<Self, Failure> {
+        let request: PayRequest = parse_json(body)?;
+        let currency = Currency::from_code(&request.currency)?;
+        if currency.code() != ctx.store.currency {
+            return Err(Failure::unprocessable(
+                "currency_mismatch",
+                format!("this store takes {}", ctx.store.currency),
+            ));
+        }
+        let amount_minor = currency.parse_amount(&request.amount)?;
+        if let Some(digits) = &request.phone_last4
+            && !(digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(Failure::unprocessable(
+                "phone_last4_invalid",
+                "phone_last4 must be the last 4 digits of the payer's phone",
+            ));
+        }
+        Ok(Self {
+            amount_minor,
+            currency,
+            capture: request.capture,
+            frames: decode_frames(&request.frames)?,
+            phone_last4: request.phone_last4,
+        })
+    }
+}
+
+impl Payments {
+    /// `POST /v1/terminal/payments`, already authenticated.
+    pub async fn pay(
+        &self,
+        ctx: &TerminalContext,
+        key: &str,
+        body: &[u8],
+    ) -> Result<Reply, Failure> {
+        let mut input = PayInput::parse(ctx, body)?;
+        let scope = terminal_scope(ctx);
+        let payment_id = derived_id("pay", &scope, key);
+        self.core
+            .idempotent(scope, key, body, |claimed| async move {
+                let _lock = self.core.payment_lock(&payment_id).lock().await;
+                if let Some(reply) = self.committed_earlier(&payment_id, &claimed).await? {
+                    return Ok(reply);
+                }
+                self.check_throttle(ctx).await?;
+                let face = self.face(ctx, std::mem::take(&mut input.frames)).await?;
+                let mut timings = PayTimings::with_face(face.timings);
+                let start = Instant::now();
+                let probe = self.identity.protect(&face.template.vector)?;
+                let phone_last4 = input.phone_last4.as_deref();
+                let identified = self
+                    .identity
+                    .identify(&probe, phone_last4, &ctx.merchant.id)?;
+                timings.identify_us = elapsed_us(start);
+                let payment = self.received(ctx, (&payment_id, key), &input, face.liveness);
+                let attempt = Attempt {
+                    ctx,
+                    claimed: &claimed,
+                    stored: None,
+                    timings,
+                };
+                match identified.decision {
+                    Decision::NoMatch => {
+                        self.record_attempt(ctx, AttemptKind::NoMatch).await;
+                        Err(Failure::unprocessable(
+                            "face_not_recognised",
+                            "no enrolled face matches; enrol in the app or pay another way",
+                        ))
+                    }
+                    Decision::Match(best) => {
+                        let lead = identified.lead;
+                        self.matched(attempt, payment, best, lead, face.liveness)
+                            .await
+                    }
+                    Decision::Ambiguous(candidates) => {
+                        self.ask_who(attempt, payment, &candidates, probe).await
+                    }
+                }
+            })
+            .await
+    }
+
+    /// The answer for a payment a request with this key committed and
+    /// then died before answering: what it committed. One that died
+    /// between reserving the payer's coupons or points and charging is
+    /// ended first. `None` when there is no such payment.
+    async fn committed_earlier(
+        &self,
+        payment_id: &str,
+        claimed: &Claimed,
+    ) -> Result<Option<Reply>, Failure> {
+        let Some(mut existing) = payments::get(&mut *self.core.conn().await?, payment_id).await?
+        else {
+            return Ok(None);
+        };
+        if existing.state()? == PaymentState::Created {
+            self.abandon(&existing.id).await;
+            existing = payments::get(&mut *self.core.conn().await?, payment_id)
+                .await?
+                .ok_or_else(Failure::internal)?;
+        }
+        let reply = Reply::json(200, &PaymentView::of(&existing))?;
+        let mut tx = self.core.begin().await?;
+        claimed.complete(&mut tx, &reply).await?;
+        commit(tx).await?;
+        Ok(Some(reply))
+    }
+
+    /// The burst through the face engine and liveness; a spoof is counted
+    /// against the terminal.
+    async fn face(
+        &self,
+        ctx: &TerminalContext,
+        frames: Vec<Vec<u8>>,
+    ) -> Result<BurstOutcome, Failure> {
+        match self
+            .identity
+            .analyse(frames, QualityPolicy::payment())
+            .await
+        {
+            Err(f) if f.code == "liveness_failed" => {
+                self.record_attempt(ctx, AttemptKind::Spoof).await;
+                Err(f)
+            }
+            other => other,
+        }
+    }
+
+    /// The payment as just received, before anyone is identified.
+    fn received(
+        &self,
+        ctx: &TerminalContext,
+        (payment_id, key): (&str, &str),
+        input: &PayInput,
+        liveness: LivenessDecision,
+    ) -> Payment {
+        let now = self.core.now_ms();
+        Payment {
+            id: payment_id.to_owned(),
+            terminal_id: ctx.terminal_id.clone(),
+            store_id: ctx.store.id.clone(),
+            merchant_id: ctx.merchant.id.clone(),
+            idempotency_key: key.to_owned(),
+            user_id: None,
+            payment_method_id: None,
+            amount_minor: input.amount_minor,
+            currency: input.currency.code().to_owned(),
+            capture_mode: input.capture.as_str().to_owned(),
+            authorised_minor: 0,
+            captured_minor: 0,
+            refunded_minor: 0,
+            fee_minor: 0,
+            state: PaymentState::Created.as_str().to_owned(),
+            reason: "received".into(),
+            connector: None,
+            issuer_ref: None,
+            match_score: None,
+            candidates: None,
+            step_up_attempts: 0,
+            liveness: Some(format!("{liveness:?}").to_lowercase()),
+            expires_at_ms: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+        }
+    }
+
+    /// One payer found: their card and history through the risk engine,
+    /// and the decision acted on. A payment the engine cannot assess does
+    /// not go through.
+    async fn matched(
+        &self,
+        mut attempt: Attempt<'_>,
+        mut payment: Payment,
+        best: Candidate,
+        lead: f32,
+        liveness: LivenessDecision,
+    ) -> Result<Reply, Failure> {
+        payment.match_score = Some(f64::from(best.score));
+        let payer = self.payer(&best.user_id).await?;
+        let start = Instant::now();
+        let matched = Matched {
+            user: &payer.user,
+            method: &payer.method,
+            score: best.score,
+            lead,
+            liveness,
+            amount_minor: payment.amount_minor,
+        };
+        let assessment = self.assess_risk(attempt.ctx, &matched).await?;
+        attempt.timings.risk_us = elapsed_us(start);
+        self.act(attempt, payment, &payer, assessment, None).await
+    }
+
+    /// A weak match, or several close ones: the payment waits for the
+    /// payer to confirm who they are, its probe kept for a search by their
+    /// phone digits.
+    async fn ask_who(
+        &self,
+        mut attempt: Attempt<'_>,
+        mut payment: Payment,
+        candidates: &[Candidate],
+        probe: Vec<f32>,
+    ) -> Result<Reply, Failure> {
+        let before = payment.clone();
+        payment.match_score = candidates.first().map(|c| f64::from(c.score));
+        let ids: Vec<&str> = candidates.iter().map(|c| c.user_id.as_str()).collect();
+        payment.candidates = Some(serde_json::to_string(&ids).map_err(|_| Failure::internal())?);
+        payment.state = PaymentState::RequiresStepUp.as_str().to_owned();
+        payment.reason = if candidates.len() > 1 {
+            "candidates_close"
+        } else {
+            "match_weak"
+        }
+        .into();
+        let mut view = PaymentView::of(&payment);
+        let attempts_max = self.core.config.step_up_attempts_max;
+        view.step_up = Some(step_up_view(&accepted(None), attempts_max, None));
+        let mut reply = Reply::json(202, &view)?;
+        let start = Instant::now();
+        let mut tx = self.core.begin().await?;
+        payments::insert(&mut tx, &before).await?;
+        payments::transition(&mut tx, &before, &payment).await?;
+        attempt.claimed.complete(&mut tx, &reply).await?;
+        commit(tx).await?;
+        self.identity.keep_probe(&payment.id, probe);
+        attempt.timings.ledger_us = elapsed_us(start);
+        reply.timings = Some(attempt.timings);
+        Ok(reply)
+    }
+}
