@@ -7,9 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export FACEPAY_FACES_DIR="$(bash scripts/faces.sh)"
 cargo build --release -p facepay -p facepay-lab
 target/release/facepay models fetch
-# The sample faces are still photos, which carry no evidence of liveness
-# either way: lenient mode lets them pay; a burst judged a spoof never does.
-export FACEPAY_LIVENESS="${FACEPAY_LIVENESS:-lenient}"
+# The demo's configuration names its simulators (the card issuer, the hub's
+# foreign networks and FX rates) and lenient liveness: the sample faces are
+# still photos, which carry no evidence of liveness either way.
 if [[ ! -f .facepay/data/demo-terminal.json ]]; then
     target/release/facepay demo
 fi
@@ -26,4 +26,4 @@ Check the books:
   target/release/facepay ledger verify
 
 HINT
-exec target/release/facepay serve "$@"
+exec target/release/facepay serve --demo "$@"

@@ -54,11 +54,12 @@ above = 1.5
 weight = 30
 RULES
 
-export FACEPAY_LIVENESS=lenient FACEPAY_DATA_DIR="$work/data"
+export FACEPAY_STORE__DATA_DIR="$work/data"
 "$facepay" demo >"$artefacts/demo.log" 2>&1
 port=$((20000 + RANDOM % 20000))
-"$facepay" serve --address "127.0.0.1:$port" --risk-rules "$work/rules.toml" \
-    >"$artefacts/server.log" 2>&1 &
+FACEPAY_SERVER__ADDRESS="127.0.0.1:$port" FACEPAY_RISK__PRESET=default \
+    FACEPAY_RISK__RULES_FILE="$work/rules.toml" \
+    "$facepay" serve --demo >"$artefacts/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 100); do
     (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break

@@ -10,9 +10,9 @@ use facepay_models::ModelStore;
 use image::{RgbImage, imageops};
 use serde::Serialize;
 
+use crate::engine_args::EngineArgs;
 use crate::face::embed_all;
 use crate::stats::median_p99;
-use facepay_server::root::EngineArgs;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {

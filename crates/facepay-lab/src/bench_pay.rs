@@ -9,14 +9,13 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use facepay_connector::SimulatorConfig;
+use facepay_config::Config;
 use facepay_models::ModelStore;
-use facepay_payments::{Config, LivenessMode};
 
 use crate::demo;
+use crate::engine_args::EngineArgs;
 use crate::stats::median_p99;
 use facepay_server::root::App;
-use facepay_server::root::EngineArgs;
 use facepay_terminal::{Client, TerminalFile, new_idempotency_key};
 
 const PAYMENTS_MAX: usize = 100_000;
@@ -36,8 +35,13 @@ pub struct PayArgs {
     /// Folders of photos, one per person: the first photo enrols, the rest pay.
     #[arg(long, default_value = ".facepay/verify")]
     pub photos: PathBuf,
-    #[command(flatten)]
-    pub vault: facepay_server::root::VaultArgs,
+    /// A card vault in another process (`facepay vault serve`) to pay
+    /// through; the vault runs in this process when absent.
+    #[arg(long)]
+    pub vault_url: Option<String>,
+    /// The secret shared with that vault process.
+    #[arg(long)]
+    pub vault_channel_secret: Option<PathBuf>,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -57,26 +61,13 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
     let data_dir = std::env::temp_dir().join(format!("facepay-bench-{}", new_idempotency_key()));
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
-        let url = match &args.database_url {
-            Some(url) => url.clone(),
-            None => facepay_store::Store::sqlite_url(&data_dir)?,
-        };
-        let store = facepay_store::Store::open(&url).await?;
-        let backend = store.backend().name();
-        let engine = Arc::new(args.engine.load(models)?);
-        // Still photos carry no motion: lenient liveness lets them pay (a
-        // burst judged a spoof still would not); the check itself still runs.
-        let config = Config {
-            liveness: LivenessMode::Lenient,
-            risk_rules: Some(rules_that_approve()?),
-            ..Config::default()
-        };
-        let vault = args
-            .vault
-            .open(&data_dir, SimulatorConfig::default())
-            .await?;
-        let clock = Arc::new(facepay_store::SystemClock);
-        let app = App::assemble(store, vault, engine, clock, &data_dir, config).await?;
+        let app = App::build(
+            config(&args, &data_dir)?,
+            models,
+            Arc::new(facepay_store::SystemClock),
+        )
+        .await?;
+        let backend = app.services.store().backend().name();
         let bursts = demo::enrol_people(&app, &data_dir, &args.photos, usize::MAX).await?;
         anyhow::ensure!(
             !bursts.is_empty(),
@@ -151,6 +142,41 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
 /// score reaches: a few faces paying hundreds of times a minute at one
 /// terminal would rightly be stepped up, and the benchmark measures the
 /// approve path, risk stage included.
+/// The demo's configuration on `data_dir` (still photos carry no motion:
+/// its lenient liveness lets them pay, and the check itself still runs),
+/// with rules that approve every payment, so that what is timed is the
+/// whole approved path.
+fn config(args: &PayArgs, data_dir: &std::path::Path) -> anyhow::Result<Config> {
+    std::fs::create_dir_all(data_dir)?;
+    let rules = data_dir.join("rules.toml");
+    std::fs::write(&rules, rules_that_approve()?)?;
+    let mut env = vec![
+        ("FACEPAY_STORE__DATA_DIR", data_dir.display().to_string()),
+        ("FACEPAY_RISK__PRESET", "default".to_owned()),
+        ("FACEPAY_RISK__RULES_FILE", rules.display().to_string()),
+        ("FACEPAY_FACE__BACKEND", args.engine.backend.to_string()),
+        ("FACEPAY_FACE__THREADS", args.engine.threads.to_string()),
+    ];
+    if let Some(url) = &args.database_url {
+        env.push(("FACEPAY_STORE__URL", url.clone()));
+    }
+    if let Some(url) = &args.vault_url {
+        let secret = args
+            .vault_channel_secret
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("--vault-url needs --vault-channel-secret"))?;
+        env.push(("FACEPAY_VAULT__MODE", "remote".to_owned()));
+        env.push(("FACEPAY_VAULT__URL", url.clone()));
+        env.push((
+            "FACEPAY_VAULT__CHANNEL_SECRET_FILE",
+            secret.display().to_string(),
+        ));
+    }
+    Ok(Config::demo(
+        env.into_iter().map(|(k, v)| (k.to_owned(), v)),
+    )?)
+}
+
 fn rules_that_approve() -> anyhow::Result<String> {
     let rules = facepay_risk::DEFAULT_RULES;
     let start = rules.find("[decision]");

@@ -6,8 +6,8 @@ use facepay_models::ModelStore;
 use facepay_template_transform::Transform;
 use serde::Serialize;
 
+use crate::engine_args::EngineArgs;
 use crate::face::{SFACE_THRESHOLD, largest_template};
-use facepay_server::root::EngineArgs;
 
 #[derive(Subcommand)]
 pub enum EvalCommand {

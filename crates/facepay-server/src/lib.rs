@@ -7,6 +7,7 @@
 
 mod api;
 mod hub;
+mod jobs;
 mod loyalty;
 mod observe;
 mod openapi;
@@ -17,7 +18,6 @@ mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -29,7 +29,7 @@ use axum::routing::{delete, get, post, put};
 use facepay_face::decode::IMAGE_BYTES_MAX;
 use facepay_face::{EngineError, FaceEngine, QualityPolicy};
 use facepay_hub::service::Hub;
-use facepay_payments::{Payments, Services};
+use facepay_payments::Services;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
@@ -38,12 +38,6 @@ use crate::root::App;
 const INFERENCE_CONCURRENCY_MAX: usize = 2;
 /// Largest JSON body: a burst of a few camera frames in base64.
 pub const JSON_BODY_BYTES_MAX: usize = 24 * 1024 * 1024;
-/// How often the risk rules file is looked at for changes.
-const RISK_RULES_POLL: Duration = Duration::from_secs(5);
-/// How often expired authorisations are voided and old keys purged.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
-/// Expired authorisations voided per sweep.
-const SWEEP_BATCH: i64 = 500;
 const INDEX_HTML: &str = include_str!("index.html");
 
 pub struct AppState {
@@ -184,40 +178,7 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
         "facepay is serving:\n  terminal   {root}/terminal\n  app        {root}/app\n  \
          dashboard  {root}/dashboard\n  API docs   {root}/docs"
     );
-    if let Some(path) = app.risk_rules.clone() {
-        let payments = Arc::clone(&app.services.payments);
-        tokio::spawn(follow_risk_rules(payments, path));
-    }
-    // Enrolments and deletions made through other servers on this store.
-    tokio::spawn(Arc::clone(&app.services.identity).follow());
-    let sweeper = Arc::clone(&app.services.merchant);
-    let clock = Arc::clone(app.services.clock());
-    let hub = Arc::clone(&app.hub);
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(SWEEP_INTERVAL);
-        loop {
-            interval.tick().await;
-            if let Err(e) = sweeper.expire_authorisations(SWEEP_BATCH).await {
-                tracing::warn!(error = %e, "sweep of expired authorisations failed");
-            }
-            if let Err(e) = sweeper.close_abandoned(SWEEP_BATCH).await {
-                tracing::warn!(error = %e, "sweep of abandoned payments failed");
-            }
-            if let Err(e) = sweeper.purge().await {
-                tracing::warn!(error = %e, "purge of old idempotency keys failed");
-            }
-            let now = clock.now_ms();
-            if let Err(e) = hub.sweep(now).await {
-                tracing::warn!(error = %e, "sweep of the hub's transfers failed");
-            }
-            // The simulated FX providers post fresh rates as real ones would.
-            for rate in facepay_hub::demo::rates(now) {
-                if let Err(e) = hub.post_rate(rate) {
-                    tracing::warn!(error = %e, "a simulated rate was refused");
-                }
-            }
-        }
-    });
+    jobs::start(&app);
     axum::serve(listener, router(&app))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -229,31 +190,6 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
     }
     app.services.store().close().await;
     Ok(())
-}
-
-/// Reloads the risk rules when their file changes; a file that does not
-/// parse or make sense is reported and the rules in force stay.
-async fn follow_risk_rules(payments: Arc<Payments>, path: std::path::PathBuf) {
-    let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let mut seen = modified(&path);
-    let mut interval = tokio::time::interval(RISK_RULES_POLL);
-    loop {
-        interval.tick().await;
-        let now = modified(&path);
-        if now == seen {
-            continue;
-        }
-        seen = now;
-        let reloaded = std::fs::read_to_string(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| payments.reload_risk_rules(&text).map_err(|e| e.to_string()));
-        match reloaded {
-            Ok(()) => tracing::info!(path = %path.display(), "risk rules reloaded"),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "risk rules not reloaded; the old ones stay")
-            }
-        }
-    }
 }
 
 /// Every error the API returns: a stable machine code and a message for people.
@@ -360,6 +296,8 @@ async fn analyze(
     Ok(axum::Json(analysis).into_response())
 }
 
+#[cfg(test)]
+mod config_tests;
 #[cfg(test)]
 mod flow_tests;
 #[cfg(test)]

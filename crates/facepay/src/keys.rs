@@ -9,8 +9,6 @@ use facepay_payments::{
 use facepay_store::SystemClock;
 use facepay_template_transform::TransformKeys;
 
-use facepay_server::root::transforms_dir;
-
 use crate::ledger::StoreArgs;
 
 /// Data keys re-wrapped per database round.
@@ -125,4 +123,10 @@ pub fn run(command: KeysCommand) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// Where the deployment's template transform secrets live by default
+/// (`keys.transforms_dir`).
+fn transforms_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("transforms")
 }

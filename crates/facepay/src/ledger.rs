@@ -44,9 +44,9 @@ pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
 
 #[derive(clap::Args, Clone)]
 pub struct StoreArgs {
-    #[arg(long, env = "FACEPAY_DATA_DIR", default_value = ".facepay/data")]
+    #[arg(long, env = "FACEPAY_STORE__DATA_DIR", default_value = ".facepay/data")]
     pub data_dir: std::path::PathBuf,
-    #[arg(long, env = "FACEPAY_DATABASE_URL")]
+    #[arg(long, env = "FACEPAY_STORE__URL")]
     pub database_url: Option<String>,
 }
 

@@ -8,6 +8,7 @@
 //! `facepay bench ...` runs `facepay-lab bench ...` from beside this
 //! executable, as git and cargo run their external subcommands.
 
+mod config;
 mod keys;
 mod ledger;
 mod models;
@@ -19,7 +20,6 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use facepay_models::ModelStore;
-use facepay_server::root::AppArgs;
 
 /// The subcommands `facepay-lab` answers.
 const LAB_COMMANDS: [&str; 5] = ["bench", "eval", "face", "demo", "hub"];
@@ -44,13 +44,16 @@ enum Command {
     /// Fetch and verify the face models and the ONNX Runtime library.
     #[command(subcommand)]
     Models(models::ModelsCommand),
-    /// Run the server with its pages.
+    /// Run the server with its pages, built from a configuration file
+    /// (`facepay.example.toml` documents every key) with
+    /// `FACEPAY_<SECTION>__<KEY>` variables over it.
     Serve {
-        #[arg(long, env = "FACEPAY_ADDRESS", default_value = "127.0.0.1:8080")]
-        address: std::net::SocketAddr,
         #[command(flatten)]
-        app: AppArgs,
+        config: config::ConfigArgs,
     },
+    /// Check a configuration file.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// A command-line terminal that signs its requests like a kiosk.
     #[command(subcommand)]
     Terminal(terminal::TerminalCommand),
@@ -89,10 +92,16 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(ModelStore::open_default);
     match cli.command {
         Command::Models(command) => models::run(command, &store),
-        Command::Serve { address, app } => tokio::runtime::Runtime::new()?.block_on(async {
-            let built = app.build(&store).await?;
-            facepay_server::serve(built, address).await
-        }),
+        Command::Serve { config } => {
+            let config = config.load()?;
+            tokio::runtime::Runtime::new()?.block_on(async {
+                let address = config.server.address;
+                let clock = std::sync::Arc::new(facepay_store::SystemClock);
+                let app = facepay_server::root::App::build(config, &store, clock).await?;
+                facepay_server::serve(app, address).await
+            })
+        }
+        Command::Config(command) => config::run(command),
         Command::Terminal(command) => terminal::run(command),
         Command::Ledger(command) => ledger::run(command),
         Command::Keys(command) => keys::run(command),

@@ -11,14 +11,14 @@ use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use facepay_connector::{SimulatedIssuer, SimulatorConfig};
 use facepay_vault::channel::{
     BODY_BYTES_MAX, ChannelError, ChannelKey, HEADER_NONCE, HEADER_TIMESTAMP, ReplayGuard,
     SealedRequest,
 };
 use facepay_vault::{KeyPart, LocalVault, RemoteVault};
 
-use facepay_server::root::{VaultArgs, unlock};
+use facepay_config::Vault as VaultConfig;
+use facepay_server::root::{connector, open_vault, open_vault_store};
 
 /// The longest nonce header accepted (12 bytes in hex).
 const NONCE_TEXT_MAX: usize = 24;
@@ -31,14 +31,14 @@ pub enum VaultCommand {
     Serve {
         #[arg(long, env = "FACEPAY_VAULT_ADDRESS", default_value = "127.0.0.1:8090")]
         address: SocketAddr,
-        /// The vault directory defaults to `<data-dir>/vault`.
-        #[arg(long, env = "FACEPAY_DATA_DIR", default_value = ".facepay/data")]
-        data_dir: PathBuf,
+        /// The secret shared with the core (made on first use).
+        #[arg(long, env = "FACEPAY_VAULT_CHANNEL_SECRET_FILE")]
+        channel_secret: PathBuf,
+        /// The vault's configuration: its `[vault]` section (embedded: the
+        /// vault's own store and custodians' parts) and the `[connector]`
+        /// it pays through.
         #[command(flatten)]
-        vault: VaultArgs,
-        /// Latency the issuer simulator adds to every call.
-        #[arg(long, default_value_t = 0)]
-        issuer_latency_ms: u64,
+        config: crate::config::ConfigArgs,
     },
     /// Make the two custodians' key parts, one file each (never overwritten).
     Init {
@@ -69,15 +69,12 @@ pub fn run(command: VaultCommand) -> anyhow::Result<()> {
     match command {
         VaultCommand::Serve {
             address,
-            data_dir,
-            vault,
-            issuer_latency_ms,
-        } => tokio::runtime::Runtime::new()?.block_on(serve(
-            address,
-            &data_dir,
-            &vault,
-            issuer_latency_ms,
-        )),
+            channel_secret,
+            config,
+        } => {
+            let config = config.load()?;
+            tokio::runtime::Runtime::new()?.block_on(serve(address, &channel_secret, &config))
+        }
         VaultCommand::Init { parts } => {
             anyhow::ensure!(parts.len() == 2, "give two --part files, one per custodian");
             for path in &parts {
@@ -105,28 +102,24 @@ pub fn run(command: VaultCommand) -> anyhow::Result<()> {
 }
 
 struct Served {
-    vault: LocalVault,
+    vault: Arc<LocalVault>,
     key: ChannelKey,
     guard: ReplayGuard,
 }
 
 async fn serve(
     address: SocketAddr,
-    data_dir: &Path,
-    args: &VaultArgs,
-    issuer_latency_ms: u64,
+    channel_secret: &Path,
+    config: &facepay_config::Config,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.vault_url.is_none(),
-        "--vault-url names another vault; the vault process serves its own"
-    );
-    let key = ChannelKey::open_or_create_file(&args.channel_secret(data_dir))?;
-    let issuer = SimulatedIssuer::new(SimulatorConfig {
-        latency_ms: issuer_latency_ms,
-        ..SimulatorConfig::default()
-    });
-    let vault = LocalVault::new(args.open_store(data_dir).await?, Arc::new(issuer));
-    unlock(&vault, args.key_parts(data_dir, false)?).await?;
+    let VaultConfig::Embedded(embedded) = &config.vault else {
+        anyhow::bail!(
+            "vault.mode: the vault process serves its own vault; use mode = \"embedded\""
+        );
+    };
+    let key = ChannelKey::open_or_create_file(channel_secret)?;
+    let store = open_vault_store(embedded).await?;
+    let vault = open_vault(embedded, store, connector(config)?).await?;
     let state = Arc::new(Served {
         vault,
         key,

@@ -16,8 +16,8 @@ use facepay_store::{Store, now_ms, payments};
 
 mod common;
 use common::{
-    binary, demo_terminal, free_port, lay_out_photos, post_signed, rules_that_approve, run_demo,
-    wait_ready,
+    binary, demo_terminal, free_port, lay_out_photos, post_signed, run_demo, serve_command,
+    wait_ready, with_store,
 };
 
 const CLIENTS: usize = 4;
@@ -25,29 +25,9 @@ const PAYMENTS_PER_CLIENT: usize = 12;
 /// A payment not acknowledged within this long fails the test.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(300);
 
-fn with_store(command: &mut Command, data: &Path, database_url: Option<&str>) {
-    command.arg("--data-dir").arg(data);
-    if let Some(url) = database_url {
-        command.arg("--database-url").arg(url);
-    }
-}
-
 fn start_server(data: &Path, database_url: Option<&str>, port: u16) -> Child {
-    let rules = rules_that_approve(data);
-    let mut command = Command::new(binary());
-    command.args([
-        "serve",
-        "--liveness",
-        "lenient",
-        "--idempotency-lease-ms",
-        "1000",
-    ]);
-    command.arg("--risk-rules").arg(&rules);
-    with_store(&mut command, data, database_url);
-    command
-        .arg("--address")
-        .arg(format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
+    serve_command(data, database_url, port)
+        .env("FACEPAY_LIMITS__IDEMPOTENCY_LEASE_MS", "1000")
         .stdout(Stdio::null())
         .spawn()
         .unwrap()

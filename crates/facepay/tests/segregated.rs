@@ -45,9 +45,15 @@ impl Layout {
 }
 
 fn spawn(args: &[&str], layout: &Layout, log: &str) -> Child {
+    spawn_env(args, &[], layout, log)
+}
+
+/// `facepay ARGS` with the configuration variables `env` set.
+fn spawn_env(args: &[&str], env: &[(&str, String)], layout: &Layout, log: &str) -> Child {
     let log = std::fs::File::create(layout.path("logs").join(log)).unwrap();
     Command::new(binary())
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("TMPDIR", layout.path("tmp"))
         .env("RUST_LOG", "debug,ort=info,tract_onnx=info")
         .stdout(log.try_clone().unwrap())
@@ -57,7 +63,11 @@ fn spawn(args: &[&str], layout: &Layout, log: &str) -> Child {
 }
 
 fn run_ok(args: &[&str], layout: &Layout, log: &str) -> String {
-    let mut child = spawn(args, layout, log);
+    run_ok_env(args, &[], layout, log)
+}
+
+fn run_ok_env(args: &[&str], env: &[(&str, String)], layout: &Layout, log: &str) -> String {
+    let mut child = spawn_env(args, env, layout, log);
     let status = child.wait().unwrap();
     let text = std::fs::read_to_string(layout.path("logs").join(log)).unwrap();
     assert!(status.success(), "facepay {args:?} failed:\n{text}");
@@ -206,7 +216,7 @@ fn segregated_run(postgres: Option<&str>) {
         None => (None, None),
     };
     let s = |p: &Path| p.display().to_string();
-    let (core, vault_home) = (s(&layout.path("core")), s(&layout.path("vault-host")));
+    let core = s(&layout.path("core"));
     let secret = s(&layout.path("vault-host/channel.secret"));
     let parts = [1, 2].map(|n| s(&layout.path(&format!("custody/custodian-{n}.part"))));
 
@@ -218,24 +228,48 @@ fn segregated_run(postgres: Option<&str>) {
     let vault_port = free_port();
     let vault_address = format!("127.0.0.1:{vault_port}");
     let vault_http = format!("http://{vault_address}");
-    let mut vault_args = vec![
+    // The vault process's configuration: its own store, no key part at
+    // start (it waits for both custodians), and the simulated issuer.
+    let vault_dir = s(&layout.path("vault-host/vault"));
+    let mut vault_config = format!(
+        "[connector]\nkind = \"simulated_issuer\"\n\n[vault]\nmode = \"embedded\"\n\
+         dir = {vault_dir:?}\nembedded_parts = false\n"
+    );
+    if let Some(url) = &vault_url {
+        vault_config.push_str(&format!("database_url = {url:?}\n"));
+    }
+    let vault_config_file = s(&layout.path("vault-host/vault.toml"));
+    std::fs::create_dir_all(layout.path("vault-host")).unwrap();
+    std::fs::write(&vault_config_file, vault_config).unwrap();
+    let vault_args = [
         "vault",
         "serve",
         "--address",
         &vault_address,
-        "--data-dir",
-        &vault_home,
-        "--vault-channel-secret",
+        "--channel-secret",
         &secret,
-        "--vault-key-part",
-        &parts[0],
+        "--config",
+        &vault_config_file,
     ];
-    if let Some(url) = &vault_url {
-        vault_args.extend(["--vault-database-url", url]);
-    }
     let mut vault = spawn(&vault_args, &layout, "vault.log");
     let agent = agent();
     assert_eq!(wait_healthy(&agent, vault_port)["unlocked"], false);
+    let first = run_ok(
+        &[
+            "vault",
+            "unlock",
+            "--url",
+            &vault_http,
+            "--part",
+            &parts[0],
+            "--channel-secret",
+            &secret,
+        ],
+        &layout,
+        "unlock-first.log",
+    );
+    assert!(first.contains("waits for the other"), "{first}");
+    assert_eq!(health(&agent, vault_port).unwrap()["unlocked"], false);
 
     // A stranger without the channel secret is refused, part or not.
     let stranger_secret = s(&layout.path("stranger.secret"));
@@ -280,32 +314,33 @@ fn segregated_run(postgres: Option<&str>) {
 
     let photos_dir = layout.path("photos");
     let pay_with = lay_out_photos(&photos_dir);
-    let mut core_store = vec!["--data-dir", &core, "--vault-url", &vault_http];
-    core_store.extend(["--vault-channel-secret", &secret]);
+    let mut core_env = vec![
+        ("FACEPAY_STORE__DATA_DIR", core.clone()),
+        ("FACEPAY_VAULT__MODE", "remote".to_owned()),
+        ("FACEPAY_VAULT__URL", vault_http.clone()),
+        ("FACEPAY_VAULT__CHANNEL_SECRET_FILE", secret.clone()),
+    ];
     if let Some(url) = &core_url {
-        core_store.extend(["--database-url", url]);
+        core_env.push(("FACEPAY_STORE__URL", url.clone()));
     }
     let photos_arg = s(&photos_dir);
-    let mut demo = vec!["demo", "--liveness", "lenient", "--photos", &photos_arg];
-    demo.extend(&core_store);
-    let demo_log = run_ok(&demo, &layout, "demo.log");
+    let demo_log = run_ok_env(
+        &["demo", "--photos", &photos_arg],
+        &core_env,
+        &layout,
+        "demo.log",
+    );
     assert!(demo_log.contains("enrolled"), "{demo_log}");
 
     let core_port = free_port();
     let core_address = format!("127.0.0.1:{core_port}");
     let rules = rules_that_approve(&layout.path("rules"));
-    let rules = rules.to_str().unwrap();
-    let mut serve = vec![
-        "serve",
-        "--liveness",
-        "lenient",
-        "--risk-rules",
-        rules,
-        "--address",
-        &core_address,
-    ];
-    serve.extend(&core_store);
-    let mut server = spawn(&serve, &layout, "core.log");
+    core_env.extend([
+        ("FACEPAY_SERVER__ADDRESS", core_address.clone()),
+        ("FACEPAY_RISK__PRESET", "default".to_owned()),
+        ("FACEPAY_RISK__RULES_FILE", rules.display().to_string()),
+    ]);
+    let mut server = spawn_env(&["serve", "--demo"], &core_env, &layout, "core.log");
     wait_ready(&agent, core_port);
     let terminal: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(layout.path("core/demo-terminal.json")).unwrap(),

@@ -4,7 +4,7 @@
 //! through the first as quickly.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -12,8 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 mod common;
 use common::{
-    binary, demo_terminal, free_port, lay_out_photos, post_signed, rules_that_approve, run_demo,
-    wait_ready,
+    demo_terminal, free_port, lay_out_photos, post_signed, run_demo, serve_command, wait_ready,
 };
 
 /// What the issue asks: a change made through one server is seen by the
@@ -32,21 +31,7 @@ impl Drop for Server {
 
 fn start_server(data: &Path, database_url: &str, port: u16) -> Server {
     Server(
-        Command::new(binary())
-            .args([
-                "serve",
-                "--liveness",
-                "lenient",
-                "--database-url",
-                database_url,
-            ])
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--risk-rules")
-            .arg(rules_that_approve(data))
-            .arg("--address")
-            .arg(format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
+        serve_command(data, Some(database_url), port)
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),

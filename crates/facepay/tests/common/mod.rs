@@ -36,19 +36,40 @@ pub fn lay_out_photos(dir: &Path) -> Vec<PathBuf> {
     pay_with
 }
 
+/// The store a command works on: `data` (SQLite there, or `database_url`),
+/// set as the configuration's variables over the demo's configuration.
+pub fn with_store(command: &mut std::process::Command, data: &Path, database_url: Option<&str>) {
+    command.env("FACEPAY_STORE__DATA_DIR", data);
+    if let Some(url) = database_url {
+        command.env("FACEPAY_STORE__URL", url);
+    }
+}
+
+/// `facepay serve` on the demo's configuration (the simulated issuer,
+/// lenient liveness) on `data`, at `port`, with rules that approve every
+/// payment.
+#[allow(dead_code)] // Not every test binary serves.
+pub fn serve_command(data: &Path, database_url: Option<&str>, port: u16) -> std::process::Command {
+    let mut command = std::process::Command::new(binary());
+    command
+        .args(["serve", "--demo"])
+        .env("FACEPAY_SERVER__ADDRESS", format!("127.0.0.1:{port}"))
+        .env("FACEPAY_RISK__PRESET", "default")
+        .env("FACEPAY_RISK__RULES_FILE", rules_that_approve(data))
+        .env("RUST_LOG", "warn");
+    with_store(&mut command, data, database_url);
+    command
+}
+
 /// Runs `facepay demo` on `data` (SQLite there, or `database_url`),
 /// enrolling the photos laid out in `photos`.
 #[allow(dead_code)] // Not every test binary runs the demo.
 pub fn run_demo(data: &Path, photos: &Path, database_url: Option<&str>) {
     let mut demo = std::process::Command::new(binary());
-    demo.args(["demo", "--liveness", "lenient", "--data-dir"])
-        .arg(data)
-        .arg("--photos")
+    demo.args(["demo", "--photos"])
         .arg(photos)
         .env("RUST_LOG", "warn");
-    if let Some(url) = database_url {
-        demo.arg("--database-url").arg(url);
-    }
+    with_store(&mut demo, data, database_url);
     let done = demo.output().unwrap();
     assert!(
         done.status.success(),

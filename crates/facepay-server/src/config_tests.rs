@@ -1,0 +1,70 @@
+//! The server as a configuration builds it. A configuration that names no
+//! simulator takes no payment through one: with Hyperswitch named and no
+//! Hyperswitch to reach, a payment is refused with a clear code, and nothing
+//! reaches the ledger.
+
+use std::sync::Arc;
+
+use facepay_config::Config;
+use facepay_models::ModelStore;
+use facepay_store::{SystemClock, ledger};
+
+use super::flow_tests::{Harness, enrolment, payment};
+use crate::root::App;
+
+/// A loopback port nothing listens on: bound, then let go.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn a_configuration_naming_no_simulator_refuses_a_payment_it_cannot_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[store]\ndata_dir = {data:?}\n\n[face]\nliveness = \"lenient\"\n\n[risk]\npreset = \"demo\"\n\n\
+         [connector]\nkind = \"hyperswitch\"\n\n[connector.hyperswitch]\n\
+         base_url = \"http://127.0.0.1:{port}\"\napi_key = {{ env = \"TEST_HS_API_KEY\" }}\n\
+         webhook_secret = {{ env = \"TEST_HS_WEBHOOK_SECRET\" }}\ntimeout_ms = 500\n",
+        data = dir.path().display().to_string(),
+        port = closed_port(),
+    );
+    let env = [
+        ("TEST_HS_API_KEY".to_owned(), "snd_test_key".to_owned()),
+        ("TEST_HS_WEBHOOK_SECRET".to_owned(), "whsec_test".to_owned()),
+    ];
+    let config = Config::from_toml(&text, None, env).unwrap();
+    assert!(
+        config.simulated_parts().is_empty(),
+        "{:?}",
+        config.simulated_parts()
+    );
+    let app = App::build(config, &ModelStore::open_default(), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    assert!(app.simulated_parts().is_empty());
+    let h = Harness::from_app(app, dir.path()).await;
+    let enrol = enrolment(
+        "+821055501234",
+        "face_recognition/obama.jpg",
+        "4242424242424242",
+    );
+    let (status, _, text) = h.enrol("enrol-1", &enrol).await;
+    assert_eq!(status, 201, "{text}");
+
+    let (status, body, text) = h
+        .pay("pay-1", &payment("face_recognition/obama2.jpg", "4500"))
+        .await;
+    assert!((500..600).contains(&status), "not refused: {text}");
+    let code = body["error"]["code"]
+        .as_str()
+        .or(body["failure"]["code"].as_str())
+        .unwrap_or_default();
+    assert!(code.starts_with("issuer_"), "{text}");
+    assert_ne!(body["state"], "captured", "{text}");
+
+    let mut conn = h.app.services.store().acquire().await.unwrap();
+    let verified = ledger::verify(&mut conn).await.unwrap();
+    assert!(verified.ok());
+    assert_eq!(verified.transfers, 0, "a refused payment moved money");
+}

@@ -1,0 +1,89 @@
+//! The server's background jobs: the sweep (expired authorisations,
+//! abandoned payments, old idempotency keys, the hub's unfinished
+//! transfers, fresh rates from the configured FX sources), the gallery
+//! follower, and the risk rules reload.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use facepay_payments::Payments;
+
+use crate::root::{App, fx_rates};
+
+/// How often the risk rules file is looked at for changes.
+const RISK_RULES_POLL: Duration = Duration::from_secs(5);
+/// How often expired authorisations are voided and old keys purged.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Expired authorisations voided per sweep.
+const SWEEP_BATCH: i64 = 500;
+
+/// Starts every job on the current runtime; they run until it stops.
+pub fn start(app: &App) {
+    if let Some(path) = app.config.risk.rules_file.clone() {
+        let payments = Arc::clone(&app.services.payments);
+        tokio::spawn(follow_risk_rules(payments, path));
+    }
+    // Enrolments and deletions made through other servers on this store.
+    tokio::spawn(Arc::clone(&app.services.identity).follow());
+    tokio::spawn(sweep(
+        Arc::clone(&app.services),
+        Arc::clone(&app.hub),
+        Arc::clone(&app.config),
+    ));
+}
+
+async fn sweep(
+    services: Arc<facepay_payments::Services>,
+    hub: Arc<facepay_hub::service::Hub>,
+    config: Arc<facepay_config::Config>,
+) {
+    let merchant = &services.merchant;
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        interval.tick().await;
+        if let Err(e) = merchant.expire_authorisations(SWEEP_BATCH).await {
+            tracing::warn!(error = %e, "sweep of expired authorisations failed");
+        }
+        if let Err(e) = merchant.close_abandoned(SWEEP_BATCH).await {
+            tracing::warn!(error = %e, "sweep of abandoned payments failed");
+        }
+        if let Err(e) = merchant.purge().await {
+            tracing::warn!(error = %e, "purge of old idempotency keys failed");
+        }
+        let now = services.clock().now_ms();
+        if let Err(e) = hub.sweep(now).await {
+            tracing::warn!(error = %e, "sweep of the hub's transfers failed");
+        }
+        // Each FX source posts its rates again before they run out.
+        for rate in fx_rates(&config, now) {
+            if let Err(e) = hub.post_rate(rate) {
+                tracing::warn!(error = %e, "a posted rate was refused");
+            }
+        }
+    }
+}
+
+/// Reloads the risk rules when their file changes; a file that does not
+/// parse or make sense is reported and the rules in force stay.
+async fn follow_risk_rules(payments: Arc<Payments>, path: std::path::PathBuf) {
+    let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let mut seen = modified(&path);
+    let mut interval = tokio::time::interval(RISK_RULES_POLL);
+    loop {
+        interval.tick().await;
+        let now = modified(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let reloaded = std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| payments.reload_risk_rules(&text).map_err(|e| e.to_string()));
+        match reloaded {
+            Ok(()) => tracing::info!(path = %path.display(), "risk rules reloaded"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "risk rules not reloaded; the old ones stay")
+            }
+        }
+    }
+}
