@@ -20,6 +20,10 @@ use facepay_store::{audit, parties};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::api::{
+    BlockKind, BlockList, BlockRemoved, BlockView, ClaimStateView, FlaggedTerminalView,
+    FlaggedTerminals, HeldView, ReviewQueue, TerminalFlagCleared,
+};
 use crate::core::{Core, Reply, commit, derived_id, money_of, parse_json};
 use crate::error::Failure;
 use crate::identity::Identity;
@@ -56,26 +60,55 @@ impl Operator {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
     pub payment_id: String,
-    /// In the user's words.
+    /// In the user's words: 1 to 1,000 characters, not all blank.
+    #[schema(
+        pattern = r"^[^\x00]*[^\x00\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00]*$",
+        max_length = 1000
+    )]
     pub reason: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimDecision {
-    /// `review`, `accept` or `reject`.
-    pub action: String,
+    pub action: ClaimAction,
+    /// 1 to 1,000 characters, not all blank.
     #[serde(default)]
+    #[schema(
+        pattern = r"^[^\x00]*[^\x00\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00]*$",
+        max_length = 1000
+    )]
     pub note: Option<String>,
+}
+
+/// What an operator does with a claim.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimAction {
+    /// Take it under review.
+    Review,
+    Accept,
+    Reject,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlockRequest {
-    /// `user`, `card`, `terminal`, `merchant` or `country`.
-    pub kind: String,
+    pub kind: BlockKind,
+    /// The id, card fingerprint or country code: 1 to 1,000 characters,
+    /// not all blank.
+    #[schema(
+        pattern = r"^[^\x00]*[^\x00\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00]*$",
+        max_length = 1000
+    )]
     pub value: String,
+    /// 1 to 1,000 characters, not all blank.
+    #[schema(
+        pattern = r"^[^\x00]*[^\x00\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00]*$",
+        max_length = 1000
+    )]
     pub reason: String,
     /// Unix ms; absent for a block that stays until removed.
     #[serde(default)]
@@ -92,8 +125,7 @@ pub struct ClaimList {
 pub struct ClaimView {
     pub id: String,
     pub payment_id: String,
-    /// `opened`, `under_review`, `accepted` or `rejected`.
-    pub state: String,
+    pub state: ClaimStateView,
     pub reason: String,
     pub note: Option<String>,
     /// Paid back to the user by the platform.
@@ -104,31 +136,33 @@ pub struct ClaimView {
     pub updated_at_ms: i64,
 }
 
-impl From<Claim> for ClaimView {
-    fn from(c: Claim) -> Self {
-        Self {
+impl ClaimView {
+    pub fn of(c: Claim) -> Result<Self, Failure> {
+        Ok(Self {
+            state: ClaimStateView::of(&c.state)?,
             id: c.id,
             payment_id: c.payment_id,
-            state: c.state,
             reason: c.reason,
             note: c.note,
             compensated_minor: c.compensated_minor,
             recovered_minor: c.recovered_minor,
             opened_at_ms: c.opened_at_ms,
             updated_at_ms: c.updated_at_ms,
-        }
+        })
     }
 }
 
+/// At most `TEXT_LEN_MAX` characters as sent, and not all blank; kept
+/// trimmed.
 fn text(field: &'static str, value: &str) -> Result<String, Failure> {
-    let value = value.trim();
-    if value.is_empty() || value.len() > TEXT_LEN_MAX {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || value.chars().count() > TEXT_LEN_MAX {
         return Err(Failure::unprocessable(
             "text_invalid",
-            format!("{field} must be 1 to {TEXT_LEN_MAX} bytes"),
+            format!("{field} must be 1 to {TEXT_LEN_MAX} characters, not all blank"),
         ));
     }
-    Ok(value.to_owned())
+    Ok(trimmed.to_owned())
 }
 
 pub struct Claims {
@@ -197,7 +231,7 @@ impl Claims {
                     opened_at_ms: now,
                     updated_at_ms: now,
                 };
-                let reply = Reply::json(201, &ClaimView::from(claim.clone()))?;
+                let reply = Reply::json(201, &ClaimView::of(claim.clone())?)?;
                 let mut tx = self.core.begin().await?;
                 fraud::insert_claim(&mut tx, &claim)
                     .await
@@ -230,7 +264,10 @@ impl Claims {
         Reply::json(
             200,
             &ClaimList {
-                claims: claims.into_iter().map(ClaimView::from).collect(),
+                claims: claims
+                    .into_iter()
+                    .map(ClaimView::of)
+                    .collect::<Result<_, _>>()?,
             },
         )
     }
@@ -252,7 +289,10 @@ impl Claims {
         Reply::json(
             200,
             &ClaimList {
-                claims: claims.into_iter().map(ClaimView::from).collect(),
+                claims: claims
+                    .into_iter()
+                    .map(ClaimView::of)
+                    .collect::<Result<_, _>>()?,
             },
         )
     }
@@ -266,16 +306,10 @@ impl Claims {
         body: &[u8],
     ) -> Result<Reply, Failure> {
         let request: ClaimDecision = parse_json(body)?;
-        let next = match request.action.as_str() {
-            "review" => ClaimState::UnderReview,
-            "accept" => ClaimState::Accepted,
-            "reject" => ClaimState::Rejected,
-            _ => {
-                return Err(Failure::unprocessable(
-                    "action_invalid",
-                    "action is review, accept or reject",
-                ));
-            }
+        let next = match request.action {
+            ClaimAction::Review => ClaimState::UnderReview,
+            ClaimAction::Accept => ClaimState::Accepted,
+            ClaimAction::Reject => ClaimState::Rejected,
         };
         let note = request
             .note
@@ -306,7 +340,7 @@ impl Claims {
                 fraud::update_claim(&mut tx, &before, &after).await?;
                 let action = format!("claim_{}", next.as_str());
                 audit::append(&mut tx, now, &op.actor(), &action, &before.id).await?;
-                let reply = Reply::json(200, &ClaimView::from(after))?;
+                let reply = Reply::json(200, &ClaimView::of(after)?)?;
                 claimed.complete(&mut tx, &reply).await?;
                 commit(tx).await?;
                 if suspended {
@@ -514,7 +548,7 @@ impl Claims {
                     .await?;
                 fraud::update_claim(&mut tx, &before, &after).await?;
                 audit::append(&mut tx, now, &op.actor(), "claim_recovered", id).await?;
-                let reply = Reply::json(200, &ClaimView::from(after))?;
+                let reply = Reply::json(200, &ClaimView::of(after)?)?;
                 claimed.complete(&mut tx, &reply).await?;
                 commit(tx).await?;
                 Ok(reply)
@@ -526,7 +560,8 @@ impl Claims {
     pub async fn review_queue(&self, _op: &Operator) -> Result<Reply, Failure> {
         let mut conn = self.core.conn().await?;
         let held = fraud::review_queue(&mut conn, fraud::CLAIMS_PAGE_MAX).await?;
-        Reply::json(200, &serde_json::json!({ "payments": held }))
+        let payments = held.iter().map(HeldView::of).collect::<Result<_, _>>()?;
+        Reply::json(200, &ReviewQueue { payments })
     }
 
     /// `POST /v1/operator/reviews/{payment_id}/release|cancel`: capture
@@ -586,7 +621,10 @@ impl Claims {
         commit(tx).await?;
         Reply::json(
             200,
-            &serde_json::json!({ "terminal_id": terminal_id, "flagged": false }),
+            &TerminalFlagCleared {
+                terminal_id: terminal_id.to_owned(),
+                flagged: false,
+            },
         )
     }
 
@@ -594,28 +632,24 @@ impl Claims {
     pub async fn flagged_terminals(&self, _op: &Operator) -> Result<Reply, Failure> {
         let mut conn = self.core.conn().await?;
         let terminals = fraud::flagged_terminals(&mut conn).await?;
-        Reply::json(200, &serde_json::json!({ "terminals": terminals }))
+        let terminals = terminals.iter().map(FlaggedTerminalView::from).collect();
+        Reply::json(200, &FlaggedTerminals { terminals })
     }
 
     /// `GET /v1/operator/blocks`.
     pub async fn list_blocks(&self, _op: &Operator) -> Result<Reply, Failure> {
         let mut conn = self.core.conn().await?;
         let blocks = fraud::blocks(&mut conn, self.core.now_ms()).await?;
-        Reply::json(200, &serde_json::json!({ "blocks": blocks }))
+        let blocks = blocks.iter().map(BlockView::of).collect::<Result<_, _>>()?;
+        Reply::json(200, &BlockList { blocks })
     }
 
     /// `POST /v1/operator/blocks`: adds or renews an entry.
     pub async fn add_block(&self, op: &Operator, body: &[u8]) -> Result<Reply, Failure> {
         let request: BlockRequest = parse_json(body)?;
-        if !fraud::BLOCK_KINDS.contains(&request.kind.as_str()) {
-            return Err(Failure::unprocessable(
-                "block_kind_invalid",
-                "kind is user, card, terminal, merchant or country",
-            ));
-        }
         let now = self.core.now_ms();
         let block = Block {
-            kind: request.kind,
+            kind: request.kind.as_str().to_owned(),
             value: text("value", &request.value)?,
             reason: text("reason", &request.reason)?,
             source: "operator".into(),
@@ -627,27 +661,31 @@ impl Claims {
         let subject = format!("{}:{}", block.kind, block.value);
         audit::append(&mut tx, now, &op.actor(), "block_added", &subject).await?;
         commit(tx).await?;
-        Reply::json(201, &block)
+        Reply::json(201, &BlockView::of(&block)?)
     }
 
     /// `DELETE /v1/operator/blocks/{kind}/{value}`.
     pub async fn remove_block(
         &self,
         op: &Operator,
-        kind: &str,
+        kind: BlockKind,
         value: &str,
     ) -> Result<Reply, Failure> {
         let now = self.core.now_ms();
         let mut tx = self.core.begin().await?;
-        if !fraud::remove_block(&mut tx, kind, value, None).await? {
+        if !fraud::remove_block(&mut tx, kind.as_str(), value, None).await? {
             return Err(Failure::not_found("block"));
         }
-        let subject = format!("{kind}:{value}");
+        let subject = format!("{}:{value}", kind.as_str());
         audit::append(&mut tx, now, &op.actor(), "block_removed", &subject).await?;
         commit(tx).await?;
         Reply::json(
             200,
-            &serde_json::json!({ "kind": kind, "value": value, "removed": true }),
+            &BlockRemoved {
+                kind,
+                value: value.to_owned(),
+                removed: true,
+            },
         )
     }
 }

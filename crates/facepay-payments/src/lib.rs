@@ -58,7 +58,7 @@ mod templates;
 pub use crate::claims::Claims;
 pub use crate::core::{
     Config, Core, IDEMPOTENCY_KEY_LEN_MAX, IDEMPOTENCY_RETENTION_MS, Reply, check_idempotency_key,
-    parse_json,
+    json_value, parse_json,
 };
 pub use crate::identity::{Identity, snapshot};
 pub use crate::key_management::{KeyManagement, reissue_templates, rewrap_data_keys};

@@ -11,7 +11,10 @@ use facepay_store::parties::{self, Merchant};
 use facepay_store::payments::{self, ListFilter, Payment, PaymentState};
 use facepay_store::{audit, idempotency};
 
-use crate::api::{AmountRequest, PaymentPage, PaymentView};
+use crate::api::{
+    AmountRequest, DailyReport, DailyReportRowView, PaymentDetail, PaymentPage, PaymentStateView,
+    PaymentView, StoreView, TerminalList, TerminalView,
+};
 use crate::core::{
     Claimed, Core, HELD_FOR_REVIEW, IDEMPOTENCY_RETENTION_MS, Reply, commit, derived_id, fee,
     money_of, parse_json,
@@ -29,14 +32,17 @@ const PAGE_LIMIT_DEFAULT: i64 = 20;
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this store's payments.
+    #[param(pattern = r"^[^\x00]*$")]
     pub store_id: Option<String>,
-    /// Only payments in this state, such as `captured`.
+    /// Only payments in this state.
+    #[param(value_type = Option<PaymentStateView>, inline)]
     pub state: Option<String>,
     /// Created at or after this Unix time in milliseconds.
     pub from_ms: Option<i64>,
     /// Created before this Unix time in milliseconds.
     pub to_ms: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}\.[^\x00]*$")]
     pub cursor: Option<String>,
     /// Payments per page, 1 to 100; 20 if absent.
     #[param(minimum = 1, maximum = 100)]
@@ -89,6 +95,7 @@ impl MerchantOps {
         let after = match &q.cursor {
             Some(c) => Some(
                 c.split_once('.')
+                    .filter(|(ms, _)| ms.len() <= 18 && ms.bytes().all(|b| b.is_ascii_digit()))
                     .and_then(|(ms, id)| Some((ms.parse().ok()?, id.to_owned())))
                     .ok_or_else(|| {
                         Failure::unprocessable(
@@ -115,7 +122,7 @@ impl MerchantOps {
         Reply::json(
             200,
             &PaymentPage {
-                payments: rows.iter().map(PaymentView::of).collect(),
+                payments: rows.iter().map(PaymentView::of).collect::<Result<_, _>>()?,
                 next_cursor,
             },
         )
@@ -128,10 +135,7 @@ impl MerchantOps {
             .filter(|p| p.merchant_id == m.id)
             .ok_or_else(|| Failure::not_found("payment"))?;
         let events = payments::events(&mut conn, id).await?;
-        Reply::json(
-            200,
-            &serde_json::json!({ "payment": PaymentView::of(&payment), "events": events }),
-        )
+        Reply::json(200, &PaymentDetail::of(&payment, &events)?)
     }
 
     async fn merchant_payment(&self, m: &Merchant, id: &str) -> Result<Payment, Failure> {
@@ -178,7 +182,8 @@ impl MerchantOps {
         let request: AmountRequest = if body.is_empty() {
             AmountRequest::default()
         } else {
-            parse_json(body)?
+            // `null` asks for all of it, as an empty body does.
+            parse_json::<Option<AmountRequest>>(body)?.unwrap_or_default()
         };
         self.core
             .idempotent(scope, key, body, |claimed| async move {
@@ -322,7 +327,7 @@ impl MerchantOps {
             Some(claimed) => finish(tx, claimed, &after).await,
             None => {
                 commit(tx).await?;
-                Reply::json(200, &PaymentView::of(&after))
+                Reply::json(200, &PaymentView::of(&after)?)
             }
         }
     }
@@ -338,7 +343,8 @@ impl MerchantOps {
         let request: AmountRequest = if body.is_empty() {
             AmountRequest::default()
         } else {
-            parse_json(body)?
+            // `null` asks for all of it, as an empty body does.
+            parse_json::<Option<AmountRequest>>(body)?.unwrap_or_default()
         };
         let scope = merchant_scope(m);
         let refund_id = derived_id("ref", &scope, key);
@@ -400,7 +406,11 @@ impl MerchantOps {
     pub async fn terminals(&self, m: &Merchant) -> Result<Reply, Failure> {
         let mut conn = self.core.conn().await?;
         let terminals = parties::terminals_of(&mut conn, &m.id).await?;
-        Reply::json(200, &serde_json::json!({ "terminals": terminals }))
+        let terminals = terminals
+            .iter()
+            .map(TerminalView::of)
+            .collect::<Result<_, _>>()?;
+        Reply::json(200, &TerminalList { terminals })
     }
 
     /// `GET /v1/merchant/reports/daily?date=YYYY-MM-DD` (UTC day).
@@ -411,7 +421,12 @@ impl MerchantOps {
         let rows = payments::daily_report(&mut conn, &m.id, day_start_ms).await?;
         Reply::json(
             200,
-            &serde_json::json!({ "merchant_id": m.id, "date": date, "stores": stores, "rows": rows }),
+            &DailyReport {
+                merchant_id: m.id.clone(),
+                date: date.to_owned(),
+                stores: stores.iter().map(StoreView::from).collect(),
+                rows: rows.iter().map(DailyReportRowView::from).collect(),
+            },
         )
     }
 
@@ -503,7 +518,7 @@ async fn finish(
     claimed: &Claimed,
     after: &Payment,
 ) -> Result<Reply, Failure> {
-    let reply = Reply::json(200, &PaymentView::of(after))?;
+    let reply = Reply::json(200, &PaymentView::of(after)?)?;
     claimed.complete(&mut tx, &reply).await?;
     commit(tx).await?;
     Ok(reply)

@@ -60,7 +60,7 @@ pub(crate) fn challenge(
 }
 
 fn invalid(what: &str) -> Failure {
-    Failure::unprocessable(
+    Failure::bad_request(
         "card_tap_invalid",
         format!("the card tap's {what} is malformed"),
     )

@@ -218,12 +218,7 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
             .await;
         assert_eq!(status, 200);
         assert_eq!(queue["payments"][0]["payment_id"], held_id.as_str());
-        assert!(
-            queue["payments"][0]["fired"]
-                .as_str()
-                .unwrap()
-                .contains("test")
-        );
+        assert_eq!(queue["payments"][0]["fired"][0]["rule"], "test", "{queue}");
         let (status, released) = h
             .with_bearer(
                 op,

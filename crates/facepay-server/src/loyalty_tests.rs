@@ -125,26 +125,50 @@ async fn points_and_stamps_follow_captures_and_refunds() {
         let pause = format!("/v1/merchant/loyalty/coupons/{coupon_id}/pause");
         let (status, paused) = h.merchant("POST", &pause, "", None).await;
         assert_eq!((status, paused["status"].as_str()), (200, Some("paused")));
-        for (bad, what) in [
-            (json!({"kind": "points", "points_bps": 0}), "no points"),
-            (json!({"kind": "points", "points_bps": 20000}), "over 100%"),
+        for (bad, what, status_code) in [
+            (
+                json!({"kind": "points", "points_bps": 0}),
+                "no points",
+                (422, "loyalty_invalid"),
+            ),
+            (
+                json!({"kind": "points", "points_bps": 20000}),
+                "over 100%",
+                (422, "loyalty_invalid"),
+            ),
             (
                 json!({"kind": "stamps", "stamps_per_reward": 5}),
                 "no reward",
+                (400, "json_invalid_field"),
             ),
             (
                 json!({"kind": "stamps", "stamps_per_reward": 5, "reward_coupon_id": "cpn_other"}),
                 "another merchant's coupon",
+                (422, "loyalty_invalid"),
             ),
-            (json!({"kind": "cashback"}), "unknown kind"),
+            (
+                json!({"kind": "points", "points_bps": 50, "stamps_per_reward": 5}),
+                "a stamp card's field on a points program",
+                (400, "json_invalid_field"),
+            ),
+            (
+                json!({"kind": "cashback"}),
+                "unknown kind",
+                (400, "json_invalid_field"),
+            ),
         ] {
             let (status, body) = h
-                .merchant("POST", "/v1/merchant/loyalty/programs", what, Some(bad))
+                .merchant(
+                    "POST",
+                    "/v1/merchant/loyalty/programs",
+                    &what.replace(' ', "-"),
+                    Some(bad),
+                )
                 .await;
             assert_eq!(
-                (status, body["error"]["code"].as_str()),
-                (422, Some("loyalty_invalid")),
-                "{what}"
+                (status, body["error"]["code"].as_str().unwrap_or("")),
+                status_code,
+                "{what}: {body}"
             );
         }
         let (status, program) = h

@@ -66,7 +66,7 @@ fn file(name: &str) -> Option<(&'static str, &'static str)> {
 async fn asset(Path(name): Path<String>) -> Response {
     match file(&name) {
         Some((content_type, text)) => page(content_type, text),
-        None => StatusCode::NOT_FOUND.into_response(),
+        None => crate::edge::not_found().await.into_response(),
     }
 }
 

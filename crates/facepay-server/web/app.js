@@ -148,7 +148,7 @@ async function showMine() {
   for (const p of me.points) {
     const choice = me.choices.find((c) => c.merchant_id === p.merchant_id);
     const box = el("input", { type: "checkbox", id: `redeem-${p.merchant_id}` });
-    box.checked = choice?.redeem_points === 1;
+    box.checked = choice?.redeem_points === true;
     box.addEventListener("change", async () => {
       const body = JSON.stringify({ coupon_id: choice?.coupon_id ?? null, redeem_points: box.checked });
       const saved = await call("PUT", `/v1/users/me/loyalty/${encodeURIComponent(p.merchant_id)}`, { headers: auth(), body });

@@ -195,7 +195,7 @@ async function operator(event) {
     : el("p", { class: "hint" }, "None."));
   out.replaceChildren(
     el("h3", {}, "Held for review"),
-    list(reviews.body.payments ?? [], (p) => `${p.id}: ${money(p.authorised_minor, p.currency)} at ${p.terminal_id}`),
+    list(reviews.body.payments ?? [], (p) => `${p.payment_id}: ${money(p.amount_minor, p.currency)} at ${p.terminal_id}`),
     el("h3", {}, "Claims"),
     list(claims.body?.claims ?? [], (c) => `${c.id}: ${c.state} (payment ${c.payment_id})`),
   );

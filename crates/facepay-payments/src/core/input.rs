@@ -27,18 +27,49 @@ pub fn check_idempotency_key(key: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
-    serde_json::from_slice(body).map_err(|e| {
-        let code = if e.is_data() {
-            "json_invalid_field"
-        } else {
-            "json_malformed"
-        };
+/// A request body as a JSON value, with each number that has no fractional
+/// part (`10.0`) read as the integer it is: JSON Schema, which describes the
+/// API, counts such numbers as integers.
+pub fn json_value(body: &[u8]) -> Result<serde_json::Value, Failure> {
+    let mut value = serde_json::from_slice(body).map_err(|e| {
         Failure::bad_request(
-            code,
+            "json_malformed",
+            format!("the request body is not JSON: {e}"),
+        )
+    })?;
+    integral_numbers(&mut value);
+    Ok(value)
+}
+
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
+    serde_json::from_value(json_value(body)?).map_err(|e| {
+        Failure::bad_request(
+            "json_invalid_field",
             format!("the request body is not the expected JSON: {e}"),
         )
     })
+}
+
+/// Rewrites each number with no fractional part as an integer, inside
+/// i64's range. The bounds are open: an integer literal past i64 (which the
+/// parser reads as a float) lands on or beyond them, and stays a float that
+/// no integer field takes. Depth is bounded by the parser's recursion limit.
+fn integral_numbers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    const I64_BOUND: f64 = 9_223_372_036_854_775_808.0;
+    match value {
+        Value::Number(n) => {
+            let integral = n
+                .as_f64()
+                .filter(|f| n.is_f64() && f.fract() == 0.0 && -I64_BOUND < *f && *f < I64_BOUND);
+            if let Some(f) = integral {
+                *n = (f as i64).into();
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        Value::Object(map) => map.values_mut().for_each(integral_numbers),
+        Value::Null | Value::Bool(_) | Value::String(_) => {}
+    }
 }
 
 pub(crate) fn decode_frames(frames: &[String]) -> Result<Vec<Vec<u8>>, Failure> {
@@ -78,4 +109,30 @@ pub(crate) fn normalise_phone(phone: &str) -> Result<String, Failure> {
         ));
     }
     Ok(format!("+{digits}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integral_floats_are_integers_and_no_precision_is_invented() {
+        let value = json_value(br#"{"a":10.0,"b":-3.0,"c":2.5,"d":[7.0]}"#).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"a": 10, "b": -3, "c": 2.5, "d": [7]})
+        );
+        let month: u8 = parse_json(b"12.0").unwrap();
+        assert_eq!(month, 12);
+        let big: i64 = parse_json(b"9007199254740992.0").unwrap();
+        assert_eq!(big, 1 << 53);
+        for text in ["-9223372036854775809", "1e19", "-9.3e18"] {
+            assert_eq!(
+                parse_json::<i64>(text.as_bytes()).unwrap_err().code,
+                "json_invalid_field",
+                "{text}"
+            );
+        }
+        assert_eq!(parse_json::<i64>(b"{").unwrap_err().code, "json_malformed");
+    }
 }

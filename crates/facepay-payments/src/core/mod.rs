@@ -28,7 +28,7 @@ use crate::face::LivenessMode;
 use crate::keys::Envelope;
 
 pub(crate) use cards::CardToVault;
-pub use input::{check_idempotency_key, parse_json};
+pub use input::{check_idempotency_key, json_value, parse_json};
 pub(crate) use input::{decode_frames, normalise_phone};
 pub(crate) use records::{HELD_FOR_REVIEW, commit, derived_id, fee, money_of, stored_or_created};
 pub(crate) use sealed::{template_aad, vector_from_bytes, vector_to_bytes};

@@ -4,7 +4,7 @@
 use facepay_store::{audit, loyalty, parties, payments};
 
 use super::Identity;
-use crate::api::{FaceDeleted, PaymentView, UserView};
+use crate::api::{FaceDeleted, UserDeleted, UserRows, UserView};
 use crate::core::Reply;
 use crate::error::Failure;
 use crate::keys;
@@ -32,22 +32,17 @@ impl Identity {
         let stamps = loyalty::user_stamps(&mut conn, &user.id).await?;
         let coupons = loyalty::user_coupons(&mut conn, &user.id, self.core.now_ms()).await?;
         let choices = loyalty::user_choices(&mut conn, &user.id).await?;
-        Reply::json(
-            200,
-            &UserView {
-                has_face: self.gallery.contains(&user.id),
-                user_id: user.id,
-                phone: user.phone,
-                status: user.status,
-                created_at_ms: user.created_at_ms,
-                payment_methods: methods,
-                payments: payments.iter().map(PaymentView::of).collect(),
-                points,
-                stamps,
-                coupons,
-                choices,
-            },
-        )
+        let view = UserView::of(&UserRows {
+            user: &user,
+            has_face: self.gallery.contains(&user.id),
+            methods: &methods,
+            payments: &payments,
+            points: &points,
+            stamps: &stamps,
+            coupons: &coupons,
+            choices: &choices,
+        })?;
+        Reply::json(200, &view)
     }
 
     /// `DELETE /v1/users/me/face`: the template's data key and the template
@@ -109,7 +104,10 @@ impl Identity {
         }
         Reply::json(
             200,
-            &serde_json::json!({ "user_id": user.id, "deleted": true }),
+            &UserDeleted {
+                user_id: user.id,
+                deleted: true,
+            },
         )
     }
 }

@@ -15,7 +15,9 @@ use tokio::sync::MutexGuard;
 use zeroize::Zeroizing;
 
 use super::Identity;
-use crate::api::{CardInput, EnrolRequest, EnrolResponse, FaceRequest};
+use crate::api::{
+    CardInput, EnrolRequest, EnrolResponse, FaceEnrolled, FaceRequest, PaymentMethodView,
+};
 use crate::core::{
     CardToVault, Claimed, Reply, commit, decode_frames, normalise_phone, parse_json, template_aad,
     vector_to_bytes,
@@ -80,8 +82,8 @@ impl Identity {
                     &EnrolResponse {
                         user_id: account.user_id.clone(),
                         token: account.token.clone(),
-                        payment_method: account.method.clone(),
-                        liveness: format!("{:?}", face.liveness).to_lowercase(),
+                        payment_method: PaymentMethodView::of(&account.method)?,
+                        liveness: face.liveness.into(),
                     },
                 )?;
                 if let Err(failure) = self
@@ -265,7 +267,10 @@ impl Identity {
                 let (_turn, face) = self.new_face(&user.id, frames).await?;
                 let reply = Reply::json(
                     201,
-                    &serde_json::json!({ "user_id": user.id, "face_enrolled": true }),
+                    &FaceEnrolled {
+                        user_id: user.id.clone(),
+                        face_enrolled: true,
+                    },
                 )?;
                 self.store_face(&user.id, &face, &claimed, &reply).await?;
                 self.apply_own_changes().await;

@@ -222,7 +222,7 @@ impl Payments {
                     .await?;
                 let phone_last4 = payer.user.phone_last4.as_deref();
                 let mut view =
-                    PaymentView::of(&payment).with_receipt(ctx, Some(&payer.method), phone_last4);
+                    PaymentView::of(&payment)?.with_receipt(ctx, Some(&payer.method), phone_last4);
                 if let Some(receipt) = view.receipt.as_mut() {
                     receipt.loyalty =
                         LoyaltyReceipt::of(&mut tx, &payment, discount, earned).await?;
@@ -331,7 +331,7 @@ async fn refused_by_issuer(
                 code: e.code(),
                 message: &message,
             },
-            payment: PaymentView::of(&payment),
+            payment: PaymentView::of(&payment)?,
         },
     )
 }

@@ -68,7 +68,7 @@ fn declined(payment: &mut Payment) -> Result<Reply, Failure> {
             code: "risk_declined",
             message: "the payment was refused by fraud checks; pay another way",
         },
-        payment: PaymentView::of(payment),
+        payment: PaymentView::of(payment)?,
     };
     Reply::json(402, &body)
 }
@@ -167,7 +167,7 @@ impl Payments {
         let payer_id = payment.user_id.as_deref().ok_or_else(Failure::internal)?;
         payment.candidates =
             Some(serde_json::to_string(&[payer_id]).map_err(|_| Failure::internal())?);
-        let mut view = PaymentView::of(payment);
+        let mut view = PaymentView::of(payment)?;
         view.step_up = Some(step_up_view(
             &accepted(Some(factor)),
             self.core.config.step_up_attempts_max,

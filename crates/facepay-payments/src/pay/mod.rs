@@ -32,7 +32,7 @@ use facepay_store::idempotency;
 use facepay_store::parties::{self, PaymentMethod, TerminalContext, User};
 use facepay_store::payments::Payment;
 
-use crate::api::{CardChallenge, PayTimings, StepUp};
+use crate::api::{CardChallenge, PayTimings, StepUp, StepUpMethod};
 use crate::core::{Claimed, Core};
 use crate::error::Failure;
 use crate::identity::Identity;
@@ -93,12 +93,12 @@ fn elapsed_us(start: Instant) -> u64 {
 }
 
 /// The step-up request's field for each factor.
-fn method_name(f: Factor) -> &'static str {
+fn method_name(f: Factor) -> StepUpMethod {
     match f {
-        Factor::PhoneLast4 => "phone_last4",
-        Factor::PhoneFull => "phone",
-        Factor::Pin => "pin",
-        Factor::CardTap => "card_tap",
+        Factor::PhoneLast4 => StepUpMethod::PhoneLast4,
+        Factor::PhoneFull => StepUpMethod::Phone,
+        Factor::Pin => StepUpMethod::Pin,
+        Factor::CardTap => StepUpMethod::CardTap,
     }
 }
 
@@ -117,7 +117,7 @@ fn step_up_view(
     card_challenge: Option<CardChallenge>,
 ) -> StepUp {
     StepUp {
-        methods: methods.iter().map(|f| method_name(*f).to_owned()).collect(),
+        methods: methods.iter().map(|f| method_name(*f)).collect(),
         attempts_left,
         card_challenge: card_challenge.filter(|_| methods.contains(&Factor::CardTap)),
     }

@@ -13,7 +13,7 @@ use facepay_store::parties::TerminalContext;
 use facepay_store::payments::{self, Payment, PaymentState};
 
 use super::{Attempt, Matched, Payments, accepted, elapsed_us, step_up_view, terminal_scope};
-use crate::api::{CaptureMode, PayRequest, PayTimings, PaymentView};
+use crate::api::{CaptureMode, Liveness, PayRequest, PayTimings, PaymentView};
 use crate::core::{Claimed, Reply, commit, decode_frames, derived_id, parse_json};
 use crate::error::Failure;
 use crate::face::BurstOutcome;
@@ -132,7 +132,7 @@ impl Payments {
                 .await?
                 .ok_or_else(Failure::internal)?;
         }
-        let reply = Reply::json(200, &PaymentView::of(&existing))?;
+        let reply = Reply::json(200, &PaymentView::of(&existing)?)?;
         let mut tx = self.core.begin().await?;
         claimed.complete(&mut tx, &reply).await?;
         commit(tx).await?;
@@ -190,7 +190,7 @@ impl Payments {
             match_score: None,
             candidates: None,
             step_up_attempts: 0,
-            liveness: Some(format!("{liveness:?}").to_lowercase()),
+            liveness: Some(Liveness::from(liveness).as_str().to_owned()),
             expires_at_ms: None,
             created_at_ms: now,
             updated_at_ms: now,
@@ -245,7 +245,7 @@ impl Payments {
             "match_weak"
         }
         .into();
-        let mut view = PaymentView::of(&payment);
+        let mut view = PaymentView::of(&payment)?;
         let attempts_max = self.core.config.step_up_attempts_max;
         view.step_up = Some(step_up_view(&accepted(None), attempts_max, None));
         let mut reply = Reply::json(202, &view)?;

@@ -51,12 +51,18 @@ impl Given {
             (Some(d), None, None, None) if d.len() == 4 && digits(&d) => {
                 knows(Knowledge::PhoneLast4(d))
             }
-            (None, Some(p), None, None) => knows(Knowledge::Phone(normalise_phone(&p)?)),
+            (None, Some(p), None, None) => match normalise_phone(&p) {
+                Ok(phone) => knows(Knowledge::Phone(phone)),
+                Err(_) => Err(Failure::bad_request(
+                    "step_up_invalid",
+                    "the phone number must be 8 to 15 digits, with an optional leading '+'",
+                )),
+            },
             (None, None, Some(p), None) if (4..=12).contains(&p.len()) && digits(&p) => {
                 knows(Knowledge::Pin(Zeroizing::new(p)))
             }
             (None, None, None, Some(tap)) => Ok(Given::CardTap(tap)),
-            _ => Err(Failure::unprocessable(
+            _ => Err(Failure::bad_request(
                 "step_up_invalid",
                 "send exactly one of phone_last4 (4 digits), phone, pin (4 to 12 digits) \
                  or card_tap",
@@ -114,7 +120,8 @@ impl Payments {
                 let awaiting = self.awaiting(ctx, &payment_id).await?;
                 let methods = accepted(awaiting.required);
                 if !methods.contains(&given.factor()) {
-                    let names: Vec<&str> = methods.iter().map(|f| method_name(*f)).collect();
+                    let names: Vec<&str> =
+                        methods.iter().map(|f| method_name(*f).as_str()).collect();
                     return Err(Failure::unprocessable(
                         "step_up_method_not_accepted",
                         format!("this payment asks for one of: {}", names.join(", ")),
@@ -261,7 +268,7 @@ impl Payments {
                 format!(
                     "too many wrong answers: {} is locked for {minutes} minutes; \
                      use another factor",
-                    method_name(given.factor())
+                    method_name(given.factor()).as_str()
                 ),
             ));
         }
@@ -392,7 +399,7 @@ impl Payments {
                 format!("that does not confirm the payer; {attempts_left} attempts left"),
             )
         };
-        let mut view = PaymentView::of(&after);
+        let mut view = PaymentView::of(&after)?;
         if attempts_left > 0 {
             let challenge = awaiting.challenge.clone();
             view.step_up = Some(step_up_view(methods, attempts_left, challenge));

@@ -1,82 +1,45 @@
 //! The cross-border hub over HTTP. Member networks call it with their own
 //! key: a payer's network asks for a quote on a merchant's QR code and
 //! pays it, or asks for a cash code; an ATM's network presents the code and
-//! confirms the dispense. Operators close and settle windows.
+//! confirms the dispense. Operators close and settle windows; facepay's own
+//! users pay abroad from their card on file.
 
-use std::sync::Arc;
-
-use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use facepay_hub::NetworkError;
 use facepay_hub::iso20022;
 use facepay_hub::report::Report;
-use facepay_hub::service::HubError;
+use facepay_hub::service::{HubError, KEY_BYTES_MAX};
 use facepay_payments::hub_member::FACEPAY_MEMBER_ID;
-use facepay_payments::{Failure, check_idempotency_key, parse_json};
-use facepay_store::StoreError;
-use facepay_store::hub::{Quote, Transfer, Window};
+use facepay_store::hub::{self as records, Quote, Transfer, Window};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::AppState;
-use super::api::{Body, bearer, failure_response, idempotency_key, json_body};
-use super::openapi::ErrorResponse;
+use super::Shared;
+use crate::edge::{
+    ApiError, ApiJson, ApiPath, ApiQuery, Command, ErrorResponse, IdempotencyKey, MemberKey,
+    OperatorKey, UserToken,
+};
 
-type Shared = State<Arc<AppState>>;
+/// A transfer's idempotency key, as long as the hub keeps them.
+type TransferKey = IdempotencyKey<KEY_BYTES_MAX>;
 
-fn failure(e: HubError) -> Failure {
-    let status = match &e {
-        HubError::KeyInvalid => 401,
-        HubError::UnknownNetwork(_)
-        | HubError::UnknownQuote
-        | HubError::UnknownTransfer
-        | HubError::CodeUnknown => 404,
-        HubError::Network(NetworkError::UnknownAccount) => 404,
-        HubError::Network(NetworkError::Funds) => 402,
-        HubError::QuoteExpired | HubError::CodeExpired => 410,
-        HubError::QuoteUsed
-        | HubError::CodeUsed
-        | HubError::KeyReused
-        | HubError::NotReserved(_)
-        | HubError::NoOpenWindow
-        | HubError::WindowNotClosed
-        | HubError::Network(NetworkError::Closed) => 409,
-        HubError::Network(NetworkError::Timeout) => 504,
-        HubError::Network(NetworkError::Limit | NetworkError::Decimals) => 422,
-        HubError::Network(_) => 502,
-        HubError::UnknownWindow => 404,
-        HubError::Store(s) if s.is_busy() => 503,
-        HubError::Store(StoreError::Refused(_)) => 503,
-        HubError::Store(StoreError::Duplicate(_)) => 409,
-        HubError::Store(s) => {
-            tracing::error!(error = %s, "hub store failed");
-            return Failure::internal();
-        }
-        _ => 422,
-    };
-    Failure::new(status, e.code(), e.to_string())
-}
-
-fn answer<T: Serialize>(result: Result<(StatusCode, T), Failure>) -> Response {
-    match result {
-        Ok((status, body)) => (status, Json(body)).into_response(),
-        Err(f) => failure_response(&f),
-    }
-}
-
-/// The member network calling, by its key.
-async fn member(s: &AppState, headers: &HeaderMap) -> Result<String, Failure> {
-    s.hub.authenticate(bearer(headers)?).await.map_err(failure)
-}
-
-async fn operator(s: &AppState, headers: &HeaderMap) -> Result<(), Failure> {
-    s.services
-        .claims
-        .authenticate_operator(bearer(headers)?)
-        .await
-        .map(|_| ())
+pub fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(quote))
+        .routes(routes!(pay_quote))
+        .routes(routes!(my_quote))
+        .routes(routes!(my_pay))
+        .routes(routes!(get_transfer))
+        .routes(routes!(cash_code))
+        .routes(routes!(withdraw))
+        .routes(routes!(confirm))
+        .routes(routes!(close_window))
+        .routes(routes!(report))
+        .routes(routes!(settle_window))
+        .routes(routes!(my_report))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -125,51 +88,138 @@ impl From<Quote> for QuoteView {
     }
 }
 
+/// What a transfer is.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferKind {
+    /// A payment to a merchant's QR code.
+    Qr,
+    /// Cash at an ATM.
+    Atm,
+}
+
+impl From<records::Kind> for TransferKind {
+    fn from(k: records::Kind) -> Self {
+        match k {
+            records::Kind::Qr => Self::Qr,
+            records::Kind::Atm => Self::Atm,
+        }
+    }
+}
+
+/// Where a transfer stands.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferState {
+    /// Under way, or waiting for a network's answer: the sweep finishes it.
+    Pending,
+    /// Cash waiting for the dispense.
+    Reserved,
+    Dispensed,
+    Committed,
+    Reversed,
+    /// The payee was paid; the payer's capture follows.
+    PayerCommitPending,
+}
+
+impl From<records::State> for TransferState {
+    fn from(s: records::State) -> Self {
+        match s {
+            records::State::Pending => Self::Pending,
+            records::State::Reserved => Self::Reserved,
+            records::State::Dispensed => Self::Dispensed,
+            records::State::Committed => Self::Committed,
+            records::State::Reversed => Self::Reversed,
+            records::State::PayerCommitPending => Self::PayerCommitPending,
+        }
+    }
+}
+
+/// The transfer's ISO 20022 status.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Iso20022Status {
+    /// Settlement completed.
+    Accc,
+    /// Accepted, settlement in process.
+    Acsp,
+    /// Pending.
+    Pdng,
+    /// Rejected.
+    Rjct,
+}
+
+impl Iso20022Status {
+    fn of(state: records::State) -> Result<Self, ApiError> {
+        match iso20022::status_code(state) {
+            "ACCC" => Ok(Self::Accc),
+            "ACSP" => Ok(Self::Acsp),
+            "PDNG" => Ok(Self::Pdng),
+            "RJCT" => Ok(Self::Rjct),
+            other => Err(ApiError::internal(
+                "an ISO 20022 status not in the view",
+                &other,
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TransferView {
     id: String,
-    /// `qr` or `atm`.
-    kind: &'static str,
-    /// `pending` (under way, or waiting for a network's answer: the sweep
-    /// finishes it), `reserved` (cash waiting for the dispense),
-    /// `dispensed`, `committed`, `reversed` or `payer_commit_pending` (the
-    /// payee was paid; the payer's capture follows).
-    state: &'static str,
+    kind: TransferKind,
+    state: TransferState,
     /// Why it was reversed: the failing network's error code.
     reason: Option<String>,
-    /// ISO 20022 status: ACCC, ACSP, PDNG or RJCT.
-    iso20022_status: &'static str,
+    iso20022_status: Iso20022Status,
     window_id: Option<String>,
     quote: QuoteView,
     created_at_ms: i64,
     updated_at_ms: i64,
 }
 
-impl From<Transfer> for TransferView {
-    fn from(t: Transfer) -> Self {
-        Self {
-            kind: t.kind.as_str(),
-            state: t.state.as_str(),
-            iso20022_status: iso20022::status_code(t.state),
+impl TryFrom<Transfer> for TransferView {
+    type Error = ApiError;
+
+    fn try_from(t: Transfer) -> Result<Self, ApiError> {
+        Ok(Self {
+            kind: t.kind.into(),
+            state: t.state.into(),
+            iso20022_status: Iso20022Status::of(t.state)?,
             id: t.id,
             reason: t.reason,
             window_id: t.window_id,
             quote: t.quote.into(),
             created_at_ms: t.created_at_ms,
             updated_at_ms: t.updated_at_ms,
-        }
+        })
     }
 }
 
+fn created<T: Serialize>(view: T) -> Response {
+    (StatusCode::CREATED, axum::Json(view)).into_response()
+}
+
+fn ok<T: Serialize>(view: T) -> Response {
+    (StatusCode::OK, axum::Json(view)).into_response()
+}
+
+/// A member network's payer asks to pay a merchant's code.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct QuoteRequest {
     /// The payer's account in the calling network.
+    #[schema(pattern = r"^[^\u0000]*$", max_length = 512)]
     payer_account: String,
     /// The merchant's EMVCo QR payload, as scanned.
+    #[schema(pattern = r"^[^\u0000]*$", max_length = 512)]
     qr: String,
     /// For a static code: the amount in the code's currency, major units.
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$", max_length = 32)]
     amount: Option<String>,
 }
+
+impl Command for QuoteRequest {}
 
 #[utoipa::path(
     post,
@@ -180,80 +230,55 @@ pub struct QuoteRequest {
     request_body = QuoteRequest,
     responses(
         (status = 201, description = "The quote.", body = QuoteView),
-        (status = 401, description = "`hub_key_invalid`.", body = ErrorResponse),
         (status = 404, description = "`network_unknown_account`: no such payer or merchant.", body = ErrorResponse),
         (status = 409, description = "`network_closed`: a network is closed at this hour.", body = ErrorResponse),
         (status = 422, description = "A `qr_*` code for a bad payload, `hub_no_member_network`, `hub_bad_amount`, `network_limit`, `fx_no_rate`, ...", body = ErrorResponse),
     ),
     security(("hub_member_key" = [])),
 )]
-pub async fn quote(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
-    answer(
-        async {
-            let network = member(&s, &headers).await?;
-            let body = json_body(&headers, body, false)?;
-            let request: QuoteRequest = parse_json(&body)?;
-            let scanned = Scanned {
-                qr: request.qr,
-                amount: request.amount,
-            };
-            quote_for(&s, (&network, &request.payer_account), scanned).await
-        }
-        .await,
-    )
-}
-
-async fn quote_for(
-    s: &AppState,
-    (network, payer_account): (&str, &str),
-    scanned: Scanned,
-) -> Result<(StatusCode, QuoteView), Failure> {
-    let quote = s
+pub async fn quote(
+    State(s): State<Shared>,
+    MemberKey(network): MemberKey,
+    body: ApiJson<QuoteRequest>,
+) -> Result<Response, ApiError> {
+    let r = body.value;
+    let q = s
         .hub
         .quote_qr(
-            network,
-            payer_account,
-            &scanned.qr,
-            scanned.amount.as_deref(),
+            &network,
+            &r.payer_account,
+            &r.qr,
+            r.amount.as_deref(),
             s.now_ms(),
         )
-        .await
-        .map_err(failure)?;
-    Ok((StatusCode::CREATED, QuoteView::from(quote)))
+        .await?;
+    Ok(created(QuoteView::from(q)))
 }
 
 /// Pays `quote_id` for `requester` if `owns` says the quote is theirs.
 async fn pay_for(
-    s: &AppState,
-    headers: &HeaderMap,
+    s: &Shared,
     requester: &str,
-    body: Body,
+    key: &str,
+    quote_id: &str,
     owns: impl Fn(&Quote) -> bool,
-) -> Result<(StatusCode, TransferView), Failure> {
-    let key = idempotency_key(headers);
-    check_idempotency_key(key)?;
-    let body = json_body(headers, body, false)?;
-    let request: TransferRequest = parse_json(&body)?;
-    let quote = s
-        .hub
-        .quote_by_id(&request.quote_id)
-        .await
-        .map_err(failure)?;
+) -> Result<Response, ApiError> {
+    let quote = s.hub.quote_by_id(quote_id).await?;
     if !owns(&quote) {
-        return Err(failure(HubError::UnknownQuote));
+        return Err(HubError::UnknownQuote.into());
     }
-    let t = s
-        .hub
-        .pay(requester, key, &quote.id, s.now_ms())
-        .await
-        .map_err(failure)?;
-    Ok((StatusCode::CREATED, TransferView::from(t)))
+    let t = s.hub.pay(requester, key, &quote.id, s.now_ms()).await?;
+    Ok(created(TransferView::try_from(t)?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TransferRequest {
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
     quote_id: String,
 }
+
+impl Command for TransferRequest {}
 
 #[utoipa::path(
     post,
@@ -261,34 +286,41 @@ pub struct TransferRequest {
     tag = "hub",
     summary = "Pay a quote",
     description = "Runs the transfer in two phases across both networks: the payer's money held, the merchant paid, the hold taken; a failure on either side reverses both (`state: reversed`, `reason` names the failure). The same Idempotency-Key with the same quote answers the same transfer; a quote pays once.",
-    params(("Idempotency-Key" = String, Header, description = "A fresh random string per new payment, resent unchanged on a retry.")),
+    params(TransferKey),
     request_body = TransferRequest,
     responses(
         (status = 201, description = "The transfer: `committed`, `reversed` with its reason, or still `pending` or `payer_commit_pending` (ask again with GET).", body = TransferView),
-        (status = 401, description = "`hub_key_invalid`.", body = ErrorResponse),
         (status = 404, description = "`hub_unknown_quote`.", body = ErrorResponse),
         (status = 409, description = "`hub_quote_used` or `idempotency_key_reused`.", body = ErrorResponse),
         (status = 410, description = "`hub_quote_expired`: ask for a new quote.", body = ErrorResponse),
     ),
     security(("hub_member_key" = [])),
 )]
-pub async fn pay(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
-    answer(
-        async {
-            let network = member(&s, &headers).await?;
-            pay_for(&s, &headers, &network, body, |q| q.payer_network == network).await
-        }
-        .await,
-    )
+pub async fn pay_quote(
+    State(s): State<Shared>,
+    MemberKey(network): MemberKey,
+    key: TransferKey,
+    body: ApiJson<TransferRequest>,
+) -> Result<Response, ApiError> {
+    pay_for(&s, &network, &key.0, &body.value.quote_id, |q| {
+        q.payer_network == network
+    })
+    .await
 }
 
+/// A merchant's code scanned by facepay's own payer.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Scanned {
     /// The merchant's EMVCo QR payload, as scanned.
+    #[schema(pattern = r"^[^\u0000]*$", max_length = 512)]
     qr: String,
     /// For a static code: the amount in the code's currency, major units.
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$", max_length = 32)]
     amount: Option<String>,
 }
+
+impl Command for Scanned {}
 
 #[utoipa::path(
     post,
@@ -299,22 +331,24 @@ pub struct Scanned {
     request_body = Scanned,
     responses(
         (status = 201, description = "The quote.", body = QuoteView),
-        (status = 401, description = "`authorization_missing` or `token_invalid`.", body = ErrorResponse),
         (status = 404, description = "`network_unknown_account`: no such merchant.", body = ErrorResponse),
+        (status = 409, description = "`network_closed`: a network is closed at this hour.", body = ErrorResponse),
         (status = 422, description = "A `qr_*` code, `hub_no_member_network`, `hub_bad_amount`, `network_limit`, `fx_no_rate`, ...", body = ErrorResponse),
     ),
     security(("user_token" = [])),
 )]
-pub async fn my_quote(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
-    answer(
-        async {
-            let user = s.services.identity.user_by_token(bearer(&headers)?).await?;
-            let body = json_body(&headers, body, false)?;
-            let scanned: Scanned = parse_json(&body)?;
-            quote_for(&s, (FACEPAY_MEMBER_ID, &user.id), scanned).await
-        }
-        .await,
-    )
+pub async fn my_quote(
+    State(s): State<Shared>,
+    user: UserToken,
+    body: ApiJson<Scanned>,
+) -> Result<Response, ApiError> {
+    let r = body.value;
+    let payer = (FACEPAY_MEMBER_ID, user.user.id.as_str());
+    let q = s
+        .hub
+        .quote_qr(payer.0, payer.1, &r.qr, r.amount.as_deref(), s.now_ms())
+        .await?;
+    Ok(created(QuoteView::from(q)))
 }
 
 #[utoipa::path(
@@ -323,35 +357,59 @@ pub async fn my_quote(State(s): Shared, headers: HeaderMap, body: Body) -> Respo
     tag = "users",
     summary = "Pay my quote",
     description = "Authorises the caller's card for the quote, pays the merchant through its network, then captures; a decline or a failure on either side reverses both (`state: reversed`, `reason`). The same Idempotency-Key with the same quote answers the same transfer.",
-    params(("Idempotency-Key" = String, Header, description = "A fresh random string per new payment, resent unchanged on a retry.")),
+    params(TransferKey),
     request_body = TransferRequest,
     responses(
         (status = 201, description = "The transfer: `committed`, or `reversed` with its reason.", body = TransferView),
-        (status = 401, description = "`authorization_missing` or `token_invalid`.", body = ErrorResponse),
         (status = 404, description = "`hub_unknown_quote`: no such quote of the caller's.", body = ErrorResponse),
         (status = 409, description = "`hub_quote_used` or `idempotency_key_reused`.", body = ErrorResponse),
         (status = 410, description = "`hub_quote_expired`.", body = ErrorResponse),
     ),
     security(("user_token" = [])),
 )]
-pub async fn my_pay(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
-    answer(
-        async {
-            let user = s.services.identity.user_by_token(bearer(&headers)?).await?;
-            let requester = format!("user:{}", user.id);
-            pay_for(&s, &headers, &requester, body, |q| {
-                q.payer_network == FACEPAY_MEMBER_ID && q.payer_account == user.id
-            })
-            .await
-        }
-        .await,
-    )
+pub async fn my_pay(
+    State(s): State<Shared>,
+    user: UserToken,
+    key: TransferKey,
+    body: ApiJson<TransferRequest>,
+) -> Result<Response, ApiError> {
+    let requester = format!("user:{}", user.user.id);
+    pay_for(&s, &requester, &key.0, &body.value.quote_id, |q| {
+        q.payer_network == FACEPAY_MEMBER_ID && q.payer_account == user.user.id
+    })
+    .await
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// A hub record by its id.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct IdPath {
+    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
+    id: String,
+}
+
+/// How a transfer is written out.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+pub enum TransferFormat {
+    /// This API's JSON.
+    #[default]
+    #[serde(rename = "json")]
+    Json,
+    /// The ISO 20022 credit transfer, as XML.
+    #[serde(rename = "pacs.008")]
+    Pacs008,
+    /// The ISO 20022 status report, as XML.
+    #[serde(rename = "pacs.002")]
+    Pacs002,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TransferQuery {
-    /// `json` (the default), `pacs.008` or `pacs.002`.
-    format: Option<String>,
+    /// `json` when absent.
+    #[param(inline)]
+    format: Option<TransferFormat>,
 }
 
 #[utoipa::path(
@@ -360,61 +418,53 @@ pub struct TransferQuery {
     tag = "hub",
     summary = "A transfer, as JSON or as ISO 20022",
     description = "For the payer's or the payee's network. `format=pacs.008` gives the credit transfer, `format=pacs.002` its status report, as XML.",
-    params(("id" = String, Path), ("format" = Option<String>, Query, description = "`json`, `pacs.008` or `pacs.002`.")),
+    params(IdPath, TransferQuery),
     responses(
-        (status = 200, description = "The transfer.", body = TransferView),
-        (status = 401, description = "`hub_key_invalid`.", body = ErrorResponse),
+        (status = 200, description = "The transfer.", content(
+            (TransferView = "application/json"),
+            (String = "application/xml"),
+        )),
         (status = 404, description = "`hub_unknown_transfer`.", body = ErrorResponse),
-        (status = 422, description = "`format_unknown`.", body = ErrorResponse),
     ),
     security(("hub_member_key" = [])),
 )]
 pub async fn get_transfer(
-    State(s): Shared,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(query): Query<TransferQuery>,
-) -> Response {
-    let found = async {
-        let network = member(&s, &headers).await?;
-        let t = s.hub.transfer(&id).await.map_err(failure)?;
-        if t.quote.payer_network != network && t.quote.payee_network != network {
-            return Err(failure(HubError::UnknownTransfer));
-        }
-        Ok(t)
+    State(s): State<Shared>,
+    MemberKey(network): MemberKey,
+    ApiPath(path): ApiPath<IdPath>,
+    ApiQuery(query): ApiQuery<TransferQuery>,
+) -> Result<Response, ApiError> {
+    let t = s.hub.transfer(&path.id).await?;
+    if t.quote.payer_network != network && t.quote.payee_network != network {
+        return Err(HubError::UnknownTransfer.into());
     }
-    .await;
-    let t = match found {
-        Ok(t) => t,
-        Err(f) => return failure_response(&f),
-    };
-    let xml = match query.format.as_deref() {
-        None | Some("json") => return answer(Ok((StatusCode::OK, TransferView::from(t)))),
-        Some("pacs.008") => iso20022::pacs008(&t),
-        Some("pacs.002") => iso20022::pacs002(&t),
-        Some(_) => {
-            return failure_response(&Failure::unprocessable(
-                "format_unknown",
-                "format is json, pacs.008 or pacs.002",
-            ));
-        }
+    let xml = match query.format.unwrap_or_default() {
+        TransferFormat::Json => return Ok(ok(TransferView::try_from(t)?)),
+        TransferFormat::Pacs008 => iso20022::pacs008(&t),
+        TransferFormat::Pacs002 => iso20022::pacs002(&t),
     };
     let mut response = (StatusCode::OK, xml).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/xml"),
     );
-    response
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CashCodeRequest {
+    #[schema(pattern = r"^[^\u0000]*$", max_length = 512)]
     payer_account: String,
     /// The network whose ATMs will pay the cash.
+    #[schema(pattern = r"^[^\u0000]*$", max_length = 128)]
     atm_network: String,
     /// The cash, in the ATM network's minor units.
+    #[schema(minimum = 1)]
     amount_minor: i64,
 }
+
+impl Command for CashCodeRequest {}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CashCodeView {
@@ -432,45 +482,44 @@ pub struct CashCodeView {
     request_body = CashCodeRequest,
     responses(
         (status = 201, description = "The code and its quote.", body = CashCodeView),
-        (status = 401, description = "`hub_key_invalid`.", body = ErrorResponse),
         (status = 404, description = "`hub_unknown_network` or `network_unknown_account`.", body = ErrorResponse),
+        (status = 409, description = "`network_closed`: a network is closed at this hour.", body = ErrorResponse),
         (status = 422, description = "`network_limit`, `network_decimals`, `fx_no_rate`, ...", body = ErrorResponse),
     ),
     security(("hub_member_key" = [])),
 )]
-pub async fn cash_code(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
-    answer(
-        async {
-            let network = member(&s, &headers).await?;
-            let body = json_body(&headers, body, false)?;
-            let request: CashCodeRequest = parse_json(&body)?;
-            let cash = s
-                .hub
-                .issue_cash_code(
-                    (&network, &request.payer_account),
-                    &request.atm_network,
-                    request.amount_minor,
-                    s.now_ms(),
-                )
-                .await
-                .map_err(failure)?;
-            Ok((
-                StatusCode::CREATED,
-                CashCodeView {
-                    code: cash.code,
-                    quote: cash.quote.into(),
-                },
-            ))
-        }
-        .await,
-    )
+pub async fn cash_code(
+    State(s): State<Shared>,
+    MemberKey(network): MemberKey,
+    body: ApiJson<CashCodeRequest>,
+) -> Result<Response, ApiError> {
+    let r = body.value;
+    let cash = s
+        .hub
+        .issue_cash_code(
+            (&network, &r.payer_account),
+            &r.atm_network,
+            r.amount_minor,
+            s.now_ms(),
+        )
+        .await?;
+    Ok(created(CashCodeView {
+        code: cash.code,
+        quote: cash.quote.into(),
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WithdrawalRequest {
+    /// The code the payer keyed in.
+    #[schema(pattern = r"^[^\u0000]*$", max_length = 128)]
     code: String,
+    /// The cash, in the ATM network's minor units.
     amount_minor: i64,
 }
+
+impl Command for WithdrawalRequest {}
 
 #[utoipa::path(
     post,
@@ -481,7 +530,6 @@ pub struct WithdrawalRequest {
     request_body = WithdrawalRequest,
     responses(
         (status = 201, description = "The withdrawal: `reserved`, or `reversed` with its reason.", body = TransferView),
-        (status = 401, description = "`hub_key_invalid`.", body = ErrorResponse),
         (status = 404, description = "`atm_code_unknown`.", body = ErrorResponse),
         (status = 409, description = "`atm_code_used`.", body = ErrorResponse),
         (status = 410, description = "`atm_code_expired`.", body = ErrorResponse),
@@ -489,28 +537,27 @@ pub struct WithdrawalRequest {
     ),
     security(("hub_member_key" = [])),
 )]
-pub async fn withdraw(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
-    answer(
-        async {
-            let network = member(&s, &headers).await?;
-            let body = json_body(&headers, body, false)?;
-            let request: WithdrawalRequest = parse_json(&body)?;
-            let t = s
-                .hub
-                .withdraw_cash(&network, &request.code, request.amount_minor, s.now_ms())
-                .await
-                .map_err(failure)?;
-            Ok((StatusCode::CREATED, TransferView::from(t)))
-        }
-        .await,
-    )
+pub async fn withdraw(
+    State(s): State<Shared>,
+    MemberKey(network): MemberKey,
+    body: ApiJson<WithdrawalRequest>,
+) -> Result<Response, ApiError> {
+    let r = body.value;
+    let t = s
+        .hub
+        .withdraw_cash(&network, &r.code, r.amount_minor, s.now_ms())
+        .await?;
+    Ok(created(TransferView::try_from(t)?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
     /// Whether the cash came out.
     dispensed: bool,
 }
+
+impl Command for ConfirmRequest {}
 
 #[utoipa::path(
     post,
@@ -518,59 +565,65 @@ pub struct ConfirmRequest {
     tag = "hub",
     summary = "The ATM says whether it dispensed",
     description = "Dispensed: the withdrawal commits on both sides. Not dispensed: it reverses on both.",
-    params(("id" = String, Path)),
+    params(IdPath),
     request_body = ConfirmRequest,
     responses(
         (status = 200, description = "The withdrawal, `committed` or `reversed`.", body = TransferView),
-        (status = 401, description = "`hub_key_invalid`.", body = ErrorResponse),
         (status = 404, description = "`hub_unknown_transfer`.", body = ErrorResponse),
         (status = 409, description = "`hub_transfer_not_reserved`: confirmed or reversed already.", body = ErrorResponse),
     ),
     security(("hub_member_key" = [])),
 )]
 pub async fn confirm(
-    State(s): Shared,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Body,
-) -> Response {
-    answer(
-        async {
-            let network = member(&s, &headers).await?;
-            let body = json_body(&headers, body, false)?;
-            let request: ConfirmRequest = parse_json(&body)?;
-            let t = s
-                .hub
-                .confirm_cash(&network, &id, request.dispensed, s.now_ms())
-                .await
-                .map_err(failure)?;
-            Ok((StatusCode::OK, TransferView::from(t)))
-        }
-        .await,
-    )
+    State(s): State<Shared>,
+    MemberKey(network): MemberKey,
+    ApiPath(path): ApiPath<IdPath>,
+    body: ApiJson<ConfirmRequest>,
+) -> Result<Response, ApiError> {
+    let t = s
+        .hub
+        .confirm_cash(&network, &path.id, body.value.dispensed, s.now_ms())
+        .await?;
+    Ok(ok(TransferView::try_from(t)?))
+}
+
+/// Where a settlement window stands.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowState {
+    Open,
+    Closed,
+    Settled,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WindowView {
     id: String,
-    /// `open`, `closed` or `settled`.
-    state: String,
+    state: WindowState,
     transfer_count: i64,
     opened_at_ms: i64,
     closed_at_ms: Option<i64>,
     settled_at_ms: Option<i64>,
 }
 
-impl From<Window> for WindowView {
-    fn from(w: Window) -> Self {
-        Self {
+impl TryFrom<Window> for WindowView {
+    type Error = ApiError;
+
+    fn try_from(w: Window) -> Result<Self, ApiError> {
+        let state = match w.state.as_str() {
+            "open" => WindowState::Open,
+            "closed" => WindowState::Closed,
+            "settled" => WindowState::Settled,
+            other => return Err(ApiError::internal("a window in an unknown state", &other)),
+        };
+        Ok(Self {
             id: w.id,
-            state: w.state,
+            state,
             transfer_count: w.transfer_count,
             opened_at_ms: w.opened_at_ms,
             closed_at_ms: w.closed_at_ms,
             settled_at_ms: w.settled_at_ms,
-        }
+        })
     }
 }
 
@@ -602,10 +655,12 @@ pub struct ReportView {
     transfers: Vec<TransferView>,
 }
 
-impl From<Report> for ReportView {
-    fn from(r: Report) -> Self {
-        Self {
-            window: r.window.into(),
+impl TryFrom<Report> for ReportView {
+    type Error = ApiError;
+
+    fn try_from(r: Report) -> Result<Self, ApiError> {
+        Ok(Self {
+            window: r.window.try_into()?,
             positions: r
                 .positions
                 .into_iter()
@@ -625,8 +680,12 @@ impl From<Report> for ReportView {
                     card_minor: c.card_minor,
                 })
                 .collect(),
-            transfers: r.transfers.into_iter().map(TransferView::from).collect(),
-        }
+            transfers: r
+                .transfers
+                .into_iter()
+                .map(TransferView::try_from)
+                .collect::<Result<_, _>>()?,
+        })
     }
 }
 
@@ -638,20 +697,13 @@ impl From<Report> for ReportView {
     description = "Records each participant's net position per currency from the ledger; the next transfer opens a new window.",
     responses(
         (status = 200, description = "The closed window.", body = WindowView),
-        (status = 401, description = "`operator_key_invalid`.", body = ErrorResponse),
         (status = 409, description = "`hub_no_open_window`.", body = ErrorResponse),
     ),
     security(("operator_key" = [])),
 )]
-pub async fn close_window(State(s): Shared, headers: HeaderMap) -> Response {
-    answer(
-        async {
-            operator(&s, &headers).await?;
-            let window = s.hub.close_window(s.now_ms()).await.map_err(failure)?;
-            Ok((StatusCode::OK, WindowView::from(window)))
-        }
-        .await,
-    )
+pub async fn close_window(State(s): State<Shared>, _: OperatorKey) -> Result<Response, ApiError> {
+    let window = s.hub.close_window(s.now_ms()).await?;
+    Ok(ok(WindowView::try_from(window)?))
 }
 
 #[utoipa::path(
@@ -660,23 +712,21 @@ pub async fn close_window(State(s): Shared, headers: HeaderMap) -> Response {
     tag = "hub",
     summary = "A closed window's report",
     description = "Net positions per participant and currency (each currency sums to zero), the payers' cost next to a card's, and the window's transfers.",
-    params(("id" = String, Path)),
+    params(IdPath),
     responses(
         (status = 200, description = "The report.", body = ReportView),
-        (status = 401, description = "`operator_key_invalid`.", body = ErrorResponse),
-        (status = 409, description = "`hub_window_not_closed`: no such window, or still open.", body = ErrorResponse),
+        (status = 404, description = "`hub_unknown_window`.", body = ErrorResponse),
+        (status = 409, description = "`hub_window_not_closed`: the window is still open.", body = ErrorResponse),
     ),
     security(("operator_key" = [])),
 )]
-pub async fn report(State(s): Shared, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    answer(
-        async {
-            operator(&s, &headers).await?;
-            let report = s.hub.report(&id, None).await.map_err(failure)?;
-            Ok((StatusCode::OK, ReportView::from(report)))
-        }
-        .await,
-    )
+pub async fn report(
+    State(s): State<Shared>,
+    _: OperatorKey,
+    ApiPath(path): ApiPath<IdPath>,
+) -> Result<Response, ApiError> {
+    let report = s.hub.report(&path.id, None).await?;
+    Ok(ok(ReportView::try_from(report)?))
 }
 
 #[utoipa::path(
@@ -685,28 +735,21 @@ pub async fn report(State(s): Shared, headers: HeaderMap, Path(id): Path<String>
     tag = "hub",
     summary = "Mark a closed window settled",
     description = "Once the settlement bank has moved every net position.",
-    params(("id" = String, Path)),
+    params(IdPath),
     responses(
         (status = 204, description = "Settled."),
-        (status = 401, description = "`operator_key_invalid`.", body = ErrorResponse),
+        (status = 404, description = "`hub_unknown_window`.", body = ErrorResponse),
         (status = 409, description = "`hub_window_not_closed`.", body = ErrorResponse),
     ),
     security(("operator_key" = [])),
 )]
 pub async fn settle_window(
-    State(s): Shared,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let settled = async {
-        operator(&s, &headers).await?;
-        s.hub.settle_window(&id, s.now_ms()).await.map_err(failure)
-    }
-    .await;
-    match settled {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(f) => failure_response(&f),
-    }
+    State(s): State<Shared>,
+    _: OperatorKey,
+    ApiPath(path): ApiPath<IdPath>,
+) -> Result<StatusCode, ApiError> {
+    s.hub.settle_window(&path.id, s.now_ms()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(
@@ -715,22 +758,19 @@ pub async fn settle_window(
     tag = "hub",
     summary = "My network's part of a closed window",
     description = "The calling network's net positions in the window (what it pays or is paid at settlement), the transfers it took part in, and their cost next to a card's.",
-    params(("id" = String, Path)),
+    params(IdPath),
     responses(
         (status = 200, description = "The member's report.", body = ReportView),
-        (status = 401, description = "`hub_key_invalid`.", body = ErrorResponse),
         (status = 404, description = "`hub_unknown_window`.", body = ErrorResponse),
         (status = 409, description = "`hub_window_not_closed`.", body = ErrorResponse),
     ),
     security(("hub_member_key" = [])),
 )]
-pub async fn my_report(State(s): Shared, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    answer(
-        async {
-            let network = member(&s, &headers).await?;
-            let report = s.hub.report(&id, Some(&network)).await.map_err(failure)?;
-            Ok((StatusCode::OK, ReportView::from(report)))
-        }
-        .await,
-    )
+pub async fn my_report(
+    State(s): State<Shared>,
+    MemberKey(network): MemberKey,
+    ApiPath(path): ApiPath<IdPath>,
+) -> Result<Response, ApiError> {
+    let report = s.hub.report(&path.id, Some(&network)).await?;
+    Ok(ok(ReportView::try_from(report)?))
 }

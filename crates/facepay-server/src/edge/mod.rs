@@ -1,0 +1,22 @@
+//! The HTTP edge: what every request goes through before the payments core
+//! or the hub sees it, and how every failure leaves.
+//!
+//! Handlers take typed extractors, one per kind of caller and input, so a
+//! handler that forgets a check does not compile: a signed terminal
+//! (`SignedTerminal`), a merchant, user, operator or member network by its
+//! bearer secret (`MerchantKey`, `UserToken`, `OperatorKey`, `MemberKey`),
+//! an `IdempotencyKey`, a JSON command (`ApiJson`) and path and query
+//! parameters (`ApiPath`, `ApiQuery`) refused at the edge when they hold
+//! text PostgreSQL cannot store. Every failure becomes one `ApiError`.
+
+mod auth;
+mod body;
+mod error;
+mod terminal;
+
+pub use auth::{MemberKey, MerchantKey, OperatorKey, UserToken};
+pub use body::{
+    ApiJson, ApiPath, ApiQuery, Command, FRAMES_BODY_BYTES_MAX, IdempotencyKey, read_body,
+};
+pub use error::{ApiError, ErrorResponse, answer, method_not_allowed, not_found};
+pub use terminal::SignedTerminal;
