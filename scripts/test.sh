@@ -36,3 +36,4 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo nextest run --workspace --no-fail-fast
 # The web pages in Debian's Chromium, with a fake camera (scripts/web-test.sh).
 bash scripts/web-test.sh
+bash scripts/api-check.sh  # the served API against its own description
