@@ -137,7 +137,7 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
         let (status, weak) = h.step_up(&id, "s3", &json!({"pin": "123456"})).await;
         assert_eq!(
             (status, weak["error"]["code"].as_str()),
-            (422, Some("step_up_method_not_accepted"))
+            (409, Some("step_up_method_not_accepted"))
         );
 
         // The PIN: three wrong answers decline a payment; five lock the PIN,

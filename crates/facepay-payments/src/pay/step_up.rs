@@ -122,7 +122,7 @@ impl Payments {
                 if !methods.contains(&given.factor()) {
                     let names: Vec<&str> =
                         methods.iter().map(|f| method_name(*f).as_str()).collect();
-                    return Err(Failure::unprocessable(
+                    return Err(Failure::conflict(
                         "step_up_method_not_accepted",
                         format!("this payment asks for one of: {}", names.join(", ")),
                     ));
@@ -286,7 +286,7 @@ impl Payments {
         answer: &CardTapRequest,
     ) -> Result<Reply, Failure> {
         let (Some(challenge), [user]) = (awaiting.challenge.as_ref(), open) else {
-            return Err(Failure::unprocessable(
+            return Err(Failure::conflict(
                 "step_up_method_not_accepted",
                 "a card tap confirms a payer the risk engine asked about",
             ));
