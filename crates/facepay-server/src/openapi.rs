@@ -62,10 +62,49 @@ struct Conventions;
 
 impl Modify for Conventions {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let retention_hours = IDEMPOTENCY_RETENTION_MS / MILLISECONDS_PER_HOUR;
-        let window_s = WINDOW_MS / 1000;
-        openapi.info.description = Some(format!(
-            "Enrol a face and a card, pay at a terminal by looking at it, and run a merchant's \
+        openapi.info.description = Some(overview());
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = |description: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(description))
+                    .build(),
+            )
+        };
+        for (name, description) in [
+            ("user_token", "The user token that enrolment answered with."),
+            ("merchant_key", "The merchant's secret API key."),
+            (
+                "operator_key",
+                "An operator's secret key (fraud and risk staff).",
+            ),
+            (
+                "hub_member_key",
+                "A member network's secret key for the hub.",
+            ),
+        ] {
+            components.add_security_scheme(name, bearer(description));
+        }
+        for (name, header, description) in TERMINAL_SCHEMES {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    header,
+                    description,
+                ))),
+            );
+        }
+    }
+}
+
+/// The document's overview: errors, idempotency, signatures and money,
+/// with the numbers the code enforces.
+fn overview() -> String {
+    let retention_hours = IDEMPOTENCY_RETENTION_MS / MILLISECONDS_PER_HOUR;
+    let window_s = WINDOW_MS / 1000;
+    format!(
+        "Enrol a face and a card, pay at a terminal by looking at it, and run a merchant's \
 back office: capture, void, refund and report.
 
 ## Errors
@@ -102,40 +141,7 @@ and query as sent, for example `POST\\n/v1/terminal/payments\\n1767225600000\\n.
 Amounts in requests are decimal strings in major units: `\"4500\"` won, `\"12.34\"` dollars. \
 Answers give them the same way (`amount`) and as integers in minor units (`amount_minor`, \
 `captured_minor`, `refunded_minor`, `fee_minor`, ...)."
-        ));
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let bearer = |description: &str| {
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some(description))
-                    .build(),
-            )
-        };
-        for (name, description) in [
-            ("user_token", "The user token that enrolment answered with."),
-            ("merchant_key", "The merchant's secret API key."),
-            (
-                "operator_key",
-                "An operator's secret key (fraud and risk staff).",
-            ),
-            (
-                "hub_member_key",
-                "A member network's secret key for the hub.",
-            ),
-        ] {
-            components.add_security_scheme(name, bearer(description));
-        }
-        for (name, header, description) in TERMINAL_SCHEMES {
-            components.add_security_scheme(
-                name,
-                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                    header,
-                    description,
-                ))),
-            );
-        }
-    }
+    )
 }
 
 /// The four signature headers, as security schemes that a terminal's
@@ -205,6 +211,30 @@ fn add_edge_responses(operation: &mut Map<String, Value>) {
         .filter_map(Value::as_object)
         .flat_map(|requirement| requirement.keys().cloned())
         .collect();
+    let mut added = input_responses(json_body, &parameters);
+    added.extend(caller_responses(&schemes));
+    let Some(responses) = operation
+        .entry("responses")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+    else {
+        return;
+    };
+    for (status, description) in added {
+        responses.entry(status).or_insert_with(|| {
+            json!({
+                "description": description,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+            })
+        });
+    }
+}
+
+/// What `ApiJson`, `IdempotencyKey`, `ApiPath` and `ApiQuery` refuse.
+fn input_responses(
+    json_body: bool,
+    parameters: &[(String, String)],
+) -> Vec<(&'static str, String)> {
     let mut bad_request = Vec::new();
     if json_body {
         bad_request.push("`json_malformed`, `json_invalid_field`, `body_unreadable`");
@@ -238,8 +268,13 @@ fn add_edge_responses(operation: &mut Map<String, Value>) {
             "`unsupported_media_type`: not `application/json`.".to_owned(),
         ));
     }
-    let terminal = schemes.iter().any(|s| s.starts_with("terminal_"));
-    if terminal {
+    added
+}
+
+/// What the caller extractors refuse, by the security schemes required.
+fn caller_responses(schemes: &[String]) -> Vec<(&'static str, String)> {
+    let mut added = Vec::new();
+    if schemes.iter().any(|s| s.starts_with("terminal_")) {
         added.push((
             "401",
             "`unknown_terminal`, or the signature is missing (`signature_missing`), expired \
@@ -262,21 +297,7 @@ fn add_edge_responses(operation: &mut Map<String, Value>) {
     if schemes.iter().any(|s| s == "merchant_key") {
         added.push(("403", "`merchant_suspended`.".to_owned()));
     }
-    let responses = operation
-        .entry("responses")
-        .or_insert_with(|| json!({}))
-        .as_object_mut();
-    let Some(responses) = responses else {
-        return;
-    };
-    for (status, description) in added {
-        responses.entry(status).or_insert_with(|| {
-            json!({
-                "description": description,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
-            })
-        });
-    }
+    added
 }
 
 /// The schema of `/openapi.json`'s answer, this document: its outline,
