@@ -93,6 +93,14 @@ test("the terminal keeps its key out of reach of scripts", async () => {
   assert.equal(extractable, false);
 });
 
+test("the pages say which parts of the demo are simulated", async () => {
+  const banner = obama.getByTestId("simulated");
+  await banner.waitFor({ timeout: ANSWER_MS });
+  assert.match(await banner.textContent(), /issuer: simulated_issuer/);
+  const response = await fetch(`${URL}/v1/deployment`);
+  assert.match(response.headers.get("facepay-simulated") ?? "", /simulated_issuer/);
+});
+
 test("a payment survives a lost network and is charged once", async () => {
   const before = (await merchantPayments()).length;
   let dropped = 0;

@@ -32,6 +32,9 @@ pub struct AppState {
     inference_slots: Semaphore,
     services: Arc<Services>,
     hub: Arc<Hub>,
+    /// The outside parties this server reaches only as simulators, as its
+    /// configuration names them: shown on every answer and every page.
+    simulated: Vec<String>,
 }
 
 impl AppState {
@@ -47,11 +50,16 @@ pub fn router(app: &App) -> Router {
         inference_slots: Semaphore::new(INFERENCE_CONCURRENCY_MAX),
         services: Arc::clone(&app.services),
         hub: Arc::clone(&app.hub),
+        simulated: app.simulated_parts(),
     });
     let (api, _) = routes::api().split_for_parts();
     api.merge(web::routes())
         .fallback(edge::not_found)
         .method_not_allowed_fallback(edge::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            routes::service::mark_simulated,
+        ))
         .layer(axum::middleware::from_fn(observe::track))
         .with_state(state)
 }

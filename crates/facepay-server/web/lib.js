@@ -154,3 +154,28 @@ export function el(tag, attributes = {}, ...children) {
   }
   return node;
 }
+
+/**
+ * A banner under the page's header naming what this deployment only
+ * simulates (the card issuer, foreign networks, FX rates), so nobody takes
+ * a simulated approval for a real one. Nothing shows when every part is
+ * real, or when the server cannot be asked.
+ */
+async function showSimulated() {
+  let answer;
+  try {
+    answer = await call("GET", "/v1/deployment", { timeoutMs: 5000 });
+  } catch {
+    return;
+  }
+  const parts = answer.ok ? answer.body.simulated ?? [] : [];
+  if (parts.length === 0) return;
+  const banner = el(
+    "p",
+    { class: "simulated", role: "status", "data-testid": "simulated" },
+    `Simulated: ${parts.join(", ")}. No real card is charged and no real money moves.`,
+  );
+  document.querySelector("header")?.after(banner);
+}
+
+showSimulated();

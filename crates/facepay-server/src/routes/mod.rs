@@ -6,7 +6,7 @@ mod hub;
 mod loyalty;
 mod merchant;
 mod operator;
-mod service;
+pub mod service;
 mod terminal;
 mod users;
 

@@ -30,6 +30,49 @@ pub fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(document))
         .routes(routes!(docs))
         .routes(routes!(analyze))
+        .routes(routes!(deployment))
+}
+
+/// The header every answer carries when the server runs a simulated part.
+pub const SIMULATED_HEADER: &str = "facepay-simulated";
+
+/// What this deployment runs that is not real.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deployment {
+    /// Each simulated outside party, such as `issuer: simulated_issuer`
+    /// or `hub network: kr.wallet.sim`; empty when every part is real.
+    pub simulated: Vec<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/deployment",
+    tag = "service",
+    summary = "What this deployment simulates",
+    description = "The outside parties this server reaches only as simulators, as its configuration names them. The pages show them in a banner; every answer also carries them in the `Facepay-Simulated` header.",
+    responses((status = 200, description = "The simulated parts.", body = Deployment)),
+)]
+pub async fn deployment(State(s): State<Shared>) -> axum::Json<Deployment> {
+    axum::Json(Deployment {
+        simulated: s.simulated.clone(),
+    })
+}
+
+/// Adds the `Facepay-Simulated` header to every answer of a server that
+/// runs a simulated part, so that no client mistakes a simulated approval
+/// for a real one.
+pub async fn mark_simulated(
+    State(s): State<Shared>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if !s.simulated.is_empty()
+        && let Ok(value) = header::HeaderValue::from_str(&s.simulated.join("; "))
+    {
+        response.headers_mut().insert(SIMULATED_HEADER, value);
+    }
+    response
 }
 
 #[utoipa::path(
