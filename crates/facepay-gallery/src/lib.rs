@@ -15,6 +15,10 @@
 //! - **hnsw**: a graph index (`usearch`), for comparison: its nearest
 //!   candidates are re-scored in float; it needs no scan, but its recall
 //!   on face-like data is what `facepay bench gallery` measures.
+//! - **ivf**: an inverted file ([`ivf`]): k-means cells, the probe's
+//!   nearest `probes` cells scanned by 1-bit codes (RaBitQ estimates), the
+//!   best `candidates` through the exact pass. Until the gallery holds
+//!   enough rows to train the cells, a search scans every row.
 //!
 //! A search can be narrowed to a **partition**, a key known at the till
 //! such as the last four digits of the payer's phone (`phone:1234`) or the
@@ -27,17 +31,19 @@
 //! and spread a scan over the gallery's own thread pool.
 
 mod decision;
+mod ivf;
 pub mod kernels;
 mod rows_io;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, RwLock};
 
 use foldhash::fast::RandomState;
 use rayon::prelude::*;
 
 pub use decision::{Decision, DecisionPolicy};
+pub use ivf::{CELLS_MAX, IVF_CANDIDATES_MAX, TRAIN_ROWS_PER_CELL};
 pub use kernels::Kernels;
 
 /// Most candidates a search returns, and so the most a step-up chooses among.
@@ -95,6 +101,14 @@ pub enum IndexKind {
         expansion_search: usize,
         candidates: usize,
     },
+    /// An inverted file: `cells` k-means cells; a search scans the 1-bit
+    /// codes of the `probes` cells nearest the probe and scores the best
+    /// `candidates` rows exactly.
+    Ivf {
+        cells: usize,
+        probes: usize,
+        candidates: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +149,8 @@ struct Chunk {
     floats: Vec<f32>,
     bits: Vec<u64>,
     alive: Vec<bool>,
+    /// The inverted file's cell of each row (empty for other kinds).
+    cells: Vec<u32>,
 }
 
 /// Rows ready to be placed: codes made, floats if kept.
@@ -144,6 +160,8 @@ struct Placed<'a> {
     scales: &'a [f32],
     floats: Option<&'a [f32]>,
     bits: &'a [u64],
+    /// Inverted-file codes, when the cells were trained as they were made.
+    encoded: Option<&'a ivf::Encoded>,
 }
 
 /// Ids are hashed with foldhash (seeded per map, so still hard to aim
@@ -157,6 +175,8 @@ struct Rows {
     slot_of: HashMap<String, u32, RandomState>,
     free: Vec<u32>,
     partitions: HashMap<String, Vec<u32>, RandomState>,
+    /// The inverted file, once its cells are trained.
+    ivf: Option<ivf::Ivf>,
 }
 
 pub struct Gallery {
@@ -171,6 +191,9 @@ pub struct Gallery {
     /// the rows' write lock, so it always agrees with them.
     graph: Option<usearch::Index>,
     rows: RwLock<Rows>,
+    /// Held while the inverted file's cells are trained, so that one
+    /// thread trains them.
+    training: Mutex<()>,
 }
 
 /// A probe in every form the passes need.
@@ -239,6 +262,14 @@ impl Gallery {
             }
             _ => None,
         };
+        if let IndexKind::Ivf {
+            cells,
+            probes,
+            candidates,
+        } = config.kind
+        {
+            check_ivf(config.dim, cells, probes, candidates, config.rerank)?;
+        }
         let pool = thread_pool(config.threads)?;
         Ok(Self {
             words: bits / 64,
@@ -247,8 +278,36 @@ impl Gallery {
             kernels: Kernels::detect(),
             pool,
             rows: RwLock::new(Rows::default()),
+            training: Mutex::new(()),
             config,
         })
+    }
+
+    /// Changes how deep later searches of an inverted file go (a benchmark
+    /// sweeps them on one gallery without building it again).
+    pub fn set_ivf_depth(&mut self, probes: usize, candidates: usize) -> Result<(), GalleryError> {
+        let IndexKind::Ivf { cells, .. } = self.config.kind else {
+            return Err(GalleryError::Config("not an inverted file".into()));
+        };
+        check_ivf(
+            self.config.dim,
+            cells,
+            probes,
+            candidates,
+            self.config.rerank,
+        )?;
+        self.config.kind = IndexKind::Ivf {
+            cells,
+            probes,
+            candidates,
+        };
+        Ok(())
+    }
+
+    /// Whether the inverted file's cells are trained (false for other
+    /// kinds).
+    pub fn ivf_trained(&self) -> bool {
+        self.read().ivf.is_some()
     }
 
     /// Spreads later scans over `threads` threads (a benchmark compares
@@ -301,11 +360,13 @@ impl Gallery {
                     + 4 * (c.scales.capacity() + c.floats.capacity())
                     + 8 * c.bits.capacity()
                     + c.alive.capacity()
+                    + 4 * c.cells.capacity()
             })
             .sum();
+        let ivf = rows.ivf.as_ref().map_or(0, ivf::Ivf::memory_bytes);
         let ids: usize = rows.ids.iter().map(|s| s.capacity() + 24).sum();
         let graph = self.graph.as_ref().map_or(0, |g| g.memory_usage());
-        chunk + 2 * ids + 4 * rows.free.capacity() + graph
+        chunk + 2 * ids + 4 * rows.free.capacity() + graph + ivf
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Rows> {
@@ -361,13 +422,116 @@ impl Gallery {
             floats.extend_from_slice(vector);
             keys.push((*user_id, *partitions));
         }
+        let encoded = self.encode(&codes, &scales, None);
         self.place(&Placed {
             keys: &keys,
             codes: &codes,
             scales: &scales,
             floats: Some(&floats),
             bits: &bits,
-        })
+            encoded: encoded.as_ref(),
+        })?;
+        self.train_if_due()
+    }
+
+    /// Inverted-file codes of rows, made from their int8 codes (so that
+    /// rows read back from a stream get the same), when the cells are
+    /// trained.
+    fn encode(&self, codes: &[i8], scales: &[f32], cells: Option<&[u32]>) -> Option<ivf::Encoded> {
+        let coarse = Arc::clone(&self.read().ivf.as_ref()?.coarse);
+        let vectors = dequantised(codes, scales, self.config.dim);
+        Some(coarse.encode_all(&vectors, cells))
+    }
+
+    /// Trains the inverted file's cells once the gallery holds enough
+    /// rows, then files every row. The sample is copied under the read
+    /// lock and trained without a lock; filing takes the write lock.
+    fn train_if_due(&self) -> Result<(), GalleryError> {
+        let IndexKind::Ivf { cells, .. } = self.config.kind else {
+            return Ok(());
+        };
+        let due =
+            |rows: &Rows| rows.ivf.is_none() && rows.slot_of.len() >= cells * TRAIN_ROWS_PER_CELL;
+        if !due(&self.read()) {
+            return Ok(());
+        }
+        // Another thread trains them already: its rows will be filed.
+        let Ok(_training) = self.training.try_lock() else {
+            return Ok(());
+        };
+        let sample = {
+            let rows = self.read();
+            if !due(&rows) {
+                return Ok(());
+            }
+            self.sample(&rows, cells)
+        };
+        let coarse = Arc::new(ivf::train(
+            &sample,
+            self.config.dim,
+            cells,
+            self.pool.as_ref(),
+        ));
+        drop(sample);
+        let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
+        if rows.ivf.is_none() {
+            self.file_all(&mut rows, coarse);
+        }
+        Ok(())
+    }
+
+    /// Evenly spread live rows, dequantised, for k-means.
+    fn sample(&self, rows: &Rows, cells: usize) -> Vec<f32> {
+        let dim = self.config.dim;
+        let live = rows.slot_of.len();
+        let want = live.min(cells * ivf::SAMPLE_ROWS_PER_CELL);
+        let step = (live / want.max(1)).max(1);
+        let mut sample = Vec::with_capacity(want * dim);
+        let live_slots = rows.chunks.iter().enumerate().flat_map(|(c, chunk)| {
+            (0..CHUNK_ROWS)
+                .filter(|r| chunk.alive[*r])
+                .map(move |r| (c, r))
+        });
+        for (c, r) in live_slots.step_by(step).take(want) {
+            let chunk = &rows.chunks[c];
+            let scale = chunk.scales[r];
+            sample.extend(
+                chunk.codes[r * dim..(r + 1) * dim]
+                    .iter()
+                    .map(|x| f32::from(*x) * scale),
+            );
+        }
+        sample
+    }
+
+    /// Files every live row into a new inverted file of `coarse`.
+    fn file_all(&self, rows: &mut Rows, coarse: Arc<ivf::Coarse>) {
+        let dim = self.config.dim;
+        let mut index = ivf::Ivf::new(coarse);
+        for (c, chunk) in rows.chunks.iter_mut().enumerate() {
+            let live: Vec<usize> = (0..CHUNK_ROWS).filter(|r| chunk.alive[*r]).collect();
+            let mut codes = Vec::with_capacity(live.len() * dim);
+            let mut scales = Vec::with_capacity(live.len());
+            for r in &live {
+                codes.extend_from_slice(&chunk.codes[r * dim..(r + 1) * dim]);
+                scales.push(chunk.scales[*r]);
+            }
+            let vectors = dequantised(&codes, &scales, dim);
+            let encoded = index.coarse.encode_all(&vectors, None);
+            let words = ivf::words(dim);
+            for (k, r) in live.iter().enumerate() {
+                let cell = encoded.cells[k];
+                chunk.cells[*r] = cell;
+                let slot = (c * CHUNK_ROWS + r) as u32;
+                index.push(
+                    cell,
+                    slot,
+                    &encoded.bits[k * words..(k + 1) * words],
+                    encoded.factors[k],
+                );
+            }
+        }
+        rows.ivf = Some(index);
     }
 
     /// Puts rows whose codes are made into slots, under the write lock.
@@ -412,12 +576,18 @@ impl Gallery {
                         } else {
                             0
                         };
+                        let cells = if matches!(self.config.kind, IndexKind::Ivf { .. }) {
+                            CHUNK_ROWS
+                        } else {
+                            0
+                        };
                         rows.chunks.push(Chunk {
                             codes: vec![0; CHUNK_ROWS * dim],
                             scales: vec![0.0; CHUNK_ROWS],
                             floats: vec![0.0; floats],
                             bits: vec![0; CHUNK_ROWS * words],
                             alive: vec![false; CHUNK_ROWS],
+                            cells: vec![0; cells],
                         });
                     }
                     rows.ids.push(String::new());
@@ -446,6 +616,7 @@ impl Gallery {
             if let Some(vector) = vector {
                 placed.push((slot, vector));
             }
+            self.file(&mut rows, batch, i, slot);
         }
         if let Some(graph) = &self.graph {
             let needed = graph.size() + placed.len();
@@ -468,6 +639,38 @@ impl Gallery {
         }
         drop(rows);
         Ok(())
+    }
+
+    /// Files row `i` of `batch`, placed in `slot`, in the inverted file,
+    /// with the batch's codes when they were made for its cells.
+    fn file(&self, rows: &mut Rows, batch: &Placed<'_>, i: usize, slot: u32) {
+        let dim = self.config.dim;
+        let Some(index) = rows.ivf.as_mut() else {
+            return;
+        };
+        let words = ivf::words(dim);
+        let (c, r) = (slot as usize / CHUNK_ROWS, slot as usize % CHUNK_ROWS);
+        let (cell, bits, factor) = match batch.encoded {
+            Some(e) if Arc::ptr_eq(&e.coarse, &index.coarse) => (
+                e.cells[i],
+                e.bits[i * words..(i + 1) * words].to_vec(),
+                e.factors[i],
+            ),
+            _ => {
+                let x = dequantised(
+                    &batch.codes[i * dim..(i + 1) * dim],
+                    &batch.scales[i..=i],
+                    dim,
+                );
+                let mut cell = [0u32];
+                index.coarse.assign(&x, &mut cell);
+                let mut bits = vec![0u64; words];
+                let factor = index.coarse.encode(cell[0], &x, &mut bits);
+                (cell[0], bits, factor)
+            }
+        };
+        rows.chunks[c].cells[r] = cell;
+        index.push(cell, slot, &bits, factor);
     }
 
     /// Takes a slot out of the graph, if there is one.
@@ -569,7 +772,13 @@ impl Gallery {
             }
             Scope::All => {
                 let shortlist = match self.config.kind {
-                    IndexKind::Exact => self.scan_i8(&rows, &probe),
+                    IndexKind::Ivf {
+                        probes, candidates, ..
+                    } if rows.ivf.is_some() => {
+                        let near = self.scan_ivf(&rows, &probe, probes, candidates);
+                        self.best_i8(&rows, &probe, &near)
+                    }
+                    IndexKind::Exact | IndexKind::Ivf { .. } => self.scan_i8(&rows, &probe),
                     IndexKind::Prefiltered { candidates, .. } => {
                         let near = self.scan_bits(&rows, &probe, candidates);
                         self.best_i8(&rows, &probe, &near)
@@ -658,6 +867,50 @@ impl Gallery {
             .collect()
     }
 
+    /// The `candidates` slots of the best estimates in the `probes` cells
+    /// nearest the probe. Two threads or more split the cells when there
+    /// are enough rows to scan to pay for the hand-over.
+    fn scan_ivf(&self, rows: &Rows, probe: &Probe, probes: usize, candidates: usize) -> Vec<u32> {
+        let Some(index) = rows.ivf.as_ref() else {
+            return Vec::new();
+        };
+        let coarse = &index.coarse;
+        let mut scores = vec![0f32; coarse.cells];
+        coarse.scores(self.kernels, &probe.floats, &mut scores);
+        let near = coarse.nearest_cells(&scores, probes);
+        let table = ivf::Table::new(&probe.floats);
+        let groups = ivf::groups(ivf::words(self.config.dim));
+        let scan = |cells: &[u32]| {
+            let mut best = TopK::new(candidates);
+            let mut sums = Vec::new();
+            for &cell in cells {
+                let list = &index.lists[cell as usize];
+                sums.resize(list.slots.len().next_multiple_of(ivf::BLOCK_ROWS), 0);
+                self.kernels
+                    .fastscan(&table.entries, &list.blocks, groups, &mut sums);
+                let base = scores[cell as usize];
+                for ((sum, factor), slot) in sums.iter().zip(&list.factors).zip(&list.slots) {
+                    let estimate =
+                        base + factor * (f32::from(*sum) * table.two_steps + table.offset);
+                    best.push(estimate, *slot);
+                }
+            }
+            best
+        };
+        let total: usize = near
+            .iter()
+            .map(|c| index.lists[*c as usize].slots.len())
+            .sum();
+        match &self.pool {
+            Some(pool) if total >= PARALLEL_SCAN_ROWS_MIN => {
+                let parts = split_by_rows(&near, index, self.config.threads);
+                let found = pool.install(|| parts.par_iter().map(|p| scan(p)).collect());
+                merge(found, candidates)
+            }
+            _ => scan(&near).into_slots(),
+        }
+    }
+
     /// The graph's `candidates` nearest slots.
     fn graph_near(&self, probe: &Probe, candidates: usize) -> Result<Vec<u32>, GalleryError> {
         let Some(graph) = &self.graph else {
@@ -732,6 +985,10 @@ impl Rows {
     fn release(&mut self, slot: u32) {
         let (c, r) = (slot as usize / CHUNK_ROWS, slot as usize % CHUNK_ROWS);
         self.chunks[c].alive[r] = false;
+        if let Some(index) = self.ivf.as_mut() {
+            let filed = index.remove(self.chunks[c].cells[r], slot);
+            assert!(filed, "a live row missing from its cell");
+        }
         let id = std::mem::take(&mut self.ids[slot as usize]);
         self.slot_of.remove(&id);
         for key in std::mem::take(&mut self.partitions_of[slot as usize]) {
@@ -744,6 +1001,68 @@ impl Rows {
         }
         self.free.push(slot);
     }
+}
+
+/// Fewer rows to scan than this are scanned on one thread: splitting
+/// costs more than it saves.
+const PARALLEL_SCAN_ROWS_MIN: usize = 16_384;
+
+fn check_ivf(
+    dim: usize,
+    cells: usize,
+    probes: usize,
+    candidates: usize,
+    rerank: usize,
+) -> Result<(), GalleryError> {
+    if dim > ivf::IVF_DIM_MAX {
+        return Err(GalleryError::Config(format!(
+            "an inverted file takes templates of at most {} values",
+            ivf::IVF_DIM_MAX
+        )));
+    }
+    if !(1..=CELLS_MAX).contains(&cells) || !(1..=cells).contains(&probes) {
+        return Err(GalleryError::Config(format!(
+            "ivf cells must be 1 to {CELLS_MAX}, and probes 1 to cells"
+        )));
+    }
+    if candidates < rerank || candidates > IVF_CANDIDATES_MAX {
+        return Err(GalleryError::Config(format!(
+            "ivf candidates must be `rerank` to {IVF_CANDIDATES_MAX}"
+        )));
+    }
+    Ok(())
+}
+
+/// Int8 codes back to floats.
+fn dequantised(codes: &[i8], scales: &[f32], dim: usize) -> Vec<f32> {
+    assert_eq!(codes.len(), scales.len() * dim);
+    codes
+        .chunks_exact(dim)
+        .zip(scales)
+        .flat_map(|(code, scale)| code.iter().map(move |x| f32::from(*x) * scale))
+        .collect()
+}
+
+/// `cells` in `parts` runs of about equal rows.
+fn split_by_rows(cells: &[u32], index: &ivf::Ivf, parts: usize) -> Vec<Vec<u32>> {
+    let total: usize = cells
+        .iter()
+        .map(|c| index.lists[*c as usize].slots.len())
+        .sum();
+    let per_part = total.div_ceil(parts.max(1)).max(1);
+    let mut out = vec![Vec::new()];
+    let mut filled = 0;
+    for &cell in cells {
+        if filled >= per_part {
+            out.push(Vec::new());
+            filled = 0;
+        }
+        filled += index.lists[cell as usize].slots.len();
+        if let Some(last) = out.last_mut() {
+            last.push(cell);
+        }
+    }
+    out
 }
 
 /// A scan's own pool; one thread scans on the caller's.
