@@ -6,13 +6,19 @@ Reads a directory written by facepay's gallery benchmark:
   gallery.f32   N x D little-endian float32 rows, the L2-normalised templates
   queries.f32   Q x D little-endian float32 rows
   meta.json     {"n": N, "dim": D, "queries": Q,
-                 "truth": [index of the exact best gallery row for each query]}
+                 "truth": [index of the exact best gallery row for each query],
+                 "hard": [whether each query is a hard genuine one] (optional)}
 
 and searches it with FAISS on --threads OpenMP threads:
 
   IndexFlatIP    exact inner-product scan; build = the add.
   IndexHNSWFlat  HNSW graph (M, efConstruction) on inner product; build = the add,
                  then one result per efSearch value.
+  IndexIVFFlat   inverted file (nlist k-means cells, flat quantizer) on inner product;
+                 build = train + add, then one result per nprobe value.
+  IndexIVFPQFastScan  the same cells, each row a PQ code of D/2 sub-quantizers of
+                 4 bits scanned with SIMD shuffles (FAISS's fastest IVF scan); build =
+                 train + add, then one result per nprobe value.
 
 Queries are answered ONE AT A TIME (a payment is one query; batching would flatter
 FAISS), each timed with time.perf_counter around index.search(query, k=1), so the
@@ -24,8 +30,9 @@ Prints one JSON object on stdout; progress goes to stderr:
 
   {"faiss_version": "1.15.1", "threads": T, "n": N, "dim": D, "queries": Q,
    "warmup_queries": W,
-   "results": [{"index": "IndexFlatIP" | "IndexHNSWFlat",
-                "params": {} | {"m": M, "ef_construction": C, "ef_search": S},
+   "results": [{"index": "IndexFlatIP" | "IndexHNSWFlat" | "IndexIVFFlat" | "IndexIVFPQFastScan",
+                "params": {} | {"m": M, "ef_construction": C, "ef_search": S}
+                          | {"nlist": L, "nprobe": P} (IVFPQFastScan adds "pq_m", "pq_bits"),
                 "build_s": seconds to add the N rows,
                 "build_cpu_s": CPU seconds of the process (all threads) during the add;
                                build_cpu_s / build_s well below threads means the
@@ -34,14 +41,16 @@ Prints one JSON object on stdout; progress goes to stderr:
                 "memory_bytes_counted": bytes of the index's own arrays, as FAISS holds them,
                 "qps": Q / seconds of the timed loop, one query at a time,
                 "latency_ms_median": ..., "latency_ms_p99": ... (nearest rank),
-                "recall_at_1": ...}, ...]}
+                "recall_at_1": ..., "recall_at_1_hard": ... (over the hard queries;
+                                                             null without any)}, ...]}
 
 Run it with the venv made by scripts/peer-venv.sh:
 
     PY=$(scripts/peer-venv.sh | tail -n 1)
     "$PY" scripts/bench_gallery_peer.py DIR --threads 2 [--hnsw-m 32]
         [--hnsw-ef-construction 64] [--hnsw-ef-search 32,64,128,256]
-        [--skip-hnsw] [--skip-flat] [--warmup 10]
+        [--ivf-nlist 4096] [--ivf-nprobe 8,16,32,64,128,256,512]
+        [--skip-hnsw] [--skip-flat] [--skip-ivf] [--warmup 10]
 
 Only numpy and faiss are needed besides the standard library.
 """
@@ -70,6 +79,8 @@ NORM_TOLERANCE = 1e-3
 MEMORY_HEADROOM = 512 << 20
 # At most this many seconds between progress lines while answering queries.
 PROGRESS_EVERY_S = 10.0
+# Training rows per inverted-file cell, at most (FAISS's own k-means keeps 256 a cell).
+IVF_TRAIN_ROWS_PER_CELL = 64
 
 
 def log(message):
@@ -108,13 +119,20 @@ def parse_args():
                         help="HNSW efConstruction (default: 64)")
     parser.add_argument("--hnsw-ef-search", type=ef_list, default=[32, 64, 128, 256], metavar="LIST",
                         help="HNSW efSearch values, comma-separated (default: 32,64,128,256)")
+    parser.add_argument("--ivf-nlist", type=positive_int, default=1024,
+                        help="cells of IndexIVFFlat and IndexIVFPQFastScan (default: 1024)")
+    parser.add_argument("--ivf-nprobe", type=ef_list, default=[8, 16, 32, 64, 128, 256, 512],
+                        metavar="LIST", help="nprobe values, comma-separated; those above nlist are "
+                        "left out (default: 8,16,32,64,128,256,512)")
+    parser.add_argument("--skip-ivf", action="store_true",
+                        help="do not build or search IndexIVFFlat and IndexIVFPQFastScan")
     parser.add_argument("--skip-hnsw", action="store_true", help="do not build or search IndexHNSWFlat")
     parser.add_argument("--skip-flat", action="store_true", help="do not build or search IndexFlatIP")
     parser.add_argument("--warmup", type=int, default=10,
                         help="untimed queries before each timed pass, at most Q (default: 10)")
     args = parser.parse_args()
-    if args.skip_flat and args.skip_hnsw:
-        parser.error("--skip-flat and --skip-hnsw together leave nothing to run")
+    if args.skip_flat and args.skip_hnsw and args.skip_ivf:
+        parser.error("--skip-flat, --skip-hnsw and --skip-ivf together leave nothing to run")
     if args.warmup < 0:
         parser.error("--warmup must be at least 0")
     return args
@@ -141,7 +159,10 @@ def read_meta(directory):
         sys.exit(f"{path}: \"truth\" must be a list of {queries} gallery indices")
     if not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < n for t in truth):
         sys.exit(f"{path}: every \"truth\" entry must be an integer in [0, {n})")
-    return n, dim, queries, np.asarray(truth, dtype=np.int64)
+    hard = meta.get("hard", [False] * queries)
+    if not isinstance(hard, list) or len(hard) != queries or not all(isinstance(h, bool) for h in hard):
+        sys.exit(f"{path}: \"hard\" must be a list of {queries} booleans")
+    return n, dim, queries, np.asarray(truth, dtype=np.int64), np.asarray(hard, dtype=bool)
 
 
 def available_memory():
@@ -171,6 +192,8 @@ def check_bounds(args, n, dim, queries):
     needs = []
     if not args.skip_flat:
         needs.append(("IndexFlatIP", flat_estimate(n, dim)))
+    if not args.skip_ivf:
+        needs.append(("IndexIVFFlat", n * (dim * 4 + 8)))
     if not args.skip_hnsw:
         # The upper levels add about 1/(M-1) of level 0's links; count them too.
         links = hnsw_estimate(n, dim, args.hnsw_m) - flat_estimate(n, dim)
@@ -227,6 +250,7 @@ def median_p99(samples_ms):
 
 def search_one_at_a_time(index, queries, truth, warmup, label):
     """Answer every query alone (k=1); returns (qps, median ms, p99 ms, recall@1, answers)."""
+    # The hard-query recall is worked out by result() from the answers.
     count = queries.shape[0]
     for i in range(min(warmup, count)):
         index.search(queries[i:i + 1], 1)
@@ -250,12 +274,21 @@ def search_one_at_a_time(index, queries, truth, warmup, label):
     return count / elapsed, median, p99, recall, answers
 
 
+# Set by main(): which queries are hard, and their truth.
+HARD = None
+TRUTH = None
+
+
 def result(index_name, params, build, estimate, counted, timing):
     """One entry of "results"; build is (wall seconds, CPU seconds)."""
-    qps, median, p99, recall, _ = timing
+    qps, median, p99, recall, answers = timing
+    hard = None
+    if HARD is not None and HARD.any():
+        hard = float(np.count_nonzero(answers[HARD] == TRUTH[HARD])) / int(np.count_nonzero(HARD))
     return {"index": index_name, "params": params, "build_s": build[0], "build_cpu_s": build[1],
             "memory_bytes_estimate": estimate, "memory_bytes_counted": counted,
-            "qps": qps, "latency_ms_median": median, "latency_ms_p99": p99, "recall_at_1": recall}
+            "qps": qps, "latency_ms_median": median, "latency_ms_p99": p99, "recall_at_1": recall,
+            "recall_at_1_hard": hard}
 
 
 def describe_misses(gallery, queries, truth, answers):
@@ -325,9 +358,53 @@ def run_hnsw(gallery, queries, truth, warmup, m, ef_construction, ef_searches):
     return results
 
 
+def train_sample(gallery, nlist):
+    """Evenly spread rows for k-means: IVF_TRAIN_ROWS_PER_CELL a cell at most."""
+    n = gallery.shape[0]
+    take = min(n, nlist * IVF_TRAIN_ROWS_PER_CELL)
+    step = max(n // take, 1)
+    return native_rows(gallery[::step][:take])
+
+
+def run_ivf(gallery, queries, truth, warmup, nlist, nprobes):
+    """Build IndexIVFFlat and IndexIVFPQFastScan on one trained quantizer each; time every nprobe."""
+    n, dim = gallery.shape
+    results = []
+    sample = train_sample(gallery, nlist)
+    pq_m = dim // 2
+    kinds = [("IndexIVFFlat", lambda q: faiss.IndexIVFFlat(q, dim, nlist, faiss.METRIC_INNER_PRODUCT), {},
+              n * (dim * 4 + 8)),
+             ("IndexIVFPQFastScan",
+              lambda q: faiss.IndexIVFPQFastScan(q, dim, nlist, pq_m, 4, faiss.METRIC_INNER_PRODUCT),
+              {"pq_m": pq_m, "pq_bits": 4}, n * (pq_m // 2 + 8))]
+    for name, make, extra, estimate in kinds:
+        quantizer = faiss.IndexFlatIP(dim)
+        index = make(quantizer)
+        log(f"{name} nlist={nlist}: training on {sample.shape[0]} rows, adding {n}")
+        start, cpu_start = time.perf_counter(), time.process_time()
+        index.train(sample)
+        for first in range(0, n, CHUNK_ROWS):
+            index.add(native_rows(gallery[first:first + CHUNK_ROWS]))
+        build_s, build_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+        invlists = index.invlists
+        counted = sum(invlists.list_size(i) * (invlists.code_size + 8) for i in range(nlist)) + nlist * dim * 4
+        log(f"{name}: built in {build_s:.2f} s ({build_cpu_s:.2f} CPU s)")
+        for nprobe in [p for p in nprobes if p <= nlist]:
+            index.nprobe = nprobe
+            label = f"{name} nprobe={nprobe}"
+            timing = search_one_at_a_time(index, queries, truth, warmup, label)
+            log(f"{label}: median {timing[1]:.3f} ms, p99 {timing[2]:.3f} ms, recall@1 {timing[3]:.4f}")
+            params = {"nlist": nlist, "nprobe": nprobe, **extra}
+            results.append(result(name, params, (build_s, build_cpu_s), estimate, counted, timing))
+        del index
+    return results
+
+
 def main():
+    global HARD, TRUTH
     args = parse_args()
-    n, dim, count, truth = read_meta(args.dir)
+    n, dim, count, truth, hard = read_meta(args.dir)
+    HARD, TRUTH = hard, truth
     check_bounds(args, n, dim, count)
     gallery = map_rows(args.dir / GALLERY_FILE, n, dim)
     queries = native_rows(map_rows(args.dir / QUERIES_FILE, count, dim))
@@ -341,6 +418,8 @@ def main():
     results = []
     if not args.skip_flat:
         results.append(run_flat(gallery, queries, truth, warmup))
+    if not args.skip_ivf:
+        results += run_ivf(gallery, queries, truth, warmup, min(args.ivf_nlist, n), args.ivf_nprobe)
     if not args.skip_hnsw:
         results += run_hnsw(gallery, queries, truth, warmup, args.hnsw_m,
                             args.hnsw_ef_construction, args.hnsw_ef_search)

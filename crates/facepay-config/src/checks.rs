@@ -24,6 +24,12 @@ const CANDIDATES_MAX: u64 = 1_000_000;
 /// facepay-gallery refuses more graph neighbours re-scored than this.
 const HNSW_CANDIDATES_MAX: u64 = 4_096;
 const HNSW_DEGREE_MAX: u64 = 4_096;
+/// facepay-gallery's `CELLS_MAX` and `IVF_CANDIDATES_MAX`.
+const IVF_CELLS_MAX: u64 = 65_536;
+const IVF_CANDIDATES_MAX: u64 = 65_536;
+/// facepay-gallery's default `rerank`: an inverted file keeps at least as
+/// many candidates.
+const IVF_CANDIDATES_MIN: u64 = 64;
 /// A hub fee over 10% is a typing mistake.
 const FEE_BPS_MAX: u64 = 1_000;
 const NETWORKS_MAX: usize = 64;
@@ -250,6 +256,16 @@ pub(crate) fn gallery(gallery: &Gallery, cx: &Checker) -> Result<(), ConfigError
                 "gallery.hnsw.candidates",
                 h.candidates,
                 1..=HNSW_CANDIDATES_MAX,
+            )
+        }
+        GalleryKind::Ivf => {
+            let i = &gallery.ivf;
+            cx.range("gallery.ivf.cells", i.cells, 1..=IVF_CELLS_MAX)?;
+            cx.range("gallery.ivf.probes", i.probes, 1..=i.cells)?;
+            cx.range(
+                "gallery.ivf.candidates",
+                i.candidates,
+                IVF_CANDIDATES_MIN..=IVF_CANDIDATES_MAX,
             )
         }
     }

@@ -38,8 +38,8 @@ pub use resolve::{
 pub use secret::{SECRET_BYTES_MAX, Secret, SecretSource};
 pub use sections::{
     Backend, Country, Face, FixedRate, Fx, FxSource, FxSourceKind, Gallery, GalleryKind, Hnsw, Hub,
-    IMAGE_BYTES_MAX, JSON_BODY_BYTES_DEFAULT, Limits, Liveness, Network, NetworkKind, Prefilter,
-    Rate, Retention, Risk, RiskPreset, Server, SimulatedIssuer, Store, StoreKind, Tls,
+    IMAGE_BYTES_MAX, Ivf, JSON_BODY_BYTES_DEFAULT, Limits, Liveness, Network, NetworkKind,
+    Prefilter, Rate, Retention, Risk, RiskPreset, Server, SimulatedIssuer, Store, StoreKind, Tls,
 };
 pub use summary::Summary;
 

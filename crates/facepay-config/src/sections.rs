@@ -260,6 +260,8 @@ named_enum! {
         Prefilter = "prefilter",
         /// A navigable small-world graph, its nearest re-scored exactly.
         Hnsw = "hnsw",
+        /// An inverted file of 1-bit codes, its best re-scored exactly.
+        Ivf = "ivf",
     }
 }
 
@@ -276,6 +278,8 @@ pub struct Gallery {
     pub prefilter: Prefilter,
     /// Read only when `kind = "hnsw"`.
     pub hnsw: Hnsw,
+    /// Read only when `kind = "ivf"`.
+    pub ivf: Ivf,
 }
 
 impl Default for Gallery {
@@ -286,6 +290,26 @@ impl Default for Gallery {
             snapshot_file: None,
             prefilter: Prefilter::default(),
             hnsw: Hnsw::default(),
+            ivf: Ivf::default(),
+        }
+    }
+}
+
+/// The defaults are `facepay bench gallery`'s at a million templates.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ivf {
+    pub cells: u64,
+    pub probes: u64,
+    pub candidates: u64,
+}
+
+impl Default for Ivf {
+    fn default() -> Self {
+        Self {
+            cells: 1_024,
+            probes: 512,
+            candidates: 256,
         }
     }
 }

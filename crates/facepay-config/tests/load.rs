@@ -416,12 +416,12 @@ fn a_bad_value_names_the_choices() {
         "connector.kind",
         &["unknown connector \"foo\"; use simulated_issuer or hyperswitch"],
     );
-    let error = refused(&format!("[gallery]\nkind = \"ivf\"\n{SIMULATOR}"), &[]);
+    let error = refused(&format!("[gallery]\nkind = \"flat\"\n{SIMULATOR}"), &[]);
     assert_error(
         &error,
         "config_invalid_value",
         "gallery.kind",
-        &["use exact, prefilter or hnsw"],
+        &["use exact, prefilter, hnsw or ivf"],
     );
     let error = refused(&format!("[hub]\nhome_currency = \"XYZ\"\n{SIMULATOR}"), &[]);
     assert_error(

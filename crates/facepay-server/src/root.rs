@@ -145,6 +145,11 @@ pub fn services_config(config: &Config) -> Result<ServicesConfig, StartError> {
                 expansion_search: gallery.hnsw.expansion_search as usize,
                 candidates: gallery.hnsw.candidates as usize,
             },
+            GalleryKind::Ivf => IndexKind::Ivf {
+                cells: gallery.ivf.cells as usize,
+                probes: gallery.ivf.probes as usize,
+                candidates: gallery.ivf.candidates as usize,
+            },
         },
         gallery_threads: gallery.threads as usize,
         gallery_snapshot: gallery.snapshot_file.clone(),
