@@ -10,7 +10,10 @@ use facepay_models::ModelStore;
 use facepay_store::{SystemClock, ledger};
 
 use super::flow_tests::{Harness, enrolment, payment};
+use tower::ServiceExt;
+
 use crate::root::App;
+use crate::routes::service::SIMULATED_HEADER;
 
 /// A loopback port nothing listens on: bound, then let go.
 fn closed_port() -> u16 {
@@ -44,6 +47,16 @@ async fn a_configuration_naming_no_simulator_refuses_a_payment_it_cannot_make() 
         .unwrap();
     assert!(app.simulated_parts().is_empty());
     let h = Harness::from_app(app, dir.path()).await;
+    let request = axum::http::Request::get("/v1/deployment")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = h.router().oneshot(request).await.unwrap();
+    assert!(response.headers().get(SIMULATED_HEADER).is_none());
+    let (status, body, _) = h.get("/v1/deployment").await;
+    assert_eq!(
+        (status, body["simulated"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
     let enrol = enrolment(
         "+821055501234",
         "face_recognition/obama.jpg",
@@ -67,4 +80,36 @@ async fn a_configuration_naming_no_simulator_refuses_a_payment_it_cannot_make() 
     let verified = ledger::verify(&mut conn).await.unwrap();
     assert!(verified.ok());
     assert_eq!(verified.transfers, 0, "a refused payment moved money");
+}
+
+#[tokio::test]
+async fn the_demo_says_what_it_simulates_on_every_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let config = Config::demo([("FACEPAY_STORE__DATA_DIR".to_owned(), data)]).unwrap();
+    let app = App::build(config, &ModelStore::open_default(), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let h = Harness::from_app(app, dir.path()).await;
+    let request = axum::http::Request::get("/healthz")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = h.router().oneshot(request).await.unwrap();
+    let marked = response.headers().get(SIMULATED_HEADER).unwrap();
+    assert!(
+        marked
+            .to_str()
+            .unwrap()
+            .contains("issuer: simulated_issuer")
+    );
+    let (status, body, _) = h.get("/v1/deployment").await;
+    assert_eq!(status, 200);
+    let parts: Vec<&str> = body["simulated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert!(parts.contains(&"issuer: simulated_issuer"), "{parts:?}");
+    assert!(parts.contains(&"hub network: kr.wallet.sim"), "{parts:?}");
 }

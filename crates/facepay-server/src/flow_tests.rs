@@ -84,6 +84,15 @@ impl Harness {
         }
     }
 
+    pub(super) fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    pub(super) async fn get(&self, path: &str) -> (u16, Value, String) {
+        self.send(Request::get(path).body(Body::empty()).unwrap())
+            .await
+    }
+
     pub(super) async fn send(&self, request: Request<Body>) -> (u16, Value, String) {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status().as_u16();
