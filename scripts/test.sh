@@ -19,6 +19,9 @@ cargo fmt --all -- --check
 # whole workspace unifies to, so fetching the models with it costs no second
 # build of the heavy dependencies.
 cargo nextest run --workspace --no-run
+# `facepay demo` and the other lab commands run facepay-lab from beside the
+# facepay binary; the process tests need it built too.
+cargo build -p facepay -p facepay-lab
 target/debug/facepay models fetch
 
 # A real PostgreSQL server on loopback for the whole suite (stopped on exit);

@@ -24,7 +24,7 @@ use crate::api::{
     BlockKind, BlockList, BlockRemoved, BlockView, ClaimStateView, FlaggedTerminalView,
     FlaggedTerminals, HeldView, ReviewQueue, TerminalFlagCleared,
 };
-use crate::core::{Core, Reply, commit, derived_id, money_of, parse_json};
+use crate::core::{Core, Reply, Request, commit, derived_id, money_of, parse_json};
 use crate::error::Failure;
 use crate::identity::Identity;
 use crate::merchant::MerchantOps;
@@ -200,59 +200,65 @@ impl Claims {
         let scope = format!("user:{}", user.id);
         let claim_id = derived_id("clm", &scope, key);
         self.core
-            .idempotent(scope, key, body, |claimed| async move {
-                let mut conn = self.core.conn().await?;
-                let payment = payments::get(&mut conn, &request.payment_id)
-                    .await?
-                    .filter(|p| p.user_id.as_deref() == Some(user.id.as_str()))
-                    .ok_or_else(|| Failure::not_found("payment"))?;
-                drop(conn);
-                if !matches!(
-                    payment.state()?,
-                    PaymentState::Authorised
-                        | PaymentState::Captured
-                        | PaymentState::PartiallyRefunded
-                ) {
-                    return Err(Failure::conflict(
-                        "payment_not_claimable",
-                        format!("this payment is {}; nothing was taken", payment.state),
-                    ));
-                }
-                let now = self.core.now_ms();
-                let claim = Claim {
-                    id: claim_id.clone(),
-                    payment_id: payment.id.clone(),
-                    user_id: user.id.clone(),
-                    state: ClaimState::Opened.as_str().to_owned(),
-                    reason,
-                    note: None,
-                    compensated_minor: 0,
-                    recovered_minor: 0,
-                    opened_at_ms: now,
-                    updated_at_ms: now,
-                };
-                let reply = Reply::json(201, &ClaimView::of(claim.clone())?)?;
-                let mut tx = self.core.begin().await?;
-                fraud::insert_claim(&mut tx, &claim)
-                    .await
-                    .map_err(|e| match e {
-                        facepay_store::StoreError::Duplicate(_) => {
-                            Failure::conflict("claim_exists", "this payment already has a claim")
-                        }
-                        other => other.into(),
-                    })?;
-                audit::append(
-                    &mut tx,
-                    now,
-                    &format!("user:{}", user.id),
-                    "claim_opened",
-                    &claim.id,
-                )
-                .await?;
-                claimed.complete(&mut tx, &reply).await?;
-                commit(tx).await?;
-                Ok(reply)
-            })
+            .idempotent(
+                scope,
+                key,
+                Request::new("open_claim", "", body),
+                |claimed| async move {
+                    let mut conn = self.core.conn().await?;
+                    let payment = payments::get(&mut conn, &request.payment_id)
+                        .await?
+                        .filter(|p| p.user_id.as_deref() == Some(user.id.as_str()))
+                        .ok_or_else(|| Failure::not_found("payment"))?;
+                    drop(conn);
+                    if !matches!(
+                        payment.state()?,
+                        PaymentState::Authorised
+                            | PaymentState::Captured
+                            | PaymentState::PartiallyRefunded
+                    ) {
+                        return Err(Failure::conflict(
+                            "payment_not_claimable",
+                            format!("this payment is {}; nothing was taken", payment.state),
+                        ));
+                    }
+                    let now = self.core.now_ms();
+                    let claim = Claim {
+                        id: claim_id.clone(),
+                        payment_id: payment.id.clone(),
+                        user_id: user.id.clone(),
+                        state: ClaimState::Opened.as_str().to_owned(),
+                        reason,
+                        note: None,
+                        compensated_minor: 0,
+                        recovered_minor: 0,
+                        opened_at_ms: now,
+                        updated_at_ms: now,
+                    };
+                    let reply = Reply::json(201, &ClaimView::of(claim.clone())?)?;
+                    let mut tx = self.core.begin().await?;
+                    fraud::insert_claim(&mut tx, &claim)
+                        .await
+                        .map_err(|e| match e {
+                            facepay_store::StoreError::Duplicate(_) => Failure::conflict(
+                                "claim_exists",
+                                "this payment already has a claim",
+                            ),
+                            other => other.into(),
+                        })?;
+                    audit::append(
+                        &mut tx,
+                        now,
+                        &format!("user:{}", user.id),
+                        "claim_opened",
+                        &claim.id,
+                    )
+                    .await?;
+                    claimed.complete(&mut tx, &reply).await?;
+                    commit(tx).await?;
+                    Ok(reply)
+                },
+            )
             .await
     }
 
@@ -318,7 +324,7 @@ impl Claims {
             .transpose()?;
         let scope = op.scope("claim", id);
         self.core
-            .idempotent(scope, key, body, |claimed| async move {
+            .idempotent(scope, key, Request::new("decide_claim", id, body), |claimed| async move {
                 let payment_id = fraud::claim(&mut *self.core.conn().await?, id)
                     .await?
                     .ok_or_else(|| Failure::not_found("claim"))?
@@ -522,37 +528,42 @@ impl Claims {
         key: &str,
     ) -> Result<Reply, Failure> {
         self.core
-            .idempotent(op.scope("recover", id), key, b"", |claimed| async move {
-                let mut conn = self.core.conn().await?;
-                let before = fraud::claim(&mut conn, id)
-                    .await?
-                    .ok_or_else(|| Failure::not_found("claim"))?;
-                let outstanding = before.compensated_minor - before.recovered_minor;
-                if before.state != ClaimState::Accepted.as_str() || outstanding <= 0 {
-                    return Err(Failure::conflict(
-                        "nothing_to_recover",
-                        "only an accepted claim with compensation outstanding can be recovered",
-                    ));
-                }
-                let payment = payments::get(&mut conn, &before.payment_id)
-                    .await?
-                    .ok_or_else(Failure::internal)?;
-                drop(conn);
-                let now = self.core.now_ms();
-                let mut after = before.clone();
-                after.recovered_minor = before.compensated_minor;
-                after.updated_at_ms = now;
-                let mut tx = self.core.begin().await?;
-                let transfer_id = format!("{}:recovery", before.id);
-                ledger::recover(&mut tx, money_of(&payment), &transfer_id, outstanding, now)
-                    .await?;
-                fraud::update_claim(&mut tx, &before, &after).await?;
-                audit::append(&mut tx, now, &op.actor(), "claim_recovered", id).await?;
-                let reply = Reply::json(200, &ClaimView::of(after)?)?;
-                claimed.complete(&mut tx, &reply).await?;
-                commit(tx).await?;
-                Ok(reply)
-            })
+            .idempotent(
+                op.scope("recover", id),
+                key,
+                Request::new("recover_claim", id, b""),
+                |claimed| async move {
+                    let mut conn = self.core.conn().await?;
+                    let before = fraud::claim(&mut conn, id)
+                        .await?
+                        .ok_or_else(|| Failure::not_found("claim"))?;
+                    let outstanding = before.compensated_minor - before.recovered_minor;
+                    if before.state != ClaimState::Accepted.as_str() || outstanding <= 0 {
+                        return Err(Failure::conflict(
+                            "nothing_to_recover",
+                            "only an accepted claim with compensation outstanding can be recovered",
+                        ));
+                    }
+                    let payment = payments::get(&mut conn, &before.payment_id)
+                        .await?
+                        .ok_or_else(Failure::internal)?;
+                    drop(conn);
+                    let now = self.core.now_ms();
+                    let mut after = before.clone();
+                    after.recovered_minor = before.compensated_minor;
+                    after.updated_at_ms = now;
+                    let mut tx = self.core.begin().await?;
+                    let transfer_id = format!("{}:recovery", before.id);
+                    ledger::recover(&mut tx, money_of(&payment), &transfer_id, outstanding, now)
+                        .await?;
+                    fraud::update_claim(&mut tx, &before, &after).await?;
+                    audit::append(&mut tx, now, &op.actor(), "claim_recovered", id).await?;
+                    let reply = Reply::json(200, &ClaimView::of(after)?)?;
+                    claimed.complete(&mut tx, &reply).await?;
+                    commit(tx).await?;
+                    Ok(reply)
+                },
+            )
             .await
     }
 

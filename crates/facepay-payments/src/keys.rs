@@ -150,7 +150,7 @@ pub struct FileKeyProvider {
 impl FileKeyProvider {
     /// Opens the key directory, creating it and a first KEK if empty.
     pub fn open(dir: &Path) -> Result<Self, KeyError> {
-        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        facepay_store::files::private_dir(dir).map_err(io_error(dir))?;
         let mut ring = load_ring(dir)?;
         if ring.current.is_empty() {
             ring.current = create_kek(dir)?;

@@ -16,8 +16,8 @@ use crate::api::{
     PaymentView, StoreView, TerminalList, TerminalView,
 };
 use crate::core::{
-    Claimed, Core, HELD_FOR_REVIEW, IDEMPOTENCY_RETENTION_MS, Reply, commit, derived_id, fee,
-    money_of, parse_json,
+    Claimed, Core, HELD_FOR_REVIEW, IDEMPOTENCY_RETENTION_MS, Reply, Request, commit, derived_id,
+    fee, money_of, parse_json,
 };
 use crate::error::Failure;
 use crate::identity::Identity;
@@ -186,38 +186,43 @@ impl MerchantOps {
             parse_json::<Option<AmountRequest>>(body)?.unwrap_or_default()
         };
         self.core
-            .idempotent(scope, key, body, |claimed| async move {
-                let _lock = self.core.payment_lock(id).lock().await;
-                let before = self.merchant_payment(m, id).await?;
-                if before.state()? != PaymentState::Authorised {
-                    return Err(Failure::conflict(
-                        "payment_not_authorised",
-                        format!("this payment is {}", before.state),
-                    ));
-                }
-                if before.reason == HELD_FOR_REVIEW && operator.is_none() {
-                    return Err(Failure::conflict(
-                        "payment_held_for_review",
-                        "the fraud checks hold this payment until an operator releases it",
-                    ));
-                }
-                let amount = self.amount_or(&before, &request, before.authorised_minor)?;
-                if amount > before.authorised_minor {
-                    return Err(Failure::unprocessable(
-                        "capture_exceeds_authorised",
-                        "cannot capture more than was authorised",
-                    ));
-                }
-                let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
-                self.core
-                    .connector
-                    .capture(&issuer_ref, amount, &format!("{}:capture", before.id))
-                    .await
-                    .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
-                let captured = (amount, fee(m.fee_bps, amount));
-                self.record_capture(&claimed, &before, captured, operator)
-                    .await
-            })
+            .idempotent(
+                scope,
+                key,
+                Request::new("capture", id, body),
+                |claimed| async move {
+                    let _lock = self.core.payment_lock(id).lock().await;
+                    let before = self.merchant_payment(m, id).await?;
+                    if before.state()? != PaymentState::Authorised {
+                        return Err(Failure::conflict(
+                            "payment_not_authorised",
+                            format!("this payment is {}", before.state),
+                        ));
+                    }
+                    if before.reason == HELD_FOR_REVIEW && operator.is_none() {
+                        return Err(Failure::conflict(
+                            "payment_held_for_review",
+                            "the fraud checks hold this payment until an operator releases it",
+                        ));
+                    }
+                    let amount = self.amount_or(&before, &request, before.authorised_minor)?;
+                    if amount > before.authorised_minor {
+                        return Err(Failure::unprocessable(
+                            "capture_exceeds_authorised",
+                            "cannot capture more than was authorised",
+                        ));
+                    }
+                    let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
+                    self.core
+                        .connector
+                        .capture(&issuer_ref, amount, &format!("{}:capture", before.id))
+                        .await
+                        .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
+                    let captured = (amount, fee(m.fee_bps, amount));
+                    self.record_capture(&claimed, &before, captured, operator)
+                        .await
+                },
+            )
             .await
     }
 
@@ -282,18 +287,23 @@ impl MerchantOps {
         operator: Option<&str>,
     ) -> Result<Reply, Failure> {
         self.core
-            .idempotent(scope, key, body, |claimed| async move {
-                let _lock = self.core.payment_lock(id).lock().await;
-                let before = self.merchant_payment(m, id).await?;
-                if before.state()? != PaymentState::Authorised {
-                    return Err(Failure::conflict(
-                        "payment_not_authorised",
-                        format!("this payment is {}", before.state),
-                    ));
-                }
-                self.void_authorised(before, "voided", Some(&claimed), operator)
-                    .await
-            })
+            .idempotent(
+                scope,
+                key,
+                Request::new("void", id, body),
+                |claimed| async move {
+                    let _lock = self.core.payment_lock(id).lock().await;
+                    let before = self.merchant_payment(m, id).await?;
+                    if before.state()? != PaymentState::Authorised {
+                        return Err(Failure::conflict(
+                            "payment_not_authorised",
+                            format!("this payment is {}", before.state),
+                        ));
+                    }
+                    self.void_authorised(before, "voided", Some(&claimed), operator)
+                        .await
+                },
+            )
             .await
     }
 
@@ -349,55 +359,60 @@ impl MerchantOps {
         let scope = merchant_scope(m);
         let refund_id = derived_id("ref", &scope, key);
         self.core
-            .idempotent(scope, key, body, |claimed| async move {
-                let _lock = self.core.payment_lock(id).lock().await;
-                let before = self.merchant_payment(m, id).await?;
-                let state = before.state()?;
-                if !matches!(
-                    state,
-                    PaymentState::Captured | PaymentState::PartiallyRefunded
-                ) {
-                    return Err(Failure::conflict(
-                        "payment_not_refundable",
-                        format!("this payment is {}", before.state),
-                    ));
-                }
-                let left = before.captured_minor - before.refunded_minor;
-                let amount = self.amount_or(&before, &request, left)?;
-                if amount > left {
-                    return Err(Failure::unprocessable(
-                        "refund_exceeds_captured",
-                        format!(
-                            "at most {} can still be refunded",
-                            Currency::from_code(&before.currency)?.format(left)
-                        ),
-                    ));
-                }
-                let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
-                self.core
-                    .connector
-                    .refund(&issuer_ref, amount, &refund_id)
-                    .await
-                    .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
-                let now = self.core.now_ms();
-                let mut after = before.clone();
-                after.refunded_minor += amount;
-                after.state = if after.refunded_minor == after.captured_minor {
-                    PaymentState::Refunded
-                } else {
-                    PaymentState::PartiallyRefunded
-                }
-                .as_str()
-                .to_owned();
-                after.reason = format!("refund:{refund_id}");
-                after.updated_at_ms = now;
-                let mut tx = self.core.begin().await?;
-                payments::insert_refund(&mut tx, &refund_id, &before.id, amount, now).await?;
-                ledger::refund(&mut tx, money_of(&before), &refund_id, amount, now).await?;
-                payments::transition(&mut tx, &before, &after).await?;
-                loyalty::give_back(&mut tx, &after, &refund_id, now).await?;
-                finish(tx, &claimed, &after).await
-            })
+            .idempotent(
+                scope,
+                key,
+                Request::new("refund", id, body),
+                |claimed| async move {
+                    let _lock = self.core.payment_lock(id).lock().await;
+                    let before = self.merchant_payment(m, id).await?;
+                    let state = before.state()?;
+                    if !matches!(
+                        state,
+                        PaymentState::Captured | PaymentState::PartiallyRefunded
+                    ) {
+                        return Err(Failure::conflict(
+                            "payment_not_refundable",
+                            format!("this payment is {}", before.state),
+                        ));
+                    }
+                    let left = before.captured_minor - before.refunded_minor;
+                    let amount = self.amount_or(&before, &request, left)?;
+                    if amount > left {
+                        return Err(Failure::unprocessable(
+                            "refund_exceeds_captured",
+                            format!(
+                                "at most {} can still be refunded",
+                                Currency::from_code(&before.currency)?.format(left)
+                            ),
+                        ));
+                    }
+                    let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
+                    self.core
+                        .connector
+                        .refund(&issuer_ref, amount, &refund_id)
+                        .await
+                        .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
+                    let now = self.core.now_ms();
+                    let mut after = before.clone();
+                    after.refunded_minor += amount;
+                    after.state = if after.refunded_minor == after.captured_minor {
+                        PaymentState::Refunded
+                    } else {
+                        PaymentState::PartiallyRefunded
+                    }
+                    .as_str()
+                    .to_owned();
+                    after.reason = format!("refund:{refund_id}");
+                    after.updated_at_ms = now;
+                    let mut tx = self.core.begin().await?;
+                    payments::insert_refund(&mut tx, &refund_id, &before.id, amount, now).await?;
+                    ledger::refund(&mut tx, money_of(&before), &refund_id, amount, now).await?;
+                    payments::transition(&mut tx, &before, &after).await?;
+                    loyalty::give_back(&mut tx, &after, &refund_id, now).await?;
+                    finish(tx, &claimed, &after).await
+                },
+            )
             .await
     }
 

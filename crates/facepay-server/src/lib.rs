@@ -102,6 +102,8 @@ mod fraud_tests;
 #[cfg(test)]
 mod hub_tests;
 #[cfg(test)]
+mod idempotency_tests;
+#[cfg(test)]
 mod loyalty_tests;
 #[cfg(test)]
 mod tests;

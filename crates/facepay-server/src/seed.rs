@@ -213,7 +213,7 @@ async fn add_loyalty(tx: &mut facepay_store::Connection, now: i64) -> anyhow::Re
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        facepay_store::files::private_dir(parent)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod changes;
 pub mod clock;
+pub mod files;
 pub mod fraud;
 pub mod hub;
 pub mod idempotency;
@@ -226,9 +227,18 @@ impl Store {
     }
 }
 
+/// The database file and its directory are made private before SQLite
+/// opens them, so that its WAL and shared-memory files are private too.
 fn sqlite_file_url(dir: &Path, file: &str) -> std::io::Result<String> {
-    std::fs::create_dir_all(dir)?;
-    Ok(format!("sqlite://{}?mode=rwc", dir.join(file).display()))
+    files::private_dir(dir)?;
+    let path = dir.join(file);
+    files::private_file(&path)?;
+    for companion in ["-wal", "-shm"] {
+        let mut name = path.clone().into_os_string();
+        name.push(companion);
+        files::restrict_if_present(Path::new(&name), files::FILE_MODE)?;
+    }
+    Ok(format!("sqlite://{}?mode=rwc", path.display()))
 }
 
 /// Stores for tests of this crate and the crates above it.

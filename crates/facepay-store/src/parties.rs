@@ -50,6 +50,22 @@ pub async fn user(conn: &mut Connection, id: &str) -> Result<Option<User>> {
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
 }
 
+/// Replaces the token of an account that is not deleted; false when there
+/// is none.
+pub async fn replace_token_hash(
+    conn: &mut Connection,
+    user_id: &str,
+    token_hash: &str,
+) -> Result<bool> {
+    let done =
+        sqlx::query("UPDATE users SET token_hash = $2 WHERE id = $1 AND status <> 'deleted'")
+            .bind(user_id)
+            .bind(token_hash)
+            .execute(&mut *conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub async fn user_by_token_hash(conn: &mut Connection, token_hash: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE token_hash = $1");
     Ok(sqlx::query_as(&sql)

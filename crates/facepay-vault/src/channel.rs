@@ -107,7 +107,7 @@ impl ChannelKey {
         if !path.exists() {
             let io = |e: std::io::Error| ChannelError::Io(format!("{}: {e}", path.display()));
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(io)?;
+                facepay_store::files::private_dir(dir).map_err(io)?;
             }
             let mut secret = Zeroizing::new([0u8; SECRET_BYTES]);
             random_bytes_into(secret.as_mut_slice());

@@ -69,7 +69,7 @@ impl KeyPart {
             VaultError::KeyParts(format!("cannot write the key part {}: {e}", path.display()))
         };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(failed)?;
+            facepay_store::files::private_dir(dir).map_err(failed)?;
         }
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);

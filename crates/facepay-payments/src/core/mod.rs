@@ -119,6 +119,39 @@ impl Reply {
     }
 }
 
+/// What an idempotency key is bound to besides its caller (the scope): the
+/// operation, the resource it acts on and the request's body. The same key
+/// sent for another payment or to another route is refused as reused,
+/// never answered with the first request's answer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Request<'a> {
+    pub(crate) operation: &'static str,
+    pub(crate) resource: &'a str,
+    pub(crate) body: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    pub(crate) fn new(operation: &'static str, resource: &'a str, body: &'a [u8]) -> Self {
+        Self {
+            operation,
+            resource,
+            body,
+        }
+    }
+
+    /// The operation and the resource length-prefixed, so that no two
+    /// requests hash the same input.
+    fn hash(&self) -> String {
+        let mut digest = Sha256::new();
+        for part in [self.operation.as_bytes(), self.resource.as_bytes()] {
+            digest.update((part.len() as u64).to_be_bytes());
+            digest.update(part);
+        }
+        digest.update(self.body);
+        hex::encode(digest.finalize())
+    }
+}
+
 /// The key a request claimed, to be completed in the request's transaction.
 pub(crate) struct Claimed {
     scope: String,
@@ -221,22 +254,49 @@ impl Core {
         &self.payment_locks[usize::from(digest[0]) % PAYMENT_LOCKS]
     }
 
-    /// Runs `work` under the idempotency key `key` of `scope`. A replay
-    /// returns the stored answer without running anything.
+    /// Runs `work` under the idempotency key `key` of `scope`, bound to
+    /// `request`. A replay returns the stored answer without running
+    /// anything.
     pub(crate) async fn idempotent<F, Fut>(
         &self,
         scope: String,
         key: &str,
-        body: &[u8],
+        request: Request<'_>,
         work: F,
     ) -> Result<Reply, Failure>
     where
         F: FnOnce(Claimed) -> Fut,
         Fut: Future<Output = Result<Reply, Failure>>,
     {
+        self.idempotent_or(
+            scope,
+            key,
+            request,
+            work,
+            |earlier| async move { Ok(earlier) },
+        )
+        .await
+    }
+
+    /// `idempotent`, with a replay's stored answer passed through `replay`:
+    /// for an answer that cannot be stored whole (a secret shown once).
+    pub(crate) async fn idempotent_or<F, Fut, R, RFut>(
+        &self,
+        scope: String,
+        key: &str,
+        request: Request<'_>,
+        work: F,
+        replay: R,
+    ) -> Result<Reply, Failure>
+    where
+        F: FnOnce(Claimed) -> Fut,
+        Fut: Future<Output = Result<Reply, Failure>>,
+        R: FnOnce(Reply) -> RFut,
+        RFut: Future<Output = Result<Reply, Failure>>,
+    {
         check_idempotency_key(key)?;
-        if let Some(earlier) = self.claim(&scope, key, body).await? {
-            return Ok(earlier);
+        if let Some(earlier) = self.claim(&scope, key, &request.hash()).await? {
+            return replay(earlier).await;
         }
         let result = work(Claimed {
             scope: scope.clone(),
@@ -257,14 +317,13 @@ impl Core {
 
     /// Claims `key` for this request: `None` when claimed, the stored
     /// answer for a replay, an error when the key is taken otherwise.
-    async fn claim(&self, scope: &str, key: &str, body: &[u8]) -> Result<Option<Reply>, Failure> {
-        let hash = hex::encode(Sha256::digest(body));
+    async fn claim(&self, scope: &str, key: &str, hash: &str) -> Result<Option<Reply>, Failure> {
         let mut conn = self.conn().await?;
         let claim = idempotency::claim(
             &mut conn,
             scope,
             key,
-            &hash,
+            hash,
             self.now_ms(),
             self.config.idempotency_lease_ms,
         )
@@ -281,7 +340,7 @@ impl Core {
             })),
             idempotency::Claim::Mismatch => Err(Failure::conflict(
                 "idempotency_key_reused",
-                "this idempotency key was used with a different request; use a new key for a new request",
+                "this idempotency key was used for a different request (another body, route or resource); use a new key for a new request",
             )),
             idempotency::Claim::InProgress => Err(Failure::conflict(
                 "idempotency_in_progress",

@@ -19,11 +19,24 @@ use crate::api::{
     CardInput, EnrolRequest, EnrolResponse, FaceEnrolled, FaceRequest, PaymentMethodView,
 };
 use crate::core::{
-    CardToVault, Claimed, Reply, commit, decode_frames, normalise_phone, parse_json, template_aad,
-    vector_to_bytes,
+    CardToVault, Claimed, Reply, Request, commit, decode_frames, normalise_phone, parse_json,
+    template_aad, vector_to_bytes,
 };
 use crate::error::Failure;
 use crate::keys;
+
+/// An enrolment's answer as it is kept for replays: without the token,
+/// which is stored only as its hash.
+fn without_token(response: &EnrolResponse) -> Result<serde_json::Value, Failure> {
+    let mut value = serde_json::to_value(response).map_err(|e| {
+        tracing::error!(error = %e, "enrolment answer");
+        Failure::internal()
+    })?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("token");
+    }
+    Ok(value)
+}
 
 fn check_pin(pin: &str) -> Result<(), Failure> {
     if !(4..=12).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
@@ -72,34 +85,66 @@ impl Identity {
         let card = self.check_card(&request.card)?;
         let frames = decode_frames(&request.frames)?;
         let scope = format!("app:{phone}");
+        let work = |claimed| async move {
+            let user_id = ids::new("usr");
+            let (_turn, face) = self.new_face(&user_id, frames).await?;
+            let account = self.new_account(user_id, phone, &request.pin, card).await?;
+            let response = EnrolResponse {
+                user_id: account.user_id.clone(),
+                token: account.token.clone(),
+                payment_method: PaymentMethodView::of(&account.method)?,
+                liveness: face.liveness.into(),
+            };
+            let reply = Reply::json(201, &response)?;
+            let kept = Reply::json(201, &without_token(&response)?)?;
+            if let Err(failure) = self.store_enrolment(&account, &face, &claimed, &kept).await {
+                let vault_token = account.method.vault_token.unwrap_or_default();
+                self.core.forget_card(vault_token).await;
+                return Err(failure);
+            }
+            // Through the change log, in order with every other change, so
+            // a deletion already committed (a replay) is not undone.
+            self.apply_own_changes().await;
+            Ok(reply)
+        };
+        let request = Request::new("enrol", "", body);
         self.core
-            .idempotent(scope, key, body, |claimed| async move {
-                let user_id = ids::new("usr");
-                let (_turn, face) = self.new_face(&user_id, frames).await?;
-                let account = self.new_account(user_id, phone, &request.pin, card).await?;
-                let reply = Reply::json(
-                    201,
-                    &EnrolResponse {
-                        user_id: account.user_id.clone(),
-                        token: account.token.clone(),
-                        payment_method: PaymentMethodView::of(&account.method)?,
-                        liveness: face.liveness.into(),
-                    },
-                )?;
-                if let Err(failure) = self
-                    .store_enrolment(&account, &face, &claimed, &reply)
-                    .await
-                {
-                    let vault_token = account.method.vault_token.unwrap_or_default();
-                    self.core.forget_card(vault_token).await;
-                    return Err(failure);
-                }
-                // Through the change log, in order with every other change,
-                // so a deletion already committed (a replay) is not undone.
-                self.apply_own_changes().await;
-                Ok(reply)
+            .idempotent_or(scope, key, request, work, |earlier| {
+                self.with_new_token(earlier)
             })
             .await
+    }
+
+    /// A replayed enrolment's answer with a token made now: the first
+    /// answer's token is stored nowhere, so it cannot be shown again, and
+    /// the new one replaces it (whoever retries is the one who lost the
+    /// first answer).
+    async fn with_new_token(&self, earlier: Reply) -> Result<Reply, Failure> {
+        if earlier.status != 201 {
+            return Ok(earlier);
+        }
+        let mut answer: serde_json::Value = serde_json::from_str(&earlier.body).map_err(|e| {
+            tracing::error!(error = %e, "stored enrolment answer");
+            Failure::internal()
+        })?;
+        let Some(user_id) = answer.get("user_id").and_then(|v| v.as_str()) else {
+            tracing::error!("stored enrolment answer without a user");
+            return Err(Failure::internal());
+        };
+        let (token, token_hash) = keys::new_secret("fpu");
+        let mut conn = self.core.conn().await?;
+        if !parties::replace_token_hash(&mut conn, user_id, &token_hash).await? {
+            return Err(Failure::conflict(
+                "account_deleted",
+                "the account this enrolment made has been deleted since",
+            ));
+        }
+        answer["token"] = serde_json::Value::String(token);
+        Ok(Reply {
+            status: earlier.status,
+            body: answer.to_string(),
+            timings: None,
+        })
     }
 
     /// The card's number, brand and expiry checked against today's date.
@@ -263,19 +308,24 @@ impl Identity {
         let user = self.user_by_token(token).await?;
         let scope = format!("user:{}", user.id);
         self.core
-            .idempotent(scope, key, body, |claimed| async move {
-                let (_turn, face) = self.new_face(&user.id, frames).await?;
-                let reply = Reply::json(
-                    201,
-                    &FaceEnrolled {
-                        user_id: user.id.clone(),
-                        face_enrolled: true,
-                    },
-                )?;
-                self.store_face(&user.id, &face, &claimed, &reply).await?;
-                self.apply_own_changes().await;
-                Ok(reply)
-            })
+            .idempotent(
+                scope,
+                key,
+                Request::new("enrol_face", "", body),
+                |claimed| async move {
+                    let (_turn, face) = self.new_face(&user.id, frames).await?;
+                    let reply = Reply::json(
+                        201,
+                        &FaceEnrolled {
+                            user_id: user.id.clone(),
+                            face_enrolled: true,
+                        },
+                    )?;
+                    self.store_face(&user.id, &face, &claimed, &reply).await?;
+                    self.apply_own_changes().await;
+                    Ok(reply)
+                },
+            )
             .await
     }
 

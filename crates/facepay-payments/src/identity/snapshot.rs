@@ -369,7 +369,7 @@ fn write_file(
     assert!(header_bytes.len() <= HEADER_BYTES_MAX);
     let staged = PathBuf::from(format!("{}.new", path.display()));
     let failed = io_failure(&staged);
-    let mut file = BufWriter::new(File::create(&staged).map_err(&failed)?);
+    let mut file = BufWriter::new(facepay_store::files::create_private(&staged).map_err(&failed)?);
     file.write_all(MAGIC).map_err(&failed)?;
     file.write_all(&(header_bytes.len() as u32).to_le_bytes())
         .map_err(&failed)?;

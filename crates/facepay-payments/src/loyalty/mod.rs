@@ -20,7 +20,7 @@ use crate::api::{
     ChoiceView, CouponKind, CouponView, LoyaltyState, LoyaltyStatusView, PointsReportView,
     ProgramView,
 };
-use crate::core::{Core, Reply, commit, derived_id, parse_json};
+use crate::core::{Core, Reply, Request, commit, derived_id, parse_json};
 use crate::error::Failure;
 use crate::identity::Identity;
 
@@ -266,17 +266,22 @@ impl Loyalty {
         let scope = merchant_scope(m);
         let program = self.program_of(m, r, derived_id("lp", &scope, key)).await?;
         self.core
-            .idempotent(scope, key, body, |claimed| async move {
-                let mut tx = self.core.begin().await?;
-                if loyalty::programs(&mut tx, &m.id).await?.len() >= PROGRAMS_MAX {
-                    return Err(invalid(format!("at most {PROGRAMS_MAX} programs")));
-                }
-                loyalty::insert_program(&mut tx, &program).await?;
-                let reply = Reply::json(201, &ProgramView::of(&program)?)?;
-                claimed.complete(&mut tx, &reply).await?;
-                commit(tx).await?;
-                Ok(reply)
-            })
+            .idempotent(
+                scope,
+                key,
+                Request::new("create_program", "", body),
+                |claimed| async move {
+                    let mut tx = self.core.begin().await?;
+                    if loyalty::programs(&mut tx, &m.id).await?.len() >= PROGRAMS_MAX {
+                        return Err(invalid(format!("at most {PROGRAMS_MAX} programs")));
+                    }
+                    loyalty::insert_program(&mut tx, &program).await?;
+                    let reply = Reply::json(201, &ProgramView::of(&program)?)?;
+                    claimed.complete(&mut tx, &reply).await?;
+                    commit(tx).await?;
+                    Ok(reply)
+                },
+            )
             .await
     }
 
@@ -378,17 +383,22 @@ impl Loyalty {
             created_at_ms: self.core.now_ms(),
         };
         self.core
-            .idempotent(scope, key, body, |claimed| async move {
-                let mut tx = self.core.begin().await?;
-                if loyalty::coupons_of(&mut tx, &m.id).await?.len() >= loyalty::COUPONS_MAX {
-                    return Err(invalid(format!("at most {} coupons", loyalty::COUPONS_MAX)));
-                }
-                loyalty::insert_coupon(&mut tx, &coupon).await?;
-                let reply = Reply::json(201, &CouponView::of(&coupon)?)?;
-                claimed.complete(&mut tx, &reply).await?;
-                commit(tx).await?;
-                Ok(reply)
-            })
+            .idempotent(
+                scope,
+                key,
+                Request::new("create_coupon", "", body),
+                |claimed| async move {
+                    let mut tx = self.core.begin().await?;
+                    if loyalty::coupons_of(&mut tx, &m.id).await?.len() >= loyalty::COUPONS_MAX {
+                        return Err(invalid(format!("at most {} coupons", loyalty::COUPONS_MAX)));
+                    }
+                    loyalty::insert_coupon(&mut tx, &coupon).await?;
+                    let reply = Reply::json(201, &CouponView::of(&coupon)?)?;
+                    claimed.complete(&mut tx, &reply).await?;
+                    commit(tx).await?;
+                    Ok(reply)
+                },
+            )
             .await
     }
 

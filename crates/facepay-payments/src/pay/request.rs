@@ -14,7 +14,7 @@ use facepay_store::payments::{self, Payment, PaymentState};
 
 use super::{Attempt, Matched, Payments, accepted, elapsed_us, step_up_view, terminal_scope};
 use crate::api::{CaptureMode, Liveness, PayRequest, PayTimings, PaymentView};
-use crate::core::{Claimed, Reply, commit, decode_frames, derived_id, parse_json};
+use crate::core::{Claimed, Reply, Request, commit, decode_frames, derived_id, parse_json};
 use crate::error::Failure;
 use crate::face::BurstOutcome;
 
@@ -70,46 +70,51 @@ impl Payments {
         let scope = terminal_scope(ctx);
         let payment_id = derived_id("pay", &scope, key);
         self.core
-            .idempotent(scope, key, body, |claimed| async move {
-                let _lock = self.core.payment_lock(&payment_id).lock().await;
-                if let Some(reply) = self.committed_earlier(&payment_id, &claimed).await? {
-                    return Ok(reply);
-                }
-                self.check_throttle(ctx).await?;
-                let face = self.face(ctx, std::mem::take(&mut input.frames)).await?;
-                let mut timings = PayTimings::with_face(face.timings);
-                let start = Instant::now();
-                let probe = self.identity.protect(&face.template.vector)?;
-                let phone_last4 = input.phone_last4.as_deref();
-                let identified = self
-                    .identity
-                    .identify(&probe, phone_last4, &ctx.merchant.id)?;
-                timings.identify_us = elapsed_us(start);
-                let payment = self.received(ctx, (&payment_id, key), &input, face.liveness);
-                let attempt = Attempt {
-                    ctx,
-                    claimed: &claimed,
-                    stored: None,
-                    timings,
-                };
-                match identified.decision {
-                    Decision::NoMatch => {
-                        self.record_attempt(ctx, AttemptKind::NoMatch).await;
-                        Err(Failure::unprocessable(
-                            "face_not_recognised",
-                            "no enrolled face matches; enrol in the app or pay another way",
-                        ))
+            .idempotent(
+                scope,
+                key,
+                Request::new("pay", "", body),
+                |claimed| async move {
+                    let _lock = self.core.payment_lock(&payment_id).lock().await;
+                    if let Some(reply) = self.committed_earlier(&payment_id, &claimed).await? {
+                        return Ok(reply);
                     }
-                    Decision::Match(best) => {
-                        let lead = identified.lead;
-                        self.matched(attempt, payment, best, lead, face.liveness)
-                            .await
+                    self.check_throttle(ctx).await?;
+                    let face = self.face(ctx, std::mem::take(&mut input.frames)).await?;
+                    let mut timings = PayTimings::with_face(face.timings);
+                    let start = Instant::now();
+                    let probe = self.identity.protect(&face.template.vector)?;
+                    let phone_last4 = input.phone_last4.as_deref();
+                    let identified =
+                        self.identity
+                            .identify(&probe, phone_last4, &ctx.merchant.id)?;
+                    timings.identify_us = elapsed_us(start);
+                    let payment = self.received(ctx, (&payment_id, key), &input, face.liveness);
+                    let attempt = Attempt {
+                        ctx,
+                        claimed: &claimed,
+                        stored: None,
+                        timings,
+                    };
+                    match identified.decision {
+                        Decision::NoMatch => {
+                            self.record_attempt(ctx, AttemptKind::NoMatch).await;
+                            Err(Failure::unprocessable(
+                                "face_not_recognised",
+                                "no enrolled face matches; enrol in the app or pay another way",
+                            ))
+                        }
+                        Decision::Match(best) => {
+                            let lead = identified.lead;
+                            self.matched(attempt, payment, best, lead, face.liveness)
+                                .await
+                        }
+                        Decision::Ambiguous(candidates) => {
+                            self.ask_who(attempt, payment, &candidates, probe).await
+                        }
                     }
-                    Decision::Ambiguous(candidates) => {
-                        self.ask_who(attempt, payment, &candidates, probe).await
-                    }
-                }
-            })
+                },
+            )
             .await
     }
 

@@ -21,7 +21,7 @@ use crate::api::{
     CardChallenge, CardTapRequest, ErrorBody, PayTimings, PaymentFailure, PaymentView,
     StepUpRequest,
 };
-use crate::core::{Reply, commit, normalise_phone, parse_json};
+use crate::core::{Reply, Request, commit, normalise_phone, parse_json};
 use crate::error::Failure;
 use crate::loyalty::undo_discount;
 use crate::{keys, tap};
@@ -113,9 +113,10 @@ impl Payments {
     ) -> Result<Reply, Failure> {
         let request: StepUpRequest = parse_json(body)?;
         let given = Given::of(request)?;
+        let request = Request::new("step_up", payment_id, body);
         let payment_id = payment_id.to_owned();
         self.core
-            .idempotent(terminal_scope(ctx), key, body, |claimed| async move {
+            .idempotent(terminal_scope(ctx), key, request, |claimed| async move {
                 let _lock = self.core.payment_lock(&payment_id).lock().await;
                 let awaiting = self.awaiting(ctx, &payment_id).await?;
                 let methods = accepted(awaiting.required);
