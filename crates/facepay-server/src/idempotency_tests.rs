@@ -3,9 +3,12 @@
 //! answered with the first request's answer; an enrolment's token is kept
 //! nowhere, on SQLite and (when CI gives one) PostgreSQL.
 
+use std::path::Path;
 use std::sync::Arc;
 
+use facepay_face::FaceEngine;
 use facepay_payments::DecisionPolicy;
+use facepay_store::Store;
 use serde_json::{Value, json};
 
 use crate::flow_tests::{Harness, engine_with_logs, enrolment, lenient, payment, verify};
@@ -14,6 +17,20 @@ const REUSED: Option<&str> = Some("idempotency_key_reused");
 
 fn code(body: &Value) -> Option<&str> {
     body["error"]["code"].as_str()
+}
+
+async fn harness(store: &Store, engine: &Arc<FaceEngine>, data: &Path) -> Harness {
+    let config = lenient(DecisionPolicy::default());
+    Harness::new(store.clone(), Arc::clone(engine), data, config).await
+}
+
+/// The one person these tests enrol.
+fn person() -> Value {
+    enrolment(
+        "+821012345678",
+        "face_recognition/obama.jpg",
+        "4242424242424242",
+    )
 }
 
 /// A payment by the enrolled face, automatic or manual capture.
@@ -41,13 +58,8 @@ async fn a_key_sent_for_another_payment_or_route_is_refused_not_answered() {
     for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
         let backend = store.backend().name();
         let data = dir.path().join(backend);
-        let config = lenient(DecisionPolicy::default());
-        let h = Harness::new(store.clone(), Arc::clone(&engine), &data, config).await;
-        let person = enrolment(
-            "+821012345678",
-            "face_recognition/obama.jpg",
-            "4242424242424242",
-        );
+        let h = harness(&store, &engine, &data).await;
+        let person = person();
         let (status, body, _) = h.enrol("e1", &person).await;
         assert_eq!(status, 201, "{backend}: {body}");
 
@@ -127,13 +139,8 @@ async fn no_token_is_kept_at_rest_and_the_records_are_private() {
     for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
         let backend = store.backend().name();
         let data = dir.path().join(backend);
-        let config = lenient(DecisionPolicy::default());
-        let h = Harness::new(store.clone(), Arc::clone(&engine), &data, config).await;
-        let person = enrolment(
-            "+821012345678",
-            "face_recognition/obama.jpg",
-            "4242424242424242",
-        );
+        let h = harness(&store, &engine, &data).await;
+        let person = person();
         let (status, first, _) = h.enrol("e1", &person).await;
         assert_eq!(status, 201, "{backend}: {first}");
         let (status, replay, _) = h.enrol("e1", &person).await;
@@ -161,14 +168,17 @@ async fn no_token_is_kept_at_rest_and_the_records_are_private() {
 fn assert_private(dir: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut checked = 0;
     for path in walk(dir) {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if name.starts_with("facepay.db") || name.starts_with("vault.db") || name.ends_with(".kek")
         {
             assert_eq!(mode(&path), 0o600, "{}", path.display());
             assert_eq!(mode(path.parent().unwrap()), 0o700, "{}", path.display());
+            checked += 1;
         }
     }
+    assert!(checked >= 3, "database, vault and a KEK: {checked} found");
 }
 
 #[cfg(not(unix))]
