@@ -54,7 +54,16 @@ enum Command {
     Hub(hub::HubCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+/// An ordinary error is one line, never anyhow's backtrace, whatever
+/// `RUST_BACKTRACE` says.
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

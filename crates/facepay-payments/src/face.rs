@@ -13,6 +13,11 @@ use crate::error::Failure;
 
 /// Frames in one request: the liveness checker's bound.
 pub const FRAMES_MAX: usize = facepay_face::liveness::FRAMES_MAX;
+/// Pixels of one burst, all frames together: eight 1080p frames. A frame
+/// alone may hold up to `IMAGE_PIXELS_MAX`, but a burst decodes every
+/// frame before liveness looks at them, so eight of the largest would take
+/// 600 MB of RGB at once.
+pub const BURST_PIXELS_MAX: u64 = 8 * 1920 * 1080;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -77,6 +82,7 @@ pub fn analyse_burst(
             format!("send 1 to {FRAMES_MAX} frames"),
         ));
     }
+    check_burst_pixels(frames)?;
     let mut timings = FaceTimings::default();
     let start = Instant::now();
     let images = decode_frames(frames)?;
@@ -96,6 +102,34 @@ pub fn analyse_burst(
 
 fn elapsed_us(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Refuses a burst whose frames' headers add up to more than
+/// `BURST_PIXELS_MAX`, before any frame is decoded. A frame whose header
+/// cannot be read counts nothing here: decoding refuses it with its
+/// reason.
+fn check_burst_pixels(frames: &[Vec<u8>]) -> Result<(), Failure> {
+    let pixels: u64 = frames
+        .iter()
+        .filter_map(|bytes| {
+            image::ImageReader::new(std::io::Cursor::new(bytes))
+                .with_guessed_format()
+                .ok()?
+                .into_dimensions()
+                .ok()
+        })
+        .map(|(width, height)| u64::from(width) * u64::from(height))
+        .sum();
+    if pixels > BURST_PIXELS_MAX {
+        return Err(Failure::unprocessable(
+            "burst_too_many_pixels",
+            format!(
+                "the frames hold {pixels} pixels together, over the limit of {BURST_PIXELS_MAX} \
+                 per request; send smaller frames"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn decode_frames(frames: &[Vec<u8>]) -> Result<Vec<RgbImage>, Failure> {
@@ -166,4 +200,58 @@ fn judge_liveness(
         ));
     }
     Ok(report.decision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PNG signature and header claiming `width` x `height`, and an empty
+    /// image data chunk: no pixels.
+    fn png_header(width: u32, height: u32) -> Vec<u8> {
+        let mut chunk = b"IHDR".to_vec();
+        chunk.extend_from_slice(&width.to_be_bytes());
+        chunk.extend_from_slice(&height.to_be_bytes());
+        chunk.extend_from_slice(&[8, 2, 0, 0, 0]);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend_from_slice(&13u32.to_be_bytes());
+        png.extend_from_slice(&chunk);
+        png.extend_from_slice(&crc32(&chunk).to_be_bytes());
+        // The decoder reports the size once the image data begins.
+        png.extend_from_slice(&0u32.to_be_bytes());
+        png.extend_from_slice(b"IDAT");
+        png.extend_from_slice(&crc32(b"IDAT").to_be_bytes());
+        png
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &byte in data {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn a_burst_is_bounded_in_pixels_before_any_frame_is_decoded() {
+        let one = vec![png_header(3000, 3000)];
+        assert_eq!(check_burst_pixels(&one).map_err(|f| f.code), Ok(()));
+        let two = vec![png_header(3000, 3000), png_header(3000, 3000)];
+        let refused = check_burst_pixels(&two).unwrap_err();
+        assert_eq!(
+            (refused.status, refused.code),
+            (422, "burst_too_many_pixels")
+        );
+        let eight_1080p = vec![png_header(1920, 1080); FRAMES_MAX];
+        assert!(check_burst_pixels(&eight_1080p).is_ok());
+        let unreadable = vec![b"not an image".to_vec(), png_header(1920, 1080)];
+        assert!(check_burst_pixels(&unreadable).is_ok());
+    }
 }

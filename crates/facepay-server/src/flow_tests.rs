@@ -514,7 +514,12 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             .body(Body::from(good.clone()))
             .unwrap();
         assert_eq!(h.send(wrong_type).await.0, 415);
-        let huge = vec![b'a'; crate::edge::FRAMES_BODY_BYTES_MAX + 1];
+        let huge = vec![
+            b'a';
+            crate::edge::RequestLimits::of(&Default::default())
+                .bytes_max(crate::edge::BodyKind::PaymentBurst)
+                + 1
+        ];
         let (status, body, _) = h.send(h.signed("/v1/terminal/payments", "p9", &huge)).await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),

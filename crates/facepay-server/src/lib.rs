@@ -3,10 +3,13 @@
 //!
 //! HTTP lives here and nowhere below: the crates this calls know nothing
 //! about requests. Inference is CPU-bound, so it runs on blocking threads,
-//! at most `INFERENCE_CONCURRENCY_MAX` at a time; further requests wait.
+//! on the payments' slots or on the slots of face work for callers who are
+//! not terminals; further requests wait. Connections are served by
+//! `listen`, which bounds how many and how long each may stay silent.
 
 mod edge;
 mod jobs;
+mod listen;
 mod observe;
 mod openapi;
 pub mod root;
@@ -17,19 +20,17 @@ mod web;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::edge::RequestLimits;
+use crate::root::App;
 use axum::Router;
 use facepay_face::FaceEngine;
 use facepay_hub::service::Hub;
 use facepay_payments::Services;
-use tokio::sync::Semaphore;
-
-use crate::root::App;
-
-const INFERENCE_CONCURRENCY_MAX: usize = 2;
 
 pub struct AppState {
     engine: Arc<FaceEngine>,
-    inference_slots: Semaphore,
+    /// `[server]`'s limits on each request.
+    limits: Arc<RequestLimits>,
     services: Arc<Services>,
     hub: Arc<Hub>,
     /// The outside parties this server reaches only as simulators, as its
@@ -47,7 +48,7 @@ impl AppState {
 pub fn router(app: &App) -> Router {
     let state = Arc::new(AppState {
         engine: Arc::clone(&app.engine),
-        inference_slots: Semaphore::new(INFERENCE_CONCURRENCY_MAX),
+        limits: Arc::new(RequestLimits::of(&app.config.server)),
         services: Arc::clone(&app.services),
         hub: Arc::clone(&app.hub),
         simulated: app.simulated_parts(),
@@ -56,6 +57,10 @@ pub fn router(app: &App) -> Router {
     api.merge(web::routes())
         .fallback(edge::not_found)
         .method_not_allowed_fallback(edge::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            edge::limit_request,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             routes::service::mark_simulated,
@@ -80,11 +85,11 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
          dashboard  {root}/dashboard\n  API docs   {root}/docs"
     );
     jobs::start(&app);
-    axum::serve(listener, router(&app))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let limits = listen::ConnectionLimits::of(&app.config.server);
+    listen::serve(listener, router(&app), limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
     // The next start reads this instead of opening every template.
     if let Err(e) = app.services.identity.write_snapshot().await {
         tracing::warn!(error = %e, "gallery snapshot not written at shutdown");
@@ -95,6 +100,8 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod config_tests;
+#[cfg(test)]
+mod edge_tests;
 #[cfg(test)]
 mod flow_tests;
 #[cfg(test)]

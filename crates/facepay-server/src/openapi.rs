@@ -114,7 +114,10 @@ Every error answers with a 4xx or 5xx status and the body \
 for programs; the `message` is for people and may change. A declined or failed payment also \
 carries the payment it left: `{{\"error\": {{...}}, \"payment\": {{...}}}}`. Text no field can \
 hold (a NUL character, bytes that are not UTF-8) in a path, a query or a body is refused with \
-400 `text_invalid`.
+400 `text_invalid`. A body announced as over its route's limit gets 413 before it is read; \
+a request whose headers or body do not arrive in time gets 408 (`header_timeout`, \
+`request_timeout`), one the server could not finish in time 503 `request_timeout`, and a \
+connection over the server's cap 503 `too_many_connections`.
 
 ## Idempotency
 

@@ -3,10 +3,11 @@
 //! modules and one stylesheet, served as written: no build step.
 
 use axum::Router;
-use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+
+use crate::edge::ApiPath;
 
 /// Each file: its name under `/web/`, its type and its text.
 const FILES: [(&str, &str, &str); 8] = [
@@ -63,7 +64,9 @@ fn file(name: &str) -> Option<(&'static str, &'static str)> {
         .map(|(_, content_type, text)| (*content_type, *text))
 }
 
-async fn asset(Path(name): Path<String>) -> Response {
+/// A file by name; a name that is not UTF-8 once decoded is refused in the
+/// API's error shape, like every path.
+async fn asset(ApiPath(name): ApiPath<String>) -> Response {
     match file(&name) {
         Some((content_type, text)) => page(content_type, text),
         None => crate::edge::not_found().await.into_response(),

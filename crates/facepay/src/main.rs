@@ -71,7 +71,17 @@ enum Command {
     Vault(vault::VaultCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+/// An ordinary error (a missing file, a refused configuration, a server
+/// that answered no) is one line for the person at the terminal, never
+/// anyhow's backtrace, whatever `RUST_BACKTRACE` says.
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let args: Vec<OsString> = std::env::args_os().collect();
     if let Some(command) = args.get(1).and_then(|a| a.to_str())
         && LAB_COMMANDS.contains(&command)

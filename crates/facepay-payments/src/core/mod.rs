@@ -54,8 +54,12 @@ pub struct Config {
     /// that a retry may take over (the first request's process died).
     pub idempotency_lease_ms: i64,
     pub step_up_attempts_max: i64,
-    /// Face analyses running at once; more wait their turn.
+    /// Payments' face analyses running at once; more wait their turn.
     pub inference_concurrency: usize,
+    /// Enrolments' face analyses (and any other face work for a caller
+    /// who is not a terminal) running at once, on slots of their own so
+    /// that they never take a payment's.
+    pub enrolment_inference_concurrency: usize,
     /// How a search over the whole gallery runs.
     pub gallery_kind: IndexKind,
     /// Threads one gallery scan is spread over.
@@ -84,6 +88,7 @@ impl Default for Config {
             idempotency_lease_ms: 30_000,
             step_up_attempts_max: 3,
             inference_concurrency: 2,
+            enrolment_inference_concurrency: 1,
             gallery_kind: IndexKind::Exact,
             gallery_threads: 1,
             gallery_snapshot: None,

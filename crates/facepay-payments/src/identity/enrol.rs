@@ -14,7 +14,7 @@ use facepay_store::{StoreError, audit, ids};
 use tokio::sync::MutexGuard;
 use zeroize::Zeroizing;
 
-use super::Identity;
+use super::{Identity, Lane};
 use crate::api::{
     CardInput, EnrolRequest, EnrolResponse, FaceEnrolled, FaceRequest, PaymentMethodView,
 };
@@ -171,7 +171,9 @@ impl Identity {
         user_id: &str,
         frames: Vec<Vec<u8>>,
     ) -> Result<(MutexGuard<'_, ()>, NewFace), Failure> {
-        let outcome = self.analyse(frames, QualityPolicy::enrolment()).await?;
+        let outcome = self
+            .analyse(frames, QualityPolicy::enrolment(), Lane::Enrolment)
+            .await?;
         let turn = self.enrol_lock.lock().await;
         let protected = self.protect(&outcome.template.vector)?;
         self.refuse_enrolled_face(&protected)?;

@@ -1,6 +1,7 @@
 //! Who people are: enrolment of a face and a card, the user's own account,
 //! the in-memory gallery and the search a payment runs on it, the probes
-//! kept for step-ups, face analysis on the inference slots, and the change
+//! kept for step-ups, face analysis on the inference slots (two lanes:
+//! payments, and enrolment with any other face work), and the change
 //! log that keeps every server's gallery in step (with the snapshot that
 //! spares a restart from opening every template).
 
@@ -9,6 +10,7 @@ mod enrol;
 mod follow;
 mod gallery;
 mod identify;
+mod lanes;
 pub mod snapshot;
 
 use std::sync::Arc;
@@ -19,12 +21,14 @@ use facepay_face::{FaceEngine, QualityPolicy};
 use facepay_gallery::{Gallery, GalleryConfig};
 use facepay_store::parties::StoredTemplate;
 use facepay_template_transform::TransformKeys;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Mutex;
 
 use crate::core::Core;
 use crate::error::Failure;
 use crate::face::{BurstOutcome, analyse_burst};
 use crate::templates::convert;
+pub(crate) use lanes::Lane;
+use lanes::Lanes;
 
 pub struct Identity {
     core: Arc<Core>,
@@ -42,7 +46,9 @@ pub struct Identity {
     transforms: Arc<TransformKeys>,
     /// The transform of the gallery's space: current when this started.
     transform_id: String,
-    inference: Semaphore,
+    /// The inference slots: payments', and apart from them those of face
+    /// work that needs no credential.
+    lanes: Lanes,
     enrol_lock: Mutex<()>,
 }
 
@@ -56,14 +62,16 @@ impl Identity {
         transforms: Arc<TransformKeys>,
     ) -> Result<Self, Failure> {
         let config = &core.config;
-        assert!(config.inference_concurrency > 0);
         let gallery = Gallery::new(GalleryConfig {
             kind: config.gallery_kind,
             threads: config.gallery_threads,
             ..GalleryConfig::new(facepay_face::embed::EMBEDDING_DIMENSIONS)
         })?;
         Ok(Self {
-            inference: Semaphore::new(config.inference_concurrency),
+            lanes: Lanes::new(
+                config.inference_concurrency,
+                config.enrolment_inference_concurrency,
+            ),
             transform_id: transforms.current_id()?,
             transforms,
             engine,
@@ -89,28 +97,31 @@ impl Identity {
     }
 
     /// A burst through the face engine and the liveness checker under the
-    /// configured liveness mode, on one of the inference slots: more
+    /// configured liveness mode, on one of `lane`'s inference slots: more
     /// analyses than slots wait their turn.
     pub(crate) async fn analyse(
         &self,
         frames: Vec<Vec<u8>>,
         policy: QualityPolicy,
+        lane: Lane,
     ) -> Result<BurstOutcome, Failure> {
-        let _permit =
-            self.inference.acquire().await.map_err(|_| {
-                Failure::unavailable("shutting_down", "the server is shutting down")
-            })?;
         let mode = self.core.config.liveness;
         let engine = Arc::clone(&self.engine);
         let liveness = Arc::clone(&self.liveness);
-        tokio::task::spawn_blocking(move || {
-            analyse_burst(&engine, &liveness, mode, &policy, &frames)
-        })
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "face analysis thread");
-            Failure::internal()
-        })?
+        self.lanes
+            .run(lane, move || {
+                analyse_burst(&engine, &liveness, mode, &policy, &frames)
+            })
+            .await?
+    }
+
+    /// Face work for a caller who is not a terminal (the engine's demo
+    /// analysis), on the enrolment lane's slots.
+    pub async fn on_enrolment_lane<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Failure> {
+        self.lanes.run(Lane::Enrolment, work).await
     }
 
     /// A fresh template moved into the gallery's space.

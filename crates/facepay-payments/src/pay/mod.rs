@@ -156,6 +156,18 @@ impl Payments {
         path: &str,
         body: &[u8],
     ) -> Result<TerminalContext, Failure> {
+        let ctx = self.terminal_before_body(headers).await?;
+        self.verify_terminal(ctx, headers, method, path, body).await
+    }
+
+    /// What can be checked of a signed request before its body is read:
+    /// a well-formed nonce, a registered terminal, a timestamp inside the
+    /// window. A request that fails here is refused without reading a
+    /// byte of its body.
+    pub async fn terminal_before_body(
+        &self,
+        headers: &signing::SignedHeaders,
+    ) -> Result<TerminalContext, Failure> {
         let sig_failure =
             |e: signing::SignatureError| Failure::unauthorised(e.code(), e.to_string());
         signing::check_nonce(&headers.nonce).map_err(sig_failure)?;
@@ -166,8 +178,28 @@ impl Payments {
                 "this terminal is not registered",
             ));
         };
+        if (self.core.now_ms() - headers.timestamp_ms).abs() > signing::WINDOW_MS {
+            return Err(sig_failure(signing::SignatureError::Expired));
+        }
+        Ok(ctx)
+    }
+
+    /// The rest, once the body is read: the signature over the request,
+    /// the nonce used for the first time, the terminal and its merchant
+    /// active.
+    pub async fn verify_terminal(
+        &self,
+        ctx: TerminalContext,
+        headers: &signing::SignedHeaders,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<TerminalContext, Failure> {
+        let sig_failure =
+            |e: signing::SignatureError| Failure::unauthorised(e.code(), e.to_string());
         let now = self.core.now_ms();
         signing::verify(&ctx.public_key, headers, method, path, body, now).map_err(sig_failure)?;
+        let mut conn = self.core.conn().await?;
         if !idempotency::use_nonce(&mut conn, &ctx.terminal_id, &headers.nonce, now).await? {
             return Err(Failure::unauthorised(
                 "nonce_reused",

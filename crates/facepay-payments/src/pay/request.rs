@@ -17,6 +17,7 @@ use crate::api::{CaptureMode, Liveness, PayRequest, PayTimings, PaymentView};
 use crate::core::{Claimed, Reply, Request, commit, decode_frames, derived_id, parse_json};
 use crate::error::Failure;
 use crate::face::BurstOutcome;
+use crate::identity::Lane;
 
 /// A payment request that passed its checks, before any work is done.
 struct PayInput {
@@ -153,7 +154,7 @@ impl Payments {
     ) -> Result<BurstOutcome, Failure> {
         match self
             .identity
-            .analyse(frames, QualityPolicy::payment())
+            .analyse(frames, QualityPolicy::payment(), Lane::Payment)
             .await
         {
             Err(f) if f.code == "liveness_failed" => {

@@ -3,6 +3,8 @@
 //! (a NUL character, bytes that are not UTF-8) is refused here with
 //! `text_invalid`, so no query ever sees it.
 
+use std::sync::Arc;
+
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawPathParams, Request};
 use axum::http::request::Parts;
@@ -16,21 +18,19 @@ use utoipa::openapi::Required;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 
-use super::ApiError;
+use tokio::sync::OwnedSemaphorePermit;
 
-/// Largest body of a command with camera frames (enrolment, a payment): a
-/// burst of a few frames in base64.
-pub const FRAMES_BODY_BYTES_MAX: usize = 24 * 1024 * 1024;
-/// Largest body of any other command.
-pub const COMMAND_BODY_BYTES_MAX: usize = 64 * 1024;
+use super::ApiError;
+use super::limits::{BodyKind, BodyRead, RequestLimits};
+
 /// The idempotency key's characters: printable ASCII, no space.
 pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]+$";
 
 /// A JSON request body the edge reads for a handler.
 pub trait Command: DeserializeOwned {
-    /// The body is refused (413) over this many bytes, from its
+    /// The limit the body is held to: refused (413) over it from its
     /// Content-Length before anything is read, else while it is read.
-    const BODY_BYTES_MAX: usize = COMMAND_BODY_BYTES_MAX;
+    const BODY: BodyKind = BodyKind::Command;
 
     /// What an empty body means for a command whose every field has a
     /// default; `None` when a body is required.
@@ -44,6 +44,8 @@ pub trait Command: DeserializeOwned {
 pub struct ApiJson<T> {
     pub value: T,
     pub bytes: Bytes,
+    /// The body's place in its budget, given back with the bytes.
+    _held: Option<OwnedSemaphorePermit>,
 }
 
 impl<T: Command, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -51,9 +53,15 @@ impl<T: Command, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
         let content_type = content_type(request.headers());
-        let bytes = read_body(request, T::BODY_BYTES_MAX).await?;
-        parse(content_type.as_deref(), bytes)
+        let body = read_body(request, T::BODY).await?;
+        parse(content_type.as_deref(), body)
     }
+}
+
+/// A request body read whole, with its place in its budget, if any.
+pub struct ReadBody {
+    pub bytes: Bytes,
+    held: Option<OwnedSemaphorePermit>,
 }
 
 pub(super) fn content_type(headers: &HeaderMap) -> Option<String> {
@@ -62,15 +70,21 @@ pub(super) fn content_type(headers: &HeaderMap) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-/// Reads a body of at most `limit` bytes: one announced as longer is
-/// refused before a byte of it is read.
-pub async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads a body of `kind`, at most its limit (the server's configuration,
+/// else the defaults): one announced as longer is refused before a byte
+/// of it is read, and with the connection closed, so the client stops
+/// sending it.
+pub async fn read_body(request: Request, kind: BodyKind) -> Result<ReadBody, ApiError> {
+    let limits = request.extensions().get::<Arc<RequestLimits>>().cloned();
+    let limits = limits.unwrap_or_else(|| Arc::new(RequestLimits::of(&Default::default())));
+    let limit = limits.bytes_max(kind);
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            kind.too_large_code(),
             format!("the request body is over {limit} bytes"),
         )
+        .closing()
     };
     let announced = request
         .headers()
@@ -80,15 +94,24 @@ pub async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError
     if announced.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
+    let expected = announced.map_or(limit, |n| n as usize);
+    let held = limits.reserve(kind, expected).await;
+    let body_read = request.extensions().get::<BodyRead>().cloned();
     let body: Body = request.into_body();
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ApiError::bad_request(
-            "body_unreadable",
-            format!("the request body could not be read: {e}"),
-        )),
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
+        Err(e) => {
+            return Err(ApiError::bad_request(
+                "body_unreadable",
+                format!("the request body could not be read: {e}"),
+            ));
+        }
+    };
+    if let Some(body_read) = body_read {
+        body_read.done();
     }
+    Ok(ReadBody { bytes, held })
 }
 
 /// Refuses a body that is not `application/json`.
@@ -115,42 +138,48 @@ pub(super) fn check_json_type(content_type: Option<&str>) -> Result<(), ApiError
 /// calls integers, such as `10.0`, are integers), so the two agree.
 pub(super) fn parse<T: Command>(
     content_type: Option<&str>,
-    bytes: Bytes,
+    body: ReadBody,
 ) -> Result<ApiJson<T>, ApiError> {
+    let ReadBody { bytes, held } = body;
+    let json = |value: T, bytes: Bytes| ApiJson {
+        value,
+        bytes,
+        _held: held,
+    };
     if bytes.is_empty()
         && let Some(value) = T::when_empty()
     {
-        return Ok(ApiJson { value, bytes });
+        return Ok(json(value, bytes));
     }
     check_json_type(content_type)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| not_utf8("the request body"))?;
     if text.contains('\0') {
         return Err(has_nul("the request body"));
     }
-    let json = json_value(text.as_bytes())?;
-    if holds_nul(&json) {
+    let value = json_value(text.as_bytes())?;
+    if holds_nul(&value) {
         return Err(has_nul("the request body"));
     }
-    if json.is_null()
-        && let Some(value) = T::when_empty()
+    if value.is_null()
+        && let Some(empty) = T::when_empty()
     {
-        return Ok(ApiJson { value, bytes });
+        return Ok(json(empty, bytes));
     }
     // Every command is an object; serde would also read a struct from an
     // array of its fields in order, which the document does not allow.
-    if !json.is_object() {
+    if !value.is_object() {
         return Err(ApiError::bad_request(
             "json_invalid_field",
             "the request body must be a JSON object",
         ));
     }
-    let value = T::deserialize(json).map_err(|e| {
+    let value = T::deserialize(value).map_err(|e| {
         ApiError::bad_request(
             "json_invalid_field",
             format!("the request body is not the expected JSON: {e}"),
         )
     })?;
-    Ok(ApiJson { value, bytes })
+    Ok(json(value, bytes))
 }
 
 /// Whether a string or a key anywhere in the value holds a NUL. Depth is
@@ -280,6 +309,7 @@ fn check_query(query: &str) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use axum::http::Request as HttpRequest;
+    use axum::response::IntoResponse;
     use serde::Deserialize;
 
     use super::*;
@@ -306,8 +336,15 @@ mod tests {
         }
     }
 
+    fn read(body: &[u8]) -> ReadBody {
+        ReadBody {
+            bytes: Bytes::copy_from_slice(body),
+            held: None,
+        }
+    }
+
     fn code<T: Command>(content_type: Option<&str>, body: &[u8]) -> &'static str {
-        match parse::<T>(content_type, Bytes::copy_from_slice(body)) {
+        match parse::<T>(content_type, read(body)) {
             Ok(_) => "ok",
             Err(e) => e.code(),
         }
@@ -363,13 +400,12 @@ mod tests {
     #[test]
     fn a_command_keeps_its_value_and_its_bytes() {
         let body = br#"{"text":"hi","count":3}"#;
-        let parsed = parse::<Probe>(Some("application/json"), Bytes::from_static(body)).unwrap();
+        let parsed = parse::<Probe>(Some("application/json"), read(body)).unwrap();
         assert_eq!((parsed.value.text.as_str(), parsed.value.count), ("hi", 3));
         assert_eq!(&parsed.bytes[..], body);
-        let empty = parse::<Optional>(None, Bytes::new()).unwrap();
+        let empty = parse::<Optional>(None, read(b"")).unwrap();
         assert_eq!(empty.value.amount, None);
-        let null =
-            parse::<Optional>(Some("application/json"), Bytes::from_static(b"null")).unwrap();
+        let null = parse::<Optional>(Some("application/json"), read(b"null")).unwrap();
         assert_eq!(null.value.amount, None);
     }
 
@@ -389,25 +425,37 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_over_its_limit_is_refused_before_it_is_read() {
+        let server = facepay_config::Server {
+            json_body_bytes_max: 10,
+            ..Default::default()
+        };
+        let limits = Arc::new(RequestLimits::of(&server));
         let request = |announced: Option<usize>, body: Vec<u8>| {
             let mut r = HttpRequest::post("/");
             if let Some(n) = announced {
                 r = r.header(header::CONTENT_LENGTH, n);
             }
-            r.body(Body::from(body)).unwrap()
+            let mut request = r.body(Body::from(body)).unwrap();
+            request.extensions_mut().insert(Arc::clone(&limits));
+            request
         };
-        let status = |r: Result<Bytes, ApiError>| r.map(|b| b.len()).map_err(|e| e.code());
-        // Announced as too long: refused though the body sent is short.
+        let status = |r: Result<ReadBody, ApiError>| r.map(|b| b.bytes.len()).map_err(|e| e.code());
+        // Announced as too long: refused though the body sent is short, and
+        // the connection closed so the client stops sending.
+        let refused = read_body(request(Some(11), vec![1; 3]), BodyKind::Command).await;
+        let response = refused.err().unwrap().into_response();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(response.headers()[header::CONNECTION], "close");
         assert_eq!(
-            status(read_body(request(Some(11), vec![1; 3]), 10).await),
+            status(read_body(request(None, vec![1; 11]), BodyKind::Command).await),
             Err("body_too_large")
         );
         assert_eq!(
-            status(read_body(request(None, vec![1; 11]), 10).await),
-            Err("body_too_large")
+            status(read_body(request(None, vec![1; 10]), BodyKind::Command).await),
+            Ok(10)
         );
         assert_eq!(
-            status(read_body(request(None, vec![1; 10]), 10).await),
+            status(read_body(request(Some(10), vec![1; 10]), BodyKind::PaymentBurst).await),
             Ok(10)
         );
     }

@@ -29,6 +29,9 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Whether the answer closes the connection (`Connection: close`): a
+    /// body refused unread must not be taken for the next request.
+    closes: bool,
 }
 
 impl ApiError {
@@ -41,7 +44,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            closes: false,
         }
+    }
+
+    /// The same error, answered with `Connection: close`.
+    pub fn closing(mut self) -> Self {
+        self.closes = true;
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -52,10 +62,6 @@ impl ApiError {
     pub fn internal(context: &str, error: &dyn std::fmt::Display) -> Self {
         tracing::error!(%error, "{context}");
         Self::from(Failure::internal())
-    }
-
-    pub fn status(&self) -> StatusCode {
-        self.status
     }
 
     #[cfg(test)]
@@ -72,7 +78,13 @@ impl IntoResponse for ApiError {
                 message: &self.message,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.closes {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 
@@ -98,11 +110,9 @@ pub async fn method_not_allowed() -> ApiError {
 impl From<Failure> for ApiError {
     fn from(f: Failure) -> Self {
         match StatusCode::from_u16(f.status) {
-            Ok(status) if status.is_client_error() || status.is_server_error() => Self {
-                status,
-                code: f.code,
-                message: f.message,
-            },
+            Ok(status) if status.is_client_error() || status.is_server_error() => {
+                Self::new(status, f.code, f.message)
+            }
             _ => Self::internal("a failure carried a status that is not an error", &f),
         }
     }

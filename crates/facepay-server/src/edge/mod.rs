@@ -12,11 +12,11 @@
 mod auth;
 mod body;
 mod error;
+mod limits;
 mod terminal;
 
 pub use auth::{MemberKey, MerchantKey, OperatorKey, UserToken};
-pub use body::{
-    ApiJson, ApiPath, ApiQuery, Command, FRAMES_BODY_BYTES_MAX, IdempotencyKey, read_body,
-};
+pub use body::{ApiJson, ApiPath, ApiQuery, Command, IdempotencyKey, read_body};
 pub use error::{ApiError, ErrorResponse, answer, method_not_allowed, not_found};
+pub use limits::{BodyKind, RequestLimits, limit_request};
 pub use terminal::SignedTerminal;

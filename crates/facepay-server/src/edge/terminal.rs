@@ -26,8 +26,10 @@ const SIGNATURE_LEN_MAX: usize = 128;
 /// A request signed by a registered, active terminal of an active
 /// merchant: the signature over the request's own method, path and query,
 /// timestamp, nonce and body verified, the timestamp inside the window,
-/// the nonce used for the first time. The body was bounded before it was
-/// read (413 from its Content-Length alone when announced as too long).
+/// the nonce used for the first time. Before a byte of the body is read,
+/// the headers are checked as far as they can be without it (a registered
+/// terminal, a fresh timestamp), and the body is bounded (413 from its
+/// Content-Length alone when announced as too long).
 pub struct SignedTerminal<T> {
     pub terminal: TerminalContext,
     pub body: ApiJson<T>,
@@ -47,13 +49,13 @@ impl<T: Command> FromRequest<Arc<AppState>> for SignedTerminal<T> {
             || request.uri().path().to_owned(),
             |p| p.as_str().to_owned(),
         );
-        let bytes = read_body(request, T::BODY_BYTES_MAX).await?;
-        let terminal = state
-            .services
-            .payments
-            .authenticate_terminal(&signed, &method, &target, &bytes)
+        let payments = &state.services.payments;
+        let known = payments.terminal_before_body(&signed).await?;
+        let body = read_body(request, T::BODY).await?;
+        let terminal = payments
+            .verify_terminal(known, &signed, &method, &target, &body.bytes)
             .await?;
-        let body = parse(content_type.as_deref(), bytes)?;
+        let body = parse(content_type.as_deref(), body)?;
         Ok(Self { terminal, body })
     }
 }

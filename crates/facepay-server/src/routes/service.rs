@@ -4,7 +4,6 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use facepay_face::decode::IMAGE_BYTES_MAX;
 use facepay_face::detect::Detection;
 use facepay_face::geometry::Point;
 use facepay_face::quality::QualityReason;
@@ -15,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::Shared;
-use crate::edge::{ApiError, ErrorResponse};
+use crate::edge::{ApiError, BodyKind, ErrorResponse};
 use crate::{observe, openapi};
 
 const INDEX_HTML: &str = include_str!("../index.html");
@@ -334,7 +333,7 @@ impl From<&FaceAnalysis> for AnalysisView {
     }
 }
 
-/// The photo's bytes, at most `IMAGE_BYTES_MAX`, as JPEG or PNG.
+/// The photo's bytes, at most `[server] image_bytes_max`, as JPEG or PNG.
 async fn photo(request: Request) -> Result<Bytes, ApiError> {
     let content_type = request
         .headers()
@@ -349,16 +348,8 @@ async fn photo(request: Request) -> Result<Bytes, ApiError> {
             format!("send the photo as image/jpeg or image/png, not `{content_type}`"),
         ));
     }
-    crate::edge::read_body(request, IMAGE_BYTES_MAX)
-        .await
-        .map_err(|e| match e.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "image_too_large",
-                format!("the photo is over the limit of {IMAGE_BYTES_MAX} bytes"),
-            ),
-            _ => e,
-        })
+    let body = crate::edge::read_body(request, BodyKind::Photo).await?;
+    Ok(body.bytes)
 }
 
 #[utoipa::path(
@@ -380,22 +371,16 @@ async fn photo(request: Request) -> Result<Bytes, ApiError> {
         (status = 413, description = "`image_too_large`.", body = ErrorResponse),
         (status = 415, description = "Not `image/jpeg` or `image/png`.", body = ErrorResponse),
         (status = 422, description = "The image does not decode, is too large in pixels, or is degenerate.", body = ErrorResponse),
-        (status = 503, description = "`shutting_down`.", body = ErrorResponse),
+        (status = 503, description = "`face_work_busy`: too many analyses wait; or `shutting_down`.", body = ErrorResponse),
     ),
 )]
 pub async fn analyze(State(s): State<Shared>, request: Request) -> Result<Response, ApiError> {
     let bytes = photo(request).await?;
-    let _slot = s.inference_slots.acquire().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the server is stopping",
-        )
-    })?;
     let engine = std::sync::Arc::clone(&s.engine);
-    let analysis =
-        tokio::task::spawn_blocking(move || engine.analyze(&bytes, &QualityPolicy::payment()))
-            .await
-            .map_err(|e| ApiError::internal("the analysis thread", &e))??;
+    let analysis = s
+        .services
+        .identity
+        .on_enrolment_lane(move || engine.analyze(&bytes, &QualityPolicy::payment()))
+        .await??;
     Ok(axum::Json(AnalysisView::from(&analysis)).into_response())
 }

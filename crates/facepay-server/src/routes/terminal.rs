@@ -10,8 +10,7 @@ use utoipa_axum::routes;
 
 use super::Shared;
 use crate::edge::{
-    ApiError, ApiPath, Command, ErrorResponse, FRAMES_BODY_BYTES_MAX, IdempotencyKey,
-    SignedTerminal, answer,
+    ApiError, ApiPath, BodyKind, Command, ErrorResponse, IdempotencyKey, SignedTerminal, answer,
 };
 
 pub fn routes() -> OpenApiRouter<Shared> {
@@ -21,7 +20,7 @@ pub fn routes() -> OpenApiRouter<Shared> {
 }
 
 impl Command for PayRequest {
-    const BODY_BYTES_MAX: usize = FRAMES_BODY_BYTES_MAX;
+    const BODY: BodyKind = BodyKind::PaymentBurst;
 }
 
 impl Command for StepUpRequest {}

@@ -12,8 +12,7 @@ use utoipa_axum::routes;
 
 use super::Shared;
 use crate::edge::{
-    ApiError, ApiJson, Command, ErrorResponse, FRAMES_BODY_BYTES_MAX, IdempotencyKey, UserToken,
-    answer,
+    ApiError, ApiJson, BodyKind, Command, ErrorResponse, IdempotencyKey, UserToken, answer,
 };
 
 pub fn routes() -> OpenApiRouter<Shared> {
@@ -25,11 +24,11 @@ pub fn routes() -> OpenApiRouter<Shared> {
 }
 
 impl Command for EnrolRequest {
-    const BODY_BYTES_MAX: usize = FRAMES_BODY_BYTES_MAX;
+    const BODY: BodyKind = BodyKind::Burst;
 }
 
 impl Command for FaceRequest {
-    const BODY_BYTES_MAX: usize = FRAMES_BODY_BYTES_MAX;
+    const BODY: BodyKind = BodyKind::Burst;
 }
 
 impl Command for ClaimRequest {}
@@ -48,6 +47,7 @@ impl Command for ClaimRequest {}
         (status = 409, description = "Idempotency conflict, or the phone number or the face is already enrolled.", body = ErrorResponse),
         (status = 413, description = "The body, or a frame, is over its limit.", body = ErrorResponse),
         (status = 422, description = "A frame, the face, liveness, the phone, the PIN or the card was refused; `code` says which.", body = ErrorResponse),
+        (status = 503, description = "`face_work_busy`: too many enrolments and analyses wait; retry shortly.", body = ErrorResponse),
     ),
 )]
 pub async fn enrol(
@@ -125,6 +125,7 @@ pub async fn delete_my_face(
         (status = 409, description = "`face_already_enrolled`, or an idempotency conflict.", body = ErrorResponse),
         (status = 413, description = "The body, or a frame, is over its limit.", body = ErrorResponse),
         (status = 422, description = "Unusable frames or not live; `code` says which.", body = ErrorResponse),
+        (status = 503, description = "`face_work_busy`: too many enrolments and analyses wait; retry shortly.", body = ErrorResponse),
     ),
     security(("user_token" = [])),
 )]
