@@ -89,6 +89,25 @@ pub struct CardInput {
     /// The year in four digits; a card past its month is refused.
     #[schema(minimum = 2000, maximum = 2099)]
     pub expiry_year: u16,
+    /// The card security code (CVC): 3 digits, 4 on Amex. Used once, to
+    /// verify the card with its issuer before the account is made (nothing
+    /// is charged), and never stored; a wrong code is refused with
+    /// `incorrect_security_code` and nothing is enrolled.
+    #[schema(
+        pattern = r"^[0-9]{3,4}$",
+        min_length = 3,
+        max_length = 4,
+        example = "737"
+    )]
+    pub security_code: String,
+}
+
+impl Drop for CardInput {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.number.zeroize();
+        self.security_code.zeroize();
+    }
 }
 
 impl std::fmt::Debug for CardInput {

@@ -409,10 +409,18 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
             vault_token: None,
             fingerprint: Some("fp1".into()),
             status: "active".into(),
+            credential_connector: Some("simulated_issuer".into()),
+            credential_id: Some("sim-cit-0123".into()),
         };
         parties::insert_payment_method(&mut tx, &method, 1)
             .await
             .unwrap();
+        let stored = parties::payment_method(&mut tx, "pm1").await.unwrap();
+        let credential = stored.map(|m| (m.credential_connector, m.credential_id));
+        assert_eq!(
+            credential,
+            Some((Some("simulated_issuer".into()), Some("sim-cit-0123".into())))
+        );
         // Captured at 1,000, 2,000 and 3,000 ms; a decline at 3,500.
         for (i, (at_ms, amount_minor, state)) in [
             (1_000, 4_000, "captured"),
