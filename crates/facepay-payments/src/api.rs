@@ -76,6 +76,18 @@ pub struct FaceRequest {
     pub frames: Vec<String>,
 }
 
+/// The answer to an acquirer's webhook delivery.
+#[derive(Serialize, ToSchema)]
+pub struct EventReceipt {
+    /// The acquirer's id of the event.
+    pub event_id: String,
+    /// `voided` (the acquirer released a hold facepay still counted: the
+    /// payment is voided), `duplicate` (handled before), `unknown_payment`
+    /// or `noted` (nothing to change).
+    #[schema(value_type = String, example = "noted")]
+    pub outcome: &'static str,
+}
+
 /// The card to pay with; sealed at rest, never echoed back.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

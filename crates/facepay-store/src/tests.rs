@@ -1047,3 +1047,41 @@ async fn a_payment_without_a_score_does_not_spoil_the_next_insert_on_its_connect
         }
     }
 }
+
+#[tokio::test]
+async fn a_connector_event_is_recorded_once_until_purged() {
+    use crate::connector_events;
+
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let mut conn = store.acquire().await.unwrap();
+        let hs = "hyperswitch";
+        assert!(
+            !connector_events::seen(&mut conn, hs, "evt_1")
+                .await
+                .unwrap()
+        );
+        let first = connector_events::record(&mut conn, hs, "evt_1", "payment_cancelled", 1_000);
+        assert!(first.await.unwrap(), "{backend}");
+        let again = connector_events::record(&mut conn, hs, "evt_1", "payment_cancelled", 2_000);
+        assert!(!again.await.unwrap(), "{backend}: a repeat");
+        assert!(
+            connector_events::seen(&mut conn, hs, "evt_1")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !connector_events::seen(&mut conn, "other", "evt_1")
+                .await
+                .unwrap()
+        );
+        assert_eq!(connector_events::purge(&mut conn, 1_000).await.unwrap(), 0);
+        assert_eq!(connector_events::purge(&mut conn, 1_001).await.unwrap(), 1);
+        assert!(
+            !connector_events::seen(&mut conn, hs, "evt_1")
+                .await
+                .unwrap()
+        );
+    }
+}
