@@ -85,7 +85,7 @@ enrol() {
 import base64, json, pathlib, sys
 first = sorted(pathlib.Path(sys.argv[1]).glob("*.jpg"))[0]
 frame = base64.b64encode(first.read_bytes()).decode()
-card = {"number": "5555555555554444", "expiry_month": 12, "expiry_year": 2031}
+card = {"number": "5555555555554444", "expiry_month": 12, "expiry_year": 2031, "security_code": "737"}
 print(json.dumps({"phone": sys.argv[2], "pin": "246810", "frames": [frame], "card": card}))
 PY
     curl -fsS -X POST "$base/v1/users" -H "content-type: application/json" \

@@ -170,6 +170,7 @@ test("a shopper signs up in the app, sees their page, and deletes their face", a
   await phone.getByLabel("PIN (4 to 12 digits)").fill("2468");
   await phone.getByLabel("Card number").fill("4242 4242 4242 4241");
   await phone.getByLabel("Expiry (MM/YY)").fill("12/30");
+  await phone.getByLabel("Security code (CVC)").fill("737");
   await phone.getByRole("button", { name: "Sign up" }).click();
   await phone.locator("#enrol-status", { hasText: "Take a selfie first" }).waitFor();
   assert.match(await phone.locator("#enrol-status").innerText(), /card number/);

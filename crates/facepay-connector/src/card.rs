@@ -8,6 +8,9 @@ use time::OffsetDateTime;
 /// ISO/IEC 7812 primary account numbers are 12 to 19 digits long.
 pub const PAN_DIGITS_MIN: usize = 12;
 pub const PAN_DIGITS_MAX: usize = 19;
+/// A card security code (CVC2, CVV2, CID) is three digits, four on Amex.
+pub const SECURITY_CODE_DIGITS_MIN: usize = 3;
+pub const SECURITY_CODE_DIGITS_MAX: usize = 4;
 
 const MILLISECONDS_PER_SECOND: i64 = 1_000;
 
@@ -44,6 +47,10 @@ pub enum CardError {
     ExpiryMonth,
     #[error("the card has expired")]
     Expired,
+    #[error(
+        "the card security code must be {SECURITY_CODE_DIGITS_MIN} or {SECURITY_CODE_DIGITS_MAX} digits"
+    )]
+    SecurityCode,
 }
 
 impl CardError {
@@ -55,6 +62,7 @@ impl CardError {
             CardError::Luhn => "card_number_luhn",
             CardError::ExpiryMonth => "card_expiry_invalid",
             CardError::Expired => "card_expired",
+            CardError::SecurityCode => "card_security_code_invalid",
         }
     }
 }
@@ -89,6 +97,16 @@ fn luhn_sum_valid(pan: &str) -> bool {
         })
         .sum();
     sum.is_multiple_of(10)
+}
+
+/// Checks the form of a security code: 3 or 4 ASCII digits. Whether it is
+/// the card's own only its issuer can say.
+pub fn check_security_code(code: &str) -> Result<(), CardError> {
+    let digits = SECURITY_CODE_DIGITS_MIN..=SECURITY_CODE_DIGITS_MAX;
+    if digits.contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(());
+    }
+    Err(CardError::SecurityCode)
 }
 
 /// The brand by issuer identification number prefix. Anything not
@@ -269,6 +287,21 @@ mod tests {
             validate(visa, 13, 2030, 2026, 5),
             Err(CardError::ExpiryMonth)
         );
+    }
+
+    #[test]
+    fn security_codes_are_three_or_four_digits() {
+        for good in ["123", "0000", "987"] {
+            assert_eq!(check_security_code(good), Ok(()), "{good}");
+        }
+        for bad in ["", "12", "12345", "12a", " 123", "١٢٣"] {
+            assert_eq!(
+                check_security_code(bad),
+                Err(CardError::SecurityCode),
+                "{bad}"
+            );
+        }
+        assert_eq!(CardError::SecurityCode.code(), "card_security_code_invalid");
     }
 
     #[test]

@@ -26,7 +26,23 @@
 //!
 //! Any other Luhn-valid number approves; a number that fails the card checks
 //! declines `invalid_card`; an expiry before the current UTC month declines
-//! `expired_card`.
+//! `expired_card`. Every simulated card's security code is `737` (`7373` on
+//! Amex, [`simulator::printed_security_code`]); another code declines
+//! `incorrect_security_code`.
+//!
+//! # Cards on file
+//!
+//! A card's security code may not be kept after it was used (PCI DSS), so a
+//! card is verified once, when the cardholder adds it and types its code
+//! ([`Connector::verify_card`]): a customer-initiated verification that
+//! charges nothing and records the cardholder's consent to keep the card on
+//! file. The issuer's reference to it, a [`StoredCredential`], is what every
+//! later merchant-initiated payment on the card names instead of the code
+//! ([`AuthoriseRequest::stored_credential`]). A card that has none is
+//! refused with [`ConnectorError::NeedsVerification`] before anything is
+//! sent. The simulator's credential is a MAC of the card's number under its
+//! public key, so it survives the simulator's restart and pays for that
+//! card only.
 //!
 //! # Real acquirers
 //!
@@ -84,6 +100,10 @@ impl fmt::Debug for CardDetails {
     }
 }
 
+/// Longest stored credential id a connector hands out or takes; network
+/// transaction ids are 15 to 20 characters.
+pub const STORED_CREDENTIAL_ID_BYTES_MAX: usize = 255;
+
 #[derive(Debug, Clone)]
 pub struct AuthoriseRequest {
     /// Our payment id; the issuer deduplicates on it (a retried authorise
@@ -98,6 +118,57 @@ pub struct AuthoriseRequest {
     pub tap: Option<CardTap>,
     /// Whether the issuer captures with the authorisation.
     pub capture: CaptureMethod,
+    /// The card's stored credential, when it was verified on this
+    /// connector: the payment is merchant-initiated on it, without the
+    /// security code.
+    pub stored_credential: Option<StoredCredential>,
+}
+
+/// A card the cardholder has just added, security code and all, to verify
+/// once with the issuer and keep on file. Nothing is charged.
+#[derive(Debug, Clone)]
+pub struct VerifyRequest {
+    /// Our reference for the verification (the card's id); the issuer
+    /// deduplicates on it, so a retry gives the first answer.
+    pub reference: String,
+    /// Whom the card belongs to, as the issuer should know them (our user
+    /// id); issuers keep stored credentials per customer.
+    pub customer: String,
+    /// [`CardDetails::security_code`] must be there.
+    pub card: CardDetails,
+    /// ISO 4217 alphabetic code the zero-amount verification names.
+    pub currency: String,
+    /// When the cardholder agreed to keep the card on file, Unix ms.
+    pub agreed_at_ms: i64,
+}
+
+/// The issuer's reference to a card kept on file with its holder's
+/// consent: what [`Connector::verify_card`] returned, named by each later
+/// payment on the card instead of the security code. It is no card data
+/// (PCI DSS lets it be stored) and means something only to the connector
+/// that made it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredCredential {
+    /// The [`Connector::name`] of the connector that made it.
+    pub connector: String,
+    /// The connector's reference: for Hyperswitch, the card network's
+    /// transaction id of the verification.
+    pub id: String,
+}
+
+impl StoredCredential {
+    /// The credential when `connector` made it and it is well formed; a
+    /// credential of another connector is no credential here.
+    pub fn for_connector<'a>(
+        credential: Option<&'a StoredCredential>,
+        connector: &str,
+    ) -> Option<&'a str> {
+        let credential = credential?;
+        let well_formed = !credential.id.is_empty()
+            && credential.id.len() <= STORED_CREDENTIAL_ID_BYTES_MAX
+            && credential.id.bytes().all(|b| b.is_ascii_graphic());
+        (credential.connector == connector && well_formed).then_some(credential.id.as_str())
+    }
 }
 
 /// When the money moves. `Manual`, the default, places a hold that a later
@@ -139,6 +210,8 @@ pub enum Decline {
     InvalidCard,
     /// A card tap whose cryptogram did not verify, or was seen before.
     CardTapInvalid,
+    /// The security code typed is not the card's.
+    IncorrectSecurityCode,
 }
 
 impl Decline {
@@ -150,6 +223,7 @@ impl Decline {
             Decline::DoNotHonour => "do_not_honour",
             Decline::InvalidCard => "invalid_card",
             Decline::CardTapInvalid => "card_tap_invalid",
+            Decline::IncorrectSecurityCode => "incorrect_security_code",
         }
     }
 
@@ -161,6 +235,9 @@ impl Decline {
             Decline::DoNotHonour => "the card issuer declined the payment",
             Decline::InvalidCard => "the card number is not valid",
             Decline::CardTapInvalid => "the card tap could not be verified; tap the card again",
+            Decline::IncorrectSecurityCode => {
+                "the card security code is not the card's; check the three or four digits on the card"
+            }
         }
     }
 }
@@ -177,6 +254,11 @@ pub enum ConnectorError {
     /// authorised; retrying it unchanged will not help.
     #[error("the issuer refused the request: {0}")]
     Rejected(String),
+    /// The card on file has no stored credential this connector can pay
+    /// on (added before cards were verified, or verified with another
+    /// acquirer): nothing was sent. Adding the card again verifies it.
+    #[error("this card must be verified before it can pay: remove it and add it again in the app")]
+    NeedsVerification,
 }
 
 impl ConnectorError {
@@ -186,6 +268,7 @@ impl ConnectorError {
             ConnectorError::Declined(decline) => decline.code(),
             ConnectorError::Timeout => "issuer_timeout",
             ConnectorError::Rejected(_) => "issuer_rejected",
+            ConnectorError::NeedsVerification => "card_needs_verification",
         }
     }
 }
@@ -194,6 +277,15 @@ impl ConnectorError {
 pub trait Connector: Send + Sync {
     /// Stable name recorded with each payment ("simulated_issuer" for the simulator).
     fn name(&self) -> &'static str;
+
+    /// Verifies a card its holder has just added, with its security code,
+    /// without charging it, and returns the stored credential later
+    /// payments on the card name. Retrying with the same reference gives
+    /// the same credential.
+    fn verify_card(
+        &self,
+        request: VerifyRequest,
+    ) -> BoxFuture<'_, Result<StoredCredential, ConnectorError>>;
 
     /// Places a hold of `amount_minor` on the card.
     fn authorise(
@@ -240,6 +332,7 @@ mod tests {
             currency: "KRW".into(),
             tap: None,
             capture: CaptureMethod::Manual,
+            stored_credential: None,
         };
         for printed in [
             format!("{card:?}"),
@@ -255,6 +348,35 @@ mod tests {
     }
 
     #[test]
+    fn a_credential_counts_only_for_its_connector() {
+        let credential = StoredCredential {
+            connector: "hyperswitch".into(),
+            id: "483297487231504".into(),
+        };
+        let held = Some(&credential);
+        assert_eq!(
+            StoredCredential::for_connector(held, "hyperswitch"),
+            Some("483297487231504")
+        );
+        assert_eq!(StoredCredential::for_connector(held, "other"), None);
+        assert_eq!(StoredCredential::for_connector(None, "hyperswitch"), None);
+        for bad in [
+            String::new(),
+            "a b".into(),
+            "x".repeat(STORED_CREDENTIAL_ID_BYTES_MAX + 1),
+        ] {
+            let broken = StoredCredential {
+                id: bad,
+                ..credential.clone()
+            };
+            assert_eq!(
+                StoredCredential::for_connector(Some(&broken), "hyperswitch"),
+                None
+            );
+        }
+    }
+
+    #[test]
     fn error_codes_are_stable() {
         let declines = [
             (Decline::InsufficientFunds, "insufficient_funds"),
@@ -262,6 +384,7 @@ mod tests {
             (Decline::DoNotHonour, "do_not_honour"),
             (Decline::InvalidCard, "invalid_card"),
             (Decline::CardTapInvalid, "card_tap_invalid"),
+            (Decline::IncorrectSecurityCode, "incorrect_security_code"),
         ];
         for (decline, code) in declines {
             assert_eq!(decline.code(), code);
@@ -269,6 +392,10 @@ mod tests {
             assert_eq!(serde_json::to_value(decline).ok(), Some(code.into()));
         }
         assert_eq!(ConnectorError::Timeout.code(), "issuer_timeout");
+        assert_eq!(
+            ConnectorError::NeedsVerification.code(),
+            "card_needs_verification"
+        );
         assert_eq!(
             ConnectorError::Rejected("no".into()).code(),
             "issuer_rejected"

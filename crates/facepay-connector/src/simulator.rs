@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::card::{self, CardError};
 use crate::{
     Authorisation, AuthoriseRequest, BoxFuture, CaptureMethod, CardDetails, CardTap, Connector,
-    ConnectorError, Decline,
+    ConnectorError, Decline, StoredCredential, VerifyRequest,
 };
 
 const CARD_INSUFFICIENT_FUNDS: &str = "4000000000009995";
@@ -40,6 +40,23 @@ const OPERATIONS_PER_AUTHORISATION_MAX: usize = 1_000;
 
 /// ISO 4217 alphabetic codes are three letters.
 const CURRENCY_CODE_LENGTH: usize = 3;
+
+/// The simulator's name, which its stored credentials carry.
+const NAME: &str = "simulated_issuer";
+/// Stored credentials the simulator hands out start so, never to be taken
+/// for a card network's.
+pub const SIMULATED_CREDENTIAL_PREFIX: &str = "sim-cit-";
+/// The security code printed on every simulated card, as sandbox issuers
+/// publish one for their test cards; Amex cards carry four digits.
+pub const SIMULATED_SECURITY_CODE: &str = "737";
+pub const SIMULATED_SECURITY_CODE_AMEX: &str = "7373";
+/// The simulator's key for its stored credentials. Public like its test
+/// cards: the credential only has to be bound to its card, so that one
+/// card's credential does not pay with another, and to survive a restart
+/// of the simulator, which keeps nothing on disk.
+const SIMULATED_CREDENTIAL_KEY: &[u8] = b"facepay-simulated-issuer-credential";
+/// Hex digits of the credential's MAC kept in its id.
+const CREDENTIAL_MAC_HEX_DIGITS: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct SimulatorConfig {
@@ -111,9 +128,9 @@ enum Answer {
     Silence,
 }
 
-/// The outcome of the synchronous part of an authorisation.
-enum Authorised {
-    Answered(Result<Authorisation, ConnectorError>),
+/// The outcome of the synchronous part of a call.
+enum Outcome<T> {
+    Answered(Result<T, ConnectorError>),
     Silence,
 }
 
@@ -171,34 +188,115 @@ impl SimulatedIssuer {
 
     /// The decision and the new hold happen under one lock, so two
     /// concurrent calls with the same reference cannot both place a hold.
-    fn authorise_now(&self, request: &AuthoriseRequest, today: (u16, u8)) -> Authorised {
+    fn authorise_now(
+        &self,
+        request: &AuthoriseRequest,
+        today: (u16, u8),
+    ) -> Outcome<Authorisation> {
         let mut holds = self.holds();
         if let Some(first) = holds.replay(&request.reference) {
-            return Authorised::Answered(Ok(first));
+            return Outcome::Answered(Ok(first));
         }
         if let Err(refusal) = check_request(request) {
-            return Authorised::Answered(Err(refusal));
+            return Outcome::Answered(Err(refusal));
         }
         if let Some(tap) = &request.tap
             && let Err(e) = self.check_tap(request, tap)
         {
-            return Authorised::Answered(Err(e));
+            return Outcome::Answered(Err(e));
         }
         match answer_for(&request.card, today) {
-            Answer::Silence => Authorised::Silence,
-            Answer::Decline(decline) => {
-                Authorised::Answered(Err(ConnectorError::Declined(decline)))
-            }
+            Answer::Silence => Outcome::Silence,
+            Answer::Decline(decline) => Outcome::Answered(Err(ConnectorError::Declined(decline))),
             Answer::Approve => {
-                Authorised::Answered(holds.place(request, self.config.authorisations_max))
+                Outcome::Answered(holds.place(request, self.config.authorisations_max))
+            }
+        }
+    }
+
+    /// A zero-amount verification: the card's checks and its security
+    /// code, then the card's credential. The credential is derived from
+    /// the card, so a retried verification gives the first one.
+    fn verify_now(&self, request: &VerifyRequest, today: (u16, u8)) -> Outcome<StoredCredential> {
+        if let Err(refusal) = check_verify(request) {
+            return Outcome::Answered(Err(refusal));
+        }
+        match verification_answer(&request.card, today) {
+            Answer::Silence => Outcome::Silence,
+            Answer::Decline(decline) => Outcome::Answered(Err(ConnectorError::Declined(decline))),
+            Answer::Approve => {
+                Outcome::Answered(credential_id(&request.card.pan).map(|id| StoredCredential {
+                    connector: NAME.to_owned(),
+                    id,
+                }))
             }
         }
     }
 }
 
+/// The security code printed on a simulated card.
+pub fn printed_security_code(pan: &str) -> &'static str {
+    match card::brand(pan) {
+        card::CardBrand::Amex => SIMULATED_SECURITY_CODE_AMEX,
+        _ => SIMULATED_SECURITY_CODE,
+    }
+}
+
+/// The simulator's stored credential for a card: a MAC of its number under
+/// the simulator's key, so it pays for that card only.
+fn credential_id(pan: &str) -> Result<String, ConnectorError> {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SIMULATED_CREDENTIAL_KEY)
+        .map_err(|e| rejected(format!("the credential key is not usable: {e}")))?;
+    mac.update(pan.as_bytes());
+    let digest = hex::encode(mac.finalize().into_bytes());
+    Ok(format!(
+        "{SIMULATED_CREDENTIAL_PREFIX}{}",
+        &digest[..CREDENTIAL_MAC_HEX_DIGITS]
+    ))
+}
+
+/// How the cardholder is vouched for: the code they typed, or, for a
+/// merchant-initiated payment on file, the credential of the card's
+/// verification. Without either, nothing proves the card was verified.
+fn check_card_holder(request: &AuthoriseRequest) -> Result<(), ConnectorError> {
+    if let Some(code) = &request.card.security_code {
+        return check_security_code(&request.card.pan, code);
+    }
+    let Some(id) = StoredCredential::for_connector(request.stored_credential.as_ref(), NAME) else {
+        return Err(ConnectorError::NeedsVerification);
+    };
+    if id != credential_id(&request.card.pan)? {
+        return Err(ConnectorError::Declined(Decline::DoNotHonour));
+    }
+    Ok(())
+}
+
+/// The code's form first, then whether it is the one printed on the card.
+fn check_security_code(pan: &str, code: &str) -> Result<(), ConnectorError> {
+    card::check_security_code(code).map_err(|_| ConnectorError::Declined(Decline::InvalidCard))?;
+    if code != printed_security_code(pan) {
+        return Err(ConnectorError::Declined(Decline::IncorrectSecurityCode));
+    }
+    Ok(())
+}
+
 impl Connector for SimulatedIssuer {
     fn name(&self) -> &'static str {
-        "simulated_issuer"
+        NAME
+    }
+
+    fn verify_card(
+        &self,
+        request: VerifyRequest,
+    ) -> BoxFuture<'_, Result<StoredCredential, ConnectorError>> {
+        Box::pin(self.answer(async move {
+            match self.verify_now(&request, card::today_utc()) {
+                Outcome::Answered(result) => result,
+                // The deadline in `answer` turns this into `Timeout`.
+                Outcome::Silence => std::future::pending().await,
+            }
+        }))
     }
 
     fn authorise(
@@ -207,9 +305,9 @@ impl Connector for SimulatedIssuer {
     ) -> BoxFuture<'_, Result<Authorisation, ConnectorError>> {
         Box::pin(self.answer(async move {
             match self.authorise_now(&request, card::today_utc()) {
-                Authorised::Answered(result) => result,
+                Outcome::Answered(result) => result,
                 // The deadline in `answer` turns this into `Timeout`.
-                Authorised::Silence => std::future::pending().await,
+                Outcome::Silence => std::future::pending().await,
             }
         }))
     }
@@ -256,16 +354,31 @@ fn rejected(reason: String) -> ConnectorError {
 
 /// Refusals a real issuer gives before it looks at the card.
 fn check_request(request: &AuthoriseRequest) -> Result<(), ConnectorError> {
-    if request.reference.is_empty() {
-        return Err(rejected("the reference is empty".into()));
-    }
     if request.amount_minor <= 0 {
         return Err(rejected(format!(
             "the amount must be positive, not {}",
             request.amount_minor
         )));
     }
-    let currency = &request.currency;
+    check_reference_and_currency(&request.reference, &request.currency)?;
+    check_card_holder(request)
+}
+
+/// A verification without a well-formed security code proves nothing.
+fn check_verify(request: &VerifyRequest) -> Result<(), ConnectorError> {
+    check_reference_and_currency(&request.reference, &request.currency)?;
+    let code = request
+        .card
+        .security_code
+        .as_deref()
+        .ok_or_else(|| rejected("a card verification needs the card security code".into()))?;
+    check_security_code(&request.card.pan, code)
+}
+
+fn check_reference_and_currency(reference: &str, currency: &str) -> Result<(), ConnectorError> {
+    if reference.is_empty() {
+        return Err(rejected("the reference is empty".into()));
+    }
     if currency.len() != CURRENCY_CODE_LENGTH || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(rejected(format!(
             "{currency:?} is not an ISO 4217 alphabetic code"
@@ -276,14 +389,26 @@ fn check_request(request: &AuthoriseRequest) -> Result<(), ConnectorError> {
 
 /// The scripted test cards first, so their outcome does not depend on the
 /// expiry they are sent with; then the checks any issuer makes.
-fn answer_for(card_details: &CardDetails, (today_year, today_month): (u16, u8)) -> Answer {
+fn answer_for(card_details: &CardDetails, today: (u16, u8)) -> Answer {
     match card_details.pan.as_str() {
-        CARD_INSUFFICIENT_FUNDS => return Answer::Decline(Decline::InsufficientFunds),
-        CARD_EXPIRED => return Answer::Decline(Decline::ExpiredCard),
-        CARD_DO_NOT_HONOUR => return Answer::Decline(Decline::DoNotHonour),
-        CARD_NO_ANSWER => return Answer::Silence,
-        _ => {}
+        CARD_INSUFFICIENT_FUNDS => Answer::Decline(Decline::InsufficientFunds),
+        CARD_EXPIRED => Answer::Decline(Decline::ExpiredCard),
+        CARD_DO_NOT_HONOUR => Answer::Decline(Decline::DoNotHonour),
+        CARD_NO_ANSWER => Answer::Silence,
+        _ => checked(card_details, today),
     }
+}
+
+/// As an authorisation, except that a zero amount needs no funds: the card
+/// without funds verifies, and declines only when it is charged.
+fn verification_answer(card_details: &CardDetails, today: (u16, u8)) -> Answer {
+    match card_details.pan.as_str() {
+        CARD_INSUFFICIENT_FUNDS => checked(card_details, today),
+        _ => answer_for(card_details, today),
+    }
+}
+
+fn checked(card_details: &CardDetails, (today_year, today_month): (u16, u8)) -> Answer {
     let checked = card::validate(
         &card_details.pan,
         card_details.expiry_month,
@@ -295,7 +420,11 @@ fn answer_for(card_details: &CardDetails, (today_year, today_month): (u16, u8)) 
         Ok(_brand) => Answer::Approve,
         Err(CardError::Expired) => Answer::Decline(Decline::ExpiredCard),
         Err(
-            CardError::NotDigits | CardError::Length | CardError::Luhn | CardError::ExpiryMonth,
+            CardError::NotDigits
+            | CardError::Length
+            | CardError::Luhn
+            | CardError::ExpiryMonth
+            | CardError::SecurityCode,
         ) => Answer::Decline(Decline::InvalidCard),
     }
 }
@@ -472,12 +601,29 @@ mod tests {
                 pan: pan.into(),
                 expiry_month: 12,
                 expiry_year: EXPIRY_YEAR_FUTURE,
-                security_code: None,
+                // The cardholder at hand; payments on file have their own tests.
+                security_code: Some(printed_security_code(pan).to_owned()),
             },
             amount_minor,
             currency: "KRW".into(),
             tap: None,
             capture: CaptureMethod::Manual,
+            stored_credential: None,
+        }
+    }
+
+    fn verification(reference: &str, pan: &str, security_code: Option<&str>) -> VerifyRequest {
+        VerifyRequest {
+            reference: reference.into(),
+            customer: "usr_1".into(),
+            card: CardDetails {
+                pan: pan.into(),
+                expiry_month: 12,
+                expiry_year: EXPIRY_YEAR_FUTURE,
+                security_code: security_code.map(str::to_owned),
+            },
+            currency: "KRW".into(),
+            agreed_at_ms: 1_767_225_600_000,
         }
     }
 
@@ -983,5 +1129,163 @@ mod tests {
         });
         let result = task.await;
         assert!(matches!(result, Ok(Ok(_))), "{result:?}");
+    }
+    #[tokio::test]
+    async fn a_verification_checks_the_code_and_gives_the_card_its_credential() {
+        let issuer = issuer();
+        let verified = issuer
+            .verify_card(verification("pm_1", "4242424242424242", Some("737")))
+            .await;
+        let Ok(credential) = verified else {
+            panic!("a good card with its code verifies: {verified:?}");
+        };
+        assert_eq!(credential.connector, "simulated_issuer");
+        assert!(
+            credential.id.starts_with(SIMULATED_CREDENTIAL_PREFIX),
+            "{credential:?}"
+        );
+        let again = issuer
+            .verify_card(verification("pm_1", "4242424242424242", Some("737")))
+            .await;
+        assert_eq!(again.ok(), Some(credential.clone()), "a retry");
+        // A new simulator, as after a restart, keeps nothing yet agrees.
+        let restarted = SimulatedIssuer::new(SimulatorConfig::default())
+            .verify_card(verification("pm_1", "4242424242424242", Some("737")))
+            .await;
+        assert_eq!(restarted.ok(), Some(credential.clone()), "after a restart");
+        let amex = issuer
+            .verify_card(verification("pm_2", "378282246310005", Some("7373")))
+            .await;
+        assert!(amex.is_ok_and(|c| c != credential));
+        let no_code = issuer
+            .verify_card(verification("pm_3", "4242424242424242", None))
+            .await;
+        assert!(is_rejected(&no_code), "{no_code:?}");
+        for bad in ["12", "12345", "12a"] {
+            let refused = issuer
+                .verify_card(verification("pm_4", "4242424242424242", Some(bad)))
+                .await;
+            assert!(
+                matches!(refused, Err(ConnectorError::Declined(Decline::InvalidCard))),
+                "{bad}: {refused:?}"
+            );
+        }
+        for wrong in ["123", "7373", "738"] {
+            let refused = issuer
+                .verify_card(verification("pm_5", "4242424242424242", Some(wrong)))
+                .await;
+            assert!(
+                matches!(
+                    refused,
+                    Err(ConnectorError::Declined(Decline::IncorrectSecurityCode))
+                ),
+                "{wrong}: {refused:?}"
+            );
+        }
+        let euro = VerifyRequest {
+            currency: "eur".into(),
+            ..verification("pm_6", "4242424242424242", Some("737"))
+        };
+        assert!(is_rejected(&issuer.verify_card(euro).await));
+    }
+
+    #[tokio::test]
+    async fn a_zero_amount_verification_needs_no_funds() {
+        let issuer = issuer();
+        let poor = issuer
+            .verify_card(verification("pm_1", CARD_INSUFFICIENT_FUNDS, Some("737")))
+            .await;
+        assert!(poor.is_ok(), "{poor:?}");
+        let declined = issuer
+            .verify_card(verification("pm_2", CARD_DO_NOT_HONOUR, Some("737")))
+            .await;
+        assert!(matches!(
+            declined,
+            Err(ConnectorError::Declined(Decline::DoNotHonour))
+        ));
+        let expired = issuer
+            .verify_card(verification("pm_3", CARD_EXPIRED, Some("737")))
+            .await;
+        assert!(matches!(
+            expired,
+            Err(ConnectorError::Declined(Decline::ExpiredCard))
+        ));
+        let luhn = issuer
+            .verify_card(verification("pm_4", "4242424242424241", Some("737")))
+            .await;
+        assert!(matches!(
+            luhn,
+            Err(ConnectorError::Declined(Decline::InvalidCard))
+        ));
+        // Charged later, the card without funds declines as ever.
+        let charged = issuer
+            .authorise(request("pay_1", CARD_INSUFFICIENT_FUNDS, 100))
+            .await;
+        assert_eq!(decline_of(charged), Some(Decline::InsufficientFunds));
+    }
+
+    fn on_file(
+        reference: &str,
+        pan: &str,
+        stored_credential: Option<StoredCredential>,
+    ) -> AuthoriseRequest {
+        let mut request = request(reference, pan, 100);
+        request.card.security_code = None;
+        request.stored_credential = stored_credential;
+        request
+    }
+
+    #[tokio::test]
+    async fn a_payment_on_file_pays_on_its_cards_credential_only() {
+        let issuer = issuer();
+        let credential = issuer
+            .verify_card(verification("pm_1", "4242424242424242", Some("737")))
+            .await
+            .ok();
+        assert!(credential.is_some());
+        let paid = issuer
+            .authorise(on_file("pay_1", "4242424242424242", credential.clone()))
+            .await;
+        assert!(paid.is_ok(), "{paid:?}");
+        let unverified = issuer
+            .authorise(on_file("pay_2", "4242424242424242", None))
+            .await;
+        assert!(
+            matches!(unverified, Err(ConnectorError::NeedsVerification)),
+            "{unverified:?}"
+        );
+        let foreign = StoredCredential {
+            connector: "hyperswitch".into(),
+            id: "483297487231504".into(),
+        };
+        let elsewhere = issuer
+            .authorise(on_file("pay_3", "4242424242424242", Some(foreign)))
+            .await;
+        assert!(
+            matches!(elsewhere, Err(ConnectorError::NeedsVerification)),
+            "{elsewhere:?}"
+        );
+        let other_card = issuer
+            .authorise(on_file("pay_4", "5555555555554444", credential))
+            .await;
+        assert_eq!(decline_of(other_card), Some(Decline::DoNotHonour));
+        let mut wrong_code = request("pay_5", "4242424242424242", 100);
+        wrong_code.card.security_code = Some("123".into());
+        assert_eq!(
+            decline_of(issuer.authorise(wrong_code).await),
+            Some(Decline::IncorrectSecurityCode)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_card_times_out_its_verification() {
+        let issuer = SimulatedIssuer::new(SimulatorConfig {
+            timeout_ms: 50,
+            ..SimulatorConfig::default()
+        });
+        let silent = issuer
+            .verify_card(verification("pm_1", CARD_NO_ANSWER, Some("737")))
+            .await;
+        assert!(matches!(silent, Err(ConnectorError::Timeout)), "{silent:?}");
     }
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use facepay_config::{Config, Liveness};
+use facepay_connector::simulator::printed_security_code;
 use facepay_models::ModelStore;
 use facepay_store::Clock;
 
@@ -200,6 +201,7 @@ async fn enrol(
     let mut outcomes = Vec::with_capacity(people.len());
     for (index, (name, photos)) in people.iter().enumerate() {
         let phone = phone(index);
+        let card_number = demo_card(index);
         let mut outcome = String::from("no usable photo");
         let mut rest = photos.clone();
         for (used, photo) in photos.iter().enumerate() {
@@ -207,7 +209,13 @@ async fn enrol(
                 "phone": phone,
                 "pin": "123456",
                 "frames": [BASE64.encode(std::fs::read(photo)?)],
-                "card": { "number": demo_card(index), "expiry_month": 12, "expiry_year": 2030 },
+                "card": {
+                    "number": card_number,
+                    "expiry_month": 12,
+                    "expiry_year": 2030,
+                    // The code printed on the simulated issuer's cards.
+                    "security_code": printed_security_code(&card_number),
+                },
             }))?;
             let key = format!("demo-enrol-{name}-{}", photo.display());
             match app.services.identity.enrol(&key, &body).await {

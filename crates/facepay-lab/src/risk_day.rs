@@ -230,6 +230,8 @@ async fn risk_day() {
             vault_token: None,
             fingerprint: Some(fingerprint),
             status: "active".into(),
+            credential_connector: None,
+            credential_id: None,
         },
         city,
         usual_minor,

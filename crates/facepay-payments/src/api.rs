@@ -76,6 +76,18 @@ pub struct FaceRequest {
     pub frames: Vec<String>,
 }
 
+/// The answer to an acquirer's webhook delivery.
+#[derive(Serialize, ToSchema)]
+pub struct EventReceipt {
+    /// The acquirer's id of the event.
+    pub event_id: String,
+    /// `voided` (the acquirer released a hold facepay still counted: the
+    /// payment is voided), `duplicate` (handled before), `unknown_payment`
+    /// or `noted` (nothing to change).
+    #[schema(value_type = String, example = "noted")]
+    pub outcome: &'static str,
+}
+
 /// The card to pay with; sealed at rest, never echoed back.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +101,25 @@ pub struct CardInput {
     /// The year in four digits; a card past its month is refused.
     #[schema(minimum = 2000, maximum = 2099)]
     pub expiry_year: u16,
+    /// The card security code (CVC): 3 digits, 4 on Amex. Used once, to
+    /// verify the card with its issuer before the account is made (nothing
+    /// is charged), and never stored; a wrong code is refused with
+    /// `incorrect_security_code` and nothing is enrolled.
+    #[schema(
+        pattern = r"^[0-9]{3,4}$",
+        min_length = 3,
+        max_length = 4,
+        example = "737"
+    )]
+    pub security_code: String,
+}
+
+impl Drop for CardInput {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.number.zeroize();
+        self.security_code.zeroize();
+    }
 }
 
 impl std::fmt::Debug for CardInput {

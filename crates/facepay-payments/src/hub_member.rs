@@ -23,7 +23,7 @@ use facepay_store::ledger::{self, Account};
 use facepay_store::{StoreError, audit, parties};
 use facepay_vault::VaultAuthorise;
 
-use crate::core::Core;
+use crate::core::{Core, stored_credential};
 
 /// This deployment's id among the hub's members, as merchant QR codes
 /// name it.
@@ -224,6 +224,7 @@ impl HubMember {
                 amount_minor: leg.amount_minor,
                 currency: self.currency.code().to_owned(),
                 tap: None,
+                stored_credential: stored_credential(&method),
             })
             .await
             .map_err(|e| NetworkError::Refused(e.to_string()))?;

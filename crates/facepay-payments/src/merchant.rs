@@ -5,15 +5,17 @@
 
 use std::sync::Arc;
 
+use facepay_connector::hyperswitch::webhook::{WebhookEvent, WebhookObject};
+use facepay_connector::hyperswitch::{self, PaymentStatus};
 use facepay_money::Currency;
-use facepay_store::ledger;
 use facepay_store::parties::{self, Merchant};
 use facepay_store::payments::{self, ListFilter, Payment, PaymentState};
 use facepay_store::{audit, idempotency};
+use facepay_store::{connector_events, ledger};
 
 use crate::api::{
-    AmountRequest, DailyReport, DailyReportRowView, PaymentDetail, PaymentPage, PaymentStateView,
-    PaymentView, StoreView, TerminalList, TerminalView,
+    AmountRequest, DailyReport, DailyReportRowView, EventReceipt, PaymentDetail, PaymentPage,
+    PaymentStateView, PaymentView, StoreView, TerminalList, TerminalView,
 };
 use crate::core::{
     Claimed, Core, HELD_FOR_REVIEW, IDEMPOTENCY_RETENTION_MS, Reply, Request, commit, derived_id,
@@ -24,6 +26,9 @@ use crate::identity::Identity;
 use crate::{keys, loyalty, signing};
 
 pub const PAGE_LIMIT_MAX: i64 = 100;
+/// Handled webhook events are remembered this long: past the 24 hours
+/// Hyperswitch retries a delivery, with room to spare.
+pub const CONNECTOR_EVENT_RETENTION_MS: i64 = 48 * 3_600_000;
 const PAGE_LIMIT_DEFAULT: i64 = 20;
 
 /// Query of `GET /v1/merchant/payments`.
@@ -515,17 +520,81 @@ impl MerchantOps {
         Ok(closed)
     }
 
-    /// Forgets idempotency keys and nonces past their retention.
+    /// Forgets idempotency keys, nonces and handled webhook events past
+    /// their retention.
     pub async fn purge(&self) -> Result<u64, Failure> {
         let now = self.core.now_ms();
         let mut conn = self.core.conn().await?;
-        Ok(idempotency::purge(
+        let requests = idempotency::purge(
             &mut conn,
             now - IDEMPOTENCY_RETENTION_MS,
             now - 2 * signing::WINDOW_MS,
         )
-        .await?)
+        .await?;
+        let events = connector_events::purge(&mut conn, now - CONNECTOR_EVENT_RETENTION_MS).await?;
+        Ok(requests + events)
     }
+
+    /// An event Hyperswitch sent, its signature already checked. One
+    /// handled before is acknowledged as it is. A payment Hyperswitch
+    /// cancelled (its hold released) while facepay holds it authorised is
+    /// voided through the connector, which reads the payment back before
+    /// anything moves; every other event only informs, as facepay makes its
+    /// captures and refunds itself. The event is recorded after its effect
+    /// is committed, so a failure leaves Hyperswitch to deliver it again.
+    pub async fn hyperswitch_event(&self, event: &WebhookEvent) -> Result<Reply, Failure> {
+        let connector = hyperswitch::CONNECTOR_NAME;
+        let mut conn = self.core.conn().await?;
+        let seen = connector_events::seen(&mut conn, connector, &event.id).await?;
+        drop(conn);
+        if seen {
+            return event_receipt(event, "duplicate");
+        }
+        let outcome = match &event.object {
+            WebhookObject::Payment {
+                payment_id,
+                status: PaymentStatus::Cancelled,
+            } => self.cancelled_by_acquirer(payment_id).await?,
+            _ => "noted",
+        };
+        let now = self.core.now_ms();
+        let mut conn = self.core.conn().await?;
+        connector_events::record(&mut conn, connector, &event.id, &event.event_type, now).await?;
+        tracing::info!(
+            event_id = event.id,
+            event_type = event.event_type,
+            outcome,
+            "hyperswitch event"
+        );
+        event_receipt(event, outcome)
+    }
+
+    async fn cancelled_by_acquirer(&self, payment_id: &str) -> Result<&'static str, Failure> {
+        let _lock = self.core.payment_lock(payment_id).lock().await;
+        let found = payments::get(&mut *self.core.conn().await?, payment_id).await?;
+        let Some(payment) = found.filter(|p| {
+            p.connector.as_deref() == Some(hyperswitch::CONNECTOR_NAME)
+                && p.issuer_ref.as_deref() == Some(payment_id)
+        }) else {
+            return Ok("unknown_payment");
+        };
+        if payment.state()? != PaymentState::Authorised {
+            return Ok("noted");
+        }
+        self.void_authorised(payment, "cancelled_by_acquirer", None, None)
+            .await?;
+        Ok("voided")
+    }
+}
+
+fn event_receipt(event: &WebhookEvent, outcome: &'static str) -> Result<Reply, Failure> {
+    Reply::json(
+        200,
+        &EventReceipt {
+            event_id: event.id.clone(),
+            outcome,
+        },
+    )
 }
 
 async fn finish(

@@ -134,7 +134,7 @@ async fn every_service_reads_the_time_from_its_clock() {
         let enrolment = json!({
             "phone": "+821012345678", "pin": "123456",
             "frames": [frame("face_recognition/obama.jpg")],
-            "card": { "number": "4242424242424242", "expiry_month": 12, "expiry_year": 2031 },
+            "card": { "number": "4242424242424242", "expiry_month": 12, "expiry_year": 2031, "security_code": "737" },
         });
         let body = serde_json::to_vec(&enrolment).unwrap();
         let enrolled = services.identity.enrol("e1", &body).await.unwrap();

@@ -216,7 +216,10 @@ pub(super) fn engine_with_logs() -> Arc<FaceEngine> {
 pub(super) fn enrolment(phone: &str, photo: &str, card: &str) -> Value {
     json!({
         "phone": phone, "pin": "123456", "frames": [frame(photo)],
-        "card": { "number": card, "expiry_month": 12, "expiry_year": 2031 },
+        "card": {
+            "number": card, "expiry_month": 12, "expiry_year": 2031,
+            "security_code": facepay_connector::simulator::printed_security_code(card),
+        },
     })
 }
 
@@ -298,6 +301,23 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             (409, Some("face_already_enrolled")),
             "{backend}"
         );
+        // The card is verified with its security code before anything is
+        // stored: a wrong code is the issuer's refusal, a malformed one is
+        // refused here, and neither enrols anything, so the same face and
+        // phone enrol at once with the right code.
+        for (code, status, error) in [
+            ("123", 402, "incorrect_security_code"),
+            ("12", 422, "card_security_code_invalid"),
+        ] {
+            let mut wrong = biden.clone();
+            wrong["card"]["security_code"] = json!(code);
+            let (got, body, _) = h.enrol(&format!("e3-{code}"), &wrong).await;
+            assert_eq!(
+                (got, body["error"]["code"].as_str()),
+                (status, Some(error)),
+                "{backend}: {body}"
+            );
+        }
         let (status, body, _) = h.enrol("e3", &biden).await;
         assert_eq!(status, 201, "{backend}: {body}");
         let biden_id = body["user_id"].as_str().unwrap().to_owned();
@@ -847,6 +867,8 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
                 vault_token: None,
                 fingerprint: None,
                 status: "active".into(),
+                credential_connector: None,
+                credential_id: None,
             };
             // Oldest first, so it is the card the next payment uses.
             parties::insert_payment_method(&mut conn, &method, 0)
@@ -860,11 +882,37 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             lenient(DecisionPolicy::default()),
         )
         .await;
+        // Moved, it still has no stored credential: it was never verified
+        // with its security code, so it is refused before the issuer, as a
+        // declined payment with its code, and its holder adds it again.
         let (status, body, _) = restarted
             .pay("t2", &payment("face_recognition/obama3.jpg", "100"))
             .await;
-        assert_eq!(status, 201, "{backend}: {body}");
-        assert_eq!(body["receipt"]["card"], "mastercard ****4444", "{backend}");
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (402, Some("card_needs_verification")),
+            "{backend}: {body}"
+        );
+        assert_eq!(body["payment"]["state"], "declined", "{backend}");
+        let moved = {
+            let mut conn = store.acquire().await.unwrap();
+            parties::payment_method(&mut conn, legacy_id).await.unwrap()
+        };
+        let moved = moved.unwrap();
+        assert!(
+            moved.vault_token.is_some(),
+            "{backend}: moved into the vault"
+        );
+        assert_eq!(moved.credential_id, None, "{backend}");
+        verify(&store).await;
+        {
+            let mut conn = store.acquire().await.unwrap();
+            sqlx::query("UPDATE payment_methods SET status = 'deleted' WHERE id = $1")
+                .bind(legacy_id)
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
 
         // Phone digits from the till narrow the search to that partition.
         let with_digits = |digits: &str| {
@@ -922,8 +970,9 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             .iter()
             .filter_map(|m| m["last4"].as_str())
             .collect();
-        assert_eq!(last4s, ["4444", "4242"], "{backend}");
-        let fingerprint = mine["payment_methods"][1]["fingerprint"].as_str().unwrap();
+        // The unverified legacy card was taken out of use above.
+        assert_eq!(last4s, ["4242"], "{backend}");
+        let fingerprint = mine["payment_methods"][0]["fingerprint"].as_str().unwrap();
         assert!(fingerprint.starts_with("fp_"), "{backend}");
         assert!(mine["payments"].as_array().unwrap().len() >= 3);
         let template = {

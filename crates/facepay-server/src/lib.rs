@@ -36,6 +36,8 @@ pub struct AppState {
     /// The outside parties this server reaches only as simulators, as its
     /// configuration names them: shown on every answer and every page.
     simulated: Vec<String>,
+    /// What Hyperswitch signs its webhooks with, when it is the connector.
+    hyperswitch_webhook_secret: Option<String>,
 }
 
 impl AppState {
@@ -52,6 +54,10 @@ pub fn router(app: &App) -> Router {
         services: Arc::clone(&app.services),
         hub: Arc::clone(&app.hub),
         simulated: app.simulated_parts(),
+        hyperswitch_webhook_secret: match &app.config.connector {
+            facepay_config::Connector::Hyperswitch(h) => Some(h.webhook_secret.expose().to_owned()),
+            facepay_config::Connector::SimulatedIssuer(_) => None,
+        },
     });
     let (api, _) = routes::api().split_for_parts();
     api.merge(web::routes())

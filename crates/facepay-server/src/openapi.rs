@@ -30,6 +30,7 @@ const MILLISECONDS_PER_HOUR: i64 = 3_600_000;
         (name = "operator", description = "Fraud claims, the review queue, flagged terminals and the blocklist, with an operator key."),
         (name = "hub", description = "The cross-border hub: QR payments between member networks with FX, cash codes for foreign ATMs, settlement windows. Members call with their network's key; windows need an operator key. A transfer's Idempotency-Key with the same quote answers the same transfer; quotes and cash codes take none (an unused one expires)."),
         (name = "service", description = "Health, metrics, the face engine and these docs."),
+        (name = "connectors", description = "What acquirers send: Hyperswitch's signed webhooks."),
     )
 )]
 struct ApiDoc;

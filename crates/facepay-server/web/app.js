@@ -1,5 +1,6 @@
 // The shopper's app: sign up with phone, PIN, a selfie checked live by the
-// quality gate, and a card checked before it leaves the phone; then my
+// quality gate, and a card checked before it leaves the phone (its security
+// code verified once by the bank, never kept); then my
 // payments, points and coupons, and a button that really deletes my face.
 
 import { burst, call, el, grab, guidance, money, newKey, openCamera, quality, say } from "/web/lib.js";
@@ -83,6 +84,8 @@ const MESSAGES = {
   phone_invalid: "Check the phone number: digits with the country code.",
   pin_invalid: "The PIN must be 4 to 12 digits.",
   card_number_luhn: "Check the card number: it does not add up.",
+  card_security_code_invalid: "The security code is the 3 digits on the back of the card (4 on the front of an Amex).",
+  incorrect_security_code: "Your bank says that security code is not the card's: check it and try again.",
   face_already_enrolled: "This face already has an account.",
   liveness_failed: "We could not confirm a live person: take the selfie again, facing the camera.",
 };
@@ -93,11 +96,13 @@ async function enrol(event) {
   const card = $("card").value.replace(/[\s-]/g, "");
   const pin = $("pin").value;
   const exp = expiry($("expiry").value);
+  const cvc = $("cvc").value.trim();
   const problems = [];
   if (!/^\+?\d{8,15}$/.test($("phone").value.replace(/[\s-]/g, ""))) problems.push(MESSAGES.phone_invalid);
   if (!/^\d{4,12}$/.test(pin)) problems.push(MESSAGES.pin_invalid);
   if (!/^\d+$/.test(card) || !luhn(card)) problems.push(MESSAGES.card_number_luhn);
   if (!exp) problems.push("Check the expiry: MM/YY, not in the past.");
+  if (!/^\d{3,4}$/.test(cvc)) problems.push(MESSAGES.card_security_code_invalid);
   if (!frames) problems.push("Take a selfie first.");
   if (problems.length) {
     say(status, problems.join(" "), "bad");
@@ -110,7 +115,7 @@ async function enrol(event) {
       phone: $("phone").value.replace(/[\s-]/g, ""),
       pin,
       frames,
-      card: { number: card, expiry_month: exp.month, expiry_year: exp.year },
+      card: { number: card, expiry_month: exp.month, expiry_year: exp.year, security_code: cvc },
     });
     const answer = await call("POST", "/v1/users", { headers: { "idempotency-key": newKey() }, body });
     if (answer.status !== 201) {

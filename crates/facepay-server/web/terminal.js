@@ -109,6 +109,7 @@ const DECLINES = {
   expired_card: "The card was declined by its bank: it has expired. Please pay another way.",
   do_not_honour: "The card was declined by its bank. Please pay another way.",
   invalid_card: "The card was declined by its bank: it is not valid. Please pay another way.",
+  card_needs_verification: "This card must be added again in the facepay app before it can pay. Please pay another way.",
   card_tap_invalid: "The card tap could not be checked. Please try again or pay another way.",
   step_up_failed: "We could not confirm it is you. The payment is cancelled.",
   factor_locked: "Too many wrong answers: try again later, or pay another way.",

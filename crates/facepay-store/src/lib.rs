@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod changes;
 pub mod clock;
+pub mod connector_events;
 pub mod files;
 pub mod fraud;
 pub mod hub;

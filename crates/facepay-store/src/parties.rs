@@ -105,7 +105,8 @@ pub async fn delete_user(conn: &mut Connection, id: &str, now_ms: i64) -> Result
         .await?;
     sqlx::query(
         "UPDATE payment_methods SET status = 'deleted', key_id = NULL, nonce = NULL, \
-         ciphertext = NULL, vault_token = NULL, fingerprint = NULL WHERE user_id = $1",
+         ciphertext = NULL, vault_token = NULL, fingerprint = NULL, \
+         credential_connector = NULL, credential_id = NULL WHERE user_id = $1",
     )
     .bind(id)
     .execute(&mut *conn)
@@ -326,6 +327,13 @@ pub struct PaymentMethod {
     /// the same fingerprint, and the number cannot be found from it.
     pub fingerprint: Option<String>,
     pub status: String,
+    /// The connector whose verification of the card left
+    /// `credential_id` (migration 0013).
+    #[serde(skip)]
+    pub credential_connector: Option<String>,
+    /// The stored credential later payments on the card name; no card data.
+    #[serde(skip)]
+    pub credential_id: Option<String>,
 }
 
 pub async fn insert_payment_method(
@@ -335,8 +343,9 @@ pub async fn insert_payment_method(
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO payment_methods (id, user_id, brand, last4, expiry_month, expiry_year, \
-         key_id, nonce, ciphertext, vault_token, fingerprint, status, created_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         key_id, nonce, ciphertext, vault_token, fingerprint, status, created_at_ms, \
+         credential_connector, credential_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&method.id)
     .bind(&method.user_id)
@@ -351,13 +360,15 @@ pub async fn insert_payment_method(
     .bind(&method.fingerprint)
     .bind(&method.status)
     .bind(now_ms)
+    .bind(&method.credential_connector)
+    .bind(&method.credential_id)
     .execute(conn)
     .await?;
     Ok(())
 }
 
 const METHOD_COLUMNS: &str = "id, user_id, brand, last4, expiry_month, expiry_year, key_id, \
-     nonce, ciphertext, vault_token, fingerprint, status";
+     nonce, ciphertext, vault_token, fingerprint, status, credential_connector, credential_id";
 
 pub async fn payment_methods(conn: &mut Connection, user_id: &str) -> Result<Vec<PaymentMethod>> {
     let sql = format!(

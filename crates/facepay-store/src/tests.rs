@@ -409,10 +409,18 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
             vault_token: None,
             fingerprint: Some("fp1".into()),
             status: "active".into(),
+            credential_connector: Some("simulated_issuer".into()),
+            credential_id: Some("sim-cit-0123".into()),
         };
         parties::insert_payment_method(&mut tx, &method, 1)
             .await
             .unwrap();
+        let stored = parties::payment_method(&mut tx, "pm1").await.unwrap();
+        let credential = stored.map(|m| (m.credential_connector, m.credential_id));
+        assert_eq!(
+            credential,
+            Some((Some("simulated_issuer".into()), Some("sim-cit-0123".into())))
+        );
         // Captured at 1,000, 2,000 and 3,000 ms; a decline at 3,500.
         for (i, (at_ms, amount_minor, state)) in [
             (1_000, 4_000, "captured"),
@@ -1037,5 +1045,43 @@ async fn a_payment_without_a_score_does_not_spoil_the_next_insert_on_its_connect
             let stored = payments::get(&mut conn, &p.id).await.unwrap().unwrap();
             assert_eq!(stored.match_score, Some(0.5));
         }
+    }
+}
+
+#[tokio::test]
+async fn a_connector_event_is_recorded_once_until_purged() {
+    use crate::connector_events;
+
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let mut conn = store.acquire().await.unwrap();
+        let hs = "hyperswitch";
+        assert!(
+            !connector_events::seen(&mut conn, hs, "evt_1")
+                .await
+                .unwrap()
+        );
+        let first = connector_events::record(&mut conn, hs, "evt_1", "payment_cancelled", 1_000);
+        assert!(first.await.unwrap(), "{backend}");
+        let again = connector_events::record(&mut conn, hs, "evt_1", "payment_cancelled", 2_000);
+        assert!(!again.await.unwrap(), "{backend}: a repeat");
+        assert!(
+            connector_events::seen(&mut conn, hs, "evt_1")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !connector_events::seen(&mut conn, "other", "evt_1")
+                .await
+                .unwrap()
+        );
+        assert_eq!(connector_events::purge(&mut conn, 1_000).await.unwrap(), 0);
+        assert_eq!(connector_events::purge(&mut conn, 1_001).await.unwrap(), 1);
+        assert!(
+            !connector_events::seen(&mut conn, hs, "evt_1")
+                .await
+                .unwrap()
+        );
     }
 }

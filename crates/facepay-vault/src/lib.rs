@@ -7,7 +7,10 @@
 //! nor either side's keys, recovers a digit. At payment the core opens its
 //! share and passes it in with the token; the vault joins the shares in
 //! memory, checks that they make a card number, calls the issuer, and
-//! wipes the number.
+//! wipes the number. A card's one verification (when its holder adds it)
+//! goes the same way, with the security code its holder just typed: the
+//! code passes through the vault for that one call and is wiped; nothing
+//! keeps it.
 //!
 //! The rest of facepay sees a token, the last four digits, the brand, the
 //! expiry and a keyed fingerprint. The vault's master key is under dual
@@ -25,7 +28,9 @@ pub mod wire;
 
 use std::sync::Arc;
 
-use facepay_connector::{Authorisation, BoxFuture, CardTap, Connector, ConnectorError};
+use facepay_connector::{
+    Authorisation, BoxFuture, CardTap, Connector, ConnectorError, StoredCredential,
+};
 use zeroize::Zeroizing;
 
 pub use custody::KeyPart;
@@ -115,6 +120,33 @@ pub struct VaultAuthorise {
     pub currency: String,
     /// The card's cryptogram when the payer tapped it as a step-up.
     pub tap: Option<CardTap>,
+    /// What the card's verification left with the issuer, if it had one:
+    /// the payment is made on file with it.
+    pub stored_credential: Option<StoredCredential>,
+}
+
+/// A new card's verification with the issuer: joined as for an
+/// authorisation, with the security code its holder just typed.
+pub struct VaultVerify {
+    pub token: String,
+    pub core_share: Zeroizing<Vec<u8>>,
+    pub expiry_month: u8,
+    pub expiry_year: u16,
+    /// Used for this one call and wiped; never stored, never logged.
+    pub security_code: Zeroizing<String>,
+    /// The card's id in the core; the issuer deduplicates on it.
+    pub reference: String,
+    /// The card holder's user id, as the issuer knows the customer.
+    pub customer: String,
+    pub currency: String,
+    /// When the holder agreed to keep the card on file, Unix ms.
+    pub agreed_at_ms: i64,
+}
+
+/// The issuer's answer to a verification, and how long it took.
+pub struct Verified {
+    pub outcome: Result<StoredCredential, ConnectorError>,
+    pub connector_us: u64,
 }
 
 /// The issuer's answer, and how long the issuer took, so the caller can
@@ -129,6 +161,10 @@ pub trait Vault: Send + Sync {
     fn tokenize(&self, card: NewCard) -> BoxFuture<'_, Result<Tokenized, VaultError>>;
 
     fn authorise(&self, request: VaultAuthorise) -> BoxFuture<'_, Result<Authorised, VaultError>>;
+
+    /// Verifies a card just added, with its security code, and gives the
+    /// issuer's stored credential for it.
+    fn verify(&self, request: VaultVerify) -> BoxFuture<'_, Result<Verified, VaultError>>;
 
     /// Destroys the vault's share: the card cannot be joined again.
     fn forget(&self, token: String) -> BoxFuture<'_, Result<(), VaultError>>;

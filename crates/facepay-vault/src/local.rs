@@ -5,14 +5,15 @@ use std::time::Instant;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use facepay_connector::{AuthoriseRequest, BoxFuture, CardDetails, Connector};
+use facepay_connector::{AuthoriseRequest, BoxFuture, CardDetails, Connector, VerifyRequest};
 use facepay_store::{Store, now_ms, vault};
 use zeroize::Zeroizing;
 
 use crate::custody::{KeyPart, MasterKey};
 use crate::split::{join, split};
 use crate::{
-    Authorised, NewCard, Tokenized, Vault, VaultAuthorise, VaultError, check_pan, random_bytes_into,
+    Authorised, NewCard, Tokenized, Vault, VaultAuthorise, VaultError, VaultVerify, Verified,
+    check_pan, random_bytes_into,
 };
 
 const NONCE_BYTES: usize = 12;
@@ -172,9 +173,39 @@ impl LocalVault {
                 currency: request.currency,
                 tap: request.tap,
                 capture: facepay_connector::CaptureMethod::Manual,
+                stored_credential: request.stored_credential,
             })
             .await;
         Ok(Authorised {
+            outcome,
+            connector_us: start.elapsed().as_micros() as u64,
+        })
+    }
+
+    /// The card joined, its security code beside it for this one call;
+    /// both are wiped when the request is dropped (`CardDetails`).
+    async fn verify_now(&self, request: VaultVerify) -> Result<Verified, VaultError> {
+        let pan = self.join_card(&request.token, &request.core_share).await?;
+        let card = CardDetails {
+            pan: pan.as_str().to_owned(),
+            expiry_month: request.expiry_month,
+            expiry_year: request.expiry_year,
+            security_code: Some(request.security_code.as_str().to_owned()),
+        };
+        drop(pan);
+        drop(request.security_code);
+        let start = Instant::now();
+        let outcome = self
+            .connector
+            .verify_card(VerifyRequest {
+                reference: request.reference,
+                customer: request.customer,
+                card,
+                currency: request.currency,
+                agreed_at_ms: request.agreed_at_ms,
+            })
+            .await;
+        Ok(Verified {
             outcome,
             connector_us: start.elapsed().as_micros() as u64,
         })
@@ -188,6 +219,10 @@ impl Vault for LocalVault {
 
     fn authorise(&self, request: VaultAuthorise) -> BoxFuture<'_, Result<Authorised, VaultError>> {
         Box::pin(self.authorise_now(request))
+    }
+
+    fn verify(&self, request: VaultVerify) -> BoxFuture<'_, Result<Verified, VaultError>> {
+        Box::pin(self.verify_now(request))
     }
 
     fn forget(&self, token: String) -> BoxFuture<'_, Result<(), VaultError>> {

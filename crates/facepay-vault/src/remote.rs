@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use facepay_connector::{Authorisation, AuthoriseRequest, BoxFuture, Connector, ConnectorError};
+use facepay_connector::{
+    Authorisation, AuthoriseRequest, BoxFuture, Connector, ConnectorError, StoredCredential,
+    VerifyRequest,
+};
 use facepay_store::now_ms;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -12,7 +15,9 @@ use zeroize::Zeroizing;
 
 use crate::channel::{BODY_BYTES_MAX, ChannelKey, HEADER_NONCE, HEADER_TIMESTAMP};
 use crate::wire::{self, Answer, Outcome};
-use crate::{Authorised, NewCard, Tokenized, Vault, VaultAuthorise, VaultError};
+use crate::{
+    Authorised, NewCard, Tokenized, Vault, VaultAuthorise, VaultError, VaultVerify, Verified,
+};
 
 /// A vault call waits this long at most; the issuer's own timeout is
 /// shorter, so a slow issuer still answers before the channel gives up.
@@ -143,10 +148,33 @@ impl Vault for RemoteVault {
                 amount_minor: request.amount_minor,
                 currency: request.currency,
                 tap: request.tap,
+                stored_credential: request.stored_credential,
             };
             let answer: wire::AuthoriseResponse =
                 self.channel.call(wire::OP_AUTHORISE, wire_request).await?;
             Ok(Authorised {
+                outcome: answer.outcome.into_result(),
+                connector_us: answer.connector_us,
+            })
+        })
+    }
+
+    fn verify(&self, request: VaultVerify) -> BoxFuture<'_, Result<Verified, VaultError>> {
+        Box::pin(async move {
+            let wire_request = wire::VerifyRequest {
+                token: request.token,
+                core_share: hex::encode(request.core_share.as_slice()),
+                expiry_month: request.expiry_month,
+                expiry_year: request.expiry_year,
+                security_code: request.security_code.as_str().to_owned(),
+                reference: request.reference,
+                customer: request.customer,
+                currency: request.currency,
+                agreed_at_ms: request.agreed_at_ms,
+            };
+            let answer: wire::VerifyResponse =
+                self.channel.call(wire::OP_VERIFY, wire_request).await?;
+            Ok(Verified {
                 outcome: answer.outcome.into_result(),
                 connector_us: answer.connector_us,
             })
@@ -194,6 +222,17 @@ impl Connector for Relay {
     /// Payments record that their issuer was reached through the vault.
     fn name(&self) -> &'static str {
         "card_vault"
+    }
+
+    fn verify_card(
+        &self,
+        _request: VerifyRequest,
+    ) -> BoxFuture<'_, Result<StoredCredential, ConnectorError>> {
+        Box::pin(async {
+            Err(ConnectorError::Rejected(
+                "card numbers stay in the vault: verify through it".into(),
+            ))
+        })
     }
 
     fn authorise(

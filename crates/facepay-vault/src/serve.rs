@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use crate::channel::{ChannelError, ChannelKey, ReplayGuard, SealedRequest};
 use crate::wire::{self, Answer, Outcome};
-use crate::{KeyPart, LocalVault, NewCard, Unlock, Vault, VaultAuthorise, VaultError};
+use crate::{KeyPart, LocalVault, NewCard, Unlock, Vault, VaultAuthorise, VaultError, VaultVerify};
 
 /// Answers one sealed request; `Err` when the request itself does not pass
 /// the channel (then the caller answers in clear with the error's code).
@@ -26,47 +26,9 @@ pub async fn answer(
 
 async fn dispatch(vault: &LocalVault, op: &str, plaintext: &[u8]) -> Zeroizing<Vec<u8>> {
     match op {
-        wire::OP_TOKENIZE => {
-            reply(parse(plaintext).map(|r: wire::TokenizeRequest| async move {
-                let tokenized = vault
-                    .tokenize(NewCard {
-                        pan: Zeroizing::new(r.pan.clone()),
-                    })
-                    .await?;
-                Ok(wire::TokenizeResponse {
-                    token: tokenized.token,
-                    fingerprint: tokenized.fingerprint,
-                    core_share: hex::encode(tokenized.core_share.as_slice()),
-                })
-            }))
-            .await
-        }
-        wire::OP_AUTHORISE => {
-            reply(
-                parse(plaintext).map(|r: wire::AuthoriseRequest| async move {
-                    let core_share = Zeroizing::new(
-                        hex::decode(&r.core_share).map_err(|_| VaultError::ShareMismatch)?,
-                    );
-                    let authorised = vault
-                        .authorise(VaultAuthorise {
-                            token: r.token.clone(),
-                            core_share,
-                            expiry_month: r.expiry_month,
-                            expiry_year: r.expiry_year,
-                            reference: r.reference.clone(),
-                            amount_minor: r.amount_minor,
-                            currency: r.currency.clone(),
-                            tap: r.tap.clone(),
-                        })
-                        .await?;
-                    Ok(wire::AuthoriseResponse {
-                        outcome: Outcome::of(authorised.outcome),
-                        connector_us: authorised.connector_us,
-                    })
-                }),
-            )
-            .await
-        }
+        wire::OP_TOKENIZE => reply(parse(plaintext).map(|r| tokenize(vault, r))).await,
+        wire::OP_AUTHORISE => reply(parse(plaintext).map(|r| authorise(vault, r))).await,
+        wire::OP_VERIFY => reply(parse(plaintext).map(|r| verify(vault, r))).await,
         wire::OP_FORGET => {
             reply(
                 parse(plaintext)
@@ -114,6 +76,76 @@ async fn dispatch(vault: &LocalVault, op: &str, plaintext: &[u8]) -> Zeroizing<V
             message: format!("the vault has no operation {other:?}"),
         }),
     }
+}
+
+async fn tokenize(
+    vault: &LocalVault,
+    request: wire::TokenizeRequest,
+) -> Result<wire::TokenizeResponse, VaultError> {
+    let tokenized = vault
+        .tokenize(NewCard {
+            pan: Zeroizing::new(request.pan.clone()),
+        })
+        .await?;
+    Ok(wire::TokenizeResponse {
+        token: tokenized.token,
+        fingerprint: tokenized.fingerprint,
+        core_share: hex::encode(tokenized.core_share.as_slice()),
+    })
+}
+
+async fn authorise(
+    vault: &LocalVault,
+    request: wire::AuthoriseRequest,
+) -> Result<wire::AuthoriseResponse, VaultError> {
+    let authorised = vault
+        .authorise(VaultAuthorise {
+            token: request.token.clone(),
+            core_share: core_share(&request.core_share)?,
+            expiry_month: request.expiry_month,
+            expiry_year: request.expiry_year,
+            reference: request.reference.clone(),
+            amount_minor: request.amount_minor,
+            currency: request.currency.clone(),
+            tap: request.tap.clone(),
+            stored_credential: request.stored_credential.clone(),
+        })
+        .await?;
+    Ok(wire::AuthoriseResponse {
+        outcome: Outcome::of(authorised.outcome),
+        connector_us: authorised.connector_us,
+    })
+}
+
+/// The security code is copied once, into memory wiped when the call
+/// ends; the wire request wipes its own copy when dropped.
+async fn verify(
+    vault: &LocalVault,
+    request: wire::VerifyRequest,
+) -> Result<wire::VerifyResponse, VaultError> {
+    let verified = vault
+        .verify(VaultVerify {
+            token: request.token.clone(),
+            core_share: core_share(&request.core_share)?,
+            expiry_month: request.expiry_month,
+            expiry_year: request.expiry_year,
+            security_code: Zeroizing::new(request.security_code.clone()),
+            reference: request.reference.clone(),
+            customer: request.customer.clone(),
+            currency: request.currency.clone(),
+            agreed_at_ms: request.agreed_at_ms,
+        })
+        .await?;
+    Ok(wire::VerifyResponse {
+        outcome: Outcome::of(verified.outcome),
+        connector_us: verified.connector_us,
+    })
+}
+
+fn core_share(hex_share: &str) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    hex::decode(hex_share)
+        .map(Zeroizing::new)
+        .map_err(|_| VaultError::ShareMismatch)
 }
 
 fn parse<T: DeserializeOwned>(plaintext: &[u8]) -> Result<T, VaultError> {

@@ -1,10 +1,15 @@
 use std::sync::Arc;
 
-use facepay_connector::{ConnectorError, Decline, SimulatedIssuer, SimulatorConfig};
+use facepay_connector::simulator::printed_security_code;
+use facepay_connector::{
+    ConnectorError, Decline, SimulatedIssuer, SimulatorConfig, StoredCredential,
+};
 use facepay_store::testing;
 use zeroize::Zeroizing;
 
-use crate::{KeyPart, LocalVault, NewCard, Unlock, Vault, VaultAuthorise, VaultError};
+use crate::{
+    KeyPart, LocalVault, NewCard, Tokenized, Unlock, Vault, VaultAuthorise, VaultError, VaultVerify,
+};
 
 fn card(pan: &str) -> NewCard {
     NewCard {
@@ -22,6 +27,38 @@ fn authorise(token: &str, core_share: &[u8], amount_minor: i64) -> VaultAuthoris
         amount_minor,
         currency: "KRW".into(),
         tap: None,
+        stored_credential: None,
+    }
+}
+
+fn verify(card: &Tokenized, security_code: &str) -> VaultVerify {
+    VaultVerify {
+        token: card.token.clone(),
+        core_share: Zeroizing::new(card.core_share.to_vec()),
+        expiry_month: 12,
+        expiry_year: 2099,
+        security_code: Zeroizing::new(security_code.to_owned()),
+        reference: facepay_store::ids::new("pm"),
+        customer: "usr_1".into(),
+        currency: "KRW".into(),
+        agreed_at_ms: 1_767_225_600_000,
+    }
+}
+
+/// The card verified with the code printed on it, as when its holder adds it.
+async fn verified(vault: &LocalVault, card: &Tokenized, pan: &str) -> StoredCredential {
+    let verified = vault
+        .verify(verify(card, printed_security_code(pan)))
+        .await
+        .unwrap();
+    verified.outcome.unwrap()
+}
+
+/// A payment on file: the card's share, its credential, no security code.
+fn on_file(card: &Tokenized, credential: &StoredCredential, amount_minor: i64) -> VaultAuthorise {
+    VaultAuthorise {
+        stored_credential: Some(credential.clone()),
+        ..authorise(&card.token, &card.core_share, amount_minor)
     }
 }
 
@@ -66,8 +103,17 @@ async fn cards_pay_only_with_both_shares_and_an_unlocked_vault() {
         let other = vault.tokenize(card("5555555555554444")).await.unwrap();
         assert_ne!(other.fingerprint, visa.fingerprint);
 
-        let approved = vault
+        let unverified = vault
             .authorise(authorise(&visa.token, &visa.core_share, 4_500))
+            .await
+            .unwrap();
+        assert!(
+            matches!(unverified.outcome, Err(ConnectorError::NeedsVerification)),
+            "a card on file pays only once verified"
+        );
+        let visa_credential = verified(&vault, &visa, "4242424242424242").await;
+        let approved = vault
+            .authorise(on_file(&visa, &visa_credential, 4_500))
             .await
             .unwrap();
         assert!(approved.outcome.is_ok());
@@ -89,8 +135,9 @@ async fn cards_pay_only_with_both_shares_and_an_unlocked_vault() {
             Err(VaultError::ShareMismatch)
         ));
         let poor = vault.tokenize(card("4000000000009995")).await.unwrap();
+        let poor_credential = verified(&vault, &poor, "4000000000009995").await;
         let declined = vault
-            .authorise(authorise(&poor.token, &poor.core_share, 4_500))
+            .authorise(on_file(&poor, &poor_credential, 4_500))
             .await
             .unwrap();
         assert!(matches!(
@@ -111,6 +158,7 @@ async fn cards_pay_only_with_both_shares_and_an_unlocked_vault() {
         ));
 
         // A restarted vault is locked, and opens with these parts only.
+        let again_credential = verified(&vault, &again, "4242424242424242").await;
         let restarted = LocalVault::new(store.clone(), issuer);
         assert!(matches!(
             restarted
@@ -125,7 +173,7 @@ async fn cards_pay_only_with_both_shares_and_an_unlocked_vault() {
         restarted.unlock(&b, &a).await.unwrap();
         assert!(
             restarted
-                .authorise(authorise(&again.token, &again.core_share, 1))
+                .authorise(on_file(&again, &again_credential, 1))
                 .await
                 .unwrap()
                 .outcome
@@ -133,5 +181,39 @@ async fn cards_pay_only_with_both_shares_and_an_unlocked_vault() {
         );
         restarted.lock();
         assert!(!restarted.is_unlocked());
+    }
+}
+
+#[tokio::test]
+async fn a_card_is_verified_once_with_its_code_which_nothing_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::vault_stores(dir.path()).await.unwrap() {
+        let issuer = Arc::new(SimulatedIssuer::new(SimulatorConfig::default()));
+        let vault = LocalVault::new(store.clone(), issuer);
+        vault
+            .unlock(&KeyPart::generate(), &KeyPart::generate())
+            .await
+            .unwrap();
+        let amex = vault.tokenize(card("378282246310005")).await.unwrap();
+        let wrong = vault.verify(verify(&amex, "737")).await.unwrap();
+        assert!(
+            matches!(
+                wrong.outcome,
+                Err(ConnectorError::Declined(Decline::IncorrectSecurityCode))
+            ),
+            "Amex codes have four digits"
+        );
+        let credential = verified(&vault, &amex, "378282246310005").await;
+        assert_eq!(credential.connector, "simulated_issuer");
+        let paid = vault.authorise(on_file(&amex, &credential, 700)).await;
+        assert!(paid.unwrap().outcome.is_ok());
+        // Another card's share does not join, so nothing is sent.
+        let visa = vault.tokenize(card("4242424242424242")).await.unwrap();
+        let mut mixed = verify(&amex, "7373");
+        mixed.core_share = Zeroizing::new(visa.core_share.to_vec());
+        assert!(matches!(
+            vault.verify(mixed).await,
+            Err(VaultError::ShareMismatch)
+        ));
     }
 }

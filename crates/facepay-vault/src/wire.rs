@@ -1,7 +1,7 @@
 //! The messages between the core and a remote vault, inside the channel.
 //! Each operation is `POST /vault/v1/{op}` with one of these as its body.
 
-use facepay_connector::{Authorisation, CardTap, ConnectorError, Decline};
+use facepay_connector::{Authorisation, CardTap, ConnectorError, Decline, StoredCredential};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
@@ -9,6 +9,7 @@ use crate::VaultError;
 
 pub const OP_TOKENIZE: &str = "tokenize";
 pub const OP_AUTHORISE: &str = "authorise";
+pub const OP_VERIFY: &str = "verify";
 pub const OP_FORGET: &str = "forget";
 pub const OP_CAPTURE: &str = "capture";
 pub const OP_VOID: &str = "void";
@@ -52,12 +53,43 @@ pub struct AuthoriseRequest {
     pub currency: String,
     #[serde(default)]
     pub tap: Option<CardTap>,
+    #[serde(default)]
+    pub stored_credential: Option<StoredCredential>,
 }
 
 impl Drop for AuthoriseRequest {
     fn drop(&mut self) {
         self.core_share.zeroize();
     }
+}
+
+/// A new card's verification: as an authorisation's card, with the
+/// security code its holder just typed.
+#[derive(Serialize, Deserialize)]
+pub struct VerifyRequest {
+    pub token: String,
+    /// Hex.
+    pub core_share: String,
+    pub expiry_month: u8,
+    pub expiry_year: u16,
+    pub security_code: String,
+    pub reference: String,
+    pub customer: String,
+    pub currency: String,
+    pub agreed_at_ms: i64,
+}
+
+impl Drop for VerifyRequest {
+    fn drop(&mut self) {
+        self.core_share.zeroize();
+        self.security_code.zeroize();
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct VerifyResponse {
+    pub outcome: Outcome<StoredCredential>,
+    pub connector_us: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -135,12 +167,14 @@ fn connector_error(code: &str, message: String) -> ConnectorError {
         Decline::DoNotHonour,
         Decline::InvalidCard,
         Decline::CardTapInvalid,
+        Decline::IncorrectSecurityCode,
     ];
     if let Some(decline) = declines.into_iter().find(|d| d.code() == code) {
         return ConnectorError::Declined(decline);
     }
     match code {
         "issuer_timeout" => ConnectorError::Timeout,
+        "card_needs_verification" => ConnectorError::NeedsVerification,
         _ => ConnectorError::Rejected(message),
     }
 }
@@ -183,8 +217,11 @@ mod tests {
             ConnectorError::Declined(Decline::ExpiredCard),
             ConnectorError::Declined(Decline::DoNotHonour),
             ConnectorError::Declined(Decline::InvalidCard),
+            ConnectorError::Declined(Decline::CardTapInvalid),
+            ConnectorError::Declined(Decline::IncorrectSecurityCode),
             ConnectorError::Timeout,
             ConnectorError::Rejected("over capture".into()),
+            ConnectorError::NeedsVerification,
         ] {
             let code = e.code();
             let text = serde_json::to_string(&Outcome::<()>::of(Err(e))).unwrap();

@@ -143,7 +143,7 @@ fn two_servers_on_one_database_keep_their_galleries_in_step() {
         "phone": "+821055501234",
         "pin": "2580",
         "frames": [photo("John_Salley", 0)],
-        "card": {"number": "4111111111111111", "expiry_month": 12, "expiry_year": 2031},
+        "card": {"number": "4111111111111111", "expiry_month": 12, "expiry_year": 2031, "security_code": "737"},
     }))
     .unwrap();
     let mut response = agent

@@ -17,7 +17,24 @@
 //!   `payment_method_data`; unknown fields refused): `common_utils`
 //!   `id_type.rs` and `consts.rs`, router `core/payments/helpers.rs`
 //!   (`validate_card_data`, `validate_payment_method_fields_present`), and
-//!   `deny_unknown_fields` on `PaymentsRequest` and `RefundRequest`.
+//!   `deny_unknown_fields` on `PaymentsRequest` and `RefundRequest`;
+//! - cards on file: the zero-amount verification (`amount: 0`,
+//!   `payment_type: setup_mandate`, `setup_future_usage: off_session`, a
+//!   `customer_id` and the `customer_acceptance`) and the merchant-initiated
+//!   payment (`off_session: true`, `recurring_details` of type
+//!   `network_transaction_id_and_card_details`): the docs pages "Recurring
+//!   payments" (juspay/hyperswitch-docs,
+//!   `about-hyperswitch/payment-suite-1/payments-cards/recurring-payments.md`),
+//!   "Zero Amount Authorization"
+//!   (`explore-hyperswitch/payment-flows-and-management/subscriptions/zero-amount-authorization-1.md`)
+//!   and "Save a Payment Method"
+//!   (`explore-hyperswitch/payment-orchestration/quickstart/tokenization-and-saved-cards/save-a-payment-method.md`);
+//!   the shapes `RecurringDetails` and `NetworkTransactionIdAndCardDetails`
+//!   (api_models `mandates.rs`), `CustomerAcceptance` (the OpenAPI
+//!   document; `additionalProperties: false`), `PaymentsResponse`'s
+//!   `network_transaction_id`; a `customer_id` whenever
+//!   `setup_future_usage` is set (router `helpers.rs`,
+//!   `validate_customer_id_mandatory_cases`).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -63,18 +80,39 @@ pub fn object_id(reference: &str) -> String {
     format!("{DERIVED_ID_PREFIX}{}", &digest[..DERIVED_ID_HEX_DIGITS])
 }
 
-/// `POST /payments` with `confirm: true`: create and authorise at once.
+/// `POST /payments` with `confirm: true`: create and authorise (or
+/// verify) at once. Three shapes: a card with its security code; the
+/// zero-amount verification of such a card to keep it on file; a
+/// merchant-initiated payment on a card kept on file.
 #[derive(Serialize)]
 pub(crate) struct PaymentCreate<'a> {
     pub amount: i64,
     pub currency: &'a str,
     pub payment_id: &'a str,
     pub confirm: bool,
-    pub capture_method: CaptureMethodWire,
+    /// None for a verification, which captures nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_method: Option<CaptureMethodWire>,
     /// No shopper is at a browser to complete a 3-D Secure challenge.
     pub authentication_type: &'static str,
-    pub payment_method: &'static str,
-    pub payment_method_data: PaymentMethodData<'a>,
+    /// With `payment_method_data`; a payment on file names its card in
+    /// `recurring_details` instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_method_data: Option<PaymentMethodData<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setup_future_usage: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_acceptance: Option<CustomerAcceptance>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub off_session: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recurring_details: Option<RecurringDetails<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile_id: Option<&'a str>,
     /// Our reference as it is, also when `payment_id` is a digest of it.
@@ -83,6 +121,38 @@ pub(crate) struct PaymentCreate<'a> {
 
 pub(crate) const AUTHENTICATION_NO_THREE_DS: &str = "no_three_ds";
 pub(crate) const PAYMENT_METHOD_CARD: &str = "card";
+/// A zero-amount payment that only sets up later ones.
+pub(crate) const PAYMENT_TYPE_SETUP_MANDATE: &str = "setup_mandate";
+/// Later payments are made without the cardholder.
+pub(crate) const FUTURE_USAGE_OFF_SESSION: &str = "off_session";
+/// The cardholder agreed in facepay's app, not on a page Hyperswitch
+/// serves, so there is no browser to describe (`online` needs one).
+pub(crate) const ACCEPTANCE_OFFLINE: &str = "offline";
+
+/// The cardholder's consent to keep the card on file.
+#[derive(Serialize)]
+pub(crate) struct CustomerAcceptance {
+    pub acceptance_type: &'static str,
+    /// ISO 8601 in UTC, as `2022-09-10T10:11:12Z`.
+    pub accepted_at: String,
+}
+
+/// `recurring_details`: adjacently tagged as `{"type": ..., "data": ...}`.
+#[derive(Serialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub(crate) enum RecurringDetails<'a> {
+    NetworkTransactionIdAndCardDetails(CardOnFile<'a>),
+}
+
+/// `NetworkTransactionIdAndCardDetails`: the card without its security
+/// code, and the network's id of the verification that put it on file.
+#[derive(Serialize)]
+pub(crate) struct CardOnFile<'a> {
+    pub card_number: &'a str,
+    pub card_exp_month: String,
+    pub card_exp_year: String,
+    pub network_transaction_id: &'a str,
+}
 
 #[derive(Serialize, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
@@ -153,6 +223,10 @@ pub(crate) struct Payment {
     pub error_message: Option<String>,
     #[serde(default)]
     pub unified_code: Option<String>,
+    /// The card network's id of the transaction; after a verification with
+    /// `setup_future_usage: off_session`, what payments on file name.
+    #[serde(default)]
+    pub network_transaction_id: Option<String>,
 }
 
 /// The fields of `RefundResponse` facepay reads.

@@ -11,6 +11,12 @@
 //!   Hyperswitch's `manual` capture takes one capture per payment.
 //! - `void` is `POST /payments/{id}/cancel`.
 //! - `refund` is `POST /refunds` with our reference as `refund_id`.
+//! - `verify_card` is a zero-amount payment that puts the card on file
+//!   (`payment_type: setup_mandate`, `setup_future_usage: off_session`,
+//!   the cardholder's consent); its `network_transaction_id` is the
+//!   stored credential, and `authorise` on a card without its security
+//!   code names it in `recurring_details`, `off_session: true`. See
+//!   [`credentials`].
 //!
 //! # Unknown outcomes
 //!
@@ -29,10 +35,12 @@
 //! # What it does not do
 //!
 //! Hyperswitch refuses a raw card without a 3 or 4 digit `card_cvc`, and
-//! facepay keeps no security code for a card on file, so an authorisation
-//! without [`CardDetails::security_code`](crate::CardDetails) is refused here
-//! before anything is sent. A card tap's cryptogram has no place in the API
-//! and is refused rather than dropped. Hyperswitch does not pass the
+//! facepay keeps no security code for a card on file, so a card on file
+//! pays only on the stored credential of its verification; one without
+//! ([`StoredCredential`](crate::StoredCredential) of this connector) is
+//! refused with [`ConnectorError::NeedsVerification`] before anything is
+//! sent. A card tap's cryptogram has no place in the API and is refused
+//! rather than dropped. Hyperswitch does not pass the
 //! issuer's approval code back; [`Authorisation::approval_code`] carries the
 //! processor's transaction id (`connector_transaction_id`) instead.
 //! Webhooks: see [`webhook`].
@@ -40,6 +48,7 @@
 mod api;
 mod client;
 mod config;
+mod credentials;
 mod payments;
 mod refunds;
 pub mod webhook;
@@ -47,7 +56,10 @@ pub mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Authorisation, AuthoriseRequest, BoxFuture, Connector, ConnectorError};
+use crate::{
+    Authorisation, AuthoriseRequest, BoxFuture, Connector, ConnectorError, StoredCredential,
+    VerifyRequest,
+};
 
 pub use api::{OBJECT_ID_BYTES_MAX, PaymentStatus, RefundStatus, is_object_id, object_id};
 pub use client::RESPONSE_BYTES_MAX;
@@ -130,6 +142,13 @@ impl HyperswitchConnector {
 impl Connector for HyperswitchConnector {
     fn name(&self) -> &'static str {
         CONNECTOR_NAME
+    }
+
+    fn verify_card(
+        &self,
+        request: VerifyRequest,
+    ) -> BoxFuture<'_, Result<StoredCredential, ConnectorError>> {
+        Box::pin(self.verify_now(request))
     }
 
     fn authorise(

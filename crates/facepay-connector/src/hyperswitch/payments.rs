@@ -5,63 +5,77 @@ use zeroize::Zeroizing;
 use super::api::{self, Payment, PaymentStatus};
 use super::client::{self, Decoded, Method};
 use super::{
-    Budget, HyperswitchConnector, Lookup, Step, check_amount, checked_id, json_body, pause,
-    rejected,
+    Budget, CONNECTOR_NAME, HyperswitchConnector, Lookup, Step, check_amount, checked_id,
+    json_body, pause, rejected,
 };
-use crate::{Authorisation, AuthoriseRequest, CaptureMethod, ConnectorError, Decline};
+use crate::{
+    Authorisation, AuthoriseRequest, CaptureMethod, CardDetails, ConnectorError, Decline,
+    StoredCredential, card,
+};
 
-/// A security code is three digits, four on Amex cards.
-const SECURITY_CODE_DIGITS_MIN: usize = 3;
-const SECURITY_CODE_DIGITS_MAX: usize = 4;
 /// ISO 4217 alphabetic codes are three letters.
 const CURRENCY_CODE_LENGTH: usize = 3;
 /// Hyperswitch's limit on `merchant_order_reference_id`.
 const REFERENCE_BYTES_MAX: usize = 255;
-/// Room for the create body, reserved up front so that writing it never
+/// Room for a create body, reserved up front so that writing it never
 /// reallocates and leaves an unwiped copy of the card number behind.
 const CREATE_BODY_BYTES_MAX: usize = 2_048;
 
-const NO_SECURITY_CODE: &str = "hyperswitch needs the card security code (card_cvc) for a card \
-payment, and facepay keeps none for a card on file";
-
 impl HyperswitchConnector {
+    /// A card with its security code is paid as it is; a card on file, on
+    /// the stored credential its verification left. One without either is
+    /// refused before anything is sent.
     pub(super) async fn authorise_now(
         &self,
         request: AuthoriseRequest,
     ) -> Result<Authorisation, ConnectorError> {
         check_authorise(&request)?;
         let payment_id = api::object_id(&request.reference);
-        let body = self.create_body(&request, &payment_id)?;
+        let credential =
+            StoredCredential::for_connector(request.stored_credential.as_ref(), CONNECTOR_NAME);
+        let body = match (&request.card.security_code, credential) {
+            (Some(security_code), _) => self.card_body(&request, &payment_id, security_code)?,
+            (None, Some(network_transaction_id)) => {
+                self.on_file_body(&request, &payment_id, network_transaction_id)?
+            }
+            (None, None) => return Err(ConnectorError::NeedsVerification),
+        };
         let mut budget = Budget::new();
-        let payment = loop {
+        let payment = self.create(&mut budget, body, &payment_id).await?;
+        let payment = self.settle(&mut budget, payment).await?;
+        authorisation_of(payment, &request)
+    }
+
+    /// `POST /payments` until Hyperswitch has the payment: a retry of a
+    /// create that landed finds it by its id, one that did not is sent
+    /// again with the same id.
+    pub(super) async fn create(
+        &self,
+        budget: &mut Budget,
+        body: Zeroizing<Vec<u8>>,
+        payment_id: &str,
+    ) -> Result<Payment, ConnectorError> {
+        loop {
             let reply = self
-                .send(
-                    &mut budget,
-                    Method::Post,
-                    "/payments".into(),
-                    Some(body.clone()),
-                )
+                .send(budget, Method::Post, "/payments".into(), Some(body.clone()))
                 .await;
             let step = match client::decode::<Payment>(reply) {
                 Decoded::Answer(payment) => Step::Done(payment),
                 // A retry of a create that landed: its payment is the answer.
                 Decoded::Refused { code, .. } if code == api::CODE_DUPLICATE => {
-                    self.created(&mut budget, &payment_id, "its id is taken")
-                        .await
+                    self.created(budget, payment_id, "its id is taken").await
                 }
                 Decoded::Refused { code, message, .. } => {
                     Step::Fail(refusal_of_create(&code, &message))
                 }
-                Decoded::Unknown(reason) => self.created(&mut budget, &payment_id, &reason).await,
+                Decoded::Unknown(reason) => self.created(budget, payment_id, &reason).await,
             };
             match step {
-                Step::Done(payment) => break payment,
+                Step::Done(payment) => return Ok(payment),
                 Step::Again => pause().await,
                 Step::Fail(error) => return Err(error),
             }
-        };
-        let payment = self.settle(&mut budget, payment).await?;
-        authorisation_of(payment, &request)
+        }
     }
 
     /// Whether a create whose answer we lack made the payment.
@@ -91,7 +105,7 @@ impl HyperswitchConnector {
 
     /// Waits out `processing`, which means the processor has not answered
     /// Hyperswitch yet.
-    async fn settle(
+    pub(super) async fn settle(
         &self,
         budget: &mut Budget,
         mut payment: Payment,
@@ -109,42 +123,33 @@ impl HyperswitchConnector {
         Ok(payment)
     }
 
-    fn create_body(
+    /// A payment with the card and its security code.
+    fn card_body(
         &self,
         request: &AuthoriseRequest,
         payment_id: &str,
+        security_code: &str,
     ) -> Result<Zeroizing<Vec<u8>>, ConnectorError> {
-        let card = &request.card;
-        let security_code = card
-            .security_code
-            .as_deref()
-            .ok_or_else(|| rejected(NO_SECURITY_CODE.into()))?;
-        let create = api::PaymentCreate {
+        write_body(&api::PaymentCreate {
             amount: request.amount_minor,
             currency: &request.currency,
             payment_id,
             confirm: true,
-            capture_method: match request.capture {
-                CaptureMethod::Manual => api::CaptureMethodWire::Manual,
-                CaptureMethod::Automatic => api::CaptureMethodWire::Automatic,
-            },
+            capture_method: Some(capture_method(request.capture)),
             authentication_type: api::AUTHENTICATION_NO_THREE_DS,
-            payment_method: api::PAYMENT_METHOD_CARD,
-            payment_method_data: api::PaymentMethodData {
-                card: api::Card {
-                    card_number: &card.pan,
-                    card_exp_month: format!("{:02}", card.expiry_month),
-                    card_exp_year: format!("{:04}", card.expiry_year),
-                    card_cvc: security_code,
-                },
-            },
+            payment_method: Some(api::PAYMENT_METHOD_CARD),
+            payment_method_data: Some(api::PaymentMethodData {
+                card: card_data(&request.card, security_code),
+            }),
+            payment_type: None,
+            setup_future_usage: None,
+            customer_id: None,
+            customer_acceptance: None,
+            off_session: None,
+            recurring_details: None,
             profile_id: self.profile_id.as_deref(),
             merchant_order_reference_id: &request.reference,
-        };
-        let mut body = Zeroizing::new(Vec::with_capacity(CREATE_BODY_BYTES_MAX));
-        serde_json::to_writer(&mut *body, &create)
-            .map_err(|e| rejected(format!("the request could not be written: {e}")))?;
-        Ok(body)
+        })
     }
 
     pub(super) async fn capture_now(
@@ -313,21 +318,57 @@ pub(super) fn payment_path(payment_id: &str) -> String {
     format!("/payments/{payment_id}?force_sync=true")
 }
 
-/// Refusals Hyperswitch would give, made here before a card number leaves
-/// the process.
-fn check_authorise(request: &AuthoriseRequest) -> Result<(), ConnectorError> {
-    if request.reference.is_empty() || request.reference.len() > REFERENCE_BYTES_MAX {
+/// The card as `Card` takes it, with its security code.
+pub(super) fn card_data<'a>(card: &'a CardDetails, security_code: &'a str) -> api::Card<'a> {
+    api::Card {
+        card_number: &card.pan,
+        card_exp_month: format!("{:02}", card.expiry_month),
+        card_exp_year: format!("{:04}", card.expiry_year),
+        card_cvc: security_code,
+    }
+}
+
+pub(super) fn capture_method(capture: CaptureMethod) -> api::CaptureMethodWire {
+    match capture {
+        CaptureMethod::Manual => api::CaptureMethodWire::Manual,
+        CaptureMethod::Automatic => api::CaptureMethodWire::Automatic,
+    }
+}
+
+/// Writes a create body into room reserved for it (see
+/// [`CREATE_BODY_BYTES_MAX`]).
+pub(super) fn write_body(
+    create: &api::PaymentCreate<'_>,
+) -> Result<Zeroizing<Vec<u8>>, ConnectorError> {
+    let mut body = Zeroizing::new(Vec::with_capacity(CREATE_BODY_BYTES_MAX));
+    serde_json::to_writer(&mut *body, create)
+        .map_err(|e| rejected(format!("the request could not be written: {e}")))?;
+    Ok(body)
+}
+
+/// The reference and the currency, as Hyperswitch takes them.
+pub(super) fn check_reference_and_currency(
+    reference: &str,
+    currency: &str,
+) -> Result<(), ConnectorError> {
+    if reference.is_empty() || reference.len() > REFERENCE_BYTES_MAX {
         return Err(rejected(format!(
             "the reference must be 1 to {REFERENCE_BYTES_MAX} bytes long"
         )));
     }
-    check_amount(request.amount_minor)?;
-    let currency = &request.currency;
     if currency.len() != CURRENCY_CODE_LENGTH || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(rejected(format!(
             "{currency:?} is not an ISO 4217 alphabetic code"
         )));
     }
+    Ok(())
+}
+
+/// Refusals Hyperswitch would give, made here before a card number leaves
+/// the process.
+fn check_authorise(request: &AuthoriseRequest) -> Result<(), ConnectorError> {
+    check_reference_and_currency(&request.reference, &request.currency)?;
+    check_amount(request.amount_minor)?;
     if request.tap.is_some() {
         return Err(rejected(
             "hyperswitch has no field for a card tap's cryptogram, so the tap could not be verified"
@@ -337,12 +378,9 @@ fn check_authorise(request: &AuthoriseRequest) -> Result<(), ConnectorError> {
     if !(1..=12).contains(&request.card.expiry_month) {
         return Err(ConnectorError::Declined(Decline::InvalidCard));
     }
-    let Some(code) = &request.card.security_code else {
-        return Err(rejected(NO_SECURITY_CODE.into()));
-    };
-    let digits = SECURITY_CODE_DIGITS_MIN..=SECURITY_CODE_DIGITS_MAX;
-    if !digits.contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ConnectorError::Declined(Decline::InvalidCard));
+    if let Some(code) = &request.card.security_code {
+        card::check_security_code(code)
+            .map_err(|_| ConnectorError::Declined(Decline::InvalidCard))?;
     }
     Ok(())
 }
@@ -402,7 +440,7 @@ fn authorisation_of(
 
 /// The processor's own words, read for the few reasons facepay names;
 /// anything else is the issuer's plain refusal.
-fn decline_of(payment: &Payment) -> Decline {
+pub(super) fn decline_of(payment: &Payment) -> Decline {
     let said = format!(
         "{} {}",
         payment.error_code.as_deref().unwrap_or_default(),
@@ -418,6 +456,11 @@ fn decline_of(payment: &Payment) -> Decline {
         .any(|words| said.contains(words))
     {
         Decline::InvalidCard
+    } else if ["incorrect_cvc", "invalid_cvc", "security code is incorrect"]
+        .iter()
+        .any(|words| said.contains(words))
+    {
+        Decline::IncorrectSecurityCode
     } else {
         Decline::DoNotHonour
     }
@@ -464,6 +507,7 @@ mod tests {
             currency: "USD".into(),
             tap: None,
             capture: CaptureMethod::Manual,
+            stored_credential: None,
         }
     }
 
@@ -479,6 +523,7 @@ mod tests {
             error_code: None,
             error_message: None,
             unified_code: None,
+            network_transaction_id: None,
         }
     }
 
@@ -548,6 +593,11 @@ mod tests {
                 Decline::InvalidCard,
             ),
             (
+                "incorrect_cvc",
+                "Your card's security code is incorrect.",
+                Decline::IncorrectSecurityCode,
+            ),
+            (
                 "card_declined",
                 "message - Your card was declined., decline_code - generic_decline",
                 Decline::DoNotHonour,
@@ -572,13 +622,6 @@ mod tests {
 
     #[test]
     fn requests_hyperswitch_cannot_take_are_refused_here() {
-        let mut no_code = request();
-        no_code.card.security_code = None;
-        let refused = check_authorise(&no_code);
-        assert!(
-            matches!(&refused, Err(ConnectorError::Rejected(reason)) if reason.contains("card_cvc")),
-            "{refused:?}"
-        );
         let mut long_code = request();
         long_code.card.security_code = Some("12345".into());
         assert!(matches!(

@@ -34,6 +34,14 @@ pub const CARD_INSUFFICIENT_FUNDS: &str = "4000000000009995";
 /// A card whose processor answers late: `processing` first, then an
 /// authorisation on the next retrieve.
 pub const CARD_SLOW_PROCESSOR: &str = "4000000000000077";
+/// A card whose processor verifies it but gives no network transaction id,
+/// as processors that do not take payments on file do.
+pub const CARD_NO_NETWORK_ID: &str = "4000000000000101";
+/// What the fake's processor says of a payment on file whose network
+/// transaction id it did not give for that card.
+pub const UNKNOWN_NETWORK_ID: &str = "message - The network transaction id does not belong to this card., decline_code - generic_decline";
+/// Stands for the card of a payment on file the processor refuses.
+const NETWORK_ID_REFUSED: &str = "network id refused";
 
 macro_rules! fixture {
     ($path:literal) => {
@@ -78,6 +86,8 @@ struct PaymentRecord {
     decline_message: Option<&'static str>,
     profile_id: Option<String>,
     order_reference: Option<String>,
+    setup_future_usage: Option<String>,
+    network_transaction_id: Option<String>,
 }
 
 struct RefundRecord {
@@ -94,6 +104,9 @@ struct State {
     seen: Vec<Seen>,
     violations: Vec<String>,
     generated_ids: u64,
+    /// The network transaction ids the fake's processor gave, with the card
+    /// each was given for.
+    network_ids: HashMap<String, String>,
 }
 
 struct Request {
@@ -164,6 +177,14 @@ impl FakeHyperswitch {
         let state = lock(&self.state);
         let record = state.payments.get(payment_id)?;
         Some((record.status.clone(), record.capturable, record.received))
+    }
+
+    /// The card number a network transaction id was given for.
+    pub fn card_of_network_id(&self, network_transaction_id: &str) -> Option<String> {
+        lock(&self.state)
+            .network_ids
+            .get(network_transaction_id)
+            .cloned()
     }
 
     pub fn refund_ids(&self) -> Vec<String> {
@@ -377,19 +398,8 @@ impl State {
         if let Some(refused) = self.shape_violation("PaymentsCreateRequest", body) {
             return refused;
         }
-        let card = &body["payment_method_data"]["card"];
-        if !card.is_null() && body["payment_method"].is_null() {
-            self.violations
-                .push("payment_method_data without payment_method".into());
-            return error(
-                fixture!("errors/missing_required_field.json"),
-                Some("payment_method"),
-            );
-        }
-        if !card.is_null()
-            && let Err(message) = card_rules(card)
-        {
-            return error(fixture!("errors/precondition_failed.json"), Some(message));
+        if let Some(refused) = self.create_rules(body) {
+            return refused;
         }
         let payment_id = match body["payment_id"].as_str() {
             Some(id) if valid_id(id) => id.to_owned(),
@@ -409,10 +419,78 @@ impl State {
         if self.payments.contains_key(&payment_id) {
             return error(fixture!("errors/duplicate_payment.json"), None);
         }
-        let record = new_payment(body, card);
+        let pan = self.card_number(body);
+        let mut record = new_payment(body, &pan);
+        let saves_card = record.setup_future_usage.as_deref() == Some("off_session")
+            && record.status != "failed"
+            && pan != CARD_NO_NETWORK_ID;
+        if saves_card {
+            let network_id = self.next_network_id();
+            self.network_ids.insert(network_id.clone(), pan);
+            record.network_transaction_id = Some(network_id);
+        }
         let answer = payment_answer(&payment_id, &record);
         self.payments.insert(payment_id, record);
         answer
+    }
+
+    /// The router's and the documents' rules for a create's card and for
+    /// what it may hold together.
+    fn create_rules(&mut self, body: &Value) -> Option<Answer> {
+        let card = &body["payment_method_data"]["card"];
+        let on_file = &body["recurring_details"];
+        if !card.is_null() && body["payment_method"].is_null() {
+            self.violations
+                .push("payment_method_data without payment_method".into());
+            return Some(error(
+                fixture!("errors/missing_required_field.json"),
+                Some("payment_method"),
+            ));
+        }
+        // The router checks the card before the rest (cypress
+        // `InvalidCardCvv` is answered about the code, not its customer).
+        let checked = match (card.is_null(), on_file.is_null()) {
+            (false, _) => card_rules(card),
+            (true, false) => expiry_rules(&on_file["data"]),
+            (true, true) => Ok(()),
+        };
+        if let Err(message) = checked {
+            return Some(error(
+                fixture!("errors/precondition_failed.json"),
+                Some(message),
+            ));
+        }
+        let violation = combination_violation(body)?;
+        self.violations.push(violation.to_owned());
+        Some(error(
+            fixture!("errors/precondition_failed.json"),
+            Some(violation),
+        ))
+    }
+
+    /// The card a create pays with, in the card or on file; for a payment
+    /// on file whose network id the processor did not give for that card,
+    /// nothing the processor will take.
+    fn card_number(&self, body: &Value) -> String {
+        let card = &body["payment_method_data"]["card"];
+        if let Some(pan) = card["card_number"].as_str() {
+            return pan.to_owned();
+        }
+        let on_file = &body["recurring_details"]["data"];
+        let pan = on_file["card_number"].as_str().unwrap_or_default();
+        let network_id = on_file["network_transaction_id"]
+            .as_str()
+            .unwrap_or_default();
+        match self.network_ids.get(network_id) {
+            Some(given_for) if given_for == pan => pan.to_owned(),
+            _ => NETWORK_ID_REFUSED.to_owned(),
+        }
+    }
+
+    /// A network transaction id of the length Visa's have.
+    fn next_network_id(&mut self) -> String {
+        self.generated_ids += 1;
+        format!("{:015}", 483_297_487_000_000 + self.generated_ids)
     }
 
     fn retrieve_payment(&mut self, payment_id: &str, query: &str) -> Answer {
@@ -553,36 +631,64 @@ impl State {
     }
 }
 
-/// What the fake's processor does with a confirmed card payment.
-fn new_payment(body: &Value, card: &Value) -> PaymentRecord {
+/// A card, or a card on file, not both; a payment on file is
+/// `off_session`; a card is saved for a customer, with consent; a zero
+/// amount is only the documented zero amount authorization.
+fn combination_violation(body: &Value) -> Option<&'static str> {
+    let card = &body["payment_method_data"]["card"];
+    let on_file = &body["recurring_details"];
+    let saves_off_session = body["setup_future_usage"] == json!("off_session");
+    if !card.is_null() && !on_file.is_null() {
+        Some("payment_method_data and recurring_details together")
+    } else if !on_file.is_null() && body["off_session"] != json!(true) {
+        Some("recurring_details without off_session: true")
+    } else if !body["setup_future_usage"].is_null() && body["customer_id"].is_null() {
+        Some("customer_id is mandatory when setup_future_usage is given")
+    } else if saves_off_session && body["customer_acceptance"].is_null() {
+        Some("setup_future_usage: off_session without the customer_acceptance")
+    } else if body["amount"] == json!(0)
+        && (body["payment_type"] != json!("setup_mandate") || !saves_off_session)
+    {
+        Some(
+            "a zero amount without payment_type: setup_mandate and setup_future_usage: off_session",
+        )
+    } else {
+        None
+    }
+}
+
+/// What the fake's processor does with a confirmed card payment (`pan`
+/// as [`State::card_number`] found it). A zero amount verifies the card.
+fn new_payment(body: &Value, pan: &str) -> PaymentRecord {
     let amount = body["amount"].as_i64().unwrap_or(0);
     let capture_method = body["capture_method"]
         .as_str()
         .unwrap_or("automatic")
         .to_owned();
     let confirmed = body["confirm"].as_bool().unwrap_or(false);
-    let pan = card["card_number"].as_str().unwrap_or_default();
     let (status, decline_message) = match (confirmed, pan) {
         (false, _) => ("requires_confirmation", None),
         (true, CARD_DECLINED) => (
             "failed",
             Some("message - Your card was declined., decline_code - generic_decline"),
         ),
-        (true, CARD_INSUFFICIENT_FUNDS) => (
+        (true, CARD_INSUFFICIENT_FUNDS) if amount > 0 => (
             "failed",
             Some("message - Your card has insufficient funds., decline_code - insufficient_funds"),
         ),
+        (true, NETWORK_ID_REFUSED) => ("failed", Some(UNKNOWN_NETWORK_ID)),
         (true, CARD_SLOW_PROCESSOR) => ("processing", None),
+        (true, _) if amount == 0 => ("succeeded", None),
         (true, _) if capture_method == "manual" => ("requires_capture", None),
         (true, _) => ("succeeded", None),
     };
-    let captured = status == "succeeded";
+    let captured = status == "succeeded" && amount > 0;
     PaymentRecord {
         amount,
         currency: body["currency"].as_str().unwrap_or_default().to_owned(),
         capture_method,
         status: status.into(),
-        capturable: if captured || status == "failed" {
+        capturable: if status == "succeeded" || status == "failed" {
             0
         } else {
             amount
@@ -594,6 +700,8 @@ fn new_payment(body: &Value, card: &Value) -> PaymentRecord {
         order_reference: body["merchant_order_reference_id"]
             .as_str()
             .map(str::to_owned),
+        setup_future_usage: body["setup_future_usage"].as_str().map(str::to_owned),
+        network_transaction_id: None,
     }
 }
 
@@ -625,6 +733,8 @@ fn payment_answer(payment_id: &str, record: &PaymentRecord) -> Answer {
     if let Some(message) = record.decline_message {
         body["error_message"] = json!(message);
     }
+    body["setup_future_usage"] = json!(record.setup_future_usage);
+    body["network_transaction_id"] = json!(record.network_transaction_id);
     Answer {
         status: 200,
         body,
@@ -685,14 +795,20 @@ fn valid_id(id: &str) -> bool {
 
 /// The router's card checks (`validate_card_data`).
 fn card_rules(card: &Value) -> Result<(), &'static str> {
-    let text = |field: &str| card[field].as_str().unwrap_or_default();
-    let cvc = text("card_cvc");
+    let cvc = card["card_cvc"].as_str().unwrap_or_default();
     if !(3..=4).contains(&cvc.len()) {
         return Err("Invalid card_cvc length");
     }
     if !cvc.bytes().all(|b| b.is_ascii_digit()) {
         return Err("Invalid card_cvc");
     }
+    expiry_rules(card)
+}
+
+/// The expiry checks of `validate_card_data`, which a card on file meets
+/// too.
+fn expiry_rules(card: &Value) -> Result<(), &'static str> {
+    let text = |field: &str| card[field].as_str().unwrap_or_default();
     let month: u8 = text("card_exp_month")
         .parse()
         .map_err(|_| "Invalid Expiry Month")?;
@@ -775,8 +891,69 @@ fn check_value(property: &Value, value: &Value, at: &str, problems: &mut Vec<Str
             "{at} = {value} is not one of the documented values"
         ));
     }
-    if property["schema"] == json!("PaymentMethodDataRequest") {
-        check_payment_method_data(value, at, problems);
+    if property["format"] == json!("date-time") && !is_date_time(value) {
+        problems.push(format!("{at} = {value} is not an ISO 8601 date and time"));
+    }
+    match property["schema"].as_str() {
+        Some("PaymentMethodDataRequest") => check_payment_method_data(value, at, problems),
+        Some("RecurringDetails") => check_recurring_details(value, at, problems),
+        // Every other schema the fixtures describe is checked in full.
+        Some(name) if schemas()["schemas"].get(name).is_some() => {
+            check_object(name, value, at, problems);
+        }
+        _ => {}
+    }
+}
+
+/// `2022-09-10T10:11:12Z`, with optional fractions of a second.
+fn is_date_time(value: &Value) -> bool {
+    let text = value.as_str().unwrap_or_default().as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        text.get(range)
+            .is_some_and(|part| part.iter().all(u8::is_ascii_digit))
+    };
+    let fraction = text
+        .get(19..text.len().saturating_sub(1))
+        .unwrap_or_default();
+    text.len() >= 20
+        && digits(0..4)
+        && text[4] == b'-'
+        && digits(5..7)
+        && text[7] == b'-'
+        && digits(8..10)
+        && text[10] == b'T'
+        && digits(11..13)
+        && text[13] == b':'
+        && digits(14..16)
+        && text[16] == b':'
+        && digits(17..19)
+        && text.ends_with(b"Z")
+        && (fraction.is_empty()
+            || (fraction[0] == b'.' && fraction[1..].iter().all(u8::is_ascii_digit)))
+}
+
+/// `RecurringDetails`: `{"type": ..., "data": ...}`, the data of the
+/// documented shape for its type.
+fn check_recurring_details(value: &Value, at: &str, problems: &mut Vec<String>) {
+    let variants = &schemas()["schemas"]["RecurringDetails"]["one_of"];
+    let fields = value.as_object().cloned().unwrap_or_default();
+    let mut keys: Vec<&String> = fields.keys().collect();
+    keys.sort();
+    let kind = fields
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(data_schema) = variants[kind].as_str().filter(|_| keys == ["data", "type"]) else {
+        problems.push(format!(
+            "{at} must be {{\"type\": one of the documented types, \"data\": ...}}"
+        ));
+        return;
+    };
+    let data = &fields["data"];
+    match data_schema {
+        "string" if data.is_string() => {}
+        "string" => problems.push(format!("{at}.data must be a string")),
+        name => check_object(name, data, &format!("{at}.data"), problems),
     }
 }
 

@@ -15,6 +15,7 @@ use facepay_connector::hyperswitch::{
 };
 use facepay_connector::{
     AuthoriseRequest, CaptureMethod, CardDetails, Connector, ConnectorError, Decline,
+    StoredCredential, VerifyRequest,
 };
 use fake::{API_KEY, FakeHyperswitch, Fault, Route};
 use serde_json::{Value, json};
@@ -67,6 +68,48 @@ fn request(
         currency: "USD".into(),
         tap: None,
         capture,
+        stored_credential: None,
+    }
+}
+
+/// The card as its holder adds it, security code and all.
+fn verification(reference: &str, pan: &str) -> VerifyRequest {
+    VerifyRequest {
+        reference: reference.into(),
+        customer: "usr_0123456789abcdef".into(),
+        card: CardDetails {
+            pan: pan.into(),
+            expiry_month: 7,
+            expiry_year: EXPIRY_YEAR_FUTURE,
+            security_code: Some("123".into()),
+        },
+        currency: "USD".into(),
+        // 2026-01-01T00:00:00Z.
+        agreed_at_ms: 1_767_225_600_000,
+    }
+}
+
+/// A payment on the card on file: no security code, the credential.
+fn on_file(
+    reference: &str,
+    pan: &str,
+    credential: &StoredCredential,
+    capture: CaptureMethod,
+) -> AuthoriseRequest {
+    let mut request = request(reference, pan, 6_540, capture);
+    request.card.security_code = None;
+    request.stored_credential = Some(credential.clone());
+    request
+}
+
+async fn verified(
+    connector: &HyperswitchConnector,
+    reference: &str,
+    pan: &str,
+) -> StoredCredential {
+    match connector.verify_card(verification(reference, pan)).await {
+        Ok(credential) => credential,
+        Err(e) => panic!("expected a verification, got {e}"),
     }
 }
 
@@ -439,14 +482,6 @@ async fn lost_capture_and_refund_answers_are_resolved_by_retrieving() {
 async fn what_hyperswitch_cannot_take_is_refused_before_sending() {
     let fake = FakeHyperswitch::start();
     let connector = connector(&fake);
-    let mut on_file = request(
-        &payment_reference(18),
-        CARD_APPROVED,
-        6_540,
-        CaptureMethod::Manual,
-    );
-    on_file.card.security_code = None;
-    assert!(rejection_of(connector.authorise(on_file).await).contains("card_cvc"));
     let mut tapped = request(
         &payment_reference(19),
         CARD_APPROVED,
@@ -520,6 +555,207 @@ async fn works_as_a_shared_trait_object() {
     });
     let result = task.await;
     assert!(matches!(result, Ok(Ok(_))), "{result:?}");
+    no_violations(&fake);
+}
+
+#[tokio::test]
+async fn a_card_is_verified_once_with_its_code_and_kept_by_its_network_id() {
+    let fake = FakeHyperswitch::start();
+    let connector = connector(&fake);
+    let reference = "pm_0123456789abcdef0123456789abcdef";
+    let credential = verified(&connector, reference, CARD_APPROVED).await;
+    assert_eq!(credential.connector, "hyperswitch");
+    assert_eq!(
+        fake.card_of_network_id(&credential.id).as_deref(),
+        Some(CARD_APPROVED),
+        "the processor's network transaction id is the credential"
+    );
+    let sent = fake.bodies(Route::CreatePayment);
+    assert_eq!(sent.len(), 1);
+    let body = &sent[0];
+    assert_eq!(body["payment_id"], json!(reference));
+    assert_eq!(body["amount"], json!(0));
+    assert_eq!(body["confirm"], json!(true));
+    assert_eq!(body["payment_type"], json!("setup_mandate"));
+    assert_eq!(body["setup_future_usage"], json!("off_session"));
+    assert_eq!(body["customer_id"], json!("usr_0123456789abcdef"));
+    assert_eq!(
+        body["customer_acceptance"],
+        json!({"acceptance_type": "offline", "accepted_at": "2026-01-01T00:00:00Z"})
+    );
+    assert!(body.get("capture_method").is_none(), "nothing to capture");
+    assert_eq!(
+        body["payment_method_data"]["card"],
+        json!({"card_number": CARD_APPROVED, "card_exp_month": "07", "card_exp_year": "2099", "card_cvc": "123"})
+    );
+    // A retry finds the verification by its id and gives the same credential.
+    let again = verified(&connector, reference, CARD_APPROVED).await;
+    assert_eq!(again, credential);
+    assert_eq!(fake.count(Route::RetrievePayment), 1);
+    no_violations(&fake);
+}
+
+#[tokio::test]
+async fn a_payment_on_file_names_the_stored_credential_without_the_code() {
+    let fake = FakeHyperswitch::start();
+    let connector = connector(&fake);
+    let credential = verified(&connector, "pm_on_file", CARD_APPROVED).await;
+    let reference = payment_reference(30);
+    let result = connector
+        .authorise(on_file(
+            &reference,
+            CARD_APPROVED,
+            &credential,
+            CaptureMethod::Manual,
+        ))
+        .await;
+    let Ok(authorisation) = result else {
+        panic!("a card on file pays on its credential: {result:?}");
+    };
+    assert_eq!(authorisation.issuer_ref, reference);
+    let sent = fake.bodies(Route::CreatePayment);
+    let body = &sent[1];
+    assert_eq!(body["off_session"], json!(true));
+    assert_eq!(body["capture_method"], json!("manual"));
+    assert_eq!(
+        body["recurring_details"],
+        json!({
+            "type": "network_transaction_id_and_card_details",
+            "data": {
+                "card_number": CARD_APPROVED,
+                "card_exp_month": "07",
+                "card_exp_year": "2099",
+                "network_transaction_id": credential.id,
+            },
+        })
+    );
+    for absent in [
+        "payment_method_data",
+        "payment_method",
+        "setup_future_usage",
+        "customer_acceptance",
+    ] {
+        assert!(body.get(absent).is_none(), "{absent}: {body}");
+    }
+    assert!(!body.to_string().contains("card_cvc"), "{body}");
+    assert!(
+        connector
+            .capture(&authorisation.issuer_ref, 6_540, "capture_1")
+            .await
+            .is_ok()
+    );
+    no_violations(&fake);
+}
+
+#[tokio::test]
+async fn a_card_without_its_credential_is_refused_before_sending() {
+    let fake = FakeHyperswitch::start();
+    let connector = connector(&fake);
+    let mut enrolled_before = request(
+        &payment_reference(31),
+        CARD_APPROVED,
+        6_540,
+        CaptureMethod::Manual,
+    );
+    enrolled_before.card.security_code = None;
+    let refused = connector.authorise(enrolled_before).await;
+    assert!(
+        matches!(refused, Err(ConnectorError::NeedsVerification)),
+        "{refused:?}"
+    );
+    let simulated = StoredCredential {
+        connector: "simulated_issuer".into(),
+        id: "sim-cit-1-00000000000000aa".into(),
+    };
+    let elsewhere = connector
+        .authorise(on_file(
+            &payment_reference(32),
+            CARD_APPROVED,
+            &simulated,
+            CaptureMethod::Manual,
+        ))
+        .await;
+    assert_eq!(
+        elsewhere.map_err(|e| e.code()).err(),
+        Some("card_needs_verification")
+    );
+    assert_eq!(fake.count(Route::CreatePayment), 0);
+    no_violations(&fake);
+}
+
+#[tokio::test]
+async fn a_network_id_of_another_card_is_declined_by_the_processor() {
+    let fake = FakeHyperswitch::start();
+    let connector = connector(&fake);
+    let credential = verified(&connector, "pm_visa", CARD_APPROVED).await;
+    let other_card = connector
+        .authorise(on_file(
+            &payment_reference(33),
+            "5555555555554444",
+            &credential,
+            CaptureMethod::Automatic,
+        ))
+        .await;
+    assert!(
+        matches!(
+            other_card,
+            Err(ConnectorError::Declined(Decline::DoNotHonour))
+        ),
+        "{other_card:?}"
+    );
+    no_violations(&fake);
+}
+
+#[tokio::test]
+async fn verifications_decline_as_the_processor_says() {
+    let fake = FakeHyperswitch::start();
+    let connector = connector(&fake);
+    let declined = connector
+        .verify_card(verification("pm_declined", fake::CARD_DECLINED))
+        .await;
+    assert!(
+        matches!(
+            declined,
+            Err(ConnectorError::Declined(Decline::DoNotHonour))
+        ),
+        "{declined:?}"
+    );
+    // A zero amount needs no funds; the payment on file finds none.
+    let credential = verified(&connector, "pm_poor", fake::CARD_INSUFFICIENT_FUNDS).await;
+    let poor = connector
+        .authorise(on_file(
+            &payment_reference(34),
+            fake::CARD_INSUFFICIENT_FUNDS,
+            &credential,
+            CaptureMethod::Manual,
+        ))
+        .await;
+    assert!(matches!(
+        poor,
+        Err(ConnectorError::Declined(Decline::InsufficientFunds))
+    ));
+    let no_network_id = connector
+        .verify_card(verification("pm_no_network_id", fake::CARD_NO_NETWORK_ID))
+        .await;
+    assert!(rejection_of(no_network_id).contains("network transaction id"));
+    let mut no_code = verification("pm_no_code", CARD_APPROVED);
+    no_code.card.security_code = None;
+    assert!(rejection_of(connector.verify_card(no_code).await).contains("security code"));
+    assert_eq!(fake.count(Route::CreatePayment), 4, "the last was not sent");
+    no_violations(&fake);
+}
+
+#[tokio::test]
+async fn a_lost_verification_answer_is_resolved_by_retrieving_it() {
+    let fake = FakeHyperswitch::start();
+    let connector = connector(&fake);
+    fake.inject(Route::CreatePayment, Fault::ActThenFail(502), 1);
+    let credential = verified(&connector, "pm_lost_answer", CARD_APPROVED).await;
+    assert_eq!(fake.count(Route::CreatePayment), 1, "not sent twice");
+    assert_eq!(
+        fake.card_of_network_id(&credential.id).as_deref(),
+        Some(CARD_APPROVED)
+    );
     no_violations(&fake);
 }
 
@@ -657,6 +893,14 @@ fn the_fake_accepts_the_documented_requests_and_nothing_else() {
             include_str!("fixtures/requests/payments_create_card_saved.json"),
         ),
         (
+            "PaymentsCreateRequest",
+            include_str!("fixtures/requests/payments_create_zero_auth.json"),
+        ),
+        (
+            "PaymentsCreateRequest",
+            include_str!("fixtures/requests/payments_create_on_file_network_id.json"),
+        ),
+        (
             "PaymentsCaptureRequest",
             include_str!("fixtures/requests/payments_capture_partial.json"),
         ),
@@ -706,6 +950,30 @@ fn the_fake_accepts_the_documented_requests_and_nothing_else() {
         (
             "PaymentsCreateRequest",
             json!({"amount": 6540, "currency": "USD", "payment_method_data": {"card": {"card_number": "4242424242424242"}}}),
+        ),
+        (
+            "PaymentsCreateRequest",
+            json!({"amount": 0, "currency": "USD", "customer_acceptance": {"acceptance_type": "maybe"}}),
+        ),
+        (
+            "PaymentsCreateRequest",
+            json!({"amount": 0, "currency": "USD", "customer_acceptance": {"acceptance_type": "offline", "accepted_at": "yesterday"}}),
+        ),
+        (
+            "PaymentsCreateRequest",
+            json!({"amount": 0, "currency": "USD", "customer_acceptance": {"acceptance_type": "offline", "signed": true}}),
+        ),
+        (
+            "PaymentsCreateRequest",
+            json!({"amount": 6540, "currency": "USD", "recurring_details": {"type": "network_transaction_id", "data": "483297487231504"}}),
+        ),
+        (
+            "PaymentsCreateRequest",
+            json!({"amount": 6540, "currency": "USD", "recurring_details": {"type": "network_transaction_id_and_card_details", "data": {"card_number": "4242424242424242", "card_exp_month": "10", "card_exp_year": "25"}}}),
+        ),
+        (
+            "PaymentsCreateRequest",
+            json!({"amount": 6540, "currency": "USD", "recurring_details": {"type": "payment_method_id", "data": {"id": "pm_1"}}}),
         ),
         ("RefundRequest", json!({"amount": 100})),
         (

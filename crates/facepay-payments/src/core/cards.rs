@@ -2,10 +2,11 @@
 //! public details and its own share of the number, sealed under its own
 //! keys; the vault keeps the other share. See `facepay-vault`.
 
+use facepay_connector::{ConnectorError, StoredCredential};
 use facepay_store::audit;
 use facepay_store::keys::DataKeyRow;
 use facepay_store::parties::{self, PaymentMethod};
-use facepay_vault::NewCard;
+use facepay_vault::{NewCard, Tokenized, VaultVerify};
 use zeroize::Zeroizing;
 
 use super::Core;
@@ -20,12 +21,18 @@ pub(crate) struct CardToVault<'a> {
     pub brand: String,
     pub expiry_month: i64,
     pub expiry_year: i64,
+    /// The code its holder just typed, for the card's one verification
+    /// with the issuer; `None` for a card moved from an earlier release,
+    /// which has none and stays unverified. Never stored.
+    pub security_code: Option<&'a Zeroizing<String>>,
 }
 
 impl Core {
-    /// Puts a card in the vault and seals the core's share. Returns the row
+    /// Puts a card in the vault, verifies it with the issuer when its
+    /// security code is given, and seals the core's share. Returns the row
     /// to insert and the share's data key; if the caller does not commit
-    /// them, it must [`forget`](facepay_vault::Vault::forget) the token.
+    /// them, it must [`forget`](facepay_vault::Vault::forget) the token. A
+    /// card the issuer does not verify is forgotten here and refused.
     pub(crate) async fn vault_card(
         &self,
         card: CardToVault<'_>,
@@ -36,6 +43,22 @@ impl Core {
                 pan: card.pan.clone(),
             })
             .await?;
+        let credential = match card.security_code {
+            Some(security_code) => {
+                let verified = self.verify_card(&card, &tokenized, security_code).await;
+                match verified {
+                    Ok(credential) => Some(credential),
+                    Err(failure) => {
+                        self.forget_card(tokenized.token).await;
+                        return Err(failure);
+                    }
+                }
+            }
+            None => None,
+        };
+        let (credential_connector, credential_id) = credential
+            .map(|c| (Some(c.connector), Some(c.id)))
+            .unwrap_or_default();
         let sealed = self.envelope.seal(
             &tokenized.core_share,
             &card_share_aad(&card.method_id, &tokenized.token),
@@ -53,8 +76,36 @@ impl Core {
             vault_token: Some(tokenized.token),
             fingerprint: Some(tokenized.fingerprint),
             status: "active".into(),
+            credential_connector,
+            credential_id,
         };
         Ok((method, sealed.data_key))
+    }
+
+    /// The card's one customer-initiated verification, through the vault:
+    /// nothing is charged, the code is used for this call only, and the
+    /// issuer's stored credential comes back for later payments.
+    async fn verify_card(
+        &self,
+        card: &CardToVault<'_>,
+        tokenized: &Tokenized,
+        security_code: &Zeroizing<String>,
+    ) -> Result<StoredCredential, Failure> {
+        let verified = self
+            .vault
+            .verify(VaultVerify {
+                token: tokenized.token.clone(),
+                core_share: tokenized.core_share.clone(),
+                expiry_month: u8::try_from(card.expiry_month).unwrap_or(0),
+                expiry_year: u16::try_from(card.expiry_year).unwrap_or(0),
+                security_code: security_code.clone(),
+                reference: card.method_id.clone(),
+                customer: card.user_id.clone(),
+                currency: self.config.card_verification_currency.clone(),
+                agreed_at_ms: self.now_ms(),
+            })
+            .await?;
+        verified.outcome.map_err(verification_refused)
     }
 
     /// Gives the vault's token back after the core failed to store it.
@@ -122,6 +173,7 @@ impl Core {
                 brand: method.brand.clone(),
                 expiry_month: method.expiry_month,
                 expiry_year: method.expiry_year,
+                security_code: None,
             })
             .await?;
         let token = moved.vault_token.clone().unwrap_or_default();
@@ -152,5 +204,40 @@ impl Core {
                 Err(e.into())
             }
         }
+    }
+}
+
+/// Why the issuer did not verify a new card, as the person adding it
+/// should hear it. A declined card is the card's fault (402, the decline's
+/// code, such as `incorrect_security_code`); an issuer that did not answer
+/// or refused the request is not, and adding the card again may work.
+fn verification_refused(e: ConnectorError) -> Failure {
+    match e {
+        ConnectorError::Declined(decline) => Failure::new(402, decline.code(), decline.message()),
+        ConnectorError::Timeout => Failure::new(
+            504,
+            "issuer_timeout",
+            "the card issuer did not answer the card's verification; retry with the same idempotency key",
+        ),
+        other => {
+            tracing::warn!(error = %other, "the issuer did not verify a card");
+            Failure::new(
+                502,
+                "card_verification_failed",
+                "the card issuer could not verify the card; try again later or add another card",
+            )
+        }
+    }
+}
+
+/// The stored credential a card's verification left, if it had one: what
+/// a payment on the card names instead of its security code.
+pub(crate) fn stored_credential(method: &PaymentMethod) -> Option<StoredCredential> {
+    match (&method.credential_connector, &method.credential_id) {
+        (Some(connector), Some(id)) => Some(StoredCredential {
+            connector: connector.clone(),
+            id: id.clone(),
+        }),
+        _ => None,
     }
 }

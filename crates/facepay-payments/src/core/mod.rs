@@ -27,7 +27,7 @@ use crate::error::Failure;
 use crate::face::LivenessMode;
 use crate::keys::Envelope;
 
-pub(crate) use cards::CardToVault;
+pub(crate) use cards::{CardToVault, stored_credential};
 pub use input::{check_idempotency_key, json_value, parse_json};
 pub(crate) use input::{decode_frames, normalise_phone};
 pub(crate) use records::{HELD_FOR_REVIEW, commit, derived_id, fee, money_of, stored_or_created};
@@ -76,6 +76,9 @@ pub struct Config {
     pub factor_failures_max: i64,
     /// How long a locked factor stays locked after the last wrong answer.
     pub factor_lock_ms: i64,
+    /// The ISO 4217 code a new card's zero-amount verification names: a
+    /// user belongs to no store, so to no store's currency.
+    pub card_verification_currency: String,
 }
 
 impl Default for Config {
@@ -96,6 +99,7 @@ impl Default for Config {
             terminal_attempts_max: 20,
             factor_failures_max: 5,
             factor_lock_ms: 15 * 60_000,
+            card_verification_currency: "USD".into(),
         }
     }
 }

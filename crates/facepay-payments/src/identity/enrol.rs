@@ -1,4 +1,5 @@
-//! Enrolment: a phone, a PIN, a selfie burst and a card make an account;
+//! Enrolment: a phone, a PIN, a selfie burst and a card (verified once
+//! with the issuer by its security code) make an account;
 //! a face alone comes back to an account that has none. Each runs in named
 //! stages: check the request, analyse the burst and seal its template,
 //! seal the account's secrets and put the card in the vault, then store
@@ -51,6 +52,8 @@ fn check_pin(pin: &str) -> Result<(), Failure> {
 /// A card that passed its checks, before the vault sees it.
 struct CheckedCard {
     pan: Zeroizing<String>,
+    /// For the card's one verification; never stored.
+    security_code: Zeroizing<String>,
     brand: String,
     expiry_month: i64,
     expiry_year: i64,
@@ -153,8 +156,12 @@ impl Identity {
         let (year, month, _day) = card::utc_date(self.core.now_ms());
         let brand = card::validate(&pan, input.expiry_month, input.expiry_year, year, month)
             .map_err(|e| Failure::unprocessable(e.code(), e.to_string()))?;
+        let security_code = Zeroizing::new(input.security_code.clone());
+        card::check_security_code(&security_code)
+            .map_err(|e| Failure::unprocessable(e.code(), e.to_string()))?;
         Ok(CheckedCard {
             pan,
+            security_code,
             brand: brand.as_str().to_owned(),
             expiry_month: i64::from(input.expiry_month),
             expiry_year: i64::from(input.expiry_year),
@@ -219,8 +226,9 @@ impl Identity {
     }
 
     /// Hashes the PIN, makes the account's token and puts the card in the
-    /// vault. If the account is not stored, the caller gives the vault's
-    /// token back.
+    /// vault, verified with the issuer by its security code (a card the
+    /// issuer refuses ends the enrolment here). If the account is not
+    /// stored, the caller gives the vault's token back.
     async fn new_account(
         &self,
         user_id: String,
@@ -242,6 +250,7 @@ impl Identity {
                 brand: card.brand,
                 expiry_month: card.expiry_month,
                 expiry_year: card.expiry_year,
+                security_code: Some(&card.security_code),
             })
             .await?;
         Ok(NewAccount {

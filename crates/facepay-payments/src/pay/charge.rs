@@ -14,7 +14,9 @@ use facepay_vault::VaultAuthorise;
 
 use super::{Attempt, Payer, Payments, Settlement, elapsed_us};
 use crate::api::{CaptureMode, ErrorBody, PayTimings, PaymentFailure, PaymentView};
-use crate::core::{HELD_FOR_REVIEW, Reply, commit, fee, money_of, stored_or_created};
+use crate::core::{
+    HELD_FOR_REVIEW, Reply, commit, fee, money_of, stored_credential, stored_or_created,
+};
 use crate::error::Failure;
 use crate::loyalty::{self, Discount, LoyaltyReceipt, reserve_discount, undo_discount};
 
@@ -160,6 +162,7 @@ impl Payments {
                 amount_minor: charge_minor,
                 currency: payment.currency.clone(),
                 tap,
+                stored_credential: stored_credential(method),
             })
             .await?;
         let vault_and_issuer_us = elapsed_us(start);
@@ -314,7 +317,11 @@ async fn refused_by_issuer(
     now: i64,
 ) -> Result<Reply, Failure> {
     let (state, status) = match e {
-        ConnectorError::Declined(_) => (PaymentState::Declined, 402),
+        // Nothing was sent: the card on file was never verified, and its
+        // holder must add it again; declined like a card the issuer refuses.
+        ConnectorError::Declined(_) | ConnectorError::NeedsVerification => {
+            (PaymentState::Declined, 402)
+        }
         ConnectorError::Timeout => (PaymentState::Failed, 504),
         ConnectorError::Rejected(_) => (PaymentState::Failed, 502),
     };

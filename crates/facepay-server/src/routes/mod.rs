@@ -2,6 +2,7 @@
 //! description (`utoipa_axum::routes!`), one module per resource: the
 //! router and `/openapi.json` are made from the same list and cannot drift.
 
+mod connectors;
 mod hub;
 mod loyalty;
 mod merchant;
@@ -29,4 +30,5 @@ pub fn api() -> OpenApiRouter<Shared> {
         .merge(operator::routes())
         .merge(hub::routes())
         .merge(service::routes())
+        .merge(connectors::routes())
 }

@@ -39,7 +39,7 @@ impl Command for StepUpRequest {}
         (status = 202, description = "State `requires_step_up`: the payer must confirm; `step_up` says how.", body = PaymentView),
         (status = 400, description = "`frame_not_base64`, or a missing or invalid Idempotency-Key, or a body that is not the expected JSON.", body = ErrorResponse),
         (status = 401, description = "`unknown_terminal`, or the signature is missing, expired, replayed (`nonce_reused`) or does not verify.", body = ErrorResponse),
-        (status = 402, description = "Declined by the issuer, or `risk_declined` by the fraud checks.", body = PaymentFailure),
+        (status = 402, description = "Declined by the issuer, `card_needs_verification` (the card on file was never verified with its security code: its holder adds it again; nothing was sent to the issuer), or `risk_declined` by the fraud checks.", body = PaymentFailure),
         (status = 403, description = "`terminal_suspended` or `merchant_suspended`.", body = ErrorResponse),
         (status = 409, description = "`idempotency_key_reused` (same key, other body) or `idempotency_in_progress`.", body = ErrorResponse),
         (status = 413, description = "The body, or a frame, is over its limit.", body = ErrorResponse),

@@ -38,16 +38,19 @@ impl Command for ClaimRequest {}
     path = "/v1/users",
     tag = "users",
     summary = "Enrol a face and a card",
-    description = "Checks the selfie burst (quality and liveness) and the card, then stores the face template and the sealed card. The answer's token is shown once.",
+    description = "Checks the selfie burst (quality and liveness) and the card, verifies the card once with its issuer by its security code (a zero-amount verification: nothing is charged, and the code is never stored), then stores the face template and the sealed card with the issuer's stored credential, which later payments use instead of the code. A card the issuer does not verify enrols nothing. The answer's token is shown once.",
     params(IdempotencyKey),
     request_body = EnrolRequest,
     responses(
         (status = 201, description = "Enrolled.", body = EnrolResponse),
         (status = 400, description = "`frame_not_base64`, or a missing or invalid Idempotency-Key, or a body that is not the expected JSON.", body = ErrorResponse),
+        (status = 402, description = "The issuer declined the card's verification: `incorrect_security_code`, `expired_card`, `invalid_card` or `do_not_honour`. Nothing was enrolled.", body = ErrorResponse),
         (status = 409, description = "Idempotency conflict, or the phone number or the face is already enrolled.", body = ErrorResponse),
         (status = 413, description = "The body, or a frame, is over its limit.", body = ErrorResponse),
-        (status = 422, description = "A frame, the face, liveness, the phone, the PIN or the card was refused; `code` says which.", body = ErrorResponse),
-        (status = 503, description = "`face_work_busy`: too many enrolments and analyses wait; retry shortly.", body = ErrorResponse),
+        (status = 422, description = "A frame, the face, liveness, the phone, the PIN or the card (number, expiry, a security code that is not 3 or 4 digits: `card_security_code_invalid`) was refused; `code` says which.", body = ErrorResponse),
+        (status = 502, description = "`card_verification_failed`: the issuer could not verify the card. Nothing was enrolled; try again later.", body = ErrorResponse),
+        (status = 503, description = "`face_work_busy`: too many enrolments and analyses wait, retry shortly; or `vault_locked` or `vault_unavailable`: the card vault cannot take the card now.", body = ErrorResponse),
+        (status = 504, description = "`issuer_timeout`: the issuer did not answer the card's verification. Nothing was enrolled; retry with the same Idempotency-Key.", body = ErrorResponse),
     ),
 )]
 pub async fn enrol(
