@@ -631,6 +631,8 @@ pub struct UserView {
 /// The parts of a user's account the user page shows, read from the store.
 pub struct UserRows<'a> {
     pub user: &'a facepay_store::parties::User,
+    /// The user's phone number, opened from its seal.
+    pub phone: Option<String>,
     pub has_face: bool,
     pub methods: &'a [PaymentMethod],
     pub payments: &'a [Payment],
@@ -644,7 +646,7 @@ impl UserView {
     pub fn of(rows: &UserRows<'_>) -> Result<Self, Failure> {
         Ok(Self {
             user_id: rows.user.id.clone(),
-            phone: rows.user.phone.clone(),
+            phone: rows.phone.clone(),
             status: stored("user status", &rows.user.status)?,
             created_at_ms: rows.user.created_at_ms,
             has_face: rows.has_face,

@@ -1,26 +1,46 @@
 //! Keys and what they protect, changed while servers keep running: data
 //! keys re-wrapped under the current key-encryption key, templates
-//! re-issued under the current transform, and cards stored whole by an
-//! early release moved into the vault.
+//! re-issued under the current transform, cards stored whole by an early
+//! release moved into the vault, and phone numbers stored in clear by an
+//! early release hashed and sealed.
 //!
 //! Re-wrapping and re-issuing need no running service (`facepay keys`
 //! runs them against the store), so they are functions of the store, the
-//! envelope and a clock; moving cards needs the vault, so it is the
-//! service's.
+//! envelope and a clock; moving cards needs the vault and sealing phones
+//! the phone lookup key, so they are the service's.
 
 use std::sync::Arc;
 
-use facepay_store::parties::{self, StoredTemplate};
-use facepay_store::{Clock, Store};
+use facepay_store::parties::{self, SealedPhone, StoredTemplate};
+use facepay_store::{Backend, Clock, Store, idempotency, maintenance};
 use facepay_template_transform::TransformKeys;
 
-use crate::core::{Core, template_aad, vector_from_bytes, vector_to_bytes};
+use crate::core::{
+    Core, enrolment_scope, hash_phone, normalise_phone, template_aad, vector_from_bytes,
+    vector_to_bytes,
+};
 use crate::error::Failure;
 use crate::keys::Envelope;
 use crate::templates::convert;
 
 /// Cards moved into the vault per batch at start-up.
 const MOVE_BATCH: i64 = 100;
+/// Users (or idempotency scopes) whose phone numbers are converted per
+/// transaction at start-up.
+const PHONE_BATCH: i64 = 200;
+/// How an enrolment's idempotency scope began when it held the number
+/// (`app:+8210...`); a keyed hash's scope is hex digits.
+const SCOPE_WITH_NUMBER: &str = "app:+";
+
+/// What [`KeyManagement::seal_phones`] converted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhonesSealed {
+    /// Users whose number left `users.phone` for a hash and a seal.
+    pub users: usize,
+    /// Idempotency scopes that held a number, moved to the hash's scope
+    /// (or dropped, for a number that is not one).
+    pub scopes: usize,
+}
 
 pub struct KeyManagement {
     core: Arc<Core>,
@@ -56,6 +76,130 @@ impl KeyManagement {
             tracing::info!(cards = moved, "cards moved into the vault");
         }
         Ok(moved)
+    }
+}
+
+impl KeyManagement {
+    /// Converts the phone numbers earlier releases stored in clear: each
+    /// user's number becomes its keyed hash and a sealed copy (under a data
+    /// key of its own) and leaves `users.phone`; each enrolment's
+    /// idempotency scope holding a number moves, keys and answers, to the
+    /// scope of its hash. The server runs it at start, before it serves.
+    ///
+    /// A batch per transaction, each row written only if it still holds
+    /// what was read: a run stopped anywhere (a crash) has converted whole
+    /// rows only, and the next start finishes. Bounded: every row is read
+    /// once per run, in key order. On SQLite the file is then rebuilt, once
+    /// ([`Store::scrub`]). With nothing in clear it costs three queries.
+    pub async fn seal_phones(&self) -> Result<PhonesSealed, Failure> {
+        // Read (or made) before any transaction takes the connection; a
+        // start whose store lost the key stops here.
+        let key = self.core.phone_key().await?;
+        let mut done = PhonesSealed::default();
+        let mut after = String::new();
+        loop {
+            let batch = {
+                let mut conn = self.core.conn().await?;
+                parties::phones_in_clear(&mut conn, &after, PHONE_BATCH).await?
+            };
+            let Some((last, _)) = batch.last() else {
+                break;
+            };
+            after = last.clone();
+            let now = self.core.now_ms();
+            let mut tx = self.core.begin().await?;
+            let mut sealed = 0;
+            for (user_id, in_clear) in &batch {
+                // Stored normalised since the first release; anything else
+                // is hashed as it is, so it can still be sealed and cleared.
+                let phone = normalise_phone(in_clear).unwrap_or_else(|_| in_clear.clone());
+                let hash = hash_phone(key, &phone);
+                let (stored, data_key) = self.core.seal_phone(user_id, &phone, hash)?;
+                facepay_store::keys::insert(&mut tx, &data_key, now).await?;
+                match parties::seal_phone(&mut tx, user_id, in_clear, &stored).await? {
+                    SealedPhone::Sealed => {}
+                    SealedPhone::HashTaken { by } => {
+                        tracing::warn!(
+                            user_id = %user_id,
+                            holder = %by,
+                            "two accounts had one phone number: this one's number is \
+                             sealed, and cannot be found by it"
+                        );
+                    }
+                    SealedPhone::Changed => {
+                        facepay_store::keys::delete(&mut tx, &data_key.id).await?;
+                        continue;
+                    }
+                }
+                facepay_store::audit::append(&mut tx, now, "server", "phone_sealed", user_id)
+                    .await?;
+                sealed += 1;
+            }
+            maintenance::mark_due(&mut tx, maintenance::SCRUB, now).await?;
+            tx.commit().await.map_err(facepay_store::StoreError::from)?;
+            done.users += sealed;
+        }
+        let mut after = String::new();
+        loop {
+            let scopes = {
+                let mut conn = self.core.conn().await?;
+                idempotency::scopes_after(&mut conn, SCOPE_WITH_NUMBER, &after, PHONE_BATCH).await?
+            };
+            let Some(last) = scopes.last() else {
+                break;
+            };
+            after = last.clone();
+            let mut tx = self.core.begin().await?;
+            maintenance::mark_due(&mut tx, maintenance::SCRUB, self.core.now_ms()).await?;
+            for scope in &scopes {
+                let in_clear = scope.strip_prefix("app:").unwrap_or(scope);
+                match normalise_phone(in_clear) {
+                    Ok(phone) => {
+                        let to = enrolment_scope(&hash_phone(key, &phone));
+                        idempotency::move_scope(&mut tx, scope, &to).await?;
+                    }
+                    // No enrolment can name it again: nothing to replay.
+                    Err(_) => {
+                        idempotency::forget_scope(&mut tx, scope).await?;
+                    }
+                }
+            }
+            tx.commit().await.map_err(facepay_store::StoreError::from)?;
+            done.scopes += scopes.len();
+        }
+        if done != PhonesSealed::default() {
+            tracing::info!(
+                users = done.users,
+                scopes = done.scopes,
+                "phone numbers stored in clear were hashed and sealed"
+            );
+        }
+        self.scrub_if_due().await?;
+        Ok(done)
+    }
+}
+
+impl KeyManagement {
+    /// The numbers' old copies leave the SQLite files: the rebuild the
+    /// conversion marked due (in its own transactions, so a start that
+    /// stopped before it gets it done by the next).
+    async fn scrub_if_due(&self) -> Result<(), Failure> {
+        let store = &self.core.store;
+        if !maintenance::is_due(&mut *self.core.conn().await?, maintenance::SCRUB).await? {
+            return Ok(());
+        }
+        if store.backend() == Backend::Sqlite {
+            tracing::info!(
+                "rebuilding the database, once, so that no old copy of a number is left"
+            );
+        }
+        if !store.scrub().await? {
+            tracing::warn!(
+                "the database log was busy: old copies of phone numbers stay in it until it is reused"
+            );
+        }
+        maintenance::done(&mut *self.core.conn().await?, maintenance::SCRUB).await?;
+        Ok(())
     }
 }
 

@@ -1,5 +1,6 @@
-//! Secrets at rest: envelope encryption of templates and card numbers, and
-//! the hashes of PINs, tokens and API keys.
+//! Secrets at rest: envelope encryption of templates, card numbers and
+//! phone numbers, the hashes of PINs, tokens and API keys, and keyed hashes
+//! of phone numbers for lookups.
 //!
 //! Every sealed record has its own data key (AES-256-GCM); the data key is
 //! stored in the database wrapped by a key-encryption key (KEK) that a
@@ -19,7 +20,9 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use facepay_store::keys::DataKeyRow;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 pub const KEY_BYTES: usize = 32;
@@ -364,8 +367,17 @@ impl Envelope {
         &self,
         prefix: &str,
     ) -> Result<(DataKeyRow, Zeroizing<[u8; KEY_BYTES]>), KeyError> {
+        self.new_named_data_key(&format!("{prefix}{}", hex::encode(random_bytes::<16>())))
+    }
+
+    /// A fresh data key whose row has the id `id`: for a key every server
+    /// finds by name (the phone lookup key).
+    pub fn new_named_data_key(
+        &self,
+        id: &str,
+    ) -> Result<(DataKeyRow, Zeroizing<[u8; KEY_BYTES]>), KeyError> {
         let dek = Zeroizing::new(random_bytes::<KEY_BYTES>());
-        let id = format!("{prefix}{}", hex::encode(random_bytes::<16>()));
+        let id = id.to_owned();
         let kek = self.provider.current()?;
         let (nonce, wrapped) = seal_with(&kek.cipher, dek.as_slice(), &dek_aad(&id))?;
         let row = DataKeyRow {
@@ -401,6 +413,43 @@ impl Envelope {
             wrapped,
         })
     }
+}
+
+/// A key for keyed hashes (HMAC-SHA256) of values too guessable for a
+/// plain hash: a phone number has a few billion possible values, so its
+/// plain hash would be found by trying them all. Without the key, which is
+/// a data key wrapped by a KEK, a hash says nothing; with it, equal values
+/// give equal hashes, so a hash can be a unique column and a lookup.
+pub struct LookupKey(Zeroizing<[u8; KEY_BYTES]>);
+
+impl LookupKey {
+    pub fn new(key: Zeroizing<[u8; KEY_BYTES]>) -> Self {
+        Self(key)
+    }
+
+    /// The keyed hash of `value` for `purpose` (so that one key never gives
+    /// the same hash for two kinds of value), as 64 hex digits.
+    pub fn hash(&self, purpose: &str, value: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_slice())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        for part in [purpose.as_bytes(), value.as_bytes()] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+impl std::fmt::Debug for LookupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LookupKey(..)")
+    }
+}
+
+/// Whether two hashes are equal, in time that does not depend on where
+/// they differ.
+pub fn hashes_equal(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {
@@ -527,6 +576,34 @@ mod tests {
             "new records use a new KEK"
         );
     }
+
+    #[test]
+    fn lookup_hashes_are_keyed_and_separated_by_purpose() {
+        let key = |byte| LookupKey::new(Zeroizing::new([byte; KEY_BYTES]));
+        let a = key(1).hash("phone", "+821012345678");
+        assert_eq!(a.len(), 64);
+        assert_eq!(a, key(1).hash("phone", "+821012345678"));
+        assert_ne!(a, key(2).hash("phone", "+821012345678"));
+        assert_ne!(a, key(1).hash("phone", "+821012345679"));
+        assert_ne!(a, key(1).hash("other", "+821012345678"));
+        assert_ne!(key(1).hash("ph", "one"), key(1).hash("pho", "ne"));
+        assert!(!a.contains("821012345678"));
+        // A value the test pins: changing the derivation changes every
+        // stored hash, which a migration would have to redo.
+        assert_eq!(
+            key(7).hash("phone", "+821012345678"),
+            PINNED_PHONE_HASH,
+            "the keyed hash of phone numbers changed"
+        );
+        assert!(hashes_equal(&a, &a.clone()));
+        assert!(!hashes_equal(&a, &a[..63]));
+        assert!(!hashes_equal(&a, &key(2).hash("phone", "+821012345678")));
+    }
+
+    /// HMAC-SHA256 under 32 bytes of 7 over the length-prefixed purpose and
+    /// number, computed apart (Python's hmac module).
+    const PINNED_PHONE_HASH: &str =
+        "b3c02356fdd56c7f73371abb4ffd1228f243820a1aabdca2db3acae3a8f8f1bd";
 
     #[test]
     fn pins_are_salted_slow_hashes() {

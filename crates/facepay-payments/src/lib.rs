@@ -61,7 +61,7 @@ pub use crate::core::{
     json_value, parse_json,
 };
 pub use crate::identity::{Identity, snapshot};
-pub use crate::key_management::{KeyManagement, reissue_templates, rewrap_data_keys};
+pub use crate::key_management::{KeyManagement, PhonesSealed, reissue_templates, rewrap_data_keys};
 pub use crate::loyalty::Loyalty;
 pub use crate::merchant::MerchantOps;
 pub use crate::pay::{Matched, Payments};

@@ -395,12 +395,15 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
         )
         .await
         .unwrap();
-        assert_eq!(rewrapped, 6, "{backend}: three templates and three cards");
+        assert_eq!(
+            rewrapped, 10,
+            "{backend}: three templates, three cards, three phone numbers and the phone lookup key"
+        );
         let by_kek = {
             let mut conn = store.acquire().await.unwrap();
             facepay_store::keys::count_by_kek(&mut conn).await.unwrap()
         };
-        assert_eq!(by_kek, vec![(rotated.clone(), 6)], "{backend}");
+        assert_eq!(by_kek, vec![(rotated.clone(), 10)], "{backend}");
 
         let (status, body, _) = h
             .pay("k1", &payment("face_recognition/obama3.jpg", "100"))

@@ -18,7 +18,7 @@ use crate::seed::{self as demo, OperatorFile};
 /// Rules where one always-firing rule's weight picks the decision:
 /// 45 asks for the phone number, 60 the PIN, 75 a card tap, 85 holds for
 /// review, 120 declines; 0 approves.
-fn rules(weight: u32) -> String {
+pub(super) fn rules(weight: u32) -> String {
     format!(
         "[decision]\nstep_up_from = 30\nreview_from = 80\ndecline_from = 100\n\
          factors = [{{ from = 30, factor = \"phone_last4\" }}, {{ from = 45, factor = \"phone_full\" }}, \
@@ -53,7 +53,7 @@ fn tap(card: &mut SimulatedCard, challenge: &Value) -> Value {
 }
 
 impl Harness {
-    async fn step_up(&self, id: &str, key: &str, body: &Value) -> (u16, Value) {
+    pub(super) async fn step_up(&self, id: &str, key: &str, body: &Value) -> (u16, Value) {
         let path = format!("/v1/terminal/payments/{id}/step-up");
         let body = serde_json::to_vec(body).unwrap();
         let (status, json, _) = self.send(self.signed(&path, key, &body)).await;

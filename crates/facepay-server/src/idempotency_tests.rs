@@ -103,8 +103,12 @@ async fn a_key_sent_for_another_payment_or_route_is_refused_not_answered() {
     }
 }
 
-/// Every byte of the store as text: the SQLite files, or a PostgreSQL dump.
-async fn everything_stored(store: &facepay_store::Store, data: &std::path::Path) -> String {
+/// Every byte of the store as text: the SQLite files (every file under
+/// `data`: databases, logs, keys, the vault), or a PostgreSQL dump.
+pub(super) async fn everything_stored(
+    store: &facepay_store::Store,
+    data: &std::path::Path,
+) -> String {
     match store.backend() {
         facepay_store::Backend::Postgres => {
             facepay_store::testing::postgres_dump(store).await.unwrap()

@@ -98,6 +98,13 @@ impl App {
         let services = Services::start(parts, services_config)
             .await
             .map_err(|f| failed("services")(f.to_string()))?;
+        // Phone numbers an earlier release stored in clear are hashed and
+        // sealed before anything is served: lookups read hashes only.
+        services
+            .keys
+            .seal_phones()
+            .await
+            .map_err(|f| failed("store")(format!("phone numbers not sealed: {f}")))?;
         let services = Arc::new(services);
         let hub = hub(&config, &services, clock.now_ms())?;
         Ok(App {

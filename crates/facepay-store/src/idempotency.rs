@@ -126,6 +126,51 @@ pub async fn release(conn: &mut Connection, scope: &str, key: &str) -> Result<()
     Ok(())
 }
 
+/// The scopes starting with `prefix` after `after`, in order, at most
+/// `limit`: for a conversion that walks every scope of one kind.
+pub async fn scopes_after(
+    conn: &mut Connection,
+    prefix: &str,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT scope FROM idempotency_keys WHERE scope LIKE $1 AND scope > $2 \
+         ORDER BY scope LIMIT $3",
+    )
+    .bind(format!("{prefix}%"))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Moves every key of scope `from` to scope `to`, as they are (state,
+/// lease, answer); a key `to` holds already stays, and its copy under
+/// `from` goes. Returns how many keys left `from`.
+pub async fn move_scope(conn: &mut Connection, from: &str, to: &str) -> Result<u64> {
+    sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, state, status_code, response, \
+         locked_until_ms, created_at_ms) SELECT $2, key, request_hash, state, status_code, \
+         response, locked_until_ms, created_at_ms FROM idempotency_keys WHERE scope = $1 \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(from)
+    .bind(to)
+    .execute(&mut *conn)
+    .await?;
+    forget_scope(conn, from).await
+}
+
+/// Deletes every key of a scope, whatever its state. Returns how many.
+pub async fn forget_scope(conn: &mut Connection, scope: &str) -> Result<u64> {
+    let done = sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1")
+        .bind(scope)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// Records a terminal's request nonce; `false` if it was seen before.
 pub async fn use_nonce(
     conn: &mut Connection,

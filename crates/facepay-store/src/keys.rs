@@ -30,6 +30,28 @@ pub async fn insert(conn: &mut Connection, key: &DataKeyRow, now_ms: i64) -> Res
     Ok(())
 }
 
+/// Stores a data key unless one with its id exists (a key of a fixed name,
+/// which two servers starting at once may both make); true when this one
+/// was stored. Read the row back to use whichever won.
+pub async fn insert_if_absent(
+    conn: &mut Connection,
+    key: &DataKeyRow,
+    now_ms: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO data_keys (id, kek_id, nonce, wrapped, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(&key.id)
+    .bind(&key.kek_id)
+    .bind(&key.nonce)
+    .bind(&key.wrapped)
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Stores the data key of a gallery snapshot file.
 pub async fn insert_snapshot_key(
     conn: &mut Connection,

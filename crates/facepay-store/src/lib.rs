@@ -20,6 +20,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod ledger;
 pub mod loyalty;
+pub mod maintenance;
 pub mod parties;
 pub mod payments;
 pub mod risk;
@@ -150,10 +151,14 @@ impl Store {
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // FULL: an acknowledged payment survives power
-                            // loss, not only a killed process.
+                            // loss, not only a killed process. secure_delete:
+                            // what is deleted or overwritten (a destroyed data
+                            // key, a cleared phone number) is zeroed in the
+                            // file, not left in free space.
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                                 PRAGMA secure_delete = ON;",
                             )
                             .await?;
                             Ok(())
@@ -221,6 +226,27 @@ impl Store {
 
     pub async fn begin(&self) -> Result<Transaction> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// Leaves no old copy of anything overwritten or deleted in the SQLite
+    /// files: rebuilds the database (`VACUUM`, so free pages and the free
+    /// space of pages written before `secure_delete` was on go too), then
+    /// copies the log into it and empties the log. It takes as long as
+    /// copying the database; for a one-off clean-up (the start that
+    /// converts phone numbers stored in clear, through
+    /// [`maintenance::SCRUB`]). Nothing on PostgreSQL,
+    /// whose old row versions go with `VACUUM FULL` (docs/operations.md).
+    /// False when a reader kept the log from being emptied.
+    pub async fn scrub(&self) -> Result<bool> {
+        if self.backend != Backend::Sqlite {
+            return Ok(true);
+        }
+        let mut conn = self.pool.acquire().await?;
+        conn.execute("VACUUM").await?;
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(busy == 0)
     }
 
     pub async fn close(&self) {

@@ -1,6 +1,7 @@
 //! Users, their templates and payment methods; merchants, stores, terminals
-//! and API keys. Secrets are stored only as hashes (PINs, tokens, API keys)
-//! or ciphertexts (templates, card numbers) made by the caller.
+//! and API keys. Secrets are stored only as hashes (PINs, tokens, API keys,
+//! phone numbers) or ciphertexts (templates, card numbers, phone numbers)
+//! made by the caller.
 
 use serde::Serialize;
 use sqlx::{FromRow, Row};
@@ -10,13 +11,80 @@ use crate::{Connection, Result, StoreError};
 #[derive(Debug, Clone, FromRow)]
 pub struct User {
     pub id: String,
-    pub phone: Option<String>,
+    /// A keyed hash of the normalised phone number (see [`StoredPhone`]).
+    pub phone_hash: Option<String>,
+    pub phone_key_id: Option<String>,
+    pub phone_nonce: Option<Vec<u8>>,
+    pub phone_ciphertext: Option<Vec<u8>>,
     pub phone_last4: Option<String>,
     pub pin_hash: Option<String>,
     pub status: String,
     pub created_at_ms: i64,
 }
 
+impl User {
+    /// The sealed phone number: its data key's id, nonce and ciphertext.
+    pub fn sealed_phone(&self) -> Option<(&str, &[u8], &[u8])> {
+        Some((
+            self.phone_key_id.as_deref()?,
+            self.phone_nonce.as_deref()?,
+            self.phone_ciphertext.as_deref()?,
+        ))
+    }
+}
+
+/// A phone number as it is stored: never in clear. `hash` is a keyed hash
+/// of the normalised number (the caller's key, held outside the database),
+/// unique among users, for lookups; the number itself is sealed under the
+/// data key `key_id`, for the user's own page.
+#[derive(Debug, Clone)]
+pub struct StoredPhone {
+    pub hash: String,
+    pub key_id: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+/// A new account: its phone hashed and sealed, its secrets hashed.
+pub struct NewAccount<'a> {
+    pub id: &'a str,
+    pub phone: &'a StoredPhone,
+    /// The partition key of the gallery and what a receipt shows, kept in
+    /// clear as a card's last four digits are.
+    pub phone_last4: &'a str,
+    pub pin_hash: &'a str,
+    pub token_hash: &'a str,
+    pub created_at_ms: i64,
+}
+
+/// Stores a new account; `Duplicate` when its phone hash (or id, or token
+/// hash) is taken.
+pub async fn insert_account(conn: &mut Connection, user: &NewAccount<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO users (id, phone_hash, phone_key_id, phone_nonce, phone_ciphertext, \
+         phone_last4, pin_hash, token_hash, status, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9)",
+    )
+    .bind(user.id)
+    .bind(&user.phone.hash)
+    .bind(&user.phone.key_id)
+    .bind(&user.phone.nonce)
+    .bind(&user.phone.ciphertext)
+    .bind(user.phone_last4)
+    .bind(user.pin_hash)
+    .bind(user.token_hash)
+    .bind(user.created_at_ms)
+    .execute(conn)
+    .await
+    .map_err(|e| StoreError::from(e).duplicate_as("user with this phone number"))?;
+    Ok(())
+}
+
+/// A user in the form of the first releases, the phone number in clear.
+/// Only synthetic data (facepay-lab's simulated day) and the tests of the
+/// start-up conversion write it; every server converts such rows at start
+/// ([`phones_in_clear`], [`seal_phone`]). Enrolment stores
+/// [`NewAccount`]s.
 pub struct NewUser<'a> {
     pub id: &'a str,
     pub phone: &'a str,
@@ -26,6 +94,7 @@ pub struct NewUser<'a> {
     pub created_at_ms: i64,
 }
 
+/// Stores a [`NewUser`] in the old form (see there).
 pub async fn insert_user(conn: &mut Connection, user: &NewUser<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO users (id, phone, phone_last4, pin_hash, token_hash, status, created_at_ms) \
@@ -43,11 +112,92 @@ pub async fn insert_user(conn: &mut Connection, user: &NewUser<'_>) -> Result<()
     Ok(())
 }
 
-const USER_COLUMNS: &str = "id, phone, phone_last4, pin_hash, status, created_at_ms";
+/// Users after `after_id` whose phone number is still in clear (written
+/// before migration 0015, or by [`insert_user`]), as (id, number), in id
+/// order, at most `limit`.
+pub async fn phones_in_clear(
+    conn: &mut Connection,
+    after_id: &str,
+    limit: i64,
+) -> Result<Vec<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, phone FROM users WHERE phone IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
+    )
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Replaces a user's phone in clear by its hash and sealed number, if the
+/// row still holds `in_clear` (`Changed` when it does not). A hash
+/// another user holds already (two accounts of one number, which only
+/// rows written around the unique index could make) is left out: the
+/// number is sealed and cleared all the same, and the caller says so.
+pub async fn seal_phone(
+    conn: &mut Connection,
+    user_id: &str,
+    in_clear: &str,
+    phone: &StoredPhone,
+) -> Result<SealedPhone> {
+    let holder: Option<String> =
+        sqlx::query_scalar("SELECT id FROM users WHERE phone_hash = $1 AND id <> $2")
+            .bind(&phone.hash)
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let hash = if holder.is_some() {
+        None
+    } else {
+        Some(phone.hash.as_str())
+    };
+    let done = sqlx::query(
+        "UPDATE users SET phone = NULL, phone_hash = $3, phone_key_id = $4, phone_nonce = $5, \
+         phone_ciphertext = $6 WHERE id = $1 AND phone = $2",
+    )
+    .bind(user_id)
+    .bind(in_clear)
+    .bind(hash)
+    .bind(&phone.key_id)
+    .bind(&phone.nonce)
+    .bind(&phone.ciphertext)
+    .execute(conn)
+    .await?;
+    Ok(match (done.rows_affected(), holder) {
+        (0, _) => SealedPhone::Changed,
+        (_, None) => SealedPhone::Sealed,
+        (_, Some(other)) => SealedPhone::HashTaken { by: other },
+    })
+}
+
+/// What [`seal_phone`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealedPhone {
+    Sealed,
+    /// Sealed and cleared, without a hash: user `by` holds it.
+    HashTaken {
+        by: String,
+    },
+    /// The row no longer held that number; nothing was written.
+    Changed,
+}
+
+const USER_COLUMNS: &str = "id, phone_hash, phone_key_id, phone_nonce, phone_ciphertext, \
+     phone_last4, pin_hash, status, created_at_ms";
 
 pub async fn user(conn: &mut Connection, id: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
+}
+
+/// Whether any user has a phone hash: the key those hashes were made with
+/// must exist then.
+pub async fn any_phone_hash(conn: &mut Connection) -> Result<bool> {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT id FROM users WHERE phone_hash IS NOT NULL LIMIT 1")
+            .fetch_optional(conn)
+            .await?;
+    Ok(found.is_some())
 }
 
 /// Replaces the token of an account that is not deleted; false when there
@@ -86,15 +236,17 @@ pub async fn set_user_status(conn: &mut Connection, id: &str, status: &str) -> R
     Ok(())
 }
 
-/// Erases what identifies a user: the data keys of their template and cards
-/// are destroyed first (so a copy of the ciphertext, in a backup say, can no
-/// longer be opened), then the template row and the card ciphertexts go, and
-/// the phone, PIN hash and token are cleared. Payments stay, because
-/// merchants and the ledger need them, but point at an anonymous user.
+/// Erases what identifies a user: the data keys of their template, cards
+/// and phone number are destroyed first (so a copy of the ciphertext, in a
+/// backup say, can no longer be opened), then the template row and the card
+/// ciphertexts go, and the phone (its hash, sealed number and last digits),
+/// PIN hash and token are cleared. Payments stay, because merchants and the
+/// ledger need them, but point at an anonymous user.
 pub async fn delete_user(conn: &mut Connection, id: &str, now_ms: i64) -> Result<()> {
     sqlx::query(
         "DELETE FROM data_keys WHERE id IN (SELECT key_id FROM templates WHERE user_id = $1 \
-         UNION SELECT key_id FROM payment_methods WHERE user_id = $1 AND key_id IS NOT NULL)",
+         UNION SELECT key_id FROM payment_methods WHERE user_id = $1 AND key_id IS NOT NULL \
+         UNION SELECT phone_key_id FROM users WHERE id = $1 AND phone_key_id IS NOT NULL)",
     )
     .bind(id)
     .execute(&mut *conn)
@@ -112,8 +264,10 @@ pub async fn delete_user(conn: &mut Connection, id: &str, now_ms: i64) -> Result
     .execute(&mut *conn)
     .await?;
     let done = sqlx::query(
-        "UPDATE users SET status = 'deleted', phone = NULL, phone_last4 = NULL, pin_hash = NULL, \
-         token_hash = NULL, deleted_at_ms = $2 WHERE id = $1 AND status <> 'deleted'",
+        "UPDATE users SET status = 'deleted', phone = NULL, phone_hash = NULL, \
+         phone_key_id = NULL, phone_nonce = NULL, phone_ciphertext = NULL, phone_last4 = NULL, \
+         pin_hash = NULL, token_hash = NULL, deleted_at_ms = $2 \
+         WHERE id = $1 AND status <> 'deleted'",
     )
     .bind(id)
     .bind(now_ms)

@@ -657,12 +657,20 @@ async fn claims_follow_their_state_machine_and_a_lost_race_is_refused() {
     }
 }
 
+/// A user as enrolment stores one; the store takes the phone's hash and
+/// sealed number as the caller made them, so stand-ins do here.
 async fn seed_user(conn: &mut crate::Connection, id: &str, phone: &str) {
-    parties::insert_user(
+    let stored = parties::StoredPhone {
+        hash: format!("hash-of-{id}"),
+        key_id: format!("dek_phone_{id}"),
+        nonce: vec![1; 12],
+        ciphertext: vec![2; 28],
+    };
+    parties::insert_account(
         conn,
-        &parties::NewUser {
+        &parties::NewAccount {
             id,
-            phone,
+            phone: &stored,
             phone_last4: &phone[phone.len() - 4..],
             pin_hash: "x",
             token_hash: id,
@@ -671,6 +679,144 @@ async fn seed_user(conn: &mut crate::Connection, id: &str, phone: &str) {
     )
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn phones_in_clear_are_sealed_once_and_a_deleted_user_keeps_none() {
+    use crate::keys::{self, DataKeyRow};
+
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let mut conn = store.acquire().await.unwrap();
+        // Two users in the old form, and their enrolments' keys.
+        for (id, phone) in [("u1", "+821011110001"), ("u2", "+821011110002")] {
+            let old = parties::NewUser {
+                id,
+                phone,
+                phone_last4: &phone[phone.len() - 4..],
+                pin_hash: "x",
+                token_hash: id,
+                created_at_ms: 1,
+            };
+            parties::insert_user(&mut conn, &old).await.unwrap();
+            let scope = format!("app:{phone}");
+            idempotency::claim(&mut conn, &scope, "e1", "h", 1, 10)
+                .await
+                .unwrap();
+        }
+        let found = parties::phones_in_clear(&mut conn, "", 10).await.unwrap();
+        assert_eq!(found.len(), 2, "{backend}");
+        let stored = |n: u8| parties::StoredPhone {
+            hash: format!("hash-{n}"),
+            key_id: format!("dek_{n}"),
+            nonce: vec![n; 12],
+            ciphertext: vec![n; 20],
+        };
+        for n in 1..=2u8 {
+            let key = DataKeyRow {
+                id: format!("dek_{n}"),
+                kek_id: "kek".into(),
+                nonce: vec![0; 12],
+                wrapped: vec![0; 48],
+            };
+            keys::insert(&mut conn, &key, 1).await.unwrap();
+        }
+        let (id, phone) = &found[0];
+        let sealed = parties::seal_phone(&mut conn, id, phone, &stored(1))
+            .await
+            .unwrap();
+        assert_eq!(sealed, parties::SealedPhone::Sealed, "{backend}");
+        // Sealing again, or from a stale read, writes nothing.
+        let again = parties::seal_phone(&mut conn, id, phone, &stored(1))
+            .await
+            .unwrap();
+        assert_eq!(again, parties::SealedPhone::Changed, "{backend}");
+        // A hash another account holds is left out, the number sealed anyway.
+        let (other, other_phone) = &found[1];
+        let mut same_hash = stored(2);
+        same_hash.hash = stored(1).hash;
+        let taken = parties::seal_phone(&mut conn, other, other_phone, &same_hash)
+            .await
+            .unwrap();
+        assert_eq!(
+            taken,
+            parties::SealedPhone::HashTaken { by: id.clone() },
+            "{backend}"
+        );
+        assert!(
+            parties::phones_in_clear(&mut conn, "", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let user = parties::user(&mut conn, id).await.unwrap().unwrap();
+        assert_eq!(user.phone_hash.as_deref(), Some("hash-1"), "{backend}");
+        assert_eq!(
+            user.sealed_phone(),
+            Some(("dek_1", &[1u8; 12][..], &[1u8; 20][..]))
+        );
+        assert!(parties::any_phone_hash(&mut conn).await.unwrap());
+
+        // Scopes holding a number move to the hash's scope, answers and all.
+        let scopes = idempotency::scopes_after(&mut conn, "app:+", "", 10)
+            .await
+            .unwrap();
+        assert_eq!(scopes, ["app:+821011110001", "app:+821011110002"]);
+        let moved = idempotency::move_scope(&mut conn, &scopes[0], "app:hash-1")
+            .await
+            .unwrap();
+        assert_eq!(moved, 1, "{backend}");
+        let claim = idempotency::claim(&mut conn, "app:hash-1", "e1", "h", 100, 10)
+            .await
+            .unwrap();
+        assert_eq!(claim, Claim::Claimed, "{backend}: its lease ran out");
+        assert_eq!(
+            idempotency::forget_scope(&mut conn, &scopes[1])
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(
+            idempotency::scopes_after(&mut conn, "app:+", "", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Deleting the user clears the hash and the sealed number, and
+        // destroys the number's data key.
+        parties::delete_user(&mut conn, id, 5).await.unwrap();
+        let user = parties::user(&mut conn, id).await.unwrap().unwrap();
+        assert_eq!(
+            (user.phone_hash.as_deref(), user.sealed_phone().is_none()),
+            (None, true),
+            "{backend}"
+        );
+        assert!(keys::get(&mut conn, "dek_1").await.unwrap().is_none());
+        assert!(keys::get(&mut conn, "dek_2").await.unwrap().is_some());
+        assert!(!parties::any_phone_hash(&mut conn).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn a_data_key_of_a_fixed_name_is_stored_once() {
+    use crate::keys::{self, DataKeyRow};
+
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let mut conn = store.acquire().await.unwrap();
+        let key = |wrapped: u8| DataKeyRow {
+            id: "lookup-phone".into(),
+            kek_id: "kek".into(),
+            nonce: vec![0; 12],
+            wrapped: vec![wrapped; 48],
+        };
+        assert!(keys::insert_if_absent(&mut conn, &key(1), 1).await.unwrap());
+        assert!(!keys::insert_if_absent(&mut conn, &key(2), 1).await.unwrap());
+        let kept = keys::get(&mut conn, "lookup-phone").await.unwrap().unwrap();
+        assert_eq!(kept.wrapped, vec![1; 48]);
+    }
 }
 
 async fn has_reward(conn: &mut crate::Connection) -> bool {

@@ -1,14 +1,15 @@
 //! The shared core every service stands on: the store, the envelope of
 //! data keys, the clock, the configuration and the card vault, and the
 //! primitives each service needs: the idempotency runner, per-payment
-//! locks, request input checks, record helpers and the core's side of the
-//! vault.
+//! locks, request input checks, record helpers, phone numbers at rest and
+//! the core's side of the vault.
 //!
 //! Nothing here imports a service module: the services build on the core,
 //! never the other way round.
 
 mod cards;
 mod input;
+mod phones;
 mod records;
 mod sealed;
 
@@ -30,6 +31,8 @@ use crate::keys::Envelope;
 pub(crate) use cards::{CardToVault, stored_credential};
 pub use input::{check_idempotency_key, json_value, parse_json};
 pub(crate) use input::{decode_frames, normalise_phone};
+pub use phones::PHONE_LOOKUP_KEY_ID;
+pub(crate) use phones::{enrolment_scope, hash_phone};
 pub(crate) use records::{HELD_FOR_REVIEW, commit, derived_id, fee, money_of, stored_or_created};
 pub(crate) use sealed::{template_aad, vector_from_bytes, vector_to_bytes};
 
@@ -193,6 +196,8 @@ pub struct Core {
     /// The issuer for calls that need no card; the vault's.
     pub(crate) connector: Arc<dyn Connector>,
     payment_locks: Vec<Mutex<()>>,
+    /// The key phone numbers are hashed under, once read (`phones`).
+    phone_key: tokio::sync::OnceCell<crate::keys::LookupKey>,
 }
 
 impl Core {
@@ -211,6 +216,7 @@ impl Core {
             connector: vault.connector(),
             vault,
             payment_locks: (0..PAYMENT_LOCKS).map(|_| Mutex::new(())).collect(),
+            phone_key: tokio::sync::OnceCell::new(),
         }
     }
 

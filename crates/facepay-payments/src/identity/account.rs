@@ -32,8 +32,10 @@ impl Identity {
         let stamps = loyalty::user_stamps(&mut conn, &user.id).await?;
         let coupons = loyalty::user_coupons(&mut conn, &user.id, self.core.now_ms()).await?;
         let choices = loyalty::user_choices(&mut conn, &user.id).await?;
+        let phone = self.core.open_phone(&mut conn, &user).await?;
         let view = UserView::of(&UserRows {
             user: &user,
+            phone,
             has_face: self.gallery.contains(&user.id),
             methods: &methods,
             payments: &payments,

@@ -10,7 +10,7 @@ use facepay_face::QualityPolicy;
 use facepay_face::liveness::LivenessDecision;
 use facepay_store::changes::Kind;
 use facepay_store::keys::DataKeyRow;
-use facepay_store::parties::{self, NewUser, PaymentMethod, StoredTemplate};
+use facepay_store::parties::{self, PaymentMethod, StoredPhone, StoredTemplate};
 use facepay_store::{StoreError, audit, ids};
 use tokio::sync::MutexGuard;
 use zeroize::Zeroizing;
@@ -20,8 +20,8 @@ use crate::api::{
     CardInput, EnrolRequest, EnrolResponse, FaceEnrolled, FaceRequest, PaymentMethodView,
 };
 use crate::core::{
-    CardToVault, Claimed, Reply, Request, commit, decode_frames, normalise_phone, parse_json,
-    template_aad, vector_to_bytes,
+    CardToVault, Claimed, Reply, Request, commit, decode_frames, enrolment_scope, normalise_phone,
+    parse_json, template_aad, vector_to_bytes,
 };
 use crate::error::Failure;
 use crate::keys;
@@ -70,7 +70,10 @@ struct NewFace {
 /// An account's secrets, sealed or hashed, with its card in the vault.
 struct NewAccount {
     user_id: String,
-    phone: String,
+    /// The number's keyed hash and the number sealed, never the number.
+    phone: StoredPhone,
+    phone_key: DataKeyRow,
+    phone_last4: String,
     pin_hash: String,
     /// Shown once, in the answer; only its hash is stored.
     token: String,
@@ -87,10 +90,14 @@ impl Identity {
         check_pin(&request.pin)?;
         let card = self.check_card(&request.card)?;
         let frames = decode_frames(&request.frames)?;
-        let scope = format!("app:{phone}");
+        // The caller is known by the number only; its keyed hash scopes the
+        // key, so no number is written with it.
+        let phone_hash = self.core.phone_hash(&phone).await?;
+        let scope = enrolment_scope(&phone_hash);
         let work = |claimed| async move {
             let user_id = ids::new("usr");
             let (_turn, face) = self.new_face(&user_id, frames).await?;
+            let phone = (phone, phone_hash);
             let account = self.new_account(user_id, phone, &request.pin, card).await?;
             let response = EnrolResponse {
                 user_id: account.user_id.clone(),
@@ -225,17 +232,20 @@ impl Identity {
         Ok(())
     }
 
-    /// Hashes the PIN, makes the account's token and puts the card in the
-    /// vault, verified with the issuer by its security code (a card the
-    /// issuer refuses ends the enrolment here). If the account is not
-    /// stored, the caller gives the vault's token back.
+    /// Seals the phone number (`phone`: the normalised number and its
+    /// keyed hash), hashes the PIN, makes the account's token and puts the
+    /// card in the vault, verified with the issuer by its security code (a
+    /// card the issuer refuses ends the enrolment here). If the account is
+    /// not stored, the caller gives the vault's token back.
     async fn new_account(
         &self,
         user_id: String,
-        phone: String,
+        (phone, phone_hash): (String, String),
         pin: &str,
         card: CheckedCard,
     ) -> Result<NewAccount, Failure> {
+        let phone_last4 = phone[phone.len() - 4..].to_owned();
+        let (phone, phone_key) = self.core.seal_phone(&user_id, &phone, phone_hash)?;
         let pin = pin.to_owned();
         let pin_hash = tokio::task::spawn_blocking(move || keys::hash_pin(&pin))
             .await
@@ -256,6 +266,8 @@ impl Identity {
         Ok(NewAccount {
             user_id,
             phone,
+            phone_key,
+            phone_last4,
             pin_hash,
             token,
             token_hash,
@@ -274,17 +286,16 @@ impl Identity {
     ) -> Result<(), Failure> {
         let now = self.core.now_ms();
         let user_id = account.user_id.as_str();
-        let phone = account.phone.as_str();
         let mut tx = self.core.begin().await?;
-        let new_user = NewUser {
+        let new_user = parties::NewAccount {
             id: user_id,
-            phone,
-            phone_last4: &phone[phone.len() - 4..],
+            phone: &account.phone,
+            phone_last4: &account.phone_last4,
             pin_hash: &account.pin_hash,
             token_hash: &account.token_hash,
             created_at_ms: now,
         };
-        parties::insert_user(&mut tx, &new_user)
+        parties::insert_account(&mut tx, &new_user)
             .await
             .map_err(|e| match e {
                 StoreError::Duplicate(_) => Failure::conflict(
@@ -293,6 +304,7 @@ impl Identity {
                 ),
                 other => other.into(),
             })?;
+        facepay_store::keys::insert(&mut tx, &account.phone_key, now).await?;
         facepay_store::keys::insert(&mut tx, &face.data_key, now).await?;
         facepay_store::keys::insert(&mut tx, &account.card_key, now).await?;
         parties::insert_template(&mut tx, &face.template, now).await?;

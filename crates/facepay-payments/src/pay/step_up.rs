@@ -311,10 +311,19 @@ impl Payments {
                 .into_iter()
                 .filter(|u| u.phone_last4.as_deref() == Some(digits.as_str()))
                 .collect(),
-            Knowledge::Phone(phone) => users
-                .into_iter()
-                .filter(|u| u.phone.as_deref() == Some(phone.as_str()))
-                .collect(),
+            Knowledge::Phone(phone) => {
+                // Numbers are stored as keyed hashes only; every candidate's
+                // is compared in full, in constant time.
+                let given = self.core.phone_hash(&phone).await?;
+                users
+                    .into_iter()
+                    .filter(|u| {
+                        u.phone_hash
+                            .as_deref()
+                            .is_some_and(|h| keys::hashes_equal(h, &given))
+                    })
+                    .collect()
+            }
             Knowledge::Pin(pin) => {
                 let tried = users.clone();
                 let matching = tokio::task::spawn_blocking(move || {
