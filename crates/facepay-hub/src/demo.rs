@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use facepay_fx::Posted;
+use facepay_money::Currency;
 use facepay_qr::{Account, Additional, Initiation, MerchantQr, QrError};
 use facepay_store::Store;
 
@@ -156,6 +157,7 @@ pub fn merchant_qr(
     bill_number: &str,
 ) -> Result<String, QrError> {
     facepay_qr::encode(&MerchantQr {
+        format_indicator: "01".to_owned(),
         initiation: Some(if amount.is_some() {
             Initiation::Dynamic
         } else {
@@ -166,18 +168,52 @@ pub fn merchant_qr(
             network: network.to_owned(),
             fields: vec![(1, merchant.to_owned())],
         }],
-        category_code: "5812".to_owned(),
+        category_code: Some("5812".to_owned()),
         currency_numeric: format!("{currency_numeric:03}"),
         amount: amount.map(str::to_owned),
         tip: None,
-        country: country.to_owned(),
-        merchant_name: name.to_owned(),
-        city: city.to_owned(),
+        country: Some(country.to_owned()),
+        merchant_name: Some(name.to_owned()),
+        city: Some(city.to_owned()),
         postal_code: None,
         additional: Some(Additional {
             bill_number: Some(bill_number.to_owned()),
             ..Additional::default()
         }),
+        language: None,
+        unreserved: Vec::new(),
+    })
+}
+
+/// A PromptPay-style code as Thai apps print it: the proxy's template
+/// (PromptPay's AID and a mobile number), the member network's template
+/// naming `merchant`, and no merchant name, city or category code, which
+/// PromptPay leaves out. Static: the payer gives the amount.
+pub fn promptpay_qr(mobile: &str, (network, merchant): (&str, &str)) -> Result<String, QrError> {
+    facepay_qr::encode(&MerchantQr {
+        format_indicator: "01".to_owned(),
+        initiation: Some(Initiation::Static),
+        accounts: vec![
+            Account::Template {
+                id: 29,
+                network: "A000000677010111".to_owned(),
+                fields: vec![(1, mobile.to_owned())],
+            },
+            Account::Template {
+                id: 31,
+                network: network.to_owned(),
+                fields: vec![(1, merchant.to_owned())],
+            },
+        ],
+        category_code: None,
+        currency_numeric: format!("{:03}", Currency::THB.numeric()),
+        amount: None,
+        tip: None,
+        country: Some("TH".to_owned()),
+        merchant_name: None,
+        city: None,
+        postal_code: None,
+        additional: None,
         language: None,
         unreserved: Vec::new(),
     })

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use facepay_store::hub::State;
 use facepay_store::{Store, ledger, testing};
 
-use crate::demo::{BUDI_IDR, KIM_KRW, Members, merchant_qr};
+use crate::demo::{BUDI_IDR, KIM_KRW, Members, merchant_qr, promptpay_qr};
 use crate::service::{ATM_ACCOUNT, CASH_CONFIRM_MS, Hub, HubError, PENDING_STALE_MS};
 use crate::simulator::{Failure, Rules, SimulatedNetwork};
 use crate::{Direction, Leg, LegState, Network, iso20022};
@@ -275,6 +275,38 @@ async fn quotes_are_honoured_once_until_they_expire_and_bad_codes_are_named() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), "network_limit");
+        verify(&store).await;
+    }
+}
+
+/// A PromptPay code as Thai apps print it has no merchant name, city or
+/// category code: the quote goes through, and the code's scheme, the name
+/// to show (the proxy) and what the scheme left out come with it.
+#[tokio::test]
+async fn a_promptpay_code_without_a_name_is_quoted_with_what_it_left_out() {
+    let (_dir, stores) = stores().await;
+    for store in stores {
+        let w = world(store.clone(), Failure::None);
+        let payload = promptpay_qr("0066812345678", ("th.promptpay.sim", "siam-market")).unwrap();
+        let (quote, scanned) = w
+            .hub
+            .quote_scanned("kr.wallet.sim", "kim", &payload, Some("150.00"), NOW_MS)
+            .await
+            .unwrap();
+        assert_eq!(quote.payee_account, "siam-market");
+        assert_eq!(quote.payee_name, "Siam Market");
+        assert_eq!(quote.destination_minor, 15_000);
+        assert_eq!(scanned.scheme, facepay_qr::Scheme::PromptPay);
+        assert_eq!(scanned.display_name, "PromptPay +66812345678");
+        let omitted: Vec<u8> = scanned.warnings.iter().map(|w| w.field()).collect();
+        assert_eq!(omitted, [52, 59, 60]);
+        let t = w
+            .hub
+            .pay("kim-app", "pp-1", &quote.id, NOW_MS)
+            .await
+            .unwrap();
+        assert_eq!(t.state, State::Committed);
+        assert_eq!(w.thailand.balance("siam-market"), Some(15_000));
         verify(&store).await;
     }
 }

@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 use facepay_fx::{Desk, FxError, Posted};
 use facepay_money::Currency;
 use facepay_qr::QrError;
+pub use facepay_qr::{ScannedQr, Warning as QrWarning};
 use facepay_store::hub::{self as records, CodeRefusal, Kind, Quote, Refusal, State, Transfer};
 use facepay_store::{Store, StoreError, ids};
 use sha2::{Digest, Sha256};
@@ -44,8 +45,9 @@ const SWEEP_BATCH: i64 = 100;
 pub const REPORT_TRANSFERS_MAX: usize = 10_000;
 /// Transfers read per query for a report.
 const REPORT_PAGE: i64 = 1_000;
-/// Longest QR payload, idempotency key and account reference taken.
-pub const PAYLOAD_BYTES_MAX: usize = 512;
+/// Longest QR payload taken: as much as a QR code symbol holds.
+pub const PAYLOAD_BYTES_MAX: usize = facepay_qr::PAYLOAD_CHARS_MAX;
+/// Longest idempotency key and account reference taken.
 pub const KEY_BYTES_MAX: usize = 128;
 
 #[derive(Debug, Error)]
@@ -161,6 +163,21 @@ pub struct Hub {
     desk: RwLock<Desk>,
 }
 
+/// The amount to quote, in the code's currency: the one the code fixes, or
+/// the payer's for a static code.
+fn amount_text<'a>(fixed: Option<&'a str>, given: Option<&'a str>) -> Result<&'a str, HubError> {
+    match (fixed, given) {
+        (Some(fixed), Some(given)) if fixed != given => Err(HubError::BadAmount(
+            "the code fixes the amount; send none or the same".into(),
+        )),
+        (Some(fixed), _) => Ok(fixed),
+        (None, Some(given)) => Ok(given),
+        (None, None) => Err(HubError::BadAmount(
+            "a static code needs the amount from the payer".into(),
+        )),
+    }
+}
+
 fn bounded(text: &str, max: usize, what: &'static str) -> Result<(), HubError> {
     if text.len() > max {
         return Err(HubError::TooLong(what));
@@ -226,39 +243,31 @@ impl Hub {
         amount: Option<&str>,
         now_ms: i64,
     ) -> Result<Quote, HubError> {
+        let (quote, _) = self
+            .quote_scanned(payer_network, payer_account, payload, amount, now_ms)
+            .await?;
+        Ok(quote)
+    }
+
+    /// `quote_qr`, with the code as read: its scheme, the name to show the
+    /// payer and what its scheme allowed that EMVCo's base rules do not.
+    pub async fn quote_scanned(
+        &self,
+        payer_network: &str,
+        payer_account: &str,
+        payload: &str,
+        amount: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(Quote, ScannedQr), HubError> {
         bounded(payload, PAYLOAD_BYTES_MAX, "the QR payload")?;
-        let qr = facepay_qr::parse(payload)?;
-        let (payee_network, merchant) = qr
-            .accounts
-            .iter()
-            .find_map(|a| match a {
-                facepay_qr::Account::Template {
-                    network, fields, ..
-                } if self.networks.contains_key(network) => fields
-                    .iter()
-                    .find(|(id, _)| *id == 1)
-                    .map(|(_, merchant)| (network.clone(), merchant.clone())),
-                _ => None,
-            })
-            .ok_or(HubError::NoMemberNetwork)?;
+        let scanned = facepay_qr::parse(payload)?;
+        let qr = &scanned.qr;
+        let (payee_network, merchant) = self.payee_of(&scanned)?;
         let currency = self.network(&payee_network)?.currency();
         if qr.currency_numeric != format!("{:03}", currency.numeric()) {
             return Err(HubError::CurrencyMismatch);
         }
-        let text = match (qr.amount.as_deref(), amount) {
-            (Some(fixed), Some(given)) if fixed != given => {
-                return Err(HubError::BadAmount(
-                    "the code fixes the amount; send none or the same".into(),
-                ));
-            }
-            (Some(fixed), _) => fixed,
-            (None, Some(given)) => given,
-            (None, None) => {
-                return Err(HubError::BadAmount(
-                    "a static code needs the amount from the payer".into(),
-                ));
-            }
-        };
+        let text = amount_text(qr.amount.as_deref(), amount)?;
         let destination_minor = currency
             .parse_amount(text)
             .map_err(|e| HubError::BadAmount(e.to_string()))?;
@@ -266,15 +275,45 @@ impl Hub {
             .additional
             .as_ref()
             .and_then(|a| a.bill_number.clone().or_else(|| a.reference_label.clone()));
-        self.quote(
-            Kind::Qr,
-            (payer_network, payer_account),
-            (&payee_network, &merchant),
-            destination_minor,
-            reference,
-            now_ms,
-        )
-        .await
+        let quote = self
+            .quote(
+                Kind::Qr,
+                (payer_network, payer_account),
+                (&payee_network, &merchant),
+                destination_minor,
+                reference,
+                now_ms,
+            )
+            .await?;
+        Ok((quote, scanned))
+    }
+
+    /// The member network that pays the code's merchant, and the merchant's
+    /// id there: the account the code's scheme names if its network is a
+    /// member, else the first member network's template that names a
+    /// merchant (01).
+    fn payee_of(&self, scanned: &ScannedQr) -> Result<(String, String), HubError> {
+        if let Some(a) = scanned
+            .merchant_account
+            .as_ref()
+            .filter(|a| self.networks.contains_key(&a.network))
+        {
+            return Ok((a.network.clone(), a.id.clone()));
+        }
+        scanned
+            .qr
+            .accounts
+            .iter()
+            .find_map(|a| match a {
+                facepay_qr::Account::Template { network, .. }
+                    if self.networks.contains_key(network) =>
+                {
+                    a.sub(1)
+                        .map(|merchant| (network.clone(), merchant.to_owned()))
+                }
+                _ => None,
+            })
+            .ok_or(HubError::NoMemberNetwork)
     }
 
     /// A quote for `kind`. The payer's account is its own network's to

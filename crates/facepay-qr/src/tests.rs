@@ -6,6 +6,7 @@ use super::*;
 
 fn sample() -> MerchantQr {
     MerchantQr {
+        format_indicator: "01".into(),
         initiation: Some(Initiation::Dynamic),
         accounts: vec![Account::Template {
             id: 26,
@@ -15,19 +16,20 @@ fn sample() -> MerchantQr {
                 (2, "ID1020000000001".into()),
             ],
         }],
-        category_code: "5812".into(),
+        category_code: Some("5812".into()),
         currency_numeric: "360".into(),
         amount: Some("55000".into()),
         tip: Some(Tip::Percentage("3.5".into())),
-        country: "ID".into(),
-        merchant_name: "Warung Makan Sederhana".into(),
-        city: "JAKARTA".into(),
+        country: Some("ID".into()),
+        merchant_name: Some("Warung Makan Sederhana".into()),
+        city: Some("JAKARTA".into()),
         postal_code: Some("10110".into()),
         additional: Some(Additional {
             bill_number: Some("INV-0042".into()),
             store_label: Some("Kemang".into()),
             terminal_label: Some("T01".into()),
             reference_label: Some("REF123".into()),
+            payment_system: vec![(50, "0015SG.COM.DASH.WWW".into())],
             ..Additional::default()
         }),
         language: Some(Language {
@@ -56,14 +58,25 @@ fn a_payload_round_trips_with_its_crc() {
     let text = encode(&qr).unwrap();
     assert!(text.starts_with("000201010212"));
     assert_eq!(&text[text.len() - 8..text.len() - 4], "6304");
-    assert_eq!(parse(&text).unwrap(), qr);
+    let scanned = parse(&text).unwrap();
+    assert_eq!(scanned.qr, qr);
+    assert_eq!(scanned.scheme, Scheme::Emvco);
+    assert_eq!(scanned.currency, "IDR");
+    assert_eq!(scanned.display_name, "Warung Makan Sederhana");
+    assert_eq!(scanned.amount(), Some("55000"));
+    assert!(scanned.warnings.is_empty());
+    let account = scanned.merchant_account.unwrap();
+    assert_eq!(
+        (account.network.as_str(), account.id.as_str()),
+        ("id.co.example.qris", "936000140000000001")
+    );
     // Lower-case CRC digits read the same.
     let lower = format!(
         "{}{}",
         &text[..text.len() - 4],
         text[text.len() - 4..].to_lowercase()
     );
-    assert_eq!(parse(&lower).unwrap(), qr);
+    assert_eq!(parse(&lower).unwrap().qr, qr);
 }
 
 #[test]
@@ -72,7 +85,7 @@ fn a_static_code_needs_no_amount_and_a_dynamic_one_does() {
     qr.initiation = Some(Initiation::Static);
     qr.amount = None;
     qr.tip = Some(Tip::Prompt);
-    assert_eq!(parse(&encode(&qr).unwrap()).unwrap(), qr);
+    assert_eq!(parse(&encode(&qr).unwrap()).unwrap().qr, qr);
     qr.initiation = Some(Initiation::Dynamic);
     assert!(matches!(encode(&qr), Err(QrError::Missing { id: 54, .. })));
 }
@@ -128,6 +141,10 @@ fn every_broken_rule_is_named() {
             "qr_bad_value",
         ),
         (
+            with_crc(&minimal.replace("5303410", "5303999")),
+            "qr_unknown_currency",
+        ),
+        (
             with_crc(&minimal.replace("5802KR", "5802kr")),
             "qr_bad_value",
         ),
@@ -142,6 +159,10 @@ fn every_broken_rule_is_named() {
         (with_crc(&format!("{minimal}65020A")), "qr_bad_value"),
         (with_crc(&format!("{minimal}260801041234")), "qr_bad_value"),
         (with_crc(&format!("{minimal}62061002XY")), "qr_bad_value"),
+        (
+            with_crc(&format!("{minimal}64120002k10102Ab")),
+            "qr_bad_value",
+        ),
         (with_crc(&format!("{minimal}6204A1B2")), "qr_bad_id"),
         (
             with_crc(&minimal.replace("5904Cafe", "5904Caf\u{e9}")),
@@ -157,6 +178,165 @@ fn every_broken_rule_is_named() {
         assert_eq!(error.code(), code, "{payload}: {error}");
         assert!(!error.to_string().is_empty());
     }
+}
+
+/// A code with one template and only the fields every scheme prints.
+fn bare(id: u8, network: &str, fields: &[(u8, &str)], country: &str, currency: &str) -> MerchantQr {
+    MerchantQr {
+        format_indicator: "01".into(),
+        initiation: Some(Initiation::Static),
+        accounts: vec![Account::Template {
+            id,
+            network: network.into(),
+            fields: fields.iter().map(|(s, v)| (*s, (*v).to_owned())).collect(),
+        }],
+        category_code: None,
+        currency_numeric: currency.into(),
+        amount: None,
+        tip: None,
+        country: Some(country.into()),
+        merchant_name: None,
+        city: None,
+        postal_code: None,
+        additional: None,
+        language: None,
+        unreserved: Vec::new(),
+    }
+}
+
+#[test]
+fn the_scheme_decides_which_base_fields_may_be_left_out() {
+    let promptpay = bare(29, "A000000677010111", &[(1, "0066812345678")], "TH", "764");
+    let scanned = parse(&encode(&promptpay).unwrap()).unwrap();
+    assert_eq!(scanned.scheme, Scheme::PromptPay);
+    assert_eq!(scanned.display_name, "PromptPay +66812345678");
+    let omitted: Vec<u8> = scanned.warnings.iter().map(Warning::field).collect();
+    assert_eq!(omitted, [52, 59, 60]);
+    assert!(
+        scanned
+            .warnings
+            .iter()
+            .all(|w| w.code() == "qr_field_omitted")
+    );
+    // The same code under a network no scheme names is held to the base
+    // specification, and so is a PromptPay code without its proxy.
+    let unknown = bare(29, "A000000677019999", &[(1, "0066812345678")], "TH", "764");
+    assert_eq!(encode(&unknown).unwrap_err().code(), "qr_missing_field");
+    let no_proxy = bare(29, "A000000677010111", &[(9, "x")], "TH", "764");
+    assert!(matches!(
+        encode(&no_proxy),
+        Err(QrError::Missing { id: 29, .. })
+    ));
+    // A name the code carries is the one shown.
+    let mut named = promptpay;
+    named.merchant_name = Some("Som Tam Shop".into());
+    let scanned = parse(&encode(&named).unwrap()).unwrap();
+    assert_eq!(scanned.display_name, "Som Tam Shop");
+    assert_eq!(scanned.warnings.len(), 2);
+}
+
+#[test]
+fn duitnow_may_print_format_02_and_no_other_scheme_may() {
+    let mut duitnow = bare(
+        26,
+        "A0000006150001",
+        &[(1, "890053"), (2, "MD1")],
+        "MY",
+        "458",
+    );
+    duitnow.format_indicator = "02".into();
+    duitnow.category_code = Some("8661".into());
+    duitnow.merchant_name = Some("MASJID".into());
+    duitnow.city = Some("MY".into());
+    let scanned = parse(&encode(&duitnow).unwrap()).unwrap();
+    assert_eq!(scanned.scheme, Scheme::DuitNow);
+    assert_eq!(
+        scanned.warnings,
+        [Warning::FormatIndicator { found: "02".into() }]
+    );
+    let account = scanned.merchant_account.unwrap();
+    assert_eq!(
+        (account.id.as_str(), account.institution.as_deref()),
+        ("MD1", Some("890053"))
+    );
+    // DuitNow requires the name that PromptPay may leave out.
+    duitnow.merchant_name = None;
+    assert!(matches!(
+        encode(&duitnow),
+        Err(QrError::Missing { id: 59, .. })
+    ));
+    let mut other = sample();
+    other.format_indicator = "02".into();
+    assert!(matches!(
+        encode(&other),
+        Err(QrError::BadValue { id: 0, .. })
+    ));
+}
+
+#[test]
+fn a_country_or_currency_not_the_schemes_is_a_warning() {
+    let code = bare(29, "A000000677010111", &[(2, "1111111111111")], "KH", "840");
+    let scanned = parse(&encode(&code).unwrap()).unwrap();
+    assert_eq!(scanned.currency, "USD");
+    let codes: Vec<&str> = scanned.warnings.iter().map(Warning::code).collect();
+    assert_eq!(
+        codes,
+        [
+            "qr_field_omitted",
+            "qr_field_omitted",
+            "qr_field_omitted",
+            "qr_unexpected_country",
+            "qr_unexpected_currency"
+        ]
+    );
+    assert!(scanned.warnings.iter().all(|w| !w.to_string().is_empty()));
+}
+
+#[test]
+fn a_dynamic_code_may_leave_its_amount_to_pix_alone() {
+    let mut pix = bare(
+        26,
+        "br.gov.bcb.pix",
+        &[(25, "pix.example.com/abc")],
+        "BR",
+        "986",
+    );
+    pix.initiation = Some(Initiation::Dynamic);
+    pix.category_code = Some("0000".into());
+    pix.merchant_name = Some("Fulano de Tal".into());
+    pix.city = Some("BRASILIA".into());
+    let scanned = parse(&encode(&pix).unwrap()).unwrap();
+    assert_eq!(scanned.warnings, [Warning::AmountElsewhere]);
+    assert_eq!(scanned.merchant_account.unwrap().id, "pix.example.com/abc");
+    let mut paynow = pix;
+    paynow.accounts = vec![Account::Template {
+        id: 26,
+        network: "SG.PAYNOW".into(),
+        fields: vec![(1, "2".into()), (2, "201403121W".into())],
+    }];
+    paynow.country = Some("SG".into());
+    paynow.currency_numeric = "702".into();
+    assert!(matches!(
+        encode(&paynow),
+        Err(QrError::Missing { id: 54, .. })
+    ));
+}
+
+#[test]
+fn khqr_is_a_bakong_account_in_a_cambodian_code() {
+    let mut khqr = bare(29, "jonhsmith@nbcq", &[], "KH", "116");
+    khqr.category_code = Some("5999".into());
+    khqr.merchant_name = Some("Jonh Smith".into());
+    khqr.city = Some("Phnom Penh".into());
+    let scanned = parse(&encode(&khqr).unwrap()).unwrap();
+    assert_eq!(scanned.scheme, Scheme::Khqr);
+    assert_eq!(scanned.merchant_account.unwrap().id, "jonhsmith@nbcq");
+    assert_eq!(scanned.currency, "KHR");
+    khqr.country = Some("TH".into());
+    let scanned = parse(&encode(&khqr).unwrap()).unwrap();
+    assert_eq!(scanned.scheme, Scheme::Emvco);
+    assert_eq!(scanned.merchant_account, None);
+    assert_eq!(scanned.display_name, "Jonh Smith");
 }
 
 /// A field's value: printable ASCII without the characters that would make
@@ -193,7 +373,15 @@ fn account() -> impl Strategy<Value = Account> {
 fn merchant_qr() -> impl Strategy<Value = MerchantQr> {
     (
         proptest::collection::btree_map(2u8..=51, account(), 1..4),
-        ("[0-9]{4}", "[0-9]{3}", proptest::option::of(decimal())),
+        (
+            "[0-9]{4}",
+            proptest::sample::select(
+                &[
+                    "410", "360", "704", "764", "458", "702", "116", "986", "840",
+                ][..],
+            ),
+            proptest::option::of(decimal()),
+        ),
         prop_oneof![
             Just(None),
             Just(Some(Tip::Prompt)),
@@ -206,13 +394,18 @@ fn merchant_qr() -> impl Strategy<Value = MerchantQr> {
             text(15),
             proptest::option::of("[0-9]{5}"),
         ),
-        proptest::option::of((text(20), text(10))),
+        proptest::option::of((
+            text(20),
+            text(10),
+            proptest::collection::btree_map(50u8..=99, text(10), 0..2),
+        )),
         proptest::collection::btree_map(80u8..=99, text(20), 0..2),
     )
         .prop_map(
             |(accounts, (mcc, currency, amount), tip, place, refs, unreserved)| {
                 let (country, merchant_name, city, postal_code) = place;
                 MerchantQr {
+                    format_indicator: "01".to_owned(),
                     initiation: Some(if amount.is_some() {
                         Initiation::Dynamic
                     } else {
@@ -242,17 +435,18 @@ fn merchant_qr() -> impl Strategy<Value = MerchantQr> {
                             }
                         })
                         .collect(),
-                    category_code: mcc,
-                    currency_numeric: currency,
+                    category_code: Some(mcc),
+                    currency_numeric: currency.to_owned(),
                     amount,
                     tip,
-                    country,
-                    merchant_name,
-                    city,
+                    country: Some(country),
+                    merchant_name: Some(merchant_name),
+                    city: Some(city),
                     postal_code,
-                    additional: refs.map(|(bill, terminal)| Additional {
+                    additional: refs.map(|(bill, terminal, templates)| Additional {
                         bill_number: Some(bill),
                         terminal_label: Some(terminal),
+                        payment_system: templates.into_iter().collect(),
                         ..Additional::default()
                     }),
                     language: None,
@@ -266,7 +460,7 @@ proptest! {
     #[test]
     fn any_generated_payload_parses_back_to_its_fields(qr in merchant_qr()) {
         let text = encode(&qr).unwrap();
-        prop_assert_eq!(parse(&text).unwrap(), qr);
+        prop_assert_eq!(parse(&text).unwrap().qr, qr);
     }
 
     #[test]
@@ -340,7 +534,7 @@ fn fuzz_mutations_for_a_bounded_time() {
         runs += 1;
         if let Ok(qr) = parse(&text) {
             parsed += 1;
-            let again = encode(&qr)
+            let again = encode(&qr.qr)
                 .unwrap_or_else(|e| panic!("seed {seed}: {text:?} parsed but does not write: {e}"));
             assert_eq!(parse(&again).unwrap(), qr, "seed {seed}: {text:?}");
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::Request;
-use facepay_hub::demo::merchant_qr;
+use facepay_hub::demo::{merchant_qr, promptpay_qr};
 use facepay_payments::hub_member::FACEPAY_MEMBER_ID;
 use facepay_payments::{Config, DecisionPolicy};
 use serde_json::{Value, json};
@@ -116,6 +116,30 @@ async fn members_pay_qr_codes_and_take_cash_and_an_operator_settles_the_window()
         assert_eq!(status, 201, "{backend}: {quote}");
         assert_eq!(quote["destination_minor"], 5_500_000);
         assert_eq!(quote["payee_name"], "Warung Makan");
+        assert_eq!(quote["code"]["scheme"], "emvco", "{quote}");
+        assert_eq!(quote["code"]["display_name"], "Warung Makan");
+        assert_eq!(quote["code"]["warnings"], json!([]));
+
+        // A PromptPay code as Thai apps print it, without a merchant name,
+        // city or category code: quoted, with the proxy as the name to
+        // show and what the scheme left out.
+        let promptpay = promptpay_qr("0066812345678", (THAILAND, "siam-market")).unwrap();
+        let body = json!({"payer_account": "kim", "qr": promptpay, "amount": "150.00"});
+        let (status, thai) = h
+            .with_bearer(korea, "POST", "/v1/hub/quotes", "", Some(body))
+            .await;
+        assert_eq!(status, 201, "{thai}");
+        assert_eq!(thai["payee_name"], "Siam Market");
+        assert_eq!(thai["destination_minor"], 15_000);
+        assert_eq!(thai["code"]["scheme"], "promptpay");
+        assert_eq!(thai["code"]["display_name"], "PromptPay +66812345678");
+        let warnings = thai["code"]["warnings"].as_array().unwrap();
+        let fields: Vec<u64> = warnings
+            .iter()
+            .filter_map(|w| w["field"].as_u64())
+            .collect();
+        assert_eq!(fields, [52, 59, 60], "{thai}");
+        assert!(warnings.iter().all(|w| w["code"] == "qr_field_omitted"));
         let pay = json!({"quote_id": quote["id"]});
         let (status, body) = h
             .with_bearer(korea, "POST", "/v1/hub/transfers", "", Some(pay.clone()))
@@ -130,6 +154,10 @@ async fn members_pay_qr_codes_and_take_cash_and_an_operator_settles_the_window()
         assert_eq!(status, 201, "{paid}");
         assert_eq!(paid["state"], "committed");
         assert_eq!(paid["iso20022_status"], "ACCC");
+        assert!(
+            paid["quote"].get("code").is_none(),
+            "kept quotes hold no code"
+        );
         let (status, again) = h
             .with_bearer(korea, "POST", "/v1/hub/transfers", "t1", Some(pay.clone()))
             .await;

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use facepay_hub::iso20022;
 use facepay_hub::report::Report;
-use facepay_hub::service::{HubError, KEY_BYTES_MAX};
+use facepay_hub::service::{HubError, KEY_BYTES_MAX, PAYLOAD_BYTES_MAX, ScannedQr};
 use facepay_payments::hub_member::FACEPAY_MEMBER_ID;
 use facepay_store::hub::{self as records, Quote, Transfer, Window};
 use serde::{Deserialize, Serialize};
@@ -63,6 +63,54 @@ pub struct QuoteView {
     mid_rate: String,
     reference: Option<String>,
     expires_at_ms: i64,
+    /// In the answer to a quote for a QR code: what the code says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<ScannedCodeView>,
+}
+
+/// A scanned code as the payer should see it before paying.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScannedCodeView {
+    /// The scheme its templates name: `qris`, `vietqr`, `promptpay`,
+    /// `thaiqr`, `duitnow`, `paynow`, `sgqr`, `khqr`, `pix`, or `emvco` for
+    /// any other code.
+    scheme: &'static str,
+    /// The merchant name in the code, or the scheme's account data when it
+    /// has none (PromptPay's proxy, VietQR's bank and account).
+    display_name: String,
+    /// What the scheme allows that EMVCo's base rules do not, such as a
+    /// merchant name left out.
+    warnings: Vec<QrWarningView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QrWarningView {
+    /// `qr_field_omitted`, `qr_format_indicator`, `qr_amount_elsewhere`,
+    /// `qr_unexpected_country` or `qr_unexpected_currency`.
+    code: &'static str,
+    /// The code's root field it is about.
+    field: u8,
+    message: String,
+}
+
+impl QuoteView {
+    fn scanned(q: Quote, scanned: &ScannedQr) -> Self {
+        let mut view = Self::from(q);
+        view.code = Some(ScannedCodeView {
+            scheme: scanned.scheme.id(),
+            display_name: scanned.display_name.clone(),
+            warnings: scanned
+                .warnings
+                .iter()
+                .map(|w| QrWarningView {
+                    code: w.code(),
+                    field: w.field(),
+                    message: w.to_string(),
+                })
+                .collect(),
+        });
+        view
+    }
 }
 
 impl From<Quote> for QuoteView {
@@ -84,6 +132,7 @@ impl From<Quote> for QuoteView {
             mid_rate: q.mid_rate,
             reference: q.reference,
             expires_at_ms: q.expires_at_ms,
+            code: None,
         }
     }
 }
@@ -204,6 +253,9 @@ fn ok<T: Serialize>(view: T) -> Response {
     (StatusCode::OK, axum::Json(view)).into_response()
 }
 
+// The schemas' bound on a QR payload (`max_length`) is the hub's.
+const _: () = assert!(PAYLOAD_BYTES_MAX == 2953);
+
 /// A member network's payer asks to pay a merchant's code.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -212,7 +264,7 @@ pub struct QuoteRequest {
     #[schema(pattern = r"^[^\u0000]*$", max_length = 512)]
     payer_account: String,
     /// The merchant's EMVCo QR payload, as scanned.
-    #[schema(pattern = r"^[^\u0000]*$", max_length = 512)]
+    #[schema(pattern = r"^[^\u0000]*$", max_length = 2953)]
     qr: String,
     /// For a static code: the amount in the code's currency, major units.
     #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$", max_length = 32)]
@@ -242,9 +294,9 @@ pub async fn quote(
     body: ApiJson<QuoteRequest>,
 ) -> Result<Response, ApiError> {
     let r = body.value;
-    let q = s
+    let (q, scanned) = s
         .hub
-        .quote_qr(
+        .quote_scanned(
             &network,
             &r.payer_account,
             &r.qr,
@@ -252,7 +304,7 @@ pub async fn quote(
             s.now_ms(),
         )
         .await?;
-    Ok(created(QuoteView::from(q)))
+    Ok(created(QuoteView::scanned(q, &scanned)))
 }
 
 /// Pays `quote_id` for `requester` if `owns` says the quote is theirs.
@@ -313,7 +365,7 @@ pub async fn pay_quote(
 #[serde(deny_unknown_fields)]
 pub struct Scanned {
     /// The merchant's EMVCo QR payload, as scanned.
-    #[schema(pattern = r"^[^\u0000]*$", max_length = 512)]
+    #[schema(pattern = r"^[^\u0000]*$", max_length = 2953)]
     qr: String,
     /// For a static code: the amount in the code's currency, major units.
     #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$", max_length = 32)]
@@ -344,11 +396,11 @@ pub async fn my_quote(
 ) -> Result<Response, ApiError> {
     let r = body.value;
     let payer = (FACEPAY_MEMBER_ID, user.user.id.as_str());
-    let q = s
+    let (q, scanned) = s
         .hub
-        .quote_qr(payer.0, payer.1, &r.qr, r.amount.as_deref(), s.now_ms())
+        .quote_scanned(payer.0, payer.1, &r.qr, r.amount.as_deref(), s.now_ms())
         .await?;
-    Ok(created(QuoteView::from(q)))
+    Ok(created(QuoteView::scanned(q, &scanned)))
 }
 
 #[utoipa::path(
