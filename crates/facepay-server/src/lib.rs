@@ -120,3 +120,5 @@ mod idempotency_tests;
 mod loyalty_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod webhook_tests;

@@ -201,6 +201,9 @@ impl Webhooks {
         let endpoint = store::endpoint(&mut tx, &m.id, id)
             .await?
             .ok_or_else(|| Failure::not_found("webhook endpoint"))?;
+        if store::delivery(&mut tx, id, event_id).await?.is_none() {
+            return Err(Failure::not_found("delivery"));
+        }
         if endpoint.status != store::ENABLED {
             return Err(Failure::conflict(
                 "webhook_endpoint_disabled",
