@@ -591,6 +591,11 @@ async fn an_endpoint_failing_for_a_day_is_disabled_then_enabled_and_redelivered(
             "{enabled}"
         );
         assert_eq!(enabled["disabled_reason"], Value::Null);
+        // Nothing to change: `null`, or no body, answers it as it is.
+        for body in [Some(Value::Null), None] {
+            let (status, same) = h.merchant("PATCH", &endpoint_path, "-", body).await;
+            assert_eq!((status, &same["enabled"]), (200, &json!(true)), "{same}");
+        }
         let (status, queued) = h.merchant("POST", &redeliver, "-", None).await;
         assert_eq!(
             (status, queued["state"].as_str()),

@@ -197,7 +197,7 @@ pub struct NewEvent<'a> {
 /// transaction. An event nobody subscribes to is not kept. Returns how
 /// many deliveries were queued.
 pub async fn append_event(conn: &mut Connection, e: &NewEvent<'_>) -> Result<u64> {
-    sqlx::query(
+    let kept = sqlx::query(
         "INSERT INTO webhook_events (id, merchant_id, event_type, resource_id, payload, \
          created_at_ms) SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 \
          FROM webhook_endpoints e JOIN webhook_subscriptions s ON s.endpoint_id = e.id \
@@ -211,15 +211,15 @@ pub async fn append_event(conn: &mut Connection, e: &NewEvent<'_>) -> Result<u64
     .bind(e.created_at_ms)
     .execute(&mut *conn)
     .await?;
-    // The event's own row, seen by this transaction, guards against an
-    // endpoint that subscribed between the two statements.
+    if kept.rows_affected() == 0 {
+        return Ok(0);
+    }
     let queued = sqlx::query(
         "INSERT INTO webhook_deliveries (event_id, endpoint_id, state, attempts, \
          next_attempt_at_ms, retry_from_ms, lease_until_ms, created_at_ms, updated_at_ms) \
          SELECT $1, e.id, 'pending', 0, $4, $4, 0, $4, $4 \
          FROM webhook_endpoints e JOIN webhook_subscriptions s ON s.endpoint_id = e.id \
-         WHERE e.merchant_id = $2 AND e.status = 'enabled' AND s.event_type = $3 \
-         AND EXISTS (SELECT 1 FROM webhook_events WHERE id = $1)",
+         WHERE e.merchant_id = $2 AND e.status = 'enabled' AND s.event_type = $3",
     )
     .bind(e.id)
     .bind(e.merchant_id)

@@ -49,7 +49,9 @@ impl Destinations {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    #[error("the URL is not a valid absolute URL of at most {URL_LEN_MAX} characters")]
+    #[error(
+        "the URL is not a valid absolute URL of at most {URL_LEN_MAX} printable ASCII characters"
+    )]
     Invalid,
     #[error("the URL must start with http:// or https://")]
     Scheme,
@@ -75,7 +77,9 @@ impl UrlError {
 /// credentials or fragment, and a host `destinations` allows as far as
 /// can be told before it is resolved (an address, or a loopback name).
 pub fn check_url(text: &str, destinations: Destinations) -> Result<Url, UrlError> {
-    if text.len() > URL_LEN_MAX || text.trim() != text {
+    // Written as sent on the wire: printable ASCII, a name in another
+    // script in its punycode form.
+    if text.len() > URL_LEN_MAX || !text.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(UrlError::Invalid);
     }
     let url = Url::parse(text).map_err(|_| UrlError::Invalid)?;
@@ -185,6 +189,9 @@ mod tests {
         assert_eq!(code("shop.example/hooks"), "webhook_url_invalid");
         assert_eq!(code(""), "webhook_url_invalid");
         assert_eq!(code(" https://shop.example/"), "webhook_url_invalid");
+        assert_eq!(code("https://shop.example/\u{0}"), "webhook_url_invalid");
+        assert_eq!(code("https://bücher.example/"), "webhook_url_invalid");
+        assert!(check_url("https://xn--bcher-kva.example/a@b", any).is_ok());
         assert_eq!(code("https://user:pw@shop.example/"), "webhook_url_invalid");
         assert_eq!(code("https://shop.example/#part"), "webhook_url_invalid");
         let long = format!("https://shop.example/{}", "a".repeat(URL_LEN_MAX));

@@ -122,7 +122,12 @@ impl Webhooks {
     /// `PATCH /v1/merchant/webhooks/{id}`: enable, disable or change the
     /// event types.
     pub async fn update(&self, m: &Merchant, id: &str, body: &[u8]) -> Result<Reply, Failure> {
-        let request: EndpointUpdate = parse_json(body)?;
+        let request: EndpointUpdate = if body.is_empty() {
+            EndpointUpdate::default()
+        } else {
+            // `null` changes nothing, as an empty body does.
+            parse_json::<Option<EndpointUpdate>>(body)?.unwrap_or_default()
+        };
         let events = request.events.as_deref().map(event_types).transpose()?;
         let now = self.core.now_ms();
         let mut tx = self.core.begin().await?;

@@ -11,11 +11,13 @@ use crate::error::Failure;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointRequest {
-    /// Where deliveries are POSTed: `http://` or `https://`, an address
-    /// the server's `webhooks.destinations` allows.
+    /// Where deliveries are POSTed: `http://` or `https://`, printable
+    /// ASCII (a name in another script in punycode), without credentials
+    /// or a fragment, on an address the server's `webhooks.destinations`
+    /// allows.
     #[schema(
         max_length = 2048,
-        pattern = r"^https?://[^\s#@]+$",
+        pattern = r"^https?://[!-~]+$",
         example = "https://shop.example/facepay/hooks"
     )]
     pub url: String,
