@@ -200,6 +200,7 @@ test("the merchant refunds from the dashboard and exports today", async () => {
   const row = page.locator(`tr[data-payment="${approvedId}"]`);
   await row.waitFor({ timeout: ANSWER_MS });
   await page.locator("#terminals tr").first().waitFor();
+  await page.locator("#webhooks tr", { hasText: "None: register one" }).waitFor();
   await shoot(page, "dashboard-kiosk");
   page.once("dialog", (d) => d.accept());
   await row.getByRole("button", { name: /Refund/ }).click();

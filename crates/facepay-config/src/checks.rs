@@ -10,7 +10,7 @@ use crate::error::{ConfigError, Location, Origins};
 use crate::secret::{Secret, SecretSource};
 use crate::sections::{
     Face, Fx, FxSourceKind, Gallery, GalleryKind, Hub, IMAGE_BYTES_MAX, Limits, NetworkKind,
-    Retention, Risk, RiskPreset, Server,
+    Retention, Risk, RiskPreset, Server, Webhooks,
 };
 
 const THREADS_MAX: u64 = 256;
@@ -42,6 +42,12 @@ const HOURS_MAX: u64 = 366 * 24;
 const AUTHORISATION_HOLD_HOURS_MAX: u64 = 31 * 24;
 const MINUTES_MAX: u64 = 7 * 24 * 60;
 const ATTEMPTS_MAX: u64 = 1_000;
+const WEBHOOK_TIMEOUT_MS_MAX: u64 = 60_000;
+const WEBHOOK_CONCURRENCY_MAX: u64 = 256;
+/// Receivers are retried for three days at most, as the longest-trying
+/// payment platforms do.
+const WEBHOOK_RETRY_WINDOW_HOURS_MAX: u64 = 72;
+const WEBHOOK_POLL_INTERVAL_MS_MAX: u64 = 60_000;
 /// facepay-payments' member id for facepay itself.
 pub(crate) const FACEPAY_MEMBER_ID: &str = "kr.facepay";
 /// The suffix that marks a simulated member network.
@@ -441,5 +447,45 @@ pub(crate) fn limits(limits: &Limits, cx: &Checker) -> Result<(), ConfigError> {
         "limits.factor_lock_minutes",
         l.factor_lock_minutes,
         1..=MINUTES_MAX,
+    )
+}
+
+pub(crate) fn webhooks(webhooks: &Webhooks, cx: &Checker) -> Result<(), ConfigError> {
+    let w = webhooks;
+    cx.range(
+        "webhooks.timeout_ms",
+        w.timeout_ms,
+        100..=WEBHOOK_TIMEOUT_MS_MAX,
+    )?;
+    cx.range(
+        "webhooks.concurrency",
+        w.concurrency,
+        1..=WEBHOOK_CONCURRENCY_MAX,
+    )?;
+    cx.range(
+        "webhooks.retry_delay_first_ms",
+        w.retry_delay_first_ms,
+        1..=TIMEOUT_MS_MAX,
+    )?;
+    cx.range(
+        "webhooks.retry_window_hours",
+        w.retry_window_hours,
+        1..=WEBHOOK_RETRY_WINDOW_HOURS_MAX,
+    )?;
+    cx.range(
+        "webhooks.disable_after_hours",
+        w.disable_after_hours,
+        1..=HOURS_MAX,
+    )?;
+    cx.range(
+        "webhooks.poll_interval_ms",
+        w.poll_interval_ms,
+        10..=WEBHOOK_POLL_INTERVAL_MS_MAX,
+    )?;
+    // Kept past the last retry, so that the log shows every attempt.
+    cx.range(
+        "webhooks.retention_hours",
+        w.retention_hours,
+        w.retry_window_hours + 1..=HOURS_MAX,
     )
 }

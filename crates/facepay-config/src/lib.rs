@@ -40,6 +40,7 @@ pub use sections::{
     Backend, Country, Face, FixedRate, Fx, FxSource, FxSourceKind, Gallery, GalleryKind, Hnsw, Hub,
     IMAGE_BYTES_MAX, Ivf, JSON_BODY_BYTES_DEFAULT, Limits, Liveness, Network, NetworkKind,
     Prefilter, Rate, Retention, Risk, RiskPreset, Server, SimulatedIssuer, Store, StoreKind, Tls,
+    WebhookDestinations, Webhooks,
 };
 pub use summary::Summary;
 
@@ -68,6 +69,7 @@ pub struct Config {
     pub risk: Risk,
     pub retention: Retention,
     pub limits: Limits,
+    pub webhooks: Webhooks,
 }
 
 impl Config {

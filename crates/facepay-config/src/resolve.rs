@@ -10,7 +10,8 @@ use crate::checks::{self, Checker};
 use crate::error::ConfigError;
 use crate::secret::{Secret, SecretSource};
 use crate::sections::{
-    Face, Fx, Gallery, Hub, Limits, Retention, Risk, Server, SimulatedIssuer, Store, named_enum,
+    Face, Fx, Gallery, Hub, Limits, Retention, Risk, Server, SimulatedIssuer, Store, Webhooks,
+    named_enum,
 };
 use crate::{Config, DatabaseUrl};
 
@@ -29,6 +30,7 @@ pub(crate) struct ConfigFile {
     risk: Risk,
     retention: Retention,
     limits: Limits,
+    webhooks: Webhooks,
 }
 
 impl ConfigFile {
@@ -52,6 +54,7 @@ impl ConfigFile {
         checks::risk(&self.risk, cx)?;
         checks::retention(&self.retention, cx)?;
         checks::limits(&self.limits, cx)?;
+        checks::webhooks(&self.webhooks, cx)?;
         Ok(Config {
             server: self.server,
             store: self.store,
@@ -65,6 +68,7 @@ impl ConfigFile {
             risk: self.risk,
             retention: self.retention,
             limits: self.limits,
+            webhooks: self.webhooks,
         })
     }
 }

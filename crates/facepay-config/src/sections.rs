@@ -637,3 +637,54 @@ impl Default for Limits {
         }
     }
 }
+
+named_enum! {
+    #[derive(Default)]
+    pub enum WebhookDestinations as "webhook destinations" {
+        /// Public internet addresses only.
+        #[default]
+        Public = "public",
+        /// Private networks and loopback too: merchants' systems on the
+        /// deployment's own network.
+        Any = "any",
+        /// Loopback only: local development and tests.
+        Loopback = "loopback",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Webhooks {
+    /// Which addresses merchants' endpoints and their deliveries may reach.
+    pub destinations: WebhookDestinations,
+    /// One delivery attempt, from resolving the host to the answer.
+    pub timeout_ms: u64,
+    /// Deliveries under way at once on one server.
+    pub concurrency: u64,
+    /// The wait after a delivery's first failure; each next one is four
+    /// times longer, at most eight hours.
+    pub retry_delay_first_ms: u64,
+    /// How long after its event a delivery is retried.
+    pub retry_window_hours: u64,
+    /// An endpoint whose deliveries all failed this long is disabled.
+    pub disable_after_hours: u64,
+    /// Deliveries and their log are kept this long.
+    pub retention_hours: u64,
+    /// How often the worker looks for due deliveries when none were due.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for Webhooks {
+    fn default() -> Self {
+        Self {
+            destinations: WebhookDestinations::Public,
+            timeout_ms: 10_000,
+            concurrency: 8,
+            retry_delay_first_ms: 60_000,
+            retry_window_hours: 24,
+            disable_after_hours: 24,
+            retention_hours: 7 * 24,
+            poll_interval_ms: 1_000,
+        }
+    }
+}

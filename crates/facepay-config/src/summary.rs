@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::Config;
 use crate::resolve::{Connector, KeyParts, KeyProvider, Vault};
-use crate::sections::{FxSourceKind, Liveness, StoreKind};
+use crate::sections::{FxSourceKind, Liveness, StoreKind, WebhookDestinations};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -72,6 +72,11 @@ pub(crate) fn of(config: &Config) -> Summary {
         Some(path) => format!("risk: rules from {}", path.display()),
         None => "risk: built-in rules".to_owned(),
     });
+    let webhooks = &config.webhooks;
+    parts.push(format!(
+        "webhooks: to {} addresses, {} at once, retried for {} h",
+        webhooks.destinations, webhooks.concurrency, webhooks.retry_window_hours
+    ));
     Summary {
         parts,
         simulated: config.simulated_parts(),
@@ -198,6 +203,13 @@ fn warnings(config: &Config) -> Vec<String> {
              give [server.tls] or put a TLS proxy in front",
             server.address
         ));
+    }
+    if config.webhooks.destinations == WebhookDestinations::Any {
+        warnings.push(
+            "webhook deliveries may reach private networks and this machine \
+             (webhooks.destinations = \"any\"): only when every merchant is trusted"
+                .to_owned(),
+        );
     }
     let hub = &config.hub;
     if hub.enabled && !hub.networks.is_empty() && config.fx.sources.is_empty() {

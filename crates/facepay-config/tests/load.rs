@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use facepay_config::{
     Backend, Config, ConfigError, Connector, Country, Face, FxSourceKind, Gallery, GalleryKind,
     KeyParts, KeyProvider, Limits, Liveness, Location, NetworkKind, Rate, Retention, Risk,
-    RiskPreset, Secret, Server, Store, StoreKind, Vault, check,
+    RiskPreset, Secret, Server, Store, StoreKind, Vault, WebhookDestinations, check,
 };
 use facepay_money::Currency;
 
@@ -91,6 +91,7 @@ fn the_example_writes_down_the_defaults() {
     assert_eq!(example.risk, defaults.risk);
     assert_eq!(example.retention, defaults.retention);
     assert_eq!(example.limits, defaults.limits);
+    assert_eq!(example.webhooks, defaults.webhooks);
 }
 
 #[test]
@@ -512,6 +513,63 @@ fn zero_and_oversized_limits_are_refused() {
         "config_invalid_value",
         "gallery.prefilter.bits",
         &["multiple of 64"],
+    );
+}
+
+#[test]
+fn webhooks_are_read_checked_and_overridden() {
+    let config = load(SIMULATOR, &[]).unwrap();
+    assert_eq!(config.webhooks.destinations, WebhookDestinations::Public);
+    assert_eq!(
+        (
+            config.webhooks.timeout_ms,
+            config.webhooks.retry_window_hours
+        ),
+        (10_000, 24)
+    );
+    let config = load(
+        SIMULATOR,
+        &[
+            ("FACEPAY_WEBHOOKS__DESTINATIONS", "loopback"),
+            ("FACEPAY_WEBHOOKS__RETRY_DELAY_FIRST_MS", "200"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.webhooks.destinations, WebhookDestinations::Loopback);
+    assert_eq!(config.webhooks.retry_delay_first_ms, 200);
+    assert!(
+        config
+            .summary()
+            .to_string()
+            .contains("webhooks: to loopback addresses")
+    );
+    let error = refused(
+        &format!("[webhooks]\ndestinations = \"lan\"\n{SIMULATOR}"),
+        &[],
+    );
+    assert_eq!(error.key(), Some("webhooks.destinations"), "{error}");
+    assert!(
+        error.to_string().contains("public, any or loopback"),
+        "{error}"
+    );
+    for (key, value, piece) in [
+        ("timeout_ms", "60001", "at most 60000"),
+        ("concurrency", "0", "at least 1"),
+        ("retry_window_hours", "73", "at most 72"),
+        ("retention_hours", "24", "at least 25"),
+    ] {
+        let error = refused(&format!("[webhooks]\n{key} = {value}\n{SIMULATOR}"), &[]);
+        let path = format!("webhooks.{key}");
+        assert_error(&error, "config_invalid_value", &path, &[piece]);
+    }
+    let any = load(SIMULATOR, &[("FACEPAY_WEBHOOKS__DESTINATIONS", "any")]).unwrap();
+    assert!(
+        any.summary()
+            .warnings
+            .iter()
+            .any(|w| w.contains("private networks")),
+        "{:?}",
+        any.summary()
     );
 }
 

@@ -17,6 +17,7 @@ use facepay_store::fraud::{self, Block, Claim, ClaimState};
 use facepay_store::ledger;
 use facepay_store::payments::{self, Payment, PaymentState};
 use facepay_store::{audit, parties};
+use facepay_webhooks::EventType;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -24,7 +25,7 @@ use crate::api::{
     BlockKind, BlockList, BlockRemoved, BlockView, ClaimStateView, FlaggedTerminalView,
     FlaggedTerminals, HeldView, ReviewQueue, TerminalFlagCleared,
 };
-use crate::core::{Core, Reply, Request, commit, derived_id, money_of, parse_json};
+use crate::core::{Core, Reply, Request, claim_event, commit, derived_id, money_of, parse_json};
 use crate::error::Failure;
 use crate::identity::Identity;
 use crate::merchant::MerchantOps;
@@ -246,6 +247,8 @@ impl Claims {
                             ),
                             other => other.into(),
                         })?;
+                    let merchant_id = &payment.merchant_id;
+                    claim_event(&mut tx, EventType::ClaimOpened, merchant_id, &claim).await?;
                     audit::append(
                         &mut tx,
                         now,
@@ -344,6 +347,11 @@ impl Claims {
                     (self.core.begin().await?, false)
                 };
                 fraud::update_claim(&mut tx, &before, &after).await?;
+                if matches!(next, ClaimState::Accepted | ClaimState::Rejected) {
+                    let paid = payments::get(&mut tx, &before.payment_id).await?;
+                    let merchant_id = paid.ok_or_else(Failure::internal)?.merchant_id;
+                    claim_event(&mut tx, EventType::ClaimDecided, &merchant_id, &after).await?;
+                }
                 let action = format!("claim_{}", next.as_str());
                 audit::append(&mut tx, now, &op.actor(), &action, &before.id).await?;
                 let reply = Reply::json(200, &ClaimView::of(after)?)?;
@@ -467,7 +475,7 @@ impl Claims {
         } else {
             ledger::release(tx, money_of(before), before.authorised_minor, now).await?;
         }
-        payments::transition(tx, before, after).await?;
+        crate::core::transition(tx, before, after).await?;
         loyalty::give_back(tx, after, &format!("{claim_id}:refund"), now).await?;
         Ok(())
     }

@@ -24,6 +24,9 @@
 //! - [`Claims`]: fraud claims and the operator's side;
 //! - [`KeyManagement`]: re-wrapping data keys, re-issuing templates,
 //!   moving cards into the vault;
+//! - [`Webhooks`]: merchants' webhook endpoints and the worker that
+//!   delivers what the outbox holds (`core::transition` and
+//!   `core::claim_event` write it, in the transaction of each change);
 //! - [`hub_member::HubMember`]: facepay as a member of the hub.
 //!
 //! Modules depend one way only, each on those before it:
@@ -31,7 +34,7 @@
 //! ```text
 //! error, api, keys, signing, face, tap, templates   (leaves)
 //!   ← core ← key_management ← identity ← loyalty ← pay ← merchant
-//!   ← claims ← hub_member ← services
+//!   ← claims ← hub_member ← webhooks ← services
 //! ```
 //!
 //! so nothing calls back up: `pay` and `merchant` call `loyalty`'s
@@ -54,11 +57,12 @@ mod services;
 pub mod signing;
 mod tap;
 mod templates;
+pub mod webhooks;
 
 pub use crate::claims::Claims;
 pub use crate::core::{
-    Config, Core, IDEMPOTENCY_KEY_LEN_MAX, IDEMPOTENCY_RETENTION_MS, Reply, check_idempotency_key,
-    json_value, parse_json,
+    ClaimEventView, Config, Core, EventData, IDEMPOTENCY_KEY_LEN_MAX, IDEMPOTENCY_RETENTION_MS,
+    Reply, WebhookConfig, WebhookEvent, check_idempotency_key, json_value, parse_json,
 };
 pub use crate::identity::{Identity, snapshot};
 pub use crate::key_management::{KeyManagement, PhonesSealed, reissue_templates, rewrap_data_keys};
@@ -66,6 +70,7 @@ pub use crate::loyalty::Loyalty;
 pub use crate::merchant::MerchantOps;
 pub use crate::pay::{Matched, Payments};
 pub use crate::services::{Parts, Services};
+pub use crate::webhooks::Webhooks;
 pub use error::Failure;
 pub use face::LivenessMode;
 pub use facepay_gallery::{DecisionPolicy, IndexKind};

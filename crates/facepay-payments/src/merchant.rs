@@ -264,7 +264,7 @@ impl MerchantOps {
         if amount < before.authorised_minor {
             ledger::release(&mut tx, money, before.authorised_minor - amount, now).await?;
         }
-        payments::transition(&mut tx, before, &after).await?;
+        crate::core::transition(&mut tx, before, &after).await?;
         finish(tx, claimed, &after).await
     }
 
@@ -333,7 +333,7 @@ impl MerchantOps {
         after.updated_at_ms = now;
         let mut tx = self.core.begin().await?;
         ledger::release(&mut tx, money_of(&before), before.authorised_minor, now).await?;
-        payments::transition(&mut tx, &before, &after).await?;
+        crate::core::transition(&mut tx, &before, &after).await?;
         loyalty::undo_discount(&mut tx, &after, now).await?;
         if let Some(actor) = operator {
             audit::append(&mut tx, now, actor, "review_cancelled", &before.id).await?;
@@ -413,7 +413,7 @@ impl MerchantOps {
                     let mut tx = self.core.begin().await?;
                     payments::insert_refund(&mut tx, &refund_id, &before.id, amount, now).await?;
                     ledger::refund(&mut tx, money_of(&before), &refund_id, amount, now).await?;
-                    payments::transition(&mut tx, &before, &after).await?;
+                    crate::core::transition(&mut tx, &before, &after).await?;
                     loyalty::give_back(&mut tx, &after, &refund_id, now).await?;
                     finish(tx, &claimed, &after).await
                 },
@@ -503,7 +503,7 @@ impl MerchantOps {
                 after.state = state.as_str().to_owned();
                 after.reason = reason.to_owned();
                 after.updated_at_ms = now;
-                payments::transition(&mut tx, &before, &after).await?;
+                crate::core::transition(&mut tx, &before, &after).await?;
                 loyalty::undo_discount(&mut tx, &after, now).await?;
                 commit(tx).await?;
                 self.identity.forget_probe(&after.id);

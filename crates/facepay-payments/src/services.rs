@@ -18,6 +18,7 @@ use crate::keys::{Envelope, KeyProvider};
 use crate::loyalty::Loyalty;
 use crate::merchant::MerchantOps;
 use crate::pay::Payments;
+use crate::webhooks::Webhooks;
 
 /// What the services are built from: the outside parts they run on.
 pub struct Parts {
@@ -43,6 +44,7 @@ pub struct Services {
     pub loyalty: Arc<Loyalty>,
     pub claims: Arc<Claims>,
     pub keys: Arc<KeyManagement>,
+    pub webhooks: Arc<Webhooks>,
 }
 
 impl Services {
@@ -74,6 +76,7 @@ impl Services {
             Arc::clone(&merchant),
         ));
         let keys = Arc::new(KeyManagement::new(Arc::clone(&core)));
+        let webhooks = Arc::new(Webhooks::new(Arc::clone(&core)));
         identity.load_gallery().await?;
         keys.move_cards_to_vault().await?;
         Ok(Self {
@@ -84,6 +87,7 @@ impl Services {
             loyalty,
             claims,
             keys,
+            webhooks,
         })
     }
 

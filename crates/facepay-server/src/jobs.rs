@@ -1,12 +1,13 @@
 //! The server's background jobs: the sweep (expired authorisations,
-//! abandoned payments, old idempotency keys, the hub's unfinished
-//! transfers, fresh rates from the configured FX sources), the gallery
-//! follower, and the risk rules reload.
+//! abandoned payments, old idempotency keys and webhook deliveries, the
+//! hub's unfinished transfers, fresh rates from the configured FX
+//! sources), the webhook delivery worker, the gallery follower, and the
+//! risk rules reload.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use facepay_payments::Payments;
+use facepay_payments::{Payments, Webhooks};
 
 use crate::root::{App, fx_rates};
 
@@ -25,6 +26,8 @@ pub fn start(app: &App) {
     }
     // Enrolments and deletions made through other servers on this store.
     tokio::spawn(Arc::clone(&app.services.identity).follow());
+    let poll = Duration::from_millis(app.config.webhooks.poll_interval_ms);
+    tokio::spawn(deliver_webhooks(Arc::clone(&app.services.webhooks), poll));
     tokio::spawn(sweep(
         Arc::clone(&app.services),
         Arc::clone(&app.hub),
@@ -50,6 +53,9 @@ async fn sweep(
         if let Err(e) = merchant.purge().await {
             tracing::warn!(error = %e, "purge of old idempotency keys failed");
         }
+        if let Err(e) = services.webhooks.purge().await {
+            tracing::warn!(error = %e, "purge of old webhook deliveries failed");
+        }
         let now = services.clock().now_ms();
         if let Err(e) = hub.sweep(now).await {
             tracing::warn!(error = %e, "sweep of the hub's transfers failed");
@@ -60,6 +66,20 @@ async fn sweep(
                 tracing::warn!(error = %e, "a posted rate was refused");
             }
         }
+    }
+}
+
+/// Sends due webhook deliveries: pass after pass while each finds a full
+/// batch, else after `poll` (the outbox is in the store, shared by every
+/// server, so a change committed elsewhere is found by polling).
+async fn deliver_webhooks(webhooks: Arc<Webhooks>, poll: Duration) {
+    loop {
+        match webhooks.deliver_due().await {
+            Ok(leased) if leased >= webhooks.batch_max() => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "webhook delivery pass failed"),
+        }
+        tokio::time::sleep(poll).await;
     }
 }
 

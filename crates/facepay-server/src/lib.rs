@@ -122,3 +122,5 @@ mod loyalty_tests;
 mod phones_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod webhook_tests;

@@ -9,7 +9,7 @@ use facepay_payments::signing::{
     HEADER_NONCE, HEADER_SIGNATURE, HEADER_TERMINAL, HEADER_TIMESTAMP, NONCE_LEN_MAX,
     NONCE_LEN_MIN, WINDOW_MS,
 };
-use facepay_payments::{IDEMPOTENCY_KEY_LEN_MAX, IDEMPOTENCY_RETENTION_MS};
+use facepay_payments::{IDEMPOTENCY_KEY_LEN_MAX, IDEMPOTENCY_RETENTION_MS, WebhookEvent};
 use serde_json::{Map, Value, json};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -21,7 +21,7 @@ const MILLISECONDS_PER_HOUR: i64 = 3_600_000;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "facepay"),
-    components(schemas(ErrorResponse)),
+    components(schemas(ErrorResponse, WebhookEvent)),
     modifiers(&Conventions),
     tags(
         (name = "users", description = "The payer's own account, with a user token."),
@@ -31,6 +31,7 @@ const MILLISECONDS_PER_HOUR: i64 = 3_600_000;
         (name = "hub", description = "The cross-border hub: QR payments between member networks with FX, cash codes for foreign ATMs, settlement windows. Members call with their network's key; windows need an operator key. A transfer's Idempotency-Key with the same quote answers the same transfer; quotes and cash codes take none (an unused one expires)."),
         (name = "service", description = "Health, metrics, the face engine and these docs."),
         (name = "connectors", description = "What acquirers send: Hyperswitch's signed webhooks."),
+        (name = "webhooks", description = "The merchant's webhook endpoints and their deliveries, with an API key. Each delivery POSTs a `WebhookEvent` signed in its `Facepay-Signature` header (docs/webhooks.md). These writes take no Idempotency-Key: changing or deleting an endpoint twice does the same as once."),
     )
 )]
 struct ApiDoc;

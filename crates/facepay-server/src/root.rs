@@ -26,7 +26,9 @@ use facepay_hub::service::Hub;
 use facepay_hub::simulator::Failure;
 use facepay_models::{ModelStore, catalogue};
 use facepay_payments::hub_member::{FACEPAY_MEMBER_ID, HubMember};
-use facepay_payments::{Config as ServicesConfig, FileKeyProvider, LivenessMode, Parts, Services};
+use facepay_payments::{
+    Config as ServicesConfig, FileKeyProvider, LivenessMode, Parts, Services, WebhookConfig,
+};
 use facepay_store::{Clock, Store};
 use facepay_template_transform::TransformKeys;
 use facepay_vault::channel::ChannelKey;
@@ -164,8 +166,27 @@ pub fn services_config(config: &Config) -> Result<ServicesConfig, StartError> {
         terminal_attempts_max: config.limits.terminal_attempts_max as i64,
         factor_failures_max: config.limits.factor_failures_max as i64,
         factor_lock_ms: hours_ms(config.limits.factor_lock_minutes) / 60,
+        webhooks: webhook_config(&config.webhooks),
         ..ServicesConfig::default()
     })
+}
+
+fn webhook_config(w: &facepay_config::Webhooks) -> WebhookConfig {
+    use facepay_config::WebhookDestinations;
+    use facepay_webhooks::Destinations;
+    WebhookConfig {
+        destinations: match w.destinations {
+            WebhookDestinations::Public => Destinations::Public,
+            WebhookDestinations::Any => Destinations::Any,
+            WebhookDestinations::Loopback => Destinations::Loopback,
+        },
+        timeout_ms: w.timeout_ms,
+        concurrency: w.concurrency as usize,
+        retry_delay_first_ms: w.retry_delay_first_ms as i64,
+        retry_window_ms: hours_ms(w.retry_window_hours),
+        disable_after_ms: hours_ms(w.disable_after_hours),
+        retention_ms: hours_ms(w.retention_hours),
+    }
 }
 
 /// The configuration's bounds keep these far below `i64::MAX`.

@@ -1,6 +1,7 @@
 // The merchant's dashboard: today's payments with live updates, refunds
-// after a confirmation, takings by day and week, terminals, a CSV export,
-// and for operators the review queue and the fraud claims.
+// after a confirmation, takings by day and week, terminals, webhook
+// endpoints (a disabled one with why), a CSV export, and for operators the
+// review queue and the fraud claims.
 
 import { call, el, money, newKey, say } from "/web/lib.js";
 
@@ -148,6 +149,24 @@ async function terminals() {
     el("td", {}, t.last_payment_at_ms ? new Date(t.last_payment_at_ms).toLocaleString() : "never"))));
 }
 
+/** An endpoint's status: enabled, failing since when, or disabled and why. */
+function webhookStatus(w) {
+  if (!w.enabled) return `disabled: ${w.disabled_reason ?? "no reason given"}`;
+  if (w.failing_since_ms) return `enabled, failing since ${new Date(w.failing_since_ms).toLocaleString()}`;
+  return "enabled";
+}
+
+async function webhooks() {
+  const answer = await call("GET", "/v1/merchant/webhooks", { headers: auth() });
+  if (!answer.ok) return;
+  const rows = answer.body.endpoints.map((w) => el("tr", { "data-webhook": w.id },
+    el("td", {}, w.url),
+    el("td", {}, w.events.join(", ")),
+    el("td", {}, el("span", { class: "badge", "data-tone": w.enabled ? "" : "bad" }, webhookStatus(w)))));
+  $("webhooks").replaceChildren(...(rows.length ? rows
+    : [el("tr", {}, el("td", { colspan: "3", class: "hint" }, "None: register one with POST /v1/merchant/webhooks."))]));
+}
+
 async function refresh() {
   try {
     today = await paymentsSince(startOfDay(Date.now()));
@@ -222,9 +241,10 @@ async function start() {
 async function board() {
   $("sign-in").classList.add("hidden");
   $("board").classList.remove("hidden");
-  await Promise.all([refresh(), charts(), terminals()]);
+  await Promise.all([refresh(), charts(), terminals(), webhooks()]);
   setInterval(refresh, REFRESH_MS);
   setInterval(charts, CHARTS_REFRESH_MS);
+  setInterval(webhooks, CHARTS_REFRESH_MS);
 }
 
 start();

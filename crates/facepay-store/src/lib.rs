@@ -27,6 +27,9 @@ pub mod risk;
 #[cfg(test)]
 mod tests;
 pub mod vault;
+pub mod webhooks;
+#[cfg(test)]
+mod webhooks_tests;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -9,6 +9,7 @@
 
 mod cards;
 mod input;
+mod outbox;
 mod phones;
 mod records;
 mod sealed;
@@ -31,6 +32,8 @@ use crate::keys::Envelope;
 pub(crate) use cards::{CardToVault, stored_credential};
 pub use input::{check_idempotency_key, json_value, parse_json};
 pub(crate) use input::{decode_frames, normalise_phone};
+pub use outbox::{ClaimEventView, EventData, WebhookEvent};
+pub(crate) use outbox::{claim_event, transition};
 pub use phones::PHONE_LOOKUP_KEY_ID;
 pub(crate) use phones::{enrolment_scope, hash_phone};
 pub(crate) use records::{HELD_FOR_REVIEW, commit, derived_id, fee, money_of, stored_or_created};
@@ -82,6 +85,43 @@ pub struct Config {
     /// The ISO 4217 code a new card's zero-amount verification names: a
     /// user belongs to no store, so to no store's currency.
     pub card_verification_currency: String,
+    pub webhooks: WebhookConfig,
+}
+
+/// How merchants' webhooks are delivered.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Which addresses an endpoint and a delivery may reach.
+    pub destinations: facepay_webhooks::Destinations,
+    /// One attempt, from resolving the host to the answer, at most.
+    pub timeout_ms: u64,
+    /// Deliveries under way at once on this server; each pass of the
+    /// worker leases at most this many.
+    pub concurrency: usize,
+    /// The wait after a first failure; each next one is four times longer
+    /// (`facepay_webhooks::retry_delay_ms`).
+    pub retry_delay_first_ms: i64,
+    /// How long after its event (or a redelivery asked by hand) a
+    /// delivery is retried.
+    pub retry_window_ms: i64,
+    /// An endpoint whose deliveries all failed for this long is disabled.
+    pub disable_after_ms: i64,
+    /// Deliveries and the attempt log are kept this long.
+    pub retention_ms: i64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            destinations: facepay_webhooks::Destinations::Public,
+            timeout_ms: 10_000,
+            concurrency: 8,
+            retry_delay_first_ms: 60_000,
+            retry_window_ms: 24 * 3_600_000,
+            disable_after_ms: 24 * 3_600_000,
+            retention_ms: 7 * 24 * 3_600_000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -103,6 +143,7 @@ impl Default for Config {
             factor_failures_max: 5,
             factor_lock_ms: 15 * 60_000,
             card_verification_currency: "USD".into(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }

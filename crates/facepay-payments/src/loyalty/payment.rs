@@ -9,7 +9,7 @@
 use std::cmp::Reverse;
 
 use facepay_store::loyalty::{self, Coupon, PointsKind, PointsMove, Program};
-use facepay_store::payments::{self, Payment};
+use facepay_store::payments::Payment;
 
 use crate::api::LoyaltyReceipt;
 use crate::core::{Core, commit, stored_or_created};
@@ -469,7 +469,7 @@ async fn take(
         // Touched, so that no sweep takes it for abandoned meanwhile.
         let mut touched = before.clone();
         touched.updated_at_ms = now;
-        payments::transition(&mut tx, &before, &touched).await?;
+        crate::core::transition(&mut tx, &before, &touched).await?;
         before = touched;
     }
     for (coupon, off) in &plan.coupons {

@@ -97,7 +97,7 @@ impl Payments {
             after.state = PaymentState::Failed.as_str().to_owned();
             after.reason = "interrupted".into();
             after.updated_at_ms = now;
-            payments::transition(&mut tx, &before, &after).await?;
+            crate::core::transition(&mut tx, &before, &after).await?;
             undo_discount(&mut tx, &after, now).await?;
             commit(tx).await
         };
@@ -281,7 +281,7 @@ impl Payments {
         }
         let money = money_of(&payment);
         ledger::authorise(tx, money, issued.charge_minor, now).await?;
-        payments::transition(tx, &before, &payment).await?;
+        crate::core::transition(tx, &before, &payment).await?;
         before = payment.clone();
         let mut earned = None;
         match &issued.captured {
@@ -292,7 +292,7 @@ impl Payments {
                 payment.reason = "captured".into();
                 let (captured, fee_minor) = (payment.captured_minor, payment.fee_minor);
                 ledger::capture(tx, money_of(&payment), captured, fee_minor, now).await?;
-                payments::transition(tx, &before, &payment).await?;
+                crate::core::transition(tx, &before, &payment).await?;
                 earned = loyalty::earn(tx, &payment, now).await?;
             }
             Some(Err(e)) => {
@@ -300,7 +300,7 @@ impl Payments {
                 tracing::warn!(payment = %payment.id, error = %e, "capture failed after authorisation");
                 payment.expires_at_ms = Some(now + hold_ms);
                 payment.reason = format!("capture_failed:{}", e.code());
-                payments::transition(tx, &before, &payment).await?;
+                crate::core::transition(tx, &before, &payment).await?;
             }
             None => {}
         }
@@ -328,7 +328,7 @@ async fn refused_by_issuer(
     payment.state = state.as_str().to_owned();
     payment.reason = e.code().to_owned();
     payment.updated_at_ms = now;
-    payments::transition(tx, &before, &payment).await?;
+    crate::core::transition(tx, &before, &payment).await?;
     undo_discount(tx, &payment, now).await?;
     let message = e.to_string();
     Reply::json(

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use facepay_risk::{Assessment, Decision as Risk, Factor};
 use facepay_store::fraud;
-use facepay_store::payments::{self, Payment, PaymentState};
+use facepay_store::payments::{Payment, PaymentState};
 
 use super::{Attempt, Payer, Payments, Settlement, accepted, elapsed_us, step_up_view};
 use crate::api::{ErrorBody, PaymentFailure, PaymentView};
@@ -132,7 +132,7 @@ impl Payments {
         let start = Instant::now();
         let mut tx = self.core.begin().await?;
         let before = stored_or_created(&mut tx, attempt.stored, &payment).await?;
-        payments::transition(&mut tx, &before, &payment).await?;
+        crate::core::transition(&mut tx, &before, &payment).await?;
         // Anything an interrupted earlier try reserved goes back.
         undo_discount(&mut tx, &payment, now).await?;
         fraud::insert_assessment(&mut tx, &record).await?;

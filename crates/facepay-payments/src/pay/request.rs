@@ -258,7 +258,7 @@ impl Payments {
         let start = Instant::now();
         let mut tx = self.core.begin().await?;
         payments::insert(&mut tx, &before).await?;
-        payments::transition(&mut tx, &before, &payment).await?;
+        crate::core::transition(&mut tx, &before, &payment).await?;
         attempt.claimed.complete(&mut tx, &reply).await?;
         commit(tx).await?;
         self.identity.keep_probe(&payment.id, probe);

@@ -426,7 +426,7 @@ impl Payments {
             },
         )?;
         let mut tx = self.core.begin().await?;
-        payments::transition(&mut tx, payment, &after).await?;
+        crate::core::transition(&mut tx, payment, &after).await?;
         if attempts_left <= 0 {
             undo_discount(&mut tx, &after, after.updated_at_ms).await?;
         }

@@ -10,6 +10,7 @@ mod operator;
 pub mod service;
 mod terminal;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -31,4 +32,5 @@ pub fn api() -> OpenApiRouter<Shared> {
         .merge(hub::routes())
         .merge(service::routes())
         .merge(connectors::routes())
+        .merge(webhooks::routes())
 }
