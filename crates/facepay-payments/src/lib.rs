@@ -21,7 +21,9 @@
 //! - [`Payments`]: the pay path, from a signed terminal request through
 //!   the risk decision and step-ups to the charge;
 //! - [`MerchantOps`]: the merchant's API and the sweeps;
+//! - [`Access`]: merchant and operator keys, their scopes and roles;
 //! - [`Claims`]: fraud claims and the operator's side;
+//! - [`Onboarding`]: merchants, stores and terminals, and pairing;
 //! - [`KeyManagement`]: re-wrapping data keys, re-issuing templates,
 //!   moving cards into the vault;
 //! - [`hub_member::HubMember`]: facepay as a member of the hub.
@@ -30,14 +32,15 @@
 //!
 //! ```text
 //! error, api, keys, signing, face, tap, templates   (leaves)
-//!   ← core ← key_management ← identity ← loyalty ← pay ← merchant
-//!   ← claims ← hub_member ← services
+//!   ← core ← access ← key_management ← identity ← loyalty ← pay
+//!   ← merchant ← claims ← onboarding ← hub_member ← services
 //! ```
 //!
 //! so nothing calls back up: `pay` and `merchant` call `loyalty`'s
 //! payment functions, `claims` calls `merchant` to settle a held payment,
 //! and no module imports one later in the order.
 
+pub mod access;
 pub mod api;
 pub mod claims;
 pub mod core;
@@ -49,12 +52,14 @@ pub mod key_management;
 pub mod keys;
 pub mod loyalty;
 pub mod merchant;
+pub mod onboarding;
 pub mod pay;
 mod services;
 pub mod signing;
 mod tap;
 mod templates;
 
+pub use crate::access::Access;
 pub use crate::claims::Claims;
 pub use crate::core::{
     Config, Core, IDEMPOTENCY_KEY_LEN_MAX, IDEMPOTENCY_RETENTION_MS, Reply, check_idempotency_key,
@@ -64,6 +69,7 @@ pub use crate::identity::{Identity, snapshot};
 pub use crate::key_management::{KeyManagement, reissue_templates, rewrap_data_keys};
 pub use crate::loyalty::Loyalty;
 pub use crate::merchant::MerchantOps;
+pub use crate::onboarding::Onboarding;
 pub use crate::pay::{Matched, Payments};
 pub use crate::services::{Parts, Services};
 pub use error::Failure;

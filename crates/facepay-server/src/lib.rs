@@ -119,4 +119,6 @@ mod idempotency_tests;
 #[cfg(test)]
 mod loyalty_tests;
 #[cfg(test)]
+mod onboarding_tests;
+#[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@
 //! (`&mut AnyConnection`) from the caller, who decides where it begins and
 //! commits.
 
+pub mod access;
 pub mod audit;
 pub mod changes;
 pub mod clock;
@@ -20,6 +21,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod ledger;
 pub mod loyalty;
+pub mod onboarding;
 pub mod parties;
 pub mod payments;
 pub mod risk;
