@@ -578,10 +578,15 @@ struct Made<'a> {
 
 impl Access {
     /// An owner's keys (every operator's for `KeyKind::Operator` and no
-    /// owner), oldest first.
+    /// owner), oldest first. An unknown merchant is 404.
     pub async fn list_keys(&self, kind: KeyKind, owner: Option<&str>) -> Result<Reply, Failure> {
         let now = self.core.now_ms();
         let mut conn = self.core.conn().await?;
+        if let (KeyKind::Merchant, Some(id)) = (kind, owner)
+            && parties::merchant(&mut conn, id).await?.is_none()
+        {
+            return Err(Failure::new(404, "unknown_merchant", "no such merchant"));
+        }
         let rows = access::keys(&mut conn, kind, owner).await?;
         let keys = rows.into_iter().map(|r| KeyView::of(r, now)).collect();
         Reply::json(200, &KeyList { keys })
@@ -647,7 +652,8 @@ impl Access {
         let request: RotateRequest = if body.is_empty() {
             RotateRequest::default()
         } else {
-            parse_json(body)?
+            // `null` asks for the defaults, as an empty body does.
+            parse_json::<Option<RotateRequest>>(body)?.unwrap_or_default()
         };
         let overlap_s = request.overlap_s.unwrap_or(ROTATION_OVERLAP_S_DEFAULT);
         if !(ROTATION_OVERLAP_S_MIN..=ROTATION_OVERLAP_S_MAX).contains(&overlap_s) {

@@ -498,8 +498,8 @@ pub async fn insert_terminal(
     now_ms: i64,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO terminals (id, store_id, public_key, status, created_at_ms) \
-         VALUES ($1, $2, $3, 'active', $4)",
+        "INSERT INTO terminals (id, store_id, name, public_key, status, created_at_ms, \
+         paired_at_ms) VALUES ($1, $2, $1, $3, 'active', $4, $4)",
     )
     .bind(id)
     .bind(store_id)
@@ -511,9 +511,12 @@ pub async fn insert_terminal(
 }
 
 pub async fn set_terminal_key(conn: &mut Connection, id: &str, public_key: &[u8]) -> Result<()> {
-    let done = sqlx::query("UPDATE terminals SET public_key = $2 WHERE id = $1")
-        .bind(id)
-        .bind(public_key)
+    let done = sqlx::query(
+        "UPDATE terminals SET public_key = $2, paired_at_ms = COALESCE(paired_at_ms, created_at_ms) \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(public_key)
         .execute(conn)
         .await?;
     if done.rows_affected() == 0 {

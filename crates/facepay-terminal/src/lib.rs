@@ -253,3 +253,29 @@ impl Client {
 pub fn new_idempotency_key() -> String {
     hex::encode(facepay_payments::keys::random_bytes::<16>())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_file_is_written_for_its_owner_only_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("terminal.json");
+        std::fs::write(&path, "old").unwrap();
+        let key = signing::new_terminal_key();
+        let file = TerminalFile {
+            terminal_id: "trm_1".into(),
+            secret_key_hex: hex::encode(key.to_bytes()),
+        };
+        file.write_private(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (id, read) = TerminalFile::load(&path).unwrap();
+        assert_eq!((id.as_str(), read.to_bytes()), ("trm_1", key.to_bytes()));
+    }
+}

@@ -92,6 +92,17 @@ impl Onboarding {
         after: Option<&str>,
         limit: Option<i64>,
     ) -> Result<Reply, Failure> {
+        let well_formed = |a: &str| {
+            a.len() <= 128
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+        };
+        if after.is_some_and(|a| !well_formed(a)) {
+            return Err(Failure::unprocessable(
+                "cursor_invalid",
+                "use the next_after of the previous page",
+            ));
+        }
         let limit = limit.unwrap_or(MERCHANT_PAGE_DEFAULT);
         if !(1..=MERCHANT_PAGE_MAX).contains(&limit) {
             return Err(Failure::unprocessable(

@@ -219,7 +219,8 @@ impl Onboarding {
         let request: RePairRequest = if body.is_empty() {
             RePairRequest::default()
         } else {
-            parse_json(body)?
+            // `null` asks for the defaults, as an empty body does.
+            parse_json::<Option<RePairRequest>>(body)?.unwrap_or_default()
         };
         let ttl_ms = views::pairing_ttl_ms(request.pairing_code_ttl_s)?;
         self.terminal_row(id).await?;

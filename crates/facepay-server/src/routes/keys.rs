@@ -192,7 +192,10 @@ pub struct MerchantPath {
     tag = "keys",
     summary = "A merchant's API keys",
     params(MerchantPath),
-    responses((status = 200, description = "The keys, without secrets.", body = KeyList)),
+    responses(
+        (status = 200, description = "The keys, without secrets.", body = KeyList),
+        (status = 404, description = "`unknown_merchant`.", body = ErrorResponse),
+    ),
     security(("operator_key" = [])),
 )]
 pub async fn list_merchant_keys(

@@ -96,7 +96,7 @@ pub struct MerchantsQuery {
     params(MerchantsQuery),
     responses(
         (status = 200, description = "A page of merchants.", body = MerchantList),
-        (status = 422, description = "`limit_invalid`.", body = ErrorResponse),
+        (status = 422, description = "`limit_invalid` or `cursor_invalid`.", body = ErrorResponse),
     ),
     security(("operator_key" = [])),
 )]
