@@ -512,13 +512,13 @@ pub async fn insert_terminal(
 
 pub async fn set_terminal_key(conn: &mut Connection, id: &str, public_key: &[u8]) -> Result<()> {
     let done = sqlx::query(
-        "UPDATE terminals SET public_key = $2, paired_at_ms = COALESCE(paired_at_ms, created_at_ms) \
-         WHERE id = $1",
+        "UPDATE terminals SET public_key = $2, \
+         paired_at_ms = COALESCE(paired_at_ms, created_at_ms) WHERE id = $1",
     )
     .bind(id)
     .bind(public_key)
-        .execute(conn)
-        .await?;
+    .execute(conn)
+    .await?;
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound("terminal"));
     }
@@ -610,8 +610,8 @@ pub async fn insert_api_key(
 pub async fn merchant(conn: &mut Connection, id: &str) -> Result<Option<Merchant>> {
     Ok(sqlx::query_as(
         "SELECT id, name, fee_bps, \
-             CASE WHEN closed_at_ms IS NOT NULL THEN 'closed' ELSE status END AS status \
-             FROM merchants WHERE id = $1",
+         CASE WHEN closed_at_ms IS NOT NULL THEN 'closed' ELSE status END AS status \
+         FROM merchants WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(conn)
