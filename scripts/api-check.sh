@@ -105,8 +105,22 @@ FACEPAY_OPERATOR_KEY="$(read_json "$data/demo-operator.json" operator_key)"
 # The first member network's key, by name.
 FACEPAY_MEMBER_KEY="$("$py" -c 'import json, sys; keys = json.load(open(sys.argv[1]))["member_keys"]; print(keys[min(keys)])' "$data/demo-hub.json")"
 FACEPAY_TERMINAL_FILE="$data/demo-terminal.json"
+# The demo's own parties, which the checks call with: hooks.py keeps the
+# writes that would close, re-pair or revoke one away from them.
+FACEPAY_PROTECTED_IDS="$("$py" - "$base" "$FACEPAY_MERCHANT_KEY" "$FACEPAY_OPERATOR_KEY" <<'PY'
+import json, sys, urllib.request
+base, merchant_key, operator_key = sys.argv[1:]
+def keys(path, secret):
+    request = urllib.request.Request(base + path, headers={"authorization": f"Bearer {secret}"})
+    with urllib.request.urlopen(request) as answer:
+        return {k["id"] for k in json.load(answer)["keys"]}
+ids = {"mer_demo_cafe", "sto_demo_gangnam", "trm_demo_till1"}
+ids |= keys("/v1/merchant/keys", merchant_key) | keys("/v1/operator/keys", operator_key)
+print(",".join(sorted(ids)))
+PY
+)"
 export FACEPAY_USER_TOKEN FACEPAY_SPARE_USER_TOKEN FACEPAY_MERCHANT_KEY FACEPAY_OPERATOR_KEY \
-    FACEPAY_MEMBER_KEY FACEPAY_TERMINAL_FILE
+    FACEPAY_MEMBER_KEY FACEPAY_TERMINAL_FILE FACEPAY_PROTECTED_IDS
 
 # The payment, with another photo of the user (and the phone's last digits
 # if the fraud checks ask for them).

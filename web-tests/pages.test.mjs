@@ -5,7 +5,8 @@
 //
 // scripts/web-test.sh starts the server and sets:
 //   FACEPAY_WEB_URL       the server
-//   FACEPAY_DEMO_DIR      its data directory (the demo's key files)
+//   FACEPAY_DEMO_DIR      its data directory (the demo's key files: the
+//                         operator's, to add the kiosks the tests pair)
 //   FACEPAY_WEB_VIDEOS    the folder of .y4m videos
 //   FACEPAY_WEB_ARTEFACTS where the screenshots go
 
@@ -23,7 +24,8 @@ const KIOSK = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
 const ANSWER_MS = 30_000;
 
-const terminalKeyFile = readFileSync(join(DEMO, "demo-terminal.json"), "utf8");
+const operatorKey = JSON.parse(readFileSync(join(DEMO, "demo-operator.json"), "utf8")).operator_key;
+const DEMO_STORE = "sto_demo_gangnam";
 const merchantKey = JSON.parse(readFileSync(join(DEMO, "demo-merchant.json"), "utf8")).api_key;
 const browsers = [];
 
@@ -61,12 +63,36 @@ async function merchantPayments() {
   return (await response.json()).payments;
 }
 
-async function provisionedTerminal(browser) {
+/** Adds a kiosk to the demo store as an operator would: its id and code. */
+async function newTerminal(name, ttlSeconds) {
+  const body = { store_id: DEMO_STORE, name: `${name} ${Date.now()}` };
+  if (ttlSeconds) body.pairing_code_ttl_s = ttlSeconds;
+  const response = await fetch(`${URL}/v1/operator/terminals`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${operatorKey}`,
+      "content-type": "application/json",
+      "idempotency-key": `web-${name.replaceAll(" ", "-")}-${Date.now()}-${Math.random()}`,
+    },
+    body: JSON.stringify(body),
+  });
+  const made = await response.json();
+  assert.equal(response.status, 201, JSON.stringify(made));
+  return { id: made.terminal.id, code: made.pairing_code };
+}
+
+/** Fills the kiosk's pairing screen and presses Pair. */
+async function enterCode(page, terminal) {
+  await page.getByLabel("Terminal id").fill(terminal.id);
+  await page.getByLabel("Pairing code").fill(terminal.code);
+  await page.getByRole("button", { name: "Pair" }).click();
+}
+
+async function provisionedTerminal(browser, name) {
   const page = await pageOf(browser, KIOSK);
   await page.goto(`${URL}/terminal`);
-  await page.getByLabel("Terminal key file").fill(terminalKeyFile);
-  await page.getByRole("button", { name: "Save key" }).click();
-  await page.locator("#till").waitFor();
+  await enterCode(page, await newTerminal(name));
+  await page.locator("#till").waitFor({ timeout: ANSWER_MS });
   await page.locator("#status", { hasText: /Ready|Move|Hold|Face|look/i }).waitFor({ timeout: ANSWER_MS });
   return page;
 }
@@ -75,7 +101,7 @@ let obama;
 let approvedId;
 
 before(async () => {
-  obama = await provisionedTerminal(await browserWith("obama.y4m"));
+  obama = await provisionedTerminal(await browserWith("obama.y4m"), "kiosk obama");
 });
 
 after(async () => {
@@ -91,6 +117,42 @@ test("the terminal keeps its key out of reach of scripts", async () => {
     };
   }));
   assert.equal(extractable, false);
+});
+
+test("a kiosk pairs with a fresh code; an expired or a used code is refused", async () => {
+  const browser = browsers[0];
+  const expiring = await newTerminal("kiosk expiring", 1);
+  const late = await pageOf(browser, KIOSK);
+  await late.goto(`${URL}/terminal`);
+  await new Promise((r) => setTimeout(r, 1500));
+  await enterCode(late, expiring);
+  await late.locator("#provision-status", { hasText: "has expired" }).waitFor({ timeout: ANSWER_MS });
+  assert.ok(await late.locator("#till").isHidden());
+  await shoot(late, "terminal-pairing-expired");
+
+  const fresh = await newTerminal("kiosk fresh");
+  const first = await pageOf(browser, KIOSK);
+  await first.goto(`${URL}/terminal`);
+  await shoot(first, "terminal-pairing-kiosk");
+  await enterCode(first, fresh);
+  await first.locator("#till").waitFor({ timeout: ANSWER_MS });
+  assert.equal(await first.locator("#terminal-name").innerText(), fresh.id);
+  const paired = await first.evaluate(() => new Promise((resolve) => {
+    const open = indexedDB.open("facepay-terminal", 1);
+    open.onsuccess = () => {
+      const get = open.result.transaction("keys").objectStore("keys").get("this");
+      get.onsuccess = () => resolve({ id: get.result.terminalId, extractable: get.result.key.extractable, type: get.result.key.type });
+    };
+  }));
+  assert.deepEqual(paired, { id: fresh.id, extractable: false, type: "private" });
+
+  // Another kiosk (its own storage) with the same code: used once.
+  const second = await pageOf(browser, KIOSK);
+  await second.goto(`${URL}/terminal`);
+  await enterCode(second, fresh);
+  await second.locator("#provision-status", { hasText: "used already" }).waitFor({ timeout: ANSWER_MS });
+  assert.ok(await second.locator("#till").isHidden());
+  await shoot(second, "terminal-pairing-used");
 });
 
 test("the pages say which parts of the demo are simulated", async () => {
@@ -154,7 +216,7 @@ test("a risky payment asks for the phone's last digits on a keypad", async () =>
 });
 
 test("a declined card says why, and charges nothing", async () => {
-  const salley = await provisionedTerminal(await browserWith("salley.y4m"));
+  const salley = await provisionedTerminal(await browserWith("salley.y4m"), "kiosk salley");
   await salley.getByLabel("Amount").fill("4500");
   await salley.getByRole("button", { name: "Pay" }).click();
   await salley.locator("#status", { hasText: "declined by its bank" }).waitFor({ timeout: ANSWER_MS });

@@ -15,6 +15,13 @@ crate, `facepay_payments::signing`): Ed25519, by the terminal's key, over
 
 with the four x-facepay-* headers, made again just before each call over
 the bytes sent. The key file is the demo's, named by FACEPAY_TERMINAL_FILE.
+
+The demo's own parties (its merchant, store, terminal and keys, listed in
+FACEPAY_PROTECTED_IDS) are what every other operation calls with: a write
+that names one in its path is sent for another id, so that a merchant
+closed, a terminal re-paired or a key revoked by a generated case cannot
+take the credentials from the operations after it. Schemathesis finds
+these ids in list answers and would otherwise pass them on.
 """
 
 import base64
@@ -44,6 +51,7 @@ BEARER_SECRETS = {
     "hub_member_key": "FACEPAY_MEMBER_KEY",
     "user_token": "FACEPAY_USER_TOKEN",
 }
+PROTECTED_IDS = frozenset(filter(None, os.environ.get("FACEPAY_PROTECTED_IDS", "").split(",")))
 # Operations whose caller is not the scheme's usual one.
 BEARER_OVERRIDES = {"DELETE /v1/users/me": "FACEPAY_SPARE_USER_TOKEN"}
 
@@ -130,8 +138,18 @@ class DemoCredentials:
             case.headers = headers
 
 
+def _spare_the_demo(case):
+    """Points a write that names one of the demo's parties elsewhere."""
+    if case.method.upper() in ("GET", "HEAD") or not case.path_parameters:
+        return
+    for name, value in list(case.path_parameters.items()):
+        if str(value) in PROTECTED_IDS:
+            case.path_parameters[name] = f"{value}-not-the-demo"
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
+    _spare_the_demo(case)
     if TERMINAL_SCHEME not in _schemes(case.operation):
         return
     present = {name.lower() for name in (case.headers or {})}

@@ -850,6 +850,8 @@ pub struct DailyReport {
 pub enum TerminalState {
     Active,
     Suspended,
+    /// For good (`POST /v1/operator/terminals/{id}/retire`).
+    Retired,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

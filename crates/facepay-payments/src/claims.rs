@@ -28,8 +28,8 @@ use crate::api::{
 use crate::core::{Core, Reply, Request, claim_event, commit, derived_id, money_of, parse_json};
 use crate::error::Failure;
 use crate::identity::Identity;
+use crate::loyalty;
 use crate::merchant::MerchantOps;
-use crate::{keys, loyalty};
 
 /// A terminal whose payments draw this many accepted claims in
 /// [`TERMINAL_CLAIMS_WINDOW_MS`] is blocked for [`TERMINAL_BLOCK_MS`].
@@ -39,24 +39,7 @@ const TERMINAL_BLOCK_MS: i64 = 7 * 86_400_000;
 /// Longest claim reason or operator note kept.
 const TEXT_LEN_MAX: usize = 1_000;
 
-/// Someone holding an operator key; names are unique.
-#[derive(Debug, Clone)]
-pub struct Operator {
-    pub name: String,
-}
-
-impl Operator {
-    /// Who the audit log says acted.
-    fn actor(&self) -> String {
-        format!("operator:{}", self.name)
-    }
-
-    /// An idempotency scope per operator and per thing acted on, so one key
-    /// reused on another claim or payment is not taken for a retry.
-    fn scope(&self, what: &str, id: &str) -> String {
-        format!("operator:{}:{what}:{id}", self.name)
-    }
-}
+pub use crate::access::Operator;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -181,16 +164,6 @@ impl Claims {
             identity,
             merchant,
         }
-    }
-
-    pub async fn authenticate_operator(&self, key: &str) -> Result<Operator, Failure> {
-        let mut conn = self.core.conn().await?;
-        let name = fraud::operator_by_key_hash(&mut conn, &keys::secret_hash(key))
-            .await?
-            .ok_or_else(|| {
-                Failure::unauthorised("operator_key_invalid", "this operator key is not valid")
-            })?;
-        Ok(Operator { name })
     }
 
     /// `POST /v1/users/me/claims`: "that payment was not me".

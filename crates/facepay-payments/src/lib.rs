@@ -21,7 +21,9 @@
 //! - [`Payments`]: the pay path, from a signed terminal request through
 //!   the risk decision and step-ups to the charge;
 //! - [`MerchantOps`]: the merchant's API and the sweeps;
+//! - [`Access`]: merchant and operator keys, their scopes and roles;
 //! - [`Claims`]: fraud claims and the operator's side;
+//! - [`Onboarding`]: merchants, stores and terminals, and pairing;
 //! - [`KeyManagement`]: re-wrapping data keys, re-issuing templates,
 //!   moving cards into the vault;
 //! - [`Webhooks`]: merchants' webhook endpoints and the worker that
@@ -33,14 +35,15 @@
 //!
 //! ```text
 //! error, api, keys, signing, face, tap, templates   (leaves)
-//!   ← core ← key_management ← identity ← loyalty ← pay ← merchant
-//!   ← claims ← hub_member ← webhooks ← services
+//!   ← core ← access ← key_management ← identity ← loyalty ← pay
+//!   ← merchant ← claims ← onboarding ← hub_member ← webhooks ← services
 //! ```
 //!
 //! so nothing calls back up: `pay` and `merchant` call `loyalty`'s
 //! payment functions, `claims` calls `merchant` to settle a held payment,
 //! and no module imports one later in the order.
 
+pub mod access;
 pub mod api;
 pub mod claims;
 pub mod core;
@@ -52,6 +55,7 @@ pub mod key_management;
 pub mod keys;
 pub mod loyalty;
 pub mod merchant;
+pub mod onboarding;
 pub mod pay;
 mod services;
 pub mod signing;
@@ -59,6 +63,7 @@ mod tap;
 mod templates;
 pub mod webhooks;
 
+pub use crate::access::Access;
 pub use crate::claims::Claims;
 pub use crate::core::{
     ClaimEventView, Config, Core, EventData, IDEMPOTENCY_KEY_LEN_MAX, IDEMPOTENCY_RETENTION_MS,
@@ -68,6 +73,7 @@ pub use crate::identity::{Identity, snapshot};
 pub use crate::key_management::{KeyManagement, PhonesSealed, reissue_templates, rewrap_data_keys};
 pub use crate::loyalty::Loyalty;
 pub use crate::merchant::MerchantOps;
+pub use crate::onboarding::Onboarding;
 pub use crate::pay::{Matched, Payments};
 pub use crate::services::{Parts, Services};
 pub use crate::webhooks::Webhooks;

@@ -23,7 +23,7 @@ use crate::core::{
 };
 use crate::error::Failure;
 use crate::identity::Identity;
-use crate::{keys, loyalty, signing};
+use crate::{loyalty, signing};
 
 pub const PAGE_LIMIT_MAX: i64 = 100;
 /// Handled webhook events are remembered this long: past the 24 hours
@@ -67,20 +67,6 @@ pub struct MerchantOps {
 impl MerchantOps {
     pub fn new(core: Arc<Core>, identity: Arc<Identity>) -> Self {
         Self { core, identity }
-    }
-
-    pub async fn authenticate_merchant(&self, api_key: &str) -> Result<Merchant, Failure> {
-        let mut conn = self.core.conn().await?;
-        let merchant = parties::merchant_by_api_key_hash(&mut conn, &keys::secret_hash(api_key))
-            .await?
-            .ok_or_else(|| Failure::unauthorised("api_key_invalid", "this API key is not valid"))?;
-        if merchant.status != "active" {
-            return Err(Failure::forbidden(
-                "merchant_suspended",
-                "this merchant is suspended",
-            ));
-        }
-        Ok(merchant)
     }
 
     pub async fn list_payments(&self, m: &Merchant, q: &ListQuery) -> Result<Reply, Failure> {

@@ -9,6 +9,7 @@ use facepay_store::{Clock, Store};
 use facepay_template_transform::TransformKeys;
 use facepay_vault::Vault;
 
+use crate::access::Access;
 use crate::claims::Claims;
 use crate::core::{Config, Core};
 use crate::error::Failure;
@@ -17,6 +18,7 @@ use crate::key_management::KeyManagement;
 use crate::keys::{Envelope, KeyProvider};
 use crate::loyalty::Loyalty;
 use crate::merchant::MerchantOps;
+use crate::onboarding::Onboarding;
 use crate::pay::Payments;
 use crate::webhooks::Webhooks;
 
@@ -45,6 +47,8 @@ pub struct Services {
     pub claims: Arc<Claims>,
     pub keys: Arc<KeyManagement>,
     pub webhooks: Arc<Webhooks>,
+    pub access: Arc<Access>,
+    pub onboarding: Arc<Onboarding>,
 }
 
 impl Services {
@@ -77,6 +81,8 @@ impl Services {
         ));
         let keys = Arc::new(KeyManagement::new(Arc::clone(&core)));
         let webhooks = Arc::new(Webhooks::new(Arc::clone(&core)));
+        let access = Arc::new(Access::new(Arc::clone(&core)));
+        let onboarding = Arc::new(Onboarding::new(Arc::clone(&core)));
         identity.load_gallery().await?;
         keys.move_cards_to_vault().await?;
         Ok(Self {
@@ -88,6 +94,8 @@ impl Services {
             claims,
             keys,
             webhooks,
+            access,
+            onboarding,
         })
     }
 

@@ -119,6 +119,8 @@ mod idempotency_tests;
 #[cfg(test)]
 mod loyalty_tests;
 #[cfg(test)]
+mod onboarding_tests;
+#[cfg(test)]
 mod phones_tests;
 #[cfg(test)]
 mod tests;

@@ -27,7 +27,9 @@ const MILLISECONDS_PER_HOUR: i64 = 3_600_000;
         (name = "users", description = "The payer's own account, with a user token."),
         (name = "terminal", description = "Payments at a till, signed by the terminal."),
         (name = "merchant", description = "The merchant's back office, with an API key."),
-        (name = "operator", description = "Fraud claims, the review queue, flagged terminals and the blocklist, with an operator key."),
+        (name = "operator", description = "Fraud claims, the review queue, flagged terminals and the blocklist, with an operator key (`risk` to change them)."),
+        (name = "onboarding", description = "Merchants, stores and terminals, onboarded by an `admin` operator; terminals pair themselves with a one-time code."),
+        (name = "keys", description = "Merchant API keys with their scope, operators with their role, and their keys: made (the secret shown once), listed, rotated with an overlap, revoked."),
         (name = "hub", description = "The cross-border hub: QR payments between member networks with FX, cash codes for foreign ATMs, settlement windows. Members call with their network's key; windows need an operator key. A transfer's Idempotency-Key with the same quote answers the same transfer; quotes and cash codes take none (an unused one expires)."),
         (name = "service", description = "Health, metrics, the face engine and these docs."),
         (name = "connectors", description = "What acquirers send: Hyperswitch's signed webhooks."),
@@ -76,10 +78,18 @@ impl Modify for Conventions {
         };
         for (name, description) in [
             ("user_token", "The user token that enrolment answered with."),
-            ("merchant_key", "The merchant's secret API key."),
+            (
+                "merchant_key",
+                "A merchant's secret API key, with its scope: `read` (reads), `refund_capture` \
+                 (also captures, voids and refunds) or `admin` (every route, keys included). \
+                 A key whose scope is short of a route's is refused with 403 `insufficient_scope`.",
+            ),
             (
                 "operator_key",
-                "An operator's secret key (fraud and risk staff).",
+                "An operator's secret key, acting with the operator's role: `support` (reads), \
+                 `risk` (also claims, reviews, the blocklist and terminal flags) or `admin` \
+                 (everything: onboarding, operators, keys, hub windows). A role short of a \
+                 route's is refused with 403 `insufficient_scope`.",
             ),
             (
                 "hub_member_key",
@@ -282,25 +292,37 @@ fn caller_responses(schemes: &[String]) -> Vec<(&'static str, String)> {
     if schemes.iter().any(|s| s.starts_with("terminal_")) {
         added.push((
             "401",
-            "`unknown_terminal`, or the signature is missing (`signature_missing`), expired \
+            "`unknown_terminal`, `terminal_not_paired`, or the signature is missing (`signature_missing`), expired \
              (`request_expired`), replayed (`nonce_reused`, `nonce_invalid`) or does not verify \
              (`signature_invalid`)."
                 .to_owned(),
         ));
         added.push((
             "403",
-            "`terminal_suspended` or `merchant_suspended`.".to_owned(),
+            "`terminal_suspended`, `terminal_retired`, `merchant_suspended` or `merchant_closed`."
+                .to_owned(),
         ));
     } else if !schemes.is_empty() {
         added.push((
             "401",
             "`authorization_missing`, `authorization_malformed`, or the secret is not valid \
-             (`api_key_invalid`, `token_invalid`, `operator_key_invalid`, `hub_key_invalid`)."
+             (`api_key_invalid`, `token_invalid`, `operator_key_invalid`, `hub_key_invalid`), \
+             or the key was revoked (`key_revoked`) or has expired (`key_expired`)."
                 .to_owned(),
         ));
     }
     if schemes.iter().any(|s| s == "merchant_key") {
-        added.push(("403", "`merchant_suspended`.".to_owned()));
+        added.push((
+            "403",
+            "`insufficient_scope`: the key's scope is short of the route's; \
+             `merchant_suspended` or `merchant_closed`."
+                .to_owned(),
+        ));
+    } else if schemes.iter().any(|s| s == "operator_key") {
+        added.push((
+            "403",
+            "`insufficient_scope`: the operator's role is short of the route's.".to_owned(),
+        ));
     }
     added
 }

@@ -1,6 +1,8 @@
-// The kiosk: provisioning of the terminal's Ed25519 key (a non-extractable
-// WebCrypto key kept in IndexedDB), then amount, camera, a signed burst,
-// and the answer: approved, a step-up keypad, or the reason it was not.
+// The kiosk: pairing with the operator's one-time code (the terminal makes
+// its own Ed25519 key as a non-extractable WebCrypto key, kept in
+// IndexedDB, and registers the public half), then amount, camera, a signed
+// burst, and the answer: approved, a step-up keypad, or the reason it was
+// not.
 
 import {
   Answer, NetworkError, burst, call, el, grab, guidance, money, newKey, openCamera,
@@ -12,8 +14,6 @@ const RETRIES_MAX = 5;
 const RETRY_GAP_MS = 1000;
 /** How often the idle screen asks the face engine for guidance. */
 const GUIDE_EVERY_MS = 1500;
-/** DER prefix of a PKCS#8 Ed25519 private key; the 32-byte seed follows. */
-const PKCS8_ED25519 = "302e020100300506032b657004220420";
 
 const $ = (id) => document.getElementById(id);
 let terminal = null; // { terminalId, key }
@@ -39,25 +39,31 @@ async function stored(mode, action) {
   });
 }
 
-const hexBytes = (hex) => Uint8Array.from(hex.match(/../g).map((b) => parseInt(b, 16)));
 const toHex = (bytes) => [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, "0")).join("");
 const toBase64 = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)));
 
-async function provision(text) {
-  let file;
-  try {
-    file = JSON.parse(text);
-  } catch {
-    throw new Error("That is not the key file: paste the whole JSON.");
+const PAIRING_ERRORS = {
+  pairing_code_invalid: "That code does not pair this terminal. Check the terminal id and the code.",
+  pairing_code_expired: "That code has expired. Ask your operator for a new one.",
+  pairing_code_used: "That code was used already. Ask your operator for a new one.",
+  pairing_throttled: "Too many wrong codes. Wait a minute, or ask your operator for a new code.",
+  terminal_retired: "This terminal is retired and cannot be paired.",
+};
+
+/**
+ * Makes this terminal's key in the browser (the private half can never be
+ * read out, not even by this script) and registers the public half with
+ * the one-time code; keeps the key only once the server took it.
+ */
+async function pair(terminalId, code) {
+  const keys = await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign"]);
+  const publicKey = toHex(await crypto.subtle.exportKey("raw", keys.publicKey));
+  const body = JSON.stringify({ terminal_id: terminalId, code, public_key_hex: publicKey });
+  const answer = await call("POST", "/v1/terminals/pair", { body });
+  if (answer.status !== 200) {
+    throw new Error(PAIRING_ERRORS[answer.code] ?? answer.message);
   }
-  const seed = String(file.secret_key_hex ?? "");
-  if (!/^[0-9a-f]{64}$/i.test(seed) || !file.terminal_id) {
-    throw new Error("The key file needs terminal_id and a 64-digit secret_key_hex.");
-  }
-  const key = await crypto.subtle.importKey(
-    "pkcs8", hexBytes(PKCS8_ED25519 + seed), { name: "Ed25519" }, false, ["sign"],
-  );
-  const record = { terminalId: file.terminal_id, key };
+  const record = { terminalId, key: keys.privateKey, currency: answer.body.currency };
   await stored("readwrite", (s) => s.put(record, "this"));
   return record;
 }
@@ -247,17 +253,23 @@ async function start() {
       },
     }, d));
   }
-  $("provision-button").addEventListener("click", async () => {
+  $("pair-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("pair-button").disabled = true;
+    say($("provision-status"), "Pairing…", "wait");
     try {
-      terminal = await provision($("key-file").value);
-      $("key-file").value = "";
+      terminal = await pair($("pair-terminal").value.trim(), $("pair-code").value.trim());
+      $("pair-code").value = "";
+      say($("provision-status"), "", "");
       ready();
     } catch (e) {
-      say($("provision-status"), e.message, "bad");
+      say($("provision-status"), e instanceof NetworkError ? "The network is down: try again." : e.message, "bad");
+    } finally {
+      $("pair-button").disabled = false;
     }
   });
   $("forget").addEventListener("click", async () => {
-    if (!confirm("Remove this terminal's key from this browser? It must be set up again.")) return;
+    if (!confirm("Remove this terminal's key from this browser? It must be paired again, with a new code.")) return;
     await stored("readwrite", (s) => s.delete("this"));
     location.reload();
   });
@@ -270,8 +282,10 @@ async function start() {
   });
   const params = new URLSearchParams(location.search);
   if (params.get("amount")) $("amount").value = params.get("amount");
-  if (params.get("currency")) $("currency").value = params.get("currency");
+  if (params.get("terminal")) $("pair-terminal").value = params.get("terminal");
   terminal = await stored("readonly", (s) => s.get("this"));
+  if (terminal?.currency) $("currency").value = terminal.currency;
+  if (params.get("currency")) $("currency").value = params.get("currency");
   if (terminal) ready();
   else $("provision").classList.remove("hidden");
 }

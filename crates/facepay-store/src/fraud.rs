@@ -487,6 +487,8 @@ pub async fn blocked(
     }))
 }
 
+/// An admin operator `name` (added unless there) with one key: how a
+/// deployment gets its first operator.
 pub async fn insert_operator_key(
     conn: &mut Connection,
     id: &str,
@@ -495,25 +497,24 @@ pub async fn insert_operator_key(
     now_ms: i64,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO operator_keys (id, name, key_hash, created_at_ms) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO operators (name, role, created_at_ms) VALUES ($1, 'admin', $2) \
+         ON CONFLICT (name) DO NOTHING",
     )
-    .bind(id)
     .bind(name)
-    .bind(key_hash)
     .bind(now_ms)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
-}
-
-/// The operator's name for a key hash.
-pub async fn operator_by_key_hash(conn: &mut Connection, key_hash: &str) -> Result<Option<String>> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT name FROM operator_keys WHERE key_hash = $1")
-            .bind(key_hash)
-            .fetch_optional(conn)
-            .await?;
-    Ok(row.map(|(name,)| name))
+    let key = crate::access::NewKey {
+        id,
+        owner: name,
+        scope: "admin",
+        label: None,
+        prefix: None,
+        key_hash,
+        expires_at_ms: None,
+        created_at_ms: now_ms,
+    };
+    crate::access::insert_key(conn, crate::access::KeyKind::Operator, &key).await
 }
 
 /// A payment held for review: authorised, capture waiting for a decision.

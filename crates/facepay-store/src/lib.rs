@@ -9,6 +9,7 @@
 //! (`&mut AnyConnection`) from the caller, who decides where it begins and
 //! commits.
 
+pub mod access;
 pub mod audit;
 pub mod changes;
 pub mod clock;
@@ -21,6 +22,7 @@ pub mod keys;
 pub mod ledger;
 pub mod loyalty;
 pub mod maintenance;
+pub mod onboarding;
 pub mod parties;
 pub mod payments;
 pub mod risk;

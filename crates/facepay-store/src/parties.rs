@@ -652,8 +652,8 @@ pub async fn insert_terminal(
     now_ms: i64,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO terminals (id, store_id, public_key, status, created_at_ms) \
-         VALUES ($1, $2, $3, 'active', $4)",
+        "INSERT INTO terminals (id, store_id, name, public_key, status, created_at_ms, \
+         paired_at_ms) VALUES ($1, $2, $1, $3, 'active', $4, $4)",
     )
     .bind(id)
     .bind(store_id)
@@ -665,11 +665,14 @@ pub async fn insert_terminal(
 }
 
 pub async fn set_terminal_key(conn: &mut Connection, id: &str, public_key: &[u8]) -> Result<()> {
-    let done = sqlx::query("UPDATE terminals SET public_key = $2 WHERE id = $1")
-        .bind(id)
-        .bind(public_key)
-        .execute(conn)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE terminals SET public_key = $2, \
+         paired_at_ms = COALESCE(paired_at_ms, created_at_ms) WHERE id = $1",
+    )
+    .bind(id)
+    .bind(public_key)
+    .execute(conn)
+    .await?;
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound("terminal"));
     }
@@ -701,9 +704,12 @@ pub struct TerminalContext {
 
 pub async fn terminal_context(conn: &mut Connection, id: &str) -> Result<Option<TerminalContext>> {
     let row = sqlx::query(
-        "SELECT t.id, t.public_key, t.status, s.id AS store_id, s.name AS store_name, s.country, \
+        "SELECT t.id, t.public_key, \
+         CASE WHEN t.retired_at_ms IS NOT NULL THEN 'retired' ELSE t.status END AS status, \
+         s.id AS store_id, s.name AS store_name, s.country, \
          s.city, s.currency, s.latitude_e6, s.longitude_e6, m.id AS merchant_id, \
-         m.name AS merchant_name, m.fee_bps, m.status AS merchant_status \
+         m.name AS merchant_name, m.fee_bps, \
+         CASE WHEN m.closed_at_ms IS NOT NULL THEN 'closed' ELSE m.status END AS merchant_status \
          FROM terminals t JOIN stores s ON s.id = t.store_id JOIN merchants m ON m.id = s.merchant_id \
          WHERE t.id = $1",
     )
@@ -754,26 +760,16 @@ pub async fn insert_api_key(
     Ok(())
 }
 
-pub async fn merchant_by_api_key_hash(
-    conn: &mut Connection,
-    key_hash: &str,
-) -> Result<Option<Merchant>> {
+/// A merchant; `status` is `closed` once it is closed.
+pub async fn merchant(conn: &mut Connection, id: &str) -> Result<Option<Merchant>> {
     Ok(sqlx::query_as(
-        "SELECT m.id, m.name, m.fee_bps, m.status FROM api_keys k \
-         JOIN merchants m ON m.id = k.merchant_id WHERE k.key_hash = $1",
+        "SELECT id, name, fee_bps, \
+         CASE WHEN closed_at_ms IS NOT NULL THEN 'closed' ELSE status END AS status \
+         FROM merchants WHERE id = $1",
     )
-    .bind(key_hash)
+    .bind(id)
     .fetch_optional(conn)
     .await?)
-}
-
-pub async fn merchant(conn: &mut Connection, id: &str) -> Result<Option<Merchant>> {
-    Ok(
-        sqlx::query_as("SELECT id, name, fee_bps, status FROM merchants WHERE id = $1")
-            .bind(id)
-            .fetch_optional(conn)
-            .await?,
-    )
 }
 
 /// A merchant's terminal as its dashboard shows it.
@@ -782,7 +778,7 @@ pub struct TerminalStatus {
     pub terminal_id: String,
     pub store_id: String,
     pub store: String,
-    /// `active` or `suspended`.
+    /// `active`, `suspended` or `retired`.
     pub status: String,
     /// Why the fraud checks flagged it, until an operator clears it.
     pub flag_reason: Option<String>,
@@ -794,7 +790,9 @@ pub const TERMINALS_MAX: i64 = 1000;
 
 pub async fn terminals_of(conn: &mut Connection, merchant_id: &str) -> Result<Vec<TerminalStatus>> {
     Ok(sqlx::query_as(
-        "SELECT t.id AS terminal_id, t.store_id, s.name AS store, t.status, t.flag_reason, \
+        "SELECT t.id AS terminal_id, t.store_id, s.name AS store, \
+         CASE WHEN t.retired_at_ms IS NOT NULL THEN 'retired' ELSE t.status END AS status, \
+         t.flag_reason, \
          (SELECT MAX(p.created_at_ms) FROM payments p WHERE p.terminal_id = t.id) \
          AS last_payment_at_ms FROM terminals t JOIN stores s ON s.id = t.store_id \
          WHERE s.merchant_id = $1 ORDER BY s.name, t.id LIMIT $2",

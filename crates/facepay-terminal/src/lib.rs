@@ -1,5 +1,7 @@
-//! The client side of a facepay terminal: its key file, and a client that
-//! signs each request with the terminal's Ed25519 key exactly as a kiosk
+//! The client side of a facepay terminal: its pairing (its own key made
+//! here, the public half registered with the operator's one-time code, the
+//! key file written 0600), its key file, and a client that signs each
+//! request with the terminal's Ed25519 key exactly as a kiosk
 //! does. A request that got no answer, or found the first request with its
 //! key still running, is sent again with the same idempotency key (and a
 //! fresh signature and nonce), so a terminal never pays twice.
@@ -25,10 +27,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(4);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TerminalError {
-    #[error("{path}: {reason}; register a terminal first (`facepay demo` writes one)")]
+    #[error("{path}: {reason}; pair a terminal first (`facepay terminal pair`)")]
     KeyFile { path: String, reason: String },
     #[error("the server did not answer: {0}")]
     Transport(String),
+    #[error("the server refused ({status}): {answer}")]
+    Refused { status: u16, answer: String },
+    #[error("{path}: {reason}")]
+    Write { path: String, reason: String },
     #[error("the server answered {status} for {seconds} s: {answer}")]
     GaveUp {
         status: u16,
@@ -58,6 +64,77 @@ impl TerminalFile {
             .map_err(|_| fail("the terminal key is not 32 bytes".into()))?;
         Ok((file.terminal_id, SigningKey::from_bytes(&bytes)))
     }
+}
+
+impl TerminalFile {
+    /// Writes the file readable by its owner only (0600), replacing one
+    /// there: the key is the terminal's identity.
+    pub fn write_private(&self, path: &Path) -> Result<(), TerminalError> {
+        use std::io::Write;
+        let fail = |e: std::io::Error| TerminalError::Write {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let text = serde_json::to_string_pretty(self).map_err(|e| fail(e.into()))?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(fail)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(fail)?;
+        }
+        file.write_all(text.as_bytes()).map_err(fail)
+    }
+}
+
+/// Pairs a terminal as a kiosk does: makes its Ed25519 key here, sends
+/// the public half with the one-time code, and writes the key file (0600)
+/// once the server took it. Answers the server's description of the
+/// terminal (its store, merchant and currency).
+pub fn pair(
+    server: &str,
+    terminal_id: &str,
+    code: &str,
+    out: &Path,
+) -> Result<serde_json::Value, TerminalError> {
+    let key = signing::new_terminal_key();
+    let body = serde_json::json!({
+        "terminal_id": terminal_id,
+        "code": code,
+        "public_key_hex": hex::encode(key.verifying_key().to_bytes()),
+    });
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(ATTEMPT_TIMEOUT))
+        .build()
+        .new_agent();
+    let url = format!("{}/v1/terminals/pair", server.trim_end_matches('/'));
+    let mut response = agent
+        .post(&url)
+        .header("content-type", "application/json")
+        .send(body.to_string())
+        .map_err(|e| TerminalError::Transport(e.to_string()))?;
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| TerminalError::Transport(e.to_string()))?;
+    if status != 200 {
+        return Err(TerminalError::Refused {
+            status,
+            answer: text,
+        });
+    }
+    let file = TerminalFile {
+        terminal_id: terminal_id.to_owned(),
+        secret_key_hex: hex::encode(key.to_bytes()),
+    };
+    file.write_private(out)?;
+    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
 }
 
 pub struct Client {
@@ -175,4 +252,30 @@ impl Client {
 
 pub fn new_idempotency_key() -> String {
     hex::encode(facepay_payments::keys::random_bytes::<16>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_file_is_written_for_its_owner_only_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("terminal.json");
+        std::fs::write(&path, "old").unwrap();
+        let key = signing::new_terminal_key();
+        let file = TerminalFile {
+            terminal_id: "trm_1".into(),
+            secret_key_hex: hex::encode(key.to_bytes()),
+        };
+        file.write_private(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (id, read) = TerminalFile::load(&path).unwrap();
+        assert_eq!((id.as_str(), read.to_bytes()), ("trm_1", key.to_bytes()));
+    }
 }

@@ -1,8 +1,8 @@
 //! The `facepay` command. A thin layer: each subcommand parses its
 //! arguments, calls the crates that do the work, and prints.
 //!
-//! The server's own jobs live here: serve, the vault process, the
-//! command-line terminal, keys, the ledger and audit checks, models.
+//! The server's own jobs live here: serve, the vault process, the first
+//! operator, the command-line terminal, keys, the ledger and audit checks, models.
 //! Benchmarks, evaluation, face tools and demos live in `facepay-lab`, a
 //! separate executable, so that the server links none of their code;
 //! `facepay bench ...` runs `facepay-lab bench ...` from beside this
@@ -12,6 +12,7 @@ mod config;
 mod keys;
 mod ledger;
 mod models;
+mod operator;
 mod terminal;
 mod vault;
 
@@ -54,7 +55,10 @@ enum Command {
     /// Check a configuration file.
     #[command(subcommand)]
     Config(config::ConfigCommand),
-    /// A command-line terminal that signs its requests like a kiosk.
+    /// The first admin operator of a deployment.
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
+    /// A command-line terminal that pairs and signs its requests like a kiosk.
     #[command(subcommand)]
     Terminal(terminal::TerminalCommand),
     /// Check and show the ledger.
@@ -112,6 +116,7 @@ fn run() -> anyhow::Result<()> {
             })
         }
         Command::Config(command) => config::run(command),
+        Command::Operator(command) => operator::run(command),
         Command::Terminal(command) => terminal::run(command),
         Command::Ledger(command) => ledger::run(command),
         Command::Keys(command) => keys::run(command),

@@ -1,4 +1,6 @@
-//! `facepay terminal pay`: a command-line terminal. It signs its requests
+//! `facepay terminal pair` and `facepay terminal pay`: a command-line
+//! terminal. It pairs with the operator's one-time code as a kiosk does
+//! (its own key, made here, written 0600), and signs its requests
 //! with its Ed25519 key exactly as a kiosk does (facepay-terminal), and
 //! retries a request that got no answer with the same idempotency key, so it
 //! never pays twice.
@@ -12,6 +14,21 @@ use facepay_terminal::{Client, TerminalFile, new_idempotency_key};
 
 #[derive(clap::Subcommand)]
 pub enum TerminalCommand {
+    /// Pair this terminal with the code its operator got when they added
+    /// it: makes its key and writes the key file.
+    Pair {
+        /// The terminal's id, as the operator got it.
+        #[arg(long)]
+        terminal_id: String,
+        /// The one-time pairing code.
+        #[arg(long)]
+        code: String,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Where the key file goes (written 0600).
+        #[arg(long, default_value = "terminal.json")]
+        out: PathBuf,
+    },
     /// Pay by face: send a burst of photos and an amount.
     Pay {
         /// A frame of the burst; repeat for several.
@@ -27,22 +44,50 @@ pub enum TerminalCommand {
         phone_last4: Option<String>,
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         server: String,
-        /// The terminal's key file, as written by `facepay demo`.
+        /// The terminal's key file, as `facepay terminal pair` or `facepay demo` writes it.
         #[arg(long, default_value = ".facepay/data/demo-terminal.json")]
         terminal: PathBuf,
     },
 }
 
 pub fn run(command: TerminalCommand) -> anyhow::Result<()> {
-    let TerminalCommand::Pay {
-        images,
-        amount,
-        currency,
-        phone_last4,
-        server,
-        terminal,
-    } = command;
-    let (terminal_id, key) = TerminalFile::load(&terminal)?;
+    match command {
+        TerminalCommand::Pair {
+            terminal_id,
+            code,
+            server,
+            out,
+        } => {
+            let paired = facepay_terminal::pair(&server, &terminal_id, &code, &out)?;
+            println!(
+                "PAIRED {terminal_id} at {} ({}), {}; key written to {}",
+                paired["store"].as_str().unwrap_or(""),
+                paired["merchant"].as_str().unwrap_or(""),
+                paired["currency"].as_str().unwrap_or(""),
+                out.display()
+            );
+            Ok(())
+        }
+        TerminalCommand::Pay {
+            images,
+            amount,
+            currency,
+            phone_last4,
+            server,
+            terminal,
+        } => pay(images, &amount, &currency, phone_last4, &server, &terminal),
+    }
+}
+
+fn pay(
+    images: Vec<PathBuf>,
+    amount: &str,
+    currency: &str,
+    phone_last4: Option<String>,
+    server: &str,
+    terminal: &std::path::Path,
+) -> anyhow::Result<()> {
+    let (terminal_id, key) = TerminalFile::load(terminal)?;
     let frames = images
         .iter()
         .map(|p| {
@@ -54,7 +99,7 @@ pub fn run(command: TerminalCommand) -> anyhow::Result<()> {
     let body = serde_json::to_vec(
         &serde_json::json!({ "amount": amount, "currency": currency, "frames": frames }),
     )?;
-    let client = Client::new(&server, terminal_id, key);
+    let client = Client::new(server, terminal_id, key);
     let answer = client.post("/v1/terminal/payments", &new_idempotency_key(), &body)?;
     print_answer(&answer);
     if answer.status == 202 {

@@ -178,6 +178,20 @@ impl Payments {
                 "this terminal is not registered",
             ));
         };
+        // A retired terminal has no key, so no request of its can verify:
+        // it is told so before its body is read.
+        if ctx.terminal_status == "retired" {
+            return Err(Failure::forbidden(
+                "terminal_retired",
+                "this terminal is retired",
+            ));
+        }
+        if ctx.public_key.is_empty() {
+            return Err(Failure::unauthorised(
+                "terminal_not_paired",
+                "this terminal has no key yet: pair it with its code (POST /v1/terminals/pair)",
+            ));
+        }
         if (self.core.now_ms() - headers.timestamp_ms).abs() > signing::WINDOW_MS {
             return Err(sig_failure(signing::SignatureError::Expired));
         }
@@ -212,12 +226,7 @@ impl Payments {
                 "this terminal is suspended",
             ));
         }
-        if ctx.merchant.status != "active" {
-            return Err(Failure::forbidden(
-                "merchant_suspended",
-                "this merchant is suspended",
-            ));
-        }
+        crate::access::check_merchant_active(&ctx.merchant.status)?;
         Ok(ctx)
     }
 

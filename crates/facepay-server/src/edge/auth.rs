@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use facepay_payments::claims::Operator;
+use facepay_payments::access::{self, Operator};
 use facepay_store::parties::{Merchant, User};
 
-use super::ApiError;
+use super::{ApiError, scope};
 use crate::AppState;
 
 /// Longest bearer secret read: every key and token this server hands out
@@ -59,7 +59,40 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     Ok(secret)
 }
 
-/// A merchant, by its API key; a suspended merchant is refused (403).
+/// The route the router matched, as its pattern.
+fn route(parts: &Parts) -> Option<&str> {
+    parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+}
+
+fn insufficient(has: &str, needs: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "insufficient_scope",
+        format!("this key is {has}; this request needs {needs}"),
+    )
+}
+
+/// A merchant by one of its keys, whose scope covers the route (403
+/// `insufficient_scope`); a revoked or expired key is refused (401
+/// `key_revoked`, `key_expired`), and so is a suspended or closed
+/// merchant (403).
+async fn merchant_caller(
+    parts: &Parts,
+    state: &Arc<AppState>,
+) -> Result<access::MerchantCaller, ApiError> {
+    let key = bearer(parts)?;
+    let caller = state.services.access.merchant(key).await?;
+    let needs = scope::merchant_scope(&parts.method, route(parts));
+    if caller.scope < needs {
+        return Err(insufficient(caller.scope.as_str(), needs.as_str()));
+    }
+    Ok(caller)
+}
+
+/// A merchant, by an API key whose scope covers the route.
 pub struct MerchantKey(pub Merchant);
 
 impl FromRequestParts<Arc<AppState>> for MerchantKey {
@@ -69,10 +102,22 @@ impl FromRequestParts<Arc<AppState>> for MerchantKey {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let key = bearer(parts)?;
-        Ok(Self(
-            state.services.merchant.authenticate_merchant(key).await?,
-        ))
+        Ok(Self(merchant_caller(parts, state).await?.merchant))
+    }
+}
+
+/// A merchant with the key it called with: for the routes that manage the
+/// merchant's keys.
+pub struct MerchantCaller(pub access::MerchantCaller);
+
+impl FromRequestParts<Arc<AppState>> for MerchantCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        Ok(Self(merchant_caller(parts, state).await?))
     }
 }
 
@@ -99,7 +144,8 @@ impl FromRequestParts<Arc<AppState>> for UserToken {
     }
 }
 
-/// An operator (fraud and risk staff), by their key.
+/// An operator, by a key, whose role covers the route (403
+/// `insufficient_scope`); a revoked or expired key is refused (401).
 pub struct OperatorKey(pub Operator);
 
 impl FromRequestParts<Arc<AppState>> for OperatorKey {
@@ -110,9 +156,12 @@ impl FromRequestParts<Arc<AppState>> for OperatorKey {
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
         let key = bearer(parts)?;
-        Ok(Self(
-            state.services.claims.authenticate_operator(key).await?,
-        ))
+        let operator = state.services.access.operator(key).await?;
+        let needs = scope::operator_role(&parts.method, route(parts));
+        if operator.role < needs {
+            return Err(insufficient(operator.role.as_str(), needs.as_str()));
+        }
+        Ok(Self(operator))
     }
 }
 

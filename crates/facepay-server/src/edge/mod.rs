@@ -5,6 +5,7 @@
 //! handler that forgets a check does not compile: a signed terminal
 //! (`SignedTerminal`), a merchant, user, operator or member network by its
 //! bearer secret (`MerchantKey`, `UserToken`, `OperatorKey`, `MemberKey`),
+//! whose key's scope or operator's role covers the route (`scope`),
 //! an `IdempotencyKey`, a JSON command (`ApiJson`) and path and query
 //! parameters (`ApiPath`, `ApiQuery`) refused at the edge when they hold
 //! text PostgreSQL cannot store. Every failure becomes one `ApiError`.
@@ -13,9 +14,10 @@ mod auth;
 mod body;
 mod error;
 mod limits;
+mod scope;
 mod terminal;
 
-pub use auth::{MemberKey, MerchantKey, OperatorKey, UserToken};
+pub use auth::{MemberKey, MerchantCaller, MerchantKey, OperatorKey, UserToken};
 pub use body::{ApiJson, ApiPath, ApiQuery, Command, IdempotencyKey, read_body};
 pub use error::{ApiError, ErrorResponse, answer, method_not_allowed, not_found};
 pub use limits::{BodyKind, RequestLimits, limit_request};

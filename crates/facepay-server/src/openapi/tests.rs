@@ -107,6 +107,9 @@ fn no_store_row_is_a_schema_and_states_are_enums() {
         ("TransferView", "state"),
         ("WindowView", "state"),
         ("PaymentMethod", "brand"),
+        ("MerchantView", "status"),
+        ("OnboardedTerminal", "status"),
+        ("KeyView", "state"),
     ];
     for (name, field) in enums {
         let property = &schema(&document, name)["properties"][field];
@@ -132,6 +135,61 @@ fn no_store_row_is_a_schema_and_states_are_enums() {
             "boolean"
         );
     }
+}
+
+#[test]
+fn onboarding_pairing_and_keys_are_documented_with_their_refusals() {
+    let document = document();
+    let paths = &document["paths"];
+    for (path, method) in [
+        ("/v1/operator/merchants", "post"),
+        ("/v1/operator/merchants", "get"),
+        ("/v1/operator/merchants/{id}", "get"),
+        ("/v1/operator/merchants/{id}/{action}", "post"),
+        ("/v1/operator/stores", "post"),
+        ("/v1/operator/terminals", "post"),
+        ("/v1/operator/terminals/{id}/re-pair", "post"),
+        ("/v1/operator/terminals/{id}/retire", "post"),
+        ("/v1/terminals/pair", "post"),
+        ("/v1/merchant/keys", "get"),
+        ("/v1/merchant/keys", "post"),
+        ("/v1/merchant/keys/{id}/rotate", "post"),
+        ("/v1/merchant/keys/{id}/revoke", "post"),
+        ("/v1/operator/merchants/{id}/keys", "post"),
+        ("/v1/operator/merchants/{id}/keys/{key_id}/revoke", "post"),
+        ("/v1/operator/operators", "post"),
+        ("/v1/operator/keys", "post"),
+        ("/v1/operator/keys/{id}/rotate", "post"),
+        ("/v1/operator/keys/{id}/revoke", "post"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} is not documented"
+        );
+    }
+    let pair = &paths["/v1/terminals/pair"]["post"]["responses"];
+    for (status, code) in [
+        ("401", "pairing_code_invalid"),
+        ("409", "pairing_code_used"),
+        ("410", "pairing_code_expired"),
+        ("429", "pairing_throttled"),
+    ] {
+        let text = pair[status]["description"].as_str().unwrap_or("");
+        assert!(text.contains(code), "{status}: {text}");
+    }
+    let refund = &paths["/v1/merchant/payments/{id}/refunds"]["post"]["responses"];
+    assert!(
+        refund["403"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+    assert!(
+        refund["401"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("key_revoked")
+    );
 }
 
 #[test]

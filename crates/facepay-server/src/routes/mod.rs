@@ -4,8 +4,10 @@
 
 mod connectors;
 mod hub;
+mod keys;
 mod loyalty;
 mod merchant;
+mod onboarding;
 mod operator;
 pub mod service;
 mod terminal;
@@ -29,6 +31,8 @@ pub fn api() -> OpenApiRouter<Shared> {
         .merge(merchant::routes())
         .merge(loyalty::routes())
         .merge(operator::routes())
+        .merge(onboarding::routes())
+        .merge(keys::routes())
         .merge(hub::routes())
         .merge(service::routes())
         .merge(connectors::routes())

@@ -1,0 +1,614 @@
+//! Onboarding, pairing and keys over HTTP, on SQLite and (when CI gives
+//! one) PostgreSQL: an operator onboards a merchant, a store and a
+//! terminal; the terminal pairs with its code and pays; every coded
+//! refusal on the way; keys rotated with an overlap, revoked, expired, and
+//! refused outside their scope or role.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::Request;
+use ed25519_dalek::SigningKey;
+use facepay_payments::DecisionPolicy;
+use facepay_payments::signing::{
+    self, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TERMINAL, HEADER_TIMESTAMP,
+};
+use facepay_store::{Clock, ManualClock, Store};
+use serde_json::{Value, json};
+
+use super::flow_tests::{Harness, engine_with_logs, enrolment, lenient, payment};
+use crate::seed as demo;
+
+/// A test's server on a clock it moves, with the demo operator's key.
+struct Setup {
+    h: Harness,
+    clock: Arc<ManualClock>,
+    operator_key: String,
+    backend: &'static str,
+}
+
+async fn setup(store: Store, dir: &std::path::Path) -> Setup {
+    let clock = Arc::new(ManualClock::new(facepay_store::now_ms()));
+    let backend = store.backend().name();
+    let h = Harness::with_clock(
+        store,
+        engine_with_logs(),
+        Arc::clone(&clock) as Arc<dyn Clock>,
+        dir,
+        lenient(DecisionPolicy::default()),
+    )
+    .await;
+    let file: demo::OperatorFile =
+        serde_json::from_str(&std::fs::read_to_string(demo::operator_file(dir)).unwrap()).unwrap();
+    Setup {
+        h,
+        clock,
+        operator_key: file.operator_key,
+        backend,
+    }
+}
+
+impl Setup {
+    async fn operator(&self, method: &str, path: &str, key: &str, body: Value) -> (u16, Value) {
+        self.h
+            .with_bearer(&self.operator_key, method, path, key, Some(body))
+            .await
+    }
+
+    /// A request signed by `terminal_id` with `key`, at the app's time.
+    async fn pay_as(&self, terminal_id: &str, key: &SigningKey, body: &Value) -> (u16, Value) {
+        let path = "/v1/terminal/payments";
+        let body = serde_json::to_vec(body).unwrap();
+        let h = signing::sign(key, terminal_id, "POST", path, self.clock.now_ms(), &body);
+        let request = Request::post(path)
+            .header("content-type", "application/json")
+            .header("idempotency-key", &h.nonce)
+            .header(HEADER_TERMINAL, &h.terminal_id)
+            .header(HEADER_TIMESTAMP, h.timestamp_ms.to_string())
+            .header(HEADER_NONCE, &h.nonce)
+            .header(HEADER_SIGNATURE, &h.signature)
+            .body(Body::from(body))
+            .unwrap();
+        let (status, json, _) = self.h.send(request).await;
+        (status, json)
+    }
+
+    async fn pair(&self, terminal_id: &str, code: &str, key: &SigningKey) -> (u16, Value) {
+        let body = json!({
+            "terminal_id": terminal_id, "code": code,
+            "public_key_hex": hex::encode(key.verifying_key().to_bytes()),
+        });
+        let request = Request::post("/v1/terminals/pair")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let (status, json, _) = self.h.send(request).await;
+        (status, json)
+    }
+}
+
+fn code(body: &Value) -> Option<&str> {
+    body["error"]["code"].as_str()
+}
+
+fn store_body(merchant_id: &str) -> Value {
+    json!({
+        "merchant_id": merchant_id, "name": "Cafe Sinsa", "address": "12 Dosan-daero",
+        "city": "Seoul", "country": "KR", "latitude": 37.5163, "longitude": 127.0203,
+        "time_zone": "Asia/Seoul", "currency": "KRW",
+        "opening_hours": [{"day": "mon", "opens": "08:00", "closes": "20:00"}],
+    })
+}
+
+/// Creates a merchant and its store; answers their ids.
+async fn merchant_and_store(s: &Setup) -> (String, String) {
+    let b = s.backend;
+    let merchant = json!({
+        "name": "Cafe Sinsa", "legal_name": "Sinsa Coffee Co., Ltd.",
+        "fee_bps": 180, "settlement_currency": "KRW",
+    });
+    let (status, body) = s
+        .operator("POST", "/v1/operator/merchants", "m1", merchant.clone())
+        .await;
+    assert_eq!(status, 201, "{b}: {body}");
+    let merchant_id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(body["status"], "active");
+    let (status, replay) = s
+        .operator("POST", "/v1/operator/merchants", "m1", merchant)
+        .await;
+    assert_eq!((status, &replay["id"]), (201, &body["id"]), "{b}: a replay");
+
+    let bad = |field: &str, value: Value| {
+        let mut body = store_body(&merchant_id);
+        body[field] = value;
+        body
+    };
+    for (i, (body, status, error)) in [
+        (
+            bad("time_zone", json!("Mars/Olympus")),
+            422,
+            "time_zone_invalid",
+        ),
+        (bad("currency", json!("XXX")), 422, "unknown_currency"),
+        (bad("latitude", json!(91.5)), 422, "coordinates_invalid"),
+        (
+            bad("merchant_id", json!("mer_nobody")),
+            404,
+            "unknown_merchant",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let key = format!("bad-store-{i}");
+        let (got, answer) = s.operator("POST", "/v1/operator/stores", &key, body).await;
+        assert_eq!((got, code(&answer)), (status, Some(error)), "{b}: {answer}");
+    }
+    let (status, body) = s
+        .operator(
+            "POST",
+            "/v1/operator/stores",
+            "s1",
+            store_body(&merchant_id),
+        )
+        .await;
+    assert_eq!(status, 201, "{b}: {body}");
+    assert_eq!(body["time_zone"], "Asia/Seoul");
+    assert_eq!(body["opening_hours"][0]["closes"], "20:00");
+    (merchant_id, body["id"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn an_operator_onboards_a_merchant_whose_paired_terminal_pays() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let data = dir.path().join(store.backend().name());
+        let s = setup(store.clone(), &data).await;
+        let b = s.backend;
+        let (merchant_id, store_id) = merchant_and_store(&s).await;
+
+        let terminal = json!({"store_id": store_id, "name": "till 1"});
+        let mut unknown = terminal.clone();
+        unknown["store_id"] = json!("sto_nowhere");
+        let (status, body) = s
+            .operator("POST", "/v1/operator/terminals", "t0", unknown)
+            .await;
+        assert_eq!((status, code(&body)), (404, Some("unknown_store")), "{b}");
+        let (status, created) = s
+            .operator("POST", "/v1/operator/terminals", "t1", terminal.clone())
+            .await;
+        assert_eq!(status, 201, "{b}: {created}");
+        let terminal_id = created["terminal"]["id"].as_str().unwrap().to_owned();
+        let pairing_code = created["pairing_code"].as_str().unwrap().to_owned();
+        assert_eq!(pairing_code.len(), 8);
+        assert_eq!(created["terminal"]["paired"], false);
+        let (status, body) = s
+            .operator("POST", "/v1/operator/terminals", "t2", terminal)
+            .await;
+        assert_eq!(
+            (status, code(&body)),
+            (409, Some("terminal_name_taken")),
+            "{b}"
+        );
+
+        // Unpaired, it pays nothing; a wrong code pairs nothing.
+        let key = signing::new_terminal_key();
+        let pay = payment("face_recognition/obama2.jpg", "4500");
+        let (status, body) = s.pay_as(&terminal_id, &key, &pay).await;
+        assert_eq!(
+            (status, code(&body)),
+            (401, Some("terminal_not_paired")),
+            "{b}"
+        );
+        let (status, body) = s.pair(&terminal_id, "ABCD-EFGH", &key).await;
+        assert_eq!(
+            (status, code(&body)),
+            (401, Some("pairing_code_invalid")),
+            "{b}"
+        );
+        let typed = pairing_code.to_lowercase();
+        let (status, body) = s.pair(&terminal_id, &typed, &key).await;
+        assert_eq!(status, 200, "{b}: {body}");
+        assert_eq!(
+            (body["merchant_id"].as_str(), body["currency"].as_str()),
+            (Some(merchant_id.as_str()), Some("KRW"))
+        );
+        let (status, body) = s.pair(&terminal_id, &pairing_code, &key).await;
+        assert_eq!(
+            (status, code(&body)),
+            (409, Some("pairing_code_used")),
+            "{b}"
+        );
+
+        // Someone enrols; the paired terminal's signed payment goes through.
+        let obama = enrolment(
+            "+821012340001",
+            "face_recognition/obama.jpg",
+            "4242424242424242",
+        );
+        let (status, body, _) = s.h.enrol("e1", &obama).await;
+        assert_eq!(status, 201, "{b}: {body}");
+        let (status, paid) = s.pay_as(&terminal_id, &key, &pay).await;
+        assert_eq!(status, 201, "{b}: {paid}");
+        assert_eq!(paid["receipt"]["merchant"], "Cafe Sinsa");
+
+        merchant_states(&s, &merchant_id, &terminal_id, &key, &paid).await;
+        terminal_states(&s, &store_id).await;
+        super::flow_tests::verify(&store).await;
+        audited(&store).await;
+    }
+}
+
+/// A read key cannot refund, a refund key can; a suspended merchant's
+/// terminal and keys are refused until it is reactivated, a closed one's
+/// for good.
+async fn merchant_states(
+    s: &Setup,
+    merchant_id: &str,
+    terminal_id: &str,
+    key: &SigningKey,
+    paid: &Value,
+) {
+    let b = s.backend;
+    let keys_path = format!("/v1/operator/merchants/{merchant_id}/keys");
+    let (status, read) = s
+        .operator("POST", &keys_path, "k1", json!({"scope": "read"}))
+        .await;
+    assert_eq!(status, 201, "{b}: {read}");
+    let (status, refunds) = s
+        .operator(
+            "POST",
+            &keys_path,
+            "k2",
+            json!({"scope": "refund_capture", "label": "till"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{b}: {refunds}");
+    let secret = |v: &Value| v["secret"].as_str().unwrap().to_owned();
+    let refund_path = format!(
+        "/v1/merchant/payments/{}/refunds",
+        paid["id"].as_str().unwrap()
+    );
+    let refund = json!({"amount": "1000"});
+    let (status, body) =
+        s.h.with_bearer(
+            &secret(&read),
+            "POST",
+            &refund_path,
+            "r1",
+            Some(refund.clone()),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (403, Some("insufficient_scope")),
+        "{b}: {body}"
+    );
+    let (status, body) =
+        s.h.with_bearer(&secret(&read), "GET", "/v1/merchant/payments", "-", None)
+            .await;
+    assert_eq!(status, 200, "{b}: {body}");
+    let (status, body) =
+        s.h.with_bearer(&secret(&refunds), "POST", &refund_path, "r1", Some(refund))
+            .await;
+    assert_eq!(
+        (status, &body["refunded_minor"]),
+        (200, &json!(1000)),
+        "{b}: {body}"
+    );
+
+    let pay = payment("face_recognition/obama2.jpg", "3000");
+    let act = |action: &str| format!("/v1/operator/merchants/{merchant_id}/{action}");
+    let (status, body) = s.operator("POST", &act("suspend"), "-", json!({})).await;
+    assert_eq!((status, &body["status"]), (200, &json!("suspended")), "{b}");
+    let (status, body) = s.pay_as(terminal_id, key, &pay).await;
+    assert_eq!(
+        (status, code(&body)),
+        (403, Some("merchant_suspended")),
+        "{b}"
+    );
+    let (status, body) =
+        s.h.with_bearer(&secret(&read), "GET", "/v1/merchant/payments", "-", None)
+            .await;
+    assert_eq!(
+        (status, code(&body)),
+        (403, Some("merchant_suspended")),
+        "{b}"
+    );
+    let (status, _) = s.operator("POST", &act("reactivate"), "-", json!({})).await;
+    assert_eq!(status, 200, "{b}");
+    let (status, _) = s.operator("POST", &act("close"), "-", json!({})).await;
+    assert_eq!(status, 200, "{b}");
+    let (status, body) = s.pay_as(terminal_id, key, &pay).await;
+    assert_eq!((status, code(&body)), (403, Some("merchant_closed")), "{b}");
+    let (status, body) = s.operator("POST", &act("reactivate"), "-", json!({})).await;
+    assert_eq!((status, code(&body)), (409, Some("merchant_closed")), "{b}");
+}
+
+/// Codes expire and die after wrong guesses; re-pairing drops the old key
+/// at once; a retired terminal is refused.
+async fn terminal_states(s: &Setup, store_id: &str) {
+    let b = s.backend;
+    // The closed merchant's store gets no terminal: a new merchant's does.
+    let (status, body) = s
+        .operator(
+            "POST",
+            "/v1/operator/terminals",
+            "t3",
+            json!({"store_id": store_id, "name": "till 2"}),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (409, Some("merchant_closed")), "{b}");
+    let terminal = json!({"store_id": demo::STORE_ID, "name": "kiosk 2", "pairing_code_ttl_s": 60});
+    let (status, created) = s
+        .operator("POST", "/v1/operator/terminals", "t4", terminal)
+        .await;
+    assert_eq!(status, 201, "{b}: {created}");
+    let id = created["terminal"]["id"].as_str().unwrap().to_owned();
+    let first = created["pairing_code"].as_str().unwrap().to_owned();
+    let key = signing::new_terminal_key();
+    s.clock.advance(61_000);
+    let (status, body) = s.pair(&id, &first, &key).await;
+    assert_eq!(
+        (status, code(&body)),
+        (410, Some("pairing_code_expired")),
+        "{b}"
+    );
+
+    let re_pair = format!("/v1/operator/terminals/{id}/re-pair");
+    let (status, body) = s.operator("POST", &re_pair, "-", json!({})).await;
+    assert_eq!(status, 200, "{b}: {body}");
+    let second = body["pairing_code"].as_str().unwrap().to_owned();
+    for _ in 0..facepay_payments::onboarding::FAILURES_PER_CODE_MAX {
+        let (status, _) = s.pair(&id, "ZZZZZZZZ", &key).await;
+        assert_eq!(status, 401, "{b}");
+    }
+    let (status, body) = s.pair(&id, &second, &key).await;
+    assert_eq!(
+        (status, code(&body)),
+        (429, Some("pairing_throttled")),
+        "{b}: the code is dead"
+    );
+    let (status, body) = s.operator("POST", &re_pair, "-", json!({})).await;
+    let third = body["pairing_code"].as_str().unwrap().to_owned();
+    assert_eq!(status, 200, "{b}");
+    let (status, _) = s.pair(&id, &third, &key).await;
+    assert_eq!(status, 200, "{b}");
+    let pay = payment("face_recognition/obama2.jpg", "3000");
+    let (status, body) = s.pay_as(&id, &key, &pay).await;
+    assert_eq!(status, 201, "{b}: {body}");
+    // Re-pairing retires the key at once.
+    let (status, _) = s.operator("POST", &re_pair, "-", json!({})).await;
+    assert_eq!(status, 200, "{b}");
+    let (status, body) = s.pay_as(&id, &key, &pay).await;
+    assert_eq!(
+        (status, code(&body)),
+        (401, Some("terminal_not_paired")),
+        "{b}"
+    );
+    let retire = format!("/v1/operator/terminals/{id}/retire");
+    let (status, body) = s.operator("POST", &retire, "-", json!({})).await;
+    assert_eq!((status, &body["status"]), (200, &json!("retired")), "{b}");
+    let (status, body) = s.pay_as(&id, &key, &pay).await;
+    assert_eq!(
+        (status, code(&body)),
+        (403, Some("terminal_retired")),
+        "{b}"
+    );
+    let (status, body) = s.operator("POST", &re_pair, "-", json!({})).await;
+    assert_eq!(
+        (status, code(&body)),
+        (409, Some("terminal_retired")),
+        "{b}"
+    );
+}
+
+/// Each onboarding step is in the audit chain with the operator who did it.
+async fn audited(store: &Store) {
+    let mut conn = store.pool().acquire().await.unwrap();
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT actor, action FROM audit_log WHERE action IN ('merchant_created', \
+         'store_created', 'terminal_created', 'terminal_paired', 'merchant_suspended', \
+         'merchant_closed', 'terminal_re_paired', 'terminal_retired', 'merchant_key_created') \
+         ORDER BY seq",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let actions: Vec<&str> = rows.iter().map(|(_, a)| a.as_str()).collect();
+    for action in [
+        "merchant_created",
+        "store_created",
+        "terminal_created",
+        "terminal_paired",
+        "merchant_closed",
+        "terminal_retired",
+    ] {
+        assert!(
+            actions.contains(&action),
+            "{action} missing from {actions:?}"
+        );
+    }
+    for (actor, action) in &rows {
+        let expected = if action == "terminal_paired" {
+            "terminal:"
+        } else {
+            "operator:demo"
+        };
+        assert!(actor.starts_with(expected), "{action} by {actor}");
+    }
+}
+
+#[tokio::test]
+async fn keys_rotate_with_an_overlap_expire_are_revoked_and_keep_to_their_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let data = dir.path().join(store.backend().name());
+        let s = setup(store, &data).await;
+        let b = s.backend;
+        let admin: demo::MerchantFile =
+            serde_json::from_str(&std::fs::read_to_string(demo::merchant_file(&data)).unwrap())
+                .unwrap();
+        let admin = admin.api_key;
+        let merchant = |secret: &str, method: &str, path: &str, key: &str, body: Option<Value>| {
+            let (secret, method, path, key) = (
+                secret.to_owned(),
+                method.to_owned(),
+                path.to_owned(),
+                key.to_owned(),
+            );
+            let h = &s.h;
+            async move { h.with_bearer(&secret, &method, &path, &key, body).await }
+        };
+        // The demo key made before scopes is an admin key.
+        let (status, list) = merchant(&admin, "GET", "/v1/merchant/keys", "-", None).await;
+        assert_eq!(status, 200, "{b}: {list}");
+        assert_eq!(list["keys"][0]["scope"], "admin");
+        let admin_id = list["keys"][0]["id"].as_str().unwrap().to_owned();
+
+        let (status, read) = merchant(
+            &admin,
+            "POST",
+            "/v1/merchant/keys",
+            "k1",
+            Some(json!({"scope": "read"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{b}: {read}");
+        let read_secret = read["secret"].as_str().unwrap().to_owned();
+        let read_id = read["id"].as_str().unwrap().to_owned();
+        let (status, body) = merchant(&read_secret, "GET", "/v1/merchant/keys", "-", None).await;
+        assert_eq!(
+            (status, code(&body)),
+            (403, Some("insufficient_scope")),
+            "{b}"
+        );
+        let (status, listed) = merchant(&admin, "GET", "/v1/merchant/keys", "-", None).await;
+        assert_eq!(status, 200);
+        assert!(
+            !listed.to_string().contains(&read_secret),
+            "{b}: a list shows no secret"
+        );
+
+        // Rotation: both work for the overlap, then only the new one.
+        let rotate = format!("/v1/merchant/keys/{read_id}/rotate");
+        let (status, rotated) = merchant(
+            &admin,
+            "POST",
+            &rotate,
+            "rot1",
+            Some(json!({"overlap_s": 120})),
+        )
+        .await;
+        assert_eq!(status, 201, "{b}: {rotated}");
+        let new_secret = rotated["key"]["secret"].as_str().unwrap().to_owned();
+        for secret in [&read_secret, &new_secret] {
+            let (status, _) = merchant(secret, "GET", "/v1/merchant/payments", "-", None).await;
+            assert_eq!(status, 200, "{b}: both keys during the overlap");
+        }
+        let (status, body) = merchant(&admin, "POST", &rotate, "rot2", None).await;
+        assert_eq!(
+            (status, code(&body)),
+            (409, Some("key_not_rotatable")),
+            "{b}"
+        );
+        s.clock.advance(121_000);
+        let (status, body) =
+            merchant(&read_secret, "GET", "/v1/merchant/payments", "-", None).await;
+        assert_eq!((status, code(&body)), (401, Some("key_expired")), "{b}");
+        let (status, _) = merchant(&new_secret, "GET", "/v1/merchant/payments", "-", None).await;
+        assert_eq!(status, 200, "{b}");
+
+        // Revocation is at once; a key cannot revoke itself.
+        let new_id = rotated["key"]["id"].as_str().unwrap();
+        let (status, body) = merchant(
+            &admin,
+            "POST",
+            &format!("/v1/merchant/keys/{new_id}/revoke"),
+            "-",
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, &body["state"]),
+            (200, &json!("revoked")),
+            "{b}: {body}"
+        );
+        let (status, body) = merchant(&new_secret, "GET", "/v1/merchant/payments", "-", None).await;
+        assert_eq!((status, code(&body)), (401, Some("key_revoked")), "{b}");
+        let (status, body) = merchant(
+            &admin,
+            "POST",
+            &format!("/v1/merchant/keys/{admin_id}/revoke"),
+            "-",
+            None,
+        )
+        .await;
+        assert_eq!((status, code(&body)), (409, Some("key_in_use")), "{b}");
+
+        // A key made to expire does.
+        let expires_at_ms = s.clock.now_ms() + 30_000;
+        let body = json!({"scope": "refund_capture", "expires_at_ms": expires_at_ms});
+        let (status, short) = merchant(&admin, "POST", "/v1/merchant/keys", "k2", Some(body)).await;
+        assert_eq!(status, 201, "{b}: {short}");
+        let short = short["secret"].as_str().unwrap().to_owned();
+        let (status, _) = merchant(&short, "GET", "/v1/merchant/payments", "-", None).await;
+        assert_eq!(status, 200, "{b}");
+        s.clock.advance(30_000);
+        let (status, body) = merchant(&short, "GET", "/v1/merchant/payments", "-", None).await;
+        assert_eq!((status, code(&body)), (401, Some("key_expired")), "{b}");
+        let past = json!({"scope": "read", "expires_at_ms": s.clock.now_ms() - 1});
+        let (status, body) = merchant(&admin, "POST", "/v1/merchant/keys", "k3", Some(past)).await;
+        assert_eq!((status, code(&body)), (422, Some("expiry_invalid")), "{b}");
+
+        operator_roles(&s).await;
+    }
+}
+
+/// Support reads, risk keeps the blocklist, only an admin onboards.
+async fn operator_roles(s: &Setup) {
+    let b = s.backend;
+    let mut secrets = Vec::new();
+    for role in ["support", "risk"] {
+        let body = json!({"name": format!("{role}-1"), "role": role});
+        let (status, made) = s
+            .operator("POST", "/v1/operator/operators", role, body)
+            .await;
+        assert_eq!(status, 201, "{b}: {made}");
+        assert_eq!(made["operator"]["role"], role);
+        secrets.push(made["key"]["secret"].as_str().unwrap().to_owned());
+    }
+    let (support, risk) = (&secrets[0], &secrets[1]);
+    let block = json!({"kind": "country", "value": "ZZ", "reason": "test"});
+    let merchant =
+        json!({"name": "X", "legal_name": "X Ltd", "fee_bps": 100, "settlement_currency": "USD"});
+    for (secret, method, path, body, status) in [
+        (support, "GET", "/v1/operator/claims", None, 200),
+        (
+            support,
+            "POST",
+            "/v1/operator/blocks",
+            Some(block.clone()),
+            403,
+        ),
+        (risk, "POST", "/v1/operator/blocks", Some(block), 201),
+        (risk, "POST", "/v1/operator/merchants", Some(merchant), 403),
+        (risk, "GET", "/v1/operator/keys", None, 403),
+        (&s.operator_key, "GET", "/v1/operator/keys", None, 200),
+    ] {
+        let (got, answer) = s.h.with_bearer(secret, method, path, "op-1", body).await;
+        assert_eq!(got, status, "{b}: {method} {path}: {answer}");
+        if status == 403 {
+            assert_eq!(code(&answer), Some("insufficient_scope"), "{b}");
+        }
+    }
+    let (status, body) = s
+        .operator(
+            "POST",
+            "/v1/operator/operators",
+            "dup",
+            json!({"name": "risk-1", "role": "admin"}),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (409, Some("operator_exists")), "{b}");
+}
