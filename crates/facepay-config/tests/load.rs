@@ -168,6 +168,8 @@ fn defaults_are_todays_behaviour() {
         models_dir: None,
         liveness: Liveness::Strict,
         inference_concurrency: 2,
+        enrolment_inference_concurrency: 1,
+        enrolment_waiting_max: 16,
         pad: false,
     };
     assert_eq!(config.face, face);
@@ -192,6 +194,12 @@ fn defaults_are_todays_behaviour() {
     assert_eq!(l.idempotency_lease_ms, 30_000);
     assert_eq!((l.step_up_attempts_max, l.terminal_attempts_max), (3, 20));
     assert_eq!((l.factor_failures_max, l.factor_lock_minutes), (5, 15));
+    let face_work = (
+        l.face_work_per_address_per_minute,
+        l.face_work_burst_per_address,
+        l.face_work_addresses_max,
+    );
+    assert_eq!(face_work, (10, 10, 65_536));
     // Nothing but the connector it was told of is simulated.
     assert_eq!(config.simulated_parts(), ["issuer: simulated_issuer"]);
     // And every section equals its type's default.
@@ -478,6 +486,11 @@ fn zero_and_oversized_limits_are_refused() {
         ("server", "header_timeout_ms"),
         ("server", "json_body_bytes_max"),
         ("face", "inference_concurrency"),
+        ("face", "enrolment_inference_concurrency"),
+        ("face", "enrolment_waiting_max"),
+        ("limits", "face_work_per_address_per_minute"),
+        ("limits", "face_work_burst_per_address"),
+        ("limits", "face_work_addresses_max"),
         ("gallery", "threads"),
         ("retention", "idempotency_hours"),
         ("limits", "step_up_attempts_max"),

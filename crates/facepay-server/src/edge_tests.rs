@@ -47,6 +47,11 @@ impl Drop for Served {
 }
 
 async fn app(server: facepay_config::Server) -> (App, tempfile::TempDir) {
+    app_with(|config| config.server = server).await
+}
+
+/// The app on the demo's configuration, as `edit` changes it.
+async fn app_with(edit: impl FnOnce(&mut facepay_config::Config)) -> (App, tempfile::TempDir) {
     let engine = FaceEngine::load(&ModelStore::open_default(), EngineConfig::default())
         .unwrap_or_else(|e| panic!("{e}; run `facepay models fetch`"));
     let dir = tempfile::tempdir().unwrap();
@@ -63,13 +68,17 @@ async fn app(server: facepay_config::Server) -> (App, tempfile::TempDir) {
     .await
     .unwrap();
     let mut config = (*app.config).clone();
-    config.server = server;
+    edit(&mut config);
     app.config = Arc::new(config);
     (app, dir)
 }
 
 async fn start(server: facepay_config::Server) -> Served {
-    let (app, dir) = app(server).await;
+    start_with(|config| config.server = server).await
+}
+
+async fn start_with(edit: impl FnOnce(&mut facepay_config::Config)) -> Served {
+    let (app, dir) = app_with(edit).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -88,11 +97,18 @@ async fn start(server: facepay_config::Server) -> Served {
 /// One answer read from `stream`: its status and JSON body, or `None` when
 /// the connection closed first. Answers of this edge carry a length.
 async fn answer(stream: &mut TcpStream) -> Option<(u16, Value)> {
+    answer_with_head(stream)
+        .await
+        .map(|(status, body, _)| (status, body))
+}
+
+/// The same, with the answer's head (status line and headers).
+async fn answer_with_head(stream: &mut TcpStream) -> Option<(u16, Value, String)> {
     let read = async {
         let mut bytes = Vec::new();
         let mut chunk = [0u8; 4096];
         loop {
-            if let Some(parsed) = parse_answer(&bytes) {
+            if let Some(parsed) = parse_answer_with_head(&bytes) {
                 return Some(parsed);
             }
             assert!(bytes.len() < ANSWER_BYTES_MAX, "an answer too long");
@@ -108,6 +124,10 @@ async fn answer(stream: &mut TcpStream) -> Option<(u16, Value)> {
 }
 
 fn parse_answer(bytes: &[u8]) -> Option<(u16, Value)> {
+    parse_answer_with_head(bytes).map(|(status, body, _)| (status, body))
+}
+
+fn parse_answer_with_head(bytes: &[u8]) -> Option<(u16, Value, String)> {
     let text = std::str::from_utf8(bytes).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.get(9..12)?.parse().ok()?;
@@ -119,7 +139,10 @@ fn parse_answer(bytes: &[u8]) -> Option<(u16, Value)> {
                 .then(|| value.trim().parse().ok())?
         })
         .unwrap_or(0);
-    (body.len() >= length).then(|| (status, serde_json::from_str(body).unwrap_or(Value::Null)))
+    (body.len() >= length).then(|| {
+        let json = serde_json::from_str(body).unwrap_or(Value::Null);
+        (status, json, head.to_owned())
+    })
 }
 
 /// Whether the server closes `stream` within `wait`, whatever it answers
@@ -415,9 +438,11 @@ const RESIDENT_GROWTH_BYTES_MAX: u64 = 160 * 1024 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_unfinished_large_bodies_keep_memory_bounded() {
-    let served = start(facepay_config::Server {
-        request_timeout_ms: 3_000,
-        ..Default::default()
+    let served = start_with(|config| {
+        config.server.request_timeout_ms = 3_000;
+        // Every body is read as far as the edge reads one, not refused by
+        // the address's rate first.
+        config.limits.face_work_burst_per_address = 1_000;
     })
     .await;
     // One body for every client, so that the clients' memory, in this
@@ -486,4 +511,135 @@ async fn unfinished(address: SocketAddr, path: &str, body: Arc<[u8]>) -> u16 {
     // kernel's buffers until it answers.
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&body)).await;
     answer(&mut stream).await.map_or(0, |a| a.0)
+}
+
+/// A connection to `served` from `local`, a loopback address of the test's
+/// choosing, so that requests come from peers of their own.
+async fn connect_from(served: &Served, local: [u8; 4]) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((local, 0))).unwrap();
+    socket.connect(served.address).await.unwrap()
+}
+
+/// An enrolment from `local` whose empty body is refused once its address
+/// has a turn: its status, body and answer head.
+async fn enrol_from(served: &Served, local: [u8; 4], extra: &str) -> (u16, Value, String) {
+    let mut stream = connect_from(served, local).await;
+    let request = head("/v1/users", 2, extra) + "{}";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    answer_with_head(&mut stream).await.expect("an answer")
+}
+
+/// Whether an enrolment from `local` had a turn: answered, but not 429.
+async fn had_a_turn(served: &Served, local: [u8; 4], extra: &str) -> bool {
+    let (status, body, _) = enrol_from(served, local, extra).await;
+    assert!((400..500).contains(&status), "{status} {body}");
+    status != 429
+}
+
+/// A bucket of `burst` per address that does not refill within a test, for
+/// at most `addresses_max` addresses.
+fn face_work_limited(burst: u64, addresses_max: u64) -> impl FnOnce(&mut facepay_config::Config) {
+    move |config| {
+        config.limits.face_work_per_address_per_minute = 1;
+        config.limits.face_work_burst_per_address = burst;
+        config.limits.face_work_addresses_max = addresses_max;
+    }
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, value) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+const HOME: [u8; 4] = [127, 0, 0, 1];
+const NEIGHBOUR: [u8; 4] = [127, 0, 0, 2];
+
+#[tokio::test]
+async fn face_work_over_an_address_rate_is_refused_and_other_addresses_go_on() {
+    let served = start_with(face_work_limited(3, 64)).await;
+    for _ in 0..3 {
+        assert!(had_a_turn(&served, HOME, "").await);
+    }
+    let (status, body, head_text) = enrol_from(&served, HOME, "").await;
+    assert_eq!(status, 429, "{body}");
+    assert_error_shape(status, &body, "rate_limited");
+    let retry_s: u64 = header(&head_text, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_s), "{retry_s}");
+    // The public photo analysis draws on the same bucket, before its photo
+    // is read.
+    let mut stream = connect_from(&served, HOME).await;
+    let request = head("/api/v1/face/analyze", 1024, "").replace("application/json", "image/jpeg");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (status, body) = answer(&mut stream).await.expect("an answer");
+    assert_eq!(status, 429);
+    assert_error_shape(status, &body, "rate_limited");
+    assert!(had_a_turn(&served, NEIGHBOUR, "").await);
+}
+
+#[tokio::test]
+async fn terminal_payments_are_never_counted_against_their_address() {
+    let served = start_with(face_work_limited(1, 64)).await;
+    let dir = served._dir.path();
+    crate::seed::ensure_parties(&served.app, dir).await.unwrap();
+    let (terminal_id, key) =
+        facepay_terminal::TerminalFile::load(&crate::seed::terminal_file(dir)).unwrap();
+    assert!(had_a_turn(&served, HOME, "").await);
+    assert!(!had_a_turn(&served, HOME, "").await);
+    let frame = crate::flow_tests::frame("face_recognition/obama.jpg");
+    let body = serde_json::json!({"amount": "4500", "currency": "KRW", "frames": [frame]});
+    let body = body.to_string();
+    let path = "/v1/terminal/payments";
+    for n in 0..3 {
+        let now_ms = served.app.services.clock().now_ms();
+        let h = signing::sign(&key, &terminal_id, "POST", path, now_ms, body.as_bytes());
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nhost: facepay\r\ncontent-type: application/json\r\n\
+             idempotency-key: edge-pay-{n}\r\ncontent-length: {}\r\n{HEADER_TERMINAL}: {}\r\n\
+             {HEADER_TIMESTAMP}: {}\r\n{HEADER_NONCE}: {}\r\n{HEADER_SIGNATURE}: {}\r\n\r\n{body}",
+            body.len(),
+            h.terminal_id,
+            h.timestamp_ms,
+            h.nonce,
+            h.signature
+        );
+        let mut stream = connect_from(&served, HOME).await;
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let (status, answer) = answer(&mut stream).await.expect("an answer");
+        // Analysed on the payments' lane: one still frame is not live.
+        assert_eq!(status, 422, "{answer}");
+        assert_error_shape(status, &answer, "liveness_failed");
+    }
+}
+
+#[tokio::test]
+async fn the_addresses_kept_are_bounded_and_the_quietest_is_forgotten() {
+    let served = start_with(face_work_limited(1, 2)).await;
+    let (a, b, c) = ([127, 0, 0, 2], [127, 0, 0, 3], [127, 0, 0, 4]);
+    assert!(had_a_turn(&served, a, "").await);
+    assert!(!had_a_turn(&served, a, "").await);
+    assert!(had_a_turn(&served, b, "").await);
+    // Two are kept: the third forgets the quietest, `a`, which starts
+    // afresh, and then `b` is the quietest.
+    assert!(had_a_turn(&served, c, "").await);
+    assert!(had_a_turn(&served, a, "").await);
+    assert!(!had_a_turn(&served, c, "").await);
+}
+
+#[tokio::test]
+async fn only_a_trusted_proxy_names_the_client_address() {
+    let served = start_with(|config| {
+        face_work_limited(1, 64)(config);
+        config.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let forwarded = |address: &str| format!("x-forwarded-for: {address}\r\n");
+    assert!(had_a_turn(&served, HOME, &forwarded("203.0.113.1")).await);
+    assert!(!had_a_turn(&served, HOME, &forwarded("203.0.113.1")).await);
+    assert!(had_a_turn(&served, HOME, &forwarded("203.0.113.2")).await);
+    // Another peer's header is its own writing: it is counted by its peer.
+    assert!(had_a_turn(&served, NEIGHBOUR, &forwarded("203.0.113.3")).await);
+    assert!(!had_a_turn(&served, NEIGHBOUR, &forwarded("203.0.113.4")).await);
 }

@@ -20,7 +20,7 @@ mod web;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::edge::RequestLimits;
+use crate::edge::{FaceWorkLimiter, RequestLimits};
 use crate::root::App;
 use axum::Router;
 use facepay_face::FaceEngine;
@@ -31,6 +31,8 @@ pub struct AppState {
     engine: Arc<FaceEngine>,
     /// `[server]`'s limits on each request.
     limits: Arc<RequestLimits>,
+    /// The per-address buckets of face work without a credential.
+    face_work: FaceWorkLimiter,
     services: Arc<Services>,
     hub: Arc<Hub>,
     /// The outside parties this server reaches only as simulators, as its
@@ -51,6 +53,7 @@ pub fn router(app: &App) -> Router {
     let state = Arc::new(AppState {
         engine: Arc::clone(&app.engine),
         limits: Arc::new(RequestLimits::of(&app.config.server)),
+        face_work: FaceWorkLimiter::of(&app.config),
         services: Arc::clone(&app.services),
         hub: Arc::clone(&app.hub),
         simulated: app.simulated_parts(),

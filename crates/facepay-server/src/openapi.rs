@@ -129,7 +129,9 @@ hold (a NUL character, bytes that are not UTF-8) in a path, a query or a body is
 400 `text_invalid`. A body announced as over its route's limit gets 413 before it is read; \
 a request whose headers or body do not arrive in time gets 408 (`header_timeout`, \
 `request_timeout`), one the server could not finish in time 503 `request_timeout`, and a \
-connection over the server's cap 503 `too_many_connections`.
+connection over the server's cap 503 `too_many_connections`. Enrolments and photo analyses, \
+which need no credential, are counted per client address: one over the server's rate gets 429 \
+`rate_limited` with a `Retry-After` header (seconds).
 
 ## Idempotency
 

@@ -142,6 +142,8 @@ pub fn services_config(config: &Config) -> Result<ServicesConfig, StartError> {
         idempotency_lease_ms: config.limits.idempotency_lease_ms as i64,
         step_up_attempts_max: config.limits.step_up_attempts_max as i64,
         inference_concurrency: config.face.inference_concurrency as usize,
+        enrolment_inference_concurrency: config.face.enrolment_inference_concurrency as usize,
+        enrolment_waiting_max: config.face.enrolment_waiting_max as usize,
         gallery_kind: match gallery.kind {
             GalleryKind::Exact => IndexKind::Exact,
             GalleryKind::Prefilter => IndexKind::Prefiltered {

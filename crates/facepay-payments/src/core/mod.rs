@@ -66,6 +66,9 @@ pub struct Config {
     /// who is not a terminal) running at once, on slots of their own so
     /// that they never take a payment's.
     pub enrolment_inference_concurrency: usize,
+    /// Such analyses waiting for a slot at most; one more is refused (503
+    /// `face_work_busy`) rather than queued.
+    pub enrolment_waiting_max: usize,
     /// How a search over the whole gallery runs.
     pub gallery_kind: IndexKind,
     /// Threads one gallery scan is spread over.
@@ -135,6 +138,7 @@ impl Default for Config {
             step_up_attempts_max: 3,
             inference_concurrency: 2,
             enrolment_inference_concurrency: 1,
+            enrolment_waiting_max: 16,
             gallery_kind: IndexKind::Exact,
             gallery_threads: 1,
             gallery_snapshot: None,

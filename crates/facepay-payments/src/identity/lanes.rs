@@ -11,11 +11,6 @@ use tokio::sync::Semaphore;
 
 use crate::error::Failure;
 
-/// Enrolment-lane analyses waiting for a slot at most; one more is
-/// refused (503 `face_work_busy`) rather than queued. Payments' waiters
-/// are bounded by the requests in flight and by their bodies' budget.
-pub const ENROLMENT_WAITING_MAX: usize = 16;
-
 /// Whose slots a face analysis runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Lane {
@@ -29,15 +24,25 @@ pub(crate) struct Lanes {
     payment_slots: Arc<Semaphore>,
     enrolment_slots: Arc<Semaphore>,
     enrolment_waiting: AtomicUsize,
+    /// Enrolment-lane analyses waiting for a slot at most; one more is
+    /// refused (503 `face_work_busy`) rather than queued. Payments'
+    /// waiters are bounded by the requests in flight and by their bodies'
+    /// budget.
+    enrolment_waiting_max: usize,
 }
 
 impl Lanes {
-    pub(crate) fn new(payment_slots: usize, enrolment_slots: usize) -> Self {
-        assert!(payment_slots > 0 && enrolment_slots > 0);
+    pub(crate) fn new(
+        payment_slots: usize,
+        enrolment_slots: usize,
+        enrolment_waiting_max: usize,
+    ) -> Self {
+        assert!(payment_slots > 0 && enrolment_slots > 0 && enrolment_waiting_max > 0);
         Self {
             payment_slots: Arc::new(Semaphore::new(payment_slots)),
             enrolment_slots: Arc::new(Semaphore::new(enrolment_slots)),
             enrolment_waiting: AtomicUsize::new(0),
+            enrolment_waiting_max,
         }
     }
 
@@ -76,7 +81,7 @@ impl Lanes {
     fn enter_enrolment_queue(&self) -> Result<Waiting<'_>, Failure> {
         let before = self.enrolment_waiting.fetch_add(1, Ordering::AcqRel);
         let waiting = Waiting(&self.enrolment_waiting);
-        if before >= ENROLMENT_WAITING_MAX {
+        if before >= self.enrolment_waiting_max {
             return Err(Failure::unavailable(
                 "face_work_busy",
                 "too many enrolments and face analyses are waiting; retry shortly",
@@ -116,12 +121,13 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_enrolment_flood_never_takes_a_payment_slot() {
-        let lanes = Arc::new(Lanes::new(2, 1));
+        let waiting_max = 4;
+        let lanes = Arc::new(Lanes::new(2, 1, waiting_max));
         let released = Arc::new(AtomicBool::new(false));
         // One enrolment runs (and blocks) on the lane's only slot; the
         // queue fills behind it; one more is refused at once.
         let mut flood = Vec::new();
-        for _ in 0..=ENROLMENT_WAITING_MAX {
+        for _ in 0..=waiting_max {
             let (lanes, work) = (Arc::clone(&lanes), held(&released));
             flood.push(tokio::spawn(async move {
                 lanes.run(Lane::Enrolment, work).await

@@ -71,6 +71,7 @@ impl Identity {
             lanes: Lanes::new(
                 config.inference_concurrency,
                 config.enrolment_inference_concurrency,
+                config.enrolment_waiting_max,
             ),
             transform_id: transforms.current_id()?,
             transforms,

@@ -32,6 +32,9 @@ pub struct ApiError {
     /// Whether the answer closes the connection (`Connection: close`): a
     /// body refused unread must not be taken for the next request.
     closes: bool,
+    /// Seconds the client should wait before it tries again
+    /// (`Retry-After`), when the server can tell.
+    retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -45,12 +48,20 @@ impl ApiError {
             code,
             message: message.into(),
             closes: false,
+            retry_after_s: None,
         }
     }
 
     /// The same error, answered with `Connection: close`.
     pub fn closing(mut self) -> Self {
         self.closes = true;
+        self
+    }
+
+    /// The same error, telling the client to wait `seconds` before it
+    /// tries again.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_s = Some(seconds);
         self
     }
 
@@ -68,6 +79,11 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    #[cfg(test)]
+    pub fn retry_after_s(&self) -> Option<u64> {
+        self.retry_after_s
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -83,6 +99,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

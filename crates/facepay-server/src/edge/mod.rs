@@ -6,7 +6,9 @@
 //! (`SignedTerminal`), a merchant, user, operator or member network by its
 //! bearer secret (`MerchantKey`, `UserToken`, `OperatorKey`, `MemberKey`),
 //! whose key's scope or operator's role covers the route (`scope`),
-//! an `IdempotencyKey`, a JSON command (`ApiJson`) and path and query
+//! a turn at face work for a caller without one, counted per client
+//! address (`FaceWorkTurn`), an `IdempotencyKey`, a JSON command
+//! (`ApiJson`) and path and query
 //! parameters (`ApiPath`, `ApiQuery`) refused at the edge when they hold
 //! text PostgreSQL cannot store. Every failure becomes one `ApiError`.
 
@@ -14,6 +16,7 @@ mod auth;
 mod body;
 mod error;
 mod limits;
+mod rate;
 mod scope;
 mod terminal;
 
@@ -21,4 +24,5 @@ pub use auth::{MemberKey, MerchantCaller, MerchantKey, OperatorKey, UserToken};
 pub use body::{ApiJson, ApiPath, ApiQuery, Command, IdempotencyKey, read_body};
 pub use error::{ApiError, ErrorResponse, answer, method_not_allowed, not_found};
 pub use limits::{BodyKind, RequestLimits, limit_request};
+pub use rate::{FaceWorkLimiter, FaceWorkTurn};
 pub use terminal::SignedTerminal;

@@ -228,6 +228,19 @@ fn the_document_states_the_limits_the_edge_enforces() {
     for status in ["400", "413", "415", "422"] {
         assert!(enrol["responses"][status].is_object(), "{status}");
     }
+    // Face work without a credential is rate-limited per address.
+    let analyze = &document["paths"]["/api/v1/face/analyze"]["post"];
+    for operation in [enrol, analyze] {
+        let limited = &operation["responses"]["429"];
+        assert!(limited["headers"]["Retry-After"].is_object(), "{limited}");
+    }
+    let pay = &document["paths"]["/v1/terminal/payments"]["post"]["responses"]["429"];
+    assert!(
+        !pay["description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("rate_limited")
+    );
     let claims = &document["paths"]["/v1/operator/claims"]["get"]["parameters"][0];
     assert_eq!(
         (&claims["name"], &claims["in"]),

@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::Shared;
-use crate::edge::{ApiError, BodyKind, ErrorResponse};
+use crate::edge::{ApiError, BodyKind, ErrorResponse, FaceWorkTurn};
 use crate::{observe, openapi};
 
 const INDEX_HTML: &str = include_str!("../index.html");
@@ -371,10 +371,16 @@ async fn photo(request: Request) -> Result<Bytes, ApiError> {
         (status = 413, description = "`image_too_large`.", body = ErrorResponse),
         (status = 415, description = "Not `image/jpeg` or `image/png`.", body = ErrorResponse),
         (status = 422, description = "The image does not decode, is too large in pixels, or is degenerate.", body = ErrorResponse),
+        (status = 429, description = "`rate_limited`: this client address sent more photo analyses and enrolments than the server takes from one address; the photo was not read. Retry after `Retry-After` seconds.", body = ErrorResponse,
+            headers(("Retry-After" = u64, description = "Seconds to wait before the next try."))),
         (status = 503, description = "`face_work_busy`: too many analyses wait; or `shutting_down`.", body = ErrorResponse),
     ),
 )]
-pub async fn analyze(State(s): State<Shared>, request: Request) -> Result<Response, ApiError> {
+pub async fn analyze(
+    State(s): State<Shared>,
+    _turn: FaceWorkTurn,
+    request: Request,
+) -> Result<Response, ApiError> {
     let bytes = photo(request).await?;
     let engine = std::sync::Arc::clone(&s.engine);
     let analysis = s

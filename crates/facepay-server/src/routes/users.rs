@@ -12,7 +12,8 @@ use utoipa_axum::routes;
 
 use super::Shared;
 use crate::edge::{
-    ApiError, ApiJson, BodyKind, Command, ErrorResponse, IdempotencyKey, UserToken, answer,
+    ApiError, ApiJson, BodyKind, Command, ErrorResponse, FaceWorkTurn, IdempotencyKey, UserToken,
+    answer,
 };
 
 pub fn routes() -> OpenApiRouter<Shared> {
@@ -48,6 +49,8 @@ impl Command for ClaimRequest {}
         (status = 409, description = "Idempotency conflict, or the phone number or the face is already enrolled.", body = ErrorResponse),
         (status = 413, description = "The body, or a frame, is over its limit.", body = ErrorResponse),
         (status = 422, description = "A frame, the face, liveness, the phone, the PIN or the card (number, expiry, a security code that is not 3 or 4 digits: `card_security_code_invalid`) was refused; `code` says which.", body = ErrorResponse),
+        (status = 429, description = "`rate_limited`: this client address sent more enrolments and photo analyses than the server takes from one address; nothing was read or done. Retry after `Retry-After` seconds.", body = ErrorResponse,
+            headers(("Retry-After" = u64, description = "Seconds to wait before the next try."))),
         (status = 502, description = "`card_verification_failed`: the issuer could not verify the card. Nothing was enrolled; try again later.", body = ErrorResponse),
         (status = 503, description = "`face_work_busy`: too many enrolments and analyses wait, retry shortly; or `vault_locked` or `vault_unavailable`: the card vault cannot take the card now.", body = ErrorResponse),
         (status = 504, description = "`issuer_timeout`: the issuer did not answer the card's verification. Nothing was enrolled; retry with the same Idempotency-Key.", body = ErrorResponse),
@@ -55,6 +58,7 @@ impl Command for ClaimRequest {}
 )]
 pub async fn enrol(
     State(s): State<Shared>,
+    _turn: FaceWorkTurn,
     key: IdempotencyKey,
     body: ApiJson<EnrolRequest>,
 ) -> Result<Response, ApiError> {
