@@ -67,8 +67,9 @@ base="http://127.0.0.1:$port"
 # Schemathesis sends hundreds of enrolments and photo analyses, all from
 # loopback: the per-address rate is raised so that they reach what they
 # check (the rate limit itself has its tests in the server's edge_tests).
-FACEPAY_LIMITS__FACE_WORK_PER_ADDRESS_PER_MINUTE=60000 FACEPAY_LIMITS__FACE_WORK_BURST_PER_ADDRESS=10000 \
-    FACEPAY_SERVER__ADDRESS="127.0.0.1:$port" target/debug/facepay serve --demo >"$work/serve.log" 2>&1 &
+export FACEPAY_LIMITS__ENROLMENTS_PER_ADDRESS_PER_MINUTE=60000 FACEPAY_LIMITS__ENROLMENT_BURST_PER_ADDRESS=10000
+export FACEPAY_LIMITS__PHOTO_ANALYSES_PER_ADDRESS_PER_MINUTE=60000 FACEPAY_LIMITS__PHOTO_ANALYSIS_BURST_PER_ADDRESS=10000
+FACEPAY_SERVER__ADDRESS="127.0.0.1:$port" target/debug/facepay serve --demo >"$work/serve.log" 2>&1 &
 server=$!
 for ((try = 1; ; try++)); do
     if curl -fsS "$base/healthz" >/dev/null 2>&1; then

@@ -468,13 +468,23 @@ pub(crate) fn limits(limits: &Limits, cx: &Checker) -> Result<(), ConfigError> {
         1..=MINUTES_MAX,
     )?;
     cx.range(
-        "limits.face_work_per_address_per_minute",
-        l.face_work_per_address_per_minute,
+        "limits.enrolments_per_address_per_minute",
+        l.enrolments_per_address_per_minute,
         1..=FACE_WORK_PER_MINUTE_MAX,
     )?;
     cx.range(
-        "limits.face_work_burst_per_address",
-        l.face_work_burst_per_address,
+        "limits.enrolment_burst_per_address",
+        l.enrolment_burst_per_address,
+        1..=FACE_WORK_BURST_MAX,
+    )?;
+    cx.range(
+        "limits.photo_analyses_per_address_per_minute",
+        l.photo_analyses_per_address_per_minute,
+        1..=FACE_WORK_PER_MINUTE_MAX,
+    )?;
+    cx.range(
+        "limits.photo_analysis_burst_per_address",
+        l.photo_analysis_burst_per_address,
         1..=FACE_WORK_BURST_MAX,
     )?;
     cx.range(

@@ -633,12 +633,17 @@ pub struct Limits {
     pub factor_failures_max: u64,
     /// How long a locked factor stays locked after the last wrong answer.
     pub factor_lock_minutes: u64,
-    /// Face work without a credential (enrolments, the public photo
-    /// analysis) one client address may ask for a minute, on average.
-    pub face_work_per_address_per_minute: u64,
-    /// How many such requests one address may send at once after a rest:
-    /// its bucket's size.
-    pub face_work_burst_per_address: u64,
+    /// Enrolments (no credential needed) one client address may send a
+    /// minute, on average.
+    pub enrolments_per_address_per_minute: u64,
+    /// How many enrolments one address may send at once after a rest: its
+    /// bucket's size.
+    pub enrolment_burst_per_address: u64,
+    /// Public photo analyses one client address may ask for a minute, on
+    /// average: the pages' live guidance asks for 40.
+    pub photo_analyses_per_address_per_minute: u64,
+    /// How many analyses one address may ask for at once after a rest.
+    pub photo_analysis_burst_per_address: u64,
     /// Client addresses whose buckets are kept at most; the one seen least
     /// recently is forgotten to make room.
     pub face_work_addresses_max: u64,
@@ -652,8 +657,10 @@ impl Default for Limits {
             terminal_attempts_max: 20,
             factor_failures_max: 5,
             factor_lock_minutes: 15,
-            face_work_per_address_per_minute: 10,
-            face_work_burst_per_address: 10,
+            enrolments_per_address_per_minute: 10,
+            enrolment_burst_per_address: 10,
+            photo_analyses_per_address_per_minute: 60,
+            photo_analysis_burst_per_address: 20,
             face_work_addresses_max: 65_536,
         }
     }

@@ -195,11 +195,13 @@ fn defaults_are_todays_behaviour() {
     assert_eq!((l.step_up_attempts_max, l.terminal_attempts_max), (3, 20));
     assert_eq!((l.factor_failures_max, l.factor_lock_minutes), (5, 15));
     let face_work = (
-        l.face_work_per_address_per_minute,
-        l.face_work_burst_per_address,
+        l.enrolments_per_address_per_minute,
+        l.enrolment_burst_per_address,
+        l.photo_analyses_per_address_per_minute,
+        l.photo_analysis_burst_per_address,
         l.face_work_addresses_max,
     );
-    assert_eq!(face_work, (10, 10, 65_536));
+    assert_eq!(face_work, (10, 10, 60, 20, 65_536));
     // Nothing but the connector it was told of is simulated.
     assert_eq!(config.simulated_parts(), ["issuer: simulated_issuer"]);
     // And every section equals its type's default.
@@ -488,8 +490,10 @@ fn zero_and_oversized_limits_are_refused() {
         ("face", "inference_concurrency"),
         ("face", "enrolment_inference_concurrency"),
         ("face", "enrolment_waiting_max"),
-        ("limits", "face_work_per_address_per_minute"),
-        ("limits", "face_work_burst_per_address"),
+        ("limits", "enrolments_per_address_per_minute"),
+        ("limits", "enrolment_burst_per_address"),
+        ("limits", "photo_analyses_per_address_per_minute"),
+        ("limits", "photo_analysis_burst_per_address"),
         ("limits", "face_work_addresses_max"),
         ("gallery", "threads"),
         ("retention", "idempotency_hours"),

@@ -600,7 +600,17 @@ impl Claims {
         let now = self.core.now_ms();
         let mut tx = self.core.begin().await?;
         if !fraud::clear_terminal_flag(&mut tx, terminal_id).await? {
-            return Err(Failure::not_found("flagged terminal"));
+            // A terminal that exists but is not flagged is a state, not a
+            // missing resource: the operator learns which.
+            return Err(
+                match facepay_store::onboarding::terminal(&mut tx, terminal_id).await? {
+                    Some(_) => Failure::conflict(
+                        "terminal_not_flagged",
+                        "the terminal is not flagged; nothing to clear",
+                    ),
+                    None => Failure::not_found("terminal"),
+                },
+            );
         }
         audit::append(
             &mut tx,

@@ -442,7 +442,8 @@ async fn many_unfinished_large_bodies_keep_memory_bounded() {
         config.server.request_timeout_ms = 3_000;
         // Every body is read as far as the edge reads one, not refused by
         // the address's rate first.
-        config.limits.face_work_burst_per_address = 1_000;
+        config.limits.enrolment_burst_per_address = 1_000;
+        config.limits.photo_analysis_burst_per_address = 1_000;
     })
     .await;
     // One body for every client, so that the clients' memory, in this
@@ -541,8 +542,10 @@ async fn had_a_turn(served: &Served, local: [u8; 4], extra: &str) -> bool {
 /// at most `addresses_max` addresses.
 fn face_work_limited(burst: u64, addresses_max: u64) -> impl FnOnce(&mut facepay_config::Config) {
     move |config| {
-        config.limits.face_work_per_address_per_minute = 1;
-        config.limits.face_work_burst_per_address = burst;
+        config.limits.enrolments_per_address_per_minute = 1;
+        config.limits.enrolment_burst_per_address = burst;
+        config.limits.photo_analyses_per_address_per_minute = 1;
+        config.limits.photo_analysis_burst_per_address = burst;
         config.limits.face_work_addresses_max = addresses_max;
     }
 }
@@ -568,14 +571,25 @@ async fn face_work_over_an_address_rate_is_refused_and_other_addresses_go_on() {
     assert_error_shape(status, &body, "rate_limited");
     let retry_s: u64 = header(&head_text, "retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_s), "{retry_s}");
-    // The public photo analysis draws on the same bucket, before its photo
-    // is read.
-    let mut stream = connect_from(&served, HOME).await;
-    let request = head("/api/v1/face/analyze", 1024, "").replace("application/json", "image/jpeg");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let (status, body) = answer(&mut stream).await.expect("an answer");
-    assert_eq!(status, 429);
-    assert_error_shape(status, &body, "rate_limited");
+    // The public photo analysis has a bucket of its own, refused in turn
+    // before its photo is read.
+    let analyze =
+        || head("/api/v1/face/analyze", 1024, "").replace("application/json", "image/jpeg");
+    for n in 0..4 {
+        let mut stream = connect_from(&served, HOME).await;
+        stream.write_all(analyze().as_bytes()).await.unwrap();
+        if n < 3 {
+            // A photo that is no image: refused after its turn was taken.
+            stream.write_all(&[b'x'; 1024]).await.unwrap();
+        }
+        let (status, body) = answer(&mut stream).await.expect("an answer");
+        if n < 3 {
+            assert_ne!(status, 429, "{body}");
+        } else {
+            assert_eq!(status, 429);
+            assert_error_shape(status, &body, "rate_limited");
+        }
+    }
     assert!(had_a_turn(&served, NEIGHBOUR, "").await);
 }
 

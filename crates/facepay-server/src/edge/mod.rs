@@ -7,7 +7,7 @@
 //! bearer secret (`MerchantKey`, `UserToken`, `OperatorKey`, `MemberKey`),
 //! whose key's scope or operator's role covers the route (`scope`),
 //! a turn at face work for a caller without one, counted per client
-//! address (`FaceWorkTurn`), an `IdempotencyKey`, a JSON command
+//! address (`EnrolmentTurn`, `AnalysisTurn`), an `IdempotencyKey`, a JSON command
 //! (`ApiJson`) and path and query
 //! parameters (`ApiPath`, `ApiQuery`) refused at the edge when they hold
 //! text PostgreSQL cannot store. Every failure becomes one `ApiError`.
@@ -24,5 +24,5 @@ pub use auth::{MemberKey, MerchantCaller, MerchantKey, OperatorKey, UserToken};
 pub use body::{ApiJson, ApiPath, ApiQuery, Command, IdempotencyKey, read_body};
 pub use error::{ApiError, ErrorResponse, answer, method_not_allowed, not_found};
 pub use limits::{BodyKind, RequestLimits, limit_request};
-pub use rate::{FaceWorkLimiter, FaceWorkTurn};
+pub use rate::{AnalysisTurn, EnrolmentTurn, FaceWorkLimiter};
 pub use terminal::SignedTerminal;

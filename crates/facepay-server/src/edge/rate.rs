@@ -1,9 +1,14 @@
 //! A rate limit per client address on the face work that needs no
-//! credential (an enrolment, the public photo analysis): a token bucket
-//! per address, refilled at `[limits] face_work_per_address_per_minute` up
-//! to `face_work_burst_per_address` requests. One over it is answered 429
+//! credential: a token bucket per address and kind of work, refilled at
+//! `[limits] enrolments_per_address_per_minute` up to
+//! `enrolment_burst_per_address` enrolments (`EnrolmentTurn`), and at
+//! `photo_analyses_per_address_per_minute` up to
+//! `photo_analysis_burst_per_address` public photo analyses
+//! (`AnalysisTurn`). The two are counted apart so that the pages' live
+//! guidance, which asks for an analysis every second and a half, never
+//! spends the enrolment it guides. One over a bucket is answered 429
 //! `rate_limited` with `Retry-After` before a byte of its body is read.
-//! Terminal payments never come here: their routes take no `FaceWorkTurn`.
+//! Terminal payments never come here: their routes take no turn.
 //!
 //! The address is the peer's; when the peer is one of `[server]
 //! trusted_proxies`, it is the nearest address in `X-Forwarded-For` that is
@@ -42,6 +47,13 @@ use crate::AppState;
 /// a server are a handful, and a longer list is the client's own writing.
 const FORWARDED_HOPS_MAX: usize = 16;
 
+/// The kinds of face work counted apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Work {
+    Enrolment,
+    Analysis,
+}
+
 /// Who a bucket belongs to: an IPv4 address, or an IPv6 /64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Holder {
@@ -58,16 +70,36 @@ impl Holder {
     }
 }
 
-/// The buckets of every client address, bounded.
-pub struct FaceWorkLimiter {
+/// One kind of work's rate, as a GCRA schedule.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
     /// Time one request's token takes to come back.
     interval: Duration,
     /// How far ahead of the bucket's schedule a request may be: the burst
     /// less the request itself, in intervals.
     tolerance: Duration,
-    /// Each address's theoretical arrival time (GCRA): when its bucket is
-    /// full again. Ordered from the address seen least recently.
-    buckets: Mutex<LruCache<Holder, Instant>>,
+}
+
+impl Rate {
+    fn new(per_minute: u64, burst: u64) -> Self {
+        assert!(per_minute > 0 && burst > 0);
+        let interval = Duration::from_secs(60) / u32::try_from(per_minute).unwrap_or(u32::MAX);
+        let tolerance = interval.saturating_mul(u32::try_from(burst - 1).unwrap_or(u32::MAX));
+        Self {
+            interval,
+            tolerance,
+        }
+    }
+}
+
+/// The buckets of every client address, bounded.
+pub struct FaceWorkLimiter {
+    enrolment: Rate,
+    analysis: Rate,
+    /// Each address's theoretical arrival time (GCRA) for each kind of
+    /// work: when its bucket is full again. Ordered from the bucket used
+    /// least recently.
+    buckets: Mutex<LruCache<(Work, Holder), Instant>>,
     trusted_proxies: Vec<IpNet>,
 }
 
@@ -75,37 +107,51 @@ impl FaceWorkLimiter {
     pub fn of(config: &facepay_config::Config) -> Self {
         let limits = &config.limits;
         Self::new(
-            limits.face_work_per_address_per_minute,
-            limits.face_work_burst_per_address,
+            Rate::new(
+                limits.enrolments_per_address_per_minute,
+                limits.enrolment_burst_per_address,
+            ),
+            Rate::new(
+                limits.photo_analyses_per_address_per_minute,
+                limits.photo_analysis_burst_per_address,
+            ),
             usize::try_from(limits.face_work_addresses_max).unwrap_or(usize::MAX),
             config.server.trusted_proxies.clone(),
         )
     }
 
-    fn new(per_minute: u64, burst: u64, addresses_max: usize, trusted_proxies: Vec<IpNet>) -> Self {
-        assert!(per_minute > 0 && burst > 0 && addresses_max > 0);
-        let interval = Duration::from_secs(60) / u32::try_from(per_minute).unwrap_or(u32::MAX);
-        let tolerance = interval.saturating_mul(u32::try_from(burst - 1).unwrap_or(u32::MAX));
+    fn new(
+        enrolment: Rate,
+        analysis: Rate,
+        addresses_max: usize,
+        trusted_proxies: Vec<IpNet>,
+    ) -> Self {
+        assert!(addresses_max > 0);
         Self {
-            interval,
-            tolerance,
+            enrolment,
+            analysis,
             buckets: Mutex::new(LruCache::new(addresses_max)),
             trusted_proxies,
         }
     }
 
-    /// Takes a token of `address`'s bucket at `now`, or says how long until
-    /// one is there. A refused request takes nothing, but it counts as seen.
-    fn take(&self, address: IpAddr, now: Instant) -> Result<(), Duration> {
-        let holder = Holder::of(address);
+    /// Takes a token of `address`'s bucket for `work` at `now`, or says how
+    /// long until one is there. A refused request takes nothing, but it
+    /// counts as seen.
+    fn take(&self, work: Work, address: IpAddr, now: Instant) -> Result<(), Duration> {
+        let rate = match work {
+            Work::Enrolment => self.enrolment,
+            Work::Analysis => self.analysis,
+        };
+        let key = (work, Holder::of(address));
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let full_at = buckets.get(&holder).copied().unwrap_or(now).max(now);
-        if let Some(allowed_at) = full_at.checked_sub(self.tolerance)
+        let full_at = buckets.get(&key).copied().unwrap_or(now).max(now);
+        if let Some(allowed_at) = full_at.checked_sub(rate.tolerance)
             && allowed_at > now
         {
             return Err(allowed_at - now);
         }
-        buckets.insert(holder, full_at + self.interval);
+        buckets.insert(key, full_at + rate.interval);
         Ok(())
     }
 
@@ -156,37 +202,61 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
 }
 
-/// A turn at face work for a caller who shows no credential, taken from
-/// the client address's bucket before the body is read.
-pub struct FaceWorkTurn;
+/// Takes a turn at `work` from the client address's bucket.
+fn take_turn(parts: &Parts, state: &AppState, work: Work) -> Result<(), ApiError> {
+    // Every connection `listen` accepts carries its peer; a request
+    // without one was handed to the router in this process (a test),
+    // not sent over a network, and has no address to count.
+    let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
+        return Ok(());
+    };
+    let limiter = &state.face_work;
+    let client = limiter.client(peer.ip(), &parts.headers);
+    limiter
+        .take(work, client, Instant::now())
+        .map_err(|wait| rate_limited(work, wait))
+}
 
-impl FromRequestParts<Arc<AppState>> for FaceWorkTurn {
+/// A turn at an enrolment for a caller who shows no credential, taken from
+/// the client address's bucket before the body is read.
+pub struct EnrolmentTurn;
+
+impl FromRequestParts<Arc<AppState>> for EnrolmentTurn {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        // Every connection `listen` accepts carries its peer; a request
-        // without one was handed to the router in this process (a test),
-        // not sent over a network, and has no address to count.
-        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
-            return Ok(Self);
-        };
-        let limiter = &state.face_work;
-        let client = limiter.client(peer.ip(), &parts.headers);
-        limiter.take(client, Instant::now()).map_err(rate_limited)?;
-        Ok(Self)
+        take_turn(parts, state, Work::Enrolment).map(|()| Self)
     }
 }
 
-fn rate_limited(wait: Duration) -> ApiError {
+/// A turn at the public photo analysis, counted apart from enrolments.
+pub struct AnalysisTurn;
+
+impl FromRequestParts<Arc<AppState>> for AnalysisTurn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        take_turn(parts, state, Work::Analysis).map(|()| Self)
+    }
+}
+
+fn rate_limited(work: Work, wait: Duration) -> ApiError {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let seconds = seconds.max(1);
+    let what = match work {
+        Work::Enrolment => "enrolments",
+        Work::Analysis => "photo analyses",
+    };
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
-        format!("too many enrolments and photo analyses from this address; retry in {seconds} s"),
+        format!("too many {what} from this address; retry in {seconds} s"),
     )
     .retry_after(seconds)
     .closing()
@@ -196,9 +266,30 @@ fn rate_limited(wait: Duration) -> ApiError {
 mod tests {
     use super::*;
 
+    /// Enrolments at `per_minute` and `burst`; analyses at ten times both.
     fn limiter(per_minute: u64, burst: u64, addresses_max: usize) -> FaceWorkLimiter {
         let trusted = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
-        FaceWorkLimiter::new(per_minute, burst, addresses_max, trusted)
+        FaceWorkLimiter::new(
+            Rate::new(per_minute, burst),
+            Rate::new(per_minute * 10, burst * 10),
+            addresses_max,
+            trusted,
+        )
+    }
+
+    #[test]
+    fn analyses_and_enrolments_are_counted_apart() {
+        let limiter = limiter(1, 2, 16);
+        let now = Instant::now();
+        let a = ip("192.0.2.1");
+        for _ in 0..20 {
+            assert_eq!(limiter.take(Work::Analysis, a, now), Ok(()));
+        }
+        assert!(limiter.take(Work::Analysis, a, now).is_err());
+        // The guidance spent its own bucket, not the enrolment's.
+        assert_eq!(limiter.take(Work::Enrolment, a, now), Ok(()));
+        assert_eq!(limiter.take(Work::Enrolment, a, now), Ok(()));
+        assert!(limiter.take(Work::Enrolment, a, now).is_err());
     }
 
     fn ip(text: &str) -> IpAddr {
@@ -211,22 +302,31 @@ mod tests {
         let start = Instant::now();
         let a = ip("192.0.2.1");
         for _ in 0..3 {
-            assert_eq!(limiter.take(a, start), Ok(()));
+            assert_eq!(limiter.take(Work::Enrolment, a, start), Ok(()));
         }
         // One token comes back every 10 s.
-        assert_eq!(limiter.take(a, start), Err(Duration::from_secs(10)));
+        assert_eq!(
+            limiter.take(Work::Enrolment, a, start),
+            Err(Duration::from_secs(10))
+        );
         let later = start + Duration::from_secs(4);
-        assert_eq!(limiter.take(a, later), Err(Duration::from_secs(6)));
-        assert_eq!(limiter.take(ip("192.0.2.2"), later), Ok(()));
+        assert_eq!(
+            limiter.take(Work::Enrolment, a, later),
+            Err(Duration::from_secs(6))
+        );
+        assert_eq!(
+            limiter.take(Work::Enrolment, ip("192.0.2.2"), later),
+            Ok(())
+        );
         let refilled = start + Duration::from_secs(10);
-        assert_eq!(limiter.take(a, refilled), Ok(()));
-        assert!(limiter.take(a, refilled).is_err());
+        assert_eq!(limiter.take(Work::Enrolment, a, refilled), Ok(()));
+        assert!(limiter.take(Work::Enrolment, a, refilled).is_err());
         // After a long rest the bucket holds its burst, not more.
         let rested = start + Duration::from_secs(3_600);
         for _ in 0..3 {
-            assert_eq!(limiter.take(a, rested), Ok(()));
+            assert_eq!(limiter.take(Work::Enrolment, a, rested), Ok(()));
         }
-        assert!(limiter.take(a, rested).is_err());
+        assert!(limiter.take(Work::Enrolment, a, rested).is_err());
     }
 
     #[test]
@@ -234,29 +334,43 @@ mod tests {
         let limiter = limiter(1, 1, 64);
         let now = Instant::now();
         let busy = ip("198.51.100.1");
-        assert_eq!(limiter.take(busy, now), Ok(()));
+        assert_eq!(limiter.take(Work::Enrolment, busy, now), Ok(()));
         for n in 0..10_000u32 {
             let address = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n));
-            let _ = limiter.take(address, now);
+            let _ = limiter.take(Work::Enrolment, address, now);
             // Refused, the busy address is seen again and kept.
-            assert!(limiter.take(busy, now).is_err());
+            assert!(limiter.take(Work::Enrolment, busy, now).is_err());
             assert!(limiter.addresses_kept() <= 64);
         }
         assert_eq!(limiter.addresses_kept(), 64);
         // The quietest of the flood was forgotten and starts afresh.
-        assert_eq!(limiter.take(ip("10.0.0.0"), now), Ok(()));
+        assert_eq!(limiter.take(Work::Enrolment, ip("10.0.0.0"), now), Ok(()));
     }
 
     #[test]
     fn an_ipv6_client_is_counted_by_its_64_block() {
         let limiter = limiter(1, 1, 16);
         let now = Instant::now();
-        assert_eq!(limiter.take(ip("2001:db8:1:2::1"), now), Ok(()));
-        assert!(limiter.take(ip("2001:db8:1:2:ffff::9"), now).is_err());
-        assert_eq!(limiter.take(ip("2001:db8:1:3::1"), now), Ok(()));
+        assert_eq!(
+            limiter.take(Work::Enrolment, ip("2001:db8:1:2::1"), now),
+            Ok(())
+        );
+        assert!(
+            limiter
+                .take(Work::Enrolment, ip("2001:db8:1:2:ffff::9"), now)
+                .is_err()
+        );
+        assert_eq!(
+            limiter.take(Work::Enrolment, ip("2001:db8:1:3::1"), now),
+            Ok(())
+        );
         // An IPv4 address written as IPv6 is the IPv4 address.
-        assert_eq!(limiter.take(ip("192.0.2.7"), now), Ok(()));
-        assert!(limiter.take(ip("::ffff:192.0.2.7"), now).is_err());
+        assert_eq!(limiter.take(Work::Enrolment, ip("192.0.2.7"), now), Ok(()));
+        assert!(
+            limiter
+                .take(Work::Enrolment, ip("::ffff:192.0.2.7"), now)
+                .is_err()
+        );
     }
 
     #[test]
@@ -293,11 +407,11 @@ mod tests {
 
     #[test]
     fn a_refusal_says_when_to_retry_in_whole_seconds() {
-        let error = rate_limited(Duration::from_millis(1_200));
+        let error = rate_limited(Work::Enrolment, Duration::from_millis(1_200));
         assert_eq!(error.code(), "rate_limited");
         assert_eq!(error.retry_after_s(), Some(2));
         assert_eq!(
-            rate_limited(Duration::from_millis(3)).retry_after_s(),
+            rate_limited(Work::Analysis, Duration::from_millis(3)).retry_after_s(),
             Some(1)
         );
     }

@@ -237,7 +237,8 @@ pub struct TerminalPath {
     params(TerminalPath),
     responses(
         (status = 200, description = "Cleared.", body = TerminalFlagCleared),
-        (status = 404, description = "The terminal is not flagged.", body = ErrorResponse),
+        (status = 404, description = "No such terminal.", body = ErrorResponse),
+        (status = 409, description = "`terminal_not_flagged`: the terminal is not flagged.", body = ErrorResponse),
     ),
     security(("operator_key" = [])),
 )]

@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::Shared;
-use crate::edge::{ApiError, BodyKind, ErrorResponse, FaceWorkTurn};
+use crate::edge::{AnalysisTurn, ApiError, BodyKind, ErrorResponse};
 use crate::{observe, openapi};
 
 const INDEX_HTML: &str = include_str!("../index.html");
@@ -378,7 +378,7 @@ async fn photo(request: Request) -> Result<Bytes, ApiError> {
 )]
 pub async fn analyze(
     State(s): State<Shared>,
-    _turn: FaceWorkTurn,
+    _turn: AnalysisTurn,
     request: Request,
 ) -> Result<Response, ApiError> {
     let bytes = photo(request).await?;

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::Shared;
 use crate::edge::{
-    ApiError, ApiJson, BodyKind, Command, ErrorResponse, FaceWorkTurn, IdempotencyKey, UserToken,
+    ApiError, ApiJson, BodyKind, Command, EnrolmentTurn, ErrorResponse, IdempotencyKey, UserToken,
     answer,
 };
 
@@ -58,7 +58,7 @@ impl Command for ClaimRequest {}
 )]
 pub async fn enrol(
     State(s): State<Shared>,
-    _turn: FaceWorkTurn,
+    _turn: EnrolmentTurn,
     key: IdempotencyKey,
     body: ApiJson<EnrolRequest>,
 ) -> Result<Response, ApiError> {
