@@ -16,8 +16,9 @@ fi
 cat >&2 <<'HINT'
 
 Open the pages the server prints below in a browser with a camera. The
-terminal page asks once for the key file .facepay/data/demo-terminal.json
-(paste its contents); the dashboard asks for the api_key in
+terminal page pairs once with a terminal id and a one-time code, which an
+operator makes with the key in .facepay/data/demo-operator.json (see
+docs/onboarding.md); the dashboard asks for the api_key in
 .facepay/data/demo-merchant.json.
 
 Or pay by face from another shell, as the demo terminal:
