@@ -49,6 +49,10 @@ pub enum BenchCommand {
     /// Payments per second and latency median/p99 of the signed pay
     /// endpoint end to end, with the server's time per stage.
     Pay(crate::bench_pay::PayArgs),
+    /// Payments' latency idle and under a flood of large enrolments from
+    /// many addresses, with the ratio of the p99s and how the flood was
+    /// answered.
+    Flood(crate::bench_flood::FloodArgs),
     /// 1:N identification on synthetic galleries per index kind and thread
     /// count: build time, memory, queries/s, latency, recall@1 against the
     /// exact scan; `--faiss` runs FAISS on the same vectors.
@@ -80,6 +84,7 @@ pub fn run(command: BenchCommand, store: &ModelStore) -> anyhow::Result<()> {
             json,
         } => bench_peer(store, &files, &engine, repeat.clamp(1, REPEAT_MAX), json),
         BenchCommand::Pay(args) => crate::bench_pay::run(args, store),
+        BenchCommand::Flood(args) => crate::bench_flood::run(args, store),
         BenchCommand::Gallery(args) => crate::bench_gallery::run(args),
     }
 }
@@ -97,7 +102,7 @@ pub fn cover(image: &RgbImage, width: u32, height: u32, focus: Point) -> RgbImag
 }
 
 /// Where the largest face of a photo is, or its centre when it has none.
-fn face_centre(engine: &FaceEngine, image: &RgbImage) -> anyhow::Result<Point> {
+pub(crate) fn face_centre(engine: &FaceEngine, image: &RgbImage) -> anyhow::Result<Point> {
     let faces = engine.detect(image)?;
     Ok(facepay_face::detect::largest(&faces)
         .map(|f| {

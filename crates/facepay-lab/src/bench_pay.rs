@@ -78,15 +78,7 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
         let address = listener.local_addr()?;
         let router = facepay_server::router(&app);
         tokio::spawn(async move { axum::serve(listener, router).await });
-        let bodies: Vec<Vec<u8>> = bursts
-            .iter()
-            .map(|photo| {
-                let frame = BASE64.encode(std::fs::read(photo)?);
-                Ok(serde_json::to_vec(
-                    &serde_json::json!({"amount": "4500", "currency": "KRW", "frames": [frame]}),
-                )?)
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let bodies = payment_bodies(&bursts)?;
         let (terminal_id, key) =
             TerminalFile::load(&facepay_server::seed::terminal_file(&data_dir))?;
         let server = format!("http://{address}");
@@ -137,26 +129,41 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
     result
 }
 
-/// `decode;dur=4.891, face;dur=46.2` into (stage, milliseconds).
-/// The default rules, every one evaluated, with decision thresholds no
-/// score reaches: a few faces paying hundreds of times a minute at one
-/// terminal would rightly be stepped up, and the benchmark measures the
-/// approve path, risk stage included.
+/// One payment body per photo: one frame, 4,500 won.
+pub(crate) fn payment_bodies(photos: &[PathBuf]) -> anyhow::Result<Vec<Vec<u8>>> {
+    photos
+        .iter()
+        .map(|photo| {
+            let frame = BASE64.encode(std::fs::read(photo)?);
+            Ok(serde_json::to_vec(
+                &serde_json::json!({"amount": "4500", "currency": "KRW", "frames": [frame]}),
+            )?)
+        })
+        .collect()
+}
+
 /// The demo's configuration on `data_dir` (still photos carry no motion:
 /// its lenient liveness lets them pay, and the check itself still runs),
 /// with rules that approve every payment, so that what is timed is the
-/// whole approved path.
-fn config(args: &PayArgs, data_dir: &std::path::Path) -> anyhow::Result<Config> {
-    std::fs::create_dir_all(data_dir)?;
+/// whole approved path: as the variables that set it.
+pub(crate) fn approving_env(
+    engine: &EngineArgs,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Vec<(&'static str, String)>> {
+    facepay_store::files::private_dir(data_dir)?;
     let rules = data_dir.join("rules.toml");
     std::fs::write(&rules, rules_that_approve()?)?;
-    let mut env = vec![
+    Ok(vec![
         ("FACEPAY_STORE__DATA_DIR", data_dir.display().to_string()),
         ("FACEPAY_RISK__PRESET", "default".to_owned()),
         ("FACEPAY_RISK__RULES_FILE", rules.display().to_string()),
-        ("FACEPAY_FACE__BACKEND", args.engine.backend.to_string()),
-        ("FACEPAY_FACE__THREADS", args.engine.threads.to_string()),
-    ];
+        ("FACEPAY_FACE__BACKEND", engine.backend.to_string()),
+        ("FACEPAY_FACE__THREADS", engine.threads.to_string()),
+    ])
+}
+
+fn config(args: &PayArgs, data_dir: &std::path::Path) -> anyhow::Result<Config> {
+    let mut env = approving_env(&args.engine, data_dir)?;
     if let Some(url) = &args.database_url {
         env.push(("FACEPAY_STORE__URL", url.clone()));
     }
@@ -177,6 +184,10 @@ fn config(args: &PayArgs, data_dir: &std::path::Path) -> anyhow::Result<Config> 
     )?)
 }
 
+/// The default rules, every one evaluated, with decision thresholds no
+/// score reaches: a few faces paying hundreds of times a minute at one
+/// terminal would rightly be stepped up, and the benchmark measures the
+/// approve path, risk stage included.
 fn rules_that_approve() -> anyhow::Result<String> {
     let rules = facepay_risk::DEFAULT_RULES;
     let start = rules.find("[decision]");
@@ -194,6 +205,7 @@ fn rules_that_approve() -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// `decode;dur=4.891, face;dur=46.2` into (stage, milliseconds).
 pub fn parse_server_timing(header: &str) -> Vec<(String, f64)> {
     header
         .split(',')

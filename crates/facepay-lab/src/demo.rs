@@ -32,7 +32,7 @@ const NO_FUNDS_CARD: &str = "4000000000009995";
 
 /// A card number of the demo's own for payer `index`: a Visa test range
 /// prefix, the index, and the Luhn check digit the simulated issuer wants.
-fn demo_card(index: usize) -> String {
+pub(crate) fn demo_card(index: usize) -> String {
     match index {
         0 => FIRST_CARD.to_owned(),
         2 => NO_FUNDS_CARD.to_owned(),

@@ -25,7 +25,13 @@ use crate::webhooks::Webhooks;
 /// What the services are built from: the outside parts they run on.
 pub struct Parts {
     pub store: Store,
+    /// The engine payments run on.
     pub engine: Arc<FaceEngine>,
+    /// The engine the enrolment lane runs on (enrolments, the public photo
+    /// analysis), with model sessions of its own: each session is used by
+    /// one analysis at a time, so sharing one would make a payment wait
+    /// for an enrolment's frames. The payments' engine when absent.
+    pub enrolment_engine: Option<Arc<FaceEngine>>,
     pub liveness: Arc<LivenessChecker>,
     /// Holds the other share of every card and is the only way to the
     /// issuer.
@@ -58,6 +64,7 @@ impl Services {
         let Parts {
             store,
             engine,
+            enrolment_engine,
             liveness,
             vault,
             keys,
@@ -65,9 +72,10 @@ impl Services {
             clock,
         } = parts;
         let core = Arc::new(Core::new(store, clock, Envelope::new(keys), vault, config));
+        let enrolment_engine = enrolment_engine.unwrap_or_else(|| Arc::clone(&engine));
         let identity = Arc::new(Identity::new(
             Arc::clone(&core),
-            engine,
+            [engine, enrolment_engine],
             liveness,
             transforms,
         )?);

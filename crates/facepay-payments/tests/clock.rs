@@ -48,6 +48,7 @@ async fn services(store: Store, dir: &Path, clock: Arc<dyn Clock>) -> Services {
     let parts = Parts {
         store,
         engine: Arc::new(engine),
+        enrolment_engine: None,
         liveness: Arc::new(LivenessChecker::new(LivenessConfig::default(), None)),
         vault: Arc::new(vault),
         keys: Arc::new(FileKeyProvider::open(&dir.join("keys")).unwrap()),

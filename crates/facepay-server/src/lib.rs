@@ -23,12 +23,10 @@ use std::sync::Arc;
 use crate::edge::{FaceWorkLimiter, RequestLimits};
 use crate::root::App;
 use axum::Router;
-use facepay_face::FaceEngine;
 use facepay_hub::service::Hub;
 use facepay_payments::Services;
 
 pub struct AppState {
-    engine: Arc<FaceEngine>,
     /// `[server]`'s limits on each request.
     limits: Arc<RequestLimits>,
     /// The per-address buckets of face work without a credential.
@@ -51,7 +49,6 @@ impl AppState {
 
 pub fn router(app: &App) -> Router {
     let state = Arc::new(AppState {
-        engine: Arc::clone(&app.engine),
         limits: Arc::new(RequestLimits::of(&app.config.server)),
         face_work: FaceWorkLimiter::of(&app.config),
         services: Arc::clone(&app.services),
@@ -78,6 +75,19 @@ pub fn router(app: &App) -> Router {
         .with_state(state)
 }
 
+/// Serves `app`'s router on `listener` as `serve` does, with the
+/// connection limits of its `[server]` and each request's peer address,
+/// until `shutdown` completes; no background jobs. For benchmarks that
+/// measure the server as it runs.
+pub fn serve_on(
+    app: &App,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    let limits = listen::ConnectionLimits::of(&app.config.server);
+    listen::serve(listener, router(app), limits, shutdown)
+}
+
 pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
     observe::install();
     let listener = tokio::net::TcpListener::bind(address).await?;
@@ -94,8 +104,7 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
          dashboard  {root}/dashboard\n  API docs   {root}/docs"
     );
     jobs::start(&app);
-    let limits = listen::ConnectionLimits::of(&app.config.server);
-    listen::serve(listener, router(&app), limits, async {
+    serve_on(&app, listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;

@@ -79,6 +79,10 @@ impl App {
         let parts = Parts {
             store,
             engine: Arc::new(engine(&config, models)?),
+            // The same model again, in sessions of its own (about 45 MB):
+            // an enrolment's eight frames never hold a session a payment
+            // waits for.
+            enrolment_engine: Some(Arc::new(engine(&config, models)?)),
             liveness: Arc::new(liveness_checker(&config, models)?),
             vault,
             keys: Arc::new(key_provider(&config)?),
@@ -452,6 +456,7 @@ pub async fn embedded_app(
     let parts = Parts {
         store,
         engine,
+        enrolment_engine: None,
         liveness: Arc::new(LivenessChecker::new(LivenessConfig::default(), None)),
         vault,
         keys: Arc::new(key_provider(&config)?),

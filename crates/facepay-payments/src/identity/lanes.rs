@@ -2,7 +2,10 @@
 //! the face work of callers who need no credential (an enrolment, a face
 //! enrolled again, the public analysis). A flood of the second kind waits
 //! on its own slots, in a queue of its own with a bound, and never takes
-//! a slot a payment would run on.
+//! a slot a payment would run on. Its analyses also run at a lower CPU
+//! priority: slots alone leave the cores shared, and on a small machine
+//! an enrolment's eight large frames would otherwise take a payment's
+//! time as surely as its slot.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -71,10 +74,13 @@ impl Lanes {
             let _permit = permit;
             work()
         };
-        tokio::task::spawn_blocking(task).await.map_err(|e| {
-            tracing::error!(error = %e, "face analysis thread");
-            Failure::internal()
-        })
+        match lane {
+            Lane::Payment => tokio::task::spawn_blocking(task).await.map_err(|e| {
+                tracing::error!(error = %e, "face analysis thread");
+                Failure::internal()
+            }),
+            Lane::Enrolment => at_low_priority(task).await,
+        }
     }
 
     /// A place in the enrolment lane's queue, given back when dropped.
@@ -88,6 +94,55 @@ impl Lanes {
             ));
         }
         Ok(waiting)
+    }
+}
+
+/// How much the enrolment lane's threads lower their CPU priority (a nice
+/// increment): when payments want the cores too, the scheduler gives an
+/// enrolment about a tenth of a payment's share; when they do not, all of
+/// it.
+const ENROLMENT_NICE_ADDED: i32 = 10;
+/// The lowest priority a nice value gives.
+const NICE_MAX: i32 = 19;
+
+/// `task` on a thread of its own, at the enrolment lane's lower priority.
+/// A thread each rather than the runtime's blocking pool: a priority,
+/// once lowered, cannot be raised again without privilege, and would slow
+/// the payment that next ran on that pooled thread. A thread costs
+/// microseconds next to the analysis it runs, and the lane's slots bound
+/// how many there are.
+async fn at_low_priority<T: Send + 'static>(
+    task: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Failure> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("enrolment-lane".into())
+        .spawn(move || {
+            lower_priority();
+            let _ = answer.send(task());
+        })
+        .map_err(|e| {
+            tracing::error!(error = %e, "enrolment lane thread");
+            Failure::internal()
+        })?;
+    answered.await.map_err(|_| {
+        tracing::error!("an enrolment lane analysis ended without an answer");
+        Failure::internal()
+    })
+}
+
+/// Lowers the calling thread's CPU priority. A nice value belongs to each
+/// thread on Linux; elsewhere it is the whole process's, and is left alone.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{getpriority_process, setpriority_process};
+        let lowered = getpriority_process(None).and_then(|nice| {
+            setpriority_process(None, (nice + ENROLMENT_NICE_ADDED).min(NICE_MAX))
+        });
+        if let Err(e) = lowered {
+            tracing::warn!(error = %e, "the enrolment lane runs at the payments' priority");
+        }
     }
 }
 
@@ -116,6 +171,21 @@ mod tests {
             while !released.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(10) {
                 std::thread::sleep(Duration::from_millis(1));
             }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn enrolment_work_runs_at_a_lower_priority_than_payments() {
+        let lanes = Lanes::new(1, 1, 1);
+        let nice = || rustix::process::getpriority_process(None).unwrap();
+        let payment = lanes.run(Lane::Payment, nice).await.unwrap();
+        let enrolment = lanes.run(Lane::Enrolment, nice).await.unwrap();
+        assert_eq!(enrolment, (payment + ENROLMENT_NICE_ADDED).min(NICE_MAX));
+        assert!(enrolment > payment || payment == NICE_MAX);
+        // The pooled threads payments run on keep their priority.
+        for _ in 0..4 {
+            assert_eq!(lanes.run(Lane::Payment, nice).await.unwrap(), payment);
         }
     }
 

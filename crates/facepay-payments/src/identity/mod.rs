@@ -32,7 +32,11 @@ use lanes::Lanes;
 
 pub struct Identity {
     core: Arc<Core>,
+    /// The engine payments run on.
     engine: Arc<FaceEngine>,
+    /// The engine of the enrolment lane: the same model, in sessions of
+    /// its own.
+    enrolment_engine: Arc<FaceEngine>,
     liveness: Arc<LivenessChecker>,
     gallery: Gallery,
     /// The last change-log entry applied to the gallery.
@@ -57,10 +61,23 @@ impl Identity {
     /// [`Services::start`](crate::Services::start) loads it.
     pub fn new(
         core: Arc<Core>,
-        engine: Arc<FaceEngine>,
+        [engine, enrolment_engine]: [Arc<FaceEngine>; 2],
         liveness: Arc<LivenessChecker>,
         transforms: Arc<TransformKeys>,
     ) -> Result<Self, Failure> {
+        // An enrolment's template is compared with the payments' gallery:
+        // both lanes must embed with one model.
+        if enrolment_engine.model_id() != engine.model_id() {
+            return Err(Failure::new(
+                500,
+                "engines_differ",
+                format!(
+                    "the enrolment lane's model {} is not the payments' {}",
+                    enrolment_engine.model_id(),
+                    engine.model_id()
+                ),
+            ));
+        }
         let config = &core.config;
         let gallery = Gallery::new(GalleryConfig {
             kind: config.gallery_kind,
@@ -76,6 +93,7 @@ impl Identity {
             transform_id: transforms.current_id()?,
             transforms,
             engine,
+            enrolment_engine,
             liveness,
             gallery,
             changes_seen: Mutex::new(0),
@@ -107,7 +125,10 @@ impl Identity {
         lane: Lane,
     ) -> Result<BurstOutcome, Failure> {
         let mode = self.core.config.liveness;
-        let engine = Arc::clone(&self.engine);
+        let engine = Arc::clone(match lane {
+            Lane::Payment => &self.engine,
+            Lane::Enrolment => &self.enrolment_engine,
+        });
         let liveness = Arc::clone(&self.liveness);
         self.lanes
             .run(lane, move || {
@@ -117,12 +138,13 @@ impl Identity {
     }
 
     /// Face work for a caller who is not a terminal (the engine's demo
-    /// analysis), on the enrolment lane's slots.
+    /// analysis), on the enrolment lane's slots and engine.
     pub async fn on_enrolment_lane<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&FaceEngine) -> T + Send + 'static,
     ) -> Result<T, Failure> {
-        self.lanes.run(Lane::Enrolment, work).await
+        let engine = Arc::clone(&self.enrolment_engine);
+        self.lanes.run(Lane::Enrolment, move || work(&engine)).await
     }
 
     /// A fresh template moved into the gallery's space.

@@ -382,11 +382,10 @@ pub async fn analyze(
     request: Request,
 ) -> Result<Response, ApiError> {
     let bytes = photo(request).await?;
-    let engine = std::sync::Arc::clone(&s.engine);
     let analysis = s
         .services
         .identity
-        .on_enrolment_lane(move || engine.analyze(&bytes, &QualityPolicy::payment()))
+        .on_enrolment_lane(move |engine| engine.analyze(&bytes, &QualityPolicy::payment()))
         .await??;
     Ok(axum::Json(AnalysisView::from(&analysis)).into_response())
 }
