@@ -351,7 +351,7 @@ impl Hub {
         fx.fee_minor += rounding;
         payer_net.quote(fx.source_minor, now_ms).await?;
         let quote = Quote {
-            id: ids::new("hq"),
+            id: ids::new("hq")?,
             kind,
             provider: fx.provider,
             payer_network: payer_network.to_owned(),
@@ -811,8 +811,7 @@ fn cash_code() -> Result<String, HubError> {
     let limit = u32::MAX - u32::MAX % modulus;
     loop {
         let mut bytes = [0u8; 4];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| StoreError::Refused(format!("no randomness for a cash code: {e}")))?;
+        getrandom::fill(&mut bytes).map_err(StoreError::Random)?;
         let n = u32::from_le_bytes(bytes);
         if n < limit {
             return Ok(format!(

@@ -131,7 +131,7 @@ impl FloodArgs {
 
 pub fn run(args: FloodArgs, models: &ModelStore) -> anyhow::Result<()> {
     let args = args.bounded();
-    let data_dir = std::env::temp_dir().join(format!("facepay-bench-{}", new_idempotency_key()));
+    let data_dir = std::env::temp_dir().join(format!("facepay-bench-{}", new_idempotency_key()?));
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(measure(&args, models, &data_dir));
     let _ = std::fs::remove_dir_all(&data_dir);
@@ -253,7 +253,8 @@ impl Payments {
                 for i in (worker..payments).step_by(concurrency) {
                     let body = &bodies[i % bodies.len()];
                     let start = Instant::now();
-                    let answer = client.post("/v1/terminal/payments", &new_idempotency_key(), body);
+                    let answer = new_idempotency_key()
+                        .and_then(|key| client.post("/v1/terminal/payments", &key, body));
                     let latency_ms = start.elapsed().as_secs_f64() * 1e3;
                     let mut phase = phase.lock().unwrap_or_else(|e| e.into_inner());
                     match answer {

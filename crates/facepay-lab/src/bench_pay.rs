@@ -58,7 +58,7 @@ struct Samples {
 pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
     let payments = args.payments.clamp(1, PAYMENTS_MAX);
     let concurrency = args.concurrency.clamp(1, CONCURRENCY_MAX);
-    let data_dir = std::env::temp_dir().join(format!("facepay-bench-{}", new_idempotency_key()));
+    let data_dir = std::env::temp_dir().join(format!("facepay-bench-{}", new_idempotency_key()?));
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
         let app = App::build(
@@ -94,7 +94,7 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
                     let body = &bodies[i % bodies.len()];
                     let start = Instant::now();
                     let answer =
-                        client.post("/v1/terminal/payments", &new_idempotency_key(), body)?;
+                        client.post("/v1/terminal/payments", &new_idempotency_key()?, body)?;
                     let latency_ms = start.elapsed().as_secs_f64() * 1e3;
                     let mut s = samples.lock().unwrap_or_else(|e| e.into_inner());
                     match answer.status {

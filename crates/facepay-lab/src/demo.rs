@@ -301,7 +301,7 @@ async fn pay(
     let body = serde_json::to_vec(&serde_json::json!({
         "amount": amount, "currency": "KRW", "frames": [BASE64.encode(std::fs::read(photo)?)],
     }))?;
-    let key = new_idempotency_key();
+    let key = new_idempotency_key()?;
     match app.services.payments.pay(ctx, &key, &body).await {
         Ok(reply) => {
             let json: serde_json::Value = serde_json::from_str(&reply.body)?;
@@ -359,7 +359,7 @@ async fn show_step_up(
     }
     let index = people.iter().position(|(n, _)| n == name).unwrap_or(0);
     let body = serde_json::to_vec(&serde_json::json!({ "phone_last4": phone(index)[9..] }))?;
-    let key = new_idempotency_key();
+    let key = new_idempotency_key()?;
     let reply = app
         .services
         .payments
@@ -389,7 +389,7 @@ async fn refund(app: &App, id: &str) -> anyhow::Result<()> {
         .refund(
             &merchant,
             id,
-            &new_idempotency_key(),
+            &new_idempotency_key()?,
             br#"{"amount":"1500"}"#,
         )
         .await

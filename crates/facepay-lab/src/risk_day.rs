@@ -111,12 +111,14 @@ fn store_of(store: usize) -> (usize, i64, i64) {
 
 fn record(id: String, ev: &Event, user: &Shopper, captured: bool) -> Payment {
     let amount = ev.amount_minor;
+    // Unique as the payment's id is: nothing replays these records.
+    let idempotency_key = format!("k_{id}");
     Payment {
         id,
         terminal_id: terminal_id(ev.store),
         store_id: format!("sto_day_{}", ev.store),
         merchant_id: format!("mer_day_{}", ev.store),
-        idempotency_key: facepay_store::ids::new("k"),
+        idempotency_key,
         user_id: Some(user.id.clone()),
         payment_method_id: Some(user.method.id.clone()),
         amount_minor: amount,

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::core::{Claimed, Core, Reply, Request, commit, derived_id, parse_json};
 use crate::error::Failure;
-use crate::keys;
+use crate::keys::{self, KeyError};
 
 /// A rotated key stays valid this long by default, beside its successor.
 pub const ROTATION_OVERLAP_S_DEFAULT: i64 = 86_400;
@@ -304,13 +304,13 @@ fn check_expiry(expires_at_ms: Option<i64>, now_ms: i64) -> Result<(), Failure> 
 }
 
 /// A new secret for `kind`, its hash and its prefix.
-fn new_secret(kind: KeyKind) -> (String, String, String) {
+fn new_secret(kind: KeyKind) -> Result<(String, String, String), KeyError> {
     let (secret, hash) = keys::new_secret(match kind {
         KeyKind::Merchant => "fpk",
         KeyKind::Operator => "fpo",
-    });
+    })?;
     let prefix = secret.chars().take(PREFIX_CHARS).collect();
-    (secret, hash, prefix)
+    Ok((secret, hash, prefix))
 }
 
 /// The key-related answers a replay changes: a secret made then.
@@ -537,7 +537,7 @@ impl Access {
             ));
         }
         drop(conn);
-        let (secret, hash, prefix) = new_secret(new.kind);
+        let (secret, hash, prefix) = new_secret(new.kind)?;
         let mut tx = self.core.begin().await?;
         let row = NewKey {
             id: new.id,
@@ -700,7 +700,7 @@ impl Access {
             return Err(not_rotatable());
         }
         let ends_at_ms = now + overlap_s * 1000;
-        let (secret, hash, prefix) = new_secret(kind);
+        let (secret, hash, prefix) = new_secret(kind)?;
         let mut tx = self.core.begin().await?;
         if !access::end_rotated_key(&mut tx, kind, &old.id, ends_at_ms, new_id).await? {
             return Err(not_rotatable());
@@ -761,7 +761,7 @@ impl Access {
         let work = |claimed: Claimed| async move {
             let now = self.core.now_ms();
             let role = request.role.as_str().to_owned();
-            let (secret, hash, prefix) = new_secret(KeyKind::Operator);
+            let (secret, hash, prefix) = new_secret(KeyKind::Operator)?;
             let mut tx = self.core.begin().await?;
             access::insert_operator(&mut tx, &request.name, &role, now)
                 .await
@@ -848,7 +848,7 @@ impl Access {
             .and_then(|v| v.as_str())
             .map(str::to_owned)
             .ok_or_else(Failure::internal)?;
-        let (secret, hash, prefix) = new_secret(kind);
+        let (secret, hash, prefix) = new_secret(kind)?;
         let mut conn = self.core.conn().await?;
         if !access::replace_secret(&mut conn, kind, &id, &hash, &prefix).await? {
             return Err(Failure::conflict(

@@ -55,7 +55,17 @@ impl Failure {
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(503, code, message)
     }
+
+    /// The operating system's random generator failed before anything was
+    /// written: no id, key, nonce or token was drawn from it.
+    pub fn random_unavailable() -> Self {
+        Self::unavailable(RANDOM_UNAVAILABLE, RANDOM_UNAVAILABLE_MESSAGE)
+    }
 }
+
+/// The code of a request refused because the random generator failed.
+pub const RANDOM_UNAVAILABLE: &str = "random_unavailable";
+pub const RANDOM_UNAVAILABLE_MESSAGE: &str = "the server cannot draw random numbers right now; nothing was written, retry with the same idempotency key";
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
@@ -65,6 +75,10 @@ impl From<StoreError> for Failure {
                 "conflict",
                 format!("{what} already exists or changed meanwhile; retry"),
             ),
+            StoreError::Random(e) => {
+                tracing::error!(error = %e, "random generator failed");
+                Failure::random_unavailable()
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 if other.is_busy() {
@@ -82,7 +96,10 @@ impl From<StoreError> for Failure {
 impl From<crate::keys::KeyError> for Failure {
     fn from(e: crate::keys::KeyError) -> Self {
         tracing::error!(error = %e, "key failure");
-        Failure::internal()
+        match e {
+            crate::keys::KeyError::Random(_) => Failure::random_unavailable(),
+            _ => Failure::internal(),
+        }
     }
 }
 
@@ -108,10 +125,39 @@ impl From<facepay_vault::VaultError> for Failure {
                 )
             }
             VaultError::BadCard => Failure::unprocessable("card_invalid", e.to_string()),
+            VaultError::Random => {
+                tracing::error!("the card vault's random generator failed");
+                Failure::random_unavailable()
+            }
             other => {
                 tracing::error!(error = %other, "card vault failure");
                 Failure::internal()
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the operating system's generator returns when it cannot serve.
+    const RNG_DOWN: getrandom::Error = getrandom::Error::UNSUPPORTED;
+
+    #[test]
+    fn a_failed_random_generator_is_a_coded_503_from_every_layer() {
+        let failures = [
+            Failure::from(StoreError::Random(RNG_DOWN)),
+            Failure::from(crate::keys::KeyError::Random(RNG_DOWN)),
+            Failure::from(facepay_vault::VaultError::Random),
+            Failure::from(facepay_vault::VaultError::from_code(
+                "random_unavailable",
+                String::new(),
+            )),
+        ];
+        for failure in failures {
+            assert_eq!((failure.status, failure.code), (503, RANDOM_UNAVAILABLE));
+            assert!(failure.message.contains("nothing was written"));
         }
     }
 }

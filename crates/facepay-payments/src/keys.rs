@@ -52,6 +52,8 @@ pub enum KeyError {
     Seal,
     #[error("hashing failed: {0}")]
     Hash(String),
+    #[error("the operating system's random generator failed: {0}")]
+    Random(getrandom::Error),
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> KeyError + '_ {
@@ -70,7 +72,7 @@ fn seal_with(
     plaintext: &[u8],
     associated: &str,
 ) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
-    let nonce = random_bytes::<NONCE_BYTES>();
+    let nonce = random_bytes::<NONCE_BYTES>()?;
     let ciphertext = cipher
         .encrypt(
             Nonce::from_slice(&nonce),
@@ -235,8 +237,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
 /// Writes a new KEK file and points `current` at it (by an atomic rename, so
 /// a reader sees the old or the new id, never half of one).
 fn create_kek(dir: &Path) -> Result<String, KeyError> {
-    let id = format!("kek-{}", hex::encode(random_bytes::<8>()));
-    let key = Zeroizing::new(random_bytes::<KEY_BYTES>());
+    let id = format!("kek-{}", hex::encode(random_bytes::<8>()?));
+    let key = Zeroizing::new(random_bytes::<KEY_BYTES>()?);
     write_private(&dir.join(format!("{id}{KEK_SUFFIX}")), key.as_slice())?;
     let staged = dir.join(format!("{CURRENT_FILE}.{id}"));
     write_private(&staged, id.as_bytes())?;
@@ -311,8 +313,8 @@ impl Envelope {
     }
 
     pub fn seal(&self, plaintext: &[u8], associated: &str) -> Result<Sealed, KeyError> {
-        let dek = Zeroizing::new(random_bytes::<KEY_BYTES>());
-        let id = format!("dek_{}", hex::encode(random_bytes::<16>()));
+        let dek = Zeroizing::new(random_bytes::<KEY_BYTES>()?);
+        let id = format!("dek_{}", hex::encode(random_bytes::<16>()?));
         let (nonce, ciphertext) =
             seal_with(&cipher(dek.as_slice(), "data key")?, plaintext, associated)?;
         let kek = self.provider.current()?;
@@ -367,7 +369,7 @@ impl Envelope {
         &self,
         prefix: &str,
     ) -> Result<(DataKeyRow, Zeroizing<[u8; KEY_BYTES]>), KeyError> {
-        self.new_named_data_key(&format!("{prefix}{}", hex::encode(random_bytes::<16>())))
+        self.new_named_data_key(&format!("{prefix}{}", hex::encode(random_bytes::<16>()?)))
     }
 
     /// A fresh data key whose row has the id `id`: for a key every server
@@ -376,7 +378,7 @@ impl Envelope {
         &self,
         id: &str,
     ) -> Result<(DataKeyRow, Zeroizing<[u8; KEY_BYTES]>), KeyError> {
-        let dek = Zeroizing::new(random_bytes::<KEY_BYTES>());
+        let dek = Zeroizing::new(random_bytes::<KEY_BYTES>()?);
         let id = id.to_owned();
         let kek = self.provider.current()?;
         let (nonce, wrapped) = seal_with(&kek.cipher, dek.as_slice(), &dek_aad(&id))?;
@@ -452,20 +454,22 @@ pub fn hashes_equal(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
-pub fn random_bytes<const N: usize>() -> [u8; N] {
+/// `N` bytes from the operating system's generator. Its failure is an
+/// error the caller answers (503 `random_unavailable`), never a panic and
+/// never a fallback: no key, nonce or token from a weaker source is safe.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], KeyError> {
     let mut bytes = [0u8; N];
-    // A machine whose RNG fails cannot issue keys, nonces or tokens safely.
-    getrandom::fill(&mut bytes).unwrap_or_else(|e| panic!("operating system RNG failed: {e}"));
-    bytes
+    getrandom::fill(&mut bytes).map_err(KeyError::Random)?;
+    Ok(bytes)
 }
 
 /// A new bearer secret (user token, API key) and the hash to store. The
 /// secret has 256 bits of entropy, so a plain SHA-256 suffices; a slow hash
 /// is for low-entropy secrets like PINs.
-pub fn new_secret(prefix: &str) -> (String, String) {
-    let secret = format!("{prefix}_{}", hex::encode(random_bytes::<32>()));
+pub fn new_secret(prefix: &str) -> Result<(String, String), KeyError> {
+    let secret = format!("{prefix}_{}", hex::encode(random_bytes::<32>()?));
     let hash = secret_hash(&secret);
-    (secret, hash)
+    Ok((secret, hash))
 }
 
 pub fn secret_hash(secret: &str) -> String {
@@ -474,8 +478,8 @@ pub fn secret_hash(secret: &str) -> String {
 
 /// Argon2id with the crate's default cost (19 MiB, 2 passes).
 pub fn hash_pin(pin: &str) -> Result<String, KeyError> {
-    let salt =
-        SaltString::encode_b64(&random_bytes::<16>()).map_err(|e| KeyError::Hash(e.to_string()))?;
+    let salt = SaltString::encode_b64(&random_bytes::<16>()?)
+        .map_err(|e| KeyError::Hash(e.to_string()))?;
     Argon2::default()
         .hash_password(pin.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -559,7 +563,7 @@ mod tests {
     #[test]
     fn legacy_records_open_under_the_old_data_key() {
         let dir = tempfile::tempdir().unwrap();
-        let legacy = random_bytes::<KEY_BYTES>();
+        let legacy = random_bytes::<KEY_BYTES>().unwrap();
         std::fs::write(dir.path().join(LEGACY_KEY_FILE), legacy).unwrap();
         let provider = Arc::new(FileKeyProvider::open(dir.path()).unwrap());
         let old_id = format!("local-{}", &hex::encode(Sha256::digest(legacy))[..12]);

@@ -77,7 +77,7 @@ pub use crate::onboarding::Onboarding;
 pub use crate::pay::{Matched, Payments};
 pub use crate::services::{Parts, Services};
 pub use crate::webhooks::Webhooks;
-pub use error::Failure;
+pub use error::{Failure, RANDOM_UNAVAILABLE, RANDOM_UNAVAILABLE_MESSAGE};
 pub use face::LivenessMode;
 pub use facepay_gallery::{DecisionPolicy, IndexKind};
 pub use keys::{Envelope, FileKeyProvider, KeyProvider};

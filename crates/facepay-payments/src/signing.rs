@@ -7,6 +7,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
+use crate::keys::KeyError;
+
 pub const HEADER_TERMINAL: &str = "x-facepay-terminal";
 pub const HEADER_TIMESTAMP: &str = "x-facepay-timestamp";
 pub const HEADER_NONCE: &str = "x-facepay-nonce";
@@ -39,15 +41,15 @@ pub fn sign(
     path: &str,
     timestamp_ms: i64,
     body: &[u8],
-) -> SignedHeaders {
-    let nonce = hex::encode(crate::keys::random_bytes::<16>());
+) -> Result<SignedHeaders, KeyError> {
+    let nonce = hex::encode(crate::keys::random_bytes::<16>()?);
     let message = canonical(method, path, timestamp_ms, &nonce, body);
-    SignedHeaders {
+    Ok(SignedHeaders {
         terminal_id: terminal_id.to_owned(),
         timestamp_ms,
         nonce,
         signature: BASE64.encode(key.sign(message.as_bytes()).to_bytes()),
-    }
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -113,8 +115,8 @@ pub fn verify(
         .map_err(|_| SignatureError::BadSignature)
 }
 
-pub fn new_terminal_key() -> SigningKey {
-    SigningKey::from_bytes(&crate::keys::random_bytes::<32>())
+pub fn new_terminal_key() -> Result<SigningKey, KeyError> {
+    Ok(SigningKey::from_bytes(&crate::keys::random_bytes::<32>()?))
 }
 
 #[cfg(test)]
@@ -123,10 +125,10 @@ mod tests {
 
     #[test]
     fn a_signature_covers_every_part_of_the_request() {
-        let key = new_terminal_key();
+        let key = new_terminal_key().unwrap();
         let public = key.verifying_key().to_bytes();
         let path = "/v1/terminal/payments";
-        let h = sign(&key, "t1", "POST", path, 1_000, b"{\"amount\":\"4500\"}");
+        let h = sign(&key, "t1", "POST", path, 1_000, b"{\"amount\":\"4500\"}").unwrap();
         assert_eq!(
             verify(&public, &h, "POST", path, b"{\"amount\":\"4500\"}", 1_000),
             Ok(())
@@ -151,7 +153,7 @@ mod tests {
             ),
             bad
         );
-        let other = new_terminal_key().verifying_key().to_bytes();
+        let other = new_terminal_key().unwrap().verifying_key().to_bytes();
         assert_eq!(
             verify(&other, &h, "POST", path, b"{\"amount\":\"4500\"}", 1_000),
             bad
@@ -167,7 +169,7 @@ mod tests {
             ),
             Err(SignatureError::Expired)
         );
-        let mut shifted = sign(&key, "t1", "POST", path, 1_000, b"");
+        let mut shifted = sign(&key, "t1", "POST", path, 1_000, b"").unwrap();
         shifted.timestamp_ms += 1;
         assert_eq!(verify(&public, &shifted, "POST", path, b"", 1_000), bad);
         assert_eq!(check_nonce("short"), Err(SignatureError::BadNonce));

@@ -51,7 +51,7 @@ pub(crate) fn challenge(
 ) -> Result<CardChallenge, Failure> {
     let (year, month, day) = facepay_connector::card::utc_date(now_ms);
     Ok(CardChallenge {
-        unpredictable_number: facepay_store::ids::random_hex(4),
+        unpredictable_number: facepay_store::ids::random_hex(4)?,
         amount_minor,
         currency_numeric: Currency::from_code(currency)?.numeric(),
         country_numeric: country_numeric(country),

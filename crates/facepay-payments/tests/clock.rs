@@ -65,7 +65,7 @@ async fn services(store: Store, dir: &Path, clock: Arc<dyn Clock>) -> Services {
 
 /// A merchant with one store in Seoul and one terminal; its signing key.
 async fn terminal(store: &Store, now_ms: i64) -> ed25519_dalek::SigningKey {
-    let key = signing::new_terminal_key();
+    let key = signing::new_terminal_key().unwrap();
     let mut tx = store.begin().await.unwrap();
     let merchant = Merchant {
         id: "mer_clock".into(),
@@ -104,7 +104,8 @@ async fn authenticated(
     body: &[u8],
     signed_at_ms: i64,
 ) -> Result<TerminalContext, facepay_payments::Failure> {
-    let headers = signing::sign(key, TERMINAL_ID, "POST", PAYMENT_PATH, signed_at_ms, body);
+    let headers =
+        signing::sign(key, TERMINAL_ID, "POST", PAYMENT_PATH, signed_at_ms, body).unwrap();
     services
         .payments
         .authenticate_terminal(&headers, "POST", PAYMENT_PATH, body)

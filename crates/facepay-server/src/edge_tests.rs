@@ -180,7 +180,7 @@ fn head(path: &str, length: usize, extra: &str) -> String {
 /// Headers signed by a terminal this server never registered.
 fn unknown_terminal(path: &str, now_ms: i64) -> String {
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-    let h = signing::sign(&key, "term_unknown", "POST", path, now_ms, b"{}");
+    let h = signing::sign(&key, "term_unknown", "POST", path, now_ms, b"{}").unwrap();
     format!(
         "{HEADER_TERMINAL}: {}\r\n{HEADER_TIMESTAMP}: {}\r\n{HEADER_NONCE}: {}\r\n\
          {HEADER_SIGNATURE}: {}\r\n",
@@ -608,7 +608,7 @@ async fn terminal_payments_are_never_counted_against_their_address() {
     let path = "/v1/terminal/payments";
     for n in 0..3 {
         let now_ms = served.app.services.clock().now_ms();
-        let h = signing::sign(&key, &terminal_id, "POST", path, now_ms, body.as_bytes());
+        let h = signing::sign(&key, &terminal_id, "POST", path, now_ms, body.as_bytes()).unwrap();
         let request = format!(
             "POST {path} HTTP/1.1\r\nhost: facepay\r\ncontent-type: application/json\r\n\
              idempotency-key: edge-pay-{n}\r\ncontent-length: {}\r\n{HEADER_TERMINAL}: {}\r\n\

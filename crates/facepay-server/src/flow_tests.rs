@@ -118,7 +118,8 @@ impl Harness {
             path,
             self.now_ms(),
             body,
-        );
+        )
+        .unwrap();
         self.signed_with(path, key, body, &h)
     }
 
@@ -433,7 +434,8 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             "/v1/terminal/payments",
             h.now_ms(),
             &good,
-        );
+        )
+        .unwrap();
         let (status, _, _) = h
             .send(h.signed_with("/v1/terminal/payments", "p2", &good, &replayed))
             .await;
@@ -452,7 +454,8 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             "/v1/terminal/payments",
             h.now_ms(),
             b"{}",
-        );
+        )
+        .unwrap();
         forged.nonce = "0123456789abcdef0123".into();
         let (status, body, _) = h
             .send(h.signed_with("/v1/terminal/payments", "p4", &good, &forged))
@@ -468,7 +471,8 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             "/v1/terminal/payments",
             h.now_ms() - 600_000,
             &good,
-        );
+        )
+        .unwrap();
         let (status, body, _) = h
             .send(h.signed_with("/v1/terminal/payments", "p5", &good, &old))
             .await;
@@ -483,7 +487,8 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             "/v1/terminal/payments",
             h.now_ms(),
             &good,
-        );
+        )
+        .unwrap();
         stranger.terminal_id = "trm_nobody".into();
         let (status, body, _) = h
             .send(h.signed_with("/v1/terminal/payments", "p6", &good, &stranger))

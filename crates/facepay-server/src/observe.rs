@@ -45,9 +45,23 @@ pub async fn metrics() -> Response {
     }
 }
 
+/// A request's id in the logs: random, so ids of several servers do not
+/// meet. It is no secret, so if the generator fails a counter of this
+/// process stands in rather than the request being refused.
+fn request_id() -> String {
+    static FALLBACK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    facepay_payments::keys::random_bytes::<8>().map_or_else(
+        |_| {
+            let n = FALLBACK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("n{n:015x}")
+        },
+        hex::encode,
+    )
+}
+
 pub async fn track(request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let request_id = hex::encode(facepay_payments::keys::random_bytes::<8>());
+    let request_id = request_id();
     let method = request.method().clone();
     let route = request
         .extensions()

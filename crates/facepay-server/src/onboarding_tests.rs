@@ -59,7 +59,7 @@ impl Setup {
     async fn pay_as(&self, terminal_id: &str, key: &SigningKey, body: &Value) -> (u16, Value) {
         let path = "/v1/terminal/payments";
         let body = serde_json::to_vec(body).unwrap();
-        let h = signing::sign(key, terminal_id, "POST", path, self.clock.now_ms(), &body);
+        let h = signing::sign(key, terminal_id, "POST", path, self.clock.now_ms(), &body).unwrap();
         let request = Request::post(path)
             .header("content-type", "application/json")
             .header("idempotency-key", &h.nonce)
@@ -192,7 +192,7 @@ async fn an_operator_onboards_a_merchant_whose_paired_terminal_pays() {
         );
 
         // Unpaired, it pays nothing; a wrong code pairs nothing.
-        let key = signing::new_terminal_key();
+        let key = signing::new_terminal_key().unwrap();
         let pay = payment("face_recognition/obama2.jpg", "4500");
         let (status, body) = s.pay_as(&terminal_id, &key, &pay).await;
         assert_eq!(
@@ -346,7 +346,7 @@ async fn terminal_states(s: &Setup, store_id: &str) {
     assert_eq!(status, 201, "{b}: {created}");
     let id = created["terminal"]["id"].as_str().unwrap().to_owned();
     let first = created["pairing_code"].as_str().unwrap().to_owned();
-    let key = signing::new_terminal_key();
+    let key = signing::new_terminal_key().unwrap();
     s.clock.advance(61_000);
     let (status, body) = s.pair(&id, &first, &key).await;
     assert_eq!(

@@ -69,9 +69,9 @@ pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
     }
     drop(conn);
     let now = app.services.clock().now_ms();
-    let key = signing::new_terminal_key();
-    let (api_key, api_key_hash) = keys::new_secret("fpk");
-    let (operator_key, operator_key_hash) = keys::new_secret("fpo");
+    let key = signing::new_terminal_key()?;
+    let (api_key, api_key_hash) = keys::new_secret("fpk")?;
+    let (operator_key, operator_key_hash) = keys::new_secret("fpo")?;
     let mut tx = store.begin().await?;
     if parties::merchant(&mut tx, MERCHANT_ID).await?.is_none() {
         parties::insert_merchant(
@@ -113,7 +113,7 @@ pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
     facepay_store::audit::append(&mut tx, now, "operator", "api_key_created", MERCHANT_ID).await?;
     parties::insert_api_key(
         &mut tx,
-        &facepay_store::ids::new("key"),
+        &facepay_store::ids::new("key")?,
         MERCHANT_ID,
         &api_key_hash,
         now,
@@ -122,7 +122,7 @@ pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
     facepay_store::audit::append(&mut tx, now, "operator", "operator_key_created", "demo").await?;
     facepay_store::fraud::insert_operator_key(
         &mut tx,
-        &facepay_store::ids::new("opk"),
+        &facepay_store::ids::new("opk")?,
         "demo",
         &operator_key_hash,
         now,
@@ -130,7 +130,7 @@ pub async fn ensure_parties(app: &App, data_dir: &Path) -> anyhow::Result<()> {
     .await?;
     let mut member_keys = std::collections::BTreeMap::new();
     for network in facepay_hub::demo::member_ids() {
-        let (key, key_hash) = keys::new_secret("fph");
+        let (key, key_hash) = keys::new_secret("fph")?;
         facepay_store::hub::insert_member_key(&mut tx, network, &key_hash, now).await?;
         facepay_store::audit::append(&mut tx, now, "operator", "hub_member_key_created", network)
             .await?;

@@ -311,7 +311,8 @@ fn credential(
             &case.target,
             now_ms,
             &case.body,
-        );
+        )
+        .unwrap();
         return vec![
             (HEADER_TERMINAL, h.terminal_id),
             (HEADER_TIMESTAMP, h.timestamp_ms.to_string()),

@@ -258,7 +258,7 @@ pub async fn begin(
             Err(Refusal::KeyReused)
         });
     }
-    let id = ids::new("hxf");
+    let id = ids::new("hxf")?;
     let taken = sqlx::query(
         "UPDATE hub_quotes SET used_by = $1 \
          WHERE id = $2 AND kind = $3 AND used_by IS NULL AND expires_at_ms > $4",
@@ -467,7 +467,7 @@ async fn open_window(conn: &mut Connection, now_ms: i64) -> Result<String> {
         let id: String = match open {
             Some(row) => row.try_get("id")?,
             None => {
-                let id = ids::new("win");
+                let id = ids::new("win")?;
                 let inserted = sqlx::query(
                     "INSERT INTO hub_windows (id, state, opened_at_ms) VALUES ($1, 'open', $2) \
                      ON CONFLICT DO NOTHING",

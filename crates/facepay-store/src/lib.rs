@@ -67,6 +67,9 @@ pub enum StoreError {
     /// A write the store's rules do not allow (a caller's mistake).
     #[error("refused: {0}")]
     Refused(String),
+    /// The operating system's random generator failed: no id can be drawn.
+    #[error("the operating system's random generator failed: {0}")]
+    Random(getrandom::Error),
 }
 
 impl StoreError {
@@ -360,7 +363,7 @@ pub mod testing {
     /// The URL of a new, empty schema of the PostgreSQL server at `url`.
     pub async fn fresh_postgres_url(url: &str) -> Result<String> {
         sqlx::any::install_default_drivers();
-        let schema = format!("t{}_{}", std::process::id(), super::ids::random_hex(6));
+        let schema = format!("t{}_{}", std::process::id(), super::ids::random_hex(6)?);
         let admin = AnyPool::connect(url).await?;
         admin
             .execute(format!("CREATE SCHEMA {schema}").as_str())
@@ -372,19 +375,22 @@ pub mod testing {
 }
 
 pub mod ids {
+    use super::StoreError;
+
     /// A random identifier with a type prefix, such as `pay_3f9a…`: 128 bits
     /// from the operating system's generator, so ids cannot be guessed.
-    pub fn new(prefix: &str) -> String {
-        format!("{prefix}_{}", random_hex(16))
+    pub fn new(prefix: &str) -> Result<String, StoreError> {
+        Ok(format!("{prefix}_{}", random_hex(16)?))
     }
 
-    pub fn random_hex(bytes: usize) -> String {
+    /// `bytes` random bytes in hex. The generator failing is an error the
+    /// caller answers (503), never a panic and never a fallback: no id
+    /// drawn from a weaker source would be safe.
+    pub fn random_hex(bytes: usize) -> Result<String, StoreError> {
         assert!(bytes <= 64);
         let mut buf = [0u8; 64];
         let buf = &mut buf[..bytes];
-        // The OS generator failing means the machine is broken; no id
-        // derived from a fallback would be safe.
-        getrandom::fill(buf).unwrap_or_else(|e| panic!("operating system RNG failed: {e}"));
-        buf.iter().map(|b| format!("{b:02x}")).collect()
+        getrandom::fill(buf).map_err(StoreError::Random)?;
+        Ok(hex::encode(buf))
     }
 }

@@ -290,7 +290,7 @@ pub async fn claim_due(
     } else {
         ""
     };
-    let owner = crate::ids::new("lease");
+    let owner = crate::ids::new("lease")?;
     let claim = format!(
         "UPDATE webhook_deliveries SET lease_until_ms = $1, lease_owner = $2 \
          WHERE (event_id, endpoint_id) IN (SELECT d.event_id, d.endpoint_id \

@@ -35,6 +35,8 @@ pub enum TerminalError {
     Refused { status: u16, answer: String },
     #[error("{path}: {reason}")]
     Write { path: String, reason: String },
+    #[error("no key or nonce: {0}")]
+    Random(#[from] facepay_payments::keys::KeyError),
     #[error("the server answered {status} for {seconds} s: {answer}")]
     GaveUp {
         status: u16,
@@ -101,7 +103,7 @@ pub fn pair(
     code: &str,
     out: &Path,
 ) -> Result<serde_json::Value, TerminalError> {
-    let key = signing::new_terminal_key();
+    let key = signing::new_terminal_key()?;
     let body = serde_json::json!({
         "terminal_id": terminal_id,
         "code": code,
@@ -218,7 +220,7 @@ impl Client {
         body: &[u8],
     ) -> Result<Answer, TerminalError> {
         let now_ms = facepay_store::now_ms();
-        let signed = signing::sign(&self.key, &self.terminal_id, "POST", path, now_ms, body);
+        let signed = signing::sign(&self.key, &self.terminal_id, "POST", path, now_ms, body)?;
         let mut response = self
             .agent
             .post(&format!("{}{path}", self.server))
@@ -250,8 +252,8 @@ impl Client {
     }
 }
 
-pub fn new_idempotency_key() -> String {
-    hex::encode(facepay_payments::keys::random_bytes::<16>())
+pub fn new_idempotency_key() -> Result<String, TerminalError> {
+    Ok(hex::encode(facepay_payments::keys::random_bytes::<16>()?))
 }
 
 #[cfg(test)]
@@ -263,7 +265,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("terminal.json");
         std::fs::write(&path, "old").unwrap();
-        let key = signing::new_terminal_key();
+        let key = signing::new_terminal_key().unwrap();
         let file = TerminalFile {
             terminal_id: "trm_1".into(),
             secret_key_hex: hex::encode(key.to_bytes()),

@@ -49,12 +49,15 @@ pub enum ChannelError {
     Forged,
     #[error("too many requests in the replay window")]
     Busy,
+    #[error("the operating system's random generator failed")]
+    Random,
 }
 
 impl ChannelError {
     pub fn code(&self) -> &'static str {
         match self {
             ChannelError::BadSecret | ChannelError::Io(_) => "channel_secret",
+            ChannelError::Random => "random_unavailable",
             ChannelError::Stale => "channel_stale",
             ChannelError::Replayed => "channel_replayed",
             ChannelError::Forged => "channel_forged",
@@ -110,7 +113,7 @@ impl ChannelKey {
                 facepay_store::files::private_dir(dir).map_err(io)?;
             }
             let mut secret = Zeroizing::new([0u8; SECRET_BYTES]);
-            random_bytes_into(secret.as_mut_slice());
+            random_bytes_into(secret.as_mut_slice()).map_err(|_| ChannelError::Random)?;
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]
@@ -123,9 +126,14 @@ impl ChannelKey {
         Self::read_file(path)
     }
 
-    pub fn seal_request(&self, op: &str, plaintext: &[u8], now_ms: i64) -> SealedRequest {
+    pub fn seal_request(
+        &self,
+        op: &str,
+        plaintext: &[u8],
+        now_ms: i64,
+    ) -> Result<SealedRequest, ChannelError> {
         let mut nonce = [0u8; NONCE_BYTES];
-        random_bytes_into(&mut nonce);
+        random_bytes_into(&mut nonce).map_err(|_| ChannelError::Random)?;
         let body = self
             .to_vault
             .encrypt(
@@ -136,11 +144,11 @@ impl ChannelKey {
                 },
             )
             .unwrap_or_default();
-        SealedRequest {
+        Ok(SealedRequest {
             timestamp_ms: now_ms,
             nonce: hex::encode(nonce),
             body,
-        }
+        })
     }
 
     /// Opens a request for `op`: in the window, authentic, and first.
@@ -172,9 +180,13 @@ impl ChannelKey {
     }
 
     /// An answer bound to the request it answers.
-    pub fn seal_response(&self, request_nonce: &str, plaintext: &[u8]) -> Vec<u8> {
+    pub fn seal_response(
+        &self,
+        request_nonce: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, ChannelError> {
         let mut nonce = [0u8; NONCE_BYTES];
-        random_bytes_into(&mut nonce);
+        random_bytes_into(&mut nonce).map_err(|_| ChannelError::Random)?;
         let sealed = self
             .from_vault
             .encrypt(
@@ -187,7 +199,7 @@ impl ChannelKey {
             .unwrap_or_default();
         let mut body = nonce.to_vec();
         body.extend_from_slice(&sealed);
-        body
+        Ok(body)
     }
 
     pub fn open_response(
@@ -265,7 +277,9 @@ mod tests {
     fn requests_open_once_in_the_window_under_the_right_key_only() {
         let (core, vault, guard) = (key(7), key(7), ReplayGuard::default());
         let now = 1_000_000;
-        let sealed = core.seal_request("tokenize", b"{\"pan\":\"4242\"}", now);
+        let sealed = core
+            .seal_request("tokenize", b"{\"pan\":\"4242\"}", now)
+            .unwrap();
         assert!(!sealed.body.windows(4).any(|w| w == b"4242"));
         assert_eq!(
             vault
@@ -278,7 +292,7 @@ mod tests {
             vault.open_request("tokenize", &sealed, now + 6, &guard),
             Err(ChannelError::Replayed)
         );
-        let again = core.seal_request("tokenize", b"x", now);
+        let again = core.seal_request("tokenize", b"x", now).unwrap();
         assert_eq!(
             key(8).open_request("tokenize", &again, now, &guard),
             Err(ChannelError::Forged)
@@ -309,7 +323,7 @@ mod tests {
     #[test]
     fn answers_are_bound_to_their_request() {
         let (core, vault) = (key(1), key(1));
-        let answer = vault.seal_response("aa", b"{\"ok\":1}");
+        let answer = vault.seal_response("aa", b"{\"ok\":1}").unwrap();
         assert_eq!(
             core.open_response("aa", &answer).unwrap().as_slice(),
             b"{\"ok\":1}"

@@ -24,10 +24,10 @@ const PART_TEXT_MAX: usize = 2 * PART_BYTES + 2;
 pub struct KeyPart(Zeroizing<[u8; PART_BYTES]>);
 
 impl KeyPart {
-    pub fn generate() -> Self {
+    pub fn generate() -> Result<Self, VaultError> {
         let mut bytes = Zeroizing::new([0u8; PART_BYTES]);
-        random_bytes_into(bytes.as_mut_slice());
-        Self(bytes)
+        random_bytes_into(bytes.as_mut_slice())?;
+        Ok(Self(bytes))
     }
 
     pub fn from_hex(text: &str) -> Result<Self, VaultError> {
@@ -64,7 +64,7 @@ impl KeyPart {
 
     /// Writes a new part to `path` (mode 0600), refusing to overwrite one.
     pub fn create_file(path: &Path) -> Result<Self, VaultError> {
-        let part = Self::generate();
+        let part = Self::generate()?;
         let failed = |e: std::io::Error| {
             VaultError::KeyParts(format!("cannot write the key part {}: {e}", path.display()))
         };
@@ -145,12 +145,12 @@ mod tests {
 
     #[test]
     fn parts_combine_in_either_order_and_not_alone() {
-        let (a, b) = (KeyPart::generate(), KeyPart::generate());
+        let (a, b) = (KeyPart::generate().unwrap(), KeyPart::generate().unwrap());
         let ab = MasterKey::combine(&a, &b).unwrap();
         let ba = MasterKey::combine(&b, &a).unwrap();
         assert_eq!(ab.check, ba.check);
         assert_eq!(ab.fingerprint(b"4242"), ba.fingerprint(b"4242"));
-        let other = MasterKey::combine(&a, &KeyPart::generate()).unwrap();
+        let other = MasterKey::combine(&a, &KeyPart::generate().unwrap()).unwrap();
         assert_ne!(ab.check, other.check);
         assert_ne!(ab.fingerprint(b"4242"), other.fingerprint(b"4242"));
         assert!(MasterKey::combine(&a, &KeyPart::from_hex(&a.to_hex()).unwrap()).is_err());

@@ -61,6 +61,8 @@ pub enum VaultError {
     Unavailable(String),
     #[error("the card vault refused the request: {0}")]
     Channel(String),
+    #[error("the operating system's random generator failed")]
+    Random,
 }
 
 impl VaultError {
@@ -76,6 +78,7 @@ impl VaultError {
             VaultError::Crypto => "vault_crypto",
             VaultError::Unavailable(_) => "vault_unavailable",
             VaultError::Channel(_) => "vault_channel",
+            VaultError::Random => "random_unavailable",
         }
     }
 
@@ -88,6 +91,7 @@ impl VaultError {
             "vault_share_mismatch" => VaultError::ShareMismatch,
             "vault_bad_card" => VaultError::BadCard,
             "vault_unavailable" => VaultError::Unavailable(message),
+            "random_unavailable" => VaultError::Random,
             _ => VaultError::Channel(format!("{code}: {message}")),
         }
     }
@@ -175,9 +179,14 @@ pub trait Vault: Send + Sync {
     fn connector(&self) -> Arc<dyn Connector>;
 }
 
-pub(crate) fn random_bytes_into(buf: &mut [u8]) {
-    // A machine whose RNG fails cannot make keys or pads safely.
-    getrandom::fill(buf).unwrap_or_else(|e| panic!("operating system RNG failed: {e}"));
+/// Fills `buf` from the operating system's generator. Its failure is an
+/// error, never a panic and never a fallback: a key or pad from a weaker
+/// source would not be safe.
+pub(crate) fn random_bytes_into(buf: &mut [u8]) -> Result<(), VaultError> {
+    getrandom::fill(buf).map_err(|e| {
+        tracing::error!(error = %e, "random generator failed");
+        VaultError::Random
+    })
 }
 
 fn check_pan(pan: &str) -> Result<(), VaultError> {

@@ -104,12 +104,12 @@ impl LocalVault {
         check_pan(&card.pan)?;
         let master = self.master()?;
         let mut token_bytes = [0u8; 16];
-        random_bytes_into(&mut token_bytes);
+        random_bytes_into(&mut token_bytes)?;
         let token = format!("tok_{}", hex::encode(token_bytes));
         let fingerprint = master.fingerprint(card.pan.as_bytes());
-        let (vault_share, core_share) = split(card.pan.as_bytes());
+        let (vault_share, core_share) = split(card.pan.as_bytes())?;
         let mut data_key = Zeroizing::new([0u8; 32]);
-        random_bytes_into(data_key.as_mut_slice());
+        random_bytes_into(data_key.as_mut_slice())?;
         let share_cipher =
             Aes256Gcm::new_from_slice(data_key.as_slice()).map_err(|_| VaultError::Crypto)?;
         let (nonce, ciphertext) = seal(&share_cipher, &vault_share, &share_aad(&token))?;
@@ -276,7 +276,7 @@ fn key_aad(token: &str) -> String {
 
 fn seal(cipher: &Aes256Gcm, plaintext: &[u8], aad: &str) -> Result<(Vec<u8>, Vec<u8>), VaultError> {
     let mut nonce = [0u8; NONCE_BYTES];
-    random_bytes_into(&mut nonce);
+    random_bytes_into(&mut nonce)?;
     let ciphertext = cipher
         .encrypt(
             Nonce::from_slice(&nonce),

@@ -54,7 +54,10 @@ impl Channel {
         let plaintext = Zeroizing::new(
             serde_json::to_vec(request).map_err(|e| VaultError::Channel(e.to_string()))?,
         );
-        let sealed = self.key.seal_request(op, &plaintext, now_ms());
+        let sealed = self
+            .key
+            .seal_request(op, &plaintext, now_ms())
+            .map_err(|_| VaultError::Random)?;
         let mut response = self
             .agent
             .post(&format!("{}/vault/v1/{op}", self.base_url))

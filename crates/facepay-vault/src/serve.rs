@@ -21,7 +21,7 @@ pub async fn answer(
 ) -> Result<Vec<u8>, ChannelError> {
     let plaintext = key.open_request(op, request, now_ms(), guard)?;
     let reply = dispatch(vault, op, &plaintext).await;
-    Ok(key.seal_response(&request.nonce, &reply))
+    key.seal_response(&request.nonce, &reply)
 }
 
 async fn dispatch(vault: &LocalVault, op: &str, plaintext: &[u8]) -> Zeroizing<Vec<u8>> {

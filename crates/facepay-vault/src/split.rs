@@ -7,14 +7,17 @@
 
 use zeroize::Zeroizing;
 
-use crate::random_bytes_into;
+use crate::{VaultError, random_bytes_into};
+
+/// The two shares of a secret.
+pub(crate) type Shares = (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>);
 
 /// Splits `secret` into two shares of its length.
-pub(crate) fn split(secret: &[u8]) -> (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>) {
+pub(crate) fn split(secret: &[u8]) -> Result<Shares, VaultError> {
     let mut pad = Zeroizing::new(vec![0u8; secret.len()]);
-    random_bytes_into(&mut pad);
+    random_bytes_into(&mut pad)?;
     let other = Zeroizing::new(secret.iter().zip(pad.iter()).map(|(s, p)| s ^ p).collect());
-    (pad, other)
+    Ok((pad, other))
 }
 
 /// Joins two shares; `None` when their lengths differ (not shares of one
@@ -35,8 +38,8 @@ mod tests {
     #[test]
     fn shares_join_and_each_is_fresh() {
         let secret = b"4242424242424242";
-        let (a, b) = split(secret);
-        let (c, d) = split(secret);
+        let (a, b) = split(secret).unwrap();
+        let (c, d) = split(secret).unwrap();
         assert_eq!(join(&a, &b).unwrap().as_slice(), secret);
         assert_eq!(join(&d, &c).unwrap().as_slice(), secret);
         assert_ne!(a, c, "a new pad each time");

@@ -23,7 +23,7 @@ fn authorise(token: &str, core_share: &[u8], amount_minor: i64) -> VaultAuthoris
         core_share: Zeroizing::new(core_share.to_vec()),
         expiry_month: 12,
         expiry_year: 2099,
-        reference: facepay_store::ids::new("pay"),
+        reference: facepay_store::ids::new("pay").unwrap(),
         amount_minor,
         currency: "KRW".into(),
         tap: None,
@@ -38,7 +38,7 @@ fn verify(card: &Tokenized, security_code: &str) -> VaultVerify {
         expiry_month: 12,
         expiry_year: 2099,
         security_code: Zeroizing::new(security_code.to_owned()),
-        reference: facepay_store::ids::new("pm"),
+        reference: facepay_store::ids::new("pm").unwrap(),
         customer: "usr_1".into(),
         currency: "KRW".into(),
         agreed_at_ms: 1_767_225_600_000,
@@ -68,7 +68,7 @@ async fn cards_pay_only_with_both_shares_and_an_unlocked_vault() {
     for store in testing::vault_stores(dir.path()).await.unwrap() {
         let issuer = Arc::new(SimulatedIssuer::new(SimulatorConfig::default()));
         let vault = LocalVault::new(store.clone(), issuer.clone());
-        let (a, b) = (KeyPart::generate(), KeyPart::generate());
+        let (a, b) = (KeyPart::generate().unwrap(), KeyPart::generate().unwrap());
 
         assert!(matches!(
             vault.tokenize(card("4242424242424242")).await,
@@ -167,7 +167,7 @@ async fn cards_pay_only_with_both_shares_and_an_unlocked_vault() {
             Err(VaultError::Locked)
         ));
         assert!(matches!(
-            restarted.unlock(&a, &KeyPart::generate()).await,
+            restarted.unlock(&a, &KeyPart::generate().unwrap()).await,
             Err(VaultError::KeyParts(_))
         ));
         restarted.unlock(&b, &a).await.unwrap();
@@ -191,7 +191,7 @@ async fn a_card_is_verified_once_with_its_code_which_nothing_keeps() {
         let issuer = Arc::new(SimulatedIssuer::new(SimulatorConfig::default()));
         let vault = LocalVault::new(store.clone(), issuer);
         vault
-            .unlock(&KeyPart::generate(), &KeyPart::generate())
+            .unlock(&KeyPart::generate().unwrap(), &KeyPart::generate().unwrap())
             .await
             .unwrap();
         let amex = vault.tokenize(card("378282246310005")).await.unwrap();

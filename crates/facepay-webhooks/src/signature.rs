@@ -31,14 +31,16 @@ pub enum SignatureError {
     Mismatch,
 }
 
-/// A new signing secret: `whsec_` and 64 hex digits.
-pub fn new_secret() -> Zeroizing<String> {
+/// A new signing secret: `whsec_` and 64 hex digits. The generator
+/// failing is the caller's error to answer: no secret from a fallback
+/// would be safe.
+pub fn new_secret() -> Result<Zeroizing<String>, getrandom::Error> {
     let mut bytes = Zeroizing::new([0u8; SECRET_BYTES]);
-    // The OS generator failing means the machine is broken; no secret
-    // derived from a fallback would be safe.
-    getrandom::fill(bytes.as_mut_slice())
-        .unwrap_or_else(|e| panic!("operating system RNG failed: {e}"));
-    Zeroizing::new(format!("{SECRET_PREFIX}{}", hex::encode(bytes.as_slice())))
+    getrandom::fill(bytes.as_mut_slice())?;
+    Ok(Zeroizing::new(format!(
+        "{SECRET_PREFIX}{}",
+        hex::encode(bytes.as_slice())
+    )))
 }
 
 fn mac(secret: &[u8], timestamp_s: i64, body: &[u8]) -> Hmac<Sha256> {
@@ -104,7 +106,7 @@ mod tests {
 
     #[test]
     fn a_signature_verifies_with_its_secret_body_and_time_only() {
-        let secret = new_secret();
+        let secret = new_secret().unwrap();
         assert!(secret.starts_with(SECRET_PREFIX) && secret.len() == 6 + 64);
         let key = secret.as_bytes();
         let body = br#"{"id":"evt_1","type":"payment.captured"}"#;

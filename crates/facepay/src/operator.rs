@@ -34,9 +34,9 @@ pub fn run(command: OperatorCommand) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async {
         let store = store.open().await?;
         let now = facepay_store::now_ms();
-        let (secret, hash) = keys::new_secret("fpo");
+        let (secret, hash) = keys::new_secret("fpo")?;
         let prefix: String = secret.chars().take(12).collect();
-        let key_id = ids::new("key");
+        let key_id = ids::new("key")?;
         let mut tx = store.begin().await?;
         match access::insert_operator(&mut tx, &name, "admin", now).await {
             Err(StoreError::Duplicate(_)) => {

@@ -100,7 +100,7 @@ fn pay(
         &serde_json::json!({ "amount": amount, "currency": currency, "frames": frames }),
     )?;
     let client = Client::new(server, terminal_id, key);
-    let answer = client.post("/v1/terminal/payments", &new_idempotency_key(), &body)?;
+    let answer = client.post("/v1/terminal/payments", &new_idempotency_key()?, &body)?;
     print_answer(&answer);
     if answer.status == 202 {
         let Some(digits) = phone_last4 else {
@@ -113,7 +113,7 @@ fn pay(
         let body = serde_json::to_vec(&serde_json::json!({ "phone_last4": digits }))?;
         let answer = client.post(
             &format!("/v1/terminal/payments/{id}/step-up"),
-            &new_idempotency_key(),
+            &new_idempotency_key()?,
             &body,
         )?;
         print_answer(&answer);

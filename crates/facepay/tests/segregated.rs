@@ -358,7 +358,7 @@ fn segregated_run(postgres: Option<&str>) {
     )
     .unwrap();
     let path = "/v1/terminal/payments";
-    let signed = signing::sign(&key, terminal_id, "POST", path, now_ms(), &body);
+    let signed = signing::sign(&key, terminal_id, "POST", path, now_ms(), &body).unwrap();
     let mut response = agent
         .post(&format!("http://{core_address}{path}"))
         .header("content-type", "application/json")

@@ -138,7 +138,7 @@ async fn append(
     at_ms: i64,
 ) -> Result<(), Failure> {
     let event = WebhookEvent {
-        id: facepay_store::ids::new("evt"),
+        id: facepay_store::ids::new("evt")?,
         event_type,
         created_at_ms: at_ms,
         merchant_id: merchant_id.to_owned(),

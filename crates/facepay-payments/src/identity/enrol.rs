@@ -95,7 +95,7 @@ impl Identity {
         let phone_hash = self.core.phone_hash(&phone).await?;
         let scope = enrolment_scope(&phone_hash);
         let work = |claimed| async move {
-            let user_id = ids::new("usr");
+            let user_id = ids::new("usr")?;
             let (_turn, face) = self.new_face(&user_id, frames).await?;
             let phone = (phone, phone_hash);
             let account = self.new_account(user_id, phone, &request.pin, card).await?;
@@ -141,7 +141,7 @@ impl Identity {
             tracing::error!("stored enrolment answer without a user");
             return Err(Failure::internal());
         };
-        let (token, token_hash) = keys::new_secret("fpu");
+        let (token, token_hash) = keys::new_secret("fpu")?;
         let mut conn = self.core.conn().await?;
         if !parties::replace_token_hash(&mut conn, user_id, &token_hash).await? {
             return Err(Failure::conflict(
@@ -250,11 +250,11 @@ impl Identity {
         let pin_hash = tokio::task::spawn_blocking(move || keys::hash_pin(&pin))
             .await
             .map_err(|_| Failure::internal())??;
-        let (token, token_hash) = keys::new_secret("fpu");
+        let (token, token_hash) = keys::new_secret("fpu")?;
         let (method, card_key) = self
             .core
             .vault_card(CardToVault {
-                method_id: ids::new("pm"),
+                method_id: ids::new("pm")?,
                 user_id: user_id.clone(),
                 pan: &card.pan,
                 brand: card.brand,

@@ -236,7 +236,7 @@ impl Identity {
             written_at_ms: self.core.now_ms(),
             model: self.engine.model_id().to_string(),
             transform_id: self.transform_id.clone(),
-            nonce_prefix: hex::encode(random_bytes::<NONCE_PREFIX_BYTES>()),
+            nonce_prefix: hex::encode(random_bytes::<NONCE_PREFIX_BYTES>()?),
         };
         let this = Arc::clone(self);
         let target = path.clone();
@@ -422,14 +422,14 @@ pub fn write_for_bench(
     path: &Path,
     now_ms: i64,
 ) -> Result<(u64, Zeroizing<[u8; KEY_BYTES]>), Failure> {
-    let key = Zeroizing::new(random_bytes::<KEY_BYTES>());
+    let key = Zeroizing::new(random_bytes::<KEY_BYTES>()?);
     let header = Header {
         key_id: format!("{KEY_PREFIX}bench"),
         seq: 0,
         written_at_ms: now_ms,
         model: "bench".into(),
         transform_id: "bench".into(),
-        nonce_prefix: hex::encode(random_bytes::<NONCE_PREFIX_BYTES>()),
+        nonce_prefix: hex::encode(random_bytes::<NONCE_PREFIX_BYTES>()?),
     };
     Ok((write_file(gallery, path, &header, &key)?, key))
 }

@@ -20,7 +20,7 @@ use super::views::{
 use crate::access::Operator;
 use crate::core::{Claimed, Reply, Request, commit, derived_id, parse_json};
 use crate::error::Failure;
-use crate::keys;
+use crate::keys::{self, KeyError};
 
 /// The characters of a pairing code: no 0/O, 1/I/L.
 const CODE_ALPHABET: &[u8; 31] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
@@ -39,10 +39,10 @@ pub(super) struct FailureWindow {
 }
 
 /// A new code: rejection sampling keeps every character equally likely.
-fn new_code() -> String {
+fn new_code() -> Result<String, KeyError> {
     let mut code = String::with_capacity(CODE_LEN);
     while code.len() < CODE_LEN {
-        for byte in keys::random_bytes::<16>() {
+        for byte in keys::random_bytes::<16>()? {
             let limit = (256 / CODE_ALPHABET.len() * CODE_ALPHABET.len()) as u8;
             if byte < limit && code.len() < CODE_LEN {
                 code.push(char::from(
@@ -51,7 +51,7 @@ fn new_code() -> String {
             }
         }
     }
-    code
+    Ok(code)
 }
 
 /// A typed code as issued: upper case, without dashes or spaces.
@@ -92,7 +92,7 @@ impl Onboarding {
         actor: &str,
         ttl_ms: i64,
     ) -> Result<(String, i64), Failure> {
-        let code = new_code();
+        let code = new_code()?;
         let hashed = code.clone();
         let hash = tokio::task::spawn_blocking(move || keys::hash_pin(&hashed))
             .await
@@ -430,7 +430,7 @@ mod tests {
     fn codes_use_the_unambiguous_alphabet_and_read_back_however_typed() {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..200 {
-            let code = new_code();
+            let code = new_code().unwrap();
             assert_eq!(code.len(), CODE_LEN);
             assert!(code.bytes().all(|b| CODE_ALPHABET.contains(&b)), "{code}");
             let typed = format!("{}-{}", &code[..4], &code[4..]).to_lowercase();
@@ -445,7 +445,7 @@ mod tests {
 
     #[test]
     fn a_public_key_must_be_a_curve_point_in_hex() {
-        let key = crate::signing::new_terminal_key().verifying_key();
+        let key = crate::signing::new_terminal_key().unwrap().verifying_key();
         let hex_key = hex::encode(key.to_bytes());
         assert_eq!(parse_public_key(&hex_key).unwrap(), key.to_bytes());
         for bad in ["", "00", &"zz".repeat(32), &"ab".repeat(33)] {

@@ -64,8 +64,11 @@ impl Webhooks {
             .map_err(|e| Failure::unprocessable(e.code(), e.to_string()))?;
         let events = event_types(&request.events)?;
         let now = self.core.now_ms();
-        let id = facepay_store::ids::new("we");
-        let secret = facepay_webhooks::new_secret();
+        let id = facepay_store::ids::new("we")?;
+        let secret = facepay_webhooks::new_secret().map_err(|e| {
+            tracing::error!(error = %e, "random generator failed");
+            Failure::random_unavailable()
+        })?;
         let sealed = self
             .core
             .envelope

@@ -259,6 +259,14 @@ fn store_error(e: &StoreError, context: &str) -> ApiError {
         // A write the store's rules refused raced another; a retry decides.
         StoreError::Refused(_) => busy(),
         StoreError::Database(_) if e.is_busy() => busy(),
+        StoreError::Random(_) => {
+            tracing::error!(error = %e, "{context}");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                facepay_payments::RANDOM_UNAVAILABLE,
+                facepay_payments::RANDOM_UNAVAILABLE_MESSAGE,
+            )
+        }
         StoreError::Database(_)
         | StoreError::Migrate(_)
         | StoreError::UnsupportedUrl(_)
@@ -303,6 +311,11 @@ mod tests {
                 HubError::Store(StoreError::Corrupt("x".into())),
                 500,
                 "internal",
+            ),
+            (
+                HubError::Store(StoreError::Random(getrandom::Error::UNSUPPORTED)),
+                503,
+                "random_unavailable",
             ),
         ];
         for (error, status, code) in cases {

@@ -127,7 +127,8 @@ pub fn post_signed(
         path,
         facepay_store::now_ms(),
         body,
-    );
+    )
+    .unwrap();
     agent
         .post(&format!("http://127.0.0.1:{port}{path}"))
         .header("content-type", "application/json")
