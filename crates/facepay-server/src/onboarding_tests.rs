@@ -20,14 +20,23 @@ use super::flow_tests::{Harness, engine_with_logs, enrolment, lenient, payment};
 use crate::seed as demo;
 
 /// A test's server on a clock it moves, with the demo operator's key.
-struct Setup {
-    h: Harness,
-    clock: Arc<ManualClock>,
-    operator_key: String,
-    backend: &'static str,
+pub(super) struct Setup {
+    pub(super) h: Harness,
+    pub(super) clock: Arc<ManualClock>,
+    pub(super) operator_key: String,
+    pub(super) backend: &'static str,
 }
 
 async fn setup(store: Store, dir: &std::path::Path) -> Setup {
+    setup_with(store, dir, lenient(DecisionPolicy::default())).await
+}
+
+/// As `setup`, with the payments' `config`.
+pub(super) async fn setup_with(
+    store: Store,
+    dir: &std::path::Path,
+    config: facepay_payments::Config,
+) -> Setup {
     let clock = Arc::new(ManualClock::new(facepay_store::now_ms()));
     let backend = store.backend().name();
     let h = Harness::with_clock(
@@ -35,7 +44,7 @@ async fn setup(store: Store, dir: &std::path::Path) -> Setup {
         engine_with_logs(),
         Arc::clone(&clock) as Arc<dyn Clock>,
         dir,
-        lenient(DecisionPolicy::default()),
+        config,
     )
     .await;
     let file: demo::OperatorFile =
@@ -49,14 +58,25 @@ async fn setup(store: Store, dir: &std::path::Path) -> Setup {
 }
 
 impl Setup {
-    async fn operator(&self, method: &str, path: &str, key: &str, body: Value) -> (u16, Value) {
+    pub(super) async fn operator(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> (u16, Value) {
         self.h
             .with_bearer(&self.operator_key, method, path, key, Some(body))
             .await
     }
 
     /// A request signed by `terminal_id` with `key`, at the app's time.
-    async fn pay_as(&self, terminal_id: &str, key: &SigningKey, body: &Value) -> (u16, Value) {
+    pub(super) async fn pay_as(
+        &self,
+        terminal_id: &str,
+        key: &SigningKey,
+        body: &Value,
+    ) -> (u16, Value) {
         let path = "/v1/terminal/payments";
         let body = serde_json::to_vec(body).unwrap();
         let h = signing::sign(key, terminal_id, "POST", path, self.clock.now_ms(), &body);
@@ -73,7 +93,12 @@ impl Setup {
         (status, json)
     }
 
-    async fn pair(&self, terminal_id: &str, code: &str, key: &SigningKey) -> (u16, Value) {
+    pub(super) async fn pair(
+        &self,
+        terminal_id: &str,
+        code: &str,
+        key: &SigningKey,
+    ) -> (u16, Value) {
         let body = json!({
             "terminal_id": terminal_id, "code": code,
             "public_key_hex": hex::encode(key.verifying_key().to_bytes()),
@@ -87,7 +112,7 @@ impl Setup {
     }
 }
 
-fn code(body: &Value) -> Option<&str> {
+pub(super) fn code(body: &Value) -> Option<&str> {
     body["error"]["code"].as_str()
 }
 
@@ -101,7 +126,7 @@ fn store_body(merchant_id: &str) -> Value {
 }
 
 /// Creates a merchant and its store; answers their ids.
-async fn merchant_and_store(s: &Setup) -> (String, String) {
+pub(super) async fn merchant_and_store(s: &Setup) -> (String, String) {
     let b = s.backend;
     let merchant = json!({
         "name": "Cafe Sinsa", "legal_name": "Sinsa Coffee Co., Ltd.",
