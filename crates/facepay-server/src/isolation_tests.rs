@@ -463,7 +463,7 @@ async fn every_route_refuses_the_wrong_party_and_changes_nothing() {
         let lists = lists_show_only_their_own(&s, &routes, &w).await;
         let after = tables(&store).await;
         println!(
-            "{}: {} routes, {tried} (route, wrong credential) pairs refused, \
+            "{}: {} routes, {tried} (route, wrong credential) pairs tried, \
              {lists} lists read by another party",
             s.backend,
             routes.len()
