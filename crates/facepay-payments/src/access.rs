@@ -313,6 +313,56 @@ fn new_secret(kind: KeyKind) -> Result<(String, String, String), KeyError> {
     Ok((secret, hash, prefix))
 }
 
+/// The first admin operator of a deployment and their key, written
+/// straight into `store`: no key exists yet to call the API with
+/// (`facepay operator init`). The answer holds the secret, shown once.
+pub async fn init_admin_operator(
+    store: &facepay_store::Store,
+    name: &str,
+    now_ms: i64,
+) -> Result<NewOperator, Failure> {
+    check_name(name)?;
+    let key_id = facepay_store::ids::new("key")?;
+    let (secret, hash, prefix) = new_secret(KeyKind::Operator)?;
+    let role = OperatorRole::Admin;
+    let mut tx = store.begin().await?;
+    access::insert_operator(&mut tx, name, role.as_str(), now_ms)
+        .await
+        .map_err(|e| match e {
+            facepay_store::StoreError::Duplicate(_) => {
+                Failure::conflict("operator_exists", "an operator has this name already")
+            }
+            other => other.into(),
+        })?;
+    let row = NewKey {
+        id: &key_id,
+        owner: name,
+        scope: role.as_str(),
+        label: Some("first key"),
+        prefix: Some(&prefix),
+        key_hash: &hash,
+        expires_at_ms: None,
+        created_at_ms: now_ms,
+    };
+    access::insert_key(&mut tx, KeyKind::Operator, &row).await?;
+    let subject = format!("{name}:{}", role.as_str());
+    audit::append(&mut tx, now_ms, "cli", "operator_created", &subject).await?;
+    commit(tx).await?;
+    Ok(NewOperator {
+        operator: OperatorView {
+            name: name.to_owned(),
+            role,
+            created_at_ms: now_ms,
+        },
+        key: NewKeyView {
+            id: key_id,
+            secret,
+            scope: role.as_str().to_owned(),
+            expires_at_ms: None,
+        },
+    })
+}
+
 /// The key-related answers a replay changes: a secret made then.
 #[derive(Clone, Copy)]
 enum Shown {

@@ -84,6 +84,18 @@ impl Harness {
         }
     }
 
+    /// `app` as a fresh deployment has it: no demo parties, so no
+    /// terminal or merchant key of the harness's own.
+    pub(super) fn without_demo(app: App) -> Self {
+        Self {
+            router: super::router(&app),
+            app,
+            terminal_id: String::new(),
+            key: signing::new_terminal_key().unwrap(),
+            api_key: String::new(),
+        }
+    }
+
     pub(super) fn router(&self) -> axum::Router {
         self.router.clone()
     }

@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::Request;
+use axum::extract::State;
+use axum::http::{Request, StatusCode};
 use ed25519_dalek::SigningKey;
 use facepay_payments::DecisionPolicy;
 use facepay_payments::signing::{
@@ -20,14 +21,23 @@ use super::flow_tests::{Harness, engine_with_logs, enrolment, lenient, payment};
 use crate::seed as demo;
 
 /// A test's server on a clock it moves, with the demo operator's key.
-struct Setup {
-    h: Harness,
-    clock: Arc<ManualClock>,
-    operator_key: String,
-    backend: &'static str,
+pub(super) struct Setup {
+    pub(super) h: Harness,
+    pub(super) clock: Arc<ManualClock>,
+    pub(super) operator_key: String,
+    pub(super) backend: &'static str,
 }
 
 async fn setup(store: Store, dir: &std::path::Path) -> Setup {
+    setup_with(store, dir, lenient(DecisionPolicy::default())).await
+}
+
+/// As `setup`, with the payments' `config`.
+pub(super) async fn setup_with(
+    store: Store,
+    dir: &std::path::Path,
+    config: facepay_payments::Config,
+) -> Setup {
     let clock = Arc::new(ManualClock::new(facepay_store::now_ms()));
     let backend = store.backend().name();
     let h = Harness::with_clock(
@@ -35,7 +45,7 @@ async fn setup(store: Store, dir: &std::path::Path) -> Setup {
         engine_with_logs(),
         Arc::clone(&clock) as Arc<dyn Clock>,
         dir,
-        lenient(DecisionPolicy::default()),
+        config,
     )
     .await;
     let file: demo::OperatorFile =
@@ -49,14 +59,25 @@ async fn setup(store: Store, dir: &std::path::Path) -> Setup {
 }
 
 impl Setup {
-    async fn operator(&self, method: &str, path: &str, key: &str, body: Value) -> (u16, Value) {
+    pub(super) async fn operator(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> (u16, Value) {
         self.h
             .with_bearer(&self.operator_key, method, path, key, Some(body))
             .await
     }
 
     /// A request signed by `terminal_id` with `key`, at the app's time.
-    async fn pay_as(&self, terminal_id: &str, key: &SigningKey, body: &Value) -> (u16, Value) {
+    pub(super) async fn pay_as(
+        &self,
+        terminal_id: &str,
+        key: &SigningKey,
+        body: &Value,
+    ) -> (u16, Value) {
         let path = "/v1/terminal/payments";
         let body = serde_json::to_vec(body).unwrap();
         let h = signing::sign(key, terminal_id, "POST", path, self.clock.now_ms(), &body).unwrap();
@@ -73,7 +94,12 @@ impl Setup {
         (status, json)
     }
 
-    async fn pair(&self, terminal_id: &str, code: &str, key: &SigningKey) -> (u16, Value) {
+    pub(super) async fn pair(
+        &self,
+        terminal_id: &str,
+        code: &str,
+        key: &SigningKey,
+    ) -> (u16, Value) {
         let body = json!({
             "terminal_id": terminal_id, "code": code,
             "public_key_hex": hex::encode(key.verifying_key().to_bytes()),
@@ -87,7 +113,7 @@ impl Setup {
     }
 }
 
-fn code(body: &Value) -> Option<&str> {
+pub(super) fn code(body: &Value) -> Option<&str> {
     body["error"]["code"].as_str()
 }
 
@@ -101,7 +127,7 @@ fn store_body(merchant_id: &str) -> Value {
 }
 
 /// Creates a merchant and its store; answers their ids.
-async fn merchant_and_store(s: &Setup) -> (String, String) {
+pub(super) async fn merchant_and_store(s: &Setup) -> (String, String) {
     let b = s.backend;
     let merchant = json!({
         "name": "Cafe Sinsa", "legal_name": "Sinsa Coffee Co., Ltd.",
@@ -611,4 +637,230 @@ async fn operator_roles(s: &Setup) {
         )
         .await;
     assert_eq!((status, code(&body)), (409, Some("operator_exists")), "{b}");
+}
+
+/// A receiver on loopback that accepts every delivery and keeps its body.
+async fn receiver() -> (Arc<std::sync::Mutex<Vec<Value>>>, String) {
+    type Seen = Arc<std::sync::Mutex<Vec<Value>>>;
+    let seen: Seen = Arc::default();
+    let receive = |State(seen): State<Seen>, body: String| async move {
+        seen.lock()
+            .unwrap()
+            .push(serde_json::from_str(&body).unwrap_or(Value::Null));
+        StatusCode::OK
+    };
+    let router = axum::Router::new()
+        .route("/hooks", axum::routing::post(receive))
+        .with_state(Arc::clone(&seen));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (seen, url)
+}
+
+/// docs/onboarding.md's walk-through from a fresh data dir, no demo: the
+/// first operator, a merchant, a store and a terminal, pairing, a webhook
+/// endpoint, an enrolment, a payment at the paired terminal, a refund with
+/// a refund-scoped key, and the deliveries as the API lists them.
+#[tokio::test]
+async fn the_walk_through_runs_from_a_fresh_data_dir() {
+    let engine = engine_with_logs();
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let data = dir.path().join(backend);
+        let clock = Arc::new(ManualClock::new(facepay_store::now_ms()));
+        let config = facepay_payments::Config {
+            webhooks: facepay_payments::WebhookConfig {
+                destinations: facepay_webhooks::Destinations::Loopback,
+                ..Default::default()
+            },
+            ..lenient(DecisionPolicy::default())
+        };
+        let shared = Arc::clone(&clock) as Arc<dyn Clock>;
+        let app =
+            crate::root::embedded_app(store.clone(), Arc::clone(&engine), shared, &data, config)
+                .await
+                .unwrap();
+        // 1. The first operator, as `facepay operator init` makes it.
+        let made = facepay_payments::access::init_admin_operator(&store, "alice", clock.now_ms())
+            .await
+            .unwrap();
+        let s = Setup {
+            h: Harness::without_demo(app),
+            clock,
+            operator_key: made.key.secret,
+            backend,
+        };
+        let (status, list) =
+            s.h.with_bearer(&s.operator_key, "GET", "/v1/operator/merchants", "-", None)
+                .await;
+        assert_eq!(
+            (status, &list["merchants"]),
+            (200, &json!([])),
+            "{backend}: no demo"
+        );
+        // 2-4. A merchant, a store and a terminal, paired with its code.
+        let (merchant_id, terminal_id, key) = onboard(&s).await;
+        let (admin, endpoint_id, seen) = merchant_admin_and_endpoint(&s, &merchant_id).await;
+        walk_through_pays_and_refunds(&s, &terminal_id, &key, &admin).await;
+        walk_through_deliveries(&s, &admin, &endpoint_id, &seen).await;
+        super::flow_tests::verify(&store).await;
+    }
+}
+
+/// A merchant, its store and a terminal paired with its code.
+async fn onboard(s: &Setup) -> (String, String, SigningKey) {
+    let b = s.backend;
+    let (merchant_id, store_id) = merchant_and_store(s).await;
+    let terminal = json!({"store_id": store_id, "name": "till 1"});
+    let (status, created) = s
+        .operator("POST", "/v1/operator/terminals", "t1", terminal)
+        .await;
+    assert_eq!(status, 201, "{b}: {created}");
+    let terminal_id = created["terminal"]["id"].as_str().unwrap().to_owned();
+    let key = signing::new_terminal_key().unwrap();
+    let code = created["pairing_code"].as_str().unwrap();
+    let (status, paired) = s.pair(&terminal_id, code, &key).await;
+    assert_eq!(status, 200, "{b}: {paired}");
+    (merchant_id, terminal_id, key)
+}
+
+/// The merchant's first key, from the operator, and a webhook endpoint on
+/// a loopback receiver, registered before anyone pays.
+async fn merchant_admin_and_endpoint(
+    s: &Setup,
+    merchant_id: &str,
+) -> (String, String, Arc<std::sync::Mutex<Vec<Value>>>) {
+    let b = s.backend;
+    let keys = format!("/v1/operator/merchants/{merchant_id}/keys");
+    let (status, admin) = s
+        .operator("POST", &keys, "k-admin", json!({"scope": "admin"}))
+        .await;
+    assert_eq!(status, 201, "{b}: {admin}");
+    let admin = admin["secret"].as_str().unwrap().to_owned();
+    let (seen, url) = receiver().await;
+    let events = json!({"url": url, "events": ["payment.approved", "payment.refunded"]});
+    let (status, endpoint) =
+        s.h.with_bearer(&admin, "POST", "/v1/merchant/webhooks", "w1", Some(events))
+            .await;
+    assert_eq!(status, 201, "{b}: {endpoint}");
+    let endpoint_id = endpoint["endpoint"]["id"].as_str().unwrap().to_owned();
+    (admin, endpoint_id, seen)
+}
+
+/// Someone enrols through the app API and pays at the paired terminal;
+/// a refund-scoped key the merchant makes refunds part of it.
+async fn walk_through_pays_and_refunds(
+    s: &Setup,
+    terminal_id: &str,
+    key: &SigningKey,
+    admin: &str,
+) {
+    let b = s.backend;
+    let obama = enrolment(
+        "+821012340001",
+        "face_recognition/obama.jpg",
+        "4242424242424242",
+    );
+    let (status, enrolled, _) = s.h.enrol("e1", &obama).await;
+    assert_eq!(status, 201, "{b}: {enrolled}");
+    let (status, me) =
+        s.h.with_bearer(
+            enrolled["token"].as_str().unwrap(),
+            "GET",
+            "/v1/users/me",
+            "-",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{b}: {me}");
+    let (status, paid) = s
+        .pay_as(
+            terminal_id,
+            key,
+            &payment("face_recognition/obama2.jpg", "4500"),
+        )
+        .await;
+    assert_eq!(status, 201, "{b}: {paid}");
+    assert_eq!(paid["receipt"]["merchant"], "Cafe Sinsa");
+    let body = json!({"scope": "refund_capture", "label": "till"});
+    let (status, refunds) =
+        s.h.with_bearer(admin, "POST", "/v1/merchant/keys", "k-refund", Some(body))
+            .await;
+    assert_eq!(
+        (status, &refunds["scope"]),
+        (201, &json!("refund_capture")),
+        "{b}"
+    );
+    let refunds = refunds["secret"].as_str().unwrap();
+    let path = format!(
+        "/v1/merchant/payments/{}/refunds",
+        paid["id"].as_str().unwrap()
+    );
+    let amount = json!({"amount": "1500"});
+    let (status, refunded) =
+        s.h.with_bearer(refunds, "POST", &path, "r1", Some(amount))
+            .await;
+    assert_eq!(
+        (status, &refunded["refunded_minor"]),
+        (200, &json!(1500)),
+        "{b}: {refunded}"
+    );
+    // The refund key is no admin key.
+    let (status, body) =
+        s.h.with_bearer(refunds, "GET", "/v1/merchant/keys", "-", None)
+            .await;
+    assert_eq!(
+        (status, code(&body)),
+        (403, Some("insufficient_scope")),
+        "{b}"
+    );
+}
+
+/// The delivery worker sends the payment's and the refund's events to the
+/// receiver, and the API lists both delivered.
+async fn walk_through_deliveries(
+    s: &Setup,
+    admin: &str,
+    endpoint_id: &str,
+    seen: &std::sync::Mutex<Vec<Value>>,
+) {
+    let b = s.backend;
+    for _ in 0..50 {
+        if seen.lock().unwrap().len() >= 2 {
+            break;
+        }
+        s.h.app.services.webhooks.deliver_due().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut received: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|event| event["type"].as_str().unwrap_or("").to_owned())
+        .collect();
+    received.sort();
+    assert_eq!(received, ["payment.approved", "payment.refunded"], "{b}");
+    let path = format!("/v1/merchant/webhooks/{endpoint_id}/deliveries");
+    let (status, list) = s.h.with_bearer(admin, "GET", &path, "-", None).await;
+    assert_eq!(status, 200, "{b}: {list}");
+    let mut listed: Vec<(String, String)> = list["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["event_type"].as_str().unwrap().to_owned(),
+                d["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    listed.sort();
+    let delivered = |t: &str| (t.to_owned(), "delivered".to_owned());
+    assert_eq!(
+        listed,
+        [delivered("payment.approved"), delivered("payment.refunded")],
+        "{b}: {list}"
+    );
 }
