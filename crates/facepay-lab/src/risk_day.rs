@@ -234,6 +234,7 @@ async fn risk_day() {
             status: "active".into(),
             credential_connector: None,
             credential_id: None,
+            is_default: 1,
         },
         city,
         usual_minor,

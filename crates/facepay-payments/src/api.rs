@@ -635,6 +635,8 @@ pub struct UserRows<'a> {
     pub phone: Option<String>,
     pub has_face: bool,
     pub methods: &'a [PaymentMethod],
+    /// Now, in Unix milliseconds, for which cards expire soon.
+    pub now_ms: i64,
     pub payments: &'a [Payment],
     pub points: &'a [PointsHeld],
     pub stamps: &'a [StampsHeld],
@@ -653,7 +655,7 @@ impl UserView {
             payment_methods: rows
                 .methods
                 .iter()
-                .map(PaymentMethodView::of)
+                .map(|m| PaymentMethodView::of(m, rows.now_ms))
                 .collect::<Result<_, _>>()?,
             payments: rows
                 .payments
@@ -710,10 +712,23 @@ pub struct PaymentMethodView {
     /// deleted.
     pub fingerprint: Option<String>,
     pub status: CardStatus,
+    /// The card face payments use; a user's first card is the default.
+    pub is_default: bool,
+    /// The card expires this month or next (or has expired): time to add
+    /// its replacement in the app.
+    pub expires_soon: bool,
 }
 
+/// A card expiring within this many months after the current one shows
+/// as expiring soon: this month's and next month's.
+const EXPIRY_NOTICE_MONTHS: i64 = 1;
+
 impl PaymentMethodView {
-    pub fn of(m: &PaymentMethod) -> Result<Self, Failure> {
+    /// `now_ms` (Unix milliseconds) tells which cards expire soon.
+    pub fn of(m: &PaymentMethod, now_ms: i64) -> Result<Self, Failure> {
+        let (year, month, _day) = facepay_connector::card::utc_date(now_ms);
+        let months_now = i64::from(year) * 12 + i64::from(month);
+        let months_expiry = m.expiry_year * 12 + m.expiry_month;
         Ok(Self {
             id: m.id.clone(),
             brand: stored("card brand", &m.brand)?,
@@ -722,8 +737,44 @@ impl PaymentMethodView {
             expiry_year: m.expiry_year,
             fingerprint: m.fingerprint.clone(),
             status: stored("card status", &m.status)?,
+            is_default: m.is_default == 1,
+            expires_soon: months_expiry - months_now <= EXPIRY_NOTICE_MONTHS,
         })
     }
+}
+
+/// A card to add to the caller's wallet.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddCardRequest {
+    pub card: CardInput,
+    /// Pay with this card from now on. A user's only card is the default
+    /// whatever this says.
+    #[serde(default)]
+    pub make_default: bool,
+}
+
+/// The card that takes the place of one on file (a renewed or a new card).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceCardRequest {
+    pub card: CardInput,
+}
+
+/// The caller's active cards, the default first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CardList {
+    pub cards: Vec<PaymentMethodView>,
+}
+
+/// A card removed: both shares of its number are destroyed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CardRemoved {
+    pub id: String,
+    pub removed: bool,
+    /// The caller's cards left; none means face payments are refused
+    /// (`no_payment_method`) until a card is added.
+    pub cards_left: i64,
 }
 
 /// One move of a payment's state machine.

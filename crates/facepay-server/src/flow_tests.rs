@@ -889,11 +889,14 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
                 status: "active".into(),
                 credential_connector: None,
                 credential_id: None,
+                is_default: 0,
             };
-            // Oldest first, so it is the card the next payment uses.
             parties::insert_payment_method(&mut conn, &method, 0)
                 .await
                 .unwrap();
+            // The default, so it is the card the next payment uses.
+            let made_default = facepay_store::wallet::set_default(&mut conn, &obama_id, legacy_id);
+            assert!(made_default.await.unwrap(), "{backend}");
         }
         let restarted = Harness::new(
             store.clone(),

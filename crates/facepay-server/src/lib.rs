@@ -139,4 +139,6 @@ mod phones_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod wallet_tests;
+#[cfg(test)]
 mod webhook_tests;

@@ -1,6 +1,7 @@
 // The shopper's app: sign up with phone, PIN, a selfie checked live by the
 // quality gate, and a card checked before it leaves the phone (its security
-// code verified once by the bank, never kept); then my
+// code verified once by the bank, never kept); then my cards (add, remove,
+// choose the one that pays; a card about to expire is pointed out), my
 // payments, points and coupons, and a button that really deletes my face.
 
 import { burst, call, el, grab, guidance, money, newKey, openCamera, quality, say } from "/web/lib.js";
@@ -145,9 +146,9 @@ async function showMine() {
     return;
   }
   const me = answer.body;
-  const cards = me.payment_methods.map((m) => `${m.brand} ****${m.last4}`).join(", ");
-  $("mine-summary").textContent = `${me.phone ?? ""} · ${me.has_face ? "face enrolled" : "no face enrolled"} · ${cards}`;
+  $("mine-summary").textContent = `${me.phone ?? ""} · ${me.has_face ? "face enrolled" : "no face enrolled"}`;
   $("delete-face").disabled = !me.has_face;
+  showCards(me.payment_methods);
 
   const loyalty = [];
   for (const p of me.points) {
@@ -180,6 +181,70 @@ async function showMine() {
   $("payments").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "4", class: "hint" }, "No payments yet."))]));
 }
 
+/** The wallet: each card with its default and remove buttons. */
+function showCards(cards) {
+  const soon = cards.filter((c) => c.expires_soon);
+  const notice = $("cards-notice");
+  notice.classList.toggle("hidden", !soon.length && cards.length > 0);
+  notice.textContent = !cards.length
+    ? "You have no card: add one to pay with your face."
+    : soon.map((c) => `Your ${c.brand} ****${c.last4} expires ${c.expiry_month}/${c.expiry_year}: add its replacement.`).join(" ");
+  $("cards").replaceChildren(...cards.map((c) => {
+    const actions = [];
+    if (!c.is_default) {
+      const pick = el("button", { type: "button", class: "secondary" }, "Pay with this card");
+      pick.addEventListener("click", () => cardAction("POST", `${c.id}/default`, "This card pays from now on."));
+      actions.push(pick);
+    }
+    const remove = el("button", { type: "button", class: "danger" }, "Remove");
+    remove.addEventListener("click", () => {
+      if (confirm(`Remove ${c.brand} ****${c.last4}? It is destroyed and cannot be recovered.`)) {
+        cardAction("DELETE", c.id, "The card is removed.");
+      }
+    });
+    actions.push(remove);
+    const label = `${c.brand} ****${c.last4} · ${c.expiry_month}/${c.expiry_year}${c.is_default ? " · pays" : ""}${c.expires_soon ? " · expires soon" : ""}`;
+    return el("div", { class: "card" }, el("strong", {}, label), el("p", { class: "row" }, ...actions));
+  }));
+}
+
+async function cardAction(method, path, done) {
+  const answer = await call(method, `/v1/users/me/cards/${path}`, { headers: { ...auth(), "idempotency-key": newKey() } });
+  say($("mine-status"), answer.ok ? done : answer.message, answer.ok ? "good" : "bad");
+  await showMine();
+}
+
+async function addCard(event) {
+  event.preventDefault();
+  const status = $("mine-status");
+  const number = $("new-card").value.replace(/[\s-]/g, "");
+  const exp = expiry($("new-expiry").value);
+  const cvc = $("new-cvc").value.trim();
+  const problems = [];
+  if (!/^\d+$/.test(number) || !luhn(number)) problems.push(MESSAGES.card_number_luhn);
+  if (!exp) problems.push("Check the expiry: MM/YY, not in the past.");
+  if (!/^\d{3,4}$/.test(cvc)) problems.push(MESSAGES.card_security_code_invalid);
+  if (problems.length) {
+    say(status, problems.join(" "), "bad");
+    return;
+  }
+  $("add-card").disabled = true;
+  say(status, "Checking the card with your bank…", "wait");
+  try {
+    const body = JSON.stringify({ card: { number, expiry_month: exp.month, expiry_year: exp.year, security_code: cvc } });
+    const answer = await call("POST", "/v1/users/me/cards", { headers: { ...auth(), "idempotency-key": newKey() }, body });
+    if (answer.status !== 201) {
+      say(status, MESSAGES[answer.code] ?? answer.message, "bad");
+      return;
+    }
+    $("card-form").reset();
+    say(status, "The card is added.", "good");
+    await showMine();
+  } finally {
+    $("add-card").disabled = false;
+  }
+}
+
 async function deleteFace() {
   if (!confirm("Delete your face? It stops paying at once and cannot be recovered. Your account and payments stay.")) return;
   const answer = await call("DELETE", "/v1/users/me/face", { headers: auth() });
@@ -193,6 +258,7 @@ async function start() {
   $("enrol-form").addEventListener("input", () => say($("enrol-status"), ""));
   $("selfie").addEventListener("click", takeSelfie);
   $("delete-face").addEventListener("click", deleteFace);
+  $("card-form").addEventListener("submit", addCard);
   $("sign-out").addEventListener("click", () => {
     localStorage.removeItem(TOKEN);
     location.reload();

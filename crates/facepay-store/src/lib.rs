@@ -29,6 +29,7 @@ pub mod risk;
 #[cfg(test)]
 mod tests;
 pub mod vault;
+pub mod wallet;
 pub mod webhooks;
 #[cfg(test)]
 mod webhooks_tests;

@@ -256,8 +256,8 @@ pub async fn delete_user(conn: &mut Connection, id: &str, now_ms: i64) -> Result
         .execute(&mut *conn)
         .await?;
     sqlx::query(
-        "UPDATE payment_methods SET status = 'deleted', key_id = NULL, nonce = NULL, \
-         ciphertext = NULL, vault_token = NULL, fingerprint = NULL, \
+        "UPDATE payment_methods SET status = 'deleted', is_default = 0, key_id = NULL, \
+         nonce = NULL, ciphertext = NULL, vault_token = NULL, fingerprint = NULL, \
          credential_connector = NULL, credential_id = NULL WHERE user_id = $1",
     )
     .bind(id)
@@ -488,6 +488,9 @@ pub struct PaymentMethod {
     /// The stored credential later payments on the card name; no card data.
     #[serde(skip)]
     pub credential_id: Option<String>,
+    /// 1 on the one active card of a user that payments use, 0 on the
+    /// others (migration 0018; an integer so both engines read it alike).
+    pub is_default: i64,
 }
 
 pub async fn insert_payment_method(
@@ -498,8 +501,8 @@ pub async fn insert_payment_method(
     sqlx::query(
         "INSERT INTO payment_methods (id, user_id, brand, last4, expiry_month, expiry_year, \
          key_id, nonce, ciphertext, vault_token, fingerprint, status, created_at_ms, \
-         credential_connector, credential_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         credential_connector, credential_id, is_default) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(&method.id)
     .bind(&method.user_id)
@@ -516,18 +519,22 @@ pub async fn insert_payment_method(
     .bind(now_ms)
     .bind(&method.credential_connector)
     .bind(&method.credential_id)
+    .bind(method.is_default)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-const METHOD_COLUMNS: &str = "id, user_id, brand, last4, expiry_month, expiry_year, key_id, \
-     nonce, ciphertext, vault_token, fingerprint, status, credential_connector, credential_id";
+pub(crate) const METHOD_COLUMNS: &str = "id, user_id, brand, last4, expiry_month, expiry_year, key_id, \
+     nonce, ciphertext, vault_token, fingerprint, status, credential_connector, credential_id, \
+     is_default";
 
+/// A user's active cards, the default first (the one a payment uses),
+/// then oldest first.
 pub async fn payment_methods(conn: &mut Connection, user_id: &str) -> Result<Vec<PaymentMethod>> {
     let sql = format!(
         "SELECT {METHOD_COLUMNS} FROM payment_methods WHERE user_id = $1 AND status = 'active' \
-         ORDER BY created_at_ms, id"
+         ORDER BY is_default DESC, created_at_ms, id"
     );
     Ok(sqlx::query_as(&sql).bind(user_id).fetch_all(conn).await?)
 }

@@ -411,6 +411,7 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
             status: "active".into(),
             credential_connector: Some("simulated_issuer".into()),
             credential_id: Some("sim-cit-0123".into()),
+            is_default: 0,
         };
         parties::insert_payment_method(&mut tx, &method, 1)
             .await

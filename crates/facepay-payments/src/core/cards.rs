@@ -78,6 +78,7 @@ impl Core {
             status: "active".into(),
             credential_connector,
             credential_id,
+            is_default: 0,
         };
         Ok((method, sealed.data_key))
     }

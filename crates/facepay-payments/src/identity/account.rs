@@ -38,6 +38,7 @@ impl Identity {
             phone,
             has_face: self.gallery.contains(&user.id),
             methods: &methods,
+            now_ms: self.core.now_ms(),
             payments: &payments,
             points: &points,
             stamps: &stamps,

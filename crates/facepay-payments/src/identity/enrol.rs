@@ -50,7 +50,7 @@ fn check_pin(pin: &str) -> Result<(), Failure> {
 }
 
 /// A card that passed its checks, before the vault sees it.
-struct CheckedCard {
+pub(super) struct CheckedCard {
     pan: Zeroizing<String>,
     /// For the card's one verification; never stored.
     security_code: Zeroizing<String>,
@@ -102,7 +102,7 @@ impl Identity {
             let response = EnrolResponse {
                 user_id: account.user_id.clone(),
                 token: account.token.clone(),
-                payment_method: PaymentMethodView::of(&account.method)?,
+                payment_method: PaymentMethodView::of(&account.method, self.core.now_ms())?,
                 liveness: face.liveness.into(),
             };
             let reply = Reply::json(201, &response)?;
@@ -158,7 +158,7 @@ impl Identity {
     }
 
     /// The card's number, brand and expiry checked against today's date.
-    fn check_card(&self, input: &CardInput) -> Result<CheckedCard, Failure> {
+    pub(super) fn check_card(&self, input: &CardInput) -> Result<CheckedCard, Failure> {
         let pan = Zeroizing::new(input.number.replace([' ', '-'], ""));
         let (year, month, _day) = card::utc_date(self.core.now_ms());
         let brand = card::validate(&pan, input.expiry_month, input.expiry_year, year, month)
@@ -173,6 +173,28 @@ impl Identity {
             expiry_month: i64::from(input.expiry_month),
             expiry_year: i64::from(input.expiry_year),
         })
+    }
+
+    /// Puts a checked card of `user_id` in the vault, verified once with
+    /// its issuer by its security code, and seals the core's share: the
+    /// row to insert (not the default) and the share's data key. If the
+    /// row is not stored, the caller gives the vault's token back.
+    pub(super) async fn vault_checked_card(
+        &self,
+        user_id: &str,
+        card: CheckedCard,
+    ) -> Result<(PaymentMethod, DataKeyRow), Failure> {
+        self.core
+            .vault_card(CardToVault {
+                method_id: ids::new("pm"),
+                user_id: user_id.to_owned(),
+                pan: &card.pan,
+                brand: card.brand,
+                expiry_month: card.expiry_month,
+                expiry_year: card.expiry_year,
+                security_code: Some(&card.security_code),
+            })
+            .await
     }
 
     /// Analyses the burst and seals its template for `user_id`, refusing a
@@ -251,18 +273,9 @@ impl Identity {
             .await
             .map_err(|_| Failure::internal())??;
         let (token, token_hash) = keys::new_secret("fpu")?;
-        let (method, card_key) = self
-            .core
-            .vault_card(CardToVault {
-                method_id: ids::new("pm")?,
-                user_id: user_id.clone(),
-                pan: &card.pan,
-                brand: card.brand,
-                expiry_month: card.expiry_month,
-                expiry_year: card.expiry_year,
-                security_code: Some(&card.security_code),
-            })
-            .await?;
+        let (mut method, card_key) = self.vault_checked_card(&user_id, card).await?;
+        // An account's first card is the one it pays with.
+        method.is_default = 1;
         Ok(NewAccount {
             user_id,
             phone,

@@ -12,6 +12,7 @@ mod gallery;
 mod identify;
 mod lanes;
 pub mod snapshot;
+mod wallet;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

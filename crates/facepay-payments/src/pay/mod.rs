@@ -256,7 +256,10 @@ impl Payments {
             .into_iter()
             .next()
             .ok_or_else(|| {
-                Failure::unprocessable("no_payment_method", "the payer has no card on file")
+                Failure::unprocessable(
+                    "no_payment_method",
+                    "the payer has no card on file; add a card in the facepay app to pay by face",
+                )
             })?;
         Ok(Payer { user, method })
     }

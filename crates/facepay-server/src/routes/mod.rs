@@ -12,6 +12,7 @@ mod operator;
 pub mod service;
 mod terminal;
 mod users;
+mod wallet;
 mod webhooks;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub type Shared = Arc<AppState>;
 pub fn api() -> OpenApiRouter<Shared> {
     OpenApiRouter::with_openapi(crate::openapi::base())
         .merge(users::routes())
+        .merge(wallet::routes())
         .merge(terminal::routes())
         .merge(merchant::routes())
         .merge(loyalty::routes())
