@@ -186,7 +186,7 @@ impl Identity {
     ) -> Result<(PaymentMethod, DataKeyRow), Failure> {
         self.core
             .vault_card(CardToVault {
-                method_id: ids::new("pm"),
+                method_id: ids::new("pm")?,
                 user_id: user_id.to_owned(),
                 pan: &card.pan,
                 brand: card.brand,

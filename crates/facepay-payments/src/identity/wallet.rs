@@ -84,13 +84,13 @@ impl Identity {
         let request: ReplaceCardRequest = parse_json(body)?;
         let user = self.user_by_token(token).await?;
         let scope = format!("user:{}", user.id);
+        // Whose card `id` is, before anything about the new card: a card
+        // of another wallet is not found, whatever the body says.
+        self.held_card(&user.id, id).await?;
         let card = self.check_card(&request.card)?;
         let work = |claimed: Claimed| async move {
-            let mut conn = self.core.conn().await?;
-            wallet::active_method(&mut conn, &user.id, id)
-                .await?
-                .ok_or_else(card_not_found)?;
-            drop(conn);
+            // Again under the key: it may have been removed meanwhile.
+            self.held_card(&user.id, id).await?;
             let new = self.new_card(&user.id, card).await?;
             let stored = self.store_replaced(&user.id, id, &new, &claimed).await;
             let old_token = match stored {
@@ -107,6 +107,15 @@ impl Identity {
         };
         let request = Request::new("replace_card", id, body);
         self.core.idempotent(scope, key, request, work).await
+    }
+
+    /// Fails with `card_not_found` unless `user_id` holds active card `id`.
+    async fn held_card(&self, user_id: &str, id: &str) -> Result<(), Failure> {
+        let mut conn = self.core.conn().await?;
+        wallet::active_method(&mut conn, user_id, id)
+            .await?
+            .ok_or_else(card_not_found)?;
+        Ok(())
     }
 
     /// `POST /v1/users/me/cards/{id}/default`: card `id` pays from now on.
