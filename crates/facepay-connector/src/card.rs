@@ -45,6 +45,8 @@ pub enum CardError {
     Luhn,
     #[error("the expiry month must be 1 to 12")]
     ExpiryMonth,
+    #[error("the expiry year must be {EXPIRY_YEAR_MAX} or before, in four digits")]
+    ExpiryYear,
     #[error("the card has expired")]
     Expired,
     #[error(
@@ -60,7 +62,7 @@ impl CardError {
             CardError::NotDigits => "card_number_not_digits",
             CardError::Length => "card_number_length",
             CardError::Luhn => "card_number_luhn",
-            CardError::ExpiryMonth => "card_expiry_invalid",
+            CardError::ExpiryMonth | CardError::ExpiryYear => "card_expiry_invalid",
             CardError::Expired => "card_expired",
             CardError::SecurityCode => "card_security_code_invalid",
         }
@@ -138,6 +140,10 @@ pub fn last4(pan: &str) -> &str {
     }
 }
 
+/// The last expiry year a card may carry: the API's documented bound (a
+/// card's two-digit year on its face is 20YY).
+pub const EXPIRY_YEAR_MAX: u16 = 2099;
+
 /// Checks the number, its check digit and the expiry against today's
 /// (`today_year`, `today_month`). A card is valid through the last day of its
 /// expiry month, so it is expired only when its month is before today's.
@@ -159,6 +165,9 @@ pub fn validate(
     }
     if !(1..=12).contains(&expiry_month) {
         return Err(CardError::ExpiryMonth);
+    }
+    if expiry_year > EXPIRY_YEAR_MAX {
+        return Err(CardError::ExpiryYear);
     }
     if (expiry_year, expiry_month) < (today_year, today_month) {
         return Err(CardError::Expired);
@@ -312,6 +321,9 @@ mod tests {
         assert_eq!(validate(visa, 12, 2025, 2026, 5), Err(CardError::Expired));
         assert_eq!(validate(visa, 1, 2027, 2026, 5), Ok(CardBrand::Visa));
         assert_eq!(CardError::Expired.code(), "card_expired");
+        assert_eq!(validate(visa, 12, 2099, 2026, 5), Ok(CardBrand::Visa));
+        assert_eq!(validate(visa, 1, 2100, 2026, 5), Err(CardError::ExpiryYear));
+        assert_eq!(CardError::ExpiryYear.code(), "card_expiry_invalid");
     }
 
     #[test]

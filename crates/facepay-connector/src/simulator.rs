@@ -424,6 +424,7 @@ fn checked(card_details: &CardDetails, (today_year, today_month): (u16, u8)) -> 
             | CardError::Length
             | CardError::Luhn
             | CardError::ExpiryMonth
+            | CardError::ExpiryYear
             | CardError::SecurityCode,
         ) => Answer::Decline(Decline::InvalidCard),
     }
