@@ -15,6 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::Shared;
+use super::onboarding::MerchantPath;
 use crate::edge::{
     ApiError, ApiJson, ApiPath, Command, ErrorResponse, IdempotencyKey, MerchantCaller,
     OperatorKey, answer,
@@ -175,15 +176,6 @@ pub async fn revoke_my_key(
         )
         .await?;
     Ok(answer(reply))
-}
-
-/// A merchant.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct MerchantPath {
-    /// The merchant id.
-    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
-    id: String,
 }
 
 #[utoipa::path(

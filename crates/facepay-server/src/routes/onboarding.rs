@@ -15,6 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::Shared;
+use super::operator::TerminalPath;
 use crate::edge::{
     ApiError, ApiJson, ApiPath, ApiQuery, Command, ErrorResponse, IdempotencyKey, OperatorKey,
     answer,
@@ -119,7 +120,7 @@ pub async fn list_merchants(
 pub struct MerchantPath {
     /// The merchant id.
     #[param(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
-    id: String,
+    pub(crate) id: String,
 }
 
 #[utoipa::path(
@@ -240,15 +241,6 @@ pub async fn create_terminal(
         .create_terminal(&op, &key.0, &body.bytes)
         .await?;
     Ok(answer(reply))
-}
-
-/// A terminal.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct TerminalPath {
-    /// The terminal id.
-    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
-    id: String,
 }
 
 #[utoipa::path(

@@ -225,7 +225,7 @@ pub async fn flagged_terminals(
 pub struct TerminalPath {
     /// The terminal id.
     #[param(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
-    id: String,
+    pub(crate) id: String,
 }
 
 #[utoipa::path(
