@@ -272,6 +272,70 @@ async fn another_users_token_cannot_see_or_touch_a_card() {
     }
 }
 
+/// Many changes to one wallet at once: new defaults back and forth, and
+/// the same card added under several keys. Each is answered with a code
+/// (none fails), the card goes in once, and one card is the default.
+#[tokio::test]
+async fn concurrent_changes_to_one_wallet_keep_one_default() {
+    const DEFAULTS: usize = 16;
+    const ADDS: usize = 4;
+    let engine = engine_with_logs();
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let data = dir.path().join(backend);
+        let h = Arc::new(harness(&store, &engine, &data).await);
+        let photo = "face_recognition/obama.jpg";
+        let (token, first) = enrol(&h, "e1", "+821012345678", photo, OBAMA_CARD).await;
+        let add = json!({ "card": card(MASTERCARD, 12, 2031) });
+        let (status, added) = h
+            .with_bearer(&token, "POST", "/v1/users/me/cards", "c0", Some(add))
+            .await;
+        assert_eq!(status, 201, "{backend}: {added}");
+        let second = added["id"].as_str().unwrap().to_owned();
+
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..DEFAULTS {
+            let (h, token) = (Arc::clone(&h), token.clone());
+            let id = if i % 2 == 0 { &second } else { &first }.clone();
+            tasks.spawn(async move {
+                let path = format!("/v1/users/me/cards/{id}/default");
+                h.with_bearer(&token, "POST", &path, &format!("d{i}"), None)
+                    .await
+            });
+        }
+        for i in 0..ADDS {
+            let (h, token) = (Arc::clone(&h), token.clone());
+            let add = json!({ "card": card(RENEWED_VISA, 12, 2031) });
+            tasks.spawn(async move {
+                h.with_bearer(
+                    &token,
+                    "POST",
+                    "/v1/users/me/cards",
+                    &format!("a{i}"),
+                    Some(add),
+                )
+                .await
+            });
+        }
+        let mut added = 0;
+        while let Some(joined) = tasks.join_next().await {
+            let (status, body) = joined.unwrap();
+            match status {
+                200 => assert_eq!(body["is_default"], json!(true), "{backend}: {body}"),
+                201 => added += 1,
+                409 => assert_eq!(code(&body), Some("card_already_added"), "{backend}"),
+                _ => panic!("{backend}: {status} {body}"),
+            }
+        }
+        assert_eq!(added, 1, "{backend}: the same card goes in once");
+        let held = cards(&h, &token).await;
+        assert_eq!(held.len(), 3, "{backend}: {held:?}");
+        let defaults = held.iter().filter(|(_, is_default, _)| *is_default).count();
+        assert_eq!(defaults, 1, "{backend}: {held:?}");
+    }
+}
+
 /// What a stolen copy of both stores would hold of a card: the core's
 /// sealed share and its wrapped data key, the vault's token, and the
 /// vault's sealed share and its wrapped key.

@@ -243,6 +243,9 @@ pub async fn set_user_status(conn: &mut Connection, id: &str, status: &str) -> R
 /// PIN hash and token are cleared. Payments stay, because merchants and the
 /// ledger need them, but point at an anonymous user.
 pub async fn delete_user(conn: &mut Connection, id: &str, now_ms: i64) -> Result<()> {
+    // The user's row first, as a wallet change takes it: never the other
+    // order, which could deadlock with one.
+    crate::wallet::lock(&mut *conn, id).await?;
     sqlx::query(
         "DELETE FROM data_keys WHERE id IN (SELECT key_id FROM templates WHERE user_id = $1 \
          UNION SELECT key_id FROM payment_methods WHERE user_id = $1 AND key_id IS NOT NULL \

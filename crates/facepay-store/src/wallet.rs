@@ -7,6 +7,22 @@ use crate::{Connection, Result};
 /// The most cards one user may hold at a time.
 pub const CARDS_PER_USER_MAX: i64 = 10;
 
+/// Holds the user's row until the caller's transaction ends, so that
+/// changes to one wallet (a card added, replaced or removed, a new default)
+/// run one after another on PostgreSQL: each sees the last one's default,
+/// count and fingerprints. Without it, two new defaults at once could both
+/// clear the old one and collide on the one-default index. SQLite has one
+/// writer anyway.
+pub async fn lock(conn: &mut Connection, user_id: &str) -> Result<()> {
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+            .bind(user_id)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// How many active cards the user holds.
 pub async fn active_count(conn: &mut Connection, user_id: &str) -> Result<i64> {
     let (count,): (i64,) = sqlx::query_as(

@@ -129,6 +129,7 @@ impl Identity {
         let scope = format!("user:{}", user.id);
         let work = |claimed: Claimed| async move {
             let mut tx = self.core.begin().await?;
+            wallet::lock(&mut tx, &user.id).await?;
             if !wallet::set_default(&mut tx, &user.id, id).await? {
                 return Err(card_not_found());
             }
@@ -155,6 +156,7 @@ impl Identity {
         let scope = format!("user:{}", user.id);
         let work = |claimed: Claimed| async move {
             let mut tx = self.core.begin().await?;
+            wallet::lock(&mut tx, &user.id).await?;
             let removed = wallet::remove(&mut tx, &user.id, id)
                 .await?
                 .ok_or_else(card_not_found)?;
@@ -255,6 +257,7 @@ impl Identity {
         claimed: &Claimed,
     ) -> Result<Reply, Failure> {
         let mut tx = self.core.begin().await?;
+        wallet::lock(&mut tx, user_id).await?;
         self.insert_card(&mut tx, new, None).await?;
         let only_card = wallet::active_count(&mut tx, user_id).await? == 1;
         if make_default || only_card {
@@ -274,6 +277,7 @@ impl Identity {
         claimed: &Claimed,
     ) -> Result<(Reply, PaymentMethod), Failure> {
         let mut tx = self.core.begin().await?;
+        wallet::lock(&mut tx, user_id).await?;
         self.insert_card(&mut tx, new, Some(old_id)).await?;
         let old = wallet::remove(&mut tx, user_id, old_id)
             .await?
