@@ -224,7 +224,7 @@ test("a declined card says why, and charges nothing", async () => {
   await shoot(salley, "terminal-declined-kiosk");
 });
 
-test("a shopper signs up in the app, sees their page, and deletes their face", async () => {
+test("a shopper signs up in the app, changes cards, and deletes their face", async () => {
   const phone = await pageOf(await browserWith("hanks.y4m"), PHONE);
   await phone.goto(`${URL}/app`);
   await phone.locator("#selfie-status", { hasText: "Face the camera" }).waitFor({ timeout: ANSWER_MS });
@@ -245,6 +245,34 @@ test("a shopper signs up in the app, sees their page, and deletes their face", a
   await phone.locator("#mine").waitFor({ timeout: ANSWER_MS });
   assert.match(await phone.locator("#mine-summary").innerText(), /face enrolled/);
   await shoot(phone, "app-mine-phone");
+
+  // The wallet: a card that expires next month is added, chosen to pay,
+  // and the first card removed; the face stays enrolled throughout.
+  const cards = phone.locator("#cards .card");
+  assert.equal(await cards.count(), 1);
+  assert.match(await cards.first().innerText(), /\*\*\*\*5556 .* pays/);
+  const next = new Date();
+  next.setDate(1);
+  next.setMonth(next.getMonth() + 1);
+  const mmYy = `${String(next.getMonth() + 1).padStart(2, "0")}/${String(next.getFullYear() % 100).padStart(2, "0")}`;
+  await phone.getByLabel("New card's number").fill("5555 5555 5555 4444");
+  await phone.getByLabel("New card's expiry, MM/YY").fill(mmYy);
+  await phone.getByLabel("New card's CVC").fill("737");
+  await phone.getByRole("button", { name: "Add card" }).click();
+  await phone.locator("#mine-status", { hasText: "The card is added" }).waitFor({ timeout: ANSWER_MS });
+  await phone.locator("#cards-notice", { hasText: "****4444 expires" }).waitFor();
+  const added = cards.filter({ hasText: "****4444" });
+  await added.getByRole("button", { name: "Pay with this card" }).click();
+  await phone.locator("#mine-status", { hasText: "This card pays from now on" }).waitFor({ timeout: ANSWER_MS });
+  assert.match(await added.innerText(), /pays/);
+  assert.doesNotMatch(await cards.filter({ hasText: "****5556" }).innerText(), /pays/);
+  phone.once("dialog", (d) => d.accept());
+  await cards.filter({ hasText: "****5556" }).getByRole("button", { name: "Remove" }).click();
+  await phone.locator("#mine-status", { hasText: "The card is removed" }).waitFor({ timeout: ANSWER_MS });
+  assert.equal(await cards.count(), 1);
+  assert.match(await phone.locator("#mine-summary").innerText(), /face enrolled/);
+  await shoot(phone, "app-wallet-phone");
+
   phone.once("dialog", (d) => d.accept());
   await phone.getByRole("button", { name: "Delete my face" }).click();
   await phone.locator("#mine-status", { hasText: "Your face is deleted" }).waitFor({ timeout: ANSWER_MS });
@@ -278,4 +306,71 @@ test("the merchant refunds from the dashboard and exports today", async () => {
   assert.ok(csv.includes(approvedId));
   await page.setViewportSize(PHONE);
   await shoot(page, "dashboard-phone");
+});
+
+test("an operator onboards a merchant in the console; the merchant makes and revokes a key", async () => {
+  const stamp = Date.now();
+  const console_ = await pageOf(browsers[0], KIOSK);
+  await console_.goto(`${URL}/operator`);
+  await console_.getByLabel("Operator key").fill(operatorKey);
+  await console_.getByRole("button", { name: "Sign in" }).click();
+  await console_.locator("#merchants tr").first().waitFor({ timeout: ANSWER_MS });
+
+  await console_.getByLabel("Name", { exact: true }).fill(`Web Cafe ${stamp}`);
+  await console_.getByLabel("Legal name").fill(`Web Cafe ${stamp} Ltd`);
+  await console_.getByRole("button", { name: "Add the merchant" }).click();
+  await console_.locator("#merchants-status", { hasText: "Added" }).waitFor({ timeout: ANSWER_MS });
+  await console_.locator("#merchant-title", { hasText: `Web Cafe ${stamp}` }).waitFor({ timeout: ANSWER_MS });
+
+  await console_.getByLabel("Store name").fill("Web Cafe Seongsu");
+  await console_.getByLabel("Address").fill("1 Seongsu-ro");
+  await console_.getByLabel("City").fill("Seoul");
+  await console_.getByLabel("Time zone").fill("Mars/Olympus_Mons");
+  await console_.getByRole("button", { name: "Open the store" }).click();
+  await console_.locator("#merchant-status", { hasText: "IANA time zone" }).waitFor({ timeout: ANSWER_MS });
+  assert.equal(await console_.locator("#stores tr[data-store]").count(), 0, "a refused store is not half made");
+  await console_.getByLabel("Time zone").fill("Asia/Seoul");
+  await console_.getByRole("button", { name: "Open the store" }).click();
+  await console_.locator("#stores tr[data-store]").waitFor({ timeout: ANSWER_MS });
+
+  await console_.getByLabel("Terminal name").fill("till 1");
+  await console_.getByRole("button", { name: "Add the terminal" }).click();
+  const row = console_.locator("#terminals tr[data-terminal]");
+  await row.waitFor({ timeout: ANSWER_MS });
+  assert.match(await row.innerText(), /waiting to pair/);
+  const terminal = { id: await row.getAttribute("data-terminal"), code: await console_.locator("#secret-value").inputValue() };
+  assert.ok(terminal.code.length >= 6, terminal.code);
+  await shoot(console_, "operator-console-kiosk");
+
+  const kiosk = await pageOf(browsers[0], KIOSK);
+  await kiosk.goto(`${URL}/terminal`);
+  await enterCode(kiosk, terminal);
+  await kiosk.locator("#till").waitFor({ timeout: ANSWER_MS });
+  await console_.getByRole("button", { name: `Manage Web Cafe ${stamp}` }).click();
+  await console_.locator("#terminals tr[data-terminal]", { hasText: "active" }).waitFor({ timeout: ANSWER_MS });
+
+  await console_.getByRole("button", { name: "Make an admin key for this merchant" }).click();
+  await console_.locator("#merchant-status", { hasText: "Key made" }).waitFor({ timeout: ANSWER_MS });
+  const adminKey = await console_.locator("#secret-value").inputValue();
+
+  const dashboard = await pageOf(browsers[0], KIOSK);
+  await dashboard.goto(`${URL}/dashboard`);
+  await dashboard.getByLabel("Merchant API key").fill(adminKey);
+  await dashboard.getByRole("button", { name: "Sign in" }).click();
+  await dashboard.locator("#keys tr[data-key]", { hasText: "first admin key" }).waitFor({ timeout: ANSWER_MS });
+  await dashboard.getByLabel("New key's label").fill("till reader");
+  await dashboard.getByLabel("Scope").selectOption("read");
+  await dashboard.getByRole("button", { name: "Make a key" }).click();
+  await dashboard.locator("#keys-status", { hasText: "Key made" }).waitFor({ timeout: ANSWER_MS });
+  const readKey = await dashboard.locator("#new-key-secret").inputValue();
+  const asReader = (path) => fetch(`${URL}${path}`, { headers: { authorization: `Bearer ${readKey}` } });
+  assert.equal((await asReader("/v1/merchant/payments")).status, 200);
+  assert.equal((await asReader("/v1/merchant/keys")).status, 403, "a read key does not see keys");
+  await shoot(dashboard, "dashboard-keys-kiosk");
+  dashboard.once("dialog", (d) => d.accept());
+  await dashboard.getByRole("button", { name: "Revoke till reader" }).click();
+  await dashboard.locator("#keys-status", { hasText: "Revoked" }).waitFor({ timeout: ANSWER_MS });
+  const refused = await asReader("/v1/merchant/payments");
+  assert.equal(refused.status, 401);
+  assert.equal((await refused.json()).error.code, "key_revoked");
 });

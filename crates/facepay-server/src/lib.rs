@@ -101,7 +101,7 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
     let root = format!("http://{}", listener.local_addr()?);
     println!(
         "facepay is serving:\n  terminal   {root}/terminal\n  app        {root}/app\n  \
-         dashboard  {root}/dashboard\n  API docs   {root}/docs"
+         dashboard  {root}/dashboard\n  operator   {root}/operator\n  API docs   {root}/docs"
     );
     jobs::start(&app);
     serve_on(&app, listener, async {

@@ -1,6 +1,7 @@
-//! The three web pages (terminal, app, dashboard) and their files, built
-//! into the binary: `facepay serve` is the only server to run. Plain ES
-//! modules and one stylesheet, served as written: no build step.
+//! The four web pages (terminal, app, dashboard, operator console) and
+//! their files, built into the binary: `facepay serve` is the only server
+//! to run. Plain ES modules and one stylesheet, served as written: no build
+//! step.
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -10,7 +11,7 @@ use axum::routing::get;
 use crate::edge::ApiPath;
 
 /// Each file: its name under `/web/`, its type and its text.
-const FILES: [(&str, &str, &str); 8] = [
+const FILES: [(&str, &str, &str); 10] = [
     (
         "facepay.css",
         "text/css",
@@ -29,6 +30,11 @@ const FILES: [(&str, &str, &str); 8] = [
         include_str!("../web/dashboard.js"),
     ),
     (
+        "operator.js",
+        "text/javascript",
+        include_str!("../web/operator.js"),
+    ),
+    (
         "terminal.html",
         "text/html",
         include_str!("../web/terminal.html"),
@@ -38,6 +44,11 @@ const FILES: [(&str, &str, &str); 8] = [
         "dashboard.html",
         "text/html",
         include_str!("../web/dashboard.html"),
+    ),
+    (
+        "operator.html",
+        "text/html",
+        include_str!("../web/operator.html"),
     ),
 ];
 
@@ -82,6 +93,7 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/terminal", html("terminal.html"))
         .route("/app", html("app.html"))
         .route("/dashboard", html("dashboard.html"))
+        .route("/operator", html("operator.html"))
         .route("/web/{name}", get(asset))
 }
 
@@ -91,7 +103,15 @@ mod tests {
 
     #[test]
     fn every_page_and_file_is_there() {
-        for name in ["terminal.html", "app.html", "lib.js", "facepay.css"] {
+        for name in [
+            "terminal.html",
+            "app.html",
+            "dashboard.html",
+            "operator.html",
+            "operator.js",
+            "lib.js",
+            "facepay.css",
+        ] {
             let (_, text) = file(name).unwrap();
             assert!(!text.is_empty(), "{name}");
         }

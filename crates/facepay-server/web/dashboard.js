@@ -1,7 +1,7 @@
 // The merchant's dashboard: today's payments with live updates, refunds
 // after a confirmation, takings by day and week, terminals, webhook
-// endpoints (a disabled one with why), a CSV export, and for operators the
-// review queue and the fraud claims.
+// endpoints (a disabled one with why), a CSV export, and, with an admin
+// key, the merchant's API keys (a new key's secret shown once).
 
 import { call, el, money, newKey, say } from "/web/lib.js";
 
@@ -197,27 +197,49 @@ function exportCsv() {
   URL.revokeObjectURL(link.href);
 }
 
-async function operator(event) {
-  event.preventDefault();
-  const headers = { authorization: `Bearer ${$("operator-key").value}` };
-  const [reviews, claims] = await Promise.all([
-    call("GET", "/v1/operator/reviews", { headers }),
-    call("GET", "/v1/operator/claims", { headers }),
-  ]);
-  const out = $("operator");
-  if (!reviews.ok) {
-    out.replaceChildren(el("p", { class: "status", "data-tone": "bad" }, reviews.message));
+const KEY_SCOPES = { read: "read", refund_capture: "refund and capture", admin: "admin" };
+
+/** The merchant's keys; an admin key may make and revoke them. */
+async function keys() {
+  const answer = await call("GET", "/v1/merchant/keys", { headers: auth() });
+  const admin = answer.ok;
+  $("key-form").classList.toggle("hidden", !admin);
+  if (!admin) {
+    const why = answer.code === "insufficient_scope" ? "Only an admin key sees and makes keys." : answer.message;
+    $("keys").replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "hint" }, why)));
     return;
   }
-  const list = (items, describe) => (items.length
-    ? el("ul", {}, ...items.map((i) => el("li", {}, describe(i))))
-    : el("p", { class: "hint" }, "None."));
-  out.replaceChildren(
-    el("h3", {}, "Held for review"),
-    list(reviews.body.payments ?? [], (p) => `${p.payment_id}: ${money(p.amount_minor, p.currency)} at ${p.terminal_id}`),
-    el("h3", {}, "Claims"),
-    list(claims.body?.claims ?? [], (c) => `${c.id}: ${c.state} (payment ${c.payment_id})`),
-  );
+  $("keys").replaceChildren(...answer.body.keys.map((k) => el("tr", { "data-key": k.id },
+    el("td", {}, k.label ?? k.id),
+    el("td", {}, KEY_SCOPES[k.scope] ?? k.scope),
+    el("td", { class: "wide" }, k.prefix ? `${k.prefix}…` : ""),
+    el("td", {}, el("span", { class: "badge", "data-tone": k.state === "active" ? "" : "bad" }, k.state)),
+    el("td", { class: "wide" }, k.expires_at_ms ? new Date(k.expires_at_ms).toLocaleString() : "never"),
+    el("td", {}, k.state === "active"
+      ? el("button", { type: "button", class: "secondary", onclick: () => revokeKey(k), "aria-label": `Revoke ${k.label ?? k.id}` }, "Revoke")
+      : ""))));
+}
+
+async function makeKey(event) {
+  event.preventDefault();
+  const body = JSON.stringify({ scope: $("key-scope").value, label: $("key-label").value.trim() });
+  const answer = await call("POST", "/v1/merchant/keys", { headers: { ...auth(), "idempotency-key": newKey() }, body });
+  if (!answer.ok) {
+    say($("keys-status"), answer.message, "bad");
+    return;
+  }
+  $("key-form").reset();
+  $("new-key-secret").value = answer.body.secret;
+  $("new-key").classList.remove("hidden");
+  say($("keys-status"), `Key made: ${KEY_SCOPES[answer.body.scope]}. Its secret is shown once, below.`, "good");
+  await keys();
+}
+
+async function revokeKey(k) {
+  if (!confirm(`Revoke "${k.label ?? k.id}"? Whatever uses it is refused from now on.`)) return;
+  const answer = await call("POST", `/v1/merchant/keys/${k.id}/revoke`, { headers: auth() });
+  say($("keys-status"), answer.ok ? `Revoked "${k.label ?? k.id}".` : answer.message, answer.ok ? "good" : "bad");
+  await keys();
 }
 
 async function start() {
@@ -233,7 +255,7 @@ async function start() {
     board();
   });
   $("export").addEventListener("click", exportCsv);
-  $("operator-form").addEventListener("submit", operator);
+  $("key-form").addEventListener("submit", makeKey);
   if (sessionStorage.getItem(KEY)) board();
   else $("sign-in").classList.remove("hidden");
 }
@@ -241,7 +263,7 @@ async function start() {
 async function board() {
   $("sign-in").classList.add("hidden");
   $("board").classList.remove("hidden");
-  await Promise.all([refresh(), charts(), terminals(), webhooks()]);
+  await Promise.all([refresh(), charts(), terminals(), webhooks(), keys()]);
   setInterval(refresh, REFRESH_MS);
   setInterval(charts, CHARTS_REFRESH_MS);
   setInterval(webhooks, CHARTS_REFRESH_MS);
