@@ -20,8 +20,11 @@ cargo fmt --all -- --check
 # build of the heavy dependencies.
 cargo nextest run --workspace --no-run
 # `facepay demo` and the other lab commands run facepay-lab from beside the
-# facepay binary; the process tests need it built too.
-cargo build -p facepay -p facepay-lab
+# facepay binary; the process tests need it built too. With `--tests` the
+# binaries get the features the tests unify to (tokio's test-util, say),
+# so they reuse the dependencies just built instead of building a second
+# copy, which would take minutes and gigabytes of disk.
+cargo build --workspace --bins --tests
 target/debug/facepay models fetch
 
 # A real PostgreSQL server on loopback for the whole suite (stopped on exit);

@@ -248,7 +248,7 @@ pub async fn create_terminal(
     path = "/v1/operator/terminals/{id}/re-pair",
     tag = "onboarding",
     summary = "Re-pair a terminal",
-    description = "Retires the terminal's key at once (its requests are refused from now on) and issues a new pairing code, shown once.",
+    description = "Retires the terminal's key at once (its requests are refused from now on) and issues a new pairing code, shown once. Safe to retry without an idempotency key: each call issues a code that replaces the last, as a replay of a key's creation does.",
     params(TerminalPath),
     request_body(content = Option<RePairRequest>, description = "Optional.", content_type = "application/json"),
     responses(
