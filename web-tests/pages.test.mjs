@@ -330,8 +330,10 @@ test("an operator onboards a merchant in the console; the merchant makes and rev
   await console_.locator("#merchant-status", { hasText: "IANA time zone" }).waitFor({ timeout: ANSWER_MS });
   assert.equal(await console_.locator("#stores tr[data-store]").count(), 0, "a refused store is not half made");
   await console_.getByLabel("Time zone").fill("Asia/Seoul");
+  await console_.getByLabel("Opens every day at").fill("08:00");
+  await console_.getByLabel("Closes at").fill("22:00");
   await console_.getByRole("button", { name: "Open the store" }).click();
-  await console_.locator("#stores tr[data-store]").waitFor({ timeout: ANSWER_MS });
+  await console_.locator("#stores tr[data-store]", { hasText: "daily 08:00–22:00" }).waitFor({ timeout: ANSWER_MS });
 
   await console_.getByLabel("Terminal name").fill("till 1");
   await console_.getByRole("button", { name: "Add the terminal" }).click();

@@ -75,8 +75,8 @@ function renderMerchant(detail) {
   $("merchant-title").textContent = `${merchant.name} (${merchant.status})`;
   $("stores").replaceChildren(...(stores.length ? stores.map((s) => el("tr", { "data-store": s.id },
     el("td", {}, s.name), el("td", { class: "wide" }, s.id), el("td", {}, s.city),
-    el("td", {}, s.time_zone ?? ""), el("td", {}, s.currency)))
-    : [el("tr", {}, el("td", { colspan: "5", class: "hint" }, "No stores yet."))]));
+    el("td", {}, s.time_zone ?? ""), el("td", {}, s.currency), el("td", { class: "wide" }, hours(s.opening_hours))))
+    : [el("tr", {}, el("td", { colspan: "6", class: "hint" }, "No stores yet."))]));
   $("terminal-store").replaceChildren(...stores.map((s) => el("option", { value: s.id }, s.name)));
   const storeName = Object.fromEntries(stores.map((s) => [s.id, s.name]));
   $("terminals").replaceChildren(...(terminals.length ? terminals.map((t) => el("tr", { "data-terminal": t.id },
@@ -103,6 +103,21 @@ async function openMerchant(id) {
   $("merchant").classList.remove("hidden");
 }
 
+const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/** The same hours every day; none when neither time is given. */
+function openingHours(opens, closes) {
+  if (!opens && !closes) return [];
+  return DAYS.map((day) => ({ day, opens, closes }));
+}
+
+/** "09:00–18:00", or each day's hours when they differ. */
+function hours(list) {
+  if (!list.length) return "not set";
+  const spans = [...new Set(list.map((h) => `${h.opens}–${h.closes}`))];
+  return spans.length === 1 && list.length === 7 ? `daily ${spans[0]}` : list.map((h) => `${h.day} ${h.opens}–${h.closes}`).join(", ");
+}
+
 async function addStore(event) {
   event.preventDefault();
   const answer = await create("store", "/v1/operator/stores", {
@@ -115,12 +130,13 @@ async function addStore(event) {
     longitude: Number($("store-longitude").value),
     time_zone: $("store-time-zone").value.trim(),
     currency: $("store-currency").value.trim().toUpperCase(),
+    opening_hours: openingHours($("store-opens").value, $("store-closes").value),
   });
   if (!answer.ok) {
     say($("merchant-status"), answer.message, "bad");
     return;
   }
-  for (const id of ["store-name", "store-address", "store-city"]) $(id).value = "";
+  for (const id of ["store-name", "store-address", "store-city", "store-opens", "store-closes"]) $(id).value = "";
   say($("merchant-status"), `Opened ${answer.body.name}.`, "good");
   await openMerchant(current);
 }

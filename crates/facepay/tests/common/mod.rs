@@ -18,6 +18,7 @@ pub fn free_port() -> u16 {
 
 /// Photo folders for `facepay demo`: the three people of the dlib examples
 /// with the most photos, enrolled from their first, paying with the rest.
+#[allow(dead_code)] // Not every test binary runs the demo.
 pub fn lay_out_photos(dir: &Path) -> Vec<PathBuf> {
     let faces = facepay_models::faces_dir();
     let mut pay_with = Vec::new();
