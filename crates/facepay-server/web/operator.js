@@ -2,7 +2,7 @@
 // a terminal's pairing code, a merchant's first key) and the fraud review
 // queue. Reads need any operator key; changes need an admin's.
 
-import { call, el, money, newKey, say } from "/web/lib.js";
+import { Answer, NetworkError, call, el, money, newKey, say } from "/web/lib.js";
 
 const $ = (id) => document.getElementById(id);
 const KEY = "facepay-operator-key";
@@ -19,10 +19,17 @@ const pending = new Map();
 /** POSTs a form's body once, however often it is submitted. */
 async function create(form, path, body) {
   if (!pending.has(form)) pending.set(form, newKey());
-  const answer = await call("POST", path, {
-    headers: { ...auth(), "idempotency-key": pending.get(form) },
-    body: JSON.stringify(body),
-  });
+  let answer;
+  try {
+    answer = await call("POST", path, {
+      headers: { ...auth(), "idempotency-key": pending.get(form) },
+      body: JSON.stringify(body),
+    });
+  } catch (e) {
+    if (!(e instanceof NetworkError)) throw e;
+    const message = "No answer from the server: submit again, which is safe (nothing is made twice).";
+    return new Answer(0, { error: { code: "network", message } });
+  }
   pending.delete(form);
   return answer;
 }
