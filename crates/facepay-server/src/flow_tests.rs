@@ -1228,3 +1228,51 @@ fn today(now_ms: i64) -> String {
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
 }
+
+/// One face, one account across servers: two apps on one PostgreSQL, each
+/// with its own gallery as two nodes have, enrol the same face at once
+/// under different phones. One account is made; the other is refused with
+/// the code, and nothing of it is stored.
+#[tokio::test]
+async fn two_servers_enrolling_one_face_at_once_make_one_account() {
+    let engine = engine_with_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let stores = facepay_store::testing::stores(dir.path()).await.unwrap();
+    let Some(store) = stores
+        .into_iter()
+        .find(|s| s.backend() == facepay_store::Backend::Postgres)
+    else {
+        return;
+    };
+    let data = dir.path().join("nodes");
+    let config = || lenient(DecisionPolicy::default());
+    let a = Harness::new(store.clone(), Arc::clone(&engine), &data, config()).await;
+    let b = Harness::new(store.clone(), Arc::clone(&engine), &data, config()).await;
+    let before = accounts(&store).await;
+    let photos = ["face_recognition/obama.jpg", "face_recognition/biden.jpg"];
+    for (round, photo) in photos.into_iter().enumerate() {
+        let first = enrolment(&format!("+82101111000{round}"), photo, "4242424242424242");
+        let second = enrolment(&format!("+82102222000{round}"), photo, "5555555555554444");
+        let (key_a, key_b) = (format!("a{round}"), format!("b{round}"));
+        let ((status_a, body_a, _), (status_b, body_b, _)) =
+            tokio::join!(a.enrol(&key_a, &first), b.enrol(&key_b, &second));
+        let mut answers = [(status_a, body_a), (status_b, body_b)];
+        answers.sort_by_key(|(status, _)| *status);
+        assert_eq!(answers[0].0, 201, "{photo}: {answers:?}");
+        assert_eq!(
+            (answers[1].0, answers[1].1["error"]["code"].as_str()),
+            (409, Some("face_already_enrolled")),
+            "{photo}"
+        );
+    }
+    assert_eq!(accounts(&store).await, before + 2, "one account per face");
+}
+
+async fn accounts(store: &Store) -> i64 {
+    let mut conn = store.acquire().await.unwrap();
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    count
+}

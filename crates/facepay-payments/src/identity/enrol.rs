@@ -8,10 +8,10 @@
 use facepay_connector::card;
 use facepay_face::QualityPolicy;
 use facepay_face::liveness::LivenessDecision;
-use facepay_store::changes::Kind;
+use facepay_store::changes::{self, Kind};
 use facepay_store::keys::DataKeyRow;
 use facepay_store::parties::{self, PaymentMethod, StoredPhone, StoredTemplate};
-use facepay_store::{StoreError, audit, ids};
+use facepay_store::{StoreError, Transaction, audit, ids};
 use tokio::sync::MutexGuard;
 use zeroize::Zeroizing;
 
@@ -62,6 +62,9 @@ pub(super) struct CheckedCard {
 /// A face ready to store: its template in the gallery's space, sealed for
 /// its user under a data key of its own.
 struct NewFace {
+    /// The template as the gallery holds it, to search again across
+    /// servers just before it is stored.
+    protected: Vec<f32>,
     template: StoredTemplate,
     data_key: DataKeyRow,
     liveness: LivenessDecision,
@@ -219,6 +222,7 @@ impl Identity {
             .envelope
             .seal(&vector_to_bytes(&protected), &template_aad(user_id, &model))?;
         let face = NewFace {
+            protected,
             template: StoredTemplate {
                 user_id: user_id.to_owned(),
                 model,
@@ -231,6 +235,26 @@ impl Identity {
             liveness: outcome.liveness,
         };
         Ok((turn, face))
+    }
+
+    /// One face, one account across the servers of one PostgreSQL: the
+    /// enrolment's transaction takes the change log's lock first (every
+    /// enrolment, on every server, holds it from here to its commit),
+    /// applies what other servers committed meanwhile, and searches again.
+    /// Two servers enrolling one face at once thus take turns, and the
+    /// second finds the first's face. SQLite is one server, whose
+    /// enrolments take turns already.
+    async fn refuse_enrolled_elsewhere(
+        &self,
+        tx: &mut Transaction,
+        face: &NewFace,
+    ) -> Result<(), Failure> {
+        if tx.backend_name() != "PostgreSQL" {
+            return Ok(());
+        }
+        changes::lock(&mut *tx).await?;
+        self.catch_up_on(&mut *tx).await?;
+        self.refuse_enrolled_face(&face.protected)
     }
 
     /// One face, one account: a face the gallery already holds is refused.
@@ -300,6 +324,7 @@ impl Identity {
         let now = self.core.now_ms();
         let user_id = account.user_id.as_str();
         let mut tx = self.core.begin().await?;
+        self.refuse_enrolled_elsewhere(&mut tx, face).await?;
         let new_user = parties::NewAccount {
             id: user_id,
             phone: &account.phone,
@@ -376,6 +401,10 @@ impl Identity {
     ) -> Result<(), Failure> {
         let now = self.core.now_ms();
         let mut tx = self.core.begin().await?;
+        // The user's row before the change log's lock, in the order a
+        // deletion takes them.
+        facepay_store::wallet::lock(&mut tx, user_id).await?;
+        self.refuse_enrolled_elsewhere(&mut tx, face).await?;
         facepay_store::keys::insert(&mut tx, &face.data_key, now).await?;
         parties::insert_template(&mut tx, &face.template, now)
             .await

@@ -48,15 +48,22 @@ impl Identity {
     /// it (what a snapshot relies on). A store failure stops at the change
     /// it could not apply, to be retried by the next call.
     pub async fn catch_up(&self) -> Result<usize, Failure> {
+        let mut conn = self.core.conn().await?;
+        self.catch_up_on(&mut conn).await
+    }
+
+    /// [`Self::catch_up`] on `conn`: an enrolment applies the log inside
+    /// its transaction, which holds the log's lock and must not wait for a
+    /// second connection that a transaction waiting for that lock holds.
+    pub(crate) async fn catch_up_on(&self, conn: &mut Connection) -> Result<usize, Failure> {
         let mut seen = self.changes_seen.lock().await;
         let mut applied = 0;
         loop {
-            let mut conn = self.core.conn().await?;
-            let batch = changes::after(&mut conn, *seen, CHANGES_BATCH).await?;
+            let batch = changes::after(&mut *conn, *seen, CHANGES_BATCH).await?;
             let full = batch.len() as i64 == CHANGES_BATCH;
             for change in batch {
                 assert!(change.seq > *seen);
-                self.apply(&mut conn, &change).await?;
+                self.apply(&mut *conn, &change).await?;
                 applied += 1;
                 *seen = change.seq;
             }
