@@ -325,15 +325,6 @@ pub async fn init_admin_operator(
     let key_id = facepay_store::ids::new("key")?;
     let (secret, hash, prefix) = new_secret(KeyKind::Operator)?;
     let role = OperatorRole::Admin;
-    let mut tx = store.begin().await?;
-    access::insert_operator(&mut tx, name, role.as_str(), now_ms)
-        .await
-        .map_err(|e| match e {
-            facepay_store::StoreError::Duplicate(_) => {
-                Failure::conflict("operator_exists", "an operator has this name already")
-            }
-            other => other.into(),
-        })?;
     let row = NewKey {
         id: &key_id,
         owner: name,
@@ -344,7 +335,8 @@ pub async fn init_admin_operator(
         expires_at_ms: None,
         created_at_ms: now_ms,
     };
-    access::insert_key(&mut tx, KeyKind::Operator, &row).await?;
+    let mut tx = store.begin().await?;
+    insert_operator_with_key(&mut tx, &row).await?;
     let subject = format!("{name}:{}", role.as_str());
     audit::append(&mut tx, now_ms, "cli", "operator_created", &subject).await?;
     commit(tx).await?;
@@ -361,6 +353,24 @@ pub async fn init_admin_operator(
             expires_at_ms: None,
         },
     })
+}
+
+/// An operator named `key.owner` with the role `key.scope`, and that key,
+/// in the caller's transaction; a name taken already is `operator_exists`.
+async fn insert_operator_with_key(
+    tx: &mut facepay_store::Transaction,
+    key: &NewKey<'_>,
+) -> Result<(), Failure> {
+    access::insert_operator(&mut *tx, key.owner, key.scope, key.created_at_ms)
+        .await
+        .map_err(|e| match e {
+            facepay_store::StoreError::Duplicate(_) => {
+                Failure::conflict("operator_exists", "an operator has this name already")
+            }
+            other => other.into(),
+        })?;
+    access::insert_key(&mut *tx, KeyKind::Operator, key).await?;
+    Ok(())
 }
 
 /// The key-related answers a replay changes: a secret made then.
@@ -812,15 +822,6 @@ impl Access {
             let now = self.core.now_ms();
             let role = request.role.as_str().to_owned();
             let (secret, hash, prefix) = new_secret(KeyKind::Operator)?;
-            let mut tx = self.core.begin().await?;
-            access::insert_operator(&mut tx, &request.name, &role, now)
-                .await
-                .map_err(|e| match e {
-                    facepay_store::StoreError::Duplicate(_) => {
-                        Failure::conflict("operator_exists", "an operator has this name already")
-                    }
-                    other => other.into(),
-                })?;
             let row = NewKey {
                 id: &key_id,
                 owner: &request.name,
@@ -831,7 +832,8 @@ impl Access {
                 expires_at_ms: request.expires_at_ms,
                 created_at_ms: now,
             };
-            access::insert_key(&mut tx, KeyKind::Operator, &row).await?;
+            let mut tx = self.core.begin().await?;
+            insert_operator_with_key(&mut tx, &row).await?;
             let subject = format!("{}:{role}", request.name);
             audit::append(&mut tx, now, &by.actor(), "operator_created", &subject).await?;
             let mut answer = NewOperator {

@@ -203,6 +203,20 @@ impl Harness {
     }
 }
 
+/// Every file under `dir`, in its subdirectories too.
+pub(super) fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 pub(super) fn lenient(decision: DecisionPolicy) -> Config {
     Config {
         liveness: LivenessMode::Lenient,

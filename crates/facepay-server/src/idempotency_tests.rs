@@ -11,7 +11,9 @@ use facepay_payments::DecisionPolicy;
 use facepay_store::Store;
 use serde_json::{Value, json};
 
-use crate::flow_tests::{Harness, engine_with_logs, enrolment, lenient, payment, verify};
+use crate::flow_tests::{
+    Harness, engine_with_logs, enrolment, files_under, lenient, payment, verify,
+};
 
 const REUSED: Option<&str> = Some("idempotency_key_reused");
 
@@ -115,25 +117,12 @@ pub(super) async fn everything_stored(
         }
         facepay_store::Backend::Sqlite => {
             let mut all = String::new();
-            for entry in walk(data) {
+            for entry in files_under(data) {
                 all.push_str(&String::from_utf8_lossy(&std::fs::read(entry).unwrap()));
             }
             all
         }
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[tokio::test]
@@ -173,7 +162,7 @@ fn assert_private(dir: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let mut checked = 0;
-    for path in walk(dir) {
+    for path in files_under(dir) {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if name.starts_with("facepay.db") || name.starts_with("vault.db") || name.ends_with(".kek")
         {

@@ -13,7 +13,9 @@ use facepay_payments::DecisionPolicy;
 use facepay_store::{Backend, Store, ledger};
 use serde_json::{Value, json};
 
-use crate::flow_tests::{Harness, engine_with_logs, enrolment, lenient, payment, verify};
+use crate::flow_tests::{
+    Harness, engine_with_logs, enrolment, files_under, lenient, payment, verify,
+};
 
 const OBAMA_CARD: &str = "4242424242424242";
 const MASTERCARD: &str = "5555555555554444";
@@ -378,7 +380,7 @@ async fn card_at_rest(store: &Store, vault: &Store, method_id: &str) -> CardAtRe
 /// `dir` byte for byte, or in a PostgreSQL dump (binary columns as hex).
 async fn found(store: &Store, vault: &Store, dir: &Path, secrets: &[Vec<u8>]) -> Vec<usize> {
     let haystack = match store.backend() {
-        Backend::Sqlite => walk(dir)
+        Backend::Sqlite => files_under(dir)
             .into_iter()
             .flat_map(|file| std::fs::read(file).unwrap())
             .collect::<Vec<u8>>(),
@@ -392,19 +394,6 @@ async fn found(store: &Store, vault: &Store, dir: &Path, secrets: &[Vec<u8>]) ->
     (0..secrets.len())
         .filter(|&i| holds(&secrets[i]) || holds(hex::encode(&secrets[i]).as_bytes()))
         .collect()
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[tokio::test]

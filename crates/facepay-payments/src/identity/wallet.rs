@@ -211,16 +211,17 @@ impl Identity {
 
     /// Inserts the new card and its share's data key, refusing a card the
     /// wallet holds already (by its fingerprint, `except` the card it
-    /// replaces) or a full wallet.
+    /// replaces) or a full wallet. Returns how many other cards it holds.
     async fn insert_card(
         &self,
         tx: &mut Transaction,
         new: &NewCard,
         except: Option<&str>,
-    ) -> Result<(), Failure> {
+    ) -> Result<usize, Failure> {
         let held = parties::payment_methods(&mut *tx, &new.method.user_id).await?;
         let others = held.iter().filter(|m| Some(m.id.as_str()) != except);
-        if others.clone().count() as i64 >= CARDS_PER_USER_MAX {
+        let others_count = others.clone().count();
+        if others_count as i64 >= CARDS_PER_USER_MAX {
             return Err(cards_limit());
         }
         let fingerprint = new.method.fingerprint.as_deref();
@@ -246,7 +247,7 @@ impl Identity {
             &new.method.id,
         )
         .await?;
-        Ok(())
+        Ok(others_count)
     }
 
     async fn store_added(
@@ -258,9 +259,8 @@ impl Identity {
     ) -> Result<Reply, Failure> {
         let mut tx = self.core.begin().await?;
         wallet::lock(&mut tx, user_id).await?;
-        self.insert_card(&mut tx, new, None).await?;
-        let only_card = wallet::active_count(&mut tx, user_id).await? == 1;
-        if make_default || only_card {
+        let others_count = self.insert_card(&mut tx, new, None).await?;
+        if make_default || others_count == 0 {
             wallet::set_default(&mut tx, user_id, &new.method.id).await?;
         }
         self.answer_with_card(tx, user_id, &new.method.id, 201, claimed)
