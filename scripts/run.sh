@@ -17,9 +17,9 @@ cat >&2 <<'HINT'
 
 Open the pages the server prints below in a browser with a camera. The
 terminal page pairs once with a terminal id and a one-time code, which an
-operator makes with the key in .facepay/data/demo-operator.json (see
-docs/onboarding.md); the dashboard asks for the api_key in
-.facepay/data/demo-merchant.json.
+operator makes on the operator console (/operator) with the operator_key in
+.facepay/data/demo-operator.json (see docs/onboarding.md); the dashboard
+asks for the api_key in .facepay/data/demo-merchant.json.
 
 Or pay by face from another shell, as the demo terminal:
   target/release/facepay terminal pay --image .facepay/verify/Barack_Obama/obama2.jpg --amount 4500 --currency KRW
