@@ -9,7 +9,9 @@ use facepay_money::Currency;
 use facepay_qr::{Account, Additional, Initiation, MerchantQr, QrError};
 use facepay_store::Store;
 
+use crate::AliasKind;
 use crate::service::{ATM_ACCOUNT, Hub, HubError};
+use crate::settlement::{BankFailure, SimulatedSettlementBank};
 use crate::simulator::{Failure, Rules, SimulatedNetwork};
 
 /// The hub's fee on each principal.
@@ -18,6 +20,10 @@ pub const HUB_FEE_BPS: u32 = 20;
 pub const KIM_KRW: i64 = 1_000_000;
 pub const BUDI_IDR: i64 = 5_000_000 * 100;
 pub const LAN_VND: i64 = 20_000_000;
+/// The demo's aliases: the Thai market's PromptPay phone number and the
+/// Hanoi pho shop's VietQR account id.
+pub const SIAM_MARKET_PHONE: &str = "+66812345678";
+pub const PHO_HANOI_QR_ID: &str = "970436-0011000123456";
 /// Posted rates hold this long.
 pub const RATES_VALID_MS: i64 = 3_600_000;
 
@@ -41,9 +47,11 @@ impl Members {
         }
     }
 
-    /// A hub over these members with the demo's rates posted at `now_ms`.
+    /// A hub over these members with the demo's rates posted at `now_ms`,
+    /// settling through a simulated settlement bank.
     pub fn hub(&self, store: Store, now_ms: i64) -> Result<Hub, HubError> {
         let mut hub = Hub::new(store, HUB_FEE_BPS);
+        hub.set_settlement_bank(Arc::new(SimulatedSettlementBank::new(BankFailure::None)));
         hub.add_network(self.korea.clone());
         hub.add_network(self.indonesia.clone());
         hub.add_network(self.vietnam.clone());
@@ -78,7 +86,8 @@ impl Country {
 
 /// A simulated network of `country` with the demo's accounts: Kim's
 /// wallet and a cafe in Korea, Budi's wallet and a warung in Indonesia,
-/// Lan's wallet and a pho shop in Vietnam, a market in Thailand, and the
+/// Lan's wallet and a pho shop in Vietnam, a market and a noodle shop in
+/// Thailand, and the
 /// ATM operators of Korea, Indonesia and Thailand.
 pub fn simulated_member(country: Country, failure: Failure) -> Arc<SimulatedNetwork> {
     let network = Arc::new(SimulatedNetwork::new(country.rules(), failure));
@@ -99,11 +108,20 @@ pub fn simulated_member(country: Country, failure: Failure) -> Arc<SimulatedNetw
         ],
         Country::Thailand => &[
             ("siam-market", "Siam Market", 0),
+            ("bangkok-noodles", "Bangkok Noodles", 0),
             (ATM_ACCOUNT, "Bangkok ATM operator", 0),
         ],
     };
     for (account, name, balance_minor) in accounts {
         network.open_account(account, name, *balance_minor);
+    }
+    let aliases: &[(AliasKind, &str, &str)] = match country {
+        Country::Thailand => &[(AliasKind::Phone, SIAM_MARKET_PHONE, "siam-market")],
+        Country::Vietnam => &[(AliasKind::QrId, PHO_HANOI_QR_ID, "pho-hanoi")],
+        Country::Korea | Country::Indonesia => &[],
+    };
+    for (kind, alias, account) in aliases {
+        network.add_alias(*kind, alias, account);
     }
     network
 }
@@ -190,10 +208,8 @@ pub fn merchant_qr(
 /// naming `merchant`, and no merchant name, city or category code, which
 /// PromptPay leaves out. Static: the payer gives the amount.
 pub fn promptpay_qr(mobile: &str, (network, merchant): (&str, &str)) -> Result<String, QrError> {
-    facepay_qr::encode(&MerchantQr {
-        format_indicator: "01".to_owned(),
-        initiation: Some(Initiation::Static),
-        accounts: vec![
+    static_code(
+        vec![
             Account::Template {
                 id: 29,
                 network: "A000000677010111".to_owned(),
@@ -205,11 +221,56 @@ pub fn promptpay_qr(mobile: &str, (network, merchant): (&str, &str)) -> Result<S
                 fields: vec![(1, merchant.to_owned())],
             },
         ],
+        Currency::THB,
+        "TH",
+    )
+}
+
+/// A VietQR-style code as Vietnamese banks print it: NAPAS's template
+/// (its AID, the beneficiary's bank BIN and account, the transfer service
+/// code), the member network's template naming `merchant`, and no
+/// merchant name, city or category code, which VietQR leaves out.
+/// Static: the payer gives the amount.
+pub fn vietqr_qr(
+    (bin, account): (&str, &str),
+    (network, merchant): (&str, &str),
+) -> Result<String, QrError> {
+    let beneficiary = format!("00{:02}{bin}01{:02}{account}", bin.len(), account.len());
+    static_code(
+        vec![
+            Account::Template {
+                id: 38,
+                network: "A000000727".to_owned(),
+                fields: vec![(1, beneficiary), (2, "QRIBFTTA".to_owned())],
+            },
+            Account::Template {
+                id: 39,
+                network: network.to_owned(),
+                fields: vec![(1, merchant.to_owned())],
+            },
+        ],
+        Currency::VND,
+        "VN",
+    )
+}
+
+/// A static code (the payer gives the amount) naming only `accounts`,
+/// the currency and the country: no merchant name, city or category
+/// code, as the national schemes that omit them print it.
+fn static_code(
+    accounts: Vec<Account>,
+    currency: Currency,
+    country: &str,
+) -> Result<String, QrError> {
+    facepay_qr::encode(&MerchantQr {
+        format_indicator: "01".to_owned(),
+        initiation: Some(Initiation::Static),
+        accounts,
         category_code: None,
-        currency_numeric: format!("{:03}", Currency::THB.numeric()),
+        currency_numeric: format!("{:03}", currency.numeric()),
         amount: None,
         tip: None,
-        country: Some("TH".to_owned()),
+        country: Some(country.to_owned()),
         merchant_name: None,
         city: None,
         postal_code: None,

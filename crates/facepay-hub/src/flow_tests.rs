@@ -13,16 +13,16 @@ use crate::simulator::{Failure, Rules, SimulatedNetwork};
 use crate::{Direction, Leg, LegState, Network, iso20022};
 
 /// 2027-01-15 03:00 UTC: noon in Seoul, ten in Jakarta and Bangkok.
-const NOW_MS: i64 = 1_799_982_000_000;
+pub(crate) const NOW_MS: i64 = 1_799_982_000_000;
 
-struct World {
-    hub: Hub,
-    korea: Arc<SimulatedNetwork>,
-    indonesia: Arc<SimulatedNetwork>,
-    thailand: Arc<SimulatedNetwork>,
+pub(crate) struct World {
+    pub(crate) hub: Hub,
+    pub(crate) korea: Arc<SimulatedNetwork>,
+    pub(crate) indonesia: Arc<SimulatedNetwork>,
+    pub(crate) thailand: Arc<SimulatedNetwork>,
 }
 
-fn world(store: Store, indonesia_failure: Failure) -> World {
+pub(crate) fn world(store: Store, indonesia_failure: Failure) -> World {
     let members = Members::simulated(indonesia_failure);
     World {
         hub: members.hub(store, NOW_MS).unwrap(),
@@ -43,24 +43,24 @@ fn qr(network: &str, merchant: &str, currency_numeric: u16, amount: Option<&str>
     .unwrap()
 }
 
-fn jakarta_qr() -> String {
+pub(crate) fn jakarta_qr() -> String {
     qr("id.co.qris.sim", "warung-01", 360, Some("55000"))
 }
 
-async fn stores() -> (tempfile::TempDir, Vec<Store>) {
+pub(crate) async fn stores() -> (tempfile::TempDir, Vec<Store>) {
     let dir = tempfile::tempdir().unwrap();
     let stores = testing::stores(dir.path()).await.unwrap();
     (dir, stores)
 }
 
-async fn verify(store: &Store) {
+pub(crate) async fn verify(store: &Store) {
     let mut conn = store.acquire().await.unwrap();
     let v = ledger::verify(&mut conn).await.unwrap();
     assert!(v.ok(), "{:?}", v.problems);
 }
 
 /// The XML is well formed from start to end.
-fn well_formed(xml: &str) {
+pub(crate) fn well_formed(xml: &str) {
     let mut reader = quick_xml::Reader::from_str(xml);
     let mut depth = 0i32;
     loop {

@@ -14,14 +14,14 @@ use time::format_description::well_known::Rfc3339;
 pub const PACS_008: &str = "pacs.008.001.08";
 pub const PACS_002: &str = "pacs.002.001.10";
 
-fn timestamp(unix_ms: i64) -> String {
+pub(crate) fn timestamp(unix_ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
 }
 
-fn amount(currency: &str, minor: i64) -> String {
+pub(crate) fn amount(currency: &str, minor: i64) -> String {
     match Currency::from_code(currency) {
         Ok(c) => c.format(minor),
         Err(_) => minor.to_string(),
@@ -113,7 +113,7 @@ pub fn status_code(state: State) -> &'static str {
     match state {
         State::Committed => "ACCC",
         State::PayerCommitPending | State::Dispensed => "ACSP",
-        State::Pending | State::Reserved => "PDNG",
+        State::Pending | State::Held | State::Reserved => "PDNG",
         State::Reversed => "RJCT",
     }
 }

@@ -15,13 +15,18 @@
 
 pub mod demo;
 pub mod iso20022;
+pub mod members;
 pub mod report;
+pub mod screening;
 pub mod service;
+pub mod settlement;
 pub mod simulator;
 pub mod transfer;
 
 #[cfg(test)]
 mod flow_tests;
+#[cfg(test)]
+mod member_tests;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -77,6 +82,25 @@ pub struct Party {
     pub currency: Currency,
 }
 
+/// How a payer names a payee without its account: an alias the payee's
+/// network keeps (a proxy, in Project Nexus's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AliasKind {
+    /// A mobile number in international form, `+66812345678`.
+    Phone,
+    /// A national QR id: PromptPay's e-wallet or tax id, VietQR's account.
+    QrId,
+}
+
+impl AliasKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AliasKind::Phone => "phone",
+            AliasKind::QrId => "qr_id",
+        }
+    }
+}
+
 /// Which way a leg moves money for the network's own account holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -123,6 +147,15 @@ pub trait Network: Send + Sync {
     /// Payers are never resolved for others; their network checks them at
     /// reserve.
     fn resolve(&self, account: &str) -> BoxFuture<'_, Result<Party, NetworkError>>;
+    /// The payee an alias names: its account and the name to show the
+    /// payer for confirmation. A network that keeps no aliases knows none.
+    fn lookup_alias<'a>(
+        &'a self,
+        _kind: AliasKind,
+        _alias: &'a str,
+    ) -> BoxFuture<'a, Result<Party, NetworkError>> {
+        Box::pin(async { Err(NetworkError::UnknownAccount) })
+    }
     /// The network's fee for a leg, or why it would refuse it at `now_ms`.
     fn quote(
         &self,

@@ -10,6 +10,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::members::{self, Limiter};
+use crate::screening::Screening;
+use crate::settlement::SettlementBank;
 
 use facepay_fx::{Desk, FxError, Posted};
 use facepay_money::Currency;
@@ -21,7 +26,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::transfer::{self, Outcome, Side};
-use crate::{LegState, Network, NetworkError};
+use crate::{AliasKind, LegState, Network, NetworkError, Party};
 
 /// Each network pays its ATM operators through this account.
 pub const ATM_ACCOUNT: &str = "atm";
@@ -96,6 +101,29 @@ pub enum HubError {
     TooLong(&'static str),
     #[error("this key is not a member network's")]
     KeyInvalid,
+    #[error("{0} is not a member of the hub")]
+    UnknownMember(String),
+    #[error("the member's terms: {0}")]
+    BadMember(String),
+    #[error(
+        "{network} may owe {exposure_minor} {currency} (minor units) with this payment, past its limit of {limit_minor} (its net debit cap or funds)"
+    )]
+    MemberCap {
+        network: String,
+        currency: String,
+        exposure_minor: i64,
+        limit_minor: i64,
+    },
+    #[error(
+        "only {free_minor} {currency} (minor units) of the member's funds are free of what it may owe"
+    )]
+    MemberFunds { currency: String, free_minor: i64 },
+    #[error("too many requests from this member; try again in {retry_after_ms} ms")]
+    RateLimited { retry_after_ms: i64 },
+    #[error("the transfer is {0}, not held")]
+    NotHeld(&'static str),
+    #[error("no settlement bank is configured")]
+    NoSettlementBank,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -126,6 +154,13 @@ impl HubError {
             HubError::UnknownWindow => "hub_unknown_window",
             HubError::TooLong(_) => "hub_input_too_long",
             HubError::KeyInvalid => "hub_key_invalid",
+            HubError::UnknownMember(_) => "hub_unknown_member",
+            HubError::BadMember(_) => "hub_bad_member",
+            HubError::MemberCap { .. } => "hub_member_cap",
+            HubError::MemberFunds { .. } => "hub_member_funds",
+            HubError::RateLimited { .. } => "hub_rate_limited",
+            HubError::NotHeld(_) => "hub_transfer_not_held",
+            HubError::NoSettlementBank => "hub_no_settlement_bank",
             HubError::Store(_) => "store_error",
         }
     }
@@ -161,6 +196,9 @@ pub struct Hub {
     store: Store,
     networks: HashMap<String, Arc<dyn Network>>,
     desk: RwLock<Desk>,
+    limiter: Limiter,
+    screening: Option<Arc<dyn Screening>>,
+    settlement_bank: Option<Arc<dyn SettlementBank>>,
 }
 
 /// The amount to quote, in the code's currency: the one the code fixes, or
@@ -192,7 +230,36 @@ impl Hub {
             store,
             networks: HashMap::new(),
             desk: RwLock::new(Desk::new(fee_bps)),
+            limiter: Limiter::default(),
+            screening: None,
+            settlement_bank: None,
         }
+    }
+
+    /// Screens every QR payment before anything is reserved.
+    pub fn set_screening(&mut self, screening: Arc<dyn Screening>) {
+        self.screening = Some(screening);
+    }
+
+    /// The bank closed windows are settled through.
+    pub fn set_settlement_bank(&mut self, bank: Arc<dyn SettlementBank>) {
+        self.settlement_bank = Some(bank);
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    pub(crate) fn screening(&self) -> Option<&dyn Screening> {
+        self.screening.as_deref()
+    }
+
+    pub(crate) fn settlement_bank(&self) -> Option<&dyn SettlementBank> {
+        self.settlement_bank.as_deref()
     }
 
     pub fn add_network(&mut self, network: Arc<dyn Network>) {
@@ -288,6 +355,53 @@ impl Hub {
         Ok((quote, scanned))
     }
 
+    /// The payee `alias` names in `payee_network`, asked of that network on
+    /// behalf of `payer_network`: its account, and the name the payer sees
+    /// to confirm before asking for a quote ([`Hub::quote_account`]).
+    pub async fn lookup_alias(
+        &self,
+        payer_network: &str,
+        (payee_network, kind, alias): (&str, AliasKind, &str),
+        now_ms: i64,
+    ) -> Result<Party, HubError> {
+        bounded(alias, KEY_BYTES_MAX, "the alias")?;
+        self.network(payer_network)?;
+        let payee_net = self.network(payee_network)?;
+        self.admit_request(payer_network, now_ms).await?;
+        let looked_up = tokio::time::timeout(
+            Duration::from_millis(transfer::NETWORK_CALL_MS),
+            payee_net.lookup_alias(kind, alias),
+        )
+        .await
+        .unwrap_or(Err(NetworkError::Timeout))?;
+        Ok(looked_up)
+    }
+
+    /// A quote for paying `payee_account` in `payee_network` (as an alias
+    /// named it) `amount` in the payee's currency, such as "350.00".
+    pub async fn quote_account(
+        &self,
+        payer: (&str, &str),
+        (payee_network, payee_account): (&str, &str),
+        amount: &str,
+        now_ms: i64,
+    ) -> Result<Quote, HubError> {
+        bounded(payee_account, KEY_BYTES_MAX, "the payee's account")?;
+        let currency = self.network(payee_network)?.currency();
+        let destination_minor = currency
+            .parse_amount(amount)
+            .map_err(|e| HubError::BadAmount(e.to_string()))?;
+        self.quote(
+            Kind::Qr,
+            payer,
+            (payee_network, payee_account),
+            destination_minor,
+            None,
+            now_ms,
+        )
+        .await
+    }
+
     /// The member network that pays the code's merchant, and the merchant's
     /// id there: the account the code's scheme names if its network is a
     /// member, else the first member network's template that names a
@@ -331,6 +445,7 @@ impl Hub {
         bounded(payee_network, KEY_BYTES_MAX, "the network id")?;
         let payer_net = self.network(payer_network)?;
         let payee_net = self.network(payee_network)?;
+        self.admit_request(payer_network, now_ms).await?;
         let payee = payee_net.resolve(payee_account).await?;
         payee_net.quote(destination_minor, now_ms).await?;
         let mut fx = {
@@ -395,6 +510,9 @@ impl Hub {
         if !fresh {
             return Ok(t);
         }
+        if self.hold_on_hit(&t, now_ms).await? {
+            return self.transfer(&t.id).await;
+        }
         let (payer_net, payer, payee_net, payee) = self.route(&t)?;
         let outcome =
             transfer::transfer(&t.id, (payer_net, &payer), (payee_net, &payee), now_ms).await;
@@ -420,6 +538,11 @@ impl Hub {
         };
         match begun {
             Ok(begun) => {
+                if begun.1 {
+                    // Refused here, the transaction is dropped: no transfer
+                    // is left and the quote stays unused.
+                    members::admit_transfer(&mut tx, &begun.0.quote).await?;
+                }
                 tx.commit().await.map_err(StoreError::from)?;
                 Ok(Some(begun))
             }
@@ -436,7 +559,10 @@ impl Hub {
         }
     }
 
-    fn route(&self, t: &Transfer) -> Result<(&dyn Network, Side, &dyn Network, Side), HubError> {
+    pub(crate) fn route(
+        &self,
+        t: &Transfer,
+    ) -> Result<(&dyn Network, Side, &dyn Network, Side), HubError> {
         let q = &t.quote;
         Ok((
             self.network(&q.payer_network)?,
@@ -453,7 +579,7 @@ impl Hub {
     }
 
     /// Writes what the networks did, and answers the transfer as stored.
-    async fn record(
+    pub(crate) async fn record(
         &self,
         t: &Transfer,
         outcome: Outcome,
@@ -552,6 +678,7 @@ impl Hub {
         now_ms: i64,
     ) -> Result<Transfer, HubError> {
         bounded(code, KEY_BYTES_MAX, "the cash code")?;
+        self.admit_request(atm_network, now_ms).await?;
         let hash = code_hash(code);
         let mut tx = self.store.begin().await?;
         let quote = match records::use_atm_code(&mut tx, &hash, now_ms).await? {
@@ -577,6 +704,8 @@ impl Hub {
         }
         let (t, _) =
             records::begin(&mut tx, Kind::Atm, atm_network, &hash, &quote.id, now_ms).await??;
+        // Past its payer's cap, the code stays unused for a later try.
+        members::admit_transfer(&mut tx, &t.quote).await?;
         tx.commit().await.map_err(StoreError::from)?;
         let (payer_net, payer, payee_net, payee) = self.route(&t)?;
         let prepared =
@@ -755,18 +884,6 @@ impl Hub {
             .ok_or(HubError::NoOpenWindow)?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(window)
-    }
-
-    /// Marks a closed window settled once its positions were paid.
-    pub async fn settle_window(&self, id: &str, now_ms: i64) -> Result<(), HubError> {
-        let mut conn = self.store.acquire().await?;
-        if !records::settle_window(&mut conn, id, now_ms).await? {
-            return Err(match records::window(&mut conn, id).await? {
-                None => HubError::UnknownWindow,
-                Some(_) => HubError::WindowNotClosed,
-            });
-        }
-        Ok(())
     }
 
     /// A closed or settled window's report: every participant's, or with

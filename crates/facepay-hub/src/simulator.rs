@@ -8,7 +8,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use facepay_money::{Currency, basis_points_of};
 
-use crate::{BoxFuture, Direction, Leg, LegState, Network, NetworkError, NetworkQuote, Party};
+use crate::{
+    AliasKind, BoxFuture, Direction, Leg, LegState, Network, NetworkError, NetworkQuote, Party,
+};
 
 /// Legs one simulator remembers at most.
 pub const LEGS_MAX: usize = 100_000;
@@ -136,6 +138,7 @@ struct Account {
 struct State {
     accounts: HashMap<String, Account>,
     legs: HashMap<String, (Leg, LegState)>,
+    aliases: HashMap<(AliasKind, String), String>,
 }
 
 /// A simulated network: accounts with balances, legs that reserve, commit
@@ -154,6 +157,7 @@ impl SimulatedNetwork {
             state: Mutex::new(State {
                 accounts: HashMap::new(),
                 legs: HashMap::new(),
+                aliases: HashMap::new(),
             }),
         }
     }
@@ -167,6 +171,14 @@ impl SimulatedNetwork {
                 balance_minor,
             },
         );
+    }
+
+    /// Registers `alias` for an account, as the network's proxy service
+    /// would.
+    pub fn add_alias(&self, kind: AliasKind, alias: &str, account: &str) {
+        self.lock()
+            .aliases
+            .insert((kind, alias.to_owned()), account.to_owned());
     }
 
     pub fn balance(&self, account: &str) -> Option<i64> {
@@ -271,6 +283,26 @@ impl Network for SimulatedNetwork {
             name: a.name.clone(),
             currency: self.rules.currency,
         });
+        Box::pin(async move { found.ok_or(NetworkError::UnknownAccount) })
+    }
+
+    fn lookup_alias<'a>(
+        &'a self,
+        kind: AliasKind,
+        alias: &'a str,
+    ) -> BoxFuture<'a, Result<Party, NetworkError>> {
+        let state = self.lock();
+        let found = state
+            .aliases
+            .get(&(kind, alias.to_owned()))
+            .and_then(|account| {
+                state.accounts.get(account).map(|a| Party {
+                    account: account.clone(),
+                    name: a.name.clone(),
+                    currency: self.rules.currency,
+                })
+            });
+        drop(state);
         Box::pin(async move { found.ok_or(NetworkError::UnknownAccount) })
     }
 

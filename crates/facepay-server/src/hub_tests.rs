@@ -1,16 +1,20 @@
 //! The hub's API over HTTP, on SQLite and (when CI gives one) PostgreSQL,
 //! with the demo's simulated member networks and their keys: a QR payment
 //! quoted and paid once, its ISO 20022 renderings, a cash withdrawal, the
-//! window closed and settled by an operator, and the refusals on the way.
+//! window closed and settled by an operator, and the refusals on the way;
+//! members onboarded with caps, funds and rates, a payee found by alias, a
+//! screening hit held and released, and settlement through the simulated
+//! settlement bank.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::Request;
-use facepay_hub::demo::{merchant_qr, promptpay_qr};
+use facepay_hub::demo::{PHO_HANOI_QR_ID, merchant_qr, promptpay_qr, vietqr_qr};
 use facepay_payments::hub_member::FACEPAY_MEMBER_ID;
 use facepay_payments::{Config, DecisionPolicy};
+use facepay_store::ManualClock;
 use serde_json::{Value, json};
 
 use super::flow_tests::{Harness, engine_with_logs, enrolment, lenient, verify};
@@ -19,6 +23,9 @@ use crate::seed::{self as demo, HubFile, OperatorFile};
 const KOREA: &str = "kr.wallet.sim";
 const INDONESIA: &str = "id.co.qris.sim";
 const THAILAND: &str = "th.promptpay.sim";
+const VIETNAM: &str = "vn.napas.sim";
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
 
 fn jakarta_qr() -> String {
     merchant_qr(
@@ -44,6 +51,69 @@ async fn raw(h: &Harness, secret: &str, path: &str) -> (u16, Value, String) {
         .body(Body::empty())
         .unwrap();
     h.send(request).await
+}
+
+/// A Korean payer pays the codes shops in Vietnam and Thailand print:
+/// a VietQR and a PromptPay code, neither with a merchant name, city or
+/// category code. Each is read as its scheme, shown by its account, and
+/// paid once.
+#[tokio::test]
+async fn a_korean_payer_pays_a_vietqr_and_a_promptpay_code() {
+    let engine = engine_with_logs();
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let data = dir.path().join(backend);
+        let config: Config = lenient(DecisionPolicy::default());
+        // 10:00 in Hanoi and 10:00 in Bangkok, today: NAPAS closes from
+        // 23:00 to 00:30 local time.
+        let today_ms = facepay_store::now_ms() / DAY_MS * DAY_MS;
+        let clock = Arc::new(ManualClock::new(today_ms + 3 * HOUR_MS));
+        let h = Harness::with_clock(store.clone(), Arc::clone(&engine), clock, &data, config).await;
+        let korea = member_keys(&data)[KOREA].clone();
+        let (bin, account) = PHO_HANOI_QR_ID.split_once('-').unwrap();
+        let codes = [
+            (
+                vietqr_qr((bin, account), (VIETNAM, "pho-hanoi")).unwrap(),
+                "120000",
+                ("vietqr", "Pho Hanoi"),
+            ),
+            (
+                promptpay_qr("0066812345678", (THAILAND, "siam-market")).unwrap(),
+                "150.00",
+                ("promptpay", "Siam Market"),
+            ),
+        ];
+        for (n, (qr, amount, (scheme, payee))) in codes.into_iter().enumerate() {
+            let body = json!({"payer_account": "kim", "qr": qr, "amount": amount});
+            let (status, quote) = h
+                .with_bearer(&korea, "POST", "/v1/hub/quotes", "", Some(body))
+                .await;
+            assert_eq!(status, 201, "{backend}: {quote}");
+            assert_eq!(quote["code"]["scheme"], scheme, "{quote}");
+            assert_eq!(quote["payee_name"], payee, "{quote}");
+            assert!(
+                quote["code"]["display_name"]
+                    .as_str()
+                    .is_some_and(|name| !name.is_empty())
+            );
+            let pay = json!({"quote_id": quote["id"]});
+            let key = format!("asia-{n}");
+            let (status, paid) = h
+                .with_bearer(&korea, "POST", "/v1/hub/transfers", &key, Some(pay.clone()))
+                .await;
+            assert_eq!(
+                (status, paid["state"].as_str()),
+                (201, Some("committed")),
+                "{paid}"
+            );
+            let (status, again) = h
+                .with_bearer(&korea, "POST", "/v1/hub/transfers", &key, Some(pay))
+                .await;
+            assert_eq!((status, &again["id"]), (201, &paid["id"]), "{backend}");
+        }
+        verify(&store).await;
+    }
 }
 
 #[tokio::test]
@@ -347,10 +417,17 @@ async fn members_pay_qr_codes_and_take_cash_and_an_operator_settles_the_window()
         assert_eq!(positions[0]["net_minor"], -100_000);
         assert_eq!(mine["transfers"].as_array().unwrap().len(), 1);
         let settle = format!("{path}/settle");
-        let (status, _) = h
+        let (status, settled) = h
             .with_bearer(&operator.operator_key, "POST", &settle, "", None)
             .await;
-        assert_eq!(status, 204);
+        assert_eq!(status, 200, "{settled}");
+        assert_eq!(settled["window"]["state"], "settled", "{settled}");
+        let instructions = settled["instructions"].as_array().unwrap();
+        assert!(!instructions.is_empty());
+        assert!(
+            instructions.iter().all(|i| i["state"] == "confirmed"),
+            "{settled}"
+        );
         let (status, body) = h
             .with_bearer(&operator.operator_key, "POST", &settle, "", None)
             .await;
@@ -552,6 +629,265 @@ async fn a_facepay_user_pays_abroad_with_the_card_on_file_and_a_foreign_wallet_p
         assert_eq!(balance("member:hub_pending:KRW"), Some(0), "no hold left");
         assert_eq!(balance("member:hub_receivable:KRW"), Some(4_500));
         drop(conn);
+        verify(&store).await;
+    }
+}
+
+/// A sanctions list naming the Jakarta warung, as `docs/hub.md` describes.
+const SANCTIONS: &str = "# test list\nSDN-42|Warung Makan\n";
+
+#[tokio::test]
+async fn an_operator_onboards_a_member_whose_cap_refuses_before_reserve_and_releases_a_screening_hold()
+ {
+    let engine = engine_with_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("sanctions.txt");
+    std::fs::write(&list, SANCTIONS).unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let data = dir.path().join(backend);
+        let env = vec![(
+            "FACEPAY_HUB__SANCTIONS_LIST".to_owned(),
+            list.display().to_string(),
+        )];
+        let config: Config = lenient(DecisionPolicy::default());
+        let h = Harness::with_env(store.clone(), Arc::clone(&engine), &data, config, env).await;
+        let keys = member_keys(&data);
+        let operator: OperatorFile =
+            serde_json::from_str(&std::fs::read_to_string(demo::operator_file(&data)).unwrap())
+                .unwrap();
+        let op = operator.operator_key.as_str();
+        let korea = keys[KOREA].as_str();
+        let member = format!("/v1/hub/members/{KOREA}");
+        let terms = |cap: i64, per_minute: i64| {
+            json!({"currency": "KRW", "settlement_account": "KR-SETTLE-001",
+                   "net_debit_cap_minor": cap, "requests_per_minute": per_minute})
+        };
+
+        // Onboarding: the network's own currency only, a network the hub runs.
+        let (status, body) = h
+            .with_bearer(op, "PUT", &member, "", Some(terms(6_000, 100)))
+            .await;
+        assert_eq!(status, 200, "{backend}: {body}");
+        assert_eq!(body["exposure_minor"], 0);
+        let mut wrong = terms(6_000, 100);
+        wrong["currency"] = json!("IDR");
+        let (status, body) = h.with_bearer(op, "PUT", &member, "", Some(wrong)).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (422, Some("hub_bad_member"))
+        );
+        let (status, body) = h
+            .with_bearer(
+                op,
+                "PUT",
+                "/v1/hub/members/xx.nowhere",
+                "",
+                Some(terms(1, 1)),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("hub_unknown_network"))
+        );
+        let (status, body) = h
+            .with_bearer(korea, "PUT", &member, "", Some(terms(1, 1)))
+            .await;
+        assert_eq!(status, 401, "a member cannot set its own terms: {body}");
+
+        // Funds in, once per key.
+        let funds = format!("{member}/funds");
+        let deposit = json!({"direction": "in", "amount_minor": 50_000});
+        let (status, first) = h
+            .with_bearer(op, "POST", &funds, "f-1", Some(deposit.clone()))
+            .await;
+        assert_eq!(status, 201, "{first}");
+        let (status, again) = h
+            .with_bearer(op, "POST", &funds, "f-1", Some(deposit))
+            .await;
+        assert_eq!((status, &again["id"]), (201, &first["id"]));
+
+        // Korea's wallet finds the Bangkok market by phone, sees its name,
+        // and pays it.
+        let lookup =
+            |alias: &str| json!({"payee_network": THAILAND, "kind": "phone", "alias": alias});
+        let (status, payee) = h
+            .with_bearer(
+                korea,
+                "POST",
+                "/v1/hub/aliases/lookup",
+                "",
+                Some(lookup("+66812345678")),
+            )
+            .await;
+        assert_eq!(status, 200, "{payee}");
+        assert_eq!(payee["display_name"], "Siam Market");
+        assert_eq!(payee["currency"], "THB");
+        let (status, body) = h
+            .with_bearer(
+                korea,
+                "POST",
+                "/v1/hub/aliases/lookup",
+                "",
+                Some(lookup("+66000000000")),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("network_unknown_account"))
+        );
+        let (status, quote) = h
+            .with_bearer(
+                korea,
+                "POST",
+                "/v1/hub/account-quotes",
+                "",
+                Some(json!({"payer_account": "kim", "payee_network": THAILAND,
+                            "payee_account": payee["account"], "amount": "35.00"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{quote}");
+        assert_eq!(quote["payee_name"], "Siam Market");
+        let alias_cost = quote["source_minor"].as_i64().unwrap();
+        let pay = |id: &Value| json!({"quote_id": id});
+        let (status, paid) = h
+            .with_bearer(
+                korea,
+                "POST",
+                "/v1/hub/transfers",
+                "t-1",
+                Some(pay(&quote["id"])),
+            )
+            .await;
+        assert_eq!(
+            (status, paid["state"].as_str()),
+            (201, Some("committed")),
+            "{paid}"
+        );
+
+        // The Jakarta code would take Korea past its cap: refused, nothing
+        // reserved, the quote still good once the cap is raised.
+        let (status, jakarta) = h
+            .with_bearer(
+                korea,
+                "POST",
+                "/v1/hub/quotes",
+                "",
+                Some(json!({"payer_account": "kim", "qr": jakarta_qr()})),
+            )
+            .await;
+        assert_eq!(status, 201, "{jakarta}");
+        let (status, body) = h
+            .with_bearer(
+                korea,
+                "POST",
+                "/v1/hub/transfers",
+                "t-2",
+                Some(pay(&jakarta["id"])),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("hub_member_cap")),
+            "{body}"
+        );
+        let (status, body) = h
+            .with_bearer(op, "PUT", &member, "", Some(terms(20_000, 100)))
+            .await;
+        assert_eq!(status, 200, "{body}");
+
+        // Paid again, screening matches the warung: held, not refused.
+        let (status, held) = h
+            .with_bearer(
+                korea,
+                "POST",
+                "/v1/hub/transfers",
+                "t-2",
+                Some(pay(&jakarta["id"])),
+            )
+            .await;
+        assert_eq!(
+            (status, held["state"].as_str()),
+            (201, Some("held")),
+            "{held}"
+        );
+        let path = format!("/v1/hub/transfers/{}", held["id"].as_str().unwrap());
+        let (status, body) = h
+            .with_bearer(korea, "POST", &format!("{path}/release"), "", None)
+            .await;
+        assert_eq!(status, 401, "only an operator decides: {body}");
+        let (status, released) = h
+            .with_bearer(op, "POST", &format!("{path}/release"), "", None)
+            .await;
+        assert_eq!(
+            (status, released["state"].as_str()),
+            (200, Some("committed")),
+            "{released}"
+        );
+        let (status, body) = h
+            .with_bearer(op, "POST", &format!("{path}/refuse"), "", None)
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("hub_transfer_not_held"))
+        );
+
+        let (status, members) = h.with_bearer(op, "GET", "/v1/hub/members", "", None).await;
+        assert_eq!(status, 200, "{members}");
+        let exposure = alias_cost + jakarta["source_minor"].as_i64().unwrap();
+        assert_eq!(members[0]["exposure_minor"], exposure, "{members}");
+        assert_eq!(members[0]["funds_minor"], 50_000);
+
+        // Settled through the simulated bank: Korea owes nothing after.
+        let (status, window) = h
+            .with_bearer(op, "POST", "/v1/hub/windows/close", "", None)
+            .await;
+        assert_eq!(status, 200, "{window}");
+        let settle = format!("/v1/hub/windows/{}/settle", window["id"].as_str().unwrap());
+        let (status, settled) = h.with_bearer(op, "POST", &settle, "", None).await;
+        assert_eq!(
+            (status, settled["window"]["state"].as_str()),
+            (200, Some("settled")),
+            "{settled}"
+        );
+        let korea_leg = settled["instructions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["participant"] == format!("hub:position:{KOREA}:KRW"))
+            .unwrap();
+        assert_eq!(korea_leg["net_minor"], exposure);
+        assert_eq!(korea_leg["settlement_account"], "KR-SETTLE-001");
+        assert_eq!(korea_leg["state"], "confirmed");
+        let (_, members) = h.with_bearer(op, "GET", "/v1/hub/members", "", None).await;
+        assert_eq!(members[0]["exposure_minor"], 0, "{members}");
+        let retry = settle.replace("/settle", "/retry-settlement");
+        let (status, body) = h.with_bearer(op, "POST", &retry, "", None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("hub_window_not_closed"))
+        );
+
+        // One request a minute: the next are refused with a time to wait.
+        h.with_bearer(op, "PUT", &member, "", Some(terms(20_000, 1)))
+            .await;
+        let mut codes = Vec::new();
+        for _ in 0..3 {
+            let (status, body) = h
+                .with_bearer(
+                    korea,
+                    "POST",
+                    "/v1/hub/aliases/lookup",
+                    "",
+                    Some(lookup("+66812345678")),
+                )
+                .await;
+            codes.push((status, body["error"]["code"].as_str().map(str::to_owned)));
+        }
+        assert!(
+            codes.contains(&(429, Some("hub_rate_limited".to_owned()))),
+            "{codes:?}"
+        );
         verify(&store).await;
     }
 }

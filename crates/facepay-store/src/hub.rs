@@ -55,6 +55,9 @@ impl Kind {
 pub enum State {
     /// Written before any network is called.
     Pending,
+    /// Screening matched a party: no network is called until an operator
+    /// releases or refuses it.
+    Held,
     /// Both legs reserved, waiting for a confirmation (a cash dispense).
     Reserved,
     /// The ATM dispensed: the withdrawal can only commit now.
@@ -70,6 +73,7 @@ impl State {
     pub fn as_str(self) -> &'static str {
         match self {
             State::Pending => "pending",
+            State::Held => "held",
             State::Reserved => "reserved",
             State::Dispensed => "dispensed",
             State::Committed => "committed",
@@ -81,6 +85,7 @@ impl State {
     fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "pending" => State::Pending,
+            "held" => State::Held,
             "dispensed" => State::Dispensed,
             "reserved" => State::Reserved,
             "committed" => State::Committed,
@@ -642,9 +647,10 @@ pub async fn window(conn: &mut Connection, id: &str) -> Result<Option<Window>> {
     .transpose()
 }
 
-/// Closes the open window, in the caller's transaction, and records each
+/// Closes the open window, in the caller's transaction, records each
 /// participant's net position per currency from the ledger entries of the
-/// transfers it holds. None when no window is open.
+/// transfers it holds, and the settlement instructions that pay them.
+/// None when no window is open.
 pub async fn close_window(conn: &mut Connection, now_ms: i64) -> Result<Option<Window>> {
     let Some(row) = sqlx::query("SELECT id FROM hub_windows WHERE state = 'open'")
         .fetch_optional(&mut *conn)
@@ -679,22 +685,8 @@ pub async fn close_window(conn: &mut Connection, now_ms: i64) -> Result<Option<W
     .bind(&id)
     .execute(&mut *conn)
     .await?;
+    crate::hub_settlement::create(conn, &id, now_ms).await?;
     window(conn, &id).await
-}
-
-/// Marks a closed window settled: every net position was paid outside
-/// (by the settlement bank). False unless the window was closed.
-pub async fn settle_window(conn: &mut Connection, id: &str, now_ms: i64) -> Result<bool> {
-    Ok(sqlx::query(
-        "UPDATE hub_windows SET state = 'settled', settled_at_ms = $1 \
-         WHERE id = $2 AND state = 'closed'",
-    )
-    .bind(now_ms)
-    .bind(id)
-    .execute(conn)
-    .await?
-    .rows_affected()
-        == 1)
 }
 
 /// A closed window's net positions, by currency then participant. The

@@ -24,7 +24,7 @@ use crate::edge::{
 };
 
 /// A transfer's idempotency key, as long as the hub keeps them.
-type TransferKey = IdempotencyKey<KEY_BYTES_MAX>;
+pub(super) type TransferKey = IdempotencyKey<KEY_BYTES_MAX>;
 
 pub fn routes() -> OpenApiRouter<Shared> {
     OpenApiRouter::new()
@@ -38,7 +38,6 @@ pub fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(confirm))
         .routes(routes!(close_window))
         .routes(routes!(report))
-        .routes(routes!(settle_window))
         .routes(routes!(my_report))
 }
 
@@ -162,6 +161,9 @@ impl From<records::Kind> for TransferKind {
 pub enum TransferState {
     /// Under way, or waiting for a network's answer: the sweep finishes it.
     Pending,
+    /// Screening matched a party: held, nothing reserved, until an
+    /// operator releases or refuses it.
+    Held,
     /// Cash waiting for the dispense.
     Reserved,
     Dispensed,
@@ -175,6 +177,7 @@ impl From<records::State> for TransferState {
     fn from(s: records::State) -> Self {
         match s {
             records::State::Pending => Self::Pending,
+            records::State::Held => Self::Held,
             records::State::Reserved => Self::Reserved,
             records::State::Dispensed => Self::Dispensed,
             records::State::Committed => Self::Committed,
@@ -245,11 +248,11 @@ impl TryFrom<Transfer> for TransferView {
     }
 }
 
-fn created<T: Serialize>(view: T) -> Response {
+pub(super) fn created<T: Serialize>(view: T) -> Response {
     (StatusCode::CREATED, axum::Json(view)).into_response()
 }
 
-fn ok<T: Serialize>(view: T) -> Response {
+pub(super) fn ok<T: Serialize>(view: T) -> Response {
     (StatusCode::OK, axum::Json(view)).into_response()
 }
 
@@ -437,7 +440,7 @@ pub async fn my_pay(
 #[into_params(parameter_in = Path)]
 pub struct IdPath {
     #[param(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
-    id: String,
+    pub(super) id: String,
 }
 
 /// How a transfer is written out.
@@ -779,29 +782,6 @@ pub async fn report(
 ) -> Result<Response, ApiError> {
     let report = s.hub.report(&path.id, None).await?;
     Ok(ok(ReportView::try_from(report)?))
-}
-
-#[utoipa::path(
-    post,
-    path = "/v1/hub/windows/{id}/settle",
-    tag = "hub",
-    summary = "Mark a closed window settled",
-    description = "Once the settlement bank has moved every net position.",
-    params(IdPath),
-    responses(
-        (status = 204, description = "Settled."),
-        (status = 404, description = "`hub_unknown_window`.", body = ErrorResponse),
-        (status = 409, description = "`hub_window_not_closed`.", body = ErrorResponse),
-    ),
-    security(("operator_key" = [])),
-)]
-pub async fn settle_window(
-    State(s): State<Shared>,
-    _: OperatorKey,
-    ApiPath(path): ApiPath<IdPath>,
-) -> Result<StatusCode, ApiError> {
-    s.hub.settle_window(&path.id, s.now_ms()).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(
