@@ -23,6 +23,7 @@
 //! | `4000000000000069` | declines `expired_card`, whatever the expiry says          |
 //! | `4000000000000002` | declines `do_not_honour`                                   |
 //! | `4000000000000119` | never answers: times out after `timeout_ms`                |
+//! | `4000000000000127` | approves, but the answer is lost: a hold and a timeout     |
 //!
 //! Any other Luhn-valid number approves; a number that fails the card checks
 //! declines `invalid_card`; an expiry before the current UTC month declines
@@ -200,6 +201,27 @@ pub struct Authorisation {
     pub approval_code: String,
 }
 
+/// What a [`Connector::reverse`] found under our reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reversal {
+    /// A hold (or an automatic capture) was made under it and is now undone.
+    Released,
+    /// The issuer has nothing under it: the authorisation never arrived,
+    /// was declined, or was already released.
+    NothingHeld,
+}
+
+impl Reversal {
+    /// The same stable name serde writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reversal::Released => "released",
+            Reversal::NothingHeld => "nothing_held",
+        }
+    }
+}
+
 /// Why an issuer said no to an authorisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -303,6 +325,16 @@ pub trait Connector: Send + Sync {
 
     /// Releases the remaining hold.
     fn void(&self, issuer_ref: &str) -> BoxFuture<'_, Result<(), ConnectorError>>;
+
+    /// Undoes whatever an authorisation sent under our `reference` did,
+    /// when its answer never came (a timeout, or our process died before
+    /// recording it): an ISO 8583 reversal, found by the reference alone.
+    /// Whatever the authorisation did is undone, a hold voided or an
+    /// automatic capture given back, and an authorisation under the
+    /// reference that arrives after the reversal holds nothing. A retried
+    /// reversal undoes nothing twice (it may answer `NothingHeld` where
+    /// the first, whose answer was lost, released the hold).
+    fn reverse(&self, reference: &str) -> BoxFuture<'_, Result<Reversal, ConnectorError>>;
 
     /// Partial or full refund of a captured amount; `reference` deduplicates retries of the same refund.
     fn refund(

@@ -3,7 +3,7 @@
 //! real issuer would, so the payment flow meets the same refusals it will
 //! meet in production.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Mutex, MutexGuard};
@@ -12,13 +12,14 @@ use std::time::Duration;
 use crate::card::{self, CardError};
 use crate::{
     Authorisation, AuthoriseRequest, BoxFuture, CaptureMethod, CardDetails, CardTap, Connector,
-    ConnectorError, Decline, StoredCredential, VerifyRequest,
+    ConnectorError, Decline, Reversal, StoredCredential, VerifyRequest,
 };
 
 const CARD_INSUFFICIENT_FUNDS: &str = "4000000000009995";
 const CARD_EXPIRED: &str = "4000000000000069";
 const CARD_DO_NOT_HONOUR: &str = "4000000000000002";
 const CARD_NO_ANSWER: &str = "4000000000000119";
+const CARD_ANSWER_LOST: &str = "4000000000000127";
 
 /// The card numbers with a documented outcome, as (number, outcome).
 pub const TEST_CARDS: &[(&str, &str)] = &[
@@ -32,6 +33,10 @@ pub const TEST_CARDS: &[(&str, &str)] = &[
     ),
     (CARD_DO_NOT_HONOUR, "declines do_not_honour"),
     (CARD_NO_ANSWER, "never answers: times out after timeout_ms"),
+    (
+        CARD_ANSWER_LOST,
+        "approves, but the answer is lost: a hold and a timeout",
+    ),
 ];
 
 /// Every capture and refund reference of a hold is remembered so retries are
@@ -101,6 +106,10 @@ struct Holds {
     /// Our payment reference to the hold it produced, so a retried
     /// authorise finds its first answer instead of placing a second hold.
     issuer_ref_by_reference: HashMap<String, String>,
+    /// References reversed before any authorisation arrived under them: a
+    /// late one is refused rather than held. Counted with the holds
+    /// against `authorisations_max`.
+    reversed_references: HashSet<String>,
     /// Source of unique issuer references and approval codes; the simulator
     /// needs them distinct, not unpredictable.
     approvals_count: u64,
@@ -115,6 +124,9 @@ struct Hold {
     captured_minor: i64,
     refunded_minor: i64,
     voided: bool,
+    /// Undone whole by a reversal, so a retried reversal answers as the
+    /// first did.
+    reversed: bool,
     /// Reference to amount, so a retry is a no-op and a reference reused for
     /// a different amount is refused rather than taken for a retry.
     captures: HashMap<String, i64>,
@@ -126,6 +138,8 @@ enum Answer {
     Approve,
     Decline(Decline),
     Silence,
+    /// Approved, the hold placed, and the answer lost on its way back.
+    ApproveSilently,
 }
 
 /// The outcome of the synchronous part of a call.
@@ -197,6 +211,12 @@ impl SimulatedIssuer {
         if let Some(first) = holds.replay(&request.reference) {
             return Outcome::Answered(Ok(first));
         }
+        if holds.reversed(&request.reference) {
+            return Outcome::Answered(Err(rejected(format!(
+                "the authorisation {:?} was reversed before it arrived",
+                request.reference
+            ))));
+        }
         if let Err(refusal) = check_request(request) {
             return Outcome::Answered(Err(refusal));
         }
@@ -211,6 +231,10 @@ impl SimulatedIssuer {
             Answer::Approve => {
                 Outcome::Answered(holds.place(request, self.config.authorisations_max))
             }
+            Answer::ApproveSilently => match holds.place(request, self.config.authorisations_max) {
+                Ok(_) => Outcome::Silence,
+                Err(e) => Outcome::Answered(Err(e)),
+            },
         }
     }
 
@@ -222,7 +246,7 @@ impl SimulatedIssuer {
             return Outcome::Answered(Err(refusal));
         }
         match verification_answer(&request.card, today) {
-            Answer::Silence => Outcome::Silence,
+            Answer::Silence | Answer::ApproveSilently => Outcome::Silence,
             Answer::Decline(decline) => Outcome::Answered(Err(ConnectorError::Declined(decline))),
             Answer::Approve => {
                 Outcome::Answered(credential_id(&request.card.pan).map(|id| StoredCredential {
@@ -346,6 +370,14 @@ impl Connector for SimulatedIssuer {
                 .refund(amount_minor, &reference)
         }))
     }
+
+    fn reverse(&self, reference: &str) -> BoxFuture<'_, Result<Reversal, ConnectorError>> {
+        let reference = reference.to_owned();
+        Box::pin(self.answer(async move {
+            self.holds()
+                .reverse(&reference, self.config.authorisations_max)
+        }))
+    }
 }
 
 fn rejected(reason: String) -> ConnectorError {
@@ -395,15 +427,17 @@ fn answer_for(card_details: &CardDetails, today: (u16, u8)) -> Answer {
         CARD_EXPIRED => Answer::Decline(Decline::ExpiredCard),
         CARD_DO_NOT_HONOUR => Answer::Decline(Decline::DoNotHonour),
         CARD_NO_ANSWER => Answer::Silence,
+        CARD_ANSWER_LOST => Answer::ApproveSilently,
         _ => checked(card_details, today),
     }
 }
 
 /// As an authorisation, except that a zero amount needs no funds: the card
-/// without funds verifies, and declines only when it is charged.
+/// without funds verifies, and declines only when it is charged. The card
+/// whose answers are lost verifies too, so that it can be paid with.
 fn verification_answer(card_details: &CardDetails, today: (u16, u8)) -> Answer {
     match card_details.pan.as_str() {
-        CARD_INSUFFICIENT_FUNDS => checked(card_details, today),
+        CARD_INSUFFICIENT_FUNDS | CARD_ANSWER_LOST => checked(card_details, today),
         _ => answer_for(card_details, today),
     }
 }
@@ -431,13 +465,50 @@ fn checked(card_details: &CardDetails, (today_year, today_month): (u16, u8)) -> 
 }
 
 impl Holds {
+    /// The first answer under `reference`, unless a reversal undid it.
     fn replay(&self, reference: &str) -> Option<Authorisation> {
         let issuer_ref = self.issuer_ref_by_reference.get(reference)?;
         let hold = self.by_issuer_ref.get(issuer_ref)?;
+        if hold.reversed {
+            return None;
+        }
         Some(Authorisation {
             issuer_ref: issuer_ref.clone(),
             approval_code: hold.approval_code.clone(),
         })
+    }
+
+    fn reversed(&self, reference: &str) -> bool {
+        self.reversed_references.contains(reference)
+            || self
+                .issuer_ref_by_reference
+                .get(reference)
+                .and_then(|issuer_ref| self.by_issuer_ref.get(issuer_ref))
+                .is_some_and(|hold| hold.reversed)
+    }
+
+    /// The hold made under `reference` undone, or the reference barred
+    /// when none was.
+    fn reverse(
+        &mut self,
+        reference: &str,
+        authorisations_max: usize,
+    ) -> Result<Reversal, ConnectorError> {
+        if reference.is_empty() {
+            return Err(rejected("the reference is empty".into()));
+        }
+        let Some(issuer_ref) = self.issuer_ref_by_reference.get(reference).cloned() else {
+            if !self.reversed_references.contains(reference) {
+                if self.by_issuer_ref.len() + self.reversed_references.len() >= authorisations_max {
+                    return Err(rejected(format!(
+                        "the simulator already keeps its maximum of {authorisations_max} authorisations"
+                    )));
+                }
+                self.reversed_references.insert(reference.to_owned());
+            }
+            return Ok(Reversal::NothingHeld);
+        };
+        self.get_mut(&issuer_ref)?.reverse(reference)
     }
 
     fn get_mut(&mut self, issuer_ref: &str) -> Result<&mut Hold, ConnectorError> {
@@ -480,6 +551,7 @@ impl Holds {
             captured_minor,
             refunded_minor: 0,
             voided: false,
+            reversed: false,
             captures: HashMap::new(),
             refunds: HashMap::new(),
         };
@@ -528,6 +600,25 @@ impl Hold {
         }
         self.voided = true;
         Ok(())
+    }
+
+    /// Everything the authorisation still does undone: the hold voided and
+    /// what was captured of it given back, as one reversal.
+    fn reverse(&mut self, reference: &str) -> Result<Reversal, ConnectorError> {
+        if self.reversed {
+            return Ok(Reversal::Released);
+        }
+        let refundable_minor = self.captured_minor - self.refunded_minor;
+        let held = !self.voided && self.captured_minor < self.amount_minor;
+        if !held && refundable_minor == 0 {
+            return Ok(Reversal::NothingHeld);
+        }
+        if refundable_minor > 0 {
+            self.refund(refundable_minor, &format!("{reference}:reversal"))?;
+        }
+        self.voided = true;
+        self.reversed = true;
+        Ok(Reversal::Released)
     }
 
     fn refund(&mut self, amount_minor: i64, reference: &str) -> Result<(), ConnectorError> {
@@ -651,7 +742,7 @@ mod tests {
 
     #[test]
     fn test_cards_are_valid_numbers() {
-        assert_eq!(TEST_CARDS.len(), 7);
+        assert_eq!(TEST_CARDS.len(), 8);
         for (pan, _outcome) in TEST_CARDS {
             assert!(card::luhn_valid(pan), "{pan}");
         }
@@ -1027,6 +1118,76 @@ mod tests {
                 .is_ok()
         );
         assert!(is_rejected(&issuer.void(&captured_ref).await));
+    }
+
+    #[tokio::test]
+    async fn a_reversal_undoes_a_hold_whose_answer_was_lost() {
+        let issuer = SimulatedIssuer::new(SimulatorConfig {
+            timeout_ms: 20,
+            ..SimulatorConfig::default()
+        });
+        let lost = issuer
+            .authorise(request("pay_lost", CARD_ANSWER_LOST, 5_000))
+            .await;
+        assert!(matches!(lost, Err(ConnectorError::Timeout)), "{lost:?}");
+        let issuer_ref = issuer.holds().issuer_ref_by_reference["pay_lost"].clone();
+        assert!(!issuer.holds().by_issuer_ref[&issuer_ref].voided);
+
+        assert_eq!(
+            issuer.reverse("pay_lost").await.ok(),
+            Some(Reversal::Released)
+        );
+        assert!(issuer.holds().by_issuer_ref[&issuer_ref].voided);
+        // Retried, it answers as the first did and undoes nothing more.
+        assert_eq!(
+            issuer.reverse("pay_lost").await.ok(),
+            Some(Reversal::Released)
+        );
+        // The payment's retry finds the reversal, not its old approval.
+        let retried = issuer
+            .authorise(request("pay_lost", CARD_ANSWER_LOST, 5_000))
+            .await;
+        assert!(is_rejected(&retried), "{retried:?}");
+        assert!(is_rejected(&issuer.capture(&issuer_ref, 5_000, "c1").await));
+    }
+
+    #[tokio::test]
+    async fn a_reversal_gives_back_an_automatic_capture() {
+        let issuer = issuer();
+        let mut automatic = request("pay_auto", "4242424242424242", 7_000);
+        automatic.capture = CaptureMethod::Automatic;
+        let issuer_ref = issuer.authorise(automatic).await.unwrap().issuer_ref;
+        assert_eq!(
+            issuer.reverse("pay_auto").await.ok(),
+            Some(Reversal::Released)
+        );
+        let holds = issuer.holds();
+        let hold = &holds.by_issuer_ref[&issuer_ref];
+        assert_eq!((hold.captured_minor, hold.refunded_minor), (7_000, 7_000));
+    }
+
+    #[tokio::test]
+    async fn a_reversal_before_the_authorisation_bars_it() {
+        let issuer = issuer();
+        assert_eq!(
+            issuer.reverse("pay_late").await.ok(),
+            Some(Reversal::NothingHeld)
+        );
+        let late = issuer
+            .authorise(request("pay_late", "4242424242424242", 1_000))
+            .await;
+        assert!(is_rejected(&late), "{late:?}");
+        assert!(issuer.holds().by_issuer_ref.is_empty());
+        // A declined authorisation held nothing either.
+        let declined = issuer
+            .authorise(request("pay_declined", CARD_DO_NOT_HONOUR, 1_000))
+            .await;
+        assert!(decline_of(declined).is_some());
+        assert_eq!(
+            issuer.reverse("pay_declined").await.ok(),
+            Some(Reversal::NothingHeld)
+        );
+        assert!(is_rejected(&issuer.reverse("").await));
     }
 
     #[tokio::test]

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use facepay_connector::{
-    Authorisation, AuthoriseRequest, BoxFuture, Connector, ConnectorError, StoredCredential,
-    VerifyRequest,
+    Authorisation, AuthoriseRequest, BoxFuture, Connector, ConnectorError, Reversal,
+    StoredCredential, VerifyRequest,
 };
 use facepay_store::now_ms;
 use serde::Serialize;
@@ -205,11 +205,12 @@ struct Relay {
 }
 
 impl Relay {
-    async fn relay<Req>(&self, op: &'static str, request: Req) -> Result<(), ConnectorError>
+    async fn relay<Req, T>(&self, op: &'static str, request: Req) -> Result<T, ConnectorError>
     where
         Req: Serialize + Send + 'static,
+        T: DeserializeOwned + Send + 'static,
     {
-        match self.channel.call::<_, Outcome<()>>(op, request).await {
+        match self.channel.call::<_, Outcome<T>>(op, request).await {
             Ok(outcome) => outcome.into_result(),
             // The vault may have reached the issuer before the channel
             // failed: the outcome is unknown, so retry with the same reference.
@@ -282,5 +283,12 @@ impl Connector for Relay {
             reference: reference.to_owned(),
         };
         Box::pin(self.relay(wire::OP_REFUND, request))
+    }
+
+    fn reverse(&self, reference: &str) -> BoxFuture<'_, Result<Reversal, ConnectorError>> {
+        let request = wire::ReverseRequest {
+            reference: reference.to_owned(),
+        };
+        Box::pin(self.relay(wire::OP_REVERSE, request))
     }
 }

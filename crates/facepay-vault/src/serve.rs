@@ -62,6 +62,12 @@ async fn dispatch(vault: &LocalVault, op: &str, plaintext: &[u8]) -> Zeroizing<V
             }))
             .await
         }
+        wire::OP_REVERSE => {
+            reply(parse(plaintext).map(|r: wire::ReverseRequest| async move {
+                Ok(Outcome::of(vault.connector().reverse(&r.reference).await))
+            }))
+            .await
+        }
         wire::OP_UNLOCK => {
             reply(parse(plaintext).map(|r: wire::UnlockRequest| async move {
                 let state = vault.give_part(KeyPart::from_hex(&r.part)?).await?;

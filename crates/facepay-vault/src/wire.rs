@@ -14,6 +14,7 @@ pub const OP_FORGET: &str = "forget";
 pub const OP_CAPTURE: &str = "capture";
 pub const OP_VOID: &str = "void";
 pub const OP_REFUND: &str = "refund";
+pub const OP_REVERSE: &str = "reverse";
 pub const OP_UNLOCK: &str = "unlock";
 
 #[derive(Serialize, Deserialize)]
@@ -114,6 +115,12 @@ pub struct MoveRequest {
 #[derive(Serialize, Deserialize)]
 pub struct VoidRequest {
     pub issuer_ref: String,
+}
+
+/// A reversal, found by our reference alone.
+#[derive(Serialize, Deserialize)]
+pub struct ReverseRequest {
+    pub reference: String,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -57,8 +57,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{
-    Authorisation, AuthoriseRequest, BoxFuture, Connector, ConnectorError, StoredCredential,
-    VerifyRequest,
+    Authorisation, AuthoriseRequest, BoxFuture, Connector, ConnectorError, Reversal,
+    StoredCredential, VerifyRequest,
 };
 
 pub use api::{OBJECT_ID_BYTES_MAX, PaymentStatus, RefundStatus, is_object_id, object_id};
@@ -184,6 +184,11 @@ impl Connector for HyperswitchConnector {
         let issuer_ref = issuer_ref.to_owned();
         let reference = reference.to_owned();
         Box::pin(async move { self.refund_now(&issuer_ref, amount_minor, &reference).await })
+    }
+
+    fn reverse(&self, reference: &str) -> BoxFuture<'_, Result<Reversal, ConnectorError>> {
+        let reference = reference.to_owned();
+        Box::pin(async move { self.reverse_now(&reference).await })
     }
 }
 

@@ -9,7 +9,7 @@ use super::{
     json_body, pause, rejected,
 };
 use crate::{
-    Authorisation, AuthoriseRequest, CaptureMethod, CardDetails, ConnectorError, Decline,
+    Authorisation, AuthoriseRequest, CaptureMethod, CardDetails, ConnectorError, Decline, Reversal,
     StoredCredential, card,
 };
 
@@ -213,6 +213,50 @@ impl HyperswitchConnector {
         let path = format!("/payments/{payment_id}/cancel");
         self.move_money(&mut budget, payment_id, "void", path, body, released)
             .await
+    }
+
+    /// Finds the payment our reference made, by the id derived from it,
+    /// and undoes it: a hold cancelled, an automatic capture refunded
+    /// whole. Hyperswitch cannot bar an id it has not seen, so a create
+    /// still in flight when it answers "not found" could land later; our
+    /// creates are retried only within the authorise call that timed out,
+    /// which is over by the time anyone reverses.
+    pub(super) async fn reverse_now(&self, reference: &str) -> Result<Reversal, ConnectorError> {
+        if reference.is_empty() || reference.len() > REFERENCE_BYTES_MAX {
+            return Err(rejected(format!(
+                "the reference must be 1 to {REFERENCE_BYTES_MAX} bytes long"
+            )));
+        }
+        let payment_id = api::object_id(reference);
+        let mut budget = Budget::new();
+        let payment = match self
+            .lookup::<Payment>(&mut budget, &payment_path(&payment_id))
+            .await
+        {
+            Lookup::Found(payment) => self.settle(&mut budget, payment).await?,
+            Lookup::NotFound => return Ok(Reversal::NothingHeld),
+            Lookup::Unanswered(_) => return Err(ConnectorError::Timeout),
+        };
+        match payment.status {
+            PaymentStatus::RequiresCapture => {
+                self.void_now(&payment_id).await?;
+                Ok(Reversal::Released)
+            }
+            PaymentStatus::Succeeded => {
+                let captured_minor = payment.amount_received.unwrap_or(payment.amount);
+                let refund_reference = format!("{reference}:reversal");
+                self.refund_now(&payment_id, captured_minor, &refund_reference)
+                    .await?;
+                Ok(Reversal::Released)
+            }
+            PaymentStatus::Failed | PaymentStatus::Cancelled | PaymentStatus::Expired => {
+                Ok(Reversal::NothingHeld)
+            }
+            other => Err(rejected(format!(
+                "hyperswitch payment {payment_id} is {}: it cannot be reversed as it stands",
+                status_name(other)
+            ))),
+        }
     }
 
     /// A capture or a void: done when the payment reads as `done`. A refusal

@@ -14,7 +14,7 @@ use facepay_connector::hyperswitch::{
     object_id,
 };
 use facepay_connector::{
-    AuthoriseRequest, CaptureMethod, CardDetails, Connector, ConnectorError, Decline,
+    AuthoriseRequest, CaptureMethod, CardDetails, Connector, ConnectorError, Decline, Reversal,
     StoredCredential, VerifyRequest,
 };
 use fake::{API_KEY, FakeHyperswitch, Fault, Route};
@@ -297,6 +297,46 @@ async fn void_releases_the_hold_and_is_idempotent() {
     assert!(rejection_of(capture).contains("IR_14"));
     let unknown = connector.void("pay_nobody").await;
     assert!(rejection_of(unknown).contains("no payment"));
+    no_violations(&fake);
+}
+
+/// A reversal finds the payment by our reference alone: a hold is
+/// cancelled, an automatic capture refunded whole, a payment Hyperswitch
+/// never made is nothing held; retried, it moves no more money.
+#[tokio::test]
+async fn a_reversal_by_reference_undoes_what_the_authorisation_did() {
+    let fake = FakeHyperswitch::start();
+    let connector = connector(&fake);
+    let held = payment_reference(40);
+    let issuer_ref = authorised(&connector, &held, CaptureMethod::Manual).await;
+    assert_eq!(
+        connector.reverse(&held).await.ok(),
+        Some(Reversal::Released)
+    );
+    assert_eq!(
+        fake.payment(&issuer_ref),
+        Some(("cancelled".into(), 0, None))
+    );
+    assert_eq!(
+        connector.reverse(&held).await.ok(),
+        Some(Reversal::NothingHeld)
+    );
+    assert_eq!(fake.count(Route::CancelPayment), 1);
+
+    let captured = payment_reference(41);
+    authorised(&connector, &captured, CaptureMethod::Automatic).await;
+    assert_eq!(
+        connector.reverse(&captured).await.ok(),
+        Some(Reversal::Released)
+    );
+    assert_eq!(fake.count(Route::CreateRefund), 1);
+    assert_eq!(fake.bodies(Route::CreateRefund)[0]["amount"], 6_540);
+
+    let never = payment_reference(42);
+    assert_eq!(
+        connector.reverse(&never).await.ok(),
+        Some(Reversal::NothingHeld)
+    );
     no_violations(&fake);
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use facepay_connector::{Authorisation, CardTap, ConnectorError};
+use facepay_connector::{Authorisation, CardTap, ConnectorError, Reversal};
 use facepay_store::changes::Kind;
 use facepay_store::parties::{PaymentMethod, TerminalContext};
 use facepay_store::payments::{self, Payment, PaymentState};
@@ -15,7 +15,8 @@ use facepay_vault::VaultAuthorise;
 use super::{Attempt, Payer, Payments, Settlement, elapsed_us};
 use crate::api::{CaptureMode, ErrorBody, PayTimings, PaymentFailure, PaymentView};
 use crate::core::{
-    HELD_FOR_REVIEW, Reply, commit, fee, money_of, stored_credential, stored_or_created,
+    HELD_FOR_REVIEW, REVERSAL_PENDING, Reply, commit, fee, money_of, stored_credential,
+    stored_or_created,
 };
 use crate::error::Failure;
 use crate::loyalty::{self, Discount, LoyaltyReceipt, reserve_discount, undo_discount};
@@ -32,6 +33,8 @@ struct Issued {
     authorised: Result<Authorisation, ConnectorError>,
     /// The capture, when the payment captures at once.
     captured: Option<Result<(), ConnectorError>>,
+    /// The reversal sent when the issuer did not answer the authorisation.
+    reversal: Option<Result<Reversal, ConnectorError>>,
     vault_us: u64,
     connector_us: u64,
 }
@@ -64,27 +67,66 @@ impl Payments {
             None => reserve_discount(&self.core, attempt.stored, &payment).await?,
             Some(_) => (attempt.stored.cloned(), Discount::default()),
         };
+        let sent = self.sending(reserved.as_ref(), &payment).await?;
         attempt.timings.ledger_us += elapsed_us(start);
         let attempt = Attempt {
-            stored: reserved.as_ref(),
+            stored: Some(&sent),
             ..attempt
         };
         let id = payment.id.clone();
         let charged = self.charge(attempt, payment, payer, with, &discount).await;
-        if charged.is_err() && !discount.is_empty() {
+        if charged.is_err() {
             self.abandon(&id).await;
         }
         charged
     }
 
-    /// Ends a payment whose charge failed after its discount was reserved:
-    /// failed, with its coupons and points given back. A store that fails
-    /// here too leaves it to the sweep of abandoned payments.
+    /// The payment's row, written before the issuer hears of it, with the
+    /// connector it goes to: whatever happens after, a row says an
+    /// authorisation may be out under its id, so a retry or the sweep of
+    /// abandoned payments reverses it rather than leave a hold on the
+    /// payer's card that no record explains.
+    async fn sending(
+        &self,
+        stored: Option<&Payment>,
+        payment: &Payment,
+    ) -> Result<Payment, Failure> {
+        if let Some(stored) = stored
+            && stored.connector == payment.connector
+        {
+            return Ok(stored.clone());
+        }
+        let mut tx = self.core.begin().await?;
+        let sent = match stored {
+            None => stored_or_created(&mut tx, None, payment).await?,
+            Some(before) => {
+                let mut after = before.clone();
+                after.user_id.clone_from(&payment.user_id);
+                after
+                    .payment_method_id
+                    .clone_from(&payment.payment_method_id);
+                after.connector.clone_from(&payment.connector);
+                after.updated_at_ms = self.core.now_ms();
+                crate::core::transition(&mut tx, before, &after).await?;
+                after
+            }
+        };
+        commit(tx).await?;
+        assert!(
+            sent.connector.is_some(),
+            "a payment names its connector before it is sent"
+        );
+        Ok(sent)
+    }
+
+    /// Ends a payment whose charge failed midway: its authorisation
+    /// reversed if one may be out, then failed, with its coupons and
+    /// points given back. An issuer or a store that fails here too leaves
+    /// it to the sweep of abandoned payments.
     pub(super) async fn abandon(&self, payment_id: &str) {
         let ended = async {
-            let now = self.core.now_ms();
-            let mut tx = self.core.begin().await?;
-            let Some(before) = payments::get(&mut tx, payment_id).await? else {
+            let Some(before) = payments::get(&mut *self.core.conn().await?, payment_id).await?
+            else {
                 return Ok(());
             };
             if !matches!(
@@ -93,16 +135,19 @@ impl Payments {
             ) {
                 return Ok(());
             }
+            let reason = self.core.reverse_unfinished(&before).await?;
+            let now = self.core.now_ms();
             let mut after = before.clone();
             after.state = PaymentState::Failed.as_str().to_owned();
-            after.reason = "interrupted".into();
+            after.reason = reason;
             after.updated_at_ms = now;
+            let mut tx = self.core.begin().await?;
             crate::core::transition(&mut tx, &before, &after).await?;
             undo_discount(&mut tx, &after, now).await?;
             commit(tx).await
         };
         if let Err(e) = ended.await {
-            tracing::warn!(payment = payment_id, error = %e, "a failed charge kept its discount; the sweep gives it back");
+            tracing::warn!(payment = payment_id, error = %e, "a failed charge is not ended; the sweep ends it");
         }
     }
 
@@ -167,6 +212,13 @@ impl Payments {
             .await?;
         let vault_and_issuer_us = elapsed_us(start);
         let start = Instant::now();
+        // Unanswered, the authorisation may have placed a hold: reversed at
+        // once, by its reference, as card schemes require of an acquirer
+        // whose request timed out.
+        let reversal = match &authorised.outcome {
+            Err(ConnectorError::Timeout) => Some(self.core.connector.reverse(&payment.id).await),
+            _ => None,
+        };
         let mut captured = None;
         if let Ok(auth) = &authorised.outcome
             && payment.capture_mode == CaptureMode::Automatic.as_str()
@@ -188,6 +240,7 @@ impl Payments {
             connector_us: authorised.connector_us + elapsed_us(start),
             authorised: authorised.outcome,
             captured,
+            reversal,
         })
     }
 
@@ -232,7 +285,10 @@ impl Payments {
                 }
                 Reply::json(201, &view)?
             }
-            Err(e) => refused_by_issuer(&mut tx, (before, payment), e, now).await?,
+            Err(e) => {
+                let reversal = issued.reversal.as_ref();
+                refused_by_issuer(&mut tx, (before, payment), (e, reversal), now).await?
+            }
         };
         // A regular here from now on: searched first at this merchant, on
         // every server.
@@ -309,13 +365,18 @@ impl Payments {
 }
 
 /// The issuer declined or failed: the payment ends so, its discount given
-/// back, and the answer says why.
+/// back, and the answer says why. One whose issuer did not answer ends
+/// only once its reversal was answered; until then it stays unfinished,
+/// its discount held, for a retry or the sweep to reverse and end.
 async fn refused_by_issuer(
     tx: &mut facepay_store::Connection,
     (before, mut payment): (Payment, Payment),
-    e: &ConnectorError,
+    (e, reversal): (&ConnectorError, Option<&Result<Reversal, ConnectorError>>),
     now: i64,
 ) -> Result<Reply, Failure> {
+    if let Some(reversal) = reversal {
+        return timed_out(tx, (before, payment), reversal, now).await;
+    }
     let (state, status) = match e {
         // Nothing was sent: the card on file was never verified, and its
         // holder must add it again; declined like a card the issuer refuses.
@@ -337,6 +398,45 @@ async fn refused_by_issuer(
             error: ErrorBody {
                 code: e.code(),
                 message: &message,
+            },
+            payment: PaymentView::of(&payment)?,
+        },
+    )
+}
+
+/// The issuer did not answer the authorisation: the payment failed if its
+/// reversal was answered, still unfinished if not.
+async fn timed_out(
+    tx: &mut facepay_store::Connection,
+    (before, mut payment): (Payment, Payment),
+    reversal: &Result<Reversal, ConnectorError>,
+    now: i64,
+) -> Result<Reply, Failure> {
+    let timeout = ConnectorError::Timeout;
+    let message = match reversal {
+        Ok(reversed) => {
+            payment.state = PaymentState::Failed.as_str().to_owned();
+            payment.reason = format!("{}:{}", timeout.code(), reversed.as_str());
+            "the card issuer did not answer in time; the authorisation was reversed and nothing was charged"
+        }
+        Err(e) => {
+            tracing::warn!(payment = %payment.id, error = %e, "reversal after an issuer timeout failed; the sweep retries it");
+            payment.state.clone_from(&before.state);
+            payment.reason = REVERSAL_PENDING.into();
+            "the card issuer did not answer in time; the authorisation is being reversed and nothing will be charged"
+        }
+    };
+    payment.updated_at_ms = now;
+    crate::core::transition(tx, &before, &payment).await?;
+    if payment.state()? == PaymentState::Failed {
+        undo_discount(tx, &payment, now).await?;
+    }
+    Reply::json(
+        504,
+        &PaymentFailure {
+            error: ErrorBody {
+                code: timeout.code(),
+                message,
             },
             payment: PaymentView::of(&payment)?,
         },

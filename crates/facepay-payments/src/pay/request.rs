@@ -119,6 +119,55 @@ impl Payments {
             .await
     }
 
+    /// The pay path after the face stage, for a payer already identified
+    /// with full confidence: the idempotency claim, the risk engine on the
+    /// payer's history, the loyalty reservation, the payment's row, the
+    /// vault and the issuer, and the recording transaction, all as `pay`
+    /// runs them. What `facepay bench ledger` measures of the store. No
+    /// route calls it: every request the server answers is identified by
+    /// a face.
+    pub async fn pay_identified(
+        &self,
+        ctx: &TerminalContext,
+        key: &str,
+        amount_minor: i64,
+        user_id: &str,
+    ) -> Result<Reply, Failure> {
+        let input = PayInput {
+            amount_minor,
+            currency: Currency::from_code(&ctx.store.currency)?,
+            capture: CaptureMode::Automatic,
+            phone_last4: None,
+            frames: Vec::new(),
+        };
+        let scope = terminal_scope(ctx);
+        let payment_id = derived_id("pay", &scope, key);
+        let body = format!("identified:{user_id}:{amount_minor}");
+        let request = Request::new("pay", "", body.as_bytes());
+        self.core
+            .idempotent(scope, key, request, |claimed| async move {
+                let _lock = self.core.payment_lock(&payment_id).lock().await;
+                if let Some(reply) = self.committed_earlier(&payment_id, &claimed).await? {
+                    return Ok(reply);
+                }
+                self.check_throttle(ctx).await?;
+                let live = LivenessDecision::Live;
+                let payment = self.received(ctx, (&payment_id, key), &input, live);
+                let attempt = Attempt {
+                    ctx,
+                    claimed: &claimed,
+                    stored: None,
+                    timings: PayTimings::default(),
+                };
+                let best = Candidate {
+                    user_id: user_id.to_owned(),
+                    score: 1.0,
+                };
+                self.matched(attempt, payment, best, 1.0, live).await
+            })
+            .await
+    }
+
     /// The answer for a payment a request with this key committed and
     /// then died before answering: what it committed. One that died
     /// between reserving the payer's coupons or points and charging is

@@ -172,6 +172,16 @@ impl Payments {
                 format!("this payment is {}", payment.state),
             ));
         }
+        if payment.connector.is_some() {
+            // Its charge started and was cut short: an authorisation may be
+            // out, so it ends (reversed) rather than charge a second time.
+            drop(conn);
+            self.abandon(&payment.id).await;
+            return Err(Failure::conflict(
+                "payment_interrupted",
+                "this payment's charge was interrupted: it is ended and any authorisation reversed, so nothing is charged; start a new payment",
+            ));
+        }
         let assessment = fraud::assessment(&mut conn, &payment.id).await?;
         let required = assessment
             .as_ref()
