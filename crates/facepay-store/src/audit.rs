@@ -3,20 +3,28 @@
 //! hash-chained so that `verify` detects an edited, removed or reordered
 //! entry. The chain's hash is SHA-256, hand-chained here because no crate
 //! does this over a SQL table.
+//!
+//! The log is [`CHAINS`] chains, each with its own head row, so that
+//! transactions appending at once (payments recorded on several
+//! connections) seldom wait for each other: an appender holds its chain's
+//! head until it commits. An entry's subject picks its chain.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{FromRow, Row};
 
-use crate::{Connection, Result};
+use crate::{Connection, Result, StoreError};
 
 const GENESIS: &str = "genesis";
+/// The chains the log is kept in (migration 0020 made their heads).
+pub const CHAINS: u64 = 16;
 /// Entries read per query by `verify`.
 const VERIFY_PAGE: i64 = 1000;
 
 #[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
 pub struct Entry {
     pub seq: i64,
+    pub chain: i64,
     pub at_ms: i64,
     pub actor: String,
     pub action: String,
@@ -49,7 +57,31 @@ fn chain_hash(
     hex::encode(h.finalize())
 }
 
+/// The chain an entry about `subject` goes to, 1 to [`CHAINS`]: the same
+/// for every entry about it.
+fn chain_of(subject: &str) -> i64 {
+    let digest = Sha256::digest(subject.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // At most CHAINS, which fits.
+    (u64::from_le_bytes(first) % CHAINS + 1) as i64
+}
+
+/// The entry's number, across chains: from a sequence on PostgreSQL, which
+/// no transaction waits for; from the log on SQLite, whose one writer
+/// appends in turn.
+async fn next_seq(conn: &mut Connection) -> Result<i64> {
+    let sql = if conn.backend_name() == "PostgreSQL" {
+        "SELECT nextval('audit_seq')"
+    } else {
+        "SELECT CAST(COALESCE(MAX(seq), 0) + 1 AS BIGINT) FROM audit_log"
+    };
+    let (seq,): (i64,) = sqlx::query_as(sql).fetch_one(conn).await?;
+    Ok(seq)
+}
+
 /// Appends an entry; call inside the transaction of the action it records.
+/// Returns its number.
 pub async fn append(
     conn: &mut Connection,
     at_ms: i64,
@@ -57,17 +89,25 @@ pub async fn append(
     action: &str,
     subject: &str,
 ) -> Result<i64> {
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-        .fetch_one(&mut *conn)
-        .await?;
-    let seq: i64 = head.try_get("seq")?;
+    let chain = chain_of(subject);
+    // Taking the chain's head first orders the chain: the number drawn
+    // next is above every number its earlier entries drew.
+    let head = sqlx::query(
+        "UPDATE audit_chains SET entries = entries + 1 WHERE chain = $1 RETURNING hash",
+    )
+    .bind(chain)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| StoreError::Corrupt(format!("the audit log has no chain {chain}")))?;
     let prev_hash: String = head.try_get("hash")?;
+    let seq = next_seq(conn).await?;
     let hash = chain_hash(&prev_hash, seq, at_ms, actor, action, subject);
     sqlx::query(
-        "INSERT INTO audit_log (seq, at_ms, actor, action, subject, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO audit_log (seq, chain, at_ms, actor, action, subject, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(seq)
+    .bind(chain)
     .bind(at_ms)
     .bind(actor)
     .bind(action)
@@ -76,8 +116,9 @@ pub async fn append(
     .bind(&hash)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+    sqlx::query("UPDATE audit_chains SET hash = $1 WHERE chain = $2")
         .bind(&hash)
+        .bind(chain)
         .execute(conn)
         .await?;
     Ok(seq)
@@ -86,71 +127,101 @@ pub async fn append(
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AuditVerification {
     pub entries: i64,
-    /// The first entry where the chain breaks, and why.
+    /// The first entry where a chain breaks, and why.
     pub broken: Option<(i64, String)>,
 }
 
-/// Walks the whole chain: sequence numbers without gaps from 1, each
-/// entry's `prev_hash` the hash before it, each hash recomputed, and the
-/// head pointing at the last entry.
+/// Walks every chain: each entry's `prev_hash` the hash of the entry
+/// before it in its chain (the first's the genesis), each hash
+/// recomputed, numbers increasing, and the chain's head counting its
+/// entries and holding the last one's hash. No entry may sit outside the
+/// chains.
 pub async fn verify(conn: &mut Connection) -> Result<AuditVerification> {
     let mut v = AuditVerification::default();
-    let mut prev_hash = GENESIS.to_owned();
-    let mut expected_seq = 1;
+    let heads: Vec<(i64, i64, String)> =
+        sqlx::query_as("SELECT chain, entries, hash FROM audit_chains ORDER BY chain")
+            .fetch_all(&mut *conn)
+            .await?;
+    for (chain, entries, hash) in heads {
+        let walked = walk_chain(conn, chain).await?;
+        v.entries += walked.entries;
+        if let Some(broken) = walked.broken {
+            v.broken = Some(broken);
+            return Ok(v);
+        }
+        if walked.entries != entries || walked.last_hash != hash {
+            let message = format!(
+                "chain {chain} ends after {} entries but its head says {entries}: entries were removed",
+                walked.entries
+            );
+            v.broken = Some((walked.last_seq + 1, message));
+            return Ok(v);
+        }
+    }
+    let (all,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM audit_log")
+        .fetch_one(&mut *conn)
+        .await?;
+    if all != v.entries {
+        let message = format!("{} entries are in no chain", all - v.entries);
+        v.broken = Some((0, message));
+    }
+    Ok(v)
+}
+
+/// What walking one chain found.
+struct Walked {
+    entries: i64,
+    last_seq: i64,
+    last_hash: String,
+    broken: Option<(i64, String)>,
+}
+
+async fn walk_chain(conn: &mut Connection, chain: i64) -> Result<Walked> {
+    let mut w = Walked {
+        entries: 0,
+        last_seq: 0,
+        last_hash: GENESIS.to_owned(),
+        broken: None,
+    };
     loop {
         let page: Vec<Entry> = sqlx::query_as(
-            "SELECT seq, at_ms, actor, action, subject, prev_hash, hash FROM audit_log \
-             WHERE seq >= $1 ORDER BY seq LIMIT $2",
+            "SELECT seq, chain, at_ms, actor, action, subject, prev_hash, hash FROM audit_log \
+             WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
-        .bind(expected_seq)
+        .bind(chain)
+        .bind(w.last_seq)
         .bind(VERIFY_PAGE)
         .fetch_all(&mut *conn)
         .await?;
         let full = page.len() as i64 == VERIFY_PAGE;
         for e in &page {
-            let problem = if e.seq != expected_seq {
-                Some(format!("entry {expected_seq} is missing"))
-            } else if e.prev_hash != prev_hash {
-                Some("its link to the entry before does not match".to_owned())
-            } else if e.hash
-                != chain_hash(
-                    &e.prev_hash,
-                    e.seq,
-                    e.at_ms,
-                    &e.actor,
-                    &e.action,
-                    &e.subject,
-                )
-            {
-                Some("its content does not match its hash (edited)".to_owned())
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
-                v.broken = Some((expected_seq.min(e.seq), problem));
-                return Ok(v);
+            if let Some(problem) = problem_of(e, &w.last_hash) {
+                w.broken = Some((e.seq, problem));
+                return Ok(w);
             }
-            v.entries += 1;
-            prev_hash = e.hash.clone();
-            expected_seq += 1;
+            w.entries += 1;
+            w.last_seq = e.seq;
+            w.last_hash = e.hash.clone();
         }
         if !full {
-            break;
+            return Ok(w);
         }
     }
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_one(conn)
-        .await?;
-    let head_seq: i64 = head.try_get("seq")?;
-    let head_hash: String = head.try_get("hash")?;
-    if head_seq != expected_seq - 1 || head_hash != prev_hash {
-        v.broken = Some((
-            expected_seq,
-            format!(
-                "the log ends at entry {} but its head says {head_seq}: entries were removed",
-                expected_seq - 1
-            ),
-        ));
+}
+
+fn problem_of(e: &Entry, prev_hash: &str) -> Option<String> {
+    if e.prev_hash != prev_hash {
+        return Some(
+            "its link to the entry before does not match: an entry was removed or moved".to_owned(),
+        );
     }
-    Ok(v)
+    let hash = chain_hash(
+        &e.prev_hash,
+        e.seq,
+        e.at_ms,
+        &e.actor,
+        &e.action,
+        &e.subject,
+    );
+    (e.hash != hash).then(|| "its content does not match its hash (edited)".to_owned())
 }

@@ -265,8 +265,10 @@ async fn the_audit_chain_reveals_edits_and_removals() {
     for store in testing::stores(dir.path()).await.unwrap() {
         let backend = store.backend().name();
         let mut tx = store.begin().await.unwrap();
-        for i in 1..=5 {
-            let seq = audit::append(&mut tx, i, "app", "template_created", &format!("usr_{i}"))
+        // Three entries about each subject: each subject's in one chain.
+        for i in 1..=6 {
+            let subject = if i <= 3 { "usr_a" } else { "usr_b" };
+            let seq = audit::append(&mut tx, i, "app", "template_created", subject)
                 .await
                 .unwrap();
             assert_eq!(seq, i);
@@ -274,33 +276,71 @@ async fn the_audit_chain_reveals_edits_and_removals() {
         tx.commit().await.unwrap();
         let mut c = store.acquire().await.unwrap();
         let v = audit::verify(&mut c).await.unwrap();
-        assert_eq!((v.entries, v.broken), (5, None), "{backend}");
+        assert_eq!((v.entries, v.broken), (6, None), "{backend}");
 
-        let set_subject = |subject: &'static str| {
-            sqlx::query("UPDATE audit_log SET subject = $1 WHERE seq = 3").bind(subject)
+        let set_actor = |actor: &'static str| {
+            sqlx::query("UPDATE audit_log SET actor = $1 WHERE seq = 2").bind(actor)
         };
-        set_subject("usr_someone_else")
-            .execute(&mut *c)
-            .await
-            .unwrap();
+        set_actor("someone_else").execute(&mut *c).await.unwrap();
         let broken = audit::verify(&mut c).await.unwrap().broken.unwrap();
-        assert_eq!(broken.0, 3, "{backend}: {broken:?}");
+        assert_eq!(broken.0, 2, "{backend}: {broken:?}");
         assert!(broken.1.contains("edited"));
-        set_subject("usr_3").execute(&mut *c).await.unwrap();
+        set_actor("app").execute(&mut *c).await.unwrap();
         assert!(audit::verify(&mut c).await.unwrap().broken.is_none());
 
+        // An entry moved to another chain breaks both.
+        let moved = "UPDATE audit_log SET chain = 1 + (chain % 16) WHERE seq = 1";
+        sqlx::query(moved).execute(&mut *c).await.unwrap();
+        assert!(audit::verify(&mut c).await.unwrap().broken.is_some());
+        let back = "UPDATE audit_log SET chain = 1 + ((chain + 14) % 16) WHERE seq = 1";
+        sqlx::query(back).execute(&mut *c).await.unwrap();
+        assert!(audit::verify(&mut c).await.unwrap().broken.is_none());
+
+        // One from the middle: the next one's link breaks.
         sqlx::query("DELETE FROM audit_log WHERE seq = 5")
             .execute(&mut *c)
             .await
             .unwrap();
         let broken = audit::verify(&mut c).await.unwrap().broken.unwrap();
+        assert_eq!(broken.0, 6, "{backend}: {broken:?}");
         assert!(broken.1.contains("removed"), "{backend}: {broken:?}");
-        sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+        // The last ones: the chain's head counts them.
+        sqlx::query("DELETE FROM audit_log WHERE seq = 6")
             .execute(&mut *c)
             .await
             .unwrap();
         let broken = audit::verify(&mut c).await.unwrap().broken.unwrap();
-        assert_eq!(broken.0, 2, "{backend}: {broken:?}");
+        assert!(broken.1.contains("removed"), "{backend}: {broken:?}");
+    }
+}
+
+/// Appenders on several connections at once each wait only for an
+/// appender in their own chain, and the chains verify after.
+#[tokio::test]
+async fn appenders_at_once_keep_every_chain_whole() {
+    use crate::audit;
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let appenders = (0..8).map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    let mut tx = store.begin().await.unwrap();
+                    let subject = format!("pm_{writer}_{}", i % 5);
+                    audit::append(&mut tx, i, "terminal", "card_used", &subject)
+                        .await
+                        .unwrap();
+                    tx.commit().await.unwrap();
+                }
+            })
+        });
+        for appender in appenders.collect::<Vec<_>>() {
+            appender.await.unwrap();
+        }
+        let mut c = store.acquire().await.unwrap();
+        let v = audit::verify(&mut c).await.unwrap();
+        assert_eq!((v.entries, v.broken), (160, None), "{backend}");
     }
 }
 
