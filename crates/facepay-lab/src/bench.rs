@@ -49,6 +49,9 @@ pub enum BenchCommand {
     /// Payments per second and latency median/p99 of the signed pay
     /// endpoint end to end, with the server's time per stage.
     Pay(crate::bench_pay::PayArgs),
+    /// Payments per second and latency median/p99 of the pay path with the
+    /// face stage left out: what the store carries.
+    Ledger(crate::bench_ledger::LedgerArgs),
     /// Payments' latency idle and under a flood of large enrolments from
     /// many addresses, with the ratio of the p99s and how the flood was
     /// answered.
@@ -84,6 +87,7 @@ pub fn run(command: BenchCommand, store: &ModelStore) -> anyhow::Result<()> {
             json,
         } => bench_peer(store, &files, &engine, repeat.clamp(1, REPEAT_MAX), json),
         BenchCommand::Pay(args) => crate::bench_pay::run(args, store),
+        BenchCommand::Ledger(args) => crate::bench_ledger::run(args, store),
         BenchCommand::Flood(args) => crate::bench_flood::run(args, store),
         BenchCommand::Gallery(args) => crate::bench_gallery::run(args),
     }

@@ -14,7 +14,7 @@ use facepay_models::ModelStore;
 
 use crate::demo;
 use crate::engine_args::EngineArgs;
-use crate::stats::median_p99;
+use crate::stats::print_stages;
 use facepay_server::root::App;
 use facepay_terminal::{Client, TerminalFile, new_idempotency_key};
 
@@ -29,7 +29,9 @@ pub struct PayArgs {
     /// Terminals paying at once.
     #[arg(long, default_value_t = 2)]
     pub concurrency: usize,
-    /// `postgres://...` to measure PostgreSQL; a fresh SQLite file otherwise.
+    /// `postgres://...` to measure PostgreSQL: each run works in a new
+    /// schema of that database, dropped when it ends. A fresh SQLite file
+    /// otherwise.
     #[arg(long)]
     pub database_url: Option<String>,
     /// Folders of photos, one per person: the first photo enrols, the rest pay.
@@ -61,8 +63,9 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
     let data_dir = std::env::temp_dir().join(format!("facepay-bench-{}", new_idempotency_key()?));
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
+        let database_url = run_schema(args.database_url.as_deref()).await?;
         let app = App::build(
-            config(&args, &data_dir)?,
+            config(&args, database_url.as_deref(), &data_dir)?,
             models,
             Arc::new(facepay_store::SystemClock),
         )
@@ -123,10 +126,32 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
         let mut s = std::mem::take(&mut *samples.lock().unwrap_or_else(|e| e.into_inner()));
         print_table(backend, concurrency, elapsed, &mut s);
         app.services.store().close().await;
+        drop_run_schema(args.database_url.as_deref(), database_url.as_deref()).await?;
         anyhow::Ok(())
     });
     let _ = std::fs::remove_dir_all(&data_dir);
     result
+}
+
+/// The URL of a new schema of the PostgreSQL database at `server`, for
+/// one run, or `None` for SQLite: the records of an earlier run are sealed
+/// under keys that went with its temporary directory.
+pub(crate) async fn run_schema(server: Option<&str>) -> anyhow::Result<Option<String>> {
+    Ok(match server {
+        Some(url) => Some(facepay_store::testing::fresh_postgres_url(url).await?),
+        None => None,
+    })
+}
+
+/// Drops what [`run_schema`] made.
+pub(crate) async fn drop_run_schema(
+    server: Option<&str>,
+    schema_url: Option<&str>,
+) -> anyhow::Result<()> {
+    if let (Some(server), Some(schema_url)) = (server, schema_url) {
+        facepay_store::testing::drop_schema_of(server, schema_url).await?;
+    }
+    Ok(())
 }
 
 /// One payment body per photo: one frame, 4,500 won.
@@ -162,10 +187,14 @@ pub(crate) fn approving_env(
     ])
 }
 
-fn config(args: &PayArgs, data_dir: &std::path::Path) -> anyhow::Result<Config> {
+fn config(
+    args: &PayArgs,
+    database_url: Option<&str>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Config> {
     let mut env = approving_env(&args.engine, data_dir)?;
-    if let Some(url) = &args.database_url {
-        env.push(("FACEPAY_STORE__URL", url.clone()));
+    if let Some(url) = database_url {
+        env.push(("FACEPAY_STORE__URL", url.to_owned()));
     }
     if let Some(url) = &args.vault_url {
         let secret = args
@@ -226,16 +255,8 @@ fn print_table(backend: &str, concurrency: usize, elapsed: Duration, s: &mut Sam
         s.declined,
         s.refused
     );
-    println!("{:<22} {:>10} {:>10}", "stage", "median ms", "p99 ms");
-    let (median, p99) = median_p99(&mut s.latency_ms);
-    println!("{:<22} {median:>10.2} {p99:>10.2}", "end to end (client)");
-    for (stage, samples) in STAGES.iter().zip(s.stages_ms.iter_mut()) {
-        let (median, p99) = median_p99(samples);
-        println!(
-            "{:<22} {median:>10.2} {p99:>10.2}",
-            format!("server: {stage}")
-        );
-    }
+    let end_to_end = ("end to end (client)", s.latency_ms.as_mut_slice());
+    print_stages(end_to_end, &STAGES, &mut s.stages_ms);
 }
 
 #[cfg(test)]

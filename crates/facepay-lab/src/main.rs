@@ -6,6 +6,7 @@
 mod bench;
 mod bench_flood;
 mod bench_gallery;
+mod bench_ledger;
 mod bench_pay;
 mod demo;
 mod engine_args;

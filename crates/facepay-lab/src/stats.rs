@@ -16,6 +16,19 @@ pub fn median_p99(samples_ms: &mut [f64]) -> (f64, f64) {
     (median, samples_ms[rank - 1])
 }
 
+/// The end-to-end latency and each server stage's, median and p99, as
+/// the pay benchmarks print them.
+pub fn print_stages(end_to_end: (&str, &mut [f64]), stages: &[&str], stages_ms: &mut [Vec<f64>]) {
+    println!("{:<22} {:>10} {:>10}", "stage", "median ms", "p99 ms");
+    let (median, p99) = median_p99(end_to_end.1);
+    println!("{:<22} {median:>10.2} {p99:>10.2}", end_to_end.0);
+    for (stage, samples) in stages.iter().zip(stages_ms.iter_mut()) {
+        let (median, p99) = median_p99(samples);
+        let name = format!("server: {stage}");
+        println!("{name:<22} {median:>10.2} {p99:>10.2}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
