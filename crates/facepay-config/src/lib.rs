@@ -39,8 +39,8 @@ pub use secret::{SECRET_BYTES_MAX, Secret, SecretSource};
 pub use sections::{
     Backend, Country, Face, FixedRate, Fx, FxSource, FxSourceKind, Gallery, GalleryKind, Hnsw, Hub,
     IMAGE_BYTES_MAX, Ivf, JSON_BODY_BYTES_DEFAULT, Limits, Liveness, Network, NetworkKind,
-    Prefilter, Rate, Retention, Risk, RiskPreset, Server, SimulatedIssuer, Store, StoreKind, Tls,
-    WebhookDestinations, Webhooks,
+    Prefilter, Rate, Retention, Risk, RiskPreset, Server, SettlementBankKind, SimulatedIssuer,
+    Store, StoreKind, Tls, WebhookDestinations, Webhooks,
 };
 pub use summary::Summary;
 
@@ -130,6 +130,9 @@ impl Config {
                 if network.kind == NetworkKind::Simulated {
                     parts.push(format!("hub network: {}", network.id));
                 }
+            }
+            if let Some(bank) = self.hub.settlement_bank {
+                parts.push(format!("hub settlement bank: {bank}"));
             }
             for source in &self.fx.sources {
                 if source.kind == FxSourceKind::Simulated {

@@ -379,6 +379,12 @@ pub struct Hub {
     /// The currency facepay's own member account is kept in.
     pub home_currency: Currency,
     pub networks: Vec<Network>,
+    /// The bank closed windows are settled through; none: a window with
+    /// positions cannot settle.
+    pub settlement_bank: Option<SettlementBankKind>,
+    /// A sanctions list (facepay-hub's `screening` format): a payment
+    /// naming a listed party is held for an operator.
+    pub sanctions_list: Option<PathBuf>,
 }
 
 impl Default for Hub {
@@ -389,7 +395,17 @@ impl Default for Hub {
             facepay_member: true,
             home_currency: Currency::KRW,
             networks: Vec::new(),
+            settlement_bank: None,
+            sanctions_list: None,
         }
+    }
+}
+
+named_enum! {
+    /// What sits behind the hub's settlement bank.
+    pub enum SettlementBankKind as "settlement bank kind" {
+        /// facepay-hub's simulated settlement bank; no money moves.
+        Simulated = "simulated",
     }
 }
 

@@ -105,6 +105,7 @@ fn the_demo_names_its_simulators() {
             "hub network: id.co.qris.sim",
             "hub network: vn.napas.sim",
             "hub network: th.promptpay.sim",
+            "hub settlement bank: simulated",
             "fx: simulated",
         ]
     );

@@ -88,7 +88,7 @@ pub struct Operator {
 
 impl Operator {
     /// Who the audit log says acted.
-    pub(crate) fn actor(&self) -> String {
+    pub fn actor(&self) -> String {
         format!("operator:{}", self.name)
     }
 

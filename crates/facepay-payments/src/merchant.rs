@@ -459,10 +459,12 @@ impl MerchantOps {
 
     /// Ends the payments requests abandoned (`payments::abandoned`,
     /// untouched for `Config::abandoned_after_ms`) and gives back the
-    /// coupons and points they held. A request that stopped after the
-    /// issuer answered leaves its hold or capture there, unknown to the
-    /// books: the issuer's reconciliation finds it (a reversal of our own
-    /// is not built yet). Returns how many were ended.
+    /// coupons and points they held. One that names its connector may
+    /// have an authorisation out (its request stopped between sending it
+    /// and recording the answer, or its reversal was not answered): that
+    /// is reversed with the issuer first, by the payment's id, and the
+    /// payment stays for the next sweep while the issuer does not answer.
+    /// Returns how many were ended.
     pub async fn close_abandoned(&self, batch: i64) -> Result<usize, Failure> {
         let now = self.core.now_ms();
         let mut conn = self.core.conn().await?;
@@ -473,6 +475,17 @@ impl MerchantOps {
         for stale in due {
             let _lock = self.core.payment_lock(&stale.id).lock().await;
             let closing = async {
+                let sent = stale.connector.is_some();
+                let reason = match sent {
+                    true => match self.core.reverse_unfinished(&stale).await {
+                        Ok(reason) => reason,
+                        Err(e) => {
+                            self.retry_later(&stale).await?;
+                            return Err(e);
+                        }
+                    },
+                    false => "interrupted".to_owned(),
+                };
                 let mut tx = self.core.begin().await?;
                 // Moved on since it was listed: not abandoned after all.
                 let Some(before) = payments::get(&mut tx, &stale.id)
@@ -481,13 +494,13 @@ impl MerchantOps {
                 else {
                     return Ok(false);
                 };
-                let (state, reason) = match before.state()? {
-                    PaymentState::Created => (PaymentState::Failed, "interrupted"),
-                    _ => (PaymentState::Declined, "step_up_abandoned"),
+                let (state, reason) = match (before.state()?, sent) {
+                    (PaymentState::Created, _) | (_, true) => (PaymentState::Failed, reason),
+                    _ => (PaymentState::Declined, "step_up_abandoned".to_owned()),
                 };
                 let mut after = before.clone();
                 after.state = state.as_str().to_owned();
-                after.reason = reason.to_owned();
+                after.reason = reason;
                 after.updated_at_ms = now;
                 crate::core::transition(&mut tx, &before, &after).await?;
                 loyalty::undo_discount(&mut tx, &after, now).await?;
@@ -504,6 +517,17 @@ impl MerchantOps {
             }
         }
         Ok(closed)
+    }
+
+    /// Puts an abandoned payment whose reversal failed at the back of the
+    /// sweep's queue, so that it neither blocks the others nor is retried
+    /// sooner than `abandoned_after_ms`.
+    async fn retry_later(&self, stale: &Payment) -> Result<(), Failure> {
+        let mut after = stale.clone();
+        after.updated_at_ms = self.core.now_ms();
+        let mut tx = self.core.begin().await?;
+        payments::transition(&mut tx, stale, &after).await?;
+        commit(tx).await
     }
 
     /// Forgets idempotency keys, nonces and handled webhook events past

@@ -91,8 +91,13 @@ impl Services {
         let webhooks = Arc::new(Webhooks::new(Arc::clone(&core)));
         let access = Arc::new(Access::new(Arc::clone(&core)));
         let onboarding = Arc::new(Onboarding::new(Arc::clone(&core)));
-        identity.load_gallery().await?;
-        keys.move_cards_to_vault().await?;
+        identity
+            .load_gallery()
+            .await
+            .map_err(|f| not_started("the gallery could not be loaded from the store", f))?;
+        keys.move_cards_to_vault()
+            .await
+            .map_err(|f| not_started("the cards stored whole could not move to the vault", f))?;
         Ok(Self {
             core,
             identity,
@@ -118,4 +123,21 @@ impl Services {
     pub fn envelope(&self) -> &Envelope {
         self.core.envelope()
     }
+}
+
+/// A failure at start-up, said as one: a request's "retry with the same
+/// idempotency key" means nothing here. What went wrong inside was logged
+/// where it happened.
+fn not_started(what: &str, f: Failure) -> Failure {
+    if f.status < 500 {
+        return f;
+    }
+    let hint = match f.code {
+        "internal" => {
+            "see the error logged just before; records sealed under other keys (another \
+             deployment's data directory) cannot be opened"
+        }
+        _ => f.message.as_str(),
+    };
+    Failure::new(f.status, f.code, format!("{what}: {hint}"))
 }

@@ -54,6 +54,21 @@ impl Harness {
         Self::with_clock(store, engine, Arc::new(SystemClock), dir, config).await
     }
 
+    /// The app with `FACEPAY_*` variables set over the demo's configuration.
+    pub(super) async fn with_env(
+        store: Store,
+        engine: Arc<FaceEngine>,
+        dir: &Path,
+        config: Config,
+        env: Vec<(String, String)>,
+    ) -> Self {
+        let clock = Arc::new(SystemClock);
+        let app = crate::root::embedded_app_with(store, engine, clock, dir, config, env)
+            .await
+            .unwrap();
+        Self::from_app(app, dir).await
+    }
+
     /// The app at the time `clock` tells; its terminal signs by it too.
     pub(super) async fn with_clock(
         store: Store,

@@ -137,6 +137,8 @@ mod onboarding_tests;
 #[cfg(test)]
 mod phones_tests;
 #[cfg(test)]
+mod reversal_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod wallet_tests;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use facepay_config::{
     Config, Connector as ConnectorConfig, Country, EmbeddedVault, FxSourceKind, GalleryKind,
-    KeyParts, KeyProvider, Liveness, NetworkKind, Vault as VaultConfig,
+    KeyParts, KeyProvider, Liveness, NetworkKind, SettlementBankKind, Vault as VaultConfig,
 };
 use facepay_connector::hyperswitch::{HyperswitchConfig, HyperswitchConnector};
 use facepay_connector::{Connector, SimulatedIssuer, SimulatorConfig};
@@ -22,7 +22,9 @@ use facepay_face::{Backend, EngineConfig, FaceEngine};
 use facepay_fx::Posted;
 use facepay_gallery::IndexKind;
 use facepay_hub::Network;
+use facepay_hub::screening::{LIST_BYTES_MAX, ListScreening};
 use facepay_hub::service::Hub;
+use facepay_hub::settlement::{BankFailure, SimulatedSettlementBank};
 use facepay_hub::simulator::Failure;
 use facepay_models::{ModelStore, catalogue};
 use facepay_payments::hub_member::{FACEPAY_MEMBER_ID, HubMember};
@@ -382,6 +384,12 @@ fn hub(config: &Config, services: &Services, now_ms: i64) -> Result<Hub, StartEr
             }
         }
     }
+    if let Some(SettlementBankKind::Simulated) = config.hub.settlement_bank {
+        hub.set_settlement_bank(Arc::new(SimulatedSettlementBank::new(BankFailure::None)));
+    }
+    if let Some(path) = &config.hub.sanctions_list {
+        hub.set_screening(Arc::new(sanctions_list(path)?));
+    }
     if config.hub.facepay_member {
         hub.add_network(Arc::new(HubMember::new(
             Arc::clone(&services.core),
@@ -394,6 +402,20 @@ fn hub(config: &Config, services: &Services, now_ms: i64) -> Result<Hub, StartEr
             .map_err(|e| failed("fx.sources")(e.to_string()))?;
     }
     Ok(hub)
+}
+
+/// The sanctions list the configuration names, read whole and bounded.
+fn sanctions_list(path: &Path) -> Result<ListScreening, StartError> {
+    let fail =
+        |reason: String| failed("hub.sanctions_list")(format!("{}: {reason}", path.display()));
+    let size = std::fs::metadata(path)
+        .map_err(|e| fail(e.to_string()))?
+        .len();
+    if size > LIST_BYTES_MAX as u64 {
+        return Err(fail(format!("over {LIST_BYTES_MAX} bytes")));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    ListScreening::parse(&text).map_err(|e| fail(e.to_string()))
 }
 
 fn simulated_country(country: Country) -> facepay_hub::demo::Country {
@@ -436,23 +458,65 @@ pub async fn embedded_app(
     dir: &Path,
     services_config: ServicesConfig,
 ) -> Result<App, StartError> {
+    let issuer = Arc::new(SimulatedIssuer::new(SimulatorConfig::default()));
+    embedded_app_paying(store, engine, clock, dir, services_config, issuer).await
+}
+
+/// [`embedded_app`], paying through `connector`.
+pub async fn embedded_app_paying(
+    store: Store,
+    engine: Arc<FaceEngine>,
+    clock: Arc<dyn Clock>,
+    dir: &Path,
+    services_config: ServicesConfig,
+    connector: Arc<dyn Connector>,
+) -> Result<App, StartError> {
+    embedded_app_from(
+        (store, engine, clock),
+        dir,
+        services_config,
+        connector,
+        Vec::new(),
+    )
+    .await
+}
+
+/// [`embedded_app`] with `FACEPAY_*` variables set over the demo's
+/// configuration (a sanctions list, say).
+pub async fn embedded_app_with(
+    store: Store,
+    engine: Arc<FaceEngine>,
+    clock: Arc<dyn Clock>,
+    dir: &Path,
+    services_config: ServicesConfig,
+    env: Vec<(String, String)>,
+) -> Result<App, StartError> {
+    let issuer = Arc::new(SimulatedIssuer::new(SimulatorConfig::default()));
+    embedded_app_from((store, engine, clock), dir, services_config, issuer, env).await
+}
+
+async fn embedded_app_from(
+    (store, engine, clock): (Store, Arc<FaceEngine>, Arc<dyn Clock>),
+    dir: &Path,
+    services_config: ServicesConfig,
+    connector: Arc<dyn Connector>,
+    env: Vec<(String, String)>,
+) -> Result<App, StartError> {
     let vault_dir = dir.join("vault");
     let vault_store = facepay_store::testing::vault_beside(&store, &vault_dir)
         .await
         .map_err(|e| failed("vault")(e.to_string()))?;
-    let vault = Arc::new(LocalVault::new(
-        vault_store,
-        Arc::new(SimulatedIssuer::new(SimulatorConfig::default())),
-    ));
+    let vault = Arc::new(LocalVault::new(vault_store, connector));
     let parts = embedded_parts(&vault_dir).map_err(|e| failed("vault")(e.to_string()))?;
     unlock(&vault, parts)
         .await
         .map_err(|e| failed("vault")(e.to_string()))?;
-    let demo_dir = [(
+    let mut env = env;
+    env.push((
         "FACEPAY_STORE__DATA_DIR".to_owned(),
         dir.display().to_string(),
-    )];
-    let config = Config::demo(demo_dir).map_err(|e| failed("config")(e.to_string()))?;
+    ));
+    let config = Config::demo(env).map_err(|e| failed("config")(e.to_string()))?;
     let parts = Parts {
         store,
         engine,

@@ -35,6 +35,12 @@ pub enum Account<'a> {
     HubPosition(&'a str),
     /// The hub's own fees.
     HubFees,
+    /// What the hub owes a member for the funds it put in at the
+    /// settlement bank (negative while it has funds there).
+    HubFunds(&'a str),
+    /// The hub's money at the settlement bank: members' funds in, and each
+    /// settled position passing through.
+    HubSettlementBank,
     /// facepay as a member network: card holds for payments abroad, what
     /// it owes the hub for them once captured, and what the hub owes it
     /// for its merchants' payments from abroad.
@@ -44,7 +50,7 @@ pub enum Account<'a> {
 }
 
 impl Account<'_> {
-    fn id(self, currency: &str) -> String {
+    pub fn id(self, currency: &str) -> String {
         match self {
             Account::IssuerHolds => format!("issuer_holds:{currency}"),
             Account::IssuerReceivable => format!("issuer_receivable:{currency}"),
@@ -54,6 +60,8 @@ impl Account<'_> {
             Account::PlatformCompensation => format!("platform:compensation:{currency}"),
             Account::HubPosition(p) => format!("hub:position:{p}:{currency}"),
             Account::HubFees => format!("hub:fees:{currency}"),
+            Account::HubFunds(m) => format!("hub:funds:{m}:{currency}"),
+            Account::HubSettlementBank => format!("hub:settlement_bank:{currency}"),
             Account::MemberPending => format!("member:hub_pending:{currency}"),
             Account::MemberPayable => format!("member:hub_payable:{currency}"),
             Account::MemberReceivable => format!("member:hub_receivable:{currency}"),
@@ -70,6 +78,8 @@ impl Account<'_> {
             Account::PlatformCompensation => "platform_compensation",
             Account::HubPosition(_) => "hub_position",
             Account::HubFees => "hub_fees",
+            Account::HubFunds(_) => "hub_funds",
+            Account::HubSettlementBank => "hub_settlement_bank",
             Account::MemberPending => "member_pending",
             Account::MemberPayable => "member_payable",
             Account::MemberReceivable => "member_receivable",
@@ -93,6 +103,10 @@ pub enum TransferKind {
     Hub,
     /// A step of a leg facepay holds as a hub member.
     HubMember,
+    /// A member's funds in or out at the settlement bank.
+    HubFunds,
+    /// A window's net position paid through the settlement bank.
+    HubSettlement,
 }
 
 impl TransferKind {
@@ -106,6 +120,8 @@ impl TransferKind {
             TransferKind::Recovery => "recovery",
             TransferKind::Hub => "hub",
             TransferKind::HubMember => "hub_member",
+            TransferKind::HubFunds => "hub_funds",
+            TransferKind::HubSettlement => "hub_settlement",
         }
     }
 }
@@ -250,6 +266,33 @@ pub async fn post_hub(
         now_ms,
     )
     .await
+}
+
+/// Posts a member's funds in or out, or a settled position: `legs` on a
+/// hub account and the settlement bank's, in `currency`, summing to zero.
+pub async fn post_hub_bank(
+    conn: &mut Connection,
+    transfer_id: &str,
+    kind: TransferKind,
+    currency: &str,
+    legs: &[(Account<'_>, i64)],
+    now_ms: i64,
+) -> Result<()> {
+    assert!(matches!(
+        kind,
+        TransferKind::HubFunds | TransferKind::HubSettlement
+    ));
+    assert!(
+        legs.iter().all(|(a, _)| matches!(
+            a,
+            Account::HubPosition(_)
+                | Account::HubFees
+                | Account::HubFunds(_)
+                | Account::HubSettlementBank
+        )),
+        "settlement bank transfers move hub accounts only"
+    );
+    post_in(conn, transfer_id, None, currency, kind, legs, now_ms).await
 }
 
 /// Posts a step of a leg facepay holds as a hub member: card holds and
@@ -409,7 +452,7 @@ pub const PROBLEMS_MAX: usize = 100;
 const VERIFY_PAGE: i64 = 1000;
 
 impl Verification {
-    fn problem(&mut self, text: String) {
+    pub(crate) fn problem(&mut self, text: String) {
         self.problem_count += 1;
         if self.problems.len() < PROBLEMS_MAX {
             self.problems.push(text);
@@ -493,6 +536,8 @@ pub async fn verify(conn: &mut Connection) -> Result<Verification> {
         }
     }
     check_hub(conn, &mut v).await?;
+    crate::hub_members::check(conn, &mut v).await?;
+    crate::hub_settlement::check(conn, &mut v).await?;
     Ok(v)
 }
 

@@ -17,6 +17,8 @@ pub mod connector_events;
 pub mod files;
 pub mod fraud;
 pub mod hub;
+pub mod hub_members;
+pub mod hub_settlement;
 pub mod idempotency;
 pub mod keys;
 pub mod ledger;
@@ -371,7 +373,30 @@ pub mod testing {
             .await?;
         admin.close().await;
         let separator = if url.contains('?') { '&' } else { '?' };
-        Ok(format!("{url}{separator}options=-csearch_path%3D{schema}"))
+        Ok(format!("{url}{separator}{SCHEMA_OPTION}{schema}"))
+    }
+
+    const SCHEMA_OPTION: &str = "options=-csearch_path%3D";
+
+    /// Drops, on the server at `url`, the schema a URL from
+    /// [`fresh_postgres_url`] names, with everything in it.
+    pub async fn drop_schema_of(url: &str, fresh_url: &str) -> Result<()> {
+        let Some((_, schema)) = fresh_url.rsplit_once(SCHEMA_OPTION) else {
+            return Ok(());
+        };
+        assert!(
+            schema
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "a schema fresh_postgres_url made"
+        );
+        sqlx::any::install_default_drivers();
+        let admin = AnyPool::connect(url).await?;
+        admin
+            .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
+            .await?;
+        admin.close().await;
+        Ok(())
     }
 }
 

@@ -11,6 +11,38 @@ use crate::error::Failure;
 
 /// The reason of a payment authorised with its capture held for review.
 pub(crate) const HELD_FOR_REVIEW: &str = "held_for_review";
+/// The reason of a payment whose issuer did not answer, nor its reversal:
+/// unfinished until a retry or the sweep has the reversal answered.
+pub(crate) const REVERSAL_PENDING: &str = "reversal_pending";
+
+impl super::Core {
+    /// Reverses whatever authorisation an unfinished payment may have out
+    /// (one that names its connector was, or was about to be, sent), and
+    /// returns the reason it ends with. An issuer that does not answer is
+    /// an error: the payment must stay unfinished until one does.
+    pub(crate) async fn reverse_unfinished(&self, payment: &Payment) -> Result<String, Failure> {
+        let Some(connector) = payment.connector.as_deref() else {
+            return Ok("interrupted".into());
+        };
+        if connector != self.connector.name() {
+            // Configured away since: the old connector cannot be asked,
+            // and its holds lapse at their issuers' expiry.
+            tracing::error!(payment = %payment.id, connector, "an interrupted payment's connector is no longer configured; its authorisation cannot be reversed");
+            return Ok("interrupted:connector_gone".into());
+        }
+        match self.connector.reverse(&payment.id).await {
+            Ok(reversal) => Ok(format!("interrupted:{}", reversal.as_str())),
+            Err(e) => {
+                tracing::warn!(payment = %payment.id, error = %e, "an interrupted payment's reversal failed");
+                Err(Failure::new(
+                    504,
+                    e.code(),
+                    "the card issuer did not answer the reversal of an interrupted payment; it is retried",
+                ))
+            }
+        }
+    }
+}
 
 /// An id derived from its scope and idempotency key: a retry after a crash
 /// computes the same id, so the issuer (which deduplicates on it) and the

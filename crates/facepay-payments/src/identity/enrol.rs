@@ -200,6 +200,54 @@ impl Identity {
             .await
     }
 
+    /// An enrolment whose face was embedded elsewhere (`vector`, unit
+    /// length, from this server's model): the benchmarks' synthetic payers,
+    /// stored exactly as an enrolment stores them (template sealed under a
+    /// data key, card split through the vault and verified, PIN hashed),
+    /// by the same transaction. No route calls it: every enrolment the
+    /// server answers analyses a burst.
+    pub async fn enrol_embedded(
+        &self,
+        key: &str,
+        (phone, pin): (&str, &str),
+        card: &crate::api::CardInput,
+        vector: &[f32],
+    ) -> Result<Reply, Failure> {
+        let phone = normalise_phone(phone)?;
+        check_pin(pin)?;
+        let card = self.check_card(card)?;
+        let phone_hash = self.core.phone_hash(&phone).await?;
+        let scope = enrolment_scope(&phone_hash);
+        let body = format!("embedded:{phone_hash}");
+        let work = |claimed| async move {
+            let user_id = ids::new("usr")?;
+            // The PIN's hash and the card's verification before the turn:
+            // enrolments at once take turns only for the face.
+            let account = self
+                .new_account(user_id, (phone, phone_hash), pin, card)
+                .await?;
+            let _turn = self.enrol_lock.lock().await;
+            let reply = Reply::json(201, &serde_json::json!({"user_id": account.user_id}))?;
+            let stored = match self.sealed_face(&account.user_id, vector, LivenessDecision::Live) {
+                Ok(face) => {
+                    self.store_enrolment(&account, &face, &claimed, &reply)
+                        .await
+                }
+                Err(failure) => Err(failure),
+            };
+            if let Err(failure) = stored {
+                self.core
+                    .forget_card(account.method.vault_token.unwrap_or_default())
+                    .await;
+                return Err(failure);
+            }
+            self.apply_own_changes().await;
+            Ok(reply)
+        };
+        let request = Request::new("enrol", "", body.as_bytes());
+        self.core.idempotent(scope, key, request, work).await
+    }
+
     /// Analyses the burst and seals its template for `user_id`, refusing a
     /// face already enrolled (one face, one account). Enrolments take turns
     /// from here to the gallery insert, so two racing enrolments of one
@@ -214,9 +262,22 @@ impl Identity {
             .analyse(frames, QualityPolicy::enrolment(), Lane::Enrolment)
             .await?;
         let turn = self.enrol_lock.lock().await;
-        let protected = self.protect(&outcome.template.vector)?;
+        let face = self.sealed_face(user_id, &outcome.template.vector, outcome.liveness)?;
+        Ok((turn, face))
+    }
+
+    /// `vector` in the gallery's space and sealed for `user_id`, unless
+    /// the gallery holds the face already. The caller holds the
+    /// enrolments' turn.
+    fn sealed_face(
+        &self,
+        user_id: &str,
+        vector: &[f32],
+        liveness: LivenessDecision,
+    ) -> Result<NewFace, Failure> {
+        let protected = self.protect(vector)?;
         self.refuse_enrolled_face(&protected)?;
-        let model = outcome.template.model.to_string();
+        let model = self.engine.model_id().to_string();
         let sealed = self
             .core
             .envelope
@@ -232,9 +293,9 @@ impl Identity {
                 transform_id: Some(self.transform_id.clone()),
             },
             data_key: sealed.data_key,
-            liveness: outcome.liveness,
+            liveness,
         };
-        Ok((turn, face))
+        Ok(face)
     }
 
     /// One face, one account across the servers of one PostgreSQL: the

@@ -194,7 +194,13 @@ impl From<HubError> for ApiError {
     fn from(e: HubError) -> Self {
         let status = match &e {
             HubError::KeyInvalid => StatusCode::UNAUTHORIZED,
+            HubError::RateLimited { retry_after_ms } => {
+                let seconds = u64::try_from(*retry_after_ms).unwrap_or(0).div_ceil(1000);
+                return Self::new(StatusCode::TOO_MANY_REQUESTS, e.code(), e.to_string())
+                    .retry_after(seconds.max(1));
+            }
             HubError::UnknownNetwork(_)
+            | HubError::UnknownMember(_)
             | HubError::UnknownQuote
             | HubError::UnknownTransfer
             | HubError::CodeUnknown
@@ -205,12 +211,17 @@ impl From<HubError> for ApiError {
             | HubError::KeyReused
             | HubError::NotReserved(_)
             | HubError::NoOpenWindow
-            | HubError::WindowNotClosed => StatusCode::CONFLICT,
+            | HubError::WindowNotClosed
+            | HubError::MemberCap { .. }
+            | HubError::MemberFunds { .. }
+            | HubError::NotHeld(_)
+            | HubError::NoSettlementBank => StatusCode::CONFLICT,
             HubError::Qr(_)
             | HubError::NoMemberNetwork
             | HubError::CurrencyMismatch
             | HubError::BadAmount(_)
             | HubError::CodeMismatch
+            | HubError::BadMember(_)
             | HubError::TooLong(_) => StatusCode::UNPROCESSABLE_ENTITY,
             HubError::Network(n) => network_status(n),
             HubError::Fx(f) => fx_status(f),
@@ -322,6 +333,46 @@ mod tests {
             let e = ApiError::from(error);
             assert_eq!((e.status.as_u16(), e.code), (status, code));
         }
+        let members = [
+            (
+                HubError::UnknownMember("x".into()),
+                404,
+                "hub_unknown_member",
+            ),
+            (HubError::BadMember("x".into()), 422, "hub_bad_member"),
+            (
+                HubError::MemberCap {
+                    network: "x".into(),
+                    currency: "KRW".into(),
+                    exposure_minor: 2,
+                    limit_minor: 1,
+                },
+                409,
+                "hub_member_cap",
+            ),
+            (
+                HubError::MemberFunds {
+                    currency: "KRW".into(),
+                    free_minor: 0,
+                },
+                409,
+                "hub_member_funds",
+            ),
+            (HubError::NotHeld("committed"), 409, "hub_transfer_not_held"),
+            (HubError::NoSettlementBank, 409, "hub_no_settlement_bank"),
+        ];
+        for (error, status, code) in members {
+            let e = ApiError::from(error);
+            assert_eq!((e.status.as_u16(), e.code), (status, code));
+        }
+        let limited = ApiError::from(HubError::RateLimited {
+            retry_after_ms: 1_500,
+        });
+        assert_eq!(
+            (limited.status.as_u16(), limited.code),
+            (429, "hub_rate_limited")
+        );
+        assert_eq!(limited.retry_after_s(), Some(2));
     }
 
     #[test]

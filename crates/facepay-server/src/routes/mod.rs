@@ -4,6 +4,7 @@
 
 mod connectors;
 mod hub;
+mod hub_members;
 mod keys;
 mod loyalty;
 mod merchant;
@@ -36,6 +37,7 @@ pub fn api() -> OpenApiRouter<Shared> {
         .merge(onboarding::routes())
         .merge(keys::routes())
         .merge(hub::routes())
+        .merge(hub_members::routes())
         .merge(service::routes())
         .merge(connectors::routes())
         .merge(webhooks::routes())
