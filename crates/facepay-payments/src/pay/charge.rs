@@ -260,6 +260,13 @@ impl Payments {
         let (ctx, user_id) = (attempt.ctx, payer.user.id.as_str());
         let now = self.core.now_ms();
         let mut tx = self.core.begin().await?;
+        // A payer who may become a regular here appends to the change log
+        // below, so takes its lock first, as enrolments do: taken after an
+        // audit chain's head, it could wait on an enrolment that holds the
+        // lock and waits for that head (a deadlock on PostgreSQL).
+        if issued.authorised.is_ok() && !self.identity.is_regular(user_id, &ctx.merchant.id) {
+            facepay_store::changes::lock(&mut tx).await?;
+        }
         let actor = format!("terminal:{}", ctx.terminal_id);
         audit::append(&mut tx, now, &actor, "card_used", &payer.method.id).await?;
         let before = stored_or_created(&mut tx, attempt.stored, &payment).await?;
