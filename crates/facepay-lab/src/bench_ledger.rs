@@ -154,7 +154,7 @@ async fn enrol_synthetic(app: &App, count: usize) -> anyhow::Result<()> {
 
 /// A Visa number of its own for synthetic payer `i`, with its Luhn check
 /// digit: the simulated issuer approves any valid number.
-fn card_number(i: usize) -> String {
+pub(crate) fn card_number(i: usize) -> String {
     let body = format!("4000{:011}", 10_000_000_000u64 + i as u64);
     let sum: u32 = body
         .bytes()

@@ -12,9 +12,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use facepay_config::Config;
 use facepay_models::ModelStore;
 
-use crate::demo;
 use crate::engine_args::EngineArgs;
 use crate::stats::print_stages;
+use crate::{bench_enrolled, demo};
 use facepay_server::root::App;
 use facepay_terminal::{Client, TerminalFile, new_idempotency_key};
 
@@ -44,6 +44,17 @@ pub struct PayArgs {
     /// The secret shared with that vault process.
     #[arg(long)]
     pub vault_channel_secret: Option<PathBuf>,
+    /// Synthetic payers imported before the photos' people pay (through
+    /// the bulk path, timed); the server is then started again from the
+    /// store and from its gallery snapshot, each start timed.
+    #[arg(long, default_value_t = 0)]
+    pub enrolled: usize,
+    /// The gallery's index kind (`exact`, `prefilter`, `hnsw`, `ivf`).
+    #[arg(long, default_value = "exact")]
+    pub gallery_kind: String,
+    /// Threads one gallery scan is spread over.
+    #[arg(long, default_value_t = 1)]
+    pub gallery_threads: usize,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -64,8 +75,9 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
         let database_url = run_schema(args.database_url.as_deref()).await?;
+        let db = database_url.as_deref();
         let app = App::build(
-            config(&args, database_url.as_deref(), &data_dir)?,
+            config(&args, db, &data_dir, false)?,
             models,
             Arc::new(facepay_store::SystemClock),
         )
@@ -77,6 +89,21 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
             "no photo to pay with in {}",
             args.photos.display()
         );
+        let app = if args.enrolled == 0 {
+            app
+        } else {
+            let enrolled = args.enrolled.min(bench_enrolled::ENROLLED_MAX);
+            bench_enrolled::import_synthetic(&app, enrolled).await?;
+            app.services.store().close().await;
+            drop(app);
+            let again = config(&args, db, &data_dir, true)?;
+            let app = bench_enrolled::timed_start(again, models, "store").await?;
+            bench_enrolled::timed_snapshot(&app).await?;
+            app.services.store().close().await;
+            drop(app);
+            let again = config(&args, db, &data_dir, true)?;
+            bench_enrolled::timed_start(again, models, "snapshot").await?
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let router = facepay_server::router(&app);
@@ -187,14 +214,23 @@ pub(crate) fn approving_env(
     ])
 }
 
+/// The configuration of one start of the server on `data_dir`; with a
+/// gallery snapshot file there when `snapshot`.
 fn config(
     args: &PayArgs,
     database_url: Option<&str>,
     data_dir: &std::path::Path,
+    snapshot: bool,
 ) -> anyhow::Result<Config> {
     let mut env = approving_env(&args.engine, data_dir)?;
     if let Some(url) = database_url {
         env.push(("FACEPAY_STORE__URL", url.to_owned()));
+    }
+    env.push(("FACEPAY_GALLERY__KIND", args.gallery_kind.clone()));
+    env.push(("FACEPAY_GALLERY__THREADS", args.gallery_threads.to_string()));
+    if snapshot {
+        let file = data_dir.join("gallery.snapshot");
+        env.push(("FACEPAY_GALLERY__SNAPSHOT_FILE", file.display().to_string()));
     }
     if let Some(url) = &args.vault_url {
         let secret = args

@@ -4,6 +4,7 @@
 //! `eval`, `face`, `demo` and `hub`, so the server links none of this.
 
 mod bench;
+mod bench_enrolled;
 mod bench_flood;
 mod bench_gallery;
 mod bench_ledger;

@@ -27,7 +27,7 @@ use crate::root::App;
 use crate::seed::{self as demo, MerchantFile};
 use facepay_terminal::TerminalFile;
 
-fn photos() -> PathBuf {
+pub(super) fn photos() -> PathBuf {
     facepay_models::faces_dir()
 }
 

@@ -129,6 +129,8 @@ mod hub_tests;
 #[cfg(test)]
 mod idempotency_tests;
 #[cfg(test)]
+mod import_tests;
+#[cfg(test)]
 mod isolation_tests;
 #[cfg(test)]
 mod loyalty_tests;

@@ -101,6 +101,30 @@ impl LocalVault {
     }
 
     async fn tokenize_now(&self, card: NewCard) -> Result<Tokenized, VaultError> {
+        let (row, tokenized) = self.share_of(card)?;
+        vault::insert_share(&mut *self.store.acquire().await?, &row, now_ms()).await?;
+        Ok(tokenized)
+    }
+
+    /// Every card's share in one transaction.
+    async fn tokenize_many_now(&self, cards: Vec<NewCard>) -> Result<Vec<Tokenized>, VaultError> {
+        assert!(cards.len() <= crate::TOKENIZE_MANY_MAX);
+        let shares = cards
+            .into_iter()
+            .map(|card| self.share_of(card))
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        for (row, _) in &shares {
+            vault::insert_share(&mut tx, row, now).await?;
+        }
+        tx.commit().await.map_err(facepay_store::StoreError::from)?;
+        Ok(shares.into_iter().map(|(_, tokenized)| tokenized).collect())
+    }
+
+    /// A new card's token and split number: the vault's share sealed as
+    /// its row, and what goes back to the core.
+    fn share_of(&self, card: NewCard) -> Result<(vault::ShareRow, Tokenized), VaultError> {
         check_pan(&card.pan)?;
         let master = self.master()?;
         let mut token_bytes = [0u8; 16];
@@ -121,12 +145,12 @@ impl LocalVault {
             nonce,
             ciphertext,
         };
-        vault::insert_share(&mut *self.store.acquire().await?, &row, now_ms()).await?;
-        Ok(Tokenized {
+        let tokenized = Tokenized {
             token,
             fingerprint,
             core_share,
-        })
+        };
+        Ok((row, tokenized))
     }
 
     /// The card number, joined in memory from the two shares.
@@ -215,6 +239,13 @@ impl LocalVault {
 impl Vault for LocalVault {
     fn tokenize(&self, card: NewCard) -> BoxFuture<'_, Result<Tokenized, VaultError>> {
         Box::pin(self.tokenize_now(card))
+    }
+
+    fn tokenize_many(
+        &self,
+        cards: Vec<NewCard>,
+    ) -> BoxFuture<'_, Result<Vec<Tokenized>, VaultError>> {
+        Box::pin(self.tokenize_many_now(cards))
     }
 
     fn authorise(&self, request: VaultAuthorise) -> BoxFuture<'_, Result<Authorised, VaultError>> {

@@ -43,6 +43,49 @@ impl Core {
                 pan: card.pan.clone(),
             })
             .await?;
+        self.vaulted(card, tokenized).await
+    }
+
+    /// [`Self::vault_card`] for at most [`facepay_vault::TOKENIZE_MANY_MAX`]
+    /// cards, stored by the vault at once: all of them or none.
+    pub(crate) async fn vault_cards(
+        &self,
+        cards: Vec<CardToVault<'_>>,
+    ) -> Result<Vec<(PaymentMethod, DataKeyRow)>, Failure> {
+        let new = cards
+            .iter()
+            .map(|card| NewCard {
+                pan: card.pan.clone(),
+            })
+            .collect();
+        let tokens = self.vault.tokenize_many(new).await?;
+        assert_eq!(tokens.len(), cards.len());
+        let mut vaulted = Vec::with_capacity(cards.len());
+        let mut pairs = cards.into_iter().zip(tokens);
+        while let Some((card, tokenized)) = pairs.next() {
+            match self.vaulted(card, tokenized).await {
+                Ok(one) => vaulted.push(one),
+                Err(failure) => {
+                    let rest = pairs.map(|(_, tokenized)| tokenized.token);
+                    let made = vaulted.into_iter().filter_map(|(m, _)| m.vault_token);
+                    for token in made.chain(rest) {
+                        self.forget_card(token).await;
+                    }
+                    return Err(failure);
+                }
+            }
+        }
+        Ok(vaulted)
+    }
+
+    /// A card the vault took: verified when its security code is given,
+    /// and the core's share sealed. A card the issuer does not verify is
+    /// forgotten here and refused.
+    async fn vaulted(
+        &self,
+        card: CardToVault<'_>,
+        tokenized: Tokenized,
+    ) -> Result<(PaymentMethod, DataKeyRow), Failure> {
         let credential = match card.security_code {
             Some(security_code) => {
                 let verified = self.verify_card(&card, &tokenized, security_code).await;

@@ -59,9 +59,25 @@ pub(super) struct CheckedCard {
     expiry_year: i64,
 }
 
+impl CheckedCard {
+    /// The card as the vault takes it, for `user_id`, verified once with
+    /// its issuer by its security code.
+    pub(super) fn to_vault(&self, user_id: &str) -> Result<CardToVault<'_>, Failure> {
+        Ok(CardToVault {
+            method_id: ids::new("pm")?,
+            user_id: user_id.to_owned(),
+            pan: &self.pan,
+            brand: self.brand.clone(),
+            expiry_month: self.expiry_month,
+            expiry_year: self.expiry_year,
+            security_code: Some(&self.security_code),
+        })
+    }
+}
+
 /// A face ready to store: its template in the gallery's space, sealed for
 /// its user under a data key of its own.
-struct NewFace {
+pub(super) struct NewFace {
     /// The template as the gallery holds it, to search again across
     /// servers just before it is stored.
     protected: Vec<f32>,
@@ -71,8 +87,8 @@ struct NewFace {
 }
 
 /// An account's secrets, sealed or hashed, with its card in the vault.
-struct NewAccount {
-    user_id: String,
+pub(super) struct NewAccount {
+    pub(super) user_id: String,
     /// The number's keyed hash and the number sealed, never the number.
     phone: StoredPhone,
     phone_key: DataKeyRow,
@@ -81,7 +97,7 @@ struct NewAccount {
     /// Shown once, in the answer; only its hash is stored.
     token: String,
     token_hash: String,
-    method: PaymentMethod,
+    pub(super) method: PaymentMethod,
     card_key: DataKeyRow,
 }
 
@@ -187,17 +203,7 @@ impl Identity {
         user_id: &str,
         card: CheckedCard,
     ) -> Result<(PaymentMethod, DataKeyRow), Failure> {
-        self.core
-            .vault_card(CardToVault {
-                method_id: ids::new("pm")?,
-                user_id: user_id.to_owned(),
-                pan: &card.pan,
-                brand: card.brand,
-                expiry_month: card.expiry_month,
-                expiry_year: card.expiry_year,
-                security_code: Some(&card.security_code),
-            })
-            .await
+        self.core.vault_card(card.to_vault(user_id)?).await
     }
 
     /// An enrolment whose face was embedded elsewhere (`vector`, unit
@@ -275,14 +281,26 @@ impl Identity {
         vector: &[f32],
         liveness: LivenessDecision,
     ) -> Result<NewFace, Failure> {
+        let face = self.seal_face(user_id, vector, liveness)?;
+        self.refuse_enrolled_face(&face.protected)?;
+        Ok(face)
+    }
+
+    /// `vector` in the gallery's space and sealed for `user_id`, with no
+    /// search of the gallery.
+    pub(super) fn seal_face(
+        &self,
+        user_id: &str,
+        vector: &[f32],
+        liveness: LivenessDecision,
+    ) -> Result<NewFace, Failure> {
         let protected = self.protect(vector)?;
-        self.refuse_enrolled_face(&protected)?;
         let model = self.engine.model_id().to_string();
         let sealed = self
             .core
             .envelope
             .seal(&vector_to_bytes(&protected), &template_aad(user_id, &model))?;
-        let face = NewFace {
+        Ok(NewFace {
             protected,
             template: StoredTemplate {
                 user_id: user_id.to_owned(),
@@ -294,8 +312,7 @@ impl Identity {
             },
             data_key: sealed.data_key,
             liveness,
-        };
-        Ok(face)
+        })
     }
 
     /// One face, one account across the servers of one PostgreSQL: the
@@ -347,18 +364,37 @@ impl Identity {
     async fn new_account(
         &self,
         user_id: String,
-        (phone, phone_hash): (String, String),
+        phone: (String, String),
         pin: &str,
         card: CheckedCard,
     ) -> Result<NewAccount, Failure> {
-        let phone_last4 = phone[phone.len() - 4..].to_owned();
-        let (phone, phone_key) = self.core.seal_phone(&user_id, &phone, phone_hash)?;
         let pin = pin.to_owned();
         let pin_hash = tokio::task::spawn_blocking(move || keys::hash_pin(&pin))
             .await
             .map_err(|_| Failure::internal())??;
+        let vaulted = self.vault_checked_card(&user_id, card).await?;
+        let vault_token = vaulted.0.vault_token.clone().unwrap_or_default();
+        match self.account_of(user_id, phone, pin_hash, vaulted) {
+            Ok(account) => Ok(account),
+            Err(failure) => {
+                self.core.forget_card(vault_token).await;
+                Err(failure)
+            }
+        }
+    }
+
+    /// An account of its parts: its phone sealed here, its PIN hashed and
+    /// its card in the vault already.
+    pub(super) fn account_of(
+        &self,
+        user_id: String,
+        (phone, phone_hash): (String, String),
+        pin_hash: String,
+        (mut method, card_key): (PaymentMethod, DataKeyRow),
+    ) -> Result<NewAccount, Failure> {
+        let phone_last4 = phone[phone.len() - 4..].to_owned();
+        let (phone, phone_key) = self.core.seal_phone(&user_id, &phone, phone_hash)?;
         let (token, token_hash) = keys::new_secret("fpu")?;
-        let (mut method, card_key) = self.vault_checked_card(&user_id, card).await?;
         // An account's first card is the one it pays with.
         method.is_default = 1;
         Ok(NewAccount {
@@ -382,10 +418,23 @@ impl Identity {
         claimed: &Claimed,
         reply: &Reply,
     ) -> Result<(), Failure> {
-        let now = self.core.now_ms();
-        let user_id = account.user_id.as_str();
         let mut tx = self.core.begin().await?;
         self.refuse_enrolled_elsewhere(&mut tx, face).await?;
+        self.insert_enrolment(&mut tx, account, face).await?;
+        claimed.complete(&mut tx, reply).await?;
+        commit(tx).await
+    }
+
+    /// The rows of the account, its face and its card, their audit
+    /// entries and the gallery's change, in `tx`.
+    pub(super) async fn insert_enrolment(
+        &self,
+        tx: &mut Transaction,
+        account: &NewAccount,
+        face: &NewFace,
+    ) -> Result<(), Failure> {
+        let now = self.core.now_ms();
+        let user_id = account.user_id.as_str();
         let new_user = parties::NewAccount {
             id: user_id,
             phone: &account.phone,
@@ -394,7 +443,7 @@ impl Identity {
             token_hash: &account.token_hash,
             created_at_ms: now,
         };
-        parties::insert_account(&mut tx, &new_user)
+        parties::insert_account(&mut *tx, &new_user)
             .await
             .map_err(|e| match e {
                 StoreError::Duplicate(_) => Failure::conflict(
@@ -403,17 +452,16 @@ impl Identity {
                 ),
                 other => other.into(),
             })?;
-        facepay_store::keys::insert(&mut tx, &account.phone_key, now).await?;
-        facepay_store::keys::insert(&mut tx, &face.data_key, now).await?;
-        facepay_store::keys::insert(&mut tx, &account.card_key, now).await?;
-        parties::insert_template(&mut tx, &face.template, now).await?;
-        parties::insert_payment_method(&mut tx, &account.method, now).await?;
-        audit::append(&mut tx, now, "app", "template_sealed", user_id).await?;
-        self.record_change(&mut tx, user_id, Kind::Template, None)
+        facepay_store::keys::insert(&mut *tx, &account.phone_key, now).await?;
+        facepay_store::keys::insert(&mut *tx, &face.data_key, now).await?;
+        facepay_store::keys::insert(&mut *tx, &account.card_key, now).await?;
+        parties::insert_template(&mut *tx, &face.template, now).await?;
+        parties::insert_payment_method(&mut *tx, &account.method, now).await?;
+        audit::append(&mut *tx, now, "app", "template_sealed", user_id).await?;
+        self.record_change(&mut *tx, user_id, Kind::Template, None)
             .await?;
-        audit::append(&mut tx, now, "app", "card_sealed", &account.method.id).await?;
-        claimed.complete(&mut tx, reply).await?;
-        commit(tx).await
+        audit::append(&mut *tx, now, "app", "card_sealed", &account.method.id).await?;
+        Ok(())
     }
 
     /// `PUT /v1/users/me/face`: enrols the face of an account that has

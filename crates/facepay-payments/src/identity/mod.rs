@@ -10,6 +10,7 @@ mod enrol;
 mod follow;
 mod gallery;
 mod identify;
+pub mod import;
 mod lanes;
 pub mod snapshot;
 mod wallet;
