@@ -145,8 +145,14 @@ pub fn post_signed(
 /// are about crashes, servers and stores, and a few faces paying many
 /// times a minute is what the default rules rightly step up.
 pub fn rules_that_approve(dir: &Path) -> PathBuf {
+    static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let path = dir.join("rules-that-approve.toml");
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(&path, facepay_risk::APPROVE_ALL).unwrap();
+    // Written aside and renamed over: servers started one after another
+    // read the file while the next start writes it.
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let aside = dir.join(format!("rules-that-approve.toml.{n}"));
+    std::fs::write(&aside, facepay_risk::APPROVE_ALL).unwrap();
+    std::fs::rename(&aside, &path).unwrap();
     path
 }
