@@ -367,8 +367,11 @@ pub async fn active_templates(
     limit: i64,
 ) -> Result<Vec<ActiveTemplate>> {
     assert!(limit > 0);
+    // `u.id > $1` says again what the join implies: without it PostgreSQL
+    // merge-joins users from the first one on every batch, so reading a
+    // million templates took minutes instead of seconds.
     Ok(sqlx::query_as(&format!(
-        "{ACTIVE_TEMPLATES} AND t.user_id > $1 ORDER BY t.user_id LIMIT $2"
+        "{ACTIVE_TEMPLATES} AND t.user_id > $1 AND u.id > $1 ORDER BY t.user_id LIMIT $2"
     ))
     .bind(after_user_id)
     .bind(limit)
