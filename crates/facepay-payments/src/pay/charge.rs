@@ -264,9 +264,7 @@ impl Payments {
         // below, so takes its lock first, as enrolments do: taken after an
         // audit chain's head, it could wait on an enrolment that holds the
         // lock and waits for that head (a deadlock on PostgreSQL).
-        let may_become_regular =
-            issued.authorised.is_ok() && !self.identity.is_regular(user_id, &ctx.merchant.id);
-        if may_become_regular {
+        if issued.authorised.is_ok() && !self.identity.is_regular(user_id, &ctx.merchant.id) {
             facepay_store::changes::lock(&mut tx).await?;
         }
         let actor = format!("terminal:{}", ctx.terminal_id);
@@ -301,7 +299,8 @@ impl Payments {
         };
         // A regular here from now on: searched first at this merchant, on
         // every server.
-        let new_regular = may_become_regular && reply.status == 201;
+        let new_regular =
+            reply.status == 201 && !self.identity.is_regular(user_id, &ctx.merchant.id);
         if new_regular {
             self.identity
                 .record_change(&mut tx, user_id, Kind::Regular, Some(&ctx.merchant.id))
