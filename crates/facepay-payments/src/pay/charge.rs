@@ -264,7 +264,9 @@ impl Payments {
         // below, so takes its lock first, as enrolments do: taken after an
         // audit chain's head, it could wait on an enrolment that holds the
         // lock and waits for that head (a deadlock on PostgreSQL).
-        if issued.authorised.is_ok() && !self.identity.is_regular(user_id, &ctx.merchant.id) {
+        let may_become_regular =
+            issued.authorised.is_ok() && !self.identity.is_regular(user_id, &ctx.merchant.id);
+        if may_become_regular {
             facepay_store::changes::lock(&mut tx).await?;
         }
         let actor = format!("terminal:{}", ctx.terminal_id);
@@ -299,8 +301,7 @@ impl Payments {
         };
         // A regular here from now on: searched first at this merchant, on
         // every server.
-        let new_regular =
-            reply.status == 201 && !self.identity.is_regular(user_id, &ctx.merchant.id);
+        let new_regular = may_become_regular && reply.status == 201;
         if new_regular {
             self.identity
                 .record_change(&mut tx, user_id, Kind::Regular, Some(&ctx.merchant.id))
