@@ -70,14 +70,18 @@ fn chain_of(subject: &str) -> i64 {
 /// The entry's number, across chains: from a sequence on PostgreSQL, which
 /// no transaction waits for; from the log on SQLite, whose one writer
 /// appends in turn.
-async fn next_seq(conn: &mut Connection) -> Result<i64> {
-    let sql = if conn.backend_name() == "PostgreSQL" {
-        "SELECT nextval('audit_seq')"
+/// Takes the chain's head and draws the entry's number in one statement.
+/// The number is drawn once the head's row is held (a `RETURNING`
+/// expression runs after its row is updated), so it is above every number
+/// the chain's earlier entries drew.
+fn take_head_sql(conn: &Connection) -> &'static str {
+    if conn.backend_name() == "PostgreSQL" {
+        "UPDATE audit_chains SET entries = entries + 1 WHERE chain = $1 \
+         RETURNING hash, nextval('audit_seq') AS seq"
     } else {
-        "SELECT CAST(COALESCE(MAX(seq), 0) + 1 AS BIGINT) FROM audit_log"
-    };
-    let (seq,): (i64,) = sqlx::query_as(sql).fetch_one(conn).await?;
-    Ok(seq)
+        "UPDATE audit_chains SET entries = entries + 1 WHERE chain = $1 \
+         RETURNING hash, (SELECT CAST(COALESCE(MAX(seq), 0) + 1 AS BIGINT) FROM audit_log) AS seq"
+    }
 }
 
 /// Appends an entry; call inside the transaction of the action it records.
@@ -90,17 +94,13 @@ pub async fn append(
     subject: &str,
 ) -> Result<i64> {
     let chain = chain_of(subject);
-    // Taking the chain's head first orders the chain: the number drawn
-    // next is above every number its earlier entries drew.
-    let head = sqlx::query(
-        "UPDATE audit_chains SET entries = entries + 1 WHERE chain = $1 RETURNING hash",
-    )
-    .bind(chain)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| StoreError::Corrupt(format!("the audit log has no chain {chain}")))?;
+    let head = sqlx::query(take_head_sql(conn))
+        .bind(chain)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("the audit log has no chain {chain}")))?;
     let prev_hash: String = head.try_get("hash")?;
-    let seq = next_seq(conn).await?;
+    let seq: i64 = head.try_get("seq")?;
     let hash = chain_hash(&prev_hash, seq, at_ms, actor, action, subject);
     sqlx::query(
         "INSERT INTO audit_log (seq, chain, at_ms, actor, action, subject, prev_hash, hash) \

@@ -126,6 +126,10 @@ impl TransferKind {
     }
 }
 
+/// A bound on a transfer's legs (the most any transfer has is three: a
+/// hub transfer's source side with its fee).
+const LEGS_MAX: usize = 8;
+
 /// The money side of one payment, as the ledger needs it.
 #[derive(Debug, Clone, Copy)]
 pub struct PaymentRef<'a> {
@@ -357,7 +361,10 @@ async fn post_in(
     legs: &[(Account<'_>, i64)],
     now_ms: i64,
 ) -> Result<()> {
-    assert!(legs.len() >= 2, "a transfer has at least two legs");
+    assert!(
+        (2..=LEGS_MAX).contains(&legs.len()),
+        "a transfer has two to {LEGS_MAX} legs"
+    );
     assert!(legs.iter().all(|(_, amount)| *amount != 0), "zero leg");
     let sum: i128 = legs.iter().map(|(_, amount)| i128::from(*amount)).sum();
     assert_eq!(sum, 0, "transfer {transfer_id} does not balance");
@@ -374,27 +381,32 @@ async fn post_in(
     .execute(&mut *conn)
     .await
     .map_err(|e| StoreError::from(e).duplicate_as("ledger transfer"))?;
-    for (account, amount) in legs {
-        let account_id = account.id(currency);
-        sqlx::query(
-            "INSERT INTO ledger_accounts (id, kind, currency, created_at_ms) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&account_id)
-        .bind(account.kind())
-        .bind(currency)
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "INSERT INTO ledger_entries (transfer_id, account_id, amount_minor) VALUES ($1, $2, $3)",
-        )
-        .bind(transfer_id)
-        .bind(&account_id)
-        .bind(*amount)
-        .execute(&mut *conn)
-        .await?;
+    // One statement for the accounts and one for the entries, however many
+    // legs: on PostgreSQL each statement is a round trip.
+    let account_ids: Vec<String> = legs.iter().map(|(a, _)| a.id(currency)).collect();
+    let sql = format!(
+        "INSERT INTO ledger_accounts (id, kind, currency, created_at_ms) VALUES {} \
+         ON CONFLICT (id) DO NOTHING",
+        crate::values_placeholders(legs.len(), 4)
+    );
+    let mut accounts = sqlx::query(&sql);
+    for ((account, _), id) in legs.iter().zip(&account_ids) {
+        accounts = accounts
+            .bind(id)
+            .bind(account.kind())
+            .bind(currency)
+            .bind(now_ms);
     }
+    accounts.execute(&mut *conn).await?;
+    let sql = format!(
+        "INSERT INTO ledger_entries (transfer_id, account_id, amount_minor) VALUES {}",
+        crate::values_placeholders(legs.len(), 3)
+    );
+    let mut entries = sqlx::query(&sql);
+    for ((_, amount), id) in legs.iter().zip(&account_ids) {
+        entries = entries.bind(transfer_id).bind(id).bind(*amount);
+    }
+    entries.execute(&mut *conn).await?;
     Ok(())
 }
 

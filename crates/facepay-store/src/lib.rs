@@ -400,6 +400,21 @@ pub mod testing {
     }
 }
 
+/// `rows` rows of `columns` placeholders for a multi-row `VALUES`, numbered
+/// from `$1`: `($1, $2), ($3, $4)`. Hand-written because sqlx's query
+/// builder writes `?` for the `Any` driver, which PostgreSQL refuses.
+pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
+    assert!(rows >= 1 && columns >= 1);
+    let row = |r: usize| {
+        let cells: Vec<String> = (1..=columns)
+            .map(|c| format!("${}", r * columns + c))
+            .collect();
+        format!("({})", cells.join(", "))
+    };
+    let all: Vec<String> = (0..rows).map(row).collect();
+    all.join(", ")
+}
+
 pub mod ids {
     use super::StoreError;
 

@@ -385,16 +385,9 @@ pub async fn add_stamp(
     .execute(&mut *conn)
     .await
     .map_err(|e| StoreError::from(e).duplicate_as("stamp for this payment"))?;
-    sqlx::query(
-        "INSERT INTO stamp_cards (program_id, user_id, stamps) VALUES ($1, $2, 0) \
-         ON CONFLICT (program_id, user_id) DO NOTHING",
-    )
-    .bind(program_id)
-    .bind(user_id)
-    .execute(&mut *conn)
-    .await?;
     let (stamps,): (i64,) = sqlx::query_as(
-        "UPDATE stamp_cards SET stamps = stamps + 1 WHERE program_id = $1 AND user_id = $2 \
+        "INSERT INTO stamp_cards (program_id, user_id, stamps) VALUES ($1, $2, 1) \
+         ON CONFLICT (program_id, user_id) DO UPDATE SET stamps = stamp_cards.stamps + 1 \
          RETURNING stamps",
     )
     .bind(program_id)
@@ -532,18 +525,20 @@ pub async fn post_points(conn: &mut Connection, m: PointsMove<'_>) -> Result<boo
         )));
     }
     let delta = m.kind.user_sign() * m.points;
-    sqlx::query(
-        "INSERT INTO points_balances (merchant_id, user_id, points) VALUES ($1, $2, 0) \
-         ON CONFLICT (merchant_id, user_id) DO NOTHING",
-    )
-    .bind(m.merchant_id)
-    .bind(m.user_id)
-    .execute(&mut *conn)
-    .await?;
-    let moved = sqlx::query(
-        "UPDATE points_balances SET points = points + $3 WHERE merchant_id = $1 \
-         AND user_id = $2 AND points + $3 >= 0",
-    )
+    // Points in open the balance if need be; points out need one holding
+    // enough. One statement either way.
+    let moved = if delta > 0 {
+        sqlx::query(
+            "INSERT INTO points_balances (merchant_id, user_id, points) VALUES ($1, $2, $3) \
+             ON CONFLICT (merchant_id, user_id) \
+             DO UPDATE SET points = points_balances.points + excluded.points",
+        )
+    } else {
+        sqlx::query(
+            "UPDATE points_balances SET points = points + $3 WHERE merchant_id = $1 \
+             AND user_id = $2 AND points + $3 >= 0",
+        )
+    }
     .bind(m.merchant_id)
     .bind(m.user_id)
     .bind(delta)
@@ -565,19 +560,17 @@ pub async fn post_points(conn: &mut Connection, m: PointsMove<'_>) -> Result<boo
     .execute(&mut *conn)
     .await
     .map_err(|e| StoreError::from(e).duplicate_as("points transfer"))?;
-    for (account, points) in [
-        (user_account(m.merchant_id, m.user_id), delta),
-        (liability_account(m.merchant_id), -delta),
-    ] {
-        sqlx::query(
-            "INSERT INTO points_entries (transfer_id, account_id, points) VALUES ($1, $2, $3)",
-        )
-        .bind(m.transfer_id)
-        .bind(account)
-        .bind(points)
-        .execute(&mut *conn)
-        .await?;
-    }
+    sqlx::query(
+        "INSERT INTO points_entries (transfer_id, account_id, points) \
+         VALUES ($1, $2, $3), ($1, $4, $5)",
+    )
+    .bind(m.transfer_id)
+    .bind(user_account(m.merchant_id, m.user_id))
+    .bind(delta)
+    .bind(liability_account(m.merchant_id))
+    .bind(-delta)
+    .execute(&mut *conn)
+    .await?;
     Ok(true)
 }
 

@@ -1,8 +1,9 @@
 //! Keeping this server's gallery in step with the other servers on the same
-//! database. Every enrolment, face deletion and first payment at a merchant
-//! is recorded in the change log in the transaction that makes it; each
-//! server applies every change in order (its own too), woken by
-//! PostgreSQL's NOTIFY, or by a poll when notifications are lost.
+//! database. Every enrolment and face deletion is recorded in the change
+//! log in the transaction that makes it, and a first payment at a merchant
+//! just after its own commits; each server applies every change in order
+//! (its own too), woken by PostgreSQL's NOTIFY, or by a poll when
+//! notifications are lost.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +40,27 @@ impl Identity {
     ) -> Result<(), Failure> {
         changes::append(conn, user_id, kind, merchant_id, self.core.now_ms()).await?;
         Ok(())
+    }
+
+    /// Tells the other servers, after the payment that made the user a
+    /// regular of a merchant committed, to search them first there. Not in
+    /// the payment's transaction: the log's lock would be held through the
+    /// whole recording, and first payments would queue behind each other.
+    /// A regular is a speed-up, not a fact to lose: if this fails, the
+    /// payment stands, other servers find the payer by a full search, and
+    /// they read the regulars from the payments at their next start.
+    pub(crate) async fn announce_regular(&self, user_id: &str, merchant_id: &str) {
+        let announced = async {
+            let mut tx = self.core.begin().await?;
+            self.record_change(&mut tx, user_id, Kind::Regular, Some(merchant_id))
+                .await?;
+            tx.commit().await.map_err(facepay_store::StoreError::from)?;
+            Ok::<(), Failure>(())
+        };
+        if let Err(e) = announced.await {
+            tracing::warn!(user = user_id, merchant = merchant_id, error = %e,
+                "a new regular was not announced to the other servers");
+        }
     }
 
     /// Applies the changes made since the last call, in order; returns how

@@ -6,7 +6,6 @@
 use std::time::Instant;
 
 use facepay_connector::{Authorisation, CardTap, ConnectorError, Reversal};
-use facepay_store::changes::Kind;
 use facepay_store::parties::{PaymentMethod, TerminalContext};
 use facepay_store::payments::{self, Payment, PaymentState};
 use facepay_store::{audit, fraud, ledger};
@@ -260,15 +259,6 @@ impl Payments {
         let (ctx, user_id) = (attempt.ctx, payer.user.id.as_str());
         let now = self.core.now_ms();
         let mut tx = self.core.begin().await?;
-        // A payer who may become a regular here appends to the change log
-        // below, so takes its lock first, as enrolments do: taken after an
-        // audit chain's head, it could wait on an enrolment that holds the
-        // lock and waits for that head (a deadlock on PostgreSQL).
-        let may_become_regular =
-            issued.authorised.is_ok() && !self.identity.is_regular(user_id, &ctx.merchant.id);
-        if may_become_regular {
-            facepay_store::changes::lock(&mut tx).await?;
-        }
         let actor = format!("terminal:{}", ctx.terminal_id);
         audit::append(&mut tx, now, &actor, "card_used", &payer.method.id).await?;
         let before = stored_or_created(&mut tx, attempt.stored, &payment).await?;
@@ -299,18 +289,15 @@ impl Payments {
                 refused_by_issuer(&mut tx, (before, payment), (e, reversal), now).await?
             }
         };
-        // A regular here from now on: searched first at this merchant, on
-        // every server.
-        let new_regular = may_become_regular && reply.status == 201;
-        if new_regular {
-            self.identity
-                .record_change(&mut tx, user_id, Kind::Regular, Some(&ctx.merchant.id))
-                .await?;
-        }
         attempt.claimed.complete(&mut tx, &reply).await?;
         commit(tx).await?;
-        if new_regular {
+        // A regular here from now on: searched first at this merchant, on
+        // every server.
+        if reply.status == 201 && !self.identity.is_regular(user_id, &ctx.merchant.id) {
             self.identity.join_regulars(user_id, &ctx.merchant.id);
+            self.identity
+                .announce_regular(user_id, &ctx.merchant.id)
+                .await;
         }
         attempt.timings.ledger_us += elapsed_us(start);
         record_stages(&attempt.timings);
