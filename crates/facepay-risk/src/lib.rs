@@ -40,6 +40,10 @@ pub const RULES_MAX: usize = 256;
 pub const LIST_MAX: usize = 100_000;
 /// The largest weight a rule can carry.
 pub const WEIGHT_MAX: u32 = 1_000;
+/// The largest bound a rule may compare a count of payments with: counts
+/// are counted only as far as the rules need ([`Rules::count_limit`]), and
+/// this keeps that bounded.
+pub const COUNT_BOUND_MAX: f64 = 1_000_000.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RiskError {
@@ -259,6 +263,12 @@ impl RulesFile {
                 .into_iter()
                 .chain(rule.below)
                 .chain(rule.between.into_iter().flatten());
+            if rule.signal.is_count() && finite.clone().any(|x| x > COUNT_BOUND_MAX) {
+                return invalid(format!(
+                    "rule {}: a count's bounds must be at most {COUNT_BOUND_MAX}",
+                    rule.name
+                ));
+            }
             if finite.clone().any(|x| !x.is_finite())
                 || rule.between.is_some_and(|[low, high]| low > high)
                 || rule.weight > WEIGHT_MAX
@@ -336,26 +346,69 @@ impl RulesFile {
 
 /// The rules in force, replaceable while payments are assessed.
 pub struct RiskEngine {
-    rules: RwLock<Arc<RulesFile>>,
+    rules: RwLock<Rules>,
+}
+
+/// The rules in force at one moment. A payment reads them once, so the
+/// counts gathered for it and its assessment follow the same rules even
+/// while they are replaced.
+#[derive(Clone)]
+pub struct Rules(Arc<RulesFile>);
+
+impl Rules {
+    pub fn assess(&self, signals: &Signals) -> Assessment {
+        self.0.assess(signals)
+    }
+
+    /// How far a count of payments needs counting: one past the highest
+    /// bound any rule compares it with, 0 when no rule reads it. A count
+    /// stopped there decides every rule exactly as the whole count would,
+    /// and a busy merchant's payments are not read one by one for a rule
+    /// nobody wrote.
+    pub fn count_limit(&self, signal: Signal) -> u32 {
+        assert!(signal.is_count());
+        let highest = self
+            .0
+            .rules
+            .iter()
+            .filter(|r| r.signal == signal)
+            .flat_map(|r| {
+                r.above
+                    .into_iter()
+                    .chain(r.below)
+                    .chain(r.between.into_iter().flatten())
+            })
+            .fold(None, |top: Option<f64>, b| {
+                Some(top.map_or(b, |t| t.max(b)))
+            });
+        match highest {
+            None => 0,
+            // Checked when the rules were read: finite, at most COUNT_BOUND_MAX.
+            Some(bound) => bound.clamp(0.0, COUNT_BOUND_MAX).ceil() as u32 + 1,
+        }
+    }
 }
 
 impl RiskEngine {
     pub fn from_toml(text: &str) -> Result<Self, RiskError> {
         Ok(Self {
-            rules: RwLock::new(Arc::new(RulesFile::parse(text)?)),
+            rules: RwLock::new(Rules(Arc::new(RulesFile::parse(text)?))),
         })
     }
 
     /// Replaces the rules; on an error the old ones stay in force.
     pub fn reload(&self, text: &str) -> Result<(), RiskError> {
-        let fresh = Arc::new(RulesFile::parse(text)?);
+        let fresh = Rules(Arc::new(RulesFile::parse(text)?));
         *self.rules.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         Ok(())
     }
 
+    pub fn rules(&self) -> Rules {
+        self.rules.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn assess(&self, signals: &Signals) -> Assessment {
-        let rules = Arc::clone(&self.rules.read().unwrap_or_else(|e| e.into_inner()));
-        rules.assess(signals)
+        self.rules().assess(signals)
     }
 }
 

@@ -77,6 +77,20 @@ pub enum Signal {
     PinFailures24h,
 }
 
+impl Signal {
+    /// A count of payments over a window, which the store counts only as
+    /// far as the rules need.
+    pub fn is_count(self) -> bool {
+        matches!(
+            self,
+            Signal::UserPayments1h
+                | Signal::CardPayments1h
+                | Signal::TerminalPayments10m
+                | Signal::MerchantPayments1m
+        )
+    }
+}
+
 impl Signals {
     /// The value of `signal` (flags as 0 or 1); `None` when unknown.
     pub fn value(&self, signal: Signal) -> Option<f64> {

@@ -322,3 +322,53 @@ fn the_demo_rules_approve_a_first_payment_at_any_hour_and_step_up_a_large_one() 
         Decision::StepUp(Factor::PhoneLast4)
     );
 }
+
+#[test]
+fn counts_are_counted_one_past_the_highest_bound_a_rule_compares_them_with() {
+    let rules = engine().rules();
+    assert_eq!(rules.count_limit(Signal::UserPayments1h), 7, "above 6");
+    assert_eq!(
+        rules.count_limit(Signal::TerminalPayments10m),
+        61,
+        "above 60"
+    );
+    assert_eq!(
+        rules.count_limit(Signal::MerchantPayments1m),
+        0,
+        "no default rule reads it"
+    );
+}
+
+#[test]
+fn a_count_stopped_at_its_limit_decides_every_rule_as_the_whole_count() {
+    let text = format!(
+        "{}\n[[rule]]\nname = \"rush\"\nsignal = \"merchant_payments_1m\"\nabove = 40.5\nweight = 10\n\
+         [[rule]]\nname = \"quiet\"\nsignal = \"merchant_payments_1m\"\nbelow = 3\nweight = 5\n\
+         [[rule]]\nname = \"middle\"\nsignal = \"merchant_payments_1m\"\nbetween = [10, 20]\nweight = 7\n",
+        APPROVE_ALL
+    );
+    let rules = RiskEngine::from_toml(&text).unwrap().rules();
+    let limit = rules.count_limit(Signal::MerchantPayments1m);
+    assert_eq!(limit, 42);
+    for whole in 0..200 {
+        let at = |n: u32| {
+            let mut s = usual();
+            s.merchant_payments_1m = n;
+            fired(&rules.assess(&s))
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at(whole), at(whole.min(limit)), "{whole} payments");
+    }
+}
+
+#[test]
+fn a_count_compared_with_more_than_a_million_is_refused() {
+    let text = format!(
+        "{}\n[[rule]]\nname = \"huge\"\nsignal = \"merchant_payments_1m\"\nabove = 2000000\nweight = 1\n",
+        APPROVE_ALL
+    );
+    let e = RiskEngine::from_toml(&text).err().unwrap();
+    assert!(e.to_string().contains("at most"), "{e}");
+}

@@ -25,6 +25,11 @@ pub struct Ask<'a> {
     pub card_since_ms: i64,
     pub terminal_since_ms: i64,
     pub merchant_since_ms: i64,
+    /// The merchant's payments are counted this far at most: the rules
+    /// need no more (`facepay_risk::Rules::count_limit`), and a busy
+    /// merchant has many. The other counts are bounded by the pace of one
+    /// person, card or terminal.
+    pub merchant_count_limit: i64,
     /// Failed PINs are counted from here.
     pub pin_since_ms: i64,
 }
@@ -75,8 +80,8 @@ const COUNTS_SQL: &str = "SELECT u.n, c.n, a.n, t.n, t.failed, m.n, h.at_merchan
      CROSS JOIN (SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(CASE WHEN state IN \
       ('declined', 'failed') THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed FROM payments \
       WHERE terminal_id = $5 AND created_at_ms >= $6) AS t \
-     CROSS JOIN (SELECT CAST(COUNT(*) AS BIGINT) AS n FROM payments \
-      WHERE merchant_id = $7 AND created_at_ms >= $8) AS m \
+     CROSS JOIN (SELECT CAST(COUNT(*) AS BIGINT) AS n FROM (SELECT 1 AS one FROM payments \
+      WHERE merchant_id = $7 AND created_at_ms >= $8 LIMIT $11) AS window_rows) AS m \
      CROSS JOIN (SELECT CAST(COALESCE(SUM(CASE WHEN merchant_id = $7 THEN 1 ELSE 0 END), 0) \
       AS BIGINT) AS at_merchant, CAST(COALESCE(SUM(CASE WHEN terminal_id = $5 THEN 1 ELSE 0 END), \
       0) AS BIGINT) AS at_terminal FROM (SELECT merchant_id, terminal_id FROM payments \
@@ -113,6 +118,7 @@ async fn counts(conn: &mut Connection, ask: &Ask<'_>) -> Result<Counts> {
         .bind(ask.merchant_since_ms)
         .bind(GuessedFactor::Pin.as_str())
         .bind(ask.pin_since_ms)
+        .bind(ask.merchant_count_limit)
         .fetch_one(conn)
         .await?;
     Ok(Counts {

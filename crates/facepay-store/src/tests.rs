@@ -502,6 +502,7 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
             card_since_ms: 0,
             terminal_since_ms: 3_000,
             merchant_since_ms: 0,
+            merchant_count_limit: 100,
             pin_since_ms: 5_000,
         };
         let h = risk::history(&mut conn, &ask).await.unwrap();
@@ -512,6 +513,16 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
         assert_eq!(h.terminal_payments, 2, "3,000 ms on");
         assert_eq!(h.terminal_failures, 1);
         assert_eq!(h.merchant_payments, 5, "the seed's payment too");
+        let limited = Ask {
+            merchant_count_limit: 3,
+            ..ask.clone()
+        };
+        let h_limited = risk::history(&mut conn, &limited).await.unwrap();
+        assert_eq!(
+            h_limited.merchant_payments, 3,
+            "counted as far as the rules need"
+        );
+        assert_eq!(h_limited.user_payments, h.user_payments, "the others whole");
         assert_eq!(
             h.last_place,
             Some(Place {

@@ -4,7 +4,7 @@
 //! records with the payment.
 
 use facepay_face::liveness::LivenessDecision;
-use facepay_risk::{Assessment, Seen, Signals, robust_z_score, travel_speed_kmh};
+use facepay_risk::{Assessment, Seen, Signal, Signals, robust_z_score, travel_speed_kmh};
 use facepay_store::parties::{PaymentMethod, TerminalContext, User};
 use facepay_store::risk::{self, Ask};
 
@@ -53,6 +53,7 @@ impl Payments {
         m: &Matched<'_>,
     ) -> Result<Assessment, Failure> {
         let now = self.core.now_ms();
+        let rules = self.risk.rules();
         let history = {
             let mut conn = self.core.conn().await?;
             risk::history(
@@ -68,6 +69,7 @@ impl Payments {
                     card_since_ms: now - CARD_WINDOW_MS,
                     terminal_since_ms: now - TERMINAL_WINDOW_MS,
                     merchant_since_ms: now - MERCHANT_WINDOW_MS,
+                    merchant_count_limit: rules.count_limit(Signal::MerchantPayments1m).into(),
                     pin_since_ms: now - PIN_WINDOW_MS,
                 },
             )
@@ -114,7 +116,7 @@ impl Payments {
             pin_failures_24h: count(history.pin_failures),
             blocked: history.blocked,
         };
-        Ok(self.risk.assess(&signals))
+        Ok(rules.assess(&signals))
     }
 }
 
