@@ -67,13 +67,12 @@ fn chain_of(subject: &str) -> i64 {
     (u64::from_le_bytes(first) % CHAINS + 1) as i64
 }
 
-/// The entry's number, across chains: from a sequence on PostgreSQL, which
-/// no transaction waits for; from the log on SQLite, whose one writer
-/// appends in turn.
 /// Takes the chain's head and draws the entry's number in one statement.
 /// The number is drawn once the head's row is held (a `RETURNING`
 /// expression runs after its row is updated), so it is above every number
-/// the chain's earlier entries drew.
+/// the chain's earlier entries drew. It counts across chains: from a
+/// sequence on PostgreSQL, which no transaction waits for; from the log on
+/// SQLite, whose one writer appends in turn.
 fn take_head_sql(conn: &Connection) -> &'static str {
     if conn.backend_name() == "PostgreSQL" {
         "UPDATE audit_chains SET entries = entries + 1 WHERE chain = $1 \
