@@ -71,12 +71,14 @@ impl Identity {
             Ok(prepared) => self.store_import(&prepared).await.map(|()| prepared.len()),
             Err(failure) => Err(failure),
         };
-        if stored.is_err() {
-            for token in tokens {
-                self.core.forget_card(token).await;
+        match stored {
+            Ok(_) => self.apply_own_changes().await,
+            Err(_) => {
+                for token in tokens {
+                    self.core.forget_card(token).await;
+                }
             }
         }
-        self.apply_own_changes().await;
         stored
     }
 
