@@ -192,7 +192,10 @@ impl Lists {
 impl Rule {
     /// Why the rule fires on `value`, or `None`. A value that is not a
     /// number fires: a broken signal must not pass a payment quietly.
-    fn fires(&self, value: f64) -> Option<String> {
+    ///
+    /// `counted_to_limit`: the value is a count stopped at its limit
+    /// ([`Rules::count_limit`]), so the whole count is at least that.
+    fn fires(&self, value: f64, counted_to_limit: bool) -> Option<String> {
         let name = &self.name;
         if value.is_nan() {
             return Some(format!("{name}: not a number"));
@@ -200,7 +203,8 @@ impl Rule {
         if let Some(bound) = self.above
             && value > bound
         {
-            return Some(format!("{name}: {value} above {bound}"));
+            let at_least = if counted_to_limit { "at least " } else { "" };
+            return Some(format!("{name}: {at_least}{value} above {bound}"));
         }
         if let Some(bound) = self.below
             && value < bound
@@ -309,7 +313,13 @@ impl RulesFile {
         let mut score = 0u32;
         let mut floor: Option<Factor> = None;
         for rule in &self.rules {
-            let Some(reason) = s.value(rule.signal).and_then(|v| rule.fires(v)) else {
+            let counted_to_limit = |v: f64| {
+                rule.signal.is_counted_to_limit() && v >= f64::from(self.count_limit(rule.signal))
+            };
+            let Some(reason) = s
+                .value(rule.signal)
+                .and_then(|v| rule.fires(v, counted_to_limit(v)))
+            else {
                 continue;
             };
             score = score.saturating_add(rule.weight);
@@ -366,9 +376,14 @@ impl Rules {
     /// and a busy merchant's payments are not read one by one for a rule
     /// nobody wrote.
     pub fn count_limit(&self, signal: Signal) -> u32 {
+        self.0.count_limit(signal)
+    }
+}
+
+impl RulesFile {
+    fn count_limit(&self, signal: Signal) -> u32 {
         assert!(signal.is_count());
         let highest = self
-            .0
             .rules
             .iter()
             .filter(|r| r.signal == signal)

@@ -78,8 +78,8 @@ pub enum Signal {
 }
 
 impl Signal {
-    /// A count of payments over a window, which the store counts only as
-    /// far as the rules need.
+    /// A count of payments over a window, which the store may count only
+    /// as far as the rules need ([`crate::Rules::count_limit`]).
     pub fn is_count(self) -> bool {
         matches!(
             self,
@@ -88,6 +88,13 @@ impl Signal {
                 | Signal::TerminalPayments10m
                 | Signal::MerchantPayments1m
         )
+    }
+
+    /// The count the store stops at its limit: a busy merchant's last
+    /// minute. The others are bounded by the pace of one person, card or
+    /// terminal, and counted whole.
+    pub fn is_counted_to_limit(self) -> bool {
+        self == Signal::MerchantPayments1m
     }
 }
 

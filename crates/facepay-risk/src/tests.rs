@@ -361,6 +361,19 @@ fn a_count_stopped_at_its_limit_decides_every_rule_as_the_whole_count() {
         };
         assert_eq!(at(whole), at(whole.min(limit)), "{whole} payments");
     }
+    let reason = |n: u32| {
+        let mut s = usual();
+        s.merchant_payments_1m = n;
+        let a = rules.assess(&s);
+        let rush = a.fired.iter().find(|f| f.rule == "rush").unwrap();
+        rush.reason.clone()
+    };
+    assert_eq!(reason(41), "rush: 41 above 40.5");
+    assert_eq!(
+        reason(limit),
+        "rush: at least 42 above 40.5",
+        "a count stopped at its limit says so"
+    );
 }
 
 #[test]

@@ -126,8 +126,8 @@ impl TransferKind {
     }
 }
 
-/// A bound on a transfer's legs (the most any transfer has is three: a
-/// hub transfer's source side with its fee).
+/// A bound on a transfer's legs (the most any transfer has is six: a
+/// capture with its fee).
 const LEGS_MAX: usize = 8;
 
 /// The money side of one payment, as the ledger needs it.

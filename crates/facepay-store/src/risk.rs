@@ -67,7 +67,7 @@ pub struct History {
 }
 
 /// Every count the risk engine weighs, in one statement: one round trip
-/// instead of nine, each aggregate still an index range scan.
+/// instead of eight, each aggregate still an index range scan.
 const COUNTS_SQL: &str = "SELECT u.n, c.n, a.n, t.n, t.failed, m.n, h.at_merchant, h.at_terminal, \
      att.n, pin.n FROM \
      (SELECT CAST(COUNT(*) AS BIGINT) AS n FROM payments \

@@ -46,9 +46,11 @@ impl Identity {
     /// regular of a merchant committed, to search them first there. Not in
     /// the payment's transaction: the log's lock would be held through the
     /// whole recording, and first payments would queue behind each other.
-    /// A regular is a speed-up, not a fact to lose: if this fails, the
-    /// payment stands, other servers find the payer by a full search, and
-    /// they read the regulars from the payments at their next start.
+    /// If this fails, the payment stands and this server knows the regular;
+    /// another server finds the payer by a full search (which may ask for
+    /// a step-up a strong match among regulars would not), reads the
+    /// regulars from the payments when it loads from the store, and
+    /// announces the payer itself at their next payment through it.
     pub(crate) async fn announce_regular(&self, user_id: &str, merchant_id: &str) {
         let announced = async {
             let mut tx = self.core.begin().await?;

@@ -245,7 +245,8 @@ impl Payments {
 
     /// The charge's one transaction: the payment (inserted if new), its
     /// assessment, the issuer's answer in the ledger, the loyalty it earns,
-    /// the payer made a regular here, and the answer.
+    /// and the answer. After it commits, a payer paying here for the first
+    /// time is made a regular here.
     async fn record_charge(
         &self,
         mut attempt: Attempt<'_>,
