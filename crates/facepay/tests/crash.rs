@@ -18,8 +18,8 @@ use facepay_store::{Store, now_ms, payments};
 
 mod common;
 use common::{
-    binary, demo_terminal, free_port, lay_out_photos, post_signed, run_demo, serve_command,
-    wait_ready, with_store,
+    binary, demo_terminal, free_port, fresh_postgres, lay_out_photos, post_signed, run_demo,
+    serve_command, wait_ready, with_store,
 };
 
 const CLIENTS: usize = 4;
@@ -104,14 +104,10 @@ fn pay_until_answered(
 
 #[test]
 fn three_servers_one_killed_lose_nothing_and_charge_nothing_twice() {
-    let Ok(url) = std::env::var("FACEPAY_TEST_POSTGRES_URL") else {
-        eprintln!("FACEPAY_TEST_POSTGRES_URL not set: three servers need PostgreSQL");
+    // Three servers need PostgreSQL.
+    let Some(fresh) = fresh_postgres() else {
         return;
     };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let fresh = runtime
-        .block_on(facepay_store::testing::fresh_postgres_url(&url))
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (terminal, bodies) = demo_payments(dir.path(), Some(&fresh));
@@ -146,15 +142,8 @@ fn three_servers_one_killed_lose_nothing_and_charge_nothing_twice() {
 #[test]
 fn killed_server_loses_nothing_and_charges_nothing_twice() {
     crash_run(None);
-    match std::env::var("FACEPAY_TEST_POSTGRES_URL") {
-        Ok(url) => {
-            let runtime = tokio::runtime::Runtime::new().unwrap();
-            let fresh = runtime
-                .block_on(facepay_store::testing::fresh_postgres_url(&url))
-                .unwrap();
-            crash_run(Some(&fresh));
-        }
-        Err(_) => eprintln!("FACEPAY_TEST_POSTGRES_URL not set: PostgreSQL skipped"),
+    if let Some(fresh) = fresh_postgres() {
+        crash_run(Some(&fresh));
     }
 }
 

@@ -10,6 +10,8 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
+// Shared by the process tests; this one runs on SQLite only.
+#[allow(dead_code)]
 mod common;
 use common::{binary, free_port, serve_command, wait_ready, with_store};
 

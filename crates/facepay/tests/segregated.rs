@@ -29,7 +29,7 @@ use facepay_store::{Store, now_ms};
 use facepay_vault::KeyPart;
 
 mod common;
-use common::{binary, free_port, lay_out_photos, rules_that_approve, wait_ready};
+use common::{binary, free_port, fresh_postgres, lay_out_photos, rules_that_approve, wait_ready};
 
 /// The demo's cards (`demo.rs`): their numbers must appear nowhere.
 const CARDS: [&str; 3] = ["4242424242424242", "4111111111110014", "4000000000009995"];
@@ -184,13 +184,15 @@ fn with_decoded_bytes(dump: &str) -> Vec<u8> {
 #[test]
 fn a_segregated_vault_keeps_numbers_split_and_no_store_holds_an_image() {
     segregated_run(None);
-    match std::env::var("FACEPAY_TEST_POSTGRES_URL") {
-        Ok(url) => segregated_run(Some(&url)),
-        Err(_) => eprintln!("FACEPAY_TEST_POSTGRES_URL not set: PostgreSQL skipped"),
+    // The core and the vault each in a schema of their own.
+    if let Some(core) = fresh_postgres() {
+        let vault = fresh_postgres().unwrap();
+        segregated_run(Some((core, vault)));
     }
 }
 
-fn segregated_run(postgres: Option<&str>) {
+/// `postgres`: the core's database and the vault's.
+fn segregated_run(postgres: Option<(String, String)>) {
     let layout = Layout {
         root: tempfile::tempdir().unwrap(),
     };
@@ -198,23 +200,7 @@ fn segregated_run(postgres: Option<&str>) {
         std::fs::create_dir_all(layout.path(dir)).unwrap();
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (core_url, vault_url) = match postgres {
-        Some(url) => runtime.block_on(async {
-            (
-                Some(
-                    facepay_store::testing::fresh_postgres_url(url)
-                        .await
-                        .unwrap(),
-                ),
-                Some(
-                    facepay_store::testing::fresh_postgres_url(url)
-                        .await
-                        .unwrap(),
-                ),
-            )
-        }),
-        None => (None, None),
-    };
+    let (core_url, vault_url) = postgres.clone().unzip();
     let s = |p: &Path| p.display().to_string();
     let core = s(&layout.path("core"));
     let secret = s(&layout.path("vault-host/channel.secret"));

@@ -12,7 +12,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 mod common;
 use common::{
-    demo_terminal, free_port, lay_out_photos, post_signed, run_demo, serve_command, wait_ready,
+    demo_terminal, free_port, fresh_postgres, lay_out_photos, post_signed, run_demo, serve_command,
+    wait_ready,
 };
 
 /// What the issue asks: a change made through one server is seen by the
@@ -98,14 +99,10 @@ fn pay(
 
 #[test]
 fn two_servers_on_one_database_keep_their_galleries_in_step() {
-    let Ok(url) = std::env::var("FACEPAY_TEST_POSTGRES_URL") else {
-        eprintln!("FACEPAY_TEST_POSTGRES_URL not set: the two-node test needs PostgreSQL");
+    // Two servers on one database need PostgreSQL.
+    let Some(database_url) = fresh_postgres() else {
         return;
     };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let database_url = runtime
-        .block_on(facepay_store::testing::fresh_postgres_url(&url))
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let photos = dir.path().join("photos");

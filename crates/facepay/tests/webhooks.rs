@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 
 mod common;
 use common::{
-    demo_terminal, free_port, lay_out_photos, post_signed, run_demo, serve_command, wait_ready,
+    demo_terminal, free_port, fresh_postgres, lay_out_photos, post_signed, run_demo, serve_command,
+    wait_ready,
 };
 
 /// Deliveries the receiver refuses before it accepts.
@@ -242,15 +243,8 @@ impl Api {
 #[test]
 fn every_event_arrives_once_after_a_sigkill_while_deliveries_wait() {
     webhook_run(None);
-    match std::env::var("FACEPAY_TEST_POSTGRES_URL") {
-        Ok(url) => {
-            let runtime = tokio::runtime::Runtime::new().unwrap();
-            let fresh = runtime
-                .block_on(facepay_store::testing::fresh_postgres_url(&url))
-                .unwrap();
-            webhook_run(Some(&fresh));
-        }
-        Err(_) => eprintln!("FACEPAY_TEST_POSTGRES_URL not set: PostgreSQL skipped"),
+    if let Some(fresh) = fresh_postgres() {
+        webhook_run(Some(&fresh));
     }
 }
 

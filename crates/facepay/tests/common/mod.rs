@@ -8,6 +8,21 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_facepay")
 }
 
+/// A new schema on the test PostgreSQL server, as a database URL; `None`,
+/// said on stderr, when `FACEPAY_TEST_POSTGRES_URL` names no server.
+pub fn fresh_postgres() -> Option<String> {
+    let Ok(url) = std::env::var("FACEPAY_TEST_POSTGRES_URL") else {
+        eprintln!("FACEPAY_TEST_POSTGRES_URL not set: PostgreSQL skipped");
+        return None;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    Some(
+        runtime
+            .block_on(facepay_store::testing::fresh_postgres_url(&url))
+            .unwrap(),
+    )
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
