@@ -318,7 +318,7 @@ impl Default for Ivf {
         Self {
             cells: 1_024,
             probes: 512,
-            candidates: 256,
+            candidates: 4_096,
         }
     }
 }

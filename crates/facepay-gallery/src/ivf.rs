@@ -14,6 +14,13 @@
 //! estimate is `<c, q> + f (2 <b, q> - Σq)` with `b` the code's 0/1 bits and
 //! `f = |r|² / Σ|r_i|`, one float stored per row.
 //!
+//! Each row also keeps its error scale `|r| sqrt(1 - o²) / o / sqrt(d - 1)`:
+//! times [`ERROR_SIGMAS`] and `|q|`, it bounds the estimate's error but
+//! for a vanishing share of rows. A search keeps only the rows whose upper
+//! bound reaches both its floor and the best lower bounds so far
+//! ([`Shortlist`]), so a genuine probe re-scores a handful of rows instead
+//! of a fixed few hundred.
+//!
 //! `<b, q>` is read from a table made once per probe: for each group of 4
 //! dimensions, the sums of `q` over its 16 subsets, quantised to a byte.
 //! The codes of a cell are stored in blocks of 32 rows, group by group, so
@@ -49,6 +56,10 @@ const ASSIGN_BLOCK_ROWS: usize = 256;
 pub(crate) const BLOCK_ROWS: usize = 32;
 /// Entries of one group's table (the subsets of 4 dimensions).
 const GROUP_VALUES: usize = 16;
+/// Standard deviations of the estimator's error that a bound allows: at
+/// three, one row in several hundred may fall outside it, and such a row
+/// is lost only if it is also the nearest and others' bounds pass it.
+pub const ERROR_SIGMAS: f32 = 2.0;
 /// The largest dimension an inverted file takes: a row's sum of byte
 /// entries (one per group of 4) must fit in 16 bits.
 pub const IVF_DIM_MAX: usize = 1_024;
@@ -64,13 +75,14 @@ pub(crate) struct Coarse {
     pub half_norms: Vec<f32>,
 }
 
-/// The rows of one cell: slots, factors and codes, in blocks of
+/// The rows of one cell: slots, factors, error scales and codes, in blocks of
 /// [`BLOCK_ROWS`]: per group of 4 dimensions, 16 bytes whose low nibbles
 /// are rows 0 to 15 and high nibbles rows 16 to 31.
 #[derive(Default)]
 pub(crate) struct List {
     pub slots: Vec<u32>,
     pub factors: Vec<f32>,
+    pub errors: Vec<f32>,
     pub blocks: Vec<u8>,
 }
 
@@ -117,7 +129,16 @@ pub(crate) struct Encoded {
     pub coarse: std::sync::Arc<Coarse>,
     pub cells: Vec<u32>,
     pub bits: Vec<u64>,
-    pub factors: Vec<f32>,
+    pub factors: Vec<Factor>,
+}
+
+/// What turns a row's code into an estimate, and its error scale.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Factor {
+    /// `f = |r|² / Σ|r_i|`.
+    pub estimate: f32,
+    /// `|r| sqrt(1 - o²) / o / sqrt(d - 1)`, `o = Σ|r_i| / (sqrt(d) |r|)`.
+    pub error: f32,
 }
 
 pub(crate) fn words(dim: usize) -> usize {
@@ -207,7 +228,7 @@ impl Coarse {
         kernels.dots_f32(&self.centroids, self.dim, q, out);
     }
 
-    /// The `probes` cells nearest `q`, given its `scores`.
+    /// The `probes` cells nearest `q`, nearest first, given its `scores`.
     pub fn nearest_cells(&self, scores: &[f32], probes: usize) -> Vec<u32> {
         let mut keyed: Vec<(f32, u32)> = scores
             .iter()
@@ -220,11 +241,14 @@ impl Coarse {
             keyed.select_nth_unstable_by(probes, |a, b| b.0.total_cmp(&a.0));
             keyed.truncate(probes);
         }
+        // Nearest first: the rows most likely to be the best come early
+        // and raise the shortlist's threshold for the rest.
+        keyed.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
         keyed.into_iter().map(|(_, c)| c).collect()
     }
 
     /// The code and factor of `x` in `cell`; writes `words` words.
-    pub fn encode(&self, cell: u32, x: &[f32], bits: &mut [u64]) -> f32 {
+    pub fn encode(&self, cell: u32, x: &[f32], bits: &mut [u64]) -> Factor {
         let centroid = &self.centroids[cell as usize * self.dim..][..self.dim];
         bits.fill(0);
         let (mut norm2, mut l1) = (0f32, 0f32);
@@ -236,7 +260,19 @@ impl Coarse {
                 bits[i / 64] |= 1 << (i % 64);
             }
         }
-        if l1 > 0.0 { norm2 / l1 } else { 0.0 }
+        if l1 <= 0.0 {
+            return Factor {
+                estimate: 0.0,
+                error: 0.0,
+            };
+        }
+        let norm = norm2.sqrt();
+        let dim = self.dim as f32;
+        let o = (l1 / (dim.sqrt() * norm)).min(1.0);
+        Factor {
+            estimate: norm2 / l1,
+            error: norm * (1.0 - o * o).sqrt() / o / (dim - 1.0).max(1.0).sqrt(),
+        }
     }
 
     /// Cells and codes of `vectors`; `cells` given (as a stream stores
@@ -363,6 +399,11 @@ pub(crate) struct Table {
     pub two_steps: f32,
     /// `2 Σ low - Σq`, what the estimate adds to `two_steps` × the sum.
     pub offset: f32,
+    /// The most the entries' rounding moves `2 <b, q>`: half a step a
+    /// group, twice.
+    pub rounding: f32,
+    /// `|q|`: the estimator's error scales with it.
+    pub norm: f32,
 }
 
 impl Table {
@@ -398,6 +439,8 @@ impl Table {
             entries,
             two_steps: 2.0 * step,
             offset: 2.0 * lows.iter().sum::<f32>() - sum,
+            rounding: groups as f32 * step,
+            norm: kernels::dot_f32(q, q).sqrt(),
         }
     }
 }
@@ -408,7 +451,7 @@ impl Ivf {
         Self { coarse, lists }
     }
 
-    pub fn push(&mut self, cell: u32, slot: u32, bits: &[u64], factor: f32) {
+    pub fn push(&mut self, cell: u32, slot: u32, bits: &[u64], factor: Factor) {
         let groups = groups(words(self.coarse.dim));
         let list = &mut self.lists[cell as usize];
         let k = list.slots.len();
@@ -418,6 +461,7 @@ impl Ivf {
             let more = (k / 8).max(BLOCK_ROWS);
             list.slots.reserve_exact(more);
             list.factors.reserve_exact(more);
+            list.errors.reserve_exact(more);
             list.blocks
                 .reserve_exact((k + more).div_ceil(BLOCK_ROWS) * groups * 16 - list.blocks.len());
         }
@@ -425,7 +469,8 @@ impl Ivf {
             list.blocks.resize((k / BLOCK_ROWS + 1) * groups * 16, 0);
         }
         list.slots.push(slot);
-        list.factors.push(factor);
+        list.factors.push(factor.estimate);
+        list.errors.push(factor.error);
         list.set_code(groups, k, bits);
     }
 
@@ -446,6 +491,7 @@ impl Ivf {
         list.set_code(groups, last, &code);
         list.slots.swap_remove(k);
         list.factors.swap_remove(k);
+        list.errors.swap_remove(k);
         list.blocks
             .truncate(last.div_ceil(BLOCK_ROWS) * groups * 16);
         true
@@ -455,10 +501,115 @@ impl Ivf {
         let lists: usize = self
             .lists
             .iter()
-            .map(|l| 4 * l.slots.capacity() + l.blocks.capacity() + 4 * l.factors.capacity())
+            .map(|l| {
+                4 * (l.slots.capacity() + l.factors.capacity() + l.errors.capacity())
+                    + l.blocks.capacity()
+            })
             .sum();
         lists
             + 4 * (self.coarse.centroids.capacity() + self.coarse.half_norms.capacity())
             + self.lists.capacity() * std::mem::size_of::<List>()
+    }
+}
+
+/// The rows a search re-scores exactly: those whose estimate's upper
+/// bound reaches the search's floor and the `k`-th best lower bound seen
+/// so far. At most `cap` are kept (those of the highest upper bounds), and
+/// the list never holds more than twice that between two cuts.
+pub(crate) struct Shortlist {
+    cap: usize,
+    floor: f32,
+    lows: crate::BestLows,
+    /// Upper bound and slot of each row kept.
+    kept: Vec<(f32, u32)>,
+}
+
+impl Shortlist {
+    pub fn new(k: usize, cap: usize, floor: f32) -> Self {
+        assert!(k > 0 && cap >= k);
+        Self {
+            cap,
+            floor,
+            lows: crate::BestLows::new(k),
+            kept: Vec::new(),
+        }
+    }
+
+    /// The least upper bound a row needs to be kept.
+    fn threshold(&self) -> f32 {
+        self.floor.max(self.lows.kth())
+    }
+
+    /// Looks at the rows of `list`, whose fast-scan sums are `sums`;
+    /// `base` is `<c, q>` of the list's cell. Upper bounds are made for a
+    /// block of rows at once (the compiler vectorises that loop), and a
+    /// block none of whose rows reaches the threshold is passed over.
+    pub fn scan(&mut self, list: &List, sums: &[u16], base: f32, table: &Table) {
+        let error_scale = ERROR_SIGMAS * table.norm;
+        let offset = table.offset + table.rounding;
+        let mut upper = [0f32; BLOCK_ROWS];
+        let blocks = list
+            .factors
+            .chunks(BLOCK_ROWS)
+            .zip(list.errors.chunks(BLOCK_ROWS))
+            .zip(sums.chunks(BLOCK_ROWS))
+            .zip(list.slots.chunks(BLOCK_ROWS));
+        for (((factors, errors), sums), slots) in blocks {
+            for (((u, f), e), s) in upper.iter_mut().zip(factors).zip(errors).zip(sums) {
+                *u = base + f * (f32::from(*s) * table.two_steps + offset) + e * error_scale;
+            }
+            let threshold = self.threshold();
+            let rows = factors.len();
+            if upper[..rows].iter().filter(|u| **u >= threshold).count() == 0 {
+                continue;
+            }
+            for (((u, f), e), slot) in upper.iter().zip(factors).zip(errors).zip(slots) {
+                if *u < self.threshold() {
+                    continue;
+                }
+                let bound = e * error_scale + f * table.rounding;
+                self.lows.note(u - 2.0 * bound);
+                self.kept.push((*u, *slot));
+                if self.kept.len() >= 2 * self.cap {
+                    self.cut();
+                }
+            }
+        }
+    }
+
+    /// Drops the rows below the threshold, then all but the `cap` of the
+    /// highest upper bounds; later rows must reach the least of those.
+    fn cut(&mut self) {
+        let threshold = self.threshold();
+        self.kept.retain(|(upper, _)| *upper >= threshold);
+        if self.kept.len() > self.cap {
+            self.kept
+                .select_nth_unstable_by(self.cap - 1, |a, b| b.0.total_cmp(&a.0));
+            self.kept.truncate(self.cap);
+            let least = self.kept.iter().fold(f32::INFINITY, |m, (u, _)| m.min(*u));
+            self.floor = self.floor.max(least);
+        }
+    }
+
+    /// One shortlist of the rows of several, as if one had seen them all.
+    pub fn merge(parts: Vec<Shortlist>) -> Option<Shortlist> {
+        let mut parts = parts.into_iter();
+        let mut all = parts.next()?;
+        for part in parts {
+            all.floor = all.floor.max(part.floor);
+            all.lows.merge(&part.lows);
+            all.kept.extend(part.kept);
+            if all.kept.len() >= 2 * all.cap {
+                all.cut();
+            }
+        }
+        Some(all)
+    }
+
+    /// The rows kept, upper bound and slot, highest bound first.
+    pub fn into_ranked(mut self) -> Vec<(f32, u32)> {
+        self.cut();
+        self.kept.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        self.kept
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! One structure, several ways to search it ([`IndexKind`]):
 //! - **exact**: every row's int8 code is scored against the probe's (the
-//!   kernels in [`kernels`]), the best [`GalleryConfig::rerank`] are scored
-//!   again in float, and those scores are what the caller sees. The int8
-//!   pass only chooses which rows get the float pass.
+//!   kernels in [`kernels`]), and of the best [`GalleryConfig::rerank`]
+//!   those that quantisation's bound lets reach the best `limit` are scored
+//!   again in float (usually one or two), and those scores are what the
+//!   caller sees. The int8 pass only chooses which rows get the float
+//!   pass.
 //! - **prefiltered**: for large galleries, each row also has a short binary
 //!   code, the signs of random projections (SimHash: the fraction of bits
 //!   two codes differ in estimates the angle between the vectors); codes
@@ -16,9 +18,11 @@
 //!   candidates are re-scored in float; it needs no scan, but its recall
 //!   on face-like data is what `facepay bench gallery` measures.
 //! - **ivf**: an inverted file ([`ivf`]): k-means cells, the probe's
-//!   nearest `probes` cells scanned by 1-bit codes (RaBitQ estimates), the
-//!   best `candidates` through the exact pass. Until the gallery holds
-//!   enough rows to train the cells, a search scans every row.
+//!   nearest `probes` cells scanned by 1-bit codes (RaBitQ estimates with
+//!   error bounds), the rows whose bounds may reach the best `limit` (at
+//!   most `candidates`) through the int8 and float passes, highest bound
+//!   first until none can. Until the gallery holds enough rows to train
+//!   the cells, a search scans every row.
 //!
 //! A search can be narrowed to a **partition**, a key known at the till
 //! such as the last four digits of the payer's phone (`phone:1234`) or the
@@ -102,8 +106,9 @@ pub enum IndexKind {
         candidates: usize,
     },
     /// An inverted file: `cells` k-means cells; a search scans the 1-bit
-    /// codes of the `probes` cells nearest the probe and scores the best
-    /// `candidates` rows exactly.
+    /// codes of the `probes` cells nearest the probe and scores exactly
+    /// the rows whose error bounds may put them among its best, at most
+    /// `candidates` (the best `rerank` of them by int8 when more).
     Ivf {
         cells: usize,
         probes: usize,
@@ -194,6 +199,16 @@ pub struct Gallery {
     /// Held while the inverted file's cells are trained, so that one
     /// thread trains them.
     training: Mutex<()>,
+}
+
+/// How far an inverted-file search looks: cells probed, rows kept at
+/// most, and the best `k` at or above `floor` it is after.
+#[derive(Clone, Copy)]
+struct IvfDepth {
+    probes: usize,
+    candidates: usize,
+    k: usize,
+    floor: f32,
 }
 
 /// A probe in every form the passes need.
@@ -771,26 +786,48 @@ impl Gallery {
                 self.rescore(&rows, &probe, slots.iter().copied())
             }
             Scope::All => {
-                let shortlist = match self.config.kind {
+                let ranked: Vec<(f32, u32)> = match self.config.kind {
                     IndexKind::Ivf {
                         probes, candidates, ..
                     } if rows.ivf.is_some() => {
-                        let near = self.scan_ivf(&rows, &probe, probes, candidates);
-                        self.best_i8(&rows, &probe, &near)
+                        let depth = IvfDepth {
+                            probes,
+                            candidates,
+                            k: limit.clamp(1, candidates),
+                            floor,
+                        };
+                        self.scan_ivf(&rows, &probe, depth)
                     }
-                    IndexKind::Exact | IndexKind::Ivf { .. } => self.scan_i8(&rows, &probe),
+                    IndexKind::Exact | IndexKind::Ivf { .. } => {
+                        unbounded(self.scan_i8(&rows, &probe))
+                    }
                     IndexKind::Prefiltered { candidates, .. } => {
-                        let near = self.scan_bits(&rows, &probe, candidates);
-                        self.best_i8(&rows, &probe, &near)
+                        unbounded(self.scan_bits(&rows, &probe, candidates))
                     }
-                    IndexKind::Hnsw { candidates, .. } => self.graph_near(&probe, candidates)?,
+                    IndexKind::Hnsw { candidates, .. } => {
+                        unbounded(self.graph_near(&probe, candidates)?)
+                    }
                 };
-                self.rescore(&rows, &probe, shortlist.into_iter())
+                let k = limit.max(1);
+                let near = self.narrow(&rows, &probe, ranked, k, floor);
+                self.score_ranked(&rows, &probe, near, k, floor)
             }
         };
-        let mut found: Vec<Candidate> = scored
+        let mut scored: Vec<(u32, f32)> = scored
             .into_iter()
             .filter(|(_, score)| *score >= floor)
+            .collect();
+        scored.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+        // Ids are copied for the first `limit` and those tied with the last.
+        if let Some(&(_, last)) = scored.get(limit.saturating_sub(1)) {
+            let tied = scored[limit..]
+                .iter()
+                .take_while(|(_, s)| *s == last)
+                .count();
+            scored.truncate(limit + tied);
+        }
+        let mut found: Vec<Candidate> = scored
+            .into_iter()
             .map(|(slot, score)| Candidate {
                 user_id: rows.ids[slot as usize].clone(),
                 score,
@@ -867,48 +904,45 @@ impl Gallery {
             .collect()
     }
 
-    /// The `candidates` slots of the best estimates in the `probes` cells
-    /// nearest the probe. Two threads or more split the cells when there
-    /// are enough rows to scan to pay for the hand-over.
-    fn scan_ivf(&self, rows: &Rows, probe: &Probe, probes: usize, candidates: usize) -> Vec<u32> {
+    /// The rows of the `probes` cells nearest the probe that may be among
+    /// its best `k` at or above `floor`, judged by their estimates' error
+    /// bounds; at most `candidates`. Two threads or more split the cells
+    /// when there are enough rows to scan to pay for the hand-over.
+    fn scan_ivf(&self, rows: &Rows, probe: &Probe, depth: IvfDepth) -> Vec<(f32, u32)> {
         let Some(index) = rows.ivf.as_ref() else {
             return Vec::new();
         };
         let coarse = &index.coarse;
         let mut scores = vec![0f32; coarse.cells];
         coarse.scores(self.kernels, &probe.floats, &mut scores);
-        let near = coarse.nearest_cells(&scores, probes);
+        let near = coarse.nearest_cells(&scores, depth.probes);
         let table = ivf::Table::new(&probe.floats);
         let groups = ivf::groups(ivf::words(self.config.dim));
         let scan = |cells: &[u32]| {
-            let mut best = TopK::new(candidates);
+            let mut shortlist = ivf::Shortlist::new(depth.k, depth.candidates, depth.floor);
             let mut sums = Vec::new();
             for &cell in cells {
                 let list = &index.lists[cell as usize];
                 sums.resize(list.slots.len().next_multiple_of(ivf::BLOCK_ROWS), 0);
                 self.kernels
                     .fastscan(&table.entries, &list.blocks, groups, &mut sums);
-                let base = scores[cell as usize];
-                for ((sum, factor), slot) in sums.iter().zip(&list.factors).zip(&list.slots) {
-                    let estimate =
-                        base + factor * (f32::from(*sum) * table.two_steps + table.offset);
-                    best.push(estimate, *slot);
-                }
+                shortlist.scan(list, &sums, scores[cell as usize], &table);
             }
-            best
+            shortlist
         };
         let total: usize = near
             .iter()
             .map(|c| index.lists[*c as usize].slots.len())
             .sum();
-        match &self.pool {
+        let shortlist = match &self.pool {
             Some(pool) if total >= PARALLEL_SCAN_ROWS_MIN => {
                 let parts = split_by_rows(&near, index, self.config.threads);
                 let found = pool.install(|| parts.par_iter().map(|p| scan(p)).collect());
-                merge(found, candidates)
+                ivf::Shortlist::merge(found)
             }
-            _ => scan(&near).into_slots(),
-        }
+            _ => Some(scan(&near)),
+        };
+        shortlist.map_or_else(Vec::new, ivf::Shortlist::into_ranked)
     }
 
     /// The graph's `candidates` nearest slots.
@@ -926,23 +960,92 @@ impl Gallery {
             .collect())
     }
 
-    /// The `rerank` best of `slots` by int8 score.
-    fn best_i8(&self, rows: &Rows, probe: &Probe, slots: &[u32]) -> Vec<u32> {
+    /// The rows of `ranked` (upper bounds of their scores, highest
+    /// first) that may be among the best `k` at or above `floor`, judged by
+    /// their int8 scores and the most quantisation can move them: int8
+    /// score and bound, at most `rerank` (the best by int8 score). Rows are
+    /// taken in order until the next one's bound cannot reach the `k`-th
+    /// best int8 lower bound, so a genuine probe reads a few rows' codes.
+    fn narrow(
+        &self,
+        rows: &Rows,
+        probe: &Probe,
+        ranked: Vec<(f32, u32)>,
+        k: usize,
+        floor: f32,
+    ) -> Vec<(f32, f32, u32)> {
         let dim = self.config.dim;
-        let mut best = TopK::new(self.config.rerank);
-        let mut dot = [0i32; 1];
-        for &slot in slots {
+        let half_root_dim = 0.5 * (dim as f32).sqrt();
+        let probe_norm = kernels::dot_f32(&probe.floats, &probe.floats).sqrt();
+        let (mut dot, mut norm2) = ([0i32; 1], [0i32; 1]);
+        let mut lows = BestLows::new(k);
+        let mut scored = Vec::new();
+        for (upper, slot) in ranked {
+            if upper < floor.max(lows.kth()) {
+                break;
+            }
             let (c, r) = (slot as usize / CHUNK_ROWS, slot as usize % CHUNK_ROWS);
             let chunk = &rows.chunks[c];
-            self.kernels.dots_i8(
-                &chunk.codes[r * dim..(r + 1) * dim],
-                dim,
-                &probe.code,
-                &mut dot,
-            );
-            best.push(dot[0] as f32 * chunk.scales[r], slot);
+            if !chunk.alive[r] {
+                continue;
+            }
+            let code = &chunk.codes[r * dim..(r + 1) * dim];
+            self.kernels.dots_i8(code, dim, &probe.code, &mut dot);
+            self.kernels.dots_i8(code, dim, code, &mut norm2);
+            let scale = chunk.scales[r];
+            // With x = s_x (c_x + e_x) and q = s_q (c_q + e_q), every |e_i|
+            // at most a half, Cauchy-Schwarz bounds what the errors add to
+            // s_x s_q <c_x, c_q>.
+            let bound =
+                half_root_dim * scale * (probe_norm + probe.scale * (norm2[0] as f32).sqrt());
+            let score = dot[0] as f32 * scale * probe.scale;
+            lows.note(score - bound);
+            scored.push((score, bound, slot));
         }
-        best.into_slots()
+        let threshold = floor.max(lows.kth());
+        scored.retain(|(score, bound, _)| score + bound >= threshold);
+        let keep = self.config.rerank;
+        if scored.len() > keep {
+            scored.select_nth_unstable_by(keep - 1, |a, b| b.0.total_cmp(&a.0));
+            scored.truncate(keep);
+        }
+        scored
+    }
+
+    /// Final scores of the rows `narrow` left: float when the floats are
+    /// kept, taken by int8 upper bound, highest first, until the next one
+    /// cannot reach the `k`-th best float score; else the int8 scores.
+    fn score_ranked(
+        &self,
+        rows: &Rows,
+        probe: &Probe,
+        mut near: Vec<(f32, f32, u32)>,
+        k: usize,
+        floor: f32,
+    ) -> Vec<(u32, f32)> {
+        if !self.config.keep_floats {
+            return near
+                .into_iter()
+                .map(|(score, _, slot)| (slot, score))
+                .collect();
+        }
+        near.sort_unstable_by(|a, b| (b.0 + b.1).total_cmp(&(a.0 + a.1)));
+        let dim = self.config.dim;
+        let mut best = BestLows::new(k);
+        let mut scored = Vec::new();
+        for (score, bound, slot) in near {
+            if score + bound < floor.max(best.kth()) {
+                break;
+            }
+            let (c, r) = (slot as usize / CHUNK_ROWS, slot as usize % CHUNK_ROWS);
+            let exact = kernels::dot_f32(
+                &rows.chunks[c].floats[r * dim..(r + 1) * dim],
+                &probe.floats,
+            );
+            best.note(exact);
+            scored.push((slot, exact));
+        }
+        scored
     }
 
     /// Final scores of `slots`: float when the floats are kept, else the
@@ -1004,8 +1107,9 @@ impl Rows {
 }
 
 /// Fewer rows to scan than this are scanned on one thread: splitting
-/// costs more than it saves.
-const PARALLEL_SCAN_ROWS_MIN: usize = 16_384;
+/// costs more than it saves (at a million rows, 120,000 rows to scan took
+/// longer on two threads than on one; the scan is near memory speed).
+const PARALLEL_SCAN_ROWS_MIN: usize = 262_144;
 
 fn check_ivf(
     dim: usize,
@@ -1043,24 +1147,17 @@ fn dequantised(codes: &[i8], scales: &[f32], dim: usize) -> Vec<f32> {
         .collect()
 }
 
-/// `cells` in `parts` runs of about equal rows.
+/// `cells` dealt to `parts` parts of about equal rows, each cell to the part
+/// with the fewest so far: every part starts with cells near the probe,
+/// whose rows raise its shortlist's threshold early.
 fn split_by_rows(cells: &[u32], index: &ivf::Ivf, parts: usize) -> Vec<Vec<u32>> {
-    let total: usize = cells
-        .iter()
-        .map(|c| index.lists[*c as usize].slots.len())
-        .sum();
-    let per_part = total.div_ceil(parts.max(1)).max(1);
-    let mut out = vec![Vec::new()];
-    let mut filled = 0;
+    let parts = parts.max(1);
+    let mut out = vec![Vec::new(); parts];
+    let mut filled = vec![0usize; parts];
     for &cell in cells {
-        if filled >= per_part {
-            out.push(Vec::new());
-            filled = 0;
-        }
-        filled += index.lists[cell as usize].slots.len();
-        if let Some(last) = out.last_mut() {
-            last.push(cell);
-        }
+        let least = (0..parts).min_by_key(|p| filled[*p]).unwrap_or(0);
+        filled[least] += index.lists[cell as usize].slots.len();
+        out[least].push(cell);
     }
     out
 }
@@ -1082,6 +1179,58 @@ fn thread_pool(threads: usize) -> Result<Option<rayon::ThreadPool>, GalleryError
 struct TopK {
     k: usize,
     heap: BinaryHeap<Reverse<(Score, u32)>>,
+}
+
+/// The best `k` of the values noted (lower bounds, or exact scores),
+/// for a search's threshold: a row whose upper bound is below the `k`-th
+/// cannot be among the best `k`.
+pub(crate) struct BestLows {
+    k: usize,
+    /// Ascending, at most `k`.
+    values: Vec<f32>,
+}
+
+impl BestLows {
+    pub(crate) fn new(k: usize) -> Self {
+        assert!(k > 0);
+        Self {
+            k,
+            values: Vec::with_capacity(k),
+        }
+    }
+
+    /// The `k`-th best value; minus infinity until there are `k`.
+    pub(crate) fn kth(&self) -> f32 {
+        match self.values.first() {
+            Some(v) if self.values.len() == self.k => *v,
+            _ => f32::NEG_INFINITY,
+        }
+    }
+
+    pub(crate) fn note(&mut self, value: f32) {
+        if self.values.len() == self.k {
+            if value <= self.values[0] {
+                return;
+            }
+            self.values.remove(0);
+        }
+        let at = self.values.partition_point(|v| *v < value);
+        self.values.insert(at, value);
+    }
+
+    pub(crate) fn merge(&mut self, other: &BestLows) {
+        for value in &other.values {
+            self.note(*value);
+        }
+    }
+}
+
+/// Rows with no bound on their score yet: every one is looked at.
+fn unbounded(slots: Vec<u32>) -> Vec<(f32, u32)> {
+    slots
+        .into_iter()
+        .map(|slot| (f32::INFINITY, slot))
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

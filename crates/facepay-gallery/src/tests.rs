@@ -380,7 +380,7 @@ fn ivf_config(dim: usize, cells: usize, probes: usize) -> GalleryConfig {
         kind: IndexKind::Ivf {
             cells,
             probes,
-            candidates: 128,
+            candidates: 4_096,
         },
         threads: 2,
         ..GalleryConfig::new(dim)
@@ -427,6 +427,35 @@ fn the_inverted_file_finds_what_the_exact_scan_finds_on_a_fixed_seed() {
         ivf.search(p, Scope::All, -1.0, 1).unwrap()
     );
     assert!(ivf.memory_bytes() < exact.memory_bytes() + rows.len() * 40);
+}
+
+#[test]
+fn the_error_bounds_keep_the_exact_best_five_with_every_cell_probed() {
+    let mut rng = ChaCha20Rng::seed_from_u64(12);
+    let dim = 128;
+    let rows: Vec<(String, Vec<f32>)> = (0..20_000)
+        .map(|i| (format!("u{i}"), random_unit(&mut rng, dim)))
+        .collect();
+    // Every cell probed: only the shortlist's bounds choose, so any
+    // difference from the plain float scan is a bound that failed.
+    let ivf = filled(ivf_config(dim, 32, 32), &rows);
+    assert!(ivf.ivf_trained());
+    let probes: Vec<Vec<f32>> = (0..200)
+        .map(|q| near(&mut rng, &rows[q * 89].1, 0.6 + (q % 4) as f32 * 0.2))
+        .collect();
+    let mut same = 0;
+    for probe in &probes {
+        let want = reference(&rows, probe, CANDIDATES_MAX);
+        let got = ivf.search(probe, Scope::All, -1.0, CANDIDATES_MAX).unwrap();
+        same += usize::from(got == want);
+        // A floor above all but the best leaves the best alone.
+        let floor = (want[0].score + want[1].score) / 2.0;
+        let above = ivf
+            .search(probe, Scope::All, floor, CANDIDATES_MAX)
+            .unwrap();
+        assert_eq!(above, want[..1]);
+    }
+    assert!(same >= 198, "{same} of 200 probes got the exact best five");
 }
 
 #[test]

@@ -83,8 +83,9 @@ pub struct GalleryArgs {
     /// is a row of the table, on one gallery).
     #[arg(long = "ivf-probe-percent", default_values_t = [25usize, 50, 75])]
     pub ivf_probe_percents: Vec<usize>,
-    /// Rows of the best estimates that go through the int8 pass.
-    #[arg(long, default_value_t = 256)]
+    /// Rows the 1-bit codes' error bounds may keep for the int8 pass, at
+    /// most (the highest upper bounds when more could be among the best).
+    #[arg(long, default_value_t = 4_096)]
     pub ivf_candidates: usize,
     /// From this size on the gallery keeps int8 codes only (no floats).
     #[arg(long, default_value_t = 5_000_000)]
@@ -519,7 +520,7 @@ fn time_queries(
 
 fn index_name(kind: IndexKind, keep_floats: bool) -> String {
     let last = if keep_floats {
-        "float top-64"
+        "float"
     } else {
         "int8, no floats kept"
     };
@@ -537,7 +538,9 @@ fn index_name(kind: IndexKind, keep_floats: bool) -> String {
             cells,
             probes,
             candidates,
-        } => format!("IVF {cells} cells, {probes} probed, 1-bit codes → {candidates} → {last}"),
+        } => format!(
+            "IVF {cells} cells, {probes} probed, 1-bit codes → ≤ {candidates} → int8 → {last}"
+        ),
     }
 }
 
