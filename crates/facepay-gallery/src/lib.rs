@@ -35,6 +35,7 @@
 //! and spread a scan over the gallery's own thread pool.
 
 mod decision;
+mod directory;
 mod ivf;
 pub mod kernels;
 mod rows_io;
@@ -45,6 +46,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use foldhash::fast::RandomState;
 use rayon::prelude::*;
+
+use crate::directory::Directory;
 
 pub use decision::{Decision, DecisionPolicy};
 pub use ivf::{CELLS_MAX, IVF_CANDIDATES_MAX, TRAIN_ROWS_PER_CELL};
@@ -169,15 +172,10 @@ struct Placed<'a> {
     encoded: Option<&'a ivf::Encoded>,
 }
 
-/// Ids are hashed with foldhash (seeded per map, so still hard to aim
-/// collisions at): at a million rows SipHash was a quarter of a restore.
 #[derive(Default)]
 struct Rows {
     chunks: Vec<Chunk>,
-    /// The user of each slot; empty for a free slot.
-    ids: Vec<String>,
-    partitions_of: Vec<Vec<String>>,
-    slot_of: HashMap<String, u32, RandomState>,
+    directory: Directory,
     free: Vec<u32>,
     partitions: HashMap<String, Vec<u32>, RandomState>,
     /// The inverted file, once its cells are trained.
@@ -345,7 +343,7 @@ impl Gallery {
     }
 
     pub fn len(&self) -> usize {
-        self.read().slot_of.len()
+        self.read().directory.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -353,15 +351,15 @@ impl Gallery {
     }
 
     pub fn contains(&self, user_id: &str) -> bool {
-        self.read().slot_of.contains_key(user_id)
+        self.read().directory.slot(user_id).is_some()
     }
 
     /// Whether an enrolled user is in partition `key` already.
     pub fn in_partition(&self, user_id: &str, key: &str) -> bool {
         let rows = self.read();
-        rows.slot_of
-            .get(user_id)
-            .is_some_and(|slot| rows.partitions_of[*slot as usize].iter().any(|k| k == key))
+        rows.directory
+            .slot(user_id)
+            .is_some_and(|slot| rows.directory.partitions_of(slot).iter().any(|k| k == key))
     }
 
     /// Bytes held by the rows' codes, floats and bookkeeping.
@@ -379,9 +377,8 @@ impl Gallery {
             })
             .sum();
         let ivf = rows.ivf.as_ref().map_or(0, ivf::Ivf::memory_bytes);
-        let ids: usize = rows.ids.iter().map(|s| s.capacity() + 24).sum();
         let graph = self.graph.as_ref().map_or(0, |g| g.memory_usage());
-        chunk + 2 * ids + 4 * rows.free.capacity() + graph + ivf
+        chunk + rows.directory.memory_bytes() + 4 * rows.free.capacity() + graph + ivf
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Rows> {
@@ -466,7 +463,7 @@ impl Gallery {
             return Ok(());
         };
         let due =
-            |rows: &Rows| rows.ivf.is_none() && rows.slot_of.len() >= cells * TRAIN_ROWS_PER_CELL;
+            |rows: &Rows| rows.ivf.is_none() && rows.directory.len() >= cells * TRAIN_ROWS_PER_CELL;
         if !due(&self.read()) {
             return Ok(());
         }
@@ -498,7 +495,7 @@ impl Gallery {
     /// Evenly spread live rows, dequantised, for k-means.
     fn sample(&self, rows: &Rows, cells: usize) -> Vec<f32> {
         let dim = self.config.dim;
-        let live = rows.slot_of.len();
+        let live = rows.directory.len();
         let want = live.min(cells * ivf::SAMPLE_ROWS_PER_CELL);
         let step = (live / want.max(1)).max(1);
         let mut sample = Vec::with_capacity(want * dim);
@@ -574,14 +571,14 @@ impl Gallery {
         let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
         let mut placed = Vec::with_capacity(n);
         for (i, (user_id, partitions)) in batch.keys.iter().enumerate() {
-            if let Some(old) = rows.slot_of.get(*user_id).copied() {
+            if let Some(old) = rows.directory.slot(user_id) {
                 self.unlink(old)?;
                 rows.release(old);
             }
             let slot = match rows.free.pop() {
                 Some(slot) => slot,
                 None => {
-                    let slot = rows.ids.len();
+                    let slot = rows.directory.slots_used();
                     if slot >= ROWS_MAX {
                         return Err(GalleryError::Full);
                     }
@@ -605,9 +602,7 @@ impl Gallery {
                             cells: vec![0; cells],
                         });
                     }
-                    rows.ids.push(String::new());
-                    rows.partitions_of.push(Vec::new());
-                    slot as u32
+                    rows.directory.push_slot()
                 }
             };
             let (c, r) = (slot as usize / CHUNK_ROWS, slot as usize % CHUNK_ROWS);
@@ -622,12 +617,10 @@ impl Gallery {
             chunk.bits[r * words..(r + 1) * words]
                 .copy_from_slice(&batch.bits[i * words..(i + 1) * words]);
             chunk.alive[r] = true;
-            rows.ids[slot as usize] = (*user_id).to_owned();
-            rows.slot_of.insert((*user_id).to_owned(), slot);
+            rows.directory.insert(slot, user_id, partitions);
             for key in partitions.iter() {
                 rows.partitions.entry(key.clone()).or_default().push(slot);
             }
-            rows.partitions_of[slot as usize] = partitions.to_vec();
             if let Some(vector) = vector {
                 placed.push((slot, vector));
             }
@@ -708,17 +701,17 @@ impl Gallery {
             return Ok(false);
         }
         let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
-        let Some(slot) = rows.slot_of.get(user_id).copied() else {
+        let Some(slot) = rows.directory.slot(user_id) else {
             return Ok(false);
         };
-        let of = &rows.partitions_of[slot as usize];
+        let of = rows.directory.partitions_of(slot);
         if of.iter().any(|k| k == key) {
             return Ok(false);
         }
         if of.len() >= PARTITIONS_PER_ROW_MAX {
             return Err(GalleryError::TooManyPartitions);
         }
-        rows.partitions_of[slot as usize].push(key.to_owned());
+        rows.directory.add_partition(slot, key);
         rows.partitions
             .entry(key.to_owned())
             .or_default()
@@ -729,17 +722,15 @@ impl Gallery {
     /// Makes room for `rows` more rows in the bookkeeping.
     fn reserve(&self, rows: usize) {
         let mut all = self.rows.write().unwrap_or_else(|e| e.into_inner());
-        all.slot_of.reserve(rows);
-        all.ids.reserve(rows);
-        all.partitions_of.reserve(rows);
+        all.directory.reserve(rows);
     }
 
     /// Empties the gallery (one half-filled from a stream that failed is
     /// emptied this way before it is filled from the store).
     pub fn clear(&self) -> Result<(), GalleryError> {
         let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
-        for slot in rows.slot_of.values() {
-            self.unlink(*slot)?;
+        for slot in rows.directory.live_slots() {
+            self.unlink(slot)?;
         }
         *rows = Rows::default();
         Ok(())
@@ -748,7 +739,7 @@ impl Gallery {
     /// Removes a user at once. False if they were not in the gallery.
     pub fn remove(&self, user_id: &str) -> Result<bool, GalleryError> {
         let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
-        match rows.slot_of.get(user_id).copied() {
+        match rows.directory.slot(user_id) {
             Some(slot) => {
                 self.unlink(slot)?;
                 rows.release(slot);
@@ -829,7 +820,7 @@ impl Gallery {
         let mut found: Vec<Candidate> = scored
             .into_iter()
             .map(|(slot, score)| Candidate {
-                user_id: rows.ids[slot as usize].clone(),
+                user_id: rows.directory.id(slot).to_owned(),
                 score,
             })
             .collect();
@@ -1092,9 +1083,7 @@ impl Rows {
             let filed = index.remove(self.chunks[c].cells[r], slot);
             assert!(filed, "a live row missing from its cell");
         }
-        let id = std::mem::take(&mut self.ids[slot as usize]);
-        self.slot_of.remove(&id);
-        for key in std::mem::take(&mut self.partitions_of[slot as usize]) {
+        for key in self.directory.remove(slot) {
             if let Some(members) = self.partitions.get_mut(&key) {
                 members.retain(|s| *s != slot);
                 if members.is_empty() {

@@ -121,8 +121,8 @@ impl Gallery {
                 for r in (0..CHUNK_ROWS).filter(|r| chunk.alive[*r]) {
                     let slot = c * CHUNK_ROWS + r;
                     buf.push(1);
-                    put_key(&mut buf, &rows.ids[slot]);
-                    let partitions = &rows.partitions_of[slot];
+                    put_key(&mut buf, rows.directory.id(slot as u32));
+                    let partitions = rows.directory.partitions_of(slot as u32);
                     buf.push(partitions.len() as u8);
                     for key in partitions {
                         put_key(&mut buf, key);

@@ -81,7 +81,7 @@ pub struct GalleryArgs {
     pub ivf_cells: usize,
     /// Cells probed, as a percentage of the cells; repeat to sweep (each
     /// is a row of the table, on one gallery).
-    #[arg(long = "ivf-probe-percent", default_values_t = [25usize, 50, 75])]
+    #[arg(long = "ivf-probe-percent", default_values_t = [6usize, 12, 25])]
     pub ivf_probe_percents: Vec<usize>,
     /// Rows the 1-bit codes' error bounds may keep for the int8 pass, at
     /// most (the highest upper bounds when more could be among the best).
