@@ -280,6 +280,9 @@ pub struct Gallery {
     pub kind: GalleryKind,
     /// Threads one scan is spread over.
     pub threads: u64,
+    /// Keep each template's floats in memory; without them (for ten
+    /// million and more) scores are the int8 estimate.
+    pub keep_floats: bool,
     /// Where the sealed gallery snapshot is kept between restarts; none
     /// when absent.
     pub snapshot_file: Option<PathBuf>,
@@ -296,6 +299,7 @@ impl Default for Gallery {
         Self {
             kind: GalleryKind::Exact,
             threads: 1,
+            keep_floats: true,
             snapshot_file: None,
             prefilter: Prefilter::default(),
             hnsw: Hnsw::default(),

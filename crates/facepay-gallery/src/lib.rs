@@ -151,14 +151,17 @@ pub enum Scope<'a> {
     Partition(&'a str),
 }
 
+const _: () = assert!(CELLS_MAX <= u16::MAX as usize + 1);
+
 struct Chunk {
     codes: Vec<i8>,
     scales: Vec<f32>,
     floats: Vec<f32>,
     bits: Vec<u64>,
     alive: Vec<bool>,
-    /// The inverted file's cell of each row (empty for other kinds).
-    cells: Vec<u32>,
+    /// The inverted file's cell of each row (empty for other kinds); two
+    /// bytes hold every cell number below `CELLS_MAX`.
+    cells: Vec<u16>,
 }
 
 /// Rows ready to be placed: codes made, floats if kept.
@@ -373,7 +376,7 @@ impl Gallery {
                     + 4 * (c.scales.capacity() + c.floats.capacity())
                     + 8 * c.bits.capacity()
                     + c.alive.capacity()
-                    + 4 * c.cells.capacity()
+                    + 2 * c.cells.capacity()
             })
             .sum();
         let ivf = rows.ivf.as_ref().map_or(0, ivf::Ivf::memory_bytes);
@@ -533,7 +536,7 @@ impl Gallery {
             let words = ivf::words(dim);
             for (k, r) in live.iter().enumerate() {
                 let cell = encoded.cells[k];
-                chunk.cells[*r] = cell;
+                chunk.cells[*r] = cell as u16;
                 let slot = (c * CHUNK_ROWS + r) as u32;
                 index.push(
                     cell,
@@ -677,7 +680,7 @@ impl Gallery {
                 (cell[0], bits, factor)
             }
         };
-        rows.chunks[c].cells[r] = cell;
+        rows.chunks[c].cells[r] = cell as u16;
         index.push(cell, slot, &bits, factor);
     }
 
@@ -1080,7 +1083,7 @@ impl Rows {
         let (c, r) = (slot as usize / CHUNK_ROWS, slot as usize % CHUNK_ROWS);
         self.chunks[c].alive[r] = false;
         if let Some(index) = self.ivf.as_mut() {
-            let filed = index.remove(self.chunks[c].cells[r], slot);
+            let filed = index.remove(u32::from(self.chunks[c].cells[r]), slot);
             assert!(filed, "a live row missing from its cell");
         }
         for key in self.directory.remove(slot) {

@@ -138,7 +138,7 @@ impl Gallery {
                         buf.extend_from_slice(&w.to_le_bytes());
                     }
                     if coarse.is_some() {
-                        buf.extend_from_slice(&chunk.cells[r].to_le_bytes());
+                        buf.extend_from_slice(&u32::from(chunk.cells[r]).to_le_bytes());
                     }
                     count += 1;
                 }

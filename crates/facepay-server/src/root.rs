@@ -169,6 +169,7 @@ pub fn services_config(config: &Config) -> Result<ServicesConfig, StartError> {
             },
         },
         gallery_threads: gallery.threads as usize,
+        gallery_keep_floats: gallery.keep_floats,
         gallery_snapshot: gallery.snapshot_file.clone(),
         risk_rules: Some(rules),
         terminal_attempts_max: config.limits.terminal_attempts_max as i64,

@@ -75,6 +75,10 @@ pub struct Config {
     pub gallery_kind: IndexKind,
     /// Threads one gallery scan is spread over.
     pub gallery_threads: usize,
+    /// Keep each template's floats in the gallery (scores exact to the
+    /// float); without them a template takes a fifth of the memory and
+    /// scores are the int8 estimate.
+    pub gallery_keep_floats: bool,
     /// Where the gallery snapshot lives, if restarts should use one.
     pub gallery_snapshot: Option<std::path::PathBuf>,
     /// The risk rules (TOML); facepay-risk's defaults when absent.
@@ -143,6 +147,7 @@ impl Default for Config {
             enrolment_waiting_max: 16,
             gallery_kind: IndexKind::Exact,
             gallery_threads: 1,
+            gallery_keep_floats: true,
             gallery_snapshot: None,
             risk_rules: None,
             terminal_attempts_max: 20,

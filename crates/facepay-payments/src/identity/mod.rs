@@ -84,6 +84,7 @@ impl Identity {
         let gallery = Gallery::new(GalleryConfig {
             kind: config.gallery_kind,
             threads: config.gallery_threads,
+            keep_floats: config.gallery_keep_floats,
             ..GalleryConfig::new(facepay_face::embed::EMBEDDING_DIMENSIONS)
         })?;
         Ok(Self {
