@@ -261,6 +261,13 @@ pub(crate) fn gallery(gallery: &Gallery, cx: &Checker) -> Result<(), ConfigError
             )
         }
         GalleryKind::Hnsw => {
+            if !gallery.keep_floats {
+                // The graph is rebuilt from the floats at every start.
+                return Err(cx.invalid(
+                    "gallery.keep_floats",
+                    "kind = \"hnsw\" needs the floats kept",
+                ));
+            }
             let h = &gallery.hnsw;
             cx.range(
                 "gallery.hnsw.connectivity",

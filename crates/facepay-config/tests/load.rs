@@ -435,6 +435,16 @@ fn a_bad_value_names_the_choices() {
         "gallery.kind",
         &["use exact, prefilter, hnsw or ivf"],
     );
+    let error = refused(
+        &format!("[gallery]\nkind = \"hnsw\"\nkeep_floats = false\n{SIMULATOR}"),
+        &[],
+    );
+    assert_error(
+        &error,
+        "config_invalid_value",
+        "gallery.keep_floats",
+        &["needs the floats kept"],
+    );
     let error = refused(&format!("[hub]\nhome_currency = \"XYZ\"\n{SIMULATOR}"), &[]);
     assert_error(
         &error,

@@ -89,7 +89,9 @@ impl Directory {
     pub fn remove(&mut self, slot: u32) -> Vec<String> {
         let id = std::mem::take(&mut self.ids[slot as usize]);
         let hash = self.hasher.hash_one(&*id);
-        if let Ok(entry) = self.slots.find_entry(hash, |s| *s == slot) {
+        let found = self.slots.find_entry(hash, |s| *s == slot);
+        debug_assert!(found.is_ok(), "a live slot missing from the table");
+        if let Ok(entry) = found {
             entry.remove();
         }
         self.partitions_of.remove(&slot).unwrap_or_default()

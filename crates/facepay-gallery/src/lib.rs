@@ -101,7 +101,8 @@ pub enum IndexKind {
     /// rows exactly.
     Prefiltered { bits: usize, candidates: usize },
     /// A navigable small-world graph (HNSW, the `usearch` crate) over the
-    /// float rows; its `candidates` nearest are re-scored exactly.
+    /// float rows; its `candidates` nearest go through the int8 and float
+    /// passes (the best `rerank` of them by int8 when more).
     Hnsw {
         connectivity: usize,
         expansion_add: usize,
@@ -763,6 +764,9 @@ impl Gallery {
     ) -> Result<Vec<Candidate>, GalleryError> {
         self.check(probe)?;
         let limit = limit.min(CANDIDATES_MAX);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let mut code = vec![0i8; self.config.dim];
         let scale = kernels::quantise(probe, &mut code);
         let mut bits = vec![0u64; self.words];
@@ -936,7 +940,7 @@ impl Gallery {
             }
             _ => Some(scan(&near)),
         };
-        shortlist.map_or_else(Vec::new, ivf::Shortlist::into_ranked)
+        shortlist.map_or_else(Vec::new, ivf::Shortlist::into_kept)
     }
 
     /// The graph's `candidates` nearest slots.
@@ -954,7 +958,7 @@ impl Gallery {
             .collect())
     }
 
-    /// The rows of `ranked` (upper bounds of their scores, highest
+    /// The rows of `ranked` (upper bounds of their scores, taken highest
     /// first) that may be among the best `k` at or above `floor`, judged by
     /// their int8 scores and the most quantisation can move them: int8
     /// score and bound, at most `rerank` (the best by int8 score). Rows are
@@ -974,7 +978,14 @@ impl Gallery {
         let (mut dot, mut norm2) = ([0i32; 1], [0i32; 1]);
         let mut lows = BestLows::new(k);
         let mut scored = Vec::new();
-        for (upper, slot) in ranked {
+        // A heap, not a sorted list: the pass usually stops after a few
+        // rows, and sorting thousands kept for a hard probe cost more
+        // than the pass.
+        let mut ranked: BinaryHeap<(Score, u32)> = ranked
+            .into_iter()
+            .map(|(upper, slot)| (Score(upper), slot))
+            .collect();
+        while let Some((Score(upper), slot)) = ranked.pop() {
             if upper < floor.max(lows.kth()) {
                 break;
             }
