@@ -535,7 +535,7 @@ impl Ivf {
 pub(crate) struct Shortlist {
     cap: usize,
     floor: f32,
-    lows: crate::BestLows,
+    lows: crate::TopK,
     /// Upper bound and slot of each row kept.
     kept: Vec<(f32, u32)>,
 }
@@ -546,7 +546,7 @@ impl Shortlist {
         Self {
             cap,
             floor,
-            lows: crate::BestLows::new(k),
+            lows: crate::TopK::new(k),
             kept: Vec::new(),
         }
     }
@@ -585,7 +585,7 @@ impl Shortlist {
                 }
                 let estimate = u - e * upper_scale - f * table.rounding;
                 self.lows
-                    .note(estimate - e * lower_scale - f * table.rounding);
+                    .push(estimate - e * lower_scale - f * table.rounding, *slot);
                 self.kept.push((*u, *slot));
                 if self.kept.len() >= 2 * self.cap {
                     self.cut();
@@ -614,7 +614,7 @@ impl Shortlist {
         let mut all = parts.next()?;
         for part in parts {
             all.floor = all.floor.max(part.floor);
-            all.lows.merge(&part.lows);
+            all.lows.absorb(part.lows);
             all.kept.extend(part.kept);
             if all.kept.len() >= 2 * all.cap {
                 all.cut();

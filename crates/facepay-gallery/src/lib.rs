@@ -27,7 +27,7 @@
 //! A search can be narrowed to a **partition**, a key known at the till
 //! such as the last four digits of the payer's phone (`phone:1234`) or the
 //! users who paid at this merchant before (`merchant:<id>`): then only the
-//! partition's rows are scored, in float.
+//! partition's rows go through the int8 and float passes.
 //!
 //! Rows live in fixed-size chunks, so an enrolment never moves the gallery
 //! and a deletion frees its slot for the next: both take the write lock for
@@ -102,7 +102,7 @@ pub enum IndexKind {
     Prefiltered { bits: usize, candidates: usize },
     /// A navigable small-world graph (HNSW, the `usearch` crate) over the
     /// float rows; its `candidates` nearest go through the int8 and float
-    /// passes (the best `rerank` of them by int8 when more).
+    /// passes.
     Hnsw {
         connectivity: usize,
         expansion_add: usize,
@@ -112,7 +112,7 @@ pub enum IndexKind {
     /// An inverted file: `cells` k-means cells; a search scans the 1-bit
     /// codes of the `probes` cells nearest the probe and scores exactly
     /// the rows whose error bounds may put them among its best, at most
-    /// `candidates` (the best `rerank` of them by int8 when more).
+    /// `candidates`.
     Ivf {
         cells: usize,
         probes: usize,
@@ -124,7 +124,8 @@ pub enum IndexKind {
 pub struct GalleryConfig {
     pub dim: usize,
     pub kind: IndexKind,
-    /// Rows re-scored in float after the int8 pass.
+    /// Rows the exact scan keeps by int8 score for the bounded int8 and
+    /// float passes.
     pub rerank: usize,
     /// Keep each row's floats for re-scoring. Without them (to fit ten
     /// million rows in memory) scores are the int8 estimate.
@@ -781,7 +782,9 @@ impl Gallery {
         let scored = match scope {
             Scope::Partition(key) => {
                 let slots = rows.partitions.get(key).map(Vec::as_slice).unwrap_or(&[]);
-                self.rescore(&rows, &probe, slots.iter().copied())
+                let ranked = unbounded(slots.iter().copied());
+                let near = self.narrow(&rows, &probe, ranked, limit, floor);
+                self.score_ranked(&rows, &probe, near, limit, floor)
             }
             Scope::All => {
                 let ranked: Vec<(f32, u32)> = match self.config.kind {
@@ -791,7 +794,7 @@ impl Gallery {
                         let depth = IvfDepth {
                             probes,
                             candidates,
-                            k: limit.clamp(1, candidates),
+                            k: limit.min(candidates),
                             floor,
                         };
                         self.scan_ivf(&rows, &probe, depth)
@@ -806,9 +809,8 @@ impl Gallery {
                         unbounded(self.graph_near(&probe, candidates)?)
                     }
                 };
-                let k = limit.max(1);
-                let near = self.narrow(&rows, &probe, ranked, k, floor);
-                self.score_ranked(&rows, &probe, near, k, floor)
+                let near = self.narrow(&rows, &probe, ranked, limit, floor);
+                self.score_ranked(&rows, &probe, near, limit, floor)
             }
         };
         let mut scored: Vec<(u32, f32)> = scored
@@ -961,7 +963,7 @@ impl Gallery {
     /// The rows of `ranked` (upper bounds of their scores, taken highest
     /// first) that may be among the best `k` at or above `floor`, judged by
     /// their int8 scores and the most quantisation can move them: int8
-    /// score and bound, at most `rerank` (the best by int8 score). Rows are
+    /// score and bound. Rows are
     /// taken in order until the next one's bound cannot reach the `k`-th
     /// best int8 lower bound, so a genuine probe reads a few rows' codes.
     fn narrow(
@@ -976,7 +978,7 @@ impl Gallery {
         let half_root_dim = 0.5 * (dim as f32).sqrt();
         let probe_norm = kernels::dot_f32(&probe.floats, &probe.floats).sqrt();
         let (mut dot, mut norm2) = ([0i32; 1], [0i32; 1]);
-        let mut lows = BestLows::new(k);
+        let mut lows = TopK::new(k);
         let mut scored = Vec::new();
         // A heap, not a sorted list: the pass usually stops after a few
         // rows, and sorting thousands kept for a hard probe cost more
@@ -1004,16 +1006,11 @@ impl Gallery {
             let bound =
                 half_root_dim * scale * (probe_norm + probe.scale * (norm2[0] as f32).sqrt());
             let score = dot[0] as f32 * scale * probe.scale;
-            lows.note(score - bound);
+            lows.push(score - bound, slot);
             scored.push((score, bound, slot));
         }
         let threshold = floor.max(lows.kth());
         scored.retain(|(score, bound, _)| score + bound >= threshold);
-        let keep = self.config.rerank;
-        if scored.len() > keep {
-            scored.select_nth_unstable_by(keep - 1, |a, b| b.0.total_cmp(&a.0));
-            scored.truncate(keep);
-        }
         scored
     }
 
@@ -1036,7 +1033,7 @@ impl Gallery {
         }
         near.sort_unstable_by(|a, b| (b.0 + b.1).total_cmp(&(a.0 + a.1)));
         let dim = self.config.dim;
-        let mut best = BestLows::new(k);
+        let mut best = TopK::new(k);
         let mut scored = Vec::new();
         for (score, bound, slot) in near {
             if score + bound < floor.max(best.kth()) {
@@ -1047,43 +1044,10 @@ impl Gallery {
                 &rows.chunks[c].floats[r * dim..(r + 1) * dim],
                 &probe.floats,
             );
-            best.note(exact);
+            best.push(exact, slot);
             scored.push((slot, exact));
         }
         scored
-    }
-
-    /// Final scores of `slots`: float when the floats are kept, else the
-    /// int8 estimate.
-    fn rescore(
-        &self,
-        rows: &Rows,
-        probe: &Probe,
-        slots: impl Iterator<Item = u32>,
-    ) -> Vec<(u32, f32)> {
-        let dim = self.config.dim;
-        let mut dot = [0i32; 1];
-        slots
-            .filter_map(|slot| {
-                let (c, r) = (slot as usize / CHUNK_ROWS, slot as usize % CHUNK_ROWS);
-                let chunk = &rows.chunks[c];
-                if !chunk.alive[r] {
-                    return None;
-                }
-                let score = if self.config.keep_floats {
-                    kernels::dot_f32(&chunk.floats[r * dim..(r + 1) * dim], &probe.floats)
-                } else {
-                    self.kernels.dots_i8(
-                        &chunk.codes[r * dim..(r + 1) * dim],
-                        dim,
-                        &probe.code,
-                        &mut dot,
-                    );
-                    dot[0] as f32 * chunk.scales[r] * probe.scale
-                };
-                Some((slot, score))
-            })
-            .collect()
     }
 }
 
@@ -1179,57 +1143,15 @@ fn thread_pool(threads: usize) -> Result<Option<rayon::ThreadPool>, GalleryError
 }
 
 /// The `k` best (score, slot) pairs seen, kept in a min-heap of the best.
-struct TopK {
+/// Its `k`-th is a search's threshold when the scores are lower bounds: a
+/// row whose upper bound is below it cannot be among the best `k`.
+pub(crate) struct TopK {
     k: usize,
     heap: BinaryHeap<Reverse<(Score, u32)>>,
 }
 
-/// The best `k` of the values noted (lower bounds, or exact scores),
-/// for a search's threshold: a row whose upper bound is below the `k`-th
-/// cannot be among the best `k`.
-pub(crate) struct BestLows {
-    k: usize,
-    /// Ascending, at most `k`.
-    values: Vec<f32>,
-}
-
-impl BestLows {
-    pub(crate) fn new(k: usize) -> Self {
-        assert!(k > 0);
-        Self {
-            k,
-            values: Vec::with_capacity(k),
-        }
-    }
-
-    /// The `k`-th best value; minus infinity until there are `k`.
-    pub(crate) fn kth(&self) -> f32 {
-        match self.values.first() {
-            Some(v) if self.values.len() == self.k => *v,
-            _ => f32::NEG_INFINITY,
-        }
-    }
-
-    pub(crate) fn note(&mut self, value: f32) {
-        if self.values.len() == self.k {
-            if value <= self.values[0] {
-                return;
-            }
-            self.values.remove(0);
-        }
-        let at = self.values.partition_point(|v| *v < value);
-        self.values.insert(at, value);
-    }
-
-    pub(crate) fn merge(&mut self, other: &BestLows) {
-        for value in &other.values {
-            self.note(*value);
-        }
-    }
-}
-
 /// Rows with no bound on their score yet: every one is looked at.
-fn unbounded(slots: Vec<u32>) -> Vec<(f32, u32)> {
+fn unbounded(slots: impl IntoIterator<Item = u32>) -> Vec<(f32, u32)> {
     slots
         .into_iter()
         .map(|slot| (f32::INFINITY, slot))
@@ -1254,7 +1176,7 @@ impl Ord for Score {
 }
 
 impl TopK {
-    fn new(k: usize) -> Self {
+    pub(crate) fn new(k: usize) -> Self {
         assert!(k > 0);
         Self {
             k,
@@ -1262,7 +1184,7 @@ impl TopK {
         }
     }
 
-    fn push(&mut self, score: f32, slot: u32) {
+    pub(crate) fn push(&mut self, score: f32, slot: u32) {
         if self.heap.len() < self.k {
             self.heap.push(Reverse((Score(score), slot)));
         } else if let Some(Reverse((worst, _))) = self.heap.peek()
@@ -1270,6 +1192,21 @@ impl TopK {
         {
             self.heap.pop();
             self.heap.push(Reverse((Score(score), slot)));
+        }
+    }
+
+    /// The `k`-th best score; minus infinity until there are `k`.
+    pub(crate) fn kth(&self) -> f32 {
+        match self.heap.peek() {
+            Some(Reverse((worst, _))) if self.heap.len() == self.k => worst.0,
+            _ => f32::NEG_INFINITY,
+        }
+    }
+
+    /// Takes in the pairs of another.
+    pub(crate) fn absorb(&mut self, other: TopK) {
+        for Reverse((score, slot)) in other.heap {
+            self.push(score.0, slot);
         }
     }
 
@@ -1319,9 +1256,7 @@ fn closest(
 fn merge(parts: Vec<TopK>, k: usize) -> Vec<u32> {
     let mut all = TopK::new(k);
     for part in parts {
-        for Reverse((score, slot)) in part.heap {
-            all.push(score.0, slot);
-        }
+        all.absorb(part);
     }
     all.into_slots()
 }
