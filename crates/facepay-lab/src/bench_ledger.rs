@@ -32,7 +32,7 @@ const STAGES: [&str; 4] = ["risk", "vault", "connector", "ledger"];
 pub struct LedgerArgs {
     #[arg(long, default_value_t = 2_000)]
     pub payments: usize,
-    /// Payments under way at once (one terminal's context each).
+    /// Payments under way at once, each at a terminal of its own.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
     /// `postgres://...` to measure PostgreSQL: the run works in a new
@@ -79,9 +79,9 @@ pub fn run(args: LedgerArgs, models: &ModelStore) -> anyhow::Result<()> {
         let app = App::build(config, models, Arc::new(facepay_store::SystemClock)).await?;
         demo::enrol_people(&app, &data_dir, &args.photos, usize::MAX).await?;
         enrol_synthetic(&app, args.payers.min(PAYERS_MAX as usize)).await?;
-        let (ctx, payers) = parties_of(&app, &data_dir).await?;
+        let (terminals, payers) = parties_of(&app, &data_dir, concurrency).await?;
         let started = Instant::now();
-        let samples = pay_at_once(&app, &ctx, &payers, payments, concurrency).await?;
+        let samples = pay_at_once(&app, &terminals, &payers, payments).await?;
         let elapsed = started.elapsed();
         let mut s = samples;
         let backend = app.services.store().backend().name();
@@ -175,31 +175,45 @@ pub(crate) fn card_number(i: usize) -> String {
     format!("{body}{}", (10 - sum % 10) % 10)
 }
 
-/// The demo terminal's context and the enrolled payers' ids.
+/// A terminal for each payment under way, in the demo terminal's store (a
+/// terminal pays for one shopper at a time, and the risk engine counts
+/// each terminal's payments), and the enrolled payers' ids.
 async fn parties_of(
     app: &App,
     data_dir: &std::path::Path,
-) -> anyhow::Result<(TerminalContext, Vec<String>)> {
+    terminals: usize,
+) -> anyhow::Result<(Vec<TerminalContext>, Vec<String>)> {
     let (terminal_id, _key) = TerminalFile::load(&facepay_server::seed::terminal_file(data_dir))?;
     let mut conn = app.services.store().acquire().await?;
-    let ctx = parties::terminal_context(&mut conn, &terminal_id)
+    let demo = parties::terminal_context(&mut conn, &terminal_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the demo terminal {terminal_id} is not in the store"))?;
+    let mut contexts = Vec::with_capacity(terminals);
+    for i in 0..terminals {
+        let id = format!("trm_bench_{i}");
+        let now_ms = facepay_store::Clock::now_ms(&facepay_store::SystemClock);
+        parties::insert_terminal(&mut conn, &id, &demo.store.id, &demo.public_key, now_ms).await?;
+        contexts.push(TerminalContext {
+            terminal_id: id,
+            ..demo.clone()
+        });
+    }
     let enrolled = parties::active_templates(&mut conn, "", PAYERS_MAX).await?;
     anyhow::ensure!(!enrolled.is_empty(), "no payer was enrolled");
     let payers = enrolled.into_iter().map(|row| row.template.user_id);
-    Ok((ctx, payers.collect()))
+    Ok((contexts, payers.collect()))
 }
 
+/// Each terminal pays in turn, all terminals at once.
 async fn pay_at_once(
     app: &App,
-    ctx: &TerminalContext,
+    terminals: &[TerminalContext],
     payers: &[String],
     payments: usize,
-    concurrency: usize,
 ) -> anyhow::Result<Samples> {
     let samples = Arc::new(Mutex::new(Samples::default()));
-    let workers = (0..concurrency).map(|worker| {
+    let concurrency = terminals.len();
+    let workers = terminals.iter().enumerate().map(|(worker, ctx)| {
         let (services, ctx, payers) = (Arc::clone(&app.services), ctx.clone(), payers.to_vec());
         let samples = Arc::clone(&samples);
         tokio::spawn(async move {

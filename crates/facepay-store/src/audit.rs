@@ -7,7 +7,11 @@
 //! The log is [`CHAINS`] chains, each with its own head row, so that
 //! transactions appending at once (payments recorded on several
 //! connections) seldom wait for each other: an appender holds its chain's
-//! head until it commits. An entry's subject picks its chain.
+//! head until it commits. An entry's subject picks its chain on SQLite,
+//! whose one writer appends in turn anyway; on PostgreSQL the subject's
+//! chain is tried first and, when another transaction holds it, the next
+//! chain no one holds, so that appenders wait only when every chain is
+//! held. Verification walks each chain whatever its entries' subjects.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -67,19 +71,24 @@ fn chain_of(subject: &str) -> i64 {
     (u64::from_le_bytes(first) % CHAINS + 1) as i64
 }
 
-/// Takes the chain's head and draws the entry's number in one statement.
+/// Takes a chain's head and draws the entry's number in one statement.
 /// The number is drawn once the head's row is held (a `RETURNING`
 /// expression runs after its row is updated), so it is above every number
 /// the chain's earlier entries drew. It counts across chains: from a
 /// sequence on PostgreSQL, which no transaction waits for; from the log on
-/// SQLite, whose one writer appends in turn.
+/// SQLite, whose one writer appends in turn. On PostgreSQL the chain is
+/// the first from `$1` on that no other transaction holds (`SKIP LOCKED`),
+/// or `$1` itself, waited for, when all are held.
 fn take_head_sql(conn: &Connection) -> &'static str {
+    const _: () = assert!(CHAINS == 16, "the chain's order below counts 16 chains");
     if conn.backend_name() == "PostgreSQL" {
-        "UPDATE audit_chains SET entries = entries + 1 WHERE chain = $1 \
-         RETURNING hash, nextval('audit_seq') AS seq"
+        "UPDATE audit_chains SET entries = entries + 1 WHERE chain = COALESCE(\
+         (SELECT chain FROM audit_chains ORDER BY (chain + 16 - $1) % 16 \
+         LIMIT 1 FOR UPDATE SKIP LOCKED), $1) \
+         RETURNING chain, hash, nextval('audit_seq') AS seq"
     } else {
         "UPDATE audit_chains SET entries = entries + 1 WHERE chain = $1 \
-         RETURNING hash, (SELECT CAST(COALESCE(MAX(seq), 0) + 1 AS BIGINT) FROM audit_log) AS seq"
+         RETURNING chain, hash, (SELECT CAST(COALESCE(MAX(seq), 0) + 1 AS BIGINT) FROM audit_log) AS seq"
     }
 }
 
@@ -92,12 +101,13 @@ pub async fn append(
     action: &str,
     subject: &str,
 ) -> Result<i64> {
-    let chain = chain_of(subject);
+    let preferred = chain_of(subject);
     let head = sqlx::query(take_head_sql(conn))
-        .bind(chain)
+        .bind(preferred)
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("the audit log has no chain {chain}")))?;
+        .ok_or_else(|| StoreError::Corrupt(format!("the audit log has no chain {preferred}")))?;
+    let chain: i64 = head.try_get("chain")?;
     let prev_hash: String = head.try_get("hash")?;
     let seq: i64 = head.try_get("seq")?;
     let hash = chain_hash(&prev_hash, seq, at_ms, actor, action, subject);

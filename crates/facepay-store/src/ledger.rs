@@ -161,19 +161,57 @@ pub async fn capture(
     fee_minor: i64,
     now_ms: i64,
 ) -> Result<()> {
+    let legs = capture_legs(p.merchant_id, amount_minor, fee_minor);
+    let id = format!("{}:capture", p.payment_id);
+    post(conn, &id, p, TransferKind::Capture, &legs, now_ms).await
+}
+
+/// `authorise` then `capture` of the whole amount, in the statements of
+/// one transfer: a payment captured as soon as it is approved.
+pub async fn authorise_and_capture(
+    conn: &mut Connection,
+    p: PaymentRef<'_>,
+    amount_minor: i64,
+    fee_minor: i64,
+    now_ms: i64,
+) -> Result<()> {
+    let hold = [
+        (Account::IssuerHolds, amount_minor),
+        (Account::MerchantPending(p.merchant_id), -amount_minor),
+    ];
+    let captured = capture_legs(p.merchant_id, amount_minor, fee_minor);
+    let (hold_id, capture_id) = (
+        format!("{}:authorise", p.payment_id),
+        format!("{}:capture", p.payment_id),
+    );
+    let transfers = [
+        Transfer {
+            id: &hold_id,
+            kind: TransferKind::Authorise,
+            legs: &hold,
+        },
+        Transfer {
+            id: &capture_id,
+            kind: TransferKind::Capture,
+            legs: &captured,
+        },
+    ];
+    post_all(conn, Some(p.payment_id), p.currency, &transfers, now_ms).await
+}
+
+fn capture_legs(merchant_id: &str, amount_minor: i64, fee_minor: i64) -> Vec<(Account<'_>, i64)> {
     assert!(fee_minor >= 0 && fee_minor <= amount_minor);
     let mut legs = vec![
         (Account::IssuerHolds, -amount_minor),
-        (Account::MerchantPending(p.merchant_id), amount_minor),
+        (Account::MerchantPending(merchant_id), amount_minor),
         (Account::IssuerReceivable, amount_minor),
-        (Account::MerchantPayable(p.merchant_id), -amount_minor),
+        (Account::MerchantPayable(merchant_id), -amount_minor),
     ];
     if fee_minor > 0 {
-        legs.push((Account::MerchantPayable(p.merchant_id), fee_minor));
+        legs.push((Account::MerchantPayable(merchant_id), fee_minor));
         legs.push((Account::PlatformFees, -fee_minor));
     }
-    let id = format!("{}:capture", p.payment_id);
-    post(conn, &id, p, TransferKind::Capture, &legs, now_ms).await
+    legs
 }
 
 /// Releases what is left of the hold.
@@ -361,52 +399,95 @@ async fn post_in(
     legs: &[(Account<'_>, i64)],
     now_ms: i64,
 ) -> Result<()> {
-    assert!(
-        (2..=LEGS_MAX).contains(&legs.len()),
-        "a transfer has two to {LEGS_MAX} legs"
-    );
-    assert!(legs.iter().all(|(_, amount)| *amount != 0), "zero leg");
-    let sum: i128 = legs.iter().map(|(_, amount)| i128::from(*amount)).sum();
-    assert_eq!(sum, 0, "transfer {transfer_id} does not balance");
+    let transfer = Transfer {
+        id: transfer_id,
+        kind,
+        legs,
+    };
+    post_all(conn, payment_id, currency, &[transfer], now_ms).await
+}
 
-    sqlx::query(
-        "INSERT INTO ledger_transfers (id, payment_id, kind, currency, created_at_ms) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(transfer_id)
-    .bind(payment_id)
-    .bind(kind.as_str())
-    .bind(currency)
-    .bind(now_ms)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| StoreError::from(e).duplicate_as("ledger transfer"))?;
-    // One statement for the accounts and one for the entries, however many
-    // legs: on PostgreSQL each statement is a round trip.
-    let account_ids: Vec<String> = legs.iter().map(|(a, _)| a.id(currency)).collect();
+/// One transfer of a [`post_all`].
+struct Transfer<'a> {
+    id: &'a str,
+    kind: TransferKind,
+    legs: &'a [(Account<'a>, i64)],
+}
+
+/// Transfers posted together, each balanced on its own.
+const TRANSFERS_MAX: usize = 2;
+
+/// Posts `transfers` in three statements however many there are and
+/// however many legs they have (the transfers, their accounts, their
+/// entries): on PostgreSQL each statement is a round trip.
+async fn post_all(
+    conn: &mut Connection,
+    payment_id: Option<&str>,
+    currency: &str,
+    transfers: &[Transfer<'_>],
+    now_ms: i64,
+) -> Result<()> {
+    assert!((1..=TRANSFERS_MAX).contains(&transfers.len()));
+    for t in transfers {
+        assert!(
+            (2..=LEGS_MAX).contains(&t.legs.len()),
+            "a transfer has two to {LEGS_MAX} legs"
+        );
+        assert!(t.legs.iter().all(|(_, amount)| *amount != 0), "zero leg");
+        let sum: i128 = t.legs.iter().map(|(_, amount)| i128::from(*amount)).sum();
+        assert_eq!(sum, 0, "transfer {} does not balance", t.id);
+    }
     let sql = format!(
-        "INSERT INTO ledger_accounts (id, kind, currency, created_at_ms) VALUES {} \
-         ON CONFLICT (id) DO NOTHING",
-        crate::values_placeholders(legs.len(), 4)
+        "INSERT INTO ledger_transfers (id, payment_id, kind, currency, created_at_ms) VALUES {}",
+        crate::values_placeholders(transfers.len(), 5)
     );
-    let mut accounts = sqlx::query(&sql);
-    for ((account, _), id) in legs.iter().zip(&account_ids) {
-        accounts = accounts
-            .bind(id)
-            .bind(account.kind())
+    let mut inserted = sqlx::query(&sql);
+    for t in transfers {
+        inserted = inserted
+            .bind(t.id)
+            .bind(payment_id)
+            .bind(t.kind.as_str())
             .bind(currency)
             .bind(now_ms);
     }
-    accounts.execute(&mut *conn).await?;
+    inserted
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| StoreError::from(e).duplicate_as("ledger transfer"))?;
+    let legs = || {
+        transfers
+            .iter()
+            .flat_map(|t| t.legs.iter().map(move |leg| (t.id, leg)))
+    };
+    let mut accounts: Vec<(String, &'static str)> = Vec::new();
+    for (_, (account, _)) in legs() {
+        let id = account.id(currency);
+        if !accounts.iter().any(|(known, _)| *known == id) {
+            accounts.push((id, account.kind()));
+        }
+    }
+    let sql = format!(
+        "INSERT INTO ledger_accounts (id, kind, currency, created_at_ms) VALUES {} \
+         ON CONFLICT (id) DO NOTHING",
+        crate::values_placeholders(accounts.len(), 4)
+    );
+    let mut inserted = sqlx::query(&sql);
+    for (id, kind) in &accounts {
+        inserted = inserted.bind(id).bind(*kind).bind(currency).bind(now_ms);
+    }
+    inserted.execute(&mut *conn).await?;
     let sql = format!(
         "INSERT INTO ledger_entries (transfer_id, account_id, amount_minor) VALUES {}",
-        crate::values_placeholders(legs.len(), 3)
+        crate::values_placeholders(legs().count(), 3)
     );
-    let mut entries = sqlx::query(&sql);
-    for ((_, amount), id) in legs.iter().zip(&account_ids) {
-        entries = entries.bind(transfer_id).bind(id).bind(*amount);
+    let mut inserted = sqlx::query(&sql);
+    for (transfer_id, (account, amount)) in legs() {
+        inserted = inserted
+            .bind(transfer_id)
+            .bind(account.id(currency))
+            .bind(*amount);
     }
-    entries.execute(&mut *conn).await?;
+    inserted.execute(&mut *conn).await?;
     Ok(())
 }
 

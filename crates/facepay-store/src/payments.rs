@@ -159,7 +159,8 @@ pub async fn insert(conn: &mut Connection, p: &Payment) -> Result<()> {
         .execute(&mut *conn)
         .await
         .map_err(|e| StoreError::from(e).duplicate_as("payment for this idempotency key"))?;
-    record_event(conn, &p.id, None, &p.state, &p.reason, p.created_at_ms).await
+    let created = (None, p.state.as_str(), p.reason.as_str(), p.created_at_ms);
+    record_events(conn, &p.id, &[created]).await
 }
 
 /// Writes the payment's new fields if the row is still as `before` (same
@@ -172,6 +173,31 @@ pub async fn transition(conn: &mut Connection, before: &Payment, p: &Payment) ->
         from == to || from.can_move_to(to),
         "illegal payment transition {from:?} -> {to:?}"
     );
+    update_if_unchanged(conn, before, p).await?;
+    record_events(conn, &p.id, &[move_to(from, p)]).await
+}
+
+/// Two moves in one write, `before` to `via` to `after`, each recorded as
+/// an event (an approval captured at once): one statement for the row and
+/// one for the events.
+pub async fn transition_via(
+    conn: &mut Connection,
+    before: &Payment,
+    via: &Payment,
+    after: &Payment,
+) -> Result<()> {
+    let (from, middle, to) = (before.state()?, via.state()?, after.state()?);
+    assert!(
+        from.can_move_to(middle) && middle.can_move_to(to),
+        "illegal payment transitions {from:?} -> {middle:?} -> {to:?}"
+    );
+    assert!(before.id == via.id && via.id == after.id);
+    update_if_unchanged(conn, before, after).await?;
+    let moves = [move_to(from, via), move_to(middle, after)];
+    record_events(conn, &after.id, &moves).await
+}
+
+async fn update_if_unchanged(conn: &mut Connection, before: &Payment, p: &Payment) -> Result<()> {
     let done = sqlx::query(
         "UPDATE payments SET user_id = $3, payment_method_id = $4, authorised_minor = $5, \
          captured_minor = $6, refunded_minor = $7, fee_minor = $8, state = $9, reason = $10, \
@@ -182,7 +208,7 @@ pub async fn transition(conn: &mut Connection, before: &Payment, p: &Payment) ->
     )
     .persistent(NULLABLE_FLOAT_CACHED)
     .bind(&p.id)
-    .bind(from.as_str())
+    .bind(&before.state)
     .bind(&p.user_id)
     .bind(&p.payment_method_id)
     .bind(p.authorised_minor)
@@ -207,36 +233,33 @@ pub async fn transition(conn: &mut Connection, before: &Payment, p: &Payment) ->
     if done.rows_affected() != 1 {
         return Err(StoreError::Duplicate("concurrent change to this payment"));
     }
-    record_event(
-        conn,
-        &p.id,
-        Some(from.as_str()),
-        &p.state,
-        &p.reason,
-        p.updated_at_ms,
-    )
-    .await
+    Ok(())
 }
 
-async fn record_event(
-    conn: &mut Connection,
-    payment_id: &str,
-    from: Option<&str>,
-    to: &str,
-    reason: &str,
-    at_ms: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO payment_events (payment_id, from_state, to_state, reason, at_ms) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(payment_id)
-    .bind(from)
-    .bind(to)
-    .bind(reason)
-    .bind(at_ms)
-    .execute(conn)
-    .await?;
+/// A move of a payment: from a state (none for its creation) to a state,
+/// with its reason and time.
+type Move<'a> = (Option<&'a str>, &'a str, &'a str, i64);
+
+/// The move from `from` to `p` as it now is.
+fn move_to(from: PaymentState, p: &Payment) -> Move<'_> {
+    (Some(from.as_str()), &p.state, &p.reason, p.updated_at_ms)
+}
+
+async fn record_events(conn: &mut Connection, payment_id: &str, moves: &[Move<'_>]) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO payment_events (payment_id, from_state, to_state, reason, at_ms) VALUES {}",
+        crate::values_placeholders(moves.len(), 5)
+    );
+    let mut inserted = sqlx::query(&sql);
+    for &(from, to, reason, at_ms) in moves {
+        inserted = inserted
+            .bind(payment_id)
+            .bind(from)
+            .bind(to)
+            .bind(reason)
+            .bind(at_ms);
+    }
+    inserted.execute(conn).await?;
     Ok(())
 }
 

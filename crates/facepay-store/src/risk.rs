@@ -67,14 +67,17 @@ pub struct History {
 }
 
 /// Every count the risk engine weighs, in one statement: one round trip
-/// instead of eight, each aggregate still an index range scan.
+/// instead of eight, each aggregate still an index range scan. The card's
+/// payments are counted per account holding it, a range of
+/// `payments_method_created` each: written as a join, PostgreSQL may hash
+/// it over a scan of every recent payment when its statistics are stale.
 const COUNTS_SQL: &str = "SELECT u.n, c.n, a.n, t.n, t.failed, m.n, h.at_merchant, h.at_terminal, \
      att.n, pin.n FROM \
      (SELECT CAST(COUNT(*) AS BIGINT) AS n FROM payments \
       WHERE user_id = $1 AND created_at_ms >= $2) AS u \
-     CROSS JOIN (SELECT CAST(COUNT(*) AS BIGINT) AS n FROM payments p \
-      JOIN payment_methods pm ON pm.id = p.payment_method_id \
-      WHERE pm.fingerprint = $3 AND p.created_at_ms >= $4) AS c \
+     CROSS JOIN (SELECT CAST(COALESCE(SUM((SELECT COUNT(*) FROM payments p \
+      WHERE p.payment_method_id = pm.id AND p.created_at_ms >= $4)), 0) AS BIGINT) AS n \
+      FROM payment_methods pm WHERE pm.fingerprint = $3) AS c \
      CROSS JOIN (SELECT CAST(COUNT(DISTINCT user_id) AS BIGINT) AS n FROM payment_methods \
       WHERE fingerprint = $3 AND status = 'active') AS a \
      CROSS JOIN (SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(CASE WHEN state IN \

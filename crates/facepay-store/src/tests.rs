@@ -344,6 +344,41 @@ async fn appenders_at_once_keep_every_chain_whole() {
     }
 }
 
+/// On PostgreSQL an appender whose chain another transaction holds takes
+/// a chain no one holds instead of waiting for the other's commit.
+#[tokio::test]
+async fn an_appender_takes_a_free_chain_when_its_own_is_held() {
+    use crate::audit;
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        if store.backend().name() != "PostgreSQL" {
+            continue;
+        }
+        let mut first = store.begin().await.unwrap();
+        audit::append(&mut first, 1, "terminal", "card_used", "pm_same")
+            .await
+            .unwrap();
+        let mut second = store.begin().await.unwrap();
+        let append = audit::append(&mut second, 2, "terminal", "card_used", "pm_same");
+        let seq = tokio::time::timeout(std::time::Duration::from_secs(5), append)
+            .await
+            .expect("the second appender waited for the first's chain")
+            .unwrap();
+        second.commit().await.unwrap();
+        first.commit().await.unwrap();
+        let mut c = store.acquire().await.unwrap();
+        let chains: Vec<(i64,)> =
+            sqlx::query_as("SELECT DISTINCT chain FROM audit_log ORDER BY chain")
+                .fetch_all(&mut *c)
+                .await
+                .unwrap();
+        assert_eq!(chains.len(), 2, "two chains: {chains:?}");
+        assert_eq!(seq, 2);
+        let v = audit::verify(&mut c).await.unwrap();
+        assert_eq!((v.entries, v.broken), (2, None));
+    }
+}
+
 #[tokio::test]
 async fn the_change_log_is_in_commit_order_and_wakes_its_followers() {
     use std::time::Duration;

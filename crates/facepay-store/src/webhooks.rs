@@ -197,37 +197,54 @@ pub struct NewEvent<'a> {
 /// transaction. An event nobody subscribes to is not kept. Returns how
 /// many deliveries were queued.
 pub async fn append_event(conn: &mut Connection, e: &NewEvent<'_>) -> Result<u64> {
-    let kept = sqlx::query(
+    append_events(conn, std::slice::from_ref(e)).await
+}
+
+/// Events written at once (a payment approved and captured in one
+/// transaction): one statement for the events whatever their number, and
+/// one per event kept, to queue its deliveries.
+pub async fn append_events(conn: &mut Connection, events: &[NewEvent<'_>]) -> Result<u64> {
+    assert!(!events.is_empty());
+    // VALUES names its columns column1, column2, ... on both stores.
+    let sql = format!(
         "INSERT INTO webhook_events (id, merchant_id, event_type, resource_id, payload, \
-         created_at_ms) SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 \
+         created_at_ms) SELECT column1, column2, column3, column4, column5, column6 \
+         FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 \
          FROM webhook_endpoints e JOIN webhook_subscriptions s ON s.endpoint_id = e.id \
-         WHERE e.merchant_id = $2 AND e.status = 'enabled' AND s.event_type = $3)",
-    )
-    .bind(e.id)
-    .bind(e.merchant_id)
-    .bind(e.event_type)
-    .bind(e.resource_id)
-    .bind(e.payload)
-    .bind(e.created_at_ms)
-    .execute(&mut *conn)
-    .await?;
-    if kept.rows_affected() == 0 {
+         WHERE e.merchant_id = v.column2 AND e.status = 'enabled' AND s.event_type = v.column3)",
+        crate::values_placeholders(events.len(), 6)
+    );
+    let mut inserted = sqlx::query(&sql);
+    for e in events {
+        inserted = inserted
+            .bind(e.id)
+            .bind(e.merchant_id)
+            .bind(e.event_type)
+            .bind(e.resource_id)
+            .bind(e.payload)
+            .bind(e.created_at_ms);
+    }
+    if inserted.execute(&mut *conn).await?.rows_affected() == 0 {
         return Ok(0);
     }
-    let queued = sqlx::query(
-        "INSERT INTO webhook_deliveries (event_id, endpoint_id, state, attempts, \
-         next_attempt_at_ms, retry_from_ms, lease_until_ms, created_at_ms, updated_at_ms) \
-         SELECT $1, e.id, 'pending', 0, $4, $4, 0, $4, $4 \
-         FROM webhook_endpoints e JOIN webhook_subscriptions s ON s.endpoint_id = e.id \
-         WHERE e.merchant_id = $2 AND e.status = 'enabled' AND s.event_type = $3",
-    )
-    .bind(e.id)
-    .bind(e.merchant_id)
-    .bind(e.event_type)
-    .bind(e.created_at_ms)
-    .execute(conn)
-    .await?;
-    Ok(queued.rows_affected())
+    let mut queued = 0;
+    for e in events {
+        queued += sqlx::query(
+            "INSERT INTO webhook_deliveries (event_id, endpoint_id, state, attempts, \
+             next_attempt_at_ms, retry_from_ms, lease_until_ms, created_at_ms, updated_at_ms) \
+             SELECT $1, e.id, 'pending', 0, $4, $4, 0, $4, $4 \
+             FROM webhook_endpoints e JOIN webhook_subscriptions s ON s.endpoint_id = e.id \
+             WHERE e.merchant_id = $2 AND e.status = 'enabled' AND s.event_type = $3",
+        )
+        .bind(e.id)
+        .bind(e.merchant_id)
+        .bind(e.event_type)
+        .bind(e.created_at_ms)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    Ok(queued)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]

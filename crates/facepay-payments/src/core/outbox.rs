@@ -78,13 +78,28 @@ pub(crate) async fn transition(
     after: &Payment,
 ) -> Result<(), Failure> {
     payments::transition(tx, before, after).await?;
-    if let Some(event_type) = payment_event(before, after)? {
-        let data = EventData {
-            payment: Some(PaymentView::of(after)?),
-            claim: None,
-        };
-        let at_ms = after.updated_at_ms;
-        append(tx, event_type, &after.merchant_id, &after.id, data, at_ms).await?;
+    if let Some(event) = Payload::of_move(before, after)? {
+        append_all(tx, &[event]).await?;
+    }
+    Ok(())
+}
+
+/// Two moves in one write, `before` to `via` to `after`
+/// (`payments::transition_via`), with the event each move is.
+pub(crate) async fn transition_via(
+    tx: &mut facepay_store::Connection,
+    before: &Payment,
+    via: &Payment,
+    after: &Payment,
+) -> Result<(), Failure> {
+    payments::transition_via(tx, before, via, after).await?;
+    let events = [
+        Payload::of_move(before, via)?,
+        Payload::of_move(via, after)?,
+    ];
+    let events: Vec<Payload> = events.into_iter().flatten().collect();
+    if !events.is_empty() {
+        append_all(tx, &events).await?;
     }
     Ok(())
 }
@@ -101,7 +116,8 @@ pub(crate) async fn claim_event(
         claim: Some(ClaimEventView::of(claim)?),
     };
     let at_ms = claim.updated_at_ms;
-    append(tx, event_type, merchant_id, &claim.id, data, at_ms).await
+    let event = Payload::new(event_type, merchant_id, &claim.id, data, at_ms)?;
+    append_all(tx, &[event]).await
 }
 
 /// The event a payment's move is: a refund whenever more was refunded,
@@ -129,34 +145,72 @@ fn payment_event(before: &Payment, after: &Payment) -> Result<Option<EventType>,
     })
 }
 
-async fn append(
-    tx: &mut facepay_store::Connection,
+/// An event ready to be written: its body serialised once.
+struct Payload {
     event_type: EventType,
-    merchant_id: &str,
-    resource_id: &str,
-    data: EventData,
+    id: String,
+    merchant_id: String,
+    resource_id: String,
+    body: String,
     at_ms: i64,
-) -> Result<(), Failure> {
-    let event = WebhookEvent {
-        id: facepay_store::ids::new("evt")?,
-        event_type,
-        created_at_ms: at_ms,
-        merchant_id: merchant_id.to_owned(),
-        data,
-    };
-    let payload = serde_json::to_string(&event).map_err(|e| {
-        tracing::error!(error = %e, "webhook event serialisation");
-        Failure::internal()
-    })?;
-    let new = NewEvent {
-        id: &event.id,
-        merchant_id,
-        event_type: event_type.as_str(),
-        resource_id,
-        payload: &payload,
-        created_at_ms: at_ms,
-    };
-    webhooks::append_event(tx, &new).await?;
+}
+
+impl Payload {
+    fn new(
+        event_type: EventType,
+        merchant_id: &str,
+        resource_id: &str,
+        data: EventData,
+        at_ms: i64,
+    ) -> Result<Self, Failure> {
+        let event = WebhookEvent {
+            id: facepay_store::ids::new("evt")?,
+            event_type,
+            created_at_ms: at_ms,
+            merchant_id: merchant_id.to_owned(),
+            data,
+        };
+        let body = serde_json::to_string(&event).map_err(|e| {
+            tracing::error!(error = %e, "webhook event serialisation");
+            Failure::internal()
+        })?;
+        Ok(Self {
+            event_type,
+            id: event.id,
+            merchant_id: event.merchant_id,
+            resource_id: resource_id.to_owned(),
+            body,
+            at_ms,
+        })
+    }
+
+    /// The event a payment's move is, if it is one.
+    fn of_move(before: &Payment, after: &Payment) -> Result<Option<Self>, Failure> {
+        let Some(event_type) = payment_event(before, after)? else {
+            return Ok(None);
+        };
+        let data = EventData {
+            payment: Some(PaymentView::of(after)?),
+            claim: None,
+        };
+        let (merchant_id, at_ms) = (&after.merchant_id, after.updated_at_ms);
+        Self::new(event_type, merchant_id, &after.id, data, at_ms).map(Some)
+    }
+}
+
+async fn append_all(tx: &mut facepay_store::Connection, events: &[Payload]) -> Result<(), Failure> {
+    let new: Vec<NewEvent> = events
+        .iter()
+        .map(|e| NewEvent {
+            id: &e.id,
+            merchant_id: &e.merchant_id,
+            event_type: e.event_type.as_str(),
+            resource_id: &e.resource_id,
+            payload: &e.body,
+            created_at_ms: e.at_ms,
+        })
+        .collect();
+    webhooks::append_events(tx, &new).await?;
     Ok(())
 }
 

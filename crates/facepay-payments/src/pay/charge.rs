@@ -260,8 +260,6 @@ impl Payments {
         let (ctx, user_id) = (attempt.ctx, payer.user.id.as_str());
         let now = self.core.now_ms();
         let mut tx = self.core.begin().await?;
-        let actor = format!("terminal:{}", ctx.terminal_id);
-        audit::append(&mut tx, now, &actor, "card_used", &payer.method.id).await?;
         let before = stored_or_created(&mut tx, attempt.stored, &payment).await?;
         if issued.tapped {
             // Charged whole: whatever an earlier try reserved goes back.
@@ -291,6 +289,9 @@ impl Payments {
             }
         };
         attempt.claimed.complete(&mut tx, &reply).await?;
+        // Last, so that the audit chain's head is held only for the commit.
+        let actor = format!("terminal:{}", ctx.terminal_id);
+        audit::append(&mut tx, now, &actor, "card_used", &payer.method.id).await?;
         commit(tx).await?;
         // A regular here from now on: searched first at this merchant, on
         // every server.
@@ -308,8 +309,10 @@ impl Payments {
 
     /// The issuer approved: the hold in the ledger, then the capture if it
     /// was made (with the loyalty it earns), or a hold the merchant can
-    /// capture or void if the capture failed. Returns the payment as it
-    /// now is and what loyalty it earned.
+    /// capture or void if the capture failed. A capture made at once is
+    /// written with its hold (both transfers, both moves and their events
+    /// in the statements of one). Returns the payment as it now is and
+    /// what loyalty it earned.
     async fn approved(
         &self,
         tx: &mut facepay_store::Connection,
@@ -332,31 +335,36 @@ impl Payments {
             payment.reason = HELD_FOR_REVIEW.into();
         }
         let money = money_of(&payment);
-        ledger::authorise(tx, money, issued.charge_minor, now).await?;
-        crate::core::transition(tx, &before, &payment).await?;
-        before = payment.clone();
-        let mut earned = None;
         match &issued.captured {
             Some(Ok(())) => {
-                payment.captured_minor = issued.charge_minor;
-                payment.fee_minor = fee(ctx.merchant.fee_bps, issued.charge_minor);
-                payment.state = PaymentState::Captured.as_str().to_owned();
-                payment.reason = "captured".into();
-                let (captured, fee_minor) = (payment.captured_minor, payment.fee_minor);
-                ledger::capture(tx, money_of(&payment), captured, fee_minor, now).await?;
-                crate::core::transition(tx, &before, &payment).await?;
-                earned = loyalty::earn(tx, &payment, now).await?;
+                let mut captured = payment.clone();
+                captured.captured_minor = issued.charge_minor;
+                captured.fee_minor = fee(ctx.merchant.fee_bps, issued.charge_minor);
+                captured.state = PaymentState::Captured.as_str().to_owned();
+                captured.reason = "captured".into();
+                let (amount, fee_minor) = (captured.captured_minor, captured.fee_minor);
+                ledger::authorise_and_capture(tx, money, amount, fee_minor, now).await?;
+                crate::core::transition_via(tx, &before, &payment, &captured).await?;
+                let earned = loyalty::earn(tx, &captured, now).await?;
+                Ok((captured, earned))
             }
             Some(Err(e)) => {
+                ledger::authorise(tx, money, issued.charge_minor, now).await?;
+                crate::core::transition(tx, &before, &payment).await?;
+                before = payment.clone();
                 // The hold stands; the merchant can capture or void it.
                 tracing::warn!(payment = %payment.id, error = %e, "capture failed after authorisation");
                 payment.expires_at_ms = Some(now + hold_ms);
                 payment.reason = format!("capture_failed:{}", e.code());
                 crate::core::transition(tx, &before, &payment).await?;
+                Ok((payment, None))
             }
-            None => {}
+            None => {
+                ledger::authorise(tx, money, issued.charge_minor, now).await?;
+                crate::core::transition(tx, &before, &payment).await?;
+                Ok((payment, None))
+            }
         }
-        Ok((payment, earned))
     }
 }
 
