@@ -1305,3 +1305,49 @@ async fn accounts(store: &Store) -> i64 {
         .unwrap();
     count
 }
+
+/// A first payment at a merchant is announced to the other servers after
+/// its answer, through the change log: the announcement is queued, not
+/// waited for, and lands as one `regular` change.
+#[tokio::test]
+async fn a_first_payment_is_announced_to_the_other_servers() {
+    let engine = engine_with_logs();
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let data = dir.path().join(backend);
+        let h = Harness::new(
+            store.clone(),
+            Arc::clone(&engine),
+            &data,
+            lenient(DecisionPolicy::default()),
+        )
+        .await;
+        let photo = "face_recognition/obama.jpg";
+        let (status, body, _) = h
+            .enrol("a1", &enrolment("+821012345678", photo, "4242424242424242"))
+            .await;
+        assert_eq!(status, 201, "{backend}: {body}");
+        let user_id = body["user_id"].as_str().unwrap().to_owned();
+        let (status, body, _) = h
+            .pay("a2", &payment("face_recognition/obama2.jpg", "100"))
+            .await;
+        assert_eq!(status, 201, "{backend}: {body}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let regulars = loop {
+            let mut conn = store.acquire().await.unwrap();
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM gallery_changes WHERE user_id = $1 AND kind = 'regular'",
+            )
+            .bind(&user_id)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+            if n > 0 || std::time::Instant::now() > deadline {
+                break n;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(regulars, 1, "{backend}: one announcement");
+    }
+}

@@ -63,18 +63,34 @@ pub async fn append(
     merchant_id: Option<&str>,
     now_ms: i64,
 ) -> Result<()> {
-    assert!(kind == Kind::Regular || merchant_id.is_none());
+    append_all(conn, &[(user_id, kind, merchant_id)], now_ms).await
+}
+
+/// Changes appended together (`append`), in one statement and under one
+/// take of the lock.
+pub async fn append_all(
+    conn: &mut Connection,
+    changes: &[(&str, Kind, Option<&str>)],
+    now_ms: i64,
+) -> Result<()> {
+    assert!(!changes.is_empty());
+    for (_, kind, merchant_id) in changes {
+        assert!(*kind == Kind::Regular || merchant_id.is_none());
+    }
     lock(conn).await?;
-    sqlx::query(
-        "INSERT INTO gallery_changes (user_id, kind, merchant_id, created_at_ms) \
-         VALUES ($1, $2, $3, $4)",
-    )
-    .bind(user_id)
-    .bind(kind.as_str())
-    .bind(merchant_id)
-    .bind(now_ms)
-    .execute(&mut *conn)
-    .await?;
+    let sql = format!(
+        "INSERT INTO gallery_changes (user_id, kind, merchant_id, created_at_ms) VALUES {}",
+        crate::values_placeholders(changes.len(), 4)
+    );
+    let mut inserted = sqlx::query(&sql);
+    for (user_id, kind, merchant_id) in changes {
+        inserted = inserted
+            .bind(*user_id)
+            .bind(kind.as_str())
+            .bind(*merchant_id)
+            .bind(now_ms);
+    }
+    inserted.execute(&mut *conn).await?;
     if conn.backend_name() == "PostgreSQL" {
         sqlx::query("SELECT 1 FROM pg_notify($1, '')")
             .bind(CHANNEL)

@@ -5,7 +5,7 @@
 //! (its own too), woken by PostgreSQL's NOTIFY, or by a poll when
 //! notifications are lost.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use facepay_store::Connection;
@@ -28,6 +28,49 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 /// the gallery changed; a deletion makes the last one unusable meanwhile.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(600);
 
+/// New regulars announced at most at once, in one statement.
+pub(crate) const ANNOUNCE_BATCH_MAX: usize = 256;
+/// New regulars waiting to be announced, at most.
+const ANNOUNCE_QUEUE_MAX: usize = 16_384;
+
+/// Announcements of new regulars not yet written, and whether a writer is
+/// at work on them.
+#[derive(Default)]
+pub(crate) struct Announcements {
+    pending: Vec<(String, String)>,
+    writing: bool,
+}
+
+/// Writes the queued announcements, a batch a transaction, until none is
+/// left; then the next announcement starts a writer again.
+async fn write_announcements(core: Arc<crate::core::Core>, queue: Arc<StdMutex<Announcements>>) {
+    loop {
+        let batch: Vec<(String, String)> = {
+            let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+            if queue.pending.is_empty() {
+                queue.writing = false;
+                return;
+            }
+            let n = queue.pending.len().min(ANNOUNCE_BATCH_MAX);
+            queue.pending.drain(..n).collect()
+        };
+        let rows: Vec<_> = batch
+            .iter()
+            .map(|(user, merchant)| (user.as_str(), Kind::Regular, Some(merchant.as_str())))
+            .collect();
+        let written = async {
+            let mut tx = core.begin().await?;
+            changes::append_all(&mut tx, &rows, core.now_ms()).await?;
+            tx.commit().await.map_err(facepay_store::StoreError::from)?;
+            Ok::<(), Failure>(())
+        };
+        if let Err(e) = written.await {
+            tracing::warn!(regulars = rows.len(), error = %e,
+                "new regulars were not announced to the other servers");
+        }
+    }
+}
+
 impl Identity {
     /// Records, in the caller's transaction, a change the other servers
     /// must apply to their galleries.
@@ -46,22 +89,35 @@ impl Identity {
     /// regular of a merchant committed, to search them first there. Not in
     /// the payment's transaction: the log's lock would be held through the
     /// whole recording, and first payments would queue behind each other.
-    /// If this fails, the payment stands and this server knows the regular;
-    /// another server finds the payer by a full search (which may ask for
-    /// a step-up a strong match among regulars would not), reads the
+    /// Nor does the payment's answer wait for it: the announcement is
+    /// queued, and one writer at a time writes what is queued in one
+    /// transaction (at most [`ANNOUNCE_BATCH_MAX`] a statement).
+    ///
+    /// If the write fails, the queue is full or the process stops first,
+    /// the payment stands and this server knows the regular; another
+    /// server finds the payer by a full search (which may ask for a
+    /// step-up a strong match among regulars would not), reads the
     /// regulars from the payments when it loads from the store, and
     /// announces the payer itself at their next payment through it.
-    pub(crate) async fn announce_regular(&self, user_id: &str, merchant_id: &str) {
-        let announced = async {
-            let mut tx = self.core.begin().await?;
-            self.record_change(&mut tx, user_id, Kind::Regular, Some(merchant_id))
-                .await?;
-            tx.commit().await.map_err(facepay_store::StoreError::from)?;
-            Ok::<(), Failure>(())
+    pub(crate) fn announce_regular(&self, user_id: &str, merchant_id: &str) {
+        let start_writer = {
+            let mut queue = self.announcements.lock().unwrap_or_else(|e| e.into_inner());
+            if queue.pending.len() >= ANNOUNCE_QUEUE_MAX {
+                tracing::warn!(
+                    user = user_id,
+                    merchant = merchant_id,
+                    "a new regular was not announced to the other servers: the queue is full"
+                );
+                return;
+            }
+            queue
+                .pending
+                .push((user_id.to_owned(), merchant_id.to_owned()));
+            !std::mem::replace(&mut queue.writing, true)
         };
-        if let Err(e) = announced.await {
-            tracing::warn!(user = user_id, merchant = merchant_id, error = %e,
-                "a new regular was not announced to the other servers");
+        if start_writer {
+            let (core, queue) = (Arc::clone(&self.core), Arc::clone(&self.announcements));
+            tokio::spawn(write_announcements(core, queue));
         }
     }
 

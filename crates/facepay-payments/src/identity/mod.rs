@@ -56,6 +56,8 @@ pub struct Identity {
     /// work that needs no credential.
     lanes: Lanes,
     enrol_lock: Mutex<()>,
+    /// New regulars queued for the change log.
+    announcements: Arc<std::sync::Mutex<follow::Announcements>>,
 }
 
 impl Identity {
@@ -104,6 +106,7 @@ impl Identity {
             snapshot_key: Mutex::new(None),
             probes: identify::Probes::default(),
             enrol_lock: Mutex::new(()),
+            announcements: Arc::default(),
             core,
         })
     }

@@ -297,9 +297,7 @@ impl Payments {
         // every server.
         if reply.status == 201 && !self.identity.is_regular(user_id, &ctx.merchant.id) {
             self.identity.join_regulars(user_id, &ctx.merchant.id);
-            self.identity
-                .announce_regular(user_id, &ctx.merchant.id)
-                .await;
+            self.identity.announce_regular(user_id, &ctx.merchant.id);
         }
         attempt.timings.ledger_us += elapsed_us(start);
         record_stages(&attempt.timings);
