@@ -111,25 +111,32 @@ pub async fn append(
     let prev_hash: String = head.try_get("hash")?;
     let seq: i64 = head.try_get("seq")?;
     let hash = chain_hash(&prev_hash, seq, at_ms, actor, action, subject);
-    sqlx::query(
-        "INSERT INTO audit_log (seq, chain, at_ms, actor, action, subject, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(seq)
-    .bind(chain)
-    .bind(at_ms)
-    .bind(actor)
-    .bind(action)
-    .bind(subject)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE audit_chains SET hash = $1 WHERE chain = $2")
-        .bind(&hash)
-        .bind(chain)
-        .execute(conn)
-        .await?;
+    const INSERT: &str = "INSERT INTO audit_log (seq, chain, at_ms, actor, action, subject, \
+                          prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    let entry = |sql| {
+        sqlx::query(sql)
+            .bind(seq)
+            .bind(chain)
+            .bind(at_ms)
+            .bind(actor)
+            .bind(action)
+            .bind(subject)
+            .bind(&prev_hash)
+            .bind(&hash)
+    };
+    if conn.backend_name() == "PostgreSQL" {
+        // One round trip: PostgreSQL's statements may write in a WITH.
+        let both =
+            format!("WITH entry AS ({INSERT}) UPDATE audit_chains SET hash = $8 WHERE chain = $2");
+        entry(&both).execute(&mut *conn).await?;
+    } else {
+        entry(INSERT).execute(&mut *conn).await?;
+        sqlx::query("UPDATE audit_chains SET hash = $1 WHERE chain = $2")
+            .bind(&hash)
+            .bind(chain)
+            .execute(conn)
+            .await?;
+    }
     Ok(seq)
 }
 

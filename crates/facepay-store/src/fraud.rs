@@ -391,6 +391,8 @@ pub struct Block {
     pub expires_at_ms: Option<i64>,
 }
 
+/// The kinds of entry, in the order a payment matching several reports
+/// them (`risk::history` orders them so).
 pub const BLOCK_KINDS: [&str; 5] = ["user", "card", "terminal", "merchant", "country"];
 
 /// Adds an entry. An operator's entry replaces what was there (an operator
@@ -455,36 +457,6 @@ pub async fn blocks(conn: &mut Connection, now_ms: i64) -> Result<Vec<Block>> {
     .bind(BLOCKS_MAX)
     .fetch_all(conn)
     .await?)
-}
-
-/// The live entries of the five kinds a payment can match, looked up in
-/// one query, as "kind:value (reason)" for the first in `BLOCK_KINDS`
-/// order.
-pub async fn blocked(
-    conn: &mut Connection,
-    values: [&str; 5],
-    now_ms: i64,
-) -> Result<Option<String>> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT kind, value, reason FROM risk_blocks WHERE \
-         ((kind = 'user' AND value = $1) OR (kind = 'card' AND value = $2) \
-         OR (kind = 'terminal' AND value = $3) OR (kind = 'merchant' AND value = $4) \
-         OR (kind = 'country' AND value = $5)) \
-         AND (expires_at_ms IS NULL OR expires_at_ms > $6)",
-    )
-    .bind(values[0])
-    .bind(values[1])
-    .bind(values[2])
-    .bind(values[3])
-    .bind(values[4])
-    .bind(now_ms)
-    .fetch_all(conn)
-    .await?;
-    Ok(BLOCK_KINDS.iter().find_map(|k| {
-        rows.iter()
-            .find(|(kind, _, _)| kind == k)
-            .map(|(kind, value, reason)| format!("{kind}:{value} ({reason})"))
-    }))
 }
 
 /// An admin operator `name` (added unless there) with one key: how a

@@ -1,7 +1,8 @@
 //! What the risk engine reads from the payments history for one payment:
 //! the payer's usual amounts, counts over recent windows, where they last
-//! paid, and whether they have paid here before. Every query is an index
-//! range scan (migration 0007), and the whole costs three round trips.
+//! paid, whether they have paid here before, and whether the blocklist
+//! names them. Every part is an index range scan (migration 0007), and the
+//! whole is one round trip.
 
 use crate::fraud::GuessedFactor;
 use sqlx::Row;
@@ -66,13 +67,17 @@ pub struct History {
     pub paid_at_terminal: bool,
 }
 
-/// Every count the risk engine weighs, in one statement: one round trip
-/// instead of eight, each aggregate still an index range scan. The card's
+/// Everything the risk engine weighs, in one statement: the counts side
+/// by side (each aggregate an index range scan), the first entry of the
+/// blocklist that applies (in the order of `fraud::BLOCK_KINDS`), and the
+/// payer's recent captured payments joined to them, one row each (one row
+/// of counts alone when there are none). The card's
 /// payments are counted per account holding it, a range of
 /// `payments_method_created` each: written as a join, PostgreSQL may hash
 /// it over a scan of every recent payment when its statistics are stale.
 const COUNTS_SQL: &str = "SELECT u.n, c.n, a.n, t.n, t.failed, m.n, h.at_merchant, h.at_terminal, \
-     att.n, pin.n FROM \
+     att.n, pin.n, blk.reason, recent.amount_minor, recent.latitude_e6, recent.longitude_e6, \
+     recent.created_at_ms FROM \
      (SELECT CAST(COUNT(*) AS BIGINT) AS n FROM payments \
       WHERE user_id = $1 AND created_at_ms >= $2) AS u \
      CROSS JOIN (SELECT CAST(COALESCE(SUM((SELECT COUNT(*) FROM payments p \
@@ -93,23 +98,23 @@ const COUNTS_SQL: &str = "SELECT u.n, c.n, a.n, t.n, t.failed, m.n, h.at_merchan
      CROSS JOIN (SELECT CAST(COUNT(*) AS BIGINT) AS n FROM terminal_attempts \
       WHERE terminal_id = $5 AND at_ms >= $6) AS att \
      CROSS JOIN (SELECT CAST(COUNT(*) AS BIGINT) AS n FROM factor_failures \
-      WHERE user_id = $1 AND factor = $9 AND at_ms >= $10) AS pin";
+      WHERE user_id = $1 AND factor = $9 AND at_ms >= $10) AS pin \
+     CROSS JOIN (SELECT (SELECT kind || ':' || value || ' (' || reason || ')' FROM risk_blocks \
+      WHERE ((kind = 'user' AND value = $1) OR (kind = 'card' AND value = $3) \
+      OR (kind = 'terminal' AND value = $5) OR (kind = 'merchant' AND value = $7) \
+      OR (kind = 'country' AND value = $12)) AND (expires_at_ms IS NULL OR expires_at_ms > $13) \
+      ORDER BY CASE kind WHEN 'user' THEN 1 WHEN 'card' THEN 2 WHEN 'terminal' THEN 3 \
+      WHEN 'merchant' THEN 4 ELSE 5 END LIMIT 1) AS reason) AS blk \
+     LEFT JOIN (SELECT p.amount_minor, s.latitude_e6, s.longitude_e6, p.created_at_ms \
+      FROM payments p JOIN stores s ON s.id = p.store_id \
+      WHERE p.user_id = $1 AND p.captured_minor > 0 \
+      ORDER BY p.created_at_ms DESC LIMIT $14) AS recent ON 1 = 1 \
+     ORDER BY recent.created_at_ms DESC";
 
-struct Counts {
-    user_payments: i64,
-    card_payments: i64,
-    card_accounts: i64,
-    terminal_payments: i64,
-    terminal_failures: i64,
-    merchant_payments: i64,
-    paid_at_merchant: i64,
-    paid_at_terminal: i64,
-    terminal_attempts: i64,
-    pin_failures: i64,
-}
-
-async fn counts(conn: &mut Connection, ask: &Ask<'_>) -> Result<Counts> {
-    let row = sqlx::query(COUNTS_SQL)
+/// Three round trips before: the payer's captured payments, the counts,
+/// the blocklist.
+pub async fn history(conn: &mut Connection, ask: &Ask<'_>) -> Result<History> {
+    let rows = sqlx::query(COUNTS_SQL)
         .bind(ask.user_id)
         .bind(ask.user_since_ms)
         // No card: the fingerprint is NULL, which matches nothing.
@@ -122,66 +127,43 @@ async fn counts(conn: &mut Connection, ask: &Ask<'_>) -> Result<Counts> {
         .bind(GuessedFactor::Pin.as_str())
         .bind(ask.pin_since_ms)
         .bind(ask.merchant_count_limit)
-        .fetch_one(conn)
+        .bind(ask.country)
+        .bind(ask.now_ms)
+        .bind(AMOUNTS_MAX)
+        .fetch_all(conn)
         .await?;
-    Ok(Counts {
-        user_payments: row.try_get(0)?,
-        card_payments: row.try_get(1)?,
-        card_accounts: row.try_get(2)?,
-        terminal_payments: row.try_get(3)?,
-        terminal_failures: row.try_get(4)?,
-        merchant_payments: row.try_get(5)?,
-        paid_at_merchant: row.try_get(6)?,
-        paid_at_terminal: row.try_get(7)?,
-        terminal_attempts: row.try_get(8)?,
-        pin_failures: row.try_get(9)?,
-    })
-}
-
-/// Three round trips: the payer's captured payments (amounts, and where
-/// the newest was), the counts, the blocklist.
-pub async fn history(conn: &mut Connection, ask: &Ask<'_>) -> Result<History> {
-    let recent: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT p.amount_minor, s.latitude_e6, s.longitude_e6, p.created_at_ms FROM payments p \
-         JOIN stores s ON s.id = p.store_id WHERE p.user_id = $1 AND p.captured_minor > 0 \
-         ORDER BY p.created_at_ms DESC LIMIT $2",
-    )
-    .bind(ask.user_id)
-    .bind(AMOUNTS_MAX)
-    .fetch_all(&mut *conn)
-    .await?;
-    let n = counts(conn, ask).await?;
-    let blocked = crate::fraud::blocked(
-        conn,
-        [
-            ask.user_id,
-            ask.card_fingerprint.unwrap_or(""),
-            ask.terminal_id,
-            ask.merchant_id,
-            ask.country,
-        ],
-        ask.now_ms,
-    )
-    .await?;
-    let last_place = recent
+    let first = rows
         .first()
-        .map(|&(_, latitude_e6, longitude_e6, at_ms)| Place {
-            latitude_e6,
-            longitude_e6,
-            at_ms,
-        });
+        .ok_or_else(|| crate::StoreError::Corrupt("the risk counts returned no row".into()))?;
+    let mut amounts_minor = Vec::with_capacity(rows.len());
+    let mut last_place = None;
+    for row in &rows {
+        let Some(amount_minor) = row.try_get::<Option<i64>, _>(11)? else {
+            continue;
+        };
+        amounts_minor.push(amount_minor);
+        if last_place.is_none() {
+            last_place = Some(Place {
+                latitude_e6: row.try_get(12)?,
+                longitude_e6: row.try_get(13)?,
+                at_ms: row.try_get(14)?,
+            });
+        }
+    }
+    let terminal_failures: i64 = first.try_get(4)?;
+    let terminal_attempts: i64 = first.try_get(8)?;
     Ok(History {
-        amounts_minor: recent.iter().map(|r| r.0).collect(),
-        user_payments: n.user_payments,
-        card_payments: n.card_payments,
-        card_accounts: n.card_accounts,
-        terminal_payments: n.terminal_payments,
-        merchant_payments: n.merchant_payments,
-        terminal_failures: n.terminal_failures + n.terminal_attempts,
-        pin_failures: n.pin_failures,
-        blocked,
+        amounts_minor,
+        user_payments: first.try_get(0)?,
+        card_payments: first.try_get(1)?,
+        card_accounts: first.try_get(2)?,
+        terminal_payments: first.try_get(3)?,
+        merchant_payments: first.try_get(5)?,
+        terminal_failures: terminal_failures + terminal_attempts,
+        pin_failures: first.try_get(9)?,
+        blocked: first.try_get(10)?,
         last_place,
-        paid_at_merchant: n.paid_at_merchant > 0,
-        paid_at_terminal: n.paid_at_terminal > 0,
+        paid_at_merchant: first.try_get::<i64, _>(6)? > 0,
+        paid_at_terminal: first.try_get::<i64, _>(7)? > 0,
     })
 }

@@ -606,6 +606,21 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
             .unwrap();
         let h = risk::history(&mut conn, &ask).await.unwrap();
         assert_eq!(h.blocked.as_deref(), Some("card:fp1 (test)"));
+        // Several entries apply: the first kind in BLOCK_KINDS is named.
+        for (kind, value) in [("country", "KR"), ("merchant", "m1"), ("terminal", "t1")] {
+            fraud::add_block(&mut conn, &block(kind, value, None))
+                .await
+                .unwrap();
+        }
+        let h = risk::history(&mut conn, &ask).await.unwrap();
+        assert_eq!(h.blocked.as_deref(), Some("card:fp1 (test)"));
+        for (kind, value) in [("country", "KR"), ("merchant", "m1"), ("terminal", "t1")] {
+            assert!(
+                fraud::remove_block(&mut conn, kind, value, None)
+                    .await
+                    .unwrap()
+            );
+        }
         // A claim's entry neither replaces an operator's nor shortens one.
         let from_claim = fraud::Block {
             reason: "claim".into(),
