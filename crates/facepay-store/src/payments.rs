@@ -114,23 +114,35 @@ const PAYMENT_COLUMNS: &str = "id, terminal_id, store_id, merchant_id, idempoten
      refunded_minor, fee_minor, state, reason, connector, issuer_ref, match_score, candidates, \
      step_up_attempts, liveness, expires_at_ms, created_at_ms, updated_at_ms";
 
-/// Whether statements binding the nullable `match_score` may be cached.
-/// They may not: sqlx 0.8's `Any` driver sends a NULL `f64` typed as a
-/// 4-byte float, and PostgreSQL's cache of a statement prepared with that
-/// type then refuses the 8 bytes of a later score ("incorrect binary data
-/// format in bind parameter 19"). Prepared afresh each time, a statement
-/// takes the types of its own arguments.
-const NULLABLE_FLOAT_CACHED: bool = false;
+/// Binds the nullable `match_score` so that the statement may be cached
+/// (prepared once per connection). sqlx 0.8's `Any` driver sends a NULL
+/// `f64` typed as a 4-byte float, and PostgreSQL's cache of a statement
+/// prepared with that type then refuses the 8 bytes of a later score
+/// ("incorrect binary data format"). On PostgreSQL the score therefore
+/// goes as text, which the statement casts (Rust prints the shortest text
+/// that reads back as the same `f64`); SQLite takes the float as it is.
+fn bind_score<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    postgres: bool,
+    score: Option<f64>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    if postgres {
+        query.bind(score.map(|s| s.to_string()))
+    } else {
+        query.bind(score)
+    }
+}
 
 /// Inserts a new payment and its first event. A second payment with the same
 /// terminal and idempotency key is `Duplicate`: the key names one payment.
 pub async fn insert(conn: &mut Connection, p: &Payment) -> Result<()> {
     let sql = format!(
         "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-         $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+         $10, $11, $12, $13, $14, $15, $16, $17, $18, CAST($19 AS DOUBLE PRECISION), $20, $21, $22, \
+         $23, $24, $25)"
     );
-    sqlx::query(&sql)
-        .persistent(NULLABLE_FLOAT_CACHED)
+    let postgres = conn.backend_name() == "PostgreSQL";
+    let query = sqlx::query(&sql)
         .bind(&p.id)
         .bind(&p.terminal_id)
         .bind(&p.store_id)
@@ -148,8 +160,8 @@ pub async fn insert(conn: &mut Connection, p: &Payment) -> Result<()> {
         .bind(&p.state)
         .bind(&p.reason)
         .bind(&p.connector)
-        .bind(&p.issuer_ref)
-        .bind(p.match_score)
+        .bind(&p.issuer_ref);
+    bind_score(query, postgres, p.match_score)
         .bind(&p.candidates)
         .bind(p.step_up_attempts)
         .bind(&p.liveness)
@@ -198,15 +210,15 @@ pub async fn transition_via(
 }
 
 async fn update_if_unchanged(conn: &mut Connection, before: &Payment, p: &Payment) -> Result<()> {
-    let done = sqlx::query(
+    let query = sqlx::query(
         "UPDATE payments SET user_id = $3, payment_method_id = $4, authorised_minor = $5, \
          captured_minor = $6, refunded_minor = $7, fee_minor = $8, state = $9, reason = $10, \
-         connector = $11, issuer_ref = $12, match_score = $13, candidates = $14, \
+         connector = $11, issuer_ref = $12, match_score = CAST($13 AS DOUBLE PRECISION), \
+         candidates = $14, \
          step_up_attempts = $15, liveness = $16, expires_at_ms = $17, updated_at_ms = $18 \
          WHERE id = $1 AND state = $2 AND captured_minor = $19 AND refunded_minor = $20 \
          AND step_up_attempts = $21",
     )
-    .persistent(NULLABLE_FLOAT_CACHED)
     .bind(&p.id)
     .bind(&before.state)
     .bind(&p.user_id)
@@ -218,18 +230,19 @@ async fn update_if_unchanged(conn: &mut Connection, before: &Payment, p: &Paymen
     .bind(&p.state)
     .bind(&p.reason)
     .bind(&p.connector)
-    .bind(&p.issuer_ref)
-    .bind(p.match_score)
-    .bind(&p.candidates)
-    .bind(p.step_up_attempts)
-    .bind(&p.liveness)
-    .bind(p.expires_at_ms)
-    .bind(p.updated_at_ms)
-    .bind(before.captured_minor)
-    .bind(before.refunded_minor)
-    .bind(before.step_up_attempts)
-    .execute(&mut *conn)
-    .await?;
+    .bind(&p.issuer_ref);
+    let postgres = conn.backend_name() == "PostgreSQL";
+    let done = bind_score(query, postgres, p.match_score)
+        .bind(&p.candidates)
+        .bind(p.step_up_attempts)
+        .bind(&p.liveness)
+        .bind(p.expires_at_ms)
+        .bind(p.updated_at_ms)
+        .bind(before.captured_minor)
+        .bind(before.refunded_minor)
+        .bind(before.step_up_attempts)
+        .execute(&mut *conn)
+        .await?;
     if done.rows_affected() != 1 {
         return Err(StoreError::Duplicate("concurrent change to this payment"));
     }

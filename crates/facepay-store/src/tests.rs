@@ -63,6 +63,38 @@ async fn seed(store: &Store) -> Payment {
     payment
 }
 
+/// A score, then none, then a score again through the same cached
+/// statements on one connection: each reads back exactly as written.
+#[tokio::test]
+async fn match_scores_with_and_without_a_value_share_one_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let seeded = seed(&store).await;
+        let mut conn = store.acquire().await.unwrap();
+        let scores = [Some(0.812_345_678_901_234_5), None, Some(1.0 / 3.0)];
+        for (i, score) in scores.into_iter().enumerate() {
+            let p = Payment {
+                id: format!("pay_s{i}"),
+                idempotency_key: format!("ks{i}"),
+                match_score: score,
+                ..seeded.clone()
+            };
+            payments::insert(&mut conn, &p).await.unwrap();
+            let read = payments::get(&mut conn, &p.id).await.unwrap().unwrap();
+            assert_eq!(read.match_score, score, "{backend}: inserted");
+            let moved = Payment {
+                match_score: scores[(i + 1) % scores.len()],
+                state: "requires_step_up".into(),
+                ..p.clone()
+            };
+            payments::transition(&mut conn, &p, &moved).await.unwrap();
+            let read = payments::get(&mut conn, &p.id).await.unwrap().unwrap();
+            assert_eq!(read.match_score, moved.match_score, "{backend}: updated");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_payment_moves_money_once_and_verify_proves_it() {
     let dir = tempfile::tempdir().unwrap();
