@@ -145,10 +145,7 @@ pub async fn authorise(
     amount_minor: i64,
     now_ms: i64,
 ) -> Result<()> {
-    let legs = [
-        (Account::IssuerHolds, amount_minor),
-        (Account::MerchantPending(p.merchant_id), -amount_minor),
-    ];
+    let legs = hold_legs(p.merchant_id, amount_minor);
     let id = format!("{}:authorise", p.payment_id);
     post(conn, &id, p, TransferKind::Authorise, &legs, now_ms).await
 }
@@ -175,10 +172,7 @@ pub async fn authorise_and_capture(
     fee_minor: i64,
     now_ms: i64,
 ) -> Result<()> {
-    let hold = [
-        (Account::IssuerHolds, amount_minor),
-        (Account::MerchantPending(p.merchant_id), -amount_minor),
-    ];
+    let hold = hold_legs(p.merchant_id, amount_minor);
     let captured = capture_legs(p.merchant_id, amount_minor, fee_minor);
     let (hold_id, capture_id) = (
         format!("{}:authorise", p.payment_id),
@@ -197,6 +191,13 @@ pub async fn authorise_and_capture(
         },
     ];
     post_all(conn, Some(p.payment_id), p.currency, &transfers, now_ms).await
+}
+
+fn hold_legs(merchant_id: &str, amount_minor: i64) -> [(Account<'_>, i64); 2] {
+    [
+        (Account::IssuerHolds, amount_minor),
+        (Account::MerchantPending(merchant_id), -amount_minor),
+    ]
 }
 
 fn capture_legs(merchant_id: &str, amount_minor: i64, fee_minor: i64) -> Vec<(Account<'_>, i64)> {
