@@ -210,8 +210,9 @@ function showCards(cards) {
 
 async function cardAction(method, path, done) {
   const answer = await call(method, `/v1/users/me/cards/${path}`, { headers: { ...auth(), "idempotency-key": newKey() } });
-  say($("mine-status"), answer.ok ? done : answer.message, answer.ok ? "good" : "bad");
+  // The list first, so that the message never stands beside a stale list.
   await showMine();
+  say($("mine-status"), answer.ok ? done : answer.message, answer.ok ? "good" : "bad");
 }
 
 async function addCard(event) {

@@ -62,7 +62,9 @@ fn chain_hash(
 }
 
 /// The chain an entry about `subject` goes to, 1 to [`CHAINS`]: the same
-/// for every entry about it.
+/// for every entry about it on SQLite; on PostgreSQL the chain tried first
+/// (migration 0020's note that a subject's entries share a chain holds on
+/// SQLite only since).
 fn chain_of(subject: &str) -> i64 {
     let digest = Sha256::digest(subject.as_bytes());
     let mut first = [0u8; 8];

@@ -111,8 +111,7 @@ const COUNTS_SQL: &str = "SELECT u.n, c.n, a.n, t.n, t.failed, m.n, h.at_merchan
       ORDER BY p.created_at_ms DESC LIMIT $14) AS recent ON 1 = 1 \
      ORDER BY recent.created_at_ms DESC";
 
-/// Three round trips before: the payer's captured payments, the counts,
-/// the blocklist.
+/// The payer's history for one payment, read in one statement.
 pub async fn history(conn: &mut Connection, ask: &Ask<'_>) -> Result<History> {
     let rows = sqlx::query(COUNTS_SQL)
         .bind(ask.user_id)

@@ -202,7 +202,7 @@ pub async fn append_event(conn: &mut Connection, e: &NewEvent<'_>) -> Result<u64
 
 /// Events written at once (a payment approved and captured in one
 /// transaction): one statement for the events whatever their number, and
-/// one per event kept, to queue its deliveries.
+/// one for the deliveries of those kept.
 pub async fn append_events(conn: &mut Connection, events: &[NewEvent<'_>]) -> Result<u64> {
     assert!(!events.is_empty());
     // VALUES names its columns column1, column2, ... on both stores.
@@ -227,24 +227,23 @@ pub async fn append_events(conn: &mut Connection, events: &[NewEvent<'_>]) -> Re
     if inserted.execute(&mut *conn).await?.rows_affected() == 0 {
         return Ok(0);
     }
-    let mut queued = 0;
+    // From the events as stored: an event dropped above for want of a
+    // subscriber gets no delivery, even if one was added meanwhile.
+    let sql = format!(
+        "INSERT INTO webhook_deliveries (event_id, endpoint_id, state, attempts, \
+         next_attempt_at_ms, retry_from_ms, lease_until_ms, created_at_ms, updated_at_ms) \
+         SELECT ev.id, e.id, 'pending', 0, ev.created_at_ms, ev.created_at_ms, 0, \
+         ev.created_at_ms, ev.created_at_ms FROM webhook_events ev \
+         JOIN webhook_endpoints e ON e.merchant_id = ev.merchant_id \
+         JOIN webhook_subscriptions s ON s.endpoint_id = e.id AND s.event_type = ev.event_type \
+         WHERE e.status = 'enabled' AND ev.id IN {}",
+        crate::values_placeholders(1, events.len())
+    );
+    let mut queued = sqlx::query(&sql);
     for e in events {
-        queued += sqlx::query(
-            "INSERT INTO webhook_deliveries (event_id, endpoint_id, state, attempts, \
-             next_attempt_at_ms, retry_from_ms, lease_until_ms, created_at_ms, updated_at_ms) \
-             SELECT $1, e.id, 'pending', 0, $4, $4, 0, $4, $4 \
-             FROM webhook_endpoints e JOIN webhook_subscriptions s ON s.endpoint_id = e.id \
-             WHERE e.merchant_id = $2 AND e.status = 'enabled' AND s.event_type = $3",
-        )
-        .bind(e.id)
-        .bind(e.merchant_id)
-        .bind(e.event_type)
-        .bind(e.created_at_ms)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+        queued = queued.bind(e.id);
     }
-    Ok(queued)
+    Ok(queued.execute(conn).await?.rows_affected())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]

@@ -116,6 +116,15 @@ async fn an_event_is_queued_for_each_subscribed_enabled_endpoint_and_only_with_i
             webhooks::event_types(&mut conn, "we_a").await.unwrap(),
             ["payment.captured", "payment.refunded"]
         );
+        // Two at once, one subscribed: one kept, one delivery, for it.
+        let both = [
+            event("evt_3", "m1", "payment.approved"),
+            event("evt_4", "m1", "payment.captured"),
+        ];
+        let queued = webhooks::append_events(&mut conn, &both).await.unwrap();
+        assert_eq!(queued, 1, "{backend}");
+        assert_eq!(count(&mut conn, "webhook_events").await, 2, "{backend}");
+        assert_eq!(count(&mut conn, "webhook_deliveries").await, 2, "{backend}");
     }
 }
 

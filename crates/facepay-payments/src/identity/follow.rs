@@ -44,6 +44,7 @@ pub(crate) struct Announcements {
 /// Writes the queued announcements, a batch a transaction, until none is
 /// left; then the next announcement starts a writer again.
 async fn write_announcements(core: Arc<crate::core::Core>, queue: Arc<StdMutex<Announcements>>) {
+    let _unless_it_panics = WriterGone(Arc::clone(&queue));
     loop {
         let batch: Vec<(String, String)> = {
             let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -71,6 +72,18 @@ async fn write_announcements(core: Arc<crate::core::Core>, queue: Arc<StdMutex<A
     }
 }
 
+/// Lets the next announcement start a writer if this one panics, instead
+/// of leaving the queue to fill with no one writing it.
+struct WriterGone(Arc<StdMutex<Announcements>>);
+
+impl Drop for WriterGone {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).writing = false;
+        }
+    }
+}
+
 impl Identity {
     /// Records, in the caller's transaction, a change the other servers
     /// must apply to their galleries.
@@ -90,8 +103,8 @@ impl Identity {
     /// the payment's transaction: the log's lock would be held through the
     /// whole recording, and first payments would queue behind each other.
     /// Nor does the payment's answer wait for it: the announcement is
-    /// queued, and one writer at a time writes what is queued in one
-    /// transaction (at most [`ANNOUNCE_BATCH_MAX`] a statement).
+    /// queued, and one writer at a time writes the queue, a transaction
+    /// for each [`ANNOUNCE_BATCH_MAX`] or fewer.
     ///
     /// If the write fails, the queue is full or the process stops first,
     /// the payment stands and this server knows the regular; another

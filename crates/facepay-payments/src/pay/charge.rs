@@ -260,6 +260,11 @@ impl Payments {
         let (ctx, user_id) = (attempt.ctx, payer.user.id.as_str());
         let now = self.core.now_ms();
         let mut tx = self.core.begin().await?;
+        // First: this waits for an audit chain only when every chain is
+        // held, and then it holds no row that a chain's holder could be
+        // waiting for.
+        let actor = format!("terminal:{}", ctx.terminal_id);
+        audit::append(&mut tx, now, &actor, "card_used", &payer.method.id).await?;
         let before = stored_or_created(&mut tx, attempt.stored, &payment).await?;
         if issued.tapped {
             // Charged whole: whatever an earlier try reserved goes back.
@@ -289,9 +294,6 @@ impl Payments {
             }
         };
         attempt.claimed.complete(&mut tx, &reply).await?;
-        // Last, so that the audit chain's head is held only for the commit.
-        let actor = format!("terminal:{}", ctx.terminal_id);
-        audit::append(&mut tx, now, &actor, "card_used", &payer.method.id).await?;
         commit(tx).await?;
         // A regular here from now on: searched first at this merchant, on
         // every server.
