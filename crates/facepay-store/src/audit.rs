@@ -154,7 +154,23 @@ pub struct AuditVerification {
 /// recomputed, numbers increasing, and the chain's head counting its
 /// entries and holding the last one's hash. No entry may sit outside the
 /// chains.
+///
+/// It reads in one snapshot, so that entries committed while it reads are
+/// not taken for removals: on PostgreSQL a repeatable-read transaction;
+/// on SQLite a read transaction is one snapshot already.
 pub async fn verify(conn: &mut Connection) -> Result<AuditVerification> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    if tx.backend_name() == "PostgreSQL" {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let v = verify_in(&mut tx).await?;
+    tx.rollback().await?;
+    Ok(v)
+}
+
+async fn verify_in(conn: &mut Connection) -> Result<AuditVerification> {
     let mut v = AuditVerification::default();
     let heads: Vec<(i64, i64, String)> =
         sqlx::query_as("SELECT chain, entries, hash FROM audit_chains ORDER BY chain")
