@@ -55,6 +55,10 @@ pub struct PayArgs {
     /// Threads one gallery scan is spread over.
     #[arg(long, default_value_t = 1)]
     pub gallery_threads: usize,
+    /// Keep each template's floats in the gallery (`false` at ten million,
+    /// whose floats would not fit: scores are then the int8 estimate).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub keep_floats: bool,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -228,6 +232,7 @@ fn config(
     }
     env.push(("FACEPAY_GALLERY__KIND", args.gallery_kind.clone()));
     env.push(("FACEPAY_GALLERY__THREADS", args.gallery_threads.to_string()));
+    env.push(("FACEPAY_GALLERY__KEEP_FLOATS", args.keep_floats.to_string()));
     if snapshot {
         let file = data_dir.join("gallery.snapshot");
         env.push(("FACEPAY_GALLERY__SNAPSHOT_FILE", file.display().to_string()));

@@ -7,11 +7,12 @@
 //! The log is [`CHAINS`] chains, each with its own head row, so that
 //! transactions appending at once (payments recorded on several
 //! connections) seldom wait for each other: an appender holds its chain's
-//! head until it commits. An entry's subject picks its chain on SQLite,
-//! whose one writer appends in turn anyway; on PostgreSQL the subject's
-//! chain is tried first and, when another transaction holds it, the next
-//! chain no one holds, so that appenders wait only when every chain is
-//! held. Verification walks each chain whatever its entries' subjects.
+//! head until it commits. An entry's subject (a batch's first entry's)
+//! picks its chain on SQLite, whose one writer appends in turn anyway; on
+//! PostgreSQL the subject's chain is tried first and, when another
+//! transaction holds it, the next chain no one holds, so that appenders
+//! wait only when every chain is held. Verification walks each chain
+//! whatever its entries' subjects.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -22,6 +23,8 @@ use crate::{Connection, Result, StoreError};
 const GENESIS: &str = "genesis";
 /// The chains the log is kept in (migration 0020 made their heads).
 pub const CHAINS: u64 = 16;
+/// Entries one [`append_all`] appends at most.
+pub const APPEND_ALL_MAX: usize = 10_000;
 /// Entries read per query by `verify`.
 const VERIFY_PAGE: i64 = 1000;
 
@@ -73,23 +76,23 @@ fn chain_of(subject: &str) -> i64 {
     (u64::from_le_bytes(first) % CHAINS + 1) as i64
 }
 
-/// Takes a chain's head and draws the entry's number in one statement.
-/// The number is drawn once the head's row is held (a `RETURNING`
-/// expression runs after its row is updated), so it is above every number
-/// the chain's earlier entries drew. It counts across chains: from a
-/// sequence on PostgreSQL, which no transaction waits for; from the log on
-/// SQLite, whose one writer appends in turn. On PostgreSQL the chain is
-/// the first from `$1` on that no other transaction holds (`SKIP LOCKED`),
-/// or `$1` itself, waited for, when all are held.
+/// Takes a chain's head for `$2` entries and draws the first entry's
+/// number in one statement. The number is drawn once the head's row is
+/// held (a `RETURNING` expression runs after its row is updated), so it is
+/// above every number the chain's earlier entries drew. It counts across
+/// chains: from a sequence on PostgreSQL, which no transaction waits for;
+/// from the log on SQLite, whose one writer appends in turn. On PostgreSQL
+/// the chain is the first from `$1` on that no other transaction holds
+/// (`SKIP LOCKED`), or `$1` itself, waited for, when all are held.
 fn take_head_sql(conn: &Connection) -> &'static str {
     const _: () = assert!(CHAINS == 16, "the chain's order below counts 16 chains");
     if conn.backend_name() == "PostgreSQL" {
-        "UPDATE audit_chains SET entries = entries + 1 WHERE chain = COALESCE(\
+        "UPDATE audit_chains SET entries = entries + $2 WHERE chain = COALESCE(\
          (SELECT chain FROM audit_chains ORDER BY (chain + 16 - $1) % 16 \
          LIMIT 1 FOR UPDATE SKIP LOCKED), $1) \
          RETURNING chain, hash, nextval('audit_seq') AS seq"
     } else {
-        "UPDATE audit_chains SET entries = entries + 1 WHERE chain = $1 \
+        "UPDATE audit_chains SET entries = entries + $2 WHERE chain = $1 \
          RETURNING chain, hash, (SELECT CAST(COALESCE(MAX(seq), 0) + 1 AS BIGINT) FROM audit_log) AS seq"
     }
 }
@@ -103,43 +106,122 @@ pub async fn append(
     action: &str,
     subject: &str,
 ) -> Result<i64> {
-    let preferred = chain_of(subject);
+    let numbers = append_all(conn, at_ms, actor, &[(action, subject)]).await?;
+    Ok(numbers[0])
+}
+
+/// Appends entries of (action, subject), in their order, to one chain
+/// (the first subject's, or a free one): a bulk import records thousands
+/// in a few statements. Returns their numbers.
+pub async fn append_all(
+    conn: &mut Connection,
+    at_ms: i64,
+    actor: &str,
+    entries: &[(&str, &str)],
+) -> Result<Vec<i64>> {
+    assert!(!entries.is_empty() && entries.len() <= APPEND_ALL_MAX);
+    let preferred = chain_of(entries[0].1);
     let head = sqlx::query(take_head_sql(conn))
         .bind(preferred)
+        .bind(entries.len() as i64)
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("the audit log has no chain {preferred}")))?;
     let chain: i64 = head.try_get("chain")?;
-    let prev_hash: String = head.try_get("hash")?;
-    let seq: i64 = head.try_get("seq")?;
-    let hash = chain_hash(&prev_hash, seq, at_ms, actor, action, subject);
-    const INSERT: &str = "INSERT INTO audit_log (seq, chain, at_ms, actor, action, subject, \
-                          prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-    let entry = |sql| {
-        sqlx::query(sql)
-            .bind(seq)
-            .bind(chain)
-            .bind(at_ms)
-            .bind(actor)
-            .bind(action)
-            .bind(subject)
-            .bind(&prev_hash)
-            .bind(&hash)
-    };
+    let mut prev_hash: String = head.try_get("hash")?;
+    let numbers = more_numbers(conn, head.try_get("seq")?, entries.len()).await?;
+    let mut rows = Vec::with_capacity(entries.len());
+    for (&seq, &(action, subject)) in numbers.iter().zip(entries) {
+        let hash = chain_hash(&prev_hash, seq, at_ms, actor, action, subject);
+        rows.push(Entry {
+            seq,
+            chain,
+            at_ms,
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            subject: subject.to_owned(),
+            prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+            hash,
+        });
+    }
+    insert_entries(conn, &rows, (chain, &prev_hash)).await?;
+    Ok(numbers)
+}
+
+/// `first` and the numbers of `count - 1` entries after it, increasing.
+async fn more_numbers(conn: &mut Connection, first: i64, count: usize) -> Result<Vec<i64>> {
+    let mut numbers = vec![first];
+    if count == 1 {
+        return Ok(numbers);
+    }
     if conn.backend_name() == "PostgreSQL" {
-        // One round trip: PostgreSQL's statements may write in a WITH.
-        let both =
-            format!("WITH entry AS ({INSERT}) UPDATE audit_chains SET hash = $8 WHERE chain = $2");
-        entry(&both).execute(&mut *conn).await?;
+        let rest: Vec<(i64,)> =
+            sqlx::query_as("SELECT nextval('audit_seq') AS seq FROM generate_series(2, $1)")
+                .bind(count as i64)
+                .fetch_all(&mut *conn)
+                .await?;
+        numbers.extend(rest.into_iter().map(|(seq,)| seq));
+        // Drawn after `first`, but the rows' order is the plan's.
+        numbers[1..].sort_unstable();
     } else {
-        entry(INSERT).execute(&mut *conn).await?;
+        numbers.extend((1..count as i64).map(|more| first + more));
+    }
+    assert_eq!(numbers.len(), count);
+    Ok(numbers)
+}
+
+/// Inserts a chain's new entries and moves its head to the last one's hash.
+async fn insert_entries(
+    conn: &mut Connection,
+    entries: &[Entry],
+    (chain, last_hash): (i64, &str),
+) -> Result<()> {
+    const COLUMNS: usize = 8;
+    const INSERT: &str = "INSERT INTO audit_log (seq, chain, at_ms, actor, action, subject, \
+                          prev_hash, hash) VALUES";
+    let on_postgres = conn.backend_name() == "PostgreSQL";
+    // Leaves room for the head's two values in the last statement.
+    let mut chunks = entries
+        .chunks(crate::rows_per_statement(COLUMNS) - 1)
+        .peekable();
+    while let Some(chunk) = chunks.next() {
+        let values = crate::values_placeholders(chunk.len(), COLUMNS);
+        let moves_head = on_postgres && chunks.peek().is_none();
+        let sql = if moves_head {
+            // One round trip: PostgreSQL's statements may write in a WITH.
+            let (hash, chain) = (chunk.len() * COLUMNS + 1, chunk.len() * COLUMNS + 2);
+            format!(
+                "WITH entry AS ({INSERT} {values}) \
+                 UPDATE audit_chains SET hash = ${hash} WHERE chain = ${chain}"
+            )
+        } else {
+            format!("{INSERT} {values}")
+        };
+        let mut query = sqlx::query(&sql);
+        for entry in chunk {
+            query = query
+                .bind(entry.seq)
+                .bind(entry.chain)
+                .bind(entry.at_ms)
+                .bind(&entry.actor)
+                .bind(&entry.action)
+                .bind(&entry.subject)
+                .bind(&entry.prev_hash)
+                .bind(&entry.hash);
+        }
+        if moves_head {
+            query = query.bind(last_hash).bind(chain);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    if !on_postgres {
         sqlx::query("UPDATE audit_chains SET hash = $1 WHERE chain = $2")
-            .bind(&hash)
+            .bind(last_hash)
             .bind(chain)
             .execute(conn)
             .await?;
     }
-    Ok(seq)
+    Ok(())
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -66,8 +66,8 @@ pub async fn append(
     append_all(conn, &[(user_id, kind, merchant_id)], now_ms).await
 }
 
-/// Changes appended together (`append`), in one statement and under one
-/// take of the lock.
+/// Changes appended together (`append`), under one take of the lock, a
+/// statement for each few hundred.
 pub async fn append_all(
     conn: &mut Connection,
     changes: &[(&str, Kind, Option<&str>)],
@@ -78,19 +78,22 @@ pub async fn append_all(
         assert!(*kind == Kind::Regular || merchant_id.is_none());
     }
     lock(conn).await?;
-    let sql = format!(
-        "INSERT INTO gallery_changes (user_id, kind, merchant_id, created_at_ms) VALUES {}",
-        crate::values_placeholders(changes.len(), 4)
-    );
-    let mut inserted = sqlx::query(&sql);
-    for (user_id, kind, merchant_id) in changes {
-        inserted = inserted
-            .bind(*user_id)
-            .bind(kind.as_str())
-            .bind(*merchant_id)
-            .bind(now_ms);
+    const COLUMNS: usize = 4;
+    for chunk in changes.chunks(crate::rows_per_statement(COLUMNS)) {
+        let sql = format!(
+            "INSERT INTO gallery_changes (user_id, kind, merchant_id, created_at_ms) VALUES {}",
+            crate::values_placeholders(chunk.len(), COLUMNS)
+        );
+        let mut inserted = sqlx::query(&sql);
+        for (user_id, kind, merchant_id) in chunk {
+            inserted = inserted
+                .bind(*user_id)
+                .bind(kind.as_str())
+                .bind(*merchant_id)
+                .bind(now_ms);
+        }
+        inserted.execute(&mut *conn).await?;
     }
-    inserted.execute(&mut *conn).await?;
     if conn.backend_name() == "PostgreSQL" {
         sqlx::query("SELECT 1 FROM pg_notify($1, '')")
             .bind(CHANNEL)

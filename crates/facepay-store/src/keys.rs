@@ -16,17 +16,32 @@ pub struct DataKeyRow {
 }
 
 pub async fn insert(conn: &mut Connection, key: &DataKeyRow, now_ms: i64) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO data_keys (id, kek_id, nonce, wrapped, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&key.id)
-    .bind(&key.kek_id)
-    .bind(&key.nonce)
-    .bind(&key.wrapped)
-    .bind(now_ms)
-    .execute(conn)
-    .await
-    .map_err(|e| StoreError::from(e).duplicate_as("data key"))?;
+    insert_all(conn, &[key], now_ms).await
+}
+
+/// Stores `keys`, as many rows a statement as it may bind (a bulk import
+/// stores thousands).
+pub async fn insert_all(conn: &mut Connection, keys: &[&DataKeyRow], now_ms: i64) -> Result<()> {
+    const COLUMNS: usize = 5;
+    for chunk in keys.chunks(crate::rows_per_statement(COLUMNS)) {
+        let sql = format!(
+            "INSERT INTO data_keys (id, kek_id, nonce, wrapped, created_at_ms) VALUES {}",
+            crate::values_placeholders(chunk.len(), COLUMNS)
+        );
+        let mut query = sqlx::query(&sql);
+        for key in chunk {
+            query = query
+                .bind(&key.id)
+                .bind(&key.kek_id)
+                .bind(&key.nonce)
+                .bind(&key.wrapped)
+                .bind(now_ms);
+        }
+        query
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| StoreError::from(e).duplicate_as("data key"))?;
+    }
     Ok(())
 }
 

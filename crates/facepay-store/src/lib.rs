@@ -400,11 +400,28 @@ pub mod testing {
     }
 }
 
+/// The most values one statement binds. Far below SQLite's limit (32,766)
+/// and PostgreSQL's (65,535) because binding costs the square of the
+/// count on SQLite: sqlx finds each value's place by asking SQLite for the
+/// parameter's name, which SQLite looks up by walking the statement's
+/// list of names. A multi-row insert of more rows is split into
+/// statements of [`rows_per_statement`] rows.
+pub(crate) const BINDS_MAX: usize = 512;
+
+/// The rows of `columns` values each that one statement may insert.
+pub(crate) const fn rows_per_statement(columns: usize) -> usize {
+    BINDS_MAX / columns
+}
+
 /// `rows` rows of `columns` placeholders for a multi-row `VALUES`, numbered
 /// from `$1`: `($1, $2), ($3, $4)`. Hand-written because sqlx's query
 /// builder writes `?` for the `Any` driver, which PostgreSQL refuses.
 pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
     assert!(rows >= 1 && columns >= 1);
+    assert!(
+        rows * columns <= BINDS_MAX,
+        "{rows} rows of {columns} binds"
+    );
     let row = |r: usize| {
         let cells: Vec<String> = (1..=columns)
             .map(|c| format!("${}", r * columns + c))

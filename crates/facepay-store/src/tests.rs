@@ -411,6 +411,49 @@ async fn an_appender_takes_a_free_chain_when_its_own_is_held() {
     }
 }
 
+/// A batch of entries lands in one chain, numbered in its order after the
+/// chain's earlier entries, and verifies with the single appends around it,
+/// even when it takes more than one statement to insert.
+#[tokio::test]
+async fn a_batch_of_audit_entries_verifies_with_single_ones_around_it() {
+    use crate::audit;
+    let batch = crate::rows_per_statement(8) + 5;
+    let subjects: Vec<String> = (0..batch).map(|i| format!("usr_{i}")).collect();
+    let entries: Vec<(&str, &str)> = subjects
+        .iter()
+        .map(|s| ("template_sealed", s.as_str()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let mut tx = store.begin().await.unwrap();
+        let before = audit::append(&mut tx, 1, "app", "card_sealed", "pm_1")
+            .await
+            .unwrap();
+        let numbers = audit::append_all(&mut tx, 2, "app", &entries)
+            .await
+            .unwrap();
+        let after = audit::append(&mut tx, 3, "app", "card_sealed", "pm_2")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(numbers.len(), batch);
+        assert!(
+            numbers.windows(2).all(|pair| pair[0] < pair[1]),
+            "{numbers:?}"
+        );
+        assert!(before < numbers[0] && numbers[batch - 1] < after);
+        let mut c = store.acquire().await.unwrap();
+        let chains: Vec<(i64,)> =
+            sqlx::query_as("SELECT DISTINCT chain FROM audit_log WHERE action = 'template_sealed'")
+                .fetch_all(&mut *c)
+                .await
+                .unwrap();
+        assert_eq!(chains.len(), 1, "{} on {chains:?}", store.backend().name());
+        let v = audit::verify(&mut c).await.unwrap();
+        assert_eq!((v.entries, v.broken), (batch as i64 + 2, None));
+    }
+}
+
 #[tokio::test]
 async fn the_change_log_is_in_commit_order_and_wakes_its_followers() {
     use std::time::Duration;

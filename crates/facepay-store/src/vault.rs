@@ -19,19 +19,33 @@ pub struct ShareRow {
 }
 
 pub async fn insert_share(conn: &mut Connection, row: &ShareRow, now_ms: i64) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO vault_shares (token, key_nonce, wrapped_key, nonce, ciphertext, \
-         created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&row.token)
-    .bind(&row.key_nonce)
-    .bind(&row.wrapped_key)
-    .bind(&row.nonce)
-    .bind(&row.ciphertext)
-    .bind(now_ms)
-    .execute(conn)
-    .await
-    .map_err(|e| StoreError::from(e).duplicate_as("vault token"))?;
+    insert_shares(conn, std::slice::from_ref(row), now_ms).await
+}
+
+/// Stores shares, as many rows a statement as it may bind.
+pub async fn insert_shares(conn: &mut Connection, rows: &[ShareRow], now_ms: i64) -> Result<()> {
+    const COLUMNS: usize = 6;
+    for chunk in rows.chunks(crate::rows_per_statement(COLUMNS)) {
+        let sql = format!(
+            "INSERT INTO vault_shares (token, key_nonce, wrapped_key, nonce, ciphertext, \
+             created_at_ms) VALUES {}",
+            crate::values_placeholders(chunk.len(), COLUMNS)
+        );
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            query = query
+                .bind(&row.token)
+                .bind(&row.key_nonce)
+                .bind(&row.wrapped_key)
+                .bind(&row.nonce)
+                .bind(&row.ciphertext)
+                .bind(now_ms);
+        }
+        query
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| StoreError::from(e).duplicate_as("vault token"))?;
+    }
     Ok(())
 }
 

@@ -113,13 +113,11 @@ impl LocalVault {
             .into_iter()
             .map(|card| self.share_of(card))
             .collect::<Result<Vec<_>, _>>()?;
-        let now = now_ms();
+        let (rows, tokenized): (Vec<_>, Vec<_>) = shares.into_iter().unzip();
         let mut tx = self.store.begin().await?;
-        for (row, _) in &shares {
-            vault::insert_share(&mut tx, row, now).await?;
-        }
+        vault::insert_shares(&mut tx, &rows, now_ms()).await?;
         tx.commit().await.map_err(facepay_store::StoreError::from)?;
-        Ok(shares.into_iter().map(|(_, tokenized)| tokenized).collect())
+        Ok(tokenized)
     }
 
     /// A new card's token and split number: the vault's share sealed as

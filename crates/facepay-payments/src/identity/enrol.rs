@@ -420,30 +420,32 @@ impl Identity {
     ) -> Result<(), Failure> {
         let mut tx = self.core.begin().await?;
         self.refuse_enrolled_elsewhere(&mut tx, face).await?;
-        self.insert_enrolment(&mut tx, account, face).await?;
+        self.insert_enrolments(&mut tx, &[(account, face)]).await?;
         claimed.complete(&mut tx, reply).await?;
         commit(tx).await
     }
 
-    /// The rows of the account, its face and its card, their audit
-    /// entries and the gallery's change, in `tx`.
-    pub(super) async fn insert_enrolment(
+    /// The rows of the accounts, their faces and their cards, their audit
+    /// entries and the gallery's changes, in `tx`: a statement a table
+    /// whatever their number (a bulk import stores a thousand at once).
+    pub(super) async fn insert_enrolments(
         &self,
         tx: &mut Transaction,
-        account: &NewAccount,
-        face: &NewFace,
+        enrolled: &[(&NewAccount, &NewFace)],
     ) -> Result<(), Failure> {
         let now = self.core.now_ms();
-        let user_id = account.user_id.as_str();
-        let new_user = parties::NewAccount {
-            id: user_id,
-            phone: &account.phone,
-            phone_last4: &account.phone_last4,
-            pin_hash: &account.pin_hash,
-            token_hash: &account.token_hash,
-            created_at_ms: now,
-        };
-        parties::insert_account(&mut *tx, &new_user)
+        let users: Vec<_> = enrolled
+            .iter()
+            .map(|(account, _)| parties::NewAccount {
+                id: &account.user_id,
+                phone: &account.phone,
+                phone_last4: &account.phone_last4,
+                pin_hash: &account.pin_hash,
+                token_hash: &account.token_hash,
+                created_at_ms: now,
+            })
+            .collect();
+        parties::insert_accounts(&mut *tx, &users)
             .await
             .map_err(|e| match e {
                 StoreError::Duplicate(_) => Failure::conflict(
@@ -452,15 +454,30 @@ impl Identity {
                 ),
                 other => other.into(),
             })?;
-        facepay_store::keys::insert(&mut *tx, &account.phone_key, now).await?;
-        facepay_store::keys::insert(&mut *tx, &face.data_key, now).await?;
-        facepay_store::keys::insert(&mut *tx, &account.card_key, now).await?;
-        parties::insert_template(&mut *tx, &face.template, now).await?;
-        parties::insert_payment_method(&mut *tx, &account.method, now).await?;
-        audit::append(&mut *tx, now, "app", "template_sealed", user_id).await?;
-        self.record_change(&mut *tx, user_id, Kind::Template, None)
-            .await?;
-        audit::append(&mut *tx, now, "app", "card_sealed", &account.method.id).await?;
+        let keys: Vec<_> = (enrolled.iter())
+            .flat_map(|(account, face)| [&account.phone_key, &face.data_key, &account.card_key])
+            .collect();
+        facepay_store::keys::insert_all(&mut *tx, &keys, now).await?;
+        let templates: Vec<_> = enrolled.iter().map(|(_, face)| &face.template).collect();
+        parties::insert_templates(&mut *tx, &templates, now).await?;
+        let methods: Vec<_> = enrolled
+            .iter()
+            .map(|(account, _)| &account.method)
+            .collect();
+        parties::insert_payment_methods(&mut *tx, &methods, now).await?;
+        let entries: Vec<_> = (enrolled.iter())
+            .flat_map(|(account, _)| {
+                [
+                    ("template_sealed", account.user_id.as_str()),
+                    ("card_sealed", account.method.id.as_str()),
+                ]
+            })
+            .collect();
+        audit::append_all(&mut *tx, now, "app", &entries).await?;
+        let changes: Vec<_> = (enrolled.iter())
+            .map(|(account, _)| (account.user_id.as_str(), Kind::Template, None))
+            .collect();
+        facepay_store::changes::append_all(&mut *tx, &changes, now).await?;
         Ok(())
     }
 

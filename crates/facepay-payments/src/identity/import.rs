@@ -126,9 +126,11 @@ impl Identity {
         // enrolment takes them: two batches at once would otherwise
         // deadlock on PostgreSQL, each holding a head the other wants.
         facepay_store::changes::lock(&mut tx).await?;
-        for (account, face) in prepared {
-            self.insert_enrolment(&mut tx, account, face).await?;
-        }
+        let enrolled: Vec<_> = prepared
+            .iter()
+            .map(|(account, face)| (account, face))
+            .collect();
+        self.insert_enrolments(&mut tx, &enrolled).await?;
         commit(tx).await
     }
 }
