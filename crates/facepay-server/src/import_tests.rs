@@ -64,6 +64,7 @@ async fn an_imported_payer_pays_by_face_and_a_bad_batch_stores_nothing() {
         let refused = identity.import(spoilt).await.unwrap_err();
         assert_eq!(refused.code, "pin_hash_invalid", "{backend}");
         assert_eq!(identity.gallery_len(), 0, "{backend}");
+        assert_eq!(identity.import(Vec::new()).await.unwrap(), 0, "{backend}");
 
         let batch = vec![
             account(OBAMA_PHONE, &pin_hash, "4242424242424242", &obama),

@@ -64,10 +64,11 @@ fn chain_hash(
     hex::encode(h.finalize())
 }
 
-/// The chain an entry about `subject` goes to, 1 to [`CHAINS`]: the same
-/// for every entry about it on SQLite; on PostgreSQL the chain tried first
-/// (migration 0020's note that a subject's entries share a chain holds on
-/// SQLite only since).
+/// The chain an entry about `subject` goes to, 1 to [`CHAINS`]: on SQLite
+/// the same for every entry about it appended alone or first in a batch
+/// (the others of a batch go with the first); on PostgreSQL the chain
+/// tried first. Migration 0020's note that a subject's entries share a
+/// chain holds in those cases only since.
 fn chain_of(subject: &str) -> i64 {
     let digest = Sha256::digest(subject.as_bytes());
     let mut first = [0u8; 8];

@@ -48,6 +48,9 @@ impl Identity {
     /// A failure stores none of the batch and gives its cards back to the
     /// vault.
     pub async fn import(&self, accounts: Vec<ImportedAccount>) -> Result<usize, Failure> {
+        if accounts.is_empty() {
+            return Ok(0);
+        }
         if accounts.len() > IMPORT_BATCH_MAX {
             return Err(Failure::unprocessable(
                 "import_too_large",
