@@ -78,22 +78,20 @@ pub async fn append_all(
         assert!(*kind == Kind::Regular || merchant_id.is_none());
     }
     lock(conn).await?;
-    const COLUMNS: usize = 4;
-    for chunk in changes.chunks(crate::rows_per_statement(COLUMNS)) {
-        let sql = format!(
-            "INSERT INTO gallery_changes (user_id, kind, merchant_id, created_at_ms) VALUES {}",
-            crate::values_placeholders(chunk.len(), COLUMNS)
-        );
-        let mut inserted = sqlx::query(&sql);
-        for (user_id, kind, merchant_id) in chunk {
-            inserted = inserted
-                .bind(*user_id)
-                .bind(kind.as_str())
+    const INSERT: &str =
+        "INSERT INTO gallery_changes (user_id, kind, merchant_id, created_at_ms) VALUES";
+    crate::insert_rows(
+        conn,
+        INSERT,
+        4,
+        changes,
+        |query, (user_id, kind, merchant_id)| {
+            (query.bind(*user_id).bind(kind.as_str()))
                 .bind(*merchant_id)
-                .bind(now_ms);
-        }
-        inserted.execute(&mut *conn).await?;
-    }
+                .bind(now_ms)
+        },
+    )
+    .await?;
     if conn.backend_name() == "PostgreSQL" {
         sqlx::query("SELECT 1 FROM pg_notify($1, '')")
             .bind(CHANNEL)

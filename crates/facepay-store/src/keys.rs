@@ -5,7 +5,7 @@
 
 use sqlx::FromRow;
 
-use crate::{Connection, Result, StoreError};
+use crate::{Connection, Result};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct DataKeyRow {
@@ -22,27 +22,15 @@ pub async fn insert(conn: &mut Connection, key: &DataKeyRow, now_ms: i64) -> Res
 /// Stores `keys`, as many rows a statement as it may bind (a bulk import
 /// stores thousands).
 pub async fn insert_all(conn: &mut Connection, keys: &[&DataKeyRow], now_ms: i64) -> Result<()> {
-    const COLUMNS: usize = 5;
-    for chunk in keys.chunks(crate::rows_per_statement(COLUMNS)) {
-        let sql = format!(
-            "INSERT INTO data_keys (id, kek_id, nonce, wrapped, created_at_ms) VALUES {}",
-            crate::values_placeholders(chunk.len(), COLUMNS)
-        );
-        let mut query = sqlx::query(&sql);
-        for key in chunk {
-            query = query
-                .bind(&key.id)
-                .bind(&key.kek_id)
-                .bind(&key.nonce)
-                .bind(&key.wrapped)
-                .bind(now_ms);
-        }
-        query
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| StoreError::from(e).duplicate_as("data key"))?;
-    }
-    Ok(())
+    const INSERT: &str = "INSERT INTO data_keys (id, kek_id, nonce, wrapped, created_at_ms) VALUES";
+    crate::insert_rows(conn, INSERT, 5, keys, |query, key| {
+        (query.bind(&key.id).bind(&key.kek_id))
+            .bind(&key.nonce)
+            .bind(&key.wrapped)
+            .bind(now_ms)
+    })
+    .await
+    .map_err(|e| e.duplicate_as("data key"))
 }
 
 /// Stores a data key unless one with its id exists (a key of a fixed name,

@@ -413,6 +413,30 @@ pub(crate) const fn rows_per_statement(columns: usize) -> usize {
     BINDS_MAX / columns
 }
 
+/// A query of the `Any` driver, as [`insert_rows`] hands it to its binder.
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Inserts `rows` with `insert` (`INSERT INTO t (a, b) VALUES`), each row's
+/// `columns` values bound by `bind`, as many rows a statement as
+/// [`BINDS_MAX`] allows.
+pub(crate) async fn insert_rows<T: Sync>(
+    conn: &mut Connection,
+    insert: &str,
+    columns: usize,
+    rows: &[T],
+    bind: impl for<'q> Fn(AnyQuery<'q>, &'q T) -> AnyQuery<'q> + Send,
+) -> Result<()> {
+    for chunk in rows.chunks(rows_per_statement(columns)) {
+        let sql = format!("{insert} {}", values_placeholders(chunk.len(), columns));
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            query = bind(query, row);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// `rows` rows of `columns` placeholders for a multi-row `VALUES`, numbered
 /// from `$1`: `($1, $2), ($3, $4)`. Hand-written because sqlx's query
 /// builder writes `?` for the `Any` driver, which PostgreSQL refuses.

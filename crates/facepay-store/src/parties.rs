@@ -66,33 +66,22 @@ pub async fn insert_account(conn: &mut Connection, user: &NewAccount<'_>) -> Res
 /// Stores new accounts, as many rows a statement as it may bind; as
 /// [`insert_account`] does one.
 pub async fn insert_accounts(conn: &mut Connection, users: &[NewAccount<'_>]) -> Result<()> {
-    const COLUMNS: usize = 10;
-    for chunk in users.chunks(crate::rows_per_statement(COLUMNS)) {
-        let sql = format!(
-            "INSERT INTO users (id, phone_hash, phone_key_id, phone_nonce, phone_ciphertext, \
-             phone_last4, pin_hash, token_hash, status, created_at_ms) VALUES {}",
-            crate::values_placeholders(chunk.len(), COLUMNS)
-        );
-        let mut query = sqlx::query(&sql);
-        for user in chunk {
-            query = query
-                .bind(user.id)
-                .bind(&user.phone.hash)
-                .bind(&user.phone.key_id)
-                .bind(&user.phone.nonce)
-                .bind(&user.phone.ciphertext)
-                .bind(user.phone_last4)
-                .bind(user.pin_hash)
-                .bind(user.token_hash)
-                .bind("active")
-                .bind(user.created_at_ms);
-        }
-        query
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| StoreError::from(e).duplicate_as("user with this phone number"))?;
-    }
-    Ok(())
+    const INSERT: &str = "INSERT INTO users (id, phone_hash, phone_key_id, phone_nonce, \
+                          phone_ciphertext, phone_last4, pin_hash, token_hash, status, \
+                          created_at_ms) VALUES";
+    crate::insert_rows(conn, INSERT, 10, users, |query, user| {
+        (query.bind(user.id).bind(&user.phone.hash))
+            .bind(&user.phone.key_id)
+            .bind(&user.phone.nonce)
+            .bind(&user.phone.ciphertext)
+            .bind(user.phone_last4)
+            .bind(user.pin_hash)
+            .bind(user.token_hash)
+            .bind("active")
+            .bind(user.created_at_ms)
+    })
+    .await
+    .map_err(|e| e.duplicate_as("user with this phone number"))
 }
 
 /// A user in the form of the first releases, the phone number in clear.
@@ -338,30 +327,18 @@ pub async fn insert_templates(
     templates: &[&StoredTemplate],
     now_ms: i64,
 ) -> Result<()> {
-    const COLUMNS: usize = 7;
-    for chunk in templates.chunks(crate::rows_per_statement(COLUMNS)) {
-        let sql = format!(
-            "INSERT INTO templates (user_id, model, key_id, nonce, ciphertext, transform_id, \
-             created_at_ms) VALUES {}",
-            crate::values_placeholders(chunk.len(), COLUMNS)
-        );
-        let mut query = sqlx::query(&sql);
-        for template in chunk {
-            query = query
-                .bind(&template.user_id)
-                .bind(&template.model)
-                .bind(&template.key_id)
-                .bind(&template.nonce)
-                .bind(&template.ciphertext)
-                .bind(&template.transform_id)
-                .bind(now_ms);
-        }
-        query
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| StoreError::from(e).duplicate_as("template"))?;
-    }
-    Ok(())
+    const INSERT: &str = "INSERT INTO templates (user_id, model, key_id, nonce, ciphertext, \
+                          transform_id, created_at_ms) VALUES";
+    crate::insert_rows(conn, INSERT, 7, templates, |query, template| {
+        (query.bind(&template.user_id).bind(&template.model))
+            .bind(&template.key_id)
+            .bind(&template.nonce)
+            .bind(&template.ciphertext)
+            .bind(&template.transform_id)
+            .bind(now_ms)
+    })
+    .await
+    .map_err(|e| e.duplicate_as("template"))
 }
 
 /// A template of an active user, with the phone digits that partition
@@ -546,37 +523,27 @@ pub async fn insert_payment_methods(
     methods: &[&PaymentMethod],
     now_ms: i64,
 ) -> Result<()> {
-    const COLUMNS: usize = 16;
-    for chunk in methods.chunks(crate::rows_per_statement(COLUMNS)) {
-        let sql = format!(
-            "INSERT INTO payment_methods (id, user_id, brand, last4, expiry_month, expiry_year, \
-             key_id, nonce, ciphertext, vault_token, fingerprint, status, created_at_ms, \
-             credential_connector, credential_id, is_default) VALUES {}",
-            crate::values_placeholders(chunk.len(), COLUMNS)
-        );
-        let mut query = sqlx::query(&sql);
-        for method in chunk {
-            query = query
-                .bind(&method.id)
-                .bind(&method.user_id)
-                .bind(&method.brand)
-                .bind(&method.last4)
-                .bind(method.expiry_month)
-                .bind(method.expiry_year)
-                .bind(&method.key_id)
-                .bind(&method.nonce)
-                .bind(&method.ciphertext)
-                .bind(&method.vault_token)
-                .bind(&method.fingerprint)
-                .bind(&method.status)
-                .bind(now_ms)
-                .bind(&method.credential_connector)
-                .bind(&method.credential_id)
-                .bind(method.is_default);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+    const INSERT: &str = "INSERT INTO payment_methods (id, user_id, brand, last4, expiry_month, \
+                          expiry_year, key_id, nonce, ciphertext, vault_token, fingerprint, status, \
+                          created_at_ms, credential_connector, credential_id, is_default) VALUES";
+    crate::insert_rows(conn, INSERT, 16, methods, |query, method| {
+        (query.bind(&method.id).bind(&method.user_id))
+            .bind(&method.brand)
+            .bind(&method.last4)
+            .bind(method.expiry_month)
+            .bind(method.expiry_year)
+            .bind(&method.key_id)
+            .bind(&method.nonce)
+            .bind(&method.ciphertext)
+            .bind(&method.vault_token)
+            .bind(&method.fingerprint)
+            .bind(&method.status)
+            .bind(now_ms)
+            .bind(&method.credential_connector)
+            .bind(&method.credential_id)
+            .bind(method.is_default)
+    })
+    .await
 }
 
 pub(crate) const METHOD_COLUMNS: &str = "id, user_id, brand, last4, expiry_month, expiry_year, key_id, \

@@ -6,7 +6,7 @@
 
 use sqlx::FromRow;
 
-use crate::{Connection, Result, StoreError};
+use crate::{Connection, Result};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct ShareRow {
@@ -24,29 +24,17 @@ pub async fn insert_share(conn: &mut Connection, row: &ShareRow, now_ms: i64) ->
 
 /// Stores shares, as many rows a statement as it may bind.
 pub async fn insert_shares(conn: &mut Connection, rows: &[ShareRow], now_ms: i64) -> Result<()> {
-    const COLUMNS: usize = 6;
-    for chunk in rows.chunks(crate::rows_per_statement(COLUMNS)) {
-        let sql = format!(
-            "INSERT INTO vault_shares (token, key_nonce, wrapped_key, nonce, ciphertext, \
-             created_at_ms) VALUES {}",
-            crate::values_placeholders(chunk.len(), COLUMNS)
-        );
-        let mut query = sqlx::query(&sql);
-        for row in chunk {
-            query = query
-                .bind(&row.token)
-                .bind(&row.key_nonce)
-                .bind(&row.wrapped_key)
-                .bind(&row.nonce)
-                .bind(&row.ciphertext)
-                .bind(now_ms);
-        }
-        query
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| StoreError::from(e).duplicate_as("vault token"))?;
-    }
-    Ok(())
+    const INSERT: &str = "INSERT INTO vault_shares (token, key_nonce, wrapped_key, nonce, \
+                          ciphertext, created_at_ms) VALUES";
+    crate::insert_rows(conn, INSERT, 6, rows, |query, row| {
+        (query.bind(&row.token).bind(&row.key_nonce))
+            .bind(&row.wrapped_key)
+            .bind(&row.nonce)
+            .bind(&row.ciphertext)
+            .bind(now_ms)
+    })
+    .await
+    .map_err(|e| e.duplicate_as("vault token"))
 }
 
 pub async fn share(conn: &mut Connection, token: &str) -> Result<Option<ShareRow>> {
