@@ -513,11 +513,12 @@ fn user_account(merchant_id: &str, user_id: &str) -> String {
     format!("points:{merchant_id}:user:{user_id}")
 }
 
-/// Posts a move; false (and nothing written) when it would take the user's
-/// balance below zero. Call it in the transaction of the payment or refund
-/// it belongs to: a move posted twice is an error after the balance moved,
-/// and only the rollback undoes that.
-pub async fn post_points(conn: &mut Connection, m: PointsMove<'_>) -> Result<bool> {
+/// Posts a move and returns the user's balance after it; `None` (and
+/// nothing written) when it would take the balance below zero. Call it in
+/// the transaction of the payment or refund it belongs to: a move posted
+/// twice is an error after the balance moved, and only the rollback undoes
+/// that.
+pub async fn post_points(conn: &mut Connection, m: PointsMove<'_>) -> Result<Option<i64>> {
     if m.points <= 0 {
         return Err(StoreError::Refused(format!(
             "a points move of {}",
@@ -526,26 +527,27 @@ pub async fn post_points(conn: &mut Connection, m: PointsMove<'_>) -> Result<boo
     }
     let delta = m.kind.user_sign() * m.points;
     // Points in open the balance if need be; points out need one holding
-    // enough. One statement either way.
-    let moved = if delta > 0 {
-        sqlx::query(
+    // enough. One statement either way, which answers the new balance (the
+    // payment's receipt shows it).
+    let balance: Option<i64> = if delta > 0 {
+        sqlx::query_scalar(
             "INSERT INTO points_balances (merchant_id, user_id, points) VALUES ($1, $2, $3) \
              ON CONFLICT (merchant_id, user_id) \
-             DO UPDATE SET points = points_balances.points + excluded.points",
+             DO UPDATE SET points = points_balances.points + excluded.points RETURNING points",
         )
     } else {
-        sqlx::query(
+        sqlx::query_scalar(
             "UPDATE points_balances SET points = points + $3 WHERE merchant_id = $1 \
-             AND user_id = $2 AND points + $3 >= 0",
+             AND user_id = $2 AND points + $3 >= 0 RETURNING points",
         )
     }
     .bind(m.merchant_id)
     .bind(m.user_id)
     .bind(delta)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    if moved.rows_affected() != 1 {
-        return Ok(false);
+    if balance.is_none() {
+        return Ok(None);
     }
     sqlx::query(
         "INSERT INTO points_transfers (id, merchant_id, user_id, payment_id, kind, created_at_ms) \
@@ -571,7 +573,7 @@ pub async fn post_points(conn: &mut Connection, m: PointsMove<'_>) -> Result<boo
     .bind(-delta)
     .execute(&mut *conn)
     .await?;
-    Ok(true)
+    Ok(balance)
 }
 
 /// Who redeemed points for a payment, if anyone did.

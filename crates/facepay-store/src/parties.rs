@@ -194,6 +194,48 @@ pub async fn user(conn: &mut Connection, id: &str) -> Result<Option<User>> {
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
 }
 
+/// A user and the card a payment charges (their first active card in the
+/// order of [`payment_methods`]), in one statement: the pay path reads both
+/// after every face. `None` for no such user; no card is `(user, None)`.
+pub async fn user_with_card(
+    conn: &mut Connection,
+    id: &str,
+) -> Result<Option<(User, Option<PaymentMethod>)>> {
+    let of = |table: &str, columns: &str, alias: &str| {
+        columns
+            .split(',')
+            .map(|c| format!("{table}.{c} AS {alias}{c}", c = c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sql = format!(
+        "SELECT {}, {} FROM users u LEFT JOIN payment_methods m ON m.id = \
+         (SELECT id FROM payment_methods WHERE user_id = u.id AND status = 'active' \
+         ORDER BY is_default DESC, created_at_ms, id LIMIT 1) WHERE u.id = $1",
+        of("m", METHOD_COLUMNS, ""),
+        of("u", USER_COLUMNS, "u_"),
+    );
+    let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(conn).await? else {
+        return Ok(None);
+    };
+    let user = User {
+        id: row.try_get("u_id")?,
+        phone_hash: row.try_get("u_phone_hash")?,
+        phone_key_id: row.try_get("u_phone_key_id")?,
+        phone_nonce: row.try_get("u_phone_nonce")?,
+        phone_ciphertext: row.try_get("u_phone_ciphertext")?,
+        phone_last4: row.try_get("u_phone_last4")?,
+        pin_hash: row.try_get("u_pin_hash")?,
+        status: row.try_get("u_status")?,
+        created_at_ms: row.try_get("u_created_at_ms")?,
+    };
+    let card = match row.try_get::<Option<String>, _>("id")? {
+        Some(_) => Some(PaymentMethod::from_row(&row)?),
+        None => None,
+    };
+    Ok(Some((user, card)))
+}
+
 /// Whether any user has a phone hash: the key those hashes were made with
 /// must exist then.
 pub async fn any_phone_hash(conn: &mut Connection) -> Result<bool> {

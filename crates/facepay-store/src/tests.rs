@@ -208,6 +208,44 @@ async fn verify_finds_a_payment_whose_ledger_disagrees() {
     }
 }
 
+/// PostgreSQL leaves a payment's merchant unchecked (migration 0022);
+/// `ledger verify` finds one that names no merchant, on either store.
+#[tokio::test]
+async fn verify_finds_a_reference_to_a_row_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let p = seed(&store).await;
+        let mut conn = store.pool().acquire().await.unwrap();
+        let sqlite = store.backend() == crate::Backend::Sqlite;
+        if sqlite {
+            sqlx::query("PRAGMA foreign_keys = OFF")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+        let ghost = Payment {
+            id: "pay_ghost".into(),
+            idempotency_key: "k_ghost".into(),
+            merchant_id: "m_gone".into(),
+            ..p
+        };
+        payments::insert(&mut conn, &ghost).await.unwrap();
+        if sqlite {
+            sqlx::query("PRAGMA foreign_keys = ON")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+        let v = ledger::verify(&mut conn).await.unwrap();
+        assert_eq!(
+            v.problems,
+            ["1 rows of payments name a merchant_id that merchants does not have"],
+            "{backend}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_stale_transition_loses_the_race() {
     let dir = tempfile::tempdir().unwrap();
@@ -533,6 +571,82 @@ async fn the_change_log_is_in_commit_order_and_wakes_its_followers() {
         assert!(changes::prune(&mut conn, 2).await.unwrap() >= 1);
         let left = changes::after(&mut conn, 0, 10).await.unwrap();
         assert!(left.iter().all(|c| c.user_id != "usr_a"), "{backend:?}");
+    }
+}
+
+/// The pay path's one read of the payer finds the card `payment_methods`
+/// puts first: the default among active cards, else the oldest.
+#[tokio::test]
+async fn a_payer_is_read_with_the_card_a_payment_charges() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let mut tx = store.begin().await.unwrap();
+        seed_user(&mut tx, "u1", "+821012345678").await;
+        let card_of = async |tx: &mut crate::Connection| {
+            let (user, card) = parties::user_with_card(tx, "u1").await.unwrap().unwrap();
+            assert_eq!(user.id, "u1");
+            card.map(|c| c.id)
+        };
+        assert_eq!(card_of(&mut tx).await, None, "{backend}: no card yet");
+        let card = |id: &str, status: &str, is_default: i64| parties::PaymentMethod {
+            id: id.into(),
+            user_id: "u1".into(),
+            brand: "visa".into(),
+            last4: "4242".into(),
+            expiry_month: 12,
+            expiry_year: 2031,
+            key_id: Some(format!("dek_{id}")),
+            nonce: None,
+            ciphertext: None,
+            vault_token: Some(format!("tok_{id}")),
+            fingerprint: None,
+            status: status.into(),
+            credential_connector: None,
+            credential_id: None,
+            is_default,
+        };
+        for (method, at_ms) in [
+            (card("pm_old", "active", 0), 1),
+            (card("pm_newer", "active", 0), 2),
+        ] {
+            parties::insert_payment_method(&mut tx, &method, at_ms)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            card_of(&mut tx).await.as_deref(),
+            Some("pm_old"),
+            "{backend}"
+        );
+        for (method, at_ms) in [
+            (card("pm_default", "active", 1), 3),
+            (card("pm_gone", "deleted", 0), 0),
+        ] {
+            parties::insert_payment_method(&mut tx, &method, at_ms)
+                .await
+                .unwrap();
+        }
+        let (_, read) = parties::user_with_card(&mut tx, "u1")
+            .await
+            .unwrap()
+            .unwrap();
+        let listed = parties::payment_methods(&mut tx, "u1").await.unwrap();
+        let read = read.unwrap();
+        assert_eq!(read.id, "pm_default", "{backend}");
+        assert_eq!(
+            (read.key_id.as_deref(), read.vault_token.as_deref()),
+            (Some("dek_pm_default"), Some("tok_pm_default")),
+            "{backend}"
+        );
+        assert_eq!(listed[0].id, read.id, "{backend}");
+        assert!(
+            parties::user_with_card(&mut tx, "u_nobody")
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}"
+        );
     }
 }
 
@@ -1243,31 +1357,26 @@ async fn points_balance_never_goes_negative_and_the_points_ledger_verifies() {
             points,
             now_ms: 5,
         };
-        assert!(
-            loyalty::post_points(&mut conn, mv("pay_1:earn", PointsKind::Earn, 45))
+        // Each move answers the balance after it.
+        let mut post = async |id, kind, points| {
+            loyalty::post_points(&mut conn, mv(id, kind, points))
                 .await
                 .unwrap()
-        );
-        assert!(
-            !loyalty::post_points(&mut conn, mv("pay_1:redeem", PointsKind::Redeem, 46))
-                .await
-                .unwrap(),
+        };
+        assert_eq!(post("pay_1:earn", PointsKind::Earn, 45).await, Some(45));
+        assert_eq!(
+            post("pay_1:redeem", PointsKind::Redeem, 46).await,
+            None,
             "more than the balance"
         );
-        assert!(
-            loyalty::post_points(&mut conn, mv("pay_1:redeem", PointsKind::Redeem, 40))
-                .await
-                .unwrap()
+        assert_eq!(post("pay_1:redeem", PointsKind::Redeem, 40).await, Some(5));
+        assert_eq!(
+            post("pay_1:clawback", PointsKind::Clawback, 5).await,
+            Some(0)
         );
-        assert!(
-            loyalty::post_points(&mut conn, mv("pay_1:clawback", PointsKind::Clawback, 5))
-                .await
-                .unwrap()
-        );
-        assert!(
-            loyalty::post_points(&mut conn, mv("pay_1:restore", PointsKind::Restore, 20))
-                .await
-                .unwrap()
+        assert_eq!(
+            post("pay_1:restore", PointsKind::Restore, 20).await,
+            Some(20)
         );
         // A move posted twice is refused, and its transaction rolls back.
         drop(conn);

@@ -188,7 +188,7 @@ async fn restore_points(
         },
     )
     .await?;
-    if !moved {
+    if moved.is_none() {
         tracing::error!(payment = %payment.id, "redeemed points not given back: a credit was refused");
         return Err(Failure::internal());
     }
@@ -222,6 +222,8 @@ pub(crate) async fn earn(
     let (points_programs, stamp_programs): (Vec<&Program>, Vec<&Program>) =
         programs.iter().partition(|p| p.kind == "points");
     let mut earned = LoyaltyReceipt::default();
+    // The balance after the last move, when there was one.
+    let mut points_balance = None;
     for program in &points_programs {
         let points = points_for(program, payment.captured_minor);
         if points == 0 {
@@ -241,11 +243,12 @@ pub(crate) async fn earn(
             },
         )
         .await?;
-        if !moved {
+        let Some(balance) = moved else {
             tracing::error!(payment = %payment.id, "points not earned: a credit was refused");
             return Err(Failure::internal());
-        }
+        };
         earned.points_earned += points;
+        points_balance = Some(balance);
     }
     for program in &stamp_programs {
         let stamps = loyalty::add_stamp(tx, &program.id, user_id, &payment.id).await?;
@@ -259,17 +262,23 @@ pub(crate) async fn earn(
         let Some(reward_id) = program.reward_coupon_id.as_deref() else {
             continue;
         };
+        if stamps % every != 0 {
+            continue;
+        }
         let reward = loyalty::coupon(tx, reward_id).await?;
         let usable = reward.as_ref().is_some_and(|c| {
             c.status == "active" && c.valid_from_ms <= now && now < c.valid_until_ms
         });
-        if stamps % every == 0 && usable {
+        if usable {
             loyalty::grant_coupon(tx, reward_id, user_id).await?;
             loyalty::mark_rewarded(tx, &payment.id, &program.id).await?;
             earned.rewards.extend(reward.map(|c| c.name));
         }
     }
-    earned.points_balance = loyalty::points_balance(tx, merchant_id, user_id).await?;
+    earned.points_balance = match points_balance {
+        Some(balance) => balance,
+        None => loyalty::points_balance(tx, merchant_id, user_id).await?,
+    };
     Ok(Some(earned))
 }
 
@@ -333,7 +342,7 @@ pub(crate) async fn give_back(
             },
         )
         .await?;
-        if taken {
+        if taken.is_some() {
             return Ok(points);
         }
     }
@@ -502,7 +511,7 @@ async fn take(
             },
         )
         .await?;
-        if !redeemed {
+        if redeemed.is_none() {
             return Ok(None);
         }
     }

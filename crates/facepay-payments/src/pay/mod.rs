@@ -233,9 +233,11 @@ impl Payments {
     /// The identified user, if they may pay, and the card they pay with.
     async fn payer(&self, user_id: &str) -> Result<Payer, Failure> {
         let mut conn = self.core.conn().await?;
-        let user = parties::user(&mut conn, user_id).await?.ok_or_else(|| {
-            Failure::unprocessable("face_not_recognised", "no enrolled face matches")
-        })?;
+        let (user, card) = parties::user_with_card(&mut conn, user_id)
+            .await?
+            .ok_or_else(|| {
+                Failure::unprocessable("face_not_recognised", "no enrolled face matches")
+            })?;
         match user.status.as_str() {
             "active" => {}
             "suspended" => {
@@ -251,16 +253,12 @@ impl Payments {
                 ));
             }
         }
-        let method = parties::payment_methods(&mut conn, user_id)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                Failure::unprocessable(
-                    "no_payment_method",
-                    "the payer has no card on file; add a card in the facepay app to pay by face",
-                )
-            })?;
+        let method = card.ok_or_else(|| {
+            Failure::unprocessable(
+                "no_payment_method",
+                "the payer has no card on file; add a card in the facepay app to pay by face",
+            )
+        })?;
         Ok(Payer { user, method })
     }
 
