@@ -638,40 +638,6 @@ pub async fn verify(conn: &mut Connection) -> Result<Verification> {
     Ok(v)
 }
 
-/// References that PostgreSQL does not check (migration 0022): the rows
-/// they name are shared by nearly every payment, and a foreign key would
-/// lock them in each. Child table, its column, the table of the row named.
-const UNCHECKED_REFERENCES: [(&str, &str, &str); 11] = [
-    ("payments", "merchant_id", "merchants"),
-    ("payments", "store_id", "stores"),
-    ("payments", "terminal_id", "terminals"),
-    ("ledger_entries", "account_id", "ledger_accounts"),
-    ("points_transfers", "merchant_id", "merchants"),
-    ("points_balances", "merchant_id", "merchants"),
-    ("stamp_cards", "program_id", "loyalty_programs"),
-    ("payment_stamps", "program_id", "loyalty_programs"),
-    ("coupon_uses", "coupon_id", "coupons"),
-    ("coupon_holdings", "coupon_id", "coupons"),
-    ("terminal_attempts", "terminal_id", "terminals"),
-];
-
-/// 8. Every reference in [`UNCHECKED_REFERENCES`] names a row that exists.
-async fn check_references(conn: &mut Connection, v: &mut Verification) -> Result<()> {
-    for (table, column, parent) in UNCHECKED_REFERENCES {
-        let sql = format!(
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM {table} c WHERE c.{column} IS NOT NULL \
-             AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = c.{column})"
-        );
-        let missing: i64 = sqlx::query_scalar(&sql).fetch_one(&mut *conn).await?;
-        if missing > 0 {
-            v.problem(format!(
-                "{missing} rows of {table} name a {column} that {parent} does not have"
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// 5. A hub transfer whose payee was paid posted both currencies' sides;
 ///    any other posted none. Each window's net positions sum to zero in
 ///    every currency.
@@ -706,6 +672,40 @@ async fn check_hub(conn: &mut Connection, v: &mut Verification) -> Result<()> {
         v.problem(format!(
             "hub window {window}: {currency} positions sum to {total}"
         ));
+    }
+    Ok(())
+}
+
+/// References that PostgreSQL does not check (migration 0022): the rows
+/// they name are shared by nearly every payment, and a foreign key would
+/// lock them in each. Child table, its column, the table of the row named.
+const UNCHECKED_REFERENCES: [(&str, &str, &str); 11] = [
+    ("payments", "merchant_id", "merchants"),
+    ("payments", "store_id", "stores"),
+    ("payments", "terminal_id", "terminals"),
+    ("ledger_entries", "account_id", "ledger_accounts"),
+    ("points_transfers", "merchant_id", "merchants"),
+    ("points_balances", "merchant_id", "merchants"),
+    ("stamp_cards", "program_id", "loyalty_programs"),
+    ("payment_stamps", "program_id", "loyalty_programs"),
+    ("coupon_uses", "coupon_id", "coupons"),
+    ("coupon_holdings", "coupon_id", "coupons"),
+    ("terminal_attempts", "terminal_id", "terminals"),
+];
+
+/// 8. Every reference in [`UNCHECKED_REFERENCES`] names a row that exists.
+async fn check_references(conn: &mut Connection, v: &mut Verification) -> Result<()> {
+    for (table, column, parent) in UNCHECKED_REFERENCES {
+        let sql = format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM {table} c WHERE c.{column} IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = c.{column})"
+        );
+        let missing: i64 = sqlx::query_scalar(&sql).fetch_one(&mut *conn).await?;
+        if missing > 0 {
+            v.problem(format!(
+                "{table}.{column}: {missing} naming no row of {parent}"
+            ));
+        }
     }
     Ok(())
 }

@@ -194,8 +194,8 @@ pub async fn user(conn: &mut Connection, id: &str) -> Result<Option<User>> {
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
 }
 
-/// A user and the card a payment charges (their first active card in the
-/// order of [`payment_methods`]), in one statement: the pay path reads both
+/// A user and the card a payment charges (their first active card in
+/// [`CARD_ORDER`]), in one statement: the pay path reads both
 /// after every face. `None` for no such user; no card is `(user, None)`.
 pub async fn user_with_card(
     conn: &mut Connection,
@@ -211,7 +211,7 @@ pub async fn user_with_card(
     let sql = format!(
         "SELECT {}, {} FROM users u LEFT JOIN payment_methods m ON m.id = \
          (SELECT id FROM payment_methods WHERE user_id = u.id AND status = 'active' \
-         ORDER BY is_default DESC, created_at_ms, id LIMIT 1) WHERE u.id = $1",
+         ORDER BY {CARD_ORDER} LIMIT 1) WHERE u.id = $1",
         of("m", METHOD_COLUMNS, ""),
         of("u", USER_COLUMNS, "u_"),
     );
@@ -592,12 +592,15 @@ pub(crate) const METHOD_COLUMNS: &str = "id, user_id, brand, last4, expiry_month
      nonce, ciphertext, vault_token, fingerprint, status, credential_connector, credential_id, \
      is_default";
 
-/// A user's active cards, the default first (the one a payment uses),
-/// then oldest first.
+/// The order of a user's active cards: the default first (the one a payment
+/// uses), then oldest first.
+const CARD_ORDER: &str = "is_default DESC, created_at_ms, id";
+
+/// A user's active cards, in [`CARD_ORDER`].
 pub async fn payment_methods(conn: &mut Connection, user_id: &str) -> Result<Vec<PaymentMethod>> {
     let sql = format!(
         "SELECT {METHOD_COLUMNS} FROM payment_methods WHERE user_id = $1 AND status = 'active' \
-         ORDER BY is_default DESC, created_at_ms, id"
+         ORDER BY {CARD_ORDER}"
     );
     Ok(sqlx::query_as(&sql).bind(user_id).fetch_all(conn).await?)
 }

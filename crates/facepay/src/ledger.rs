@@ -88,7 +88,8 @@ pub fn run(command: LedgerCommand) -> anyhow::Result<()> {
                 if v.ok() && points.ok() {
                     println!(
                         "ledger verified: every transfer balances, every payment agrees with its \
-                         entries, and every points balance with the points ledger"
+                         entries, every reference names a row, and every points balance agrees \
+                         with the points ledger"
                     );
                     Ok(())
                 } else {

@@ -222,7 +222,8 @@ pub(crate) async fn earn(
     let (points_programs, stamp_programs): (Vec<&Program>, Vec<&Program>) =
         programs.iter().partition(|p| p.kind == "points");
     let mut earned = LoyaltyReceipt::default();
-    // The balance after the last move, when there was one.
+    // The last move answers the balance, which the receipt shows without
+    // reading it again.
     let mut points_balance = None;
     for program in &points_programs {
         let points = points_for(program, payment.captured_minor);
@@ -251,35 +252,49 @@ pub(crate) async fn earn(
         points_balance = Some(balance);
     }
     for program in &stamp_programs {
-        let stamps = loyalty::add_stamp(tx, &program.id, user_id, &payment.id).await?;
-        let every = program.stamps_per_reward.unwrap_or(i64::MAX).max(1);
-        // The stamps on the card now: a full card starts again.
-        let on_card = match stamps % every {
-            0 => every,
-            n => n,
-        };
-        earned.stamps = Some(earned.stamps.unwrap_or(0).max(on_card));
-        let Some(reward_id) = program.reward_coupon_id.as_deref() else {
-            continue;
-        };
-        if stamps % every != 0 {
-            continue;
-        }
-        let reward = loyalty::coupon(tx, reward_id).await?;
-        let usable = reward.as_ref().is_some_and(|c| {
-            c.status == "active" && c.valid_from_ms <= now && now < c.valid_until_ms
-        });
-        if usable {
-            loyalty::grant_coupon(tx, reward_id, user_id).await?;
-            loyalty::mark_rewarded(tx, &payment.id, &program.id).await?;
-            earned.rewards.extend(reward.map(|c| c.name));
-        }
+        add_stamp(tx, program, payment, user_id, now, &mut earned).await?;
     }
     earned.points_balance = match points_balance {
         Some(balance) => balance,
         None => loyalty::points_balance(tx, merchant_id, user_id).await?,
     };
     Ok(Some(earned))
+}
+
+/// A stamp on the payer's card of `program`, and its reward coupon when
+/// the stamp fills the card and the coupon can still be used.
+async fn add_stamp(
+    tx: &mut facepay_store::Connection,
+    program: &Program,
+    payment: &Payment,
+    user_id: &str,
+    now: i64,
+    earned: &mut LoyaltyReceipt,
+) -> Result<(), Failure> {
+    let stamps = loyalty::add_stamp(tx, &program.id, user_id, &payment.id).await?;
+    let every = program.stamps_per_reward.unwrap_or(i64::MAX).max(1);
+    // The stamps on the card now: a full card starts again.
+    let on_card = match stamps % every {
+        0 => every,
+        n => n,
+    };
+    earned.stamps = Some(earned.stamps.unwrap_or(0).max(on_card));
+    let Some(reward_id) = program.reward_coupon_id.as_deref() else {
+        return Ok(());
+    };
+    if stamps % every != 0 {
+        return Ok(());
+    }
+    let reward = loyalty::coupon(tx, reward_id).await?;
+    let usable = reward
+        .as_ref()
+        .is_some_and(|c| c.status == "active" && c.valid_from_ms <= now && now < c.valid_until_ms);
+    if usable {
+        loyalty::grant_coupon(tx, reward_id, user_id).await?;
+        loyalty::mark_rewarded(tx, &payment.id, &program.id).await?;
+        earned.rewards.extend(reward.map(|c| c.name));
+    }
+    Ok(())
 }
 
 /// Settles loyalty with a refund, in the refund's transaction: the points

@@ -3,11 +3,12 @@
 -- the same row, a new multixact listing them all. The rows below are
 -- referenced by nearly every payment at once (the merchant, its store and
 -- terminal, the ledger's shared accounts, the loyalty programme and its
--- coupons), so every payment in flight queued on them. None of them is
+-- coupons), so every payment in flight contended on them. None of them is
 -- ever deleted, and the code writes only ids it has just read or, for
 -- ledger accounts, inserted in the same transaction; `facepay ledger
 -- verify` finds any reference without its row. References to a payer's or
--- a payment's own rows stay: one transaction at a time takes those.
+-- a payment's own rows stay: one transaction at a time takes those. So does
+-- a webhook delivery's to its endpoint, which is shared but can be deleted.
 ALTER TABLE payments DROP CONSTRAINT payments_merchant_id_fkey;
 ALTER TABLE payments DROP CONSTRAINT payments_store_id_fkey;
 ALTER TABLE payments DROP CONSTRAINT payments_terminal_id_fkey;
