@@ -8,8 +8,9 @@
 #
 # The server binaries come from Debian's `postgresql` package (installed with
 # apt-get when /usr/lib/postgresql/*/bin has none). The cluster lives in
-# .facepay/postgres/data: made once with initdb, reused after. It listens on
-# 127.0.0.1 only, port $FACEPAY_PG_PORT (default 54329, or the next free one
+# .facepay/postgres/data: made once with initdb, reused after; its test
+# database is made again, empty, whenever `start` starts the server. It
+# listens on 127.0.0.1 only, port $FACEPAY_PG_PORT (default 54329, or the next free one
 # when another server, such as a second checkout's, holds it), with trust
 # auth and fsync on. The package's own cluster (port 5432) is neither used nor touched.
 #
@@ -147,7 +148,7 @@ url() {
 }
 
 start() {
-    local bindir
+    local bindir started=0
     bindir="$(find_bindir)"
     if [[ -z "$bindir" ]]; then
         install_postgres
@@ -203,6 +204,7 @@ EOF
             port=$((port + 1))
         done
         say "starting on 127.0.0.1:$port"
+        started=1
         if ! as_owner "$bindir/pg_ctl" -w -t 60 -D "$pgroot/data" -l "$pgroot/log" \
             -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$sockets'" \
             start >&2; then
@@ -216,6 +218,13 @@ EOF
     p="$(current_port)"
     user="$(owner)"
     [[ -x "$bindir/psql" ]] || psql=(psql -X -q -v ON_ERROR_STOP=1)
+    # Each test leaves its schema behind, so that a failed test's rows can be
+    # read after. A server started here begins with an empty test database
+    # instead, or the schemas of every earlier run pile up in the catalog.
+    if [[ "$started" == 1 ]]; then
+        "${psql[@]}" -h 127.0.0.1 -p "$p" -U "$user" -d postgres \
+            -c "drop database if exists $database" >&2
+    fi
     if [[ -z "$("${psql[@]}" -h 127.0.0.1 -p "$p" -U "$user" -d postgres -tAc \
         "select 1 from pg_database where datname = '$database'")" ]]; then
         say "creating database $database"
