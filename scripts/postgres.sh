@@ -218,9 +218,9 @@ EOF
     p="$(current_port)"
     user="$(owner)"
     [[ -x "$bindir/psql" ]] || psql=(psql -X -q -v ON_ERROR_STOP=1)
-    # Each test leaves its schema behind, so that a failed test's rows can be
-    # read after. A server started here begins with an empty test database
-    # instead, or the schemas of every earlier run pile up in the catalog.
+    # Each test makes a schema of its own and leaves it behind. A server
+    # started here begins with an empty test database, or the schemas of
+    # every earlier run pile up in the catalog.
     if [[ "$started" == 1 ]]; then
         "${psql[@]}" -h 127.0.0.1 -p "$p" -U "$user" -d postgres \
             -c "drop database if exists $database" >&2

@@ -83,7 +83,6 @@ pub async fn append_all(
     crate::insert_rows(
         conn,
         INSERT,
-        4,
         changes,
         |query, (user_id, kind, merchant_id)| {
             (query.bind(*user_id).bind(kind.as_str()))

@@ -23,7 +23,7 @@ pub async fn insert(conn: &mut Connection, key: &DataKeyRow, now_ms: i64) -> Res
 /// stores thousands).
 pub async fn insert_all(conn: &mut Connection, keys: &[&DataKeyRow], now_ms: i64) -> Result<()> {
     const INSERT: &str = "INSERT INTO data_keys (id, kek_id, nonce, wrapped, created_at_ms) VALUES";
-    crate::insert_rows(conn, INSERT, 5, keys, |query, key| {
+    crate::insert_rows(conn, INSERT, keys, |query, key| {
         (query.bind(&key.id).bind(&key.kek_id))
             .bind(&key.nonce)
             .bind(&key.wrapped)

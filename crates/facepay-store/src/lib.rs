@@ -416,16 +416,16 @@ pub(crate) const fn rows_per_statement(columns: usize) -> usize {
 /// A query of the `Any` driver, as [`insert_rows`] hands it to its binder.
 pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-/// Inserts `rows` with `insert` (`INSERT INTO t (a, b) VALUES`), each row's
-/// `columns` values bound by `bind`, as many rows a statement as
+/// Inserts `rows` with `insert` (`INSERT INTO t (a, b) VALUES`), a value
+/// for each of its columns bound by `bind`, as many rows a statement as
 /// [`BINDS_MAX`] allows.
 pub(crate) async fn insert_rows<T: Sync>(
     conn: &mut Connection,
     insert: &str,
-    columns: usize,
     rows: &[T],
     bind: impl for<'q> Fn(AnyQuery<'q>, &'q T) -> AnyQuery<'q> + Send,
 ) -> Result<()> {
+    let columns = column_count(insert);
     for chunk in rows.chunks(rows_per_statement(columns)) {
         let sql = format!("{insert} {}", values_placeholders(chunk.len(), columns));
         let mut query = sqlx::query(&sql);
@@ -435,6 +435,16 @@ pub(crate) async fn insert_rows<T: Sync>(
         query.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// How many columns `insert` (`INSERT INTO t (a, b) VALUES`) names.
+fn column_count(insert: &str) -> usize {
+    let names = insert
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(names, _)| names);
+    let names = names.unwrap_or_else(|| panic!("no column list in {insert:?}"));
+    names.split(',').count()
 }
 
 /// `rows` rows of `columns` placeholders for a multi-row `VALUES`, numbered

@@ -3,6 +3,8 @@
 //! phone numbers) or ciphertexts (templates, card numbers, phone numbers)
 //! made by the caller.
 
+use std::sync::LazyLock;
+
 use serde::Serialize;
 use sqlx::{FromRow, Row};
 
@@ -69,7 +71,7 @@ pub async fn insert_accounts(conn: &mut Connection, users: &[NewAccount<'_>]) ->
     const INSERT: &str = "INSERT INTO users (id, phone_hash, phone_key_id, phone_nonce, \
                           phone_ciphertext, phone_last4, pin_hash, token_hash, status, \
                           created_at_ms) VALUES";
-    crate::insert_rows(conn, INSERT, 10, users, |query, user| {
+    crate::insert_rows(conn, INSERT, users, |query, user| {
         (query.bind(user.id).bind(&user.phone.hash))
             .bind(&user.phone.key_id)
             .bind(&user.phone.nonce)
@@ -201,21 +203,28 @@ pub async fn user_with_card(
     conn: &mut Connection,
     id: &str,
 ) -> Result<Option<(User, Option<PaymentMethod>)>> {
-    let of = |table: &str, columns: &str, alias: &str| {
-        columns
-            .split(',')
-            .map(|c| format!("{table}.{c} AS {alias}{c}", c = c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let sql = format!(
-        "SELECT {}, {} FROM users u LEFT JOIN payment_methods m ON m.id = \
-         (SELECT id FROM payment_methods WHERE user_id = u.id AND status = 'active' \
-         ORDER BY {CARD_ORDER} LIMIT 1) WHERE u.id = $1",
-        of("m", METHOD_COLUMNS, ""),
-        of("u", USER_COLUMNS, "u_"),
-    );
-    let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(conn).await? else {
+    // Written once: the pay path runs it for every payment.
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let of = |table: &str, columns: &str, alias: &str| {
+            columns
+                .split(',')
+                .map(|c| format!("{table}.{c} AS {alias}{c}", c = c.trim()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "SELECT {}, {} FROM users u LEFT JOIN payment_methods m ON m.id = \
+             (SELECT id FROM payment_methods WHERE user_id = u.id AND status = 'active' \
+             ORDER BY {CARD_ORDER} LIMIT 1) WHERE u.id = $1",
+            of("m", METHOD_COLUMNS, ""),
+            of("u", USER_COLUMNS, "u_"),
+        )
+    });
+    let Some(row) = sqlx::query(SQL.as_str())
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+    else {
         return Ok(None);
     };
     let user = User {
@@ -371,7 +380,7 @@ pub async fn insert_templates(
 ) -> Result<()> {
     const INSERT: &str = "INSERT INTO templates (user_id, model, key_id, nonce, ciphertext, \
                           transform_id, created_at_ms) VALUES";
-    crate::insert_rows(conn, INSERT, 7, templates, |query, template| {
+    crate::insert_rows(conn, INSERT, templates, |query, template| {
         (query.bind(&template.user_id).bind(&template.model))
             .bind(&template.key_id)
             .bind(&template.nonce)
@@ -568,7 +577,7 @@ pub async fn insert_payment_methods(
     const INSERT: &str = "INSERT INTO payment_methods (id, user_id, brand, last4, expiry_month, \
                           expiry_year, key_id, nonce, ciphertext, vault_token, fingerprint, status, \
                           created_at_ms, credential_connector, credential_id, is_default) VALUES";
-    crate::insert_rows(conn, INSERT, 16, methods, |query, method| {
+    crate::insert_rows(conn, INSERT, methods, |query, method| {
         (query.bind(&method.id).bind(&method.user_id))
             .bind(&method.brand)
             .bind(&method.last4)

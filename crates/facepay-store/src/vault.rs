@@ -26,7 +26,7 @@ pub async fn insert_share(conn: &mut Connection, row: &ShareRow, now_ms: i64) ->
 pub async fn insert_shares(conn: &mut Connection, rows: &[ShareRow], now_ms: i64) -> Result<()> {
     const INSERT: &str = "INSERT INTO vault_shares (token, key_nonce, wrapped_key, nonce, \
                           ciphertext, created_at_ms) VALUES";
-    crate::insert_rows(conn, INSERT, 6, rows, |query, row| {
+    crate::insert_rows(conn, INSERT, rows, |query, row| {
         (query.bind(&row.token).bind(&row.key_nonce))
             .bind(&row.wrapped_key)
             .bind(&row.nonce)
