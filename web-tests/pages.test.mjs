@@ -55,6 +55,19 @@ async function shoot(page, name) {
   await page.screenshot({ path: join(ARTEFACTS, `${name}.png`), fullPage: true });
 }
 
+/**
+ * Waits until `selector` shows `text`; if it never does, the error says what
+ * it showed instead, which is the first thing a failed run needs.
+ */
+async function shows(page, selector, text) {
+  try {
+    await page.locator(selector, { hasText: text }).waitFor({ timeout: ANSWER_MS });
+  } catch (e) {
+    const now = await page.locator(selector).innerText({ timeout: 1000 }).catch(() => "(nothing)");
+    throw new Error(`${selector} never showed ${text}; it shows "${now}"`, { cause: e });
+  }
+}
+
 async function merchantPayments() {
   const response = await fetch(`${URL}/v1/merchant/payments?limit=100`, {
     headers: { authorization: `Bearer ${merchantKey}` },
@@ -93,7 +106,7 @@ async function provisionedTerminal(browser, name) {
   await page.goto(`${URL}/terminal`);
   await enterCode(page, await newTerminal(name));
   await page.locator("#till").waitFor({ timeout: ANSWER_MS });
-  await page.locator("#status", { hasText: /Ready|Move|Hold|Face|look/i }).waitFor({ timeout: ANSWER_MS });
+  await shows(page, "#status", /Ready|Move|Hold|Face|look/i);
   return page;
 }
 
@@ -126,7 +139,7 @@ test("a kiosk pairs with a fresh code; an expired or a used code is refused", as
   await late.goto(`${URL}/terminal`);
   await new Promise((r) => setTimeout(r, 1500));
   await enterCode(late, expiring);
-  await late.locator("#provision-status", { hasText: "has expired" }).waitFor({ timeout: ANSWER_MS });
+  await shows(late, "#provision-status", "has expired");
   assert.ok(await late.locator("#till").isHidden());
   await shoot(late, "terminal-pairing-expired");
 
@@ -150,7 +163,7 @@ test("a kiosk pairs with a fresh code; an expired or a used code is refused", as
   const second = await pageOf(browser, KIOSK);
   await second.goto(`${URL}/terminal`);
   await enterCode(second, fresh);
-  await second.locator("#provision-status", { hasText: "used already" }).waitFor({ timeout: ANSWER_MS });
+  await shows(second, "#provision-status", "used already");
   assert.ok(await second.locator("#till").isHidden());
   await shoot(second, "terminal-pairing-used");
 });
@@ -207,7 +220,7 @@ test("a risky payment asks for the phone's last digits on a keypad", async () =>
   await obama.setViewportSize(KIOSK);
   for (const digit of "1234") await obama.locator("#keypad").getByRole("button", { name: digit, exact: true }).click();
   await obama.locator("#keypad").getByRole("button", { name: "Confirm" }).click();
-  await obama.locator("#status", { hasText: "does not match" }).waitFor({ timeout: ANSWER_MS });
+  await shows(obama, "#status", "does not match");
   await obama.getByLabel("Last 4 digits of your phone").fill("0000");
   await obama.locator("#step-up-form").getByRole("button", { name: "Confirm", exact: true }).first().click();
   const receipt = obama.locator("#receipt");
@@ -216,18 +229,25 @@ test("a risky payment asks for the phone's last digits on a keypad", async () =>
 });
 
 test("a declined card says why, and charges nothing", async () => {
+  const captured = async () => (await merchantPayments()).filter((p) => p.state === "captured").length;
+  const capturedBefore = await captured();
   const salley = await provisionedTerminal(await browserWith("salley.y4m"), "kiosk salley");
   await salley.getByLabel("Amount").fill("4500");
   await salley.getByRole("button", { name: "Pay" }).click();
-  await salley.locator("#status", { hasText: "declined by its bank" }).waitFor({ timeout: ANSWER_MS });
+  await shows(salley, "#status", "declined by its bank");
   assert.ok(await salley.locator("#receipt").isHidden());
+  // The camera's guidance runs every 1.5 s; it must not erase the answer
+  // before the cashier has read it.
+  await salley.waitForTimeout(4000);
+  assert.match(await salley.locator("#status").innerText(), /declined by its bank/);
+  assert.equal(await captured(), capturedBefore, "nothing captured");
   await shoot(salley, "terminal-declined-kiosk");
 });
 
 test("a shopper signs up in the app, changes cards, and deletes their face", async () => {
   const phone = await pageOf(await browserWith("hanks.y4m"), PHONE);
   await phone.goto(`${URL}/app`);
-  await phone.locator("#selfie-status", { hasText: "Face the camera" }).waitFor({ timeout: ANSWER_MS });
+  await shows(phone, "#selfie-status", "Face the camera");
   await phone.getByLabel("Phone number").fill("+821099990001");
   await phone.getByLabel("PIN (4 to 12 digits)").fill("2468");
   await phone.getByLabel("Card number").fill("4242 4242 4242 4241");
@@ -237,7 +257,7 @@ test("a shopper signs up in the app, changes cards, and deletes their face", asy
   await phone.locator("#enrol-status", { hasText: "Take a selfie first" }).waitFor();
   assert.match(await phone.locator("#enrol-status").innerText(), /card number/);
   await phone.getByRole("button", { name: "Take selfie" }).click();
-  await phone.locator("#selfie-status", { hasText: "Looks good" }).waitFor({ timeout: ANSWER_MS });
+  await shows(phone, "#selfie-status", "Looks good");
   await phone.getByLabel("Card number").fill("4000 0566 5566 5556");
   assert.equal(await phone.locator("#enrol-status").innerText(), "", "the old complaint is gone");
   await shoot(phone, "app-sign-up-phone");
@@ -259,23 +279,23 @@ test("a shopper signs up in the app, changes cards, and deletes their face", asy
   await phone.getByLabel("New card's expiry, MM/YY").fill(mmYy);
   await phone.getByLabel("New card's CVC").fill("737");
   await phone.getByRole("button", { name: "Add card" }).click();
-  await phone.locator("#mine-status", { hasText: "The card is added" }).waitFor({ timeout: ANSWER_MS });
+  await shows(phone, "#mine-status", "The card is added");
   await phone.locator("#cards-notice", { hasText: "****4444 expires" }).waitFor();
   const added = cards.filter({ hasText: "****4444" });
   await added.getByRole("button", { name: "Pay with this card" }).click();
-  await phone.locator("#mine-status", { hasText: "This card pays from now on" }).waitFor({ timeout: ANSWER_MS });
+  await shows(phone, "#mine-status", "This card pays from now on");
   assert.match(await added.innerText(), /pays/);
   assert.doesNotMatch(await cards.filter({ hasText: "****5556" }).innerText(), /pays/);
   phone.once("dialog", (d) => d.accept());
   await cards.filter({ hasText: "****5556" }).getByRole("button", { name: "Remove" }).click();
-  await phone.locator("#mine-status", { hasText: "The card is removed" }).waitFor({ timeout: ANSWER_MS });
+  await shows(phone, "#mine-status", "The card is removed");
   assert.equal(await cards.count(), 1);
   assert.match(await phone.locator("#mine-summary").innerText(), /face enrolled/);
   await shoot(phone, "app-wallet-phone");
 
   phone.once("dialog", (d) => d.accept());
   await phone.getByRole("button", { name: "Delete my face" }).click();
-  await phone.locator("#mine-status", { hasText: "Your face is deleted" }).waitFor({ timeout: ANSWER_MS });
+  await shows(phone, "#mine-status", "Your face is deleted");
   await phone.locator("#mine-summary", { hasText: "no face enrolled" }).waitFor();
   await phone.setViewportSize(KIOSK);
   await shoot(phone, "app-mine-kiosk");
@@ -294,7 +314,7 @@ test("the merchant refunds from the dashboard and exports today", async () => {
   await shoot(page, "dashboard-kiosk");
   page.once("dialog", (d) => d.accept());
   await row.getByRole("button", { name: /Refund/ }).click();
-  await page.locator("#board-status", { hasText: "Refunded" }).waitFor({ timeout: ANSWER_MS });
+  await shows(page, "#board-status", "Refunded");
   const refunded = (await merchantPayments()).find((p) => p.id === approvedId);
   assert.equal(refunded.state, "refunded");
   const [download] = await Promise.all([
@@ -319,7 +339,7 @@ test("an operator onboards a merchant in the console; the merchant makes and rev
   await console_.getByLabel("Name", { exact: true }).fill(`Web Cafe ${stamp}`);
   await console_.getByLabel("Legal name").fill(`Web Cafe ${stamp} Ltd`);
   await console_.getByRole("button", { name: "Add the merchant" }).click();
-  await console_.locator("#merchants-status", { hasText: "Added" }).waitFor({ timeout: ANSWER_MS });
+  await shows(console_, "#merchants-status", "Added");
   await console_.locator("#merchant-title", { hasText: `Web Cafe ${stamp}` }).waitFor({ timeout: ANSWER_MS });
 
   await console_.getByLabel("Store name").fill("Web Cafe Seongsu");
@@ -327,7 +347,7 @@ test("an operator onboards a merchant in the console; the merchant makes and rev
   await console_.getByLabel("City").fill("Seoul");
   await console_.getByLabel("Time zone").fill("Mars/Olympus_Mons");
   await console_.getByRole("button", { name: "Open the store" }).click();
-  await console_.locator("#merchant-status", { hasText: "IANA time zone" }).waitFor({ timeout: ANSWER_MS });
+  await shows(console_, "#merchant-status", "IANA time zone");
   assert.equal(await console_.locator("#stores tr[data-store]").count(), 0, "a refused store is not half made");
   await console_.getByLabel("Time zone").fill("Asia/Seoul");
   await console_.getByLabel("Opens every day at").fill("08:00");
@@ -352,7 +372,7 @@ test("an operator onboards a merchant in the console; the merchant makes and rev
   await console_.locator("#terminals tr[data-terminal]", { hasText: "active" }).waitFor({ timeout: ANSWER_MS });
 
   await console_.getByRole("button", { name: "Make an admin key for this merchant" }).click();
-  await console_.locator("#merchant-status", { hasText: "Key made" }).waitFor({ timeout: ANSWER_MS });
+  await shows(console_, "#merchant-status", "Key made");
   const adminKey = await console_.locator("#secret-value").inputValue();
 
   const dashboard = await pageOf(browsers[0], KIOSK);
@@ -363,7 +383,7 @@ test("an operator onboards a merchant in the console; the merchant makes and rev
   await dashboard.getByLabel("New key's label").fill("till reader");
   await dashboard.getByLabel("Scope").selectOption("read");
   await dashboard.getByRole("button", { name: "Make a key" }).click();
-  await dashboard.locator("#keys-status", { hasText: "Key made" }).waitFor({ timeout: ANSWER_MS });
+  await shows(dashboard, "#keys-status", "Key made");
   const readKey = await dashboard.locator("#new-key-secret").inputValue();
   const asReader = (path) => fetch(`${URL}${path}`, { headers: { authorization: `Bearer ${readKey}` } });
   assert.equal((await asReader("/v1/merchant/payments")).status, 200);
@@ -371,7 +391,7 @@ test("an operator onboards a merchant in the console; the merchant makes and rev
   await shoot(dashboard, "dashboard-keys-kiosk");
   dashboard.once("dialog", (d) => d.accept());
   await dashboard.getByRole("button", { name: "Revoke till reader" }).click();
-  await dashboard.locator("#keys-status", { hasText: "Revoked" }).waitFor({ timeout: ANSWER_MS });
+  await shows(dashboard, "#keys-status", "Revoked");
   const refused = await asReader("/v1/merchant/payments");
   assert.equal(refused.status, 401);
   assert.equal((await refused.json()).error.code, "key_revoked");

@@ -14,10 +14,16 @@ const RETRIES_MAX = 5;
 const RETRY_GAP_MS = 1000;
 /** How often the idle screen asks the face engine for guidance. */
 const GUIDE_EVERY_MS = 1500;
+/**
+ * A payment's answer stays on screen this long, or until the cashier types
+ * the next amount: guidance must not erase a decline before anyone reads it.
+ */
+const ANSWER_HOLD_MS = 20_000;
 
 const $ = (id) => document.getElementById(id);
 let terminal = null; // { terminalId, key }
 let busy = false;
+let answerHeldUntil = 0; // a time in ms; guidance waits until then
 
 // IndexedDB holds the CryptoKey itself: the browser keeps the private key
 // and signs with it, and no script can read it back.
@@ -169,6 +175,7 @@ function showStepUp(payment) {
 
 function answered(answer) {
   const payment = answer.body?.payment ?? answer.body;
+  answerHeldUntil = Date.now() + ANSWER_HOLD_MS;
   $("step-up").classList.add("hidden");
   if (answer.status === 201 || (answer.status === 200 && ["captured", "authorised"].includes(payment?.state))) {
     pending = null;
@@ -225,10 +232,11 @@ async function stepUp(event) {
 
 /** While idle, tells the payer how to stand, from the face engine. */
 async function guide() {
-  if (!busy && !pending && $("video").videoWidth > 0 && $("receipt").classList.contains("hidden")) {
+  const idle = () => !busy && !pending && Date.now() >= answerHeldUntil;
+  if (idle() && $("video").videoWidth > 0 && $("receipt").classList.contains("hidden")) {
     try {
       const reasons = await quality(grab($("video"), $("canvas")));
-      if (!busy && !pending) {
+      if (idle()) {
         const ready = reasons.length === 0;
         $("camera").dataset.tone = ready ? "good" : "";
         say($("status"), ready ? "Ready: enter the amount and press Pay." : guidance(reasons[0]) ?? "Look at the camera.", ready ? "good" : "wait");
@@ -274,6 +282,7 @@ async function start() {
     location.reload();
   });
   $("amount-form").addEventListener("submit", pay);
+  $("amount").addEventListener("input", () => { answerHeldUntil = 0; });
   $("step-up-form").addEventListener("submit", stepUp);
   $("step-up-cancel").addEventListener("click", () => {
     pending = null;
