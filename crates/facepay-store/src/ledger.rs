@@ -418,9 +418,14 @@ struct Transfer<'a> {
 /// Transfers posted together, each balanced on its own.
 const TRANSFERS_MAX: usize = 2;
 
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 /// Posts `transfers` in three statements however many there are and
 /// however many legs they have (the transfers, their accounts, their
-/// entries): on PostgreSQL each statement is a round trip.
+/// entries); on PostgreSQL, where each statement is a round trip, the
+/// three are one (the first two as data-modifying `WITH` parts; the
+/// entries' foreign key to their transfer is checked at the statement's
+/// end, when the transfer's row is there).
 async fn post_all(
     conn: &mut Connection,
     payment_id: Option<&str>,
@@ -438,58 +443,115 @@ async fn post_all(
         let sum: i128 = t.legs.iter().map(|(_, amount)| i128::from(*amount)).sum();
         assert_eq!(sum, 0, "transfer {} does not balance", t.id);
     }
-    let sql = format!(
-        "INSERT INTO ledger_transfers (id, payment_id, kind, currency, created_at_ms) VALUES {}",
-        crate::values_placeholders(transfers.len(), 5)
-    );
-    let mut inserted = sqlx::query(&sql);
-    for t in transfers {
-        inserted = inserted
-            .bind(t.id)
-            .bind(payment_id)
-            .bind(t.kind.as_str())
-            .bind(currency)
-            .bind(now_ms);
-    }
-    inserted
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| StoreError::from(e).duplicate_as("ledger transfer"))?;
-    let legs = || {
-        transfers
-            .iter()
-            .flat_map(|t| t.legs.iter().map(move |leg| (t.id, leg)))
-    };
+    let legs: Vec<(&str, String, i64)> = transfers
+        .iter()
+        .flat_map(|t| {
+            t.legs
+                .iter()
+                .map(|(a, amount)| (t.id, a.id(currency), *amount))
+        })
+        .collect();
     let mut accounts: Vec<(String, &'static str)> = Vec::new();
-    for (_, (account, _)) in legs() {
-        let id = account.id(currency);
-        if !accounts.iter().any(|(known, _)| *known == id) {
-            accounts.push((id, account.kind()));
+    for t in transfers {
+        for (account, _) in t.legs {
+            let id = account.id(currency);
+            if !accounts.iter().any(|(known, _)| *known == id) {
+                accounts.push((id, account.kind()));
+            }
         }
     }
-    let sql = format!(
+    let shape = (transfers.len(), accounts.len(), legs.len());
+    if conn.backend_name() == "PostgreSQL" {
+        let sql = post_sql(shape, true).join(" ");
+        let query = bind_transfers(sqlx::query(&sql), transfers, payment_id, currency, now_ms);
+        let query = bind_entries(bind_accounts(query, &accounts, currency, now_ms), &legs);
+        query
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| StoreError::from(e).duplicate_as("ledger transfer"))?;
+        return Ok(());
+    }
+    let [transfers_sql, accounts_sql, entries_sql] = post_sql(shape, false);
+    bind_transfers(
+        sqlx::query(&transfers_sql),
+        transfers,
+        payment_id,
+        currency,
+        now_ms,
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| StoreError::from(e).duplicate_as("ledger transfer"))?;
+    bind_accounts(sqlx::query(&accounts_sql), &accounts, currency, now_ms)
+        .execute(&mut *conn)
+        .await?;
+    bind_entries(sqlx::query(&entries_sql), &legs)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn bind_transfers<'q>(
+    mut q: Query<'q>,
+    transfers: &'q [Transfer<'q>],
+    payment_id: Option<&'q str>,
+    currency: &'q str,
+    now_ms: i64,
+) -> Query<'q> {
+    for t in transfers {
+        q = q.bind(t.id).bind(payment_id).bind(t.kind.as_str());
+        q = q.bind(currency).bind(now_ms);
+    }
+    q
+}
+
+fn bind_accounts<'q>(
+    mut q: Query<'q>,
+    accounts: &'q [(String, &'static str)],
+    currency: &'q str,
+    now_ms: i64,
+) -> Query<'q> {
+    for (id, kind) in accounts {
+        q = q.bind(id.as_str()).bind(*kind).bind(currency).bind(now_ms);
+    }
+    q
+}
+
+fn bind_entries<'q>(mut q: Query<'q>, legs: &'q [(&'q str, String, i64)]) -> Query<'q> {
+    for (transfer_id, account_id, amount) in legs {
+        q = q.bind(*transfer_id).bind(account_id.as_str()).bind(*amount);
+    }
+    q
+}
+
+/// The statements of a [`post_all`] of `transfers`, `accounts` and `legs`
+/// rows: three, or as `joined`, the parts of one (`WITH … INSERT`) whose
+/// placeholders run on from one part to the next.
+fn post_sql((transfers, accounts, legs): (usize, usize, usize), joined: bool) -> [String; 3] {
+    let after = |binds: usize| if joined { binds } else { 0 };
+    let (accounts_first, entries_first) =
+        (after(transfers * 5), after(transfers * 5 + accounts * 4));
+    let transfers_sql = format!(
+        "INSERT INTO ledger_transfers (id, payment_id, kind, currency, created_at_ms) VALUES {}",
+        crate::values_placeholders(transfers, 5)
+    );
+    let accounts_sql = format!(
         "INSERT INTO ledger_accounts (id, kind, currency, created_at_ms) VALUES {} \
          ON CONFLICT (id) DO NOTHING",
-        crate::values_placeholders(accounts.len(), 4)
+        crate::values_placeholders_after(accounts_first, accounts, 4)
     );
-    let mut inserted = sqlx::query(&sql);
-    for (id, kind) in &accounts {
-        inserted = inserted.bind(id).bind(*kind).bind(currency).bind(now_ms);
-    }
-    inserted.execute(&mut *conn).await?;
-    let sql = format!(
+    let entries_sql = format!(
         "INSERT INTO ledger_entries (transfer_id, account_id, amount_minor) VALUES {}",
-        crate::values_placeholders(legs().count(), 3)
+        crate::values_placeholders_after(entries_first, legs, 3)
     );
-    let mut inserted = sqlx::query(&sql);
-    for (transfer_id, (account, amount)) in legs() {
-        inserted = inserted
-            .bind(transfer_id)
-            .bind(account.id(currency))
-            .bind(*amount);
+    if joined {
+        return [
+            format!("WITH transfers AS ({transfers_sql}),"),
+            format!("accounts AS ({accounts_sql})"),
+            entries_sql,
+        ];
     }
-    inserted.execute(&mut *conn).await?;
-    Ok(())
+    [transfers_sql, accounts_sql, entries_sql]
 }
 
 /// How many transfers a payment has posted.

@@ -451,14 +451,20 @@ fn column_count(insert: &str) -> usize {
 /// from `$1`: `($1, $2), ($3, $4)`. Hand-written because sqlx's query
 /// builder writes `?` for the `Any` driver, which PostgreSQL refuses.
 pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
+    values_placeholders_after(0, rows, columns)
+}
+
+/// [`values_placeholders`] numbered after the `first` binds a statement
+/// has already: several `VALUES` lists in one statement.
+pub(crate) fn values_placeholders_after(first: usize, rows: usize, columns: usize) -> String {
     assert!(rows >= 1 && columns >= 1);
     assert!(
-        rows * columns <= BINDS_MAX,
-        "{rows} rows of {columns} binds"
+        first + rows * columns <= BINDS_MAX,
+        "{first} binds and {rows} rows of {columns}"
     );
     let row = |r: usize| {
         let cells: Vec<String> = (1..=columns)
-            .map(|c| format!("${}", r * columns + c))
+            .map(|c| format!("${}", first + r * columns + c))
             .collect();
         format!("({})", cells.join(", "))
     };

@@ -135,13 +135,22 @@ fn bind_score<'q>(
 
 /// Inserts a new payment and its first event. A second payment with the same
 /// terminal and idempotency key is `Duplicate`: the key names one payment.
+/// On PostgreSQL both go in one statement (the event inserted from the
+/// payment's `RETURNING`), one round trip instead of two.
 pub async fn insert(conn: &mut Connection, p: &Payment) -> Result<()> {
-    let sql = format!(
-        "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-         $10, $11, $12, $13, $14, $15, $16, $17, $18, CAST($19 AS DOUBLE PRECISION), $20, $21, $22, \
-         $23, $24, $25)"
-    );
     let postgres = conn.backend_name() == "PostgreSQL";
+    let values = "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+         $17, $18, CAST($19 AS DOUBLE PRECISION), $20, $21, $22, $23, $24, $25)";
+    let sql = if postgres {
+        format!(
+            "WITH created AS (INSERT INTO payments ({PAYMENT_COLUMNS}) {values} \
+             RETURNING id, state, reason, created_at_ms) \
+             INSERT INTO payment_events (payment_id, from_state, to_state, reason, at_ms) \
+             SELECT id, NULL, state, reason, created_at_ms FROM created"
+        )
+    } else {
+        format!("INSERT INTO payments ({PAYMENT_COLUMNS}) {values}")
+    };
     let query = sqlx::query(&sql)
         .bind(&p.id)
         .bind(&p.terminal_id)
@@ -171,8 +180,23 @@ pub async fn insert(conn: &mut Connection, p: &Payment) -> Result<()> {
         .execute(&mut *conn)
         .await
         .map_err(|e| StoreError::from(e).duplicate_as("payment for this idempotency key"))?;
+    if postgres {
+        return Ok(());
+    }
     let created = (None, p.state.as_str(), p.reason.as_str(), p.created_at_ms);
     record_events(conn, &p.id, &[created]).await
+}
+
+/// [`insert`] committed on its own: on PostgreSQL its one statement, with
+/// no `BEGIN` and `COMMIT` round trips around it; on SQLite a transaction.
+pub async fn insert_committed(store: &crate::Store, p: &Payment) -> Result<()> {
+    if store.backend() == crate::Backend::Postgres {
+        return insert(&mut *store.acquire().await?, p).await;
+    }
+    let mut tx = store.begin().await?;
+    insert(&mut tx, p).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Writes the payment's new fields if the row is still as `before` (same
@@ -185,13 +209,12 @@ pub async fn transition(conn: &mut Connection, before: &Payment, p: &Payment) ->
         from == to || from.can_move_to(to),
         "illegal payment transition {from:?} -> {to:?}"
     );
-    update_if_unchanged(conn, before, p).await?;
-    record_events(conn, &p.id, &[move_to(from, p)]).await
+    update_and_record(conn, before, p, &[move_to(from, p)]).await
 }
 
 /// Two moves in one write, `before` to `via` to `after`, each recorded as
 /// an event (an approval captured at once): one statement for the row and
-/// one for the events.
+/// one for the events (on PostgreSQL, one for both).
 pub async fn transition_via(
     conn: &mut Connection,
     before: &Payment,
@@ -204,35 +227,94 @@ pub async fn transition_via(
         "illegal payment transitions {from:?} -> {middle:?} -> {to:?}"
     );
     assert!(before.id == via.id && via.id == after.id);
-    update_if_unchanged(conn, before, after).await?;
     let moves = [move_to(from, via), move_to(middle, after)];
-    record_events(conn, &after.id, &moves).await
+    update_and_record(conn, before, after, &moves).await
+}
+
+const UPDATE_IF_UNCHANGED: &str = "UPDATE payments SET user_id = $3, payment_method_id = $4, \
+     authorised_minor = $5, captured_minor = $6, refunded_minor = $7, fee_minor = $8, \
+     state = $9, reason = $10, connector = $11, issuer_ref = $12, \
+     match_score = CAST($13 AS DOUBLE PRECISION), candidates = $14, step_up_attempts = $15, \
+     liveness = $16, expires_at_ms = $17, updated_at_ms = $18 \
+     WHERE id = $1 AND state = $2 AND captured_minor = $19 AND refunded_minor = $20 \
+     AND step_up_attempts = $21";
+
+/// Writes `p` over `before` ([`update_if_unchanged`]) and records `moves`.
+/// On PostgreSQL that is one statement, the events inserted only for the
+/// row the update returns: none when the row had changed.
+async fn update_and_record(
+    conn: &mut Connection,
+    before: &Payment,
+    p: &Payment,
+    moves: &[Move<'_>],
+) -> Result<()> {
+    if conn.backend_name() != "PostgreSQL" {
+        update_if_unchanged(conn, before, p).await?;
+        return record_events(conn, &p.id, moves).await;
+    }
+    assert!((1..=2).contains(&moves.len()), "one or two moves at once");
+    let events = (0..moves.len())
+        .map(|i| {
+            let n = 21 + i * 4;
+            format!(
+                "({i}, CAST(${} AS TEXT), CAST(${} AS TEXT), CAST(${} AS TEXT), CAST(${} AS BIGINT))",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "WITH moved AS ({UPDATE_IF_UNCHANGED} RETURNING id) \
+         INSERT INTO payment_events (payment_id, from_state, to_state, reason, at_ms) \
+         SELECT moved.id, e.from_state, e.to_state, e.reason, e.at_ms FROM moved, \
+         (VALUES {events}) AS e (n, from_state, to_state, reason, at_ms) ORDER BY e.n"
+    );
+    let mut query = bind_update(sqlx::query(&sql), before, p, true);
+    for &(from, to, reason, at_ms) in moves {
+        query = query.bind(from).bind(to).bind(reason).bind(at_ms);
+    }
+    let done = query.execute(&mut *conn).await?;
+    if done.rows_affected() != moves.len() as u64 {
+        return Err(StoreError::Duplicate("concurrent change to this payment"));
+    }
+    Ok(())
 }
 
 async fn update_if_unchanged(conn: &mut Connection, before: &Payment, p: &Payment) -> Result<()> {
-    let query = sqlx::query(
-        "UPDATE payments SET user_id = $3, payment_method_id = $4, authorised_minor = $5, \
-         captured_minor = $6, refunded_minor = $7, fee_minor = $8, state = $9, reason = $10, \
-         connector = $11, issuer_ref = $12, match_score = CAST($13 AS DOUBLE PRECISION), \
-         candidates = $14, \
-         step_up_attempts = $15, liveness = $16, expires_at_ms = $17, updated_at_ms = $18 \
-         WHERE id = $1 AND state = $2 AND captured_minor = $19 AND refunded_minor = $20 \
-         AND step_up_attempts = $21",
-    )
-    .bind(&p.id)
-    .bind(&before.state)
-    .bind(&p.user_id)
-    .bind(&p.payment_method_id)
-    .bind(p.authorised_minor)
-    .bind(p.captured_minor)
-    .bind(p.refunded_minor)
-    .bind(p.fee_minor)
-    .bind(&p.state)
-    .bind(&p.reason)
-    .bind(&p.connector)
-    .bind(&p.issuer_ref);
     let postgres = conn.backend_name() == "PostgreSQL";
-    let done = bind_score(query, postgres, p.match_score)
+    let done = bind_update(sqlx::query(UPDATE_IF_UNCHANGED), before, p, postgres)
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Duplicate("concurrent change to this payment"));
+    }
+    Ok(())
+}
+
+/// The 21 binds of [`UPDATE_IF_UNCHANGED`].
+fn bind_update<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    before: &'q Payment,
+    p: &'q Payment,
+    postgres: bool,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let query = query
+        .bind(&p.id)
+        .bind(&before.state)
+        .bind(&p.user_id)
+        .bind(&p.payment_method_id)
+        .bind(p.authorised_minor)
+        .bind(p.captured_minor)
+        .bind(p.refunded_minor)
+        .bind(p.fee_minor)
+        .bind(&p.state)
+        .bind(&p.reason)
+        .bind(&p.connector)
+        .bind(&p.issuer_ref);
+    bind_score(query, postgres, p.match_score)
         .bind(&p.candidates)
         .bind(p.step_up_attempts)
         .bind(&p.liveness)
@@ -241,12 +323,6 @@ async fn update_if_unchanged(conn: &mut Connection, before: &Payment, p: &Paymen
         .bind(before.captured_minor)
         .bind(before.refunded_minor)
         .bind(before.step_up_attempts)
-        .execute(&mut *conn)
-        .await?;
-    if done.rows_affected() != 1 {
-        return Err(StoreError::Duplicate("concurrent change to this payment"));
-    }
-    Ok(())
 }
 
 /// A move of a payment: from a state (none for its creation) to a state,

@@ -186,6 +186,62 @@ async fn a_payment_moves_money_once_and_verify_proves_it() {
 }
 
 #[tokio::test]
+async fn an_approval_captured_at_once_records_both_moves_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let created = seed(&store).await;
+        let r = PaymentRef {
+            payment_id: "pay_1",
+            merchant_id: "m1",
+            currency: "KRW",
+        };
+        let mut authorised = created.clone();
+        authorised.state = "authorised".into();
+        authorised.authorised_minor = 4500;
+        let mut captured = authorised.clone();
+        captured.state = "captured".into();
+        captured.captured_minor = 4500;
+        captured.fee_minor = 112;
+        let mut tx = store.begin().await.unwrap();
+        ledger::authorise_and_capture(&mut tx, r, 4500, 112, 20)
+            .await
+            .unwrap();
+        payments::transition_via(&mut tx, &created, &authorised, &captured)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        // The same moves again find the row changed: nothing is written.
+        let mut conn = store.pool().acquire().await.unwrap();
+        let again = payments::transition_via(&mut conn, &created, &authorised, &captured).await;
+        assert!(matches!(again, Err(StoreError::Duplicate(_))), "{backend}");
+        let events = payments::events(&mut conn, "pay_1").await.unwrap();
+        let states: Vec<_> = events.iter().map(|e| e.to_state.as_str()).collect();
+        assert_eq!(states, ["created", "authorised", "captured"], "{backend}");
+        let froms: Vec<_> = events.iter().map(|e| e.from_state.as_deref()).collect();
+        assert_eq!(
+            froms,
+            [None, Some("created"), Some("authorised")],
+            "{backend}"
+        );
+        let v = ledger::verify(&mut conn).await.unwrap();
+        assert!(v.ok(), "{backend}: {:?}", v.problems);
+        assert_eq!((v.payments, v.transfers), (1, 2), "{backend}");
+        let stored = payments::get(&mut conn, "pay_1").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                stored.state.as_str(),
+                stored.captured_minor,
+                stored.fee_minor
+            ),
+            ("captured", 4500, 112),
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn verify_finds_a_payment_whose_ledger_disagrees() {
     let dir = tempfile::tempdir().unwrap();
     for store in testing::stores(dir.path()).await.unwrap() {
@@ -1192,6 +1248,14 @@ async fn coupons_are_limited_granted_restored_and_the_last_use_goes_to_one_payme
         let mut conn = store.acquire().await.unwrap();
         let winner = if a { "u1" } else { "u2" };
         let loser = if a { "u2" } else { "u1" };
+        let lost = if a { "pay_2" } else { "pay_1" };
+        assert!(
+            loyalty::coupon_uses(&mut conn, lost)
+                .await
+                .unwrap()
+                .is_empty(),
+            "the losing payment keeps no use of the coupon"
+        );
         assert!(
             loyalty::usable_coupons(&mut conn, "m1", loser, 100)
                 .await
@@ -1320,6 +1384,11 @@ async fn points_balance_never_goes_negative_and_the_points_ledger_verifies() {
                 expected
             );
         }
+        let again = loyalty::add_stamp(&mut conn, "lp2", "u1", "pay_3").await;
+        assert!(
+            matches!(again, Err(StoreError::Duplicate(_))),
+            "one stamp a payment: {again:?}"
+        );
         loyalty::mark_rewarded(&mut conn, "pay_3", "lp2")
             .await
             .unwrap();

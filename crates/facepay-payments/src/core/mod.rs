@@ -37,7 +37,8 @@ pub(crate) use outbox::{claim_event, transition, transition_via};
 pub use phones::PHONE_LOOKUP_KEY_ID;
 pub(crate) use phones::{enrolment_scope, hash_phone};
 pub(crate) use records::{
-    HELD_FOR_REVIEW, REVERSAL_PENDING, commit, derived_id, fee, money_of, stored_or_created,
+    HELD_FOR_REVIEW, REVERSAL_PENDING, commit, created, derived_id, fee, money_of,
+    stored_or_created,
 };
 pub(crate) use sealed::{template_aad, vector_from_bytes, vector_to_bytes};
 

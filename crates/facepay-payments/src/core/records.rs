@@ -62,11 +62,17 @@ pub(crate) async fn stored_or_created(
     if let Some(p) = stored {
         return Ok(p.clone());
     }
+    let created = created(payment);
+    payments::insert(tx, &created).await?;
+    Ok(created)
+}
+
+/// `payment` as its row is first written: created, just received.
+pub(crate) fn created(payment: &Payment) -> Payment {
     let mut created = payment.clone();
     created.state = PaymentState::Created.as_str().to_owned();
     created.reason = "received".into();
-    payments::insert(tx, &created).await?;
-    Ok(created)
+    created
 }
 
 pub(crate) fn money_of(p: &Payment) -> PaymentRef<'_> {

@@ -496,7 +496,12 @@ async fn take(
         crate::core::transition(&mut tx, &before, &touched).await?;
         before = touched;
     }
-    for (coupon, off) in &plan.coupons {
+    // Coupons, then points, as `undo_discount` gives them back; in the
+    // coupons' order, so that two payments stacking the same coupons
+    // never deadlock.
+    let mut coupons: Vec<&(Coupon, i64)> = plan.coupons.iter().collect();
+    coupons.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    for (coupon, off) in coupons {
         let used = loyalty::use_coupon(
             &mut tx,
             merchant_id,

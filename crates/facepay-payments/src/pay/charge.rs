@@ -14,7 +14,7 @@ use facepay_vault::VaultAuthorise;
 use super::{Attempt, Payer, Payments, Settlement, elapsed_us};
 use crate::api::{CaptureMode, ErrorBody, PayTimings, PaymentFailure, PaymentView};
 use crate::core::{
-    HELD_FOR_REVIEW, REVERSAL_PENDING, Reply, commit, fee, money_of, stored_credential,
+    HELD_FOR_REVIEW, REVERSAL_PENDING, Reply, commit, created, fee, money_of, stored_credential,
     stored_or_created,
 };
 use crate::error::Failure;
@@ -95,9 +95,12 @@ impl Payments {
         {
             return Ok(stored.clone());
         }
-        let mut tx = self.core.begin().await?;
         let sent = match stored {
-            None => stored_or_created(&mut tx, None, payment).await?,
+            None => {
+                let created = created(payment);
+                payments::insert_committed(&self.core.store, &created).await?;
+                created
+            }
             Some(before) => {
                 let mut after = before.clone();
                 after.user_id.clone_from(&payment.user_id);
@@ -106,11 +109,12 @@ impl Payments {
                     .clone_from(&payment.payment_method_id);
                 after.connector.clone_from(&payment.connector);
                 after.updated_at_ms = self.core.now_ms();
+                let mut tx = self.core.begin().await?;
                 crate::core::transition(&mut tx, before, &after).await?;
+                commit(tx).await?;
                 after
             }
         };
-        commit(tx).await?;
         assert!(
             sent.connector.is_some(),
             "a payment names its connector before it is sent"
