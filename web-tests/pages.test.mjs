@@ -76,6 +76,23 @@ async function merchantPayments() {
   return (await response.json()).payments;
 }
 
+/** How many of the merchant's payments are captured, over every page. */
+async function capturedCount() {
+  let count = 0;
+  let cursor = "";
+  for (let page = 0; page < 100; page++) {
+    const response = await fetch(`${URL}/v1/merchant/payments?state=captured&limit=100${cursor}`, {
+      headers: { authorization: `Bearer ${merchantKey}` },
+    });
+    assert.equal(response.status, 200);
+    const body = await response.json();
+    count += body.payments.length;
+    if (!body.next_cursor) return count;
+    cursor = `&cursor=${encodeURIComponent(body.next_cursor)}`;
+  }
+  throw new Error("more than 100 pages of captured payments");
+}
+
 /** Adds a kiosk to the demo store as an operator would: its id and code. */
 async function newTerminal(name, ttlSeconds) {
   const body = { store_id: DEMO_STORE, name: `${name} ${Date.now()}` };
@@ -228,9 +245,21 @@ test("a risky payment asks for the phone's last digits on a keypad", async () =>
   assert.match(await receipt.innerText(), /Approved/);
 });
 
+test("a cancelled step-up says so, stays on screen and charges nothing", async () => {
+  const capturedBefore = await capturedCount();
+  await obama.getByLabel("Amount").fill("3000");
+  await obama.getByRole("button", { name: "Pay" }).click();
+  await obama.locator("#step-up").waitFor({ timeout: ANSWER_MS });
+  await obama.locator("#step-up-cancel").click();
+  await shows(obama, "#status", "nothing was charged");
+  assert.ok(await obama.locator("#step-up").isHidden());
+  await obama.waitForTimeout(4000);
+  assert.match(await obama.locator("#status").innerText(), /Cancelled: nothing was charged/);
+  assert.equal(await capturedCount(), capturedBefore, "nothing captured");
+});
+
 test("a declined card says why, and charges nothing", async () => {
-  const captured = async () => (await merchantPayments()).filter((p) => p.state === "captured").length;
-  const capturedBefore = await captured();
+  const capturedBefore = await capturedCount();
   const salley = await provisionedTerminal(await browserWith("salley.y4m"), "kiosk salley");
   await salley.getByLabel("Amount").fill("4500");
   await salley.getByRole("button", { name: "Pay" }).click();
@@ -240,7 +269,7 @@ test("a declined card says why, and charges nothing", async () => {
   // before the cashier has read it.
   await salley.waitForTimeout(4000);
   assert.match(await salley.locator("#status").innerText(), /declined by its bank/);
-  assert.equal(await captured(), capturedBefore, "nothing captured");
+  assert.equal(await capturedCount(), capturedBefore, "nothing captured");
   await shoot(salley, "terminal-declined-kiosk");
 });
 

@@ -285,9 +285,12 @@ async function start() {
   $("amount").addEventListener("input", () => { answerHeldUntil = 0; });
   $("step-up-form").addEventListener("submit", stepUp);
   $("step-up-cancel").addEventListener("click", () => {
+    // A step-up already sent is answered by the server, not cancelled here.
+    if (busy) return;
     pending = null;
+    answerHeldUntil = Date.now() + ANSWER_HOLD_MS;
     $("step-up").classList.add("hidden");
-    say($("status"), "Cancelled.", "");
+    say($("status"), "Cancelled: nothing was charged.", "");
   });
   const params = new URLSearchParams(location.search);
   if (params.get("amount")) $("amount").value = params.get("amount");
