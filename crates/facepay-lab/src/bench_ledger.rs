@@ -21,6 +21,8 @@ use crate::stats::print_stages;
 
 const PAYMENTS_MAX: usize = 1_000_000;
 const CONCURRENCY_MAX: usize = 256;
+/// Servers on one store; each opens up to 16 connections to PostgreSQL.
+const NODES_MAX: usize = 4;
 /// Payers read back from the store, and synthetic payers enrolled.
 const PAYERS_MAX: i64 = 100_000;
 /// 45.00 in the demo store's currency, whole won.
@@ -50,6 +52,12 @@ pub struct LedgerArgs {
     /// all payers, so that few of them pay at once.
     #[arg(long, default_value_t = 0)]
     pub payers: usize,
+    /// Servers sharing the PostgreSQL store, as nodes behind a load
+    /// balancer: each with its connections, caches, change-log follower
+    /// and background work of its own, and the terminals spread over them.
+    /// They run in this one process, so on the same cores.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -67,6 +75,11 @@ struct Samples {
 pub fn run(args: LedgerArgs, models: &ModelStore) -> anyhow::Result<()> {
     let payments = args.payments.clamp(1, PAYMENTS_MAX);
     let concurrency = args.concurrency.clamp(1, CONCURRENCY_MAX);
+    let nodes = args.nodes.clamp(1, NODES_MAX);
+    anyhow::ensure!(
+        nodes == 1 || args.database_url.is_some(),
+        "--nodes above 1 needs --database-url: SQLite is a file of one process"
+    );
     let data_dir = std::env::temp_dir().join(format!("facepay-ledger-{}", new_idempotency_key()?));
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
@@ -75,18 +88,28 @@ pub fn run(args: LedgerArgs, models: &ModelStore) -> anyhow::Result<()> {
         if let Some(url) = &database_url {
             env.push(("FACEPAY_STORE__URL", url.clone()));
         }
-        let config = facepay_config::Config::demo(env.into_iter().map(|(k, v)| (k.to_owned(), v)))?;
-        let app = App::build(config, models, Arc::new(facepay_store::SystemClock)).await?;
+        let node = || async {
+            let env = env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()));
+            let config = facepay_config::Config::demo(env)?;
+            anyhow::Ok(App::build(config, models, Arc::new(facepay_store::SystemClock)).await?)
+        };
+        let app = node().await?;
         demo::enrol_people(&app, &data_dir, &args.photos, usize::MAX).await?;
         enrol_synthetic(&app, args.payers.min(PAYERS_MAX as usize)).await?;
         let (terminals, payers) = parties_of(&app, &data_dir, concurrency).await?;
+        let mut apps = vec![app];
+        for _ in 1..nodes {
+            apps.push(node().await?);
+        }
         let started = Instant::now();
-        let samples = pay_at_once(&app, &terminals, &payers, payments).await?;
+        let samples = pay_at_once(&apps, &terminals, &payers, payments).await?;
         let elapsed = started.elapsed();
         let mut s = samples;
-        let backend = app.services.store().backend().name();
-        print_table(backend, concurrency, payers.len(), elapsed, &mut s);
-        app.services.store().close().await;
+        let backend = apps[0].services.store().backend().name();
+        print_table((backend, nodes), concurrency, payers.len(), elapsed, &mut s);
+        for app in &apps {
+            app.services.store().close().await;
+        }
         drop_run_schema(args.database_url.as_deref(), database_url.as_deref()).await?;
         anyhow::Ok(())
     });
@@ -204,9 +227,10 @@ async fn parties_of(
     Ok((contexts, payers.collect()))
 }
 
-/// Each terminal pays in turn, all terminals at once.
+/// Each terminal pays in turn, all terminals at once, terminal `i` through
+/// node `i` modulo their count.
 async fn pay_at_once(
-    app: &App,
+    apps: &[App],
     terminals: &[TerminalContext],
     payers: &[String],
     payments: usize,
@@ -214,7 +238,8 @@ async fn pay_at_once(
     let samples = Arc::new(Mutex::new(Samples::default()));
     let concurrency = terminals.len();
     let workers = terminals.iter().enumerate().map(|(worker, ctx)| {
-        let (services, ctx, payers) = (Arc::clone(&app.services), ctx.clone(), payers.to_vec());
+        let services = Arc::clone(&apps[worker % apps.len()].services);
+        let (ctx, payers) = (ctx.clone(), payers.to_vec());
         let samples = Arc::clone(&samples);
         tokio::spawn(async move {
             for i in (worker..payments).step_by(concurrency) {
@@ -263,14 +288,19 @@ async fn pay_at_once(
 }
 
 fn print_table(
-    backend: &str,
+    (backend, nodes): (&str, usize),
     concurrency: usize,
     payers: usize,
     elapsed: Duration,
     s: &mut Samples,
 ) {
+    let nodes = if nodes == 1 {
+        String::new()
+    } else {
+        format!(" through {nodes} nodes")
+    };
     println!(
-        "store {backend}, {concurrency} payments at once, {payers} payers: {} recorded in {:.1} s = {:.0} payments/s ({} approved, {} declined by the issuer, refused: {:?})",
+        "store {backend}{nodes}, {concurrency} payments at once, {payers} payers: {} recorded in {:.1} s = {:.0} payments/s ({} approved, {} declined by the issuer, refused: {:?})",
         s.approved + s.declined,
         elapsed.as_secs_f64(),
         (s.approved + s.declined) as f64 / elapsed.as_secs_f64(),

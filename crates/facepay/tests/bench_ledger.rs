@@ -1,7 +1,8 @@
 //! `facepay bench ledger`, bounded for CI: a few payments over the photos'
 //! payers and a few synthetic ones, on SQLite and (when CI gives one)
-//! PostgreSQL. Every payment is recorded, none refused, the synthetic
-//! enrolment is timed, and a PostgreSQL run leaves no schema behind.
+//! PostgreSQL (there also through two nodes). Every payment is recorded,
+//! none refused, the synthetic enrolment is timed, and a PostgreSQL run
+//! leaves no schema behind.
 
 use std::process::Command;
 
@@ -17,14 +18,18 @@ fn the_store_benchmark_records_every_payment() {
     let dir = tempfile::tempdir().unwrap();
     let photos = dir.path().join("photos");
     lay_out_photos(&photos);
-    let mut stores = vec![None];
-    stores.extend(std::env::var("FACEPAY_TEST_POSTGRES_URL").ok().map(Some));
-    for database_url in stores {
+    let mut runs = vec![(None, 1)];
+    if let Ok(url) = std::env::var("FACEPAY_TEST_POSTGRES_URL") {
+        // Also through two servers on the one store, as two nodes.
+        runs.extend([(Some(url.clone()), 1), (Some(url), 2)]);
+    }
+    for (database_url, nodes) in runs {
         let mut bench = Command::new(binary());
         bench
             .args(["bench", "ledger", "--concurrency", "4", "--payers", "6"])
             .args(["--payments", &PAYMENTS.to_string(), "--photos"])
             .arg(&photos)
+            .args(["--nodes", &nodes.to_string()])
             .env("RUST_LOG", "warn");
         if let Some(url) = &database_url {
             bench.args(["--database-url", url]);
@@ -40,5 +45,22 @@ fn the_store_benchmark_records_every_payment() {
         assert!(stdout.contains(&format!("{PAYMENTS} recorded")), "{stdout}");
         assert!(stdout.contains("refused: {}"), "{stdout}");
         assert!(stdout.contains("server: ledger"), "{stdout}");
+        if nodes > 1 {
+            assert!(stdout.contains("through 2 nodes"), "{stdout}");
+        }
     }
+}
+
+#[test]
+fn several_nodes_need_postgresql() {
+    let done = Command::new(binary())
+        .args(["bench", "ledger", "--nodes", "2"])
+        .output()
+        .unwrap();
+    assert!(!done.status.success());
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(
+        stderr.contains("--nodes above 1 needs --database-url"),
+        "{stderr}"
+    );
 }
