@@ -1206,6 +1206,74 @@ fn coupon_discounts_respect_minimum_spend_and_never_exceed_the_amount() {
 }
 
 #[tokio::test]
+async fn two_first_uses_of_a_coupon_by_one_payer_at_once_both_count() {
+    use crate::loyalty;
+
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let template = seed(&store).await;
+        let mut conn = store.acquire().await.unwrap();
+        seed_user(&mut conn, "u1", "+821011110001").await;
+        for id in ["pay_2", "pay_3", "pay_4"] {
+            let p = Payment {
+                id: id.into(),
+                idempotency_key: id.into(),
+                ..template.clone()
+            };
+            payments::insert(&mut conn, &p).await.unwrap();
+        }
+        let twice = loyalty::Coupon {
+            per_user_max: 2,
+            ..coupon("c_twice", "fixed", 500)
+        };
+        loyalty::insert_coupon(&mut conn, &twice).await.unwrap();
+        drop(conn);
+
+        // The first use's holding is not committed when the second looks
+        // for one: on PostgreSQL the second's insert waits for the first,
+        // then finds its holding and counts the use there.
+        let mut first = store.begin().await.unwrap();
+        let used = loyalty::use_coupon(&mut first, "m1", &twice, "u1", "pay_2", 500, 100);
+        assert!(used.await.unwrap(), "{backend}");
+        let second = tokio::spawn({
+            let (store, twice) = (store.clone(), twice.clone());
+            async move {
+                let mut tx = store.begin().await.unwrap();
+                let used = loyalty::use_coupon(&mut tx, "m1", &twice, "u1", "pay_3", 500, 100)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                used
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        first.commit().await.unwrap();
+        assert!(
+            second.await.unwrap(),
+            "{backend}: the second use counts too"
+        );
+        let mut conn = store.acquire().await.unwrap();
+        let third = loyalty::use_coupon(&mut conn, "m1", &twice, "u1", "pay_4", 500, 100)
+            .await
+            .unwrap();
+        assert!(!third, "{backend}: two uses a payer");
+        let after = loyalty::coupon(&mut conn, "c_twice")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(after.used_count, 2, "{backend}");
+        assert!(
+            loyalty::coupon_uses(&mut conn, "pay_4")
+                .await
+                .unwrap()
+                .is_empty(),
+            "{backend}: the refused use left no record"
+        );
+    }
+}
+
+#[tokio::test]
 async fn coupons_are_limited_granted_restored_and_the_last_use_goes_to_one_payment() {
     use crate::loyalty;
 
