@@ -4,7 +4,8 @@
 //! risk engine on the payer's history, the loyalty reservation, the
 //! payment's row written ahead of the issuer, the vault and the simulated
 //! issuer, and the recording transaction (payment, ledger transfers,
-//! loyalty, audit, idempotent answer), all through the real code.
+//! loyalty, audit, idempotent answer), all through the real code, with
+//! the server's background jobs running.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -100,6 +101,11 @@ pub fn run(args: LedgerArgs, models: &ModelStore) -> anyhow::Result<()> {
         let mut apps = vec![app];
         for _ in 1..nodes {
             apps.push(node().await?);
+        }
+        // As `facepay serve` runs them: among them the change-log follower,
+        // through which a node learns of the regulars the others made.
+        for app in &apps {
+            facepay_server::jobs::start(app);
         }
         let started = Instant::now();
         let samples = pay_at_once(&apps, &terminals, &payers, payments).await?;

@@ -8,7 +8,7 @@
 //! `listen`, which bounds how many and how long each may stay silent.
 
 mod edge;
-mod jobs;
+pub mod jobs;
 mod listen;
 mod observe;
 mod openapi;
