@@ -308,8 +308,8 @@ pub async fn use_coupon(
 
 /// One more use of `coupon` by `user_id`, if they have one left: under
 /// the coupon's limit per user, or under their grants for a granted-only
-/// coupon. One statement for a user who holds the coupon already, two for
-/// a first use.
+/// coupon. One statement for a user who holds the coupon already, two or
+/// three for a first use.
 async fn take_users_use(conn: &mut Connection, coupon: &Coupon, user_id: &str) -> Result<bool> {
     let held = sqlx::query(
         "UPDATE coupon_holdings SET used = used + 1 WHERE coupon_id = $1 AND user_id = $2 \
