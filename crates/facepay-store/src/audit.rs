@@ -87,7 +87,7 @@ fn chain_of(subject: &str) -> i64 {
 /// (`SKIP LOCKED`), or `$1` itself, waited for, when all are held.
 fn take_head_sql(conn: &Connection) -> &'static str {
     const _: () = assert!(CHAINS == 16, "the chain's order below counts 16 chains");
-    if conn.backend_name() == "PostgreSQL" {
+    if crate::on_postgres(conn) {
         "UPDATE audit_chains SET entries = entries + $2 WHERE chain = COALESCE(\
          (SELECT chain FROM audit_chains ORDER BY (chain + 16 - $1) % 16 \
          LIMIT 1 FOR UPDATE SKIP LOCKED), $1) \
@@ -155,7 +155,7 @@ async fn more_numbers(conn: &mut Connection, first: i64, count: usize) -> Result
     if count == 1 {
         return Ok(numbers);
     }
-    if conn.backend_name() == "PostgreSQL" {
+    if crate::on_postgres(conn) {
         let rest: Vec<(i64,)> =
             sqlx::query_as("SELECT nextval('audit_seq') AS seq FROM generate_series(2, $1)")
                 .bind(count as i64)
@@ -180,7 +180,7 @@ async fn insert_entries(
     const COLUMNS: usize = 8;
     const INSERT: &str = "INSERT INTO audit_log (seq, chain, at_ms, actor, action, subject, \
                           prev_hash, hash) VALUES";
-    let on_postgres = conn.backend_name() == "PostgreSQL";
+    let on_postgres = crate::on_postgres(conn);
     // Leaves room for the head's two values in the last statement.
     let mut chunks = entries
         .chunks(crate::rows_per_statement(COLUMNS) - 1)
@@ -243,7 +243,7 @@ pub struct AuditVerification {
 /// on SQLite a read transaction is one snapshot already.
 pub async fn verify(conn: &mut Connection) -> Result<AuditVerification> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    if tx.backend_name() == "PostgreSQL" {
+    if crate::on_postgres(&tx) {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .execute(&mut *tx)
             .await?;

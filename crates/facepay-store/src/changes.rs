@@ -91,7 +91,7 @@ pub async fn append_all(
         },
     )
     .await?;
-    if conn.backend_name() == "PostgreSQL" {
+    if crate::on_postgres(conn) {
         sqlx::query("SELECT 1 FROM pg_notify($1, '')")
             .bind(CHANNEL)
             .execute(conn)
@@ -105,7 +105,7 @@ pub async fn append_all(
 /// snapshot's key is stored under it, so a deletion either destroys that
 /// key or is applied before the snapshot is written.
 pub async fn lock(conn: &mut Connection) -> Result<()> {
-    if conn.backend_name() == "PostgreSQL" {
+    if crate::on_postgres(conn) {
         // In FROM so the row has a type the Any driver decodes (not void).
         sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
             .bind(APPEND_LOCK)

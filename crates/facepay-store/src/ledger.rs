@@ -20,7 +20,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::{Connection, Result, StoreError};
+use crate::{AnyQuery, Connection, Result, StoreError};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Account<'a> {
@@ -418,8 +418,6 @@ struct Transfer<'a> {
 /// Transfers posted together, each balanced on its own.
 const TRANSFERS_MAX: usize = 2;
 
-type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
-
 /// Posts `transfers` in three statements however many there are and
 /// however many legs they have (the transfers, their accounts, their
 /// entries); on PostgreSQL, where each statement is a round trip, the
@@ -461,7 +459,7 @@ async fn post_all(
         }
     }
     let shape = (transfers.len(), accounts.len(), legs.len());
-    if conn.backend_name() == "PostgreSQL" {
+    if crate::on_postgres(conn) {
         let sql = post_sql(shape, true).join(" ");
         let query = bind_transfers(sqlx::query(&sql), transfers, payment_id, currency, now_ms);
         let query = bind_entries(bind_accounts(query, &accounts, currency, now_ms), &legs);
@@ -492,12 +490,12 @@ async fn post_all(
 }
 
 fn bind_transfers<'q>(
-    mut q: Query<'q>,
+    mut q: AnyQuery<'q>,
     transfers: &'q [Transfer<'q>],
     payment_id: Option<&'q str>,
     currency: &'q str,
     now_ms: i64,
-) -> Query<'q> {
+) -> AnyQuery<'q> {
     for t in transfers {
         q = q.bind(t.id).bind(payment_id).bind(t.kind.as_str());
         q = q.bind(currency).bind(now_ms);
@@ -506,18 +504,18 @@ fn bind_transfers<'q>(
 }
 
 fn bind_accounts<'q>(
-    mut q: Query<'q>,
+    mut q: AnyQuery<'q>,
     accounts: &'q [(String, &'static str)],
     currency: &'q str,
     now_ms: i64,
-) -> Query<'q> {
+) -> AnyQuery<'q> {
     for (id, kind) in accounts {
         q = q.bind(id.as_str()).bind(*kind).bind(currency).bind(now_ms);
     }
     q
 }
 
-fn bind_entries<'q>(mut q: Query<'q>, legs: &'q [(&'q str, String, i64)]) -> Query<'q> {
+fn bind_entries<'q>(mut q: AnyQuery<'q>, legs: &'q [(&'q str, String, i64)]) -> AnyQuery<'q> {
     for (transfer_id, account_id, amount) in legs {
         q = q.bind(*transfer_id).bind(account_id.as_str()).bind(*amount);
     }

@@ -97,6 +97,12 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Whether `conn` talks to PostgreSQL: the one place that spells how
+/// sqlx's `Any` driver names it.
+pub fn on_postgres(conn: &Connection) -> bool {
+    conn.backend_name() == "PostgreSQL"
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

@@ -429,7 +429,7 @@ pub async fn add_stamp(
         )
     };
     let duplicate = |e: sqlx::Error| StoreError::from(e).duplicate_as("stamp for this payment");
-    if conn.backend_name() == "PostgreSQL" {
+    if crate::on_postgres(conn) {
         // One round trip: the stamp as a data-modifying `WITH` part.
         let sql = format!("WITH stamp AS ({STAMP}) {}", card(2));
         let (stamps,): (i64,) = sqlx::query_as(&sql)
@@ -595,7 +595,7 @@ pub async fn post_points(conn: &mut Connection, m: PointsMove<'_>) -> Result<Opt
         "UPDATE points_balances SET points = points + $3 WHERE merchant_id = $1 \
          AND user_id = $2 AND points + $3 >= 0 RETURNING points"
     };
-    if conn.backend_name() == "PostgreSQL" {
+    if crate::on_postgres(conn) {
         return post_points_at_once(conn, &m, balance_sql, delta).await;
     }
     let balance: Option<i64> = sqlx::query_scalar(balance_sql)

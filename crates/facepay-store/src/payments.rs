@@ -122,10 +122,10 @@ const PAYMENT_COLUMNS: &str = "id, terminal_id, store_id, merchant_id, idempoten
 /// goes as text, which the statement casts (Rust prints the shortest text
 /// that reads back as the same `f64`); SQLite takes the float as it is.
 fn bind_score<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    query: crate::AnyQuery<'q>,
     postgres: bool,
     score: Option<f64>,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+) -> crate::AnyQuery<'q> {
     if postgres {
         query.bind(score.map(|s| s.to_string()))
     } else {
@@ -138,7 +138,7 @@ fn bind_score<'q>(
 /// On PostgreSQL both go in one statement (the event inserted from the
 /// payment's `RETURNING`), one round trip instead of two.
 pub async fn insert(conn: &mut Connection, p: &Payment) -> Result<()> {
-    let postgres = conn.backend_name() == "PostgreSQL";
+    let postgres = crate::on_postgres(conn);
     let values = "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
          $17, $18, CAST($19 AS DOUBLE PRECISION), $20, $21, $22, $23, $24, $25)";
     let sql = if postgres {
@@ -248,7 +248,7 @@ async fn update_and_record(
     p: &Payment,
     moves: &[Move<'_>],
 ) -> Result<()> {
-    if conn.backend_name() != "PostgreSQL" {
+    if !crate::on_postgres(conn) {
         update_if_unchanged(conn, before, p).await?;
         return record_events(conn, &p.id, moves).await;
     }
@@ -284,7 +284,7 @@ async fn update_and_record(
 }
 
 async fn update_if_unchanged(conn: &mut Connection, before: &Payment, p: &Payment) -> Result<()> {
-    let postgres = conn.backend_name() == "PostgreSQL";
+    let postgres = crate::on_postgres(conn);
     let done = bind_update(sqlx::query(UPDATE_IF_UNCHANGED), before, p, postgres)
         .execute(&mut *conn)
         .await?;
@@ -296,11 +296,11 @@ async fn update_if_unchanged(conn: &mut Connection, before: &Payment, p: &Paymen
 
 /// The 21 binds of [`UPDATE_IF_UNCHANGED`].
 fn bind_update<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    query: crate::AnyQuery<'q>,
     before: &'q Payment,
     p: &'q Payment,
     postgres: bool,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+) -> crate::AnyQuery<'q> {
     let query = query
         .bind(&p.id)
         .bind(&before.state)

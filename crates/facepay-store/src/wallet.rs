@@ -14,7 +14,7 @@ pub const CARDS_PER_USER_MAX: i64 = 10;
 /// clear the old one and collide on the one-default index. SQLite has one
 /// writer anyway.
 pub async fn lock(conn: &mut Connection, user_id: &str) -> Result<()> {
-    if conn.backend_name() == "PostgreSQL" {
+    if crate::on_postgres(conn) {
         sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
             .bind(user_id)
             .execute(conn)

@@ -301,7 +301,7 @@ pub async fn claim_due(
     limit: i64,
 ) -> Result<Lease> {
     assert!(lease_ms > 0 && limit > 0);
-    let lock = if conn.backend_name() == "PostgreSQL" {
+    let lock = if crate::on_postgres(conn) {
         "FOR UPDATE OF d SKIP LOCKED"
     } else {
         ""

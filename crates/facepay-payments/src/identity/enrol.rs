@@ -327,7 +327,7 @@ impl Identity {
         tx: &mut Transaction,
         face: &NewFace,
     ) -> Result<(), Failure> {
-        if tx.backend_name() != "PostgreSQL" {
+        if !facepay_store::on_postgres(tx) {
             return Ok(());
         }
         changes::lock(&mut *tx).await?;
