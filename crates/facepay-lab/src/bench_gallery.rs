@@ -13,6 +13,8 @@
 //! queries whose best reaches the match threshold and the strong one (the
 //! open-set error the step-up exists for). The synthetic impostor tail is
 //! the model's, not measured on people: read those columns as estimates.
+//! Rows carry ids and a phone partition shaped like a server's, so that
+//! memory and the snapshot's read include that bookkeeping.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -488,7 +490,7 @@ fn time_queries(
         let top = gallery.search(&query.probe, Scope::All, -1.0, 1)?;
         latencies_ms.push(t.elapsed().as_secs_f64() * 1e3);
         let first = top.first();
-        let row = first.and_then(|c| c.user_id.parse::<usize>().ok());
+        let row = first.and_then(|c| row_of(&c.user_id));
         if row == Some(query.identity) && first.is_some_and(|c| c.score >= policy.strong_threshold)
         {
             found += 1;
@@ -565,10 +567,19 @@ fn build(
                 scope.spawn(move || -> Result<(), facepay_gallery::GalleryError> {
                     for batch in (w * BATCH_ROWS..size).step_by(2 * BATCH_ROWS) {
                         let rows = batch..(batch + BATCH_ROWS).min(size);
-                        let ids: Vec<String> = rows.clone().map(|r| r.to_string()).collect();
+                        let keys: Vec<(String, [String; 1])> = rows
+                            .clone()
+                            .map(|r| (row_id(r), [phone_partition(r)]))
+                            .collect();
                         let items: Vec<(&str, &[f32], &[String])> = rows
-                            .zip(&ids)
-                            .map(|(r, id)| (id.as_str(), &vectors[r * dim..(r + 1) * dim], &[][..]))
+                            .zip(&keys)
+                            .map(|(r, (id, partitions))| {
+                                (
+                                    id.as_str(),
+                                    &vectors[r * dim..(r + 1) * dim],
+                                    &partitions[..],
+                                )
+                            })
                             .collect();
                         gallery.insert_many(&items)?;
                     }
@@ -585,6 +596,22 @@ fn build(
     })?;
     anyhow::ensure!(gallery.len() == size, "the gallery lost rows");
     Ok(gallery)
+}
+
+/// Row `r`'s user id, of the server's length (`usr_` and 32 hex digits):
+/// a restart's bookkeeping hashes and stores ids like these.
+fn row_id(r: usize) -> String {
+    format!("usr_{r:032x}")
+}
+
+fn row_of(user_id: &str) -> Option<usize> {
+    usize::from_str_radix(user_id.strip_prefix("usr_")?, 16).ok()
+}
+
+/// Row `r`'s partition: every enrolled payer is in the partition of their
+/// phone's last four digits, as on a server.
+fn phone_partition(r: usize) -> String {
+    format!("phone:{:04}", r % 10_000)
 }
 
 fn write_f32(path: &Path, values: &[f32]) -> anyhow::Result<()> {
