@@ -264,17 +264,38 @@ impl Coarse {
     /// bounds on `x`'s estimate hold for the row.
     pub fn encode(&self, cell: u32, x: &[f32], bits: &mut [u64]) -> Factor {
         let centroid = &self.centroids[cell as usize * self.dim..][..self.dim];
-        bits.fill(0);
-        let (mut norm2, mut l1, mut most) = (0f32, 0f32, 0f32);
-        for (i, (v, c)) in x.iter().zip(centroid).enumerate() {
-            let r = v - c;
-            norm2 += r * r;
-            l1 += r.abs();
-            most = most.max(v.abs());
-            if r > 0.0 {
-                bits[i / 64] |= 1 << (i % 64);
+        assert_eq!(bits.len(), words(self.dim));
+        // Without branches and with a sum per lane, the compiler keeps this
+        // in vector registers: a restart encodes every row again, and the
+        // loop with a branch per coordinate was most of a restart's reading.
+        for (word, (xs, cs)) in bits.iter_mut().zip(x.chunks(64).zip(centroid.chunks(64))) {
+            *word = xs
+                .iter()
+                .zip(cs)
+                .enumerate()
+                .fold(0u64, |w, (i, (v, c))| w | (u64::from(v - c > 0.0) << i));
+        }
+        const LANES: usize = 8;
+        let (mut norm2, mut l1, mut most) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+        let (xs, cs) = (x.chunks_exact(LANES), centroid.chunks_exact(LANES));
+        let tail = xs.remainder().iter().zip(cs.remainder());
+        for (xs, cs) in xs.zip(cs) {
+            for k in 0..LANES {
+                let r = xs[k] - cs[k];
+                norm2[k] += r * r;
+                l1[k] += r.abs();
+                most[k] = most[k].max(xs[k].abs());
             }
         }
+        for (k, (v, c)) in tail.enumerate() {
+            let r = v - c;
+            norm2[k] += r * r;
+            l1[k] += r.abs();
+            most[k] = most[k].max(v.abs());
+        }
+        let norm2: f32 = norm2.iter().sum();
+        let l1: f32 = l1.iter().sum();
+        let most = most.iter().fold(0f32, |a, b| a.max(*b));
         let dim = self.dim as f32;
         let rounding = dim.sqrt() * most / 127.0 / 2.0 / LOWER_SIGMAS;
         if l1 <= 0.0 {

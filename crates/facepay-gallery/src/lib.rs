@@ -41,10 +41,9 @@ pub mod kernels;
 mod rows_io;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use foldhash::fast::RandomState;
 use rayon::prelude::*;
 
 use crate::directory::Directory;
@@ -182,7 +181,6 @@ struct Rows {
     chunks: Vec<Chunk>,
     directory: Directory,
     free: Vec<u32>,
-    partitions: HashMap<String, Vec<u32>, RandomState>,
     /// The inverted file, once its cells are trained.
     ivf: Option<ivf::Ivf>,
 }
@@ -364,7 +362,7 @@ impl Gallery {
         let rows = self.read();
         rows.directory
             .slot(user_id)
-            .is_some_and(|slot| rows.directory.partitions_of(slot).iter().any(|k| k == key))
+            .is_some_and(|slot| rows.directory.in_partition(slot, key))
     }
 
     /// Bytes held by the rows' codes, floats and bookkeeping.
@@ -623,9 +621,6 @@ impl Gallery {
                 .copy_from_slice(&batch.bits[i * words..(i + 1) * words]);
             chunk.alive[r] = true;
             rows.directory.insert(slot, user_id, partitions);
-            for key in partitions.iter() {
-                rows.partitions.entry(key.clone()).or_default().push(slot);
-            }
             if let Some(vector) = vector {
                 placed.push((slot, vector));
             }
@@ -709,19 +704,13 @@ impl Gallery {
         let Some(slot) = rows.directory.slot(user_id) else {
             return Ok(false);
         };
-        let of = rows.directory.partitions_of(slot);
-        if of.iter().any(|k| k == key) {
+        if rows.directory.in_partition(slot, key) {
             return Ok(false);
         }
-        if of.len() >= PARTITIONS_PER_ROW_MAX {
+        if rows.directory.partition_count(slot) >= PARTITIONS_PER_ROW_MAX {
             return Err(GalleryError::TooManyPartitions);
         }
-        rows.directory.add_partition(slot, key);
-        rows.partitions
-            .entry(key.to_owned())
-            .or_default()
-            .push(slot);
-        Ok(true)
+        Ok(rows.directory.add_partition(slot, key))
     }
 
     /// Makes room for `rows` more rows in the bookkeeping.
@@ -781,7 +770,7 @@ impl Gallery {
         let rows = self.read();
         let scored = match scope {
             Scope::Partition(key) => {
-                let slots = rows.partitions.get(key).map(Vec::as_slice).unwrap_or(&[]);
+                let slots = rows.directory.members(key);
                 let ranked = unbounded(slots.iter().copied());
                 let near = self.narrow(&rows, &probe, ranked, limit, floor);
                 self.score_ranked(&rows, &probe, near, limit, floor)
@@ -1061,14 +1050,7 @@ impl Rows {
             let filed = index.remove(u32::from(self.chunks[c].cells[r]), slot);
             assert!(filed, "a live row missing from its cell");
         }
-        for key in self.directory.remove(slot) {
-            if let Some(members) = self.partitions.get_mut(&key) {
-                members.retain(|s| *s != slot);
-                if members.is_empty() {
-                    self.partitions.remove(&key);
-                }
-            }
-        }
+        self.directory.remove(slot);
         self.free.push(slot);
     }
 }

@@ -19,7 +19,7 @@
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use crate::ivf::Coarse;
+use crate::ivf::{Coarse, Encoded};
 use crate::{
     CELLS_MAX, CHUNK_ROWS, Gallery, GalleryError, IndexKind, PARTITIONS_PER_ROW_MAX, Placed,
     ROWS_MAX, dequantised,
@@ -30,6 +30,8 @@ const MAGIC: &[u8; 8] = b"FPGROWS2";
 const MAGIC_PREFIX: &[u8; 7] = b"FPGROWS";
 /// Rows placed per write lock when reading back.
 const READ_BATCH_ROWS: usize = 4_096;
+/// Batches read ahead of the one being placed, at most.
+const READ_BATCHES_QUEUED: usize = 4;
 /// The longest user id or partition key in a stream.
 const KEY_BYTES_MAX: usize = 1_024;
 
@@ -46,6 +48,56 @@ fn put_key(buf: &mut Vec<u8>, key: &str) {
     assert!(key.len() <= KEY_BYTES_MAX);
     buf.extend_from_slice(&(key.len() as u16).to_le_bytes());
     buf.extend_from_slice(key.as_bytes());
+}
+
+/// What the stream's header says of its rows.
+struct Shape {
+    has_floats: bool,
+    /// The stream's inverted-file cells (0 without).
+    cells: usize,
+    /// Those cells, when this gallery took them as its own: rows are then
+    /// filed in the cells they name.
+    adopted: Option<Arc<Coarse>>,
+}
+
+/// Rows read and checked, not yet placed.
+struct ReadBatch {
+    keys: Vec<(String, Vec<String>)>,
+    codes: Vec<i8>,
+    scales: Vec<f32>,
+    floats: Option<Vec<f32>>,
+    bits: Vec<u64>,
+    encoded: Option<Encoded>,
+}
+
+impl ReadBatch {
+    fn with_capacity(dim: usize, words: usize, has_floats: bool) -> Self {
+        ReadBatch {
+            keys: Vec::with_capacity(READ_BATCH_ROWS),
+            codes: Vec::with_capacity(READ_BATCH_ROWS * dim),
+            scales: Vec::with_capacity(READ_BATCH_ROWS),
+            floats: has_floats.then(|| Vec::with_capacity(READ_BATCH_ROWS * dim)),
+            bits: Vec::with_capacity(READ_BATCH_ROWS * words),
+            encoded: None,
+        }
+    }
+
+    /// Places the batch, under one write lock.
+    fn place_in(&self, gallery: &Gallery) -> Result<(), GalleryError> {
+        let keys: Vec<(&str, &[String])> = self
+            .keys
+            .iter()
+            .map(|(id, p)| (id.as_str(), p.as_slice()))
+            .collect();
+        gallery.place(&Placed {
+            keys: &keys,
+            codes: &self.codes,
+            scales: &self.scales,
+            floats: self.floats.as_deref(),
+            bits: &self.bits,
+            encoded: self.encoded.as_ref(),
+        })
+    }
 }
 
 struct Input<'a, R: Read> {
@@ -122,9 +174,8 @@ impl Gallery {
                     let slot = c * CHUNK_ROWS + r;
                     buf.push(1);
                     put_key(&mut buf, rows.directory.id(slot as u32));
-                    let partitions = rows.directory.partitions_of(slot as u32);
-                    buf.push(partitions.len() as u8);
-                    for key in partitions {
+                    buf.push(rows.directory.partition_count(slot as u32) as u8);
+                    for key in rows.directory.partitions_of(slot as u32) {
                         put_key(&mut buf, key);
                     }
                     buf.extend_from_slice(&chunk.scales[r].to_le_bytes());
@@ -178,90 +229,129 @@ impl Gallery {
         self.reserve(usize::try_from(expected).unwrap_or(ROWS_MAX).min(ROWS_MAX));
         let stream_cells = u32::from_le_bytes(input.bytes()?) as usize;
         let adopted = self.read_cells(&mut input, stream_cells)?;
-        let mut cells = Vec::with_capacity(if stream_cells > 0 { READ_BATCH_ROWS } else { 0 });
-        let mut count = 0u64;
-        let mut keys: Vec<(String, Vec<String>)> = Vec::with_capacity(READ_BATCH_ROWS);
-        let mut codes = Vec::with_capacity(READ_BATCH_ROWS * dim);
-        let mut scales = Vec::with_capacity(READ_BATCH_ROWS);
-        let mut floats = Vec::with_capacity(if has_floats { READ_BATCH_ROWS * dim } else { 0 });
-        let mut bits = Vec::with_capacity(READ_BATCH_ROWS * words);
-        let mut row_bytes = vec![0u8; dim * if has_floats { 5 } else { 1 } + 8 * words];
-        loop {
-            let more = input.bytes::<1>()?[0] == 1;
-            if more {
-                let id = input.key()?;
-                let n = input.bytes::<1>()?[0] as usize;
-                if n > PARTITIONS_PER_ROW_MAX {
-                    return Err(GalleryError::TooManyPartitions);
+        let shape = Shape {
+            has_floats,
+            cells: stream_cells,
+            adopted,
+        };
+        // Two stages on two threads: this one decrypts, parses and encodes
+        // a batch while the other places the one before. On one thread a
+        // restart at ten million rows took twice as long.
+        let (count, placed) = std::thread::scope(|scope| {
+            let (batches, queue) = std::sync::mpsc::sync_channel::<ReadBatch>(READ_BATCHES_QUEUED);
+            let placer = scope.spawn(move || -> Result<u64, GalleryError> {
+                let mut placed = 0u64;
+                for batch in queue {
+                    batch.place_in(self)?;
+                    placed += batch.keys.len() as u64;
                 }
-                let partitions = (0..n).map(|_| input.key()).collect::<Result<_, _>>()?;
-                keys.push((id, partitions));
-                scales.push(f32::from_le_bytes(input.bytes()?));
-                input.fill(&mut row_bytes)?;
-                let (code, rest) = row_bytes.split_at(dim);
-                codes.extend(code.iter().map(|&x| x as i8));
-                let rest = if has_floats {
+                Ok(placed)
+            });
+            let read = self.read_batches(&mut input, &shape, |batch| batches.send(batch).is_ok());
+            drop(batches);
+            let placed = placer
+                .join()
+                .map_err(|_| bad("placing the rows panicked"))?;
+            // A placing error ends the reading early: report it first.
+            let placed = placed?;
+            Ok::<_, GalleryError>((read?, placed))
+        })?;
+        assert_eq!(count, placed, "a row read but not placed");
+        if u64::from_le_bytes(input.bytes()?) != count {
+            return Err(bad("the row count does not match the rows"));
+        }
+        self.train_if_due()?;
+        Ok(count)
+    }
+
+    /// Reads rows in batches of [`READ_BATCH_ROWS`], each handed to
+    /// `place` (which returns false to stop), up to the end marker; returns
+    /// how many rows were read.
+    fn read_batches<R: Read>(
+        &self,
+        input: &mut Input<'_, R>,
+        shape: &Shape,
+        mut place: impl FnMut(ReadBatch) -> bool,
+    ) -> Result<u64, GalleryError> {
+        let mut count = 0u64;
+        loop {
+            let (batch, more) = self.read_batch(input, shape)?;
+            if !batch.keys.is_empty() {
+                count += batch.keys.len() as u64;
+                if !place(batch) {
+                    return Ok(count);
+                }
+            }
+            if !more {
+                return Ok(count);
+            }
+        }
+    }
+
+    /// Up to [`READ_BATCH_ROWS`] rows, checked and encoded for the cells,
+    /// and whether more follow.
+    fn read_batch<R: Read>(
+        &self,
+        input: &mut Input<'_, R>,
+        shape: &Shape,
+    ) -> Result<(ReadBatch, bool), GalleryError> {
+        let (dim, words) = (self.config.dim, self.words);
+        let mut batch = ReadBatch::with_capacity(dim, words, shape.has_floats);
+        let mut cells = Vec::with_capacity(if shape.cells > 0 { READ_BATCH_ROWS } else { 0 });
+        let mut row_bytes = vec![0u8; dim * if shape.has_floats { 5 } else { 1 } + 8 * words];
+        let mut more = true;
+        while more && batch.keys.len() < READ_BATCH_ROWS {
+            more = input.bytes::<1>()?[0] == 1;
+            if !more {
+                break;
+            }
+            let id = input.key()?;
+            let n = input.bytes::<1>()?[0] as usize;
+            if n > PARTITIONS_PER_ROW_MAX {
+                return Err(GalleryError::TooManyPartitions);
+            }
+            let partitions = (0..n).map(|_| input.key()).collect::<Result<_, _>>()?;
+            batch.keys.push((id, partitions));
+            batch.scales.push(f32::from_le_bytes(input.bytes()?));
+            input.fill(&mut row_bytes)?;
+            let (code, rest) = row_bytes.split_at(dim);
+            batch.codes.extend(code.iter().map(|&x| x as i8));
+            let rest = match batch.floats.as_mut() {
+                Some(floats) => {
                     let (f, rest) = rest.split_at(4 * dim);
                     floats.extend(
                         f.chunks_exact(4)
                             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
                     );
                     rest
-                } else {
-                    rest
-                };
-                bits.extend(
-                    rest.chunks_exact(8).map(|b| {
-                        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-                    }),
-                );
-                if stream_cells > 0 {
-                    let cell = u32::from_le_bytes(input.bytes()?);
-                    if cell as usize >= stream_cells {
-                        return Err(bad("a row of a cell the stream does not have"));
-                    }
-                    cells.push(cell);
                 }
-            }
-            if keys.len() == READ_BATCH_ROWS || (!more && !keys.is_empty()) {
-                if !scales.iter().chain(&floats).all(|x| x.is_finite()) {
-                    return Err(GalleryError::NotFinite);
+                None => rest,
+            };
+            batch.bits.extend(
+                rest.chunks_exact(8)
+                    .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])),
+            );
+            if shape.cells > 0 {
+                let cell = u32::from_le_bytes(input.bytes()?);
+                if cell as usize >= shape.cells {
+                    return Err(bad("a row of a cell the stream does not have"));
                 }
-                let refs: Vec<(&str, &[String])> = keys
-                    .iter()
-                    .map(|(id, p)| (id.as_str(), p.as_slice()))
-                    .collect();
-                let encoded = match &adopted {
-                    Some(coarse) => {
-                        Some(coarse.encode_all(&dequantised(&codes, &scales, dim), Some(&cells)))
-                    }
-                    None => self.encode(&codes, &scales, None),
-                };
-                self.place(&Placed {
-                    keys: &refs,
-                    codes: &codes,
-                    scales: &scales,
-                    floats: has_floats.then_some(floats.as_slice()),
-                    bits: &bits,
-                    encoded: encoded.as_ref(),
-                })?;
-                cells.clear();
-                count += keys.len() as u64;
-                keys.clear();
-                codes.clear();
-                scales.clear();
-                floats.clear();
-                bits.clear();
-            }
-            if !more {
-                break;
+                cells.push(cell);
             }
         }
-        if u64::from_le_bytes(input.bytes()?) != count {
-            return Err(bad("the row count does not match the rows"));
+        let floats = batch.floats.as_deref().unwrap_or(&[]);
+        if !batch.scales.iter().chain(floats).all(|x| x.is_finite()) {
+            return Err(GalleryError::NotFinite);
         }
-        self.train_if_due()?;
-        Ok(count)
+        if !batch.keys.is_empty() {
+            batch.encoded = match &shape.adopted {
+                Some(coarse) => Some(
+                    coarse.encode_all(&dequantised(&batch.codes, &batch.scales, dim), Some(&cells)),
+                ),
+                None => self.encode(&batch.codes, &batch.scales, None),
+            };
+        }
+        Ok((batch, more))
     }
 
     /// Reads the stream's centroids, if it has any, and makes them this

@@ -212,6 +212,33 @@ fn partitions_narrow_the_search_and_follow_removals() {
 }
 
 #[test]
+fn an_emptied_partition_is_forgotten_and_its_number_reused() {
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    let dim = 16;
+    let gallery = Gallery::new(GalleryConfig::new(dim)).unwrap();
+    let members = |key: &str, probe: &[f32]| -> Vec<String> {
+        let found = gallery.search(probe, Scope::Partition(key), -1.0, 5);
+        found.unwrap().into_iter().map(|c| c.user_id).collect()
+    };
+    let a = random_unit(&mut rng, dim);
+    gallery.insert("a", &a, &["phone:1111".into()]).unwrap();
+    gallery.remove("a").unwrap();
+    gallery.insert("b", &a, &["phone:2222".into()]).unwrap();
+    assert!(members("phone:1111", &a).is_empty());
+    assert_eq!(members("phone:2222", &a), ["b"]);
+    // A key given twice puts the row in the partition once.
+    let twice = ["phone:3333".to_string(), "phone:3333".to_string()];
+    gallery.insert("c", &a, &twice).unwrap();
+    assert_eq!(members("phone:3333", &a), ["c"]);
+    assert!(gallery.join_partition("c", "merchant:m1").unwrap());
+    assert!(gallery.join_partition("b", "merchant:m1").unwrap());
+    gallery.remove("c").unwrap();
+    assert!(members("phone:3333", &a).is_empty());
+    assert_eq!(members("merchant:m1", &a), ["b"]);
+    assert_eq!(members("phone:2222", &a), ["b"]);
+}
+
+#[test]
 fn bad_templates_and_configurations_are_refused() {
     let gallery = Gallery::new(GalleryConfig::new(4)).unwrap();
     assert_eq!(
@@ -595,6 +622,28 @@ fn inverted_file_rows_written_and_read_back_search_alike() {
                 Err(GalleryError::Rows(_))
             ));
         }
+    }
+}
+
+#[test]
+fn rows_that_cannot_be_placed_stop_the_reading_with_the_reason() {
+    let mut rng = ChaCha20Rng::seed_from_u64(8);
+    let dim = 16;
+    let rows: Vec<(String, Vec<f32>)> = (0..10_000)
+        .map(|i| (format!("u{i}"), random_unit(&mut rng, dim)))
+        .collect();
+    let int8_only = GalleryConfig {
+        keep_floats: false,
+        ..GalleryConfig::new(dim)
+    };
+    let mut stream = Vec::new();
+    filled(int8_only, &rows).write_rows(&mut stream).unwrap();
+    // Placed on another thread than the one reading: its refusal still
+    // ends the read, with its own reason, whichever batch it came on.
+    let keeps_floats = Gallery::new(GalleryConfig::new(dim)).unwrap();
+    match keeps_floats.read_rows(&mut stream.as_slice()) {
+        Err(GalleryError::Rows(why)) => assert!(why.contains("without floats"), "{why}"),
+        other => panic!("{other:?}"),
     }
 }
 
