@@ -78,14 +78,20 @@ impl App {
                 Arc::new(RemoteVault::new(&remote.url, key))
             }
         };
+        let loading = std::time::Instant::now();
+        let engines = [engine(&config, models)?, engine(&config, models)?].map(Arc::new);
+        let liveness = Arc::new(liveness_checker(&config, models)?);
+        let loading_ms = loading.elapsed().as_millis() as u64;
+        tracing::info!(loading_ms, "face models loaded");
+        let [engine, enrolment_engine] = engines;
         let parts = Parts {
             store,
-            engine: Arc::new(engine(&config, models)?),
+            engine,
             // The same model again, in sessions of its own (about 45 MB):
             // an enrolment's eight frames never hold a session a payment
             // waits for.
-            enrolment_engine: Some(Arc::new(engine(&config, models)?)),
-            liveness: Arc::new(liveness_checker(&config, models)?),
+            enrolment_engine: Some(enrolment_engine),
+            liveness,
             vault,
             keys: Arc::new(key_provider(&config)?),
             transforms: Arc::new(transforms(&config)?),

@@ -3,6 +3,7 @@
 //! batch of templates at a time.
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use facepay_store::parties::{self, ActiveTemplate};
 
@@ -24,12 +25,15 @@ impl Identity {
     /// Fills the gallery from the snapshot or the store, and records in
     /// the audit log that templates were opened.
     pub(crate) async fn load_gallery(&self) -> Result<(), Failure> {
+        let reading = Instant::now();
         if let Some(rows) = self.restore_snapshot().await? {
+            let reading_ms = reading.elapsed().as_millis() as u64;
             let changes = self.catch_up().await?;
             self.audit_gallery("gallery_restored").await?;
             self.gallery_restored.store(true, Ordering::Relaxed);
             tracing::info!(
                 rows,
+                reading_ms,
                 changes,
                 templates = self.gallery.len(),
                 "gallery restored from its snapshot"
