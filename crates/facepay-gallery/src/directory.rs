@@ -8,7 +8,8 @@
 //! `hashbrown` table that hashes the id the slot points at), and only
 //! slots that are in some partition have a list.
 //!
-//! Partitions are numbered, each key held once. A server puts every payer
+//! Partitions are numbered: a key is kept by its partition, not by each
+//! of its rows. A server puts every payer
 //! in the partition of their phone's last digits: as a list of keys per
 //! slot that was four allocations and about 100 bytes a row, and most of
 //! a restart's time at ten million. A slot's first partition is now a

@@ -279,19 +279,19 @@ impl Coarse {
         let (mut norm2, mut l1, mut most) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
         let (xs, cs) = (x.chunks_exact(LANES), centroid.chunks_exact(LANES));
         let tail = xs.remainder().iter().zip(cs.remainder());
-        for (xs, cs) in xs.zip(cs) {
-            for k in 0..LANES {
-                let r = xs[k] - cs[k];
-                norm2[k] += r * r;
-                l1[k] += r.abs();
-                most[k] = most[k].max(xs[k].abs());
-            }
-        }
-        for (k, (v, c)) in tail.enumerate() {
+        let mut add = |k: usize, v: f32, c: f32| {
             let r = v - c;
             norm2[k] += r * r;
             l1[k] += r.abs();
             most[k] = most[k].max(v.abs());
+        };
+        for (xs, cs) in xs.zip(cs) {
+            for k in 0..LANES {
+                add(k, xs[k], cs[k]);
+            }
+        }
+        for (k, (v, c)) in tail.enumerate() {
+            add(k, *v, *c);
         }
         let norm2: f32 = norm2.iter().sum();
         let l1: f32 = l1.iter().sum();

@@ -79,17 +79,16 @@ impl App {
             }
         };
         let loading = std::time::Instant::now();
-        let engines = [engine(&config, models)?, engine(&config, models)?].map(Arc::new);
+        let payment_engine = Arc::new(engine(&config, models)?);
+        // The same model again, in sessions of its own (about 45 MB): an
+        // enrolment's eight frames never hold a session a payment waits for.
+        let enrolment_engine = Arc::new(engine(&config, models)?);
         let liveness = Arc::new(liveness_checker(&config, models)?);
         let loading_ms = loading.elapsed().as_millis() as u64;
         tracing::info!(loading_ms, "face models loaded");
-        let [engine, enrolment_engine] = engines;
         let parts = Parts {
             store,
-            engine,
-            // The same model again, in sessions of its own (about 45 MB):
-            // an enrolment's eight frames never hold a session a payment
-            // waits for.
+            engine: payment_engine,
             enrolment_engine: Some(enrolment_engine),
             liveness,
             vault,
