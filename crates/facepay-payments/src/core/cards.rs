@@ -160,13 +160,10 @@ impl Core {
         }
     }
 
-    /// The vault's token and the core's share of a card, opened. The
-    /// pay path passes the data key it read with the card (`known_key`),
-    /// which spares a round trip when it is the one the share names.
+    /// The vault's token and the core's share of a card, opened.
     pub(crate) async fn card_share(
         &self,
         method: &PaymentMethod,
-        known_key: Option<&DataKeyRow>,
     ) -> Result<(String, Zeroizing<Vec<u8>>), Failure> {
         let moved;
         let method = match (&method.vault_token, &method.ciphertext) {
@@ -185,10 +182,7 @@ impl Core {
             ));
         };
         let key_id = method.key_id.as_deref().unwrap_or_default();
-        let data_key = match known_key.filter(|k| k.id == key_id) {
-            Some(key) => Some(key.clone()),
-            None => self.data_key(&mut *self.conn().await?, key_id).await?,
-        };
+        let data_key = self.data_key(&mut *self.conn().await?, key_id).await?;
         let share = self.envelope.open(
             key_id,
             data_key.as_ref(),
