@@ -68,12 +68,17 @@ async function shows(page, selector, text) {
   }
 }
 
-async function merchantPayments() {
-  const response = await fetch(`${URL}/v1/merchant/payments?limit=100`, {
+/** The JSON body of a GET of the merchant API, with the demo merchant's key. */
+async function merchantGet(path) {
+  const response = await fetch(`${URL}${path}`, {
     headers: { authorization: `Bearer ${merchantKey}` },
   });
-  assert.equal(response.status, 200);
-  return (await response.json()).payments;
+  assert.equal(response.status, 200, path);
+  return response.json();
+}
+
+async function merchantPayments() {
+  return (await merchantGet("/v1/merchant/payments?limit=100")).payments;
 }
 
 /** How many of the merchant's payments are captured, over every page. */
@@ -81,11 +86,7 @@ async function capturedCount() {
   let count = 0;
   let cursor = "";
   for (let page = 0; page < 100; page++) {
-    const response = await fetch(`${URL}/v1/merchant/payments?state=captured&limit=100${cursor}`, {
-      headers: { authorization: `Bearer ${merchantKey}` },
-    });
-    assert.equal(response.status, 200);
-    const body = await response.json();
+    const body = await merchantGet(`/v1/merchant/payments?state=captured&limit=100${cursor}`);
     count += body.payments.length;
     if (!body.next_cursor) return count;
     cursor = `&cursor=${encodeURIComponent(body.next_cursor)}`;
