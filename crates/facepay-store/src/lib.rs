@@ -53,6 +53,21 @@ const POSTGRES_CONNECTIONS_MAX: u32 = 16;
 /// How long a query waits for a connection before it fails.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What both backends' pools share. Closing idle or old connections is
+/// off: with either on, sqlx 0.8 runs a maintenance task whose sweep
+/// counts on a number of idle connections that a race in the pool can
+/// wrap to `usize::MAX` (launchbadge/sqlx#3645, mended after 0.8.6). The
+/// task then spins on a runtime thread without yielding, takes the idle
+/// connections from requests until their acquire times out, and keeps the
+/// pool's close from ending. A ten-million-payer import here met it. A
+/// connection is still checked when acquired, and replaced if it died.
+fn pool_options() -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .idle_timeout(None)
+        .max_lifetime(None)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -162,9 +177,8 @@ impl Store {
         let options = AnyConnectOptions::from_str(url)?;
         let pool = match backend {
             Backend::Sqlite => {
-                AnyPoolOptions::new()
+                pool_options()
                     .max_connections(1)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // FULL: an acknowledged payment survives power
@@ -185,9 +199,8 @@ impl Store {
                     .await?
             }
             Backend::Postgres => {
-                AnyPoolOptions::new()
+                pool_options()
                     .max_connections(POSTGRES_CONNECTIONS_MAX)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with(options)
                     .await?
             }

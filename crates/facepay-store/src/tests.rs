@@ -630,6 +630,20 @@ async fn the_change_log_is_in_commit_order_and_wakes_its_followers() {
     }
 }
 
+/// Neither backend's pool closes idle or old connections, so sqlx's
+/// maintenance task, which can spin (see `pool_options`), never starts.
+#[tokio::test]
+async fn pools_run_no_maintenance_task() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let options = store.pool().options();
+        let backend = store.backend().name();
+        assert_eq!(options.get_idle_timeout(), None, "{backend}");
+        assert_eq!(options.get_max_lifetime(), None, "{backend}");
+        assert_eq!(options.get_min_connections(), 0, "{backend}");
+    }
+}
+
 /// The pay path's one read of the payer finds the card `payment_methods`
 /// puts first: the default among active cards, else the oldest.
 #[tokio::test]
