@@ -236,9 +236,8 @@ struct Rows {
     chunks: Vec<Chunk>,
     directory: Directory,
     free: Vec<u32>,
-    /// Empty chunks made ahead for the next rows by the snapshot's
-    /// reader, and emptied when the read ends; the next new chunk is taken
-    /// from here.
+    /// Empty chunks made ahead for the next rows (by the snapshot's
+    /// reader); the next new chunk is taken from here.
     spare: Vec<Chunk>,
     /// The inverted file, once its cells are trained.
     ivf: Option<ivf::Ivf>,

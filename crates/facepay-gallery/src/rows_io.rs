@@ -58,13 +58,10 @@ struct Shape {
     /// Those cells, when this gallery took them as its own: rows are then
     /// filed in the cells they name.
     adopted: Option<Arc<Coarse>>,
-    /// Whether the gallery had no slot used when the reading began: each
-    /// row of a well-formed stream then takes the next slot, so the reader
-    /// knows which chunks the rows will fill and makes them ahead.
+    /// Whether the gallery was empty when the reading began: each row
+    /// then takes a new slot, so the reader knows which chunks the rows
+    /// will fill and makes them ahead.
     into_empty: bool,
-    /// The rows the header announces (at most [`ROWS_MAX`]): no chunk is
-    /// made ahead beyond them, whatever the stream holds.
-    expected: usize,
 }
 
 /// Rows read and checked, not yet placed.
@@ -254,9 +251,8 @@ impl Gallery {
             return Err(bad("rows of a gallery of another shape"));
         }
         let expected = u64::from_le_bytes(input.bytes()?);
-        let expected = usize::try_from(expected).unwrap_or(ROWS_MAX).min(ROWS_MAX);
         // Growing the maps row by row rehashes them again and again.
-        self.reserve(expected);
+        self.reserve(usize::try_from(expected).unwrap_or(ROWS_MAX).min(ROWS_MAX));
         let stream_cells = u32::from_le_bytes(input.bytes()?) as usize;
         let adopted = self.read_cells(&mut input, stream_cells)?;
         let shape = Shape {
@@ -264,7 +260,6 @@ impl Gallery {
             cells: stream_cells,
             adopted,
             into_empty: self.read().directory.slots_used() == 0,
-            expected,
         };
         // Two stages on two threads: this one decrypts, parses and encodes
         // a batch while the other places the one before. At ten million
@@ -333,8 +328,8 @@ impl Gallery {
             let more = self.read_batch(input, shape, &mut batch)?;
             if !batch.keys.is_empty() {
                 count += batch.keys.len() as u64;
-                let slots_needed = (count as usize).min(shape.expected);
-                while shape.into_empty && chunks_made * CHUNK_ROWS < slots_needed {
+                // Into an empty gallery, row `i` takes slot `i`.
+                while shape.into_empty && chunks_made * CHUNK_ROWS < count as usize {
                     batch.chunks.push(Chunk::new(&self.config, words, true));
                     chunks_made += 1;
                 }
