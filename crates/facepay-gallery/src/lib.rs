@@ -165,56 +165,6 @@ struct Chunk {
     cells: Vec<u16>,
 }
 
-impl Chunk {
-    /// A chunk of empty rows for a gallery of this shape. With `touched`,
-    /// a byte of every page is written, so that the kernel hands the pages
-    /// over now, on this thread, instead of at the first rows placed
-    /// under the write lock: at a restart the placing thread is the slower
-    /// one, and the kernel's zeroing of fresh pages took most of its time
-    /// (docs/gallery.md).
-    fn new(config: &GalleryConfig, words: usize, touched: bool) -> Chunk {
-        let dim = config.dim;
-        let floats = if config.keep_floats {
-            CHUNK_ROWS * dim
-        } else {
-            0
-        };
-        let cells = if matches!(config.kind, IndexKind::Ivf { .. }) {
-            CHUNK_ROWS
-        } else {
-            0
-        };
-        let mut chunk = Chunk {
-            codes: vec![0; CHUNK_ROWS * dim],
-            scales: vec![0.0; CHUNK_ROWS],
-            floats: vec![0.0; floats],
-            bits: vec![0; CHUNK_ROWS * words],
-            alive: vec![false; CHUNK_ROWS],
-            cells: vec![0; cells],
-        };
-        if touched {
-            touch_pages(&mut chunk.codes);
-            touch_pages(&mut chunk.scales);
-            touch_pages(&mut chunk.floats);
-            touch_pages(&mut chunk.bits);
-            touch_pages(&mut chunk.alive);
-            touch_pages(&mut chunk.cells);
-        }
-        chunk
-    }
-}
-
-/// Writes a default value to every 4 KiB page of `values`. The value goes
-/// through `black_box`: the compiler knows a zeroed allocation holds
-/// zeros and would drop a plain store of one, leaving the page untouched.
-fn touch_pages<T: Copy + Default>(values: &mut [T]) {
-    const PAGE_BYTES: usize = 4_096;
-    let step = (PAGE_BYTES / std::mem::size_of::<T>()).max(1);
-    for value in values.iter_mut().step_by(step) {
-        *value = std::hint::black_box(T::default());
-    }
-}
-
 /// Rows ready to be placed: codes made, floats if kept.
 struct Placed<'a> {
     keys: &'a [(&'a str, &'a [String])],
@@ -231,9 +181,6 @@ struct Rows {
     chunks: Vec<Chunk>,
     directory: Directory,
     free: Vec<u32>,
-    /// Empty chunks made ahead for the next rows (by the snapshot's
-    /// reader); the next new chunk is taken from here.
-    spare: Vec<Chunk>,
     /// The inverted file, once its cells are trained.
     ivf: Option<ivf::Ivf>,
 }
@@ -639,11 +586,24 @@ impl Gallery {
                         return Err(GalleryError::Full);
                     }
                     if slot.is_multiple_of(CHUNK_ROWS) {
-                        let chunk = match rows.spare.pop() {
-                            Some(chunk) => chunk,
-                            None => Chunk::new(&self.config, words, false),
+                        let floats = if self.config.keep_floats {
+                            CHUNK_ROWS * dim
+                        } else {
+                            0
                         };
-                        rows.chunks.push(chunk);
+                        let cells = if matches!(self.config.kind, IndexKind::Ivf { .. }) {
+                            CHUNK_ROWS
+                        } else {
+                            0
+                        };
+                        rows.chunks.push(Chunk {
+                            codes: vec![0; CHUNK_ROWS * dim],
+                            scales: vec![0.0; CHUNK_ROWS],
+                            floats: vec![0.0; floats],
+                            bits: vec![0; CHUNK_ROWS * words],
+                            alive: vec![false; CHUNK_ROWS],
+                            cells: vec![0; cells],
+                        });
                     }
                     rows.directory.push_slot()
                 }

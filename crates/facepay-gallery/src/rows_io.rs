@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use crate::ivf::{Coarse, Encoded};
 use crate::{
-    CELLS_MAX, CHUNK_ROWS, Chunk, Gallery, GalleryError, IndexKind, PARTITIONS_PER_ROW_MAX, Placed,
+    CELLS_MAX, CHUNK_ROWS, Gallery, GalleryError, IndexKind, PARTITIONS_PER_ROW_MAX, Placed,
     ROWS_MAX, dequantised,
 };
 
@@ -58,10 +58,6 @@ struct Shape {
     /// Those cells, when this gallery took them as its own: rows are then
     /// filed in the cells they name.
     adopted: Option<Arc<Coarse>>,
-    /// Whether the gallery was empty when the reading began: each row
-    /// then takes a new slot, so the reader knows which chunks the rows
-    /// will fill and makes them ahead.
-    into_empty: bool,
 }
 
 /// Rows read and checked, not yet placed.
@@ -72,8 +68,6 @@ struct ReadBatch {
     floats: Option<Vec<f32>>,
     bits: Vec<u64>,
     encoded: Option<Encoded>,
-    /// Empty chunks, their pages touched, for the rows of this batch.
-    chunks: Vec<Chunk>,
 }
 
 impl ReadBatch {
@@ -85,31 +79,11 @@ impl ReadBatch {
             floats: has_floats.then(|| Vec::with_capacity(READ_BATCH_ROWS * dim)),
             bits: Vec::with_capacity(READ_BATCH_ROWS * words),
             encoded: None,
-            chunks: Vec::new(),
         }
     }
 
-    /// Empties a placed batch for the next rows, keeping its buffers:
-    /// a fresh batch's megabytes are fresh pages, zeroed by the kernel.
-    fn clear(&mut self) {
-        self.keys.clear();
-        self.codes.clear();
-        self.scales.clear();
-        if let Some(floats) = self.floats.as_mut() {
-            floats.clear();
-        }
-        self.bits.clear();
-        self.encoded = None;
-        assert!(self.chunks.is_empty(), "a batch's chunks go to the gallery");
-    }
-
-    /// Places the batch, under one write lock (and its chunks' under one
-    /// before).
-    fn place_in(&mut self, gallery: &Gallery) -> Result<(), GalleryError> {
-        if !self.chunks.is_empty() {
-            let mut rows = gallery.rows.write().unwrap_or_else(|e| e.into_inner());
-            rows.spare.append(&mut self.chunks);
-        }
+    /// Places the batch, under one write lock.
+    fn place_in(&self, gallery: &Gallery) -> Result<(), GalleryError> {
         let keys: Vec<(&str, &[String])> = self
             .keys
             .iter()
@@ -259,31 +233,21 @@ impl Gallery {
             has_floats,
             cells: stream_cells,
             adopted,
-            into_empty: self.read().directory.slots_used() == 0,
         };
         // Two stages on two threads: this one decrypts, parses and encodes
         // a batch while the other places the one before. At ten million
-        // rows each stage alone takes 9-15 s (docs/gallery.md). Placed
-        // batches come back to be filled again.
-        let outcome = std::thread::scope(|scope| {
+        // rows each stage alone takes 9-15 s (docs/gallery.md).
+        let (count, placed) = std::thread::scope(|scope| {
             let (batches, queue) = std::sync::mpsc::sync_channel::<ReadBatch>(READ_BATCHES_QUEUED);
-            let (spent, returned) = std::sync::mpsc::sync_channel::<ReadBatch>(READ_BATCHES_QUEUED);
             let placer = scope.spawn(move || -> Result<u64, GalleryError> {
                 let mut placed = 0u64;
-                for mut batch in queue {
+                for batch in queue {
                     batch.place_in(self)?;
                     placed += batch.keys.len() as u64;
-                    // Full when the reader has enough; this one is dropped.
-                    let _ = spent.try_send(batch);
                 }
                 Ok(placed)
             });
-            let read = self.read_batches(
-                &mut input,
-                &shape,
-                || returned.try_recv().ok(),
-                |batch| batches.send(batch).is_ok(),
-            );
+            let read = self.read_batches(&mut input, &shape, |batch| batches.send(batch).is_ok());
             drop(batches);
             let placed = placer
                 .join()
@@ -291,10 +255,7 @@ impl Gallery {
             // A placing error ends the reading early: report it first.
             let placed = placed?;
             Ok::<_, GalleryError>((read?, placed))
-        });
-        // Chunks made for rows that a failure left unplaced.
-        self.rows.write().unwrap_or_else(|e| e.into_inner()).spare = Vec::new();
-        let (count, placed) = outcome?;
+        })?;
         assert_eq!(count, placed, "a row read but not placed");
         if u64::from_le_bytes(input.bytes()?) != count {
             return Err(bad("the row count does not match the rows"));
@@ -303,36 +264,20 @@ impl Gallery {
         Ok(count)
     }
 
-    /// Reads rows in batches of [`READ_BATCH_ROWS`] (filling those
-    /// `reuse` gives back, or new ones), each handed to `place` (which
-    /// returns false to stop), up to the end marker; returns how many rows
-    /// were read.
+    /// Reads rows in batches of [`READ_BATCH_ROWS`], each handed to
+    /// `place` (which returns false to stop), up to the end marker; returns
+    /// how many rows were read.
     fn read_batches<R: Read>(
         &self,
         input: &mut Input<'_, R>,
         shape: &Shape,
-        mut reuse: impl FnMut() -> Option<ReadBatch>,
         mut place: impl FnMut(ReadBatch) -> bool,
     ) -> Result<u64, GalleryError> {
-        let (dim, words) = (self.config.dim, self.words);
         let mut count = 0u64;
-        let mut chunks_made = 0;
         loop {
-            let mut batch = match reuse() {
-                Some(mut batch) => {
-                    batch.clear();
-                    batch
-                }
-                None => ReadBatch::with_capacity(dim, words, shape.has_floats),
-            };
-            let more = self.read_batch(input, shape, &mut batch)?;
+            let (batch, more) = self.read_batch(input, shape)?;
             if !batch.keys.is_empty() {
                 count += batch.keys.len() as u64;
-                // Into an empty gallery, row `i` takes slot `i`.
-                while shape.into_empty && chunks_made * CHUNK_ROWS < count as usize {
-                    batch.chunks.push(Chunk::new(&self.config, words, true));
-                    chunks_made += 1;
-                }
                 if !place(batch) {
                     return Ok(count);
                 }
@@ -343,16 +288,15 @@ impl Gallery {
         }
     }
 
-    /// Up to [`READ_BATCH_ROWS`] rows into the empty `batch`, checked and
-    /// encoded for the cells; returns whether more follow.
+    /// Up to [`READ_BATCH_ROWS`] rows, checked and encoded for the cells,
+    /// and whether more follow.
     fn read_batch<R: Read>(
         &self,
         input: &mut Input<'_, R>,
         shape: &Shape,
-        batch: &mut ReadBatch,
-    ) -> Result<bool, GalleryError> {
+    ) -> Result<(ReadBatch, bool), GalleryError> {
         let (dim, words) = (self.config.dim, self.words);
-        assert!(batch.keys.is_empty() && batch.codes.is_empty());
+        let mut batch = ReadBatch::with_capacity(dim, words, shape.has_floats);
         let mut cells = Vec::with_capacity(if shape.cells > 0 { READ_BATCH_ROWS } else { 0 });
         let mut row_bytes = vec![0u8; dim * if shape.has_floats { 5 } else { 1 } + 8 * words];
         let mut more = true;
@@ -407,7 +351,7 @@ impl Gallery {
                 None => self.encode(&batch.codes, &batch.scales, None),
             };
         }
-        Ok(more)
+        Ok((batch, more))
     }
 
     /// Reads the stream's centroids, if it has any, and makes them this
