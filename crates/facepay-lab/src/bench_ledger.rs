@@ -104,15 +104,16 @@ pub fn run(args: LedgerArgs, models: &ModelStore) -> anyhow::Result<()> {
         }
         // As `facepay serve` runs them: among them the change-log follower,
         // through which a node learns of the regulars the others made.
-        for app in &apps {
-            facepay_server::jobs::start(app);
-        }
+        let jobs: Vec<_> = apps.iter().map(facepay_server::jobs::start).collect();
         let started = Instant::now();
         let samples = pay_at_once(&apps, &terminals, &payers, payments).await?;
         let elapsed = started.elapsed();
         let mut s = samples;
         let backend = apps[0].services.store().backend().name();
         print_table((backend, nodes), concurrency, payers.len(), elapsed, &mut s);
+        for jobs in jobs {
+            jobs.stop().await;
+        }
         for app in &apps {
             app.services.store().close().await;
         }

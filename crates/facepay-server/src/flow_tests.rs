@@ -1243,6 +1243,54 @@ async fn a_snapshot_restores_the_gallery_and_never_outlives_a_deletion() {
     }
 }
 
+#[tokio::test]
+async fn jobs_stop_and_leave_a_snapshot_the_next_start_reads() {
+    let engine = engine_with_logs();
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let data = dir.path().join(backend);
+        let file = data.join("gallery.snapshot");
+        let config = Config {
+            gallery_snapshot: Some(file.clone()),
+            ..lenient(DecisionPolicy::default())
+        };
+        let start = || Harness::new(store.clone(), Arc::clone(&engine), &data, config.clone());
+        let h = start().await;
+        let obama = enrolment(
+            "+821012345678",
+            "face_recognition/obama.jpg",
+            "4242424242424242",
+        );
+        let (status, body, _) = h.enrol("j1", &obama).await;
+        assert_eq!(status, 201, "{backend}: {body}");
+        let jobs = crate::jobs::start(&h.app);
+        // The snapshot job writes at once; stopped while it may still be
+        // writing, it lets that write finish.
+        for _ in 0..200 {
+            if file.exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(file.exists(), "{backend}: the snapshot job wrote");
+        let stopped = tokio::time::timeout(std::time::Duration::from_secs(30), jobs.stop()).await;
+        assert!(stopped.is_ok(), "{backend}: every job ended");
+        let (rows, _) = h
+            .app
+            .services
+            .identity
+            .write_snapshot()
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rows, 1, "{backend}");
+        let r = start().await;
+        assert!(r.app.services.identity.gallery_restored(), "{backend}");
+        assert_eq!(r.app.services.identity.gallery_len(), 1, "{backend}");
+    }
+}
+
 fn today(now_ms: i64) -> String {
     let days = now_ms / 86_400_000;
     // Civil-from-days (Howard Hinnant), as the server's parse_date inverts.

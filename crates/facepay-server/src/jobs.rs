@@ -1,8 +1,8 @@
 //! The server's background jobs: the sweep (expired authorisations,
 //! abandoned payments, old idempotency keys and webhook deliveries, the
 //! hub's unfinished transfers, fresh rates from the configured FX
-//! sources), the webhook delivery worker, the gallery follower, and the
-//! risk rules reload.
+//! sources), the webhook delivery worker, the gallery follower and its
+//! snapshot writer, and the risk rules reload.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,21 +18,47 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Expired authorisations voided per sweep.
 const SWEEP_BATCH: i64 = 500;
 
-/// Starts every job on the current runtime; they run until it stops.
-pub fn start(app: &App) {
+/// The running jobs, stopped before the store closes: a job that went on
+/// would fail on the closed pool and log it as a store failure, and the
+/// snapshot written at shutdown would race the follower's changes.
+pub struct Jobs(tokio::task::JoinSet<()>);
+
+/// Starts every job on the current runtime.
+pub fn start(app: &App) -> Jobs {
+    let mut jobs = tokio::task::JoinSet::new();
     if let Some(path) = app.config.risk.rules_file.clone() {
         let payments = Arc::clone(&app.services.payments);
-        tokio::spawn(follow_risk_rules(payments, path));
+        jobs.spawn(follow_risk_rules(payments, path));
     }
     // Enrolments and deletions made through other servers on this store.
-    tokio::spawn(Arc::clone(&app.services.identity).follow());
+    jobs.spawn(Arc::clone(&app.services.identity).follow());
+    jobs.spawn(Arc::clone(&app.services.identity).keep_snapshot());
     let poll = Duration::from_millis(app.config.webhooks.poll_interval_ms);
-    tokio::spawn(deliver_webhooks(Arc::clone(&app.services.webhooks), poll));
-    tokio::spawn(sweep(
+    jobs.spawn(deliver_webhooks(Arc::clone(&app.services.webhooks), poll));
+    jobs.spawn(sweep(
         Arc::clone(&app.services),
         Arc::clone(&app.hub),
         Arc::clone(&app.config),
     ));
+    Jobs(jobs)
+}
+
+impl Jobs {
+    /// Cancels every job at its next await and waits until each has
+    /// ended. A job cut short loses nothing: its transaction rolls back,
+    /// and what it had leased (a webhook delivery, an authorisation to
+    /// void) is taken again by the next pass of any server once the lease
+    /// runs out.
+    pub async fn stop(mut self) {
+        self.0.abort_all();
+        while let Some(ended) = self.0.join_next().await {
+            if let Err(e) = ended
+                && e.is_panic()
+            {
+                tracing::error!(error = %e, "a background job had panicked");
+            }
+        }
+    }
 }
 
 async fn sweep(

@@ -103,11 +103,12 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
         "facepay is serving:\n  terminal   {root}/terminal\n  app        {root}/app\n  \
          dashboard  {root}/dashboard\n  operator   {root}/operator\n  API docs   {root}/docs"
     );
-    jobs::start(&app);
+    let jobs = jobs::start(&app);
     serve_on(&app, listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;
+    jobs.stop().await;
     // The next start reads this instead of opening every template.
     if let Err(e) = app.services.identity.write_snapshot().await {
         tracing::warn!(error = %e, "gallery snapshot not written at shutdown");

@@ -222,12 +222,8 @@ impl Identity {
         Ok(())
     }
 
-    /// Follows the change log for as long as the process runs; keeps the
-    /// gallery snapshot recent on a task of its own, if one is configured.
+    /// Follows the change log until the task is dropped.
     pub async fn follow(self: Arc<Self>) {
-        if self.core.config.gallery_snapshot.is_some() {
-            tokio::spawn(Arc::clone(&self).keep_snapshot());
-        }
         let mut wakeup = Wakeup::new(&self.core.store, FOLLOW_POLL).await;
         let mut pruned_at = Instant::now();
         loop {
@@ -257,15 +253,25 @@ impl Identity {
     }
 
     /// Writes the snapshot at once, then again every [`SNAPSHOT_EVERY`] if
-    /// the gallery changed meanwhile.
-    async fn keep_snapshot(self: Arc<Self>) {
+    /// the gallery changed meanwhile, until the task is dropped; returns at
+    /// once if no snapshot is configured.
+    pub async fn keep_snapshot(self: Arc<Self>) {
+        if self.core.config.gallery_snapshot.is_none() {
+            return;
+        }
         let mut written: Option<i64> = None;
         loop {
             let seen = *self.changes_seen.lock().await;
             if written != Some(seen) {
-                match self.write_snapshot().await {
-                    Ok(done) => written = done.map(|(_, seq)| seq),
-                    Err(e) => tracing::warn!(error = %e, "gallery snapshot not written"),
+                // On a task of its own: when this loop is stopped at
+                // shutdown, a write under way still finishes, and the
+                // shutdown's own write waits for it instead of writing the
+                // same file beside it.
+                let this = Arc::clone(&self);
+                match tokio::spawn(async move { this.write_snapshot().await }).await {
+                    Ok(Ok(done)) => written = done.map(|(_, seq)| seq),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "gallery snapshot not written"),
+                    Err(e) => tracing::error!(error = %e, "gallery snapshot writer panicked"),
                 }
             }
             tokio::time::sleep(SNAPSHOT_EVERY).await;
