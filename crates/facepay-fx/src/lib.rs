@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use facepay_money::{Currency, basis_points_of};
+use facepay_money::{AMOUNT_MINOR_MAX, Currency, basis_points_of};
 use thiserror::Error;
 
 /// Rates carry nine decimal places: 1 KRW is 0.000720000 USD.
@@ -184,21 +184,23 @@ impl Desk {
 
 impl Quote {
     /// The payment's cost over the mid rate through the hub, and what a
-    /// card would have cost for the same destination amount.
-    pub fn cost(&self) -> Cost {
+    /// card would have cost for the same destination amount. `None` for a
+    /// quote no desk prices (a mid rate not above zero, an amount at mid
+    /// past the largest amount), as a stored one could be if corrupted.
+    pub fn cost(&self) -> Option<Cost> {
         let at_mid = source_for(
             self.destination_minor,
             self.source,
             self.destination,
             self.mid_rate,
         )
-        .unwrap_or(i64::MAX);
+        .filter(|minor| (0..=AMOUNT_MINOR_MAX).contains(minor))?;
         let card = basis_points_of(at_mid, CARD_SCHEME_BPS + CARD_FX_MARKUP_BPS);
-        Cost {
+        Some(Cost {
             at_mid_minor: at_mid,
             hub_minor: self.source_minor - at_mid,
             card_minor: card,
-        }
+        })
     }
 }
 

@@ -99,18 +99,41 @@ fn the_hub_costs_less_than_a_card_and_rounding_never_loses() {
         let one_less =
             converted(principal - 1, Currency::KRW, Currency::USD, q.customer_rate).unwrap();
         assert!(one_less < cents, "{cents}: not a won more than needed");
-        let cost = q.cost();
+        let cost = q.cost().unwrap();
         assert!(cost.hub_minor <= cost.card_minor, "{cents}: {cost:?}");
     }
     // $100.00 from Seoul: 0.3% spread and 0.2% fee against 1% + 2%.
     let cost = desk
         .quote(Currency::KRW, Currency::USD, 10_000, 0)
         .unwrap()
-        .cost();
+        .cost()
+        .unwrap();
     println!(
         "$100 from KRW: at mid {} won, hub {} won, card {} won",
         cost.at_mid_minor, cost.hub_minor, cost.card_minor
     );
     assert_eq!(cost.at_mid_minor, 138_889);
     assert!(cost.hub_minor < cost.card_minor / 5);
+}
+
+#[test]
+fn a_quote_no_desk_would_price_has_no_cost() {
+    let mut desk = Desk::new(20);
+    desk.post(krw_to_idr("bank_a", 11_500_000_000, 30)).unwrap();
+    let quote = desk.quote(Currency::KRW, idr(), 1_000_000, 0).unwrap();
+    assert!(quote.cost().is_some());
+    for mid_rate in [0, -1] {
+        let corrupt = Quote {
+            mid_rate,
+            ..quote.clone()
+        };
+        assert!(corrupt.cost().is_none(), "mid rate {mid_rate}");
+    }
+    // 10^16 won at mid: an i64, but past the largest amount.
+    let past_largest = Quote {
+        mid_rate: 1,
+        destination_minor: 1_000_000_000,
+        ..quote.clone()
+    };
+    assert!(past_largest.cost().is_none());
 }

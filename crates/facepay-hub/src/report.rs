@@ -63,20 +63,18 @@ fn participant(account: &str, currency: &str) -> String {
 fn cost(t: &Transfer) -> Option<facepay_fx::Cost> {
     let q = &t.quote;
     let (source, destination) = currencies(q)?;
-    Some(
-        FxQuote {
-            provider: q.provider.clone(),
-            source,
-            destination,
-            source_minor: q.source_minor,
-            fee_minor: q.fee_minor,
-            destination_minor: q.destination_minor,
-            mid_rate: q.mid_rate.parse().ok()?,
-            customer_rate: q.customer_rate.parse().ok()?,
-            expires_at_ms: q.expires_at_ms,
-        }
-        .cost(),
-    )
+    FxQuote {
+        provider: q.provider.clone(),
+        source,
+        destination,
+        source_minor: q.source_minor,
+        fee_minor: q.fee_minor,
+        destination_minor: q.destination_minor,
+        mid_rate: q.mid_rate.parse().ok()?,
+        customer_rate: q.customer_rate.parse().ok()?,
+        expires_at_ms: q.expires_at_ms,
+    }
+    .cost()
 }
 
 impl Report {

@@ -98,7 +98,7 @@ pub fn verify(
     now_ms: i64,
 ) -> Result<(), SignatureError> {
     check_nonce(&headers.nonce)?;
-    if (now_ms - headers.timestamp_ms).abs() > WINDOW_MS {
+    if now_ms.abs_diff(headers.timestamp_ms) > WINDOW_MS.unsigned_abs() {
         return Err(SignatureError::Expired);
     }
     let key_bytes: [u8; 32] = public_key
@@ -169,6 +169,16 @@ mod tests {
             ),
             Err(SignatureError::Expired)
         );
+        // A timestamp as far from now as an i64 goes is refused, not an
+        // overflow.
+        for far_ms in [i64::MIN, i64::MAX] {
+            let body = b"{\"amount\":\"4500\"}";
+            let far = sign(&key, "t1", "POST", path, far_ms, body).unwrap();
+            assert_eq!(
+                verify(&public, &far, "POST", path, body, 1_000),
+                Err(SignatureError::Expired)
+            );
+        }
         let mut shifted = sign(&key, "t1", "POST", path, 1_000, b"").unwrap();
         shifted.timestamp_ms += 1;
         assert_eq!(verify(&public, &shifted, "POST", path, b"", 1_000), bad);

@@ -159,7 +159,7 @@ impl ChannelKey {
         now_ms: i64,
         guard: &ReplayGuard,
     ) -> Result<Zeroizing<Vec<u8>>, ChannelError> {
-        if (now_ms - request.timestamp_ms).abs() > WINDOW_MS {
+        if now_ms.abs_diff(request.timestamp_ms) > WINDOW_MS.unsigned_abs() {
             return Err(ChannelError::Stale);
         }
         let nonce = parse_nonce(&request.nonce)?;
@@ -316,6 +316,18 @@ mod tests {
             vault.open_request("tokenize", &again, now + WINDOW_MS + 1, &guard),
             Err(ChannelError::Stale)
         );
+        for far_ms in [i64::MIN, i64::MAX] {
+            let far = SealedRequest {
+                timestamp_ms: far_ms,
+                nonce: again.nonce.clone(),
+                body: again.body.clone(),
+            };
+            assert_eq!(
+                vault.open_request("tokenize", &far, now, &guard),
+                Err(ChannelError::Stale),
+                "a timestamp as far as an i64 goes is stale, not an overflow"
+            );
+        }
         // The core's own key cannot open what it sent as if it were an answer.
         assert!(core.open_response(&again.nonce, &again.body).is_err());
     }

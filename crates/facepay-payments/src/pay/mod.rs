@@ -192,7 +192,7 @@ impl Payments {
                 "this terminal has no key yet: pair it with its code (POST /v1/terminals/pair)",
             ));
         }
-        if (self.core.now_ms() - headers.timestamp_ms).abs() > signing::WINDOW_MS {
+        if self.core.now_ms().abs_diff(headers.timestamp_ms) > signing::WINDOW_MS.unsigned_abs() {
             return Err(sig_failure(signing::SignatureError::Expired));
         }
         Ok(ctx)
