@@ -186,7 +186,8 @@ impl Quote {
     /// The payment's cost over the mid rate through the hub, and what a
     /// card would have cost for the same destination amount. `None` for a
     /// quote no desk prices (a mid rate not above zero, an amount at mid
-    /// past the largest amount), as a stored one could be if corrupted.
+    /// past the largest amount, a difference past an i64), as a stored one
+    /// could be if corrupted.
     pub fn cost(&self) -> Option<Cost> {
         let at_mid = source_for(
             self.destination_minor,
@@ -198,7 +199,7 @@ impl Quote {
         let card = basis_points_of(at_mid, CARD_SCHEME_BPS + CARD_FX_MARKUP_BPS);
         Some(Cost {
             at_mid_minor: at_mid,
-            hub_minor: self.source_minor - at_mid,
+            hub_minor: self.source_minor.checked_sub(at_mid)?,
             card_minor: card,
         })
     }

@@ -136,4 +136,9 @@ fn a_quote_no_desk_would_price_has_no_cost() {
         ..quote.clone()
     };
     assert!(past_largest.cost().is_none());
+    let corrupt_source = Quote {
+        source_minor: i64::MIN,
+        ..quote.clone()
+    };
+    assert!(corrupt_source.cost().is_none());
 }

@@ -1265,8 +1265,7 @@ async fn jobs_stop_and_leave_a_snapshot_the_next_start_reads() {
         let (status, body, _) = h.enrol("j1", &obama).await;
         assert_eq!(status, 201, "{backend}: {body}");
         let jobs = crate::jobs::start(&h.app);
-        // The snapshot job writes at once; stopped while it may still be
-        // writing, it lets that write finish.
+        // The snapshot job writes at once.
         for _ in 0..200 {
             if file.exists() {
                 break;

@@ -19,11 +19,12 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 const SWEEP_BATCH: i64 = 500;
 
 /// The running jobs, stopped before the store closes: a job that went on
-/// would fail on the closed pool and log it as a store failure, and the
-/// snapshot written at shutdown would race the follower's changes.
+/// would fail on the closed pool and log it as a store failure. Dropped,
+/// it stops them at once.
 pub struct Jobs(tokio::task::JoinSet<()>);
 
 /// Starts every job on the current runtime.
+#[must_use = "the jobs stop when the handle is dropped"]
 pub fn start(app: &App) -> Jobs {
     let mut jobs = tokio::task::JoinSet::new();
     if let Some(path) = app.config.risk.rules_file.clone() {
@@ -45,10 +46,11 @@ pub fn start(app: &App) -> Jobs {
 
 impl Jobs {
     /// Cancels every job at its next await and waits until each has
-    /// ended. A job cut short loses nothing: its transaction rolls back,
-    /// and what it had leased (a webhook delivery, an authorisation to
-    /// void) is taken again by the next pass of any server once the lease
-    /// runs out.
+    /// ended. A job cut short loses nothing: its transaction rolls back;
+    /// an expired authorisation it was voiding is listed again by the next
+    /// sweep of any server, and voided again (the issuer's void may be
+    /// repeated); a webhook delivery it had leased is sent by the next
+    /// pass once the lease runs out.
     pub async fn stop(mut self) {
         self.0.abort_all();
         while let Some(ended) = self.0.join_next().await {

@@ -253,7 +253,7 @@ impl ReplayGuard {
     ) -> Result<(), ChannelError> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.len() >= REPLAY_CACHE_MAX {
-            seen.retain(|_, at_ms| (now_ms - *at_ms).abs() <= WINDOW_MS);
+            seen.retain(|_, at_ms| now_ms.abs_diff(*at_ms) <= WINDOW_MS.unsigned_abs());
         }
         if seen.len() >= REPLAY_CACHE_MAX {
             return Err(ChannelError::Busy);

@@ -265,12 +265,21 @@ impl Identity {
             if written != Some(seen) {
                 // On a task of its own: when this loop is stopped at
                 // shutdown, a write under way still finishes, and the
-                // shutdown's own write waits for it instead of writing the
-                // same file beside it.
+                // shutdown's own write waits for it (both take the
+                // snapshot's lock) instead of staging the same file beside it.
                 let this = Arc::clone(&self);
-                match tokio::spawn(async move { this.write_snapshot().await }).await {
-                    Ok(Ok(done)) => written = done.map(|(_, seq)| seq),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "gallery snapshot not written"),
+                let write = tokio::spawn(async move {
+                    match this.write_snapshot().await {
+                        Ok(done) => Some(done.map(|(_, seq)| seq)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "gallery snapshot not written");
+                            None
+                        }
+                    }
+                });
+                match write.await {
+                    Ok(Some(done)) => written = done,
+                    Ok(None) => {}
                     Err(e) => tracing::error!(error = %e, "gallery snapshot writer panicked"),
                 }
             }
