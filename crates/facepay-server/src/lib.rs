@@ -88,6 +88,27 @@ pub fn serve_on(
     listen::serve(listener, router(app), limits, shutdown)
 }
 
+/// Ctrl-C, or SIGTERM, the signal with which service managers (systemd,
+/// Docker, Kubernetes) stop a server: either lets the server finish the
+/// requests under way, stop its jobs and write its snapshot.
+pub async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "SIGTERM not handled; stop with Ctrl-C"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
     observe::install();
     let listener = tokio::net::TcpListener::bind(address).await?;
@@ -104,10 +125,7 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
          dashboard  {root}/dashboard\n  operator   {root}/operator\n  API docs   {root}/docs"
     );
     let jobs = jobs::start(&app);
-    serve_on(&app, listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await;
+    serve_on(&app, listener, stop_requested()).await;
     jobs.stop().await;
     // The next start reads this instead of opening every template.
     if let Err(e) = app.services.identity.write_snapshot().await {

@@ -141,9 +141,7 @@ async fn serve(
         }
     );
     axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(facepay_server::stop_requested())
         .await?;
     Ok(())
 }

@@ -10,6 +10,7 @@ pub fn binary() -> &'static str {
 
 /// A new schema on the test PostgreSQL server, as a database URL; `None`,
 /// said on stderr, when `FACEPAY_TEST_POSTGRES_URL` names no server.
+#[allow(dead_code)] // Not every test binary uses PostgreSQL.
 pub fn fresh_postgres() -> Option<String> {
     let Ok(url) = std::env::var("FACEPAY_TEST_POSTGRES_URL") else {
         eprintln!("FACEPAY_TEST_POSTGRES_URL not set: PostgreSQL skipped");
