@@ -1118,18 +1118,25 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
     }
 }
 
+/// A backend's data directory under `dir`, its snapshot file, and the
+/// lenient configuration that keeps the snapshot there.
+fn with_snapshot(dir: &Path, backend: &str) -> (PathBuf, PathBuf, Config) {
+    let data = dir.join(backend);
+    let file = data.join("gallery.snapshot");
+    let config = Config {
+        gallery_snapshot: Some(file.clone()),
+        ..lenient(DecisionPolicy::default())
+    };
+    (data, file, config)
+}
+
 #[tokio::test]
 async fn a_snapshot_restores_the_gallery_and_never_outlives_a_deletion() {
     let engine = engine_with_logs();
     let dir = tempfile::tempdir().unwrap();
     for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
         let backend = store.backend().name();
-        let data = dir.path().join(backend);
-        let file = data.join("gallery.snapshot");
-        let config = Config {
-            gallery_snapshot: Some(file.clone()),
-            ..lenient(DecisionPolicy::default())
-        };
+        let (data, file, config) = with_snapshot(dir.path(), backend);
         let start = || Harness::new(store.clone(), Arc::clone(&engine), &data, config.clone());
         let h = start().await;
         assert!(
@@ -1249,12 +1256,7 @@ async fn jobs_stop_and_leave_a_snapshot_the_next_start_reads() {
     let dir = tempfile::tempdir().unwrap();
     for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
         let backend = store.backend().name();
-        let data = dir.path().join(backend);
-        let file = data.join("gallery.snapshot");
-        let config = Config {
-            gallery_snapshot: Some(file.clone()),
-            ..lenient(DecisionPolicy::default())
-        };
+        let (data, file, config) = with_snapshot(dir.path(), backend);
         let start = || Harness::new(store.clone(), Arc::clone(&engine), &data, config.clone());
         let h = start().await;
         let obama = enrolment(
