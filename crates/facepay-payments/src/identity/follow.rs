@@ -270,7 +270,7 @@ impl Identity {
                 let this = Arc::clone(&self);
                 let write = tokio::spawn(async move {
                     match this.write_snapshot().await {
-                        Ok(done) => Some(done.map(|(_, seq)| seq)),
+                        Ok(done) => done.map(|(_, seq)| seq),
                         Err(e) => {
                             tracing::warn!(error = %e, "gallery snapshot not written");
                             None
@@ -278,7 +278,7 @@ impl Identity {
                     }
                 });
                 match write.await {
-                    Ok(Some(done)) => written = done,
+                    Ok(Some(seq)) => written = Some(seq),
                     Ok(None) => {}
                     Err(e) => tracing::error!(error = %e, "gallery snapshot writer panicked"),
                 }
