@@ -426,3 +426,64 @@ async fn risk_decisions_factors_lockouts_claims_and_throttling() {
         verify(&store).await;
     }
 }
+
+/// Wrong PINs sent at once from three payments of one payer, as three
+/// terminals (or servers) would: each guess is counted before it is
+/// checked, so no more are checked than the lockout allows (5), the rest
+/// are refused as locked, and each wrong one is counted once.
+#[tokio::test]
+async fn wrong_pins_sent_at_once_stop_at_the_lockout() {
+    let engine = engine_with_logs();
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let data = dir.path().join(backend);
+        let policy = lenient(DecisionPolicy::default());
+        let h = Harness::new(store.clone(), Arc::clone(&engine), &data, policy).await;
+        let payments = &h.app.services.payments;
+        payments.reload_risk_rules(&rules(60)).unwrap();
+        let card = enrolment("+821012345678", "face_recognition/obama.jpg", OBAMA_CARD);
+        let (status, enrolled, _) = h.enrol("e1", &card).await;
+        assert_eq!(status, 201, "{backend}: {enrolled}");
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let paying = payment("face_recognition/obama2.jpg", "4500");
+            let (status, asked, _) = h.pay(&format!("p{i}"), &paying).await;
+            assert_eq!(status, 202, "{backend}: {asked}");
+            ids.push(asked["id"].as_str().unwrap().to_owned());
+        }
+        // Three wrong answers each, the most a payment takes.
+        let guess_three = |n: usize| {
+            let (h, id) = (&h, ids[n].clone());
+            async move {
+                let mut answers = Vec::new();
+                for i in 0..3 {
+                    let wrong = json!({"pin": "000000"});
+                    let (status, answer) = h.step_up(&id, &format!("w{n}{i}"), &wrong).await;
+                    answers.push((status, answer["error"]["code"].clone()));
+                }
+                answers
+            }
+        };
+        let (a, b, c) = tokio::join!(guess_three(0), guess_three(1), guess_three(2));
+        let answers: Vec<_> = [a, b, c].concat();
+        let checked = answers
+            .iter()
+            .filter(|(s, _)| [402, 422].contains(s))
+            .count();
+        let locked = answers
+            .iter()
+            .filter(|(s, code)| *s == 423 && code == "factor_locked")
+            .count();
+        assert!(
+            (1..=5).contains(&checked) && checked + locked == answers.len(),
+            "{backend}: {answers:?}"
+        );
+        let (counted,): (i64,) =
+            sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM factor_failures")
+                .fetch_one(&mut *store.acquire().await.unwrap())
+                .await
+                .unwrap();
+        assert_eq!(counted, i64::try_from(checked).unwrap(), "{backend}");
+    }
+}

@@ -198,23 +198,67 @@ pub async fn record_factor_failure(
     Ok(())
 }
 
-/// A user's failures of one factor since `since_ms`, and the newest one's
-/// time (for the end of a lockout).
-pub async fn factor_failures(
+/// A guess at a user's factor, counted as a failure before it is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guess {
+    /// Its failure row, to forget if the guess is right (`forget_guess`).
+    pub id: i64,
+    /// The user's other failures of the factor since the window's start,
+    /// guesses still being checked included.
+    pub failures_before: i64,
+    /// The newest of those, for the end of a lockout.
+    pub last_failure_ms: Option<i64>,
+}
+
+/// Counts a guess at `user_id`'s `factor` as a failure, then reads the
+/// user's other failures since `since_ms`. Counting before checking is
+/// what makes a lockout hold against guesses sent at once, to one server
+/// or several: each guess's count sees every guess committed before it,
+/// so of k guesses the i-th to commit sees at least i - 1 others, and no
+/// more guesses are checked than the limit leaves. A guess whose check
+/// never ends (its process died) stays counted, which errs on the safe
+/// side. Call it outside a transaction: the insert must be committed
+/// before the count, and the count must see what others committed.
+pub async fn count_guess(
     conn: &mut Connection,
     user_id: &str,
     factor: GuessedFactor,
+    at_ms: i64,
     since_ms: i64,
-) -> Result<(i64, Option<i64>)> {
-    Ok(sqlx::query_as(
+) -> Result<Guess> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO factor_failures (user_id, factor, at_ms) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(user_id)
+    .bind(factor.as_str())
+    .bind(at_ms)
+    .fetch_one(&mut *conn)
+    .await?;
+    let (failures_before, last_failure_ms) = sqlx::query_as(
         "SELECT CAST(COUNT(*) AS BIGINT), MAX(at_ms) FROM factor_failures \
-         WHERE user_id = $1 AND factor = $2 AND at_ms >= $3",
+         WHERE user_id = $1 AND factor = $2 AND at_ms >= $3 AND id <> $4",
     )
     .bind(user_id)
     .bind(factor.as_str())
     .bind(since_ms)
+    .bind(id)
     .fetch_one(conn)
-    .await?)
+    .await?;
+    Ok(Guess {
+        id,
+        failures_before,
+        last_failure_ms,
+    })
+}
+
+/// Takes back a guess counted by `count_guess`: it was right, or it was
+/// never checked.
+pub async fn forget_guess(conn: &mut Connection, guess: &Guess) -> Result<()> {
+    sqlx::query("DELETE FROM factor_failures WHERE id = $1")
+        .bind(guess.id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

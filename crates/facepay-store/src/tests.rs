@@ -922,12 +922,14 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
         let listed = fraud::blocks(&mut conn, 0).await.unwrap();
         let card = listed.iter().find(|b| b.kind == "card").unwrap();
         assert_eq!(card.expires_at_ms, Some(50_000));
+        let guess = fraud::count_guess(&mut conn, "u1", GuessedFactor::Pin, 9_000, 0)
+            .await
+            .unwrap();
         assert_eq!(
-            fraud::factor_failures(&mut conn, "u1", GuessedFactor::Pin, 0)
-                .await
-                .unwrap(),
+            (guess.failures_before, guess.last_failure_ms),
             (3, Some(7_000))
         );
+        fraud::forget_guess(&mut conn, &guess).await.unwrap();
         assert_eq!(
             fraud::prune(&mut conn, 5_000).await.unwrap(),
             3,
@@ -947,6 +949,49 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
             (0, 0, 0)
         );
         assert!(!h.paid_at_merchant && !h.paid_at_terminal);
+    }
+}
+
+/// Guesses at one user's PIN sent at once, on connections of their own
+/// as from several servers: each is counted before it is checked, so no
+/// more of them find fewer failures than the limit than the limit leaves.
+#[tokio::test]
+async fn guesses_sent_at_once_each_see_the_others() {
+    use crate::fraud::{self, GuessedFactor};
+    const PRIOR: i64 = 3;
+    const LIMIT: i64 = 5;
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        seed_user(&mut store.acquire().await.unwrap(), "u1", "+821012345678").await;
+        for at_ms in 0..PRIOR {
+            let mut conn = store.acquire().await.unwrap();
+            fraud::record_factor_failure(&mut conn, "u1", GuessedFactor::Pin, at_ms)
+                .await
+                .unwrap();
+        }
+        let guesses = (0..8).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut conn = store.acquire().await.unwrap();
+                fraud::count_guess(&mut conn, "u1", GuessedFactor::Pin, 100 + i, 0)
+                    .await
+                    .unwrap()
+            })
+        });
+        let mut seen = Vec::new();
+        for guess in guesses.collect::<Vec<_>>() {
+            seen.push(guess.await.unwrap().failures_before);
+        }
+        let checked = seen.iter().filter(|&&before| before < LIMIT).count();
+        assert!(
+            checked <= usize::try_from(LIMIT - PRIOR).unwrap(),
+            "{backend}: {checked} guesses would be checked: {seen:?}"
+        );
+        assert!(
+            seen.iter().all(|&before| before >= PRIOR),
+            "{backend}: {seen:?}"
+        );
     }
 }
 

@@ -8,7 +8,7 @@
 
 use facepay_face::liveness::LivenessDecision;
 use facepay_risk::Factor;
-use facepay_store::fraud::{self, GuessedFactor};
+use facepay_store::fraud::{self, Guess, GuessedFactor};
 use facepay_store::parties::{self, TerminalContext, User};
 use facepay_store::payments::{self, Payment, PaymentState};
 use zeroize::Zeroizing;
@@ -130,28 +130,34 @@ impl Payments {
                 }
                 let asked = self.candidates(&awaiting.payment).await?;
                 let tried = self.tried(&given, &awaiting.payment, &asked).await?;
-                let open = self.unlocked(&given, tried).await?;
+                let (open, guesses) = self.unlocked(&given, tried).await?;
                 let attempt = Attempt {
                     ctx,
                     claimed: &claimed,
                     stored: Some(&awaiting.payment),
                     timings: PayTimings::default(),
                 };
-                let factor = given.factor();
+                let (factor, guessed) = (given.factor(), given.guessed());
                 let matching = match given {
                     Given::CardTap(answer) => {
                         return self.tapped(attempt, &awaiting, &open, &answer).await;
                     }
-                    Given::Knows(knows) => self.matching(knows, open).await?,
+                    Given::Knows(knows) => self.matching(knows, open.clone()).await?,
                 };
+                match guessed {
+                    Some(guessed) if matching.is_empty() => {
+                        // A wrong PIN counts against every payer it was
+                        // tried for; wrong digits against the payers the
+                        // face pointed at (not whoever shares the digits).
+                        let wrong_for = if factor == Factor::Pin { &open } else { &asked };
+                        self.keep_failures(guessed, guesses, wrong_for).await?;
+                    }
+                    // Right for someone; digits shared by several of them
+                    // are not wrong either.
+                    _ => self.forget_guesses(&guesses).await?,
+                }
                 if let [user] = matching.as_slice() {
                     return self.confirmed(attempt, &awaiting, &user.id, factor).await;
-                }
-                // Wrong digits count against the payers the face pointed at
-                // (not whoever shares the guessed digits); digits shared by
-                // several of them are not wrong.
-                if matching.is_empty() && matches!(factor, Factor::PhoneLast4 | Factor::PhoneFull) {
-                    self.record_failures(&asked, GuessedFactor::Phone).await?;
                 }
                 self.mismatch(attempt, &awaiting, &methods).await
             })
@@ -251,10 +257,17 @@ impl Payments {
 
     /// A factor guessed wrong too often is locked for each payer it was
     /// guessed against, until a while after the last wrong answer; a locked
-    /// payer cannot be confirmed by it. Returns the payers still open.
-    async fn unlocked(&self, given: &Given, users: Vec<User>) -> Result<Vec<User>, Failure> {
+    /// payer cannot be confirmed by it. The guess is counted as wrong for
+    /// each payer before it is checked (`fraud::count_guess`), so guesses
+    /// sent at once cannot pass the limit together. Returns the payers
+    /// still open and the guesses counted against them.
+    async fn unlocked(
+        &self,
+        given: &Given,
+        users: Vec<User>,
+    ) -> Result<(Vec<User>, Vec<(String, Guess)>), Failure> {
         let Some(guessed) = given.guessed() else {
-            return Ok(users);
+            return Ok((users, Vec::new()));
         };
         let config = &self.core.config;
         let now = self.core.now_ms();
@@ -262,12 +275,19 @@ impl Payments {
         let mut conn = self.core.conn().await?;
         let tried = users.len();
         let mut open = Vec::with_capacity(tried);
+        let mut guesses = Vec::with_capacity(tried);
         for user in users {
-            let (failures, last_ms) =
-                fraud::factor_failures(&mut conn, &user.id, guessed, since).await?;
-            let locked = failures >= config.factor_failures_max
-                && last_ms.is_some_and(|t| now < t + config.factor_lock_ms);
-            if !locked {
+            let guess = fraud::count_guess(&mut conn, &user.id, guessed, now, since).await?;
+            let locked = guess.failures_before >= config.factor_failures_max
+                && guess
+                    .last_failure_ms
+                    .is_some_and(|t| now < t + config.factor_lock_ms);
+            if locked {
+                // Never checked: a guess at a locked factor does not make
+                // its lock last longer.
+                fraud::forget_guess(&mut conn, &guess).await?;
+            } else {
+                guesses.push((user.id.clone(), guess));
                 open.push(user);
             }
         }
@@ -283,7 +303,7 @@ impl Payments {
                 ),
             ));
         }
-        Ok(open)
+        Ok((open, guesses))
     }
 
     /// A card tap: the card signed the challenge for the one payer the risk
@@ -313,8 +333,7 @@ impl Payments {
             .await
     }
 
-    /// The payers the factor confirms. A wrong PIN counts against every
-    /// payer it was tried for, whatever happens to the request.
+    /// The payers the factor confirms.
     async fn matching(&self, knows: Knowledge, users: Vec<User>) -> Result<Vec<User>, Failure> {
         Ok(match knows {
             Knowledge::PhoneLast4(digits) => users
@@ -334,25 +353,18 @@ impl Payments {
                     })
                     .collect()
             }
-            Knowledge::Pin(pin) => {
-                let tried = users.clone();
-                let matching = tokio::task::spawn_blocking(move || {
-                    tried
-                        .into_iter()
-                        .filter(|u| {
-                            u.pin_hash
-                                .as_deref()
-                                .is_some_and(|h| keys::pin_matches(&pin, h))
-                        })
-                        .collect::<Vec<User>>()
-                })
-                .await
-                .map_err(|_| Failure::internal())?;
-                if matching.is_empty() {
-                    self.record_failures(&users, GuessedFactor::Pin).await?;
-                }
-                matching
-            }
+            Knowledge::Pin(pin) => tokio::task::spawn_blocking(move || {
+                users
+                    .into_iter()
+                    .filter(|u| {
+                        u.pin_hash
+                            .as_deref()
+                            .is_some_and(|h| keys::pin_matches(&pin, h))
+                    })
+                    .collect::<Vec<User>>()
+            })
+            .await
+            .map_err(|_| Failure::internal())?,
         })
     }
 
@@ -445,15 +457,41 @@ impl Payments {
         Ok(reply)
     }
 
-    /// Counts a wrong answer against every payer it was tried for, at once
-    /// and whatever happens to the request: a lockout must not be undone
-    /// by a retry.
-    async fn record_failures(&self, users: &[User], factor: GuessedFactor) -> Result<(), Failure> {
+    /// A wrong answer: the guesses counted against the payers in
+    /// `wrong_for` stay as their failures, the others are taken back, and
+    /// a payer in `wrong_for` no guess was counted against (locked, or not
+    /// among those tried) gets a failure too. Committed at once, whatever
+    /// happens to the request: a lockout must not be undone by a retry.
+    async fn keep_failures(
+        &self,
+        factor: GuessedFactor,
+        guesses: Vec<(String, Guess)>,
+        wrong_for: &[User],
+    ) -> Result<(), Failure> {
+        let (kept, others): (Vec<_>, Vec<_>) = guesses
+            .into_iter()
+            .partition(|(id, _)| wrong_for.iter().any(|u| &u.id == id));
+        self.forget_guesses(&others).await?;
         let now = self.core.now_ms();
         let mut tx = self.core.begin().await?;
-        for user in users {
-            fraud::record_factor_failure(&mut tx, &user.id, factor, now).await?;
+        for user in wrong_for {
+            if !kept.iter().any(|(id, _)| id == &user.id) {
+                fraud::record_factor_failure(&mut tx, &user.id, factor, now).await?;
+            }
         }
         commit(tx).await
+    }
+
+    /// Takes back guesses that count against no one: the answer was right,
+    /// or it was not theirs to count.
+    async fn forget_guesses(&self, guesses: &[(String, Guess)]) -> Result<(), Failure> {
+        if guesses.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.core.conn().await?;
+        for (_, guess) in guesses {
+            fraud::forget_guess(&mut conn, guess).await?;
+        }
+        Ok(())
     }
 }
