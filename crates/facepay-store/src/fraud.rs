@@ -6,7 +6,7 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use crate::{Connection, Result, StoreError};
+use crate::{Connection, PooledConnection, Result, StoreError};
 
 /// Claims listed per page at most.
 pub const CLAIMS_PAGE_MAX: i64 = 200;
@@ -216,11 +216,12 @@ pub struct Guess {
 /// or several: each guess's count sees every guess committed before it,
 /// so of k guesses the i-th to commit sees at least i - 1 others, and no
 /// more guesses are checked than the limit leaves. A guess whose check
-/// never ends (its process died) stays counted, which errs on the safe
-/// side. Call it outside a transaction: the insert must be committed
-/// before the count, and the count must see what others committed.
+/// never ends (its request was cut off, its process died) stays counted,
+/// which errs on the safe side. It takes a pooled connection, to which no
+/// transaction derefs: the insert must be committed before the count, and
+/// the count must see what others committed.
 pub async fn count_guess(
-    conn: &mut Connection,
+    conn: &mut PooledConnection,
     user_id: &str,
     factor: GuessedFactor,
     at_ms: i64,
@@ -232,7 +233,7 @@ pub async fn count_guess(
     .bind(user_id)
     .bind(factor.as_str())
     .bind(at_ms)
-    .fetch_one(&mut *conn)
+    .fetch_one(&mut **conn)
     .await?;
     let (failures_before, last_failure_ms) = sqlx::query_as(
         "SELECT CAST(COUNT(*) AS BIGINT), MAX(at_ms) FROM factor_failures \
@@ -242,7 +243,7 @@ pub async fn count_guess(
     .bind(factor.as_str())
     .bind(since_ms)
     .bind(id)
-    .fetch_one(conn)
+    .fetch_one(&mut **conn)
     .await?;
     Ok(Guess {
         id,
@@ -252,7 +253,7 @@ pub async fn count_guess(
 }
 
 /// Takes back a guess counted by `count_guess`: it was right, or it was
-/// never checked.
+/// not checked (locked, or its check failed).
 pub async fn forget_guess(conn: &mut Connection, guess: &Guess) -> Result<()> {
     sqlx::query("DELETE FROM factor_failures WHERE id = $1")
         .bind(guess.id)

@@ -142,7 +142,14 @@ impl Payments {
                     Given::CardTap(answer) => {
                         return self.tapped(attempt, &awaiting, &open, &answer).await;
                     }
-                    Given::Knows(knows) => self.matching(knows, open.clone()).await?,
+                    Given::Knows(knows) => match self.matching(knows, open.clone()).await {
+                        Ok(matching) => matching,
+                        Err(e) => {
+                            // Not checked: counted against no one.
+                            self.forget_guesses(&guesses).await?;
+                            return Err(e);
+                        }
+                    },
                 };
                 match guessed {
                     Some(guessed) if matching.is_empty() => {
@@ -269,30 +276,27 @@ impl Payments {
         let Some(guessed) = given.guessed() else {
             return Ok((users, Vec::new()));
         };
-        let config = &self.core.config;
-        let now = self.core.now_ms();
-        let since = now - FACTOR_FAILURES_WINDOW_MS;
         let mut conn = self.core.conn().await?;
         let tried = users.len();
         let mut open = Vec::with_capacity(tried);
         let mut guesses = Vec::with_capacity(tried);
         for user in users {
-            let guess = fraud::count_guess(&mut conn, &user.id, guessed, now, since).await?;
-            let locked = guess.failures_before >= config.factor_failures_max
-                && guess
-                    .last_failure_ms
-                    .is_some_and(|t| now < t + config.factor_lock_ms);
-            if locked {
-                // Never checked: a guess at a locked factor does not make
-                // its lock last longer.
-                fraud::forget_guess(&mut conn, &guess).await?;
-            } else {
-                guesses.push((user.id.clone(), guess));
-                open.push(user);
+            match self.count_guess(&mut conn, &user.id, guessed).await {
+                Ok(Some(guess)) => {
+                    guesses.push((user.id.clone(), guess));
+                    open.push(user);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    drop(conn);
+                    // Checked against no one: none of them counts.
+                    self.forget_guesses(&guesses).await?;
+                    return Err(e);
+                }
             }
         }
         if open.is_empty() && tried > 0 {
-            let minutes = config.factor_lock_ms / 60_000;
+            let minutes = self.core.config.factor_lock_ms / 60_000;
             return Err(Failure::new(
                 423,
                 "factor_locked",
@@ -304,6 +308,29 @@ impl Payments {
             ));
         }
         Ok((open, guesses))
+    }
+
+    /// The guess counted against one payer, or `None` (and not counted)
+    /// when the factor is locked for them.
+    async fn count_guess(
+        &self,
+        conn: &mut facepay_store::PooledConnection,
+        user_id: &str,
+        guessed: GuessedFactor,
+    ) -> Result<Option<Guess>, Failure> {
+        let config = &self.core.config;
+        let now = self.core.now_ms();
+        let since = now - FACTOR_FAILURES_WINDOW_MS;
+        let guess = fraud::count_guess(conn, user_id, guessed, now, since).await?;
+        let locked = guess.failures_before >= config.factor_failures_max
+            && guess
+                .last_failure_ms
+                .is_some_and(|t| now < t + config.factor_lock_ms);
+        if !locked {
+            return Ok(Some(guess));
+        }
+        fraud::forget_guess(conn, &guess).await?;
+        Ok(None)
     }
 
     /// A card tap: the card signed the challenge for the one payer the risk
