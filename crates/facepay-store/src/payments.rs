@@ -237,7 +237,7 @@ const UPDATE_IF_UNCHANGED: &str = "UPDATE payments SET user_id = $3, payment_met
      match_score = CAST($13 AS DOUBLE PRECISION), candidates = $14, step_up_attempts = $15, \
      liveness = $16, expires_at_ms = $17, updated_at_ms = $18 \
      WHERE id = $1 AND state = $2 AND captured_minor = $19 AND refunded_minor = $20 \
-     AND step_up_attempts = $21";
+     AND step_up_attempts = $21 AND connector IS NOT DISTINCT FROM $22";
 
 /// Writes `p` over `before` ([`update_if_unchanged`]) and records `moves`.
 /// On PostgreSQL that is one statement, the events inserted only for the
@@ -255,7 +255,7 @@ async fn update_and_record(
     assert!((1..=2).contains(&moves.len()), "one or two moves at once");
     let events = (0..moves.len())
         .map(|i| {
-            let n = 21 + i * 4;
+            let n = 22 + i * 4;
             format!(
                 "({i}, CAST(${} AS TEXT), CAST(${} AS TEXT), CAST(${} AS TEXT), CAST(${} AS BIGINT))",
                 n + 1,
@@ -294,7 +294,11 @@ async fn update_if_unchanged(conn: &mut Connection, before: &Payment, p: &Paymen
     Ok(())
 }
 
-/// The 21 binds of [`UPDATE_IF_UNCHANGED`].
+/// The 22 binds of [`UPDATE_IF_UNCHANGED`]. Its check covers what a
+/// writer from a stale copy could undo: the state, the money, the step-up
+/// attempts, and the connector, which says an authorisation may be out
+/// (written alone, before the issuer hears of the payment; a stale write
+/// that took it back would leave a charge no sweep reverses).
 fn bind_update<'q>(
     query: crate::AnyQuery<'q>,
     before: &'q Payment,
@@ -323,6 +327,7 @@ fn bind_update<'q>(
         .bind(before.captured_minor)
         .bind(before.refunded_minor)
         .bind(before.step_up_attempts)
+        .bind(&before.connector)
 }
 
 /// A move of a payment: from a state (none for its creation) to a state,

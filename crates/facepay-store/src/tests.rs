@@ -319,6 +319,42 @@ async fn a_stale_transition_loses_the_race() {
     }
 }
 
+/// A payment's connector, written before the issuer hears of it, is not
+/// taken back by a writer from a copy read before it (a wrong step-up on
+/// another server while the right one is charging): that write loses.
+#[tokio::test]
+async fn a_stale_write_cannot_take_back_the_connector() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let created = seed(&store).await;
+        let mut conn = store.pool().acquire().await.unwrap();
+        let mut waiting = created.clone();
+        waiting.state = "requires_step_up".into();
+        payments::transition(&mut conn, &created, &waiting)
+            .await
+            .unwrap();
+        let mut sent = waiting.clone();
+        sent.connector = Some("simulated_issuer".into());
+        payments::transition(&mut conn, &waiting, &sent)
+            .await
+            .unwrap();
+        let mut wrong_answer = waiting.clone();
+        wrong_answer.step_up_attempts += 1;
+        let stale = payments::transition(&mut conn, &waiting, &wrong_answer).await;
+        assert!(matches!(stale, Err(StoreError::Duplicate(_))), "{stale:?}");
+        let stored = payments::get(&mut conn, &created.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.connector.as_deref(), Some("simulated_issuer"));
+        let mut answered = sent.clone();
+        answered.step_up_attempts += 1;
+        payments::transition(&mut conn, &sent, &answered)
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn idempotency_keys_replay_refuse_and_expire_their_lease() {
     let dir = tempfile::tempdir().unwrap();
