@@ -314,15 +314,26 @@ pub async fn pairing_code(conn: &mut Connection, terminal_id: &str) -> Result<Op
     .await?)
 }
 
-/// Counts a wrong code tried against a terminal's code.
-pub async fn count_pairing_failure(conn: &mut Connection, terminal_id: &str) -> Result<()> {
-    sqlx::query(
-        "UPDATE pairing_codes SET failed_attempts = failed_attempts + 1 WHERE terminal_id = $1",
+/// Counts an attempt at a terminal's code as failed, before the code is
+/// checked, if the code has fewer than `max` failures; false when it has
+/// `max` (the code is dead). One conditional update, so attempts sent at
+/// once, to one server or several, never check more than `max` codes. A
+/// right code is used by its attempt, after which the count no longer
+/// matters.
+pub async fn take_pairing_attempt(
+    conn: &mut Connection,
+    terminal_id: &str,
+    max: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE pairing_codes SET failed_attempts = failed_attempts + 1 \
+         WHERE terminal_id = $1 AND failed_attempts < $2",
     )
     .bind(terminal_id)
+    .bind(max)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Uses the code the caller read (`code_hash`) if it is still unused and

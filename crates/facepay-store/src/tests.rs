@@ -1032,6 +1032,37 @@ async fn guesses_sent_at_once_each_see_the_others() {
     }
 }
 
+/// Attempts at one pairing code sent at once, on connections of their own
+/// on PostgreSQL: exactly the limit of them are let through to the check.
+#[tokio::test]
+async fn pairing_attempts_sent_at_once_stop_at_the_limit() {
+    use crate::onboarding;
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        seed(&store).await;
+        let mut conn = store.acquire().await.unwrap();
+        onboarding::put_pairing_code(&mut conn, "t1", "hash", "operator", 1, 1_000_000)
+            .await
+            .unwrap();
+        drop(conn);
+        let attempts = (0..8).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut conn = store.acquire().await.unwrap();
+                onboarding::take_pairing_attempt(&mut conn, "t1", 5)
+                    .await
+                    .unwrap()
+            })
+        });
+        let mut let_through = 0;
+        for attempt in attempts.collect::<Vec<_>>() {
+            let_through += usize::from(attempt.await.unwrap());
+        }
+        assert_eq!(let_through, 5, "{backend}");
+    }
+}
+
 #[tokio::test]
 async fn claims_follow_their_state_machine_and_a_lost_race_is_refused() {
     use crate::fraud::{self, Claim, ClaimState};

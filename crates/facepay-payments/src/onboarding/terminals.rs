@@ -6,8 +6,10 @@
 //! 40 bits), lives 10 minutes at most, is used once, and is kept as an
 //! Argon2id hash, so a copy of the database does not give it away in its
 //! lifetime. Wrong codes are bounded twice: per code (after
-//! `FAILURES_PER_CODE_MAX` the code is dead and the operator re-pairs) and
-//! across the server (`FAILURES_GLOBAL_MAX` a minute, then 429 for all).
+//! `FAILURES_PER_CODE_MAX` the code is dead and the operator re-pairs;
+//! counted in the store before the check, so it holds across servers) and
+//! per server (`FAILURES_GLOBAL_MAX` a minute, then 429 for all; in
+//! memory, so n servers take n times as many).
 
 use facepay_store::audit;
 use facepay_store::onboarding::{self, TerminalRow};
@@ -321,22 +323,23 @@ impl Onboarding {
         let public_key = parse_public_key(&request.public_key_hex)?;
         let mut conn = self.core.conn().await?;
         let stored = onboarding::pairing_code(&mut conn, &request.terminal_id).await?;
-        drop(conn);
         let (Some(code), Some(stored)) = (normalised(&request.code), stored) else {
             self.count_failure();
             return Err(invalid_code());
         };
-        if stored.failed_attempts >= FAILURES_PER_CODE_MAX {
+        // Counted before the check, so codes tried at once cannot pass the
+        // code's limit together.
+        let terminal_id = &request.terminal_id;
+        if !onboarding::take_pairing_attempt(&mut conn, terminal_id, FAILURES_PER_CODE_MAX).await? {
             return Err(throttled());
         }
+        drop(conn);
         let hash = stored.code_hash.clone();
         let matches = tokio::task::spawn_blocking(move || keys::pin_matches(&code, &hash))
             .await
             .map_err(|_| Failure::internal())?;
         if !matches {
             self.count_failure();
-            let mut conn = self.core.conn().await?;
-            onboarding::count_pairing_failure(&mut conn, &request.terminal_id).await?;
             return Err(invalid_code());
         }
         let now = self.core.now_ms();
