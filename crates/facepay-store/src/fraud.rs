@@ -199,10 +199,12 @@ pub async fn record_factor_failure(
 }
 
 /// A guess at a user's factor, counted as a failure before it is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Guess {
     /// Its failure row, to forget if the guess is right (`forget_guess`).
     pub id: i64,
+    /// Whose factor it guessed at.
+    pub user_id: String,
     /// The user's other failures of the factor since the window's start,
     /// guesses still being checked included.
     pub failures_before: i64,
@@ -247,6 +249,7 @@ pub async fn count_guess(
     .await?;
     Ok(Guess {
         id,
+        user_id: user_id.to_owned(),
         failures_before,
         last_failure_ms,
     })

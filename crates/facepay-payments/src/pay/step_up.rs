@@ -272,7 +272,7 @@ impl Payments {
         &self,
         given: &Given,
         users: Vec<User>,
-    ) -> Result<(Vec<User>, Vec<(String, Guess)>), Failure> {
+    ) -> Result<(Vec<User>, Vec<Guess>), Failure> {
         let Some(guessed) = given.guessed() else {
             return Ok((users, Vec::new()));
         };
@@ -283,7 +283,7 @@ impl Payments {
         for user in users {
             match self.count_guess(&mut conn, &user.id, guessed).await {
                 Ok(Some(guess)) => {
-                    guesses.push((user.id.clone(), guess));
+                    guesses.push(guess);
                     open.push(user);
                 }
                 Ok(None) => {}
@@ -492,17 +492,17 @@ impl Payments {
     async fn keep_failures(
         &self,
         factor: GuessedFactor,
-        guesses: Vec<(String, Guess)>,
+        guesses: Vec<Guess>,
         wrong_for: &[User],
     ) -> Result<(), Failure> {
         let (kept, others): (Vec<_>, Vec<_>) = guesses
             .into_iter()
-            .partition(|(id, _)| wrong_for.iter().any(|u| &u.id == id));
+            .partition(|g| wrong_for.iter().any(|u| u.id == g.user_id));
         self.forget_guesses(&others).await?;
         let now = self.core.now_ms();
         let mut tx = self.core.begin().await?;
         for user in wrong_for {
-            if !kept.iter().any(|(id, _)| id == &user.id) {
+            if !kept.iter().any(|g| g.user_id == user.id) {
                 fraud::record_factor_failure(&mut tx, &user.id, factor, now).await?;
             }
         }
@@ -511,12 +511,12 @@ impl Payments {
 
     /// Takes back guesses that count against no one: the answer was right,
     /// or it was not theirs to count.
-    async fn forget_guesses(&self, guesses: &[(String, Guess)]) -> Result<(), Failure> {
+    async fn forget_guesses(&self, guesses: &[Guess]) -> Result<(), Failure> {
         if guesses.is_empty() {
             return Ok(());
         }
         let mut conn = self.core.conn().await?;
-        for (_, guess) in guesses {
+        for guess in guesses {
             fraud::forget_guess(&mut conn, guess).await?;
         }
         Ok(())
