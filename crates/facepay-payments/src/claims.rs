@@ -25,7 +25,9 @@ use crate::api::{
     BlockKind, BlockList, BlockRemoved, BlockView, ClaimStateView, FlaggedTerminalView,
     FlaggedTerminals, HeldView, ReviewQueue, TerminalFlagCleared,
 };
-use crate::core::{Core, Reply, Request, claim_event, commit, derived_id, money_of, parse_json};
+use crate::core::{
+    Claimed, Core, Reply, Request, Wait, claim_event, commit, derived_id, money_of, parse_json,
+};
 use crate::error::Failure;
 use crate::identity::Identity;
 use crate::loyalty;
@@ -300,47 +302,64 @@ impl Claims {
             .transpose()?;
         let scope = op.scope("claim", id);
         self.core
-            .idempotent(scope, key, Request::new("decide_claim", id, body), |claimed| async move {
-                let payment_id = fraud::claim(&mut *self.core.conn().await?, id)
-                    .await?
-                    .ok_or_else(|| Failure::not_found("claim"))?
-                    .payment_id;
-                // Read again under the payment's lock: a decision taken
-                // meanwhile must stop this one before it moves any money.
-                let _lock = self.core.payment_lock(&payment_id).lock().await;
-                let before = self.claim_to_move(id, next).await?;
-                let now = self.core.now_ms();
-                let mut after = before.clone();
-                after.state = next.as_str().to_owned();
-                after.note = note.or(before.note.clone());
-                after.updated_at_ms = now;
-                let (mut tx, suspended) = if next == ClaimState::Accepted {
-                    self.accept(&before, &mut after, now).await?
-                } else {
-                    (self.core.begin().await?, false)
-                };
-                fraud::update_claim(&mut tx, &before, &after).await?;
-                if matches!(next, ClaimState::Accepted | ClaimState::Rejected) {
-                    let paid = payments::get(&mut tx, &before.payment_id).await?;
-                    let merchant_id = paid.ok_or_else(Failure::internal)?.merchant_id;
-                    claim_event(&mut tx, EventType::ClaimDecided, &merchant_id, &after).await?;
-                }
-                let action = format!("claim_{}", next.as_str());
-                audit::append(&mut tx, now, &op.actor(), &action, &before.id).await?;
-                let reply = Reply::json(200, &ClaimView::of(after)?)?;
-                claimed.complete(&mut tx, &reply).await?;
-                commit(tx).await?;
-                if suspended {
-                    // Committed: the change log takes the face out of every
-                    // gallery even if this removal fails.
-                    if let Err(e) = self.identity.remove_face(&before.user_id) {
-                        tracing::warn!(error = %e, "a suspended face stays until the log applies");
-                    }
-                    self.identity.apply_own_changes().await;
-                }
-                Ok(reply)
-            })
+            .idempotent(
+                scope,
+                key,
+                Request::new("decide_claim", id, body),
+                |claimed| async move {
+                    let payment_id = fraud::claim(&mut *self.core.conn().await?, id)
+                        .await?
+                        .ok_or_else(|| Failure::not_found("claim"))?
+                        .payment_id;
+                    // Read again under the payment's lease: a decision taken
+                    // meanwhile must stop this one before it moves any money.
+                    let work = self.decide_leased(op, id, next, note, &claimed);
+                    self.core.leased(&payment_id, Wait::ForHolder, work).await
+                },
+            )
             .await
+    }
+
+    /// A claim's decision, under its payment's lease.
+    async fn decide_leased(
+        &self,
+        op: &Operator,
+        id: &str,
+        next: ClaimState,
+        note: Option<String>,
+        claimed: &Claimed,
+    ) -> Result<Reply, Failure> {
+        let before = self.claim_to_move(id, next).await?;
+        let now = self.core.now_ms();
+        let mut after = before.clone();
+        after.state = next.as_str().to_owned();
+        after.note = note.or(before.note.clone());
+        after.updated_at_ms = now;
+        let (mut tx, suspended) = if next == ClaimState::Accepted {
+            self.accept(&before, &mut after, now).await?
+        } else {
+            (self.core.begin().await?, false)
+        };
+        fraud::update_claim(&mut tx, &before, &after).await?;
+        if matches!(next, ClaimState::Accepted | ClaimState::Rejected) {
+            let paid = payments::get(&mut tx, &before.payment_id).await?;
+            let merchant_id = paid.ok_or_else(Failure::internal)?.merchant_id;
+            claim_event(&mut tx, EventType::ClaimDecided, &merchant_id, &after).await?;
+        }
+        let action = format!("claim_{}", next.as_str());
+        audit::append(&mut tx, now, &op.actor(), &action, &before.id).await?;
+        let reply = Reply::json(200, &ClaimView::of(after)?)?;
+        claimed.complete(&mut tx, &reply).await?;
+        commit(tx).await?;
+        if suspended {
+            // Committed: the change log takes the face out of every
+            // gallery even if this removal fails.
+            if let Err(e) = self.identity.remove_face(&before.user_id) {
+                tracing::warn!(error = %e, "a suspended face stays until the log applies");
+            }
+            self.identity.apply_own_changes().await;
+        }
+        Ok(reply)
     }
 
     /// The claim `id` as stored, if its state machine lets it become `next`.

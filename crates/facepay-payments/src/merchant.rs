@@ -11,15 +11,15 @@ use facepay_money::Currency;
 use facepay_store::parties::{self, Merchant};
 use facepay_store::payments::{self, ListFilter, Payment, PaymentState};
 use facepay_store::{audit, idempotency};
-use facepay_store::{connector_events, ledger};
+use facepay_store::{connector_events, leases, ledger};
 
 use crate::api::{
     AmountRequest, DailyReport, DailyReportRowView, EventReceipt, PaymentDetail, PaymentPage,
     PaymentStateView, PaymentView, StoreView, TerminalList, TerminalView,
 };
 use crate::core::{
-    Claimed, Core, HELD_FOR_REVIEW, IDEMPOTENCY_RETENTION_MS, Reply, Request, commit, derived_id,
-    fee, money_of, parse_json,
+    Claimed, Core, HELD_FOR_REVIEW, IDEMPOTENCY_RETENTION_MS, Reply, Request, Wait, commit,
+    derived_id, fee, money_of, parse_json,
 };
 use crate::error::Failure;
 use crate::identity::Identity;
@@ -182,38 +182,50 @@ impl MerchantOps {
                 key,
                 Request::new("capture", id, body),
                 |claimed| async move {
-                    let _lock = self.core.payment_lock(id).lock().await;
-                    let before = self.merchant_payment(m, id).await?;
-                    if before.state()? != PaymentState::Authorised {
-                        return Err(Failure::conflict(
-                            "payment_not_authorised",
-                            format!("this payment is {}", before.state),
-                        ));
-                    }
-                    if before.reason == HELD_FOR_REVIEW && operator.is_none() {
-                        return Err(Failure::conflict(
-                            "payment_held_for_review",
-                            "the fraud checks hold this payment until an operator releases it",
-                        ));
-                    }
-                    let amount = self.amount_or(&before, &request, before.authorised_minor)?;
-                    if amount > before.authorised_minor {
-                        return Err(Failure::unprocessable(
-                            "capture_exceeds_authorised",
-                            "cannot capture more than was authorised",
-                        ));
-                    }
-                    let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
-                    self.core
-                        .connector
-                        .capture(&issuer_ref, amount, &format!("{}:capture", before.id))
-                        .await
-                        .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
-                    let captured = (amount, fee(m.fee_bps, amount));
-                    self.record_capture(&claimed, &before, captured, operator)
-                        .await
+                    let work = self.capture_leased(m, id, &request, operator, &claimed);
+                    self.core.leased(id, Wait::ForHolder, work).await
                 },
             )
+            .await
+    }
+
+    /// A capture, under the payment's lease.
+    async fn capture_leased(
+        &self,
+        m: &Merchant,
+        id: &str,
+        request: &AmountRequest,
+        operator: Option<&str>,
+        claimed: &Claimed,
+    ) -> Result<Reply, Failure> {
+        let before = self.merchant_payment(m, id).await?;
+        if before.state()? != PaymentState::Authorised {
+            return Err(Failure::conflict(
+                "payment_not_authorised",
+                format!("this payment is {}", before.state),
+            ));
+        }
+        if before.reason == HELD_FOR_REVIEW && operator.is_none() {
+            return Err(Failure::conflict(
+                "payment_held_for_review",
+                "the fraud checks hold this payment until an operator releases it",
+            ));
+        }
+        let amount = self.amount_or(&before, request, before.authorised_minor)?;
+        if amount > before.authorised_minor {
+            return Err(Failure::unprocessable(
+                "capture_exceeds_authorised",
+                "cannot capture more than was authorised",
+            ));
+        }
+        let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
+        self.core
+            .connector
+            .capture(&issuer_ref, amount, &format!("{}:capture", before.id))
+            .await
+            .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
+        let captured = (amount, fee(m.fee_bps, amount));
+        self.record_capture(claimed, &before, captured, operator)
             .await
     }
 
@@ -283,15 +295,18 @@ impl MerchantOps {
                 key,
                 Request::new("void", id, body),
                 |claimed| async move {
-                    let _lock = self.core.payment_lock(id).lock().await;
-                    let before = self.merchant_payment(m, id).await?;
-                    if before.state()? != PaymentState::Authorised {
-                        return Err(Failure::conflict(
-                            "payment_not_authorised",
-                            format!("this payment is {}", before.state),
-                        ));
-                    }
-                    self.void_authorised(before, "voided", Some(&claimed), operator)
+                    self.core
+                        .leased(id, Wait::ForHolder, async {
+                            let before = self.merchant_payment(m, id).await?;
+                            if before.state()? != PaymentState::Authorised {
+                                return Err(Failure::conflict(
+                                    "payment_not_authorised",
+                                    format!("this payment is {}", before.state),
+                                ));
+                            }
+                            self.void_authorised(before, "voided", Some(&claimed), operator)
+                                .await
+                        })
                         .await
                 },
             )
@@ -355,56 +370,68 @@ impl MerchantOps {
                 key,
                 Request::new("refund", id, body),
                 |claimed| async move {
-                    let _lock = self.core.payment_lock(id).lock().await;
-                    let before = self.merchant_payment(m, id).await?;
-                    let state = before.state()?;
-                    if !matches!(
-                        state,
-                        PaymentState::Captured | PaymentState::PartiallyRefunded
-                    ) {
-                        return Err(Failure::conflict(
-                            "payment_not_refundable",
-                            format!("this payment is {}", before.state),
-                        ));
-                    }
-                    let left = before.captured_minor - before.refunded_minor;
-                    let amount = self.amount_or(&before, &request, left)?;
-                    if amount > left {
-                        return Err(Failure::unprocessable(
-                            "refund_exceeds_captured",
-                            format!(
-                                "at most {} can still be refunded",
-                                Currency::from_code(&before.currency)?.format(left)
-                            ),
-                        ));
-                    }
-                    let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
-                    self.core
-                        .connector
-                        .refund(&issuer_ref, amount, &refund_id)
-                        .await
-                        .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
-                    let now = self.core.now_ms();
-                    let mut after = before.clone();
-                    after.refunded_minor += amount;
-                    after.state = if after.refunded_minor == after.captured_minor {
-                        PaymentState::Refunded
-                    } else {
-                        PaymentState::PartiallyRefunded
-                    }
-                    .as_str()
-                    .to_owned();
-                    after.reason = format!("refund:{refund_id}");
-                    after.updated_at_ms = now;
-                    let mut tx = self.core.begin().await?;
-                    payments::insert_refund(&mut tx, &refund_id, &before.id, amount, now).await?;
-                    ledger::refund(&mut tx, money_of(&before), &refund_id, amount, now).await?;
-                    crate::core::transition(&mut tx, &before, &after).await?;
-                    loyalty::give_back(&mut tx, &after, &refund_id, now).await?;
-                    finish(tx, &claimed, &after).await
+                    let work = self.refund_leased(m, id, &request, &refund_id, &claimed);
+                    self.core.leased(id, Wait::ForHolder, work).await
                 },
             )
             .await
+    }
+
+    /// A refund, under the payment's lease.
+    async fn refund_leased(
+        &self,
+        m: &Merchant,
+        id: &str,
+        request: &AmountRequest,
+        refund_id: &str,
+        claimed: &Claimed,
+    ) -> Result<Reply, Failure> {
+        let before = self.merchant_payment(m, id).await?;
+        let state = before.state()?;
+        if !matches!(
+            state,
+            PaymentState::Captured | PaymentState::PartiallyRefunded
+        ) {
+            return Err(Failure::conflict(
+                "payment_not_refundable",
+                format!("this payment is {}", before.state),
+            ));
+        }
+        let left = before.captured_minor - before.refunded_minor;
+        let amount = self.amount_or(&before, request, left)?;
+        if amount > left {
+            return Err(Failure::unprocessable(
+                "refund_exceeds_captured",
+                format!(
+                    "at most {} can still be refunded",
+                    Currency::from_code(&before.currency)?.format(left)
+                ),
+            ));
+        }
+        let issuer_ref = before.issuer_ref.clone().ok_or_else(Failure::internal)?;
+        self.core
+            .connector
+            .refund(&issuer_ref, amount, refund_id)
+            .await
+            .map_err(|e| Failure::new(502, e.code(), e.to_string()))?;
+        let now = self.core.now_ms();
+        let mut after = before.clone();
+        after.refunded_minor += amount;
+        after.state = if after.refunded_minor == after.captured_minor {
+            PaymentState::Refunded
+        } else {
+            PaymentState::PartiallyRefunded
+        }
+        .as_str()
+        .to_owned();
+        after.reason = format!("refund:{refund_id}");
+        after.updated_at_ms = now;
+        let mut tx = self.core.begin().await?;
+        payments::insert_refund(&mut tx, refund_id, &before.id, amount, now).await?;
+        ledger::refund(&mut tx, money_of(&before), refund_id, amount, now).await?;
+        crate::core::transition(&mut tx, &before, &after).await?;
+        loyalty::give_back(&mut tx, &after, refund_id, now).await?;
+        finish(tx, claimed, &after).await
     }
 
     /// `GET /v1/merchant/terminals`: each terminal, its store, status and
@@ -442,13 +469,23 @@ impl MerchantOps {
         let due = payments::expired_authorisations(&mut conn, self.core.now_ms(), batch).await?;
         drop(conn);
         let mut voided = 0;
-        for payment in due {
-            let _lock = self.core.payment_lock(&payment.id).lock().await;
-            match self
-                .void_authorised(payment, "authorisation_expired", None, None)
-                .await
-            {
-                Ok(_) => voided += 1,
+        for listed in due {
+            let expiring = async {
+                // Read again under the lease: captured or voided since it
+                // was listed, it is not this sweep's to void.
+                let Some(payment) = payments::get(&mut *self.core.conn().await?, &listed.id)
+                    .await?
+                    .filter(|p| p.state == listed.state && p.updated_at_ms == listed.updated_at_ms)
+                else {
+                    return Ok(false);
+                };
+                self.void_authorised(payment, "authorisation_expired", None, None)
+                    .await?;
+                Ok(true)
+            };
+            match self.core.leased(&listed.id, Wait::No, expiring).await {
+                Ok(true) => voided += 1,
+                Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "expired authorisation not voided; retried on the next sweep")
                 }
@@ -473,42 +510,8 @@ impl MerchantOps {
         drop(conn);
         let mut closed = 0;
         for stale in due {
-            let _lock = self.core.payment_lock(&stale.id).lock().await;
-            let closing = async {
-                let sent = stale.connector.is_some();
-                let reason = match sent {
-                    true => match self.core.reverse_unfinished(&stale).await {
-                        Ok(reason) => reason,
-                        Err(e) => {
-                            self.retry_later(&stale).await?;
-                            return Err(e);
-                        }
-                    },
-                    false => "interrupted".to_owned(),
-                };
-                let mut tx = self.core.begin().await?;
-                // Moved on since it was listed: not abandoned after all.
-                let Some(before) = payments::get(&mut tx, &stale.id)
-                    .await?
-                    .filter(|p| p.state == stale.state && p.updated_at_ms == stale.updated_at_ms)
-                else {
-                    return Ok(false);
-                };
-                let (state, reason) = match (before.state()?, sent) {
-                    (PaymentState::Created, _) | (_, true) => (PaymentState::Failed, reason),
-                    _ => (PaymentState::Declined, "step_up_abandoned".to_owned()),
-                };
-                let mut after = before.clone();
-                after.state = state.as_str().to_owned();
-                after.reason = reason;
-                after.updated_at_ms = now;
-                crate::core::transition(&mut tx, &before, &after).await?;
-                loyalty::undo_discount(&mut tx, &after, now).await?;
-                commit(tx).await?;
-                self.identity.forget_probe(&after.id);
-                Ok::<bool, Failure>(true)
-            };
-            match closing.await {
+            let closing = self.close_one(&stale, now);
+            match self.core.leased(&stale.id, Wait::No, closing).await {
                 Ok(true) => closed += 1,
                 Ok(false) => {}
                 Err(e) => {
@@ -517,6 +520,43 @@ impl MerchantOps {
             }
         }
         Ok(closed)
+    }
+
+    /// Ends the abandoned payment `stale`, under its lease: false when it
+    /// moved on since it was listed (a late step-up, say), so it is not
+    /// abandoned after all and not this sweep's to reverse.
+    async fn close_one(&self, stale: &Payment, now: i64) -> Result<bool, Failure> {
+        let Some(before) = payments::get(&mut *self.core.conn().await?, &stale.id)
+            .await?
+            .filter(|p| p.state == stale.state && p.updated_at_ms == stale.updated_at_ms)
+        else {
+            return Ok(false);
+        };
+        let sent = before.connector.is_some();
+        let reason = match sent {
+            true => match self.core.reverse_unfinished(&before).await {
+                Ok(reason) => reason,
+                Err(e) => {
+                    self.retry_later(&before).await?;
+                    return Err(e);
+                }
+            },
+            false => "interrupted".to_owned(),
+        };
+        let (state, reason) = match (before.state()?, sent) {
+            (PaymentState::Created, _) | (_, true) => (PaymentState::Failed, reason),
+            _ => (PaymentState::Declined, "step_up_abandoned".to_owned()),
+        };
+        let mut after = before.clone();
+        after.state = state.as_str().to_owned();
+        after.reason = reason;
+        after.updated_at_ms = now;
+        let mut tx = self.core.begin().await?;
+        crate::core::transition(&mut tx, &before, &after).await?;
+        loyalty::undo_discount(&mut tx, &after, now).await?;
+        commit(tx).await?;
+        self.identity.forget_probe(&after.id);
+        Ok(true)
     }
 
     /// Puts an abandoned payment whose reversal failed at the back of the
@@ -531,7 +571,7 @@ impl MerchantOps {
     }
 
     /// Forgets idempotency keys, nonces and handled webhook events past
-    /// their retention.
+    /// their retention, and payment leases their holders left to end.
     pub async fn purge(&self) -> Result<u64, Failure> {
         let now = self.core.now_ms();
         let mut conn = self.core.conn().await?;
@@ -542,7 +582,8 @@ impl MerchantOps {
         )
         .await?;
         let events = connector_events::purge(&mut conn, now - CONNECTOR_EVENT_RETENTION_MS).await?;
-        Ok(requests + events)
+        let leases = leases::purge(&mut conn, now).await?;
+        Ok(requests + events + leases)
     }
 
     /// An event Hyperswitch sent, its signature already checked. One
@@ -580,20 +621,23 @@ impl MerchantOps {
     }
 
     async fn cancelled_by_acquirer(&self, payment_id: &str) -> Result<&'static str, Failure> {
-        let _lock = self.core.payment_lock(payment_id).lock().await;
-        let found = payments::get(&mut *self.core.conn().await?, payment_id).await?;
-        let Some(payment) = found.filter(|p| {
-            p.connector.as_deref() == Some(hyperswitch::CONNECTOR_NAME)
-                && p.issuer_ref.as_deref() == Some(payment_id)
-        }) else {
-            return Ok("unknown_payment");
-        };
-        if payment.state()? != PaymentState::Authorised {
-            return Ok("noted");
-        }
-        self.void_authorised(payment, "cancelled_by_acquirer", None, None)
-            .await?;
-        Ok("voided")
+        self.core
+            .leased(payment_id, Wait::ForHolder, async {
+                let found = payments::get(&mut *self.core.conn().await?, payment_id).await?;
+                let Some(payment) = found.filter(|p| {
+                    p.connector.as_deref() == Some(hyperswitch::CONNECTOR_NAME)
+                        && p.issuer_ref.as_deref() == Some(payment_id)
+                }) else {
+                    return Ok("unknown_payment");
+                };
+                if payment.state()? != PaymentState::Authorised {
+                    return Ok("noted");
+                }
+                self.void_authorised(payment, "cancelled_by_acquirer", None, None)
+                    .await?;
+                Ok("voided")
+            })
+            .await
     }
 }
 

@@ -154,6 +154,8 @@ mod isolation_tests;
 #[cfg(test)]
 mod loyalty_tests;
 #[cfg(test)]
+mod nodes_tests;
+#[cfg(test)]
 mod onboarding_tests;
 #[cfg(test)]
 mod phones_tests;

@@ -21,6 +21,7 @@ pub mod hub_members;
 pub mod hub_settlement;
 pub mod idempotency;
 pub mod keys;
+pub mod leases;
 pub mod ledger;
 pub mod loyalty;
 pub mod maintenance;

@@ -1777,3 +1777,76 @@ async fn a_connector_event_is_recorded_once_until_purged() {
         );
     }
 }
+
+/// A payment's lease, taken at once by eight requests: exactly one holds
+/// it. It is refused to others until given back or ended, a holder whose
+/// lease ended cannot give back its successor's, and purging forgets only
+/// ended leases.
+#[tokio::test]
+async fn one_request_at_a_time_holds_a_payments_lease() {
+    use crate::leases;
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let takers = (0..8).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut conn = store.acquire().await.unwrap();
+                leases::take(&mut conn, "pay_1", &format!("h{i}"), 0, 1_000)
+                    .await
+                    .unwrap()
+            })
+        });
+        let mut taken = 0;
+        for taker in takers.collect::<Vec<_>>() {
+            taken += usize::from(taker.await.unwrap());
+        }
+        assert_eq!(taken, 1, "{backend}");
+        let mut conn = store.acquire().await.unwrap();
+        let holder: (String,) =
+            sqlx::query_as("SELECT holder FROM payment_leases WHERE payment_id = 'pay_1'")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        assert!(
+            !leases::take(&mut conn, "pay_1", "late", 999, 2_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            leases::take(&mut conn, "pay_1", "next", 1_000, 2_000)
+                .await
+                .unwrap()
+        );
+        leases::give_back(&mut conn, "pay_1", &holder.0)
+            .await
+            .unwrap();
+        assert!(
+            !leases::take(&mut conn, "pay_1", "third", 1_500, 3_000)
+                .await
+                .unwrap(),
+            "{backend}: the ended holder gave back its successor's lease"
+        );
+        leases::give_back(&mut conn, "pay_1", "next").await.unwrap();
+        assert!(
+            leases::take(&mut conn, "pay_1", "third", 1_500, 3_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            leases::take(&mut conn, "pay_2", "other", 1_500, 1_600)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            leases::purge(&mut conn, 2_000).await.unwrap(),
+            1,
+            "{backend}"
+        );
+        assert!(
+            !leases::take(&mut conn, "pay_1", "fourth", 2_000, 3_000)
+                .await
+                .unwrap()
+        );
+    }
+}

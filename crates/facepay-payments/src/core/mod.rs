@@ -9,6 +9,7 @@
 
 mod cards;
 mod input;
+mod lease;
 mod outbox;
 mod phones;
 mod records;
@@ -32,6 +33,7 @@ use crate::keys::Envelope;
 pub(crate) use cards::{CardToVault, stored_credential};
 pub use input::{check_idempotency_key, json_value, parse_json};
 pub(crate) use input::{decode_frames, normalise_phone};
+pub(crate) use lease::Wait;
 pub use outbox::{ClaimEventView, EventData, WebhookEvent};
 pub(crate) use outbox::{claim_event, transition, transition_via};
 pub use phones::PHONE_LOOKUP_KEY_ID;
@@ -47,7 +49,7 @@ pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
 /// Completed idempotency keys are kept at least this long.
 pub const IDEMPOTENCY_RETENTION_MS: i64 = 48 * 3_600_000;
 /// Per-payment locks: operations on one payment run one at a time in this
-/// process, so two refunds cannot both reach the issuer.
+/// process, before the lease that orders them across servers (`lease`).
 const PAYMENT_LOCKS: usize = 64;
 
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use crate::api::{
     CardChallenge, CardTapRequest, ErrorBody, PayTimings, PaymentFailure, PaymentView,
     StepUpRequest,
 };
-use crate::core::{Reply, Request, commit, normalise_phone, parse_json};
+use crate::core::{Claimed, Reply, Request, Wait, commit, normalise_phone, parse_json};
 use crate::error::Failure;
 use crate::loyalty::undo_discount;
 use crate::{keys, tap};
@@ -117,58 +117,68 @@ impl Payments {
         let payment_id = payment_id.to_owned();
         self.core
             .idempotent(terminal_scope(ctx), key, request, |claimed| async move {
-                let _lock = self.core.payment_lock(&payment_id).lock().await;
-                let awaiting = self.awaiting(ctx, &payment_id).await?;
-                let methods = accepted(awaiting.required);
-                if !methods.contains(&given.factor()) {
-                    let names: Vec<&str> =
-                        methods.iter().map(|f| method_name(*f).as_str()).collect();
-                    return Err(Failure::conflict(
-                        "step_up_method_not_accepted",
-                        format!("this payment asks for one of: {}", names.join(", ")),
-                    ));
-                }
-                let asked = self.candidates(&awaiting.payment).await?;
-                let tried = self.tried(&given, &awaiting.payment, &asked).await?;
-                let (open, guesses) = self.unlocked(&given, tried).await?;
-                let attempt = Attempt {
-                    ctx,
-                    claimed: &claimed,
-                    stored: Some(&awaiting.payment),
-                    timings: PayTimings::default(),
-                };
-                let (factor, guessed) = (given.factor(), given.guessed());
-                let matching = match given {
-                    Given::CardTap(answer) => {
-                        return self.tapped(attempt, &awaiting, &open, &answer).await;
-                    }
-                    Given::Knows(knows) => match self.matching(knows, open.clone()).await {
-                        Ok(matching) => matching,
-                        Err(e) => {
-                            // Not checked: counted against no one.
-                            self.forget_guesses(&guesses).await?;
-                            return Err(e);
-                        }
-                    },
-                };
-                match guessed {
-                    Some(guessed) if matching.is_empty() => {
-                        // A wrong PIN counts against every payer it was
-                        // tried for; wrong digits against the payers the
-                        // face pointed at (not whoever shares the digits).
-                        let wrong_for = if factor == Factor::Pin { &open } else { &asked };
-                        self.keep_failures(guessed, guesses, wrong_for).await?;
-                    }
-                    // Right for someone; digits shared by several of them
-                    // are not wrong either.
-                    _ => self.forget_guesses(&guesses).await?,
-                }
-                if let [user] = matching.as_slice() {
-                    return self.confirmed(attempt, &awaiting, &user.id, factor).await;
-                }
-                self.mismatch(attempt, &awaiting, &methods).await
+                let work = self.step_up_leased(ctx, &payment_id, given, &claimed);
+                self.core.leased(&payment_id, Wait::ForHolder, work).await
             })
             .await
+    }
+
+    /// A step-up, under the payment's lease.
+    async fn step_up_leased(
+        &self,
+        ctx: &TerminalContext,
+        payment_id: &str,
+        given: Given,
+        claimed: &Claimed,
+    ) -> Result<Reply, Failure> {
+        let awaiting = self.awaiting(ctx, payment_id).await?;
+        let methods = accepted(awaiting.required);
+        if !methods.contains(&given.factor()) {
+            let names: Vec<&str> = methods.iter().map(|f| method_name(*f).as_str()).collect();
+            return Err(Failure::conflict(
+                "step_up_method_not_accepted",
+                format!("this payment asks for one of: {}", names.join(", ")),
+            ));
+        }
+        let asked = self.candidates(&awaiting.payment).await?;
+        let tried = self.tried(&given, &awaiting.payment, &asked).await?;
+        let (open, guesses) = self.unlocked(&given, tried).await?;
+        let attempt = Attempt {
+            ctx,
+            claimed,
+            stored: Some(&awaiting.payment),
+            timings: PayTimings::default(),
+        };
+        let (factor, guessed) = (given.factor(), given.guessed());
+        let matching = match given {
+            Given::CardTap(answer) => {
+                return self.tapped(attempt, &awaiting, &open, &answer).await;
+            }
+            Given::Knows(knows) => match self.matching(knows, open.clone()).await {
+                Ok(matching) => matching,
+                Err(e) => {
+                    // Not checked: counted against no one.
+                    self.forget_guesses(&guesses).await?;
+                    return Err(e);
+                }
+            },
+        };
+        match guessed {
+            Some(guessed) if matching.is_empty() => {
+                // A wrong PIN counts against every payer it was
+                // tried for; wrong digits against the payers the
+                // face pointed at (not whoever shares the digits).
+                let wrong_for = if factor == Factor::Pin { &open } else { &asked };
+                self.keep_failures(guessed, guesses, wrong_for).await?;
+            }
+            // Right for someone; digits shared by several of them
+            // are not wrong either.
+            _ => self.forget_guesses(&guesses).await?,
+        }
+        if let [user] = matching.as_slice() {
+            return self.confirmed(attempt, &awaiting, &user.id, factor).await;
+        }
+        self.mismatch(attempt, &awaiting, &methods).await
     }
 
     /// The terminal's payment `payment_id`, if it waits for a step-up, with

@@ -190,6 +190,12 @@ fn onboarding_pairing_and_keys_are_documented_with_their_refusals() {
             .unwrap()
             .contains("key_revoked")
     );
+    assert!(
+        refund["409"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("payment_busy")
+    );
 }
 
 #[test]

@@ -99,7 +99,7 @@ pub async fn get_payment(
     responses(
         (status = 200, description = "Captured.", body = PaymentView),
         (status = 404, description = "No such payment for this caller.", body = ErrorResponse),
-        (status = 409, description = "The payment is not `authorised`, `payment_held_for_review`, or an idempotency conflict.", body = ErrorResponse),
+        (status = 409, description = "The payment is not `authorised`, `payment_held_for_review`, `payment_busy`: another request is changing the payment, retry with the same key, or an idempotency conflict.", body = ErrorResponse),
         (status = 422, description = "More decimals than the payment's currency has, or `capture_exceeds_authorised`.", body = ErrorResponse),
         (status = 502, description = "The issuer refused the capture.", body = ErrorResponse),
     ),
@@ -131,7 +131,7 @@ pub async fn capture(
     responses(
         (status = 200, description = "Voided.", body = PaymentView),
         (status = 404, description = "No such payment for this caller.", body = ErrorResponse),
-        (status = 409, description = "The payment is not `authorised`, or an idempotency conflict.", body = ErrorResponse),
+        (status = 409, description = "The payment is not `authorised`, `payment_busy`: another request is changing the payment, retry with the same key, or an idempotency conflict.", body = ErrorResponse),
         (status = 502, description = "The issuer refused the void.", body = ErrorResponse),
     ),
     security(("merchant_key" = [])),
@@ -173,7 +173,7 @@ impl Command for VoidRequest {
     responses(
         (status = 200, description = "Refunded: state `refunded` or `partially_refunded`.", body = PaymentView),
         (status = 404, description = "No such payment for this caller.", body = ErrorResponse),
-        (status = 409, description = "`payment_not_refundable`, or an idempotency conflict.", body = ErrorResponse),
+        (status = 409, description = "`payment_not_refundable`, `payment_busy`: another request is changing the payment, retry with the same key, or an idempotency conflict.", body = ErrorResponse),
         (status = 422, description = "More decimals than the payment's currency has, or `refund_exceeds_captured`.", body = ErrorResponse),
         (status = 502, description = "The issuer refused the refund.", body = ErrorResponse),
     ),

@@ -86,7 +86,7 @@ pub struct ClaimPath {
     responses(
         (status = 200, description = "The claim after the decision.", body = ClaimView),
         (status = 404, description = "No such claim.", body = ErrorResponse),
-        (status = 409, description = "`claim_state`: not a move the claim can make; or an idempotency conflict.", body = ErrorResponse),
+        (status = 409, description = "`claim_state`: not a move the claim can make; `payment_busy`: another request is changing the payment, retry with the same key; or an idempotency conflict.", body = ErrorResponse),
         (status = 422, description = "`text_invalid`: the note is blank or too long.", body = ErrorResponse),
         (status = 502, description = "The issuer refused the refund or the void.", body = ErrorResponse),
     ),
@@ -182,7 +182,7 @@ pub struct ReviewPath {
     responses(
         (status = 200, description = "Captured or voided.", body = PaymentView),
         (status = 404, description = "No payment held for review by that id.", body = ErrorResponse),
-        (status = 409, description = "`payment_not_authorised`: already released or cancelled; or an idempotency conflict.", body = ErrorResponse),
+        (status = 409, description = "`payment_not_authorised`: already released or cancelled; `payment_busy`: another request is changing the payment, retry with the same key; or an idempotency conflict.", body = ErrorResponse),
         (status = 502, description = "The issuer refused the capture or the void.", body = ErrorResponse),
     ),
     security(("operator_key" = [])),

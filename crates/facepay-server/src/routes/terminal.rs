@@ -86,7 +86,7 @@ pub struct PaymentPath {
         (status = 402, description = "Declined by the issuer, or `step_up_failed`: no attempts left.", body = PaymentFailure),
         (status = 403, description = "`terminal_suspended` or `merchant_suspended`.", body = ErrorResponse),
         (status = 404, description = "No such payment for this caller.", body = ErrorResponse),
-        (status = 409, description = "`payment_not_awaiting_step_up`; `step_up_method_not_accepted`: the payment asks for another factor (see `step_up.methods`); or an idempotency conflict.", body = ErrorResponse),
+        (status = 409, description = "`payment_not_awaiting_step_up`; `step_up_method_not_accepted`: the payment asks for another factor (see `step_up.methods`); `payment_busy`: another request is changing the payment, retry with the same key; or an idempotency conflict.", body = ErrorResponse),
         (status = 400, description = "`step_up_invalid`: not exactly one factor in its shape; or a missing or invalid Idempotency-Key, or a body that is not the expected JSON.", body = ErrorResponse),
         (status = 422, description = "`step_up_mismatch`: the factor did not confirm the payer; `payment.step_up` has the attempts left.", body = PaymentFailure),
         (status = 423, description = "`factor_locked`: too many wrong answers of this factor lately; use another.", body = ErrorResponse),
