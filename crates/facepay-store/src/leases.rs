@@ -31,6 +31,26 @@ pub async fn take(
     Ok(taken.rows_affected() == 1)
 }
 
+/// Moves the end of `holder`'s lease on `payment_id` to `until_ms`:
+/// false when it is no longer theirs (it ended and another request took
+/// it).
+pub async fn renew(
+    conn: &mut Connection,
+    payment_id: &str,
+    holder: &str,
+    until_ms: i64,
+) -> Result<bool> {
+    let renewed = sqlx::query(
+        "UPDATE payment_leases SET expires_at_ms = $3 WHERE payment_id = $1 AND holder = $2",
+    )
+    .bind(payment_id)
+    .bind(holder)
+    .bind(until_ms)
+    .execute(conn)
+    .await?;
+    Ok(renewed.rows_affected() == 1)
+}
+
 /// Gives back `holder`'s lease on `payment_id`. One that ended and was
 /// taken by another request stays theirs.
 pub async fn give_back(conn: &mut Connection, payment_id: &str, holder: &str) -> Result<()> {

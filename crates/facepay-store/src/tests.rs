@@ -1779,12 +1779,23 @@ async fn a_connector_event_is_recorded_once_until_purged() {
 }
 
 /// A payment's lease, taken at once by eight requests: exactly one holds
-/// it. It is refused to others until given back or ended, a holder whose
-/// lease ended cannot give back its successor's, and purging forgets only
-/// ended leases.
+/// it. It is refused to others until given back or ended, a renewal moves
+/// its end, a holder whose lease ended can neither renew nor give back
+/// its successor's, and purging forgets only ended leases.
 #[tokio::test]
 async fn one_request_at_a_time_holds_a_payments_lease() {
     use crate::leases;
+    async fn take(
+        conn: &mut crate::Connection,
+        payment: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> bool {
+        leases::take(conn, payment, holder, now_ms, until_ms)
+            .await
+            .unwrap()
+    }
     let dir = tempfile::tempdir().unwrap();
     for store in testing::stores(dir.path()).await.unwrap() {
         let backend = store.backend().name();
@@ -1792,9 +1803,7 @@ async fn one_request_at_a_time_holds_a_payments_lease() {
             let store = store.clone();
             tokio::spawn(async move {
                 let mut conn = store.acquire().await.unwrap();
-                leases::take(&mut conn, "pay_1", &format!("h{i}"), 0, 1_000)
-                    .await
-                    .unwrap()
+                take(&mut conn, "pay_1", &format!("h{i}"), 0, 1_000).await
             })
         });
         let mut taken = 0;
@@ -1803,50 +1812,46 @@ async fn one_request_at_a_time_holds_a_payments_lease() {
         }
         assert_eq!(taken, 1, "{backend}");
         let mut conn = store.acquire().await.unwrap();
-        let holder: (String,) =
+        let (first,): (String,) =
             sqlx::query_as("SELECT holder FROM payment_leases WHERE payment_id = 'pay_1'")
                 .fetch_one(&mut *conn)
                 .await
                 .unwrap();
         assert!(
-            !leases::take(&mut conn, "pay_1", "late", 999, 2_000)
-                .await
-                .unwrap()
-        );
-        assert!(
-            leases::take(&mut conn, "pay_1", "next", 1_000, 2_000)
-                .await
-                .unwrap()
-        );
-        leases::give_back(&mut conn, "pay_1", &holder.0)
-            .await
-            .unwrap();
-        assert!(
-            !leases::take(&mut conn, "pay_1", "third", 1_500, 3_000)
-                .await
-                .unwrap(),
-            "{backend}: the ended holder gave back its successor's lease"
-        );
-        leases::give_back(&mut conn, "pay_1", "next").await.unwrap();
-        assert!(
-            leases::take(&mut conn, "pay_1", "third", 1_500, 3_000)
-                .await
-                .unwrap()
-        );
-        assert!(
-            leases::take(&mut conn, "pay_2", "other", 1_500, 1_600)
-                .await
-                .unwrap()
-        );
-        assert_eq!(
-            leases::purge(&mut conn, 2_000).await.unwrap(),
-            1,
+            !take(&mut conn, "pay_1", "late", 999, 2_000).await,
             "{backend}"
         );
         assert!(
-            !leases::take(&mut conn, "pay_1", "fourth", 2_000, 3_000)
-                .await
-                .unwrap()
+            take(&mut conn, "pay_1", "next", 1_000, 2_000).await,
+            "{backend}"
+        );
+        let renewed = leases::renew(&mut conn, "pay_1", &first, 5_000).await;
+        assert!(!renewed.unwrap(), "{backend}: an ended holder renewed");
+        let renewed = leases::renew(&mut conn, "pay_1", "next", 2_500).await;
+        assert!(renewed.unwrap(), "{backend}");
+        assert!(
+            !take(&mut conn, "pay_1", "third", 2_000, 3_000).await,
+            "{backend}: a renewed lease ended at its old end"
+        );
+        leases::give_back(&mut conn, "pay_1", &first).await.unwrap();
+        assert!(
+            !take(&mut conn, "pay_1", "third", 2_000, 3_000).await,
+            "{backend}: an ended holder gave back its successor's lease"
+        );
+        leases::give_back(&mut conn, "pay_1", "next").await.unwrap();
+        assert!(
+            take(&mut conn, "pay_1", "third", 2_000, 3_000).await,
+            "{backend}"
+        );
+        assert!(
+            take(&mut conn, "pay_2", "other", 2_000, 2_100).await,
+            "{backend}"
+        );
+        let purged = leases::purge(&mut conn, 2_500).await.unwrap();
+        assert_eq!(purged, 1, "{backend}");
+        assert!(
+            !take(&mut conn, "pay_1", "fourth", 2_500, 3_500).await,
+            "{backend}"
         );
     }
 }

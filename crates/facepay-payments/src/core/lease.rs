@@ -5,22 +5,28 @@
 //! reaches it before its record is checked, so two made from one state
 //! would both move money and only one be recorded.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
-use facepay_store::{Store, ids, leases};
+use facepay_store::{ids, leases};
+use tokio::sync::MutexGuard;
 
 use super::Core;
 use crate::error::Failure;
 
 /// How long a request waits for a lease another server holds, in polls
-/// of `LEASE_POLL_MS`: 7 s, past the longest issuer call the connector's
-/// timeout allows (6 s).
+/// of `LEASE_POLL_MS`: 7 s, about one issuer call. A change that takes
+/// longer (a slow issuer retried) answers `payment_busy` to the others.
 const LEASE_POLLS_MAX: u32 = 350;
 const LEASE_POLL_MS: u64 = 20;
-/// How long a lease lasts if its holder dies: past the longest issuer
-/// call and the record after it, so a live holder keeps it to the end.
+/// A lease lasts this long past its last renewal, so a holder that died
+/// frees its payment within it.
 const LEASE_MS: i64 = 30_000;
+/// A live holder renews its lease this often, however long its issuer
+/// calls take (the connector may retry one for 25 s).
+const LEASE_RENEW_MS: u64 = 10_000;
+const _: () = assert!((LEASE_RENEW_MS as i64) * 2 < LEASE_MS);
 
 /// Whether a request waits for a lease held elsewhere: a request does, a
 /// sweep skips the payment until its next round.
@@ -30,11 +36,21 @@ pub(crate) enum Wait {
     No,
 }
 
+/// A lease held, with its holder's token.
+struct Lease {
+    payment_id: String,
+    holder: String,
+}
+
 impl Core {
     /// Runs `work` holding the lease on `payment_id`; `work` should read
     /// the payment itself, as the lease makes that read current. Busy
     /// (409 `payment_busy`) when another server kept the lease through
     /// the wait.
+    ///
+    /// A request cut short (its client gone, its time up) leaves its
+    /// lease to run out rather than giving it back: its issuer call may
+    /// have been made and not yet recorded.
     pub(crate) async fn leased<T, Fut>(
         &self,
         payment_id: &str,
@@ -44,14 +60,24 @@ impl Core {
     where
         Fut: Future<Output = Result<T, Failure>>,
     {
-        let _local = self.payment_lock(payment_id).lock().await;
-        let lease = self.take_lease(payment_id, wait).await?;
-        let result = work.await;
-        lease.give_back().await;
+        let (_local, lease) = self.take_lease(payment_id, wait).await?;
+        let result = tokio::select! {
+            biased;
+            result = work => result,
+            never = self.renew(&lease) => match never {},
+        };
+        self.give_back(lease).await;
         result
     }
 
-    async fn take_lease(&self, payment_id: &str, wait: Wait) -> Result<Lease, Failure> {
+    /// The process lock, then the lease. The process lock is one of a
+    /// few shared by all payments, so it is let go between polls: other
+    /// payments' requests on this server go on while this one waits.
+    async fn take_lease(
+        &self,
+        payment_id: &str,
+        wait: Wait,
+    ) -> Result<(MutexGuard<'_, ()>, Lease), Failure> {
         let holder = ids::random_hex(16)?;
         let polls = if wait == Wait::ForHolder {
             LEASE_POLLS_MAX
@@ -62,22 +88,16 @@ impl Core {
             if poll > 0 {
                 tokio::time::sleep(Duration::from_millis(LEASE_POLL_MS)).await;
             }
+            let local = self.payment_lock(payment_id).lock().await;
             let now_ms = self.now_ms();
             let until_ms = now_ms + LEASE_MS;
-            if leases::take(
-                &mut *self.conn().await?,
-                payment_id,
-                &holder,
-                now_ms,
-                until_ms,
-            )
-            .await?
-            {
-                return Ok(Lease {
-                    store: self.store.clone(),
+            let mut conn = self.conn().await?;
+            if leases::take(&mut conn, payment_id, &holder, now_ms, until_ms).await? {
+                let lease = Lease {
                     payment_id: payment_id.to_owned(),
-                    holder: Some(holder),
-                });
+                    holder,
+                };
+                return Ok((local, lease));
             }
         }
         Err(Failure::conflict(
@@ -85,43 +105,40 @@ impl Core {
             "another request is changing this payment; retry shortly with the same idempotency key",
         ))
     }
-}
 
-/// A lease held. Given back when its work ends, or, if the request is
-/// dropped first (its client went away), by a task spawned on drop.
-struct Lease {
-    store: Store,
-    payment_id: String,
-    holder: Option<String>,
-}
-
-impl Lease {
-    async fn give_back(mut self) {
-        if let Some(holder) = self.holder.take() {
-            give_back(&self.store, &self.payment_id, &holder).await;
+    /// Renews `lease` every `LEASE_RENEW_MS` until its work ends (this
+    /// future is then dropped). A renewal that fails is retried at the
+    /// next; a lease found taken over is logged, as only a holder stalled
+    /// past `LEASE_MS` loses it.
+    async fn renew(&self, lease: &Lease) -> Infallible {
+        loop {
+            tokio::time::sleep(Duration::from_millis(LEASE_RENEW_MS)).await;
+            let until_ms = self.now_ms() + LEASE_MS;
+            let renewed = match self.store.acquire().await {
+                Ok(mut conn) => {
+                    leases::renew(&mut conn, &lease.payment_id, &lease.holder, until_ms).await
+                }
+                Err(e) => Err(e),
+            };
+            match renewed {
+                Ok(true) => {}
+                Ok(false) => tracing::error!(
+                    payment_id = lease.payment_id,
+                    "payment lease lost while its request ran"
+                ),
+                Err(e) => tracing::warn!(error = %e, "payment lease not renewed; retried"),
+            }
         }
     }
-}
 
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let Some(holder) = self.holder.take() else {
-            return;
+    /// A lease not given back ends by itself after `LEASE_MS`.
+    async fn give_back(&self, lease: Lease) {
+        let given = match self.store.acquire().await {
+            Ok(mut conn) => leases::give_back(&mut conn, &lease.payment_id, &lease.holder).await,
+            Err(e) => Err(e),
         };
-        let (store, payment_id) = (self.store.clone(), std::mem::take(&mut self.payment_id));
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { give_back(&store, &payment_id, &holder).await });
+        if let Err(e) = given {
+            tracing::warn!(error = %e, payment_id = lease.payment_id, "payment lease not given back; it ends by itself");
         }
-    }
-}
-
-/// A lease not given back ends by itself after `LEASE_MS`.
-async fn give_back(store: &Store, payment_id: &str, holder: &str) {
-    let given = match store.acquire().await {
-        Ok(mut conn) => leases::give_back(&mut conn, payment_id, holder).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = given {
-        tracing::warn!(error = %e, payment_id, "payment lease not given back; it ends by itself");
     }
 }
