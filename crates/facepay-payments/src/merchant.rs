@@ -470,19 +470,7 @@ impl MerchantOps {
         drop(conn);
         let mut voided = 0;
         for listed in due {
-            let expiring = async {
-                // Read again under the lease: captured or voided since it
-                // was listed, it is not this sweep's to void.
-                let Some(payment) = payments::get(&mut *self.core.conn().await?, &listed.id)
-                    .await?
-                    .filter(|p| p.state == listed.state && p.updated_at_ms == listed.updated_at_ms)
-                else {
-                    return Ok(false);
-                };
-                self.void_authorised(payment, "authorisation_expired", None, None)
-                    .await?;
-                Ok(true)
-            };
+            let expiring = self.expire_one(&listed);
             match self.core.leased(&listed.id, Wait::No, expiring).await {
                 Ok(true) => voided += 1,
                 Ok(false) => {}
@@ -492,6 +480,24 @@ impl MerchantOps {
             }
         }
         Ok(voided)
+    }
+
+    /// Voids the expired authorisation `listed`, under its lease: false
+    /// when it was captured or voided since it was listed.
+    async fn expire_one(&self, listed: &Payment) -> Result<bool, Failure> {
+        let Some(payment) = self.as_listed(listed).await? else {
+            return Ok(false);
+        };
+        self.void_authorised(payment, "authorisation_expired", None, None)
+            .await?;
+        Ok(true)
+    }
+
+    /// `listed` read again under its lease, if it has not moved since a
+    /// sweep listed it; `None` when another request moved it meanwhile.
+    async fn as_listed(&self, listed: &Payment) -> Result<Option<Payment>, Failure> {
+        let current = payments::get(&mut *self.core.conn().await?, &listed.id).await?;
+        Ok(current.filter(|p| p.state == listed.state && p.updated_at_ms == listed.updated_at_ms))
     }
 
     /// Ends the payments requests abandoned (`payments::abandoned`,
@@ -526,10 +532,7 @@ impl MerchantOps {
     /// moved on since it was listed (a late step-up, say), so it is not
     /// abandoned after all and not this sweep's to reverse.
     async fn close_one(&self, stale: &Payment, now: i64) -> Result<bool, Failure> {
-        let Some(before) = payments::get(&mut *self.core.conn().await?, &stale.id)
-            .await?
-            .filter(|p| p.state == stale.state && p.updated_at_ms == stale.updated_at_ms)
-        else {
+        let Some(before) = self.as_listed(stale).await? else {
             return Ok(false);
         };
         let sent = before.connector.is_some();
