@@ -25,6 +25,8 @@ const IMPORTS_AT_ONCE: usize = 2;
 const PROGRESS_EVERY: usize = 100_000;
 /// Bounded by the synthetic model's identities.
 pub const ENROLLED_MAX: usize = 10_000_000;
+/// Bounds `--snapshot-starts`: each start at ten million reads gigabytes.
+pub const SNAPSHOT_STARTS_MAX: usize = 5;
 
 /// Imports `count` synthetic payers into `app`'s store; prints how fast.
 pub async fn import_synthetic(app: &App, count: usize) -> anyhow::Result<()> {
@@ -90,6 +92,28 @@ fn synthetic_account(
         },
         vector: faces.gallery_row(i)?,
     })
+}
+
+/// Starts the server again on `app`'s store: once from the store, which
+/// then writes the gallery snapshot, and `snapshot_starts` times from that
+/// snapshot, each start timed. Returns the last.
+pub async fn restart_timed(
+    app: App,
+    config: impl Fn() -> anyhow::Result<Config>,
+    models: &ModelStore,
+    snapshot_starts: usize,
+) -> anyhow::Result<App> {
+    assert!(snapshot_starts >= 1);
+    app.services.store().close().await;
+    drop(app);
+    let mut app = timed_start(config()?, models, "store").await?;
+    timed_snapshot(&app).await?;
+    for _ in 0..snapshot_starts {
+        app.services.store().close().await;
+        drop(app);
+        app = timed_start(config()?, models, "snapshot").await?;
+    }
+    Ok(app)
 }
 
 /// Starts the server on `config` and prints how long it took and what its

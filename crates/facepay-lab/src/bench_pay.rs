@@ -49,6 +49,10 @@ pub struct PayArgs {
     /// store and from its gallery snapshot, each start timed.
     #[arg(long, default_value_t = 0)]
     pub enrolled: usize,
+    /// With `--enrolled`: how many times the start from the snapshot is
+    /// timed; the payments run on the last.
+    #[arg(long, default_value_t = 1)]
+    pub snapshot_starts: usize,
     /// The gallery's index kind (`exact`, `prefilter`, `hnsw`, `ivf`).
     #[arg(long, default_value = "exact")]
     pub gallery_kind: String,
@@ -98,15 +102,11 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
         } else {
             let enrolled = args.enrolled.min(bench_enrolled::ENROLLED_MAX);
             bench_enrolled::import_synthetic(&app, enrolled).await?;
-            app.services.store().close().await;
-            drop(app);
-            let again = config(&args, db, &data_dir, true)?;
-            let app = bench_enrolled::timed_start(again, models, "store").await?;
-            bench_enrolled::timed_snapshot(&app).await?;
-            app.services.store().close().await;
-            drop(app);
-            let again = config(&args, db, &data_dir, true)?;
-            bench_enrolled::timed_start(again, models, "snapshot").await?
+            let starts = args
+                .snapshot_starts
+                .clamp(1, bench_enrolled::SNAPSHOT_STARTS_MAX);
+            let again = || config(&args, db, &data_dir, true);
+            bench_enrolled::restart_timed(app, again, models, starts).await?
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
