@@ -586,17 +586,6 @@ impl Access {
         claimed: Claimed,
     ) -> Result<Reply, Failure> {
         let now = self.core.now_ms();
-        let mut conn = self.core.conn().await?;
-        if access::key_count(&mut conn, new.kind, new.owner).await? >= access::KEYS_PER_OWNER_MAX {
-            return Err(Failure::conflict(
-                "too_many_keys",
-                format!(
-                    "{} keys at most, revoked ones included",
-                    access::KEYS_PER_OWNER_MAX
-                ),
-            ));
-        }
-        drop(conn);
         let (secret, hash, prefix) = new_secret(new.kind)?;
         let mut tx = self.core.begin().await?;
         let row = NewKey {
@@ -609,7 +598,9 @@ impl Access {
             expires_at_ms: new.expires_at_ms,
             created_at_ms: now,
         };
-        access::insert_key(&mut tx, new.kind, &row).await?;
+        if !access::insert_key_within_limit(&mut tx, new.kind, &row).await? {
+            return Err(too_many_keys());
+        }
         audit::append(&mut tx, now, &by.actor(), action, new.id).await?;
         let mut view = NewKeyView {
             id: new.id.to_owned(),
@@ -624,6 +615,16 @@ impl Access {
         view.secret = secret;
         Reply::json(201, &view)
     }
+}
+
+fn too_many_keys() -> Failure {
+    Failure::conflict(
+        "too_many_keys",
+        format!(
+            "{} keys at most, revoked ones included",
+            access::KEYS_PER_OWNER_MAX
+        ),
+    )
 }
 
 /// A key about to be made.
@@ -775,7 +776,11 @@ impl Access {
             expires_at_ms: None,
             created_at_ms: now,
         };
-        access::insert_key(&mut tx, kind, &row).await?;
+        // A rotation adds a key too: past the limit, the owner's listing
+        // (oldest first, at most the limit) would not show it.
+        if !access::insert_key_within_limit(&mut tx, kind, &row).await? {
+            return Err(too_many_keys());
+        }
         let action = match kind {
             KeyKind::Merchant => "merchant_key_rotated",
             KeyKind::Operator => "operator_key_rotated",

@@ -591,6 +591,60 @@ async fn keys_rotate_with_an_overlap_expire_are_revoked_and_keep_to_their_scope(
     }
 }
 
+/// A merchant holds at most `KEYS_PER_OWNER_MAX` keys, revoked ones
+/// included; a rotation makes a key too, so past the limit it is refused
+/// as well (the listing, at most the limit, would not show its key).
+#[tokio::test]
+async fn keys_made_or_rotated_stop_at_the_limit() {
+    use facepay_store::access::KEYS_PER_OWNER_MAX;
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let data = dir.path().join(store.backend().name());
+        let s = setup(store, &data).await;
+        let b = s.backend;
+        let admin: demo::MerchantFile =
+            serde_json::from_str(&std::fs::read_to_string(demo::merchant_file(&data)).unwrap())
+                .unwrap();
+        let admin = admin.api_key;
+        let post = |path: String, key: String, body: Option<Value>| {
+            let (h, admin) = (&s.h, admin.clone());
+            async move { h.with_bearer(&admin, "POST", &path, &key, body).await }
+        };
+        let mut made = Vec::new();
+        let refused = loop {
+            let key = format!("k{}", made.len());
+            let body = Some(json!({"scope": "read"}));
+            let (status, body) = post("/v1/merchant/keys".into(), key, body).await;
+            if status != 201 {
+                break (status, body);
+            }
+            made.push(body["id"].as_str().unwrap().to_owned());
+            assert!(
+                made.len() < 2 * usize::try_from(KEYS_PER_OWNER_MAX).unwrap(),
+                "{b}"
+            );
+        };
+        assert_eq!(
+            (refused.0, code(&refused.1)),
+            (409, Some("too_many_keys")),
+            "{b}"
+        );
+        let (status, list) =
+            s.h.with_bearer(&admin, "GET", "/v1/merchant/keys", "-", None)
+                .await;
+        assert_eq!(status, 200, "{b}");
+        let held = list["keys"].as_array().unwrap().len();
+        assert_eq!(i64::try_from(held).unwrap(), KEYS_PER_OWNER_MAX, "{b}");
+        let rotate = format!("/v1/merchant/keys/{}/rotate", made[0]);
+        let (status, body) = post(rotate, "rot".into(), None).await;
+        assert_eq!(
+            (status, code(&body)),
+            (409, Some("too_many_keys")),
+            "{b}: {body}"
+        );
+    }
+}
+
 /// Support reads, risk keeps the blocklist, only an admin onboards.
 async fn operator_roles(s: &Setup) {
     let b = s.backend;

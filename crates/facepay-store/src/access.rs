@@ -34,6 +34,21 @@ impl KeyKind {
         }
     }
 
+    /// The table of the keys' owners, and its key column.
+    fn owner_table(self) -> &'static str {
+        match self {
+            KeyKind::Merchant => "merchants",
+            KeyKind::Operator => "operators",
+        }
+    }
+
+    fn owner_key(self) -> &'static str {
+        match self {
+            KeyKind::Merchant => "id",
+            KeyKind::Operator => "name",
+        }
+    }
+
     /// A merchant key's scope; an operator key acts with its operator's
     /// role, which the query reads from `operators`.
     fn columns(self) -> String {
@@ -84,6 +99,36 @@ pub struct NewKey<'a> {
     pub key_hash: &'a str,
     pub expires_at_ms: Option<i64>,
     pub created_at_ms: i64,
+}
+
+/// Adds a key unless its owner holds `KEYS_PER_OWNER_MAX` already, revoked
+/// ones included; false then. The owner's row is held until the caller's
+/// transaction ends, so keys made at once on several servers are counted
+/// one after another: a count outside the insert's transaction let each of
+/// them see room for one more. `NO KEY UPDATE` leaves the row free for the
+/// foreign-key checks of payments and terminals. SQLite has one writer
+/// anyway.
+pub async fn insert_key_within_limit(
+    conn: &mut Connection,
+    kind: KeyKind,
+    key: &NewKey<'_>,
+) -> Result<bool> {
+    if crate::on_postgres(conn) {
+        let sql = format!(
+            "SELECT {column} FROM {table} WHERE {column} = $1 FOR NO KEY UPDATE",
+            column = kind.owner_key(),
+            table = kind.owner_table()
+        );
+        sqlx::query(&sql)
+            .bind(key.owner)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if key_count(&mut *conn, kind, key.owner).await? >= KEYS_PER_OWNER_MAX {
+        return Ok(false);
+    }
+    insert_key(conn, kind, key).await?;
+    Ok(true)
 }
 
 pub async fn insert_key(conn: &mut Connection, kind: KeyKind, key: &NewKey<'_>) -> Result<()> {
@@ -161,7 +206,7 @@ pub async fn keys(
 }
 
 /// How many keys an owner holds, whatever their state.
-pub async fn key_count(conn: &mut Connection, kind: KeyKind, owner: &str) -> Result<i64> {
+async fn key_count(conn: &mut Connection, kind: KeyKind, owner: &str) -> Result<i64> {
     let sql = format!(
         "SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {} = $1",
         kind.table(),

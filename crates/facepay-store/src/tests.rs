@@ -1063,6 +1063,67 @@ async fn pairing_attempts_sent_at_once_stop_at_the_limit() {
     }
 }
 
+/// Keys made at once for one merchant, in transactions of their own on
+/// PostgreSQL: they stop at the limit, as the count is taken with the
+/// owner's row held.
+#[tokio::test]
+async fn keys_made_at_once_stop_at_the_limit() {
+    use crate::access::{self, KEYS_PER_OWNER_MAX, KeyKind, NewKey};
+    const ROOM: i64 = 2;
+    fn key(id: &str) -> NewKey<'_> {
+        NewKey {
+            id,
+            owner: "m1",
+            scope: "admin",
+            label: None,
+            prefix: None,
+            key_hash: id,
+            expires_at_ms: None,
+            created_at_ms: 1,
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        seed(&store).await;
+        let mut conn = store.acquire().await.unwrap();
+        for i in 0..KEYS_PER_OWNER_MAX - ROOM {
+            let id = format!("old_{i}");
+            access::insert_key(&mut conn, KeyKind::Merchant, &key(&id))
+                .await
+                .unwrap();
+        }
+        drop(conn);
+        // On PostgreSQL every transaction is open before any counts, each
+        // on a connection of its own; SQLite's one connection takes them in
+        // turn.
+        let at_once = if backend == "postgres" { 8 } else { 1 };
+        let all_open = std::sync::Arc::new(tokio::sync::Barrier::new(at_once));
+        let made = (0..8).map(|i| {
+            let (store, all_open) = (store.clone(), all_open.clone());
+            tokio::spawn(async move {
+                let id = format!("new_{i}");
+                let mut tx = store.begin().await.unwrap();
+                all_open.wait().await;
+                let made = access::insert_key_within_limit(&mut tx, KeyKind::Merchant, &key(&id))
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                made
+            })
+        });
+        let mut room_taken = 0;
+        for one in made.collect::<Vec<_>>() {
+            room_taken += i64::from(one.await.unwrap());
+        }
+        assert_eq!(room_taken, ROOM, "{backend}");
+        let mut conn = store.acquire().await.unwrap();
+        let listed = access::keys(&mut conn, KeyKind::Merchant, Some("m1")).await;
+        let held = usize::try_from(KEYS_PER_OWNER_MAX).unwrap();
+        assert_eq!(listed.unwrap().len(), held, "{backend}");
+    }
+}
+
 #[tokio::test]
 async fn claims_follow_their_state_machine_and_a_lost_race_is_refused() {
     use crate::fraud::{self, Claim, ClaimState};
