@@ -109,6 +109,34 @@ pub async fn stop_requested() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Completes on the first stop signal; a second one ends the process at
+/// once. An operator who sends it means that the requests under way (up to
+/// the request timeout) and the snapshot are not worth the wait. Nothing
+/// is lost by it: a payment is as safe as after a crash, and the last
+/// snapshot stays whole (it is written aside, then renamed).
+fn first_of_two_stops() -> impl Future<Output = ()> + Send + 'static {
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        stop_requested().await;
+        tracing::info!(
+            "stopping: finishing the requests under way; a second stop signal ends at once"
+        );
+        let _ = first_tx.send(());
+        stop_requested().await;
+        tracing::warn!(
+            "a second stop signal: ending now, without the requests under way or a snapshot"
+        );
+        std::process::exit(EXIT_STOPPED_TWICE);
+    });
+    async move {
+        let _ = first_rx.await;
+    }
+}
+
+/// The exit status after a second stop signal, as a shell reports a
+/// process ended by SIGINT.
+const EXIT_STOPPED_TWICE: i32 = 130;
+
 pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
     observe::install();
     let listener = tokio::net::TcpListener::bind(address).await?;
@@ -125,7 +153,7 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
          dashboard  {root}/dashboard\n  operator   {root}/operator\n  API docs   {root}/docs"
     );
     let jobs = jobs::start(&app);
-    serve_on(&app, listener, stop_requested()).await;
+    serve_on(&app, listener, first_of_two_stops()).await;
     jobs.stop().await;
     // The next start reads this instead of opening every template.
     if let Err(e) = app.services.identity.write_snapshot().await {

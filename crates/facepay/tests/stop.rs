@@ -3,7 +3,7 @@
 //! exits with success, instead of being killed with its work cut short.
 #![cfg(unix)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,59 @@ fn sigterm_stops_the_server_and_writes_its_snapshot() {
     assert!(status.success(), "{status}: {log}");
     // Once at start, once at the stop.
     assert_eq!(log.matches("gallery snapshot written").count(), 2, "{log}");
+}
+
+/// A request under way holds a stop for up to the request timeout (a
+/// minute by default); a second SIGTERM ends the server at once, with the
+/// status a shell gives a process stopped so.
+#[test]
+fn a_second_sigterm_ends_the_server_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = serve_command(dir.path(), None, port)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .new_agent();
+    wait_ready(&agent, port);
+    // The body is read whole before the handler runs, and this one never
+    // comes in full.
+    let mut under_way = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    under_way
+        .write_all(
+            b"POST /v1/connectors/hyperswitch/webhooks HTTP/1.1\r\nhost: localhost\r\n\
+              content-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    kill_process(Pid::from_child(&server), Signal::TERM).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    if let Some(status) = server.try_wait().unwrap() {
+        panic!(
+            "stopped with a request under way: {status}: {}",
+            log_of(&mut server)
+        );
+    }
+    kill_process(Pid::from_child(&server), Signal::TERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            fail(server, "a second SIGTERM did not end the server");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = log_of(&mut server);
+    assert_eq!(status.code(), Some(130), "{status}: {log}");
+    assert!(log.contains("a second stop signal"), "{log}");
+    drop(under_way);
 }
 
 fn fail(mut server: Child, why: &str) -> ! {
