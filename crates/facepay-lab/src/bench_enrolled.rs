@@ -103,7 +103,7 @@ pub async fn restart_timed(
     models: &ModelStore,
     snapshot_starts: usize,
 ) -> anyhow::Result<App> {
-    assert!(snapshot_starts >= 1);
+    assert!((1..=SNAPSHOT_STARTS_MAX).contains(&snapshot_starts));
     app.services.store().close().await;
     drop(app);
     let mut app = timed_start(config()?, models, "store").await?;

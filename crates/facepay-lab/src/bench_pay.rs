@@ -49,8 +49,8 @@ pub struct PayArgs {
     /// store and from its gallery snapshot, each start timed.
     #[arg(long, default_value_t = 0)]
     pub enrolled: usize,
-    /// With `--enrolled`: how many times the start from the snapshot is
-    /// timed; the payments run on the last.
+    /// With `--enrolled`: how many times (1 to 5) the start from the
+    /// snapshot is timed; the payments run on the last.
     #[arg(long, default_value_t = 1)]
     pub snapshot_starts: usize,
     /// The gallery's index kind (`exact`, `prefilter`, `hnsw`, `ivf`).
@@ -79,6 +79,15 @@ struct Samples {
 pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
     let payments = args.payments.clamp(1, PAYMENTS_MAX);
     let concurrency = args.concurrency.clamp(1, CONCURRENCY_MAX);
+    let starts_max = bench_enrolled::SNAPSHOT_STARTS_MAX;
+    anyhow::ensure!(
+        (1..=starts_max).contains(&args.snapshot_starts),
+        "--snapshot-starts is 1 to {starts_max}"
+    );
+    anyhow::ensure!(
+        args.snapshot_starts == 1 || args.enrolled > 0,
+        "--snapshot-starts times the start from the snapshot of --enrolled payers: give --enrolled too"
+    );
     let data_dir = std::env::temp_dir().join(format!("facepay-bench-{}", new_idempotency_key()?));
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
@@ -102,11 +111,8 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
         } else {
             let enrolled = args.enrolled.min(bench_enrolled::ENROLLED_MAX);
             bench_enrolled::import_synthetic(&app, enrolled).await?;
-            let starts = args
-                .snapshot_starts
-                .clamp(1, bench_enrolled::SNAPSHOT_STARTS_MAX);
             let again = || config(&args, db, &data_dir, true);
-            bench_enrolled::restart_timed(app, again, models, starts).await?
+            bench_enrolled::restart_timed(app, again, models, args.snapshot_starts).await?
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
