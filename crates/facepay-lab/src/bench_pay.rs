@@ -76,9 +76,10 @@ struct Samples {
     refused: usize,
 }
 
-pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
-    let payments = args.payments.clamp(1, PAYMENTS_MAX);
-    let concurrency = args.concurrency.clamp(1, CONCURRENCY_MAX);
+/// `--snapshot-starts` is refused rather than clamped or ignored: a run
+/// at ten million takes hours, and one that timed other than what was
+/// asked is lost.
+fn check_starts(args: &PayArgs) -> anyhow::Result<()> {
     let starts_max = bench_enrolled::SNAPSHOT_STARTS_MAX;
     anyhow::ensure!(
         (1..=starts_max).contains(&args.snapshot_starts),
@@ -88,6 +89,13 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
         args.snapshot_starts == 1 || args.enrolled > 0,
         "--snapshot-starts times the start from the snapshot of --enrolled payers: give --enrolled too"
     );
+    Ok(())
+}
+
+pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
+    let payments = args.payments.clamp(1, PAYMENTS_MAX);
+    let concurrency = args.concurrency.clamp(1, CONCURRENCY_MAX);
+    check_starts(&args)?;
     let data_dir = std::env::temp_dir().join(format!("facepay-bench-{}", new_idempotency_key()?));
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {

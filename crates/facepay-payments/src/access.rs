@@ -621,7 +621,7 @@ fn too_many_keys() -> Failure {
     Failure::conflict(
         "too_many_keys",
         format!(
-            "{} keys at most, revoked ones included",
+            "{} live keys at most; revoke one first (revoked and rotated keys do not count)",
             access::KEYS_PER_OWNER_MAX
         ),
     )
@@ -776,8 +776,8 @@ impl Access {
             expires_at_ms: None,
             created_at_ms: now,
         };
-        // A rotation adds a key too: past the limit, the owner's listing
-        // (oldest first, at most the limit) would not show it.
+        // The old key, replaced now, no longer counts: only an owner over
+        // the limit already (keys made before it) is refused.
         if !access::insert_key_within_limit(&mut tx, kind, &row).await? {
             return Err(too_many_keys());
         }

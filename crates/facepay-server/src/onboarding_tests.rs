@@ -591,11 +591,11 @@ async fn keys_rotate_with_an_overlap_expire_are_revoked_and_keep_to_their_scope(
     }
 }
 
-/// A merchant holds at most `KEYS_PER_OWNER_MAX` keys, revoked ones
-/// included; a rotation makes a key too, so past the limit it is refused
-/// as well (the listing, at most the limit, would not show its key).
+/// A merchant holds at most `KEYS_PER_OWNER_MAX` live keys. A rotation
+/// replaces a key, so it is made at the limit too, and the listing shows
+/// every live key first; a revoked key makes room for a new one.
 #[tokio::test]
-async fn keys_made_or_rotated_stop_at_the_limit() {
+async fn keys_stop_at_the_limit_of_live_ones() {
     use facepay_store::access::KEYS_PER_OWNER_MAX;
     let dir = tempfile::tempdir().unwrap();
     for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
@@ -610,11 +610,16 @@ async fn keys_made_or_rotated_stop_at_the_limit() {
             let (h, admin) = (&s.h, admin.clone());
             async move { h.with_bearer(&admin, "POST", &path, &key, body).await }
         };
+        let make = |key: String| {
+            post(
+                "/v1/merchant/keys".into(),
+                key,
+                Some(json!({"scope": "read"})),
+            )
+        };
         let mut made = Vec::new();
         let refused = loop {
-            let key = format!("k{}", made.len());
-            let body = Some(json!({"scope": "read"}));
-            let (status, body) = post("/v1/merchant/keys".into(), key, body).await;
+            let (status, body) = make(format!("k{}", made.len())).await;
             if status != 201 {
                 break (status, body);
             }
@@ -629,19 +634,39 @@ async fn keys_made_or_rotated_stop_at_the_limit() {
             (409, Some("too_many_keys")),
             "{b}"
         );
+        let rotate = format!("/v1/merchant/keys/{}/rotate", made[0]);
+        let (status, rotated) = post(rotate, "rot".into(), None).await;
+        assert_eq!(status, 201, "{b}: {rotated}");
         let (status, list) =
             s.h.with_bearer(&admin, "GET", "/v1/merchant/keys", "-", None)
                 .await;
         assert_eq!(status, 200, "{b}");
-        let held = list["keys"].as_array().unwrap().len();
-        assert_eq!(i64::try_from(held).unwrap(), KEYS_PER_OWNER_MAX, "{b}");
-        let rotate = format!("/v1/merchant/keys/{}/rotate", made[0]);
-        let (status, body) = post(rotate, "rot".into(), None).await;
+        let listed: Vec<&str> = list["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["id"].as_str().unwrap())
+            .collect();
         assert_eq!(
-            (status, code(&body)),
-            (409, Some("too_many_keys")),
-            "{b}: {body}"
+            i64::try_from(listed.len()).unwrap(),
+            KEYS_PER_OWNER_MAX,
+            "{b}"
         );
+        assert!(
+            listed.contains(&rotated["key"]["id"].as_str().unwrap()),
+            "{b}: the new key is listed"
+        );
+        assert!(
+            !listed.contains(&made[0].as_str()),
+            "{b}: the replaced one gives way"
+        );
+        let (status, body) = make("k-again".into()).await;
+        assert_eq!((status, code(&body)), (409, Some("too_many_keys")), "{b}");
+        let revoke = format!("/v1/merchant/keys/{}/revoke", made[1]);
+        let (status, _) = post(revoke, "-".into(), None).await;
+        assert_eq!(status, 200, "{b}");
+        let (status, body) = make("k-after-revoke".into()).await;
+        assert_eq!(status, 201, "{b}: {body}");
     }
 }
 

@@ -101,12 +101,13 @@ pub struct NewKey<'a> {
     pub created_at_ms: i64,
 }
 
-/// Adds a key unless its owner holds `KEYS_PER_OWNER_MAX` already, revoked
-/// ones included; false then. The owner's row is held until the caller's
-/// transaction ends, so keys made at once on several servers are counted
-/// one after another: a count outside the insert's transaction let each of
-/// them see room for one more. `NO KEY UPDATE` leaves the row free for the
-/// foreign-key checks of payments and terminals. SQLite has one writer
+/// Adds a key unless its owner holds `KEYS_PER_OWNER_MAX` live keys
+/// (neither revoked nor replaced by a rotation) already; false then. The
+/// owner's row is held until the caller's transaction ends, so keys made
+/// at once on several servers are counted one after another: a count
+/// outside the insert's transaction let each of them see room for one
+/// more. `NO KEY UPDATE` leaves the row free for the foreign-key checks of
+/// the rows that name the owner (payments, stores). SQLite has one writer
 /// anyway.
 pub async fn insert_key_within_limit(
     conn: &mut Connection,
@@ -179,13 +180,19 @@ pub async fn key(conn: &mut Connection, kind: KeyKind, id: &str) -> Result<Optio
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
 }
 
-/// An owner's keys, oldest first; every owner's when `owner` is `None`.
+/// A key neither revoked nor replaced: the ones the limit counts.
+const LIVE: &str = "AND revoked_at_ms IS NULL AND replaced_by IS NULL";
+
+/// An owner's keys, the live ones first, each part oldest first; every
+/// owner's when `owner` is `None`. Past the limit the oldest revoked or
+/// replaced keys are left out, never a live one.
 pub async fn keys(
     conn: &mut Connection,
     kind: KeyKind,
     owner: Option<&str>,
 ) -> Result<Vec<KeyRow>> {
-    let order = "ORDER BY k.created_at_ms, k.id LIMIT";
+    let order = "ORDER BY CASE WHEN k.revoked_at_ms IS NULL AND k.replaced_by IS NULL \
+                 THEN 0 ELSE 1 END, k.created_at_ms, k.id LIMIT";
     Ok(match owner {
         Some(owner) => {
             let sql = format!("{} WHERE k.{} = $1 {order} $2", kind.select(), kind.owner());
@@ -205,10 +212,11 @@ pub async fn keys(
     })
 }
 
-/// How many keys an owner holds, whatever their state.
+/// How many live keys an owner holds: a revoked key, or one a rotation
+/// replaced, no longer counts, so an owner who rotates keeps rotating.
 async fn key_count(conn: &mut Connection, kind: KeyKind, owner: &str) -> Result<i64> {
     let sql = format!(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {} = $1",
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {} = $1 {LIVE}",
         kind.table(),
         kind.owner()
     );

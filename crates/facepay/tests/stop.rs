@@ -59,7 +59,7 @@ fn sigterm_stops_the_server_and_writes_its_snapshot() {
 
 /// A request under way holds a stop for up to the request timeout (a
 /// minute by default); a second SIGTERM ends the server at once, with the
-/// status a shell gives a process stopped so.
+/// status a shell reports for a process SIGTERM ended (128 + 15).
 #[test]
 fn a_second_sigterm_ends_the_server_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -105,7 +105,7 @@ fn a_second_sigterm_ends_the_server_at_once() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let log = log_of(&mut server);
-    assert_eq!(status.code(), Some(130), "{status}: {log}");
+    assert_eq!(status.code(), Some(143), "{status}: {log}");
     assert!(log.contains("a second stop signal"), "{log}");
     drop(under_way);
 }

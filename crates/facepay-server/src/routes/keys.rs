@@ -117,7 +117,7 @@ pub async fn create_my_key(
     responses(
         (status = 201, description = "The new key and its secret, shown once, and the old key's end.", body = Rotation),
         (status = 404, description = "No such key of this merchant.", body = ErrorResponse),
-        (status = 409, description = "`key_not_rotatable`: revoked, expired or rotated already; `too_many_keys`: the owner holds 100 keys, revoked ones included; `key_revoked`; or an idempotency conflict.", body = ErrorResponse),
+        (status = 409, description = "`key_not_rotatable`: revoked, expired or rotated already; `too_many_keys`: the owner holds more live keys than the limit already; `key_revoked`; or an idempotency conflict.", body = ErrorResponse),
         (status = 422, description = "`overlap_invalid`.", body = ErrorResponse),
     ),
     security(("merchant_key" = [])),
