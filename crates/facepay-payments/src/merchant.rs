@@ -18,8 +18,8 @@ use crate::api::{
     PaymentStateView, PaymentView, StoreView, TerminalList, TerminalView,
 };
 use crate::core::{
-    Claimed, Core, HELD_FOR_REVIEW, IDEMPOTENCY_RETENTION_MS, Reply, Request, Wait, commit,
-    derived_id, fee, money_of, parse_json,
+    Claimed, Core, HELD_FOR_REVIEW, IDEMPOTENCY_RETENTION_MS, PAYMENT_BUSY, Reply, Request, Wait,
+    commit, derived_id, fee, money_of, parse_json,
 };
 use crate::error::Failure;
 use crate::identity::Identity;
@@ -474,6 +474,14 @@ impl MerchantOps {
             match self.core.leased(&listed.id, Wait::No, expiring).await {
                 Ok(true) => voided += 1,
                 Ok(false) => {}
+                // Another request, maybe another server's sweep, is on it;
+                // still expired after that, it is the next sweep's.
+                Err(e) if e.code == PAYMENT_BUSY => {
+                    tracing::debug!(
+                        payment_id = listed.id,
+                        "expired authorisation busy; left to the next sweep"
+                    )
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "expired authorisation not voided; retried on the next sweep")
                 }
@@ -520,6 +528,12 @@ impl MerchantOps {
             match self.core.leased(&stale.id, Wait::No, closing).await {
                 Ok(true) => closed += 1,
                 Ok(false) => {}
+                Err(e) if e.code == PAYMENT_BUSY => {
+                    tracing::debug!(
+                        payment_id = stale.id,
+                        "abandoned payment busy; left to the next sweep"
+                    )
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "abandoned payment not closed; retried on the next sweep")
                 }

@@ -28,6 +28,10 @@ const LEASE_MS: i64 = 30_000;
 const LEASE_RENEW_MS: u64 = 10_000;
 const _: () = assert!((LEASE_RENEW_MS as i64) * 2 < LEASE_MS);
 
+/// The code of a refusal for a lease another request kept through the
+/// wait.
+pub(crate) const PAYMENT_BUSY: &str = "payment_busy";
+
 /// Whether a request waits for a lease held elsewhere: a request does, a
 /// sweep skips the payment until its next round.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -101,7 +105,7 @@ impl Core {
             }
         }
         Err(Failure::conflict(
-            "payment_busy",
+            PAYMENT_BUSY,
             "another request is changing this payment; retry shortly with the same idempotency key",
         ))
     }

@@ -33,7 +33,7 @@ use crate::keys::Envelope;
 pub(crate) use cards::{CardToVault, stored_credential};
 pub use input::{check_idempotency_key, json_value, parse_json};
 pub(crate) use input::{decode_frames, normalise_phone};
-pub(crate) use lease::Wait;
+pub(crate) use lease::{PAYMENT_BUSY, Wait};
 pub use outbox::{ClaimEventView, EventData, WebhookEvent};
 pub(crate) use outbox::{claim_event, transition, transition_via};
 pub use phones::PHONE_LOOKUP_KEY_ID;
