@@ -472,10 +472,7 @@ async fn keys_rotate_with_an_overlap_expire_are_revoked_and_keep_to_their_scope(
         let data = dir.path().join(store.backend().name());
         let s = setup(store, &data).await;
         let b = s.backend;
-        let admin: demo::MerchantFile =
-            serde_json::from_str(&std::fs::read_to_string(demo::merchant_file(&data)).unwrap())
-                .unwrap();
-        let admin = admin.api_key;
+        let admin = merchant_admin_key(&data);
         let merchant = |secret: &str, method: &str, path: &str, key: &str, body: Option<Value>| {
             let (secret, method, path, key) = (
                 secret.to_owned(),
@@ -591,6 +588,14 @@ async fn keys_rotate_with_an_overlap_expire_are_revoked_and_keep_to_their_scope(
     }
 }
 
+/// The demo merchant's admin key, as `facepay demo` wrote it.
+fn merchant_admin_key(data: &std::path::Path) -> String {
+    let file = std::fs::read_to_string(demo::merchant_file(data)).unwrap();
+    serde_json::from_str::<demo::MerchantFile>(&file)
+        .unwrap()
+        .api_key
+}
+
 /// A merchant holds at most `KEYS_PER_OWNER_MAX` live keys. A rotation
 /// replaces a key, so it is made at the limit too, and the listing shows
 /// every live key first; a revoked key makes room for a new one.
@@ -602,10 +607,7 @@ async fn keys_stop_at_the_limit_of_live_ones() {
         let data = dir.path().join(store.backend().name());
         let s = setup(store, &data).await;
         let b = s.backend;
-        let admin: demo::MerchantFile =
-            serde_json::from_str(&std::fs::read_to_string(demo::merchant_file(&data)).unwrap())
-                .unwrap();
-        let admin = admin.api_key;
+        let admin = merchant_admin_key(&data);
         let post = |path: String, key: String, body: Option<Value>| {
             let (h, admin) = (&s.h, admin.clone());
             async move { h.with_bearer(&admin, "POST", &path, &key, body).await }

@@ -1,10 +1,11 @@
 //! `facepay serve` stopped as a service manager stops it (SIGTERM) ends as
 //! it does on Ctrl-C: it stops its jobs, writes its gallery snapshot and
-//! exits with success, instead of being killed with its work cut short.
+//! exits with success, instead of being killed with its work cut short. A
+//! second signal ends it at once.
 #![cfg(unix)]
 
 use std::io::{Read, Write};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process};
@@ -20,18 +21,9 @@ fn sigterm_stops_the_server_and_writes_its_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let snapshot = dir.path().join("gallery.snapshot");
     let port = free_port();
-    let mut server = serve_command(dir.path(), None, port)
-        .env("FACEPAY_GALLERY__SNAPSHOT_FILE", &snapshot)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .new_agent();
-    wait_ready(&agent, port);
+    let mut command = serve_command(dir.path(), None, port);
+    command.env("FACEPAY_GALLERY__SNAPSHOT_FILE", &snapshot);
+    let server = started(command, port);
     // The start's own snapshot first, so that the stop's is a second one.
     let deadline = Instant::now() + WITHIN;
     while !snapshot.exists() {
@@ -41,17 +33,7 @@ fn sigterm_stops_the_server_and_writes_its_snapshot() {
         std::thread::sleep(Duration::from_millis(50));
     }
     kill_process(Pid::from_child(&server), Signal::TERM).unwrap();
-    let deadline = Instant::now() + WITHIN;
-    let status = loop {
-        if let Some(status) = server.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            fail(server, "the server did not stop on SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let log = log_of(&mut server);
+    let (status, log) = ended(server, WITHIN, "the server did not stop on SIGTERM");
     assert!(status.success(), "{status}: {log}");
     // Once at start, once at the stop.
     assert_eq!(log.matches("gallery snapshot written").count(), 2, "{log}");
@@ -64,17 +46,7 @@ fn sigterm_stops_the_server_and_writes_its_snapshot() {
 fn a_second_sigterm_ends_the_server_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut server = serve_command(dir.path(), None, port)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .new_agent();
-    wait_ready(&agent, port);
+    let mut server = started(serve_command(dir.path(), None, port), port);
     // The body is read whole before the handler runs, and this one never
     // comes in full.
     let mut under_way = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -94,20 +66,42 @@ fn a_second_sigterm_ends_the_server_at_once() {
         );
     }
     kill_process(Pid::from_child(&server), Signal::TERM).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = server.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            fail(server, "a second SIGTERM did not end the server");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let log = log_of(&mut server);
+    let within = Duration::from_secs(10);
+    let (status, log) = ended(server, within, "a second SIGTERM did not end the server");
     assert_eq!(status.code(), Some(143), "{status}: {log}");
     assert!(log.contains("a second stop signal"), "{log}");
     drop(under_way);
+}
+
+/// The server of `command`, its log piped, once it answers.
+fn started(mut command: Command, port: u16) -> Child {
+    let server = command
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .new_agent();
+    wait_ready(&agent, port);
+    server
+}
+
+/// The server's status and log once it ended, within `within`; fails with
+/// `why` if it did not.
+fn ended(mut server: Child, within: Duration, why: &str) -> (ExitStatus, String) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            return (status, log_of(&mut server));
+        }
+        if Instant::now() > deadline {
+            fail(server, why);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn fail(mut server: Child, why: &str) -> ! {
