@@ -180,8 +180,10 @@ pub async fn key(conn: &mut Connection, kind: KeyKind, id: &str) -> Result<Optio
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
 }
 
-/// A key neither revoked nor replaced: the ones the limit counts.
-const LIVE: &str = "AND revoked_at_ms IS NULL AND replaced_by IS NULL";
+/// A key neither revoked nor replaced: the ones the limit counts and the
+/// listing shows first. (Unqualified: `operators`, joined for a listing,
+/// has neither column.)
+const LIVE: &str = "revoked_at_ms IS NULL AND replaced_by IS NULL";
 
 /// An owner's keys, the live ones first, each part oldest first; every
 /// owner's when `owner` is `None`. Past the limit the oldest revoked or
@@ -191,8 +193,7 @@ pub async fn keys(
     kind: KeyKind,
     owner: Option<&str>,
 ) -> Result<Vec<KeyRow>> {
-    let order = "ORDER BY CASE WHEN k.revoked_at_ms IS NULL AND k.replaced_by IS NULL \
-                 THEN 0 ELSE 1 END, k.created_at_ms, k.id LIMIT";
+    let order = format!("ORDER BY CASE WHEN {LIVE} THEN 0 ELSE 1 END, k.created_at_ms, k.id LIMIT");
     Ok(match owner {
         Some(owner) => {
             let sql = format!("{} WHERE k.{} = $1 {order} $2", kind.select(), kind.owner());
@@ -216,7 +217,7 @@ pub async fn keys(
 /// replaced, no longer counts, so an owner who rotates keeps rotating.
 async fn key_count(conn: &mut Connection, kind: KeyKind, owner: &str) -> Result<i64> {
     let sql = format!(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {} = $1 {LIVE}",
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {} = $1 AND {LIVE}",
         kind.table(),
         kind.owner()
     );
