@@ -9,7 +9,7 @@ use facepay_store::hub_members::FundsDirection;
 use facepay_store::hub_settlement::InstructionState;
 use facepay_store::{Store, ledger};
 
-use crate::demo::{KIM_KRW, SIAM_MARKET_PHONE};
+use crate::demo::{KIM_KRW, Members, SIAM_MARKET_PHONE};
 use crate::flow_tests::{NOW_MS, World, jakarta_qr, stores, verify, well_formed, world};
 use crate::members::Terms;
 use crate::screening::{ListError, ListScreening, fold};
@@ -191,16 +191,28 @@ async fn funds_limit_a_member_and_move_in_the_ledger_once_per_key() {
 async fn a_member_asking_faster_than_its_rate_is_refused_until_the_next_minute() {
     let (_dir, stores) = stores().await;
     for store in stores {
-        let w = world(store, Failure::None);
+        let w = world(store.clone(), Failure::None);
         w.hub
             .onboard(OPERATOR, KOREA, terms(0, 2), NOW_MS)
             .await
             .unwrap();
+        // A second server on the same store counts against the same rate.
+        let other_server = Members::simulated(Failure::None)
+            .hub(store.clone(), NOW_MS)
+            .unwrap();
         let payload = jakarta_qr();
         let ask = |now_ms| w.hub.quote_qr(KOREA, "kim", &payload, None, now_ms);
         ask(NOW_MS).await.unwrap();
-        ask(NOW_MS).await.unwrap();
+        other_server
+            .quote_qr(KOREA, "kim", &payload, None, NOW_MS)
+            .await
+            .unwrap();
         let err = ask(NOW_MS).await.unwrap_err();
+        assert_eq!(err.code(), "hub_rate_limited");
+        let err = other_server
+            .quote_qr(KOREA, "kim", &payload, None, NOW_MS)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "hub_rate_limited");
         // Another member is not slowed by Korea's rate.
         w.hub

@@ -8,13 +8,10 @@
 //! A network the operator has not onboarded trades without a cap or a
 //! rate limit, as it did before members existed.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use facepay_money::Currency;
 use facepay_store::hub::Quote;
 use facepay_store::hub_members::{self as records, FundsDirection, FundsMovement, Member};
-use facepay_store::{Connection, StoreError, audit};
+use facepay_store::{Connection, StoreError, audit, rate_windows};
 
 use crate::service::{Hub, HubError, KEY_BYTES_MAX};
 
@@ -41,31 +38,6 @@ pub struct Standing {
     pub member: Member,
     pub funds_minor: i64,
     pub exposure_minor: i64,
-}
-
-/// Requests counted per member network in the current minute. Keys are
-/// member networks only, so the map stays as small as the membership.
-#[derive(Debug, Default)]
-pub struct Limiter {
-    counts: Mutex<HashMap<String, (i64, i64)>>,
-}
-
-impl Limiter {
-    /// Counts a request of `network` at `now_ms`; false past its rate.
-    fn admit(&self, network: &str, per_minute: i64, now_ms: i64) -> bool {
-        let window_ms = now_ms - now_ms.rem_euclid(RATE_WINDOW_MS);
-        // A poisoned lock only means a panic elsewhere; counts are whole.
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = counts.entry(network.to_owned()).or_insert((window_ms, 0));
-        if entry.0 != window_ms {
-            *entry = (window_ms, 0);
-        }
-        if entry.1 >= per_minute {
-            return false;
-        }
-        entry.1 += 1;
-        true
-    }
 }
 
 fn check_terms(terms: &Terms, network_currency: Currency) -> Result<(), HubError> {
@@ -198,14 +170,21 @@ impl Hub {
     }
 
     /// Counts a request of member network `network`; refused past its rate.
+    /// Counted in the store, so the rate holds for all servers together.
     pub(crate) async fn admit_request(&self, network: &str, now_ms: i64) -> Result<(), HubError> {
         let mut conn = self.store().acquire().await?;
         let Some(member) = records::member(&mut conn, network).await? else {
             return Ok(());
         };
-        if !self
-            .limiter()
-            .admit(network, member.requests_per_minute, now_ms)
+        let window_start_ms = rate_windows::window_start_ms(now_ms, RATE_WINDOW_MS);
+        let name = format!("hub_member:{network}");
+        if !rate_windows::take(
+            &mut conn,
+            &name,
+            window_start_ms,
+            member.requests_per_minute,
+        )
+        .await?
         {
             let retry_after_ms = RATE_WINDOW_MS - now_ms.rem_euclid(RATE_WINDOW_MS);
             return Err(HubError::RateLimited { retry_after_ms });

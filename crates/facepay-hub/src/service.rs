@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::members::{self, Limiter};
+use crate::members;
 use crate::screening::Screening;
 use crate::settlement::SettlementBank;
 
@@ -196,7 +196,6 @@ pub struct Hub {
     store: Store,
     networks: HashMap<String, Arc<dyn Network>>,
     desk: RwLock<Desk>,
-    limiter: Limiter,
     screening: Option<Arc<dyn Screening>>,
     settlement_bank: Option<Arc<dyn SettlementBank>>,
 }
@@ -230,7 +229,6 @@ impl Hub {
             store,
             networks: HashMap::new(),
             desk: RwLock::new(Desk::new(fee_bps)),
-            limiter: Limiter::default(),
             screening: None,
             settlement_bank: None,
         }
@@ -248,10 +246,6 @@ impl Hub {
 
     pub(crate) fn store(&self) -> &Store {
         &self.store
-    }
-
-    pub(crate) fn limiter(&self) -> &Limiter {
-        &self.limiter
     }
 
     pub(crate) fn screening(&self) -> Option<&dyn Screening> {

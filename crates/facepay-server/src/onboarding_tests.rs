@@ -465,6 +465,58 @@ async fn audited(store: &Store) {
     }
 }
 
+/// A new terminal at the demo store, created on `s`: its id and code.
+async fn new_terminal(s: &Setup, key: &str) -> (String, String) {
+    let terminal = json!({"store_id": demo::STORE_ID, "name": key});
+    let (status, created) = s
+        .operator("POST", "/v1/operator/terminals", key, terminal)
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["terminal"]["id"].as_str().unwrap().to_owned();
+    (id, created["pairing_code"].as_str().unwrap().to_owned())
+}
+
+/// Wrong pairing codes across all terminals are counted in the store: two
+/// servers on one store take `FAILURES_GLOBAL_MAX` a minute together, not
+/// each. A right code is not counted, and the next minute starts again.
+#[tokio::test]
+async fn wrong_pairing_codes_are_bounded_across_servers() {
+    use facepay_payments::onboarding::{FAILURE_WINDOW_MS, FAILURES_GLOBAL_MAX};
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let data = dir.path().join(store.backend().name());
+        let a = setup(store.clone(), &data).await;
+        let b = setup(store, &data).await;
+        let b_ = a.backend;
+        // Both servers at the start of one window.
+        let now_ms = a.clock.now_ms();
+        let start_ms = now_ms - now_ms.rem_euclid(FAILURE_WINDOW_MS) + FAILURE_WINDOW_MS;
+        a.clock.set(start_ms);
+        b.clock.set(start_ms);
+        let key = signing::new_terminal_key().unwrap();
+        let (first, first_code) = new_terminal(&a, "till1").await;
+        let (second, second_code) = new_terminal(&a, "till2").await;
+        let (status, body) = b.pair(&first, &first_code, &key).await;
+        assert_eq!(status, 200, "{b_}: {body}");
+        for i in 0..FAILURES_GLOBAL_MAX {
+            let server = if i % 2 == 0 { &a } else { &b };
+            let (status, body) = server.pair(&format!("ter_{i}"), "ZZZZZZZZ", &key).await;
+            let refused = (status, code(&body));
+            assert_eq!(refused, (401, Some("pairing_code_invalid")), "{b_}: {i}");
+        }
+        for server in [&a, &b] {
+            let (status, body) = server.pair(&second, &second_code, &key).await;
+            let refused = (status, code(&body));
+            assert_eq!(refused, (429, Some("pairing_throttled")), "{b_}: {body}");
+        }
+        a.clock.advance(FAILURE_WINDOW_MS);
+        b.clock.advance(FAILURE_WINDOW_MS);
+        let other_key = signing::new_terminal_key().unwrap();
+        let (status, body) = b.pair(&second, &second_code, &other_key).await;
+        assert_eq!(status, 200, "{b_}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn keys_rotate_with_an_overlap_expire_are_revoked_and_keep_to_their_scope() {
     let dir = tempfile::tempdir().unwrap();

@@ -28,6 +28,7 @@ pub mod maintenance;
 pub mod onboarding;
 pub mod parties;
 pub mod payments;
+pub mod rate_windows;
 pub mod risk;
 #[cfg(test)]
 mod tests;

@@ -1916,3 +1916,68 @@ async fn one_request_at_a_time_holds_a_payments_lease() {
         );
     }
 }
+
+#[tokio::test]
+async fn uses_taken_at_once_stop_at_the_windows_limit() {
+    use crate::rate_windows::{self, window_start_ms};
+    const MAX: i64 = 5;
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let window = window_start_ms(125_000, 60_000);
+        assert_eq!(window, 120_000);
+        let taken = (0..12).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut conn = store.acquire().await.unwrap();
+                rate_windows::take(&mut conn, "w", window, MAX)
+                    .await
+                    .unwrap()
+            })
+        });
+        let mut uses = 0;
+        for one in taken.collect::<Vec<_>>() {
+            uses += i64::from(one.await.unwrap());
+        }
+        assert_eq!(uses, MAX, "{backend}");
+        let mut conn = store.acquire().await.unwrap();
+        // A use given back makes room for one more, and only one.
+        rate_windows::give_back(&mut conn, "w", window)
+            .await
+            .unwrap();
+        assert!(
+            rate_windows::take(&mut conn, "w", window, MAX)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !rate_windows::take(&mut conn, "w", window, MAX)
+                .await
+                .unwrap()
+        );
+        // A clock behind counts in the current window; another name has its own.
+        assert!(
+            !rate_windows::take(&mut conn, "w", window - 60_000, MAX)
+                .await
+                .unwrap()
+        );
+        assert!(
+            rate_windows::take(&mut conn, "other", window, MAX)
+                .await
+                .unwrap()
+        );
+        // The next window starts again, and a give-back for the last one is lost.
+        let next = window + 60_000;
+        assert!(rate_windows::take(&mut conn, "w", next, MAX).await.unwrap());
+        rate_windows::give_back(&mut conn, "w", window)
+            .await
+            .unwrap();
+        for _ in 1..MAX {
+            assert!(rate_windows::take(&mut conn, "w", next, MAX).await.unwrap());
+        }
+        assert!(
+            !rate_windows::take(&mut conn, "w", next, MAX).await.unwrap(),
+            "{backend}"
+        );
+    }
+}

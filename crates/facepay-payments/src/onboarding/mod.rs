@@ -10,7 +10,7 @@ pub mod views;
 
 pub use terminals::{FAILURE_WINDOW_MS, FAILURES_GLOBAL_MAX, FAILURES_PER_CODE_MAX};
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use facepay_store::audit;
 use facepay_store::onboarding::{self, MerchantProfile, StoreDetail};
@@ -29,16 +29,11 @@ pub const MERCHANT_PAGE_MAX: i64 = 200;
 
 pub struct Onboarding {
     core: Arc<Core>,
-    /// Wrong pairing codes across every terminal in the current window.
-    pairing_failures: Mutex<terminals::FailureWindow>,
 }
 
 impl Onboarding {
     pub fn new(core: Arc<Core>) -> Self {
-        Self {
-            core,
-            pairing_failures: Mutex::new(terminals::FailureWindow::default()),
-        }
+        Self { core }
     }
 
     /// `POST /v1/operator/merchants`.

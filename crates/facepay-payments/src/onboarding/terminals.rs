@@ -8,12 +8,13 @@
 //! lifetime. Wrong codes are bounded twice: per code (after
 //! `FAILURES_PER_CODE_MAX` the code is dead and the operator re-pairs;
 //! counted in the store before the check, so it holds across servers) and
-//! per server (`FAILURES_GLOBAL_MAX` a minute, then 429 for all; in
-//! memory, so n servers take n times as many).
+//! across all terminals (`FAILURES_GLOBAL_MAX` a minute, then 429 for all;
+//! also counted in the store before the check, and given back for a right
+//! code, so it holds for all servers together).
 
-use facepay_store::audit;
 use facepay_store::onboarding::{self, TerminalRow};
 use facepay_store::parties;
+use facepay_store::{audit, rate_windows};
 
 use super::Onboarding;
 use super::views::{
@@ -29,16 +30,11 @@ const CODE_ALPHABET: &[u8; 31] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 const CODE_LEN: usize = 8;
 /// Wrong codes one terminal's code takes before it is dead.
 pub const FAILURES_PER_CODE_MAX: i64 = 5;
-/// Wrong codes (or unknown terminals) the whole server takes per window.
+/// Wrong codes (or unknown terminals) all servers take together per window.
 pub const FAILURES_GLOBAL_MAX: i64 = 60;
 pub const FAILURE_WINDOW_MS: i64 = 60_000;
-
-/// Wrong pairing attempts in the current fixed window.
-#[derive(Debug, Default)]
-pub(super) struct FailureWindow {
-    started_at_ms: i64,
-    failures: i64,
-}
+/// The name wrong pairing codes are counted under in the store.
+const FAILURES_GLOBAL: &str = "pairing_failures";
 
 /// A new code: rejection sampling keeps every character equally likely.
 fn new_code() -> Result<String, KeyError> {
@@ -282,25 +278,18 @@ fn terminal_name(name: &str) -> Result<String, Failure> {
 }
 
 impl Onboarding {
-    /// Counts a wrong attempt against the server-wide bound.
-    fn count_failure(&self) {
-        let now = self.core.now_ms();
-        if let Ok(mut window) = self.pairing_failures.lock() {
-            if now - window.started_at_ms >= FAILURE_WINDOW_MS {
-                *window = FailureWindow {
-                    started_at_ms: now,
-                    failures: 0,
-                };
-            }
-            window.failures += 1;
+    /// Takes a right code out of the count of wrong ones. Lost, it leaves
+    /// one wrong code too many counted for the minute: only logged, as the
+    /// pairing itself is unharmed.
+    async fn right_code_given_back(&self, window_start_ms: i64) {
+        let given_back = async {
+            let mut conn = self.core.conn().await?;
+            rate_windows::give_back(&mut conn, FAILURES_GLOBAL, window_start_ms).await?;
+            Ok::<(), Failure>(())
+        };
+        if let Err(e) = given_back.await {
+            tracing::warn!(error = %e, "a right pairing code stays counted as wrong");
         }
-    }
-
-    fn globally_throttled(&self) -> bool {
-        let now = self.core.now_ms();
-        self.pairing_failures.lock().map_or(true, |w| {
-            now - w.started_at_ms < FAILURE_WINDOW_MS && w.failures >= FAILURES_GLOBAL_MAX
-        })
     }
 
     /// `POST /v1/terminals/pair`: the code proves the caller is the
@@ -316,15 +305,25 @@ impl Onboarding {
                 "too many wrong pairing codes lately; wait a minute, or ask for a new code",
             )
         };
-        if self.globally_throttled() {
-            return Err(throttled());
-        }
         let request: PairRequest = parse_json(body)?;
         let public_key = parse_public_key(&request.public_key_hex)?;
         let mut conn = self.core.conn().await?;
+        // Counted as wrong before the check, and given back if it was
+        // right, so codes tried at once on several servers cannot pass the
+        // bound together.
+        let window_start_ms = rate_windows::window_start_ms(self.core.now_ms(), FAILURE_WINDOW_MS);
+        if !rate_windows::take(
+            &mut conn,
+            FAILURES_GLOBAL,
+            window_start_ms,
+            FAILURES_GLOBAL_MAX,
+        )
+        .await?
+        {
+            return Err(throttled());
+        }
         let stored = onboarding::pairing_code(&mut conn, &request.terminal_id).await?;
         let (Some(code), Some(stored)) = (normalised(&request.code), stored) else {
-            self.count_failure();
             return Err(invalid_code());
         };
         // Counted before the check, so codes tried at once cannot pass the
@@ -339,9 +338,9 @@ impl Onboarding {
             .await
             .map_err(|_| Failure::internal())?;
         if !matches {
-            self.count_failure();
             return Err(invalid_code());
         }
+        self.right_code_given_back(window_start_ms).await;
         let now = self.core.now_ms();
         if stored.used_at_ms.is_some() {
             return Err(Failure::conflict(
