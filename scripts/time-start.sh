@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Times a server's start: `facepay serve` from its launch to its
 # "facepay listening" line, N times (default 3). Each start is stopped with
-# SIGTERM once the snapshot it writes at start is written (at once when it
-# keeps none), so the next one reads that snapshot.
+# SIGTERM once its snapshot is settled at start (written, or found up to
+# date; at once when it keeps none), so the next one reads that snapshot.
 #
 # The store and the gallery come from the environment, as for any
 # `facepay serve` (FACEPAY_STORE__URL, FACEPAY_STORE__DATA_DIR,
@@ -47,7 +47,7 @@ for run in $(seq 1 "$N"); do
     'BEGIN { printf "start %s, from the %s: listening after %.1f s\n", run, from, s / 1e6 }'
   { grep -E "face models loaded|gallery (loaded|restored)" "$log" || true; } | sed 's/^[^ ]* *//' | cut -c1-160
   if [[ -n ${FACEPAY_GALLERY__SNAPSHOT_FILE:-} ]]; then
-    wait_for "gallery snapshot (not )?written" "$log" "$pid"
+    wait_for "gallery snapshot ((not )?written|up to date)" "$log" "$pid"
   fi
   kill -TERM "$pid"
   wait "$pid"

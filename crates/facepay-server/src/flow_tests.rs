@@ -1292,6 +1292,69 @@ async fn jobs_stop_and_leave_a_snapshot_the_next_start_reads() {
     }
 }
 
+/// A start from a snapshot that holds every change does not write it
+/// again (seconds of work and gigabytes at ten million rows); a change
+/// since, or a file getting old, does.
+#[tokio::test]
+async fn a_snapshot_is_written_again_only_when_due() {
+    let engine = engine_with_logs();
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let (data, file, config) = with_snapshot(dir.path(), backend);
+        let clock = Arc::new(facepay_store::ManualClock::new(facepay_store::now_ms()));
+        let start = || {
+            let clock = Arc::clone(&clock) as Arc<dyn facepay_store::Clock>;
+            Harness::with_clock(
+                store.clone(),
+                Arc::clone(&engine),
+                clock,
+                &data,
+                config.clone(),
+            )
+        };
+        let h = start().await;
+        let obama = enrolment(
+            "+821012345678",
+            "face_recognition/obama.jpg",
+            "4242424242424242",
+        );
+        let (status, body, _) = h.enrol("d1", &obama).await;
+        assert_eq!(status, 201, "{backend}: {body}");
+        let identity = &h.app.services.identity;
+        assert!(identity.write_snapshot_if_due().await.unwrap().is_some());
+        assert!(identity.write_snapshot_if_due().await.unwrap().is_none());
+        let written = std::fs::read(&file).unwrap();
+
+        let r = start().await;
+        let identity = &r.app.services.identity;
+        assert!(identity.gallery_restored(), "{backend}");
+        let due = identity.write_snapshot_if_due().await.unwrap();
+        assert!(due.is_none(), "{backend}: nothing changed");
+        assert_eq!(std::fs::read(&file).unwrap(), written, "{backend}");
+        clock.advance(10 * 3_600_000);
+        let due = identity.write_snapshot_if_due().await.unwrap();
+        assert!(due.is_some(), "{backend}: ten hours old");
+
+        let biden = enrolment(
+            "+821098765432",
+            "face_recognition/biden.jpg",
+            "5555555555554444",
+        );
+        let (status, body, _) = r.enrol("d2", &biden).await;
+        assert_eq!(status, 201, "{backend}: {body}");
+        let r = start().await;
+        let identity = &r.app.services.identity;
+        assert!(identity.gallery_restored(), "{backend}");
+        let due = identity.write_snapshot_if_due().await.unwrap();
+        assert_eq!(
+            due.map(|(rows, _)| rows),
+            Some(2),
+            "{backend}: a change replayed"
+        );
+    }
+}
+
 fn today(now_ms: i64) -> String {
     let days = now_ms / 86_400_000;
     // Civil-from-days (Howard Hinnant), as the server's parse_date inverts.

@@ -164,7 +164,7 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
     serve_on(&app, listener, first_of_two_stops()).await;
     jobs.stop().await;
     // The next start reads this instead of opening every template.
-    if let Err(e) = app.services.identity.write_snapshot().await {
+    if let Err(e) = app.services.identity.write_snapshot_if_due().await {
         tracing::warn!(error = %e, "gallery snapshot not written at shutdown");
     }
     app.services.store().close().await;

@@ -252,36 +252,27 @@ impl Identity {
         }
     }
 
-    /// Writes the snapshot at once, then again every [`SNAPSHOT_EVERY`] if
-    /// the gallery changed meanwhile, until the task is dropped; returns at
-    /// once if no snapshot is configured.
+    /// Writes the snapshot at once, then again every [`SNAPSHOT_EVERY`],
+    /// each time only if it is due ([`Self::write_snapshot_if_due`]: the
+    /// gallery changed, or the last file is getting old), until the task
+    /// is dropped; returns at once if no snapshot is configured.
     pub async fn keep_snapshot(self: Arc<Self>) {
         if self.core.config.gallery_snapshot.is_none() {
             return;
         }
-        let mut written: Option<i64> = None;
         loop {
-            let seen = *self.changes_seen.lock().await;
-            if written != Some(seen) {
-                // On a task of its own: when this loop is stopped at
-                // shutdown, a write under way still finishes, and the
-                // shutdown's own write waits for it (both take the
-                // snapshot's lock) instead of staging the same file beside it.
-                let this = Arc::clone(&self);
-                let write = tokio::spawn(async move {
-                    match this.write_snapshot().await {
-                        Ok(done) => done.map(|(_, seq)| seq),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "gallery snapshot not written");
-                            None
-                        }
-                    }
-                });
-                match write.await {
-                    Ok(Some(seq)) => written = Some(seq),
-                    Ok(None) => {}
-                    Err(e) => tracing::error!(error = %e, "gallery snapshot writer panicked"),
+            // On a task of its own: when this loop is stopped at shutdown,
+            // a write under way still finishes, and the shutdown's own
+            // write waits for it (both take the snapshot's lock) instead of
+            // staging the same file beside it.
+            let this = Arc::clone(&self);
+            let write = tokio::spawn(async move {
+                if let Err(e) = this.write_snapshot_if_due().await {
+                    tracing::warn!(error = %e, "gallery snapshot not written");
                 }
+            });
+            if let Err(e) = write.await {
+                tracing::error!(error = %e, "gallery snapshot writer panicked");
             }
             tokio::time::sleep(SNAPSHOT_EVERY).await;
         }

@@ -45,8 +45,9 @@ pub struct Identity {
     changes_seen: Mutex<i64>,
     /// Whether start-up read the gallery from its snapshot file.
     gallery_restored: AtomicBool,
-    /// The key of this server's last snapshot; held while one is written.
-    snapshot_key: Mutex<Option<String>>,
+    /// This server's last snapshot file (written or read at start); held
+    /// while one is written.
+    snapshot: Mutex<Option<snapshot::Written>>,
     /// Probes of payments awaiting a step-up.
     probes: identify::Probes,
     transforms: Arc<TransformKeys>,
@@ -103,7 +104,7 @@ impl Identity {
             gallery,
             changes_seen: Mutex::new(0),
             gallery_restored: AtomicBool::new(false),
-            snapshot_key: Mutex::new(None),
+            snapshot: Mutex::new(None),
             probes: identify::Probes::default(),
             enrol_lock: Mutex::new(()),
             announcements: Arc::default(),

@@ -47,6 +47,19 @@ const NONCE_PREFIX_BYTES: usize = 7;
 /// A snapshot older than this is not used: the changes after it may be
 /// pruned from the log (which keeps a day) by now.
 const SNAPSHOT_AGE_MAX_MS: i64 = 20 * 3_600_000;
+/// A snapshot is written again after this long even if the gallery has
+/// not changed, so that it is never too old to start from, nor its key
+/// destroyed as too old by another server.
+const SNAPSHOT_REFRESH_MS: i64 = SNAPSHOT_AGE_MAX_MS / 2;
+
+/// The snapshot file this server wrote last, or started from.
+#[derive(Debug)]
+pub(crate) struct Written {
+    key_id: String,
+    /// Every change up to this one is in the file.
+    seq: i64,
+    written_at_ms: i64,
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Header {
@@ -220,7 +233,7 @@ impl Identity {
             return Ok(None);
         };
         // One writer at a time (the periodic one and the one at shutdown).
-        let mut own_key = self.snapshot_key.lock().await;
+        let mut own = self.snapshot.lock().await;
         let (row, key) = self.core.envelope.new_data_key(KEY_PREFIX)?;
         let mut tx = self.core.store.begin().await?;
         changes::lock(&mut tx).await?;
@@ -230,10 +243,11 @@ impl Identity {
         // later one destroys the key.
         self.catch_up().await?;
         let seq = *self.changes_seen.lock().await;
+        let written_at_ms = self.core.now_ms();
         let header = Header {
             key_id: row.id.clone(),
             seq,
-            written_at_ms: self.core.now_ms(),
+            written_at_ms,
             model: self.engine.model_id().to_string(),
             transform_id: self.transform_id.clone(),
             nonce_prefix: hex::encode(random_bytes::<NONCE_PREFIX_BYTES>()?),
@@ -255,9 +269,14 @@ impl Identity {
         };
         // This server's previous file is replaced; keys too old to be used
         // (of servers gone) are of no use either. Other servers' keep.
-        if let Some(previous) = own_key.replace(row.id.clone()) {
-            facepay_store::keys::destroy_snapshot_keys(&mut conn, SnapshotKeys::One(&previous))
-                .await?;
+        let this_one = Written {
+            key_id: row.id.clone(),
+            seq,
+            written_at_ms,
+        };
+        if let Some(previous) = own.replace(this_one) {
+            let previous = SnapshotKeys::One(&previous.key_id);
+            facepay_store::keys::destroy_snapshot_keys(&mut conn, previous).await?;
         }
         facepay_store::keys::destroy_snapshot_keys(
             &mut conn,
@@ -266,6 +285,27 @@ impl Identity {
         .await?;
         tracing::info!(rows, seq, path = %path.display(), "gallery snapshot written");
         Ok(Some((rows, seq)))
+    }
+
+    /// Writes the snapshot as [`Self::write_snapshot`] does, unless this
+    /// server's last one (or the one it started from) holds every change
+    /// applied since and is younger than [`SNAPSHOT_REFRESH_MS`]: at ten
+    /// million rows a write is seconds of work and 2 GB on disk for
+    /// nothing. `None` when nothing was written.
+    pub async fn write_snapshot_if_due(self: &Arc<Self>) -> Result<Option<(u64, i64)>, Failure> {
+        {
+            // In `write_snapshot`'s order: the snapshot's lock, then the log's.
+            let own = self.snapshot.lock().await;
+            let seen = *self.changes_seen.lock().await;
+            if let Some(own) = &*own
+                && own.seq == seen
+                && self.core.now_ms() - own.written_at_ms < SNAPSHOT_REFRESH_MS
+            {
+                tracing::info!(seq = seen, "gallery snapshot up to date; not written again");
+                return Ok(None);
+            }
+        }
+        self.write_snapshot().await
     }
 
     /// Fills the (empty) gallery from the snapshot file if there is a
@@ -324,7 +364,11 @@ impl Identity {
         match read_rows(&self.gallery, file, header_bytes, &prefix, &key) {
             Ok(rows) => {
                 *self.changes_seen.lock().await = header.seq;
-                *self.snapshot_key.lock().await = Some(header.key_id);
+                *self.snapshot.lock().await = Some(Written {
+                    key_id: header.key_id,
+                    seq: header.seq,
+                    written_at_ms: header.written_at_ms,
+                });
                 Ok(Some(rows))
             }
             Err(e) => {
