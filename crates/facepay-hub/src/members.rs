@@ -178,15 +178,10 @@ impl Hub {
         };
         let window_start_ms = rate_windows::window_start_ms(now_ms, RATE_WINDOW_MS);
         let name = format!("hub_member:{network}");
-        if !rate_windows::take(
-            &mut conn,
-            &name,
-            window_start_ms,
-            member.requests_per_minute,
-        )
-        .await?
-        {
-            let retry_after_ms = RATE_WINDOW_MS - now_ms.rem_euclid(RATE_WINDOW_MS);
+        let per_minute = member.requests_per_minute;
+        let taken = rate_windows::take(&mut conn, &name, window_start_ms, per_minute).await?;
+        if taken.is_none() {
+            let retry_after_ms = window_start_ms + RATE_WINDOW_MS - now_ms;
             return Err(HubError::RateLimited { retry_after_ms });
         }
         Ok(())

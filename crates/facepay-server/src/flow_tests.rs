@@ -1294,7 +1294,7 @@ async fn jobs_stop_and_leave_a_snapshot_the_next_start_reads() {
 
 /// A start from a snapshot that holds every change does not write it
 /// again (seconds of work and gigabytes at ten million rows); a change
-/// since, or a file getting old, does.
+/// since, a file getting old, or its key destroyed, does.
 #[tokio::test]
 async fn a_snapshot_is_written_again_only_when_due() {
     let engine = engine_with_logs();
@@ -1332,9 +1332,22 @@ async fn a_snapshot_is_written_again_only_when_due() {
         let due = identity.write_snapshot_if_due().await.unwrap();
         assert!(due.is_none(), "{backend}: nothing changed");
         assert_eq!(std::fs::read(&file).unwrap(), written, "{backend}");
-        clock.advance(10 * 3_600_000);
+        clock.advance(10 * 3_600_000 - 1_000);
+        let due = identity.write_snapshot_if_due().await.unwrap();
+        assert!(due.is_none(), "{backend}: not ten hours old yet");
+        clock.advance(1_000);
         let due = identity.write_snapshot_if_due().await.unwrap();
         assert!(due.is_some(), "{backend}: ten hours old");
+        // As a face deleted on another server does, before its change is
+        // followed here.
+        let mut conn = store.acquire().await.unwrap();
+        let all = facepay_store::keys::SnapshotKeys::All;
+        facepay_store::keys::destroy_snapshot_keys(&mut conn, all)
+            .await
+            .unwrap();
+        drop(conn);
+        let due = identity.write_snapshot_if_due().await.unwrap();
+        assert!(due.is_some(), "{backend}: its key destroyed");
 
         let biden = enrolment(
             "+821098765432",

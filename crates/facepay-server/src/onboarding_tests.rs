@@ -478,16 +478,19 @@ async fn new_terminal(s: &Setup, key: &str) -> (String, String) {
 
 /// Wrong pairing codes across all terminals are counted in the store: two
 /// servers on one store take `FAILURES_GLOBAL_MAX` a minute together, not
-/// each. A right code is not counted, and the next minute starts again.
+/// each. A right code is not counted, nor one a dead code keeps from its
+/// check; the next minute starts again.
 #[tokio::test]
 async fn wrong_pairing_codes_are_bounded_across_servers() {
-    use facepay_payments::onboarding::{FAILURE_WINDOW_MS, FAILURES_GLOBAL_MAX};
+    use facepay_payments::onboarding::{
+        FAILURE_WINDOW_MS, FAILURES_GLOBAL_MAX, FAILURES_PER_CODE_MAX,
+    };
     let dir = tempfile::tempdir().unwrap();
     for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
         let data = dir.path().join(store.backend().name());
         let a = setup(store.clone(), &data).await;
         let b = setup(store, &data).await;
-        let b_ = a.backend;
+        let backend = a.backend;
         // Both servers at the start of one window.
         let now_ms = a.clock.now_ms();
         let start_ms = now_ms - now_ms.rem_euclid(FAILURE_WINDOW_MS) + FAILURE_WINDOW_MS;
@@ -496,24 +499,48 @@ async fn wrong_pairing_codes_are_bounded_across_servers() {
         let key = signing::new_terminal_key().unwrap();
         let (first, first_code) = new_terminal(&a, "till1").await;
         let (second, second_code) = new_terminal(&a, "till2").await;
+        let (third, third_code) = new_terminal(&a, "till3").await;
         let (status, body) = b.pair(&first, &first_code, &key).await;
-        assert_eq!(status, 200, "{b_}: {body}");
-        for i in 0..FAILURES_GLOBAL_MAX {
+        assert_eq!(status, 200, "{backend}: {body}");
+        // The second terminal's code dies; the right one is then not checked.
+        for _ in 0..FAILURES_PER_CODE_MAX {
+            let (status, body) = a.pair(&second, "ZZZZZZZZ", &key).await;
+            assert_eq!(
+                code(&body),
+                Some("pairing_code_invalid"),
+                "{backend}: {status}"
+            );
+        }
+        let (status, body) = b.pair(&second, &second_code, &key).await;
+        assert_eq!(
+            code(&body),
+            Some("pairing_throttled"),
+            "{backend}: {status}"
+        );
+        for i in FAILURES_PER_CODE_MAX..FAILURES_GLOBAL_MAX {
             let server = if i % 2 == 0 { &a } else { &b };
             let (status, body) = server.pair(&format!("ter_{i}"), "ZZZZZZZZ", &key).await;
             let refused = (status, code(&body));
-            assert_eq!(refused, (401, Some("pairing_code_invalid")), "{b_}: {i}");
+            assert_eq!(
+                refused,
+                (401, Some("pairing_code_invalid")),
+                "{backend}: {i}"
+            );
         }
+        let other_key = signing::new_terminal_key().unwrap();
         for server in [&a, &b] {
-            let (status, body) = server.pair(&second, &second_code, &key).await;
+            let (status, body) = server.pair(&third, &third_code, &other_key).await;
             let refused = (status, code(&body));
-            assert_eq!(refused, (429, Some("pairing_throttled")), "{b_}: {body}");
+            assert_eq!(
+                refused,
+                (429, Some("pairing_throttled")),
+                "{backend}: {body}"
+            );
         }
         a.clock.advance(FAILURE_WINDOW_MS);
         b.clock.advance(FAILURE_WINDOW_MS);
-        let other_key = signing::new_terminal_key().unwrap();
-        let (status, body) = b.pair(&second, &second_code, &other_key).await;
-        assert_eq!(status, 200, "{b_}: {body}");
+        let (status, body) = b.pair(&third, &third_code, &other_key).await;
+        assert_eq!(status, 200, "{backend}: {body}");
     }
 }
 

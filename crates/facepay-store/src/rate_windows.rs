@@ -12,7 +12,8 @@ pub fn window_start_ms(now_ms: i64, window_ms: i64) -> i64 {
 }
 
 /// Takes one of `max` uses of `name` in the window starting at
-/// `window_start_ms`: false when they are all taken. A later window starts
+/// `window_start_ms`: the start of the window it was counted in (to give
+/// it back in), or `None` when they are all taken. A later window starts
 /// the count again; a server whose clock is behind counts in the current
 /// one. One statement, so uses taken at once on several servers never
 /// pass `max` together.
@@ -21,9 +22,11 @@ pub async fn take(
     name: &str,
     window_start_ms: i64,
     max: i64,
-) -> Result<bool> {
-    assert!(max >= 1, "a limit lets something through");
-    let taken = sqlx::query(
+) -> Result<Option<i64>> {
+    if max < 1 {
+        return Ok(None);
+    }
+    let counted_in = sqlx::query_scalar(
         "INSERT INTO rate_windows (name, window_start_ms, used) VALUES ($1, $2, 1) \
          ON CONFLICT (name) DO UPDATE SET \
          used = CASE WHEN rate_windows.window_start_ms < excluded.window_start_ms \
@@ -31,18 +34,20 @@ pub async fn take(
          window_start_ms = CASE WHEN rate_windows.window_start_ms < excluded.window_start_ms \
            THEN excluded.window_start_ms ELSE rate_windows.window_start_ms END \
          WHERE rate_windows.window_start_ms < excluded.window_start_ms \
-           OR rate_windows.used < $3",
+           OR rate_windows.used < $3 \
+         RETURNING window_start_ms",
     )
     .bind(name)
     .bind(window_start_ms)
     .bind(max)
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(taken.rows_affected() == 1)
+    Ok(counted_in)
 }
 
-/// Gives back a use of `name` taken in the window starting at
-/// `window_start_ms`; nothing once a later window has begun.
+/// Gives back a use of `name` counted in the window starting at
+/// `window_start_ms` (as [`take`] returned it); nothing once a later
+/// window has begun.
 pub async fn give_back(conn: &mut Connection, name: &str, window_start_ms: i64) -> Result<()> {
     sqlx::query(
         "UPDATE rate_windows SET used = used - 1 \

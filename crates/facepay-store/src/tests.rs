@@ -1917,10 +1917,24 @@ async fn one_request_at_a_time_holds_a_payments_lease() {
     }
 }
 
+/// One use of `name` at `at` of `rate_windows::take`, at most 5.
+async fn take_use(store: &Store, name: &str, at: i64) -> Option<i64> {
+    let mut conn = store.acquire().await.unwrap();
+    crate::rate_windows::take(&mut conn, name, at, 5)
+        .await
+        .unwrap()
+}
+
+async fn give_use_back(store: &Store, name: &str, at: i64) {
+    let mut conn = store.acquire().await.unwrap();
+    crate::rate_windows::give_back(&mut conn, name, at)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn uses_taken_at_once_stop_at_the_windows_limit() {
-    use crate::rate_windows::{self, window_start_ms};
-    const MAX: i64 = 5;
+    use crate::rate_windows::window_start_ms;
     let dir = tempfile::tempdir().unwrap();
     for store in testing::stores(dir.path()).await.unwrap() {
         let backend = store.backend().name();
@@ -1928,56 +1942,46 @@ async fn uses_taken_at_once_stop_at_the_windows_limit() {
         assert_eq!(window, 120_000);
         let taken = (0..12).map(|_| {
             let store = store.clone();
-            tokio::spawn(async move {
-                let mut conn = store.acquire().await.unwrap();
-                rate_windows::take(&mut conn, "w", window, MAX)
-                    .await
-                    .unwrap()
-            })
+            tokio::spawn(async move { take_use(&store, "w", window).await })
         });
         let mut uses = 0;
         for one in taken.collect::<Vec<_>>() {
-            uses += i64::from(one.await.unwrap());
+            uses += i32::from(one.await.unwrap().is_some());
         }
-        assert_eq!(uses, MAX, "{backend}");
-        let mut conn = store.acquire().await.unwrap();
-        // A use given back makes room for one more, and only one.
-        rate_windows::give_back(&mut conn, "w", window)
-            .await
-            .unwrap();
-        assert!(
-            rate_windows::take(&mut conn, "w", window, MAX)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !rate_windows::take(&mut conn, "w", window, MAX)
-                .await
-                .unwrap()
-        );
-        // A clock behind counts in the current window; another name has its own.
-        assert!(
-            !rate_windows::take(&mut conn, "w", window - 60_000, MAX)
-                .await
-                .unwrap()
-        );
-        assert!(
-            rate_windows::take(&mut conn, "other", window, MAX)
-                .await
-                .unwrap()
-        );
-        // The next window starts again, and a give-back for the last one is lost.
-        let next = window + 60_000;
-        assert!(rate_windows::take(&mut conn, "w", next, MAX).await.unwrap());
-        rate_windows::give_back(&mut conn, "w", window)
-            .await
-            .unwrap();
-        for _ in 1..MAX {
-            assert!(rate_windows::take(&mut conn, "w", next, MAX).await.unwrap());
-        }
-        assert!(
-            !rate_windows::take(&mut conn, "w", next, MAX).await.unwrap(),
+        assert_eq!(uses, 5, "{backend}");
+        assert_eq!(take_use(&store, "w", window).await, None, "{backend}");
+        assert_eq!(
+            take_use(&store, "x", window).await,
+            Some(window),
             "{backend}"
         );
+        // A clock behind counts in the current window, and gives back there.
+        let behind = window - 60_000;
+        for _ in 1..5 {
+            assert_eq!(
+                take_use(&store, "x", behind).await,
+                Some(window),
+                "{backend}"
+            );
+        }
+        assert_eq!(take_use(&store, "x", behind).await, None, "{backend}");
+        give_use_back(&store, "x", window).await;
+        assert_eq!(
+            take_use(&store, "x", window).await,
+            Some(window),
+            "{backend}"
+        );
+        assert_eq!(take_use(&store, "x", window).await, None, "{backend}");
+        // The next window starts again, and a give-back for the last is lost.
+        let next = window + 60_000;
+        assert_eq!(take_use(&store, "x", next).await, Some(next), "{backend}");
+        give_use_back(&store, "x", window).await;
+        for _ in 1..5 {
+            assert_eq!(take_use(&store, "x", next).await, Some(next), "{backend}");
+        }
+        assert_eq!(take_use(&store, "x", next).await, None, "{backend}");
+        let mut conn = store.acquire().await.unwrap();
+        let none_allowed = crate::rate_windows::take(&mut conn, "y", next, 0).await;
+        assert_eq!(none_allowed.unwrap(), None, "{backend}");
     }
 }

@@ -1,7 +1,7 @@
 //! `facepay serve` stopped as a service manager stops it (SIGTERM) ends as
-//! it does on Ctrl-C: it stops its jobs, writes its gallery snapshot if
-//! anything changed since the last and exits with success, instead of being killed with its work cut short. A
-//! second signal ends it at once.
+//! it does on Ctrl-C: it stops its jobs, writes its gallery snapshot when
+//! due and exits with success, instead of being killed with its work cut
+//! short. A second signal ends it at once.
 #![cfg(unix)]
 
 use std::io::{Read, Write};
@@ -24,7 +24,7 @@ fn sigterm_stops_the_server_and_keeps_its_snapshot() {
     let mut command = serve_command(dir.path(), None, port);
     command.env("FACEPAY_GALLERY__SNAPSHOT_FILE", &snapshot);
     let server = started(command, port);
-    // The start's own snapshot first, so that the stop's is a second one.
+    // The start's own snapshot first, so that the stop finds it up to date.
     let deadline = Instant::now() + WITHIN;
     while !snapshot.exists() {
         if Instant::now() > deadline {

@@ -24,8 +24,9 @@ pub const FOLLOW_POLL: Duration = Duration::from_millis(500);
 /// anyway.
 const CHANGES_KEPT_MS: i64 = 24 * 3_600_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
-/// How often the gallery snapshot, if configured, is written again when
-/// the gallery changed; a deletion makes the last one unusable meanwhile.
+/// How often the gallery snapshot, if configured, is written again when it
+/// is due (`Identity::write_snapshot_if_due`: the gallery changed, the file
+/// is getting old, or a deletion destroyed its key).
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(600);
 
 /// New regulars announced at most at once, in one statement.

@@ -234,6 +234,55 @@ impl Identity {
         };
         // One writer at a time (the periodic one and the one at shutdown).
         let mut own = self.snapshot.lock().await;
+        self.write_as(&mut own, path).await.map(Some)
+    }
+
+    /// Writes the snapshot as [`Self::write_snapshot`] does, unless this
+    /// server's last one (or the one it started from) holds every change
+    /// applied since, is younger than [`SNAPSHOT_REFRESH_MS`] and its key
+    /// still exists: at ten million rows a write is seconds of work and
+    /// 2 GB on disk for nothing. `None` when nothing was written.
+    pub async fn write_snapshot_if_due(self: &Arc<Self>) -> Result<Option<(u64, i64)>, Failure> {
+        let Some(path) = self.snapshot_path().map(Path::to_path_buf) else {
+            return Ok(None);
+        };
+        // Checked and written under one hold, so that the periodic writer
+        // and the shutdown's do not both find it due.
+        let mut own = self.snapshot.lock().await;
+        if let Some(up_to_date) = own.as_ref()
+            && !self.due(up_to_date).await?
+        {
+            let seq = up_to_date.seq;
+            tracing::info!(seq, "gallery snapshot up to date; not written again");
+            return Ok(None);
+        }
+        self.write_as(&mut own, path).await.map(Some)
+    }
+
+    /// Whether `own` must be written again: the gallery changed since, it
+    /// is getting old, or its key is gone. A face deleted on another
+    /// server destroys the key at once, before its change reaches this
+    /// gallery (at shutdown the follower has stopped), and a write that
+    /// met a deletion between storing its key and catching up made a file
+    /// that no longer opens.
+    async fn due(&self, own: &Written) -> Result<bool, Failure> {
+        let seen = *self.changes_seen.lock().await;
+        if own.seq != seen || self.core.now_ms() - own.written_at_ms >= SNAPSHOT_REFRESH_MS {
+            return Ok(true);
+        }
+        let mut conn = self.core.conn().await?;
+        Ok(facepay_store::keys::get(&mut conn, &own.key_id)
+            .await?
+            .is_none())
+    }
+
+    /// Writes the snapshot to `path`, with `own` the snapshot's lock held,
+    /// and records it there.
+    async fn write_as(
+        self: &Arc<Self>,
+        own: &mut Option<Written>,
+        path: PathBuf,
+    ) -> Result<(u64, i64), Failure> {
         let (row, key) = self.core.envelope.new_data_key(KEY_PREFIX)?;
         let mut tx = self.core.store.begin().await?;
         changes::lock(&mut tx).await?;
@@ -284,28 +333,7 @@ impl Identity {
         )
         .await?;
         tracing::info!(rows, seq, path = %path.display(), "gallery snapshot written");
-        Ok(Some((rows, seq)))
-    }
-
-    /// Writes the snapshot as [`Self::write_snapshot`] does, unless this
-    /// server's last one (or the one it started from) holds every change
-    /// applied since and is younger than [`SNAPSHOT_REFRESH_MS`]: at ten
-    /// million rows a write is seconds of work and 2 GB on disk for
-    /// nothing. `None` when nothing was written.
-    pub async fn write_snapshot_if_due(self: &Arc<Self>) -> Result<Option<(u64, i64)>, Failure> {
-        {
-            // In `write_snapshot`'s order: the snapshot's lock, then the log's.
-            let own = self.snapshot.lock().await;
-            let seen = *self.changes_seen.lock().await;
-            if let Some(own) = &*own
-                && own.seq == seen
-                && self.core.now_ms() - own.written_at_ms < SNAPSHOT_REFRESH_MS
-            {
-                tracing::info!(seq = seen, "gallery snapshot up to date; not written again");
-                return Ok(None);
-            }
-        }
-        self.write_snapshot().await
+        Ok((rows, seq))
     }
 
     /// Fills the (empty) gallery from the snapshot file if there is a

@@ -278,17 +278,18 @@ fn terminal_name(name: &str) -> Result<String, Failure> {
 }
 
 impl Onboarding {
-    /// Takes a right code out of the count of wrong ones. Lost, it leaves
-    /// one wrong code too many counted for the minute: only logged, as the
-    /// pairing itself is unharmed.
-    async fn right_code_given_back(&self, window_start_ms: i64) {
+    /// Takes an attempt whose code was right, or not checked (its code
+    /// dead), out of the count of wrong ones. Lost, it leaves one wrong
+    /// code too many counted for the minute: only logged, as the answer
+    /// is unharmed.
+    async fn attempt_given_back(&self, window_start_ms: i64) {
         let given_back = async {
             let mut conn = self.core.conn().await?;
             rate_windows::give_back(&mut conn, FAILURES_GLOBAL, window_start_ms).await?;
             Ok::<(), Failure>(())
         };
         if let Err(e) = given_back.await {
-            tracing::warn!(error = %e, "a right pairing code stays counted as wrong");
+            tracing::warn!(error = %e, "a pairing attempt stays counted as a wrong code");
         }
     }
 
@@ -309,19 +310,18 @@ impl Onboarding {
         let public_key = parse_public_key(&request.public_key_hex)?;
         let mut conn = self.core.conn().await?;
         // Counted as wrong before the check, and given back if it was
-        // right, so codes tried at once on several servers cannot pass the
-        // bound together.
+        // right or not checked, so codes tried at once on several servers
+        // cannot pass the bound together.
         let window_start_ms = rate_windows::window_start_ms(self.core.now_ms(), FAILURE_WINDOW_MS);
-        if !rate_windows::take(
+        let taken = rate_windows::take(
             &mut conn,
             FAILURES_GLOBAL,
             window_start_ms,
             FAILURES_GLOBAL_MAX,
-        )
-        .await?
-        {
+        );
+        let Some(counted_in_ms) = taken.await? else {
             return Err(throttled());
-        }
+        };
         let stored = onboarding::pairing_code(&mut conn, &request.terminal_id).await?;
         let (Some(code), Some(stored)) = (normalised(&request.code), stored) else {
             return Err(invalid_code());
@@ -330,6 +330,8 @@ impl Onboarding {
         // code's limit together.
         let terminal_id = &request.terminal_id;
         if !onboarding::take_pairing_attempt(&mut conn, terminal_id, FAILURES_PER_CODE_MAX).await? {
+            drop(conn);
+            self.attempt_given_back(counted_in_ms).await;
             return Err(throttled());
         }
         drop(conn);
@@ -340,7 +342,7 @@ impl Onboarding {
         if !matches {
             return Err(invalid_code());
         }
-        self.right_code_given_back(window_start_ms).await;
+        self.attempt_given_back(counted_in_ms).await;
         let now = self.core.now_ms();
         if stored.used_at_ms.is_some() {
             return Err(Failure::conflict(

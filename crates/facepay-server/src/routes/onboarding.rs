@@ -301,7 +301,7 @@ pub async fn retire_terminal(
     path = "/v1/terminals/pair",
     tag = "terminal",
     summary = "Pair a terminal",
-    description = "The terminal sends its id, the pairing code its operator gave, and the Ed25519 public key it just made (its private key never leaves it). From then on it signs its requests with that key. A code pairs once, for 10 minutes at most; 5 wrong codes kill a terminal's code, and the server takes a bounded number of wrong codes a minute across all terminals.",
+    description = "The terminal sends its id, the pairing code its operator gave, and the Ed25519 public key it just made (its private key never leaves it). From then on it signs its requests with that key. A code pairs once, for 10 minutes at most; 5 wrong codes kill a terminal's code, and all servers together take a bounded number of wrong codes a minute across all terminals.",
     request_body = PairRequest,
     responses(
         (status = 200, description = "Paired.", body = Paired),
@@ -309,7 +309,7 @@ pub async fn retire_terminal(
         (status = 409, description = "`pairing_code_used`: the code paired once already; `terminal_retired`.", body = ErrorResponse),
         (status = 410, description = "`pairing_code_expired`.", body = ErrorResponse),
         (status = 422, description = "`public_key_invalid`: not a point of the curve.", body = ErrorResponse),
-        (status = 429, description = "`pairing_throttled`: too many wrong codes for this terminal or this server.", body = ErrorResponse),
+        (status = 429, description = "`pairing_throttled`: too many wrong codes for this terminal, or across all terminals this minute.", body = ErrorResponse),
     ),
 )]
 pub async fn pair(
