@@ -5,7 +5,7 @@
 //! and (when CI gives one) PostgreSQL.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use facepay_connector::{
@@ -27,6 +27,8 @@ const ISSUER_CALL_MS: u64 = 150;
 /// it did.
 struct Counting {
     issuer: SimulatedIssuer,
+    /// How long a capture takes; others take `ISSUER_CALL_MS`.
+    capture_ms: AtomicU64,
     captured_minor: AtomicI64,
     voids: AtomicI64,
     refunded_minor: AtomicI64,
@@ -36,6 +38,7 @@ impl Counting {
     fn new() -> Self {
         Self {
             issuer: SimulatedIssuer::new(SimulatorConfig::default()),
+            capture_ms: AtomicU64::new(ISSUER_CALL_MS),
             captured_minor: AtomicI64::new(0),
             voids: AtomicI64::new(0),
             refunded_minor: AtomicI64::new(0),
@@ -43,15 +46,15 @@ impl Counting {
     }
 }
 
-/// Adds `amount_minor` to `done` if `call`, made after the issuer's delay,
+/// Adds `amount_minor` to `done` if `call`, made after `delay_ms`,
 /// succeeded.
 fn counted<'a>(
     call: BoxFuture<'a, Result<(), ConnectorError>>,
     done: &'a AtomicI64,
-    amount_minor: i64,
+    (amount_minor, delay_ms): (i64, u64),
 ) -> BoxFuture<'a, Result<(), ConnectorError>> {
     Box::pin(async move {
-        tokio::time::sleep(Duration::from_millis(ISSUER_CALL_MS)).await;
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         call.await?;
         done.fetch_add(amount_minor, Ordering::SeqCst);
         Ok(())
@@ -84,11 +87,16 @@ impl Connector for Counting {
         reference: &str,
     ) -> BoxFuture<'_, Result<(), ConnectorError>> {
         let call = self.issuer.capture(issuer_ref, amount_minor, reference);
-        counted(call, &self.captured_minor, amount_minor)
+        let delay_ms = self.capture_ms.load(Ordering::SeqCst);
+        counted(call, &self.captured_minor, (amount_minor, delay_ms))
     }
 
     fn void(&self, issuer_ref: &str) -> BoxFuture<'_, Result<(), ConnectorError>> {
-        counted(self.issuer.void(issuer_ref), &self.voids, 1)
+        counted(
+            self.issuer.void(issuer_ref),
+            &self.voids,
+            (1, ISSUER_CALL_MS),
+        )
     }
 
     fn refund(
@@ -98,7 +106,7 @@ impl Connector for Counting {
         reference: &str,
     ) -> BoxFuture<'_, Result<(), ConnectorError>> {
         let call = self.issuer.refund(issuer_ref, amount_minor, reference);
-        counted(call, &self.refunded_minor, amount_minor)
+        counted(call, &self.refunded_minor, (amount_minor, ISSUER_CALL_MS))
     }
 
     fn reverse(&self, reference: &str) -> BoxFuture<'_, Result<Reversal, ConnectorError>> {
@@ -226,5 +234,49 @@ async fn a_capture_and_a_void_sent_to_two_servers_at_once_agree_with_the_issuer(
         assert_eq!(captured, recorded.captured_minor, "{backend}");
         assert_eq!(voids, i64::from(recorded.state == "voided"), "{backend}");
         verify(&store).await;
+    }
+}
+
+/// A capture whose issuer call outlasts the lease's renewal period keeps
+/// the lease: it is renewed while the call runs, so no other server can
+/// take the payment over from a live request. The test waits out one
+/// renewal period (10 s) on each store.
+#[tokio::test]
+async fn a_lease_is_renewed_while_a_slow_issuer_call_runs() {
+    use facepay_payments::core::{LEASE_MS, LEASE_RENEW_MS};
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let issuer = Arc::new(Counting::new());
+        issuer
+            .capture_ms
+            .store(LEASE_RENEW_MS + 1_500, Ordering::SeqCst);
+        let (a, _) = two_servers(&store, &dir.path().join(backend), &issuer).await;
+        let mut manual = payment("face_recognition/obama2.jpg", "9000");
+        manual["capture"] = json!("manual");
+        let (status, held, _) = a.pay("m1", &manual).await;
+        assert_eq!(status, 201, "{backend}: {held}");
+        let id = held["id"].as_str().unwrap().to_owned();
+        let capture = format!("/v1/merchant/payments/{id}/capture");
+        let lease_left_ms = async {
+            tokio::time::sleep(Duration::from_millis(LEASE_RENEW_MS + 700)).await;
+            let mut conn = store.acquire().await.unwrap();
+            let until_ms: i64 = sqlx::query_scalar(
+                "SELECT expires_at_ms FROM payment_leases WHERE payment_id = $1",
+            )
+            .bind(&id)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+            until_ms - facepay_store::now_ms()
+        };
+        let ((status, body), left_ms) =
+            tokio::join!(a.merchant("POST", &capture, "c1", None), lease_left_ms);
+        assert_eq!(status, 200, "{backend}: {body}");
+        // Taken for `LEASE_MS` when the capture began, it would have under
+        // `LEASE_MS - LEASE_RENEW_MS` left by now without its renewal.
+        let unrenewed_ms = LEASE_MS - i64::try_from(LEASE_RENEW_MS).unwrap();
+        assert!(left_ms > unrenewed_ms, "{backend}: {left_ms} ms left");
+        assert_eq!(stored(&store, &id).await.state, "captured", "{backend}");
     }
 }

@@ -22,10 +22,10 @@ const LEASE_POLLS_MAX: u32 = 350;
 const LEASE_POLL_MS: u64 = 20;
 /// A lease lasts this long past its last renewal, so a holder that died
 /// frees its payment within it.
-const LEASE_MS: i64 = 30_000;
+pub const LEASE_MS: i64 = 30_000;
 /// A live holder renews its lease this often, however long its issuer
 /// calls take (the connector may retry one for 25 s).
-const LEASE_RENEW_MS: u64 = 10_000;
+pub const LEASE_RENEW_MS: u64 = 10_000;
 const _: () = assert!((LEASE_RENEW_MS as i64) * 2 < LEASE_MS);
 
 /// The code of a refusal for a lease another request kept through the

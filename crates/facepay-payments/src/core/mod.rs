@@ -33,6 +33,7 @@ use crate::keys::Envelope;
 pub(crate) use cards::{CardToVault, stored_credential};
 pub use input::{check_idempotency_key, json_value, parse_json};
 pub(crate) use input::{decode_frames, normalise_phone};
+pub use lease::{LEASE_MS, LEASE_RENEW_MS};
 pub(crate) use lease::{PAYMENT_BUSY, Wait};
 pub use outbox::{ClaimEventView, EventData, WebhookEvent};
 pub(crate) use outbox::{claim_event, transition, transition_via};
