@@ -146,6 +146,16 @@ async fn two_servers(
     (a, b)
 }
 
+/// A payment of 9,000 authorised at `server` and left for its merchant to
+/// capture: its id.
+async fn authorised(server: &Harness, backend: &str) -> String {
+    let mut manual = payment("face_recognition/obama2.jpg", "9000");
+    manual["capture"] = json!("manual");
+    let (status, held, _) = server.pay("m1", &manual).await;
+    assert_eq!(status, 201, "{backend}: {held}");
+    held["id"].as_str().unwrap().to_owned()
+}
+
 async fn stored(store: &facepay_store::Store, id: &str) -> payments::Payment {
     let mut conn = store.acquire().await.unwrap();
     payments::get(&mut conn, id).await.unwrap().unwrap()
@@ -201,11 +211,7 @@ async fn a_capture_and_a_void_sent_to_two_servers_at_once_agree_with_the_issuer(
         let backend = store.backend().name();
         let issuer = Arc::new(Counting::new());
         let (a, b) = two_servers(&store, &dir.path().join(backend), &issuer).await;
-        let mut manual = payment("face_recognition/obama2.jpg", "9000");
-        manual["capture"] = json!("manual");
-        let (status, held, _) = a.pay("m1", &manual).await;
-        assert_eq!(status, 201, "{backend}: {held}");
-        let id = held["id"].as_str().unwrap().to_owned();
+        let id = authorised(&a, backend).await;
         let (capture, void) = (
             format!("/v1/merchant/payments/{id}/capture"),
             format!("/v1/merchant/payments/{id}/void"),
@@ -252,11 +258,7 @@ async fn a_lease_is_renewed_while_a_slow_issuer_call_runs() {
             .capture_ms
             .store(LEASE_RENEW_MS + 1_500, Ordering::SeqCst);
         let (a, _) = two_servers(&store, &dir.path().join(backend), &issuer).await;
-        let mut manual = payment("face_recognition/obama2.jpg", "9000");
-        manual["capture"] = json!("manual");
-        let (status, held, _) = a.pay("m1", &manual).await;
-        assert_eq!(status, 201, "{backend}: {held}");
-        let id = held["id"].as_str().unwrap().to_owned();
+        let id = authorised(&a, backend).await;
         let capture = format!("/v1/merchant/payments/{id}/capture");
         let lease_left_ms = async {
             tokio::time::sleep(Duration::from_millis(LEASE_RENEW_MS + 700)).await;

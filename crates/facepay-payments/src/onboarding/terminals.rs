@@ -10,7 +10,7 @@
 //! counted in the store before the check, so it holds across servers) and
 //! across all terminals (`FAILURES_GLOBAL_MAX` a minute, then 429 for all;
 //! also counted in the store before the check, and given back for a right
-//! code, so it holds for all servers together).
+//! code or one not checked, so it holds for all servers together).
 
 use facepay_store::onboarding::{self, TerminalRow};
 use facepay_store::parties;
