@@ -426,10 +426,11 @@ async fn risk_day() {
         };
         clock.set(ev.at_ms);
         let start = std::time::Instant::now();
+        let payment_id = format!("pay_d_{n}");
         let a = app
             .services
             .payments
-            .assess_risk(&ctx, &matched)
+            .assess_risk(&ctx, &matched, &payment_id)
             .await
             .unwrap();
         risk_us.push(start.elapsed().as_micros() as u64);
@@ -451,12 +452,9 @@ async fn risk_day() {
             Decision::Decline => false,
         };
         let mut tx = store.begin().await.unwrap();
-        payments::insert(
-            &mut tx,
-            &record(format!("pay_d_{n}"), ev, user, goes_through),
-        )
-        .await
-        .unwrap();
+        payments::insert(&mut tx, &record(payment_id, ev, user, goes_through))
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
     }
 

@@ -485,3 +485,80 @@ async fn wrong_pins_sent_at_once_stop_at_the_lockout() {
         assert_eq!(counted, 4 + i64::try_from(checked).unwrap(), "{backend}");
     }
 }
+
+/// One payment, then eight more of the same payer sent at once, with a
+/// rule that declines a payer's fourth payment in an hour: each payment's
+/// row is written before the payer's history is read, so each read counts
+/// the payments written before it and at most two of the eight go
+/// through (none, when all eight rows come before the first read). Read
+/// before the rows existed, all eight saw one payment in the hour and all
+/// were charged.
+#[tokio::test]
+async fn payments_sent_at_once_count_each_other_in_the_payers_velocity() {
+    let engine = engine_with_logs();
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let data = dir.path().join(backend);
+        let policy = lenient(DecisionPolicy::default());
+        let h = Harness::new(store.clone(), Arc::clone(&engine), &data, policy).await;
+        let payments = &h.app.services.payments;
+        let velocity = "[decision]\nstep_up_from = 30\nreview_from = 80\ndecline_from = 100\n\
+             factors = [{ from = 30, factor = \"pin\" }]\n\
+             [[rule]]\nname = \"user_velocity\"\nsignal = \"user_payments_1h\"\nabove = 2\nweight = 120\n";
+        payments.reload_risk_rules(velocity).unwrap();
+        let card = enrolment("+821012345678", "face_recognition/obama.jpg", OBAMA_CARD);
+        let (status, enrolled, _) = h.enrol("e1", &card).await;
+        assert_eq!(status, 201, "{backend}: {enrolled}");
+        let mut conn = store.acquire().await.unwrap();
+        let (user_id,): (String,) = sqlx::query_as("SELECT id FROM users")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        let ctx = facepay_store::parties::terminal_context(&mut conn, &h.terminal_id)
+            .await
+            .unwrap()
+            .unwrap();
+        drop(conn);
+        let pay = |n: usize| {
+            let (ctx, user_id) = (&ctx, &user_id);
+            async move {
+                let key = format!("at-once-{n}");
+                match payments.pay_identified(ctx, &key, 4500, user_id).await {
+                    Ok(reply) => (reply.status, reply.body),
+                    Err(e) => (e.status, e.message),
+                }
+            }
+        };
+        let (status, first) = pay(8).await;
+        assert_eq!(status, 201, "{backend}: alone, within the limit");
+        let s = tokio::join!(
+            pay(0),
+            pay(1),
+            pay(2),
+            pay(3),
+            pay(4),
+            pay(5),
+            pay(6),
+            pay(7)
+        );
+        let answers = [s.0, s.1, s.2, s.3, s.4, s.5, s.6, s.7];
+        let charged = answers.iter().filter(|(s, _)| *s == 201).count();
+        let declined = answers
+            .iter()
+            .filter(|(s, body)| *s == 402 && body.contains("risk_declined"))
+            .count();
+        assert!(
+            charged <= 2 && charged + declined == answers.len(),
+            "{backend}: {answers:?} after {first}"
+        );
+        let (captured,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE state = 'captured'",
+        )
+        .fetch_one(&mut *store.acquire().await.unwrap())
+        .await
+        .unwrap();
+        assert_eq!(captured, 1 + i64::try_from(charged).unwrap(), "{backend}");
+        verify(&store).await;
+    }
+}

@@ -176,3 +176,80 @@ fn assert_private(dir: &std::path::Path) {
 
 #[cfg(not(unix))]
 fn assert_private(_dir: &std::path::Path) {}
+
+/// The id the server derives for a terminal's payment from its key.
+fn payment_id_of(h: &Harness, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let scope = format!("terminal:{}", h.terminal_id);
+    let digest = Sha256::digest(format!("{scope}\n{key}").as_bytes());
+    format!("pay_{}", &hex::encode(digest)[..32])
+}
+
+/// A payment's row written, with its payer, by a request that then failed
+/// or died before the issuer heard of it (as `counted` leaves one before
+/// the risk engine's read): a retry with its key and amount takes it up
+/// and pays, with no second row; a retry asking another amount is
+/// answered with the payment as it stands, ended.
+#[tokio::test]
+async fn a_payment_never_sent_is_taken_up_by_a_retry_with_its_key() {
+    let engine = engine_with_logs();
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let h = harness(&store, &engine, &dir.path().join(backend)).await;
+        let (status, enrolled, _) = h.enrol("e1", &person()).await;
+        assert_eq!(status, 201, "{backend}: {enrolled}");
+        let first = paid(&h, "first", "4500", false).await;
+        let mut conn = store.acquire().await.unwrap();
+        let template = facepay_store::payments::get(&mut conn, &first)
+            .await
+            .unwrap()
+            .unwrap();
+        for (key, amount_minor) in [("unsent", template.amount_minor), ("other", 1)] {
+            let unsent = facepay_store::payments::Payment {
+                id: payment_id_of(&h, key),
+                idempotency_key: key.into(),
+                amount_minor,
+                authorised_minor: 0,
+                captured_minor: 0,
+                fee_minor: 0,
+                state: "created".into(),
+                reason: "received".into(),
+                connector: None,
+                issuer_ref: None,
+                ..template.clone()
+            };
+            facepay_store::payments::insert(&mut conn, &unsent)
+                .await
+                .unwrap();
+        }
+        drop(conn);
+
+        let body = payment("face_recognition/obama.jpg", "4500");
+        let (status, taken_up, _) = h.pay("unsent", &body).await;
+        assert_eq!(status, 201, "{backend}: {taken_up}");
+        assert_eq!(
+            taken_up["id"].as_str(),
+            Some(payment_id_of(&h, "unsent").as_str())
+        );
+        assert_eq!(taken_up["state"], "captured", "{backend}");
+
+        let (status, ended, _) = h.pay("other", &body).await;
+        assert_eq!(status, 200, "{backend}: {ended}");
+        assert_eq!(
+            ended["id"].as_str(),
+            Some(payment_id_of(&h, "other").as_str())
+        );
+        assert_eq!(
+            (ended["state"].as_str(), ended["reason"].as_str()),
+            (Some("failed"), Some("interrupted")),
+            "{backend}"
+        );
+        let (rows,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM payments")
+            .fetch_one(&mut *store.acquire().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(rows, 3, "{backend}: no second row for either key");
+        verify(&store).await;
+    }
+}

@@ -199,6 +199,21 @@ pub async fn insert_committed(store: &crate::Store, p: &Payment) -> Result<()> {
     Ok(())
 }
 
+/// [`transition`] committed on its own, like [`insert_committed`].
+pub async fn transition_committed(
+    store: &crate::Store,
+    before: &Payment,
+    p: &Payment,
+) -> Result<()> {
+    if store.backend() == crate::Backend::Postgres {
+        return transition(&mut *store.acquire().await?, before, p).await;
+    }
+    let mut tx = store.begin().await?;
+    transition(&mut tx, before, p).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Writes the payment's new fields if the row is still as `before` (same
 /// state and amounts), and records the transition. `Duplicate` means another
 /// request changed it first.

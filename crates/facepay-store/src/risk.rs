@@ -15,6 +15,10 @@ pub const AMOUNTS_MAX: i64 = 100;
 /// Who and where a payment is, and the windows to count over.
 #[derive(Debug, Clone)]
 pub struct Ask<'a> {
+    /// The payment being assessed. Its row is written before this read
+    /// (so that payments sent at once count each other) and is not
+    /// counted itself.
+    pub payment_id: &'a str,
     pub user_id: &'a str,
     pub card_fingerprint: Option<&'a str>,
     pub terminal_id: &'a str,
@@ -79,17 +83,19 @@ const COUNTS_SQL: &str = "SELECT u.n, c.n, a.n, t.n, t.failed, m.n, h.at_merchan
      att.n, pin.n, blk.reason, recent.amount_minor, recent.latitude_e6, recent.longitude_e6, \
      recent.created_at_ms FROM \
      (SELECT CAST(COUNT(*) AS BIGINT) AS n FROM payments \
-      WHERE user_id = $1 AND created_at_ms >= $2) AS u \
+      WHERE user_id = $1 AND created_at_ms >= $2 AND id <> $15) AS u \
      CROSS JOIN (SELECT CAST(COALESCE(SUM((SELECT COUNT(*) FROM payments p \
-      WHERE p.payment_method_id = pm.id AND p.created_at_ms >= $4)), 0) AS BIGINT) AS n \
+      WHERE p.payment_method_id = pm.id AND p.created_at_ms >= $4 AND p.id <> $15)), 0) \
+      AS BIGINT) AS n \
       FROM payment_methods pm WHERE pm.fingerprint = $3) AS c \
      CROSS JOIN (SELECT CAST(COUNT(DISTINCT user_id) AS BIGINT) AS n FROM payment_methods \
       WHERE fingerprint = $3 AND status = 'active') AS a \
      CROSS JOIN (SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(CASE WHEN state IN \
       ('declined', 'failed') THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed FROM payments \
-      WHERE terminal_id = $5 AND created_at_ms >= $6) AS t \
+      WHERE terminal_id = $5 AND created_at_ms >= $6 AND id <> $15) AS t \
      CROSS JOIN (SELECT CAST(COUNT(*) AS BIGINT) AS n FROM (SELECT 1 AS one FROM payments \
-      WHERE merchant_id = $7 AND created_at_ms >= $8 LIMIT $11) AS window_rows) AS m \
+      WHERE merchant_id = $7 AND created_at_ms >= $8 AND id <> $15 LIMIT $11) AS window_rows) \
+      AS m \
      CROSS JOIN (SELECT CAST(COALESCE(SUM(CASE WHEN merchant_id = $7 THEN 1 ELSE 0 END), 0) \
       AS BIGINT) AS at_merchant, CAST(COALESCE(SUM(CASE WHEN terminal_id = $5 THEN 1 ELSE 0 END), \
       0) AS BIGINT) AS at_terminal FROM (SELECT merchant_id, terminal_id FROM payments \
@@ -129,6 +135,7 @@ pub async fn history(conn: &mut Connection, ask: &Ask<'_>) -> Result<History> {
         .bind(ask.country)
         .bind(ask.now_ms)
         .bind(AMOUNTS_MAX)
+        .bind(ask.payment_id)
         .fetch_all(conn)
         .await?;
     let first = rows

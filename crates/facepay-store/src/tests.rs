@@ -818,6 +818,7 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
 
         let mut conn = store.acquire().await.unwrap();
         let ask = Ask {
+            payment_id: "pay_new",
             user_id: "u1",
             card_fingerprint: Some("fp1"),
             terminal_id: "t1",
@@ -849,6 +850,22 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
             "counted as far as the rules need"
         );
         assert_eq!(h_limited.user_payments, h.user_payments, "the others whole");
+        // The payment assessed is not counted: its row is written first.
+        let itself = Ask {
+            payment_id: "pay_u3",
+            ..ask.clone()
+        };
+        let h_itself = risk::history(&mut conn, &itself).await.unwrap();
+        assert_eq!(
+            (
+                h_itself.user_payments,
+                h_itself.card_payments,
+                h_itself.terminal_payments,
+                h_itself.merchant_payments
+            ),
+            (2, 3, 1, 4),
+            "the decline at 3,500 is the payment assessed"
+        );
         assert_eq!(
             h.last_place,
             Some(Place {

@@ -36,7 +36,7 @@ pub(crate) use input::{decode_frames, normalise_phone};
 pub use lease::{LEASE_MS, LEASE_RENEW_MS};
 pub(crate) use lease::{PAYMENT_BUSY, Wait};
 pub use outbox::{ClaimEventView, EventData, WebhookEvent};
-pub(crate) use outbox::{claim_event, transition, transition_via};
+pub(crate) use outbox::{claim_event, transition, transition_committed, transition_via};
 pub use phones::PHONE_LOOKUP_KEY_ID;
 pub(crate) use phones::{enrolment_scope, hash_phone};
 pub(crate) use records::{

@@ -84,6 +84,23 @@ pub(crate) async fn transition(
     Ok(())
 }
 
+/// A move committed on its own, without `BEGIN` and `COMMIT` on
+/// PostgreSQL (`payments::transition_committed`): only a move within one
+/// state, which no merchant subscribes to and so has no event to write
+/// with it.
+pub(crate) async fn transition_committed(
+    store: &facepay_store::Store,
+    before: &Payment,
+    after: &Payment,
+) -> Result<(), Failure> {
+    assert!(
+        payment_event(before, after)?.is_none(),
+        "a move with an event is written in the event's transaction"
+    );
+    payments::transition_committed(store, before, after).await?;
+    Ok(())
+}
+
 /// Two moves in one write, `before` to `via` to `after`
 /// (`payments::transition_via`), with the event each move is.
 pub(crate) async fn transition_via(

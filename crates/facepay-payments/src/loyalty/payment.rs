@@ -394,15 +394,19 @@ impl Plan {
 /// card is then asked only for the rest. A payment racing this one for the
 /// last use of a coupon finds it gone and is planned again without it. A
 /// crash before the payment's own transaction leaves it created, holding
-/// them, until the sweep of abandoned payments gives them back. Returns
-/// the payment as stored now, and the discount.
+/// them, until the sweep of abandoned payments gives them back.
+/// `tried_before`: an earlier try of the payment may have reserved some
+/// already (kept for the same payer). Returns the payment as stored now,
+/// and the discount.
 pub(crate) async fn reserve_discount(
     core: &Core,
     stored: Option<&Payment>,
+    tried_before: bool,
     payment: &Payment,
 ) -> Result<(Option<Payment>, Discount), Failure> {
     let user_id = payment.user_id.as_deref().ok_or_else(Failure::internal)?;
     if stored.is_some()
+        && tried_before
         && let Some(kept) = keep_earlier(core, payment, user_id).await?
     {
         return Ok((stored.cloned(), kept));

@@ -63,13 +63,17 @@ impl Payments {
         payment.connector = Some(self.core.connector.name().to_owned());
         // A tapped card signed the whole amount, so it is charged that.
         let (reserved, discount) = match with.tap {
-            None => reserve_discount(&self.core, attempt.stored, &payment).await?,
+            None => {
+                let stored = attempt.stored;
+                reserve_discount(&self.core, stored, !attempt.stored_here, &payment).await?
+            }
             Some(_) => (attempt.stored.cloned(), Discount::default()),
         };
         let sent = self.sending(reserved.as_ref(), &payment).await?;
         attempt.timings.ledger_us += elapsed_us(start);
         let attempt = Attempt {
             stored: Some(&sent),
+            stored_here: false,
             ..attempt
         };
         let id = payment.id.clone();
@@ -109,9 +113,7 @@ impl Payments {
                     .clone_from(&payment.payment_method_id);
                 after.connector.clone_from(&payment.connector);
                 after.updated_at_ms = self.core.now_ms();
-                let mut tx = self.core.begin().await?;
-                crate::core::transition(&mut tx, before, &after).await?;
-                commit(tx).await?;
+                crate::core::transition_committed(&self.core.store, before, &after).await?;
                 after
             }
         };

@@ -64,6 +64,9 @@ struct Attempt<'a> {
     ctx: &'a TerminalContext,
     claimed: &'a Claimed,
     stored: Option<&'a Payment>,
+    /// `stored` was written by this request (`Payments::counted`), so no
+    /// earlier try reserved coupons or points under it.
+    stored_here: bool,
     timings: PayTimings,
 }
 

@@ -14,10 +14,22 @@ use facepay_store::payments::{self, Payment, PaymentState};
 
 use super::{Attempt, Matched, Payments, accepted, elapsed_us, step_up_view, terminal_scope};
 use crate::api::{CaptureMode, Liveness, PayRequest, PayTimings, PaymentView};
-use crate::core::{Claimed, Reply, Request, commit, decode_frames, derived_id, parse_json};
+use crate::core::{
+    Claimed, Reply, Request, commit, created, decode_frames, derived_id, parse_json,
+    stored_or_created,
+};
 use crate::error::Failure;
 use crate::face::BurstOutcome;
 use crate::identity::Lane;
+
+/// What an earlier request with the same key left of its payment.
+enum Earlier {
+    Nothing,
+    /// Answered now as it stands.
+    Answered(Reply),
+    /// Written, never sent to the issuer: taken up again.
+    Unsent(Box<Payment>),
+}
 
 /// A payment request that passed its checks, before any work is done.
 struct PayInput {
@@ -77,9 +89,14 @@ impl Payments {
                 Request::new("pay", "", body),
                 |claimed| async move {
                     let _lock = self.core.payment_lock(&payment_id).lock().await;
-                    if let Some(reply) = self.committed_earlier(&payment_id, &claimed).await? {
-                        return Ok(reply);
-                    }
+                    let resumed = match self
+                        .committed_earlier(&payment_id, &claimed, &input)
+                        .await?
+                    {
+                        Earlier::Answered(reply) => return Ok(reply),
+                        Earlier::Unsent(row) => Some(*row),
+                        Earlier::Nothing => None,
+                    };
                     self.check_throttle(ctx).await?;
                     let face = self.face(ctx, std::mem::take(&mut input.frames)).await?;
                     let mut timings = PayTimings::with_face(face.timings);
@@ -94,7 +111,8 @@ impl Payments {
                     let attempt = Attempt {
                         ctx,
                         claimed: &claimed,
-                        stored: None,
+                        stored: resumed.as_ref(),
+                        stored_here: false,
                         timings,
                     };
                     match identified.decision {
@@ -147,16 +165,22 @@ impl Payments {
         self.core
             .idempotent(scope, key, request, |claimed| async move {
                 let _lock = self.core.payment_lock(&payment_id).lock().await;
-                if let Some(reply) = self.committed_earlier(&payment_id, &claimed).await? {
-                    return Ok(reply);
-                }
+                let resumed = match self
+                    .committed_earlier(&payment_id, &claimed, &input)
+                    .await?
+                {
+                    Earlier::Answered(reply) => return Ok(reply),
+                    Earlier::Unsent(row) => Some(*row),
+                    Earlier::Nothing => None,
+                };
                 self.check_throttle(ctx).await?;
                 let live = LivenessDecision::Live;
                 let payment = self.received(ctx, (&payment_id, key), &input, live);
                 let attempt = Attempt {
                     ctx,
                     claimed: &claimed,
-                    stored: None,
+                    stored: resumed.as_ref(),
+                    stored_here: false,
                     timings: PayTimings::default(),
                 };
                 let best = Candidate {
@@ -168,19 +192,29 @@ impl Payments {
             .await
     }
 
-    /// The answer for a payment a request with this key committed and
-    /// then died before answering: what it committed. One that died
-    /// between reserving the payer's coupons or points and charging is
-    /// ended first. `None` when there is no such payment.
+    /// What an earlier request with this key left. A payment it wrote but
+    /// never sent to the issuer (it failed or died before) is taken up
+    /// again when this request asks for the same amount. Any other is
+    /// answered as it stands, one that died between reserving the payer's
+    /// coupons or points and charging ended first.
     async fn committed_earlier(
         &self,
         payment_id: &str,
         claimed: &Claimed,
-    ) -> Result<Option<Reply>, Failure> {
+        input: &PayInput,
+    ) -> Result<Earlier, Failure> {
         let Some(mut existing) = payments::get(&mut *self.core.conn().await?, payment_id).await?
         else {
-            return Ok(None);
+            return Ok(Earlier::Nothing);
         };
+        let unsent = existing.state()? == PaymentState::Created && existing.connector.is_none();
+        if unsent
+            && existing.amount_minor == input.amount_minor
+            && existing.currency == input.currency.code()
+            && existing.capture_mode == input.capture.as_str()
+        {
+            return Ok(Earlier::Unsent(Box::new(existing)));
+        }
         if existing.state()? == PaymentState::Created {
             self.abandon(&existing.id).await;
             existing = payments::get(&mut *self.core.conn().await?, payment_id)
@@ -191,7 +225,7 @@ impl Payments {
         let mut tx = self.core.begin().await?;
         claimed.complete(&mut tx, &reply).await?;
         commit(tx).await?;
-        Ok(Some(reply))
+        Ok(Earlier::Answered(reply))
     }
 
     /// The burst through the face engine and liveness; a spoof is counted
@@ -257,7 +291,7 @@ impl Payments {
     /// not go through.
     async fn matched(
         &self,
-        mut attempt: Attempt<'_>,
+        attempt: Attempt<'_>,
         mut payment: Payment,
         best: Candidate,
         lead: f32,
@@ -266,6 +300,13 @@ impl Payments {
         payment.match_score = Some(f64::from(best.score));
         let payer = self.payer(&best.user_id).await?;
         let start = Instant::now();
+        let stored_here = attempt.stored.is_none();
+        let counted = self.counted(attempt.stored, &payment, &payer).await?;
+        let mut attempt = Attempt {
+            stored: Some(&counted),
+            stored_here,
+            ..attempt
+        };
         let matched = Matched {
             user: &payer.user,
             method: &payer.method,
@@ -274,9 +315,36 @@ impl Payments {
             liveness,
             amount_minor: payment.amount_minor,
         };
-        let assessment = self.assess_risk(attempt.ctx, &matched).await?;
+        let assessment = self.assess_risk(attempt.ctx, &matched, &payment.id).await?;
         attempt.timings.risk_us = elapsed_us(start);
         self.act(attempt, payment, &payer, assessment, None).await
+    }
+
+    /// The payment's row, naming its payer and card, committed before the
+    /// risk engine reads their history: of payments sent at once, here or
+    /// on other servers, each read sees the rows written before it, so the
+    /// last sees them all and a velocity limit holds for a burst as it does
+    /// for payments made one after another.
+    pub(super) async fn counted(
+        &self,
+        stored: Option<&Payment>,
+        payment: &Payment,
+        payer: &super::Payer,
+    ) -> Result<Payment, Failure> {
+        let mut row = stored.cloned().unwrap_or_else(|| created(payment));
+        row.user_id = Some(payer.user.id.clone());
+        row.payment_method_id = Some(payer.method.id.clone());
+        match stored {
+            None => payments::insert_committed(&self.core.store, &row).await?,
+            Some(before)
+                if before.user_id == row.user_id
+                    && before.payment_method_id == row.payment_method_id => {}
+            Some(before) => {
+                row.updated_at_ms = self.core.now_ms();
+                crate::core::transition_committed(&self.core.store, before, &row).await?;
+            }
+        }
+        Ok(row)
     }
 
     /// A weak match, or several close ones: the payment waits for the
@@ -306,7 +374,7 @@ impl Payments {
         let mut reply = Reply::json(202, &view)?;
         let start = Instant::now();
         let mut tx = self.core.begin().await?;
-        payments::insert(&mut tx, &before).await?;
+        let before = stored_or_created(&mut tx, attempt.stored, &before).await?;
         crate::core::transition(&mut tx, &before, &payment).await?;
         attempt.claimed.complete(&mut tx, &reply).await?;
         commit(tx).await?;

@@ -46,11 +46,13 @@ fn solar_hour(at_ms: i64, longitude_e6: i64) -> u8 {
 
 impl Payments {
     /// Assesses a payment made now, by the services' clock (a scenario
-    /// replays a day by setting its own).
+    /// replays a day by setting its own). The payment's own row, if it
+    /// has one, is not counted in its history.
     pub async fn assess_risk(
         &self,
         ctx: &TerminalContext,
         m: &Matched<'_>,
+        payment_id: &str,
     ) -> Result<Assessment, Failure> {
         let now = self.core.now_ms();
         let rules = self.risk.rules();
@@ -59,6 +61,7 @@ impl Payments {
             risk::history(
                 &mut conn,
                 &Ask {
+                    payment_id,
                     user_id: &m.user.id,
                     card_fingerprint: m.method.fingerprint.as_deref(),
                     terminal_id: &ctx.terminal_id,

@@ -147,6 +147,7 @@ impl Payments {
             ctx,
             claimed,
             stored: Some(&awaiting.payment),
+            stored_here: false,
             timings: PayTimings::default(),
         };
         let (factor, guessed) = (given.factor(), given.guessed());
@@ -434,7 +435,12 @@ impl Payments {
             },
             amount_minor: payment.amount_minor,
         };
-        let assessed = self.assess_risk(attempt.ctx, &matched).await?;
+        let counted = self.counted(attempt.stored, payment, &payer).await?;
+        let attempt = Attempt {
+            stored: Some(&counted),
+            ..attempt
+        };
+        let assessed = self.assess_risk(attempt.ctx, &matched, &payment.id).await?;
         self.act(attempt, payment.clone(), &payer, assessed, Some(factor))
             .await
     }
