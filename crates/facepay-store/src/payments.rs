@@ -503,8 +503,8 @@ pub async fn expired_authorisations(
 }
 
 /// Payments a request left unfinished before `before_ms`: created (the
-/// request stopped between reserving the payer's coupons or points and
-/// answering) or still awaiting a step-up nobody gave. Oldest first.
+/// request stopped between writing the payment's row and answering) or
+/// still awaiting a step-up nobody gave. Oldest first.
 pub async fn abandoned(conn: &mut Connection, before_ms: i64, limit: i64) -> Result<Vec<Payment>> {
     let sql = format!(
         "SELECT {PAYMENT_COLUMNS} FROM payments WHERE state IN ('created', 'requires_step_up') \

@@ -375,8 +375,10 @@ impl Core {
         })
         .await;
         if result.is_err() {
-            // Nothing was committed: give the key back so a corrected
-            // request may use it.
+            // No answer was stored: give the key back so a corrected
+            // request may use it. A payment's row the request left
+            // unfinished answers that request with its end (a retry or the
+            // sweep ends it).
             if let Ok(mut conn) = self.store.pool().acquire().await
                 && let Err(e) = idempotency::release(&mut conn, &scope, key).await
             {

@@ -390,7 +390,8 @@ impl Plan {
 }
 
 /// Takes the payer's coupons and points for a payment before its card is
-/// charged, in a transaction of its own that also records the payment; the
+/// charged, in a transaction of its own that also touches the payment's row
+/// (or writes it, when there is none yet); the
 /// card is then asked only for the rest. A payment racing this one for the
 /// last use of a coupon finds it gone and is planned again without it. A
 /// crash before the payment's own transaction leaves it created, holding

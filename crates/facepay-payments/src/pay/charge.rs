@@ -249,7 +249,7 @@ impl Payments {
         })
     }
 
-    /// The charge's one transaction: the payment (inserted if new), its
+    /// The charge's one transaction: the payment's move, its
     /// assessment, the issuer's answer in the ledger, the loyalty it earns,
     /// and the answer. After it commits, a payer paying here for the first
     /// time is made a regular here.

@@ -16,20 +16,10 @@ use super::{Attempt, Matched, Payments, accepted, elapsed_us, step_up_view, term
 use crate::api::{CaptureMode, Liveness, PayRequest, PayTimings, PaymentView};
 use crate::core::{
     Claimed, Reply, Request, commit, created, decode_frames, derived_id, parse_json,
-    stored_or_created,
 };
 use crate::error::Failure;
 use crate::face::BurstOutcome;
 use crate::identity::Lane;
-
-/// What an earlier request with the same key left of its payment.
-enum Earlier {
-    Nothing,
-    /// Answered now as it stands.
-    Answered(Reply),
-    /// Written, never sent to the issuer: taken up again.
-    Unsent(Box<Payment>),
-}
 
 /// A payment request that passed its checks, before any work is done.
 struct PayInput {
@@ -89,14 +79,9 @@ impl Payments {
                 Request::new("pay", "", body),
                 |claimed| async move {
                     let _lock = self.core.payment_lock(&payment_id).lock().await;
-                    let resumed = match self
-                        .committed_earlier(&payment_id, &claimed, &input)
-                        .await?
-                    {
-                        Earlier::Answered(reply) => return Ok(reply),
-                        Earlier::Unsent(row) => Some(*row),
-                        Earlier::Nothing => None,
-                    };
+                    if let Some(reply) = self.committed_earlier(&payment_id, &claimed).await? {
+                        return Ok(reply);
+                    }
                     self.check_throttle(ctx).await?;
                     let face = self.face(ctx, std::mem::take(&mut input.frames)).await?;
                     let mut timings = PayTimings::with_face(face.timings);
@@ -111,7 +96,7 @@ impl Payments {
                     let attempt = Attempt {
                         ctx,
                         claimed: &claimed,
-                        stored: resumed.as_ref(),
+                        stored: None,
                         stored_here: false,
                         timings,
                     };
@@ -165,21 +150,16 @@ impl Payments {
         self.core
             .idempotent(scope, key, request, |claimed| async move {
                 let _lock = self.core.payment_lock(&payment_id).lock().await;
-                let resumed = match self
-                    .committed_earlier(&payment_id, &claimed, &input)
-                    .await?
-                {
-                    Earlier::Answered(reply) => return Ok(reply),
-                    Earlier::Unsent(row) => Some(*row),
-                    Earlier::Nothing => None,
-                };
+                if let Some(reply) = self.committed_earlier(&payment_id, &claimed).await? {
+                    return Ok(reply);
+                }
                 self.check_throttle(ctx).await?;
                 let live = LivenessDecision::Live;
                 let payment = self.received(ctx, (&payment_id, key), &input, live);
                 let attempt = Attempt {
                     ctx,
                     claimed: &claimed,
-                    stored: resumed.as_ref(),
+                    stored: None,
                     stored_here: false,
                     timings: PayTimings::default(),
                 };
@@ -192,29 +172,19 @@ impl Payments {
             .await
     }
 
-    /// What an earlier request with this key left. A payment it wrote but
-    /// never sent to the issuer (it failed or died before) is taken up
-    /// again when this request asks for the same amount. Any other is
-    /// answered as it stands, one that died between reserving the payer's
-    /// coupons or points and charging ended first.
+    /// The answer for a payment a request with this key committed and
+    /// then died before answering: what it committed. One it left
+    /// unfinished (`created`) is ended first, any authorisation that may
+    /// be out reversed. `None` when there is no such payment.
     async fn committed_earlier(
         &self,
         payment_id: &str,
         claimed: &Claimed,
-        input: &PayInput,
-    ) -> Result<Earlier, Failure> {
+    ) -> Result<Option<Reply>, Failure> {
         let Some(mut existing) = payments::get(&mut *self.core.conn().await?, payment_id).await?
         else {
-            return Ok(Earlier::Nothing);
+            return Ok(None);
         };
-        let unsent = existing.state()? == PaymentState::Created && existing.connector.is_none();
-        if unsent
-            && existing.amount_minor == input.amount_minor
-            && existing.currency == input.currency.code()
-            && existing.capture_mode == input.capture.as_str()
-        {
-            return Ok(Earlier::Unsent(Box::new(existing)));
-        }
         if existing.state()? == PaymentState::Created {
             self.abandon(&existing.id).await;
             existing = payments::get(&mut *self.core.conn().await?, payment_id)
@@ -225,7 +195,7 @@ impl Payments {
         let mut tx = self.core.begin().await?;
         claimed.complete(&mut tx, &reply).await?;
         commit(tx).await?;
-        Ok(Earlier::Answered(reply))
+        Ok(Some(reply))
     }
 
     /// The burst through the face engine and liveness; a spoof is counted
@@ -320,11 +290,16 @@ impl Payments {
         self.act(attempt, payment, &payer, assessment, None).await
     }
 
-    /// The payment's row, naming its payer and card, committed before the
-    /// risk engine reads their history: of payments sent at once, here or
-    /// on other servers, each read sees the rows written before it, so the
-    /// last sees them all and a velocity limit holds for a burst as it does
-    /// for payments made one after another.
+    /// The payment's row, naming its payer, card and connector, committed
+    /// before the risk engine reads the payer's history: of payments sent
+    /// at once, here or on other servers, each read sees the rows written
+    /// before it, so the last sees them all and a velocity limit holds for
+    /// a burst as it does for payments made one after another. The row is
+    /// the one `sending` needs before the issuer hears of the payment,
+    /// written earlier, so it costs no write more: a request that dies
+    /// before the issuer is asked leaves a reversal of nothing for the
+    /// retry or the sweep to send, and a refusal takes the connector back
+    /// in its own write.
     pub(super) async fn counted(
         &self,
         stored: Option<&Payment>,
@@ -334,11 +309,9 @@ impl Payments {
         let mut row = stored.cloned().unwrap_or_else(|| created(payment));
         row.user_id = Some(payer.user.id.clone());
         row.payment_method_id = Some(payer.method.id.clone());
+        row.connector = Some(self.core.connector.name().to_owned());
         match stored {
             None => payments::insert_committed(&self.core.store, &row).await?,
-            Some(before)
-                if before.user_id == row.user_id
-                    && before.payment_method_id == row.payment_method_id => {}
             Some(before) => {
                 row.updated_at_ms = self.core.now_ms();
                 crate::core::transition_committed(&self.core.store, before, &row).await?;
@@ -374,7 +347,7 @@ impl Payments {
         let mut reply = Reply::json(202, &view)?;
         let start = Instant::now();
         let mut tx = self.core.begin().await?;
-        let before = stored_or_created(&mut tx, attempt.stored, &before).await?;
+        payments::insert(&mut tx, &before).await?;
         crate::core::transition(&mut tx, &before, &payment).await?;
         attempt.claimed.complete(&mut tx, &reply).await?;
         commit(tx).await?;
