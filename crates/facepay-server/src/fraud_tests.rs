@@ -559,6 +559,16 @@ async fn payments_sent_at_once_count_each_other_in_the_payers_velocity() {
         .await
         .unwrap();
         assert_eq!(captured, 1 + i64::try_from(charged).unwrap(), "{backend}");
+        // A refusal takes back the connector its early row named: nothing
+        // was sent, so no sweep reverses it.
+        let (named,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM payments \
+             WHERE state = 'declined' AND connector IS NOT NULL",
+        )
+        .fetch_one(&mut *store.acquire().await.unwrap())
+        .await
+        .unwrap();
+        assert_eq!(named, 0, "{backend}");
         verify(&store).await;
     }
 }
