@@ -753,8 +753,23 @@ async fn enrol_pay_step_up_refund_report_and_delete() {
             (422, Some("step_up_mismatch")),
             "{backend}: {body}"
         );
+        // The payer confirmed is assessed, and the risk engine asks for a
+        // stronger factor: the payment waits again, nothing sent.
+        let pin_asked = super::fraud_tests::rules(60);
+        s.app
+            .services
+            .payments
+            .reload_risk_rules(&pin_asked)
+            .unwrap();
         let right = serde_json::to_vec(&json!({"phone_last4": "5678"})).unwrap();
         let (status, body, _) = s.send(s.signed(&step_up, "s3", &right)).await;
+        assert_eq!(
+            (status, body["state"].as_str(), body["reason"].as_str()),
+            (202, Some("requires_step_up"), Some("risk_step_up")),
+            "{backend}: {body}"
+        );
+        let pin = serde_json::to_vec(&json!({"pin": "123456"})).unwrap();
+        let (status, body, _) = s.send(s.signed(&step_up, "s3b", &pin)).await;
         assert_eq!(
             (status, body["state"].as_str()),
             (201, Some("captured")),

@@ -270,6 +270,8 @@ async fn a_reversal_the_issuer_does_not_answer_is_retried_by_the_sweep() {
 /// recorded of it. The payment's row, written before the issuer was asked,
 /// lets a retry with the same key, or the sweep when none comes, reverse
 /// the hold and end the payment: nothing stays held, nothing is charged.
+/// A retry that cannot have the hold reversed is refused and may come
+/// again.
 #[tokio::test]
 async fn a_payment_cut_short_after_the_issuer_approved_is_reversed() {
     let engine = engine_with_logs();
@@ -278,7 +280,8 @@ async fn a_payment_cut_short_after_the_issuer_approved_is_reversed() {
         let backend = store.backend().name();
         let data = dir.path().join(backend);
         let issuer = SimulatedIssuer::new(SimulatorConfig::default());
-        let connector = Arc::new(Scripted::new(issuer, true, 0));
+        // The first retry's reversal goes unanswered.
+        let connector = Arc::new(Scripted::new(issuer, true, 1));
         // The dead request's claim on its key and its row are taken over at
         // once, as they would be after their lease and the sweep's wait.
         let config = Config {
@@ -293,7 +296,16 @@ async fn a_payment_cut_short_after_the_issuer_approved_is_reversed() {
 
         let paid = payment("face_recognition/obama.jpg", "4000");
         let retried = cut_short(&h, &connector, "k1", &paid).await;
-        // A retry with the key finds the row and ends the payment.
+        // A retry whose reversal is not answered is refused, its key given
+        // back: an answer stored then would say `created` for good.
+        let (status, answer, text) = h.pay("k1", &paid).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (503, Some("payment_unfinished")),
+            "{backend}: {text}"
+        );
+        assert_eq!(stored(&h, &retried).await.state, "created", "{backend}");
+        // The next retry with the key ends the payment.
         let (status, answer, text) = h.pay("k1", &paid).await;
         assert_eq!(status, 200, "{backend}: {text}");
         assert_eq!(answer["id"].as_str(), Some(retried.as_str()));

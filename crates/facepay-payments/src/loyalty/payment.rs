@@ -418,7 +418,7 @@ pub(crate) async fn reserve_discount(
         if plan.is_empty() {
             return Ok((stored.cloned(), Discount::default()));
         }
-        if let Some(before) = take(core, stored, payment, &plan, now).await? {
+        if let Some(before) = take(core, (stored, tried_before), payment, &plan, now).await? {
             let discount = plan.discount();
             assert!(discount.total_minor() < payment.amount_minor);
             return Ok((Some(before), discount));
@@ -485,7 +485,7 @@ async fn plan(core: &Core, payment: &Payment, user_id: &str, now: i64) -> Result
 /// first.
 async fn take(
     core: &Core,
-    stored: Option<&Payment>,
+    (stored, tried_before): (Option<&Payment>, bool),
     payment: &Payment,
     plan: &Plan,
     now: i64,
@@ -494,8 +494,9 @@ async fn take(
     let user_id = user_id.ok_or_else(Failure::internal)?;
     let mut tx = core.begin().await?;
     let mut before = stored_or_created(&mut tx, stored, payment).await?;
-    if stored.is_some() {
-        // Touched, so that no sweep takes it for abandoned meanwhile.
+    if stored.is_some() && tried_before {
+        // Touched, so that no sweep takes it for abandoned meanwhile (a
+        // row this request wrote is new enough).
         let mut touched = before.clone();
         touched.updated_at_ms = now;
         crate::core::transition(&mut tx, &before, &touched).await?;

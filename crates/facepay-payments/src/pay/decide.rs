@@ -124,6 +124,10 @@ impl Payments {
         let now = record.at_ms;
         payment.user_id = Some(payer.user.id.clone());
         payment.payment_method_id = Some(payer.method.id.clone());
+        // Nothing goes to the issuer: the connector the row named before
+        // the risk read (`Payments::counted`) is taken back, so neither a
+        // sweep nor a step-up takes it for a charge cut short.
+        payment.connector = None;
         payment.updated_at_ms = now;
         let mut reply = match factor {
             Some(factor) => self.ask_for(attempt.ctx, &mut payment, &mut record, factor)?,

@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! request ─parse─▶ PayInput ─face─▶ BurstOutcome ─identify─▶ Identified
-//!   ─payer─▶ Payer ─risk─▶ Assessment ─act─▶ approve | review | step up | decline
+//!   ─payer─▶ Payer ─counted (the row, committed)─▶ Payment
+//!   ─risk─▶ Assessment ─act─▶ approve | review | step up | decline
 //!   ─reserve loyalty─▶ Discount ─authorise (vault, issuer)─▶ Issued
 //!   ─record (one transaction)─▶ Reply
 //! ```

@@ -191,6 +191,15 @@ impl Payments {
                 .await?
                 .ok_or_else(Failure::internal)?;
         }
+        if existing.state()? == PaymentState::Created {
+            // Not ended (its reversal unanswered): an answer stored now
+            // would say `created` for good.
+            return Err(Failure::new(
+                503,
+                "payment_unfinished",
+                "an earlier try of this payment is not ended yet (the card issuer did not answer its reversal); retry with the same key",
+            ));
+        }
         let reply = Reply::json(200, &PaymentView::of(&existing)?)?;
         let mut tx = self.core.begin().await?;
         claimed.complete(&mut tx, &reply).await?;
