@@ -486,8 +486,8 @@ async fn wrong_pins_sent_at_once_stop_at_the_lockout() {
     }
 }
 
-/// One payment, then eight more of the same payer sent at once, with a
-/// rule that declines a payer's fourth payment in an hour: each payment's
+/// One payment, then eight more of the same payer sent at once to two
+/// servers sharing the store, with a rule that declines a payer's fourth payment in an hour: each payment's
 /// row is written before the payer's history is read, so each read counts
 /// the payments written before it and at most two of the eight go
 /// through (none, when all eight rows come before the first read). Read
@@ -500,13 +500,16 @@ async fn payments_sent_at_once_count_each_other_in_the_payers_velocity() {
     for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
         let backend = store.backend().name();
         let data = dir.path().join(backend);
-        let policy = lenient(DecisionPolicy::default());
-        let h = Harness::new(store.clone(), Arc::clone(&engine), &data, policy).await;
-        let payments = &h.app.services.payments;
+        let policy = || lenient(DecisionPolicy::default());
+        let h = Harness::new(store.clone(), Arc::clone(&engine), &data, policy()).await;
+        let other = Harness::new(store.clone(), Arc::clone(&engine), &data, policy()).await;
+        let servers = [&h.app.services.payments, &other.app.services.payments];
         let velocity = "[decision]\nstep_up_from = 30\nreview_from = 80\ndecline_from = 100\n\
              factors = [{ from = 30, factor = \"pin\" }]\n\
              [[rule]]\nname = \"user_velocity\"\nsignal = \"user_payments_1h\"\nabove = 2\nweight = 120\n";
-        payments.reload_risk_rules(velocity).unwrap();
+        for payments in servers {
+            payments.reload_risk_rules(velocity).unwrap();
+        }
         let card = enrolment("+821012345678", "face_recognition/obama.jpg", OBAMA_CARD);
         let (status, enrolled, _) = h.enrol("e1", &card).await;
         assert_eq!(status, 201, "{backend}: {enrolled}");
@@ -524,6 +527,7 @@ async fn payments_sent_at_once_count_each_other_in_the_payers_velocity() {
             let (ctx, user_id) = (&ctx, &user_id);
             async move {
                 let key = format!("at-once-{n}");
+                let payments = servers[n % 2];
                 match payments.pay_identified(ctx, &key, 4500, user_id).await {
                     Ok(reply) => (reply.status, reply.body),
                     Err(e) => (e.status, e.message),
