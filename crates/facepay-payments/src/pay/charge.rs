@@ -58,14 +58,12 @@ impl Payments {
         with: Settlement,
     ) -> Result<Reply, Failure> {
         let start = Instant::now();
-        payment.user_id = Some(payer.user.id.clone());
-        payment.payment_method_id = Some(payer.method.id.clone());
-        payment.connector = Some(self.core.connector.name().to_owned());
+        self.name_for_issuer(&mut payment, payer);
         // A tapped card signed the whole amount, so it is charged that.
         let (reserved, discount) = match with.tap {
             None => {
-                let stored = attempt.stored;
-                reserve_discount(&self.core, stored, !attempt.stored_here, &payment).await?
+                let tried_before = !attempt.stored_here;
+                reserve_discount(&self.core, attempt.stored, tried_before, &payment).await?
             }
             Some(_) => (attempt.stored.cloned(), Discount::default()),
         };
@@ -84,12 +82,19 @@ impl Payments {
         charged
     }
 
+    /// `payment` as it goes to the issuer: its payer, card and connector.
+    pub(super) fn name_for_issuer(&self, payment: &mut Payment, payer: &Payer) {
+        payment.user_id = Some(payer.user.id.clone());
+        payment.payment_method_id = Some(payer.method.id.clone());
+        payment.connector = Some(self.core.connector.name().to_owned());
+    }
+
     /// The payment's row, written before the issuer hears of it, with the
     /// connector it goes to: whatever happens after, a row says an
     /// authorisation may be out under its id, so a retry or the sweep of
     /// abandoned payments reverses it rather than leave a hold on the
     /// payer's card that no record explains.
-    async fn sending(
+    pub(super) async fn sending(
         &self,
         stored: Option<&Payment>,
         payment: &Payment,

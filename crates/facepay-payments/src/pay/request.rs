@@ -14,9 +14,7 @@ use facepay_store::payments::{self, Payment, PaymentState};
 
 use super::{Attempt, Matched, Payments, accepted, elapsed_us, step_up_view, terminal_scope};
 use crate::api::{CaptureMode, Liveness, PayRequest, PayTimings, PaymentView};
-use crate::core::{
-    Claimed, Reply, Request, commit, created, decode_frames, derived_id, parse_json,
-};
+use crate::core::{Claimed, Reply, Request, commit, decode_frames, derived_id, parse_json};
 use crate::error::Failure;
 use crate::face::BurstOutcome;
 use crate::identity::Lane;
@@ -303,9 +301,9 @@ impl Payments {
     /// before the risk engine reads the payer's history: of payments sent
     /// at once, here or on other servers, each read sees the rows written
     /// before it, so the last sees them all and a velocity limit holds for
-    /// a burst as it does for payments made one after another. The row is
-    /// the one `sending` needs before the issuer hears of the payment,
-    /// written earlier, so it costs no write more: a request that dies
+    /// a burst as it does for payments made one after another. It is
+    /// `sending`'s row, written earlier (the later `sending` finds it and
+    /// writes nothing), so it costs no write more: a request that dies
     /// before the issuer is asked leaves a reversal of nothing for the
     /// retry or the sweep to send, and a refusal takes the connector back
     /// in its own write.
@@ -315,18 +313,9 @@ impl Payments {
         payment: &Payment,
         payer: &super::Payer,
     ) -> Result<Payment, Failure> {
-        let mut row = stored.cloned().unwrap_or_else(|| created(payment));
-        row.user_id = Some(payer.user.id.clone());
-        row.payment_method_id = Some(payer.method.id.clone());
-        row.connector = Some(self.core.connector.name().to_owned());
-        match stored {
-            None => payments::insert_committed(&self.core.store, &row).await?,
-            Some(before) => {
-                row.updated_at_ms = self.core.now_ms();
-                crate::core::transition_committed(&self.core.store, before, &row).await?;
-            }
-        }
-        Ok(row)
+        let mut named = payment.clone();
+        self.name_for_issuer(&mut named, payer);
+        self.sending(stored, &named).await
     }
 
     /// A weak match, or several close ones: the payment waits for the
