@@ -194,7 +194,7 @@ async fn points_and_stamps_follow_captures_and_refunds() {
 }
 
 /// Creates a coupon of the demo merchant's; returns its id.
-async fn coupon(h: &Harness, key: &str, fields: serde_json::Value) -> String {
+pub(super) async fn coupon(h: &Harness, key: &str, fields: serde_json::Value) -> String {
     let mut body = json!({
         "kind": "fixed", "valid_from_ms": 0, "valid_until_ms": 4_102_444_800_000_i64,
         "per_user_max": 5,
@@ -209,7 +209,7 @@ async fn coupon(h: &Harness, key: &str, fields: serde_json::Value) -> String {
     created["id"].as_str().unwrap().to_owned()
 }
 
-async fn coupon_uses(h: &Harness) -> std::collections::BTreeMap<String, i64> {
+pub(super) async fn coupon_uses(h: &Harness) -> std::collections::BTreeMap<String, i64> {
     let (_, view) = h.merchant("GET", "/v1/merchant/loyalty", "", None).await;
     view["coupons"]
         .as_array()

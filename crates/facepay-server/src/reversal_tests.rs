@@ -361,3 +361,110 @@ async fn cut_short(h: &Arc<Harness>, connector: &Arc<Scripted>, key: &str, paid:
     assert_eq!(row.connector.as_deref(), Some("simulated_issuer"));
     id
 }
+
+/// The store fails after the payment's row names its connector and before
+/// the issuer is asked (here, at the loyalty reservation). Nothing was
+/// sent, so a retry with the same key, or the sweep when none comes, ends
+/// the payment after a reversal of nothing: no hold, no charge, the coupon
+/// not used. The terminal's next payment pays once, with the coupon.
+#[tokio::test]
+async fn a_store_error_before_the_issuer_ends_the_payment_with_nothing_held() {
+    let engine = engine_with_logs();
+    let dir = tempfile::tempdir().unwrap();
+    for store in facepay_store::testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let data = dir.path().join(backend);
+        let issuer = Arc::new(SimulatedIssuer::new(SimulatorConfig::default()));
+        let config = Config {
+            abandoned_after_ms: 0,
+            ..lenient(DecisionPolicy::default())
+        };
+        let h = paying_through(&store, &engine, &data, config, issuer.clone()).await;
+        let card = enrolment("+821012345678", "face_recognition/obama.jpg", CARD);
+        let (status, body, _) = h.enrol("e1", &card).await;
+        assert_eq!(status, 201, "{backend}: {body}");
+        let off = serde_json::json!({"name": "300 off", "value": 300});
+        super::loyalty_tests::coupon(&h, "c1", off).await;
+        let paid = payment("face_recognition/obama.jpg", "4000");
+
+        fail_coupon_uses(&h, true).await;
+        let retried = failed_before_the_issuer(&h, "k1", &paid).await;
+        let swept = failed_before_the_issuer(&h, "k2", &paid).await;
+        fail_coupon_uses(&h, false).await;
+
+        let (status, answer, text) = h.pay("k1", &paid).await;
+        assert_eq!(status, 200, "{backend}: {text}");
+        assert_eq!(answer["id"].as_str(), Some(retried.as_str()));
+        assert_eq!(answer["state"], "failed", "{backend}: {text}");
+        let sweep = &h.app.services.merchant;
+        assert_eq!(sweep.close_abandoned(10).await.unwrap(), 1, "{backend}");
+        for id in [&retried, &swept] {
+            let ended = stored(&h, id).await;
+            assert_eq!(
+                (ended.state.as_str(), ended.reason.as_str()),
+                ("failed", "interrupted:nothing_held"),
+                "{backend}"
+            );
+            assert_eq!(issuer.reverse(id).await.ok(), Some(Reversal::NothingHeld));
+        }
+        let uses = super::loyalty_tests::coupon_uses(&h).await;
+        assert_eq!(uses.get("300 off"), Some(&0), "{backend}: {uses:?}");
+
+        let (status, next, text) = h.pay("k3", &paid).await;
+        assert_eq!(status, 201, "{backend}: {text}");
+        assert_eq!(next["captured_minor"], 3700, "{backend}: {text}");
+        let (status, replay, _) = h.pay("k1", &paid).await;
+        assert_eq!((status, &replay), (200, &answer), "{backend}");
+        verify(&store).await;
+    }
+}
+
+/// Pays with `key` while the store refuses coupon uses: the request fails
+/// with the store's error and leaves its row unfinished, its connector
+/// named. Returns the payment's id.
+async fn failed_before_the_issuer(h: &Harness, key: &str, paid: &Value) -> String {
+    let (status, answer, text) = h.pay(key, paid).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (500, Some("internal")),
+        "{text}"
+    );
+    let mut conn = h.app.services.store().acquire().await.unwrap();
+    let (id,): (String,) = sqlx::query_as("SELECT id FROM payments WHERE idempotency_key = $1")
+        .bind(key)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let row = payments::get(&mut conn, &id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.state.as_str(), row.connector.as_deref()),
+        ("created", Some("simulated_issuer"))
+    );
+    id
+}
+
+/// A trigger that makes every insert into `coupon_uses` fail, or its
+/// removal: a store error on cue, in SQL each backend understands.
+async fn fail_coupon_uses(h: &Harness, fail: bool) {
+    let store = h.app.services.store();
+    let postgres = store.backend().name() == "postgres";
+    let statements: &[&str] = match (fail, postgres) {
+        (true, false) => &["CREATE TRIGGER fail_uses BEFORE INSERT ON coupon_uses \
+             BEGIN SELECT RAISE(ABORT, 'injected'); END"],
+        (false, false) => &["DROP TRIGGER fail_uses"],
+        (true, true) => &[
+            "CREATE FUNCTION fail_uses() RETURNS trigger LANGUAGE plpgsql \
+             AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$",
+            "CREATE TRIGGER fail_uses BEFORE INSERT ON coupon_uses \
+             FOR EACH ROW EXECUTE FUNCTION fail_uses()",
+        ],
+        (false, true) => &[
+            "DROP TRIGGER fail_uses ON coupon_uses",
+            "DROP FUNCTION fail_uses()",
+        ],
+    };
+    let mut conn = store.acquire().await.unwrap();
+    for statement in statements {
+        sqlx::query(statement).execute(&mut *conn).await.unwrap();
+    }
+}
