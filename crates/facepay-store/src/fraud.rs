@@ -84,23 +84,6 @@ pub async fn record_attempt(
     Ok(())
 }
 
-/// Refused attempts at a terminal since `since_ms`.
-pub async fn attempts_since(
-    conn: &mut Connection,
-    terminal_id: &str,
-    since_ms: i64,
-) -> Result<i64> {
-    let (n,): (i64,) = sqlx::query_as(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM terminal_attempts \
-         WHERE terminal_id = $1 AND at_ms >= $2",
-    )
-    .bind(terminal_id)
-    .bind(since_ms)
-    .fetch_one(conn)
-    .await?;
-    Ok(n)
-}
-
 /// Flags a terminal for an operator to look at; a flag already there stays
 /// as it was (its first time and reason are what matter).
 pub async fn flag_terminal(

@@ -4,6 +4,8 @@
 //! row is still in the state the caller read (so two racing requests cannot
 //! both move it) and records the transition with its reason and time.
 
+use std::sync::LazyLock;
+
 use serde::Serialize;
 use sqlx::{FromRow, Row};
 
@@ -375,6 +377,42 @@ async fn record_events(conn: &mut Connection, payment_id: &str, moves: &[Move<'_
 pub async fn get(conn: &mut Connection, id: &str) -> Result<Option<Payment>> {
     let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1");
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
+}
+
+/// What a payment request reads before its face is analysed, in one
+/// statement: the payment an earlier try of its key committed (`None` for
+/// none), and the refused attempts at `terminal_id` since `since_ms`,
+/// which the terminal's throttle counts.
+pub async fn earlier_and_attempts(
+    conn: &mut Connection,
+    id: &str,
+    terminal_id: &str,
+    since_ms: i64,
+) -> Result<(Option<Payment>, i64)> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let columns = PAYMENT_COLUMNS
+            .split(',')
+            .map(|c| format!("p.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT (SELECT CAST(COUNT(*) AS BIGINT) FROM terminal_attempts \
+             WHERE terminal_id = $2 AND at_ms >= $3) AS refused_attempts, {columns} \
+             FROM (SELECT 1 AS one) AS o LEFT JOIN payments p ON p.id = $1"
+        )
+    });
+    let row = sqlx::query(SQL.as_str())
+        .bind(id)
+        .bind(terminal_id)
+        .bind(since_ms)
+        .fetch_one(conn)
+        .await?;
+    let attempts: i64 = row.try_get("refused_attempts")?;
+    let earlier = match row.try_get::<Option<String>, _>("id")? {
+        Some(_) => Some(Payment::from_row(&row)?),
+        None => None,
+    };
+    Ok((earlier, attempts))
 }
 
 pub async fn by_idempotency_key(

@@ -278,16 +278,14 @@ impl Payments {
     }
 
     /// Refuses a payment at a terminal that has had too many refused
-    /// attempts lately (an attack in progress looks like this), and flags
-    /// the terminal for an operator.
-    async fn check_throttle(&self, ctx: &TerminalContext) -> Result<(), Failure> {
-        let now = self.core.now_ms();
-        let since = now - TERMINAL_ATTEMPTS_WINDOW_MS;
-        let mut conn = self.core.conn().await?;
-        let attempts = fraud::attempts_since(&mut conn, &ctx.terminal_id, since).await?;
+    /// attempts lately (`attempts`; an attack in progress looks like
+    /// this), and flags the terminal for an operator.
+    async fn check_throttle(&self, ctx: &TerminalContext, attempts: i64) -> Result<(), Failure> {
         if attempts < self.core.config.terminal_attempts_max {
             return Ok(());
         }
+        let now = self.core.now_ms();
+        let mut conn = self.core.conn().await?;
         let reason = format!("{attempts} refused attempts in 10 minutes");
         fraud::flag_terminal(&mut conn, &ctx.terminal_id, &reason, now).await?;
         tracing::warn!(terminal = %ctx.terminal_id, attempts, "terminal throttled");

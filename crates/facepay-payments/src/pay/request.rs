@@ -12,12 +12,23 @@ use facepay_store::fraud::AttemptKind;
 use facepay_store::parties::TerminalContext;
 use facepay_store::payments::{self, Payment, PaymentState};
 
-use super::{Attempt, Matched, Payments, accepted, elapsed_us, step_up_view, terminal_scope};
+use super::{
+    Attempt, Matched, Payments, TERMINAL_ATTEMPTS_WINDOW_MS, accepted, elapsed_us, step_up_view,
+    terminal_scope,
+};
 use crate::api::{CaptureMode, Liveness, PayRequest, PayTimings, PaymentView};
 use crate::core::{Claimed, Reply, Request, commit, decode_frames, derived_id, parse_json};
 use crate::error::Failure;
 use crate::face::BurstOutcome;
 use crate::identity::Lane;
+
+/// What a payment request finds of an earlier try of its key.
+enum Earlier {
+    /// One committed a payment; this is its answer.
+    Answered(Reply),
+    /// None did. The terminal's refused attempts lately, for its throttle.
+    Nothing { refused_attempts: i64 },
+}
 
 /// A payment request that passed its checks, before any work is done.
 struct PayInput {
@@ -77,10 +88,12 @@ impl Payments {
                 Request::new("pay", "", body),
                 |claimed| async move {
                     let _lock = self.core.payment_lock(&payment_id).lock().await;
-                    if let Some(reply) = self.committed_earlier(&payment_id, &claimed).await? {
-                        return Ok(reply);
-                    }
-                    self.check_throttle(ctx).await?;
+                    let refused_attempts =
+                        match self.committed_earlier(ctx, &payment_id, &claimed).await? {
+                            Earlier::Answered(reply) => return Ok(reply),
+                            Earlier::Nothing { refused_attempts } => refused_attempts,
+                        };
+                    self.check_throttle(ctx, refused_attempts).await?;
                     let face = self.face(ctx, std::mem::take(&mut input.frames)).await?;
                     let mut timings = PayTimings::with_face(face.timings);
                     let start = Instant::now();
@@ -148,10 +161,12 @@ impl Payments {
         self.core
             .idempotent(scope, key, request, |claimed| async move {
                 let _lock = self.core.payment_lock(&payment_id).lock().await;
-                if let Some(reply) = self.committed_earlier(&payment_id, &claimed).await? {
-                    return Ok(reply);
-                }
-                self.check_throttle(ctx).await?;
+                let refused_attempts =
+                    match self.committed_earlier(ctx, &payment_id, &claimed).await? {
+                        Earlier::Answered(reply) => return Ok(reply),
+                        Earlier::Nothing { refused_attempts } => refused_attempts,
+                    };
+                self.check_throttle(ctx, refused_attempts).await?;
                 let live = LivenessDecision::Live;
                 let payment = self.received(ctx, (&payment_id, key), &input, live);
                 let attempt = Attempt {
@@ -173,15 +188,21 @@ impl Payments {
     /// The answer for a payment a request with this key committed and
     /// then died before answering: what it committed. One it left
     /// unfinished (`created`) is ended first, any authorisation that may
-    /// be out reversed. `None` when there is no such payment.
+    /// be out reversed. When there is no such payment, the terminal's
+    /// refused attempts, read in the same statement.
     async fn committed_earlier(
         &self,
+        ctx: &TerminalContext,
         payment_id: &str,
         claimed: &Claimed,
-    ) -> Result<Option<Reply>, Failure> {
-        let Some(mut existing) = payments::get(&mut *self.core.conn().await?, payment_id).await?
-        else {
-            return Ok(None);
+    ) -> Result<Earlier, Failure> {
+        let since = self.core.now_ms() - TERMINAL_ATTEMPTS_WINDOW_MS;
+        let mut conn = self.core.conn().await?;
+        let (earlier, refused_attempts) =
+            payments::earlier_and_attempts(&mut conn, payment_id, &ctx.terminal_id, since).await?;
+        drop(conn);
+        let Some(mut existing) = earlier else {
+            return Ok(Earlier::Nothing { refused_attempts });
         };
         if existing.state()? == PaymentState::Created {
             self.abandon(&existing.id).await;
@@ -202,7 +223,7 @@ impl Payments {
         let mut tx = self.core.begin().await?;
         claimed.complete(&mut tx, &reply).await?;
         commit(tx).await?;
-        Ok(Some(reply))
+        Ok(Earlier::Answered(reply))
     }
 
     /// The burst through the face engine and liveness; a spoof is counted
