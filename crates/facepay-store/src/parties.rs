@@ -196,20 +196,13 @@ pub async fn user(conn: &mut Connection, id: &str) -> Result<Option<User>> {
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
 }
 
-/// A payer as the pay path reads them.
-#[derive(Debug, Clone)]
-pub struct PayerRow {
-    pub user: User,
-    /// Their first active card in [`CARD_ORDER`], if any.
-    pub card: Option<PaymentMethod>,
-    /// The card's wrapped data key; none for a card sealed under the KEK
-    /// itself, or none on file.
-    pub card_key: Option<crate::keys::DataKeyRow>,
-}
-
-/// A user, the card a payment charges and its data key, in one statement:
-/// the pay path reads them after every face. `None` for no such user.
-pub async fn user_with_card(conn: &mut Connection, id: &str) -> Result<Option<PayerRow>> {
+/// A user and the card a payment charges (their first active card in
+/// [`CARD_ORDER`]), in one statement: the pay path reads both
+/// after every face. `None` for no such user; no card is `(user, None)`.
+pub async fn user_with_card(
+    conn: &mut Connection,
+    id: &str,
+) -> Result<Option<(User, Option<PaymentMethod>)>> {
     // Written once: the pay path runs it for every payment.
     static SQL: LazyLock<String> = LazyLock::new(|| {
         let of = |table: &str, columns: &str, alias: &str| {
@@ -220,13 +213,11 @@ pub async fn user_with_card(conn: &mut Connection, id: &str) -> Result<Option<Pa
                 .join(", ")
         };
         format!(
-            "SELECT {}, {}, {} FROM users u LEFT JOIN payment_methods m ON m.id = \
+            "SELECT {}, {} FROM users u LEFT JOIN payment_methods m ON m.id = \
              (SELECT id FROM payment_methods WHERE user_id = u.id AND status = 'active' \
-             ORDER BY {CARD_ORDER} LIMIT 1) LEFT JOIN data_keys d ON d.id = m.key_id \
-             WHERE u.id = $1",
+             ORDER BY {CARD_ORDER} LIMIT 1) WHERE u.id = $1",
             of("m", METHOD_COLUMNS, ""),
             of("u", USER_COLUMNS, "u_"),
-            of("d", "id, kek_id, nonce, wrapped", "d_"),
         )
     });
     let Some(row) = sqlx::query(SQL.as_str())
@@ -251,20 +242,7 @@ pub async fn user_with_card(conn: &mut Connection, id: &str) -> Result<Option<Pa
         Some(_) => Some(PaymentMethod::from_row(&row)?),
         None => None,
     };
-    let card_key = match row.try_get::<Option<String>, _>("d_id")? {
-        Some(id) => Some(crate::keys::DataKeyRow {
-            id,
-            kek_id: row.try_get("d_kek_id")?,
-            nonce: row.try_get("d_nonce")?,
-            wrapped: row.try_get("d_wrapped")?,
-        }),
-        None => None,
-    };
-    Ok(Some(PayerRow {
-        user,
-        card,
-        card_key,
-    }))
+    Ok(Some((user, card)))
 }
 
 /// Whether any user has a phone hash: the key those hashes were made with

@@ -160,14 +160,10 @@ impl Core {
         }
     }
 
-    /// The vault's token and the core's share of a card, opened with
-    /// `known_key` when it is the card's data key (read with the card),
-    /// else with the data key read now. A KEK rotated since the read is
-    /// still held, so a key wrapped under the old one still opens.
+    /// The vault's token and the core's share of a card, opened.
     pub(crate) async fn card_share(
         &self,
         method: &PaymentMethod,
-        known_key: Option<&DataKeyRow>,
     ) -> Result<(String, Zeroizing<Vec<u8>>), Failure> {
         let moved;
         let method = match (&method.vault_token, &method.ciphertext) {
@@ -186,10 +182,7 @@ impl Core {
             ));
         };
         let key_id = method.key_id.as_deref().unwrap_or_default();
-        let data_key = match known_key.filter(|k| k.id == key_id) {
-            Some(known) => Some(known.clone()),
-            None => self.data_key(&mut *self.conn().await?, key_id).await?,
-        };
+        let data_key = self.data_key(&mut *self.conn().await?, key_id).await?;
         let share = self.envelope.open(
             key_id,
             data_key.as_ref(),

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use facepay_connector::{Authorisation, CardTap, ConnectorError, Reversal};
-use facepay_store::parties::TerminalContext;
+use facepay_store::parties::{PaymentMethod, TerminalContext};
 use facepay_store::payments::{self, Payment, PaymentState};
 use facepay_store::{audit, fraud, ledger};
 use facepay_vault::VaultAuthorise;
@@ -179,7 +179,7 @@ impl Payments {
         let issued = self
             .authorise(
                 &payment,
-                payer,
+                &payer.method,
                 charge_minor,
                 with.tap,
                 with.hold_for_review,
@@ -197,16 +197,14 @@ impl Payments {
     async fn authorise(
         &self,
         payment: &Payment,
-        payer: &Payer,
+        method: &PaymentMethod,
         charge_minor: i64,
         tap: Option<CardTap>,
         held_for_review: bool,
     ) -> Result<Issued, Failure> {
         let tapped = tap.is_some();
         let start = Instant::now();
-        let method = &payer.method;
-        let known_key = payer.method_key.as_ref();
-        let (token, core_share) = self.core.card_share(method, known_key).await?;
+        let (token, core_share) = self.core.card_share(method).await?;
         let authorised = self
             .core
             .vault

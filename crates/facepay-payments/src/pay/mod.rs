@@ -30,8 +30,7 @@ use facepay_connector::CardTap;
 use facepay_risk::{Factor, RiskEngine};
 use facepay_store::fraud::{self, AttemptKind};
 use facepay_store::idempotency;
-use facepay_store::keys::DataKeyRow;
-use facepay_store::parties::{self, PayerRow, PaymentMethod, TerminalContext, User};
+use facepay_store::parties::{self, PaymentMethod, TerminalContext, User};
 use facepay_store::payments::Payment;
 
 use crate::api::{CardChallenge, PayTimings, StepUp, StepUpMethod};
@@ -76,8 +75,6 @@ struct Attempt<'a> {
 struct Payer {
     user: User,
     method: PaymentMethod,
-    /// `method`'s wrapped data key, read with it.
-    method_key: Option<DataKeyRow>,
 }
 
 /// How `settle` finishes a payment beyond the issuer's answer.
@@ -240,11 +237,7 @@ impl Payments {
     /// The identified user, if they may pay, and the card they pay with.
     async fn payer(&self, user_id: &str) -> Result<Payer, Failure> {
         let mut conn = self.core.conn().await?;
-        let PayerRow {
-            user,
-            card,
-            card_key,
-        } = parties::user_with_card(&mut conn, user_id)
+        let (user, card) = parties::user_with_card(&mut conn, user_id)
             .await?
             .ok_or_else(|| {
                 Failure::unprocessable("face_not_recognised", "no enrolled face matches")
@@ -270,11 +263,7 @@ impl Payments {
                 "the payer has no card on file; add a card in the facepay app to pay by face",
             )
         })?;
-        Ok(Payer {
-            user,
-            method,
-            method_key: card_key,
-        })
+        Ok(Payer { user, method })
     }
 
     /// Refuses a payment at a terminal that has had too many refused
