@@ -413,6 +413,8 @@ async fn a_store_error_before_the_issuer_ends_the_payment_with_nothing_held() {
         let (status, next, text) = h.pay("k3", &paid).await;
         assert_eq!(status, 201, "{backend}: {text}");
         assert_eq!(next["captured_minor"], 3700, "{backend}: {text}");
+        let uses = super::loyalty_tests::coupon_uses(&h).await;
+        assert_eq!(uses.get("300 off"), Some(&1), "{backend}: {uses:?}");
         let (status, replay, _) = h.pay("k1", &paid).await;
         assert_eq!((status, &replay), (200, &answer), "{backend}");
         verify(&store).await;

@@ -382,7 +382,10 @@ pub async fn get(conn: &mut Connection, id: &str) -> Result<Option<Payment>> {
 /// What a payment request reads before its face is analysed, in one
 /// statement: the payment an earlier try of its key committed (`None` for
 /// none), and the refused attempts at `terminal_id` since `since_ms`,
-/// which the terminal's throttle counts.
+/// which the terminal's throttle counts. The count is taken whether or
+/// not there is a payment: one round trip either way, where a payment
+/// found first and the count read only without one would cost two for
+/// nearly every request.
 pub async fn earlier_and_attempts(
     conn: &mut Connection,
     id: &str,

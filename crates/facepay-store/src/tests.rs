@@ -907,6 +907,8 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
             .unwrap();
         let h = risk::history(&mut conn, &ask).await.unwrap();
         assert_eq!(h.terminal_failures, 2, "the decline and the spoof");
+        assert_eq!(h.pin_failures, 2, "5,000 ms on, PINs only");
+        assert_eq!(h.blocked, None, "expired at 9,000");
         // A payment request's first read: the payment of its key, if any,
         // and the terminal's refused attempts since a time.
         let (earlier, attempts) = payments::earlier_and_attempts(&mut conn, "pay_u3", "t1", 2_900)
@@ -925,8 +927,6 @@ async fn the_risk_history_counts_windows_and_knows_the_last_place() {
             .await
             .unwrap();
         assert_eq!(attempts, 0, "another terminal's");
-        assert_eq!(h.pin_failures, 2, "5,000 ms on, PINs only");
-        assert_eq!(h.blocked, None, "expired at 9,000");
         fraud::add_block(&mut conn, &block("card", "fp1", None))
             .await
             .unwrap();
