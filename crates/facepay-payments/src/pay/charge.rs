@@ -15,7 +15,6 @@ use super::{Attempt, Payer, Payments, Settlement, elapsed_us};
 use crate::api::{CaptureMode, ErrorBody, PayTimings, PaymentFailure, PaymentView};
 use crate::core::{
     HELD_FOR_REVIEW, REVERSAL_PENDING, Reply, commit, created, fee, money_of, stored_credential,
-    stored_or_created,
 };
 use crate::error::Failure;
 use crate::loyalty::{self, Discount, LoyaltyReceipt, reserve_discount, undo_discount};
@@ -276,7 +275,12 @@ impl Payments {
         // waiting for.
         let actor = format!("terminal:{}", ctx.terminal_id);
         audit::append(&mut tx, now, &actor, "card_used", &payer.method.id).await?;
-        let before = stored_or_created(&mut tx, attempt.stored, &payment).await?;
+        // `settle` wrote the row before the issuer was asked; none here
+        // would mean a charge that no row explains.
+        let before = attempt.stored.cloned().ok_or_else(|| {
+            tracing::error!(payment = %payment.id, "a charge reached its record without its row");
+            Failure::internal()
+        })?;
         if issued.tapped {
             // Charged whole: whatever an earlier try reserved goes back.
             undo_discount(&mut tx, &payment, now).await?;
