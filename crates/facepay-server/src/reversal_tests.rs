@@ -449,7 +449,7 @@ async fn failed_before_the_issuer(h: &Harness, key: &str, paid: &Value) -> Strin
 /// removal: a store error on cue, in SQL each backend understands.
 async fn fail_coupon_uses(h: &Harness, fail: bool) {
     let store = h.app.services.store();
-    let postgres = store.backend().name() == "postgres";
+    let postgres = store.backend() == facepay_store::Backend::Postgres;
     let statements: &[&str] = match (fail, postgres) {
         (true, false) => &["CREATE TRIGGER fail_uses BEFORE INSERT ON coupon_uses \
              BEGIN SELECT RAISE(ABORT, 'injected'); END"],

@@ -88,12 +88,9 @@ impl Payments {
                 Request::new("pay", "", body),
                 |claimed| async move {
                     let _lock = self.core.payment_lock(&payment_id).lock().await;
-                    let refused_attempts =
-                        match self.committed_earlier(ctx, &payment_id, &claimed).await? {
-                            Earlier::Answered(reply) => return Ok(reply),
-                            Earlier::Nothing { refused_attempts } => refused_attempts,
-                        };
-                    self.check_throttle(ctx, refused_attempts).await?;
+                    if let Some(reply) = self.before_the_face(ctx, &payment_id, &claimed).await? {
+                        return Ok(reply);
+                    }
                     let face = self.face(ctx, std::mem::take(&mut input.frames)).await?;
                     let mut timings = PayTimings::with_face(face.timings);
                     let start = Instant::now();
@@ -161,12 +158,9 @@ impl Payments {
         self.core
             .idempotent(scope, key, request, |claimed| async move {
                 let _lock = self.core.payment_lock(&payment_id).lock().await;
-                let refused_attempts =
-                    match self.committed_earlier(ctx, &payment_id, &claimed).await? {
-                        Earlier::Answered(reply) => return Ok(reply),
-                        Earlier::Nothing { refused_attempts } => refused_attempts,
-                    };
-                self.check_throttle(ctx, refused_attempts).await?;
+                if let Some(reply) = self.before_the_face(ctx, &payment_id, &claimed).await? {
+                    return Ok(reply);
+                }
                 let live = LivenessDecision::Live;
                 let payment = self.received(ctx, (&payment_id, key), &input, live);
                 let attempt = Attempt {
@@ -183,6 +177,24 @@ impl Payments {
                 self.matched(attempt, payment, best, 1.0, live).await
             })
             .await
+    }
+
+    /// What a payment request does before its face is analysed: the
+    /// answer an earlier try of its key committed, if there is one, else
+    /// the terminal's throttle checked.
+    async fn before_the_face(
+        &self,
+        ctx: &TerminalContext,
+        payment_id: &str,
+        claimed: &Claimed,
+    ) -> Result<Option<Reply>, Failure> {
+        match self.committed_earlier(ctx, payment_id, claimed).await? {
+            Earlier::Answered(reply) => Ok(Some(reply)),
+            Earlier::Nothing { refused_attempts } => {
+                self.check_throttle(ctx, refused_attempts).await?;
+                Ok(None)
+            }
+        }
     }
 
     /// The answer for a payment a request with this key committed and
