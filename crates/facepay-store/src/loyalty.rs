@@ -13,8 +13,10 @@
 //! and the user's holding each move only while a use is left, so two
 //! payments racing for the last use cannot both have it.
 
+use std::sync::LazyLock;
+
 use serde::Serialize;
-use sqlx::FromRow;
+use sqlx::{FromRow, Row};
 
 use crate::{Connection, Result, StoreError};
 
@@ -197,36 +199,92 @@ pub async fn set_coupon_status(
     Ok(done.rows_affected() == 1)
 }
 
-/// The coupons `user_id` could use at the merchant at `now_ms`: active,
-/// within their validity, with uses left overall and for this user, and
-/// granted to them if they must be.
-pub async fn usable_coupons(
+/// What a payment plans its discount from, read in one statement: the
+/// payer's choice in the app, their points balance at the merchant, and
+/// the coupons they could use there at `now_ms` (active, within their
+/// validity, with uses left overall and for this user, and granted to
+/// them if they must be). Three reads were three round trips on every
+/// payment.
+#[derive(Debug, Clone)]
+pub struct PayerLoyalty {
+    pub choice: Option<Choice>,
+    pub points_balance: i64,
+    /// Ordered by id, at most [`USABLE_MAX`].
+    pub usable: Vec<Coupon>,
+}
+
+/// Usable coupons read for one payment, at most.
+pub const USABLE_MAX: usize = 100;
+
+pub async fn payer_loyalty(
     conn: &mut Connection,
     merchant_id: &str,
     user_id: &str,
     now_ms: i64,
-) -> Result<Vec<Coupon>> {
-    let columns = COUPON_COLUMNS
-        .split(", ")
-        .map(|c| format!("c.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "SELECT {columns} FROM coupons c LEFT JOIN coupon_holdings h \
-         ON h.coupon_id = c.id AND h.user_id = $2 \
-         WHERE c.merchant_id = $1 AND c.status = 'active' \
-         AND c.valid_from_ms <= $3 AND $3 < c.valid_until_ms \
-         AND (c.total_max IS NULL OR c.used_count < c.total_max) \
-         AND ((c.granted_only = 0 AND COALESCE(h.used, 0) < c.per_user_max) \
-         OR (c.granted_only = 1 AND COALESCE(h.used, 0) < COALESCE(h.granted, 0))) \
-         ORDER BY c.id LIMIT 100"
-    );
-    Ok(sqlx::query_as(&sql)
+) -> Result<PayerLoyalty> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let prefixed = |prefix: &str| {
+            COUPON_COLUMNS
+                .split(", ")
+                .map(|c| format!("{prefix}.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (inner, outer) = (prefixed("c"), prefixed("u"));
+        // The one-row `o` keeps the choice and the balance in the answer
+        // when no coupon is usable.
+        format!(
+            "SELECT ch.coupon_id AS choice_coupon_id, ch.redeem_points AS choice_redeem_points, \
+             ch.updated_at_ms AS choice_updated_at_ms, \
+             (SELECT points FROM points_balances WHERE merchant_id = $1 AND user_id = $2) \
+             AS points_balance, {outer} \
+             FROM (SELECT 1 AS one) AS o \
+             LEFT JOIN loyalty_choices ch ON ch.user_id = $2 AND ch.merchant_id = $1 \
+             LEFT JOIN (SELECT {inner} FROM coupons c LEFT JOIN coupon_holdings h \
+             ON h.coupon_id = c.id AND h.user_id = $2 \
+             WHERE c.merchant_id = $1 AND c.status = 'active' \
+             AND c.valid_from_ms <= $3 AND $3 < c.valid_until_ms \
+             AND (c.total_max IS NULL OR c.used_count < c.total_max) \
+             AND ((c.granted_only = 0 AND COALESCE(h.used, 0) < c.per_user_max) \
+             OR (c.granted_only = 1 AND COALESCE(h.used, 0) < COALESCE(h.granted, 0))) \
+             ORDER BY c.id LIMIT {USABLE_MAX}) AS u ON 1 = 1 \
+             ORDER BY u.id"
+        )
+    });
+    let rows = sqlx::query(SQL.as_str())
         .bind(merchant_id)
         .bind(user_id)
         .bind(now_ms)
         .fetch_all(conn)
-        .await?)
+        .await?;
+    let first = rows
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("a one-row read answered no row".into()))?;
+    let choice = match first.try_get::<Option<i64>, _>("choice_redeem_points")? {
+        Some(redeem_points) => Some(Choice {
+            user_id: user_id.to_owned(),
+            merchant_id: merchant_id.to_owned(),
+            coupon_id: first.try_get("choice_coupon_id")?,
+            redeem_points,
+            updated_at_ms: first.try_get("choice_updated_at_ms")?,
+        }),
+        None => None,
+    };
+    let points_balance = first
+        .try_get::<Option<i64>, _>("points_balance")?
+        .unwrap_or(0);
+    let mut usable = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.try_get::<Option<String>, _>("id")?.is_some() {
+            usable.push(Coupon::from_row(row)?);
+        }
+    }
+    assert!(usable.len() <= USABLE_MAX);
+    Ok(PayerLoyalty {
+        choice,
+        points_balance,
+        usable,
+    })
 }
 
 /// Grants `user_id` one more use of a granted-only coupon (a stamp card's
@@ -970,21 +1028,6 @@ pub struct Choice {
     /// 1 when the user's points pay what they can of each payment.
     pub redeem_points: i64,
     pub updated_at_ms: i64,
-}
-
-pub async fn choice(
-    conn: &mut Connection,
-    user_id: &str,
-    merchant_id: &str,
-) -> Result<Option<Choice>> {
-    Ok(sqlx::query_as(
-        "SELECT user_id, merchant_id, coupon_id, redeem_points, updated_at_ms \
-         FROM loyalty_choices WHERE user_id = $1 AND merchant_id = $2",
-    )
-    .bind(user_id)
-    .bind(merchant_id)
-    .fetch_optional(conn)
-    .await?)
 }
 
 pub async fn set_choice(conn: &mut Connection, c: &Choice) -> Result<()> {

@@ -1386,9 +1386,10 @@ async fn a_data_key_of_a_fixed_name_is_stored_once() {
 }
 
 async fn has_reward(conn: &mut crate::Connection) -> bool {
-    crate::loyalty::usable_coupons(conn, "m1", "u1", 100)
+    crate::loyalty::payer_loyalty(conn, "m1", "u1", 100)
         .await
         .unwrap()
+        .usable
         .into_iter()
         .any(|c| c.id == "c_reward")
 }
@@ -1548,18 +1549,20 @@ async fn coupons_are_limited_granted_restored_and_the_last_use_goes_to_one_payme
             "the losing payment keeps no use of the coupon"
         );
         assert!(
-            loyalty::usable_coupons(&mut conn, "m1", loser, 100)
+            loyalty::payer_loyalty(&mut conn, "m1", loser, 100)
                 .await
                 .unwrap()
+                .usable
                 .is_empty()
         );
         // A full refund gives the use back.
         let paid = if a { "pay_1" } else { "pay_2" };
         assert_eq!(loyalty::restore_coupons(&mut conn, paid).await.unwrap(), 1);
         assert_eq!(loyalty::restore_coupons(&mut conn, paid).await.unwrap(), 0);
-        let usable = loyalty::usable_coupons(&mut conn, "m1", loser, 100)
+        let usable = loyalty::payer_loyalty(&mut conn, "m1", loser, 100)
             .await
-            .unwrap();
+            .unwrap()
+            .usable;
         assert_eq!(usable.len(), 1);
 
         // Per user, validity, pause, and granted-only coupons.
@@ -1807,6 +1810,90 @@ async fn points_balance_never_goes_negative_and_the_points_ledger_verifies() {
             "{:?}",
             v.problems
         );
+    }
+}
+
+#[tokio::test]
+async fn a_payers_choice_balance_and_usable_coupons_are_read_together() {
+    use crate::loyalty::{self, Choice, PointsKind, PointsMove};
+
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        seed(&store).await;
+        let mut conn = store.acquire().await.unwrap();
+        seed_user(&mut conn, "u1", "+821011110001").await;
+        seed_user(&mut conn, "u2", "+821011110002").await;
+        let nothing = loyalty::payer_loyalty(&mut conn, "m1", "u1", 100)
+            .await
+            .unwrap();
+        assert!(nothing.choice.is_none(), "{backend}");
+        assert_eq!(nothing.points_balance, 0, "{backend}");
+        assert!(nothing.usable.is_empty(), "{backend}");
+
+        // A choice and a balance with no coupon usable.
+        let choice = Choice {
+            user_id: "u1".into(),
+            merchant_id: "m1".into(),
+            coupon_id: None,
+            redeem_points: 1,
+            updated_at_ms: 7,
+        };
+        loyalty::set_choice(&mut conn, &choice).await.unwrap();
+        let earned = PointsMove {
+            transfer_id: "pay_1:earn",
+            merchant_id: "m1",
+            user_id: "u1",
+            payment_id: Some("pay_1"),
+            kind: PointsKind::Earn,
+            points: 45,
+            now_ms: 5,
+        };
+        loyalty::post_points(&mut conn, earned).await.unwrap();
+        let alone = loyalty::payer_loyalty(&mut conn, "m1", "u1", 100)
+            .await
+            .unwrap();
+        assert_eq!(alone.choice, Some(choice.clone()), "{backend}");
+        assert_eq!(alone.points_balance, 45, "{backend}");
+        assert!(alone.usable.is_empty(), "{backend}");
+
+        // Usable coupons in id order, each row carrying the same choice;
+        // a coupon out of its validity or granted to no one is left out.
+        for c in [
+            coupon("c_b", "fixed", 500),
+            coupon("c_a", "percent", 1_000),
+            loyalty::Coupon {
+                valid_from_ms: 200,
+                ..coupon("c_later", "fixed", 500)
+            },
+            loyalty::Coupon {
+                granted_only: 1,
+                ..coupon("c_granted", "fixed", 500)
+            },
+        ] {
+            loyalty::insert_coupon(&mut conn, &c).await.unwrap();
+        }
+        let picked = Choice {
+            coupon_id: Some("c_b".into()),
+            ..choice
+        };
+        loyalty::set_choice(&mut conn, &picked).await.unwrap();
+        let all = loyalty::payer_loyalty(&mut conn, "m1", "u1", 100)
+            .await
+            .unwrap();
+        assert_eq!(all.choice, Some(picked), "{backend}");
+        assert_eq!(all.points_balance, 45, "{backend}");
+        let ids: Vec<&str> = all.usable.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["c_a", "c_b"], "{backend}");
+        assert_eq!(all.usable[0].value, 1_000, "{backend}");
+
+        // Another payer sees the coupons without this one's choice or points.
+        let other = loyalty::payer_loyalty(&mut conn, "m1", "u2", 100)
+            .await
+            .unwrap();
+        assert!(other.choice.is_none(), "{backend}");
+        assert_eq!(other.points_balance, 0, "{backend}");
+        assert_eq!(other.usable.len(), 2, "{backend}");
     }
 }
 

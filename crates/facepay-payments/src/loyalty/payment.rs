@@ -460,16 +460,15 @@ async fn keep_earlier(
 /// The coupons and points the payer's choice and balance give `payment`.
 async fn plan(core: &Core, payment: &Payment, user_id: &str, now: i64) -> Result<Plan, Failure> {
     let merchant_id = &payment.merchant_id;
-    let mut conn = core.conn().await?;
-    let choice = loyalty::choice(&mut conn, user_id, merchant_id).await?;
-    let usable = loyalty::usable_coupons(&mut conn, merchant_id, user_id, now).await?;
+    let loyalty::PayerLoyalty {
+        choice,
+        points_balance,
+        usable,
+    } = loyalty::payer_loyalty(&mut *core.conn().await?, merchant_id, user_id, now).await?;
     let balance = match &choice {
-        Some(c) if c.redeem_points == 1 => {
-            loyalty::points_balance(&mut conn, merchant_id, user_id).await?
-        }
+        Some(c) if c.redeem_points == 1 => points_balance,
         _ => 0,
     };
-    drop(conn);
     let picked = choice.as_ref().and_then(|c| c.coupon_id.as_deref());
     let coupons: Vec<(Coupon, i64)> = choose(payment.amount_minor, &usable, picked)
         .into_iter()
