@@ -9,6 +9,7 @@ use std::sync::LazyLock;
 use serde::Serialize;
 use sqlx::{FromRow, Row};
 
+use crate::webhooks::{self, NewEvent};
 use crate::{Connection, Result, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -220,23 +221,36 @@ pub async fn transition_committed(
 /// state and amounts), and records the transition. `Duplicate` means another
 /// request changed it first.
 pub async fn transition(conn: &mut Connection, before: &Payment, p: &Payment) -> Result<()> {
+    transition_announced(conn, before, p, &[]).await
+}
+
+/// [`transition`] with the webhook events it announces, written with it
+/// (`webhooks::append_events`): on PostgreSQL in the move's own statement.
+pub async fn transition_announced(
+    conn: &mut Connection,
+    before: &Payment,
+    p: &Payment,
+    announced: &[NewEvent<'_>],
+) -> Result<()> {
     let from = before.state()?;
     let to = p.state()?;
     assert!(
         from == to || from.can_move_to(to),
         "illegal payment transition {from:?} -> {to:?}"
     );
-    update_and_record(conn, before, p, &[move_to(from, p)]).await
+    update_and_record(conn, before, p, &[move_to(from, p)], announced).await
 }
 
 /// Two moves in one write, `before` to `via` to `after`, each recorded as
-/// an event (an approval captured at once): one statement for the row and
-/// one for the events (on PostgreSQL, one for both).
+/// an event (an approval captured at once), with the webhook events they
+/// announce: one statement for the row, one for the events and one for
+/// the webhook events (on PostgreSQL, one for all three).
 pub async fn transition_via(
     conn: &mut Connection,
     before: &Payment,
     via: &Payment,
     after: &Payment,
+    announced: &[NewEvent<'_>],
 ) -> Result<()> {
     let (from, middle, to) = (before.state()?, via.state()?, after.state()?);
     assert!(
@@ -245,7 +259,7 @@ pub async fn transition_via(
     );
     assert!(before.id == via.id && via.id == after.id);
     let moves = [move_to(from, via), move_to(middle, after)];
-    update_and_record(conn, before, after, &moves).await
+    update_and_record(conn, before, after, &moves, announced).await
 }
 
 const UPDATE_IF_UNCHANGED: &str = "UPDATE payments SET user_id = $3, payment_method_id = $4, \
@@ -256,21 +270,55 @@ const UPDATE_IF_UNCHANGED: &str = "UPDATE payments SET user_id = $3, payment_met
      WHERE id = $1 AND state = $2 AND captured_minor = $19 AND refunded_minor = $20 \
      AND step_up_attempts = $21 AND connector IS NOT DISTINCT FROM $22";
 
-/// Writes `p` over `before` ([`update_if_unchanged`]) and records `moves`.
-/// On PostgreSQL that is one statement, the events inserted only for the
-/// row the update returns: none when the row had changed.
+/// Webhook events announced with one move, at most.
+const ANNOUNCED_MAX: usize = 2;
+
+/// Writes `p` over `before` ([`update_if_unchanged`]), records `moves` and
+/// the webhook events `announced`. On PostgreSQL that is one statement,
+/// each insert made only for the row the update returns: none when the
+/// row had changed. The webhook deliveries of kept events follow, as
+/// `webhooks::append_events` writes them.
 async fn update_and_record(
     conn: &mut Connection,
     before: &Payment,
     p: &Payment,
     moves: &[Move<'_>],
+    announced: &[NewEvent<'_>],
 ) -> Result<()> {
+    assert!((1..=2).contains(&moves.len()), "one or two moves at once");
+    assert!(announced.len() <= ANNOUNCED_MAX);
     if !crate::on_postgres(conn) {
         update_if_unchanged(conn, before, p).await?;
-        return record_events(conn, &p.id, moves).await;
+        record_events(conn, &p.id, moves).await?;
+        if !announced.is_empty() {
+            webhooks::append_events(conn, announced).await?;
+        }
+        return Ok(());
     }
-    assert!((1..=2).contains(&moves.len()), "one or two moves at once");
-    let events = (0..moves.len())
+    let sql = move_sql(moves.len(), announced.len());
+    let mut query = bind_update(sqlx::query(&sql), before, p, true);
+    for &(from, to, reason, at_ms) in moves {
+        query = query.bind(from).bind(to).bind(reason).bind(at_ms);
+    }
+    let row = webhooks::bind_events(query, announced)
+        .fetch_one(&mut *conn)
+        .await?;
+    let (recorded, kept): (i64, i64) = (row.try_get("recorded")?, row.try_get("kept")?);
+    if recorded != moves.len() as i64 {
+        return Err(StoreError::Duplicate("concurrent change to this payment"));
+    }
+    if kept > 0 {
+        webhooks::queue_deliveries(conn, announced).await?;
+    }
+    Ok(())
+}
+
+/// [`update_and_record`]'s one statement on PostgreSQL, for `moves` moves
+/// and `announced` webhook events. A data-modifying `WITH` runs whether
+/// or not the final `SELECT` reads it; the counts it answers say what
+/// was written.
+fn move_sql(moves: usize, announced: usize) -> String {
+    let events = (0..moves)
         .map(|i| {
             let n = 22 + i * 4;
             format!(
@@ -283,21 +331,22 @@ async fn update_and_record(
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
-        "WITH moved AS ({UPDATE_IF_UNCHANGED} RETURNING id) \
-         INSERT INTO payment_events (payment_id, from_state, to_state, reason, at_ms) \
+    let kept = match announced {
+        0 => "SELECT 1 AS one WHERE 1 = 0".to_owned(),
+        n => format!(
+            "INSERT INTO webhook_events ({}) {} AND EXISTS (SELECT 1 FROM moved) RETURNING 1 AS one",
+            webhooks::EVENT_COLUMNS,
+            webhooks::kept_events(22 + moves * 4, n)
+        ),
+    };
+    format!(
+        "WITH moved AS ({UPDATE_IF_UNCHANGED} RETURNING id), \
+         recorded AS (INSERT INTO payment_events (payment_id, from_state, to_state, reason, at_ms) \
          SELECT moved.id, e.from_state, e.to_state, e.reason, e.at_ms FROM moved, \
-         (VALUES {events}) AS e (n, from_state, to_state, reason, at_ms) ORDER BY e.n"
-    );
-    let mut query = bind_update(sqlx::query(&sql), before, p, true);
-    for &(from, to, reason, at_ms) in moves {
-        query = query.bind(from).bind(to).bind(reason).bind(at_ms);
-    }
-    let done = query.execute(&mut *conn).await?;
-    if done.rows_affected() != moves.len() as u64 {
-        return Err(StoreError::Duplicate("concurrent change to this payment"));
-    }
-    Ok(())
+         (VALUES {events}) AS e (n, from_state, to_state, reason, at_ms) ORDER BY e.n \
+         RETURNING 1 AS one), kept AS ({kept}) \
+         SELECT (SELECT COUNT(*) FROM recorded) AS recorded, (SELECT COUNT(*) FROM kept) AS kept"
+    )
 }
 
 async fn update_if_unchanged(conn: &mut Connection, before: &Payment, p: &Payment) -> Result<()> {

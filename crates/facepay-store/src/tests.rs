@@ -186,6 +186,96 @@ async fn a_payment_moves_money_once_and_verify_proves_it() {
 }
 
 #[tokio::test]
+async fn a_move_announces_its_webhook_events_only_when_it_is_written() {
+    use crate::webhooks::{self, Endpoint, NewEvent};
+
+    let dir = tempfile::tempdir().unwrap();
+    for store in testing::stores(dir.path()).await.unwrap() {
+        let backend = store.backend().name();
+        let created = seed(&store).await;
+        let mut conn = store.acquire().await.unwrap();
+        let endpoint = Endpoint {
+            id: "we_a".into(),
+            merchant_id: "m1".into(),
+            url: "https://shop.example/hooks".into(),
+            status: webhooks::ENABLED.into(),
+            disabled_reason: None,
+            secret_key_id: "dek_we_a".into(),
+            secret_nonce: vec![1; 12],
+            secret_ciphertext: vec![2; 48],
+            failing_since_ms: None,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+        };
+        webhooks::insert_endpoint(&mut conn, &endpoint, &["payment.captured"], 3)
+            .await
+            .unwrap();
+        let event = |id, event_type| NewEvent {
+            id,
+            merchant_id: "m1",
+            event_type,
+            resource_id: "pay_1",
+            payload: r#"{"id":"pay_1"}"#,
+            created_at_ms: 20,
+        };
+        let mut authorised = created.clone();
+        authorised.state = "authorised".into();
+        authorised.authorised_minor = 4500;
+        let mut captured = authorised.clone();
+        captured.state = "captured".into();
+        captured.captured_minor = 4500;
+        let counts = async |conn: &mut crate::Connection| {
+            let mut n = Vec::new();
+            for table in ["payment_events", "webhook_events", "webhook_deliveries"] {
+                let sql = format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {table}");
+                n.push(
+                    sqlx::query_scalar::<_, i64>(&sql)
+                        .fetch_one(&mut *conn)
+                        .await
+                        .unwrap(),
+                );
+            }
+            n
+        };
+
+        // Only the event someone subscribes to is kept, with its delivery.
+        let announced = [
+            event("evt_1", "payment.authorised"),
+            event("evt_2", "payment.captured"),
+        ];
+        payments::transition_via(&mut conn, &created, &authorised, &captured, &announced)
+            .await
+            .unwrap();
+        assert_eq!(counts(&mut conn).await, [3, 1, 1], "{backend}");
+
+        // A move from a stale copy writes nothing, its events included.
+        let again = [
+            event("evt_3", "payment.authorised"),
+            event("evt_4", "payment.captured"),
+        ];
+        let stale =
+            payments::transition_via(&mut conn, &created, &authorised, &captured, &again).await;
+        assert!(matches!(stale, Err(StoreError::Duplicate(_))), "{backend}");
+        assert_eq!(counts(&mut conn).await, [3, 1, 1], "{backend}");
+
+        // A move nobody subscribes to keeps no event.
+        let mut refunded = captured.clone();
+        refunded.state = "refunded".into();
+        refunded.refunded_minor = 4500;
+        let unheard = [event("evt_5", "payment.refunded")];
+        payments::transition_announced(&mut conn, &captured, &refunded, &unheard)
+            .await
+            .unwrap();
+        assert_eq!(counts(&mut conn).await, [4, 1, 1], "{backend}");
+        let kept: Vec<String> = sqlx::query_scalar("SELECT id FROM webhook_events")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(kept, ["evt_2"], "{backend}");
+    }
+}
+
+#[tokio::test]
 async fn an_approval_captured_at_once_records_both_moves_in_order() {
     let dir = tempfile::tempdir().unwrap();
     for store in testing::stores(dir.path()).await.unwrap() {
@@ -207,14 +297,15 @@ async fn an_approval_captured_at_once_records_both_moves_in_order() {
         ledger::authorise_and_capture(&mut tx, r, 4500, 112, 20)
             .await
             .unwrap();
-        payments::transition_via(&mut tx, &created, &authorised, &captured)
+        payments::transition_via(&mut tx, &created, &authorised, &captured, &[])
             .await
             .unwrap();
         tx.commit().await.unwrap();
 
         // The same moves again find the row changed: nothing is written.
         let mut conn = store.pool().acquire().await.unwrap();
-        let again = payments::transition_via(&mut conn, &created, &authorised, &captured).await;
+        let again =
+            payments::transition_via(&mut conn, &created, &authorised, &captured, &[]).await;
         assert!(matches!(again, Err(StoreError::Duplicate(_))), "{backend}");
         let events = payments::events(&mut conn, "pay_1").await.unwrap();
         let states: Vec<_> = events.iter().map(|e| e.to_state.as_str()).collect();

@@ -205,18 +205,42 @@ pub async fn append_event(conn: &mut Connection, e: &NewEvent<'_>) -> Result<u64
 /// one for the deliveries of those kept.
 pub async fn append_events(conn: &mut Connection, events: &[NewEvent<'_>]) -> Result<u64> {
     assert!(!events.is_empty());
-    // VALUES names its columns column1, column2, ... on both stores.
     let sql = format!(
-        "INSERT INTO webhook_events (id, merchant_id, event_type, resource_id, payload, \
-         created_at_ms) SELECT column1, column2, column3, column4, column5, column6 \
+        "INSERT INTO webhook_events ({EVENT_COLUMNS}) {}",
+        kept_events(0, events.len())
+    );
+    let inserted = bind_events(sqlx::query(&sql), events);
+    if inserted.execute(&mut *conn).await?.rows_affected() == 0 {
+        return Ok(0);
+    }
+    queue_deliveries(conn, events).await
+}
+
+pub(crate) const EVENT_COLUMNS: &str =
+    "id, merchant_id, event_type, resource_id, payload, created_at_ms";
+
+/// The `SELECT` of `count` events bound after `first` binds, keeping only
+/// those a merchant's enabled endpoint subscribes to: an event nobody
+/// subscribes to is not kept. It ends in its `WHERE` clause, which a
+/// caller may extend with `AND …`.
+pub(crate) fn kept_events(first: usize, count: usize) -> String {
+    // VALUES names its columns column1, column2, ... on both stores.
+    format!(
+        "SELECT column1, column2, column3, column4, column5, column6 \
          FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 \
          FROM webhook_endpoints e JOIN webhook_subscriptions s ON s.endpoint_id = e.id \
          WHERE e.merchant_id = v.column2 AND e.status = 'enabled' AND s.event_type = v.column3)",
-        crate::values_placeholders(events.len(), 6)
-    );
-    let mut inserted = sqlx::query(&sql);
+        crate::values_placeholders_after(first, count, 6)
+    )
+}
+
+/// The binds of [`kept_events`], in its order.
+pub(crate) fn bind_events<'q>(
+    mut query: crate::AnyQuery<'q>,
+    events: &[NewEvent<'q>],
+) -> crate::AnyQuery<'q> {
     for e in events {
-        inserted = inserted
+        query = query
             .bind(e.id)
             .bind(e.merchant_id)
             .bind(e.event_type)
@@ -224,10 +248,16 @@ pub async fn append_events(conn: &mut Connection, events: &[NewEvent<'_>]) -> Re
             .bind(e.payload)
             .bind(e.created_at_ms);
     }
-    if inserted.execute(&mut *conn).await?.rows_affected() == 0 {
-        return Ok(0);
-    }
-    // From the events as stored: an event dropped above for want of a
+    query
+}
+
+/// One due delivery for each kept event of `events` and each enabled
+/// endpoint that subscribes to it. Returns how many were queued.
+pub(crate) async fn queue_deliveries(
+    conn: &mut Connection,
+    events: &[NewEvent<'_>],
+) -> Result<u64> {
+    // From the events as stored: an event dropped for want of a
     // subscriber gets no delivery, even if one was added meanwhile.
     let sql = format!(
         "INSERT INTO webhook_deliveries (event_id, endpoint_id, state, attempts, \

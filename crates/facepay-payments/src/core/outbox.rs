@@ -70,17 +70,15 @@ impl ClaimEventView {
     }
 }
 
-/// Moves a payment (`payments::transition`) and writes the event the
+/// Moves a payment (`payments::transition_announced`) and writes the event the
 /// move is, if it is one, in the caller's transaction.
 pub(crate) async fn transition(
     tx: &mut facepay_store::Connection,
     before: &Payment,
     after: &Payment,
 ) -> Result<(), Failure> {
-    payments::transition(tx, before, after).await?;
-    if let Some(event) = Payload::of_move(before, after)? {
-        append_all(tx, &[event]).await?;
-    }
+    let events: Vec<Payload> = Payload::of_move(before, after)?.into_iter().collect();
+    payments::transition_announced(tx, before, after, &new_events(&events)).await?;
     Ok(())
 }
 
@@ -109,15 +107,12 @@ pub(crate) async fn transition_via(
     via: &Payment,
     after: &Payment,
 ) -> Result<(), Failure> {
-    payments::transition_via(tx, before, via, after).await?;
     let events = [
         Payload::of_move(before, via)?,
         Payload::of_move(via, after)?,
     ];
     let events: Vec<Payload> = events.into_iter().flatten().collect();
-    if !events.is_empty() {
-        append_all(tx, &events).await?;
-    }
+    payments::transition_via(tx, before, via, after, &new_events(&events)).await?;
     Ok(())
 }
 
@@ -216,7 +211,12 @@ impl Payload {
 }
 
 async fn append_all(tx: &mut facepay_store::Connection, events: &[Payload]) -> Result<(), Failure> {
-    let new: Vec<NewEvent> = events
+    webhooks::append_events(tx, &new_events(events)).await?;
+    Ok(())
+}
+
+fn new_events(events: &[Payload]) -> Vec<NewEvent<'_>> {
+    events
         .iter()
         .map(|e| NewEvent {
             id: &e.id,
@@ -226,9 +226,7 @@ async fn append_all(tx: &mut facepay_store::Connection, events: &[Payload]) -> R
             payload: &e.body,
             created_at_ms: e.at_ms,
         })
-        .collect();
-    webhooks::append_events(tx, &new).await?;
-    Ok(())
+        .collect()
 }
 
 #[cfg(test)]
