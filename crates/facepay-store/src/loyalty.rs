@@ -199,12 +199,10 @@ pub async fn set_coupon_status(
     Ok(done.rows_affected() == 1)
 }
 
-/// What a payment plans its discount from, read in one statement: the
-/// payer's choice in the app, their points balance at the merchant, and
-/// the coupons they could use there at `now_ms` (active, within their
-/// validity, with uses left overall and for this user, and granted to
-/// them if they must be). Three reads were three round trips on every
-/// payment.
+/// What a payment plans its discount from: the payer's choice in the
+/// app, their points balance at the merchant, and the coupons they could
+/// use there (active, within their validity, with uses left overall and
+/// for this user, and granted to them if they must be).
 #[derive(Debug, Clone)]
 pub struct PayerLoyalty {
     pub choice: Option<Choice>,
@@ -216,41 +214,48 @@ pub struct PayerLoyalty {
 /// Usable coupons read for one payment, at most.
 pub const USABLE_MAX: usize = 100;
 
+/// [`payer_loyalty`]'s statement: `$1` the merchant, `$2` the payer, `$3`
+/// the time.
+fn payer_loyalty_sql() -> String {
+    let prefixed = |prefix: &str| {
+        COUPON_COLUMNS
+            .split(", ")
+            .map(|c| format!("{prefix}.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (inner, outer) = (prefixed("c"), prefixed("u"));
+    // The one-row `o` keeps the choice and the balance in the answer
+    // when no coupon is usable.
+    format!(
+        "SELECT ch.coupon_id AS choice_coupon_id, ch.redeem_points AS choice_redeem_points, \
+         ch.updated_at_ms AS choice_updated_at_ms, \
+         (SELECT points FROM points_balances WHERE merchant_id = $1 AND user_id = $2) \
+         AS points_balance, {outer} \
+         FROM (SELECT 1 AS one) AS o \
+         LEFT JOIN loyalty_choices ch ON ch.user_id = $2 AND ch.merchant_id = $1 \
+         LEFT JOIN (SELECT {inner} FROM coupons c LEFT JOIN coupon_holdings h \
+         ON h.coupon_id = c.id AND h.user_id = $2 \
+         WHERE c.merchant_id = $1 AND c.status = 'active' \
+         AND c.valid_from_ms <= $3 AND $3 < c.valid_until_ms \
+         AND (c.total_max IS NULL OR c.used_count < c.total_max) \
+         AND ((c.granted_only = 0 AND COALESCE(h.used, 0) < c.per_user_max) \
+         OR (c.granted_only = 1 AND COALESCE(h.used, 0) < COALESCE(h.granted, 0))) \
+         ORDER BY c.id LIMIT {USABLE_MAX}) AS u ON 1 = 1 \
+         ORDER BY u.id"
+    )
+}
+
+/// [`PayerLoyalty`] at `now_ms`, read in one statement where there were
+/// two reads, or three when the payer redeems points: they were round
+/// trips on every payment.
 pub async fn payer_loyalty(
     conn: &mut Connection,
     merchant_id: &str,
     user_id: &str,
     now_ms: i64,
 ) -> Result<PayerLoyalty> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        let prefixed = |prefix: &str| {
-            COUPON_COLUMNS
-                .split(", ")
-                .map(|c| format!("{prefix}.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let (inner, outer) = (prefixed("c"), prefixed("u"));
-        // The one-row `o` keeps the choice and the balance in the answer
-        // when no coupon is usable.
-        format!(
-            "SELECT ch.coupon_id AS choice_coupon_id, ch.redeem_points AS choice_redeem_points, \
-             ch.updated_at_ms AS choice_updated_at_ms, \
-             (SELECT points FROM points_balances WHERE merchant_id = $1 AND user_id = $2) \
-             AS points_balance, {outer} \
-             FROM (SELECT 1 AS one) AS o \
-             LEFT JOIN loyalty_choices ch ON ch.user_id = $2 AND ch.merchant_id = $1 \
-             LEFT JOIN (SELECT {inner} FROM coupons c LEFT JOIN coupon_holdings h \
-             ON h.coupon_id = c.id AND h.user_id = $2 \
-             WHERE c.merchant_id = $1 AND c.status = 'active' \
-             AND c.valid_from_ms <= $3 AND $3 < c.valid_until_ms \
-             AND (c.total_max IS NULL OR c.used_count < c.total_max) \
-             AND ((c.granted_only = 0 AND COALESCE(h.used, 0) < c.per_user_max) \
-             OR (c.granted_only = 1 AND COALESCE(h.used, 0) < COALESCE(h.granted, 0))) \
-             ORDER BY c.id LIMIT {USABLE_MAX}) AS u ON 1 = 1 \
-             ORDER BY u.id"
-        )
-    });
+    static SQL: LazyLock<String> = LazyLock::new(payer_loyalty_sql);
     let rows = sqlx::query(SQL.as_str())
         .bind(merchant_id)
         .bind(user_id)

@@ -244,7 +244,8 @@ pub async fn transition_announced(
 /// Two moves in one write, `before` to `via` to `after`, each recorded as
 /// an event (an approval captured at once), with the webhook events they
 /// announce: one statement for the row, one for the events and one for
-/// the webhook events (on PostgreSQL, one for all three).
+/// the webhook events (on PostgreSQL, one for all three), then one for
+/// the deliveries when an event is kept.
 pub async fn transition_via(
     conn: &mut Connection,
     before: &Payment,
@@ -269,6 +270,9 @@ const UPDATE_IF_UNCHANGED: &str = "UPDATE payments SET user_id = $3, payment_met
      liveness = $16, expires_at_ms = $17, updated_at_ms = $18 \
      WHERE id = $1 AND state = $2 AND captured_minor = $19 AND refunded_minor = $20 \
      AND step_up_attempts = $21 AND connector IS NOT DISTINCT FROM $22";
+/// The binds of [`UPDATE_IF_UNCHANGED`]: a statement that adds to it
+/// numbers its own after them.
+const UPDATE_BINDS: usize = 22;
 
 /// Webhook events announced with one move, at most.
 const ANNOUNCED_MAX: usize = 2;
@@ -320,7 +324,7 @@ async fn update_and_record(
 fn move_sql(moves: usize, announced: usize) -> String {
     let events = (0..moves)
         .map(|i| {
-            let n = 22 + i * 4;
+            let n = UPDATE_BINDS + i * 4;
             format!(
                 "({i}, CAST(${} AS TEXT), CAST(${} AS TEXT), CAST(${} AS TEXT), CAST(${} AS BIGINT))",
                 n + 1,
@@ -334,9 +338,13 @@ fn move_sql(moves: usize, announced: usize) -> String {
     let kept = match announced {
         0 => "SELECT 1 AS one WHERE 1 = 0".to_owned(),
         n => format!(
-            "INSERT INTO webhook_events ({}) {} AND EXISTS (SELECT 1 FROM moved) RETURNING 1 AS one",
+            "INSERT INTO webhook_events ({}) {} RETURNING 1 AS one",
             webhooks::EVENT_COLUMNS,
-            webhooks::kept_events(22 + moves * 4, n)
+            webhooks::kept_events(
+                UPDATE_BINDS + moves * 4,
+                n,
+                Some("EXISTS (SELECT 1 FROM moved)")
+            )
         ),
     };
     format!(
@@ -360,7 +368,7 @@ async fn update_if_unchanged(conn: &mut Connection, before: &Payment, p: &Paymen
     Ok(())
 }
 
-/// The 22 binds of [`UPDATE_IF_UNCHANGED`]. Its check covers what a
+/// The [`UPDATE_BINDS`] binds of [`UPDATE_IF_UNCHANGED`]. Its check covers what a
 /// writer from a stale copy could undo: the state, the money, the step-up
 /// attempts, and the connector, which says an authorisation may be out
 /// (written alone, before the issuer hears of the payment; a stale write

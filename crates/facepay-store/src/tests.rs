@@ -272,6 +272,16 @@ async fn a_move_announces_its_webhook_events_only_when_it_is_written() {
             .await
             .unwrap();
         assert_eq!(kept, ["evt_2"], "{backend}");
+        let delivered: Vec<(String, String)> =
+            sqlx::query_as("SELECT event_id, endpoint_id FROM webhook_deliveries")
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+        assert_eq!(
+            delivered,
+            [("evt_2".to_owned(), "we_a".to_owned())],
+            "{backend}"
+        );
     }
 }
 
@@ -1972,19 +1982,84 @@ async fn a_payers_choice_balance_and_usable_coupons_are_read_together() {
         let all = loyalty::payer_loyalty(&mut conn, "m1", "u1", 100)
             .await
             .unwrap();
-        assert_eq!(all.choice, Some(picked), "{backend}");
+        assert_eq!(all.choice, Some(picked.clone()), "{backend}");
         assert_eq!(all.points_balance, 45, "{backend}");
         let ids: Vec<&str> = all.usable.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["c_a", "c_b"], "{backend}");
         assert_eq!(all.usable[0].value, 1_000, "{backend}");
 
-        // Another payer sees the coupons without this one's choice or points.
+        // Another payer sees the coupons without this one's choice or
+        // points, and their own balance without a choice.
+        let theirs = PointsMove {
+            transfer_id: "pay_1:earn:u2",
+            user_id: "u2",
+            points: 12,
+            ..earned
+        };
+        loyalty::post_points(&mut conn, theirs).await.unwrap();
         let other = loyalty::payer_loyalty(&mut conn, "m1", "u2", 100)
             .await
             .unwrap();
         assert!(other.choice.is_none(), "{backend}");
-        assert_eq!(other.points_balance, 0, "{backend}");
+        assert_eq!(other.points_balance, 12, "{backend}");
         assert_eq!(other.usable.len(), 2, "{backend}");
+
+        // Another merchant's coupons, choice and points stay out.
+        let elsewhere = Merchant {
+            id: "m2".into(),
+            name: "Bakery".into(),
+            fee_bps: 250,
+            status: "active".into(),
+        };
+        parties::insert_merchant(&mut conn, &elsewhere, 1)
+            .await
+            .unwrap();
+        let theirs = loyalty::Coupon {
+            merchant_id: "m2".into(),
+            ..coupon("c_m2", "fixed", 500)
+        };
+        loyalty::insert_coupon(&mut conn, &theirs).await.unwrap();
+        let there = Choice {
+            merchant_id: "m2".into(),
+            redeem_points: 0,
+            coupon_id: None,
+            ..picked.clone()
+        };
+        loyalty::set_choice(&mut conn, &there).await.unwrap();
+        let at_m2 = PointsMove {
+            transfer_id: "pay_1:earn:m2",
+            merchant_id: "m2",
+            points: 7,
+            ..earned
+        };
+        loyalty::post_points(&mut conn, at_m2).await.unwrap();
+        let here = loyalty::payer_loyalty(&mut conn, "m1", "u1", 100)
+            .await
+            .unwrap();
+        assert_eq!(here.choice, Some(picked.clone()), "{backend}");
+        assert_eq!(here.points_balance, 45, "{backend}");
+        let ids: Vec<&str> = here.usable.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["c_a", "c_b"], "{backend}");
+        let there_now = loyalty::payer_loyalty(&mut conn, "m2", "u1", 100)
+            .await
+            .unwrap();
+        assert_eq!(there_now.choice, Some(there), "{backend}");
+        assert_eq!(there_now.points_balance, 7, "{backend}");
+        assert_eq!(there_now.usable.len(), 1, "{backend}");
+
+        // Past the bound, the first by id, with the choice and balance.
+        for i in 0..loyalty::USABLE_MAX {
+            let c = coupon(&format!("c_z{i:03}"), "fixed", 100);
+            loyalty::insert_coupon(&mut conn, &c).await.unwrap();
+        }
+        let many = loyalty::payer_loyalty(&mut conn, "m1", "u1", 100)
+            .await
+            .unwrap();
+        assert_eq!(many.usable.len(), loyalty::USABLE_MAX, "{backend}");
+        assert_eq!(many.usable[0].id, "c_a", "{backend}");
+        assert_eq!(many.usable[99].id, "c_z097", "{backend}");
+        assert_eq!(many.choice, Some(picked), "{backend}");
+        assert_eq!(many.points_balance, 45, "{backend}");
     }
 }
 

@@ -207,7 +207,7 @@ pub async fn append_events(conn: &mut Connection, events: &[NewEvent<'_>]) -> Re
     assert!(!events.is_empty());
     let sql = format!(
         "INSERT INTO webhook_events ({EVENT_COLUMNS}) {}",
-        kept_events(0, events.len())
+        kept_events(0, events.len(), None)
     );
     let inserted = bind_events(sqlx::query(&sql), events);
     if inserted.execute(&mut *conn).await?.rows_affected() == 0 {
@@ -220,16 +220,18 @@ pub(crate) const EVENT_COLUMNS: &str =
     "id, merchant_id, event_type, resource_id, payload, created_at_ms";
 
 /// The `SELECT` of `count` events bound after `first` binds, keeping only
-/// those a merchant's enabled endpoint subscribes to: an event nobody
-/// subscribes to is not kept. It ends in its `WHERE` clause, which a
-/// caller may extend with `AND …`.
-pub(crate) fn kept_events(first: usize, count: usize) -> String {
+/// those a merchant's enabled endpoint subscribes to (an event nobody
+/// subscribes to is not kept) and, when `only_if` is given, only if that
+/// condition holds too.
+pub(crate) fn kept_events(first: usize, count: usize, only_if: Option<&str>) -> String {
+    let also = only_if.map_or(String::new(), |c| format!(" AND ({c})"));
     // VALUES names its columns column1, column2, ... on both stores.
     format!(
         "SELECT column1, column2, column3, column4, column5, column6 \
          FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 \
          FROM webhook_endpoints e JOIN webhook_subscriptions s ON s.endpoint_id = e.id \
-         WHERE e.merchant_id = v.column2 AND e.status = 'enabled' AND s.event_type = v.column3)",
+         WHERE e.merchant_id = v.column2 AND e.status = 'enabled' AND s.event_type = v.column3)\
+         {also}",
         crate::values_placeholders_after(first, count, 6)
     )
 }
