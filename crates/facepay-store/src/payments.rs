@@ -299,8 +299,11 @@ async fn update_and_record(
         }
         return Ok(());
     }
-    let sql = move_sql(moves.len(), announced.len());
-    let mut query = bind_update(sqlx::query(&sql), before, p, true);
+    // Written once for each shape: the pay path runs one for every payment.
+    static SQL: LazyLock<[[String; ANNOUNCED_MAX + 1]; 2]> =
+        LazyLock::new(|| [1, 2].map(|moves| std::array::from_fn(|n| move_sql(moves, n))));
+    let sql = &SQL[moves.len() - 1][announced.len()];
+    let mut query = bind_update(sqlx::query(sql), before, p, true);
     for &(from, to, reason, at_ms) in moves {
         query = query.bind(from).bind(to).bind(reason).bind(at_ms);
     }
