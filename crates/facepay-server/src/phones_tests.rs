@@ -76,7 +76,7 @@ async fn found_in<P: AsRef<str>>(
         .map(|phone| {
             let found = forms(phone.as_ref())
                 .into_iter()
-                .filter(|form| stored.contains(form.as_str()))
+                .filter(|form| memchr::memmem::find(stored.as_bytes(), form.as_bytes()).is_some())
                 .collect();
             (phone.as_ref().to_owned(), found)
         })
