@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 
 use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::*;
@@ -131,29 +132,28 @@ fn ort_environment(library: &Path) -> Result<&'static ort::environment::Environm
         })
 }
 
+/// Sessions an ONNX Runtime model keeps at most: each holds its own copy
+/// of the weights (tens of megabytes for the recogniser).
+const ORT_SESSIONS_MAX: usize = 4;
+
 pub struct OrtModel {
-    // `Session::run` takes `&mut self`; one session per model behind a lock is
-    // enough because each run already uses `threads_intra` cores.
-    session: Mutex<ort::session::Session>,
+    // `Session::run` takes `&mut self`, so a session runs one inference at a
+    // time. With a single session, requests queued on its lock while cores
+    // stood idle: one session for each `threads_intra` cores lets that many
+    // run at once.
+    sessions: Vec<Mutex<ort::session::Session>>,
+    next: AtomicUsize,
     input_name: String,
 }
 
 impl OrtModel {
     pub fn load(path: &Path, library: &Path, threads_intra: usize) -> Result<Self, RuntimeError> {
         let environment = ort_environment(library)?;
-        let load_error = |e: ort::Error| RuntimeError::LoadModel {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let session = ort::session::Session::builder(environment)
-            .map_err(load_error)?
-            .with_intra_threads(threads_intra.max(1))
-            .map_err(|e| load_error(e.into()))?
-            .with_inter_threads(1)
-            .map_err(|e| load_error(e.into()))?
-            .commit_from_file(path)
-            .map_err(load_error)?;
-        let input_name = session
+        let threads_intra = threads_intra.max(1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let count = (cores / threads_intra).clamp(1, ORT_SESSIONS_MAX);
+        let first = Self::session(environment, path, threads_intra)?;
+        let input_name = first
             .inputs()
             .first()
             .map(|i| i.name().to_owned())
@@ -161,10 +161,50 @@ impl OrtModel {
                 path: path.display().to_string(),
                 message: "the model has no input".into(),
             })?;
+        let mut sessions = vec![Mutex::new(first)];
+        for _ in 1..count {
+            sessions.push(Mutex::new(Self::session(environment, path, threads_intra)?));
+        }
+        assert!((1..=ORT_SESSIONS_MAX).contains(&sessions.len()));
         Ok(Self {
-            session: Mutex::new(session),
+            sessions,
+            next: AtomicUsize::new(0),
             input_name,
         })
+    }
+
+    fn session(
+        environment: &ort::environment::Environment,
+        path: &Path,
+        threads_intra: usize,
+    ) -> Result<ort::session::Session, RuntimeError> {
+        let load_error = |e: ort::Error| RuntimeError::LoadModel {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        ort::session::Session::builder(environment)
+            .map_err(load_error)?
+            .with_intra_threads(threads_intra)
+            .map_err(|e| load_error(e.into()))?
+            .with_inter_threads(1)
+            .map_err(|e| load_error(e.into()))?
+            .commit_from_file(path)
+            .map_err(load_error)
+    }
+
+    /// A free session if there is one, else the next in turn, waited for.
+    fn take(&self) -> Result<MutexGuard<'_, ort::session::Session>, RuntimeError> {
+        let poisoned = || RuntimeError::Run("a previous inference panicked".into());
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len();
+        for turn in 0..self.sessions.len() {
+            let index = (first + turn) % self.sessions.len();
+            match self.sessions[index].try_lock() {
+                Ok(session) => return Ok(session),
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Poisoned(_)) => return Err(poisoned()),
+            }
+        }
+        self.sessions[first].lock().map_err(|_| poisoned())
     }
 }
 
@@ -174,10 +214,7 @@ impl Model for OrtModel {
         let run_error = |e: ort::Error| RuntimeError::Run(e.to_string());
         let input =
             ort::value::TensorRef::from_array_view((shape.to_vec(), data)).map_err(run_error)?;
-        let mut session = self
-            .session
-            .lock()
-            .map_err(|_| RuntimeError::Run("a previous inference panicked".into()))?;
+        let mut session = self.take()?;
         let outputs = session
             .run(ort::inputs![self.input_name.as_str() => input])
             .map_err(run_error)?;
