@@ -760,6 +760,7 @@ mod tests {
         let options = RuntimeOptions {
             backend,
             threads_intra: 1,
+            sessions: 1,
             onnxruntime_library: Some(&library),
         };
         let model = load_model(&store.require(catalogue::FAS_DEPTH).unwrap(), &options).unwrap();

@@ -41,6 +41,8 @@ impl EngineError {
 pub struct EngineConfig {
     pub backend: Backend,
     pub threads_intra: usize,
+    /// Analyses the caller runs at once (see `RuntimeOptions::sessions`).
+    pub sessions: usize,
     pub detector: DetectorConfig,
 }
 
@@ -49,6 +51,7 @@ impl Default for EngineConfig {
         Self {
             backend: Backend::Ort,
             threads_intra: 1,
+            sessions: 1,
             detector: DetectorConfig::default(),
         }
     }
@@ -107,6 +110,7 @@ impl FaceEngine {
         let options = RuntimeOptions {
             backend: config.backend,
             threads_intra: config.threads_intra,
+            sessions: config.sessions,
             onnxruntime_library: library.as_deref(),
         };
         let detector = load_model(&detector_path, &options)?;

@@ -78,6 +78,9 @@ pub struct RuntimeOptions<'a> {
     /// Threads inside one operator (ONNX Runtime only; tract runs on the
     /// calling thread).
     pub threads_intra: usize,
+    /// Inferences the model runs at once: ONNX Runtime keeps a session for
+    /// each, up to the cores' share (tract plans are shared by any number).
+    pub sessions: usize,
     pub onnxruntime_library: Option<&'a Path>,
 }
 
@@ -94,6 +97,7 @@ pub fn load_model(path: &Path, options: &RuntimeOptions) -> Result<Box<dyn Model
                 path,
                 library,
                 options.threads_intra,
+                options.sessions,
             )?))
         }
         Backend::Tract => Ok(Box::new(TractModel::load(path)?)),
@@ -147,11 +151,21 @@ pub struct OrtModel {
 }
 
 impl OrtModel {
-    pub fn load(path: &Path, library: &Path, threads_intra: usize) -> Result<Self, RuntimeError> {
+    /// `sessions` is how many inferences the caller runs at once: a lane's
+    /// slots. More than the cores' share (`cores / threads_intra`) would only
+    /// queue on the cores and hold more copies of the weights.
+    pub fn load(
+        path: &Path,
+        library: &Path,
+        threads_intra: usize,
+        sessions: usize,
+    ) -> Result<Self, RuntimeError> {
         let environment = ort_environment(library)?;
         let threads_intra = threads_intra.max(1);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let count = (cores / threads_intra).clamp(1, ORT_SESSIONS_MAX);
+        let count = sessions
+            .min(cores / threads_intra)
+            .clamp(1, ORT_SESSIONS_MAX);
         let first = Self::session(environment, path, threads_intra)?;
         let input_name = first
             .inputs()

@@ -32,6 +32,7 @@ fn model(file: &str, backend: Backend) -> Box<dyn Model> {
     let options = RuntimeOptions {
         backend,
         threads_intra: 1,
+        sessions: 1,
         onnxruntime_library: Some(&library),
     };
     load_model(&store.require(file).unwrap(), &options).unwrap()
@@ -147,6 +148,42 @@ fn batch_embedding_equals_single() {
             assert!(single.cosine(from_batch).unwrap() > 0.99999, "{backend}");
         }
     }
+}
+
+/// One model used from several threads at once, through its pool of
+/// ONNX Runtime sessions, gives each input exactly what one run alone gives.
+#[test]
+fn sessions_used_at_once_give_what_one_run_gives() {
+    let config = EngineConfig {
+        sessions: 2,
+        ..EngineConfig::default()
+    };
+    let engine = FaceEngine::load(&store(), config).unwrap();
+    let mut crops = Vec::new();
+    for file in ["insightface/t1.jpg", "face_recognition/obama.jpg"] {
+        let image = decode(&photo(file)).unwrap();
+        for face in engine.detect(&image).unwrap() {
+            crops.push(engine.align(&image, &face).unwrap());
+        }
+    }
+    assert_eq!(crops.len(), 7, "six people in the group photo, one alone");
+    let alone: Vec<_> = crops
+        .iter()
+        .map(|crop| engine.embed(std::slice::from_ref(crop)).unwrap())
+        .collect();
+    let (threads, rounds) = (4, 3);
+    std::thread::scope(|scope| {
+        for thread in 0..threads {
+            let (engine, crops, alone) = (&engine, &crops, &alone);
+            scope.spawn(move || {
+                for turn in 0..rounds * crops.len() {
+                    let i = (thread + turn) % crops.len();
+                    let at_once = engine.embed(std::slice::from_ref(&crops[i])).unwrap();
+                    assert_eq!(at_once, alone[i], "face {i} on thread {thread}");
+                }
+            });
+        }
+    });
 }
 
 #[test]

@@ -79,10 +79,13 @@ impl App {
             }
         };
         let loading = std::time::Instant::now();
-        let payment_engine = Arc::new(engine(&config, models)?);
-        // The same model again, in sessions of its own (about 45 MB): an
-        // enrolment's eight frames never hold a session a payment waits for.
-        let enrolment_engine = Arc::new(engine(&config, models)?);
+        let face = &config.face;
+        let payment_engine = Arc::new(engine(&config, models, face.inference_concurrency)?);
+        // The same model again, in sessions of its own (about 45 MB each):
+        // an enrolment's eight frames never hold a session a payment waits
+        // for.
+        let enrolment_slots = face.enrolment_inference_concurrency;
+        let enrolment_engine = Arc::new(engine(&config, models, enrolment_slots)?);
         let liveness = Arc::new(liveness_checker(&config, models)?);
         let loading_ms = loading.elapsed().as_millis() as u64;
         tracing::info!(loading_ms, "face models loaded");
@@ -219,10 +222,12 @@ async fn open_store(config: &Config) -> Result<Store, StartError> {
         .map_err(|e| failed("store.url")(format!("cannot open the store: {e}")))
 }
 
-fn engine(config: &Config, models: &ModelStore) -> Result<FaceEngine, StartError> {
+/// The face engine for a lane of `slots` analyses at once.
+fn engine(config: &Config, models: &ModelStore, slots: u64) -> Result<FaceEngine, StartError> {
     let engine_config = EngineConfig {
         backend: backend(config),
         threads_intra: config.face.threads as usize,
+        sessions: slots as usize,
         ..EngineConfig::default()
     };
     FaceEngine::load(models, engine_config).map_err(|e| failed("face")(e.to_string()))
@@ -245,9 +250,12 @@ fn liveness_checker(config: &Config, models: &ModelStore) -> Result<LivenessChec
     let library = models
         .require(catalogue::ONNXRUNTIME_LIBRARY)
         .map_err(|e| fail(e.to_string()))?;
+    // Both lanes check liveness.
+    let slots = config.face.inference_concurrency + config.face.enrolment_inference_concurrency;
     let options = RuntimeOptions {
         backend: backend(config),
         threads_intra: config.face.threads as usize,
+        sessions: slots as usize,
         onnxruntime_library: Some(&library),
     };
     let path = models
