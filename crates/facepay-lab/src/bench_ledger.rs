@@ -16,6 +16,7 @@ use facepay_store::parties::{self, TerminalContext};
 use facepay_terminal::{TerminalFile, new_idempotency_key};
 
 use crate::bench_pay::{approving_env, drop_run_schema, run_schema};
+use crate::cpu::{self, CpuClock};
 use crate::demo;
 use crate::engine_args::EngineArgs;
 use crate::stats::print_stages;
@@ -105,12 +106,16 @@ pub fn run(args: LedgerArgs, models: &ModelStore) -> anyhow::Result<()> {
         // As `facepay serve` runs them: among them the change-log follower,
         // through which a node learns of the regulars the others made.
         let jobs: Vec<_> = apps.iter().map(facepay_server::jobs::start).collect();
+        let cpu = CpuClock::new(database_url.as_deref()).await;
+        let cpu_before = cpu.mark();
         let started = Instant::now();
         let samples = pay_at_once(&apps, &terminals, &payers, payments).await?;
         let elapsed = started.elapsed();
+        let cpu_after = cpu.mark();
         let mut s = samples;
         let backend = apps[0].services.store().backend().name();
         print_table((backend, nodes), concurrency, payers.len(), elapsed, &mut s);
+        cpu::print_between(&cpu_before, &cpu_after, payments);
         for jobs in jobs {
             jobs.stop().await;
         }

@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use facepay_config::Config;
 use facepay_models::ModelStore;
 
+use crate::cpu::{self, CpuClock};
 use crate::engine_args::EngineArgs;
 use crate::stats::print_stages;
 use crate::{bench_enrolled, demo};
@@ -132,6 +133,8 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
         let server = format!("http://{address}");
         let samples = Arc::new(Mutex::new(Samples::default()));
         let bodies = Arc::new(bodies);
+        let cpu = CpuClock::new(db).await;
+        let cpu_before = cpu.mark();
         let started = Instant::now();
         let workers = (0..concurrency).map(|worker| {
             let (samples, bodies, server) =
@@ -168,8 +171,10 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
             worker.await??;
         }
         let elapsed = started.elapsed();
+        let cpu_after = cpu.mark();
         let mut s = std::mem::take(&mut *samples.lock().unwrap_or_else(|e| e.into_inner()));
         print_table(backend, concurrency, elapsed, &mut s);
+        cpu::print_between(&cpu_before, &cpu_after, s.approved + s.declined + s.refused);
         app.services.store().close().await;
         drop_run_schema(args.database_url.as_deref(), database_url.as_deref()).await?;
         anyhow::Ok(())

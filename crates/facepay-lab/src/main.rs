@@ -9,6 +9,7 @@ mod bench_flood;
 mod bench_gallery;
 mod bench_ledger;
 mod bench_pay;
+mod cpu;
 mod demo;
 mod engine_args;
 mod eval;

@@ -399,6 +399,18 @@ pub mod testing {
 
     const SCHEMA_OPTION: &str = "options=-csearch_path%3D";
 
+    /// The process id of the PostgreSQL backend that serves one connection
+    /// to the server at `url`: its parent is the server's postmaster.
+    pub async fn backend_pid(url: &str) -> Result<u32> {
+        sqlx::any::install_default_drivers();
+        let admin = AnyPool::connect(url).await?;
+        let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+            .fetch_one(&admin)
+            .await?;
+        admin.close().await;
+        Ok(pid.unsigned_abs())
+    }
+
     /// Drops, on the server at `url`, the schema a URL from
     /// [`fresh_postgres_url`] names, with everything in it.
     pub async fn drop_schema_of(url: &str, fresh_url: &str) -> Result<()> {
