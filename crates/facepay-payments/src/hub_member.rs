@@ -209,7 +209,7 @@ impl HubMember {
         drop(conn);
         let (token, core_share) = self
             .core
-            .card_share(&method)
+            .card_share(&method, None)
             .await
             .map_err(|f| NetworkError::Refused(f.message))?;
         let authorised = self

@@ -197,12 +197,12 @@ pub async fn user(conn: &mut Connection, id: &str) -> Result<Option<User>> {
 }
 
 /// A user and the card a payment charges (their first active card in
-/// [`CARD_ORDER`]), in one statement: the pay path reads both
-/// after every face. `None` for no such user; no card is `(user, None)`.
-pub async fn user_with_card(
-    conn: &mut Connection,
-    id: &str,
-) -> Result<Option<(User, Option<PaymentMethod>)>> {
+/// [`CARD_ORDER`]) with the wrapped data key of its share, in one
+/// statement: the pay path reads all three after every face and opens
+/// the share before it asks the issuer. `None` for no such user; no card
+/// is `(user, None, None)`, and a card without a data key row (a legacy
+/// key) has no key.
+pub async fn user_with_card(conn: &mut Connection, id: &str) -> Result<Option<UserWithCard>> {
     // Written once: the pay path runs it for every payment.
     static SQL: LazyLock<String> = LazyLock::new(|| {
         let of = |table: &str, columns: &str, alias: &str| {
@@ -213,11 +213,13 @@ pub async fn user_with_card(
                 .join(", ")
         };
         format!(
-            "SELECT {}, {} FROM users u LEFT JOIN payment_methods m ON m.id = \
+            "SELECT {}, {}, {} FROM users u LEFT JOIN payment_methods m ON m.id = \
              (SELECT id FROM payment_methods WHERE user_id = u.id AND status = 'active' \
-             ORDER BY {CARD_ORDER} LIMIT 1) WHERE u.id = $1",
+             ORDER BY {CARD_ORDER} LIMIT 1) LEFT JOIN data_keys d ON d.id = m.key_id \
+             WHERE u.id = $1",
             of("m", METHOD_COLUMNS, ""),
             of("u", USER_COLUMNS, "u_"),
+            of("d", DATA_KEY_COLUMNS, "d_"),
         )
     });
     let Some(row) = sqlx::query(SQL.as_str())
@@ -242,8 +244,23 @@ pub async fn user_with_card(
         Some(_) => Some(PaymentMethod::from_row(&row)?),
         None => None,
     };
-    Ok(Some((user, card)))
+    let data_key = match row.try_get::<Option<String>, _>("d_id")? {
+        Some(key_id) => Some(crate::keys::DataKeyRow {
+            id: key_id,
+            kek_id: row.try_get("d_kek_id")?,
+            nonce: row.try_get("d_nonce")?,
+            wrapped: row.try_get("d_wrapped")?,
+        }),
+        None => None,
+    };
+    Ok(Some((user, card, data_key)))
 }
+
+/// What [`user_with_card`] reads: the user, their card, and its share's
+/// wrapped data key.
+pub type UserWithCard = (User, Option<PaymentMethod>, Option<crate::keys::DataKeyRow>);
+
+const DATA_KEY_COLUMNS: &str = "id, kek_id, nonce, wrapped";
 
 /// Whether any user has a phone hash: the key those hashes were made with
 /// must exist then.

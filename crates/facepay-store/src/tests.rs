@@ -791,7 +791,7 @@ async fn a_payer_is_read_with_the_card_a_payment_charges() {
         let mut tx = store.begin().await.unwrap();
         seed_user(&mut tx, "u1", "+821012345678").await;
         let card_of = async |tx: &mut crate::Connection| {
-            let (user, card) = parties::user_with_card(tx, "u1").await.unwrap().unwrap();
+            let (user, card, _) = parties::user_with_card(tx, "u1").await.unwrap().unwrap();
             assert_eq!(user.id, "u1");
             card.map(|c| c.id)
         };
@@ -830,10 +830,33 @@ async fn a_payer_is_read_with_the_card_a_payment_charges() {
         parties::insert_payment_method(&mut tx, &card("pm_default", "active", 1), 3)
             .await
             .unwrap();
-        let (_, read) = parties::user_with_card(&mut tx, "u1")
+        let share_key = crate::keys::DataKeyRow {
+            id: "dek_pm_default".into(),
+            kek_id: "kek_1".into(),
+            nonce: vec![7; 12],
+            wrapped: vec![9; 48],
+        };
+        crate::keys::insert(&mut tx, &share_key, 3).await.unwrap();
+        let (_, read, read_key) = parties::user_with_card(&mut tx, "u1")
             .await
             .unwrap()
             .unwrap();
+        let read_key = read_key.expect("the card's data key is read with it");
+        assert_eq!(
+            (
+                read_key.id,
+                read_key.kek_id,
+                read_key.nonce,
+                read_key.wrapped
+            ),
+            (
+                share_key.id,
+                share_key.kek_id,
+                share_key.nonce,
+                share_key.wrapped
+            ),
+            "{backend}"
+        );
         let listed = parties::payment_methods(&mut tx, "u1").await.unwrap();
         let read = read.unwrap();
         assert_eq!(read.id, "pm_default", "{backend}");

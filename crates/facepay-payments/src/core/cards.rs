@@ -161,9 +161,13 @@ impl Core {
     }
 
     /// The vault's token and the core's share of a card, opened.
+    /// `read_with_card` is the share's wrapped data key when it was read
+    /// with the card; otherwise, or when the card has moved to another
+    /// key since, the key is read here.
     pub(crate) async fn card_share(
         &self,
         method: &PaymentMethod,
+        read_with_card: Option<&DataKeyRow>,
     ) -> Result<(String, Zeroizing<Vec<u8>>), Failure> {
         let moved;
         let method = match (&method.vault_token, &method.ciphertext) {
@@ -182,7 +186,10 @@ impl Core {
             ));
         };
         let key_id = method.key_id.as_deref().unwrap_or_default();
-        let data_key = self.data_key(&mut *self.conn().await?, key_id).await?;
+        let data_key = match read_with_card.filter(|key| key.id == key_id) {
+            Some(key) => Some(key.clone()),
+            None => self.data_key(&mut *self.conn().await?, key_id).await?,
+        };
         let share = self.envelope.open(
             key_id,
             data_key.as_ref(),

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use facepay_connector::{Authorisation, CardTap, ConnectorError, Reversal};
-use facepay_store::parties::{PaymentMethod, TerminalContext};
+use facepay_store::parties::TerminalContext;
 use facepay_store::payments::{self, Payment, PaymentState};
 use facepay_store::{audit, fraud, ledger};
 use facepay_vault::VaultAuthorise;
@@ -178,7 +178,7 @@ impl Payments {
         let issued = self
             .authorise(
                 &payment,
-                &payer.method,
+                payer,
                 charge_minor,
                 with.tap,
                 with.hold_for_review,
@@ -196,14 +196,18 @@ impl Payments {
     async fn authorise(
         &self,
         payment: &Payment,
-        method: &PaymentMethod,
+        payer: &Payer,
         charge_minor: i64,
         tap: Option<CardTap>,
         held_for_review: bool,
     ) -> Result<Issued, Failure> {
         let tapped = tap.is_some();
         let start = Instant::now();
-        let (token, core_share) = self.core.card_share(method).await?;
+        let method = &payer.method;
+        let (token, core_share) = self
+            .core
+            .card_share(method, payer.method_key.as_ref())
+            .await?;
         let authorised = self
             .core
             .vault

@@ -30,6 +30,7 @@ use facepay_connector::CardTap;
 use facepay_risk::{Factor, RiskEngine};
 use facepay_store::fraud::{self, AttemptKind};
 use facepay_store::idempotency;
+use facepay_store::keys::DataKeyRow;
 use facepay_store::parties::{self, PaymentMethod, TerminalContext, User};
 use facepay_store::payments::Payment;
 
@@ -75,6 +76,8 @@ struct Attempt<'a> {
 struct Payer {
     user: User,
     method: PaymentMethod,
+    /// The wrapped data key of the card's share, read with the card.
+    method_key: Option<DataKeyRow>,
 }
 
 /// How `settle` finishes a payment beyond the issuer's answer.
@@ -237,7 +240,7 @@ impl Payments {
     /// The identified user, if they may pay, and the card they pay with.
     async fn payer(&self, user_id: &str) -> Result<Payer, Failure> {
         let mut conn = self.core.conn().await?;
-        let (user, card) = parties::user_with_card(&mut conn, user_id)
+        let (user, card, method_key) = parties::user_with_card(&mut conn, user_id)
             .await?
             .ok_or_else(|| {
                 Failure::unprocessable("face_not_recognised", "no enrolled face matches")
@@ -263,7 +266,11 @@ impl Payments {
                 "the payer has no card on file; add a card in the facepay app to pay by face",
             )
         })?;
-        Ok(Payer { user, method })
+        Ok(Payer {
+            user,
+            method,
+            method_key,
+        })
     }
 
     /// Refuses a payment at a terminal that has had too many refused
