@@ -174,7 +174,7 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
         let cpu_after = cpu.mark();
         let mut s = std::mem::take(&mut *samples.lock().unwrap_or_else(|e| e.into_inner()));
         print_table(backend, concurrency, elapsed, &mut s);
-        cpu::print_between(&cpu_before, &cpu_after, s.approved + s.declined + s.refused);
+        cpu::print_between(&cpu_before, &cpu_after, payments);
         app.services.store().close().await;
         drop_run_schema(args.database_url.as_deref(), database_url.as_deref()).await?;
         anyhow::Ok(())

@@ -11,24 +11,32 @@ pub struct Mark {
     at: Instant,
     process: Duration,
     postgres: Option<Duration>,
+    on_postgres: bool,
 }
 
 /// Reads the CPU of this process and of one local PostgreSQL server.
 pub struct CpuClock {
-    /// The postmaster's process id, when its `/proc` entry can be read.
+    /// Whether the run's store is a PostgreSQL server.
+    on_postgres: bool,
+    /// Its postmaster's process id, when it runs on this machine and its
+    /// `/proc` entry can be read.
     postmaster: Option<u32>,
 }
 
 impl CpuClock {
     /// `database_url` names the PostgreSQL server the run uses, if any.
     /// Its CPU is counted only when it runs on this machine (a loopback
-    /// address) and `/proc` shows it: a server elsewhere is left out.
+    /// address) and `/proc` shows its processes: a server elsewhere, or in
+    /// a container whose process ids are its own, is not measured.
     pub async fn new(database_url: Option<&str>) -> Self {
         let postmaster = match database_url {
             Some(url) if is_loopback(url) => postmaster(url).await,
             _ => None,
         };
-        Self { postmaster }
+        Self {
+            on_postgres: database_url.is_some(),
+            postmaster,
+        }
     }
 
     pub fn mark(&self) -> Mark {
@@ -36,11 +44,14 @@ impl CpuClock {
             at: Instant::now(),
             process: process_cpu(),
             postgres: self.postmaster.and_then(postgres_cpu),
+            on_postgres: self.on_postgres,
         }
     }
 }
 
-/// The CPU taken between two marks, printed for `payments`.
+/// The CPU taken between two marks, printed for `payments`. PostgreSQL's
+/// is the whole server's: other clients', autovacuum's and the
+/// checkpointer's time count too.
 pub fn print_between(start: &Mark, end: &Mark, payments: usize) {
     let wall = end.at.duration_since(start.at).as_secs_f64();
     let per_payment_ms = |cpu: Duration| cpu.as_secs_f64() * 1e3 / payments.max(1) as f64;
@@ -52,6 +63,7 @@ pub fn print_between(start: &Mark, end: &Mark, payments: usize) {
     let total = process + postgres.unwrap_or_default();
     let postgres_text = match postgres {
         Some(cpu) => format!(", PostgreSQL {:.1} ms", per_payment_ms(cpu)),
+        None if end.on_postgres => ", PostgreSQL not measured (not on this machine)".to_owned(),
         None => String::new(),
     };
     println!(
@@ -62,20 +74,34 @@ pub fn print_between(start: &Mark, end: &Mark, payments: usize) {
     );
 }
 
-fn is_loopback(url: &str) -> bool {
-    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = after_scheme.split(['/', '?']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host_port.strip_prefix('[') {
-        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
-        None => host_port.split(':').next().unwrap_or_default(),
+fn is_loopback(database_url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(database_url) else {
+        return false;
     };
-    matches!(host, "127.0.0.1" | "localhost" | "::1")
+    match parsed.host() {
+        // A `postgres:` URL's host is opaque to the URL standard, so an
+        // address comes back as a name.
+        Some(url::Host::Domain(name)) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|a| a.is_loopback())
+        }
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        None => false,
+    }
 }
 
+/// The parent of the backend serving a connection to `url`, when both are
+/// PostgreSQL's processes in this machine's `/proc`: a server in a
+/// container answers with a process id of its own namespace, which here
+/// may name an unrelated process.
 async fn postmaster(url: &str) -> Option<u32> {
     let backend = facepay_store::testing::backend_pid(url).await.ok()?;
-    stat(backend).map(|s| s.ppid)
+    let is_postgres = |stat: &Stat| stat.command == "postgres";
+    let ppid = stat(backend).filter(is_postgres)?.ppid;
+    stat(ppid).filter(is_postgres).map(|_| ppid)
 }
 
 /// This process's user and system time, all threads.
@@ -117,6 +143,8 @@ fn ticks_per_second() -> f64 {
 
 /// What `/proc/<pid>/stat` says of a process's CPU, in clock ticks.
 struct Stat {
+    /// The executable's name, as the kernel keeps it (at most 15 bytes).
+    command: String,
     ppid: u32,
     /// User and system time.
     ticks: u64,
@@ -133,10 +161,12 @@ fn stat(pid: u32) -> Option<Stat> {
 /// hold spaces: state, ppid, then (counting from state as 0) utime at 11,
 /// stime 12, cutime 13, cstime 14 (proc(5)).
 fn parse_stat(text: &str) -> Option<Stat> {
-    let (_, rest) = text.rsplit_once(')')?;
+    let (head, rest) = text.rsplit_once(')')?;
+    let (_, command) = head.split_once('(')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let number = |i: usize| fields.get(i)?.parse::<u64>().ok();
     Some(Stat {
+        command: command.to_owned(),
         ppid: u32::try_from(number(1)?).ok()?,
         ticks: number(11)? + number(12)?,
         children_ticks: number(13)? + number(14)?,
@@ -151,6 +181,7 @@ mod tests {
     fn stat_lines_parse_with_spaces_in_the_name() {
         let line = "4242 (postgres: user db) S 17 4242 4242 0 -1 4194560 1 0 0 0 250 30 7 5 20 0 1 0 100 0 0";
         let stat = parse_stat(line).unwrap();
+        assert_eq!(stat.command, "postgres: user db");
         assert_eq!(stat.ppid, 17);
         assert_eq!(stat.ticks, 280);
         assert_eq!(stat.children_ticks, 12);
