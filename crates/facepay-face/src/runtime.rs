@@ -143,8 +143,8 @@ const ORT_SESSIONS_MAX: usize = 4;
 pub struct OrtModel {
     // `Session::run` takes `&mut self`, so a session runs one inference at a
     // time. With a single session, requests queued on its lock while cores
-    // stood idle: one session for each `threads_intra` cores lets that many
-    // run at once.
+    // stood idle: a session for each inference the caller runs at once
+    // (within the cores' share, see `load`) lets that many run together.
     sessions: Vec<Mutex<ort::session::Session>>,
     next: AtomicUsize,
     input_name: String,

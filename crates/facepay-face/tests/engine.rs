@@ -152,6 +152,8 @@ fn batch_embedding_equals_single() {
 
 /// One model used from several threads at once, through its pool of
 /// ONNX Runtime sessions, gives each input exactly what one run alone gives.
+/// The pool holds two sessions on two cores or more (one on a single core,
+/// where the threads take turns on it).
 #[test]
 fn sessions_used_at_once_give_what_one_run_gives() {
     let config = EngineConfig {

@@ -81,9 +81,9 @@ impl App {
         let loading = std::time::Instant::now();
         let face = &config.face;
         let payment_engine = Arc::new(engine(&config, models, face.inference_concurrency)?);
-        // The same model again, in sessions of its own (about 45 MB each):
-        // an enrolment's eight frames never hold a session a payment waits
-        // for.
+        // The same models again, in sessions of their own (about 50 MB for
+        // each slot's YuNet and SFace, docs/face-engine.md): an enrolment's
+        // eight frames never hold a session a payment waits for.
         let enrolment_slots = face.enrolment_inference_concurrency;
         let enrolment_engine = Arc::new(engine(&config, models, enrolment_slots)?);
         let liveness = Arc::new(liveness_checker(&config, models)?);

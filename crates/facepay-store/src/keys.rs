@@ -113,13 +113,17 @@ pub async fn destroy_snapshot_keys(conn: &mut Connection, which: SnapshotKeys<'_
     Ok(ids.len() as u64)
 }
 
+/// The columns of a [`DataKeyRow`], also read with a card
+/// (`parties::user_with_card`).
+pub(crate) const DATA_KEY_COLUMNS: &str = "id, kek_id, nonce, wrapped";
+
 pub async fn get(conn: &mut Connection, id: &str) -> Result<Option<DataKeyRow>> {
-    Ok(
-        sqlx::query_as("SELECT id, kek_id, nonce, wrapped FROM data_keys WHERE id = $1")
-            .bind(id)
-            .fetch_optional(conn)
-            .await?,
-    )
+    Ok(sqlx::query_as(&format!(
+        "SELECT {DATA_KEY_COLUMNS} FROM data_keys WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
 }
 
 /// Data keys still wrapped by another KEK than `kek_id`, a batch at a time.

@@ -219,7 +219,7 @@ pub async fn user_with_card(conn: &mut Connection, id: &str) -> Result<Option<Us
              WHERE u.id = $1",
             of("m", METHOD_COLUMNS, ""),
             of("u", USER_COLUMNS, "u_"),
-            of("d", DATA_KEY_COLUMNS, "d_"),
+            of("d", crate::keys::DATA_KEY_COLUMNS, "d_"),
         )
     });
     let Some(row) = sqlx::query(SQL.as_str())
@@ -259,8 +259,6 @@ pub async fn user_with_card(conn: &mut Connection, id: &str) -> Result<Option<Us
 /// What [`user_with_card`] reads: the user, their card, and its share's
 /// wrapped data key.
 pub type UserWithCard = (User, Option<PaymentMethod>, Option<crate::keys::DataKeyRow>);
-
-const DATA_KEY_COLUMNS: &str = "id, kek_id, nonce, wrapped";
 
 /// Whether any user has a phone hash: the key those hashes were made with
 /// must exist then.

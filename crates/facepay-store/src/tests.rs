@@ -790,10 +790,11 @@ async fn a_payer_is_read_with_the_card_a_payment_charges() {
         let backend = store.backend().name();
         let mut tx = store.begin().await.unwrap();
         seed_user(&mut tx, "u1", "+821012345678").await;
+        // The card's id, and whether its share's data key came with it.
         let card_of = async |tx: &mut crate::Connection| {
-            let (user, card, _) = parties::user_with_card(tx, "u1").await.unwrap().unwrap();
+            let (user, card, key) = parties::user_with_card(tx, "u1").await.unwrap().unwrap();
             assert_eq!(user.id, "u1");
-            card.map(|c| c.id)
+            card.map(|c| (c.id, key.is_some()))
         };
         assert_eq!(card_of(&mut tx).await, None, "{backend}: no card yet");
         let card = |id: &str, status: &str, is_default: i64| parties::PaymentMethod {
@@ -823,9 +824,9 @@ async fn a_payer_is_read_with_the_card_a_payment_charges() {
                 .unwrap();
         }
         assert_eq!(
-            card_of(&mut tx).await.as_deref(),
-            Some("pm_old"),
-            "{backend}"
+            card_of(&mut tx).await,
+            Some(("pm_old".to_owned(), false)),
+            "{backend}: a card whose data key has no row is read without one"
         );
         parties::insert_payment_method(&mut tx, &card("pm_default", "active", 1), 3)
             .await
