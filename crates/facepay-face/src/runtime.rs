@@ -136,6 +136,11 @@ fn ort_environment(library: &Path) -> Result<&'static ort::environment::Environm
         })
 }
 
+/// The cores this process may run on (1 when the system cannot say).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Sessions an ONNX Runtime model keeps at most: each holds its own copy
 /// of the weights (tens of megabytes for the recogniser).
 const ORT_SESSIONS_MAX: usize = 4;
@@ -162,9 +167,8 @@ impl OrtModel {
     ) -> Result<Self, RuntimeError> {
         let environment = ort_environment(library)?;
         let threads_intra = threads_intra.max(1);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let count = sessions
-            .min(cores / threads_intra)
+            .min(cores() / threads_intra)
             .clamp(1, ORT_SESSIONS_MAX);
         let first = Self::session(environment, path, threads_intra)?;
         let input_name = first

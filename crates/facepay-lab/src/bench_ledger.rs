@@ -16,7 +16,7 @@ use facepay_store::parties::{self, TerminalContext};
 use facepay_terminal::{TerminalFile, new_idempotency_key};
 
 use crate::bench_pay::{approving_env, drop_run_schema, run_schema};
-use crate::cpu::{self, CpuClock};
+use crate::cpu::CpuClock;
 use crate::demo;
 use crate::engine_args::EngineArgs;
 use crate::stats::print_stages;
@@ -115,7 +115,7 @@ pub fn run(args: LedgerArgs, models: &ModelStore) -> anyhow::Result<()> {
         let mut s = samples;
         let backend = apps[0].services.store().backend().name();
         print_table((backend, nodes), concurrency, payers.len(), elapsed, &mut s);
-        cpu::print_between(&cpu_before, &cpu_after, payments);
+        cpu.print_between(&cpu_before, &cpu_after, payments);
         for jobs in jobs {
             jobs.stop().await;
         }

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use facepay_config::Config;
 use facepay_models::ModelStore;
 
-use crate::cpu::{self, CpuClock};
+use crate::cpu::CpuClock;
 use crate::engine_args::EngineArgs;
 use crate::stats::print_stages;
 use crate::{bench_enrolled, demo};
@@ -174,7 +174,7 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
         let cpu_after = cpu.mark();
         let mut s = std::mem::take(&mut *samples.lock().unwrap_or_else(|e| e.into_inner()));
         print_table(backend, concurrency, elapsed, &mut s);
-        cpu::print_between(&cpu_before, &cpu_after, payments);
+        cpu.print_between(&cpu_before, &cpu_after, payments);
         app.services.store().close().await;
         drop_run_schema(args.database_url.as_deref(), database_url.as_deref()).await?;
         anyhow::Ok(())

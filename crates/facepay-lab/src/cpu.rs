@@ -11,7 +11,6 @@ pub struct Mark {
     at: Instant,
     process: Duration,
     postgres: Option<Duration>,
-    on_postgres: bool,
 }
 
 /// Reads the CPU of this process and of one local PostgreSQL server.
@@ -44,34 +43,33 @@ impl CpuClock {
             at: Instant::now(),
             process: process_cpu(),
             postgres: self.postmaster.and_then(postgres_cpu),
-            on_postgres: self.on_postgres,
         }
     }
-}
 
-/// The CPU taken between two marks, printed for `payments`. PostgreSQL's
-/// is the whole server's: other clients', autovacuum's and the
-/// checkpointer's time count too.
-pub fn print_between(start: &Mark, end: &Mark, payments: usize) {
-    let wall = end.at.duration_since(start.at).as_secs_f64();
-    let per_payment_ms = |cpu: Duration| cpu.as_secs_f64() * 1e3 / payments.max(1) as f64;
-    let process = end.process.saturating_sub(start.process);
-    let postgres = match (start.postgres, end.postgres) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
-        _ => None,
-    };
-    let total = process + postgres.unwrap_or_default();
-    let postgres_text = match postgres {
-        Some(cpu) => format!(", PostgreSQL {:.1} ms", per_payment_ms(cpu)),
-        None if end.on_postgres => ", PostgreSQL not measured (not on this machine)".to_owned(),
-        None => String::new(),
-    };
-    println!(
-        "CPU a payment: facepay {:.1} ms{postgres_text}, together {:.1} ms; {:.2} cores busy",
-        per_payment_ms(process),
-        per_payment_ms(total),
-        total.as_secs_f64() / wall.max(1e-9),
-    );
+    /// The CPU taken between two marks, printed for `payments`.
+    /// PostgreSQL's is the whole server's: other clients', autovacuum's and
+    /// the checkpointer's time count too.
+    pub fn print_between(&self, start: &Mark, end: &Mark, payments: usize) {
+        let wall = end.at.duration_since(start.at).as_secs_f64();
+        let per_payment_ms = |cpu: Duration| cpu.as_secs_f64() * 1e3 / payments.max(1) as f64;
+        let process = end.process.saturating_sub(start.process);
+        let postgres = match (start.postgres, end.postgres) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        };
+        let total = process + postgres.unwrap_or_default();
+        let postgres_text = match postgres {
+            Some(cpu) => format!(", PostgreSQL {:.1} ms", per_payment_ms(cpu)),
+            None if self.on_postgres => ", PostgreSQL not measured".to_owned(),
+            None => String::new(),
+        };
+        println!(
+            "CPU a payment: facepay {:.1} ms{postgres_text}, together {:.1} ms; {:.2} cores busy",
+            per_payment_ms(process),
+            per_payment_ms(total),
+            total.as_secs_f64() / wall.max(1e-9),
+        );
+    }
 }
 
 fn is_loopback(database_url: &str) -> bool {

@@ -24,14 +24,10 @@ impl EngineArgs {
         let config = EngineConfig {
             backend,
             threads_intra: self.threads,
-            sessions: cores(),
+            // The lab's commands may run the engine on every core at once.
+            sessions: facepay_face::runtime::cores(),
             ..EngineConfig::default()
         };
         Ok(FaceEngine::load(store, config)?)
     }
-}
-
-/// The lab's commands may run the engine on every core at once.
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

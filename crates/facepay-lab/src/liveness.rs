@@ -27,7 +27,7 @@ pub fn checker(
         let options = RuntimeOptions {
             backend: engine.backend,
             threads_intra: engine.threads,
-            sessions: crate::engine_args::cores(),
+            sessions: facepay_face::runtime::cores(),
             onnxruntime_library: Some(&library),
         };
         pad_model = Some(load_model(&store.require(catalogue::FAS_DEPTH)?, &options)?);

@@ -118,12 +118,13 @@ pub async fn destroy_snapshot_keys(conn: &mut Connection, which: SnapshotKeys<'_
 pub(crate) const DATA_KEY_COLUMNS: &str = "id, kek_id, nonce, wrapped";
 
 pub async fn get(conn: &mut Connection, id: &str) -> Result<Option<DataKeyRow>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {DATA_KEY_COLUMNS} FROM data_keys WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?)
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("SELECT {DATA_KEY_COLUMNS} FROM data_keys WHERE id = $1")
+    });
+    Ok(sqlx::query_as(SQL.as_str())
+        .bind(id)
+        .fetch_optional(conn)
+        .await?)
 }
 
 /// Data keys still wrapped by another KEK than `kek_id`, a batch at a time.
