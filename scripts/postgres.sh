@@ -5,6 +5,8 @@
 #   bash scripts/postgres.sh stop     # stop it (nothing to do if not running)
 #   bash scripts/postgres.sh url      # print the URL
 #   bash scripts/postgres.sh status   # say whether it runs; exit 0 if it does
+#   bash scripts/postgres.sh pin CPUS # keep the running server on these CPUs
+#                                     # (as taskset -c lists them, or all)
 #
 # The server binaries come from Debian's `postgresql` package (installed with
 # apt-get when /usr/lib/postgresql/*/bin has none). The cluster lives in
@@ -34,7 +36,7 @@ say() { echo "postgres.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
 
 usage() {
-    echo "usage: bash scripts/postgres.sh start|stop|url|status" >&2
+    echo "usage: bash scripts/postgres.sh start|stop|url|status|pin CPUS" >&2
     exit 2
 }
 
@@ -251,6 +253,26 @@ status() {
     fi
 }
 
+# Keeps the running server on the CPUs listed: its postmaster, every process
+# it runs now, and every backend it starts later (a forked process inherits
+# the mask). A benchmark run with `taskset -c` on the other CPUs then has a
+# database on cores of its own, as in production. `pin all` undoes it.
+pin() {
+    local cpus="$1" postmaster child
+    running || die "not running"
+    [[ "$cpus" == all ]] && cpus="0-$(( $(nproc --all) - 1 ))"
+    postmaster="$(sed -n 1p "$pgroot/data/postmaster.pid")"
+    for child in "$postmaster" $(pgrep -P "$postmaster"); do
+        taskset -a -p -c "$cpus" "$child" >/dev/null
+    done
+    say "running on CPUs $cpus"
+}
+
+if [[ "${1:-}" == pin ]]; then
+    [[ $# == 2 ]] || usage
+    pin "$2"
+    exit 0
+fi
 [[ $# == 1 ]] || usage
 case "$1" in
     start|stop)

@@ -96,10 +96,13 @@ fn is_loopback(database_url: &str) -> bool {
 /// container answers with a process id of its own namespace, which here
 /// may name an unrelated process.
 async fn postmaster(url: &str) -> Option<u32> {
-    let backend = facepay_store::testing::backend_pid(url).await.ok()?;
+    let backend = facepay_store::testing::OpenBackend::open(url).await.ok()?;
     let is_postgres = |stat: &Stat| stat.command == "postgres";
-    let ppid = stat(backend).filter(is_postgres)?.ppid;
-    stat(ppid).filter(is_postgres).map(|_| ppid)
+    let found = stat(backend.pid)
+        .filter(is_postgres)
+        .and_then(|b| stat(b.ppid).filter(is_postgres).map(|_| b.ppid));
+    backend.close().await;
+    found
 }
 
 /// This process's user and system time, all threads.

@@ -399,16 +399,34 @@ pub mod testing {
 
     const SCHEMA_OPTION: &str = "options=-csearch_path%3D";
 
-    /// The process id of the PostgreSQL backend that serves one connection
-    /// to the server at `url`: its parent is the server's postmaster.
-    pub async fn backend_pid(url: &str) -> Result<u32> {
-        sqlx::any::install_default_drivers();
-        let admin = AnyPool::connect(url).await?;
-        let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
-            .fetch_one(&admin)
-            .await?;
-        admin.close().await;
-        Ok(pid.unsigned_abs())
+    /// One connection to the PostgreSQL server at `url`, held open, and
+    /// the process id of the backend that serves it: its parent is the
+    /// server's postmaster. The backend ends when the connection closes,
+    /// so its process is read while this is alive.
+    pub struct OpenBackend {
+        pub pid: u32,
+        pool: AnyPool,
+    }
+
+    impl OpenBackend {
+        pub async fn open(url: &str) -> Result<Self> {
+            sqlx::any::install_default_drivers();
+            let pool = AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await?;
+            let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+                .fetch_one(&pool)
+                .await?;
+            Ok(Self {
+                pid: pid.unsigned_abs(),
+                pool,
+            })
+        }
+
+        pub async fn close(self) {
+            self.pool.close().await;
+        }
     }
 
     /// Drops, on the server at `url`, the schema a URL from
