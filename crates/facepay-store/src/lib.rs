@@ -405,27 +405,27 @@ pub mod testing {
     /// so its process is read while this is alive.
     pub struct OpenBackend {
         pub pid: u32,
-        pool: AnyPool,
+        conn: Connection,
     }
 
     impl OpenBackend {
         pub async fn open(url: &str) -> Result<Self> {
+            use sqlx::Connection as _;
             sqlx::any::install_default_drivers();
-            let pool = AnyPoolOptions::new()
-                .max_connections(1)
-                .connect(url)
-                .await?;
+            let mut conn = Connection::connect(url).await?;
             let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
-                .fetch_one(&pool)
+                .fetch_one(&mut conn)
                 .await?;
             Ok(Self {
                 pid: pid.unsigned_abs(),
-                pool,
+                conn,
             })
         }
 
         pub async fn close(self) {
-            self.pool.close().await;
+            use sqlx::Connection as _;
+            // Closed politely or dropped, the backend ends either way.
+            let _ = self.conn.close().await;
         }
     }
 
