@@ -177,17 +177,25 @@ async fn insert_entries(
     entries: &[Entry],
     (chain, last_hash): (i64, &str),
 ) -> Result<()> {
-    const COLUMNS: usize = 8;
     const INSERT: &str = "INSERT INTO audit_log (seq, chain, at_ms, actor, action, subject, \
                           prev_hash, hash) VALUES";
-    let on_postgres = crate::on_postgres(conn);
+    if !crate::on_postgres(conn) {
+        crate::insert_rows(conn, INSERT, entries, bind_entry).await?;
+        sqlx::query("UPDATE audit_chains SET hash = $1 WHERE chain = $2")
+            .bind(last_hash)
+            .bind(chain)
+            .execute(conn)
+            .await?;
+        return Ok(());
+    }
+    const COLUMNS: usize = 8;
     // Leaves room for the head's two values in the last statement.
     let mut chunks = entries
         .chunks(crate::rows_per_statement(COLUMNS) - 1)
         .peekable();
     while let Some(chunk) = chunks.next() {
         let values = crate::values_placeholders(chunk.len(), COLUMNS);
-        let moves_head = on_postgres && chunks.peek().is_none();
+        let moves_head = chunks.peek().is_none();
         let sql = if moves_head {
             // One round trip: PostgreSQL's statements may write in a WITH.
             let (hash, chain) = (chunk.len() * COLUMNS + 1, chunk.len() * COLUMNS + 2);
@@ -200,29 +208,26 @@ async fn insert_entries(
         };
         let mut query = sqlx::query(&sql);
         for entry in chunk {
-            query = query
-                .bind(entry.seq)
-                .bind(entry.chain)
-                .bind(entry.at_ms)
-                .bind(&entry.actor)
-                .bind(&entry.action)
-                .bind(&entry.subject)
-                .bind(&entry.prev_hash)
-                .bind(&entry.hash);
+            query = bind_entry(query, entry);
         }
         if moves_head {
             query = query.bind(last_hash).bind(chain);
         }
         query.execute(&mut *conn).await?;
     }
-    if !on_postgres {
-        sqlx::query("UPDATE audit_chains SET hash = $1 WHERE chain = $2")
-            .bind(last_hash)
-            .bind(chain)
-            .execute(conn)
-            .await?;
-    }
     Ok(())
+}
+
+fn bind_entry<'q>(query: crate::AnyQuery<'q>, entry: &'q Entry) -> crate::AnyQuery<'q> {
+    query
+        .bind(entry.seq)
+        .bind(entry.chain)
+        .bind(entry.at_ms)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.subject)
+        .bind(&entry.prev_hash)
+        .bind(&entry.hash)
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

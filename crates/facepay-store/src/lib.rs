@@ -466,21 +466,42 @@ pub(crate) const fn rows_per_statement(columns: usize) -> usize {
     BINDS_MAX / columns
 }
 
+/// The most values one [`insert_rows`] statement binds on SQLite, where it
+/// writes anonymous `?` placeholders: sqlx binds those in order without
+/// asking for a name, so binding costs the count, not its square, and a
+/// bulk import sends a few large statements instead of many small ones.
+/// Below SQLite's limit of 32,766.
+const SQLITE_ANONYMOUS_BINDS_MAX: usize = 8_192;
+
 /// A query of the `Any` driver, as [`insert_rows`] hands it to its binder.
 pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 /// Inserts `rows` with `insert` (`INSERT INTO t (a, b) VALUES`), a value
 /// for each of its columns bound by `bind`, as many rows a statement as
-/// [`BINDS_MAX`] allows.
+/// [`BINDS_MAX`] allows (on SQLite, [`SQLITE_ANONYMOUS_BINDS_MAX`]).
 pub(crate) async fn insert_rows<T: Sync>(
     conn: &mut Connection,
     insert: &str,
     rows: &[T],
     bind: impl for<'q> Fn(AnyQuery<'q>, &'q T) -> AnyQuery<'q> + Send,
 ) -> Result<()> {
+    // sqlx counts anonymous placeholders apart from numbered ones, so the
+    // two never meet in one statement.
+    assert!(!insert.contains('$'), "insert_rows binds its values only");
     let columns = column_count(insert);
-    for chunk in rows.chunks(rows_per_statement(columns)) {
-        let sql = format!("{insert} {}", values_placeholders(chunk.len(), columns));
+    let anonymous = !on_postgres(conn);
+    let per_statement = if anonymous {
+        SQLITE_ANONYMOUS_BINDS_MAX / columns
+    } else {
+        rows_per_statement(columns)
+    };
+    for chunk in rows.chunks(per_statement) {
+        let values = if anonymous {
+            anonymous_placeholders(chunk.len(), columns)
+        } else {
+            values_placeholders(chunk.len(), columns)
+        };
+        let sql = format!("{insert} {values}");
         let mut query = sqlx::query(&sql);
         for row in chunk {
             query = bind(query, row);
@@ -505,6 +526,14 @@ fn column_count(insert: &str) -> usize {
 /// builder writes `?` for the `Any` driver, which PostgreSQL refuses.
 pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
     values_placeholders_after(0, rows, columns)
+}
+
+/// `rows` rows of `columns` anonymous placeholders, `(?, ?), (?, ?)`: for
+/// SQLite only, which PostgreSQL's `$n` would cost far more to bind.
+fn anonymous_placeholders(rows: usize, columns: usize) -> String {
+    assert!(rows >= 1 && columns >= 1 && rows * columns <= SQLITE_ANONYMOUS_BINDS_MAX);
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
 }
 
 /// [`values_placeholders`] numbered after the `first` binds a statement
