@@ -456,12 +456,13 @@ pub mod testing {
     }
 }
 
-/// The most values one statement binds. Far below SQLite's limit (32,766)
-/// and PostgreSQL's (65,535) because binding costs the square of the
-/// count on SQLite: sqlx finds each value's place by asking SQLite for the
-/// parameter's name, which SQLite looks up by walking the statement's
-/// list of names. A multi-row insert of more rows is split into
-/// statements of [`rows_per_statement`] rows.
+/// The most values one statement binds with numbered placeholders (`$n`,
+/// which both stores accept). Far below SQLite's limit (32,766) because
+/// binding them costs the square of the count on SQLite: sqlx finds each
+/// value's place by asking SQLite for the parameter's name, which SQLite
+/// looks up by walking the statement's list of names. A multi-row insert
+/// of more rows is split into statements of [`rows_per_statement`] rows;
+/// [`insert_rows`] binds more (see [`INSERT_BINDS_MAX`]).
 pub(crate) const BINDS_MAX: usize = 512;
 
 /// The rows of `columns` values each that one statement may insert.
@@ -469,19 +470,19 @@ pub(crate) const fn rows_per_statement(columns: usize) -> usize {
     BINDS_MAX / columns
 }
 
-/// The most values one [`insert_rows`] statement binds on SQLite, where it
-/// writes anonymous `?` placeholders: sqlx binds those in order without
-/// asking for a name, so binding costs the count, not its square, and a
-/// bulk import sends a few large statements instead of many small ones.
-/// Below SQLite's limit of 32,766.
-const SQLITE_ANONYMOUS_BINDS_MAX: usize = 8_192;
+/// The most values one [`insert_rows`] statement binds, so that a bulk
+/// import sends a few large statements instead of many small ones. On
+/// SQLite it writes anonymous `?` placeholders: sqlx binds those in order
+/// without asking for a name, so binding costs the count, not its square.
+/// Below SQLite's limit of 32,766 and PostgreSQL's of 65,535.
+const INSERT_BINDS_MAX: usize = 8_192;
 
 /// A query of the `Any` driver, as [`insert_rows`] hands it to its binder.
 pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 /// Inserts `rows` with `insert` (`INSERT INTO t (a, b) VALUES`), a value
 /// for each of its columns bound by `bind`, as many rows a statement as
-/// [`BINDS_MAX`] allows (on SQLite, [`SQLITE_ANONYMOUS_BINDS_MAX`]).
+/// [`INSERT_BINDS_MAX`] allows.
 pub(crate) async fn insert_rows<T: Sync>(
     conn: &mut Connection,
     insert: &str,
@@ -493,16 +494,11 @@ pub(crate) async fn insert_rows<T: Sync>(
     assert!(!insert.contains('$'), "insert_rows binds its values only");
     let columns = column_count(insert);
     let anonymous = !on_postgres(conn);
-    let per_statement = if anonymous {
-        SQLITE_ANONYMOUS_BINDS_MAX / columns
-    } else {
-        rows_per_statement(columns)
-    };
-    for chunk in rows.chunks(per_statement) {
+    for chunk in rows.chunks(INSERT_BINDS_MAX / columns) {
         let values = if anonymous {
             anonymous_placeholders(chunk.len(), columns)
         } else {
-            values_placeholders(chunk.len(), columns)
+            numbered_placeholders(0, chunk.len(), columns)
         };
         let sql = format!("{insert} {values}");
         let mut query = sqlx::query(&sql);
@@ -534,7 +530,7 @@ pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
 /// `rows` rows of `columns` anonymous placeholders, `(?, ?), (?, ?)`: for
 /// SQLite only, which PostgreSQL's `$n` would cost far more to bind.
 fn anonymous_placeholders(rows: usize, columns: usize) -> String {
-    assert!(rows >= 1 && columns >= 1 && rows * columns <= SQLITE_ANONYMOUS_BINDS_MAX);
+    assert!(rows >= 1 && columns >= 1 && rows * columns <= INSERT_BINDS_MAX);
     let row = format!("({})", vec!["?"; columns].join(", "));
     vec![row; rows].join(", ")
 }
@@ -542,11 +538,16 @@ fn anonymous_placeholders(rows: usize, columns: usize) -> String {
 /// [`values_placeholders`] numbered after the `first` binds a statement
 /// has already: several `VALUES` lists in one statement.
 pub(crate) fn values_placeholders_after(first: usize, rows: usize, columns: usize) -> String {
-    assert!(rows >= 1 && columns >= 1);
     assert!(
         first + rows * columns <= BINDS_MAX,
         "{first} binds and {rows} rows of {columns}"
     );
+    numbered_placeholders(first, rows, columns)
+}
+
+/// `$n` placeholders for `rows` rows of `columns`, numbered after `first`.
+fn numbered_placeholders(first: usize, rows: usize, columns: usize) -> String {
+    assert!(rows >= 1 && columns >= 1 && first + rows * columns <= INSERT_BINDS_MAX);
     let row = |r: usize| {
         let cells: Vec<String> = (1..=columns)
             .map(|c| format!("${}", first + r * columns + c))

@@ -649,7 +649,7 @@ async fn an_appender_takes_a_free_chain_when_its_own_is_held() {
 async fn a_batch_of_audit_entries_verifies_with_single_ones_around_it() {
     use crate::audit;
     // More than one statement's rows on either store.
-    let batch = crate::rows_per_statement(8).max(crate::SQLITE_ANONYMOUS_BINDS_MAX / 8) + 5;
+    let batch = crate::rows_per_statement(8).max(crate::INSERT_BINDS_MAX / 8) + 5;
     let subjects: Vec<String> = (0..batch).map(|i| format!("usr_{i}")).collect();
     let entries: Vec<(&str, &str)> = subjects
         .iter()
