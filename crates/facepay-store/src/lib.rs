@@ -456,16 +456,17 @@ pub mod testing {
     }
 }
 
-/// The most values one statement binds with numbered placeholders (`$n`,
-/// which both stores accept). Far below SQLite's limit (32,766) because
-/// binding them costs the square of the count on SQLite: sqlx finds each
-/// value's place by asking SQLite for the parameter's name, which SQLite
-/// looks up by walking the statement's list of names. A multi-row insert
-/// of more rows is split into statements of [`rows_per_statement`] rows;
+/// The most values a hand-built statement binds (a payment's ledger legs
+/// and moves, webhook events, PostgreSQL's audit entries), all numbered
+/// placeholders (`$n`, which both stores accept). Far below SQLite's limit
+/// (32,766) because binding them costs the square of the count on SQLite:
+/// sqlx finds each value's place by asking SQLite for the parameter's
+/// name, which SQLite looks up by walking the statement's list of names.
 /// [`insert_rows`] binds more (see [`INSERT_BINDS_MAX`]).
 pub(crate) const BINDS_MAX: usize = 512;
 
-/// The rows of `columns` values each that one statement may insert.
+/// The rows of `columns` values each that one hand-built statement may
+/// insert, within [`BINDS_MAX`].
 pub(crate) const fn rows_per_statement(columns: usize) -> usize {
     BINDS_MAX / columns
 }
@@ -480,9 +481,9 @@ const INSERT_BINDS_MAX: usize = 8_192;
 /// A query of the `Any` driver, as [`insert_rows`] hands it to its binder.
 pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-/// Inserts `rows` with `insert` (`INSERT INTO t (a, b) VALUES`), a value
-/// for each of its columns bound by `bind`, as many rows a statement as
-/// [`INSERT_BINDS_MAX`] allows.
+/// Inserts `rows` with `insert` (`INSERT INTO t (a, b) VALUES`, with no
+/// placeholder of its own), a value for each of its columns bound by
+/// `bind`, as many rows a statement as [`INSERT_BINDS_MAX`] allows.
 pub(crate) async fn insert_rows<T: Sync>(
     conn: &mut Connection,
     insert: &str,
@@ -491,7 +492,10 @@ pub(crate) async fn insert_rows<T: Sync>(
 ) -> Result<()> {
     // sqlx counts anonymous placeholders apart from numbered ones, so the
     // two never meet in one statement.
-    assert!(!insert.contains('$'), "insert_rows binds its values only");
+    assert!(
+        insert.trim_end().ends_with("VALUES") && !insert.contains(['$', '?']),
+        "{insert:?}: insert_rows writes every placeholder"
+    );
     let columns = column_count(insert);
     let anonymous = !on_postgres(conn);
     for chunk in rows.chunks(INSERT_BINDS_MAX / columns) {
@@ -528,7 +532,8 @@ pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
 }
 
 /// `rows` rows of `columns` anonymous placeholders, `(?, ?), (?, ?)`: for
-/// SQLite only, which PostgreSQL's `$n` would cost far more to bind.
+/// SQLite only (PostgreSQL refuses `?`), where sqlx binds them in order
+/// with no lookup of a name, unlike `$n`.
 fn anonymous_placeholders(rows: usize, columns: usize) -> String {
     assert!(rows >= 1 && columns >= 1 && rows * columns <= INSERT_BINDS_MAX);
     let row = format!("({})", vec!["?"; columns].join(", "));
