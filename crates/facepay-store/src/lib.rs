@@ -187,14 +187,11 @@ impl Store {
                             // loss, not only a killed process. secure_delete:
                             // what is deleted or overwritten (a destroyed data
                             // key, a cleared phone number) is zeroed in the
-                            // file, not left in free space. temp_store:
-                            // a large statement's journal (the pages it
-                            // changed, to undo it alone) stays in memory, not
-                            // in a temporary file.
+                            // file, not left in free space.
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                                 PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;",
+                                 PRAGMA secure_delete = ON;",
                             )
                             .await?;
                             Ok(())
