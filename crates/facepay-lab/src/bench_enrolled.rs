@@ -5,9 +5,15 @@
 //! as an enrolment does; the server is then started again on that store,
 //! once from the store and once from the gallery snapshot, and each
 //! start-up is timed.
+//!
+//! An import of ten million takes hours on SQLite, so it can be stopped
+//! and gone on with: stopped with Ctrl-C, it finishes the batches under
+//! way and records how far it got in the kept store's directory
+//! (`--store-dir`), where the next run with the same arguments goes on.
 
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use facepay_config::Config;
@@ -28,22 +34,133 @@ pub const ENROLLED_MAX: usize = 10_000_000;
 /// Bounds `--snapshot-starts`: each start at ten million reads gigabytes.
 pub const SNAPSHOT_STARTS_MAX: usize = 5;
 
-/// Imports `count` synthetic payers into `app`'s store; prints how fast.
-pub async fn import_synthetic(app: &App, count: usize) -> anyhow::Result<()> {
+/// How far the import into a store has gone, in [`PROGRESS_FILE`] beside
+/// it.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// The `--enrolled` the import began with: the synthetic templates
+    /// depend on it, so going on with another would import other faces.
+    pub enrolled: usize,
+    /// Templates in the gallery before the import (the photos' people).
+    pub before: usize,
+    /// Synthetic payers `0..imported` are in the store.
+    pub imported: usize,
+}
+
+pub const PROGRESS_FILE: &str = "synthetic-import.json";
+
+/// Where an import of `enrolled` goes on from, given the progress file's
+/// contents (if any) and the templates the store's gallery holds now. A
+/// gallery that does not match the file means an import was killed rather
+/// than stopped: some of its batches may be in the store, others not.
+pub fn progress_to_go_on(
+    recorded: Option<Progress>,
+    enrolled: usize,
+    gallery_len: usize,
+) -> anyhow::Result<Progress> {
+    let Some(recorded) = recorded else {
+        return Ok(Progress {
+            enrolled,
+            before: gallery_len,
+            imported: 0,
+        });
+    };
+    anyhow::ensure!(
+        recorded.enrolled == enrolled,
+        "this store's import began with --enrolled {}: give that to go on with it",
+        recorded.enrolled
+    );
+    anyhow::ensure!(
+        gallery_len == recorded.before + recorded.imported,
+        "the store holds {gallery_len} templates, not the {} before the import and {} imported that {PROGRESS_FILE} records: \
+         an import was killed rather than stopped with Ctrl-C; start again in an empty --store-dir",
+        recorded.before,
+        recorded.imported
+    );
+    Ok(recorded)
+}
+
+/// Imports synthetic payers into `app`'s store until `enrolled` are there,
+/// going on from where an earlier run on `data_dir` stopped. Returns
+/// false when stopped with Ctrl-C before the end.
+pub async fn import_or_go_on(app: &App, enrolled: usize, data_dir: &Path) -> anyhow::Result<bool> {
+    let file = data_dir.join(PROGRESS_FILE);
+    let recorded = match std::fs::read(&file) {
+        Ok(bytes) => Some(serde_json::from_slice(&bytes)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    let progress = progress_to_go_on(recorded, enrolled, app.services.identity.gallery_len())?;
+    write_progress(&file, &progress)?;
+    if progress.imported > 0 {
+        println!(
+            "going on with the import after {} synthetic payers",
+            progress.imported
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_ctrl_c = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("stopping the import once the batches under way are stored");
+                stop.store(true, Ordering::Relaxed);
+            }
+        })
+    };
+    let imported = import_synthetic(app, enrolled, progress.imported, &stop).await;
+    on_ctrl_c.abort();
+    let imported = imported?;
+    write_progress(
+        &file,
+        &Progress {
+            imported,
+            ..progress
+        },
+    )?;
+    Ok(imported == enrolled)
+}
+
+/// Written whole, then renamed: a run stopped while writing leaves the
+/// file as it was.
+fn write_progress(file: &Path, progress: &Progress) -> anyhow::Result<()> {
+    let fresh = file.with_extension("json.new");
+    std::fs::write(&fresh, serde_json::to_vec(progress)?)?;
+    std::fs::rename(&fresh, file)?;
+    Ok(())
+}
+
+/// Imports synthetic payers `from..count` into `app`'s store, in batches,
+/// until done or `stop` is set; prints how fast. Returns the end of the
+/// payers stored: every batch begun is finished, so they are `0..end`.
+pub async fn import_synthetic(
+    app: &App,
+    count: usize,
+    from: usize,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<usize> {
+    assert!(from <= count);
     let faces = Arc::new(Synthetic::new(SyntheticSpec::default(), count)?);
     // One hash for every synthetic payer: an import brings each account's
     // own, and hashing a million PINs with Argon2 here would time the hash,
     // not the import.
     let pin_hash = Arc::new(facepay_payments::keys::hash_pin("482913")?);
-    let next = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(from));
     let started = Instant::now();
     let workers: Vec<_> = (0..IMPORTS_AT_ONCE)
         .map(|_| {
             let services = Arc::clone(&app.services);
-            let (faces, pin_hash, next) =
-                (Arc::clone(&faces), Arc::clone(&pin_hash), Arc::clone(&next));
+            let (faces, pin_hash, next, stop) = (
+                Arc::clone(&faces),
+                Arc::clone(&pin_hash),
+                Arc::clone(&next),
+                Arc::clone(stop),
+            );
             tokio::spawn(async move {
                 loop {
+                    if stop.load(Ordering::Relaxed) {
+                        return anyhow::Ok(());
+                    }
                     let start = next.fetch_add(IMPORT_BATCH_MAX, Ordering::Relaxed);
                     if start >= count {
                         return anyhow::Ok(());
@@ -68,12 +185,14 @@ pub async fn import_synthetic(app: &App, count: usize) -> anyhow::Result<()> {
     for worker in workers {
         worker.await??;
     }
+    let end = next.load(Ordering::Relaxed).min(count);
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "imported {count} synthetic payers in {seconds:.1} s = {:.0} accounts/s ({IMPORT_BATCH_MAX} per transaction, {IMPORTS_AT_ONCE} batches at once)",
-        count as f64 / seconds
+        "imported {} synthetic payers in {seconds:.1} s = {:.0} accounts/s ({IMPORT_BATCH_MAX} per transaction, {IMPORTS_AT_ONCE} batches at once), {end} of {count} in the store",
+        end - from,
+        (end - from) as f64 / seconds
     );
-    Ok(())
+    Ok(end)
 }
 
 fn synthetic_account(
@@ -149,4 +268,38 @@ pub async fn timed_snapshot(app: &App) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Progress, progress_to_go_on};
+
+    #[test]
+    fn an_import_goes_on_only_where_the_store_matches_its_record() {
+        let fresh = progress_to_go_on(None, 5_000, 7).unwrap();
+        assert_eq!(
+            fresh,
+            Progress {
+                enrolled: 5_000,
+                before: 7,
+                imported: 0
+            }
+        );
+        let stopped = Progress {
+            imported: 3_000,
+            ..fresh
+        };
+        assert_eq!(
+            progress_to_go_on(Some(stopped), 5_000, 3_007).unwrap(),
+            stopped
+        );
+        let other_faces = progress_to_go_on(Some(stopped), 6_000, 3_007).unwrap_err();
+        assert!(
+            other_faces.to_string().contains("--enrolled 5000"),
+            "{other_faces}"
+        );
+        // One batch more than recorded: the run was killed after a commit.
+        let killed = progress_to_go_on(Some(stopped), 5_000, 4_007).unwrap_err();
+        assert!(killed.to_string().contains("killed"), "{killed}");
+    }
 }

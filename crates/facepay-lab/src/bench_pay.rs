@@ -20,6 +20,7 @@ use facepay_server::root::App;
 use facepay_terminal::{Client, TerminalFile, new_idempotency_key};
 
 const PAYMENTS_MAX: usize = 100_000;
+const SNAPSHOT_FILE: &str = "gallery.snapshot";
 const CONCURRENCY_MAX: usize = 64;
 const STAGES: [&str; facepay_payments::api::PAY_STAGES.len()] = facepay_payments::api::PAY_STAGES;
 
@@ -54,6 +55,12 @@ pub struct PayArgs {
     /// snapshot is timed; the payments run on the last.
     #[arg(long, default_value_t = 1)]
     pub snapshot_starts: usize,
+    /// Keep the run's SQLite store, keys and snapshot in this directory
+    /// instead of a temporary one removed at the end. An import of
+    /// `--enrolled` payers stopped with Ctrl-C goes on from there when the
+    /// same command is run again.
+    #[arg(long, conflicts_with = "database_url")]
+    pub store_dir: Option<PathBuf>,
     /// The gallery's index kind (`exact`, `prefilter`, `hnsw`, `ivf`).
     #[arg(long, default_value = "exact")]
     pub gallery_kind: String,
@@ -97,17 +104,28 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
     let payments = args.payments.clamp(1, PAYMENTS_MAX);
     let concurrency = args.concurrency.clamp(1, CONCURRENCY_MAX);
     check_starts(&args)?;
-    let data_dir = std::env::temp_dir().join(format!("facepay-bench-{}", new_idempotency_key()?));
+    let data_dir = match &args.store_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("facepay-bench-{}", new_idempotency_key()?)),
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
         let database_url = run_schema(args.database_url.as_deref()).await?;
         let db = database_url.as_deref();
+        let opened = Instant::now();
         let app = App::build(
             config(&args, db, &data_dir, false)?,
             models,
             Arc::new(facepay_store::SystemClock),
         )
         .await?;
+        if args.store_dir.is_some() {
+            println!(
+                "start-up on the kept store: {:.1} s, {} templates in the gallery",
+                opened.elapsed().as_secs_f64(),
+                app.services.identity.gallery_len()
+            );
+        }
         let backend = app.services.store().backend().name();
         let bursts = demo::enrol_people(&app, &data_dir, &args.photos, usize::MAX).await?;
         anyhow::ensure!(
@@ -115,13 +133,8 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
             "no photo to pay with in {}",
             args.photos.display()
         );
-        let app = if args.enrolled == 0 {
-            app
-        } else {
-            let enrolled = args.enrolled.min(bench_enrolled::ENROLLED_MAX);
-            bench_enrolled::import_synthetic(&app, enrolled).await?;
-            let again = || config(&args, db, &data_dir, true);
-            bench_enrolled::restart_timed(app, again, models, args.snapshot_starts).await?
+        let Some(app) = with_enrolled(app, &args, db, &data_dir, models).await? else {
+            return anyhow::Ok(());
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
@@ -179,8 +192,43 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
         drop_run_schema(args.database_url.as_deref(), database_url.as_deref()).await?;
         anyhow::Ok(())
     });
-    let _ = std::fs::remove_dir_all(&data_dir);
+    if args.store_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
     result
+}
+
+/// With `--enrolled`: `app` after the import and the timed starts, or
+/// `None` once it is closed after an import stopped before its end.
+async fn with_enrolled(
+    app: App,
+    args: &PayArgs,
+    db: Option<&str>,
+    data_dir: &std::path::Path,
+    models: &ModelStore,
+) -> anyhow::Result<Option<App>> {
+    if args.enrolled == 0 {
+        return Ok(Some(app));
+    }
+    let enrolled = args.enrolled.min(bench_enrolled::ENROLLED_MAX);
+    if !bench_enrolled::import_or_go_on(&app, enrolled, data_dir).await? {
+        println!("import stopped: run the same command again to go on with it");
+        app.services.store().close().await;
+        return Ok(None);
+    }
+    // A kept store may hold an earlier run's snapshot, and the first start
+    // timed is the one from the store.
+    remove_if_present(&data_dir.join(SNAPSHOT_FILE))?;
+    let again = || config(args, db, data_dir, true);
+    let app = bench_enrolled::restart_timed(app, again, models, args.snapshot_starts).await?;
+    Ok(Some(app))
+}
+
+fn remove_if_present(file: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_file(file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// The URL of a new schema of the PostgreSQL database at `server`, for
@@ -253,7 +301,7 @@ fn config(
     env.push(("FACEPAY_GALLERY__THREADS", args.gallery_threads.to_string()));
     env.push(("FACEPAY_GALLERY__KEEP_FLOATS", args.keep_floats.to_string()));
     if snapshot {
-        let file = data_dir.join("gallery.snapshot");
+        let file = data_dir.join(SNAPSHOT_FILE);
         env.push(("FACEPAY_GALLERY__SNAPSHOT_FILE", file.display().to_string()));
     }
     if let Some(url) = &args.vault_url {
