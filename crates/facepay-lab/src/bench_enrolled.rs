@@ -41,7 +41,8 @@ pub struct Progress {
     /// The `--enrolled` the import began with: the synthetic templates
     /// depend on it, so going on with another would import other faces.
     pub enrolled: usize,
-    /// Templates in the gallery before the import (the photos' people).
+    /// Payers in the gallery besides the synthetic ones (the photos'
+    /// people).
     pub before: usize,
     /// Synthetic payers `0..imported` are in the store.
     pub imported: usize,
@@ -50,47 +51,62 @@ pub struct Progress {
 pub const PROGRESS_FILE: &str = "synthetic-import.json";
 
 /// Where an import of `enrolled` goes on from, given the progress file's
-/// contents (if any) and the templates the store's gallery holds now. A
-/// gallery that does not match the file means an import was killed rather
-/// than stopped: some of its batches may be in the store, others not.
+/// contents (if any) and the payers in the gallery when the store was
+/// opened and now (this run may have enrolled more of the photos' people).
+/// A store that does not match the file means an import was killed or
+/// failed rather than stopped: some of its batches may be stored, others
+/// not.
 pub fn progress_to_go_on(
     recorded: Option<Progress>,
     enrolled: usize,
-    gallery_len: usize,
+    gallery_at_open: usize,
+    gallery_now: usize,
 ) -> anyhow::Result<Progress> {
+    anyhow::ensure!(
+        gallery_at_open <= gallery_now,
+        "the gallery shrank from {gallery_at_open} to {gallery_now} payers before the import"
+    );
     let Some(recorded) = recorded else {
         return Ok(Progress {
             enrolled,
-            before: gallery_len,
+            before: gallery_now,
             imported: 0,
         });
     };
     anyhow::ensure!(
-        recorded.enrolled == enrolled,
-        "this store's import began with --enrolled {}: give that to go on with it",
+        recorded.enrolled == enrolled && recorded.imported <= enrolled,
+        "this store's import is of --enrolled {}: give that to go on with it",
         recorded.enrolled
     );
     anyhow::ensure!(
-        gallery_len == recorded.before + recorded.imported,
-        "the store holds {gallery_len} templates, not the {} before the import and {} imported that {PROGRESS_FILE} records: \
-         an import was killed rather than stopped with Ctrl-C; start again in an empty --store-dir",
+        gallery_at_open == recorded.before + recorded.imported,
+        "the store holds {gallery_at_open} payers, not the {} + {} imported that {PROGRESS_FILE} records: \
+         an import was killed or failed rather than stopped with Ctrl-C; start again in an empty --store-dir",
         recorded.before,
         recorded.imported
     );
-    Ok(recorded)
+    Ok(Progress {
+        before: recorded.before + (gallery_now - gallery_at_open),
+        ..recorded
+    })
 }
 
 /// Imports synthetic payers into `app`'s store until `enrolled` are there,
-/// going on from where an earlier run on `data_dir` stopped. Returns
-/// false when stopped with Ctrl-C before the end.
-pub async fn import_or_go_on(app: &App, enrolled: usize, data_dir: &Path) -> anyhow::Result<bool> {
+/// going on from where an earlier run on `data_dir` stopped; returns how
+/// many are there. With `stoppable` (a kept store), Ctrl-C stops the
+/// import once the batches under way are stored, so that the next run can
+/// go on.
+pub async fn import_or_go_on(
+    app: &App,
+    enrolled: usize,
+    data_dir: &Path,
+    gallery_at_open: usize,
+    stoppable: bool,
+) -> anyhow::Result<usize> {
     let file = data_dir.join(PROGRESS_FILE);
-    let recorded = match std::fs::read(&file) {
-        Ok(bytes) => Some(serde_json::from_slice(&bytes)?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e.into()),
-    };
-    let progress = progress_to_go_on(recorded, enrolled, app.services.identity.gallery_len())?;
+    let recorded = read_progress(&file)?;
+    let gallery_now = app.services.identity.gallery_len();
+    let progress = progress_to_go_on(recorded, enrolled, gallery_at_open, gallery_now)?;
     write_progress(&file, &progress)?;
     if progress.imported > 0 {
         println!(
@@ -99,17 +115,16 @@ pub async fn import_or_go_on(app: &App, enrolled: usize, data_dir: &Path) -> any
         );
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let on_ctrl_c = {
-        let stop = Arc::clone(&stop);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("stopping the import once the batches under way are stored");
-                stop.store(true, Ordering::Relaxed);
-            }
-        })
-    };
+    if stoppable {
+        stop_on_ctrl_c(Arc::clone(&stop));
+    }
+    println!(
+        "importing synthetic payers {}..{enrolled}",
+        progress.imported
+    );
     let imported = import_synthetic(app, enrolled, progress.imported, &stop).await;
-    on_ctrl_c.abort();
+    // From here on a Ctrl-C ends the process at once.
+    stop.store(true, Ordering::Relaxed);
     let imported = imported?;
     write_progress(
         &file,
@@ -118,7 +133,34 @@ pub async fn import_or_go_on(app: &App, enrolled: usize, data_dir: &Path) -> any
             ..progress
         },
     )?;
-    Ok(imported == enrolled)
+    Ok(imported)
+}
+
+/// The first Ctrl-C sets `stop`; one after that (a second, or any once the
+/// import is over and has set it) ends the process at once, as Ctrl-C
+/// does without a handler.
+fn stop_on_ctrl_c(stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if stop.swap(true, Ordering::Relaxed) {
+                std::process::exit(130);
+            }
+            eprintln!(
+                "stopping the import once the batches under way are stored; Ctrl-C again to end at once"
+            );
+        }
+    });
+}
+
+fn read_progress(file: &Path) -> anyhow::Result<Option<Progress>> {
+    let bytes = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow::anyhow!("{}: {e}", file.display())),
+    };
+    let progress =
+        serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    Ok(Some(progress))
 }
 
 /// Written whole, then renamed: a run stopped while writing leaves the
@@ -132,7 +174,9 @@ fn write_progress(file: &Path, progress: &Progress) -> anyhow::Result<()> {
 
 /// Imports synthetic payers `from..count` into `app`'s store, in batches,
 /// until done or `stop` is set; prints how fast. Returns the end of the
-/// payers stored: every batch begun is finished, so they are `0..end`.
+/// payers stored: every batch begun is finished, so they are `0..end`. A
+/// batch that fails sets `stop` and the others finish before the error is
+/// returned.
 pub async fn import_synthetic(
     app: &App,
     count: usize,
@@ -149,41 +193,32 @@ pub async fn import_synthetic(
     let started = Instant::now();
     let workers: Vec<_> = (0..IMPORTS_AT_ONCE)
         .map(|_| {
-            let services = Arc::clone(&app.services);
-            let (faces, pin_hash, next, stop) = (
-                Arc::clone(&faces),
-                Arc::clone(&pin_hash),
-                Arc::clone(&next),
-                Arc::clone(stop),
-            );
+            let worker = Worker {
+                services: Arc::clone(&app.services),
+                faces: Arc::clone(&faces),
+                pin_hash: Arc::clone(&pin_hash),
+                next: Arc::clone(&next),
+                stop: Arc::clone(stop),
+                count,
+                started,
+            };
             tokio::spawn(async move {
-                loop {
-                    if stop.load(Ordering::Relaxed) {
-                        return anyhow::Ok(());
-                    }
-                    let start = next.fetch_add(IMPORT_BATCH_MAX, Ordering::Relaxed);
-                    if start >= count {
-                        return anyhow::Ok(());
-                    }
-                    let end = (start + IMPORT_BATCH_MAX).min(count);
-                    let batch = (start..end)
-                        .map(|i| synthetic_account(&faces, &pin_hash, i))
-                        .collect::<anyhow::Result<Vec<_>>>()?;
-                    services
-                        .identity
-                        .import(batch)
-                        .await
-                        .map_err(|f| anyhow::anyhow!("import of payers {start}..{end}: {f}"))?;
-                    if end / PROGRESS_EVERY != start / PROGRESS_EVERY {
-                        let seconds = started.elapsed().as_secs_f64();
-                        eprintln!("imported {end} of {count} in {seconds:.0} s");
-                    }
+                let done = worker.run().await;
+                if done.is_err() {
+                    worker.stop.store(true, Ordering::Relaxed);
                 }
+                done
             })
         })
         .collect();
+    let mut failed = None;
     for worker in workers {
-        worker.await??;
+        if let Err(e) = worker.await? {
+            failed.get_or_insert(e);
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     let end = next.load(Ordering::Relaxed).min(count);
     let seconds = started.elapsed().as_secs_f64();
@@ -193,6 +228,43 @@ pub async fn import_synthetic(
         (end - from) as f64 / seconds
     );
     Ok(end)
+}
+
+/// One of the import's workers: claims the next batch and stores it, until
+/// none is left or `stop` is set.
+struct Worker {
+    services: Arc<facepay_payments::Services>,
+    faces: Arc<Synthetic>,
+    pin_hash: Arc<String>,
+    next: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    count: usize,
+    started: Instant,
+}
+
+impl Worker {
+    async fn run(&self) -> anyhow::Result<()> {
+        while !self.stop.load(Ordering::Relaxed) {
+            let start = self.next.fetch_add(IMPORT_BATCH_MAX, Ordering::Relaxed);
+            if start >= self.count {
+                break;
+            }
+            let end = (start + IMPORT_BATCH_MAX).min(self.count);
+            let batch = (start..end)
+                .map(|i| synthetic_account(&self.faces, &self.pin_hash, i))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            self.services
+                .identity
+                .import(batch)
+                .await
+                .map_err(|f| anyhow::anyhow!("import of payers {start}..{end}: {f}"))?;
+            if end / PROGRESS_EVERY != start / PROGRESS_EVERY {
+                let seconds = self.started.elapsed().as_secs_f64();
+                eprintln!("imported {end} of {} in {seconds:.0} s", self.count);
+            }
+        }
+        Ok(())
+    }
 }
 
 fn synthetic_account(
@@ -276,7 +348,7 @@ mod tests {
 
     #[test]
     fn an_import_goes_on_only_where_the_store_matches_its_record() {
-        let fresh = progress_to_go_on(None, 5_000, 7).unwrap();
+        let fresh = progress_to_go_on(None, 5_000, 0, 7).unwrap();
         assert_eq!(
             fresh,
             Progress {
@@ -290,16 +362,19 @@ mod tests {
             ..fresh
         };
         assert_eq!(
-            progress_to_go_on(Some(stopped), 5_000, 3_007).unwrap(),
+            progress_to_go_on(Some(stopped), 5_000, 3_007, 3_007).unwrap(),
             stopped
         );
-        let other_faces = progress_to_go_on(Some(stopped), 6_000, 3_007).unwrap_err();
+        // One of the photos' people enrolled by this run, not the last.
+        let one_more = progress_to_go_on(Some(stopped), 5_000, 3_007, 3_008).unwrap();
+        assert_eq!(one_more.before, 8);
+        let other_faces = progress_to_go_on(Some(stopped), 6_000, 3_007, 3_007).unwrap_err();
         assert!(
             other_faces.to_string().contains("--enrolled 5000"),
             "{other_faces}"
         );
         // One batch more than recorded: the run was killed after a commit.
-        let killed = progress_to_go_on(Some(stopped), 5_000, 4_007).unwrap_err();
+        let killed = progress_to_go_on(Some(stopped), 5_000, 4_007, 4_007).unwrap_err();
         assert!(killed.to_string().contains("killed"), "{killed}");
     }
 }

@@ -112,20 +112,7 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
     let result = runtime.block_on(async {
         let database_url = run_schema(args.database_url.as_deref()).await?;
         let db = database_url.as_deref();
-        let opened = Instant::now();
-        let app = App::build(
-            config(&args, db, &data_dir, false)?,
-            models,
-            Arc::new(facepay_store::SystemClock),
-        )
-        .await?;
-        if args.store_dir.is_some() {
-            println!(
-                "start-up on the kept store: {:.1} s, {} templates in the gallery",
-                opened.elapsed().as_secs_f64(),
-                app.services.identity.gallery_len()
-            );
-        }
+        let (app, gallery_at_open) = open(&args, db, &data_dir, models).await?;
         let backend = app.services.store().backend().name();
         let bursts = demo::enrol_people(&app, &data_dir, &args.photos, usize::MAX).await?;
         anyhow::ensure!(
@@ -133,9 +120,7 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
             "no photo to pay with in {}",
             args.photos.display()
         );
-        let Some(app) = with_enrolled(app, &args, db, &data_dir, models).await? else {
-            return anyhow::Ok(());
-        };
+        let app = with_enrolled(app, &args, db, &data_dir, gallery_at_open, models).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let router = facepay_server::router(&app);
@@ -198,30 +183,55 @@ pub fn run(args: PayArgs, models: &ModelStore) -> anyhow::Result<()> {
     result
 }
 
-/// With `--enrolled`: `app` after the import and the timed starts, or
-/// `None` once it is closed after an import stopped before its end.
+/// The server on the run's store, and the payers in its gallery then
+/// (some from an earlier run, in a kept store).
+async fn open(
+    args: &PayArgs,
+    db: Option<&str>,
+    data_dir: &std::path::Path,
+    models: &ModelStore,
+) -> anyhow::Result<(App, usize)> {
+    let started = Instant::now();
+    let config = config(args, db, data_dir, false)?;
+    let app = App::build(config, models, Arc::new(facepay_store::SystemClock)).await?;
+    let gallery_len = app.services.identity.gallery_len();
+    if args.store_dir.is_some() {
+        println!(
+            "start-up on the kept store: {:.1} s, {gallery_len} templates in the gallery",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok((app, gallery_len))
+}
+
+/// With `--enrolled`: `app` after the import and the timed starts. An
+/// import stopped before its end closes the store and ends the run.
 async fn with_enrolled(
     app: App,
     args: &PayArgs,
     db: Option<&str>,
     data_dir: &std::path::Path,
+    gallery_at_open: usize,
     models: &ModelStore,
-) -> anyhow::Result<Option<App>> {
+) -> anyhow::Result<App> {
     if args.enrolled == 0 {
-        return Ok(Some(app));
+        return Ok(app);
     }
     let enrolled = args.enrolled.min(bench_enrolled::ENROLLED_MAX);
-    if !bench_enrolled::import_or_go_on(&app, enrolled, data_dir).await? {
-        println!("import stopped: run the same command again to go on with it");
+    let kept = args.store_dir.is_some();
+    let imported =
+        bench_enrolled::import_or_go_on(&app, enrolled, data_dir, gallery_at_open, kept).await?;
+    if imported < enrolled {
         app.services.store().close().await;
-        return Ok(None);
+        anyhow::bail!(
+            "the import stopped with {imported} of {enrolled} payers stored: run the same command again to go on with it"
+        );
     }
     // A kept store may hold an earlier run's snapshot, and the first start
     // timed is the one from the store.
     remove_if_present(&data_dir.join(SNAPSHOT_FILE))?;
     let again = || config(args, db, data_dir, true);
-    let app = bench_enrolled::restart_timed(app, again, models, args.snapshot_starts).await?;
-    Ok(Some(app))
+    bench_enrolled::restart_timed(app, again, models, args.snapshot_starts).await
 }
 
 fn remove_if_present(file: &std::path::Path) -> std::io::Result<()> {

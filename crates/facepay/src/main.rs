@@ -125,8 +125,10 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
-/// Runs `facepay-lab` from beside this executable with the same arguments,
-/// and exits with its status.
+/// Runs `facepay-lab` from beside this executable with the same arguments
+/// in this process's place (as cargo runs its external subcommands on
+/// Unix), so that a Ctrl-C or a signal sent to this process reaches it:
+/// an import stopped with Ctrl-C finishes its batches under way.
 fn run_lab(args: &[OsString]) -> anyhow::Result<()> {
     let me = std::env::current_exe()?;
     let lab = me.with_file_name(format!("facepay-lab{}", std::env::consts::EXE_SUFFIX));
@@ -138,6 +140,15 @@ fn run_lab(args: &[OsString]) -> anyhow::Result<()> {
             me.display()
         );
     }
-    let status = std::process::Command::new(&lab).args(args).status()?;
-    std::process::exit(status.code().unwrap_or(1));
+    let mut lab = std::process::Command::new(&lab);
+    lab.args(args);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        Err(lab.exec().into())
+    }
+    #[cfg(not(unix))]
+    {
+        std::process::exit(lab.status()?.code().unwrap_or(1));
+    }
 }
