@@ -563,10 +563,26 @@ fn numbered_placeholders(first: usize, rows: usize, columns: usize) -> String {
 pub mod ids {
     use super::StoreError;
 
-    /// A random identifier with a type prefix, such as `pay_3f9a…`: 128 bits
-    /// from the operating system's generator, so ids cannot be guessed.
+    /// An identifier with a type prefix, such as `usr_019af3…`: the time
+    /// ([`millis_hex`]), then 80 bits from the operating system's
+    /// generator, so ids cannot be guessed.
     pub fn new(prefix: &str) -> Result<String, StoreError> {
-        Ok(format!("{prefix}_{}", random_hex(16)?))
+        Ok(format!("{prefix}_{}{}", millis_hex(), random_hex(10)?))
+    }
+
+    /// The milliseconds since the Unix epoch as 12 hex digits (48 bits,
+    /// enough until the year 10889), to begin an id with. Ids made one
+    /// after another then sort together, as UUIDv7's do (RFC 9562): a new
+    /// row's key lands beside the last one's in each index on it, where a
+    /// wholly random key lands on a page of its own, so that storing a
+    /// million rows rewrites a million pages of each index. Hand-written
+    /// rather than the `uuid` crate's v7, which panics when the generator
+    /// fails; here that is an error the caller answers.
+    pub fn millis_hex() -> String {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis());
+        format!("{:012x}", millis & 0xffff_ffff_ffff)
     }
 
     /// `bytes` random bytes in hex. The generator failing is an error the
@@ -578,5 +594,20 @@ pub mod ids {
         let buf = &mut buf[..bytes];
         getrandom::fill(buf).map_err(StoreError::Random)?;
         Ok(hex::encode(buf))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn ids_made_later_sort_later_and_keep_their_length() {
+            let first = super::new("usr").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            let second = super::new("usr").unwrap();
+            let twin = super::new("usr").unwrap();
+            assert!(first < second, "{first} {second}");
+            assert_ne!(second, twin);
+            assert_eq!(first.len(), "usr_".len() + 32);
+            assert!(first[4..].bytes().all(|b| b.is_ascii_hexdigit()));
+        }
     }
 }
