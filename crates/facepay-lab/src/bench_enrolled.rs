@@ -37,18 +37,18 @@ pub const SNAPSHOT_STARTS_MAX: usize = 5;
 /// How far the import into a store has gone, in [`PROGRESS_FILE`] beside
 /// it.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Progress {
+struct Progress {
     /// The `--enrolled` the import began with: the synthetic templates
     /// depend on it, so going on with another would import other faces.
-    pub enrolled: usize,
+    enrolled: usize,
     /// Payers in the gallery besides the synthetic ones (the photos'
     /// people).
-    pub before: usize,
+    before: usize,
     /// Synthetic payers `0..imported` are in the store.
-    pub imported: usize,
+    imported: usize,
 }
 
-pub const PROGRESS_FILE: &str = "synthetic-import.json";
+const PROGRESS_FILE: &str = "synthetic-import.json";
 
 /// Where an import of `enrolled` goes on from, given the progress file's
 /// contents (if any) and the payers in the gallery when the store was
@@ -56,7 +56,7 @@ pub const PROGRESS_FILE: &str = "synthetic-import.json";
 /// A store that does not match the file means an import was killed or
 /// failed rather than stopped: some of its batches may be stored, others
 /// not.
-pub fn progress_to_go_on(
+fn progress_to_go_on(
     recorded: Option<Progress>,
     enrolled: usize,
     gallery_at_open: usize,
@@ -177,7 +177,7 @@ fn write_progress(file: &Path, progress: &Progress) -> anyhow::Result<()> {
 /// payers stored: every batch begun is finished, so they are `0..end`. A
 /// batch that fails sets `stop` and the others finish before the error is
 /// returned.
-pub async fn import_synthetic(
+async fn import_synthetic(
     app: &App,
     count: usize,
     from: usize,
