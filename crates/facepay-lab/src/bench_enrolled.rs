@@ -116,7 +116,7 @@ pub async fn import_or_go_on(
     }
     let stop = Arc::new(AtomicBool::new(false));
     if stoppable {
-        stop_on_ctrl_c(Arc::clone(&stop));
+        stop_on_ctrl_c(Arc::clone(&stop))?;
     }
     println!(
         "importing synthetic payers {}..{enrolled}",
@@ -139,9 +139,17 @@ pub async fn import_or_go_on(
 /// The first Ctrl-C sets `stop`; one after that (a second, or any once the
 /// import is over and has set it) ends the process at once, as Ctrl-C
 /// does without a handler.
-fn stop_on_ctrl_c(stop: Arc<AtomicBool>) {
+///
+/// The listener is made here and not in the task: `tokio::signal::ctrl_c`
+/// installs its handler only when first polled, so a Ctrl-C that came
+/// before the task first ran ended the process without a record.
+fn stop_on_ctrl_c(stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    #[cfg(unix)]
+    let mut ctrl_c = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    #[cfg(windows)]
+    let mut ctrl_c = tokio::signal::windows::ctrl_c()?;
     tokio::spawn(async move {
-        while tokio::signal::ctrl_c().await.is_ok() {
+        while ctrl_c.recv().await.is_some() {
             if stop.swap(true, Ordering::Relaxed) {
                 std::process::exit(130);
             }
@@ -150,6 +158,7 @@ fn stop_on_ctrl_c(stop: Arc<AtomicBool>) {
             );
         }
     });
+    Ok(())
 }
 
 fn read_progress(file: &Path) -> anyhow::Result<Option<Progress>> {

@@ -15,6 +15,7 @@ mod openapi;
 pub mod root;
 mod routes;
 pub mod seed;
+mod stop;
 mod web;
 
 use std::net::SocketAddr;
@@ -88,66 +89,13 @@ pub fn serve_on(
     listen::serve(listener, router(app), limits, shutdown)
 }
 
-/// Ctrl-C, or SIGTERM, the signal with which service managers (systemd,
-/// Docker, Kubernetes) stop a server: either lets the server finish the
-/// requests under way, stop its jobs and write its snapshot.
-pub async fn stop_requested() {
-    signalled().await;
-}
-
-/// The next stop signal, as the status a shell reports for a process it
-/// ended (128 and the signal's number).
-async fn signalled() -> i32 {
-    const BY_CTRL_C: i32 = 128 + 2;
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        const BY_SIGTERM: i32 = 128 + 15;
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                return tokio::select! {
-                    _ = tokio::signal::ctrl_c() => BY_CTRL_C,
-                    _ = terminate.recv() => BY_SIGTERM,
-                };
-            }
-            Err(e) => tracing::warn!(error = %e, "SIGTERM not handled; stop with Ctrl-C"),
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-    BY_CTRL_C
-}
-
-/// Completes on the first stop signal; a second one ends the process at
-/// once, with the status a shell reports for that signal. An operator who
-/// sends it means that the requests under way (up to the request timeout)
-/// and the snapshot are not worth the wait. Nothing is lost by it: a
-/// payment is as safe as after a crash, and the last snapshot stays whole
-/// (it is written aside, then renamed). `exit` runs the C++ libraries'
-/// static destructors while a face may still be in ONNX Runtime on
-/// another thread; at worst the process then ends with a crash's status
-/// instead of this one, and it ends at once either way.
-fn first_of_two_stops() -> impl Future<Output = ()> + Send + 'static {
-    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        signalled().await;
-        tracing::info!(
-            "stopping: finishing the requests under way; a second stop signal ends at once"
-        );
-        let _ = first_tx.send(());
-        let status = signalled().await;
-        tracing::warn!(
-            "a second stop signal: ending now, without the requests under way or a snapshot"
-        );
-        std::process::exit(status);
-    });
-    async move {
-        let _ = first_rx.await;
-    }
-}
+pub use stop::stop_requested;
 
 pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
     observe::install();
     let listener = tokio::net::TcpListener::bind(address).await?;
+    // Listening for the stop signals before saying it serves.
+    let stop = stop::first_of_two_stops();
     tracing::info!(
         gallery = app.services.identity.gallery_len(),
         restored = app.services.identity.gallery_restored(),
@@ -161,7 +109,7 @@ pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
          dashboard  {root}/dashboard\n  operator   {root}/operator\n  API docs   {root}/docs"
     );
     let jobs = jobs::start(&app);
-    serve_on(&app, listener, first_of_two_stops()).await;
+    serve_on(&app, listener, stop).await;
     jobs.stop().await;
     // The next start reads this instead of opening every template.
     if let Err(e) = app.services.identity.write_snapshot_if_due().await {
