@@ -116,7 +116,8 @@ pub async fn import_or_go_on(
     }
     let stop = Arc::new(AtomicBool::new(false));
     if stoppable {
-        stop_on_ctrl_c(Arc::clone(&stop))?;
+        stop_on_ctrl_c(Arc::clone(&stop))
+            .map_err(|e| anyhow::anyhow!("listening for Ctrl-C: {e}"))?;
     }
     println!(
         "importing synthetic payers {}..{enrolled}",

@@ -18,6 +18,8 @@ pub mod seed;
 mod stop;
 mod web;
 
+pub use stop::stop_requested;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -88,8 +90,6 @@ pub fn serve_on(
     let limits = listen::ConnectionLimits::of(&app.config.server);
     listen::serve(listener, router(app), limits, shutdown)
 }
-
-pub use stop::stop_requested;
 
 pub async fn serve(app: App, address: SocketAddr) -> anyhow::Result<()> {
     observe::install();

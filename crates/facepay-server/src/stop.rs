@@ -1,12 +1,11 @@
 //! Stopping on Ctrl-C or SIGTERM, the signal with which service managers
 //! (systemd, Docker, Kubernetes) stop a server.
 //!
-//! The listeners are made when the stop future is made, not when it is
-//! first awaited: `tokio::signal::ctrl_c` installs its handler only when
-//! polled, so a signal sent just after the server said it was listening
-//! could end the process as if no handler were there.
-
-use std::future::Future;
+//! On Unix the listeners are made when the stop future is made, not when
+//! it is first awaited: `tokio::signal::ctrl_c` installs its handler only
+//! when polled, so a signal sent just after the server said it was
+//! listening could end the process as if no handler were there. Elsewhere
+//! only Ctrl-C stops it, through `tokio::signal::ctrl_c`.
 
 /// The stop signals this process listens for, from when this is made.
 struct StopSignals {
@@ -77,8 +76,9 @@ async fn received(listener: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
-/// Completes on the first stop signal: the server then finishes the
-/// requests under way, stops its jobs and writes its snapshot.
+/// Completes on the first stop signal, listened for from when this is
+/// called: for a process that then only finishes the requests under way
+/// (the card vault).
 pub fn stop_requested() -> impl Future<Output = ()> + Send + 'static {
     let mut signals = StopSignals::listen();
     async move {

@@ -131,6 +131,8 @@ async fn serve(
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(Arc::clone(&state));
     let listener = tokio::net::TcpListener::bind(address).await?;
+    // Listening for the stop signals before saying it listens.
+    let stop = facepay_server::stop_requested();
     println!(
         "card vault listening on http://{} ({})",
         listener.local_addr()?,
@@ -141,7 +143,7 @@ async fn serve(
         }
     );
     axum::serve(listener, router)
-        .with_graceful_shutdown(facepay_server::stop_requested())
+        .with_graceful_shutdown(stop)
         .await?;
     Ok(())
 }
