@@ -314,7 +314,7 @@ impl Envelope {
 
     pub fn seal(&self, plaintext: &[u8], associated: &str) -> Result<Sealed, KeyError> {
         let dek = Zeroizing::new(random_bytes::<KEY_BYTES>()?);
-        let id = key_id("dek_")?;
+        let id = facepay_store::ids::time_ordered("dek_").map_err(KeyError::Random)?;
         let (nonce, ciphertext) =
             seal_with(&cipher(dek.as_slice(), "data key")?, plaintext, associated)?;
         let kek = self.provider.current()?;
@@ -369,7 +369,9 @@ impl Envelope {
         &self,
         prefix: &str,
     ) -> Result<(DataKeyRow, Zeroizing<[u8; KEY_BYTES]>), KeyError> {
-        self.new_named_data_key(&key_id(prefix)?)
+        self.new_named_data_key(
+            &facepay_store::ids::time_ordered(prefix).map_err(KeyError::Random)?,
+        )
     }
 
     /// A fresh data key whose row has the id `id`: for a key every server
@@ -474,17 +476,6 @@ pub fn new_secret(prefix: &str) -> Result<(String, String), KeyError> {
 
 pub fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// A data key's id: `prefix`, the time, then 80 random bits, so that the
-/// keys made one after another sort together in the store's index, as
-/// [`facepay_store::ids::new`] explains.
-fn key_id(prefix: &str) -> Result<String, KeyError> {
-    let time = facepay_store::ids::millis_hex();
-    Ok(format!(
-        "{prefix}{time}{}",
-        hex::encode(random_bytes::<10>()?)
-    ))
 }
 
 /// Argon2id with the crate's default cost (19 MiB, 2 passes).

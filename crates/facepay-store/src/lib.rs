@@ -563,11 +563,20 @@ fn numbered_placeholders(first: usize, rows: usize, columns: usize) -> String {
 pub mod ids {
     use super::StoreError;
 
-    /// An identifier with a type prefix, such as `usr_019af3…`: the time
-    /// ([`millis_hex`]), then 80 bits from the operating system's
-    /// generator, so ids cannot be guessed.
+    /// An identifier with a type prefix, such as `usr_019af3…`, made by
+    /// [`time_ordered`].
     pub fn new(prefix: &str) -> Result<String, StoreError> {
-        Ok(format!("{prefix}_{}{}", millis_hex(), random_hex(10)?))
+        time_ordered(&format!("{prefix}_")).map_err(StoreError::Random)
+    }
+
+    /// `prefix`, the time ([`millis_hex`]), then 80 bits from the
+    /// operating system's generator, so ids cannot be guessed. The
+    /// generator's own error, for callers (the data keys' ids) that answer
+    /// it with an error type of their own.
+    pub fn time_ordered(prefix: &str) -> Result<String, getrandom::Error> {
+        let mut random = [0u8; 10];
+        getrandom::fill(&mut random)?;
+        Ok(format!("{prefix}{}{}", millis_hex(), hex::encode(random)))
     }
 
     /// The milliseconds since the Unix epoch as 12 hex digits (48 bits,
@@ -578,7 +587,7 @@ pub mod ids {
     /// million rows rewrites a million pages of each index. Hand-written
     /// rather than the `uuid` crate's v7, which panics when the generator
     /// fails; here that is an error the caller answers.
-    pub fn millis_hex() -> String {
+    fn millis_hex() -> String {
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_millis());
